@@ -1,0 +1,201 @@
+// Package broker runs enjin's embedded NATS server (nats-server as a library) in operator
+// mode: the operator and account JWTs come from package keys, the directory resolver in the
+// state dir persists them, and every account's exports and imports follow bus.Flows. It
+// listens on loopback unless told otherwise.
+//
+// The broker is ring 0's: it holds the operator signing key, so it alone re-signs account
+// JWTs, pushes them to the running server ($SYS.REQ.CLAIMS.UPDATE), revokes users (the
+// server closes their live connections within milliseconds) and adds tenants.
+//
+// broker imports bus, keys and rings; ring 0 imports broker; tests start it through
+// test/harness with exactly this configuration.
+package broker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"enjin/bus"
+	"enjin/keys"
+)
+
+// DefaultPort is the client port when Config.Port is zero.
+const DefaultPort = 4222
+
+// Config configures a broker. The zero value (plus a StateDir) listens on 127.0.0.1:4222.
+type Config struct {
+	StateDir string       // holds keys/ and resolver/
+	Host     string       // listen address; "" means 127.0.0.1
+	Port     int          // 0 means DefaultPort; -1 picks a free port
+	Logger   *slog.Logger // nil discards
+}
+
+// Broker is a running embedded server with ring 0's system connection.
+type Broker struct {
+	log   *slog.Logger
+	chain *keys.Chain
+	srv   *server.Server
+	sys   *nats.Conn
+
+	mu sync.Mutex // serializes re-signing and pushing account JWTs
+}
+
+// New initializes the chain if needed, provisions every account and starts the server.
+func New(cfg Config) (*Broker, error) {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	chain, err := keys.Init(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	jwts, err := Provision(chain, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	res, err := server.NewDirAccResolver(filepath.Join(cfg.StateDir, "resolver"), 0, time.Minute, server.RenameDeleted)
+	if err != nil {
+		return nil, fmt.Errorf("broker: resolver: %w", err)
+	}
+	for pub, tok := range jwts {
+		if err := res.Store(pub, tok); err != nil {
+			return nil, fmt.Errorf("broker: resolver: store %s: %w", pub, err)
+		}
+	}
+	sys, _ := chain.Account(keys.SYS)
+	opts := &server.Options{
+		ServerName:       "enjin-ring0",
+		Host:             cfg.Host,
+		Port:             cfg.Port,
+		TrustedOperators: []*jwt.OperatorClaims{chain.Operator.Claims},
+		SystemAccount:    sys.Public,
+		AccountResolver:  res,
+		NoSigs:           true,
+		MaxPayload:       1 << 20,
+	}
+	if opts.Host == "" {
+		opts.Host = "127.0.0.1"
+	}
+	if opts.Port == 0 {
+		opts.Port = DefaultPort
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	srv.SetLoggerV2(logAdapter{log}, false, false, false)
+	srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		srv.Shutdown()
+		return nil, errors.New("broker: server not ready within 10s")
+	}
+	b := &Broker{log: log, chain: chain, srv: srv}
+	if b.sys, err = b.connectSys(); err != nil {
+		srv.Shutdown()
+		return nil, err
+	}
+	log.Info("broker ready", "url", srv.ClientURL())
+	return b, nil
+}
+
+func (b *Broker) connectSys() (*nats.Conn, error) {
+	iss, err := IssuerFor(b.chain, keys.SYS)
+	if err != nil {
+		return nil, err
+	}
+	c, err := iss.Mint(keys.UserRequest{Name: "ring0-sys", Perms: bus.SysPerms("ring0-sys")}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return bus.Connect("", c, nats.InProcessServer(b.srv))
+}
+
+// ClientURL is the URL clients dial.
+func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
+
+// Server is the embedded server, for in-process connections.
+func (b *Broker) Server() *server.Server { return b.srv }
+
+// Chain is the trust chain the broker serves.
+func (b *Broker) Chain() *keys.Chain { return b.chain }
+
+// Run serves until ctx ends, then shuts down.
+func (b *Broker) Run(ctx context.Context) error {
+	<-ctx.Done()
+	return b.Close()
+}
+
+// Close shuts the server down and waits for it.
+func (b *Broker) Close() error {
+	b.sys.Close()
+	b.srv.Shutdown()
+	b.srv.WaitForShutdown()
+	return nil
+}
+
+// IssuerFor returns an issuer for the named account bounded by that account's grant in
+// bus policy.
+func IssuerFor(c *keys.Chain, account string) (*keys.Issuer, error) {
+	a, err := c.Account(account)
+	if err != nil {
+		return nil, err
+	}
+	var g keys.Grant
+	switch account {
+	case keys.SYS:
+		g = bus.SysGrant()
+	case keys.RING0:
+		g = bus.Ring0Grant()
+	case keys.RING1:
+		g = bus.Ring1Grant()
+	case keys.OPS:
+		g = bus.OpsGrant()
+	default:
+		g = bus.TenantGrant()
+	}
+	return a.Issuer(g), nil
+}
+
+// push sends an account JWT to the server and checks the server took it.
+func (b *Broker) push(ctx context.Context, tok string) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	m, err := b.sys.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(tok))
+	if err != nil {
+		return fmt.Errorf("broker: push claims: %w", err)
+	}
+	var resp struct {
+		Data  *struct{ Code int } `json:"data"`
+		Error *struct {
+			Code        int
+			Description string
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(m.Data, &resp); err != nil {
+		return fmt.Errorf("broker: push claims: reply: %w", err)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("broker: push claims: %d %s", resp.Error.Code, resp.Error.Description)
+	}
+	return nil
+}
+
+type logAdapter struct{ l *slog.Logger }
+
+func (a logAdapter) Noticef(f string, v ...any) { a.l.Info(fmt.Sprintf(f, v...), "component", "nats") }
+func (a logAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
+func (a logAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
+func (a logAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
+func (a logAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+func (a logAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }

@@ -1,0 +1,88 @@
+package broker
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"enjin/bus"
+	"enjin/keys"
+	"enjin/rings"
+)
+
+// Revoke revokes every credential of userPub in account issued up to now, re-signs the
+// account and pushes it: the server closes the user's live connections. The user must be
+// re-issued with a new key (revocation has one-second granularity). Entries older than
+// keys.MaxTTL are pruned, since every credential they could match has expired.
+func (b *Broker) Revoke(ctx context.Context, account, userPub string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, err := b.chain.Account(account)
+	if err != nil {
+		return err
+	}
+	ac, err := a.Claims()
+	if err != nil {
+		return err
+	}
+	if ac == nil {
+		return fmt.Errorf("broker: revoke in %s: account never signed", account)
+	}
+	now := time.Now()
+	ac.RevokeAt(userPub, now)
+	for pub, at := range ac.Revocations {
+		if now.Sub(time.Unix(at, 0)) > keys.MaxTTL {
+			ac.ClearRevocation(pub)
+		}
+	}
+	tok, err := b.chain.SignAccount(a, ac)
+	if err != nil {
+		return err
+	}
+	return b.push(ctx, tok)
+}
+
+// AddTenant creates tenant t's account (if new) with a scoped signing key for each of
+// scopedKeys (held by the ring 1 nodes that host it), wires its flows into RING1 and OPS,
+// and pushes every changed account.
+func (b *Broker) AddTenant(ctx context.Context, t rings.TenantID, scopedKeys ...string) error {
+	if err := t.Validate(); err != nil {
+		return fmt.Errorf("broker: add tenant: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	a, _, err := b.chain.EnsureAccount(keys.TenantAccount(t))
+	if err != nil {
+		return err
+	}
+	ac, err := a.Claims()
+	if err != nil {
+		return err
+	}
+	if ac == nil {
+		ac = a.NewClaims()
+	}
+	for _, k := range scopedKeys {
+		if err := keys.AddScope(ac, bus.TenantScope(k), bus.TenantGrant()); err != nil {
+			return err
+		}
+	}
+	if _, err := b.chain.SignAccount(a, ac); err != nil {
+		return err
+	}
+	return b.reprovision(ctx)
+}
+
+// reprovision re-signs every account from policy and pushes them all.
+func (b *Broker) reprovision(ctx context.Context) error {
+	jwts, err := Provision(b.chain, time.Now())
+	if err != nil {
+		return err
+	}
+	for _, tok := range jwts {
+		if err := b.push(ctx, tok); err != nil {
+			return err
+		}
+	}
+	return nil
+}

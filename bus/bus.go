@@ -1,0 +1,151 @@
+// Package bus owns enjin's wire: the subject names of every flow (all built in subjects.go),
+// the permissions each kind of identity gets (policy.go), typed publish/request/subscribe
+// helpers over nats.go, and the signed-observation envelope with its verifier.
+//
+// Delivery on the bus is core NATS: at most once. Nothing here acknowledges an observation;
+// ring 0 acknowledges only after the store commits it. Commands are request/reply with a
+// deadline and must be idempotent.
+//
+// A signed observation is a JSON payload (rings.Observation) with four headers: Obs-Signer,
+// Obs-Ts, Obs-Seq and Obs-Sig, an ed25519 signature by the node's attestation key over a
+// domain-separated canonical form of node id, timestamp, sequence and payload. The Verifier
+// accepts it only if the signer is registered for the node named by the server-enforced
+// subject token, the timestamp is within the window, the sequence is above the node's
+// high-water mark and the signature holds; it reports the reason for every rejection.
+//
+// bus imports keys and rings; services, supervisors and the rings import bus.
+package bus
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"enjin/keys"
+	"enjin/rings"
+)
+
+// Connect dials url as the user in creds. Replies come to the user's own inbox prefix (the
+// only one its permissions let it read). Revocation and expiry are terminal: the connection
+// closes instead of retrying with a credential that can no longer work.
+func Connect(url string, creds *keys.Creds, opts ...nats.Option) (*nats.Conn, error) {
+	kp, err := creds.KeyPair()
+	if err != nil {
+		return nil, err
+	}
+	base := []nats.Option{
+		nats.Name(creds.Name),
+		nats.UserJWT(
+			func() (string, error) { return creds.JWT, nil },
+			func(nonce []byte) ([]byte, error) { return kp.Sign(nonce) },
+		),
+		nats.CustomInboxPrefix(Inbox(creds.Name)),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect %s as %s: %w", url, creds.Name, err)
+	}
+	return nc, nil
+}
+
+// Terminal reports whether err means the credential itself is no longer accepted.
+func Terminal(err error) bool {
+	return errors.Is(err, nats.ErrAuthRevoked) || errors.Is(err, nats.ErrAuthExpired)
+}
+
+// Publish sends v as JSON on subj.
+func Publish[T any](nc *nats.Conn, subj string, v T) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("bus: publish %s: %w", subj, err)
+	}
+	if err := nc.Publish(subj, b); err != nil {
+		return fmt.Errorf("bus: publish %s: %w", subj, err)
+	}
+	return nil
+}
+
+// Request sends req as JSON on subj and decodes the JSON reply, within ctx's deadline.
+// A reply carrying an error (see Reply) comes back as an error.
+func Request[Req, Resp any](ctx context.Context, nc *nats.Conn, subj string, req Req) (Resp, error) {
+	var zero Resp
+	b, err := json.Marshal(req)
+	if err != nil {
+		return zero, fmt.Errorf("bus: request %s: %w", subj, err)
+	}
+	m, err := nc.RequestWithContext(ctx, subj, b)
+	if err != nil {
+		return zero, fmt.Errorf("bus: request %s: %w", subj, err)
+	}
+	if e := m.Header.Get(HdrError); e != "" {
+		return zero, fmt.Errorf("bus: request %s: %w", subj, &RemoteError{Msg: e})
+	}
+	var out Resp
+	if err := json.Unmarshal(m.Data, &out); err != nil {
+		return zero, fmt.Errorf("bus: request %s: reply: %w", subj, err)
+	}
+	return out, nil
+}
+
+// HdrError carries a responder's error message instead of a JSON reply.
+const HdrError = "Enjin-Error"
+
+// RemoteError is an error a responder sent back.
+type RemoteError struct{ Msg string }
+
+func (e *RemoteError) Error() string { return "remote: " + e.Msg }
+
+// Handle subscribes to subj (in queue group queue, if not empty) and answers each request
+// with fn's result: JSON on success, an Enjin-Error header otherwise. Requests that do not
+// decode are answered with an error, never dropped silently.
+func Handle[Req, Resp any](nc *nats.Conn, subj, queue string, fn func(m *nats.Msg, req Req) (Resp, error)) (*nats.Subscription, error) {
+	h := func(m *nats.Msg) {
+		var req Req
+		if err := json.Unmarshal(m.Data, &req); err != nil {
+			replyErr(m, fmt.Errorf("decode request: %w", err))
+			return
+		}
+		resp, err := fn(m, req)
+		if err != nil {
+			replyErr(m, err)
+			return
+		}
+		b, err := json.Marshal(resp)
+		if err != nil {
+			replyErr(m, err)
+			return
+		}
+		_ = m.Respond(b) // the requester times out if this is lost; commands are idempotent
+	}
+	sub, err := nc.QueueSubscribe(subj, queue, h)
+	if err != nil {
+		return nil, fmt.Errorf("bus: handle %s: %w", subj, err)
+	}
+	return sub, nil
+}
+
+func replyErr(m *nats.Msg, err error) {
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(HdrError, err.Error())
+	_ = m.RespondMsg(r)
+}
+
+// PublishObservation signs obs with s and publishes it on subj.
+func PublishObservation(nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (Seal, error) {
+	b, err := json.Marshal(obs)
+	if err != nil {
+		return Seal{}, fmt.Errorf("bus: observation: %w", err)
+	}
+	sl := s.Sign(b, time.Now())
+	m := &nats.Msg{Subject: subj, Header: sl.Header(), Data: b}
+	if err := nc.PublishMsg(m); err != nil {
+		return sl, fmt.Errorf("bus: publish observation on %s: %w", subj, err)
+	}
+	return sl, nil
+}

@@ -1,0 +1,118 @@
+package bus
+
+import (
+	"enjin/rings"
+)
+
+// Every subject enjin uses is built here. Each account sees its own names; the broker's
+// exports and imports map one account's names onto another's, always with a prefix naming
+// where the message came from (r0.from…, r1.from…, ops…).
+//
+// Node and tenant ids are validated (slug or UUID) before they reach the bus, so they are
+// always exactly one token; user keys (U…) and verbs are single tokens too.
+
+// Verbs of ring 1 commands.
+const (
+	VerbPing     = "ping"
+	VerbDescribe = "describe"
+	VerbDrain    = "drain"
+)
+
+// Services ring 0 offers to ring 1 (request/reply).
+const (
+	ServiceRevoke = "revoke"
+)
+
+// ---- RING1 account ----
+
+// Ring1Obs is where ring 1 node n publishes its signed observations.
+func Ring1Obs(n rings.NodeID) string { return "ring1." + string(n) + ".obs" }
+
+// Ring1Cmd is where ring 1 node n receives command verb.
+func Ring1Cmd(n rings.NodeID, verb string) string { return "ring1." + string(n) + ".cmd." + verb }
+
+// Ring1Cmds matches every command for node n.
+func Ring1Cmds(n rings.NodeID) string { return "ring1." + string(n) + ".cmd.>" }
+
+// R1Ring0 is where a ring 1 node sends a request to ring 0's service.
+func R1Ring0(service string) string { return "r1.ring0." + service }
+
+// R1FromTenantObs is where ring 1 receives tenant t's ring 2 observations; the last but one
+// token is the publishing user's key, which the server enforces.
+func R1FromTenantObs(t rings.TenantID) string { return "r1.from." + string(t) + ".*.obs" }
+
+// R1FromTenantLog is where ring 1 receives tenant t's ring 2 log lines.
+func R1FromTenantLog(t rings.TenantID) string { return "r1.from." + string(t) + ".*.log" }
+
+// R1ToTenantCmd is where ring 1 sends command verb to the ring 2 node with user key u.
+func R1ToTenantCmd(t rings.TenantID, u, verb string) string {
+	return "r1.to." + string(t) + "." + u + ".cmd." + verb
+}
+
+// ---- RING0 account ----
+
+// R0FromRing1Obs is where ring 0 receives ring 1 node n's observations.
+func R0FromRing1Obs(n rings.NodeID) string { return "r0.from.ring1." + string(n) + ".obs" }
+
+// R0FromRing1ObsAll matches every ring 1 observation as ring 0 sees it; token 3 is the node.
+const R0FromRing1ObsAll = "r0.from.ring1.*.obs"
+
+// R0FromRing1ObsNode extracts the node id from a subject matched by R0FromRing1ObsAll. The
+// token was enforced by the server (a ring 1 user may only publish under its own name).
+func R0FromRing1ObsNode(subject string) (rings.NodeID, bool) {
+	return token(subject, "r0.from.ring1.", ".obs")
+}
+
+// R0ToRing1Cmd is where ring 0 sends command verb to ring 1 node n.
+func R0ToRing1Cmd(n rings.NodeID, verb string) string {
+	return "r0.to.ring1." + string(n) + ".cmd." + verb
+}
+
+// Ring0API is where ring 0 answers service requests from ring 1.
+func Ring0API(service string) string { return "ring0.api." + service }
+
+// Ring0APIAll matches every ring 0 service subject.
+const Ring0APIAll = "ring0.api.>"
+
+// Event is where ring 0 publishes an event of kind for operators.
+func Event(kind string) string { return "events." + kind }
+
+// ---- tenant accounts (T-<tenant>) ----
+
+// Ring2Obs is where the ring 2 node holding user key u publishes its observations.
+func Ring2Obs(u string) string { return "ring2." + u + ".obs" }
+
+// Ring2Log is where the ring 2 node holding user key u publishes log lines.
+func Ring2Log(u string) string { return "ring2." + u + ".log" }
+
+// Ring2Cmd is where the ring 2 node holding user key u receives command verb.
+func Ring2Cmd(u, verb string) string { return "ring2." + u + ".cmd." + verb }
+
+// ---- OPS account ----
+
+// OpsAll is everything an operator can watch.
+const OpsAll = "ops.>"
+
+// OpsRing1Obs is ring 1 node n's observation as operators see it.
+func OpsRing1Obs(n rings.NodeID) string { return "ops.ring1." + string(n) + ".obs" }
+
+// OpsTenantObs matches tenant t's ring 2 observations as operators see them.
+func OpsTenantObs(t rings.TenantID) string { return "ops." + string(t) + ".*.obs" }
+
+// OpsEvent is ring 0's event of kind as operators see it.
+func OpsEvent(kind string) string { return "ops.events." + kind }
+
+// ---- inboxes ----
+
+// Inbox is the reply-subject prefix of the user named name. Each user may subscribe only
+// under its own prefix, so nobody reads another's replies.
+func Inbox(name string) string { return "_INBOX." + name }
+
+func token(subject, prefix, suffix string) (rings.NodeID, bool) {
+	if len(subject) <= len(prefix)+len(suffix) || subject[:len(prefix)] != prefix ||
+		subject[len(subject)-len(suffix):] != suffix {
+		return "", false
+	}
+	id := rings.NodeID(subject[len(prefix) : len(subject)-len(suffix)])
+	return id, id.Validate() == nil
+}

@@ -1,0 +1,37 @@
+package rings
+
+import "time"
+
+// NodeState is what a node says, or its supervisor concludes, about its health.
+type NodeState string
+
+// Node states. A node reports itself up, draining or stopping; its supervisor judges suspect
+// and down from missing heartbeats.
+const (
+	StateUp       NodeState = "up"
+	StateDraining NodeState = "draining"
+	StateStopping NodeState = "stopping"
+	StateSuspect  NodeState = "suspect"
+	StateDown     NodeState = "down"
+)
+
+// Observation is the payload of a signed heartbeat: what a node claims about itself at one
+// moment. It is small JSON; the signature travels beside it (see package bus).
+type Observation struct {
+	Node      NodeID     `json:"node"`
+	Ring      Ring       `json:"ring"`
+	State     NodeState  `json:"state"`
+	Time      time.Time  `json:"time"`
+	CPU       float64    `json:"cpu,omitempty"`    // fraction of one core used since the last observation
+	MemBytes  uint64     `json:"mem,omitempty"`    // resident memory
+	Load1     float64    `json:"load1,omitempty"`  // one-minute load average of the host
+	UptimeSec float64    `json:"uptime,omitempty"` // seconds since the node started
+	Tiers     []TierRole `json:"tiers,omitempty"`
+}
+
+// TierRole is a node's claim to a role in a tier, valid for one fencing epoch.
+type TierRole struct {
+	Tier  string `json:"tier"`
+	Role  string `json:"role"`
+	Epoch int64  `json:"epoch"`
+}
