@@ -18,12 +18,12 @@ type Reason int
 
 // Rejection reasons, in the order the verifier checks them.
 const (
-	Malformed    Reason = iota // missing or badly formed seal headers, or an oversized payload
-	UnknownNode                // no attestation key registered for the node
-	WrongSigner                // Obs-Signer is not the key registered for the node
-	OutsideWindow              // |now − ts| exceeds the window
-	Replay                     // seq not above the node's high-water mark
-	BadSignature               // the signature does not cover these bytes
+	Malformed     Reason = iota // missing or badly formed seal headers, or an oversized payload
+	UnknownNode                 // no attestation key registered for the node
+	WrongSigner                 // Obs-Signer is not the key registered for the node
+	OutsideWindow               // |now − ts| exceeds the window
+	Replay                      // seq not above the node's high-water mark
+	BadSignature                // the signature does not cover these bytes
 	numReasons
 )
 
