@@ -1,0 +1,244 @@
+package bus_test
+
+import (
+	"crypto/ed25519"
+	"encoding/base64"
+	"errors"
+	"math/rand/v2"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
+
+	"enjin/bus"
+	"enjin/keys"
+	"enjin/rings"
+)
+
+type signed struct {
+	node rings.NodeID
+	h    nats.Header
+	p    []byte
+}
+
+func newNode(t testing.TB, v *bus.Verifier, n rings.NodeID) *bus.Signer {
+	a, err := keys.NewAttestation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Register(n, a.Public(), 0); err != nil {
+		t.Fatal(err)
+	}
+	return bus.NewSigner(n, a)
+}
+
+func sign(s *bus.Signer, payload string, at time.Time) signed {
+	p := []byte(payload)
+	return signed{s.Node(), s.Sign(p, at).Header(), p}
+}
+
+func reason(err error) string {
+	var re *bus.RejectError
+	if errors.As(err, &re) {
+		return re.Reason.String()
+	}
+	return "accepted"
+}
+
+func cloneHeader(h nats.Header) nats.Header {
+	c := nats.Header{}
+	for k, v := range h {
+		c[k] = append([]string(nil), v...)
+	}
+	return c
+}
+
+// TestSignedObservations runs every attack the envelope must withstand, counts rejections by
+// reason, and checks valid observations still pass, including after a verifier restart that
+// reloads the high-water marks.
+func TestSignedObservations(t *testing.T) {
+	v := bus.NewVerifier(0)
+	a := newNode(t, v, "node-a")
+	b := newNode(t, v, "node-b")
+	now := time.Now()
+	rng := rand.New(rand.NewPCG(1, 2))
+
+	var valid []signed
+	for i := range 100 {
+		m := sign(a, `{"node":"node-a","state":"up","i":`+strconv.Itoa(i)+`}`, now)
+		if _, err := v.Verify(m.node, m.h, m.p, now); err != nil {
+			t.Fatalf("valid observation %d rejected: %v", i, err)
+		}
+		valid = append(valid, m)
+	}
+	counts := map[string]map[string]int{}
+	attempt := func(kind string, node rings.NodeID, h nats.Header, p []byte) {
+		if counts[kind] == nil {
+			counts[kind] = map[string]int{}
+		}
+		_, err := v.Verify(node, h, p, now)
+		counts[kind][reason(err)]++
+	}
+	// 10,000 replays of observations already accepted.
+	for i := range 10_000 {
+		m := valid[i%len(valid)]
+		attempt("replay", m.node, m.h, m.p)
+	}
+	// 1,000 tampered messages, fresh each time so replay cannot be what stops them.
+	for i := range 1000 {
+		m := sign(a, `{"node":"node-a","state":"up"}`, now)
+		h, p := cloneHeader(m.h), append([]byte(nil), m.p...)
+		switch i % 5 {
+		case 0: // payload
+			p[rng.IntN(len(p))] ^= byte(1 + rng.IntN(255))
+		case 1: // timestamp header, still inside the window
+			ts, _ := strconv.ParseInt(h.Get(bus.HdrTs), 10, 64)
+			h.Set(bus.HdrTs, strconv.FormatInt(ts+int64(1+rng.IntN(1000)), 10))
+		case 2: // sequence header, higher so it is not a replay
+			seq, _ := strconv.ParseUint(h.Get(bus.HdrSeq), 10, 64)
+			h.Set(bus.HdrSeq, strconv.FormatUint(seq+uint64(1+rng.IntN(1000)), 10))
+		case 3: // signature bits
+			sig, _ := base64.RawURLEncoding.DecodeString(h.Get(bus.HdrSig))
+			sig[rng.IntN(len(sig))] ^= byte(1 + rng.IntN(255))
+			h.Set(bus.HdrSig, base64.RawURLEncoding.EncodeToString(sig))
+		case 4: // header damage: missing, doubled, garbage
+			switch rng.IntN(3) {
+			case 0:
+				delete(h, []string{bus.HdrSigner, bus.HdrTs, bus.HdrSeq, bus.HdrSig}[rng.IntN(4)])
+			case 1:
+				h[bus.HdrSig] = append(h[bus.HdrSig], h.Get(bus.HdrSig))
+			case 2:
+				h.Set(bus.HdrSeq, "+"+h.Get(bus.HdrSeq))
+			}
+		}
+		attempt("tampered", "node-a", h, p)
+	}
+	// Observations carried to another node's subject.
+	for range 1000 {
+		m := sign(a, `{"node":"node-a"}`, now)
+		attempt("carried", "node-b", m.h, m.p)
+	}
+	// Signed with the auth key instead of the attestation key, claiming either key as signer.
+	auth, _ := nkeys.CreateUser()
+	for i := range 1000 {
+		m := sign(a, `{"node":"node-a"}`, now)
+		payload := m.p
+		ts, _ := strconv.ParseInt(m.h.Get(bus.HdrTs), 10, 64)
+		seq, _ := strconv.ParseUint(m.h.Get(bus.HdrSeq), 10, 64)
+		sig, _ := auth.Sign(bus.Canonical(nil, "node-a", ts, seq, payload))
+		h := cloneHeader(m.h)
+		h.Set(bus.HdrSig, base64.RawURLEncoding.EncodeToString(sig))
+		if i%2 == 1 {
+			raw, _ := auth.PublicKey()
+			pub, _ := nkeys.Decode(nkeys.PrefixByteUser, []byte(raw))
+			h.Set(bus.HdrSigner, keys.EncodeAttestationPublic(ed25519.PublicKey(pub)))
+		}
+		attempt("auth-key", "node-a", h, payload)
+	}
+	// ±45 s outside the window.
+	for i := range 1000 {
+		off := 45 * time.Second
+		if i%2 == 1 {
+			off = -off
+		}
+		m := sign(a, `{"node":"node-a"}`, now.Add(off))
+		attempt("window", "node-a", m.h, m.p)
+	}
+	// Unknown node.
+	for range 100 {
+		m := sign(a, `{}`, now)
+		attempt("unknown", "node-z", m.h, m.p)
+	}
+	total := 0
+	for kind, byReason := range counts {
+		t.Logf("%-9s %v", kind, byReason)
+		if n := byReason["accepted"]; n != 0 {
+			t.Errorf("%s: %d accepted, want 0", kind, n)
+		}
+		for _, n := range byReason {
+			total += n
+		}
+	}
+	st := v.Stats()
+	t.Logf("verifier: accepted %d, rejected %v (%d attempts)", st.Accepted, st.Rejected, total)
+	wantReason := map[string]string{"replay": "replay", "carried": "wrong-signer", "window": "outside-window", "unknown": "unknown-node"}
+	for kind, r := range wantReason {
+		if counts[kind][r] != sumOf(counts[kind]) {
+			t.Errorf("%s: rejected as %v, want all %s", kind, counts[kind], r)
+		}
+	}
+	if counts["replay"]["replay"] != 10_000 || sumOf(counts["tampered"]) != 1000 {
+		t.Errorf("counts %v", counts)
+	}
+
+	// A restart: a new verifier registered with the persisted marks still refuses replays and
+	// accepts new observations from both nodes.
+	marks := v.Marks()
+	v2 := bus.NewVerifier(0)
+	for n, pub := range map[rings.NodeID]*bus.Signer{"node-a": a, "node-b": b} {
+		if err := v2.Register(n, pubOf(pub), marks[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, m := range valid {
+		if _, err := v2.Verify(m.node, m.h, m.p, now); reason(err) != "replay" {
+			t.Fatalf("after restart, replay: %v", err)
+		}
+	}
+	for _, s := range []*bus.Signer{a, b} {
+		m := sign(s, `{"state":"up"}`, time.Now())
+		if _, err := v2.Verify(m.node, m.h, m.p, time.Now()); err != nil {
+			t.Fatalf("after restart, valid observation from %s: %v", m.node, err)
+		}
+	}
+}
+
+func sumOf(m map[string]int) int {
+	n := 0
+	for _, c := range m {
+		n += c
+	}
+	return n
+}
+
+// pubOf recovers a signer's public key from one of its seals.
+func pubOf(s *bus.Signer) string { return s.Sign([]byte("x"), time.Now()).Signer }
+
+func TestSequenceSurvivesSignerRestart(t *testing.T) {
+	v := bus.NewVerifier(0)
+	att, _ := keys.NewAttestation()
+	v.Register("n1", att.Public(), 0)
+	for range 3 {
+		s := bus.NewSigner("n1", att) // a restarted node remembers nothing
+		for range 10 {
+			m := sign(s, "{}", time.Now())
+			if _, err := v.Verify("n1", m.h, m.p, time.Now()); err != nil {
+				t.Fatalf("restarted signer: %v", err)
+			}
+		}
+	}
+}
+
+func FuzzVerify(f *testing.F) {
+	att, _ := keys.NewAttestation()
+	s := bus.NewSigner("n1", att)
+	sl := s.Sign([]byte(`{"node":"n1"}`), time.Unix(1_700_000_000, 0))
+	g := sl.Header()
+	f.Add(g.Get(bus.HdrSigner), g.Get(bus.HdrTs), g.Get(bus.HdrSeq), g.Get(bus.HdrSig), []byte(`{"node":"n1"}`))
+	f.Add("", "0", "-1", "!!", []byte{})
+	f.Fuzz(func(t *testing.T, signer, ts, seq, sig string, payload []byte) {
+		v := bus.NewVerifier(0)
+		v.Register("n1", att.Public(), 0)
+		h := nats.Header{bus.HdrSigner: {signer}, bus.HdrTs: {ts}, bus.HdrSeq: {seq}, bus.HdrSig: {sig}}
+		_, err := v.Verify("n1", h, payload, time.Unix(1_700_000_000, 0))
+		if err == nil {
+			// Only the genuine seal and payload may pass.
+			if sig != g.Get(bus.HdrSig) || ts != g.Get(bus.HdrTs) || seq != g.Get(bus.HdrSeq) ||
+				string(payload) != `{"node":"n1"}` || signer != att.Public() {
+				t.Fatalf("accepted a forged observation")
+			}
+		}
+	})
+}
