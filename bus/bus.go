@@ -51,6 +51,15 @@ func Connect(url string, creds *keys.Creds, opts ...nats.Option) (*nats.Conn, er
 	if err != nil {
 		return nil, fmt.Errorf("bus: connect %s as %s: %w", url, creds.Name, err)
 	}
+	prev := nc.Opts.AsyncErrorCB
+	nc.SetErrorHandler(func(c *nats.Conn, s *nats.Subscription, err error) {
+		if Terminal(err) {
+			go c.Close() // Close waits for this callback's goroutine; never call it inline
+		}
+		if prev != nil {
+			prev(c, s, err)
+		}
+	})
 	return nc, nil
 }
 

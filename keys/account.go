@@ -66,9 +66,10 @@ func (a *Account) Claims() (*jwt.AccountClaims, error) {
 	return ac, nil
 }
 
-// ActivationSigner returns the account's signing key for activation tokens of its exports.
-// Activation claims it signs must set IssuerAccount to the account's public key.
-func (a *Account) ActivationSigner() nkeys.KeyPair { return a.signing }
+// SigningKeyPair returns the account's (unscoped) signing key, which ring 0 uses for the
+// activation tokens of the account's exports; claims it signs must set IssuerAccount to the
+// account's public key. Only ring 0 ever holds it.
+func (a *Account) SigningKeyPair() nkeys.KeyPair { return a.signing }
 
 func (a *Account) storeJWT(tok string) error {
 	return WriteCreds(filepath.Join(a.dir, "account.jwt"), []byte(tok+"\n"))

@@ -46,10 +46,12 @@ func (p Permissions) normalized() Permissions {
 
 // Within checks that p grants nothing outside g and returns the permissions to sign: p's, with
 // g's deny lists added (a deny in the grant binds everyone below it).
-func (p Permissions) Within(g Grant) (Permissions, error) {
+func (p Permissions) Within(g Grant) (Permissions, error) { return p.within(g, false) }
+
+func (p Permissions) within(g Grant, templates bool) (Permissions, error) {
 	for _, list := range [][]string{p.PubAllow, p.PubDeny, p.SubAllow, p.SubDeny} {
 		for _, s := range list {
-			if err := ValidSubject(s, false); err != nil {
+			if err := ValidSubject(s, templates); err != nil {
 				return Permissions{}, err
 			}
 		}

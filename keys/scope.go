@@ -34,16 +34,7 @@ func AddScope(ac *jwt.AccountClaims, s Scope, g Grant) error {
 	if !nkeys.IsValidPublicAccountKey(s.Key) {
 		return fmt.Errorf("keys: scope %q: key %q is not an account-type public key", s.Role, s.Key)
 	}
-	for _, list := range [][]string{s.Template.PubAllow, s.Template.PubDeny, s.Template.SubAllow, s.Template.SubDeny} {
-		for _, subj := range list {
-			if err := ValidSubject(subj, true); err != nil {
-				return err
-			}
-		}
-	}
-	tmpl := s.Template
-	tmpl.PubDeny, tmpl.SubDeny = nil, nil // validated above; Within would refuse their templates
-	if _, err := tmpl.Within(g); err != nil {
+	if _, err := s.Template.within(g, true); err != nil {
 		return fmt.Errorf("keys: scope %q: %w", s.Role, err)
 	}
 	us := jwt.NewUserScope()

@@ -133,7 +133,7 @@ func wireFlows(flows []bus.Flow, accts map[string]*keys.Account, claims map[stri
 		act.ImportType = typ
 		act.IssuerAccount = exp.Public
 		act.IssuedAt = now.Unix()
-		tok, err := act.Encode(exp.ActivationSigner())
+		tok, err := act.Encode(exp.SigningKeyPair())
 		if err != nil {
 			return fmt.Errorf("broker: activation %s: %w", act.Name, err)
 		}

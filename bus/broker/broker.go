@@ -18,7 +18,9 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/jwt/v2"
@@ -47,7 +49,8 @@ type Broker struct {
 	srv   *server.Server
 	sys   *nats.Conn
 
-	mu sync.Mutex // serializes re-signing and pushing account JWTs
+	mu         sync.Mutex // serializes re-signing and pushing account JWTs
+	violations atomic.Uint64
 }
 
 // New initializes the chain if needed, provisions every account and starts the server.
@@ -94,13 +97,13 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	srv.SetLoggerV2(logAdapter{log}, false, false, false)
+	b := &Broker{log: log, chain: chain, srv: srv}
+	srv.SetLoggerV2(logAdapter{log, &b.violations}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
 		return nil, errors.New("broker: server not ready within 10s")
 	}
-	b := &Broker{log: log, chain: chain, srv: srv}
 	if b.sys, err = b.connectSys(); err != nil {
 		srv.Shutdown()
 		return nil, err
@@ -191,11 +194,30 @@ func (b *Broker) push(ctx context.Context, tok string) error {
 	return nil
 }
 
-type logAdapter struct{ l *slog.Logger }
+// Violations is the number of permission violations (refused publishes and subscriptions)
+// and refused connections the server has reported since the broker started.
+func (b *Broker) Violations() uint64 { return b.violations.Load() }
+
+// logAdapter routes the server's log to slog. Permission violations and failed
+// authentications are a client's mistake or attack, not the server's trouble: they are
+// counted and logged as warnings.
+type logAdapter struct {
+	l          *slog.Logger
+	violations *atomic.Uint64
+}
 
 func (a logAdapter) Noticef(f string, v ...any) { a.l.Info(fmt.Sprintf(f, v...), "component", "nats") }
 func (a logAdapter) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...), "component", "nats") }
 func (a logAdapter) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
-func (a logAdapter) Errorf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...), "component", "nats") }
 func (a logAdapter) Debugf(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
 func (a logAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...), "component", "nats") }
+
+func (a logAdapter) Errorf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	if strings.Contains(msg, " Violation - ") || strings.HasSuffix(msg, "authentication error") {
+		a.violations.Add(1)
+		a.l.Warn(msg, "component", "nats")
+		return
+	}
+	a.l.Error(msg, "component", "nats")
+}
