@@ -97,3 +97,13 @@ func (c *Cloud) Tenant(t testing.TB, tn rings.TenantID) (*keys.Issuer, nkeys.Key
 	}
 	return keys.NewScopedIssuer(kp, a.Public), kp
 }
+
+// Ring1NodeIssuer is ring 0's issuer for ring 1 node users.
+func (c *Cloud) Ring1NodeIssuer(t testing.TB) *keys.Issuer {
+	t.Helper()
+	iss, err := broker.IssuerFor(c.Chain, keys.RING1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return iss
+}

@@ -12,9 +12,10 @@ import (
 	"time"
 )
 
-// Logger returns a logger that writes to the test's output.
+// Logger returns a logger that writes errors to the test's output. Warnings (such as the
+// permission violations security tests provoke by the thousand) are left out.
 func Logger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelError}))
 }
 
 // Eventually polls cond every few milliseconds until it holds or timeout passes, then fails
