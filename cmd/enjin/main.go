@@ -1,0 +1,32 @@
+// Command enjin is the one binary of the enjin cloud: `enjin init` creates the trust chain in
+// a state directory, and `enjin bench` measures the signed bus on this machine. Later
+// commands (`enjin up`, `enjin ring0`, `enjin ring1`, client commands) join it.
+//
+// Exit status: 0 on success, 1 when the command failed, 2 for a usage error. Errors are one
+// line on stderr.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:])
+	stop()
+	var u usageError
+	switch {
+	case err == nil:
+	case errors.As(err, &u):
+		fmt.Fprintln(os.Stderr, "enjin:", err)
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "enjin:", err)
+		os.Exit(1)
+	}
+}
