@@ -88,9 +88,12 @@ func TestMintingRefusesEscalation(t *testing.T) {
 		},
 		{
 			name: "user naming another account as issuer",
-			mint: func() error { _, err := keys.Check(forgeIssuer(t, node, ring1, ring0.Public), ring1Claims, now); return err },
-			tok:  forgeIssuer(t, node, ring1, ring0.Public),
-			kp:   nodeKP, acct: ring1Claims,
+			mint: func() error {
+				_, err := keys.Check(forgeIssuer(t, node, ring1, ring0.Public), ring1Claims, now)
+				return err
+			},
+			tok: forgeIssuer(t, node, ring1, ring0.Public),
+			kp:  nodeKP, acct: ring1Claims,
 		},
 		{
 			name: "bearer token",
@@ -107,8 +110,11 @@ func TestMintingRefusesEscalation(t *testing.T) {
 				_, err := c.Ring1NodeIssuer(t).Mint(keys.UserRequest{Name: "n1", Perms: bus.Ring1NodePerms("n1"), Expires: now.Add(-time.Minute)}, now)
 				return err
 			},
-			tok: forge(node, ring1.SigningKeyPair(), func(u *jwt.UserClaims) { u.IssuedAt = now.Add(-time.Hour).Unix(); u.Expires = now.Add(-time.Minute).Unix() }),
-			kp:  nodeKP, acct: ring1Claims,
+			tok: forge(node, ring1.SigningKeyPair(), func(u *jwt.UserClaims) {
+				u.IssuedAt = now.Add(-time.Hour).Unix()
+				u.Expires = now.Add(-time.Minute).Unix()
+			}),
+			kp: nodeKP, acct: ring1Claims,
 		},
 		{
 			name: "not yet valid",
