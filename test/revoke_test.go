@@ -66,3 +66,24 @@ func TestRevocationClosesLiveConnection(t *testing.T) {
 		t.Fatalf("%d revocations in RING1's JWT, want %d", len(ac.Revocations), trials)
 	}
 }
+
+// A revocation outlives the broker: after a restart on the same state directory the revoked
+// credential still cannot connect, and the rest of the chain still works.
+func TestRevocationSurvivesRestart(t *testing.T) {
+	c := harness.StartBroker(t)
+	revoked, _ := c.Ring1Node(t, "n1")
+	kept, _ := c.Ring1Node(t, "n2")
+	if err := c.Broker.Revoke(t.Context(), keys.RING1, revoked.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	c.Broker.Close()
+
+	c2 := harness.StartBrokerIn(t, c.Dir)
+	if _, err := bus.Connect(c2.URL, revoked, nats.MaxReconnects(0)); err == nil {
+		t.Fatal("revoked credential connects after restart")
+	}
+	nc := c2.Connect(t, kept)
+	if !nc.IsConnected() {
+		t.Fatal("unrevoked credential cannot connect after restart")
+	}
+}

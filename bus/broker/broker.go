@@ -51,6 +51,7 @@ type Broker struct {
 
 	mu         sync.Mutex // serializes re-signing and pushing account JWTs
 	violations atomic.Uint64
+	closeOnce  sync.Once
 }
 
 // New initializes the chain if needed, provisions every account and starts the server.
@@ -139,11 +140,13 @@ func (b *Broker) Run(ctx context.Context) error {
 	return b.Close()
 }
 
-// Close shuts the server down and waits for it.
+// Close shuts the server down and waits for it. It is safe to call more than once.
 func (b *Broker) Close() error {
-	b.sys.Close()
-	b.srv.Shutdown()
-	b.srv.WaitForShutdown()
+	b.closeOnce.Do(func() {
+		b.sys.Close()
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+	})
 	return nil
 }
 

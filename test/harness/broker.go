@@ -23,9 +23,11 @@ type Cloud struct {
 
 // StartBroker initializes a trust chain in a temporary directory and starts the embedded
 // broker on a free loopback port, exactly as ring 0 does.
-func StartBroker(t testing.TB) *Cloud {
+func StartBroker(t testing.TB) *Cloud { return StartBrokerIn(t, t.TempDir()) }
+
+// StartBrokerIn starts the broker on an existing state directory, as a restarted ring 0 does.
+func StartBrokerIn(t testing.TB, dir string) *Cloud {
 	t.Helper()
-	dir := t.TempDir()
 	b, err := broker.New(broker.Config{StateDir: dir, Port: -1, Logger: Logger(t)})
 	if err != nil {
 		t.Fatalf("start broker: %v", err)
