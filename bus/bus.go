@@ -145,7 +145,41 @@ func replyErr(m *nats.Msg, err error) {
 	_ = m.RespondMsg(r)
 }
 
-// PublishObservation signs obs with s and publishes it on subj.
+// SendObservation signs obs with s, sends it on subj as a request and waits, within ctx, for
+// the acknowledgement ring 0 gives only after its store has committed the observation. An
+// error means the observation may or may not be stored; a *RemoteError means it was refused.
+func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (Seal, error) {
+	b, err := json.Marshal(obs)
+	if err != nil {
+		return Seal{}, fmt.Errorf("bus: observation: %w", err)
+	}
+	sl := s.Sign(b, time.Now())
+	m, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subj, Header: sl.Header(), Data: b})
+	if err != nil {
+		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, err)
+	}
+	if e := m.Header.Get(HdrError); e != "" {
+		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, &RemoteError{Msg: e})
+	}
+	return sl, nil
+}
+
+// Ack acknowledges a stored observation to its sender (no-op if it asked for no reply).
+func Ack(m *nats.Msg) {
+	if m.Reply != "" {
+		_ = m.Respond(nil) // a lost ack makes the node resend; the store deduplicates
+	}
+}
+
+// Refuse answers a rejected observation with the reason.
+func Refuse(m *nats.Msg, err error) {
+	if m.Reply != "" {
+		replyErr(m, err)
+	}
+}
+
+// PublishObservation signs obs with s and publishes it on subj without waiting for an
+// acknowledgement.
 func PublishObservation(nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (Seal, error) {
 	b, err := json.Marshal(obs)
 	if err != nil {

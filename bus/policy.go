@@ -28,7 +28,9 @@ type Flow struct {
 // Flows lists every cross-account flow of a cloud with the given tenants (DESIGN §3).
 func Flows(tenants []rings.TenantID) []Flow {
 	f := []Flow{
-		{Stream, keys.RING1, keys.RING0, "ring1.*.obs", R0FromRing1ObsAll},
+		// Observations are requests: ring 0 answers each one after the store commits it (the
+		// node's acknowledgement), or with the reason it was rejected.
+		{Service, keys.RING0, keys.RING1, R0FromRing1ObsAll, "ring1.*.obs"},
 		{Service, keys.RING1, keys.RING0, "ring1.*.cmd.>", "r0.to.ring1.*.cmd.>"},
 		{Service, keys.RING0, keys.RING1, Ring0APIAll, "r1.ring0.>"},
 		{Stream, keys.RING1, keys.OPS, "ring1.*.obs", "ops.ring1.*.obs"},

@@ -14,7 +14,8 @@ import (
 	"enjin/test/harness"
 )
 
-// A ring 1 node's observation reaches ring 0 and OPS under the mapped subjects, and verifies.
+// A ring 1 node's observation reaches ring 0 and OPS under the mapped subjects, verifies, and
+// ring 0's acknowledgement comes back to the node.
 func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 	c := harness.StartBroker(t)
 	r0 := c.Connect(t, c.Ring0(t))
@@ -22,8 +23,8 @@ func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 	cr, att := c.Ring1Node(t, "n1")
 	n1 := c.Connect(t, cr)
 
-	r0sub, err := r0.SubscribeSync(bus.R0FromRing1ObsAll)
-	if err != nil {
+	r0msgs := make(chan *nats.Msg, 1)
+	if _, err := r0.Subscribe(bus.R0FromRing1ObsAll, func(m *nats.Msg) { r0msgs <- m; bus.Ack(m) }); err != nil {
 		t.Fatal(err)
 	}
 	opsSub, err := ops.SubscribeSync(bus.OpsAll)
@@ -37,13 +38,12 @@ func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 		t.Fatal(err)
 	}
 	s := bus.NewSigner("n1", att)
-	if _, err := bus.PublishObservation(n1, s, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", Ring: rings.Ring1, State: rings.StateUp}); err != nil {
-		t.Fatal(err)
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := bus.SendObservation(ctx, n1, s, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", Ring: rings.Ring1, State: rings.StateUp}); err != nil {
+		t.Fatalf("observation not acknowledged by ring 0: %v", err)
 	}
-	m, err := r0sub.NextMsg(2 * time.Second)
-	if err != nil {
-		t.Fatalf("ring 0 got nothing: %v", err)
-	}
+	m := <-r0msgs
 	if m.Subject != bus.R0FromRing1Obs("n1") {
 		t.Fatalf("ring 0 subject %q, want %q", m.Subject, bus.R0FromRing1Obs("n1"))
 	}
