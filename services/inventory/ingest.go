@@ -1,0 +1,170 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"enjin/rings"
+)
+
+// Observation is one verified observation, as stored: the exact signed bytes and seal.
+type Observation struct {
+	Node     rings.NodeID `json:"node"`
+	Seq      uint64       `json:"seq"`
+	TsNs     int64        `json:"ts_ns"`
+	Received time.Time    `json:"received_at"`
+	Signer   string       `json:"signer"`
+	Sig      []byte       `json:"sig"`
+	Payload  []byte       `json:"payload"`
+	State    string       `json:"-"` // the state the payload claims, for the nodes row
+}
+
+// Ingest stores a batch of verified observations in one transaction: every observation is
+// appended (a duplicate of one already stored is skipped) and each node's latest state moves
+// forward to its highest sequence. When Ingest returns nil the batch is committed and may be
+// acknowledged. Two concurrent Ingest calls must not share nodes (shard batches by node), so
+// their row locks never cross.
+func (s *Store) Ingest(ctx context.Context, batch []Observation) error {
+	if len(batch) == 0 {
+		return nil
+	}
+	n := len(batch)
+	ids, seqs, tss := make([]string, n), make([]int64, n), make([]int64, n)
+	ats, signers := make([]time.Time, n), make([]string, n)
+	sigs, payloads := make([][]byte, n), make([][]byte, n)
+	latest := map[rings.NodeID]int{}
+	for i, o := range batch {
+		if o.Seq > 1<<63-1 {
+			return fmt.Errorf("inventory: ingest: %s seq %d: %w", o.Node, o.Seq, ErrInvalid)
+		}
+		ids[i], seqs[i], tss[i], ats[i] = string(o.Node), int64(o.Seq), o.TsNs, o.Received
+		signers[i], sigs[i], payloads[i] = o.Signer, o.Sig, o.Payload
+		if j, ok := latest[o.Node]; !ok || batch[j].Seq < o.Seq {
+			latest[o.Node] = i
+		}
+	}
+	order := make([]int, 0, len(latest))
+	for _, i := range latest {
+		order = append(order, i)
+	}
+	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ids[a], ids[b]) })
+	uIDs, uSeqs, uTs := make([]string, len(order)), make([]int64, len(order)), make([]int64, len(order))
+	uAts, uPay, uState := make([]time.Time, len(order)), make([][]byte, len(order)), make([]string, len(order))
+	for k, i := range order {
+		uIDs[k], uSeqs[k], uTs[k], uAts[k], uPay[k], uState[k] = ids[i], seqs[i], tss[i], ats[i], payloads[i], batch[i].State
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO node_observations (node_id, seq, ts_ns, received_at, signer, sig, payload)
+			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bytea[], $7::bytea[])
+			ON CONFLICT DO NOTHING`, ids, seqs, tss, ats, signers, sigs, payloads)
+		b.Queue(`UPDATE nodes n SET last_seq = u.seq, last_obs_ts = u.ts, last_obs_at = u.at,
+				last_payload = u.payload, observed_state = u.state, state = 'up'
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bytea[], $6::text[])
+				AS u (id, seq, ts, at, payload, state)
+			WHERE n.id = u.id AND n.last_seq < u.seq`, uIDs, uSeqs, uTs, uAts, uPay, uState)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return pgErr("ingest", err)
+}
+
+// Observations returns up to limit of node's stored observations, newest first, with
+// sequence below before (0: from the newest).
+func (s *Store) Observations(ctx context.Context, node rings.NodeID, limit int, before uint64) ([]Observation, error) {
+	if before == 0 || before > 1<<63-1 {
+		before = 1<<63 - 1
+	}
+	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload
+		FROM node_observations WHERE node_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`, string(node), int64(before), limit)
+	if err != nil {
+		return nil, pgErr("observations", err)
+	}
+	return collectObservations(rows)
+}
+
+// ObservationsAfter pages through every stored observation in (node, seq) order, starting
+// after the given position; verify uses it to re-check the whole store.
+func (s *Store) ObservationsAfter(ctx context.Context, node rings.NodeID, seq uint64, limit int) ([]Observation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload
+		FROM node_observations WHERE (node_id, seq) > ($1, $2) ORDER BY node_id, seq LIMIT $3`, string(node), int64(seq), limit)
+	if err != nil {
+		return nil, pgErr("observations", err)
+	}
+	return collectObservations(rows)
+}
+
+func collectObservations(rows pgx.Rows) ([]Observation, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
+		var o Observation
+		var id string
+		var seq int64
+		err := r.Scan(&id, &seq, &o.TsNs, &o.Received, &o.Signer, &o.Sig, &o.Payload)
+		o.Node, o.Seq = rings.NodeID(id), uint64(seq)
+		return o, err
+	})
+	return out, pgErr("observations", err)
+}
+
+const day = 24 * time.Hour
+
+// EnsurePartitions creates the daily observation partitions from yesterday to two days
+// ahead. Ring 0 runs it at start and hourly.
+func (s *Store) EnsurePartitions(ctx context.Context) error {
+	today := time.Now().UTC().Truncate(day)
+	for d := -1; d <= 2; d++ {
+		from := today.Add(time.Duration(d) * day)
+		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF node_observations FOR VALUES FROM (%d) TO (%d)`,
+			partitionName(from), from.UnixNano(), from.Add(day).UnixNano())
+		if _, err := s.pool.Exec(ctx, sql); err != nil {
+			return pgErr("create partition "+partitionName(from), err)
+		}
+	}
+	return nil
+}
+
+func partitionName(day time.Time) string { return "node_observations_" + day.Format("20060102") }
+
+// ApplyRetention drops observation partitions that end more than the retention setting
+// (observation_retention_days) before now, and returns their names.
+func (s *Store) ApplyRetention(ctx context.Context, now time.Time) ([]string, error) {
+	var days int
+	if err := s.pool.QueryRow(ctx, `SELECT (value #>> '{}')::int FROM settings WHERE key = 'observation_retention_days'`).Scan(&days); err != nil {
+		return nil, pgErr("retention setting", err)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'node_observations'::regclass`)
+	if err != nil {
+		return nil, pgErr("list partitions", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, pgErr("list partitions", err)
+	}
+	cutoff := now.UTC().Add(-time.Duration(days) * day)
+	var dropped []string
+	for _, n := range names {
+		d, err := time.Parse("20060102", strings.TrimPrefix(n, "node_observations_"))
+		if err != nil || !d.Add(day).Before(cutoff) {
+			continue
+		}
+		if _, err := s.pool.Exec(ctx, "DROP TABLE IF EXISTS "+pgx.Identifier{n}.Sanitize()); err != nil {
+			return dropped, pgErr("drop partition "+n, err)
+		}
+		dropped = append(dropped, n)
+	}
+	return dropped, nil
+}
+
+// SetRetention sets how many days of observations are kept.
+func (s *Store) SetRetention(ctx context.Context, days int) error {
+	if days < 1 {
+		return fmt.Errorf("inventory: retention %d days: %w", days, ErrInvalid)
+	}
+	_, err := s.pool.Exec(ctx, `UPDATE settings SET value = to_jsonb($1::int) WHERE key = 'observation_retention_days'`, days)
+	return pgErr("set retention", err)
+}

@@ -1,0 +1,184 @@
+package inventory_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+	"enjin/test/harness"
+)
+
+// open starts a throwaway PostgreSQL for the test and opens a migrated store on it.
+func open(t *testing.T) *inventory.Store {
+	t.Helper()
+	pg := harness.StartPostgres(t)
+	url := pg.CreateDatabase(t, "")
+	s, err := inventory.Open(t.Context(), url, harness.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func TestMigrationsAreIdempotent(t *testing.T) {
+	url := harness.StartPostgres(t).CreateDatabase(t, "")
+	for range 3 {
+		s, err := inventory.Open(t.Context(), url, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.Close()
+	}
+}
+
+func register(t *testing.T, s *inventory.Store, id rings.NodeID, comp string) {
+	t.Helper()
+	if _, err := s.RegisterNode(t.Context(), inventory.Node{ID: id, Ring: rings.Ring1, Supervision: "process",
+		Observation: "self", AttestPub: "key-" + string(id), Compartment: comp}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func obs(node rings.NodeID, seq uint64) inventory.Observation {
+	return inventory.Observation{Node: node, Seq: seq, TsNs: time.Now().UnixNano(), Received: time.Now(),
+		Signer: "key-" + string(node), Sig: []byte("sig"), Payload: []byte(fmt.Sprintf(`{"seq":%d}`, seq)), State: "up"}
+}
+
+func TestIngestDeduplicatesAndMovesLatestForward(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	register(t, s, "n1", "")
+	register(t, s, "n2", "")
+	a, b, c := obs("n1", 10), obs("n1", 11), obs("n2", 5)
+	if err := s.Ingest(ctx, []inventory.Observation{a, b, c, a}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ingest(ctx, []inventory.Observation{b, a}); err != nil { // a re-delivery
+		t.Fatal(err)
+	}
+	got, err := s.Observations(ctx, "n1", 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0].Seq != 11 || got[1].Seq != 10 || string(got[0].Payload) != `{"seq":11}` {
+		t.Fatalf("observations of n1: %+v", got)
+	}
+	n, _ := s.GetNode(ctx, "n1")
+	if n.LastSeq != 11 || n.State != "up" || n.ObservedState != "up" || n.LastObsAt == nil {
+		t.Fatalf("n1 after ingest: %+v", n)
+	}
+	// An older observation arriving late does not move the node back.
+	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 3)}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.GetNode(ctx, "n1"); n.LastSeq != 11 {
+		t.Fatalf("last seq moved back to %d", n.LastSeq)
+	}
+	all, _ := s.ObservationsAfter(ctx, "", 0, 100)
+	if len(all) != 4 {
+		t.Fatalf("%d observations stored, want 4", len(all))
+	}
+}
+
+func TestCompartmentsAreADAG(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	mk := func(label string, parents ...string) inventory.Compartment {
+		c, err := s.CreateCompartment(ctx, inventory.Compartment{Ring: 0, Type: "rack", Label: label, Parents: parents})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	row, feed := mk("row-1"), mk("feed-a")
+	rack := mk("rack-1", row.ID, feed.ID)
+	if len(rack.Parents) != 2 {
+		t.Fatalf("rack parents %v", rack.Parents)
+	}
+	// row under rack would close row → rack → row.
+	if _, err := s.UpdateCompartment(ctx, row.ID, row.Version, inventory.CompartmentPatch{Parents: &[]string{rack.ID}}); !errors.Is(err, inventory.ErrInvalid) {
+		t.Fatalf("cycle: %v", err)
+	}
+	if _, err := s.UpdateCompartment(ctx, rack.ID, rack.Version, inventory.CompartmentPatch{Parents: &[]string{rack.ID}}); !errors.Is(err, inventory.ErrInvalid) {
+		t.Fatalf("self-parent: %v", err)
+	}
+	if _, err := s.CreateCompartment(ctx, inventory.Compartment{Type: "rack", Label: "x", Parents: []string{inventory.NewID()}}); !errors.Is(err, inventory.ErrInvalid) {
+		t.Fatalf("missing parent: %v", err)
+	}
+	label := "row-one"
+	up, err := s.UpdateCompartment(ctx, row.ID, row.Version, inventory.CompartmentPatch{Label: &label})
+	if err != nil || up.Version != row.Version+1 {
+		t.Fatalf("update: %v %+v", err, up)
+	}
+	if _, err := s.UpdateCompartment(ctx, row.ID, row.Version, inventory.CompartmentPatch{Label: &label}); !errors.Is(err, inventory.ErrConflict) {
+		t.Fatalf("stale version: %v", err)
+	}
+	if err := s.DeleteCompartment(ctx, row.ID, row.Version); !errors.Is(err, inventory.ErrConflict) {
+		t.Fatalf("stale delete: %v", err)
+	}
+	if err := s.DeleteCompartment(ctx, row.ID, up.Version); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetCompartment(ctx, row.ID); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("deleted: %v", err)
+	}
+	h, _ := s.History(ctx, "compartment", row.ID)
+	if len(h) != 3 {
+		t.Fatalf("history of row: %d versions, want 3", len(h))
+	}
+}
+
+func TestJoinTokenIsOneTime(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	register(t, s, "ext-1", "")
+	tok, err := s.CreateJoinToken(ctx, "ext-1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.RedeemJoinToken(ctx, tok, "UABC", "attest-1")
+	if err != nil || n.AuthPub != "UABC" || n.AttestPub != "attest-1" {
+		t.Fatalf("redeem: %v %+v", err, n)
+	}
+	if _, err := s.RedeemJoinToken(ctx, tok, "UXYZ", "attest-2"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("second use: %v", err)
+	}
+	old, _ := s.CreateJoinToken(ctx, "ext-1", -time.Second)
+	if _, err := s.RedeemJoinToken(ctx, old, "U1", "a"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("expired: %v", err)
+	}
+	keys, _ := s.AttestationKeys(ctx, "ext-1")
+	if len(keys) != 2 {
+		t.Fatalf("key history %v", keys)
+	}
+}
+
+func TestRetentionDropsOldPartitions(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	if err := s.SetRetention(ctx, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.SetRetention(ctx, 0); !errors.Is(err, inventory.ErrInvalid) {
+		t.Fatalf("zero retention: %v", err)
+	}
+	dropped, err := s.ApplyRetention(ctx, time.Now())
+	if err != nil || len(dropped) != 0 {
+		t.Fatalf("nothing is old yet: %v %v", dropped, err)
+	}
+	dropped, err = s.ApplyRetention(ctx, time.Now().Add(5*24*time.Hour))
+	if err != nil || len(dropped) != 4 {
+		t.Fatalf("five days on, dropped %v (%v), want the 4 partitions", dropped, err)
+	}
+	if err := s.EnsurePartitions(ctx); err != nil {
+		t.Fatal(err)
+	}
+	register(t, s, "n1", "")
+	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 1)}); err != nil {
+		t.Fatal(err)
+	}
+}
