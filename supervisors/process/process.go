@@ -175,4 +175,3 @@ func (s *Supervisor) Signal(sig syscall.Signal) error {
 	}
 	return syscall.Kill(pid, sig)
 }
-
