@@ -1,0 +1,78 @@
+package ring1
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"enjin/rings"
+)
+
+// Replies to ring 0's commands. Commands carry no arguments: any JSON request is accepted
+// (bus.Request sends {} or null).
+
+// PingReply answers bus.VerbPing.
+type PingReply struct {
+	Node rings.NodeID `json:"node"`
+	Time time.Time    `json:"time"`
+}
+
+// DescribeReply answers bus.VerbDescribe: who the node is and how it is doing.
+type DescribeReply struct {
+	Node      rings.NodeID    `json:"node"`
+	Ring      rings.Ring      `json:"ring"`
+	State     rings.NodeState `json:"state"`
+	PID       int             `json:"pid"`
+	Hostname  string          `json:"hostname"`
+	Started   time.Time       `json:"started"`
+	Heartbeat string          `json:"heartbeat"` // period, as a Go duration
+	Stats     Stats           `json:"stats"`
+}
+
+// DrainReply answers bus.VerbDrain.
+type DrainReply struct {
+	Node  rings.NodeID    `json:"node"`
+	State rings.NodeState `json:"state"`
+}
+
+// command dispatches one request on the node's command subjects. It runs on nats.go's
+// subscription goroutine; an error becomes the reply's Enjin-Error header (bus.Handle).
+func (n *Node) command(m *nats.Msg, _ any) (any, error) {
+	if fn, ok := n.cmds[m.Subject]; ok {
+		return fn()
+	}
+	verb := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
+	n.log.Warn("unknown command", "verb", verb)
+	return nil, fmt.Errorf("ring1 %s: unknown command %q", n.cfg.Node, verb)
+}
+
+func (n *Node) ping() (any, error) {
+	return PingReply{Node: n.cfg.Node, Time: time.Now()}, nil
+}
+
+func (n *Node) describe() (any, error) {
+	host, _ := os.Hostname() // empty if unknown
+	return DescribeReply{
+		Node:      n.cfg.Node,
+		Ring:      rings.Ring1,
+		State:     n.state(),
+		PID:       os.Getpid(),
+		Hostname:  host,
+		Started:   n.started,
+		Heartbeat: n.cfg.Heartbeat.String(),
+		Stats:     n.Stats(),
+	}, nil
+}
+
+// drain marks the node draining for the rest of its life. Repeating it changes nothing but
+// sends another heartbeat at once, in case ring 0 missed the previous one.
+func (n *Node) drain() (any, error) {
+	if !n.draining.Swap(true) {
+		n.log.Info("draining")
+	}
+	n.heartbeatNow()
+	return DrainReply{Node: n.cfg.Node, State: rings.StateDraining}, nil
+}

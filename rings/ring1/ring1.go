@@ -1,0 +1,222 @@
+// Package ring1 is the bus side of a ring 1 node: an infrastructure host that ring 0
+// supervises. Run connects to the broker as the node's RING1 user, answers ring 0's commands
+// (ping, describe, drain) and sends a signed heartbeat observation at a fixed period, until
+// its context ends or its credential stops being accepted. Join is the client half of the
+// `external` supervision strategy: it trades a one-time join token for the node's credential.
+//
+// Guarantees. Every heartbeat is signed with the node's attestation key, never with its NATS
+// auth key. A heartbeat is sent once, as a request; ring 0 acknowledges it only after its
+// store has committed it, and one that is not acknowledged in time is counted, not resent,
+// because the next heartbeat supersedes it. The first heartbeat after a (re)connect is sent
+// only once the command subscription is in place, so a node ring 0 hears from can be
+// commanded. Commands are idempotent; drain is kept until the process stops. A revoked or
+// expired credential ends Run with an error wrapping nats.ErrAuthRevoked or
+// nats.ErrAuthExpired (see bus.Terminal); any other disconnection is retried by nats.go.
+//
+// Package ring1 imports bus, keys and rings, never the database driver. cmd/enjin (the
+// `enjin ring1` command) and tests import it.
+package ring1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"enjin/bus"
+	"enjin/keys"
+	"enjin/rings"
+)
+
+// DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
+const DefaultHeartbeat = 5 * time.Second
+
+// flushTimeout bounds the wait for the broker to confirm the command subscription.
+const flushTimeout = 5 * time.Second
+
+// Config describes one ring 1 node.
+type Config struct {
+	Node        rings.NodeID
+	NATSURL     string
+	Creds       *keys.Creds       // the node's RING1 user credential (JWT and seed), named Node
+	Attestation *keys.Attestation // the node's observation-signing key, distinct from the auth key
+	Heartbeat   time.Duration     // 0 means DefaultHeartbeat
+	Logger      *slog.Logger      // nil discards
+}
+
+// Node is a ring 1 node's connection to ring 0. Run it once at a time.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	signer  *bus.Signer
+	started time.Time
+	cmds    map[string]func() (any, error) // by command subject
+	usage   *sampler                       // used by the heartbeat goroutine only
+
+	running  atomic.Bool
+	draining atomic.Bool
+	kick     chan struct{} // asks for a heartbeat now; buffered 1
+
+	acked, unacked, refused, lastSeq atomic.Uint64
+}
+
+// Stats counts the node's heartbeats since New.
+type Stats struct {
+	Acked        uint64 `json:"acked"`          // acknowledged by ring 0 (stored)
+	Unacked      uint64 `json:"unacked"`        // sent, but no answer in time
+	Refused      uint64 `json:"refused"`        // ring 0 answered with an error
+	LastAckedSeq uint64 `json:"last_acked_seq"` // Obs-Seq of the last acknowledged heartbeat
+}
+
+// New checks cfg and returns a node ready to Run. It does no I/O.
+func New(cfg Config) (*Node, error) {
+	var errs []error
+	if err := cfg.Node.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.NATSURL == "" {
+		errs = append(errs, errors.New("no NATS URL"))
+	}
+	switch {
+	case cfg.Creds == nil:
+		errs = append(errs, errors.New("no credential"))
+	case cfg.Creds.Seed == nil || cfg.Creds.JWT == "":
+		errs = append(errs, errors.New("credential lacks its JWT or seed"))
+	case cfg.Creds.Name != string(cfg.Node):
+		// The inbox prefix, and so every reply, follows the credential's name.
+		errs = append(errs, fmt.Errorf("credential is for %q, not %q", cfg.Creds.Name, cfg.Node))
+	}
+	if cfg.Attestation == nil {
+		errs = append(errs, errors.New("no attestation key"))
+	}
+	if cfg.Heartbeat < 0 {
+		errs = append(errs, fmt.Errorf("heartbeat %v is negative", cfg.Heartbeat))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("ring1: config: %w", errors.Join(errs...))
+	}
+	if cfg.Heartbeat == 0 {
+		cfg.Heartbeat = DefaultHeartbeat
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	n := &Node{
+		cfg:     cfg,
+		log:     log.With("ring", int(rings.Ring1), "node", string(cfg.Node)),
+		signer:  bus.NewSigner(cfg.Node, cfg.Attestation),
+		started: time.Now(),
+		usage:   newSampler(),
+		kick:    make(chan struct{}, 1),
+	}
+	n.cmds = map[string]func() (any, error){
+		bus.Ring1Cmd(cfg.Node, bus.VerbPing):     n.ping,
+		bus.Ring1Cmd(cfg.Node, bus.VerbDescribe): n.describe,
+		bus.Ring1Cmd(cfg.Node, bus.VerbDrain):    n.drain,
+	}
+	return n, nil
+}
+
+// Stats returns the heartbeat counters so far.
+func (n *Node) Stats() Stats {
+	return Stats{
+		Acked:        n.acked.Load(),
+		Unacked:      n.unacked.Load(),
+		Refused:      n.refused.Load(),
+		LastAckedSeq: n.lastSeq.Load(),
+	}
+}
+
+// Run connects to the broker, serves commands and sends heartbeats until ctx ends (it then
+// returns nil) or the connection closes for good: a revoked or expired credential gives an
+// error for which bus.Terminal holds, so the supervisor knows a restart will not help.
+func (n *Node) Run(ctx context.Context) error {
+	if !n.running.CompareAndSwap(false, true) {
+		return fmt.Errorf("ring1 %s: already running", n.cfg.Node)
+	}
+	defer n.running.Store(false)
+
+	terminal := make(chan error, 1)
+	closed := make(chan struct{}, 1)
+	nc, err := bus.Connect(n.cfg.NATSURL, n.cfg.Creds,
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if bus.Terminal(err) {
+				signal(terminal, err)
+			}
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { signal(closed, struct{}{}) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			n.log.Info("disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			n.log.Info("reconnected", "url", nc.ConnectedUrlRedacted())
+			n.heartbeatNow() // nats.go has already restored the command subscription
+		}),
+	)
+	if err != nil {
+		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
+	}
+	defer nc.Close()
+	if _, err := bus.Handle(nc, bus.Ring1Cmds(n.cfg.Node), "", n.command); err != nil {
+		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
+	}
+	// The first heartbeat must not reach ring 0 before the node can take commands.
+	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	err = nc.FlushWithContext(fctx)
+	cancel()
+	if err != nil && ctx.Err() == nil {
+		return fmt.Errorf("ring1 %s: subscribe to commands: %w", n.cfg.Node, err)
+	}
+	n.log.Info("connected", "url", nc.ConnectedUrlRedacted(), "heartbeat", n.cfg.Heartbeat)
+
+	hctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	// Ends when hctx is cancelled: when ctx ends or Run is about to return.
+	wg.Go(func() { n.heartbeats(hctx, nc) })
+	defer wg.Wait()
+	defer stop()
+
+	select {
+	case <-ctx.Done():
+		n.log.Info("stopping", "cause", context.Cause(ctx))
+		return nil
+	case err := <-terminal:
+		return fmt.Errorf("ring1 %s: credential no longer accepted: %w", n.cfg.Node, err)
+	case <-closed:
+		// The error callback runs before the closed callback, on the same goroutine.
+		select {
+		case err := <-terminal:
+			return fmt.Errorf("ring1 %s: credential no longer accepted: %w", n.cfg.Node, err)
+		default:
+		}
+		err := nc.LastError()
+		if err == nil {
+			err = nats.ErrConnectionClosed
+		}
+		return fmt.Errorf("ring1 %s: connection closed: %w", n.cfg.Node, err)
+	}
+}
+
+// signal sends v on a buffered channel without waiting; one pending value is enough.
+func signal[T any](ch chan T, v T) {
+	select {
+	case ch <- v:
+	default:
+	}
+}
+
+// heartbeatNow asks the heartbeat goroutine for a heartbeat without waiting for the ticker.
+func (n *Node) heartbeatNow() { signal(n.kick, struct{}{}) }
+
+func (n *Node) state() rings.NodeState {
+	if n.draining.Load() {
+		return rings.StateDraining
+	}
+	return rings.StateUp
+}
