@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# From a bare Debian/Ubuntu machine with Go to a running cloud: installs the PostgreSQL server
+# binaries if they are missing, builds ./enjin and execs `enjin up` with this script's
+# arguments. Run it from anywhere; it works at the repository root.
+#
+#   deploy/bootstrap.sh [enjin up flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+
+# enjin up runs its own managed PostgreSQL from these binaries; a cluster the package may
+# start on install is not used.
+if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+	echo "bootstrap: postgresql server binaries present"
+else
+	echo "bootstrap: installing postgresql (apt-get)…"
+	"${sudo[@]}" apt-get update
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
+		apt-get install -y --no-install-recommends postgresql
+	if ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+		echo "bootstrap: postgresql installed but no /usr/lib/postgresql/*/bin/initdb" >&2
+		exit 1
+	fi
+fi
+
+if ! command -v go >/dev/null; then
+	echo "bootstrap: no 'go' on PATH; install Go 1.26 or later (https://go.dev/doc/install) and run this again" >&2
+	exit 1
+fi
+
+echo "bootstrap: building ./enjin with $(go version)…"
+go build -o ./enjin ./cmd/enjin
+
+echo "bootstrap: starting: ./enjin up $*"
+exec ./enjin up "$@"
