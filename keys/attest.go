@@ -10,6 +10,8 @@ import (
 	"io/fs"
 	"os"
 	"time"
+
+	"github.com/nats-io/nkeys"
 )
 
 // Attestation is a node's observation-signing key. It is an ed25519 key distinct from the
@@ -107,4 +109,10 @@ func unixOrZero(s int64) time.Time {
 		return time.Time{}
 	}
 	return time.Unix(s, 0)
+}
+
+// EnsureUserKey loads the NATS user key seed at path, or makes and stores one (0600). A node
+// keeps its user key across credential renewals; only the JWT is re-issued.
+func EnsureUserKey(path string) (nkeys.KeyPair, error) {
+	return seedFile(path, nkeys.PrefixByteUser)
 }

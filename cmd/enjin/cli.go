@@ -24,8 +24,15 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"init":  {"create the trust chain (operator, accounts, keys) in a state directory", cmdInit},
-		"bench": {"measure enjin on this machine (bench verify)", cmdBench},
+		"up":           {"run an all-in-one cloud here: managed PostgreSQL, ring 0, one ring 1 node", cmdUp},
+		"init":         {"create the trust chain (operator, accounts, keys) in a state directory", cmdInit},
+		"ring0":        {"run ring 0 (broker, inventory, meta API, liveness)", cmdRing0},
+		"ring1":        {"run a ring 1 node (launched by ring 0, or --join TOKEN --ring0 URL)", cmdRing1},
+		"nodes":        {"list nodes and their state", cmdNodes},
+		"compartments": {"list, create, show and delete compartments", cmdCompartments},
+		"creds":        {"write credentials (creds ops: for the nats CLI)", cmdCreds},
+		"verify":       {"re-verify every stored observation's signature", cmdVerify},
+		"bench":        {"measure enjin on this machine (bench verify, bench ingest)", cmdBench},
 	}
 }
 
@@ -50,7 +57,7 @@ func printUsage(w io.Writer) {
 	}
 	sort.Strings(names)
 	for _, n := range names {
-		fmt.Fprintf(w, "  %-8s %s\n", n, cs[n].summary)
+		fmt.Fprintf(w, "  %-13s %s\n", n, cs[n].summary)
 	}
 	fmt.Fprintln(w, "\nRun 'enjin <command> --help' for a command's flags.")
 }

@@ -244,3 +244,26 @@ func recordHistory(ctx context.Context, tx pgx.Tx, kind, id string, version int6
 		ON CONFLICT DO NOTHING`, kind, id, version, data, deleted)
 	return err
 }
+
+// RegisterNodes creates many nodes at once (benchmarks and fleet imports); existing ids are
+// left alone. Only id, ring, label, strategies and keys are taken from each node.
+func (s *Store) RegisterNodes(ctx context.Context, ns []Node) error {
+	ids, ringsCol, labels, sup, obs := make([]string, len(ns)), make([]int16, len(ns)), make([]string, len(ns)), make([]string, len(ns)), make([]string, len(ns))
+	auth, att := make([]string, len(ns)), make([]string, len(ns))
+	for i, n := range ns {
+		if err := n.ID.Validate(); err != nil {
+			return fmt.Errorf("inventory: register nodes: %w: %v", ErrInvalid, err)
+		}
+		ids[i], ringsCol[i], labels[i], sup[i], obs[i], auth[i], att[i] = string(n.ID), int16(n.Ring), n.Label, n.Supervision, n.Observation, n.AuthPub, n.AttestPub
+	}
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO nodes (id, ring, label, supervision_strategy, observation_strategy, auth_pub, attest_pub)
+			SELECT * FROM unnest($1::text[], $2::smallint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+			ON CONFLICT (id) DO NOTHING`, ids, ringsCol, labels, sup, obs, auth, att)
+		b.Queue(`INSERT INTO node_keys (node_id, attest_pub) SELECT * FROM unnest($1::text[], $2::text[]) AS k (id, pub)
+			WHERE pub <> '' ON CONFLICT DO NOTHING`, ids, att)
+		return tx.SendBatch(ctx, b).Close()
+	})
+	return pgErr("register nodes", err)
+}

@@ -33,6 +33,9 @@ type Spec struct {
 	Dir    string   // working directory
 	Stdout io.Writer
 	Stderr io.Writer
+	// BeforeStart, if set, runs before every start (renewing a credential, say); an error
+	// counts as a failed start.
+	BeforeStart func(ctx context.Context) error
 }
 
 // Backoff bounds restarts. The zero value means 100ms doubling to 30s, reset after 60s up.
@@ -99,7 +102,14 @@ func (s *Supervisor) Run(ctx context.Context) error {
 	delay := s.backoff.Min
 	for first := true; ; first = false {
 		cmd := s.command()
-		if err := cmd.Start(); err != nil {
+		err := error(nil)
+		if s.spec.BeforeStart != nil {
+			err = s.spec.BeforeStart(ctx)
+		}
+		if err == nil {
+			err = cmd.Start()
+		}
+		if err != nil {
 			if first {
 				return fmt.Errorf("process: start %s: %w", s.spec.Name, err)
 			}

@@ -1,0 +1,337 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"enjin/bus"
+	"enjin/bus/broker"
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/services/inventory"
+	"enjin/services/postgres"
+)
+
+type ingestFigures struct {
+	Nodes         int     `json:"nodes"`
+	OfferedRate   float64 `json:"offered_per_sec"`
+	Sent          int     `json:"sent"`
+	Acked         int64   `json:"acked"`
+	Refused       int64   `json:"refused"`
+	CommittedRate float64 `json:"committed_per_sec"`
+	AckP50Ms      float64 `json:"ack_p50_ms"`
+	AckP99Ms      float64 `json:"ack_p99_ms"`
+	Ring0RSSMiB   float64 `json:"ring0_rss_mib"`
+	Ring0PeakMiB  float64 `json:"ring0_peak_rss_mib"`
+	RawVerify2c   float64 `json:"raw_ed25519_verify_per_sec"`
+	Ratio         float64 `json:"ratio"`
+	DurableDB     bool    `json:"durable_db"`
+}
+
+func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
+	nodes := fs.Int("nodes", 100000, "simulated ring 1 nodes")
+	rate := fs.Float64("rate", 20000, "observations offered per second (all nodes together)")
+	dur := fs.Duration("duration", 20*time.Second, "how long to offer load")
+	conns := fs.Int("conns", 4, "publisher connections")
+	dbURL := fs.String("database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
+	fast := fs.Bool("fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
+	out := fs.String("o", "text", "output: text or json")
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
+		return err
+	}
+	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || (*out != "text" && *out != "json") {
+		return usageError{"bench ingest: --nodes, --rate, --duration and --conns must be positive; -o text or json"}
+	}
+	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench ingest: "+f+"\n", a...) }
+	dir, err := os.MkdirTemp("/tmp", "enjin-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755) // the postgres user must reach its data dir below
+
+	url := *dbURL
+	if url == "" {
+		pg, err := postgres.Start(ctx, postgres.Config{Dir: filepath.Join(dir, "pg"), Fast: *fast})
+		if err != nil {
+			return err
+		}
+		defer pg.Close()
+		url = pg.URL()
+	}
+	state := filepath.Join(dir, "state")
+	chain, err := broker.Init(state)
+	if err != nil {
+		return err
+	}
+	progress("registering %d nodes with attestation keys", *nodes)
+	signers, err := registerFleet(ctx, url, *nodes)
+	if err != nil {
+		return err
+	}
+	r0, natsURL, err := startRing0(ctx, state, url)
+	if err != nil {
+		return err
+	}
+	defer r0.stop()
+	total := int(*rate * dur.Seconds())
+	progress("signing %d heartbeats ahead (ring 0 pid %d, nats %s)", total, r0.cmd.Process.Pid, natsURL)
+	signTime := time.Duration(float64(total)*40e3/float64(runtime.GOMAXPROCS(0))) + 2*time.Second
+	t0 := time.Now().Add(signTime)
+	msgs := presign(signers, total, *rate, t0)
+	progress("offering %.0f/s for %v", *rate, *dur)
+	res, err := offer(ctx, chain, natsURL, msgs, *rate, t0, *conns)
+	if err != nil {
+		return err
+	}
+	f := ingestFigures{Nodes: *nodes, OfferedRate: *rate, Sent: total, Acked: res.acked, Refused: res.refused, DurableDB: !*fast && *dbURL == ""}
+	f.CommittedRate = float64(res.acked) / res.span.Seconds()
+	f.AckP50Ms, f.AckP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99)
+	f.Ring0RSSMiB, f.Ring0PeakMiB = procMiB(r0.cmd.Process.Pid, "VmRSS:"), procMiB(r0.cmd.Process.Pid, "VmHWM:")
+	r0.stop()
+	progress("measuring raw ed25519 verify on %d cores", runtime.GOMAXPROCS(0))
+	f.RawVerify2c = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, true) }))
+	f.Ratio = f.CommittedRate / f.RawVerify2c
+	if *out == "json" {
+		return json.NewEncoder(stdout).Encode(f)
+	}
+	fmt.Fprintf(stdout, "nodes                    %d\n", f.Nodes)
+	fmt.Fprintf(stdout, "offered                  %.0f obs/s for %v (%d sent)\n", f.OfferedRate, *dur, f.Sent)
+	fmt.Fprintf(stdout, "committed (acknowledged) %.0f obs/s (%d acked, %d refused, %d lost)\n", f.CommittedRate, f.Acked, f.Refused, int64(f.Sent)-f.Acked-f.Refused)
+	fmt.Fprintf(stdout, "ack latency              p50 %.1f ms, p99 %.1f ms\n", f.AckP50Ms, f.AckP99Ms)
+	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB)\n", f.Ring0RSSMiB, f.Ring0PeakMiB)
+	fmt.Fprintf(stdout, "raw ed25519 verify       %.0f /s on %d cores (same run)\n", f.RawVerify2c, runtime.GOMAXPROCS(0))
+	fmt.Fprintf(stdout, "ratio committed/raw      %.2f   (durable store: %v)\n", f.Ratio, f.DurableDB)
+	return nil
+}
+
+// registerFleet makes n attestation keys and registers the nodes in the store.
+func registerFleet(ctx context.Context, url string, n int) ([]*bus.Signer, error) {
+	store, err := inventory.Open(ctx, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer store.Close()
+	signers := make([]*bus.Signer, n)
+	ns := make([]inventory.Node, n)
+	var wg sync.WaitGroup
+	procs := runtime.GOMAXPROCS(0)
+	for p := range procs {
+		wg.Go(func() {
+			for i := p; i < n; i += procs {
+				id := rings.NodeID(fmt.Sprintf("sim-%06d", i))
+				a, _ := keys.NewAttestation()
+				signers[i] = bus.NewSigner(id, a)
+				ns[i] = inventory.Node{ID: id, Ring: rings.Ring1, Supervision: "external", Observation: "self", AttestPub: a.Public()}
+			}
+		})
+	}
+	wg.Wait()
+	for i := 0; i < n; i += 10000 {
+		if err := store.RegisterNodes(ctx, ns[i:min(i+10000, n)]); err != nil {
+			return nil, err
+		}
+	}
+	return signers, nil
+}
+
+type ring0Proc struct {
+	cmd  *exec.Cmd
+	once sync.Once
+}
+
+func (p *ring0Proc) stop() {
+	p.once.Do(func() {
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		_ = p.cmd.Wait()
+	})
+}
+
+// startRing0 runs `enjin ring0` as a child so its memory and CPU are its own.
+func startRing0(ctx context.Context, state, url string) (*ring0Proc, string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, "", err
+	}
+	cmd := exec.CommandContext(ctx, exe, "ring0", "--state-dir", state, "--database-url", url,
+		"--nats-port", "-1", "--api-addr", "127.0.0.1:0", "--log-level", "warn")
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	pipe, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, "", err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, "", err
+	}
+	p := &ring0Proc{cmd: cmd}
+	line, err := bufio.NewReader(pipe).ReadString('\n')
+	if err != nil {
+		p.stop()
+		return nil, "", fmt.Errorf("ring 0 did not start: %w", err)
+	}
+	i := strings.Index(line, " nats ")
+	if i < 0 {
+		p.stop()
+		return nil, "", fmt.Errorf("ring 0 said %q", line)
+	}
+	go io.Copy(io.Discard, pipe) // ends when ring 0 exits
+	return p, strings.TrimSpace(line[i+len(" nats "):]), nil
+}
+
+type signedMsg struct {
+	node rings.NodeID
+	hdr  nats.Header
+	data []byte
+}
+
+// presign signs every heartbeat ahead, stamped with the time it will be sent.
+func presign(signers []*bus.Signer, total int, rate float64, t0 time.Time) []signedMsg {
+	msgs := make([]signedMsg, total)
+	var wg sync.WaitGroup
+	procs := runtime.GOMAXPROCS(0)
+	for p := range procs {
+		wg.Go(func() {
+			// each node's messages are signed by one goroutine, in order, so seqs rise
+			for i := p; i < len(signers); i += procs {
+				s := signers[i]
+				for k := i; k < total; k += len(signers) {
+					at := t0.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+					b, _ := json.Marshal(rings.Observation{Node: s.Node(), Ring: rings.Ring1, State: rings.StateUp, Time: at, MemBytes: 64 << 20})
+					msgs[k] = signedMsg{node: s.Node(), hdr: s.Sign(b, at).Header(), data: b}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	return msgs
+}
+
+type offerResult struct {
+	acked, refused int64
+	lat            []time.Duration
+	span           time.Duration
+}
+
+// offer publishes msgs at rate from t0 over conns connections and collects the acks.
+func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signedMsg, rate float64, t0 time.Time, conns int) (offerResult, error) {
+	iss, err := broker.IssuerFor(chain, keys.RING1)
+	if err != nil {
+		return offerResult{}, err
+	}
+	cr, err := iss.Mint(keys.UserRequest{Name: "fleet", Perms: keys.Permissions{PubAllow: []string{"ring1.*.obs"}, SubAllow: []string{"_INBOX.fleet.>"}}}, time.Now())
+	if err != nil {
+		return offerResult{}, err
+	}
+	sent := make([]atomic.Int64, len(msgs))
+	lat := make([]time.Duration, len(msgs))
+	var acked, refused, lastAck atomic.Int64
+	var ncs []*nats.Conn
+	defer func() {
+		for _, nc := range ncs {
+			nc.Close()
+		}
+	}()
+	for c := range conns {
+		nc, err := bus.Connect(natsURL, cr, nats.ReconnectBufSize(64<<20))
+		if err != nil {
+			return offerResult{}, err
+		}
+		ncs = append(ncs, nc)
+		prefix := fmt.Sprintf("_INBOX.fleet.%d.", c)
+		_, err = nc.Subscribe(prefix+">", func(m *nats.Msg) {
+			k, err := strconv.Atoi(m.Subject[len(prefix):])
+			if err != nil || k < 0 || k >= len(msgs) {
+				return
+			}
+			now := time.Now().UnixNano()
+			lat[k] = time.Duration(now - sent[k].Load())
+			lastAck.Store(now)
+			if m.Header.Get(bus.HdrError) != "" {
+				refused.Add(1)
+			} else {
+				acked.Add(1)
+			}
+		})
+		if err != nil {
+			return offerResult{}, err
+		}
+		if err := nc.Flush(); err != nil {
+			return offerResult{}, err
+		}
+	}
+	time.Sleep(time.Until(t0))
+	var wg sync.WaitGroup
+	for c, nc := range ncs {
+		wg.Go(func() {
+			for k := c; k < len(msgs); k += conns {
+				due := t0.Add(time.Duration(float64(k) / rate * float64(time.Second)))
+				if d := time.Until(due); d > time.Millisecond {
+					time.Sleep(d)
+				}
+				m := msgs[k]
+				sent[k].Store(time.Now().UnixNano())
+				_ = nc.PublishMsg(&nats.Msg{Subject: bus.Ring1Obs(m.node), Reply: fmt.Sprintf("_INBOX.fleet.%d.%d", c, k), Header: m.hdr, Data: m.data})
+			}
+			_ = nc.Flush()
+		})
+	}
+	wg.Wait()
+	deadline := time.Now().Add(15 * time.Second)
+	for acked.Load()+refused.Load() < int64(len(msgs)) && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(20 * time.Millisecond)
+	}
+	res := offerResult{acked: acked.Load(), refused: refused.Load(), span: time.Duration(lastAck.Load() - t0.UnixNano())}
+	for k := range msgs {
+		if lat[k] > 0 {
+			res.lat = append(res.lat, lat[k])
+		}
+	}
+	if res.acked == 0 {
+		return res, errors.New("no observation was acknowledged")
+	}
+	return res, nil
+}
+
+func percentileMs(d []time.Duration, p int) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	slices.Sort(d)
+	return float64(d[min(len(d)-1, len(d)*p/100)]) / 1e6
+}
+
+// procMiB reads a memory figure (VmRSS:, VmHWM:) of pid from /proc.
+func procMiB(pid int, field string) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(l, field); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}

@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/rings/ring0"
+	"enjin/rings/ring1"
+)
+
+func logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usageError{fmt.Sprintf("--log-level %q: want debug, info, warn or error", level)}
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// ring0Flags are the flags ring0 and up share.
+type ring0Flags struct {
+	stateDir, dbURL, natsHost, apiAddr, logLevel, htpasswd string
+	natsPort                                               int
+	heartbeat                                              time.Duration
+}
+
+func (f *ring0Flags) register(fs *flag.FlagSet) {
+	fs.StringVar(&f.stateDir, "state-dir", DefaultStateDir, "directory for keys and state")
+	fs.StringVar(&f.dbURL, "database-url", os.Getenv("ENJIN_DATABASE_URL"), "PostgreSQL URL (default $ENJIN_DATABASE_URL)")
+	fs.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "NATS listen address")
+	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port (-1 picks a free one)")
+	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7070", "meta API listen address (port 0 picks a free one)")
+	fs.StringVar(&f.htpasswd, "htpasswd", "", "htpasswd file (bcrypt) of read-only API users")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "ring 1 heartbeat interval; liveness counts in these")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (f *ring0Flags) config(log *slog.Logger, dbURL string, nodes []ring0.Ring1Spec) (ring0.Config, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return ring0.Config{}, err
+	}
+	return ring0.Config{StateDir: f.stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
+		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log}, nil
+}
+
+func cmdRing0(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ring0", flag.ContinueOnError)
+	var f ring0Flags
+	f.register(fs)
+	var nodes multiFlag
+	fs.Var(&nodes, "ring1", "id of a ring 1 node to run here as a child process (repeatable)")
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
+		return err
+	}
+	if f.dbURL == "" {
+		return usageError{"ring0: --database-url or $ENJIN_DATABASE_URL is required (enjin up manages one for you)"}
+	}
+	log, err := logger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	var specs []ring0.Ring1Spec
+	for _, n := range nodes {
+		if err := rings.NodeID(n).Validate(); err != nil {
+			return usageError{"ring0: --ring1: " + err.Error()}
+		}
+		specs = append(specs, ring0.Ring1Spec{ID: rings.NodeID(n)})
+	}
+	cfg, err := f.config(log, f.dbURL, specs)
+	if err != nil {
+		return err
+	}
+	r, err := ring0.New(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "ring 0: api %s nats %s\n", r.APIURL(), r.NATSURL())
+	return r.Run(ctx)
+}
+
+func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("ring1", flag.ContinueOnError)
+	node := fs.String("node", "", "node id")
+	natsURL := fs.String("nats", "", "NATS URL of ring 0")
+	credsPath := fs.String("creds", "", "the node's .creds file")
+	attestPath := fs.String("attest", "", "the node's attestation key file")
+	heartbeat := fs.Duration("heartbeat", ring1.DefaultHeartbeat, "heartbeat interval")
+	join := fs.String("join", "", "one-time join token (external strategy); needs --ring0")
+	ring0URL := fs.String("ring0", "", "ring 0 meta API URL, with --join")
+	stateDir := fs.String("state-dir", DefaultStateDir, "where a joining node keeps its keys")
+	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	if help, err := parseFlags(fs, args, stdout); help || err != nil {
+		return err
+	}
+	log, err := logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	var cfg ring1.Config
+	switch {
+	case *join != "":
+		if *ring0URL == "" {
+			return usageError{"ring1: --join needs --ring0 URL"}
+		}
+		dir := filepath.Join(*stateDir, "ring1")
+		if cfg, err = ring1.Join(ctx, *ring0URL, *join, dir, nil); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "joined as %s; keys in %s\n", cfg.Node, dir)
+	case *node != "" && *natsURL != "" && *credsPath != "" && *attestPath != "":
+		c, err := keys.LoadCreds(*credsPath)
+		if err != nil {
+			return err
+		}
+		a, err := keys.LoadAttestation(*attestPath)
+		if err != nil {
+			return err
+		}
+		cfg = ring1.Config{Node: rings.NodeID(*node), NATSURL: *natsURL, Creds: c, Attestation: a}
+	default:
+		return usageError{"ring1: give --node, --nats, --creds and --attest, or --join TOKEN --ring0 URL"}
+	}
+	cfg.Heartbeat, cfg.Logger = *heartbeat, log
+	n, err := ring1.New(cfg)
+	if err != nil {
+		return err
+	}
+	return n.Run(ctx)
+}
+
+// multiFlag collects a repeatable string flag.
+type multiFlag []string
+
+func (m *multiFlag) String() string     { return fmt.Sprint(*m) }
+func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
+
+var errNotReady = errors.New("not ready")

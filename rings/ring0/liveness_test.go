@@ -1,0 +1,77 @@
+package ring0
+
+import (
+	"slices"
+	"testing"
+	"time"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+)
+
+func TestJudgeSuspectThenDown(t *testing.T) {
+	hb := time.Second
+	j := newJudge(hb)
+	t0 := time.Unix(1000, 0)
+	j.seen("a", t0)
+	for _, tc := range []struct {
+		at            time.Duration
+		suspect, down []rings.NodeID
+	}{
+		{2 * hb, nil, nil},
+		{3 * hb, []rings.NodeID{"a"}, nil},
+		{5 * hb, nil, nil},
+		{6 * hb, nil, []rings.NodeID{"a"}},
+		{9 * hb, nil, nil},
+	} {
+		v := j.tick(t0.Add(tc.at))
+		if !slices.Equal(v.Suspect, tc.suspect) || !slices.Equal(v.Down, tc.down) || v.Mass {
+			t.Fatalf("at %v: %+v, want suspect %v down %v", tc.at, v, tc.suspect, tc.down)
+		}
+	}
+	j.seen("a", t0.Add(10*hb))
+	if v := j.tick(t0.Add(11 * hb)); len(v.Down)+len(v.Suspect) != 0 {
+		t.Fatalf("back up: %+v", v)
+	}
+}
+
+func TestJudgeGraceAfterRestart(t *testing.T) {
+	hb := time.Second
+	start := time.Unix(5000, 0)
+	j := newJudge(hb)
+	long := start.Add(-time.Hour)
+	j.load([]inventory.NodeKey{{Node: "a", State: "up", LastObsAt: &long}, {Node: "b", State: "down"}}, start)
+	for d := time.Duration(0); d < suspectAfter*hb; d += hb / 4 {
+		if v := j.tick(start.Add(d)); len(v.Down)+len(v.Suspect) != 0 {
+			t.Fatalf("%v after restart: %+v", d, v)
+		}
+	}
+}
+
+func TestJudgeMassSilenceHolds(t *testing.T) {
+	hb := time.Second
+	j := newJudge(hb)
+	t0 := time.Unix(1000, 0)
+	for _, n := range []rings.NodeID{"a", "b", "c", "d", "e"} {
+		j.seen(n, t0)
+	}
+	j.seen("e", t0.Add(20*hb)) // one keeps talking, four go quiet at once
+	for d := hb; d <= 20*hb; d += hb {
+		v := j.tick(t0.Add(d))
+		if len(v.Down) != 0 {
+			t.Fatalf("mass down at %v: %+v", d, v)
+		}
+		if d >= suspectAfter*hb && !v.Mass {
+			t.Fatalf("at %v most nodes are quiet but no grace: %+v", d, v)
+		}
+	}
+	// One node alone going quiet is judged normally.
+	k := newJudge(hb)
+	for _, n := range []rings.NodeID{"b", "c", "d"} {
+		k.seen(n, t0.Add(10*hb))
+	}
+	k.seen("a", t0)
+	if v := k.tick(t0.Add(10 * hb)); !slices.Equal(v.Down, []rings.NodeID{"a"}) || v.Mass {
+		t.Fatalf("single failure: %+v", v)
+	}
+}

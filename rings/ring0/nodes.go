@@ -1,0 +1,166 @@
+package ring0
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/jwt/v2"
+
+	"enjin/bus"
+	"enjin/bus/broker"
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/services/api"
+	"enjin/services/inventory"
+	"enjin/supervisors/process"
+)
+
+// nodeDir is where ring 0 keeps the keys of a ring 1 node it runs on this machine.
+func (r *Ring0) nodeDir(id rings.NodeID) string { return filepath.Join(r.cfg.StateDir, "nodes", string(id)) }
+
+// launch registers a ring 1 node's keys and starts it as a supervised child process. Before
+// every (re)start the node's credential is re-issued, so a node restarted after hours never
+// starts with an expired one.
+func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) error {
+	if r.cfg.Executable == "" {
+		return errors.New("ring0: no executable to run ring 1 nodes with")
+	}
+	dir := r.nodeDir(spec.ID)
+	user, err := keys.EnsureUserKey(filepath.Join(dir, "user.seed"))
+	if err != nil {
+		return err
+	}
+	att, err := keys.EnsureAttestation(filepath.Join(dir, "attest.seed"))
+	if err != nil {
+		return err
+	}
+	userPub, _ := user.PublicKey()
+	n, err := r.store.RegisterNode(ctx, inventory.Node{ID: spec.ID, Ring: rings.Ring1, Label: spec.Label,
+		Supervision: "process", Observation: "self", AuthPub: userPub, AttestPub: att.Public()})
+	if err != nil {
+		return err
+	}
+	if err := r.verify.Register(spec.ID, att.Public(), n.LastSeq); err != nil {
+		return err
+	}
+	seed, _ := user.Seed()
+	credsPath := filepath.Join(dir, "node.creds")
+	renew := func(ctx context.Context) error {
+		tok, err := r.mintRing1(ctx, spec.ID, userPub)
+		if err != nil {
+			return err
+		}
+		b, err := jwt.FormatUserConfig(tok, seed)
+		if err != nil {
+			return err
+		}
+		return keys.WriteCreds(credsPath, b)
+	}
+	log, err := os.OpenFile(filepath.Join(dir, "ring1.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("ring0: %w", err)
+	}
+	sup := process.New(process.Spec{
+		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew,
+		Args: []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
+			"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String()},
+	}, process.Backoff{}, 10*time.Second, r.log.With("node", spec.ID))
+	r.mu.Lock()
+	r.sups[spec.ID] = sup
+	r.mu.Unlock()
+	wg.Go(func() { // ends when ctx ends and the child has stopped
+		defer log.Close()
+		if err := sup.Run(ctx); err != nil {
+			r.log.Error("ring 1 node failed to start", "node", spec.ID, "err", err)
+		}
+	})
+	return nil
+}
+
+// Supervisor returns the supervisor of a ring 1 node ring 0 runs here (tests kill nodes
+// through it).
+func (r *Ring0) Supervisor(id rings.NodeID) *process.Supervisor {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.sups[id]
+}
+
+// mintRing1 issues node's RING1 credential for user key userPub and records it.
+func (r *Ring0) mintRing1(ctx context.Context, node rings.NodeID, userPub string) (string, error) {
+	iss, err := broker.IssuerFor(r.broker.Chain(), keys.RING1)
+	if err != nil {
+		return "", err
+	}
+	c, err := iss.Mint(keys.UserRequest{Name: string(node), PublicKey: userPub, Perms: bus.Ring1NodePerms(node)}, time.Now())
+	if err != nil {
+		return "", err
+	}
+	if err := r.record(ctx, keys.RING1, c, string(node)); err != nil {
+		return "", err
+	}
+	return c.JWT, nil
+}
+
+func (r *Ring0) record(ctx context.Context, account string, c *keys.Creds, node string) error {
+	uc, err := jwt.DecodeUserClaims(c.JWT)
+	if err != nil {
+		return err
+	}
+	return r.store.RecordCredential(ctx, inventory.Credential{JTI: uc.ID, Account: account, Subject: c.PublicKey,
+		Node: node, IssuedAt: time.Unix(uc.IssuedAt, 0), ExpiresAt: time.Unix(uc.Expires, 0)})
+}
+
+// Join redeems a one-time join token of an external ring 1 node: it records the node's keys,
+// registers its attestation key and issues its credential.
+func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
+	n, err := r.store.RedeemJoinToken(ctx, token, userKey, attestKey)
+	if err != nil {
+		return api.JoinResult{}, err
+	}
+	if err := r.verify.Register(n.ID, attestKey, n.LastSeq); err != nil {
+		return api.JoinResult{}, err
+	}
+	tok, err := r.mintRing1(ctx, n.ID, userKey)
+	if err != nil {
+		return api.JoinResult{}, err
+	}
+	r.log.Info("ring 1 node joined", "node", n.ID)
+	return api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok}, nil
+}
+
+// OpsCreds issues a credential for an operator watching ops.> with the nats CLI.
+func (r *Ring0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
+	iss, err := broker.IssuerFor(r.broker.Chain(), keys.OPS)
+	if err != nil {
+		return nil, err
+	}
+	c, err := iss.Mint(keys.UserRequest{Name: name, Perms: bus.OpsPerms()}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	if err := r.record(ctx, keys.OPS, c, ""); err != nil {
+		return nil, err
+	}
+	return c.File()
+}
+
+// ensureToken creates the admin token file (0600) unless it exists.
+func ensureToken(path string) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("ring0: %w", err)
+	}
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return keys.WriteCreds(path, []byte(base64.RawURLEncoding.EncodeToString(b[:])+"\n"))
+}
+

@@ -1,0 +1,310 @@
+// Package ring0 is enjin's meta ring, `enjin ring0`: it runs the embedded broker, connects to
+// the inventory (PostgreSQL), verifies and stores ring 1 observations, judges liveness,
+// serves the meta HTTP API, and runs ring 1 nodes: as child processes on this machine
+// (`process` strategy, restarted with backoff) or, for the `external` strategy, by issuing
+// one-time join tokens they redeem for a credential.
+//
+// Guarantees: an observation is acknowledged to its node only after the store committed it;
+// a node is registered (keys first) before it is started; a node is declared down only after
+// six missed heartbeats, never during the grace after ring 0's own start nor when most nodes
+// go quiet at once. Run returns after everything it started has stopped.
+//
+// cmd/enjin imports ring0.
+package ring0
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"enjin/bus"
+	"enjin/bus/broker"
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/services/api"
+	"enjin/services/inventory"
+	"enjin/supervisors/process"
+)
+
+// Config configures ring 0. Zero values are useful: loopback listeners on the default ports,
+// a 5 s heartbeat.
+type Config struct {
+	StateDir    string
+	DatabaseURL string
+	NATSHost    string        // "" is 127.0.0.1
+	NATSPort    int           // 0 is 4222; -1 picks a free port
+	APIAddr     string        // "" is 127.0.0.1:7070; port 0 picks a free one
+	Heartbeat   time.Duration // 0 is 5s
+	Ring1       []Ring1Spec   // ring 1 nodes to run as child processes
+	Executable  string        // the enjin binary for ring 1 children ("" disables launching)
+	Htpasswd    string        // optional htpasswd file for the API (read-only users)
+	Logger      *slog.Logger
+
+	ingest ingestOptions
+}
+
+// Ring1Spec names a ring 1 node ring 0 runs on this machine.
+type Ring1Spec struct {
+	ID    rings.NodeID
+	Label string
+}
+
+// Ring0 is a running meta ring.
+type Ring0 struct {
+	cfg    Config
+	log    *slog.Logger
+	broker *broker.Broker
+	store  *inventory.Store
+	verify *bus.Verifier
+	judge  *judge
+	ingest *ingester
+	nc     *nats.Conn
+	api    *http.Server
+	apiLn  net.Listener
+	start  time.Time
+
+	mu   sync.Mutex
+	sups map[rings.NodeID]*process.Supervisor
+}
+
+// New starts the broker, opens the store and prepares everything; Run starts serving.
+func New(ctx context.Context, cfg Config) (*Ring0, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 5 * time.Second
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = "127.0.0.1:7070"
+	}
+	if cfg.DatabaseURL == "" {
+		return nil, errors.New("ring0: no database URL")
+	}
+	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{}}
+	ok := false
+	defer func() {
+		if !ok {
+			r.close()
+		}
+	}()
+	var err error
+	if r.store, err = inventory.Open(ctx, cfg.DatabaseURL, r.log); err != nil {
+		return nil, err
+	}
+	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log}); err != nil {
+		return nil, err
+	}
+	if err := r.loadNodes(ctx); err != nil {
+		return nil, err
+	}
+	if err := r.connect(); err != nil {
+		return nil, err
+	}
+	if err := r.listenAPI(); err != nil {
+		return nil, err
+	}
+	ok = true
+	return r, nil
+}
+
+// loadNodes registers every known attestation key with the verifier, at its stored
+// high-water mark, and seeds liveness.
+func (r *Ring0) loadNodes(ctx context.Context) error {
+	nks, err := r.store.NodeKeys(ctx)
+	if err != nil {
+		return err
+	}
+	r.verify = bus.NewVerifier(0)
+	for _, k := range nks {
+		if err := r.verify.Register(k.Node, k.AttestPub, k.LastSeq); err != nil {
+			r.log.Warn("node with an unusable attestation key", "node", k.Node, "err", err)
+		}
+	}
+	r.judge = newJudge(r.cfg.Heartbeat)
+	r.judge.load(nks, time.Now())
+	r.ingest = newIngester(r.cfg.ingest, r.store, r.verify, r.log, r.judge.seen)
+	r.log.Info("nodes loaded", "n", len(nks))
+	return nil
+}
+
+// connect opens ring 0's own bus connection (in process) and subscribes to observations.
+func (r *Ring0) connect() error {
+	iss, err := broker.IssuerFor(r.broker.Chain(), keys.RING0)
+	if err != nil {
+		return err
+	}
+	c, err := iss.Mint(keys.UserRequest{Name: "ring0", Perms: bus.Ring0Perms("ring0")}, time.Now())
+	if err != nil {
+		return err
+	}
+	if r.nc, err = bus.Connect("", c, nats.InProcessServer(r.broker.Server())); err != nil {
+		return err
+	}
+	sub, err := r.nc.Subscribe(bus.R0FromRing1ObsAll, r.ingest.handle)
+	if err != nil {
+		return fmt.Errorf("ring0: subscribe observations: %w", err)
+	}
+	return sub.SetPendingLimits(1<<20, 1<<30)
+}
+
+func (r *Ring0) listenAPI() error {
+	checkers := []api.Checker{}
+	tokenFile := filepath.Join(r.cfg.StateDir, "admin.token")
+	if err := ensureToken(tokenFile); err != nil {
+		return err
+	}
+	admin, err := api.AdminTokenFile(tokenFile)
+	if err != nil {
+		return err
+	}
+	checkers = append(checkers, admin)
+	if r.cfg.Htpasswd != "" {
+		hp, err := api.HtpasswdFile(r.cfg.Htpasswd, nil)
+		if err != nil {
+			return err
+		}
+		checkers = append(checkers, hp)
+	}
+	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log})
+	if err != nil {
+		return err
+	}
+	if r.apiLn, err = net.Listen("tcp", r.cfg.APIAddr); err != nil {
+		return fmt.Errorf("ring0: api: %w", err)
+	}
+	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler())
+	return nil
+}
+
+// APIURL is the meta API's base URL.
+func (r *Ring0) APIURL() string { return "http://" + r.apiLn.Addr().String() }
+
+// NATSURL is the broker's client URL.
+func (r *Ring0) NATSURL() string { return r.broker.ClientURL() }
+
+// AdminTokenFile is the path of the API's admin token.
+func (r *Ring0) AdminTokenFile() string { return filepath.Join(r.cfg.StateDir, "admin.token") }
+
+// Store is the inventory ring 0 writes (for tests and benchmarks).
+func (r *Ring0) Store() *inventory.Store { return r.store }
+
+// Stats are ring 0's ingest counters.
+type Stats struct {
+	Committed uint64
+	Failed    uint64
+	Verifier  bus.Stats
+}
+
+// Stats returns the ingest counters so far.
+func (r *Ring0) Stats() Stats {
+	return Stats{Committed: r.ingest.committed.Load(), Failed: r.ingest.failed.Load(), Verifier: r.verify.Stats()}
+}
+
+// Run serves until ctx ends, then stops everything it started and returns.
+func (r *Ring0) Run(ctx context.Context) error {
+	defer r.close()
+	var wg sync.WaitGroup
+	wg.Go(func() { r.ingest.run(ctx) })   // ends with ctx
+	wg.Go(func() { r.liveness(ctx) })     // ends with ctx
+	wg.Go(func() { r.maintenance(ctx) })  // ends with ctx
+	apiErr := make(chan error, 1)
+	wg.Go(func() { apiErr <- r.api.Serve(r.apiLn) }) // ends at Shutdown below
+	for _, spec := range r.cfg.Ring1 {
+		if err := r.launch(ctx, &wg, spec); err != nil {
+			r.log.Error("ring 1 node not started", "node", spec.ID, "err", err)
+		}
+	}
+	r.log.Info("ring 0 ready", "api", r.APIURL(), "nats", r.NATSURL())
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-apiErr:
+		err = fmt.Errorf("ring0: api: %w", err)
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = r.api.Shutdown(sctx)
+	wg.Wait()
+	return err
+}
+
+// liveness judges nodes ten times a heartbeat and records what it concludes.
+func (r *Ring0) liveness(ctx context.Context) {
+	t := time.NewTicker(r.cfg.Heartbeat / 10)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			v := r.judge.tick(now)
+			if v.MassStarted {
+				r.log.Warn("most nodes went quiet at once; holding their states (grace)")
+				r.event("mass-silence", map[string]any{"at": now})
+			}
+			for state, ids := range map[string][]rings.NodeID{"suspect": v.Suspect, "down": v.Down} {
+				if len(ids) == 0 {
+					continue
+				}
+				if _, err := r.store.SetStates(ctx, ids, state); err != nil && ctx.Err() == nil {
+					r.log.Error("record liveness", "state", state, "err", err)
+				}
+				for _, id := range ids {
+					r.log.Warn("node "+state, "node", id)
+					r.event("node-"+state, map[string]any{"node": id, "at": now})
+				}
+			}
+		}
+	}
+}
+
+func (r *Ring0) event(kind string, v any) {
+	if err := bus.Publish(r.nc, bus.Event(kind), v); err != nil {
+		r.log.Warn("event not published", "kind", kind, "err", err)
+	}
+}
+
+// maintenance keeps observation partitions ahead of time and applies retention, hourly.
+func (r *Ring0) maintenance(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := r.store.EnsurePartitions(ctx); err != nil {
+				r.log.Error("partitions", "err", err)
+			}
+			if dropped, err := r.store.ApplyRetention(ctx, now); err != nil {
+				r.log.Error("retention", "err", err)
+			} else if len(dropped) > 0 {
+				r.log.Info("retention dropped partitions", "partitions", dropped)
+			}
+		}
+	}
+}
+
+func (r *Ring0) close() {
+	if r.nc != nil {
+		r.nc.Close()
+	}
+	if r.apiLn != nil {
+		r.apiLn.Close()
+	}
+	if r.broker != nil {
+		r.broker.Close()
+	}
+	if r.store != nil {
+		r.store.Close()
+	}
+}

@@ -1,0 +1,140 @@
+package test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"enjin/rings"
+	"enjin/rings/ring1"
+	"enjin/test/harness"
+)
+
+// ring0Proc is `enjin ring0` as a child process on a throwaway PostgreSQL, with fixed ports
+// so it can be killed and restarted in place.
+type ring0Proc struct {
+	t         *testing.T
+	state     string
+	dbURL     string
+	natsPort  int
+	apiPort   int
+	heartbeat time.Duration
+	proc      *harness.Proc
+	token     string
+}
+
+func newRing0(t *testing.T, heartbeat time.Duration) *ring0Proc {
+	dir, err := os.MkdirTemp("/tmp", "enjin-r0-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	pg := harness.StartPostgres(t)
+	r := &ring0Proc{t: t, state: filepath.Join(dir, "state"), dbURL: pg.CreateDatabase(t, ""),
+		natsPort: harness.FreePort(t), apiPort: harness.FreePort(t), heartbeat: heartbeat}
+	r.start()
+	return r
+}
+
+func (r *ring0Proc) api() string  { return "http://127.0.0.1:" + strconv.Itoa(r.apiPort) }
+func (r *ring0Proc) nats() string { return "nats://127.0.0.1:" + strconv.Itoa(r.natsPort) }
+
+func (r *ring0Proc) start() {
+	r.t.Helper()
+	r.proc = harness.Start(r.t, "ring0", "--state-dir", r.state, "--database-url", r.dbURL,
+		"--nats-port", strconv.Itoa(r.natsPort), "--api-addr", "127.0.0.1:"+strconv.Itoa(r.apiPort),
+		"--heartbeat", r.heartbeat.String(), "--log-level", "warn")
+	harness.Eventually(r.t, 30*time.Second, func() bool {
+		resp, err := http.Get(r.api() + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}, "ring 0 healthy")
+	b, err := os.ReadFile(filepath.Join(r.state, "admin.token"))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.token = strings.TrimSpace(string(b))
+}
+
+// restart kills ring 0 with SIGKILL and starts it again on the same state and ports.
+func (r *ring0Proc) restart() {
+	r.proc.Kill()
+	r.start()
+}
+
+func (r *ring0Proc) call(method, path string, in, out any) int {
+	r.t.Helper()
+	var body io.Reader
+	if in != nil {
+		b, _ := json.Marshal(in)
+		body = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, r.api()+path, body)
+	req.Header.Set("Authorization", "Bearer "+r.token)
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		r.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && resp.StatusCode < 300 {
+		if err := json.Unmarshal(b, out); err != nil {
+			r.t.Fatalf("%s %s: %v: %s", method, path, err, b)
+		}
+	}
+	if resp.StatusCode >= 300 {
+		r.t.Logf("%s %s: %d %s", method, path, resp.StatusCode, b)
+	}
+	return resp.StatusCode
+}
+
+// external registers an external ring 1 node and returns a one-time join token for it.
+func (r *ring0Proc) external(id rings.NodeID) string {
+	r.t.Helper()
+	if code := r.call("POST", "/v1/nodes", map[string]any{"id": id, "ring": 1, "label": "test",
+		"supervision_strategy": "external", "observation_strategy": "self"}, nil); code != 201 {
+		r.t.Fatalf("register %s: %d", id, code)
+	}
+	var tok struct {
+		Token string `json:"token"`
+	}
+	if code := r.call("POST", "/v1/nodes/"+string(id)+"/join-token", map[string]any{"ttl_seconds": 600}, &tok); code != 201 {
+		r.t.Fatalf("join token for %s: %d", id, code)
+	}
+	return tok.Token
+}
+
+// join registers an external node and joins it in process, returning its configuration.
+func (r *ring0Proc) join(id rings.NodeID) ring1.Config {
+	r.t.Helper()
+	cfg, err := ring1.Join(r.t.Context(), r.api(), r.external(id), r.t.TempDir(), nil)
+	if err != nil {
+		r.t.Fatalf("join %s: %v", id, err)
+	}
+	return cfg
+}
+
+// nodeState reads a node's judged state through the API.
+func (r *ring0Proc) nodeState(id rings.NodeID) string {
+	var n struct {
+		State string `json:"state"`
+	}
+	if code := r.call("GET", "/v1/nodes/"+string(id), nil, &n); code != 200 {
+		return fmt.Sprintf("http %d", code)
+	}
+	return n.State
+}

@@ -1,0 +1,116 @@
+package test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"enjin/bus"
+	"enjin/rings"
+	"enjin/services/inventory"
+	"enjin/test/harness"
+)
+
+// TestAcknowledgedMeansDurable has ring 1 nodes publish while ring 0 is killed with SIGKILL
+// again and again and restarted. Every observation a node saw acknowledged must be in
+// PostgreSQL afterwards, once.
+func TestAcknowledgedMeansDurable(t *testing.T) {
+	r := newRing0(t, time.Second)
+	const nodes, kills = 4, 10
+	var (
+		mu    sync.Mutex
+		acked = map[rings.NodeID][]uint64{}
+		total atomic.Int64
+	)
+	ctx, stop := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for i := range nodes {
+		id := rings.NodeID("dur-" + string(rune('a'+i)))
+		cfg := r.join(id)
+		nc, err := bus.Connect(r.nats(), cfg.Creds, nats.ReconnectWait(20*time.Millisecond))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		s := bus.NewSigner(id, cfg.Attestation)
+		wg.Go(func() { // ends with ctx
+			tick := time.NewTicker(2 * time.Millisecond)
+			defer tick.Stop()
+			for ctx.Err() == nil {
+				rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+				sl, err := bus.SendObservation(rctx, nc, s, bus.Ring1Obs(id), rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
+				cancel()
+				if err == nil {
+					mu.Lock()
+					acked[id] = append(acked[id], sl.Seq)
+					mu.Unlock()
+					total.Add(1)
+				}
+				select {
+				case <-ctx.Done():
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	for k := range kills {
+		before := total.Load()
+		harness.Eventually(t, 30*time.Second, func() bool { return total.Load() >= before+50 }, "acks before kill %d", k)
+		r.restart()
+	}
+	last := total.Load()
+	harness.Eventually(t, 30*time.Second, func() bool { return total.Load() >= last+50 }, "acks after the last restart")
+	stop()
+	wg.Wait()
+
+	store, err := inventory.Open(t.Context(), r.dbURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stored := map[rings.NodeID]map[uint64]int{}
+	var after rings.NodeID
+	var seq uint64
+	rows := 0
+	for {
+		page, err := store.ObservationsAfter(t.Context(), after, seq, 5000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range page {
+			if stored[o.Node] == nil {
+				stored[o.Node] = map[uint64]int{}
+			}
+			stored[o.Node][o.Seq]++
+			rows++
+			after, seq = o.Node, o.Seq
+		}
+		if len(page) < 5000 {
+			break
+		}
+	}
+	missing, dups := 0, 0
+	for id, seqs := range acked {
+		for _, s := range seqs {
+			if stored[id][s] == 0 {
+				missing++
+			}
+		}
+	}
+	for _, m := range stored {
+		for _, n := range m {
+			if n > 1 {
+				dups++
+			}
+		}
+	}
+	t.Logf("%d ring 0 kills; %d observations acknowledged, %d rows stored; %d acknowledged but missing, %d duplicated",
+		kills, total.Load(), rows, missing, dups)
+	if missing != 0 || dups != 0 {
+		t.Fatalf("%d acknowledged observations missing, %d duplicated", missing, dups)
+	}
+}
