@@ -24,7 +24,9 @@ import (
 )
 
 // nodeDir is where ring 0 keeps the keys of a ring 1 node it runs on this machine.
-func (r *Ring0) nodeDir(id rings.NodeID) string { return filepath.Join(r.cfg.StateDir, "nodes", string(id)) }
+func (r *Ring0) nodeDir(id rings.NodeID) string {
+	return filepath.Join(r.cfg.StateDir, "nodes", string(id))
+}
 
 // launch registers a ring 1 node's keys and starts it as a supervised child process. Before
 // every (re)start the node's credential is re-issued, so a node restarted after hours never
@@ -163,4 +165,3 @@ func ensureToken(path string) error {
 	_, _ = rand.Read(b[:])
 	return keys.WriteCreds(path, []byte(base64.RawURLEncoding.EncodeToString(b[:])+"\n"))
 }
-

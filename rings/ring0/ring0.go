@@ -213,9 +213,9 @@ func (r *Ring0) Stats() Stats {
 func (r *Ring0) Run(ctx context.Context) error {
 	defer r.close()
 	var wg sync.WaitGroup
-	wg.Go(func() { r.ingest.run(ctx) })   // ends with ctx
-	wg.Go(func() { r.liveness(ctx) })     // ends with ctx
-	wg.Go(func() { r.maintenance(ctx) })  // ends with ctx
+	wg.Go(func() { r.ingest.run(ctx) })  // ends with ctx
+	wg.Go(func() { r.liveness(ctx) })    // ends with ctx
+	wg.Go(func() { r.maintenance(ctx) }) // ends with ctx
 	apiErr := make(chan error, 1)
 	wg.Go(func() { apiErr <- r.api.Serve(r.apiLn) }) // ends at Shutdown below
 	for _, spec := range r.cfg.Ring1 {
