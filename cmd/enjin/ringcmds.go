@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"time"
@@ -83,6 +85,9 @@ func cmdRing0(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if addr := os.Getenv("ENJIN_PPROF"); addr != "" {
+		startPprof(addr, log)
+	}
 	fmt.Fprintf(stdout, "ring 0: api %s nats %s\n", r.APIURL(), r.NATSURL())
 	return r.Run(ctx)
 }
@@ -144,3 +149,16 @@ func (m *multiFlag) String() string     { return fmt.Sprint(*m) }
 func (m *multiFlag) Set(v string) error { *m = append(*m, v); return nil }
 
 var errNotReady = errors.New("not ready")
+
+// startPprof serves net/http/pprof on addr (set ENJIN_PPROF=127.0.0.1:6060 to profile).
+func startPprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { // ends with the process
+		if err := srv.ListenAndServe(); err != nil {
+			log.Warn("pprof", "err", err)
+		}
+	}()
+}

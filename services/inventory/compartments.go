@@ -158,6 +158,10 @@ func (s *Store) UpdateCompartment(ctx context.Context, id string, version int64,
 // with it; nodes in it keep running, with no compartment.
 func (s *Store) DeleteCompartment(ctx context.Context, id string, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The edges lock first, as setParents takes it, so the two never wait on each other.
+		if _, err := tx.Exec(ctx, `LOCK TABLE compartment_edges IN SHARE ROW EXCLUSIVE MODE`); err != nil {
+			return err
+		}
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM compartments WHERE id::text = $1 FOR UPDATE`, id); err != nil {
 			return err
 		}

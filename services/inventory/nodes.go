@@ -73,10 +73,29 @@ func scanNode(r pgx.Row) (Node, error) {
 	return n, nil
 }
 
+const insertNode = `INSERT INTO nodes AS n (id, ring, label, supervision_strategy, observation_strategy,
+		compartment, parent_node, auth_pub, attest_pub, metadata)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`
+
+const upsertNode = ` ON CONFLICT (id) DO UPDATE SET ring = excluded.ring, label = excluded.label,
+		supervision_strategy = excluded.supervision_strategy, observation_strategy = excluded.observation_strategy,
+		compartment = coalesce(excluded.compartment, n.compartment), parent_node = coalesce(excluded.parent_node, n.parent_node),
+		auth_pub = excluded.auth_pub, attest_pub = excluded.attest_pub,
+		version = n.version + 1, updated_at = now()`
+
 // RegisterNode creates node n, or updates its label, strategies and keys if it exists (a
 // ring 1 node is registered, keys first, before it is started). Every attestation key is
 // remembered, so observations signed with an earlier key stay verifiable.
 func (s *Store) RegisterNode(ctx context.Context, n Node) (Node, error) {
+	return s.saveNode(ctx, n, true)
+}
+
+// CreateNode creates node n; an existing id is ErrExists.
+func (s *Store) CreateNode(ctx context.Context, n Node) (Node, error) {
+	return s.saveNode(ctx, n, false)
+}
+
+func (s *Store) saveNode(ctx context.Context, n Node, upsert bool) (Node, error) {
 	if err := n.ID.Validate(); err != nil {
 		return Node{}, fmt.Errorf("inventory: register: %w: %v", ErrInvalid, err)
 	}
@@ -92,17 +111,17 @@ func (s *Store) RegisterNode(ctx context.Context, n Node) (Node, error) {
 		if n.ParentNode != "" {
 			parent = n.ParentNode
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO nodes AS n (id, ring, label, supervision_strategy, observation_strategy,
-				compartment, parent_node, auth_pub, attest_pub, metadata)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-			ON CONFLICT (id) DO UPDATE SET ring = excluded.ring, label = excluded.label,
-				supervision_strategy = excluded.supervision_strategy, observation_strategy = excluded.observation_strategy,
-				compartment = coalesce(excluded.compartment, n.compartment), parent_node = coalesce(excluded.parent_node, n.parent_node),
-				auth_pub = excluded.auth_pub, attest_pub = excluded.attest_pub,
-				version = n.version + 1, updated_at = now()`,
+		q := insertNode + ` ON CONFLICT (id) DO NOTHING`
+		if upsert {
+			q = insertNode + upsertNode
+		}
+		tag, err := tx.Exec(ctx, q,
 			string(n.ID), n.Ring, n.Label, n.Supervision, n.Observation, comp, parent, n.AuthPub, n.AttestPub, n.Metadata)
 		if err != nil {
 			return err
+		}
+		if tag.RowsAffected() == 0 {
+			return fmt.Errorf("node %s: %w", n.ID, ErrExists)
 		}
 		if n.AttestPub != "" {
 			if _, err := tx.Exec(ctx, `INSERT INTO node_keys (node_id, attest_pub) VALUES ($1, $2) ON CONFLICT DO NOTHING`,

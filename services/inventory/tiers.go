@@ -186,6 +186,10 @@ func (s *Store) SetMember(ctx context.Context, tier string, node rings.NodeID, r
 func (s *Store) RemoveMember(ctx context.Context, tier string, node rings.NodeID) (Tier, error) {
 	var out Tier
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// Lock the tier first, in the same order as every other tier writer.
+		if _, err := tx.Exec(ctx, `SELECT 1 FROM tiers WHERE id::text = $1 FOR UPDATE`, tier); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM node_tiers WHERE tier_id::text = $1 AND node_id = $2`, tier, string(node))
 		if err != nil {
 			return err

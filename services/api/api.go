@@ -1,0 +1,151 @@
+// Package api is ring 0's meta HTTP API: JSON over HTTP, versioned under /v1, in front of the
+// inventory store and ring 0's credential issuance. It lists and edits nodes, compartments and
+// tiers, serves signed observations so anyone can verify them offline, issues one-time join
+// tokens and exchanges them for bus credentials, and describes itself at /openapi.json.
+//
+// Every route is declared once, in a table from which both the request multiplexer and the
+// OpenAPI document are built, so the two cannot drift. Every answer is JSON, errors included
+// ({"error": "...", "code": "..."}). A caller's mistake is always a 4xx: bodies are size-capped,
+// checked for UTF-8, decoded strictly and validated before the store sees them; writes to
+// versioned objects require If-Match. A panic is recovered and logged as a 500.
+//
+// The Authorization header is handed to pluggable Checkers (a static admin token, an htpasswd
+// file); identities that are not admins may only read. Only ring 0 imports api.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+)
+
+// Ring0 is what the API needs from ring 0 beyond the store; ring 0 implements it.
+type Ring0 interface {
+	// Join redeems a one-time join token (external strategy) and returns the node id, the
+	// NATS URL and a user JWT for userKey. Errors wrapping inventory.ErrNotFound mean the
+	// token is unknown, used or expired.
+	Join(ctx context.Context, token, userKey, attestKey string) (JoinResult, error)
+	// OpsCreds returns a .creds file for an OPS user (subscribe ops.>, publish nothing).
+	OpsCreds(ctx context.Context, name string) ([]byte, error)
+}
+
+// JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.
+type JoinResult struct {
+	Node rings.NodeID `json:"node"`
+	NATS string       `json:"nats"`
+	JWT  string       `json:"jwt"`
+}
+
+// Config configures the API. Store, Ring0 and at least one Checker are required.
+type Config struct {
+	Store    *inventory.Store
+	Ring0    Ring0
+	Checkers []Checker    // tried in order on every authenticated request
+	Logger   *slog.Logger // nil discards; the access log is at Debug
+	MaxBody  int64        // largest request body accepted; 0 means 1 MiB
+}
+
+// DefaultMaxBody is the request body limit when Config.MaxBody is zero.
+const DefaultMaxBody = 1 << 20
+
+// API serves the meta HTTP API. It is safe for concurrent use.
+type API struct {
+	store    *inventory.Store
+	ring0    Ring0
+	checkers []Checker
+	log      *slog.Logger
+	maxBody  int64
+
+	mux      *http.ServeMux
+	patterns []string // every pattern registered on mux, in table order
+	openapi  []byte   // the OpenAPI document, encoded once
+	onPanic  func(any)
+}
+
+// New checks cfg and builds the API's routes and OpenAPI document.
+func New(cfg Config) (*API, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("api: no store"))
+	}
+	if cfg.Ring0 == nil {
+		errs = append(errs, errors.New("api: no ring 0"))
+	}
+	if len(cfg.Checkers) == 0 {
+		errs = append(errs, errors.New("api: no credential checkers: nobody could sign in"))
+	}
+	if cfg.MaxBody < 0 {
+		errs = append(errs, errors.New("api: negative body limit"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: cfg.Checkers, log: cfg.Logger,
+		maxBody: cfg.MaxBody, mux: http.NewServeMux()}
+	if a.log == nil {
+		a.log = slog.New(slog.DiscardHandler)
+	}
+	if a.maxBody == 0 {
+		a.maxBody = DefaultMaxBody
+	}
+	routes := a.routes()
+	for _, rt := range routes {
+		p := rt.method + " " + rt.path
+		a.mux.Handle(p, a.wrap(rt))
+		a.patterns = append(a.patterns, p)
+	}
+	doc, err := json.Marshal(openAPI(routes))
+	if err != nil {
+		return nil, err
+	}
+	a.openapi = doc
+	return a, nil
+}
+
+// Handler returns the API's HTTP handler: access log, panic recovery and the routes.
+func (a *API) Handler() http.Handler {
+	return a.accessLog(a.recoverPanics(a.jsonMux()))
+}
+
+// NewServer returns an http.Server for h on addr with timeouts suited to a public listener.
+func NewServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{
+		Addr:              addr,
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+// health answers ok when the database does.
+func (a *API) health(c *call) error {
+	ctx, cancel := context.WithTimeout(c.ctx, 2*time.Second)
+	defer cancel()
+	if err := a.store.Ping(ctx); err != nil {
+		a.log.Warn("health check: database unavailable", "err", err)
+		return &apiError{http.StatusServiceUnavailable, "unavailable", "the database is unavailable"}
+	}
+	a.reply(c.w, http.StatusOK, health{Status: "ok"})
+	return nil
+}
+
+type health struct {
+	Status string `json:"status"`
+}
+
+func (a *API) document(c *call) error {
+	h := c.w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	_, _ = c.w.Write(a.openapi) // a failed write means the client went away
+	return nil
+}

@@ -1,0 +1,191 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"enjin/services/api"
+	"enjin/services/inventory"
+	"enjin/test/harness"
+)
+
+const adminToken = "test-admin-token-0123456789abcdef"
+
+// Authorization values the tests use.
+var (
+	asAdmin  = "Bearer " + adminToken
+	asAlice  = basic("alice", "alice-pw") // htpasswd admin
+	asBob    = basic("bob", "bob-pw")     // htpasswd reader
+	asWrong  = "Bearer not-the-token"
+	asBadPw  = basic("alice", "nope")
+	asNobody = basic("mallory", "x")
+)
+
+func basic(user, pass string) string {
+	return "Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass))
+}
+
+// testRing0 redeems join tokens against the store and hands out fixed credentials.
+type testRing0 struct {
+	store   *inventory.Store
+	panicOn string // OpsCreds panics for this name, to prove the recover middleware
+}
+
+func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
+	n, err := r.store.RedeemJoinToken(ctx, token, userKey, attestKey)
+	if err != nil {
+		return api.JoinResult{}, err
+	}
+	return api.JoinResult{Node: n.ID, NATS: "nats://127.0.0.1:4222", JWT: "jwt-for-" + userKey}, nil
+}
+
+func (r *testRing0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
+	if r.panicOn != "" && name == r.panicOn {
+		panic("ops creds for " + name)
+	}
+	return []byte("-----BEGIN NATS USER JWT-----\njwt-of-" + name + "\n------END NATS USER JWT------\n"), nil
+}
+
+// env is an API over a fresh database, served over TCP by the production server settings.
+type env struct {
+	api    *api.API
+	srv    *httptest.Server
+	client *http.Client // does not follow redirects
+	store  *inventory.Store
+	ring0  *testRing0
+	panics atomic.Int64
+}
+
+// newEnv starts a PostgreSQL cluster for the test, opens a store on it and serves the API.
+func newEnv(t *testing.T) *env {
+	t.Helper()
+	url := harness.StartPostgres(t).CreateDatabase(t, "")
+	store, err := inventory.Open(t.Context(), url, harness.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	e := &env{store: store, ring0: &testRing0{store: store}}
+	e.api, err = api.New(api.Config{Store: store, Ring0: e.ring0, Checkers: checkers(t), Logger: harness.Logger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	api.SetPanicHook(e.api, func(any) { e.panics.Add(1) })
+	e.srv = httptest.NewUnstartedServer(nil)
+	e.srv.Config = api.NewServer("", e.api.Handler())
+	e.srv.Start()
+	t.Cleanup(e.srv.Close)
+	c := *e.srv.Client()
+	c.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	e.client = &c
+	return e
+}
+
+// checkers makes an admin token file and an htpasswd file with an admin (alice, $2y$) and
+// a reader (bob, $2a$), at bcrypt's lowest cost to keep tests fast.
+func checkers(t *testing.T) []api.Checker {
+	t.Helper()
+	dir := t.TempDir()
+	tok := filepath.Join(dir, "admin.token")
+	if err := os.WriteFile(tok, []byte(adminToken+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tc, err := api.AdminTokenFile(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lines []string
+	for _, u := range [][2]string{{"alice", "alice-pw"}, {"bob", "bob-pw"}} {
+		h, err := bcrypt.GenerateFromPassword([]byte(u[1]), bcrypt.MinCost)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if u[0] == "alice" {
+			h = bytes.Replace(h, []byte("$2a$"), []byte("$2y$"), 1) // as htpasswd -B writes
+		}
+		lines = append(lines, u[0]+":"+string(h))
+	}
+	ht := filepath.Join(dir, "htpasswd")
+	if err := os.WriteFile(ht, []byte("# users\n"+strings.Join(lines, "\n")+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	hc, err := api.HtpasswdFile(ht, []string{"alice"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []api.Checker{tc, hc}
+}
+
+// response is a response, read whole.
+type response struct {
+	status int
+	header http.Header
+	body   []byte
+	json   map[string]any // the body decoded, if it is a JSON object
+}
+
+// do sends a request; hdr holds header name/value pairs (a name may repeat).
+func (e *env) do(t *testing.T, method, path string, body []byte, hdr ...string) response {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, e.srv.URL+path, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Add(hdr[i], hdr[i+1])
+	}
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	b, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, path, err)
+	}
+	r := response{status: res.StatusCode, header: res.Header, body: b}
+	_ = json.Unmarshal(b, &r.json)
+	return r
+}
+
+// str reads a dotted path ("tier.id", "members.0.node") from a decoded JSON value.
+func str(v any, path string) string {
+	for _, k := range strings.Split(path, ".") {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[k]
+		case []any:
+			i := 0
+			for _, c := range k {
+				i = i*10 + int(c-'0')
+			}
+			if i >= len(x) {
+				return ""
+			}
+			v = x[i]
+		default:
+			return ""
+		}
+	}
+	switch x := v.(type) {
+	case string:
+		return x
+	case nil:
+		return ""
+	default:
+		b, _ := json.Marshal(x)
+		return string(b)
+	}
+}

@@ -1,0 +1,217 @@
+package api
+
+import (
+	"encoding/json"
+	"net/http"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"enjin/rings"
+)
+
+// openAPI builds the OpenAPI 3.0 document of routes: the same table the mux is built from.
+// Schemas are generated from the Go types the handlers decode and encode.
+func openAPI(routes []route) map[string]any {
+	g := &schemaGen{components: map[string]any{}}
+	paths := map[string]map[string]any{}
+	for _, rt := range routes {
+		if paths[rt.path] == nil {
+			paths[rt.path] = map[string]any{}
+		}
+		paths[rt.path][strings.ToLower(rt.method)] = g.operation(rt)
+	}
+	return map[string]any{
+		"openapi": "3.0.3",
+		"info": map[string]any{
+			"title":       "enjin ring 0 meta API",
+			"version":     "1",
+			"description": "Every error is {\"error\": \"...\", \"code\": \"...\"}. Writes to versioned objects need If-Match with the ETag read.",
+		},
+		"paths": paths,
+		"components": map[string]any{
+			"schemas": g.components,
+			"securitySchemes": map[string]any{
+				"bearer": map[string]any{"type": "http", "scheme": "bearer", "description": "the admin token"},
+				"basic":  map[string]any{"type": "http", "scheme": "basic", "description": "htpasswd users; only admins may write"},
+			},
+		},
+		"security": []any{map[string]any{"bearer": []string{}}, map[string]any{"basic": []string{}}},
+	}
+}
+
+func (g *schemaGen) operation(rt route) map[string]any {
+	op := map[string]any{
+		"operationId":   operationID(rt),
+		"summary":       rt.summary,
+		"x-enjin-admin": rt.access == admin,
+		"responses":     g.responses(rt),
+	}
+	if rt.access == public {
+		op["security"] = []any{}
+	}
+	var params []any
+	for _, n := range pathWildcards(rt.path) {
+		params = append(params, map[string]any{"name": n, "in": "path", "required": true,
+			"description": wildcards[n].desc, "schema": map[string]any{"type": "string"}})
+	}
+	for _, p := range rt.query {
+		params = append(params, map[string]any{"name": p.name, "in": "query", "description": p.desc, "schema": p.schema})
+	}
+	if rt.meta {
+		params = append(params, map[string]any{"name": "metadata.*", "in": "query", "description": metaDoc,
+			"schema": map[string]any{"type": "string"}, "x-enjin-prefix": "metadata."})
+	}
+	if rt.ifMatch != noCondition {
+		params = append(params, map[string]any{"name": "If-Match", "in": "header", "required": rt.ifMatch == mustMatch,
+			"description": `the ETag (version) read, such as "3"; a stale one is 409`, "schema": map[string]any{"type": "string"}})
+	}
+	if params != nil {
+		op["parameters"] = params
+	}
+	if rt.body != nil {
+		op["requestBody"] = map[string]any{"required": !rt.optional,
+			"content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.body))}}}
+	}
+	return op
+}
+
+func operationID(rt route) string {
+	id := strings.ToLower(rt.method) + strings.NewReplacer("/", "_", "{", "", "}", "", "-", "_", ".", "_").Replace(rt.path)
+	return strings.ReplaceAll(id, "__", "_")
+}
+
+func (g *schemaGen) responses(rt route) map[string]any {
+	ok := map[string]any{"description": http.StatusText(rt.status)}
+	if rt.out != nil {
+		ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.out))}}
+	}
+	if versioned(reflect.TypeOf(rt.out)) {
+		h := map[string]any{"ETag": map[string]any{"description": "the object's version", "schema": map[string]any{"type": "string"}}}
+		if rt.status == http.StatusCreated {
+			h["Location"] = map[string]any{"description": "the new object's URL", "schema": map[string]any{"type": "string"}}
+		}
+		ok["headers"] = h
+	}
+	out := map[string]any{strconv.Itoa(rt.status): ok}
+	errRef := g.schema(reflect.TypeOf(errorBody{}))
+	for _, code := range errorStatuses(rt) {
+		out[strconv.Itoa(code)] = map[string]any{"description": http.StatusText(code),
+			"content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
+	}
+	return out
+}
+
+// errorStatuses lists the errors a route can answer with, from what it declares.
+func errorStatuses(rt route) []int {
+	codes := []int{http.StatusBadRequest, http.StatusInternalServerError}
+	add := func(cond bool, cs ...int) {
+		if cond {
+			codes = append(codes, cs...)
+		}
+	}
+	write := rt.method != http.MethodGet
+	add(rt.access != public, http.StatusUnauthorized)
+	add(rt.access == admin || rt.path == "/v1/join", http.StatusForbidden)
+	add(len(pathWildcards(rt.path)) > 0, http.StatusNotFound)
+	add(write && rt.path != "/v1/join" && rt.path != "/v1/creds/ops", http.StatusConflict)
+	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
+	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
+	add(rt.path == "/healthz", http.StatusServiceUnavailable)
+	slices.Sort(codes)
+	return slices.Compact(codes)
+}
+
+// versioned reports whether responses of type t carry an ETag: objects with a version, and
+// promotions (the tier's).
+func versioned(t reflect.Type) bool {
+	if t == nil || t.Kind() != reflect.Struct {
+		return false
+	}
+	if _, ok := t.FieldByName("Version"); ok {
+		return true
+	}
+	f, ok := t.FieldByName("Tier")
+	return ok && versioned(f.Type)
+}
+
+// schemaGen generates JSON schemas from Go types, naming each struct type a component.
+type schemaGen struct {
+	components map[string]any
+}
+
+var (
+	timeType = reflect.TypeFor[time.Time]()
+	rawType  = reflect.TypeFor[json.RawMessage]()
+	ringType = reflect.TypeFor[rings.Ring]()
+)
+
+func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	switch t {
+	case timeType:
+		return map[string]any{"type": "string", "format": "date-time"}
+	case rawType:
+		return map[string]any{"description": "any JSON value"}
+	case ringType:
+		return map[string]any{"type": "integer", "minimum": 0, "maximum": 2}
+	}
+	switch t.Kind() {
+	case reflect.Pointer:
+		return g.schema(t.Elem())
+	case reflect.String:
+		return map[string]any{"type": "string"}
+	case reflect.Bool:
+		return map[string]any{"type": "boolean"}
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32:
+		return map[string]any{"type": "integer"}
+	case reflect.Int64, reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		return map[string]any{"type": "integer", "format": "int64"}
+	case reflect.Float32, reflect.Float64:
+		return map[string]any{"type": "number"}
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.Uint8 {
+			return map[string]any{"type": "string", "format": "byte"}
+		}
+		return map[string]any{"type": "array", "items": g.schema(t.Elem())}
+	case reflect.Map:
+		return map[string]any{"type": "object", "additionalProperties": g.schema(t.Elem())}
+	case reflect.Struct:
+		return g.ref(t)
+	}
+	return map[string]any{} // interface: any JSON value
+}
+
+// ref returns a reference to t's component, generating it the first time.
+func (g *schemaGen) ref(t reflect.Type) map[string]any {
+	name := strings.ToUpper(t.Name()[:1]) + t.Name()[1:]
+	if _, ok := g.components[name]; !ok {
+		g.components[name] = nil // reserves the name while the fields are generated
+		g.components[name] = g.object(t)
+	}
+	return map[string]any{"$ref": "#/components/schemas/" + name}
+}
+
+func (g *schemaGen) object(t reflect.Type) map[string]any {
+	props := map[string]any{}
+	var required []string
+	for f := range t.Fields() {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if !f.IsExported() || name == "-" {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		props[name] = g.schema(f.Type)
+		if f.Tag.Get("api") == "required" {
+			required = append(required, name)
+		}
+	}
+	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if required != nil {
+		obj["required"] = required
+	}
+	return obj
+}

@@ -1,0 +1,174 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"reflect"
+	"strings"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+)
+
+// route is one operation of the API. The mux and the OpenAPI document are both built from
+// the table in routes, and wrap enforces what a route declares (access, path ids, If-Match,
+// query parameters, body), so what is documented is what is checked.
+type route struct {
+	method, path string
+	access       access
+	summary      string
+	query        []param   // the query parameters the route takes
+	meta         bool      // whether it also takes metadata.<key>=<value> filters
+	ifMatch      condition // whether it takes If-Match
+	body         body      // a value of its request body type; nil: no body
+	optional     bool      // whether the body may be left out
+	status       int       // its success status
+	out          any       // a value of its success response type; nil: no content
+	serve        func(*call) error
+}
+
+// condition says whether a route takes If-Match.
+type condition int
+
+const (
+	noCondition condition = iota
+	mayMatch              // checked if given
+	mustMatch             // required (writes to versioned objects)
+)
+
+// param is a documented query parameter.
+type param struct {
+	name   string
+	schema map[string]any
+	desc   string
+}
+
+// call is one request to a route, checked against the route's declarations.
+type call struct {
+	w          http.ResponseWriter
+	r          *http.Request
+	ctx        context.Context
+	path       map[string]string // validated path wildcards (UUIDs lowercased)
+	version    int64             // from If-Match
+	hasVersion bool
+	q          query
+	in         body // decoded and validated body, nil if the route takes none
+}
+
+func (c *call) node() rings.NodeID { return rings.NodeID(c.path["node"]) }
+
+// wildcard checks and documents one kind of path wildcard, by name.
+type wildcard struct {
+	desc  string
+	check func(string) (string, bool)
+}
+
+var wildcards = map[string]wildcard{
+	"node":        {"node id: a slug or a UUID", checkNodeID},
+	"compartment": {"compartment id (UUID)", checkUUID},
+	"tier":        {"tier id (UUID)", checkUUID},
+	"kind":        {"kind of object: node, compartment or tier", checkKind},
+	"id":          {"the object's id: a node id, or a compartment's or tier's UUID", checkObjectID},
+}
+
+func checkNodeID(s string) (string, bool) { return s, rings.NodeID(s).Validate() == nil }
+func checkUUID(s string) (string, bool)   { s = strings.ToLower(s); return s, rings.IsUUID(s) }
+func checkKind(s string) (string, bool) {
+	return s, s == "node" || s == "compartment" || s == "tier"
+}
+func checkObjectID(s string) (string, bool) {
+	if u, ok := checkUUID(s); ok {
+		return u, true
+	}
+	return checkNodeID(s)
+}
+
+// pathWildcards lists the {names} in a route path.
+func pathWildcards(path string) []string {
+	var names []string
+	for _, seg := range strings.Split(path, "/") {
+		if n, ok := strings.CutPrefix(seg, "{"); ok {
+			names = append(names, strings.TrimSuffix(n, "}"))
+		}
+	}
+	return names
+}
+
+// newBody returns a fresh value of the route's body type.
+func (rt route) newBody() body {
+	return reflect.New(reflect.TypeOf(rt.body).Elem()).Interface().(body)
+}
+
+func intSchema(lo, hi int) map[string]any {
+	return map[string]any{"type": "integer", "minimum": lo, "maximum": hi}
+}
+
+var (
+	strSchema = map[string]any{"type": "string"}
+	metaDoc   = "filter on metadata: any number of metadata.<key>=<value>; every key must have exactly that string value"
+)
+
+func (a *API) routes() []route {
+	return []route{
+		{method: "GET", path: "/healthz", access: public, summary: "Health: ok when the database answers",
+			status: http.StatusOK, out: health{}, serve: a.health},
+		{method: "GET", path: "/openapi.json", access: public, summary: "This API's OpenAPI document",
+			status: http.StatusOK, out: map[string]any{}, serve: a.document},
+
+		{method: "GET", path: "/v1/nodes", access: reader, summary: "List nodes, by id", meta: true,
+			query: []param{
+				{"ring", intSchema(0, 2), "only nodes of this ring"},
+				{"state", map[string]any{"type": "string", "enum": []string{"unknown", "up", "suspect", "down"}}, "only nodes ring 0 judges in this state"},
+				{"after", strSchema, "paging: only nodes with ids after this one (the previous page's next)"},
+				{"limit", intSchema(1, 10000), "at most this many nodes (default 1000)"},
+			}, status: http.StatusOK, out: nodeList{}, serve: a.listNodes},
+		{method: "POST", path: "/v1/nodes", access: admin, summary: "Register a node (for example an external ring 1 node, before issuing it a join token)",
+			body: &nodeCreate{}, status: http.StatusCreated, out: inventory.Node{}, serve: a.createNode},
+		{method: "GET", path: "/v1/nodes/{node}", access: reader, summary: "A node: strategies, state, last observation, tiers; ETag is its version",
+			status: http.StatusOK, out: inventory.Node{}, serve: a.getNode},
+		{method: "PATCH", path: "/v1/nodes/{node}", access: admin, summary: "Change a node's label or metadata",
+			ifMatch: mustMatch, body: &nodePatch{}, status: http.StatusOK, out: inventory.Node{}, serve: a.patchNode},
+		{method: "GET", path: "/v1/nodes/{node}/observations", access: reader, summary: "A node's signed observations, newest first, with what is needed to verify them offline",
+			query: []param{
+				{"limit", intSchema(1, 1000), "at most this many (default 100)"},
+				{"before", map[string]any{"type": "integer", "minimum": 1}, "paging: only sequence numbers below this"},
+			}, status: http.StatusOK, out: observationList{}, serve: a.observations},
+		{method: "POST", path: "/v1/nodes/{node}/join-token", access: admin, summary: "Issue a one-time join token for an external node",
+			body: &joinTokenBody{}, optional: true, status: http.StatusCreated, out: joinToken{}, serve: a.joinToken},
+		{method: "POST", path: "/v1/join", access: public, summary: "Redeem a join token (the token is the credential) for the node's bus identity",
+			body: &joinBody{}, status: http.StatusOK, out: JoinResult{}, serve: a.join},
+		{method: "POST", path: "/v1/creds/ops", access: admin, summary: "A .creds file for an operator watching ops.> with the nats CLI",
+			body: &opsCredsBody{}, status: http.StatusOK, out: opsCreds{}, serve: a.opsCreds},
+
+		{method: "GET", path: "/v1/compartments", access: reader, summary: "List compartments, by label", meta: true,
+			status: http.StatusOK, out: compartmentList{}, serve: a.listCompartments},
+		{method: "POST", path: "/v1/compartments", access: admin, summary: "Create a compartment; its parents must not make a cycle",
+			body: &compartmentCreate{}, status: http.StatusCreated, out: inventory.Compartment{}, serve: a.createCompartment},
+		{method: "GET", path: "/v1/compartments/{compartment}", access: reader, summary: "A compartment; ETag is its version",
+			status: http.StatusOK, out: inventory.Compartment{}, serve: a.getCompartment},
+		{method: "PATCH", path: "/v1/compartments/{compartment}", access: admin, summary: "Change a compartment; its parents must not make a cycle",
+			ifMatch: mustMatch, body: &compartmentPatch{}, status: http.StatusOK, out: inventory.Compartment{}, serve: a.patchCompartment},
+		{method: "DELETE", path: "/v1/compartments/{compartment}", access: admin, summary: "Delete a compartment; nodes in it keep running, with none",
+			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteCompartment},
+
+		{method: "GET", path: "/v1/tiers", access: reader, summary: "List tiers, by label", meta: true,
+			status: http.StatusOK, out: tierList{}, serve: a.listTiers},
+		{method: "POST", path: "/v1/tiers", access: admin, summary: "Create a tier",
+			body: &tierCreate{}, status: http.StatusCreated, out: inventory.Tier{}, serve: a.createTier},
+		{method: "GET", path: "/v1/tiers/{tier}", access: reader, summary: "A tier and its members; ETag is its version",
+			status: http.StatusOK, out: inventory.Tier{}, serve: a.getTier},
+		{method: "PATCH", path: "/v1/tiers/{tier}", access: admin, summary: "Change a tier's label, replica count or metadata",
+			ifMatch: mustMatch, body: &tierPatch{}, status: http.StatusOK, out: inventory.Tier{}, serve: a.patchTier},
+		{method: "DELETE", path: "/v1/tiers/{tier}", access: admin, summary: "Delete a tier",
+			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTier},
+		{method: "PUT", path: "/v1/tiers/{tier}/members/{node}", access: admin, summary: "Put a node in a tier as primary or replica; a second primary is refused",
+			ifMatch: mayMatch, body: &memberPut{}, status: http.StatusOK, out: inventory.Tier{}, serve: a.putMember},
+		{method: "DELETE", path: "/v1/tiers/{tier}/members/{node}", access: admin, summary: "Take a node out of a tier",
+			ifMatch: mayMatch, status: http.StatusOK, out: inventory.Tier{}, serve: a.deleteMember},
+		{method: "POST", path: "/v1/tiers/{tier}/promote", access: admin, summary: "Promote a replica to primary in one transaction; stale if failed is no longer the primary",
+			ifMatch: mayMatch, body: &promoteBody{}, optional: true, status: http.StatusOK, out: inventory.Promotion{}, serve: a.promote},
+
+		{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+			status: http.StatusOK, out: historyList{}, serve: a.history},
+	}
+}
