@@ -23,26 +23,27 @@ type Flow struct {
 	Importer string
 	Subject  string // in the exporter's account
 	Local    string // in the importer's account
+	// Attest makes the server add a Nats-Request-Info header naming the calling account and
+	// user to each request of a service flow. It costs a JSON encoding per message, so only
+	// services that need to know their caller ask for it.
+	Attest bool
 }
 
 // Flows lists every cross-account flow of a cloud with the given tenants (DESIGN §3).
 func Flows(tenants []rings.TenantID) []Flow {
 	f := []Flow{
-		// Observations are requests: ring 0 answers each one after the store commits it (the
-		// node's acknowledgement), or with the reason it was rejected.
-		{Service, keys.RING0, keys.RING1, R0FromRing1ObsAll, "ring1.*.obs"},
-		{Service, keys.RING1, keys.RING0, "ring1.*.cmd.>", "r0.to.ring1.*.cmd.>"},
-		{Service, keys.RING0, keys.RING1, Ring0APIAll, "r1.ring0.>"},
-		{Stream, keys.RING1, keys.OPS, "ring1.*.obs", "ops.ring1.*.obs"},
-		{Stream, keys.RING0, keys.OPS, "events.>", "ops.events.>"},
+		{Service, keys.RING1, keys.RING0, "ring1.*.cmd.>", "r0.to.ring1.*.cmd.>", false},
+		{Service, keys.RING0, keys.RING1, Ring0APIAll, "r1.ring0.>", true},
+		{Stream, keys.RING1, keys.OPS, "ring1.*.obs", "ops.ring1.*.obs", false},
+		{Stream, keys.RING0, keys.OPS, "events.>", "ops.events.>", false},
 	}
 	for _, t := range tenants {
 		acct, ts := keys.TenantAccount(t), string(t)
 		f = append(f,
-			Flow{Stream, acct, keys.RING1, "ring2.*.obs", "r1.from." + ts + ".*.obs"},
-			Flow{Stream, acct, keys.RING1, "ring2.*.log", "r1.from." + ts + ".*.log"},
-			Flow{Service, acct, keys.RING1, "ring2.*.cmd.>", "r1.to." + ts + ".*.cmd.>"},
-			Flow{Stream, acct, keys.OPS, "ring2.*.obs", OpsTenantObs(t)},
+			Flow{Stream, acct, keys.RING1, "ring2.*.obs", "r1.from." + ts + ".*.obs", false},
+			Flow{Stream, acct, keys.RING1, "ring2.*.log", "r1.from." + ts + ".*.log", false},
+			Flow{Service, acct, keys.RING1, "ring2.*.cmd.>", "r1.to." + ts + ".*.cmd.>", false},
+			Flow{Stream, acct, keys.OPS, "ring2.*.obs", OpsTenantObs(t), false},
 		)
 	}
 	return f
@@ -52,17 +53,33 @@ func Flows(tenants []rings.TenantID) []Flow {
 func Ring0Grant() keys.Grant {
 	return keys.Grant{
 		PubAllow: []string{"r0.to.ring1.*.cmd.>", "events.>"},
-		SubAllow: []string{R0FromRing1ObsAll, Ring0APIAll, "_INBOX.*.>"},
+		SubAllow: []string{Ring0APIAll, "_INBOX.*.>"},
 		Resp:     true,
 	}
 }
 
 // Ring0Perms are the rights of ring 0 supervisor name: command ring 1 nodes, publish events,
-// receive ring 1 observations and service requests, answer them.
+// receive service requests from ring 1 and answer them.
 func Ring0Perms(name string) keys.Permissions {
 	return keys.Permissions{
 		PubAllow: []string{"r0.to.ring1.*.cmd.>", "events.>"},
-		SubAllow: []string{R0FromRing1ObsAll, Ring0APIAll, Inbox(name) + ".>"},
+		SubAllow: []string{Ring0APIAll, Inbox(name) + ".>"},
+		Resp:     true,
+	}
+}
+
+// IngestUser is the name of ring 0's observation-ingest user in the RING1 account.
+const IngestUser = "ring0-ingest"
+
+// Ring0IngestPerms are the rights of ring 0's ingest user, a member of the RING1 account:
+// receive every ring 1 observation and answer each (the acknowledgement after commit, or the
+// reason for a rejection) — nothing else. Observations are requests a node makes of its own
+// account, so none takes a cross-account hop; the node's name in the subject is enforced by
+// the node's own publish permission.
+func Ring0IngestPerms() keys.Permissions {
+	return keys.Permissions{
+		PubAllow: []string{Inbox(IngestUser) + ".>"}, // replies go through Resp; this only narrows
+		SubAllow: []string{Ring1ObsAll},
 		Resp:     true,
 	}
 }
@@ -84,8 +101,8 @@ func SysPerms(name string) keys.Permissions {
 // Ring1Grant bounds the users of RING1: ring 1 nodes.
 func Ring1Grant() keys.Grant {
 	return keys.Grant{
-		PubAllow: []string{"ring1.*.obs", "r1.ring0.>", "r1.to.>"},
-		SubAllow: []string{"ring1.*.cmd.>", "r1.from.>", "_INBOX.*.>"},
+		PubAllow: []string{"ring1.*.obs", "r1.ring0.>", "r1.to.>", "_INBOX.*.>"},
+		SubAllow: []string{"ring1.*.cmd.>", "r1.from.>", "_INBOX.*.>", Ring1ObsAll},
 		Resp:     true,
 	}
 }

@@ -49,19 +49,15 @@ func R1ToTenantCmd(t rings.TenantID, u, verb string) string {
 	return "r1.to." + string(t) + "." + u + ".cmd." + verb
 }
 
+// Ring1ObsAll matches every ring 1 observation; ring 0's ingest user subscribes to it
+// inside the RING1 account (see Ring0IngestPerms).
+const Ring1ObsAll = "ring1.*.obs"
+
+// Ring1ObsNode extracts the node id from a subject matched by Ring1ObsAll. The token is
+// enforced by the server: a ring 1 user may publish only under its own name.
+func Ring1ObsNode(subject string) (rings.NodeID, bool) { return token(subject, "ring1.", ".obs") }
+
 // ---- RING0 account ----
-
-// R0FromRing1Obs is where ring 0 receives ring 1 node n's observations.
-func R0FromRing1Obs(n rings.NodeID) string { return "r0.from.ring1." + string(n) + ".obs" }
-
-// R0FromRing1ObsAll matches every ring 1 observation as ring 0 sees it; token 3 is the node.
-const R0FromRing1ObsAll = "r0.from.ring1.*.obs"
-
-// R0FromRing1ObsNode extracts the node id from a subject matched by R0FromRing1ObsAll. The
-// token was enforced by the server (a ring 1 user may only publish under its own name).
-func R0FromRing1ObsNode(subject string) (rings.NodeID, bool) {
-	return token(subject, "r0.from.ring1.", ".obs")
-}
 
 // R0ToRing1Cmd is where ring 0 sends command verb to ring 1 node n.
 func R0ToRing1Cmd(n rings.NodeID, verb string) string {

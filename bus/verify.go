@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hdevalence/ed25519consensus"
 	"github.com/nats-io/nats.go"
 
 	"enjin/keys"
@@ -70,7 +71,6 @@ type Verifier struct {
 
 	accepted atomic.Uint64
 	rejected [numReasons]atomic.Uint64
-	bufs     sync.Pool
 }
 
 type nodeState struct {
@@ -135,55 +135,125 @@ func (n *nodeState) highWater() uint64 {
 // Verify checks one observation said to come from node (the token of the subject it arrived
 // on), advancing the node's high-water mark if it is accepted.
 func (v *Verifier) Verify(node rings.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, error) {
-	sl, r := v.check(node, h, payload, now)
-	if r >= 0 {
-		v.rejected[r].Add(1)
-		return sl, &RejectError{Node: node, Reason: r}
-	}
-	v.accepted.Add(1)
-	return sl, nil
+	it := []Item{{Node: node, Header: h, Payload: payload}}
+	v.VerifyBatch(it, now)
+	return it[0].Seal, it[0].Err
 }
 
-func (v *Verifier) check(node rings.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, Reason) {
+// Item is one observation of a batch: the inputs, and the verdict VerifyBatch fills in.
+type Item struct {
+	Node    rings.NodeID
+	Header  nats.Header
+	Payload []byte
+
+	Seal Seal
+	Err  error // nil if accepted, else a *RejectError
+}
+
+// VerifyBatch checks many observations at once, in order. Signatures are checked together
+// (an ed25519 batch verification costs about half as much per signature as one at a time);
+// if the batch holds a bad signature, each is checked alone to find it. Items of one node
+// advance its high-water mark in the order given.
+func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
+	states := make([]*nodeState, len(items))
+	var bv ed25519consensus.BatchVerifier
+	var msgs [][]byte
+	candidates := 0
+	arena := make([]byte, 0, len(items)*(len(domain)+64+MaxPayload/64))
+	for i := range items {
+		it := &items[i]
+		var r Reason
+		it.Seal, states[i], r = v.precheck(it.Node, it.Header, it.Payload, now)
+		if r >= 0 {
+			v.reject(it, r)
+			continue
+		}
+		start := len(arena)
+		arena = Canonical(arena, it.Node, it.Seal.Ts, it.Seal.Seq, it.Payload)
+		msgs = append(msgs, arena[start:len(arena):len(arena)])
+		candidates++
+	}
+	ok := candidates > 0
+	if candidates > 1 {
+		bv = ed25519consensus.NewPreallocatedBatchVerifier(candidates)
+		k := 0
+		for i := range items {
+			if items[i].Err == nil {
+				bv.Add(states[i].pub, msgs[k], items[i].Seal.Sig)
+				k++
+			}
+		}
+		ok = bv.Verify()
+	}
+	k := 0
+	for i := range items {
+		it := &items[i]
+		if it.Err != nil {
+			continue
+		}
+		msg := msgs[k]
+		k++
+		if !ok || candidates == 1 {
+			if !ed25519consensus.Verify(states[i].pub, msg, it.Seal.Sig) {
+				v.reject(it, BadSignature)
+				continue
+			}
+		}
+		if !states[i].advance(it.Seal.Seq) {
+			v.reject(it, Replay) // a copy came first
+			continue
+		}
+		v.accepted.Add(1)
+	}
+}
+
+func (v *Verifier) reject(it *Item, r Reason) {
+	v.rejected[r].Add(1)
+	it.Err = &RejectError{Node: it.Node, Reason: r}
+}
+
+// precheck does every check but the signature; r is -1 if the observation may go on.
+func (v *Verifier) precheck(node rings.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, *nodeState, Reason) {
 	if len(payload) > MaxPayload {
-		return Seal{}, Malformed
+		return Seal{}, nil, Malformed
 	}
 	sl, err := ParseSeal(h)
 	if err != nil {
-		return sl, Malformed
+		return sl, nil, Malformed
 	}
 	v.mu.RLock()
 	n := v.nodes[node]
 	v.mu.RUnlock()
 	if n == nil {
-		return sl, UnknownNode
+		return sl, nil, UnknownNode
 	}
 	if sl.Signer != n.signer {
-		return sl, WrongSigner
+		return sl, nil, WrongSigner
 	}
 	if d := now.UnixNano() - sl.Ts; d > int64(v.window) || d < -int64(v.window) {
-		return sl, OutsideWindow
+		return sl, nil, OutsideWindow
 	}
 	if sl.Seq <= n.highWater() {
-		return sl, Replay
+		return sl, nil, Replay
 	}
-	bp, _ := v.bufs.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	*bp = Canonical((*bp)[:0], node, sl.Ts, sl.Seq, payload)
-	ok := ed25519.Verify(n.pub, *bp, sl.Sig)
-	v.bufs.Put(bp)
-	if !ok {
-		return sl, BadSignature
-	}
+	return sl, n, -1
+}
+
+// advance raises the node's mark to seq if seq is above it.
+func (n *nodeState) advance(seq uint64) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if sl.Seq <= n.mark {
-		return sl, Replay // a copy raced this one and won
+	if seq <= n.mark {
+		return false
 	}
-	n.mark = sl.Seq
-	return sl, -1
+	n.mark = seq
+	return true
+}
+
+// VerifySignature checks a stored observation's signature by pub, with the same rules the
+// verifier applies on the bus.
+func VerifySignature(pub ed25519.PublicKey, node rings.NodeID, ts int64, seq uint64, payload, sig []byte) bool {
+	return ed25519consensus.Verify(pub, Canonical(nil, node, ts, seq, payload), sig)
 }
 
 // Stats are the verifier's counters.

@@ -14,17 +14,17 @@ import (
 	"enjin/test/harness"
 )
 
-// A ring 1 node's observation reaches ring 0 and OPS under the mapped subjects, verifies, and
-// ring 0's acknowledgement comes back to the node.
+// A ring 1 node's observation reaches ring 0's ingest user and OPS (under the mapped
+// subject), verifies, and ring 0's acknowledgement comes back to the node.
 func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 	c := harness.StartBroker(t)
-	r0 := c.Connect(t, c.Ring0(t))
+	r0 := c.Connect(t, c.Ring0Ingest(t))
 	ops := c.Connect(t, c.Ops(t, "alice"))
 	cr, att := c.Ring1Node(t, "n1")
 	n1 := c.Connect(t, cr)
 
 	r0msgs := make(chan *nats.Msg, 1)
-	if _, err := r0.Subscribe(bus.R0FromRing1ObsAll, func(m *nats.Msg) { r0msgs <- m; bus.Ack(m) }); err != nil {
+	if _, err := r0.Subscribe(bus.Ring1ObsAll, func(m *nats.Msg) { r0msgs <- m; bus.Ack(m) }); err != nil {
 		t.Fatal(err)
 	}
 	opsSub, err := ops.SubscribeSync(bus.OpsAll)
@@ -44,10 +44,10 @@ func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 		t.Fatalf("observation not acknowledged by ring 0: %v", err)
 	}
 	m := <-r0msgs
-	if m.Subject != bus.R0FromRing1Obs("n1") {
-		t.Fatalf("ring 0 subject %q, want %q", m.Subject, bus.R0FromRing1Obs("n1"))
+	if m.Subject != bus.Ring1Obs("n1") {
+		t.Fatalf("ring 0 subject %q, want %q", m.Subject, bus.Ring1Obs("n1"))
 	}
-	node, ok := bus.R0FromRing1ObsNode(m.Subject)
+	node, ok := bus.Ring1ObsNode(m.Subject)
 	if !ok || node != "n1" {
 		t.Fatalf("node from subject: %q %v", node, ok)
 	}

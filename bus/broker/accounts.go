@@ -147,7 +147,7 @@ func wireFlows(flows []bus.Flow, accts map[string]*keys.Account, claims map[stri
 			Subject:      jwt.Subject(f.Subject),
 			LocalSubject: jwt.RenamingSubject(f.Local),
 			Token:        tok,
-			Share:        typ == jwt.Service, // the responder learns the caller, attested by the server
+			Share:        f.Attest, // the responder learns the caller, attested by the server
 		})
 	}
 	return nil

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ed25519"
 	"encoding/base64"
 	"flag"
 	"fmt"
@@ -222,7 +221,7 @@ func verifyStored(o storedObservation, registered []string) string {
 	if err1 != nil || err2 != nil {
 		return "undecodable signature or payload"
 	}
-	if !ed25519.Verify(pub, bus.Canonical(nil, o.Node, o.TsNs, o.Seq, payload), sig) {
+	if !bus.VerifySignature(pub, o.Node, o.TsNs, o.Seq, payload, sig) {
 		return "bad signature"
 	}
 	return ""

@@ -93,46 +93,76 @@ func (g *ingester) run(ctx context.Context) {
 	cw.Wait()
 }
 
+// verifyBatch is how many queued observations one verification takes at once.
+const verifyBatch = 64
+
 func (g *ingester) verifyLoop(ctx context.Context) {
+	msgs := make([]*nats.Msg, 0, verifyBatch)
+	items := make([]bus.Item, 0, verifyBatch)
 	for {
+		msgs = msgs[:0]
 		select {
 		case <-ctx.Done():
 			return
 		case m := <-g.in:
-			if p, ok := g.check(m); ok {
-				select {
-				case g.shards[g.shard(p.obs.Node)] <- p:
-				case <-ctx.Done():
-					return
-				}
+			msgs = append(msgs, m)
+		}
+	fill:
+		for len(msgs) < verifyBatch {
+			select {
+			case m := <-g.in:
+				msgs = append(msgs, m)
+			default:
+				break fill
+			}
+		}
+		items = g.check(msgs, items[:0])
+		for i, it := range items {
+			if it.Err != nil {
+				continue
+			}
+			p, ok := g.pending(msgs[i], it)
+			if !ok {
+				continue
+			}
+			select {
+			case g.shards[g.shard(p.obs.Node)] <- p:
+			case <-ctx.Done():
+				return
 			}
 		}
 	}
 }
 
-// check verifies one message; a rejection is counted by the verifier and answered.
-func (g *ingester) check(m *nats.Msg) (pending, bool) {
-	now := time.Now()
-	node, ok := bus.R0FromRing1ObsNode(m.Subject)
-	if !ok {
-		bus.Refuse(m, errors.New("subject names no node"))
-		return pending{}, false
+// check verifies a batch of messages; each rejection is counted by the verifier and
+// answered. Messages whose subject names no node get an Item with an error too.
+func (g *ingester) check(msgs []*nats.Msg, items []bus.Item) []bus.Item {
+	for _, m := range msgs {
+		node, _ := bus.Ring1ObsNode(m.Subject)
+		items = append(items, bus.Item{Node: node, Header: m.Header, Payload: m.Data})
 	}
-	sl, err := g.verify.Verify(node, m.Header, m.Data, now)
-	if err != nil {
-		bus.Refuse(m, err)
-		return pending{}, false
+	g.verify.VerifyBatch(items, time.Now())
+	for i, it := range items {
+		if it.Err != nil {
+			bus.Refuse(msgs[i], it.Err)
+		}
 	}
+	return items
+}
+
+// pending turns a verified message into an observation to store, if its payload is an
+// observation of the node it came from.
+func (g *ingester) pending(m *nats.Msg, it bus.Item) (pending, bool) {
 	var claim struct {
 		Node  rings.NodeID    `json:"node"`
 		State rings.NodeState `json:"state"`
 	}
-	if err := json.Unmarshal(m.Data, &claim); err != nil || claim.Node != node {
+	if err := json.Unmarshal(m.Data, &claim); err != nil || claim.Node != it.Node {
 		bus.Refuse(m, errors.New("payload is not an observation of this node"))
 		return pending{}, false
 	}
-	return pending{msg: m, obs: inventory.Observation{Node: node, Seq: sl.Seq, TsNs: sl.Ts, Received: now,
-		Signer: sl.Signer, Sig: sl.Sig, Payload: m.Data, State: string(claim.State)}}, true
+	return pending{msg: m, obs: inventory.Observation{Node: it.Node, Seq: it.Seal.Seq, TsNs: it.Seal.Ts, Received: time.Now(),
+		Signer: it.Seal.Signer, Sig: it.Seal.Sig, Payload: m.Data, State: string(claim.State)}}, true
 }
 
 func (g *ingester) shard(n rings.NodeID) int {

@@ -19,7 +19,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -66,7 +68,8 @@ type Ring0 struct {
 	verify *bus.Verifier
 	judge  *judge
 	ingest *ingester
-	nc     *nats.Conn
+	nc     *nats.Conn // RING0: events, commands, services
+	ingNC  *nats.Conn // RING1: observations in, acknowledgements out
 	api    *http.Server
 	apiLn  net.Listener
 	start  time.Time
@@ -88,6 +91,12 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	}
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("ring0: no database URL")
+	}
+	// Ingest allocates per message and keeps little: collect garbage less often, within a
+	// memory limit ring 0 can afford, unless the operator set GOGC or GOMEMLIMIT.
+	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetGCPercent(400)
+		debug.SetMemoryLimit(2 << 30)
 	}
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{}}
 	ok := false
@@ -136,24 +145,34 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	return nil
 }
 
-// connect opens ring 0's own bus connection (in process) and subscribes to observations.
+// connect opens ring 0's bus connections (in process): its own in RING0, and its ingest
+// user's in RING1, subscribed to observations in a queue group (so several ring 0
+// supervisors share the work).
 func (r *Ring0) connect() error {
-	iss, err := broker.IssuerFor(r.broker.Chain(), keys.RING0)
-	if err != nil {
+	var err error
+	if r.nc, err = r.dial(keys.RING0, "ring0", bus.Ring0Perms("ring0")); err != nil {
 		return err
 	}
-	c, err := iss.Mint(keys.UserRequest{Name: "ring0", Perms: bus.Ring0Perms("ring0")}, time.Now())
-	if err != nil {
+	if r.ingNC, err = r.dial(keys.RING1, bus.IngestUser, bus.Ring0IngestPerms()); err != nil {
 		return err
 	}
-	if r.nc, err = bus.Connect("", c, nats.InProcessServer(r.broker.Server())); err != nil {
-		return err
-	}
-	sub, err := r.nc.Subscribe(bus.R0FromRing1ObsAll, r.ingest.handle)
+	sub, err := r.ingNC.QueueSubscribe(bus.Ring1ObsAll, "ring0", r.ingest.handle)
 	if err != nil {
 		return fmt.Errorf("ring0: subscribe observations: %w", err)
 	}
 	return sub.SetPendingLimits(1<<20, 1<<30)
+}
+
+func (r *Ring0) dial(account, name string, perms keys.Permissions) (*nats.Conn, error) {
+	iss, err := broker.IssuerFor(r.broker.Chain(), account)
+	if err != nil {
+		return nil, err
+	}
+	c, err := iss.Mint(keys.UserRequest{Name: name, Perms: perms}, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return bus.Connect("", c, nats.InProcessServer(r.broker.Server()))
 }
 
 func (r *Ring0) listenAPI() error {
@@ -258,8 +277,13 @@ func (r *Ring0) liveness(ctx context.Context) {
 				if _, err := r.store.SetStates(ctx, ids, state); err != nil && ctx.Err() == nil {
 					r.log.Error("record liveness", "state", state, "err", err)
 				}
+				if len(ids) > 10 {
+					r.log.Warn("nodes "+state, "n", len(ids), "first", ids[0])
+				}
 				for _, id := range ids {
-					r.log.Warn("node "+state, "node", id)
+					if len(ids) <= 10 {
+						r.log.Warn("node "+state, "node", id)
+					}
 					r.event("node-"+state, map[string]any{"node": id, "at": now})
 				}
 			}
@@ -295,6 +319,9 @@ func (r *Ring0) maintenance(ctx context.Context) {
 }
 
 func (r *Ring0) close() {
+	if r.ingNC != nil {
+		r.ingNC.Close()
+	}
 	if r.nc != nil {
 		r.nc.Close()
 	}

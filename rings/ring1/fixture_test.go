@@ -26,7 +26,8 @@ const beat = 50 * time.Millisecond
 // ring0 is the receiving side of heartbeats: it verifies each one, records it and acks or
 // refuses it.
 type ring0 struct {
-	nc     *nats.Conn
+	nc     *nats.Conn // RING0: commands
+	ingest *nats.Conn // RING1, as ring 0's ingest user: heartbeats
 	v      *bus.Verifier
 	refuse atomic.Bool
 
@@ -37,9 +38,9 @@ type ring0 struct {
 
 func listen(t *testing.T, c *harness.Cloud) *ring0 {
 	t.Helper()
-	r := &ring0{nc: c.Connect(t, c.Ring0(t)), v: bus.NewVerifier(0)}
-	_, err := r.nc.Subscribe(bus.R0FromRing1ObsAll, func(m *nats.Msg) {
-		node, ok := bus.R0FromRing1ObsNode(m.Subject)
+	r := &ring0{nc: c.Connect(t, c.Ring0(t)), ingest: c.Connect(t, c.Ring0Ingest(t)), v: bus.NewVerifier(0)}
+	_, err := r.ingest.Subscribe(bus.Ring1ObsAll, func(m *nats.Msg) {
+		node, ok := bus.Ring1ObsNode(m.Subject)
 		var obs rings.Observation
 		_, err := r.v.Verify(node, m.Header, m.Data, time.Now())
 		if err == nil && !ok {
@@ -68,7 +69,7 @@ func listen(t *testing.T, c *harness.Cloud) *ring0 {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := r.nc.Flush(); err != nil {
+	if err := r.ingest.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -66,6 +66,11 @@ func (c *Cloud) Ring0(t testing.TB) *keys.Creds {
 	return c.Mint(t, keys.RING0, keys.UserRequest{Name: "ring0", Perms: bus.Ring0Perms("ring0")})
 }
 
+// Ring0Ingest mints ring 0's observation-ingest user (a member of RING1).
+func (c *Cloud) Ring0Ingest(t testing.TB) *keys.Creds {
+	return c.Mint(t, keys.RING1, keys.UserRequest{Name: bus.IngestUser, Perms: bus.Ring0IngestPerms()})
+}
+
 // Ring1Node mints ring 1 node n's user and makes its attestation key.
 func (c *Cloud) Ring1Node(t testing.TB, n rings.NodeID) (*keys.Creds, *keys.Attestation) {
 	cr := c.Mint(t, keys.RING1, keys.UserRequest{Name: string(n), Perms: bus.Ring1NodePerms(n)})
