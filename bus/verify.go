@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"filippo.io/edwards25519"
 	"github.com/hdevalence/ed25519consensus"
 	"github.com/nats-io/nats.go"
 
@@ -76,6 +77,7 @@ type Verifier struct {
 type nodeState struct {
 	signer string
 	pub    ed25519.PublicKey
+	point  *edwards25519.Point // pub, decoded once for batch verification
 
 	mu   sync.Mutex
 	mark uint64
@@ -99,12 +101,16 @@ func (v *Verifier) Register(node rings.NodeID, signer string, mark uint64) error
 	if err != nil {
 		return fmt.Errorf("bus: register %s: %w", node, err)
 	}
+	point, err := new(edwards25519.Point).SetBytes(pub)
+	if err != nil {
+		return fmt.Errorf("bus: register %s: attestation key is not a curve point: %w", node, err)
+	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
 	if old, ok := v.nodes[node]; ok {
 		mark = max(mark, old.highWater())
 	}
-	v.nodes[node] = &nodeState{signer: signer, pub: pub, mark: mark}
+	v.nodes[node] = &nodeState{signer: signer, pub: pub, point: point, mark: mark}
 	return nil
 }
 
@@ -156,7 +162,6 @@ type Item struct {
 // advance its high-water mark in the order given.
 func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
 	states := make([]*nodeState, len(items))
-	var bv ed25519consensus.BatchVerifier
 	var msgs [][]byte
 	candidates := 0
 	arena := make([]byte, 0, len(items)*(len(domain)+64+MaxPayload/64))
@@ -175,15 +180,14 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
 	}
 	ok := candidates > 0
 	if candidates > 1 {
-		bv = ed25519consensus.NewPreallocatedBatchVerifier(candidates)
-		k := 0
+		es := make([]batchEntry, 0, candidates)
 		for i := range items {
 			if items[i].Err == nil {
-				bv.Add(states[i].pub, msgs[k], items[i].Seal.Sig)
-				k++
+				st := states[i]
+				es = append(es, batchEntry{pub: st.pub, point: st.point, msg: msgs[len(es)], sig: items[i].Seal.Sig})
 			}
 		}
-		ok = bv.Verify()
+		ok = verifyBatch(es)
 	}
 	k := 0
 	for i := range items {

@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"encoding/base64"
 	"errors"
 	"math/rand/v2"
@@ -241,4 +242,42 @@ func FuzzVerify(f *testing.F) {
 			}
 		}
 	})
+}
+
+// Batches find exactly the bad observations among good ones from many nodes.
+func TestVerifyBatchFindsTheBadOnes(t *testing.T) {
+	v := bus.NewVerifier(0)
+	now := time.Now()
+	var signers []*bus.Signer
+	for i := range 20 {
+		signers = append(signers, newNode(t, v, rings.NodeID(fmt.Sprintf("b-%02d", i))))
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	accepted := 0
+	for round := range 50 {
+		items := make([]bus.Item, 64)
+		bad := map[int]bool{}
+		for i := range items {
+			m := sign(signers[rng.IntN(len(signers))], `{"state":"up"}`, now)
+			items[i] = bus.Item{Node: m.node, Header: m.h, Payload: m.p}
+			if round%2 == 1 && rng.IntN(10) == 0 {
+				h := cloneHeader(m.h)
+				sig, _ := base64.RawURLEncoding.DecodeString(h.Get(bus.HdrSig))
+				sig[rng.IntN(len(sig))] ^= 0x40
+				h.Set(bus.HdrSig, base64.RawURLEncoding.EncodeToString(sig))
+				items[i].Header = h
+				bad[i] = true
+			}
+		}
+		v.VerifyBatch(items, now)
+		for i, it := range items {
+			if bad[i] != (reason(it.Err) == "bad-signature") {
+				t.Fatalf("round %d item %d: bad %v, verdict %v", round, i, bad[i], it.Err)
+			}
+			if it.Err == nil {
+				accepted++
+			}
+		}
+	}
+	t.Logf("batches: %d accepted, %v", accepted, v.Stats().Rejected)
 }

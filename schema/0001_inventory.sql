@@ -57,7 +57,7 @@ CREATE TABLE nodes (
     version               bigint NOT NULL DEFAULT 1,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now()
-);
+) WITH (fillfactor = 50); -- room on each page: every heartbeat updates the row in place (HOT)
 CREATE INDEX nodes_ring_state ON nodes (ring, state);
 CREATE INDEX nodes_metadata ON nodes USING gin (metadata jsonb_path_ops);
 CREATE INDEX nodes_compartment ON nodes (compartment);

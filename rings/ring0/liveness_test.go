@@ -2,6 +2,7 @@ package ring0
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -73,5 +74,21 @@ func TestJudgeMassSilenceHolds(t *testing.T) {
 	k.seen("a", t0)
 	if v := k.tick(t0.Add(10 * hb)); !slices.Equal(v.Down, []rings.NodeID{"a"}) || v.Mass {
 		t.Fatalf("single failure: %+v", v)
+	}
+}
+
+func TestClaimedState(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"node":"n1","ring":1,"state":"up","time":"x"}`: "up",
+		`{"state":"draining"}`:                           "draining",
+		`{"node":"n1"}`:                                  "",
+		`{"state":"a\"b"}`:                               "",
+		`{"state":"` + strings.Repeat("x", 40) + `"}`:    "",
+		`not json "state":"up`:                           "",
+		``:                                               "",
+	} {
+		if got := claimedState([]byte(in)); got != want {
+			t.Errorf("claimedState(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

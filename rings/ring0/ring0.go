@@ -256,9 +256,9 @@ func (r *Ring0) Run(ctx context.Context) error {
 	return err
 }
 
-// liveness judges nodes ten times a heartbeat and records what it concludes.
+// liveness judges nodes five times a heartbeat and records what it concludes.
 func (r *Ring0) liveness(ctx context.Context) {
-	t := time.NewTicker(r.cfg.Heartbeat / 10)
+	t := time.NewTicker(r.cfg.Heartbeat / 5)
 	defer t.Stop()
 	for {
 		select {
