@@ -2,9 +2,9 @@ package bus_test
 
 import (
 	"crypto/ed25519"
-	"fmt"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"testing"

@@ -9,6 +9,7 @@ import (
 	"io"
 	"runtime"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -45,6 +46,8 @@ type verifyFigures struct {
 	RawVerifyPerSec float64 `json:"raw_ed25519_verify_per_sec"`
 	Ratio           float64 `json:"verify_ratio"`
 	VerifyAllPerSec float64 `json:"verify_all_cores_per_sec"`
+	BatchPerSec     float64 `json:"verify_batch_per_sec"`
+	BatchAllPerSec  float64 `json:"verify_batch_all_cores_per_sec"`
 	RawAllPerSec    float64 `json:"raw_ed25519_verify_all_cores_per_sec"`
 	RatioAllCores   float64 `json:"verify_ratio_all_cores"`
 }
@@ -64,6 +67,8 @@ func benchVerify(args []string, stdout io.Writer) error {
 	f.RawVerifyPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, false) }))
 	f.VerifyAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchEnvelopeVerify(b, true) }))
 	f.RawAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, true) }))
+	f.BatchPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchBatchVerify(b, false) }))
+	f.BatchAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchBatchVerify(b, true) }))
 	f.Ratio = f.VerifyPerSec / f.RawVerifyPerSec
 	f.RatioAllCores = f.VerifyAllPerSec / f.RawAllPerSec
 	if *out == "json" {
@@ -76,6 +81,8 @@ func benchVerify(args []string, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "envelope verify         %9.0f /s  (%d cores)\n", f.VerifyAllPerSec, f.Cores)
 	fmt.Fprintf(stdout, "raw ed25519 verify      %9.0f /s  (%d cores)\n", f.RawAllPerSec, f.Cores)
 	fmt.Fprintf(stdout, "ratio verify/raw        %9.2f  (%d cores)\n", f.RatioAllCores, f.Cores)
+	fmt.Fprintf(stdout, "envelope verify, batch  %9.0f /s  (1 core, batches of %d, as ring 0 ingests)\n", f.BatchPerSec, batchSize)
+	fmt.Fprintf(stdout, "envelope verify, batch  %9.0f /s  (%d cores; %.2f× raw)\n", f.BatchAllPerSec, f.Cores, f.BatchAllPerSec/f.RawAllPerSec)
 	return nil
 }
 
@@ -168,4 +175,59 @@ func benchRaw(b *testing.B, parallel bool) {
 	for b.Loop() {
 		ed25519.Verify(pub, msg, sig)
 	}
+}
+
+const batchSize = 256
+
+// benchBatchVerify verifies pre-signed heartbeats of many nodes in batches, as ring 0 does.
+func benchBatchVerify(b *testing.B, parallel bool) {
+	v := bus.NewVerifier(time.Hour)
+	now := time.Now()
+	var next atomic.Int64
+	prepare := func(n int) []bus.Item {
+		signers := make([]*bus.Signer, 64)
+		for i := range signers {
+			id := rings.NodeID("batch-" + strconv.FormatInt(next.Add(1), 10))
+			att, _ := keys.NewAttestation()
+			_ = v.Register(id, att.Public(), 0)
+			signers[i] = bus.NewSigner(id, att)
+		}
+		items := make([]bus.Item, n)
+		for i := range items {
+			s := signers[i%len(signers)]
+			items[i] = bus.Item{Node: s.Node(), Header: s.Sign(heartbeat, now).Header(), Payload: heartbeat}
+		}
+		return items
+	}
+	run := func(items []bus.Item, n int) {
+		for done := 0; done < n; done += batchSize {
+			batch := items[done:min(done+batchSize, n)]
+			v.VerifyBatch(batch, now)
+			if batch[0].Err != nil {
+				panic(batch[0].Err)
+			}
+		}
+	}
+	if !parallel {
+		items := prepare(b.N)
+		b.ResetTimer()
+		run(items, b.N)
+		return
+	}
+	// Split b.N among the cores, each part signed before the clock starts.
+	procs := runtime.GOMAXPROCS(0)
+	parts := make([][]bus.Item, procs)
+	for i := range parts {
+		n := b.N / procs
+		if i == 0 {
+			n += b.N % procs
+		}
+		parts[i] = prepare(n)
+	}
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for _, items := range parts {
+		wg.Go(func() { run(items, len(items)) }) // ends when its part is verified
+	}
+	wg.Wait()
 }
