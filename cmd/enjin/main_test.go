@@ -80,13 +80,27 @@ func TestCLIErrorsAreOneLine(t *testing.T) {
 		{[]string{"init", "extra"}, 2},
 		{[]string{"bench", "nope"}, 2},
 		{[]string{"init", "--state-dir", "/proc/enjin-cannot-write"}, 1},
+		{[]string{"nodes", "--state-dir", "/nonexistent"}, 1},
+		{[]string{"nodes", "-o", "yaml"}, 2},
+		{[]string{"verify", "--state-dir", "/nonexistent"}, 1},
+		{[]string{"creds", "root"}, 2},
+		{[]string{"compartments", "create", "--label", "x"}, 2},
+		{[]string{"compartments", "delete"}, 2},
+		{[]string{"ring0"}, 2},
+		{[]string{"ring0", "--database-url", "postgres://x", "--ring1", "A.B"}, 2},
+		{[]string{"ring1"}, 2},
+		{[]string{"ring1", "--join", "tok"}, 2},
+		{[]string{"up", "--log-level", "loud"}, 2},
 	} {
 		_, errOut, code := runCmd(bin, tc.args...)
 		if code != tc.code || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "enjin: ") {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and one line", tc.args, code, errOut, tc.code)
 		}
 	}
-	for _, args := range [][]string{{"--help"}, {"init", "--help"}, {"bench", "--help"}, {"bench", "verify", "--help"}} {
+	for _, args := range [][]string{{"--help"}, {"init", "--help"}, {"bench", "--help"}, {"bench", "verify", "--help"},
+		{"bench", "ingest", "--help"}, {"up", "--help"}, {"ring0", "--help"}, {"ring1", "--help"}, {"nodes", "--help"},
+		{"compartments", "--help"}, {"compartments", "create", "--help"}, {"creds", "--help"}, {"creds", "ops", "--help"},
+		{"verify", "--help"}} {
 		out, errOut, code := runCmd(bin, args...)
 		if code != 0 || !strings.Contains(out, "usage: enjin") || errOut != "" {
 			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
