@@ -21,7 +21,17 @@ const (
 // Services ring 0 offers to ring 1 (request/reply).
 const (
 	ServiceRevoke = "revoke"
+	ServiceRenew  = "renew" // a fresh credential for the caller's own key (RenewRequest → RenewReply)
 )
+
+// RenewRequest asks ring 0 for a fresh credential. It carries nothing: ring 0 learns who is
+// asking from the server-attested Nats-Request-Info header, never from the request.
+type RenewRequest struct{}
+
+// RenewReply carries the renewed user JWT, for the same key as before.
+type RenewReply struct {
+	JWT string `json:"jwt"`
+}
 
 // ---- RING1 account ----
 

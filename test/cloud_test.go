@@ -27,11 +27,12 @@ type ring0Proc struct {
 	natsPort  int
 	apiPort   int
 	heartbeat time.Duration
+	extra     []string
 	proc      *harness.Proc
 	token     string
 }
 
-func newRing0(t *testing.T, heartbeat time.Duration) *ring0Proc {
+func newRing0(t *testing.T, heartbeat time.Duration, extra ...string) *ring0Proc {
 	dir, err := os.MkdirTemp("/tmp", "enjin-r0-")
 	if err != nil {
 		t.Fatal(err)
@@ -39,7 +40,7 @@ func newRing0(t *testing.T, heartbeat time.Duration) *ring0Proc {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	pg := harness.StartPostgres(t)
 	r := &ring0Proc{t: t, state: filepath.Join(dir, "state"), dbURL: pg.CreateDatabase(t, ""),
-		natsPort: harness.FreePort(t), apiPort: harness.FreePort(t), heartbeat: heartbeat}
+		natsPort: harness.FreePort(t), apiPort: harness.FreePort(t), heartbeat: heartbeat, extra: extra}
 	r.start()
 	return r
 }
@@ -49,9 +50,10 @@ func (r *ring0Proc) nats() string { return "nats://127.0.0.1:" + strconv.Itoa(r.
 
 func (r *ring0Proc) start() {
 	r.t.Helper()
-	r.proc = harness.Start(r.t, "ring0", "--state-dir", r.state, "--database-url", r.dbURL,
-		"--nats-port", strconv.Itoa(r.natsPort), "--api-addr", "127.0.0.1:"+strconv.Itoa(r.apiPort),
-		"--heartbeat", r.heartbeat.String(), "--log-level", "warn")
+	args := append([]string{"ring0", "--state-dir", r.state, "--database-url", r.dbURL,
+		"--nats-port", strconv.Itoa(r.natsPort), "--api-addr", "127.0.0.1:" + strconv.Itoa(r.apiPort),
+		"--heartbeat", r.heartbeat.String(), "--log-level", "warn"}, r.extra...)
+	r.proc = harness.Start(r.t, args...)
 	harness.Eventually(r.t, 30*time.Second, func() bool {
 		resp, err := http.Get(r.api() + "/healthz")
 		if err != nil {
@@ -130,11 +132,18 @@ func (r *ring0Proc) join(id rings.NodeID) ring1.Config {
 
 // nodeState reads a node's judged state through the API.
 func (r *ring0Proc) nodeState(id rings.NodeID) string {
+	s, _ := r.node(id)
+	return s
+}
+
+// node reads a node's judged state and last stored sequence through the API.
+func (r *ring0Proc) node(id rings.NodeID) (string, uint64) {
 	var n struct {
-		State string `json:"state"`
+		State   string `json:"state"`
+		LastSeq uint64 `json:"last_seq"`
 	}
 	if code := r.call("GET", "/v1/nodes/"+string(id), nil, &n); code != 200 {
-		return fmt.Sprintf("http %d", code)
+		return fmt.Sprintf("http %d", code), 0
 	}
-	return n.State
+	return n.State, n.LastSeq
 }

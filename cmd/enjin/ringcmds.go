@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -31,7 +32,7 @@ func logger(level string) (*slog.Logger, error) {
 type ring0Flags struct {
 	stateDir, dbURL, natsHost, apiAddr, logLevel, htpasswd string
 	natsPort                                               int
-	heartbeat                                              time.Duration
+	heartbeat, credsTTL                                    time.Duration
 }
 
 func (f *ring0Flags) register(fs *flag.FlagSet) {
@@ -42,6 +43,7 @@ func (f *ring0Flags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7070", "meta API listen address (port 0 picks a free one)")
 	fs.StringVar(&f.htpasswd, "htpasswd", "", "htpasswd file (bcrypt) of read-only API users")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "ring 1 heartbeat interval; liveness counts in these")
+	fs.DurationVar(&f.credsTTL, "creds-ttl", keys.DefaultTTL, "lifetime of ring 1 credentials (nodes renew at two thirds)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -51,7 +53,8 @@ func (f *ring0Flags) config(log *slog.Logger, dbURL string, nodes []ring0.Ring1S
 		return ring0.Config{}, err
 	}
 	return ring0.Config{StateDir: f.stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
-		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log}, nil
+		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,
+		CredsTTL: f.credsTTL}, nil
 }
 
 func cmdRing0(ctx context.Context, args []string, stdout io.Writer) error {
@@ -111,16 +114,25 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	var cfg ring1.Config
+	joined := filepath.Join(*stateDir, "ring1")
 	switch {
-	case *join != "":
-		if *ring0URL == "" {
-			return usageError{"ring1: --join needs --ring0 URL"}
-		}
-		dir := filepath.Join(*stateDir, "ring1")
-		if cfg, err = ring1.Join(ctx, *ring0URL, *join, dir, nil); err != nil {
+	case *join != "" && *ring0URL == "":
+		return usageError{"ring1: --join needs --ring0 URL"}
+	case *join != "" && !fileExists(filepath.Join(joined, "node.json")):
+		if cfg, err = ring1.Join(ctx, *ring0URL, *join, joined, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "joined as %s; keys in %s\n", cfg.Node, dir)
+		b, _ := json.Marshal(joinedNode{Node: cfg.Node, NATS: cfg.NATSURL})
+		if err := keys.WriteCreds(filepath.Join(joined, "node.json"), b); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "joined as %s; keys in %s\n", cfg.Node, joined)
+		cfg.CredsPath = filepath.Join(joined, ring1.CredsFile)
+	case *join != "" || (*node == "" && fileExists(filepath.Join(joined, "node.json"))):
+		// Joined before: start again with the keys and the newest credential kept there.
+		if cfg, err = loadJoined(joined); err != nil {
+			return err
+		}
 	case *node != "" && *natsURL != "" && *credsPath != "" && *attestPath != "":
 		c, err := keys.LoadCreds(*credsPath)
 		if err != nil {
@@ -130,7 +142,7 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cfg = ring1.Config{Node: rings.NodeID(*node), NATSURL: *natsURL, Creds: c, Attestation: a}
+		cfg = ring1.Config{Node: rings.NodeID(*node), NATSURL: *natsURL, Creds: c, Attestation: a, CredsPath: *credsPath}
 	default:
 		return usageError{"ring1: give --node, --nats, --creds and --attest, or --join TOKEN --ring0 URL"}
 	}
@@ -162,3 +174,31 @@ func startPprof(addr string, log *slog.Logger) {
 		}
 	}()
 }
+
+// joinedNode is what a joined node remembers besides its keys.
+type joinedNode struct {
+	Node rings.NodeID `json:"node"`
+	NATS string       `json:"nats"`
+}
+
+func loadJoined(dir string) (ring1.Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "node.json"))
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	var j joinedNode
+	if err := json.Unmarshal(b, &j); err != nil {
+		return ring1.Config{}, fmt.Errorf("%s: %w", filepath.Join(dir, "node.json"), err)
+	}
+	c, err := keys.LoadCreds(filepath.Join(dir, ring1.CredsFile))
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	a, err := keys.LoadAttestation(filepath.Join(dir, ring1.AttestFile))
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	return ring1.Config{Node: j.Node, NATSURL: j.NATS, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile)}, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -101,7 +101,12 @@ func (r *Ring0) mintRing1(ctx context.Context, node rings.NodeID, userPub string
 	if err != nil {
 		return "", err
 	}
-	c, err := iss.Mint(keys.UserRequest{Name: string(node), PublicKey: userPub, Perms: bus.Ring1NodePerms(node)}, time.Now())
+	now := time.Now()
+	var exp time.Time
+	if r.cfg.CredsTTL > 0 {
+		exp = now.Add(r.cfg.CredsTTL)
+	}
+	c, err := iss.Mint(keys.UserRequest{Name: string(node), PublicKey: userPub, Perms: bus.Ring1NodePerms(node), Expires: exp}, now)
 	if err != nil {
 		return "", err
 	}

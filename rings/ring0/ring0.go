@@ -48,6 +48,7 @@ type Config struct {
 	Ring1       []Ring1Spec   // ring 1 nodes to run as child processes
 	Executable  string        // the enjin binary for ring 1 children ("" disables launching)
 	Htpasswd    string        // optional htpasswd file for the API (read-only users)
+	CredsTTL    time.Duration // lifetime of ring 1 credentials; 0 is keys.DefaultTTL (nodes renew them)
 	Logger      *slog.Logger
 
 	ingest ingestOptions
@@ -160,7 +161,10 @@ func (r *Ring0) connect() error {
 	if err != nil {
 		return fmt.Errorf("ring0: subscribe observations: %w", err)
 	}
-	return sub.SetPendingLimits(1<<20, 1<<30)
+	if err := sub.SetPendingLimits(1<<20, 1<<30); err != nil {
+		return err
+	}
+	return r.serveRenew()
 }
 
 func (r *Ring0) dial(account, name string, perms keys.Permissions) (*nats.Conn, error) {

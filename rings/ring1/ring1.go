@@ -47,6 +47,9 @@ type Config struct {
 	Attestation *keys.Attestation // the node's observation-signing key, distinct from the auth key
 	Heartbeat   time.Duration     // 0 means DefaultHeartbeat
 	Logger      *slog.Logger      // nil discards
+	// CredsPath, if set, is where renewed credentials are written (0600), so a restarted
+	// node starts with the newest.
+	CredsPath string
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.
@@ -63,6 +66,7 @@ type Node struct {
 	kick     chan struct{} // asks for a heartbeat now; buffered 1
 
 	acked, unacked, refused, lastSeq atomic.Uint64
+	jwt                              atomic.Pointer[string] // the current credential; see renewals
 }
 
 // Stats counts the node's heartbeats since New.
@@ -144,7 +148,13 @@ func (n *Node) Run(ctx context.Context) error {
 
 	terminal := make(chan error, 1)
 	closed := make(chan struct{}, 1)
+	kp, err := n.cfg.Creds.KeyPair()
+	if err != nil {
+		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
+	}
+	n.jwt.CompareAndSwap(nil, &n.cfg.Creds.JWT)
 	nc, err := bus.Connect(n.cfg.NATSURL, n.cfg.Creds,
+		nats.UserJWT(n.currentJWT, kp.Sign), // reconnects present the newest credential
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if bus.Terminal(err) {
 				signal(terminal, err)
@@ -179,6 +189,7 @@ func (n *Node) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	// Ends when hctx is cancelled: when ctx ends or Run is about to return.
 	wg.Go(func() { n.heartbeats(hctx, nc) })
+	wg.Go(func() { n.renewals(hctx, nc) }) // ends with hctx too
 	defer wg.Wait()
 	defer stop()
 
