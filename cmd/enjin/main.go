@@ -13,9 +13,16 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"enjin/supervisors/process"
 )
 
 func main() {
+	// The sandbox helper must do nothing else before it confines and execs a child.
+	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
+		fmt.Fprintln(os.Stderr, "enjin:", process.ExecSandbox())
+		os.Exit(111)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, os.Args[1:])
 	stop()

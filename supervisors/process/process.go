@@ -6,9 +6,11 @@
 // and waits for it before returning. Restarts back off exponentially from Backoff.Min to
 // Backoff.Max and the delay resets after the child has stayed up for Backoff.Reset.
 //
-// Ring 0 uses it for ring 1 nodes on its own machine; ring 1 will use it for ring 2 apps
-// (with uid/gid, network namespace and cgroup isolation added). It imports only the standard
-// library and rings.
+// Confinement is in the same package: Sandbox (uid/gid, no_new_privs, a network namespace,
+// cgroups, applied by a re-exec helper), Cgroups (v1 and v2 backends, chosen at start) and
+// Network (a bridge with isolated ports, a veth pair and an address per child).
+//
+// Ring 0 uses it for ring 1 nodes on its own machine; ring 1 uses it for ring 2 apps.
 package process
 
 import (
