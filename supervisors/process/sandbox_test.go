@@ -218,7 +218,37 @@ func TestNetworkIsolatesChildren(t *testing.T) {
 	if !strings.Contains(out, "ns=") || strings.Contains(out, "ns="+host) {
 		t.Fatalf("B shares the host's network namespace: %q", out)
 	}
-	t.Logf("A %v, B %v on %s: host→A ok, B→A refused", a.Addr, b.Addr, nw.Bridge)
+	// The host's own services, on the gateway address the children route through: reachable
+	// before the firewall (so the network works), refused after.
+	hostLn, err := net.Listen("tcp", netip.AddrPortFrom(nw.Gateway(), 0).String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hostLn.Close()
+	go func() { // ends when hostLn closes
+		for {
+			c, err := hostLn.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	hostSvc := hostLn.Addr().String()
+	if out, _ := run(t, process.Sandbox{UID: 40002, GID: 40002, NoNewPrivs: true, Netns: b.Netns}, "dial "+hostSvc); strings.TrimSpace(out) != "ok" {
+		t.Fatalf("control: B cannot reach the host without the firewall: %q", out)
+	}
+	if err := nw.Firewall(); err != nil {
+		t.Fatal(err)
+	}
+	defer nw.RemoveFirewall()
+	if out, _ := run(t, process.Sandbox{UID: 40002, GID: 40002, NoNewPrivs: true, Netns: b.Netns}, "dial "+hostSvc); strings.TrimSpace(out) != "fail" {
+		t.Fatalf("B reached a host service through the firewall: %q", out)
+	}
+	if !dialFromHost(netip.AddrPortFrom(a.Addr, 8080).String()) {
+		t.Fatal("the firewall cut the host (router) off from A")
+	}
+	t.Logf("A %v, B %v on %s: host→A ok, B→A refused, B→host service refused behind the firewall", a.Addr, b.Addr, nw.Bridge)
 }
 
 // listenIn serves TCP on port inside e's namespace (as root, for the test) until stopped.
