@@ -16,7 +16,20 @@ const (
 	VerbPing     = "ping"
 	VerbDescribe = "describe"
 	VerbDrain    = "drain"
+	// VerbTenantKey asks a ring 1 node for the public half of the scoped signing key it
+	// holds (making it if needed) for a tenant it is to host (TenantKeyRequest → TenantKeyReply).
+	VerbTenantKey = "tenant-key"
 )
+
+// TenantKeyRequest names the tenant a ring 1 node is to host.
+type TenantKeyRequest struct {
+	Tenant rings.TenantID `json:"tenant"`
+}
+
+// TenantKeyReply is the public scoped signing key the node will mint the tenant's users with.
+type TenantKeyReply struct {
+	Key string `json:"key"`
+}
 
 // Services ring 0 offers to ring 1 (request/reply).
 const (

@@ -116,3 +116,8 @@ func unixOrZero(s int64) time.Time {
 func EnsureUserKey(path string) (nkeys.KeyPair, error) {
 	return seedFile(path, nkeys.PrefixByteUser)
 }
+
+// EnsureScopedKey loads the scoped signing key seed at path, or makes and stores one (0600).
+func EnsureScopedKey(path string) (nkeys.KeyPair, error) {
+	return seedFile(path, nkeys.PrefixByteAccount)
+}

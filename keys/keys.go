@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 
@@ -136,6 +137,27 @@ func (c *Chain) EnsureAccount(name string) (a *Account, created bool, err error)
 	}
 	c.accounts[name] = a
 	return a, true, nil
+}
+
+// RetireAccount takes a tenant account out of the chain: its keys move to
+// accounts/.retired-<name>-<unix time> (kept for forensics, never used again) and Accounts no
+// longer lists it. The ring accounts cannot be retired.
+func (c *Chain) RetireAccount(name string, now time.Time) error {
+	if !strings.HasPrefix(name, "T-") {
+		return fmt.Errorf("keys: retire %s: only tenant accounts retire", name)
+	}
+	if err := validAccountName(name); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	dir := filepath.Join(c.dir, "accounts", name)
+	to := filepath.Join(c.dir, "accounts", fmt.Sprintf(".retired-%s-%d", name, now.UnixNano()))
+	if err := os.Rename(dir, to); err != nil {
+		return fmt.Errorf("keys: retire %s: %w", name, err)
+	}
+	delete(c.accounts, name)
+	return nil
 }
 
 // Accounts lists the names of the accounts on disk, sorted.

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/jwt/v2"
+
 	"enjin/bus"
 	"enjin/keys"
 	"enjin/rings"
@@ -85,4 +87,33 @@ func (b *Broker) reprovision(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// RemoveTenant disables tenant t's account — no connections, every credential it ever
+// issued revoked, no scoped signers — pushes that, retires the account's keys and re-wires
+// the flows of the accounts that imported from it. Live connections are closed by the push.
+func (b *Broker) RemoveTenant(ctx context.Context, t rings.TenantID) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	name := keys.TenantAccount(t)
+	a, err := b.chain.Account(name)
+	if err != nil {
+		return err
+	}
+	ac := a.NewClaims()
+	ac.Limits.Conn = 0
+	ac.Limits.LeafNodeConn = 0
+	now := time.Now()
+	ac.RevokeAt(jwt.All, now)
+	tok, err := b.chain.SignAccount(a, ac)
+	if err != nil {
+		return err
+	}
+	if err := b.push(ctx, tok); err != nil {
+		return err
+	}
+	if err := b.chain.RetireAccount(name, now); err != nil {
+		return err
+	}
+	return b.reprovision(ctx)
 }

@@ -30,6 +30,7 @@ func commands() map[string]command {
 		"ring1":        {"run a ring 1 node (launched by ring 0, or --join TOKEN --ring0 URL)", cmdRing1},
 		"nodes":        {"list nodes and their state", cmdNodes},
 		"compartments": {"list, create, show and delete compartments", cmdCompartments},
+		"tenants":      {"list, create, show and delete tenants", cmdTenants},
 		"creds":        {"write credentials (creds ops: for the nats CLI)", cmdCreds},
 		"verify":       {"re-verify every stored observation's signature", cmdVerify},
 		"bench":        {"measure enjin on this machine (bench verify, bench ingest)", cmdBench},

@@ -101,6 +101,7 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 	natsURL := fs.String("nats", "", "NATS URL of ring 0")
 	credsPath := fs.String("creds", "", "the node's .creds file")
 	attestPath := fs.String("attest", "", "the node's attestation key file")
+	keyDir := fs.String("dir", "", "where the node keeps keys it makes (scoped keys of hosted tenants)")
 	heartbeat := fs.Duration("heartbeat", ring1.DefaultHeartbeat, "heartbeat interval")
 	join := fs.String("join", "", "one-time join token (external strategy); needs --ring0")
 	ring0URL := fs.String("ring0", "", "ring 0 meta API URL, with --join")
@@ -127,7 +128,7 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 			return err
 		}
 		fmt.Fprintf(stdout, "joined as %s; keys in %s\n", cfg.Node, joined)
-		cfg.CredsPath = filepath.Join(joined, ring1.CredsFile)
+		cfg.CredsPath, cfg.Dir = filepath.Join(joined, ring1.CredsFile), joined
 	case *join != "" || (*node == "" && fileExists(filepath.Join(joined, "node.json"))):
 		// Joined before: start again with the keys and the newest credential kept there.
 		if cfg, err = loadJoined(joined); err != nil {
@@ -142,7 +143,7 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return err
 		}
-		cfg = ring1.Config{Node: rings.NodeID(*node), NATSURL: *natsURL, Creds: c, Attestation: a, CredsPath: *credsPath}
+		cfg = ring1.Config{Node: rings.NodeID(*node), NATSURL: *natsURL, Creds: c, Attestation: a, CredsPath: *credsPath, Dir: *keyDir}
 	default:
 		return usageError{"ring1: give --node, --nats, --creds and --attest, or --join TOKEN --ring0 URL"}
 	}
@@ -198,7 +199,7 @@ func loadJoined(dir string) (ring1.Config, error) {
 	if err != nil {
 		return ring1.Config{}, err
 	}
-	return ring1.Config{Node: j.Node, NATSURL: j.NATS, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile)}, nil
+	return ring1.Config{Node: j.Node, NATSURL: j.NATS, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir}, nil
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -73,7 +73,7 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	sup := process.New(process.Spec{
 		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew,
 		Args: []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
-			"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String()},
+			"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir},
 	}, process.Backoff{}, 10*time.Second, r.log.With("node", spec.ID))
 	r.mu.Lock()
 	r.sups[spec.ID] = sup

@@ -1,13 +1,18 @@
 package ring1
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
+	"enjin/bus"
+	"enjin/keys"
 	"enjin/rings"
 )
 
@@ -42,18 +47,18 @@ type DrainReply struct {
 // subscription goroutine; an error becomes the reply's Enjin-Error header (bus.Handle).
 func (n *Node) command(m *nats.Msg, _ any) (any, error) {
 	if fn, ok := n.cmds[m.Subject]; ok {
-		return fn()
+		return fn(m)
 	}
 	verb := m.Subject[strings.LastIndexByte(m.Subject, '.')+1:]
 	n.log.Warn("unknown command", "verb", verb)
 	return nil, fmt.Errorf("ring1 %s: unknown command %q", n.cfg.Node, verb)
 }
 
-func (n *Node) ping() (any, error) {
+func (n *Node) ping(*nats.Msg) (any, error) {
 	return PingReply{Node: n.cfg.Node, Time: time.Now()}, nil
 }
 
-func (n *Node) describe() (any, error) {
+func (n *Node) describe(*nats.Msg) (any, error) {
 	host, _ := os.Hostname() // empty if unknown
 	return DescribeReply{
 		Node:      n.cfg.Node,
@@ -69,10 +74,33 @@ func (n *Node) describe() (any, error) {
 
 // drain marks the node draining for the rest of its life. Repeating it changes nothing but
 // sends another heartbeat at once, in case ring 0 missed the previous one.
-func (n *Node) drain() (any, error) {
+func (n *Node) drain(*nats.Msg) (any, error) {
 	if !n.draining.Swap(true) {
 		n.log.Info("draining")
 	}
 	n.heartbeatNow()
 	return DrainReply{Node: n.cfg.Node, State: rings.StateDraining}, nil
+}
+
+// tenantKey returns the public half of the scoped signing key the node holds for a tenant,
+// making it the first time. The seed never leaves the node: ring 0 puts only the public key
+// on the tenant's account, with a template that fixes every permission of the users it signs.
+func (n *Node) tenantKey(m *nats.Msg) (any, error) {
+	var req bus.TenantKeyRequest
+	if err := json.Unmarshal(m.Data, &req); err != nil {
+		return nil, fmt.Errorf("tenant-key: %w", err)
+	}
+	if err := req.Tenant.Validate(); err != nil {
+		return nil, fmt.Errorf("tenant-key: %w", err)
+	}
+	if n.cfg.Dir == "" {
+		return nil, errors.New("tenant-key: this node keeps no keys (no directory configured)")
+	}
+	kp, err := keys.EnsureScopedKey(filepath.Join(n.cfg.Dir, "tenants", string(req.Tenant)+".seed"))
+	if err != nil {
+		return nil, fmt.Errorf("tenant-key: %w", err)
+	}
+	pub, _ := kp.PublicKey()
+	n.log.Info("hosting tenant", "tenant", req.Tenant)
+	return bus.TenantKeyReply{Key: pub}, nil
 }

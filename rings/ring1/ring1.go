@@ -50,6 +50,9 @@ type Config struct {
 	// CredsPath, if set, is where renewed credentials are written (0600), so a restarted
 	// node starts with the newest.
 	CredsPath string
+	// Dir is where the node keeps keys it makes itself (scoped signing keys of the tenants
+	// it hosts); "" means it hosts no tenants.
+	Dir string
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.
@@ -58,8 +61,8 @@ type Node struct {
 	log     *slog.Logger
 	signer  *bus.Signer
 	started time.Time
-	cmds    map[string]func() (any, error) // by command subject
-	usage   *sampler                       // used by the heartbeat goroutine only
+	cmds    map[string]func(*nats.Msg) (any, error) // by command subject
+	usage   *sampler                                // used by the heartbeat goroutine only
 
 	running  atomic.Bool
 	draining atomic.Bool
@@ -119,10 +122,11 @@ func New(cfg Config) (*Node, error) {
 		usage:   newSampler(),
 		kick:    make(chan struct{}, 1),
 	}
-	n.cmds = map[string]func() (any, error){
-		bus.Ring1Cmd(cfg.Node, bus.VerbPing):     n.ping,
-		bus.Ring1Cmd(cfg.Node, bus.VerbDescribe): n.describe,
-		bus.Ring1Cmd(cfg.Node, bus.VerbDrain):    n.drain,
+	n.cmds = map[string]func(*nats.Msg) (any, error){
+		bus.Ring1Cmd(cfg.Node, bus.VerbPing):      n.ping,
+		bus.Ring1Cmd(cfg.Node, bus.VerbDescribe):  n.describe,
+		bus.Ring1Cmd(cfg.Node, bus.VerbDrain):     n.drain,
+		bus.Ring1Cmd(cfg.Node, bus.VerbTenantKey): n.tenantKey,
 	}
 	return n, nil
 }

@@ -33,6 +33,11 @@ type Ring0 interface {
 	Join(ctx context.Context, token, userKey, attestKey string) (JoinResult, error)
 	// OpsCreds returns a .creds file for an OPS user (subscribe ops.>, publish nothing).
 	OpsCreds(ctx context.Context, name string) ([]byte, error)
+	// CreateTenant creates a tenant: its record, its NATS account and a scoped signing key
+	// on the ring 1 node(s) chosen to host it.
+	CreateTenant(ctx context.Context, t rings.TenantID, metadata map[string]any) (inventory.Tenant, error)
+	// DeleteTenant revokes and stops everything tenant t has, if its version is still version.
+	DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error
 }
 
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.

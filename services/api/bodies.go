@@ -158,6 +158,18 @@ func (b *joinBody) validate() error {
 	return nil
 }
 
+type tenantCreate struct {
+	Name     string         `json:"name" api:"required"`
+	Metadata map[string]any `json:"metadata,omitempty"`
+}
+
+func (b *tenantCreate) validate() error {
+	if !rings.IsSlug(b.Name) {
+		return invalid("name %q: want a slug (lowercase letters, digits and inner hyphens)", trunc(b.Name, 80))
+	}
+	return checkMetadata(b.Metadata)
+}
+
 type opsCredsBody struct {
 	Name string `json:"name" api:"required"`
 }

@@ -16,6 +16,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
+	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
 	"enjin/test/harness"
@@ -56,6 +57,15 @@ func (r *testRing0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
 		panic("ops creds for " + name)
 	}
 	return []byte("-----BEGIN NATS USER JWT-----\njwt-of-" + name + "\n------END NATS USER JWT------\n"), nil
+}
+
+// CreateTenant records the tenant only: accounts and keys are ring 0's, tested there.
+func (r *testRing0) CreateTenant(ctx context.Context, t rings.TenantID, meta map[string]any) (inventory.Tenant, error) {
+	return r.store.CreateTenant(ctx, inventory.Tenant{ID: t, Metadata: meta})
+}
+
+func (r *testRing0) DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error {
+	return r.store.DeleteTenant(ctx, t, version)
 }
 
 // env is an API over a fresh database, served over TCP by the production server settings.

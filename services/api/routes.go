@@ -67,12 +67,14 @@ var wildcards = map[string]wildcard{
 	"node":        {"node id: a slug or a UUID", checkNodeID},
 	"compartment": {"compartment id (UUID)", checkUUID},
 	"tier":        {"tier id (UUID)", checkUUID},
+	"tenant":      {"tenant id: a slug", checkTenantID},
 	"kind":        {"kind of object: node, compartment or tier", checkKind},
 	"id":          {"the object's id: a node id, or a compartment's or tier's UUID", checkObjectID},
 }
 
-func checkNodeID(s string) (string, bool) { return s, rings.NodeID(s).Validate() == nil }
-func checkUUID(s string) (string, bool)   { s = strings.ToLower(s); return s, rings.IsUUID(s) }
+func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate() == nil }
+func checkTenantID(s string) (string, bool) { return s, rings.IsSlug(s) }
+func checkUUID(s string) (string, bool)     { s = strings.ToLower(s); return s, rings.IsUUID(s) }
 func checkKind(s string) (string, bool) {
 	return s, s == "node" || s == "compartment" || s == "tier"
 }
@@ -167,6 +169,15 @@ func (a *API) routes() []route {
 			ifMatch: mayMatch, status: http.StatusOK, out: inventory.Tier{}, serve: a.deleteMember},
 		{method: "POST", path: "/v1/tiers/{tier}/promote", access: admin, summary: "Promote a replica to primary in one transaction; stale if failed is no longer the primary",
 			ifMatch: mayMatch, body: &promoteBody{}, optional: true, status: http.StatusOK, out: inventory.Promotion{}, serve: a.promote},
+
+		{method: "GET", path: "/v1/tenants", access: reader, summary: "List tenants, by id",
+			status: http.StatusOK, out: tenantList{}, serve: a.listTenants},
+		{method: "POST", path: "/v1/tenants", access: admin, summary: "Create a tenant: its NATS account and a scoped signing key on the ring 1 node that hosts it",
+			body: &tenantCreate{}, status: http.StatusCreated, out: inventory.Tenant{}, serve: a.createTenant},
+		{method: "GET", path: "/v1/tenants/{tenant}", access: reader, summary: "A tenant and its hosts; ETag is its version",
+			status: http.StatusOK, out: inventory.Tenant{}, serve: a.getTenant},
+		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
+			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
 
 		{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
 			status: http.StatusOK, out: historyList{}, serve: a.history},

@@ -35,6 +35,7 @@ func TestRoutes(t *testing.T) {
 	var steps []step
 	steps = append(steps, generalSteps()...)
 	steps = append(steps, compartmentSteps()...)
+	steps = append(steps, tenantSteps()...)
 	steps = append(steps, nodeSteps(e)...)
 	steps = append(steps, joinSteps()...)
 	steps = append(steps, tierSteps(e)...)

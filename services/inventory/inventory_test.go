@@ -182,3 +182,35 @@ func TestRetentionDropsOldPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestTenants(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	register(t, s, "n1", "")
+	tn, err := s.CreateTenant(ctx, inventory.Tenant{ID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: "acme"}); !errors.Is(err, inventory.ErrExists) {
+		t.Fatalf("second create: %v", err)
+	}
+	if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: "a.b"}); !errors.Is(err, inventory.ErrInvalid) {
+		t.Fatalf("bad id: %v", err)
+	}
+	if err := s.AddTenantHost(ctx, "acme", "n1", "AKEY"); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.GetTenant(ctx, "acme")
+	if len(got.Hosts) != 1 || got.Hosts[0].Node != "n1" || got.Hosts[0].ScopedPub != "AKEY" {
+		t.Fatalf("hosts: %+v", got.Hosts)
+	}
+	if err := s.DeleteTenant(ctx, "acme", tn.Version+5); !errors.Is(err, inventory.ErrConflict) {
+		t.Fatalf("stale delete: %v", err)
+	}
+	if err := s.DeleteTenant(ctx, "acme", tn.Version); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetTenant(ctx, "acme"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("deleted: %v", err)
+	}
+}

@@ -1,0 +1,50 @@
+package api
+
+import (
+	"net/http"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+)
+
+type tenantList struct {
+	Tenants []inventory.Tenant `json:"tenants"`
+}
+
+func (c *call) tenant() rings.TenantID { return rings.TenantID(c.path["tenant"]) }
+
+func (a *API) listTenants(c *call) error {
+	ts, err := a.store.ListTenants(c.ctx)
+	if err != nil {
+		return err
+	}
+	a.reply(c.w, http.StatusOK, tenantList{Tenants: nonNil(ts)})
+	return nil
+}
+
+func (a *API) createTenant(c *call) error {
+	b := c.in.(*tenantCreate)
+	t, err := a.ring0.CreateTenant(c.ctx, rings.TenantID(b.Name), b.Metadata)
+	if err != nil {
+		return err
+	}
+	a.created(c, "/v1/tenants/"+string(t.ID), t.Version, t)
+	return nil
+}
+
+func (a *API) getTenant(c *call) error {
+	t, err := a.store.GetTenant(c.ctx, c.tenant())
+	if err != nil {
+		return err
+	}
+	a.versioned(c, http.StatusOK, t.Version, t)
+	return nil
+}
+
+func (a *API) deleteTenant(c *call) error {
+	if err := a.ring0.DeleteTenant(c.ctx, c.tenant(), c.version); err != nil {
+		return err
+	}
+	c.w.WriteHeader(http.StatusNoContent)
+	return nil
+}
