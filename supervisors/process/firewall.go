@@ -24,12 +24,14 @@ table inet %[1]s {
 	chain input {
 		type filter hook input priority -10; policy accept;
 		iifname %[2]q ct state established,related accept
-		iifname %[2]q drop
+		iifname %[2]q meta l4proto tcp reject with tcp reset
+		iifname %[2]q reject
 	}
 	chain forward {
 		type filter hook forward priority -10; policy accept;
 		iifname %[2]q ct state established,related accept
-		iifname %[2]q drop
+		iifname %[2]q meta l4proto tcp reject with tcp reset
+		iifname %[2]q reject
 		oifname %[2]q ct state established,related accept
 		oifname %[2]q drop
 	}

@@ -26,6 +26,7 @@ type Network struct {
 
 	mu   sync.Mutex
 	used map[netip.Addr]bool
+	last netip.Addr // addresses are handed out round robin, so a freed one rests before reuse
 }
 
 // Gateway is the bridge's address, the children's default route.
@@ -103,6 +104,12 @@ func (e *Endpoint) wire() error {
 	host, err := netlink.LinkByName(e.HostIf)
 	if err != nil {
 		return err
+	}
+	// The address may have belonged to a child that is gone: forget its MAC.
+	for _, nb := range mustNeighs(br.Attrs().Index) {
+		if nb.IP.Equal(e.Addr.AsSlice()) {
+			_ = netlink.NeighDel(&nb)
+		}
 	}
 	if err := netlink.LinkSetIsolated(host, true); err != nil {
 		return fmt.Errorf("isolate port: %w", err)
@@ -196,9 +203,19 @@ func (n *Network) allocate() (netip.Addr, error) {
 	if n.used == nil {
 		n.used = map[netip.Addr]bool{}
 	}
-	for a := n.Gateway().Next(); n.Prefix.Contains(a); a = a.Next() {
-		if !n.used[a] && n.Prefix.Contains(a.Next()) { // the last address is broadcast
+	first := n.Gateway().Next()
+	a := n.last
+	if !a.IsValid() {
+		a = n.Gateway()
+	}
+	for range 1 << (32 - n.Prefix.Bits()) {
+		a = a.Next()
+		if !n.Prefix.Contains(a) || !n.Prefix.Contains(a.Next()) { // the last address is broadcast
+			a = first
+		}
+		if !n.used[a] {
 			n.used[a] = true
+			n.last = a
 			return a, nil
 		}
 	}
@@ -209,4 +226,9 @@ func (n *Network) release(a netip.Addr) {
 	n.mu.Lock()
 	delete(n.used, a)
 	n.mu.Unlock()
+}
+
+func mustNeighs(link int) []netlink.Neigh {
+	ns, _ := netlink.NeighList(link, netlink.FAMILY_V4)
+	return ns
 }
