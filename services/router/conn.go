@@ -1,0 +1,233 @@
+package router
+
+import (
+	"bufio"
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	connBufSize     = 4 << 10
+	maxResponseHead = 64 << 10
+	lingerTime      = 500 * time.Millisecond
+)
+
+// conn is one client connection. Its buffers are reused from request to request and, through
+// connPool, from connection to connection.
+type conn struct {
+	r      *Router
+	nc     net.Conn
+	br     *bufio.Reader
+	bw     *bufio.Writer
+	ip     []byte      // the client's address, for X-Forwarded-For
+	idle   atomic.Bool // waiting for a request: shutdown may interrupt the wait
+	rd, wd deadline
+
+	head, rhead, out []byte // raw request head, raw response head, upstream request head
+	req              request
+	resp             response
+
+	// The request being served, for the access log.
+	start   time.Time
+	status  int
+	written int64
+	backend string
+	linger  bool // unread request bytes may remain: close gently
+}
+
+var connPool = sync.Pool{New: func() any {
+	return &conn{br: bufio.NewReaderSize(nil, connBufSize), bw: bufio.NewWriterSize(nil, connBufSize)}
+}}
+
+func (r *Router) newConn(nc net.Conn) *conn {
+	c := connPool.Get().(*conn)
+	c.r, c.nc = r, nc
+	rw := newRawIO(nc)
+	c.br.Reset(rw)
+	c.bw.Reset(rw)
+	c.rd = deadline{nc: nc, timeout: r.cfg.IdleTimeout}
+	c.wd = deadline{nc: nc, timeout: r.cfg.IdleTimeout, write: true}
+	c.ip = c.ip[:0]
+	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		c.ip = a.AddrPort().Addr().Unmap().AppendTo(c.ip)
+	}
+	c.linger = false
+	return c
+}
+
+// serve serves requests on c until the client leaves, a request asks for the connection to
+// close, an error makes the stream unusable or the router shuts down.
+func (c *conn) serve() {
+	r := c.r
+	r.connMu.Lock()
+	r.conns[c] = struct{}{}
+	r.connMu.Unlock()
+	r.stats.conns.Add(1)
+	defer func() {
+		p := recover()
+		if p != nil {
+			r.stats.panics.Add(1)
+			if r.log != nil {
+				r.log.Error("router: panic serving a connection", "remote", string(c.ip), "panic", p, "stack", string(debug.Stack()))
+			}
+		} else {
+			c.closeGently()
+		}
+		c.nc.Close()
+		r.connMu.Lock()
+		delete(r.conns, c)
+		r.connMu.Unlock()
+		r.stats.conns.Add(-1)
+		if p == nil {
+			c.r, c.nc, c.rd.nc, c.wd.nc = nil, nil, nil, nil
+			c.br.Reset(nil)
+			c.bw.Reset(nil)
+			connPool.Put(c)
+		}
+	}()
+	for c.serveOne() {
+	}
+}
+
+// closeGently flushes what is left to write and, if the client may still be sending, half
+// closes and drains for a moment: closing with unread bytes would reset the connection and
+// could destroy the response before the client reads it.
+func (c *conn) closeGently() {
+	if c.bw.Buffered() > 0 {
+		c.wd.extend()
+		if c.bw.Flush() != nil {
+			return
+		}
+	}
+	if !c.linger {
+		return
+	}
+	if tc, ok := c.nc.(*net.TCPConn); ok {
+		tc.CloseWrite()
+		tc.SetReadDeadline(time.Now().Add(lingerTime))
+		io.CopyN(io.Discard, tc, 256<<10)
+	}
+}
+
+// serveOne reads and answers one request; it reports whether another may follow.
+func (c *conn) serveOne() bool {
+	r := c.r
+	if c.br.Buffered() == 0 {
+		if c.bw.Buffered() > 0 { // pipelined answers wait until the client has to wait
+			c.wd.extend()
+			if c.bw.Flush() != nil {
+				return false
+			}
+		}
+		c.rd.set(time.Now().Add(r.cfg.IdleTimeout))
+		c.idle.Store(true)
+		if r.closing.Load() {
+			c.idle.Store(false)
+			return false
+		}
+		_, err := c.br.Peek(1)
+		c.idle.Store(false)
+		if err != nil {
+			return false
+		}
+	}
+	c.start = time.Now()
+	c.status, c.written, c.backend = 0, 0, ""
+	c.req = request{fields: c.req.fields[:0], hop: c.req.hop[:0], minor: 1, length: -1}
+	keep := c.handle()
+	if c.status != 0 {
+		c.logRequest()
+	}
+	return keep
+}
+
+func (c *conn) handle() bool {
+	r := c.r
+	var err error
+	c.head, err = readHead(c.br, c.head, r.cfg.MaxHeaderBytes, &c.rd, c.start.Add(r.cfg.ReadHeaderTimeout))
+	switch {
+	case err == nil:
+	case err == errHeadTooLarge:
+		return c.fail(errTooLarge)
+	case err == errMalformed:
+		return c.fail(errBadRequest)
+	case isTimeout(err):
+		return c.fail(errHeadTimeout)
+	default:
+		return false // the client left
+	}
+	if bad := c.req.parse(c.head); bad != nil {
+		return c.fail(bad)
+	}
+	key := routeKey(c.req.host, r.suffix)
+	rt := r.lookup(key)
+	if rt == nil {
+		return c.respond(errUnknownHost.status, errUnknownHost.msg)
+	}
+	return c.proxy(key, rt)
+}
+
+// fail answers a request that cannot be framed and reports that the connection must close.
+func (c *conn) fail(bad *badRequest) bool {
+	c.linger = true
+	c.writeError(bad.status, bad.msg, true)
+	return false
+}
+
+// respond answers a well-framed request with an error of the router's own. The connection
+// stays open unless the request had a body, which the router did not read.
+func (c *conn) respond(status int, msg string) bool {
+	keep := !c.req.close && !c.req.hasBody() && !c.r.closing.Load()
+	c.linger = c.linger || c.req.hasBody()
+	c.writeError(status, msg, !keep)
+	return keep
+}
+
+func (c *conn) writeError(status int, msg string, close bool) {
+	bw := c.bw
+	bw.WriteString("HTTP/1.1 ")
+	bw.WriteString(reason(status))
+	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ")
+	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(msg)), 10))
+	switch {
+	case close:
+		bw.WriteString("\r\nConnection: close")
+	case c.req.minor == 0:
+		bw.WriteString("\r\nConnection: keep-alive")
+	}
+	bw.WriteString("\r\n\r\n")
+	if !c.req.isHead() {
+		bw.WriteString(msg)
+		c.written = int64(len(msg))
+	}
+	c.status = status
+	c.r.countStatus(status)
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
+
+// logRequest writes the access log line, if the logger wants Info.
+func (c *conn) logRequest() {
+	l := c.r.log
+	if l == nil || !l.Enabled(context.Background(), slog.LevelInfo) {
+		return
+	}
+	l.LogAttrs(context.Background(), slog.LevelInfo, "request",
+		slog.String("host", string(c.req.host)),
+		slog.String("method", string(c.req.method)),
+		slog.String("path", string(c.req.target)),
+		slog.Int("status", c.status),
+		slog.Int64("bytes", c.written),
+		slog.Duration("duration", time.Since(c.start)),
+		slog.String("backend", c.backend))
+}

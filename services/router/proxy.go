@@ -1,0 +1,320 @@
+package router
+
+import (
+	"bufio"
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// outcome is how one attempt at a backend ended.
+type outcome uint8
+
+const (
+	relayed outcome = iota // the backend's response went to the client, whole or not
+	again                  // nothing reached the client or the backend; the request may be sent again
+	failed                 // nothing reached the client; answer with the error
+)
+
+// proxy sends the request to a backend of rt, at most twice, and relays the response. It
+// reports whether the client connection may serve another request.
+func (c *conn) proxy(key []byte, rt *route) bool {
+	c.buildHead()
+	var skip *upstream
+	var bad *badRequest
+	for attempt := range 2 {
+		var u *upstream
+		if u, rt = c.pick(key, rt, skip); u == nil {
+			break
+		}
+		if attempt > 0 {
+			c.r.stats.retries.Add(1)
+		}
+		keep, out, why := c.exchange(u)
+		u.inflight.Add(-1)
+		switch out {
+		case relayed:
+			return keep
+		case failed:
+			if why == nil { // the client went away while sending its body
+				return false
+			}
+			return c.respond(why.status, why.msg)
+		}
+		bad, skip = why, u
+	}
+	switch {
+	case bad != nil:
+		return c.respond(bad.status, bad.msg)
+	case rt == nil: // removed while this request was being routed
+		return c.respond(errUnknownHost.status, errUnknownHost.msg)
+	}
+	return c.respond(503, rt.noneMsg)
+}
+
+// pick chooses a backend of rt and counts the request in flight there. A backend retired
+// between the table lookup and the count is given up and the table read again: SetRoute
+// stores the table before it retires, so a backend in no set whose Inflight was seen at 0
+// gets nothing new.
+func (c *conn) pick(key []byte, rt *route, skip *upstream) (*upstream, *route) {
+	now := c.start.UnixNano()
+	for range 8 {
+		u := rt.pick(skip, now)
+		if u == nil {
+			return nil, rt
+		}
+		u.inflight.Add(1)
+		if !u.retired.Load() {
+			return u, rt
+		}
+		u.inflight.Add(-1)
+		if rt = c.r.lookup(key); rt == nil {
+			return nil, nil
+		}
+	}
+	return nil, rt
+}
+
+// buildHead writes the upstream request head to c.out: the request line in origin form,
+// Host, the end-to-end fields, X-Forwarded-For/-Proto/-Host and the body's framing.
+func (c *conn) buildHead() {
+	q := &c.req
+	b := append(c.out[:0], q.method...)
+	b = append(b, ' ')
+	if q.slash {
+		b = append(b, '/')
+	}
+	b = append(b, q.target...)
+	b = append(b, " HTTP/1.1\r\nHost: "...)
+	b = append(b, q.host...)
+	b = append(b, "\r\nX-Forwarded-For: "...)
+	for i := range q.fields {
+		if f := &q.fields[i]; f.kind == kXFF && len(f.value) > 0 {
+			b = append(b, f.value...)
+			b = append(b, ", "...)
+		}
+	}
+	b = append(b, c.ip...)
+	b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
+	b = append(b, q.host...)
+	b = append(b, "\r\n"...)
+	for i := range q.fields {
+		if f := &q.fields[i]; forwarded(f, q.hop, false) {
+			b = append(b, f.name...)
+			b = append(b, ": "...)
+			b = append(b, f.value...)
+			b = append(b, "\r\n"...)
+		}
+	}
+	switch {
+	case q.chunked:
+		b = append(b, "Transfer-Encoding: chunked\r\n"...)
+	case q.length >= 0:
+		b = append(b, "Content-Length: "...)
+		b = strconv.AppendInt(b, q.length, 10)
+		b = append(b, "\r\n"...)
+	}
+	c.out = append(b, "\r\n"...)
+}
+
+// bodyResult is how sending a request body ended; client says the client side failed.
+type bodyResult struct {
+	err    error
+	client bool
+}
+
+// exchange sends the request to u and relays the response. keep says whether the client
+// connection may serve another request.
+func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
+	q, r := &c.req, c.r
+	now := time.Now()
+	uc, err := u.get(now)
+	if err != nil {
+		r.stats.upErrors.Add(1)
+		u.failedAt.Store(now.UnixNano())
+		return false, again, upstreamError(err)
+	}
+	c.backend = u.id
+	uc.rd.at, uc.wd.at = now.Add(r.cfg.UpstreamTimeout), now.Add(r.cfg.UpstreamTimeout)
+	uc.nc.SetDeadline(uc.rd.at)
+	if _, err := uc.w.Write(c.out); err != nil {
+		uc.nc.Close()
+		r.stats.upErrors.Add(1)
+		return false, again, upstreamError(err)
+	}
+	var body chan bodyResult
+	if q.hasBody() {
+		if q.expect && q.minor == 1 {
+			c.bw.WriteString("HTTP/1.1 100 Continue\r\n\r\n")
+			c.wd.extend()
+			if c.bw.Flush() != nil {
+				uc.nc.Close()
+				return false, failed, nil
+			}
+		}
+		body = make(chan bodyResult, 1)
+		go c.sendBody(uc, body) // ends when the body is sent or either side failed (then uc is closed)
+	}
+	p := &c.resp
+	for first := true; ; first = false {
+		c.rhead, err = readHead(uc.br, c.rhead, maxResponseHead, nil, time.Time{})
+		if err == nil && !p.parse(c.rhead, q.isHead()) {
+			err = errMalformed
+		}
+		if err != nil {
+			fresh := first && len(c.rhead) == 0
+			uc.nc.Close()
+			if body != nil {
+				if res := <-body; res.client {
+					return false, failed, clientBodyError(res.err)
+				}
+			}
+			r.stats.upErrors.Add(1)
+			if !fresh || !uc.reused { // a kept-alive connection closed while idle is no failure
+				u.failedAt.Store(time.Now().UnixNano())
+			}
+			if fresh && q.replayable() && !isTimeout(err) {
+				return false, again, upstreamError(err)
+			}
+			return false, failed, upstreamError(err)
+		}
+		if !p.interim {
+			break
+		}
+	}
+	return c.relayResponse(u, uc, body), relayed, nil
+}
+
+// relayResponse writes the response head to the client and streams its body, then waits
+// for the request body's sender, and keeps uc for another request if it can.
+func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (keep bool) {
+	q, p, r, bw := &c.req, &c.resp, c.r, c.bw
+	keep = !q.close && !r.closing.Load()
+	bw.WriteString("HTTP/1.1 ")
+	bw.Write(p.line)
+	bw.WriteString("\r\n")
+	for i := range p.fields {
+		if f := &p.fields[i]; forwarded(f, p.hop, true) {
+			bw.Write(f.name)
+			bw.WriteString(": ")
+			bw.Write(f.value)
+			bw.WriteString("\r\n")
+		}
+	}
+	chunk := false
+	switch {
+	case p.mode == bodyLength || p.mode == bodyNone && p.length >= 0:
+		bw.WriteString("Content-Length: ")
+		bw.Write(strconv.AppendInt(bw.AvailableBuffer(), p.length, 10))
+		bw.WriteString("\r\n")
+	case p.mode == bodyNone:
+	case q.minor == 1:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+		chunk = true
+	default:
+		keep = false // an HTTP/1.0 client reads to the end of the connection
+	}
+	switch {
+	case !keep:
+		bw.WriteString("Connection: close\r\n")
+	case q.minor == 0:
+		bw.WriteString("Connection: keep-alive\r\n")
+	}
+	bw.WriteString("\r\n")
+	c.status = p.status
+	r.countStatus(p.status)
+
+	src := bodyReader{br: uc.br, mode: p.mode, n: max(p.length, 0)}
+	n, err, upFailed := relay(bw, &c.wd, &src, &uc.rd, chunk)
+	c.written = n
+	if err == nil && chunk {
+		bw.WriteString("0\r\n\r\n")
+	}
+	reuse := err == nil && !p.close
+	if upFailed {
+		r.stats.upErrors.Add(1)
+	}
+	if body != nil {
+		if res, ok := waitBody(body, uc); !ok || res.err != nil {
+			reuse, keep = false, false
+		}
+	}
+	if err != nil {
+		keep = false
+	}
+	if reuse {
+		u.put(uc, time.Now())
+	} else {
+		uc.nc.Close()
+	}
+	return keep
+}
+
+// waitBody waits a moment for the request body's sender once the response is complete; a
+// backend that answered without reading the whole body gets its connection closed.
+func waitBody(body chan bodyResult, uc *upConn) (bodyResult, bool) {
+	select {
+	case res := <-body:
+		return res, true
+	default:
+	}
+	t := time.NewTimer(100 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case res := <-body:
+		return res, true
+	case <-t.C:
+		uc.nc.Close()
+		return <-body, false
+	}
+}
+
+var bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
+
+// sendBody streams the request body from the client to uc. On failure it closes uc, which
+// ends the wait for the response.
+func (c *conn) sendBody(uc *upConn, done chan<- bodyResult) {
+	res := bodyResult{}
+	defer func() {
+		if p := recover(); p != nil {
+			c.r.stats.panics.Add(1)
+			res = bodyResult{err: errors.New("router: panic sending a request body")}
+		}
+		if res.err != nil {
+			uc.nc.Close()
+		}
+		done <- res
+	}()
+	w := bodyWriters.Get().(*bufio.Writer)
+	w.Reset(uc.w)
+	defer func() { w.Reset(nil); bodyWriters.Put(w) }()
+	src := bodyReader{br: c.br, mode: bodyLength, n: c.req.length}
+	if c.req.chunked {
+		src.mode, src.n = bodyChunked, 0
+	}
+	_, res.err, res.client = relay(w, &uc.wd, &src, &c.rd, c.req.chunked)
+	if res.err == nil && c.req.chunked {
+		w.WriteString("0\r\n\r\n")
+	}
+	if res.err == nil {
+		uc.wd.extend()
+		res.err = w.Flush()
+	}
+}
+
+func upstreamError(err error) *badRequest {
+	if isTimeout(err) {
+		return errUpstreamTime
+	}
+	return errUpstream
+}
+
+// clientBodyError maps a failure reading the client's body: a malformed chunk is the
+// client's mistake (400); anything else means it left (nil: nothing to answer).
+func clientBodyError(err error) *badRequest {
+	if errors.Is(err, errChunk) {
+		return errBadChunk
+	}
+	return nil
+}

@@ -1,0 +1,109 @@
+package router
+
+import (
+	"io"
+	"net"
+	"syscall"
+	"unsafe"
+)
+
+// rawIO reads and writes a TCP connection with raw system calls on its non-blocking socket,
+// waiting in the runtime's network poller exactly as net does, but without declaring a
+// blocking system call. On loopback a write runs the receiver's side of TCP too and can
+// take tens of microseconds; declared as blocking, that is long enough for the scheduler's
+// monitor to hand the goroutine's processor to another thread, and the wakeups that follow
+// cost more than the proxying itself. Deadlines and Close work as on the net.Conn. One
+// goroutine may read while another writes.
+type rawIO struct {
+	rc     syscall.RawConn
+	rd, wr rawOp
+}
+
+// rawOp is the state of one direction's call, kept here so that the functions handed to
+// the RawConn are made once per connection, not once per call.
+type rawOp struct {
+	p     []byte
+	n     int
+	errno syscall.Errno
+	fn    func(uintptr) bool
+}
+
+// newRawIO returns an io.ReadWriter for nc, or nc itself if it has no file descriptor.
+func newRawIO(nc net.Conn) io.ReadWriter {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nc
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nc
+	}
+	x := &rawIO{rc: rc}
+	x.rd.fn, x.wr.fn = x.rd.read, x.wr.write
+	return x
+}
+
+func (o *rawOp) read(fd uintptr) bool {
+	for {
+		n, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(unsafe.SliceData(o.p))), uintptr(len(o.p)))
+		switch e {
+		case syscall.EINTR:
+			continue
+		case syscall.EAGAIN:
+			return false // wait in the poller
+		}
+		o.n, o.errno = int(n), e
+		return true
+	}
+}
+
+func (o *rawOp) write(fd uintptr) bool {
+	for len(o.p) > 0 {
+		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(unsafe.SliceData(o.p))), uintptr(len(o.p)))
+		switch e {
+		case 0:
+			o.n += int(n)
+			o.p = o.p[n:]
+		case syscall.EINTR:
+		case syscall.EAGAIN:
+			return false // wait in the poller
+		default:
+			o.errno = e
+			return true
+		}
+	}
+	return true
+}
+
+func (x *rawIO) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	o := &x.rd
+	o.p, o.n, o.errno = p, 0, 0
+	err := x.rc.Read(o.fn)
+	o.p = nil
+	switch {
+	case err != nil:
+		return 0, err
+	case o.errno != 0:
+		return 0, o.errno
+	case o.n == 0:
+		return 0, io.EOF
+	}
+	return o.n, nil
+}
+
+func (x *rawIO) Write(p []byte) (int, error) {
+	o := &x.wr
+	o.p, o.n, o.errno = p, 0, 0
+	err := x.rc.Write(o.fn)
+	o.p = nil
+	if err == nil && o.errno != 0 {
+		err = o.errno
+	}
+	if err == nil && o.n < len(p) {
+		err = io.ErrShortWrite
+	}
+	return o.n, err
+}

@@ -1,0 +1,254 @@
+// Package router is ring 1's HTTP router for tenants' apps: a reverse proxy that sends a request
+// for Host <app>.<tenant>.<apps domain> to one of the healthy backends of that app.
+//
+// The route table is an immutable map behind an atomic pointer: routing a request takes no lock,
+// and SetRoute swaps an app's backend set in one step. What deploys rely on:
+//
+//   - a request is only sent to a backend that was in its app's set when the request was routed;
+//   - a request already in flight on a backend is finished there, whatever happens to the table;
+//   - Inflight says how many requests a backend is serving, so a caller can drain an old release
+//     (wait for 0) before stopping it. A backend removed from every set gets no new request once
+//     SetRoute has returned.
+//
+// Unknown hosts get 404, a known app with no healthy backend 503. When an upstream connection
+// fails before any byte of the response arrived, a GET, HEAD or OPTIONS request without a body is
+// retried once on another backend of the set (or on a fresh connection when the only backend's
+// kept-alive connection had gone stale); a connection that could not be dialed is retried for
+// any request, since nothing was sent. Otherwise the client gets 502 (504 on timeout).
+//
+// The client side is a small HTTP/1.1 server written for this proxy, not net/http: it keeps
+// buffers per connection, reuses kept-alive upstream connections per backend and copies bodies
+// in streaming fashion through pooled buffers, so that a proxied request allocates nothing. It is
+// strict where leniency enables request smuggling: it refuses Content-Length together with
+// Transfer-Encoding, repeated Content-Length, any transfer coding but chunked, malformed chunk
+// sizes, obs-fold, bare LF, control bytes in fields and a missing, repeated or malformed Host,
+// with 400 and a closed connection; oversized heads get 431. Upgrade (WebSocket) is not proxied.
+//
+// Only ring 1 (and the benchmark in cmd/enjin) imports router; it imports only the standard
+// library.
+package router
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Config configures a Router. The zero value of every field but AppsDomain is useful.
+type Config struct {
+	// Addr is the TCP address Run listens on; "" means ":http".
+	Addr string
+	// AppsDomain is the suffix of app hosts: app.tenant.AppsDomain. Required.
+	AppsDomain string
+	// Logger receives one Info line per request (host, method, path, status, bytes, duration,
+	// backend) and Error lines for recovered panics. Nil logs nothing; a handler disabled at
+	// Info costs next to nothing. For a busy router give it a buffered writer (see LogBuffer).
+	Logger *slog.Logger
+	// MaxHeaderBytes caps a request's line and header fields together; larger gets 431.
+	// Zero means 32 KiB.
+	MaxHeaderBytes int
+	// ReadHeaderTimeout bounds the time from a request's first byte to the end of its head;
+	// a slower client gets 408 and is disconnected. Zero means 10 s.
+	ReadHeaderTimeout time.Duration
+	// IdleTimeout closes a kept-alive client connection idle for this long, and bounds each
+	// wait for request body bytes and for the client to take response bytes. Zero means 60 s.
+	IdleTimeout time.Duration
+	// UpstreamTimeout bounds dialing a backend (at most 5 s) and every wait on it: the response
+	// head must arrive within it, and the body may never stall for longer. Zero means 60 s.
+	UpstreamTimeout time.Duration
+	// ShutdownTimeout is how long Serve lets requests in flight finish once its context ends,
+	// before it closes their connections. Zero means 10 s.
+	ShutdownTimeout time.Duration
+}
+
+// Stats are a router's counters since New.
+type Stats struct {
+	Requests       uint64    // responses written, including the router's own errors
+	ByClass        [6]uint64 // responses by status class: ByClass[2] counts 2xx
+	UpstreamErrors uint64    // dial, write, read or protocol failures of a backend
+	Retries        uint64    // requests sent a second time after an upstream failure
+	Panics         uint64    // panics recovered (each closed one client connection)
+	Conns          int64     // client connections open now
+}
+
+// Router routes requests for tenants' apps to their backends. Its methods are safe for
+// concurrent use.
+type Router struct {
+	cfg    Config
+	suffix string // "." + AppsDomain, lower case
+	log    *slog.Logger
+	dialer net.Dialer
+
+	table atomic.Pointer[table]
+	regMu sync.Mutex             // serializes table writers; guards reg
+	reg   map[string][]*upstream // every upstream that is routed to or still draining, by backend ID
+
+	ln      atomic.Pointer[net.Listener]
+	closing atomic.Bool
+	connMu  sync.Mutex
+	conns   map[*conn]struct{}
+	connWG  sync.WaitGroup
+
+	stats counters
+}
+
+// counters are padded apart so that cores updating different ones do not share a cache line.
+type counters struct {
+	requests atomic.Uint64
+	_        [56]byte
+	byClass  [6]atomic.Uint64
+	_        [16]byte
+	upErrors atomic.Uint64
+	retries  atomic.Uint64
+	panics   atomic.Uint64
+	conns    atomic.Int64
+	_        [32]byte
+}
+
+// New checks cfg and returns a Router with an empty table.
+func New(cfg Config) (*Router, error) {
+	d := strings.ToLower(strings.Trim(cfg.AppsDomain, "."))
+	if d == "" {
+		return nil, errors.New("router: AppsDomain is required")
+	}
+	if !validHost([]byte(d)) {
+		return nil, fmt.Errorf("router: AppsDomain %q is not a host name", cfg.AppsDomain)
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":http"
+	}
+	setDefault(&cfg.ReadHeaderTimeout, 10*time.Second)
+	setDefault(&cfg.IdleTimeout, 60*time.Second)
+	setDefault(&cfg.UpstreamTimeout, 60*time.Second)
+	setDefault(&cfg.ShutdownTimeout, 10*time.Second)
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = 32 << 10
+	}
+	r := &Router{
+		cfg:    cfg,
+		suffix: "." + d,
+		log:    cfg.Logger,
+		dialer: net.Dialer{Timeout: min(cfg.UpstreamTimeout, 5*time.Second), KeepAlive: 30 * time.Second},
+		reg:    map[string][]*upstream{},
+		conns:  map[*conn]struct{}{},
+	}
+	r.table.Store(&table{routes: map[string]*route{}})
+	return r, nil
+}
+
+func setDefault(d *time.Duration, v time.Duration) {
+	if *d <= 0 {
+		*d = v
+	}
+}
+
+// Run listens on the configured address and serves until ctx ends, then shuts down gracefully.
+func (r *Router) Run(ctx context.Context) error {
+	ln, err := net.Listen("tcp", r.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	return r.Serve(ctx, ln)
+}
+
+// Addr returns the address the router listens on, or nil before Run or Serve started.
+func (r *Router) Addr() net.Addr {
+	if ln := r.ln.Load(); ln != nil {
+		return (*ln).Addr()
+	}
+	return nil
+}
+
+// Serve accepts connections on ln until ctx ends. It then closes ln, lets requests in flight
+// finish (for at most ShutdownTimeout), closes every connection and returns nil. It closes ln
+// and returns an error if accepting fails for good.
+func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
+	r.ln.Store(&ln)
+	stop := context.AfterFunc(ctx, func() { ln.Close() })
+	defer stop()
+	var delay time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			if ctx.Err() != nil {
+				r.shutdown()
+				return nil
+			}
+			if ne, ok := err.(net.Error); ok && ne.Timeout() || errors.Is(err, syscall.EMFILE) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay) // out of file descriptors: let connections close
+				continue
+			}
+			ln.Close()
+			r.shutdown()
+			return fmt.Errorf("router: accept: %w", err)
+		}
+		delay = 0
+		c := r.newConn(nc)
+		r.connWG.Go(c.serve) // ends when the client connection is closed
+	}
+}
+
+// shutdown wakes idle connections so they close, waits for busy ones to finish their
+// request, and after ShutdownTimeout closes whatever is left.
+func (r *Router) shutdown() {
+	r.closing.Store(true)
+	r.connMu.Lock()
+	for c := range r.conns {
+		if c.idle.Load() {
+			c.nc.SetReadDeadline(aLongTimeAgo)
+		}
+	}
+	r.connMu.Unlock()
+	done := make(chan struct{})
+	go func() { r.connWG.Wait(); close(done) }() // ends when every connection has ended
+	select {
+	case <-done:
+		return
+	case <-time.After(r.cfg.ShutdownTimeout):
+	}
+	r.connMu.Lock()
+	for c := range r.conns {
+		c.nc.Close()
+	}
+	r.connMu.Unlock()
+	<-done
+}
+
+var aLongTimeAgo = time.Unix(1, 0)
+
+// Stats returns the router's counters.
+func (r *Router) Stats() Stats {
+	s := Stats{
+		Requests:       r.stats.requests.Load(),
+		UpstreamErrors: r.stats.upErrors.Load(),
+		Retries:        r.stats.retries.Load(),
+		Panics:         r.stats.panics.Load(),
+		Conns:          r.stats.conns.Load(),
+	}
+	for i := range s.ByClass {
+		s.ByClass[i] = r.stats.byClass[i].Load()
+	}
+	return s
+}
+
+// String formats s on one line, for logs and tests.
+func (s Stats) String() string {
+	return fmt.Sprintf("requests=%d 1xx=%d 2xx=%d 3xx=%d 4xx=%d 5xx=%d upstream_errors=%d retries=%d panics=%d conns=%d",
+		s.Requests, s.ByClass[1], s.ByClass[2], s.ByClass[3], s.ByClass[4], s.ByClass[5],
+		s.UpstreamErrors, s.Retries, s.Panics, s.Conns)
+}
+
+func (r *Router) countStatus(status int) {
+	r.stats.requests.Add(1)
+	if c := status / 100; c > 0 && c < len(r.stats.byClass) {
+		r.stats.byClass[c].Add(1)
+	}
+}

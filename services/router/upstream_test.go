@@ -1,0 +1,126 @@
+package router_test
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"enjin/services/router"
+)
+
+// TestUpstreamFailure kills backends and checks what clients get: a GET is retried on a
+// live backend; with none left it gets 502, as does a POST.
+func TestUpstreamFailure(t *testing.T) {
+	rt := startRouter(t, router.Config{})
+	a, b := startBackend(t, "a"), startBackend(t, "b")
+	rt.SetRoute("acme", "web", []router.Backend{a.Backend(), b.Backend()})
+	c := client(rt)
+	for range 10 { // warm both backends' connection pools
+		get(t, c, "http://web.acme.apps.test/")
+	}
+	a.srv.Close()
+	for i := range 20 {
+		if status, body := get(t, c, "http://web.acme.apps.test/"); status != 200 || body != "b" {
+			t.Fatalf("GET %d with a dead: got %d %q want 200 from b", i, status, body)
+		}
+	}
+	s := rt.Stats()
+	t.Logf("with a dead: %v", s)
+	if s.Retries == 0 || s.UpstreamErrors == 0 {
+		t.Errorf("got %d retries and %d upstream errors want some", s.Retries, s.UpstreamErrors)
+	}
+
+	b.srv.Close()
+	if status, body := get(t, c, "http://web.acme.apps.test/"); status != 502 {
+		t.Errorf("GET with both dead: got %d %q want 502", status, body)
+	}
+	resp, err := c.Post("http://web.acme.apps.test/echo", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 502 {
+		t.Errorf("POST with both dead: got %d want 502", resp.StatusCode)
+	}
+	t.Logf("with both dead: %v", rt.Stats())
+}
+
+// TestUpstreamBreaks covers a backend that dies mid-answer, one whose kept-alive connections
+// were closed, and one too slow.
+func TestUpstreamBreaks(t *testing.T) {
+	rt := startRouter(t, router.Config{UpstreamTimeout: 300 * time.Millisecond})
+	c := client(rt)
+
+	t.Run("dies before answering", func(t *testing.T) {
+		ln := hangUpBackend(t, "")
+		rt.SetRoute("acme", "dies", []router.Backend{{ID: "dies", Addr: ln}})
+		if status, _ := get(t, c, "http://dies.acme.apps.test/"); status != 502 {
+			t.Errorf("got %d want 502", status)
+		}
+	})
+	t.Run("dies mid-head", func(t *testing.T) {
+		ln := hangUpBackend(t, "HTTP/1.1 200 OK\r\nContent-Le")
+		rt.SetRoute("acme", "midhead", []router.Backend{{ID: "midhead", Addr: ln}})
+		if status, _ := get(t, c, "http://midhead.acme.apps.test/"); status != 502 {
+			t.Errorf("got %d want 502", status)
+		}
+	})
+	t.Run("dies mid-body", func(t *testing.T) {
+		ln := hangUpBackend(t, "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nonly part")
+		rt.SetRoute("acme", "midbody", []router.Backend{{ID: "midbody", Addr: ln}})
+		resp, err := c.Get("http://midbody.acme.apps.test/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || err == nil {
+			t.Errorf("got %d and %v want 200 and a truncated body", resp.StatusCode, err)
+		}
+	})
+	t.Run("stale kept-alive connections", func(t *testing.T) {
+		b := startBackend(t, "stale")
+		rt.SetRoute("acme", "stale", []router.Backend{b.Backend()})
+		for i := range 5 {
+			get(t, c, "http://stale.acme.apps.test/")
+			b.srv.CloseClientConnections() // the router's pooled connection goes stale
+			time.Sleep(10 * time.Millisecond)
+			if status, body := get(t, c, "http://stale.acme.apps.test/"); status != 200 || body != "stale" {
+				t.Fatalf("round %d: got %d %q want 200 stale", i, status, body)
+			}
+		}
+	})
+	t.Run("too slow", func(t *testing.T) {
+		b := startBackend(t, "slow")
+		rt.SetRoute("acme", "slow", []router.Backend{b.Backend()})
+		if status, _ := get(t, c, "http://slow.acme.apps.test/slow?ms=1000"); status != 504 {
+			t.Errorf("got %d want 504", status)
+		}
+	})
+	t.Logf("stats: %v", rt.Stats())
+}
+
+// hangUpBackend accepts connections, reads a request head, writes answer and closes.
+func hangUpBackend(t *testing.T, answer string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() { // ends when the listener is closed
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			http.ReadRequest(bufio.NewReader(nc))
+			io.WriteString(nc, answer)
+			nc.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
