@@ -1,0 +1,263 @@
+package apphost
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+)
+
+// Manifest is what a bundle declares: its process types (from the Procfile, Heroku style:
+// `web: ./server`) and, from an optional enjin.json, instances per type, limits, the
+// health-check path and environment.
+type Manifest struct {
+	Procfile  map[string]string `json:"procfile"`
+	Instances map[string]int    `json:"instances,omitempty"` // default 1 for web, 0 for others
+	MemoryMB  int               `json:"memory_mb,omitempty"` // default 256
+	CPUMillis int               `json:"cpu_millis,omitempty"`
+	Pids      int               `json:"pids,omitempty"`   // default 128
+	Health    string            `json:"health,omitempty"` // HTTP path; default /
+	Env       map[string]string `json:"env,omitempty"`
+}
+
+// Limits and sizes bundles must respect.
+const (
+	MaxBundle    = 256 << 20 // compressed bytes
+	maxUnpacked  = 1 << 30
+	maxFiles     = 20000
+	DefaultMemMB = 256
+	DefaultPids  = 128
+)
+
+var procName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,30}$`)
+
+// parseProcfile reads `type: command` lines; blank lines and # comments are skipped.
+func parseProcfile(b []byte) (map[string]string, error) {
+	procs := map[string]string{}
+	sc := bufio.NewScanner(bytes.NewReader(b))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		name, cmd, ok := strings.Cut(line, ":")
+		name, cmd = strings.TrimSpace(name), strings.TrimSpace(cmd)
+		if !ok || !procName.MatchString(name) || cmd == "" {
+			return nil, fmt.Errorf("Procfile line %d: want `type: command` with a lowercase type", n)
+		}
+		if _, dup := procs[name]; dup {
+			return nil, fmt.Errorf("Procfile line %d: type %q twice", n, name)
+		}
+		procs[name] = cmd
+	}
+	if len(procs) == 0 {
+		return nil, errors.New("Procfile declares no process type")
+	}
+	return procs, sc.Err()
+}
+
+// readManifest reads the Procfile and enjin.json of an unpacked bundle.
+func readManifest(dir string) (Manifest, error) {
+	var m Manifest
+	b, err := os.ReadFile(filepath.Join(dir, "Procfile"))
+	if err != nil {
+		return m, fmt.Errorf("bundle has no Procfile: %w", err)
+	}
+	if m.Procfile, err = parseProcfile(b); err != nil {
+		return m, err
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "enjin.json")); err == nil {
+		var extra Manifest
+		dec := json.NewDecoder(bytes.NewReader(b))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&extra); err != nil {
+			return m, fmt.Errorf("enjin.json: %w", err)
+		}
+		extra.Procfile = m.Procfile
+		m = extra
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return m, err
+	}
+	return m, m.normalize()
+}
+
+func (m *Manifest) normalize() error {
+	if m.Instances == nil {
+		m.Instances = map[string]int{}
+	}
+	for t, n := range m.Instances {
+		if _, ok := m.Procfile[t]; !ok || n < 0 || n > 100 {
+			return fmt.Errorf("enjin.json: instances of %q: unknown type or not 0–100", t)
+		}
+	}
+	if _, ok := m.Instances["web"]; !ok {
+		if _, web := m.Procfile["web"]; web {
+			m.Instances["web"] = 1
+		}
+	}
+	if m.MemoryMB == 0 {
+		m.MemoryMB = DefaultMemMB
+	}
+	if m.Pids == 0 {
+		m.Pids = DefaultPids
+	}
+	if m.Health == "" {
+		m.Health = "/"
+	}
+	if m.MemoryMB < 16 || m.MemoryMB > 64<<10 || m.Pids < 4 || m.CPUMillis < 0 || !strings.HasPrefix(m.Health, "/") {
+		return errors.New("enjin.json: memory_mb 16–65536, pids ≥ 4, cpu_millis ≥ 0, health an absolute path")
+	}
+	return nil
+}
+
+// Pack makes a bundle (gzipped tar) of dir, with deterministic order and no owners, so the
+// same tree always gives the same digest.
+func Pack(dir string) ([]byte, error) {
+	var files []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if p != dir {
+			files = append(files, p)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("apphost: pack %s: %w", dir, err)
+	}
+	sort.Strings(files)
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	tw := tar.NewWriter(zw)
+	for _, p := range files {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			return nil, err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		if !fi.Mode().IsRegular() && !fi.IsDir() {
+			continue // links and devices are not part of an app
+		}
+		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}
+		if fi.IsDir() {
+			h.Typeflag, h.Size, h.Name = tar.TypeDir, 0, h.Name+"/"
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return nil, err
+		}
+		if fi.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return nil, err
+			}
+			_, err = io.Copy(tw, f)
+			f.Close()
+			if err != nil {
+				return nil, err
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// Digest is a bundle's content address.
+func Digest(b []byte) string {
+	s := sha256.Sum256(b)
+	return "sha256-" + hex.EncodeToString(s[:])
+}
+
+// unpack extracts a bundle into dir, refusing absolute paths, "..", links, and bundles
+// beyond the size and file limits.
+func unpack(b []byte, dir string) error {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("bundle: %w", err)
+	}
+	tr := tar.NewReader(zr)
+	var total int64
+	for n := 0; ; n++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("bundle: %w", err)
+		}
+		if n >= maxFiles {
+			return errors.New("bundle: too many files")
+		}
+		name := filepath.Clean(filepath.FromSlash(h.Name))
+		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
+			return fmt.Errorf("bundle: path %q escapes the bundle", h.Name)
+		}
+		p := filepath.Join(dir, name)
+		switch h.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			total += h.Size
+			if total > maxUnpacked {
+				return errors.New("bundle: unpacks to more than 1 GiB")
+			}
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			mode := os.FileMode(0o644)
+			if h.Mode&0o111 != 0 {
+				mode = 0o755
+			}
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
+			if err != nil {
+				return fmt.Errorf("bundle: %w", err)
+			}
+			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
+			f.Close()
+			if err != nil {
+				return err
+			}
+		default:
+			return fmt.Errorf("bundle: %q: only files and directories are allowed", h.Name)
+		}
+	}
+}
+
+// restrict makes a release readable by the app's group only (root owns it, so the app cannot
+// change its own code): directories 0750, files 0640, executables 0750.
+func restrict(dir string, gid uint32) error {
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		mode := os.FileMode(0o640)
+		if d.IsDir() {
+			mode = 0o750
+		} else if fi, err := d.Info(); err == nil && fi.Mode()&0o111 != 0 {
+			mode = 0o750
+		}
+		if err := os.Chown(p, 0, int(gid)); err != nil {
+			return fmt.Errorf("apphost: %w", err)
+		}
+		return os.Chmod(p, mode)
+	})
+}
