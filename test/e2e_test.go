@@ -28,14 +28,22 @@ type endpoints struct {
 	NATS           string `json:"nats"`
 	AdminTokenFile string `json:"admin_token_file"`
 	OpsCreds       string `json:"ops_creds"`
+	Router         string `json:"router"`
+	AppsDomain     string `json:"apps_domain"`
+	DNS            string `json:"dns"`
 }
 
-// up runs `enjin up` on state and waits for its endpoints.json.
+// up runs `enjin up` on state and waits for its endpoints.json. Its router, DNS and bridge
+// are the test's own, so tests (and a cloud a developer runs) do not collide.
 func up(t *testing.T, state string, natsPort int) (*harness.Proc, endpoints) {
 	t.Helper()
 	os.Remove(filepath.Join(state, "endpoints.json"))
+	n := natsPort % 200
 	p := harness.Start(t, "up", "--state-dir", state, "--nats-port", strconv.Itoa(natsPort),
-		"--api-addr", "127.0.0.1:0", "--heartbeat", "300ms", "--log-level", "warn")
+		"--api-addr", "127.0.0.1:0", "--heartbeat", "300ms", "--log-level", "warn",
+		"--router", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
+		"--bridge", fmt.Sprintf("enjte%d", n), "--prefix", fmt.Sprintf("100.91.%d.0/24", n))
+	t.Cleanup(func() { exec.Command("ip", "link", "del", fmt.Sprintf("enjte%d", n)).Run() })
 	var ep endpoints
 	harness.Eventually(t, 60*time.Second, func() bool {
 		b, err := os.ReadFile(filepath.Join(state, "endpoints.json"))

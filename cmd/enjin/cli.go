@@ -31,6 +31,8 @@ func commands() map[string]command {
 		"nodes":        {"list nodes and their state", cmdNodes},
 		"compartments": {"list, create, show and delete compartments", cmdCompartments},
 		"tenants":      {"list, create, show and delete tenants", cmdTenants},
+		"apps":         {"deploy apps and manage them: ls, ps, scale, env, releases, rollback, destroy", cmdApps},
+		"logs":         {"an app's log lines (TENANT/APP, -f to follow)", cmdLogs},
 		"creds":        {"write credentials (creds ops: for the nats CLI)", cmdCreds},
 		"verify":       {"re-verify every stored observation's signature", cmdVerify},
 		"bench":        {"measure enjin on this machine (bench verify, bench ingest)", cmdBench},

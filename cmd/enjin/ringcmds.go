@@ -10,8 +10,10 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"enjin/keys"
@@ -33,6 +35,8 @@ type ring0Flags struct {
 	stateDir, dbURL, natsHost, apiAddr, logLevel, htpasswd string
 	natsPort                                               int
 	heartbeat, credsTTL                                    time.Duration
+	routerAddr, appsDomain, dnsAddr, bridge, prefix        string
+	apps                                                   bool // whether the ring 1 nodes host apps
 }
 
 func (f *ring0Flags) register(fs *flag.FlagSet) {
@@ -44,6 +48,11 @@ func (f *ring0Flags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.htpasswd, "htpasswd", "", "htpasswd file (bcrypt) of read-only API users")
 	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "ring 1 heartbeat interval; liveness counts in these")
 	fs.DurationVar(&f.credsTTL, "creds-ttl", keys.DefaultTTL, "lifetime of ring 1 credentials (nodes renew at two thirds)")
+	fs.StringVar(&f.routerAddr, "router", "127.0.0.1:7080", "the app router's listen address")
+	fs.StringVar(&f.appsDomain, "apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
+	fs.StringVar(&f.dnsAddr, "dns", "127.0.0.1:5353", "DNS for app names (UDP and TCP)")
+	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join")
+	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 }
 
@@ -52,9 +61,17 @@ func (f *ring0Flags) config(log *slog.Logger, dbURL string, nodes []ring0.Ring1S
 	if err != nil {
 		return ring0.Config{}, err
 	}
-	return ring0.Config{StateDir: f.stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
+	cfg := ring0.Config{StateDir: f.stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
 		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,
-		CredsTTL: f.credsTTL}, nil
+		CredsTTL: f.credsTTL}
+	if f.apps {
+		p, err := netip.ParsePrefix(f.prefix)
+		if err != nil {
+			return ring0.Config{}, usageError{"--prefix: " + err.Error()}
+		}
+		cfg.Apps = &ring0.AppsOptions{RouterAddr: f.routerAddr, AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, Bridge: f.bridge, Prefix: p}
+	}
+	return cfg, nil
 }
 
 func cmdRing0(ctx context.Context, args []string, stdout io.Writer) error {
@@ -63,6 +80,7 @@ func cmdRing0(ctx context.Context, args []string, stdout io.Writer) error {
 	f.register(fs)
 	var nodes multiFlag
 	fs.Var(&nodes, "ring1", "id of a ring 1 node to run here as a child process (repeatable)")
+	fs.BoolVar(&f.apps, "apps", false, "the ring 1 nodes run here host tenants' apps (router, DNS, instances)")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return err
 	}
@@ -102,6 +120,14 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 	credsPath := fs.String("creds", "", "the node's .creds file")
 	attestPath := fs.String("attest", "", "the node's attestation key file")
 	keyDir := fs.String("dir", "", "where the node keeps keys it makes (scoped keys of hosted tenants)")
+	appsDir := fs.String("apps-dir", "", "host tenants' apps, keeping packages and releases here")
+	appsAPI := fs.String("apps-api", "127.0.0.1:7071", "the app API's listen address (with --apps-dir)")
+	appsToken := fs.String("apps-token-file", "", "file with the app API's bearer token (with --apps-dir)")
+	routerAddr := fs.String("router", "127.0.0.1:7080", "the app router's listen address (with --apps-dir)")
+	appsDomain := fs.String("apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
+	dnsAddr := fs.String("dns", "127.0.0.1:5353", "DNS for app names (with --apps-dir)")
+	bridge := fs.String("bridge", "enjin0", "bridge the app instances join (with --apps-dir)")
+	prefix := fs.String("prefix", "100.88.0.0/16", "addresses of app instances (with --apps-dir)")
 	heartbeat := fs.Duration("heartbeat", ring1.DefaultHeartbeat, "heartbeat interval")
 	join := fs.String("join", "", "one-time join token (external strategy); needs --ring0")
 	ring0URL := fs.String("ring0", "", "ring 0 meta API URL, with --join")
@@ -148,6 +174,22 @@ func cmdRing1(ctx context.Context, args []string, stdout io.Writer) error {
 		return usageError{"ring1: give --node, --nats, --creds and --attest, or --join TOKEN --ring0 URL"}
 	}
 	cfg.Heartbeat, cfg.Logger = *heartbeat, log
+	if *appsDir != "" {
+		p, err := netip.ParsePrefix(*prefix)
+		if err != nil {
+			return usageError{"ring1: --prefix: " + err.Error()}
+		}
+		tok, err := os.ReadFile(*appsToken)
+		if err != nil {
+			return fmt.Errorf("ring1: --apps-token-file: %w", err)
+		}
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		cfg.Apps = &ring1.AppsConfig{Dir: *appsDir, Helper: exe, Bridge: *bridge, Prefix: p, RouterAddr: *routerAddr,
+			AppsDomain: *appsDomain, DNSAddr: *dnsAddr, APIAddr: *appsAPI, APIToken: strings.TrimSpace(string(tok))}
+	}
 	n, err := ring1.New(cfg)
 	if err != nil {
 		return err

@@ -29,15 +29,20 @@ type Endpoints struct {
 	OpsCreds       string `json:"ops_creds"`
 	Database       string `json:"database"` // "managed" or "external"
 	Ring1          string `json:"ring1"`
+	Router         string `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
+	AppsDomain     string `json:"apps_domain"` // ditto
+	DNS            string `json:"dns"`         // answers A for app names with the router's address
 }
 
 func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	var f ring0Flags
 	f.register(fs)
+	noApps := fs.Bool("no-apps", false, "run no app router, DNS or instances")
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		return err
 	}
+	f.apps = !*noApps
 	log, err := logger(f.logLevel)
 	if err != nil {
 		return err
@@ -86,6 +91,12 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	go func() { done <- r.Run(runCtx) }() // ends when runCtx ends, after stopping ring 1
 
 	ep, err := ready(ctx, r, f.stateDir, database, done)
+	if err == nil {
+		if f.apps {
+			ep.Router, ep.AppsDomain, ep.DNS = f.routerAddr, f.appsDomain, f.dnsAddr
+		}
+		err = writeEndpoints(f.stateDir, ep)
+	}
 	if err != nil {
 		stop()
 		<-done
@@ -95,13 +106,17 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	step("ring 1 node %s is up; endpoints in %s", upNode, epPath)
 	step("watch: nats --creds %s -s %s sub 'ops.>'", ep.OpsCreds, ep.NATS)
 	step("query: curl -H \"Authorization: Bearer $(cat %s)\" %s/v1/nodes", ep.AdminTokenFile, ep.API)
+	if f.apps {
+		step("apps: http://%s with Host <app>.<tenant>.%s (DNS on %s)", ep.Router, ep.AppsDomain, ep.DNS)
+	}
 	err = <-done
 	os.Remove(epPath)
 	step("stopped")
 	return err
 }
 
-// ready waits for the ring 1 node to be up, writes the OPS creds and endpoints.json.
+// ready waits for the ring 1 node to be up and writes the OPS creds; the caller writes
+// endpoints.json, last, since its appearance tells the world the cloud is ready.
 func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done <-chan error) (Endpoints, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
@@ -130,9 +145,10 @@ func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done 
 	if err := keys.WriteCreds(ep.OpsCreds, creds); err != nil {
 		return Endpoints{}, err
 	}
-	b, _ := json.MarshalIndent(ep, "", "  ")
-	if err := keys.WriteCreds(filepath.Join(stateDir, "endpoints.json"), append(b, '\n')); err != nil {
-		return Endpoints{}, err
-	}
 	return ep, nil
+}
+
+func writeEndpoints(stateDir string, ep Endpoints) error {
+	b, _ := json.MarshalIndent(ep, "", "  ")
+	return keys.WriteCreds(filepath.Join(stateDir, "endpoints.json"), append(b, '\n'))
 }

@@ -70,11 +70,18 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	if err != nil {
 		return fmt.Errorf("ring0: %w", err)
 	}
+	args := []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
+		"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir}
+	if r.cfg.Apps != nil {
+		more, err := r.appsArgs(spec.ID, dir)
+		if err != nil {
+			return err
+		}
+		args = append(args, more...)
+	}
 	sup := process.New(process.Spec{
-		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew,
-		Args: []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
-			"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir},
-	}, process.Backoff{}, 10*time.Second, r.log.With("node", spec.ID))
+		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew, Args: args,
+	}, process.Backoff{}, 35*time.Second, r.log.With("node", spec.ID))
 	r.mu.Lock()
 	r.sups[spec.ID] = sup
 	r.mu.Unlock()

@@ -49,6 +49,7 @@ type Config struct {
 	Executable  string        // the enjin binary for ring 1 children ("" disables launching)
 	Htpasswd    string        // optional htpasswd file for the API (read-only users)
 	CredsTTL    time.Duration // lifetime of ring 1 credentials; 0 is keys.DefaultTTL (nodes renew them)
+	Apps        *AppsOptions  // if set, the ring 1 nodes ring 0 runs host tenants' apps
 	Logger      *slog.Logger
 
 	ingest ingestOptions
@@ -75,8 +76,9 @@ type Ring0 struct {
 	apiLn  net.Listener
 	start  time.Time
 
-	mu   sync.Mutex
-	sups map[rings.NodeID]*process.Supervisor
+	mu       sync.Mutex
+	sups     map[rings.NodeID]*process.Supervisor
+	appsAPIs map[rings.NodeID]appsAPI
 }
 
 // New starts the broker, opens the store and prepares everything; Run starts serving.
@@ -99,7 +101,8 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		debug.SetGCPercent(400)
 		debug.SetMemoryLimit(2 << 30)
 	}
-	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{}}
+	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
+		appsAPIs: map[rings.NodeID]appsAPI{}}
 	ok := false
 	defer func() {
 		if !ok {

@@ -53,6 +53,8 @@ type Config struct {
 	// Dir is where the node keeps keys it makes itself (scoped signing keys of the tenants
 	// it hosts); "" means it hosts no tenants.
 	Dir string
+	// Apps, if set, makes the node host tenants' apps.
+	Apps *AppsConfig
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.
@@ -191,16 +193,31 @@ func (n *Node) Run(ctx context.Context) error {
 
 	hctx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer stop()
 	// Ends when hctx is cancelled: when ctx ends or Run is about to return.
 	wg.Go(func() { n.heartbeats(hctx, nc) })
 	wg.Go(func() { n.renewals(hctx, nc) }) // ends with hctx too
-	defer wg.Wait()
-	defer stop()
+	appsErr := make(chan error, 1)
+	if n.cfg.Apps != nil {
+		ready := make(chan error, 1)
+		wg.Go(func() { // ends with hctx, after stopping every app instance
+			if err := n.runApps(hctx, ready); err != nil {
+				ready <- err
+				appsErr <- err
+			}
+		})
+		if err := <-ready; err != nil {
+			return fmt.Errorf("ring1 %s: apps: %w", n.cfg.Node, err)
+		}
+	}
 
 	select {
 	case <-ctx.Done():
 		n.log.Info("stopping", "cause", context.Cause(ctx))
 		return nil
+	case err := <-appsErr:
+		return fmt.Errorf("ring1 %s: apps: %w", n.cfg.Node, err)
 	case err := <-terminal:
 		return fmt.Errorf("ring1 %s: credential no longer accepted: %w", n.cfg.Node, err)
 	case <-closed:

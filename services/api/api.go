@@ -38,6 +38,9 @@ type Ring0 interface {
 	CreateTenant(ctx context.Context, t rings.TenantID, metadata map[string]any) (inventory.Tenant, error)
 	// DeleteTenant revokes and stops everything tenant t has, if its version is still version.
 	DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error
+	// AppsBackend is the app API of the ring 1 node hosting tenant t: its base URL and the
+	// token it takes. Errors wrapping inventory.ErrNotFound mean no such tenant.
+	AppsBackend(ctx context.Context, t rings.TenantID) (base, token string, err error)
 }
 
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.

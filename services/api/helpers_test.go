@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -66,6 +67,15 @@ func (r *testRing0) CreateTenant(ctx context.Context, t rings.TenantID, meta map
 
 func (r *testRing0) DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error {
 	return r.store.DeleteTenant(ctx, t, version)
+}
+
+// AppsBackend: app operations are tested end to end (test/apps_test.go); here no tenant has
+// a host.
+func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {
+	if _, err := r.store.GetTenant(ctx, t); err != nil {
+		return "", "", err
+	}
+	return "", "", fmt.Errorf("tenant %s has no app host: %w", t, inventory.ErrInvalid)
 }
 
 // env is an API over a fresh database, served over TCP by the production server settings.

@@ -71,6 +71,10 @@ func (g *schemaGen) operation(rt route) map[string]any {
 	if params != nil {
 		op["parameters"] = params
 	}
+	if rt.rawBody != "" {
+		op["requestBody"] = map[string]any{"required": true,
+			"content": map[string]any{rt.rawBody: map[string]any{"schema": map[string]any{}}}}
+	}
 	if rt.body != nil {
 		op["requestBody"] = map[string]any{"required": !rt.optional,
 			"content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.body))}}}

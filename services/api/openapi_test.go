@@ -75,7 +75,7 @@ func TestOpenAPIMatchesMux(t *testing.T) {
 // example fills a documented path's wildcards with valid values.
 func example(path string) string {
 	return strings.NewReplacer("{node}", "n1", "{compartment}", inventory.NewID(), "{tier}", inventory.NewID(),
-		"{kind}", "node", "{id}", "n1").Replace(path)
+		"{kind}", "node", "{id}", "n1", "{tenant}", "acme", "{app}", "web", "{proctype}", "web").Replace(path)
 }
 
 func checkOperation(t *testing.T, pattern string, op map[string]any) {
@@ -103,7 +103,7 @@ func checkOperation(t *testing.T, pattern string, op map[string]any) {
 	}
 	if strings.HasPrefix(pattern, "POST") && !strings.Contains(pattern, "join-token") && !strings.Contains(pattern, "promote") {
 		if rb, _ := op["requestBody"].(map[string]any); rb == nil || rb["required"] != true {
-			t.Errorf("%s: request body %v: want a required JSON body", pattern, op["requestBody"])
+			t.Errorf("%s: request body %v: want a required body", pattern, op["requestBody"])
 		}
 	}
 }

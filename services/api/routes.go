@@ -22,6 +22,7 @@ type route struct {
 	ifMatch      condition // whether it takes If-Match
 	body         body      // a value of its request body type; nil: no body
 	optional     bool      // whether the body may be left out
+	rawBody      string    // for forwarded routes: the content type of a body passed through unread
 	status       int       // its success status
 	out          any       // a value of its success response type; nil: no content
 	serve        func(*call) error
@@ -68,13 +69,18 @@ var wildcards = map[string]wildcard{
 	"compartment": {"compartment id (UUID)", checkUUID},
 	"tier":        {"tier id (UUID)", checkUUID},
 	"tenant":      {"tenant id: a slug", checkTenantID},
+	"app":         {"app name: a slug", checkTenantID},
+	"proctype":    {"process type, as in the Procfile", checkProcType},
 	"kind":        {"kind of object: node, compartment or tier", checkKind},
 	"id":          {"the object's id: a node id, or a compartment's or tier's UUID", checkObjectID},
 }
 
 func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate() == nil }
 func checkTenantID(s string) (string, bool) { return s, rings.IsSlug(s) }
-func checkUUID(s string) (string, bool)     { s = strings.ToLower(s); return s, rings.IsUUID(s) }
+func checkProcType(s string) (string, bool) {
+	return s, len(s) > 0 && len(s) <= 31 && s[0] >= 'a' && s[0] <= 'z' && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == ""
+}
+func checkUUID(s string) (string, bool) { s = strings.ToLower(s); return s, rings.IsUUID(s) }
 func checkKind(s string) (string, bool) {
 	return s, s == "node" || s == "compartment" || s == "tier"
 }
@@ -111,7 +117,7 @@ var (
 )
 
 func (a *API) routes() []route {
-	return []route{
+	return append([]route{
 		{method: "GET", path: "/healthz", access: public, summary: "Health: ok when the database answers",
 			status: http.StatusOK, out: health{}, serve: a.health},
 		{method: "GET", path: "/openapi.json", access: public, summary: "This API's OpenAPI document",
@@ -178,8 +184,6 @@ func (a *API) routes() []route {
 			status: http.StatusOK, out: inventory.Tenant{}, serve: a.getTenant},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-
-		{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
-			status: http.StatusOK, out: historyList{}, serve: a.history},
-	}
+	}, append(a.appRoutes(), route{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+		status: http.StatusOK, out: historyList{}, serve: a.history})...)
 }

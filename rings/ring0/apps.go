@@ -1,0 +1,68 @@
+package ring0
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+)
+
+// AppsOptions say how the ring 1 nodes ring 0 runs host apps.
+type AppsOptions struct {
+	RouterAddr string       // the router's listen address, e.g. 127.0.0.1:7080
+	AppsDomain string       // app hosts are <app>.<tenant>.<AppsDomain>
+	DNSAddr    string       // DNS for app names, e.g. 127.0.0.1:5353
+	Bridge     string       // the instances' bridge, e.g. enjin0
+	Prefix     netip.Prefix // the instances' addresses, e.g. 100.88.0.0/16
+}
+
+// appsAPI is where a ring 1 node's app API listens and the token it takes.
+type appsAPI struct{ url, token string }
+
+// appsArgs prepares a ring 1 node to host apps: an app API port and token of its own, and
+// the flags that tell the node about them and about the router, DNS and bridge.
+func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
+	o := r.cfg.Apps
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, fmt.Errorf("ring0: port for the app api of %s: %w", id, err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	tokPath := filepath.Join(dir, "apps.token")
+	if err := ensureToken(tokPath); err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(tokPath)
+	if err != nil {
+		return nil, fmt.Errorf("ring0: %w", err)
+	}
+	r.mu.Lock()
+	r.appsAPIs[id] = appsAPI{url: "http://" + addr, token: strings.TrimSpace(string(b))}
+	r.mu.Unlock()
+	return []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
+		"--router", o.RouterAddr, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
+		"--bridge", o.Bridge, "--prefix", o.Prefix.String()}, nil
+}
+
+// AppsBackend is the app API of the ring 1 node hosting tenant t.
+func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {
+	tn, err := r.store.GetTenant(ctx, t)
+	if err != nil {
+		return "", "", err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range tn.Hosts {
+		if a, ok := r.appsAPIs[h.Node]; ok {
+			return a.url, a.token, nil
+		}
+	}
+	return "", "", fmt.Errorf("ring0: no ring 1 node hosting %s runs apps here: %w", t, inventory.ErrInvalid)
+}

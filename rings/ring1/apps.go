@@ -1,0 +1,121 @@
+package ring1
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sync"
+	"time"
+
+	"enjin/services/apphost"
+	"enjin/services/dns"
+	"enjin/services/router"
+	"enjin/supervisors/process"
+)
+
+// AppsConfig makes a ring 1 node host tenants' apps: it runs the router, the DNS for app
+// names, the app host (instances confined on a bridge) and the app API ring 0 forwards to.
+type AppsConfig struct {
+	Dir        string       // packages, releases, app state
+	Helper     string       // the sandbox helper (the enjin binary)
+	Bridge     string       // e.g. enjin0
+	Prefix     netip.Prefix // e.g. 100.88.0.0/16
+	RouterAddr string       // e.g. 127.0.0.1:7080
+	AppsDomain string       // e.g. apps.enjin.test
+	DNSAddr    string       // e.g. 127.0.0.1:5353
+	APIAddr    string       // the app API, e.g. 127.0.0.1:7071
+	APIToken   string       // the bearer token ring 0 forwards with
+}
+
+// routes sends the app host's routes to the router and the app names to DNS.
+type routes struct {
+	r *router.Router
+	d *dns.Server
+}
+
+func (x routes) SetRoute(tenant, app string, rs []apphost.Route) {
+	bs := make([]router.Backend, len(rs))
+	for i, r := range rs {
+		bs[i] = router.Backend{ID: r.ID, Addr: r.Addr}
+	}
+	x.r.SetRoute(tenant, app, bs)
+	x.d.SetApp(tenant, app)
+}
+
+func (x routes) RemoveRoute(tenant, app string) {
+	x.r.RemoveRoute(tenant, app)
+	x.d.RemoveApp(tenant, app)
+}
+
+func (x routes) Inflight(id string) int64 { return x.r.Inflight(id) }
+
+// runApps serves apps until ctx ends, then stops every instance and listener.
+func (n *Node) runApps(ctx context.Context, ready chan<- error) error {
+	c := n.cfg.Apps
+	nw := &process.Network{Bridge: c.Bridge, Prefix: c.Prefix}
+	if err := nw.Ensure(); err != nil {
+		return err
+	}
+	if err := nw.Firewall(); err != nil {
+		return err
+	}
+	cg, err := process.DetectCgroups("enjin-" + string(n.cfg.Node))
+	if err != nil {
+		return err
+	}
+	rt, err := router.New(router.Config{Addr: c.RouterAddr, AppsDomain: c.AppsDomain, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	routerIP := net.ParseIP("127.0.0.1")
+	if host, _, err := net.SplitHostPort(c.RouterAddr); err == nil && net.ParseIP(host) != nil {
+		routerIP = net.ParseIP(host)
+	}
+	ds, err := dns.New(dns.Config{Addr: c.DNSAddr, AppsDomain: c.AppsDomain, RouterV4: routerIP, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	host, err := apphost.New(apphost.Config{Dir: c.Dir, Node: n.cfg.Node, Helper: c.Helper, Network: nw, Cgroups: cg,
+		Router: routes{rt, ds}, Logger: n.log})
+	if err != nil {
+		return err
+	}
+	api := &http.Server{Addr: c.APIAddr, Handler: host.Handler(c.APIToken), ReadHeaderTimeout: 5 * time.Second}
+	ln, err := net.Listen("tcp", c.APIAddr)
+	if err != nil {
+		return fmt.Errorf("ring1 %s: app api: %w", n.cfg.Node, err)
+	}
+	rln, err := net.Listen("tcp", c.RouterAddr)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("ring1 %s: router: %w", n.cfg.Node, err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	wg.Go(func() { errs <- rt.Serve(ctx, rln) }) // ends with ctx
+	wg.Go(func() { errs <- ds.Run(ctx) })        // ends with ctx
+	wg.Go(func() {                               // ends at Shutdown below
+		if err := api.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	})
+	if err := host.Restore(ctx); err != nil {
+		n.log.Error("apps not restored", "err", err)
+	}
+	n.log.Info("hosting apps", "router", rln.Addr(), "api", ln.Addr(), "domain", c.AppsDomain)
+	ready <- nil
+	var err2 error
+	select {
+	case <-ctx.Done():
+	case err2 = <-errs:
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	api.Shutdown(sctx)
+	host.Close()
+	wg.Wait()
+	return err2
+}

@@ -1,0 +1,60 @@
+package api
+
+import (
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+)
+
+// appList, appReleases… are documented loosely: the app operations are carried out by the
+// ring 1 node hosting the tenant, which defines their answers (package apphost).
+type appAnswer map[string]any
+
+// appRoutes are the tenant's app operations. Ring 0 authenticates and authorizes the caller,
+// then forwards the request, body streamed, to the hosting ring 1 node's app API.
+func (a *API) appRoutes() []route {
+	p := "/v1/tenants/{tenant}/apps"
+	fwd := a.forwardApps
+	return []route{
+		{method: "GET", path: p, access: reader, summary: "List the tenant's apps", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back)",
+			rawBody: "application/gzip", status: http.StatusCreated, out: appAnswer{}, serve: fwd},
+		{method: "GET", path: p + "/{app}/releases", access: reader, summary: "The app's releases", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "POST", path: p + "/{app}/rollback", access: admin, summary: `Make an earlier release live again: {"release": n}`,
+			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "PUT", path: p + "/{app}/scale/{proctype}", access: admin, summary: `Run n instances of a process type: {"instances": n}`,
+			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "PUT", path: p + "/{app}/env", access: admin, summary: `Replace the app's environment: {"env": {...}}; makes a new release`,
+			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: fwd},
+		{method: "GET", path: p + "/{app}/logs", access: reader, summary: "The app's log lines as newline-delimited JSON; follow=1 streams new ones",
+			query:  []param{{"lines", intSchema(1, 10000), "how many past lines (default 100)"}, {"follow", intSchema(0, 1), "1: keep streaming"}},
+			status: http.StatusOK, out: appAnswer{}, serve: fwd},
+	}
+}
+
+// forwardApps proxies an authorized app request to the hosting ring 1 node.
+func (a *API) forwardApps(c *call) error {
+	base, token, err := a.ring0.AppsBackend(c.ctx, c.tenant())
+	if err != nil {
+		return err
+	}
+	u, err := url.Parse(base)
+	if err != nil {
+		return err
+	}
+	rp := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(u)
+			pr.Out.Host = u.Host
+			pr.Out.Header.Set("Authorization", "Bearer "+token)
+		},
+		FlushInterval: -1, // log follow streams
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			a.fail(w, r, &apiError{http.StatusBadGateway, "ring1_unavailable", "the ring 1 node hosting this tenant did not answer"})
+		},
+	}
+	rp.ServeHTTP(c.w, c.r)
+	return nil
+}

@@ -1,0 +1,95 @@
+package test
+
+import (
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+
+	"enjin/test/harness"
+)
+
+// TestAppsEndToEnd is the README's example: `enjin up`, create a tenant, deploy the sample
+// app, reach it through the router by Host and by DNS name, scale it, read its logs, and stop
+// everything with SIGTERM.
+func TestAppsEndToEnd(t *testing.T) {
+	dir, err := os.MkdirTemp("/tmp", "enjin-apps-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o755)
+	state := filepath.Join(dir, "state")
+	p, ep := up(t, state, harness.FreePort(t))
+	cli := func(args ...string) string {
+		out, err := exec.Command(harness.Binary(t), append(args, "--state-dir", state)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("enjin %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	app := filepath.Join(dir, "hello")
+	os.MkdirAll(app, 0o755)
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(app, "sampleapp"), "./sampleapp").CombinedOutput(); err != nil {
+		t.Fatalf("build sampleapp: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(app, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
+	os.WriteFile(filepath.Join(app, "enjin.json"), []byte(`{"health":"/healthz","memory_mb":64}`), 0o644)
+
+	cli("tenants", "create", "acme")
+	out := cli("apps", "deploy", app, "--tenant", "acme", "--name", "hello")
+	if !strings.Contains(out, "release 1") || !strings.Contains(out, "hello.acme."+ep.AppsDomain) {
+		t.Fatalf("deploy said:\n%s", out)
+	}
+	get := func() (int, string) {
+		req, _ := http.NewRequest("GET", "http://"+ep.Router+"/", nil)
+		req.Host = "hello.acme." + ep.AppsDomain
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, body := get(); code != 200 || !strings.Contains(body, "hello from hello release 1") {
+		t.Fatalf("through the router: %d %q", code, body)
+	}
+	// DNS answers the app's name with the router's address.
+	m := new(dns.Msg)
+	m.SetQuestion("hello.acme."+ep.AppsDomain+".", dns.TypeA)
+	r, err := dns.Exchange(m, ep.DNS)
+	if err != nil || len(r.Answer) != 1 || !strings.Contains(r.Answer[0].String(), "127.0.0.1") {
+		t.Fatalf("dns: %v %v", err, r)
+	}
+	m.SetQuestion("nope.acme."+ep.AppsDomain+".", dns.TypeA)
+	if r, err := dns.Exchange(m, ep.DNS); err != nil || r.Rcode != dns.RcodeNameError {
+		t.Fatalf("dns for an unknown app: %v %v", err, r)
+	}
+
+	cli("apps", "scale", "acme/hello", "web=3")
+	if out := cli("apps", "ps", "acme/hello"); strings.Count(out, "healthy") != 3 {
+		t.Fatalf("ps after scale:\n%s", out)
+	}
+	if out := cli("logs", "acme/hello"); !strings.Contains(out, "request GET /") {
+		t.Fatalf("logs:\n%s", out)
+	}
+
+	// SIGTERM stops enjin up, its ring 1 node and every app instance.
+	children := descendants(p.Cmd.Process.Pid)
+	p.Cmd.Process.Signal(syscall.SIGTERM)
+	waitExit(t, p, 60*time.Second)
+	for _, pid := range children {
+		if harness.Alive(pid) {
+			t.Errorf("process %d (%s) still running after enjin up stopped", pid, cmdline(pid))
+		}
+	}
+	t.Logf("deployed, reached by Host and DNS, scaled to 3; SIGTERM stopped %d processes", len(children))
+}
