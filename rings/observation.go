@@ -27,6 +27,20 @@ type Observation struct {
 	Load1     float64    `json:"load1,omitempty"`  // one-minute load average of the host
 	UptimeSec float64    `json:"uptime,omitempty"` // seconds since the node started
 	Tiers     []TierRole `json:"tiers,omitempty"`
+	// Children are the nodes this node supervises and observes (the probe strategy): a
+	// ring 1 node's app instances, each a ring 2 node.
+	Children []Child `json:"children,omitempty"`
+}
+
+// Child is what a supervisor observed of one node it runs.
+type Child struct {
+	Node     NodeID   `json:"node"`
+	Tenant   TenantID `json:"tenant"`
+	App      string   `json:"app"`
+	State    string   `json:"state"` // the supervisor's word: starting, healthy, unhealthy, crashed
+	Restarts int      `json:"restarts"`
+	CPU      float64  `json:"cpu"` // fraction of one core since the previous observation
+	MemBytes uint64   `json:"mem"`
 }
 
 // TierRole is a node's claim to a role in a tier, valid for one fencing epoch.

@@ -81,6 +81,38 @@ func TestAppsEndToEnd(t *testing.T) {
 	if out := cli("logs", "acme/hello"); !strings.Contains(out, "request GET /") {
 		t.Fatalf("logs:\n%s", out)
 	}
+	// Each instance is a ring 2 node, observed and signed for by its ring 1 node.
+	var nodes struct {
+		Nodes []struct {
+			ID         string            `json:"id"`
+			State      string            `json:"state"`
+			ParentNode string            `json:"parent_node"`
+			Metadata   map[string]string `json:"metadata"`
+		} `json:"nodes"`
+	}
+	harness.Eventually(t, 10*time.Second, func() bool {
+		apiGet(t, ep, "/v1/nodes?ring=2&state=up&metadata.app=hello", &nodes)
+		return len(nodes.Nodes) == 3
+	}, "three ring 2 nodes up")
+	for _, n := range nodes.Nodes {
+		if n.ParentNode != "ring1-local" || n.Metadata["tenant"] != "acme" {
+			t.Fatalf("ring 2 node %+v", n)
+		}
+	}
+	var obs struct {
+		Observations []struct {
+			Observer string `json:"observer"`
+		} `json:"observations"`
+	}
+	apiGet(t, ep, "/v1/nodes/"+nodes.Nodes[0].ID+"/observations?limit=5", &obs)
+	if len(obs.Observations) == 0 || obs.Observations[0].Observer != "ring1-local" {
+		t.Fatalf("observations of %s: %+v", nodes.Nodes[0].ID, obs)
+	}
+	if out := cli("verify"); !strings.Contains(out, " 0 failed") {
+		t.Fatalf("verify:\n%s", out)
+	} else {
+		t.Logf("enjin verify: %s", strings.TrimSpace(out))
+	}
 
 	// SIGTERM stops enjin up, its ring 1 node and every app instance.
 	children := descendants(p.Cmd.Process.Pid)

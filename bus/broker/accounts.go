@@ -41,19 +41,23 @@ func Tenants(c *keys.Chain) ([]rings.TenantID, error) {
 	return ts, nil
 }
 
+// Signed is one account's signed JWT.
+type Signed struct{ Public, JWT string }
+
 // Provision re-signs every account JWT from policy: limits, the private exports and imports
 // of bus.Flows (with activation tokens checked before use), keeping each account's
-// revocations and scoped signing keys from its current JWT. It returns the JWTs by account
-// public key.
-func Provision(c *keys.Chain, now time.Time) (map[string]string, error) {
+// revocations and scoped signing keys from its current JWT. Tenant accounts come first: a
+// server given an account that imports from one it does not know yet would stall fetching it.
+func Provision(c *keys.Chain, now time.Time) ([]Signed, error) {
 	tenants, err := Tenants(c)
 	if err != nil {
 		return nil, err
 	}
-	names := append([]string{}, keys.FixedAccounts...)
+	var names []string
 	for _, t := range tenants {
 		names = append(names, keys.TenantAccount(t))
 	}
+	names = append(names, keys.FixedAccounts...)
 	claims := map[string]*jwt.AccountClaims{}
 	accts := map[string]*keys.Account{}
 	for _, n := range names {
@@ -70,13 +74,13 @@ func Provision(c *keys.Chain, now time.Time) (map[string]string, error) {
 	if err := wireFlows(bus.Flows(tenants), accts, claims, now); err != nil {
 		return nil, err
 	}
-	out := map[string]string{}
+	out := make([]Signed, 0, len(names))
 	for _, n := range names {
 		tok, err := c.SignAccount(accts[n], claims[n])
 		if err != nil {
 			return nil, err
 		}
-		out[accts[n].Public] = tok
+		out = append(out, Signed{accts[n].Public, tok})
 	}
 	return out, nil
 }

@@ -72,9 +72,9 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: resolver: %w", err)
 	}
-	for pub, tok := range jwts {
-		if err := res.Store(pub, tok); err != nil {
-			return nil, fmt.Errorf("broker: resolver: store %s: %w", pub, err)
+	for _, a := range jwts {
+		if err := res.Store(a.Public, a.JWT); err != nil {
+			return nil, fmt.Errorf("broker: resolver: store %s: %w", a.Public, err)
 		}
 	}
 	sys, _ := chain.Account(keys.SYS)

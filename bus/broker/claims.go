@@ -81,8 +81,8 @@ func (b *Broker) reprovision(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	for _, tok := range jwts {
-		if err := b.push(ctx, tok); err != nil {
+	for _, a := range jwts { // in Provision's order: exporters before importers
+		if err := b.push(ctx, a.JWT); err != nil {
 			return err
 		}
 	}

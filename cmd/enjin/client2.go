@@ -101,12 +101,13 @@ func cmdCompartments(ctx context.Context, args []string, stdout io.Writer) error
 
 // storedObservation is an observation as the API returns it: enough to verify offline.
 type storedObservation struct {
-	Node    rings.NodeID `json:"node"`
-	Seq     uint64       `json:"seq"`
-	TsNs    int64        `json:"ts_ns"`
-	Signer  string       `json:"signer"`
-	Sig     string       `json:"sig"`
-	Payload string       `json:"payload"`
+	Node     rings.NodeID `json:"node"`
+	Observer rings.NodeID `json:"observer"` // set when another node (the supervisor) signed it
+	Seq      uint64       `json:"seq"`
+	TsNs     int64        `json:"ts_ns"`
+	Signer   string       `json:"signer"`
+	Sig      string       `json:"sig"`
+	Payload  string       `json:"payload"`
 }
 
 func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
@@ -122,6 +123,27 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var checked, failed, nodes int
 	after := ""
+	// Keys are fetched only for nodes that sign: a ring 2 node's observations are its ring 1
+	// node's, who signed them.
+	keyCache := map[rings.NodeID][]string{}
+	current := map[rings.NodeID]string{}
+	keysOf := func(n rings.NodeID) ([]string, error) {
+		if ks, ok := keyCache[n]; ok {
+			return ks, nil
+		}
+		if _, ok := current[n]; !ok {
+			var nd struct {
+				AttestPub string `json:"attest_pub"`
+			}
+			if _, err := c.do(ctx, "GET", "/v1/nodes/"+url.PathEscape(string(n)), nil, nil, &nd); err != nil {
+				return nil, err
+			}
+			current[n] = nd.AttestPub
+		}
+		ks, err := nodeKeys(ctx, c, n, current[n])
+		keyCache[n] = ks
+		return ks, err
+	}
 	for {
 		var page struct {
 			Nodes []struct {
@@ -138,11 +160,8 @@ func cmdVerify(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		for _, n := range page.Nodes {
 			nodes++
-			registered, err := nodeKeys(ctx, c, n.ID, n.AttestPub)
-			if err != nil {
-				return err
-			}
-			k, f, err := verifyNode(ctx, c, n.ID, registered, stdout)
+			current[n.ID] = n.AttestPub
+			k, f, err := verifyNode(ctx, c, n.ID, keysOf, stdout)
 			if err != nil {
 				return err
 			}
@@ -181,7 +200,7 @@ func nodeKeys(ctx context.Context, c *client, node rings.NodeID, current string)
 	return ks, nil
 }
 
-func verifyNode(ctx context.Context, c *client, node rings.NodeID, registered []string, stdout io.Writer) (checked, failed int, err error) {
+func verifyNode(ctx context.Context, c *client, node rings.NodeID, keysOf func(rings.NodeID) ([]string, error), stdout io.Writer) (checked, failed int, err error) {
 	before := uint64(0)
 	for {
 		var page struct {
@@ -196,6 +215,14 @@ func verifyNode(ctx context.Context, c *client, node rings.NodeID, registered []
 		}
 		for _, o := range page.Observations {
 			checked++
+			signer := node
+			if o.Observer != "" {
+				signer = o.Observer // an observation the node's supervisor made and signed
+			}
+			registered, err := keysOf(signer)
+			if err != nil {
+				return checked, failed, err
+			}
 			if why := verifyStored(o, registered); why != "" {
 				failed++
 				fmt.Fprintf(stdout, "FAIL %s seq %d: %s\n", node, o.Seq, why)
@@ -221,7 +248,11 @@ func verifyStored(o storedObservation, registered []string) string {
 	if err1 != nil || err2 != nil {
 		return "undecodable signature or payload"
 	}
-	if !bus.VerifySignature(pub, o.Node, o.TsNs, o.Seq, payload, sig) {
+	signedBy := o.Node
+	if o.Observer != "" {
+		signedBy = o.Observer
+	}
+	if !bus.VerifySignature(pub, signedBy, o.TsNs, o.Seq, payload, sig) {
 		return "bad signature"
 	}
 	return ""

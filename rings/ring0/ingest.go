@@ -3,6 +3,7 @@ package ring0
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"hash/maphash"
 	"log/slog"
 	"runtime"
@@ -121,10 +122,13 @@ func (g *ingester) verifyLoop(ctx context.Context) {
 				continue
 			}
 			p := g.pending(msgs[i], it)
-			select {
-			case g.shards[g.shard(p.obs.Node)] <- p:
-			case <-ctx.Done():
-				return
+			sh := g.shards[g.shard(p.obs.Node)]
+			for _, q := range append([]pending{p}, g.children(p)...) {
+				select {
+				case sh <- q: // children ride in their observer's shard, after it
+				case <-ctx.Done():
+					return
+				}
 			}
 		}
 	}
@@ -151,6 +155,29 @@ func (g *ingester) check(msgs []*nats.Msg, items []bus.Item) []bus.Item {
 func (g *ingester) pending(m *nats.Msg, it bus.Item) pending {
 	return pending{msg: m, obs: inventory.Observation{Node: it.Node, Seq: it.Seal.Seq, TsNs: it.Seal.Ts, Received: time.Now(),
 		Signer: it.Seal.Signer, Sig: it.Seal.Sig, Payload: m.Data, State: claimedState(m.Data)}}
+}
+
+// children turns the app instances a ring 1 node reports in its observation into
+// observations of them, signed by the node as their observer. Only payloads that mention
+// children are decoded.
+func (g *ingester) children(p pending) []pending {
+	if !bytes.Contains(p.obs.Payload, []byte(`"children"`)) {
+		return nil
+	}
+	var o rings.Observation
+	if json.Unmarshal(p.obs.Payload, &o) != nil {
+		return nil
+	}
+	out := make([]pending, 0, len(o.Children))
+	for _, c := range o.Children {
+		if c.Node.Validate() != nil || c.Tenant.Validate() != nil {
+			continue
+		}
+		q := p.obs
+		q.Node, q.Observer, q.Tenant, q.App, q.State = c.Node, p.obs.Node, c.Tenant, c.App, c.State
+		out = append(out, pending{obs: q})
+	}
+	return out
 }
 
 // claimedState finds the "state" a JSON observation claims without decoding all of it (a
@@ -207,8 +234,10 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 		} else {
 			g.committed.Add(uint64(len(batch)))
 			for _, p := range batch {
-				bus.Ack(p.msg)
-				g.seen(p.obs.Node, p.obs.Received)
+				if p.msg != nil { // children have no message of their own
+					bus.Ack(p.msg)
+					g.seen(p.obs.Node, p.obs.Received)
+				}
 			}
 		}
 		clear(batch)

@@ -102,6 +102,8 @@ func (n *Node) runApps(ctx context.Context, ready chan<- error) error {
 			errs <- err
 		}
 	})
+	n.apps.Store(host)
+	defer n.apps.Store(nil)
 	if err := host.Restore(ctx); err != nil {
 		n.log.Error("apps not restored", "err", err)
 	}

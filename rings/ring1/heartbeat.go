@@ -61,9 +61,14 @@ func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, quiet bool) bool {
 	return false
 }
 
-// observe is what the node says about itself at now.
+// observe is what the node says about itself at now, and about the app instances it runs.
 func (n *Node) observe(now time.Time) rings.Observation {
+	var children []rings.Child
+	if h := n.apps.Load(); h != nil {
+		children = h.Children()
+	}
 	return rings.Observation{
+		Children:  children,
 		Node:      n.cfg.Node,
 		Ring:      rings.Ring1,
 		State:     n.state(),

@@ -31,6 +31,7 @@ import (
 	"enjin/bus"
 	"enjin/keys"
 	"enjin/rings"
+	"enjin/services/apphost"
 )
 
 // DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
@@ -71,7 +72,8 @@ type Node struct {
 	kick     chan struct{} // asks for a heartbeat now; buffered 1
 
 	acked, unacked, refused, lastSeq atomic.Uint64
-	jwt                              atomic.Pointer[string] // the current credential; see renewals
+	jwt                              atomic.Pointer[string]       // the current credential; see renewals
+	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
 }
 
 // Stats counts the node's heartbeats since New.

@@ -110,6 +110,10 @@ type observation struct {
 	Sig         string          `json:"sig"`                   // ed25519 signature, unpadded base64url
 	Payload     string          `json:"payload"`               // the exact signed bytes, unpadded base64url
 	Observation json.RawMessage `json:"observation,omitempty"` // the payload, if it is JSON
+	// Observer is the node that made and signed the observation when it is not the node
+	// itself (a ring 1 node reporting on its app instances); the signature covers the
+	// observer's id.
+	Observer rings.NodeID `json:"observer,omitempty"`
 }
 
 // observationPage reads the observation list's query parameters.
@@ -141,7 +145,7 @@ func (a *API) observations(c *call) error {
 	enc := base64.RawURLEncoding
 	for i, o := range obs {
 		out.Observations[i] = observation{Node: o.Node, Seq: o.Seq, TsNs: o.TsNs, ReceivedAt: o.Received,
-			Signer: o.Signer, Sig: enc.EncodeToString(o.Sig), Payload: enc.EncodeToString(o.Payload)}
+			Signer: o.Signer, Sig: enc.EncodeToString(o.Sig), Payload: enc.EncodeToString(o.Payload), Observer: o.Observer}
 		if utf8.Valid(o.Payload) && json.Valid(o.Payload) {
 			out.Observations[i].Observation = o.Payload
 		}

@@ -60,6 +60,8 @@ type instance struct {
 	health           string // path; "" for non-web types
 
 	mu       sync.Mutex
+	cpuNs    uint64    // cgroup CPU time at the last report
+	cpuAt    time.Time // when
 	state    string
 	restarts int
 	started  time.Time
@@ -244,4 +246,18 @@ func envList(m map[string]string) []string {
 		out = append(out, k+"="+v)
 	}
 	return out
+}
+
+// cpuShare turns the cgroup's total CPU time into the fraction of a core used since the
+// previous call.
+func (in *instance) cpuShare(totalNs uint64) float64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	now := time.Now()
+	var share float64
+	if !in.cpuAt.IsZero() && totalNs >= in.cpuNs {
+		share = float64(totalNs-in.cpuNs) / float64(now.Sub(in.cpuAt).Nanoseconds())
+	}
+	in.cpuNs, in.cpuAt = totalNs, now
+	return share
 }

@@ -105,3 +105,27 @@ func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, e
 	}
 	return h.Deploy(ctx, tenant, name, b)
 }
+
+// Children reports every instance as a ring 2 child of this node, with its cgroup's memory
+// and the CPU it used since the previous report, for the node's signed heartbeat.
+func (h *Host) Children() []rings.Child {
+	h.mu.Lock()
+	apps := make([]*app, 0, len(h.apps))
+	for _, a := range h.apps {
+		apps = append(apps, a)
+	}
+	h.mu.Unlock()
+	var out []rings.Child
+	for _, a := range apps {
+		for _, in := range a.all() {
+			info := in.info()
+			c := rings.Child{Node: rings.NodeID(in.id), Tenant: rings.TenantID(a.tenant), App: a.name, State: info.State, Restarts: info.Restarts}
+			if mem, cpu, err := h.cfg.Cgroups.Usage(in.cgroup); err == nil {
+				c.MemBytes, c.CPU = mem, in.cpuShare(cpu)
+			}
+			out = append(out, c)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}

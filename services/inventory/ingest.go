@@ -22,6 +22,14 @@ type Observation struct {
 	Sig      []byte       `json:"sig"`
 	Payload  []byte       `json:"payload"`
 	State    string       `json:"-"` // the state the payload claims, for the nodes row
+
+	// For an observation one node made of another (a ring 1 node of its app instances): the
+	// observer, which signed it, and the observed node's tenant and app. The observed node is
+	// registered as the observer's ring 2 child the first time, if the observer hosts the
+	// tenant; observations of nodes that are not the observer's children are dropped.
+	Observer rings.NodeID   `json:"observer,omitempty"`
+	Tenant   rings.TenantID `json:"-"`
+	App      string         `json:"-"`
 }
 
 // Ingest stores a batch of verified observations in one transaction: every observation is
@@ -29,9 +37,17 @@ type Observation struct {
 // forward to its highest sequence. When Ingest returns nil the batch is committed and may be
 // acknowledged. Two concurrent Ingest calls must not share nodes (shard batches by node), so
 // their row locks never cross.
-func (s *Store) Ingest(ctx context.Context, batch []Observation) error {
-	if len(batch) == 0 {
+func (s *Store) Ingest(ctx context.Context, all []Observation) error {
+	if len(all) == 0 {
 		return nil
+	}
+	var batch, children []Observation
+	for _, o := range all {
+		if o.Observer != "" {
+			children = append(children, o)
+		} else {
+			batch = append(batch, o)
+		}
 	}
 	n := len(batch)
 	ids, seqs, tss := make([]string, n), make([]int64, n), make([]int64, n)
@@ -68,9 +84,45 @@ func (s *Store) Ingest(ctx context.Context, batch []Observation) error {
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bytea[], $6::text[])
 				AS u (id, seq, ts, at, payload, state)
 			WHERE n.id = u.id AND n.last_seq < u.seq`, uIDs, uSeqs, uTs, uAts, uPay, uState)
+		if len(children) > 0 {
+			queueChildren(b, children)
+		}
 		return tx.SendBatch(ctx, b).Close()
 	})
 	return pgErr("ingest", err)
+}
+
+// queueChildren stores observations a ring 1 node made of its app instances: each instance
+// is registered as its ring 2 child (if the node hosts the tenant), its observation row is
+// kept with the observer's signature, and its row gets the observed state — "up" while the
+// observer calls it healthy, "suspect" otherwise.
+func queueChildren(b *pgx.Batch, cs []Observation) {
+	n := len(cs)
+	ids, obs, tenants, apps := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+	seqs, tss, ats := make([]int64, n), make([]int64, n), make([]time.Time, n)
+	signers, sigs, payloads, states := make([]string, n), make([][]byte, n), make([][]byte, n), make([]string, n)
+	for i, c := range cs {
+		ids[i], obs[i], tenants[i], apps[i] = string(c.Node), string(c.Observer), string(c.Tenant), c.App
+		seqs[i], tss[i], ats[i] = int64(c.Seq), c.TsNs, c.Received
+		signers[i], sigs[i], payloads[i], states[i] = c.Signer, c.Sig, c.Payload, c.State
+	}
+	b.Queue(`INSERT INTO nodes (id, ring, label, supervision_strategy, observation_strategy, parent_node, metadata)
+		SELECT c.id, 2, c.app, 'process', 'probe', c.observer, jsonb_build_object('tenant', c.tenant, 'app', c.app)
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS c (id, observer, tenant, app)
+		WHERE c.id ~ '^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$'
+			AND EXISTS (SELECT 1 FROM tenant_hosts h WHERE h.tenant_id = c.tenant AND h.node_id = c.observer)
+		ON CONFLICT (id) DO NOTHING`, ids, obs, tenants, apps)
+	b.Queue(`INSERT INTO node_observations (node_id, seq, ts_ns, received_at, signer, sig, payload, observer)
+		SELECT c.id, c.seq, c.ts, c.at, c.signer, c.sig, c.payload, c.observer
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[], $7::bytea[], $8::bytea[])
+			AS c (id, observer, seq, ts, at, signer, sig, payload)
+		WHERE EXISTS (SELECT 1 FROM nodes n WHERE n.id = c.id AND n.parent_node = c.observer)
+		ON CONFLICT DO NOTHING`, ids, obs, seqs, tss, ats, signers, sigs, payloads)
+	b.Queue(`UPDATE nodes n SET last_seq = c.seq, last_obs_ts = c.ts, last_obs_at = c.at, observed_state = c.state,
+			state = CASE WHEN c.state = 'healthy' THEN 'up' ELSE 'suspect' END
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[])
+			AS c (id, observer, seq, ts, at, state)
+		WHERE n.id = c.id AND n.parent_node = c.observer AND n.last_seq < c.seq`, ids, obs, seqs, tss, ats, states)
 }
 
 // Observations returns up to limit of node's stored observations, newest first, with
@@ -79,7 +131,7 @@ func (s *Store) Observations(ctx context.Context, node rings.NodeID, limit int, 
 	if before == 0 || before > 1<<63-1 {
 		before = 1<<63 - 1
 	}
-	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload
+	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload, coalesce(observer, '')
 		FROM node_observations WHERE node_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3`, string(node), int64(before), limit)
 	if err != nil {
 		return nil, pgErr("observations", err)
@@ -90,7 +142,7 @@ func (s *Store) Observations(ctx context.Context, node rings.NodeID, limit int, 
 // ObservationsAfter pages through every stored observation in (node, seq) order, starting
 // after the given position; verify uses it to re-check the whole store.
 func (s *Store) ObservationsAfter(ctx context.Context, node rings.NodeID, seq uint64, limit int) ([]Observation, error) {
-	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload
+	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload, coalesce(observer, '')
 		FROM node_observations WHERE (node_id, seq) > ($1, $2) ORDER BY node_id, seq LIMIT $3`, string(node), int64(seq), limit)
 	if err != nil {
 		return nil, pgErr("observations", err)
@@ -101,10 +153,10 @@ func (s *Store) ObservationsAfter(ctx context.Context, node rings.NodeID, seq ui
 func collectObservations(rows pgx.Rows) ([]Observation, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
 		var o Observation
-		var id string
+		var id, observer string
 		var seq int64
-		err := r.Scan(&id, &seq, &o.TsNs, &o.Received, &o.Signer, &o.Sig, &o.Payload)
-		o.Node, o.Seq = rings.NodeID(id), uint64(seq)
+		err := r.Scan(&id, &seq, &o.TsNs, &o.Received, &o.Signer, &o.Sig, &o.Payload, &observer)
+		o.Node, o.Seq, o.Observer = rings.NodeID(id), uint64(seq), rings.NodeID(observer)
 		return o, err
 	})
 	return out, pgErr("observations", err)

@@ -214,3 +214,49 @@ func TestTenants(t *testing.T) {
 		t.Fatalf("deleted: %v", err)
 	}
 }
+
+// A ring 1 node's observations of its instances register them as its ring 2 children — only
+// for tenants it hosts — and are stored under them with the observer's signature.
+func TestIngestChildren(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	register(t, s, "host-a", "")
+	register(t, s, "host-b", "")
+	if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddTenantHost(ctx, "acme", "host-a", "AKEY"); err != nil {
+		t.Fatal(err)
+	}
+	child := func(node, observer string, tenant string, seq uint64, state string) inventory.Observation {
+		o := obs(rings.NodeID(observer), seq)
+		o.Node, o.Observer, o.Tenant, o.App, o.State = rings.NodeID(node), rings.NodeID(observer), rings.TenantID(tenant), "web", state
+		return o
+	}
+	batch := []inventory.Observation{obs("host-a", 5), child("acme-web-0", "host-a", "acme", 5, "healthy"),
+		obs("host-b", 5), child("acme-web-1", "host-b", "acme", 5, "healthy"), // host-b does not host acme
+		child("host-a", "host-b", "acme", 5, "healthy")} // nor may it report on another host
+	if err := s.Ingest(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.GetNode(ctx, "acme-web-0")
+	if err != nil || n.Ring != 2 || n.ParentNode != "host-a" || n.State != "up" || n.Observation != "probe" || n.Metadata["tenant"] != "acme" {
+		t.Fatalf("child: %v %+v", err, n)
+	}
+	if _, err := s.GetNode(ctx, "acme-web-1"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("a host registered a child of a tenant it does not host: %v", err)
+	}
+	got, _ := s.Observations(ctx, "acme-web-0", 10, 0)
+	if len(got) != 1 || got[0].Observer != "host-a" || got[0].Signer != "key-host-a" {
+		t.Fatalf("child observations: %+v", got)
+	}
+	if got, _ := s.Observations(ctx, "host-a", 10, 0); len(got) != 1 || got[0].Observer != "" {
+		t.Fatalf("host-a's own observations: %+v", got)
+	}
+	if err := s.Ingest(ctx, []inventory.Observation{obs("host-a", 6), child("acme-web-0", "host-a", "acme", 6, "crashed")}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := s.GetNode(ctx, "acme-web-0"); n.State != "suspect" || n.ObservedState != "crashed" {
+		t.Fatalf("crashed child: %+v", n)
+	}
+}

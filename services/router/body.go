@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -197,15 +198,24 @@ func unhex(c byte) int {
 
 // deadline is one direction of a connection's deadline, moved forward lazily: only when
 // less than half of timeout is left, so that a stream of reads or writes costs few calls.
+// Its owner moves it; another goroutine may stop it, which puts it in the past for good.
 type deadline struct {
 	nc      net.Conn
 	timeout time.Duration
 	at      time.Time
 	write   bool
+	stop    atomic.Bool
 }
 
 func (d *deadline) set(t time.Time) {
 	d.at = t
+	d.apply(t)
+	if d.stop.Load() { // stopped while being moved: stopping wins
+		d.apply(aLongTimeAgo)
+	}
+}
+
+func (d *deadline) apply(t time.Time) {
 	if d.write {
 		d.nc.SetWriteDeadline(t)
 	} else {
@@ -218,6 +228,12 @@ func (d *deadline) extend() {
 	if d.at.Sub(now) < d.timeout/2 {
 		d.set(now.Add(d.timeout))
 	}
+}
+
+// abort wakes the owner from a wait in this direction, now and in the future.
+func (d *deadline) abort() {
+	d.stop.Store(true)
+	d.apply(aLongTimeAgo)
 }
 
 // relay copies src's body to dst, as chunks if chunk is set (without the last chunk),

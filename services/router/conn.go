@@ -54,6 +54,7 @@ func (r *Router) newConn(nc net.Conn) *conn {
 	c.bw.Reset(rw)
 	c.rd = deadline{nc: nc, timeout: r.cfg.IdleTimeout}
 	c.wd = deadline{nc: nc, timeout: r.cfg.IdleTimeout, write: true}
+	c.wd.extend() // writes are bounded from the first
 	c.ip = c.ip[:0]
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		c.ip = a.AddrPort().Addr().Unmap().AppendTo(c.ip)

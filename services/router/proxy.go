@@ -118,10 +118,12 @@ func (c *conn) buildHead() {
 	c.out = append(b, "\r\n"...)
 }
 
-// bodyResult is how sending a request body ended; client says the client side failed.
+// bodyResult is how sending a request body ended: client says reading the client failed,
+// aborted that the router had stopped the sender by then.
 type bodyResult struct {
-	err    error
-	client bool
+	err     error
+	client  bool
+	aborted bool
 }
 
 // exchange sends the request to u and relays the response. keep says whether the client
@@ -166,7 +168,7 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 			fresh := first && len(c.rhead) == 0
 			uc.nc.Close()
 			if body != nil {
-				if res := <-body; res.client {
+				if res := c.stopBody(body, uc); res.client && !res.aborted {
 					return false, failed, clientBodyError(res.err)
 				}
 			}
@@ -236,7 +238,7 @@ func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (kee
 		r.stats.upErrors.Add(1)
 	}
 	if body != nil {
-		if res, ok := waitBody(body, uc); !ok || res.err != nil {
+		if res, ok := c.waitBody(body, uc); !ok || res.err != nil {
 			reuse, keep = false, false
 		}
 	}
@@ -253,7 +255,7 @@ func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (kee
 
 // waitBody waits a moment for the request body's sender once the response is complete; a
 // backend that answered without reading the whole body gets its connection closed.
-func waitBody(body chan bodyResult, uc *upConn) (bodyResult, bool) {
+func (c *conn) waitBody(body chan bodyResult, uc *upConn) (bodyResult, bool) {
 	select {
 	case res := <-body:
 		return res, true
@@ -265,9 +267,22 @@ func waitBody(body chan bodyResult, uc *upConn) (bodyResult, bool) {
 	case res := <-body:
 		return res, true
 	case <-t.C:
-		uc.nc.Close()
-		return <-body, false
+		c.linger = true
+		return c.stopBody(body, uc), false
 	}
+}
+
+// stopBody ends the request body's sender, waking it from waits on the client or on uc,
+// which it closes, and returns how the sender ended.
+func (c *conn) stopBody(body chan bodyResult, uc *upConn) bodyResult {
+	select {
+	case res := <-body:
+		return res
+	default:
+	}
+	c.rd.abort()
+	uc.nc.Close()
+	return <-body
 }
 
 var bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 16<<10) }}
@@ -282,6 +297,7 @@ func (c *conn) sendBody(uc *upConn, done chan<- bodyResult) {
 			res = bodyResult{err: errors.New("router: panic sending a request body")}
 		}
 		if res.err != nil {
+			res.aborted = c.rd.stop.Load()
 			uc.nc.Close()
 		}
 		done <- res

@@ -82,6 +82,22 @@ func TestUpstreamBreaks(t *testing.T) {
 			t.Errorf("got %d and %v want 200 and a truncated body", resp.StatusCode, err)
 		}
 	})
+	t.Run("dies while the client sends its body", func(t *testing.T) {
+		ln := hangUpBackend(t, "")
+		rt.SetRoute("acme", "bodydies", []router.Backend{{ID: "bodydies", Addr: ln}})
+		status, elapsed := trickle(t, rt, "bodydies")
+		if status != 502 || elapsed > 2*time.Second {
+			t.Errorf("got %d after %v want 502 at once", status, elapsed)
+		}
+	})
+	t.Run("answers before reading the body", func(t *testing.T) {
+		ln := hangUpBackend(t, "HTTP/1.1 413 Payload Too Large\r\nContent-Length: 2\r\n\r\nno", 5*time.Second)
+		rt.SetRoute("acme", "early", []router.Backend{{ID: "early", Addr: ln}})
+		status, elapsed := trickle(t, rt, "early")
+		if status != 413 || elapsed > 2*time.Second {
+			t.Errorf("got %d after %v want 413 at once", status, elapsed)
+		}
+	})
 	t.Run("stale kept-alive connections", func(t *testing.T) {
 		b := startBackend(t, "stale")
 		rt.SetRoute("acme", "stale", []router.Backend{b.Backend()})
@@ -104,8 +120,9 @@ func TestUpstreamBreaks(t *testing.T) {
 	t.Logf("stats: %v", rt.Stats())
 }
 
-// hangUpBackend accepts connections, reads a request head, writes answer and closes.
-func hangUpBackend(t *testing.T, answer string) string {
+// hangUpBackend accepts connections, reads a request head, writes answer, waits for hold
+// (if given) and closes.
+func hangUpBackend(t *testing.T, answer string, hold ...time.Duration) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +134,39 @@ func hangUpBackend(t *testing.T, answer string) string {
 			if err != nil {
 				return
 			}
-			http.ReadRequest(bufio.NewReader(nc))
-			io.WriteString(nc, answer)
-			nc.Close()
+			go func() { // ends when hold has passed
+				http.ReadRequest(bufio.NewReader(nc))
+				io.WriteString(nc, answer)
+				for _, d := range hold {
+					time.Sleep(d)
+				}
+				nc.Close()
+			}()
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// trickle sends app a POST whose body stalls after 10 of 1000 bytes, and returns the
+// status answered, how long that took, and checks the router then closes the connection.
+func trickle(t *testing.T, rt *router.Router, app string) (int, time.Duration) {
+	t.Helper()
+	nc, err := net.Dial("tcp", rt.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	start := time.Now()
+	io.WriteString(nc, "POST / HTTP/1.1\r\nHost: "+app+".acme.apps.test\r\nContent-Length: 1000\r\n\r\n0123456789")
+	nc.SetDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	resp, _, err := readResponse(br, "POST")
+	if err != nil {
+		t.Fatalf("no answer: %v", err)
+	}
+	elapsed := time.Since(start)
+	if n, err := br.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("after the answer: got %d bytes, %v want EOF", n, err)
+	}
+	return resp.StatusCode, elapsed
 }

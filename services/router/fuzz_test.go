@@ -1,0 +1,84 @@
+package router_test
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httputil"
+	"strings"
+	"testing"
+
+	"enjin/services/router"
+)
+
+// FuzzRequestHead checks that parsing never panics and that whatever the router accepts,
+// net/http parses too, with the same host and the same idea of whether a body follows:
+// two parsers that disagree on framing are how requests are smuggled.
+func FuzzRequestHead(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: web.acme.apps.test\r\n\r\n"))
+	f.Add([]byte("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello"))
+	f.Add([]byte("POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"))
+	f.Add([]byte("GET http://a.b/c HTTP/1.1\r\nHost: x\r\nConnection: close, X-A\r\nX-A: 1\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.0\r\n\r\n"))
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, k := range hostileKinds {
+		f.Add([]byte(k(r).raw))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		status, host, body := router.ParseRequestHead(b, 8<<10)
+		if status != 0 {
+			return
+		}
+		if host == "" || host != strings.ToLower(host) {
+			t.Fatalf("accepted %q with host %q", b, host)
+		}
+		req, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("router accepted %q, net/http refused it: %v", b, err)
+		}
+		goBody := req.ContentLength > 0 || req.ContentLength == -1 && len(req.TransferEncoding) > 0
+		if goBody != body {
+			t.Fatalf("%q: router says body %v, net/http %v (length %d, coding %v)", b, body, goBody, req.ContentLength, req.TransferEncoding)
+		}
+		if !strings.EqualFold(req.Host, host) {
+			t.Fatalf("%q: router routes host %q, net/http %q", b, host, req.Host)
+		}
+	})
+}
+
+// FuzzChunked checks that decoding never panics and that what the router accepts,
+// net/http's decoder decodes to the same bytes.
+func FuzzChunked(f *testing.F) {
+	f.Add([]byte("5\r\nhello\r\n0\r\n\r\n"))
+	f.Add([]byte("5;ext=1\r\nhello\r\n10\r\n0123456789abcdef\r\n0\r\nX-T: 1\r\n\r\n"))
+	f.Add([]byte("0\r\n\r\n"))
+	f.Add([]byte("fffffffffffffff\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := router.DecodeChunked(b)
+		if err != nil {
+			return
+		}
+		want, err := io.ReadAll(httputil.NewChunkedReader(bytes.NewReader(b)))
+		if err != nil {
+			t.Fatalf("router decoded %q, net/http refused it: %v", b, err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("%q: router decoded %q, net/http %q", b, got, want)
+		}
+	})
+}
+
+// FuzzResponseHead checks that parsing an upstream's response head never panics.
+func FuzzResponseHead(f *testing.F) {
+	f.Add([]byte("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"))
+	f.Add([]byte("HTTP/1.1 204\r\nConnection: close\r\n\r\n"))
+	f.Add([]byte("HTTP/1.0 100 Continue\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		status, ok := router.ParseResponseHead(b)
+		if ok && (status < 100 || status > 999) {
+			t.Fatalf("%q: accepted status %d", b, status)
+		}
+	})
+}

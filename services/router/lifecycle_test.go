@@ -1,0 +1,135 @@
+package router_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"enjin/services/router"
+)
+
+// syncBuffer is a bytes.Buffer safe for the router's goroutines.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestAccessLog(t *testing.T) {
+	var out syncBuffer
+	buf := router.NewLogBuffer(&out, time.Hour)
+	rt := startRouter(t, router.Config{Logger: slog.New(slog.NewJSONHandler(buf, nil))})
+	rt.SetRoute("acme", "web", []router.Backend{startBackend(t, "web-1").Backend()})
+	rt.SetRoute("acme", "down", nil)
+	c := client(rt)
+	get(t, c, "http://web.acme.apps.test/a?b=c")
+	get(t, c, "http://nope.acme.apps.test/")
+	get(t, c, "http://down.acme.apps.test/")
+	if out.String() != "" {
+		t.Errorf("LogBuffer wrote before its interval or Close: %q", out.String())
+	}
+	if err := buf.Close(); err != nil {
+		t.Fatal(err)
+	}
+	type line struct {
+		Msg, Host, Method, Path, Backend string
+		Status, Bytes                    int
+		Duration                         int64
+	}
+	want := []line{
+		{"request", "web.acme.apps.test", "GET", "/a?b=c", "web-1", 200, 5, 0},
+		{"request", "nope.acme.apps.test", "GET", "/", "", 404, len("unknown host\n"), 0},
+		{"request", "down.acme.apps.test", "GET", "/", "", 503, len("no healthy instance of app down.acme\n"), 0},
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if len(lines) != len(want) {
+		t.Fatalf("got %d log lines want %d:\n%s", len(lines), len(want), out.String())
+	}
+	for i, l := range lines {
+		var got line
+		if err := json.Unmarshal([]byte(l), &got); err != nil {
+			t.Fatalf("line %d: %v: %s", i, err, l)
+		}
+		if got.Duration <= 0 {
+			t.Errorf("line %d: got duration %d want > 0", i, got.Duration)
+		}
+		got.Duration = 0
+		if got != want[i] {
+			t.Errorf("line %d: got %+v want %+v", i, got, want[i])
+		}
+	}
+}
+
+// TestGracefulShutdown ends Serve's context while a request is in flight: the request is
+// answered, idle connections are closed, and Serve returns.
+func TestGracefulShutdown(t *testing.T) {
+	rt, err := router.New(router.Config{AppsDomain: domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt.SetRoute("acme", "web", []router.Backend{startBackend(t, "web-1").Backend()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Serve(ctx, ln) }() // ends when ctx is canceled
+	waitFor(t, "Serve to start", func() bool { return rt.Addr() != nil })
+
+	idle, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer idle.Close()
+	type result struct {
+		status int
+		body   string
+	}
+	res := make(chan result, 1)
+	go func() { // ends when the slow request is answered
+		s, b := get(t, client(rt), "http://web.acme.apps.test/slow?ms=300")
+		res <- result{s, b}
+	}()
+	waitFor(t, "the slow request to reach the backend", func() bool { return rt.Inflight("web-1") == 1 })
+	cancel()
+	if r := <-res; r.status != 200 || r.body != "web-1" {
+		t.Errorf("in-flight request: got %d %q want 200 web-1", r.status, r.body)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Serve: got %v want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+	idle.SetReadDeadline(time.Now().Add(time.Second))
+	if n, err := idle.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("idle connection: got %d, %v want EOF", n, err)
+	}
+	if _, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+		t.Error("router still accepts connections after Serve returned")
+	}
+	if s := rt.Stats(); s.Conns != 0 {
+		t.Errorf("got %d open connections after Serve returned want 0", s.Conns)
+	}
+}
