@@ -114,6 +114,21 @@ func TestAppsEndToEnd(t *testing.T) {
 		t.Logf("enjin verify: %s", strings.TrimSpace(out))
 	}
 
+	// The tenant's own token reaches its apps and nothing else.
+	tok := strings.TrimSpace(cli("tenants", "token", "acme"))
+	asTenant := func(args ...string) (string, error) {
+		cmd := exec.Command(harness.Binary(t), args...)
+		cmd.Env = append(os.Environ(), "ENJIN_API="+ep.API, "ENJIN_TOKEN="+tok)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := asTenant("apps", "ps", "acme/hello"); err != nil || strings.Count(out, "healthy") != 3 {
+		t.Fatalf("tenant's own ps: %v\n%s", err, out)
+	}
+	if out, err := asTenant("nodes"); err == nil || !strings.Contains(out, "403") {
+		t.Fatalf("tenant listed nodes: %v\n%s", err, out)
+	}
+
 	// SIGTERM stops enjin up, its ring 1 node and every app instance.
 	children := descendants(p.Cmd.Process.Pid)
 	p.Cmd.Process.Signal(syscall.SIGTERM)

@@ -12,7 +12,7 @@ import (
 
 func cmdTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	verb := "ls"
-	if len(args) > 0 && (args[0] == "ls" || args[0] == "create" || args[0] == "delete" || args[0] == "show") {
+	if len(args) > 0 && (args[0] == "ls" || args[0] == "create" || args[0] == "delete" || args[0] == "show" || args[0] == "token") {
 		verb, args = args[0], args[1:]
 	}
 	var name string
@@ -25,7 +25,7 @@ func cmdTenants(ctx context.Context, args []string, stdout io.Writer) error {
 	out := outputFlag(fs)
 	if help, err := parseFlags(fs, args, stdout); help || err != nil {
 		if help {
-			fmt.Fprintln(stdout, "\nverbs: ls, create NAME, show NAME, delete NAME")
+			fmt.Fprintln(stdout, "\nverbs: ls, create NAME, show NAME, delete NAME, token NAME (a bearer token for the tenant's own apps)")
 		}
 		return err
 	}
@@ -81,6 +81,15 @@ func cmdTenants(ctx context.Context, args []string, stdout io.Writer) error {
 		if _, err := c.do(ctx, "GET", path, nil, nil, &res); err != nil {
 			return err
 		}
+	case "token":
+		var tok struct {
+			Token string `json:"token"`
+		}
+		if _, err := c.do(ctx, "POST", path+"/tokens", nil, map[string]string{"name": "cli"}, &tok); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, tok.Token)
+		return nil
 	case "delete":
 		var cur struct {
 			Version int64 `json:"version"`

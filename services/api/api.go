@@ -94,7 +94,10 @@ func New(cfg Config) (*API, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: cfg.Checkers, log: cfg.Logger,
+	// Tenant tokens (et_…) are always accepted; they are tried first, and a token they do not
+	// know goes on to the configured checkers.
+	checkers := append([]Checker{tenantTokens{cfg.Store}}, cfg.Checkers...)
+	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
 		maxBody: cfg.MaxBody, mux: http.NewServeMux()}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)

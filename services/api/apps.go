@@ -15,7 +15,7 @@ type appAnswer map[string]any
 func (a *API) appRoutes() []route {
 	p := "/v1/tenants/{tenant}/apps"
 	fwd := a.forwardApps
-	return []route{
+	rs := []route{
 		{method: "GET", path: p, access: reader, summary: "List the tenant's apps", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back)",
 			rawBody: "application/gzip", status: http.StatusCreated, out: appAnswer{}, serve: fwd},
@@ -32,6 +32,10 @@ func (a *API) appRoutes() []route {
 			query:  []param{{"lines", intSchema(1, 10000), "how many past lines (default 100)"}, {"follow", intSchema(0, 1), "1: keep streaming"}},
 			status: http.StatusOK, out: appAnswer{}, serve: fwd},
 	}
+	for i := range rs {
+		rs[i].tenantOK = true // a tenant manages its own apps
+	}
+	return rs
 }
 
 // forwardApps proxies an authorized app request to the hosting ring 1 node.

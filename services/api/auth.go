@@ -3,6 +3,7 @@ package api
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -15,12 +16,18 @@ import (
 	"sync"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"enjin/rings"
+	"enjin/services/inventory"
 )
 
-// Identity is who a request speaks for. Identities that are not Admin may only read.
+// Identity is who a request speaks for. Identities that are not Admin may only read —
+// except a tenant's identity, which may do anything to its own tenant's apps (and nothing
+// beyond its own tenant).
 type Identity struct {
-	Name  string
-	Admin bool
+	Name   string
+	Admin  bool
+	Tenant rings.TenantID // set: the identity speaks for this tenant only
 }
 
 // Checker checks a request's Authorization header. It answers ok=false when it does not
@@ -39,29 +46,56 @@ const (
 	admin                // an admin identity
 )
 
-// authorize checks r's single Authorization header against the checkers in order.
-func (a *API) authorize(r *http.Request, need access) error {
+// authorize checks r's single Authorization header against the checkers in order and
+// whether the identity may call rt. A tenant's identity may call only routes marked tenantOK,
+// and check compares its tenant with the path's once the path is parsed.
+func (a *API) authorize(r *http.Request, rt route) (Identity, error) {
 	switch n := len(r.Header.Values("Authorization")); {
 	case n == 0:
-		return &apiError{http.StatusUnauthorized, "unauthorized", "missing Authorization header"}
+		return Identity{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing Authorization header"}
 	case n > 1:
-		return badRequest("bad_request", "more than one Authorization header")
+		return Identity{}, badRequest("bad_request", "more than one Authorization header")
 	}
 	for _, c := range a.checkers {
 		id, ok, err := c.Check(r)
 		if err != nil {
 			a.log.Info("credentials refused", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr, "err", err)
-			return &apiError{http.StatusUnauthorized, "unauthorized", "credentials refused"}
+			return Identity{}, &apiError{http.StatusUnauthorized, "unauthorized", "credentials refused"}
 		}
 		if !ok {
 			continue
 		}
-		if !id.Admin && (need == admin || r.Method != http.MethodGet && r.Method != http.MethodHead) {
-			return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only read", id.Name)}
+		switch {
+		case id.Tenant != "":
+			if !rt.tenantOK {
+				return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only reach its own tenant's apps", id.Name)}
+			}
+		case !id.Admin && (rt.access == admin || r.Method != http.MethodGet && r.Method != http.MethodHead):
+			return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only read", id.Name)}
 		}
-		return nil
+		return id, nil
 	}
-	return &apiError{http.StatusUnauthorized, "unauthorized", "unrecognised credentials: use Bearer or Basic"}
+	return Identity{}, &apiError{http.StatusUnauthorized, "unauthorized", "unrecognised credentials: use Bearer or Basic"}
+}
+
+// tenantTokens accepts tenant tokens (Bearer et_…) as the tenant they were issued for.
+type tenantTokens struct{ store tokenStore }
+
+// tokenStore is the store's tenant-token lookup.
+type tokenStore interface {
+	TenantForToken(ctx context.Context, tok string) (rings.TenantID, error)
+}
+
+func (c tenantTokens) Check(r *http.Request) (Identity, bool, error) {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if !ok || !strings.HasPrefix(tok, inventory.TenantTokenPrefix) {
+		return Identity{}, false, nil
+	}
+	t, err := c.store.TenantForToken(r.Context(), tok)
+	if err != nil {
+		return Identity{}, false, nil // not a tenant's: the other checkers decide
+	}
+	return Identity{Name: "tenant " + string(t), Tenant: t}, true, nil
 }
 
 // tokenChecker accepts one static bearer token as the admin.

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -31,8 +32,10 @@ func (a *API) wrap(rt route) http.Handler {
 
 // check authenticates r, then checks its path ids, If-Match, query and body, in that order.
 func (a *API) check(rt route, names, params []string, w http.ResponseWriter, r *http.Request) (*call, error) {
+	var id Identity
 	if rt.access != public {
-		if err := a.authorize(r, rt.access); err != nil {
+		var err error
+		if id, err = a.authorize(r, rt); err != nil {
 			return nil, err
 		}
 	}
@@ -44,6 +47,9 @@ func (a *API) check(rt route, names, params []string, w http.ResponseWriter, r *
 			return nil, badRequest("bad_id", "%s %q: want a %s", n, trunc(r.PathValue(n), 80), wc.desc)
 		}
 		c.path[n] = v
+	}
+	if id.Tenant != "" && c.path["tenant"] != string(id.Tenant) {
+		return nil, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may not reach tenant %q", id.Name, c.path["tenant"])}
 	}
 	var err error
 	switch rt.ifMatch {

@@ -23,6 +23,7 @@ type route struct {
 	body         body      // a value of its request body type; nil: no body
 	optional     bool      // whether the body may be left out
 	rawBody      string    // for forwarded routes: the content type of a body passed through unread
+	tenantOK     bool      // a tenant's own identity may call it, for its own tenant
 	status       int       // its success status
 	out          any       // a value of its success response type; nil: no content
 	serve        func(*call) error
@@ -181,7 +182,9 @@ func (a *API) routes() []route {
 		{method: "POST", path: "/v1/tenants", access: admin, summary: "Create a tenant: its NATS account and a scoped signing key on the ring 1 node that hosts it",
 			body: &tenantCreate{}, status: http.StatusCreated, out: inventory.Tenant{}, serve: a.createTenant},
 		{method: "GET", path: "/v1/tenants/{tenant}", access: reader, summary: "A tenant and its hosts; ETag is its version",
-			status: http.StatusOK, out: inventory.Tenant{}, serve: a.getTenant},
+			tenantOK: true, status: http.StatusOK, out: inventory.Tenant{}, serve: a.getTenant},
+		{method: "POST", path: "/v1/tenants/{tenant}/tokens", access: admin, summary: "Issue a bearer token that speaks for the tenant, for its own apps only",
+			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
 	}, append(a.appRoutes(), route{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",

@@ -36,6 +36,7 @@ func TestRoutes(t *testing.T) {
 	steps = append(steps, generalSteps()...)
 	steps = append(steps, compartmentSteps()...)
 	steps = append(steps, tenantSteps()...)
+	steps = append(steps, tenantTokenSteps()...)
 	steps = append(steps, nodeSteps(e)...)
 	steps = append(steps, joinSteps()...)
 	steps = append(steps, tierSteps(e)...)

@@ -48,3 +48,31 @@ func (a *API) deleteTenant(c *call) error {
 	c.w.WriteHeader(http.StatusNoContent)
 	return nil
 }
+
+type tokenBody struct {
+	Name string `json:"name"`
+}
+
+func (b *tokenBody) validate() error {
+	if len(b.Name) > 100 {
+		return invalid("name: at most 100 bytes")
+	}
+	return nil
+}
+
+type tenantToken struct {
+	Tenant rings.TenantID `json:"tenant"`
+	Token  string         `json:"token"`
+}
+
+func (a *API) tenantToken(c *call) error {
+	if _, err := a.store.GetTenant(c.ctx, c.tenant()); err != nil {
+		return err
+	}
+	tok, err := a.store.CreateTenantToken(c.ctx, c.tenant(), c.in.(*tokenBody).Name)
+	if err != nil {
+		return err
+	}
+	a.reply(c.w, http.StatusCreated, tenantToken{Tenant: c.tenant(), Token: tok})
+	return nil
+}

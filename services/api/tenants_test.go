@@ -27,3 +27,25 @@ func tenantSteps() []step {
 		{name: "deleted tenant", method: "GET", path: "/v1/tenants/acme", auth: asAdmin, status: 404},
 	}
 }
+
+// tenantTokenSteps: a tenant's token reaches its own tenant and apps, and nothing else.
+func tenantTokenSteps() []step {
+	return []step{
+		{name: "create tenant for tokens", method: "POST", path: "/v1/tenants", auth: asAdmin, body: `{"name":"tokco"}`, status: 201},
+		{name: "create other tenant", method: "POST", path: "/v1/tenants", auth: asAdmin, body: `{"name":"otherco"}`, status: 201},
+		{name: "issue token", method: "POST", path: "/v1/tenants/tokco/tokens", auth: asAdmin, body: `{"name":"ci"}`,
+			status: 201, save: map[string]string{"tok": "token"}, check: want("tenant", "tokco")},
+		{name: "reader may not issue token", method: "POST", path: "/v1/tenants/tokco/tokens", auth: asBob, body: `{}`, status: 403},
+		{name: "token for unknown tenant", method: "POST", path: "/v1/tenants/nobody/tokens", auth: asAdmin, body: `{}`, status: 404},
+		{name: "tenant reads itself", method: "GET", path: "/v1/tenants/tokco", hdr: []string{"Authorization", "Bearer {tok}"}, status: 200},
+		{name: "tenant reads another", method: "GET", path: "/v1/tenants/otherco", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
+		{name: "tenant lists tenants", method: "GET", path: "/v1/tenants", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
+		{name: "tenant lists nodes", method: "GET", path: "/v1/nodes", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
+		{name: "tenant deletes itself", method: "DELETE", path: "/v1/tenants/tokco", hdr: []string{"Authorization", "Bearer {tok}", "If-Match", `"1"`}, status: 403},
+		{name: "tenant issues tokens", method: "POST", path: "/v1/tenants/tokco/tokens", hdr: []string{"Authorization", "Bearer {tok}"}, body: `{}`, status: 403},
+		{name: "tenant reaches its apps", method: "GET", path: "/v1/tenants/tokco/apps", hdr: []string{"Authorization", "Bearer {tok}"}, status: 422},
+		{name: "tenant reaches another's apps", method: "GET", path: "/v1/tenants/otherco/apps", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
+		{name: "tenant deploys to another", method: "POST", path: "/v1/tenants/otherco/apps/web/releases", hdr: []string{"Authorization", "Bearer {tok}"}, body: `x`, status: 403},
+		{name: "forged tenant token", method: "GET", path: "/v1/tenants/tokco", hdr: []string{"Authorization", "Bearer et_forged"}, status: 401},
+	}
+}

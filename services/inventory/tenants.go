@@ -2,6 +2,9 @@ package inventory
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
 	"fmt"
 	"time"
 
@@ -102,4 +105,29 @@ func (s *Store) DeleteTenant(ctx context.Context, id rings.TenantID, version int
 		return recordHistory(ctx, tx, "tenant", string(id), t.Version+1, t, true)
 	})
 	return pgErr("delete tenant "+string(id), err)
+}
+
+// TenantTokenPrefix starts every tenant token, so checkers can tell them from others.
+const TenantTokenPrefix = "et_"
+
+// CreateTenantToken issues a bearer token that speaks for tenant t (and only for it); only
+// its hash is stored.
+func (s *Store) CreateTenantToken(ctx context.Context, t rings.TenantID, name string) (string, error) {
+	var raw [32]byte
+	_, _ = rand.Read(raw[:])
+	tok := TenantTokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
+	h := sha256.Sum256([]byte(tok))
+	if _, err := s.pool.Exec(ctx, `INSERT INTO tenant_tokens (token_hash, tenant_id, name) VALUES ($1, $2, $3)`,
+		h[:], string(t), name); err != nil {
+		return "", pgErr("tenant token", err)
+	}
+	return tok, nil
+}
+
+// TenantForToken returns the tenant a token speaks for; ErrNotFound if none.
+func (s *Store) TenantForToken(ctx context.Context, tok string) (rings.TenantID, error) {
+	h := sha256.Sum256([]byte(tok))
+	var t string
+	err := s.pool.QueryRow(ctx, `SELECT tenant_id FROM tenant_tokens WHERE token_hash = $1`, h[:]).Scan(&t)
+	return rings.TenantID(t), pgErr("tenant token", err)
 }

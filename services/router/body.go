@@ -71,6 +71,11 @@ func (b *bodyReader) next(big []byte) ([]byte, error) {
 	return b.took(p, nil)
 }
 
+// complete reports whether the whole body was read, when that is known without reading.
+func (b *bodyReader) complete() bool {
+	return b.done || b.mode == bodyNone || b.mode == bodyLength && b.n == 0
+}
+
 // took accounts for p, just read with err.
 func (b *bodyReader) took(p []byte, err error) ([]byte, error) {
 	if b.mode == bodyEOF {
@@ -223,8 +228,9 @@ func (d *deadline) apply(t time.Time) {
 	}
 }
 
-func (d *deadline) extend() {
-	now := time.Now()
+func (d *deadline) extend() { d.extendAt(time.Now()) }
+
+func (d *deadline) extendAt(now time.Time) {
 	if d.at.Sub(now) < d.timeout/2 {
 		d.set(now.Add(d.timeout))
 	}
@@ -246,7 +252,7 @@ func relay(dst *bufio.Writer, wd *deadline, src *bodyReader, rd *deadline, chunk
 			copyBufs.Put(big)
 		}
 	}()
-	for {
+	for !src.complete() {
 		var bigBuf []byte
 		if src.br.Buffered() == 0 {
 			if dst.Buffered() > 0 {
@@ -287,4 +293,5 @@ func relay(dst *bufio.Writer, wd *deadline, src *bodyReader, rd *deadline, chunk
 			return n, err, true
 		}
 	}
+	return n, nil, false
 }

@@ -88,6 +88,7 @@ func (c *conn) serve() {
 		r.stats.conns.Add(-1)
 		if p == nil {
 			c.r, c.nc, c.rd.nc, c.wd.nc = nil, nil, nil, nil
+			c.head, c.rhead, c.out = shrink(c.head), shrink(c.rhead), shrink(c.out)
 			c.br.Reset(nil)
 			c.bw.Reset(nil)
 			connPool.Put(c)
@@ -95,6 +96,14 @@ func (c *conn) serve() {
 	}()
 	for c.serveOne() {
 	}
+}
+
+// shrink drops a buffer that a large head grew, so that the pool keeps small ones.
+func shrink(b []byte) []byte {
+	if cap(b) > 8<<10 {
+		return nil
+	}
+	return b[:0]
 }
 
 // closeGently flushes what is left to write and, if the client may still be sending, half
@@ -121,13 +130,14 @@ func (c *conn) closeGently() {
 func (c *conn) serveOne() bool {
 	r := c.r
 	if c.br.Buffered() == 0 {
+		now := time.Now()
 		if c.bw.Buffered() > 0 { // pipelined answers wait until the client has to wait
-			c.wd.extend()
+			c.wd.extendAt(now)
 			if c.bw.Flush() != nil {
 				return false
 			}
 		}
-		c.rd.set(time.Now().Add(r.cfg.IdleTimeout))
+		c.rd.set(now.Add(r.cfg.IdleTimeout))
 		c.idle.Store(true)
 		if r.closing.Load() {
 			c.idle.Store(false)

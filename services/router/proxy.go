@@ -130,7 +130,7 @@ type bodyResult struct {
 // connection may serve another request.
 func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 	q, r := &c.req, c.r
-	now := time.Now()
+	now := c.start
 	uc, err := u.get(now)
 	if err != nil {
 		r.stats.upErrors.Add(1)
@@ -140,7 +140,11 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 	c.backend = u.id
 	uc.rd.at, uc.wd.at = now.Add(r.cfg.UpstreamTimeout), now.Add(r.cfg.UpstreamTimeout)
 	uc.nc.SetDeadline(uc.rd.at)
-	if _, err := uc.w.Write(c.out); err != nil {
+	write := writeAwait // nothing can be read before the request is sent: wait, do not try
+	if q.hasBody() {
+		write = plainWrite
+	}
+	if _, err := write(uc.w, c.out); err != nil {
 		uc.nc.Close()
 		r.stats.upErrors.Add(1)
 		return false, again, upstreamError(err)
@@ -246,7 +250,7 @@ func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (kee
 		keep = false
 	}
 	if reuse {
-		u.put(uc, time.Now())
+		u.put(uc, c.start)
 	} else {
 		uc.nc.Close()
 	}

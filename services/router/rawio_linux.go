@@ -15,8 +15,8 @@ import (
 // cost more than the proxying itself. Deadlines and Close work as on the net.Conn. One
 // goroutine may read while another writes.
 type rawIO struct {
-	rc     syscall.RawConn
-	rd, wr rawOp
+	rc         syscall.RawConn
+	rd, wr, aw rawOp
 }
 
 // rawOp is the state of one direction's call, kept here so that the functions handed to
@@ -26,6 +26,7 @@ type rawOp struct {
 	n     int
 	errno syscall.Errno
 	fn    func(uintptr) bool
+	wrote bool // writeAwait: the write is done, now the wait
 }
 
 // newRawIO returns an io.ReadWriter for nc, or nc itself if it has no file descriptor.
@@ -39,7 +40,7 @@ func newRawIO(nc net.Conn) io.ReadWriter {
 		return nc
 	}
 	x := &rawIO{rc: rc}
-	x.rd.fn, x.wr.fn = x.rd.read, x.wr.write
+	x.rd.fn, x.wr.fn, x.aw.fn = x.rd.read, x.wr.write, x.aw.writeAwait
 	return x
 }
 
@@ -107,3 +108,41 @@ func (x *rawIO) Write(p []byte) (int, error) {
 	}
 	return o.n, err
 }
+
+// writeAwait writes p and returns once the connection is readable (or the read deadline
+// passed), for a peer that sends nothing unasked: the reply cannot be there already, so
+// trying to read it at once would only cost a system call. The poller's readiness is reset
+// before the write, so nothing that arrives after it is missed; and a peer that closed
+// while idle answers the write with a reset, which wakes the wait too.
+func (o *rawOp) writeAwait(fd uintptr) bool {
+	if o.wrote {
+		return true
+	}
+	o.wrote = true
+	o.write(fd)
+	return o.errno != 0 || len(o.p) > 0 // on an error or a full socket buffer, stop here
+}
+
+func writeAwait(w io.Writer, p []byte) (int, error) {
+	x, ok := w.(*rawIO)
+	if !ok {
+		return w.Write(p)
+	}
+	o := &x.aw
+	o.p, o.n, o.errno, o.wrote = p, 0, 0, false
+	err := x.rc.Read(o.fn)
+	rest, n := o.p, o.n
+	o.p = nil
+	switch {
+	case o.errno != 0:
+		return n, o.errno
+	case len(rest) > 0: // the socket's buffer was full: write the rest the usual way
+		m, err := x.Write(rest)
+		return n + m, err
+	case err != nil && !isTimeout(err):
+		return n, err
+	}
+	return n, nil // a timeout shows when the reply is read
+}
+
+func plainWrite(w io.Writer, p []byte) (int, error) { return w.Write(p) }

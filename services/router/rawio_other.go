@@ -8,3 +8,7 @@ import (
 )
 
 func newRawIO(nc net.Conn) io.ReadWriter { return nc }
+
+func writeAwait(w io.Writer, p []byte) (int, error) { return w.Write(p) }
+
+func plainWrite(w io.Writer, p []byte) (int, error) { return w.Write(p) }

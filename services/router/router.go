@@ -14,7 +14,8 @@
 // fails before any byte of the response arrived, a GET, HEAD or OPTIONS request without a body is
 // retried once on another backend of the set (or on a fresh connection when the only backend's
 // kept-alive connection had gone stale); a connection that could not be dialed is retried for
-// any request, since nothing was sent. Otherwise the client gets 502 (504 on timeout).
+// any request, since nothing was sent. Otherwise the client gets 502, or 504 when the backend
+// did not answer within UpstreamTimeout (never retried: it may still be working on it).
 //
 // The client side is a small HTTP/1.1 server written for this proxy, not net/http: it keeps
 // buffers per connection, reuses kept-alive upstream connections per backend and copies bodies
