@@ -21,9 +21,19 @@ const (
 	VerbTenantKey = "tenant-key"
 )
 
-// TenantKeyRequest names the tenant a ring 1 node is to host.
+// TenantKeyRequest names the tenant a ring 1 node is to host, and the public key of the
+// tenant's NATS account, whose users the node will mint.
 type TenantKeyRequest struct {
+	Tenant  rings.TenantID `json:"tenant"`
+	Account string         `json:"account"`
+}
+
+// RevokeRequest asks ring 0 to revoke a tenant's user (an app instance's identity). Only a
+// ring 1 node hosting the tenant may ask; ring 0 knows the caller from the server-attested
+// request header.
+type RevokeRequest struct {
 	Tenant rings.TenantID `json:"tenant"`
+	User   string         `json:"user"`
 }
 
 // TenantKeyReply is the public scoped signing key the node will mint the tenant's users with.

@@ -13,6 +13,9 @@ import (
 
 	"github.com/miekg/dns"
 
+	"enjin/bus"
+	"enjin/bus/broker"
+	"enjin/keys"
 	"enjin/test/harness"
 )
 
@@ -81,6 +84,29 @@ func TestAppsEndToEnd(t *testing.T) {
 	if out := cli("logs", "acme/hello"); !strings.Contains(out, "request GET /") {
 		t.Fatalf("logs:\n%s", out)
 	}
+	// Log lines also go on the bus, published by ring 1 as each instance's own tenant user,
+	// and reach ring 1's account under the tenant's prefix.
+	chain, err := keys.Load(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	iss, _ := broker.IssuerFor(chain, keys.RING1)
+	sinkCreds, err := iss.Mint(keys.UserRequest{Name: "log-sink", Perms: keys.Permissions{SubAllow: []string{"r1.from.>"}, PubDeny: []string{">"}}}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink, err := bus.Connect(ep.NATS, sinkCreds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
+	logs, _ := sink.SubscribeSync("r1.from.acme.*.log")
+	sink.Flush()
+	get()
+	line, err := logs.NextMsg(5 * time.Second)
+	if err != nil || !strings.Contains(string(line.Data), "request GET /") {
+		t.Fatalf("no log line on the bus: %v %v", err, line)
+	}
 	// Each instance is a ring 2 node, observed and signed for by its ring 1 node.
 	var nodes struct {
 		Nodes []struct {
@@ -128,6 +154,20 @@ func TestAppsEndToEnd(t *testing.T) {
 	if out, err := asTenant("nodes"); err == nil || !strings.Contains(out, "403") {
 		t.Fatalf("tenant listed nodes: %v\n%s", err, out)
 	}
+
+	// Destroying the app stops its instances and revokes their bus identities.
+	cli("apps", "destroy", "acme/hello")
+	if code, _ := get(); code != 404 {
+		t.Fatalf("destroyed app answers %d", code)
+	}
+	harness.Eventually(t, 10*time.Second, func() bool {
+		a, err := chain.Account(keys.TenantAccount("acme"))
+		if err != nil {
+			return false
+		}
+		ac, _ := a.Claims()
+		return ac != nil && len(ac.Revocations) >= 3
+	}, "the destroyed instances' users revoked")
 
 	// SIGTERM stops enjin up, its ring 1 node and every app instance.
 	children := descendants(p.Cmd.Process.Pid)

@@ -2,9 +2,14 @@ package ring0
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"enjin/bus"
 	"enjin/keys"
@@ -21,9 +26,14 @@ func (r *Ring0) CreateTenant(ctx context.Context, t rings.TenantID, metadata map
 	if err != nil {
 		return inventory.Tenant{}, err
 	}
+	acct, _, err := r.broker.Chain().EnsureAccount(keys.TenantAccount(t))
+	if err != nil {
+		return inventory.Tenant{}, err
+	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := bus.Request[bus.TenantKeyRequest, bus.TenantKeyReply](rctx, r.nc, bus.R0ToRing1Cmd(host, bus.VerbTenantKey), bus.TenantKeyRequest{Tenant: t})
+	rep, err := bus.Request[bus.TenantKeyRequest, bus.TenantKeyReply](rctx, r.nc, bus.R0ToRing1Cmd(host, bus.VerbTenantKey),
+		bus.TenantKeyRequest{Tenant: t, Account: acct.Public})
 	if err != nil {
 		return inventory.Tenant{}, fmt.Errorf("ring0: ring 1 node %s cannot host %s: %w", host, t, err)
 	}
@@ -82,4 +92,41 @@ func (r *Ring0) DeleteTenant(ctx context.Context, t rings.TenantID, version int6
 	r.log.Info("tenant deleted", "tenant", t)
 	r.event("tenant-deleted", map[string]any{"tenant": t})
 	return nil
+}
+
+// serveRevoke answers ring 1 nodes asking to revoke a tenant's user (an app instance that
+// stopped). Only a node hosting the tenant may ask; the caller is the server-attested one.
+func (r *Ring0) serveRevoke() error {
+	ring1, err := r.broker.Chain().Account(keys.RING1)
+	if err != nil {
+		return err
+	}
+	_, err = bus.Handle(r.nc, bus.Ring0API(bus.ServiceRevoke), "ring0", func(m *nats.Msg, req bus.RevokeRequest) (struct{}, error) {
+		var ci struct {
+			Account string `json:"acc"`
+			Name    string `json:"name_tag"`
+		}
+		if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci) != nil || ci.Account != ring1.Public {
+			return struct{}{}, errors.New("revoke: only ring 1 nodes revoke here")
+		}
+		if req.Tenant.Validate() != nil || !nkeys.IsValidPublicUserKey(req.User) {
+			return struct{}{}, errors.New("revoke: want a tenant and a user public key")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tn, err := r.store.GetTenant(ctx, req.Tenant)
+		if err != nil {
+			return struct{}{}, fmt.Errorf("revoke: %w", err)
+		}
+		if !slices.ContainsFunc(tn.Hosts, func(h inventory.TenantHost) bool { return string(h.Node) == ci.Name }) {
+			r.log.Warn("revoke refused", "caller", ci.Name, "tenant", req.Tenant)
+			return struct{}{}, fmt.Errorf("revoke: %q does not host %s", ci.Name, req.Tenant)
+		}
+		if err := r.broker.Revoke(ctx, keys.TenantAccount(req.Tenant), req.User); err != nil {
+			return struct{}{}, fmt.Errorf("revoke: %w", err)
+		}
+		r.event("user-revoked", map[string]any{"tenant": req.Tenant, "user": req.User, "by": ci.Name})
+		return struct{}{}, nil
+	})
+	return err
 }

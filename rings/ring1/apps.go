@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"enjin/services/apphost"
 	"enjin/services/dns"
 	"enjin/services/router"
@@ -53,7 +55,7 @@ func (x routes) RemoveRoute(tenant, app string) {
 func (x routes) Inflight(id string) int64 { return x.r.Inflight(id) }
 
 // runApps serves apps until ctx ends, then stops every instance and listener.
-func (n *Node) runApps(ctx context.Context, ready chan<- error) error {
+func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) error {
 	c := n.cfg.Apps
 	nw := &process.Network{Bridge: c.Bridge, Prefix: c.Prefix}
 	if err := nw.Ensure(); err != nil {
@@ -102,6 +104,10 @@ func (n *Node) runApps(ctx context.Context, ready chan<- error) error {
 			errs <- err
 		}
 	})
+	ids := newIdentities(n, nc)
+	defer ids.close()
+	host.SetLogPublisher(ids.publish)
+	host.SetInstanceStopped(ids.stopped)
 	n.apps.Store(host)
 	defer n.apps.Store(nil)
 	if err := host.Restore(ctx); err != nil {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nkeys"
 
 	"enjin/bus"
 	"enjin/keys"
@@ -99,6 +100,12 @@ func (n *Node) tenantKey(m *nats.Msg) (any, error) {
 	kp, err := keys.EnsureScopedKey(filepath.Join(n.cfg.Dir, "tenants", string(req.Tenant)+".seed"))
 	if err != nil {
 		return nil, fmt.Errorf("tenant-key: %w", err)
+	}
+	if nkeys.IsValidPublicAccountKey(req.Account) {
+		// Which account the key signs users of: the app instances' identities.
+		if err := keys.WriteCreds(filepath.Join(n.cfg.Dir, "tenants", string(req.Tenant)+".account"), []byte(req.Account)); err != nil {
+			return nil, fmt.Errorf("tenant-key: %w", err)
+		}
 	}
 	pub, _ := kp.PublicKey()
 	n.log.Info("hosting tenant", "tenant", req.Tenant)

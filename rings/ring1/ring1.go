@@ -204,7 +204,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.cfg.Apps != nil {
 		ready := make(chan error, 1)
 		wg.Go(func() { // ends with hctx, after stopping every app instance
-			if err := n.runApps(hctx, ready); err != nil {
+			if err := n.runApps(hctx, nc, ready); err != nil {
 				ready <- err
 				appsErr <- err
 			}

@@ -59,9 +59,10 @@ type Host struct {
 	cfg Config
 	log *slog.Logger
 
-	mu   sync.Mutex
-	apps map[string]*app // by tenant/name
-	logs *logBook
+	mu      sync.Mutex
+	apps    map[string]*app // by tenant/name
+	logs    *logBook
+	stopped func(tenant, app, instance string) // set under logs.mu
 }
 
 // New returns a host; it starts nothing until apps are deployed.

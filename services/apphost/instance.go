@@ -238,6 +238,12 @@ func (in *instance) stop() {
 	if err := in.ep.Close(); err != nil {
 		h.log.Warn("network not removed", "instance", in.id, "err", err)
 	}
+	h.logs.mu.Lock()
+	fn := h.stopped
+	h.logs.mu.Unlock()
+	if fn != nil {
+		fn(in.app.tenant, in.app.name, in.id)
+	}
 }
 
 func envList(m map[string]string) []string {

@@ -39,6 +39,13 @@ func newLogBook(dir string) *logBook {
 	return &logBook{dir: dir, files: map[string]*os.File{}, sizes: map[string]int64{}, followers: map[string]map[chan LogLine]struct{}{}}
 }
 
+// SetInstanceStopped makes the host call fn after an instance has stopped for good.
+func (h *Host) SetInstanceStopped(fn func(tenant, app, instance string)) {
+	h.logs.mu.Lock()
+	h.stopped = fn
+	h.logs.mu.Unlock()
+}
+
 // SetLogPublisher makes the host publish every log line with fn too (ring 1 sends them on
 // the tenant's log subject).
 func (h *Host) SetLogPublisher(fn func(tenant, app string, l LogLine)) {
@@ -53,7 +60,13 @@ func (h *Host) logLine(a *app, l LogLine) {
 	enc, _ := json.Marshal(l)
 	enc = append(enc, '\n')
 	b.mu.Lock()
-	defer b.mu.Unlock()
+	publish := b.publish
+	defer func() {
+		b.mu.Unlock()
+		if publish != nil { // outside the lock: it may dial the bus the first time
+			publish(a.tenant, a.name, l)
+		}
+	}()
 	f := b.files[k]
 	if f == nil || b.sizes[k] > maxLogBytes {
 		if f != nil {
@@ -76,9 +89,6 @@ func (h *Host) logLine(a *app, l LogLine) {
 		case ch <- l:
 		default: // a slow follower misses lines rather than stalling the app
 		}
-	}
-	if b.publish != nil {
-		b.publish(a.tenant, a.name, l)
 	}
 }
 

@@ -371,6 +371,9 @@ func (h *Host) Destroy(tenant rings.TenantID, name string) error {
 	}
 	a.deploy.Lock()
 	defer a.deploy.Unlock()
+	a.mu.Lock()
+	a.current = 0 // no live release: stopping instances must not route the app again
+	a.mu.Unlock()
 	h.cfg.Router.RemoveRoute(a.tenant, a.name)
 	a.stopAll(a.all())
 	h.mu.Lock()
