@@ -315,10 +315,11 @@ func TestIsolation(t *testing.T) {
 		"file:" + filepath.Join(w.dir, "apps", "bravo", "b", "releases", "1", "sampleapp"),
 		"file:" + filepath.Join(w.dir, "apps", "bravo", "b", "app.json"),
 	}
+	// The bus (4222) and meta API (7070) ports on the host, wherever they listen.
+	targets = append(targets, "tcp:"+net.JoinHostPort(w.net.Gateway().String(), "4222"),
+		"tcp:"+net.JoinHostPort(w.net.Gateway().String(), "7070"))
 	if hostIP != "" {
-		targets = append(targets, "tcp:"+net.JoinHostPort(hostIP, fmt.Sprint(port)))
-	} else {
-		targets = append(targets, "tcp:"+net.JoinHostPort(w.net.Gateway().String(), "4222"))
+		targets = append(targets, "tcp:"+net.JoinHostPort(hostIP, fmt.Sprint(port)), "tcp:"+net.JoinHostPort(hostIP, "4222"))
 	}
 	if _, err := w.host.Deploy(ctx, "alpha", "a", bundle(t, "web: ./sampleapp\n",
 		`{"health":"/healthz","env":{"PROBE":"`+strings.Join(targets, ",")+`","PROBE_N":"100"}}`)); err != nil {
