@@ -65,7 +65,7 @@ func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, b
 	if err != nil {
 		return r, err
 	}
-	h.log.Debug("release unpacked", "tenant", tenant, "app", name, "release", n, "took", time.Since(r.Created))
+	h.log.Debug("release unpacked", "tenant", tenant, "app", name, "release", n)
 	return a.switchTo(ctx, r)
 }
 

@@ -137,7 +137,7 @@ func (c *conn) serveOne() bool {
 				return false
 			}
 		}
-		c.rd.set(now.Add(r.cfg.IdleTimeout))
+		c.rd.extendAt(now)
 		c.idle.Store(true)
 		if r.closing.Load() {
 			c.idle.Store(false)

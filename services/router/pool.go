@@ -102,6 +102,11 @@ func (u *upstream) put(uc *upConn, now time.Time) {
 // retire marks u as in no route and closes its idle connections.
 func (u *upstream) retire() {
 	u.retired.Store(true)
+	u.dropIdle()
+}
+
+// dropIdle closes u's idle connections.
+func (u *upstream) dropIdle() {
 	u.mu.Lock()
 	idle := u.idle
 	u.idle = nil

@@ -32,7 +32,6 @@ func (c *conn) proxy(key []byte, rt *route) bool {
 			c.r.stats.retries.Add(1)
 		}
 		keep, out, why := c.exchange(u)
-		u.inflight.Add(-1)
 		switch out {
 		case relayed:
 			return keep
@@ -126,9 +125,10 @@ type bodyResult struct {
 	aborted bool
 }
 
-// exchange sends the request to u and relays the response. keep says whether the client
-// connection may serve another request.
+// exchange sends the request to u, which pick counted in flight, and relays the response.
+// keep says whether the client connection may serve another request.
 func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
+	defer u.inflight.Add(-1)
 	q, r := &c.req, c.r
 	now := c.start
 	uc, err := u.get(now)
@@ -138,8 +138,8 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 		return false, again, upstreamError(err)
 	}
 	c.backend = u.id
-	uc.rd.at, uc.wd.at = now.Add(r.cfg.UpstreamTimeout), now.Add(r.cfg.UpstreamTimeout)
-	uc.nc.SetDeadline(uc.rd.at)
+	uc.rd.extendAt(now)
+	uc.wd.extendAt(now)
 	write := writeAwait // nothing can be read before the request is sent: wait, do not try
 	if q.hasBody() {
 		write = plainWrite
@@ -147,7 +147,8 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 	if _, err := write(uc.w, c.out); err != nil {
 		uc.nc.Close()
 		r.stats.upErrors.Add(1)
-		return false, again, upstreamError(err)
+		c.upstreamFailed(u, uc.reused)
+		return false, again, upstreamError(err) // nothing was taken from the client yet
 	}
 	var body chan bodyResult
 	if q.hasBody() {
@@ -177,9 +178,7 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 				}
 			}
 			r.stats.upErrors.Add(1)
-			if !fresh || !uc.reused { // a kept-alive connection closed while idle is no failure
-				u.failedAt.Store(time.Now().UnixNano())
-			}
+			c.upstreamFailed(u, fresh && uc.reused)
 			if fresh && q.replayable() && !isTimeout(err) {
 				return false, again, upstreamError(err)
 			}
@@ -190,6 +189,17 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 		}
 	}
 	return c.relayResponse(u, uc, body), relayed, nil
+}
+
+// upstreamFailed notes a failure of u. A kept-alive connection that turns out closed (stale)
+// is no failure of the backend, but its other idle connections are likely closed too (it
+// restarted): they are dropped so that the retry and later requests dial afresh.
+func (c *conn) upstreamFailed(u *upstream, stale bool) {
+	if stale {
+		u.dropIdle()
+		return
+	}
+	u.failedAt.Store(time.Now().UnixNano())
 }
 
 // relayResponse writes the response head to the client and streams its body, then waits

@@ -1,5 +1,6 @@
 // Package router is ring 1's HTTP router for tenants' apps: a reverse proxy that sends a request
-// for Host <app>.<tenant>.<apps domain> to one of the healthy backends of that app.
+// for Host <app>.<tenant>.<apps domain> (any case, any port) to one of the healthy backends of
+// that app, the one with the fewest requests in flight, ties served round robin.
 //
 // The route table is an immutable map behind an atomic pointer: routing a request takes no lock,
 // and SetRoute swaps an app's backend set in one step. What deploys rely on:
@@ -15,15 +16,22 @@
 // retried once on another backend of the set (or on a fresh connection when the only backend's
 // kept-alive connection had gone stale); a connection that could not be dialed is retried for
 // any request, since nothing was sent. Otherwise the client gets 502, or 504 when the backend
-// did not answer within UpstreamTimeout (never retried: it may still be working on it).
+// did not answer within UpstreamTimeout (never retried: it may still be working on it). A
+// backend that failed is picked last for a second.
 //
-// The client side is a small HTTP/1.1 server written for this proxy, not net/http: it keeps
-// buffers per connection, reuses kept-alive upstream connections per backend and copies bodies
-// in streaming fashion through pooled buffers, so that a proxied request allocates nothing. It is
+// Requests go upstream in origin form over kept-alive HTTP/1.1 connections, with hop-by-hop
+// fields (and those Connection names) removed, X-Forwarded-For appended to, X-Forwarded-Proto
+// and X-Forwarded-Host set, and the body framed by the router: one Content-Length, or chunked.
+// Bodies stream both ways; nothing is buffered whole. Upgrade (WebSocket) is not proxied.
+//
+// The client side is a small HTTP/1.1 server written for this proxy, not net/http: buffers are
+// kept per connection and pooled, so a proxied request allocates nothing, and sockets are read
+// and written with raw non-blocking system calls on the runtime's poller (see rawIO). It is
 // strict where leniency enables request smuggling: it refuses Content-Length together with
 // Transfer-Encoding, repeated Content-Length, any transfer coding but chunked, malformed chunk
 // sizes, obs-fold, bare LF, control bytes in fields and a missing, repeated or malformed Host,
-// with 400 and a closed connection; oversized heads get 431. Upgrade (WebSocket) is not proxied.
+// with 400 and a closed connection; oversized heads get 431, heads slower than
+// ReadHeaderTimeout 408.
 //
 // Only ring 1 (and the benchmark in cmd/enjin) imports router; it imports only the standard
 // library.
@@ -58,11 +66,13 @@ type Config struct {
 	// ReadHeaderTimeout bounds the time from a request's first byte to the end of its head;
 	// a slower client gets 408 and is disconnected. Zero means 10 s.
 	ReadHeaderTimeout time.Duration
-	// IdleTimeout closes a kept-alive client connection idle for this long, and bounds each
-	// wait for request body bytes and for the client to take response bytes. Zero means 60 s.
+	// IdleTimeout closes a kept-alive client connection left idle, and bounds each wait for
+	// request body bytes and for the client to take response bytes. Zero means 60 s. Like
+	// UpstreamTimeout it cuts a wait off after between half of it and all of it: deadlines are
+	// moved only when less than half is left, which spares a call per request.
 	IdleTimeout time.Duration
-	// UpstreamTimeout bounds dialing a backend (at most 5 s) and every wait on it: the response
-	// head must arrive within it, and the body may never stall for longer. Zero means 60 s.
+	// UpstreamTimeout bounds dialing a backend (at most 5 s) and every wait on it: for the
+	// response head, and for each piece of the bodies. Zero means 60 s.
 	UpstreamTimeout time.Duration
 	// ShutdownTimeout is how long Serve lets requests in flight finish once its context ends,
 	// before it closes their connections. Zero means 10 s.

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,6 +109,30 @@ func TestUpstreamBreaks(t *testing.T) {
 			if status, body := get(t, c, "http://stale.acme.apps.test/"); status != 200 || body != "stale" {
 				t.Fatalf("round %d: got %d %q want 200 stale", i, status, body)
 			}
+		}
+	})
+	t.Run("restarted with connections kept", func(t *testing.T) {
+		b := startBackend(t, "restart")
+		rt.SetRoute("acme", "restart", []router.Backend{b.Backend()})
+		var wg sync.WaitGroup
+		for range 8 { // several kept-alive upstream connections
+			wg.Go(func() { get(t, client(rt), "http://restart.acme.apps.test/slow?ms=20") })
+		}
+		wg.Wait()
+		b.srv.CloseClientConnections() // all of them go stale at once
+		time.Sleep(10 * time.Millisecond)
+		for i := range 8 {
+			if status, body := get(t, c, "http://restart.acme.apps.test/"); status != 200 || body != "restart" {
+				t.Fatalf("GET %d after the restart: got %d %q want 200 restart", i, status, body)
+			}
+		}
+		resp, err := c.Post("http://restart.acme.apps.test/echo", "text/plain", strings.NewReader("hi"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("POST after the restart: got %d want 200", resp.StatusCode)
 		}
 	})
 	t.Run("too slow", func(t *testing.T) {
