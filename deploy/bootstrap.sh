@@ -25,6 +25,14 @@ else
 	fi
 fi
 
+# nftables: the firewall that keeps app instances off the host's services.
+if command -v nft >/dev/null; then
+	echo "bootstrap: nftables present"
+else
+	echo "bootstrap: installing nftables (apt-get)…"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables
+fi
+
 if ! command -v go >/dev/null; then
 	echo "bootstrap: no 'go' on PATH; install Go 1.26 or later (https://go.dev/doc/install) and run this again" >&2
 	exit 1
