@@ -30,6 +30,7 @@ if command -v nft >/dev/null; then
 	echo "bootstrap: nftables present"
 else
 	echo "bootstrap: installing nftables (apt-get)…"
+	"${sudo[@]}" apt-get update
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables
 fi
 
