@@ -23,7 +23,7 @@ import (
 
 func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "usage: enjin bench verify|ingest [flags]\n\n  verify  envelope sign/s and verify/s next to raw crypto/ed25519 verify/s, 1 core and all cores\n  ingest  simulated ring 1 nodes → real broker → ring 0 → real store: committed obs/s, ack p50/p99, ring 0 RSS")
+		fmt.Fprintln(stdout, "usage: enjin bench verify|ingest|router [flags]\n\n  verify  envelope sign/s and verify/s next to raw crypto/ed25519 verify/s, 1 core and all cores\n  ingest  simulated ring 1 nodes → real broker → ring 0 → real store: committed obs/s, ack p50/p99, ring 0 RSS\n  router  wrk against the app router and against nginx (reverse proxy, upstream keepalive), same backend, same run")
 		return nil
 	}
 	switch args[0] {
@@ -31,6 +31,8 @@ func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
 		return benchVerify(args[1:], stdout)
 	case "ingest":
 		return benchIngest(ctx, args[1:], stdout)
+	case "router":
+		return benchRouter(ctx, args[1:], stdout)
 	default:
 		return usageError{fmt.Sprintf("bench: unknown benchmark %q (try enjin bench --help)", args[0])}
 	}

@@ -82,7 +82,7 @@ type Config struct {
 // Stats are a router's counters since New.
 type Stats struct {
 	Requests       uint64    // responses written, including the router's own errors
-	ByClass        [6]uint64 // responses by status class: ByClass[2] counts 2xx
+	ByClass        [6]uint64 // responses by status class: ByClass[2] counts 2xx, ByClass[0] odd ones
 	UpstreamErrors uint64    // dial, write, read or protocol failures of a backend
 	Retries        uint64    // requests sent a second time after an upstream failure
 	Panics         uint64    // panics recovered (each closed one client connection)
@@ -112,8 +112,6 @@ type Router struct {
 
 // counters are padded apart so that cores updating different ones do not share a cache line.
 type counters struct {
-	requests atomic.Uint64
-	_        [56]byte
 	byClass  [6]atomic.Uint64
 	_        [16]byte
 	upErrors atomic.Uint64
@@ -238,7 +236,6 @@ var aLongTimeAgo = time.Unix(1, 0)
 // Stats returns the router's counters.
 func (r *Router) Stats() Stats {
 	s := Stats{
-		Requests:       r.stats.requests.Load(),
 		UpstreamErrors: r.stats.upErrors.Load(),
 		Retries:        r.stats.retries.Load(),
 		Panics:         r.stats.panics.Load(),
@@ -246,6 +243,7 @@ func (r *Router) Stats() Stats {
 	}
 	for i := range s.ByClass {
 		s.ByClass[i] = r.stats.byClass[i].Load()
+		s.Requests += s.ByClass[i]
 	}
 	return s
 }
@@ -258,8 +256,9 @@ func (s Stats) String() string {
 }
 
 func (r *Router) countStatus(status int) {
-	r.stats.requests.Add(1)
-	if c := status / 100; c > 0 && c < len(r.stats.byClass) {
-		r.stats.byClass[c].Add(1)
+	c := status / 100
+	if c >= len(r.stats.byClass) {
+		c = 0 // a backend's odd status, such as 600
 	}
+	r.stats.byClass[c].Add(1)
 }
