@@ -169,6 +169,16 @@ func TestAppsEndToEnd(t *testing.T) {
 		return ac != nil && len(ac.Revocations) >= 3
 	}, "the destroyed instances' users revoked")
 
+	// Deleting the tenant stops everything it has.
+	cli("apps", "deploy", app, "--tenant", "acme", "--name", "hello")
+	if code, _ := get(); code != 200 {
+		t.Fatalf("redeployed app answers %d", code)
+	}
+	cli("tenants", "delete", "acme")
+	if code, _ := get(); code != 404 {
+		t.Fatalf("app of a deleted tenant answers %d", code)
+	}
+
 	// SIGTERM stops enjin up, its ring 1 node and every app instance.
 	children := descendants(p.Cmd.Process.Pid)
 	p.Cmd.Process.Signal(syscall.SIGTERM)

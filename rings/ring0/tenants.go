@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"time"
 
@@ -83,6 +85,16 @@ func (r *Ring0) pickHost(ctx context.Context) (rings.NodeID, error) {
 // DeleteTenant removes tenant t if its version is still version: the record goes, and the
 // account is disabled with every credential revoked, which closes its users' connections.
 func (r *Ring0) DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error {
+	cur, err := r.store.GetTenant(ctx, t)
+	if err != nil {
+		return err
+	}
+	if cur.Version != version {
+		return fmt.Errorf("ring0: tenant %s: %w", t, inventory.ErrConflict)
+	}
+	if err := r.destroyApps(ctx, t); err != nil {
+		return err
+	}
 	if err := r.store.DeleteTenant(ctx, t, version); err != nil {
 		return err
 	}
@@ -129,4 +141,50 @@ func (r *Ring0) serveRevoke() error {
 		return struct{}{}, nil
 	})
 	return err
+}
+
+// destroyApps stops and deletes every app of tenant t on the ring 1 node hosting it.
+func (r *Ring0) destroyApps(ctx context.Context, t rings.TenantID) error {
+	base, token, err := r.AppsBackend(ctx, t)
+	if errors.Is(err, inventory.ErrInvalid) {
+		return nil // no node here hosts its apps
+	}
+	if err != nil {
+		return err
+	}
+	call := func(method, path string, out any) error {
+		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return fmt.Errorf("ring0: apps of %s: %w", t, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
+			return fmt.Errorf("ring0: apps of %s: %s %s: %s", t, method, path, resp.Status)
+		}
+		if out != nil {
+			return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
+		}
+		return nil
+	}
+	var list struct {
+		Apps []struct {
+			Name string `json:"name"`
+		} `json:"apps"`
+	}
+	prefix := "/v1/tenants/" + string(t) + "/apps"
+	if err := call("GET", prefix, &list); err != nil {
+		return err
+	}
+	for _, a := range list.Apps {
+		if err := call("DELETE", prefix+"/"+a.Name, nil); err != nil {
+			return err
+		}
+		r.log.Info("app destroyed with its tenant", "tenant", t, "app", a.Name)
+	}
+	return nil
 }
