@@ -136,8 +136,13 @@ func (q *request) parseLine(line []byte) *badRequest {
 	if string(q.method) == "CONNECT" {
 		return errBadMethod
 	}
-	for _, c := range q.target {
-		if c <= ' ' || c == 0x7f {
+	for i, c := range q.target {
+		if c <= ' ' || c == 0x7f || c == '#' { // a fragment never belongs in a request target
+			return errBadTarget
+		}
+		// A percent must start an escape: backends (and net/http) refuse "%zz", so the router
+		// does too rather than forward what the app would read differently.
+		if c == '%' && (i+2 >= len(q.target) || !isHex(q.target[i+1]) || !isHex(q.target[i+2])) {
 			return errBadTarget
 		}
 	}
@@ -273,3 +278,5 @@ func lower(b []byte) {
 		}
 	}
 }
+
+func isHex(c byte) bool { return c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F' }
