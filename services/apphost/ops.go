@@ -90,15 +90,11 @@ func (a *app) switchTo(ctx context.Context, r Release) (Release, error) {
 		}
 	}
 	h.log.Debug("instances started", "release", r.Number, "since_release", time.Since(r.Created))
-	deadline := time.Now().Add(h.cfg.HealthTimeout)
-	for !allHealthy(started) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			a.stopAll(started)
-			a.setStatus(r.Number, "failed")
-			h.log.Warn("release not healthy; rolled back", "tenant", a.tenant, "app", a.name, "release", r.Number)
-			return r, fmt.Errorf("apphost: %s/%s release %d: %w", a.tenant, a.name, r.Number, ErrUnhealthy)
-		}
-		time.Sleep(10 * time.Millisecond) // health states change on their own goroutines
+	if !a.waitHealthy(ctx, started) {
+		a.stopAll(started)
+		a.setStatus(r.Number, "failed")
+		h.log.Warn("release not healthy; rolled back", "tenant", a.tenant, "app", a.name, "release", r.Number)
+		return r, fmt.Errorf("apphost: %s/%s release %d: %w", a.tenant, a.name, r.Number, ErrUnhealthy)
 	}
 	a.mu.Lock()
 	prev := a.current
@@ -121,6 +117,18 @@ func (a *app) switchTo(ctx context.Context, r Release) (Release, error) {
 	h.log.Info("release live", "tenant", a.tenant, "app", a.name, "release", r.Number)
 	r, _ = a.release(r.Number)
 	return r, nil
+}
+
+// waitHealthy waits, up to the health timeout, until every one of ins is healthy.
+func (a *app) waitHealthy(ctx context.Context, ins []*instance) bool {
+	deadline := time.Now().Add(a.host.cfg.HealthTimeout)
+	for !allHealthy(ins) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond) // health states change on their own goroutines
+	}
+	return true
 }
 
 func allHealthy(ins []*instance) bool {
@@ -322,13 +330,9 @@ func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
 			extra = append(extra, in)
 		}
 	}
-	deadline := time.Now().Add(a.host.cfg.HealthTimeout)
-	for !allHealthy(added) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			a.stopAll(added)
-			return fmt.Errorf("apphost: %s/%s: new instances of %s: %w", a.tenant, a.name, t, ErrUnhealthy)
-		}
-		time.Sleep(10 * time.Millisecond) // health states change on their own goroutines
+	if !a.waitHealthy(ctx, added) {
+		a.stopAll(added)
+		return fmt.Errorf("apphost: %s/%s: new instances of %s: %w", a.tenant, a.name, t, ErrUnhealthy)
 	}
 	for _, in := range extra {
 		in.mu.Lock()
