@@ -167,25 +167,17 @@ func deployApp(ctx context.Context, c *client, cf clientFlags, stdout io.Writer,
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, "POST", c.base+"/v1/tenants/"+tenant+"/apps/"+name+"/releases", bytes.NewReader(bundle))
+	// No client timeout: a deploy waits up to a minute for the release to be healthy.
+	resp, err := c.send(ctx, &http.Client{}, "POST", "/v1/tenants/"+tenant+"/apps/"+name+"/releases",
+		http.Header{"Content-Type": {"application/gzip"}}, bytes.NewReader(bundle))
 	if err != nil {
-		return err
-	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	req.Header.Set("Content-Type", "application/gzip")
-	resp, err := (&http.Client{}).Do(req)
-	if err != nil {
-		return err
+		return fmt.Errorf("deploy %s/%s: %w", tenant, name, err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if resp.StatusCode != http.StatusCreated {
-		var e struct{ Error string }
-		json.Unmarshal(b, &e)
-		return fmt.Errorf("deploy %s/%s: %s (%d)", tenant, name, e.Error, resp.StatusCode)
-	}
 	var rel apphost.Release
-	json.Unmarshal(b, &rel)
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rel); err != nil || rel.Digest == "" {
+		return fmt.Errorf("deploy %s/%s: unreadable answer: %v", tenant, name, err)
+	}
 	fmt.Fprintf(stdout, "deployed %s/%s release %d (%s)\n", tenant, name, rel.Number, rel.Digest[:19])
 	if ep, err := readEndpoints(cf.stateDir); err == nil && ep.Router != "" {
 		fmt.Fprintf(stdout, "url: http://%s.%s.%s/  (router %s: curl -H 'Host: %s.%s.%s' http://%s/)\n",
@@ -231,18 +223,12 @@ func cmdLogs(ctx context.Context, args []string, stdout io.Writer) error {
 	if *follow {
 		q.Set("follow", "1")
 	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", c.base+"/v1/tenants/"+string(t)+"/apps/"+a+"/logs?"+q.Encode(), nil)
-	req.Header.Set("Authorization", "Bearer "+c.token)
-	resp, err := (&http.Client{}).Do(req)
+	// No client timeout: following a log is a stream.
+	resp, err := c.send(ctx, &http.Client{}, "GET", "/v1/tenants/"+string(t)+"/apps/"+a+"/logs?"+q.Encode(), nil, nil)
 	if err != nil {
-		return err
+		return fmt.Errorf("logs %s: %w", ref, err)
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		var e struct{ Error string }
-		json.NewDecoder(io.LimitReader(resp.Body, 1<<16)).Decode(&e)
-		return fmt.Errorf("logs %s: %s (%d)", ref, e.Error, resp.StatusCode)
-	}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 128<<10), 128<<10)
 	for sc.Scan() {

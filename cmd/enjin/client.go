@@ -60,16 +60,10 @@ func (f *clientFlags) client() (*client, error) {
 	return c, nil
 }
 
-// do sends a request and decodes a JSON answer into out; an API error becomes one line.
-func (c *client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) (http.Header, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
+// send sends a request with the client's credential and returns the response, whose body
+// the caller closes; an API error becomes one line. hc nil means the client's own (which
+// times out); streams pass a client without a timeout.
+func (c *client) send(ctx context.Context, hc *http.Client, method, path string, hdr http.Header, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
 		return nil, err
@@ -78,10 +72,40 @@ func (c *client) do(ctx context.Context, method, path string, hdr http.Header, i
 		req.Header[k] = v
 	}
 	req.Header.Set("Authorization", "Bearer "+c.token)
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
+	if hc == nil {
+		hc = c.hc
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		defer resp.Body.Close()
+		var e struct{ Error string }
+		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) == nil && e.Error != "" {
+			return nil, fmt.Errorf("%s %s: %s (%d)", method, path, e.Error, resp.StatusCode)
+		}
+		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+	}
+	return resp, nil
+}
+
+// do sends in as JSON and decodes a JSON answer into out.
+func (c *client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) (http.Header, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+		hdr = hdr.Clone()
+		if hdr == nil {
+			hdr = http.Header{}
+		}
+		hdr.Set("Content-Type", "application/json")
+	}
+	resp, err := c.send(ctx, nil, method, path, hdr, body)
 	if err != nil {
 		return nil, err
 	}
@@ -89,13 +113,6 @@ func (c *client) do(ctx context.Context, method, path string, hdr http.Header, i
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
 		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		var e struct{ Error string }
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s %s: %s (%d)", method, path, e.Error, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
 	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
