@@ -26,8 +26,13 @@ type Cgroups interface {
 	Create(name string, l Limits) (procs []string, err error)
 	// Usage reads the group's memory in use and CPU time consumed (ns).
 	Usage(name string) (memBytes, cpuNanos uint64, err error)
+	// Kill kills every process in the group (cgroup.kill on v2, freeze-and-kill on v1) and
+	// waits until the group is empty.
+	Kill(name string) error
 	// Remove deletes the group; it must be empty.
 	Remove(name string) error
+	// List names the groups that exist (made by this or an earlier run), sorted.
+	List() ([]string, error)
 	// Version is 1 or 2.
 	Version() int
 }
@@ -54,8 +59,10 @@ func DetectCgroups(prefix string) (Cgroups, error) {
 		}
 		v1.bases[c] = filepath.Join(mnt, self[c], prefix)
 	}
-	if _, err := os.Stat("/sys/fs/cgroup/cpuacct"); err == nil {
-		v1.bases["cpuacct"] = filepath.Join("/sys/fs/cgroup/cpuacct", self["cpuacct"], prefix)
+	for _, c := range []string{"cpuacct", "freezer"} {
+		if _, err := os.Stat(filepath.Join("/sys/fs/cgroup", c)); err == nil {
+			v1.bases[c] = filepath.Join("/sys/fs/cgroup", c, self[c], prefix)
+		}
 	}
 	return v1, nil
 }
@@ -115,9 +122,12 @@ func (c *cgroupV1) Create(name string, l Limits) ([]string, error) {
 	}
 	var procs []string
 	for ctl, base := range c.bases {
-		dir := filepath.Join(base, name)
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(base, 0o755); err != nil {
 			return nil, fmt.Errorf("process: cgroup %s: %w", ctl, err)
+		}
+		dir := filepath.Join(base, name)
+		if err := os.Mkdir(dir, 0o755); err != nil { // never share a group another made
+			return nil, fmt.Errorf("process: cgroup %s/%s: %w", ctl, name, err)
 		}
 		procs = append(procs, filepath.Join(dir, "cgroup.procs"))
 	}
@@ -184,8 +194,8 @@ func (c *cgroupV2) Create(name string, l Limits) ([]string, error) {
 	// Children of base get the controllers only if base delegates them.
 	_ = os.WriteFile(filepath.Join(c.base, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0o644)
 	dir := filepath.Join(c.base, name)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("process: cgroup: %w", err)
+	if err := os.Mkdir(dir, 0o755); err != nil { // never share a group another made
+		return nil, fmt.Errorf("process: cgroup %s: %w", name, err)
 	}
 	if l.MemoryBytes > 0 {
 		if err := writeFile(filepath.Join(dir, "memory.max"), strconv.FormatInt(l.MemoryBytes, 10)); err != nil {
