@@ -30,6 +30,7 @@ type ring0 struct {
 	ingest *nats.Conn // RING1, as ring 0's ingest user: heartbeats
 	v      *bus.Verifier
 	refuse atomic.Bool
+	away   atomic.Bool // ring 0 is gone: nothing is received or answered
 
 	mu       sync.Mutex
 	obs      []rings.Observation
@@ -40,6 +41,9 @@ func listen(t *testing.T, c *harness.Cloud) *ring0 {
 	t.Helper()
 	r := &ring0{nc: c.Connect(t, c.Ring0(t)), ingest: c.Connect(t, c.Ring0Ingest(t)), v: bus.NewVerifier(0)}
 	_, err := r.ingest.Subscribe(bus.Ring1ObsAll, func(m *nats.Msg) {
+		if r.away.Load() {
+			return
+		}
 		node, ok := bus.Ring1ObsNode(m.Subject)
 		var obs rings.Observation
 		_, err := r.v.Verify(node, m.Header, m.Data, time.Now())
@@ -87,6 +91,13 @@ func (r *ring0) register(t *testing.T, n rings.NodeID, att *keys.Attestation) {
 	if err := r.v.Register(n, att.Public(), 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// all returns every heartbeat received so far.
+func (r *ring0) all() []rings.Observation {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]rings.Observation(nil), r.obs...)
 }
 
 // seen returns how many heartbeats arrived and the latest one.

@@ -15,14 +15,30 @@ import (
 	"enjin/rings"
 )
 
-// heartbeats sends one heartbeat at once and then one every period, or sooner when asked
-// (drain, reconnect), until ctx ends. A heartbeat that is not acknowledged is not resent.
+// maxBacklog bounds the observations kept while ring 0 does not acknowledge them: an hour of
+// heartbeats at the default period. Beyond it the oldest are dropped (and counted).
+const maxBacklog = 720
+
+// heartbeats makes one observation at once and then one every period, or sooner when asked
+// (drain, reconnect), until ctx ends, and delivers them in order. An observation ring 0 does
+// not acknowledge stays in the backlog and is sent again, signed afresh (its payload keeps the
+// time it was made), before any newer one, so an outage of ring 0 loses nothing.
 func (n *Node) heartbeats(ctx context.Context, nc *nats.Conn) {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
+	var backlog []rings.Observation
 	quiet := false // ring 0 stopped acknowledging; log the change, not every miss
 	for {
-		quiet = n.heartbeat(ctx, nc, quiet)
+		backlog = append(backlog, n.observe(time.Now()))
+		if over := len(backlog) - maxBacklog; over > 0 {
+			backlog = backlog[over:]
+			n.dropped.Add(uint64(over))
+		}
+		backlog, quiet = n.deliver(ctx, nc, backlog, quiet)
+		n.waiting.Store(uint64(len(backlog)))
+		if n.revokes != nil {
+			n.revokes.retry(ctx, nc)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -32,33 +48,45 @@ func (n *Node) heartbeats(ctx context.Context, nc *nats.Conn) {
 	}
 }
 
-// heartbeat sends one observation and counts the outcome; it returns whether ring 0 is quiet.
-func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, quiet bool) bool {
-	obs := n.observe(time.Now())
+// deliver sends the backlog oldest first until one is not acknowledged; it returns what is
+// left and whether ring 0 is quiet.
+func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Observation, quiet bool) ([]rings.Observation, bool) {
+	for len(backlog) > 0 {
+		ok, refused := n.heartbeat(ctx, nc, backlog[0], quiet)
+		if !ok && !refused {
+			return backlog, true
+		}
+		if quiet && ok {
+			n.log.Info("ring 0 acknowledges heartbeats again", "backlog", len(backlog)-1)
+		}
+		backlog, quiet = backlog[1:], false
+	}
+	return backlog, quiet
+}
+
+// heartbeat sends one observation and counts the outcome: acknowledged (stored), refused
+// (ring 0 will never take it), or neither.
+func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observation, quiet bool) (ok, refused bool) {
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
 	defer cancel()
 	sl, err := bus.SendObservation(sctx, nc, n.signer, bus.Ring1Obs(n.cfg.Node), obs)
-	if re, ok := errors.AsType[*bus.RemoteError](err); ok {
+	if re, isRemote := errors.AsType[*bus.RemoteError](err); isRemote {
 		n.refused.Add(1)
 		n.log.Warn("heartbeat refused by ring 0", "seq", sl.Seq, "reason", re.Msg)
-		return false
+		return false, true
 	}
 	if err != nil {
-		if ctx.Err() != nil {
-			return quiet // stopping, not a miss
+		if ctx.Err() == nil {
+			n.unacked.Add(1)
+			if !quiet {
+				n.log.Warn("heartbeat not acknowledged; keeping it to send again", "seq", sl.Seq, "err", err)
+			}
 		}
-		n.unacked.Add(1)
-		if !quiet {
-			n.log.Warn("heartbeat not acknowledged; carrying on", "seq", sl.Seq, "err", err)
-		}
-		return true
+		return false, false
 	}
 	n.acked.Add(1)
 	n.lastSeq.Store(sl.Seq)
-	if quiet {
-		n.log.Info("ring 0 acknowledges heartbeats again", "seq", sl.Seq)
-	}
-	return false
+	return true, false
 }
 
 // observe is what the node says about itself at now, and about the app instances it runs.

@@ -94,9 +94,8 @@ func (ids *identities) stopped(tenant, _ string, instance string) {
 	u.nc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := bus.Request[bus.RevokeRequest, struct{}](ctx, ids.nc, bus.R1Ring0(bus.ServiceRevoke),
-		bus.RevokeRequest{Tenant: rings.TenantID(tenant), User: u.pub}); err != nil {
-		ids.n.log.Warn("instance identity not revoked", "instance", instance, "err", err)
+	if ids.n.revokes != nil {
+		ids.n.revokes.add(ctx, ids.nc, bus.RevokeRequest{Tenant: rings.TenantID(tenant), User: u.pub})
 	}
 }
 

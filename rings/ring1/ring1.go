@@ -5,9 +5,11 @@
 // `external` supervision strategy: it trades a one-time join token for the node's credential.
 //
 // Guarantees. Every heartbeat is signed with the node's attestation key, never with its NATS
-// auth key. A heartbeat is sent once, as a request; ring 0 acknowledges it only after its
-// store has committed it, and one that is not acknowledged in time is counted, not resent,
-// because the next heartbeat supersedes it. The first heartbeat after a (re)connect is sent
+// auth key. A heartbeat is sent as a request; ring 0 acknowledges it only after its store has
+// committed it. One that is not acknowledged stays in a bounded backlog and is sent again,
+// oldest first, before newer ones, so a node outlives a ring 0 outage without losing what it
+// observed meanwhile; so do the revocations it asks ring 0 for (kept on disk until ring 0
+// confirms them). The first heartbeat after a (re)connect is sent
 // only once the command subscription is in place, so a node ring 0 hears from can be
 // commanded. Commands are idempotent; drain is kept until the process stops. A revoked or
 // expired credential ends Run with an error wrapping nats.ErrAuthRevoked or
@@ -22,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,6 +75,8 @@ type Node struct {
 	kick     chan struct{} // asks for a heartbeat now; buffered 1
 
 	acked, unacked, refused, lastSeq atomic.Uint64
+	waiting, dropped                 atomic.Uint64
+	revokes                          *revokeQueue // revocations ring 0 has yet to confirm; nil without Dir
 	jwt                              atomic.Pointer[string]       // the current credential; see renewals
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
 }
@@ -82,6 +87,8 @@ type Stats struct {
 	Unacked      uint64 `json:"unacked"`        // sent, but no answer in time
 	Refused      uint64 `json:"refused"`        // ring 0 answered with an error
 	LastAckedSeq uint64 `json:"last_acked_seq"` // Obs-Seq of the last acknowledged heartbeat
+	Backlog      uint64 `json:"backlog"`        // observations waiting to be acknowledged
+	Dropped      uint64 `json:"dropped"`        // observations dropped from a full backlog
 }
 
 // New checks cfg and returns a node ready to Run. It does no I/O.
@@ -126,6 +133,9 @@ func New(cfg Config) (*Node, error) {
 		usage:   newSampler(),
 		kick:    make(chan struct{}, 1),
 	}
+	if cfg.Dir != "" {
+		n.revokes = newRevokeQueue(filepath.Join(cfg.Dir, "revokes.json"), n.log)
+	}
 	n.cmds = map[string]func(*nats.Msg) (any, error){
 		bus.Ring1Cmd(cfg.Node, bus.VerbPing):      n.ping,
 		bus.Ring1Cmd(cfg.Node, bus.VerbDescribe):  n.describe,
@@ -142,6 +152,8 @@ func (n *Node) Stats() Stats {
 		Unacked:      n.unacked.Load(),
 		Refused:      n.refused.Load(),
 		LastAckedSeq: n.lastSeq.Load(),
+		Backlog:      n.waiting.Load(),
+		Dropped:      n.dropped.Load(),
 	}
 }
 
