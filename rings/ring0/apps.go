@@ -29,12 +29,10 @@ type appsAPI struct{ url, token string }
 // the flags that tell the node about them and about the router, DNS and bridge.
 func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
 	o := r.cfg.Apps
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := appsAPIAddr(filepath.Join(dir, "apps-api.addr"))
 	if err != nil {
 		return nil, fmt.Errorf("ring0: port for the app api of %s: %w", id, err)
 	}
-	addr := l.Addr().String()
-	l.Close()
 	tokPath := filepath.Join(dir, "apps.token")
 	if err := ensureToken(tokPath); err != nil {
 		return nil, err
@@ -49,6 +47,24 @@ func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
 	return []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
 		"--router", o.RouterAddr, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
 		"--bridge", o.Bridge, "--prefix", o.Prefix.String()}, nil
+}
+
+// appsAPIAddr is the loopback address a node's app API listens on: the one recorded in path,
+// so a node started again — or adopted by a restarted ring 0 — keeps it, else a free port,
+// recorded.
+func appsAPIAddr(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if ap, err := netip.ParseAddrPort(strings.TrimSpace(string(b))); err == nil && ap.Addr().IsLoopback() {
+			return ap.String(), nil
+		}
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	addr := l.Addr().String()
+	l.Close()
+	return addr, os.WriteFile(path, []byte(addr+"\n"), 0o600)
 }
 
 // AppsBackend is the app API of the ring 1 node hosting tenant t.

@@ -66,7 +66,8 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 		}
 		return keys.WriteCreds(credsPath, b)
 	}
-	log, err := os.OpenFile(filepath.Join(dir, "ring1.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logPath := filepath.Join(dir, "ring1.log")
+	log, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("ring0: %w", err)
 	}
@@ -79,20 +80,28 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 		}
 		args = append(args, more...)
 	}
+	// Detached: the node keeps routing and serving apps if ring 0 dies, and the ring 0 that
+	// starts next adopts it through its PID file instead of starting a second copy.
 	sup := process.New(process.Spec{
 		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew, Args: args,
+		Detach: true, PIDFile: filepath.Join(dir, "ring1.pid"), LogFile: logPath, GiveUp: ring1StartAttempts,
 	}, process.Backoff{}, 35*time.Second, r.log.With("node", spec.ID))
 	r.mu.Lock()
 	r.sups[spec.ID] = sup
 	r.mu.Unlock()
-	wg.Go(func() { // ends when ctx ends and the child has stopped
+	wg.Go(func() { // ends when ctx ends and the child has stopped, or when it cannot start
 		defer log.Close()
 		if err := sup.Run(ctx); err != nil {
 			r.log.Error("ring 1 node failed to start", "node", spec.ID, "err", err)
+			r.fail(fmt.Errorf("ring 1 node %s: %w", spec.ID, err))
 		}
 	})
 	return nil
 }
+
+// ring1StartAttempts is how often a ring 1 node this ring 0 runs may fail before it ever got
+// going, before ring 0 gives up and stops with the node's last words.
+const ring1StartAttempts = 5
 
 // Supervisor returns the supervisor of a ring 1 node ring 0 runs here (tests kill nodes
 // through it).

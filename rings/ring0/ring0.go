@@ -79,6 +79,7 @@ type Ring0 struct {
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
 	appsAPIs map[rings.NodeID]appsAPI
+	fatal    chan error // a ring 1 node it runs could not start: Run stops with this
 }
 
 // New starts the broker, opens the store and prepares everything; Run starts serving.
@@ -102,7 +103,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		debug.SetMemoryLimit(2 << 30)
 	}
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
-		appsAPIs: map[rings.NodeID]appsAPI{}}
+		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -241,6 +242,8 @@ func (r *Ring0) Stats() Stats {
 // Run serves until ctx ends, then stops everything it started and returns.
 func (r *Ring0) Run(ctx context.Context) error {
 	defer r.close()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { r.ingest.run(ctx) })  // ends with ctx
 	wg.Go(func() { r.liveness(ctx) })    // ends with ctx
@@ -258,9 +261,11 @@ func (r *Ring0) Run(ctx context.Context) error {
 	case <-ctx.Done():
 	case err = <-apiErr:
 		err = fmt.Errorf("ring0: api: %w", err)
+	case err = <-r.fatal:
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	cancel() // everything started here stops: ring 1 nodes, ingest, liveness
+	sctx, stop := context.WithTimeout(context.Background(), 5*time.Second)
+	defer stop()
 	_ = r.api.Shutdown(sctx)
 	wg.Wait()
 	return err
@@ -298,6 +303,14 @@ func (r *Ring0) liveness(ctx context.Context) {
 				}
 			}
 		}
+	}
+}
+
+// fail makes Run stop with err (the first one wins).
+func (r *Ring0) fail(err error) {
+	select {
+	case r.fatal <- err:
+	default:
 	}
 }
 
