@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bytes"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+	"time"
 )
 
 var (
@@ -57,8 +59,9 @@ type Proc struct {
 	Out *syncBuffer
 }
 
-// Start runs the enjin binary with args in its own process group; it is killed (with its
-// group) at cleanup and its output is shown if the test failed.
+// Start runs the enjin binary with args in its own process group; at cleanup it is stopped
+// (SIGTERM, so it stops what it started, then SIGKILL to its group) and its output is shown if
+// the test failed.
 func Start(t testing.TB, args ...string) *Proc {
 	t.Helper()
 	cmd := exec.Command(Binary(t), args...)
@@ -70,7 +73,7 @@ func Start(t testing.TB, args ...string) *Proc {
 	}
 	p := &Proc{Cmd: cmd, Out: out}
 	t.Cleanup(func() {
-		p.Kill()
+		p.Stop(time.Minute)
 		if t.Failed() {
 			t.Logf("output of enjin %v:\n%s", args, out.String())
 		}
@@ -78,7 +81,8 @@ func Start(t testing.TB, args ...string) *Proc {
 	return p
 }
 
-// Kill SIGKILLs the process and its group and reaps it. It is safe to call twice.
+// Kill SIGKILLs the process and its group and reaps it. It is safe to call twice. Children
+// that detached (a ring 1 node started by ring 0) survive it, as they would in production.
 func (p *Proc) Kill() {
 	if p.Cmd.ProcessState != nil {
 		return
@@ -87,8 +91,64 @@ func (p *Proc) Kill() {
 	_ = p.Cmd.Wait()
 }
 
-// Alive reports whether pid exists.
-func Alive(pid int) bool { return pid > 0 && syscall.Kill(pid, 0) == nil }
+// Stop sends SIGTERM and waits up to grace for the process to exit (an enjin process stops
+// everything it started), then kills its group. It is safe to call twice.
+func (p *Proc) Stop(grace time.Duration) {
+	if p.Cmd.ProcessState != nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() { // ends when the process has exited, which the kill below guarantees
+		_ = p.Cmd.Wait()
+		close(done)
+	}()
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-done:
+	case <-time.After(grace):
+		_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	_ = syscall.Kill(-p.Cmd.Process.Pid, syscall.SIGKILL) // whatever is left of its group
+}
+
+// StopDetached stops, with SIGTERM and then SIGKILL, every ring 1 node that a ring 0 with
+// state dir state started and that outlived it (its PID file is nodes/<id>/ring1.pid), and
+// waits for each to exit. Tests that SIGKILL ring 0 call it at cleanup.
+func StopDetached(t testing.TB, state string) {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(state, "nodes", "*", "ring1.pid"))
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var rec struct{ Pid int }
+		if json.Unmarshal(b, &rec) != nil || !Alive(rec.Pid) {
+			continue
+		}
+		_ = syscall.Kill(-rec.Pid, syscall.SIGTERM)
+		deadline := time.Now().Add(time.Minute)
+		for Alive(rec.Pid) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		_ = syscall.Kill(-rec.Pid, syscall.SIGKILL)
+	}
+}
+
+// Alive reports whether pid exists and has not exited (a zombie waiting for its parent to
+// reap it counts as gone).
+func Alive(pid int) bool {
+	if pid <= 0 || syscall.Kill(pid, 0) != nil {
+		return false
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')')
+	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
+}
 
 // FreePort returns a loopback TCP port that was free a moment ago.
 func FreePort(t testing.TB) int {
