@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/url"
 	"time"
 
@@ -54,19 +55,23 @@ func nodesCmd(g *globals) *cobra.Command {
 		if out.json() {
 			return writeRaw(c.OutOrStdout(), raw)
 		}
-		var resp struct{ Nodes []nodeRow }
-		if err := json.Unmarshal(raw, &resp); err != nil {
-			return err
-		}
-		tw := newTable(c.OutOrStdout(), "ID\tRING\tSTATE\tSTRATEGY\tLAST SEEN\tLABEL")
-		for _, n := range resp.Nodes {
-			seen := "never"
-			if n.LastObsAt != nil {
-				seen = n.LastObsAt.Local().Format(time.DateTime)
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Ring, n.State, n.Supervision, seen, n.Label)
-		}
-		return tw.Flush()
+		return printNodes(c.OutOrStdout(), raw)
 	}
 	return c
+}
+
+func printNodes(w io.Writer, raw json.RawMessage) error {
+	var resp struct{ Nodes []nodeRow }
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		return err
+	}
+	tw := newTable(w, "ID\tRING\tSTATE\tSTRATEGY\tLAST SEEN\tLABEL")
+	for _, n := range resp.Nodes {
+		seen := "never"
+		if n.LastObsAt != nil {
+			seen = n.LastObsAt.Local().Format(time.DateTime)
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Ring, n.State, n.Supervision, seen, n.Label)
+	}
+	return tw.Flush()
 }
