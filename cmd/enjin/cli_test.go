@@ -165,6 +165,8 @@ func TestUsageErrors(t *testing.T) {
 	for _, args := range [][]string{
 		{"bogus"},
 		{"apps", "bogus"},
+		{"help", "bogus"},
+		{"help", "apps", "bogus"},
 		{"tenants", "lss"},
 		{"completion", "tcsh"},
 		{"init", "--nope"},

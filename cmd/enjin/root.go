@@ -89,5 +89,6 @@ read by other users.`,
 	root.InitDefaultHelpCmd()
 	root.InitDefaultCompletionCmd()
 	verbsOnly(root)
+	strictHelp(root)
 	return root
 }

@@ -105,3 +105,22 @@ func verbsOnly(c *cobra.Command) {
 		}
 	}
 }
+
+// strictHelp makes `enjin help TOPIC` refuse an unknown topic (exit 2) where cobra's help
+// command would print the root's help.
+func strictHelp(root *cobra.Command) {
+	for _, h := range root.Commands() {
+		if h.Name() != "help" || h.Run == nil {
+			continue
+		}
+		show := h.Run
+		h.Run = nil
+		h.RunE = func(c *cobra.Command, args []string) error {
+			if _, rest, err := c.Root().Find(args); err != nil || len(rest) > 0 {
+				return usagef("help: no command %q (try enjin --help)", strings.Join(args, " "))
+			}
+			show(c, args)
+			return nil
+		}
+	}
+}
