@@ -120,6 +120,17 @@ func (r *ring0Proc) external(id rings.NodeID) string {
 	return tok.Token
 }
 
+// joinFile registers an external node and writes a one-time join token for it to a file, for
+// `enjin ring1 --join-file`: a token is never an argument.
+func (r *ring0Proc) joinFile(id rings.NodeID) string {
+	r.t.Helper()
+	p := filepath.Join(r.t.TempDir(), "join.token")
+	if err := os.WriteFile(p, []byte(r.external(id)+"\n"), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	return p
+}
+
 // join registers an external node and joins it in process, returning its configuration.
 func (r *ring0Proc) join(id rings.NodeID) ring1.Config {
 	r.t.Helper()

@@ -18,7 +18,7 @@ func TestLiveness(t *testing.T) {
 	ids := []rings.NodeID{"live-a", "live-b", "live-c", "live-d", "live-e"}
 	procs := map[rings.NodeID]*harness.Proc{}
 	for _, id := range ids {
-		procs[id] = harness.Start(t, "ring1", "--join", r.external(id), "--ring0", r.api(),
+		procs[id] = harness.Start(t, "ring1", "--join-file", r.joinFile(id), "--ring0", r.api(),
 			"--state-dir", t.TempDir(), "--heartbeat", hb.String(), "--log-level", "warn")
 	}
 	allUp := func() bool {

@@ -18,7 +18,7 @@ func TestCredentialRenewal(t *testing.T) {
 	hb := 200 * time.Millisecond
 	r := newRing0(t, hb, "--creds-ttl", ttl.String())
 	state := t.TempDir()
-	args := []string{"ring1", "--join", r.external("renew-a"), "--ring0", r.api(), "--state-dir", state,
+	args := []string{"ring1", "--join-file", r.joinFile("renew-a"), "--ring0", r.api(), "--state-dir", state,
 		"--heartbeat", hb.String(), "--log-level", "warn"}
 	p := harness.Start(t, args...)
 	harness.Eventually(t, 10*time.Second, func() bool { return r.nodeState("renew-a") == "up" }, "node up")

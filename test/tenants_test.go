@@ -23,7 +23,7 @@ func TestTenantLifecycle(t *testing.T) {
 	hb := 200 * time.Millisecond
 	r := newRing0(t, hb)
 	state := t.TempDir()
-	harness.Start(t, "ring1", "--join", r.external("host-a"), "--ring0", r.api(), "--state-dir", state,
+	harness.Start(t, "ring1", "--join-file", r.joinFile("host-a"), "--ring0", r.api(), "--state-dir", state,
 		"--heartbeat", hb.String(), "--log-level", "warn")
 	harness.Eventually(t, 10*time.Second, func() bool { return r.nodeState("host-a") == "up" }, "host up")
 

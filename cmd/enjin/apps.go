@@ -1,244 +1,269 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"os"
-	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
 
 	"enjin/rings"
 	"enjin/services/apphost"
 )
 
-const appsUsage = `verbs:
-  deploy DIR --tenant T --name N   pack DIR (a Procfile, optional enjin.json) and deploy it
-  ls --tenant T                    the tenant's apps
-  ps T/N [-o json]                 instances: node, address, port, state, restarts
-  scale T/N TYPE=COUNT             run COUNT instances of a process type
-  env T/N [KEY=VALUE …]            replace the environment (a new release)
-  releases T/N                     the releases
-  rollback T/N RELEASE             make an earlier release live again
-  destroy T/N                      stop everything and delete the app`
+func appsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "apps",
+		Short: "deploy tenants' apps and manage them",
+		Long: `Deploy a directory with a Procfile (and an optional enjin.json) as an app, and manage it.
+Every verb but deploy and ls names its app TENANT/APP.`,
+		Example: `  enjin apps deploy /tmp/hello --tenant acme --name hello
+  enjin apps deploy acme/hello /tmp/hello
+  enjin apps ls acme
+  enjin apps scale acme/hello web=3
+  enjin apps ps acme/hello
+  enjin apps env acme/hello GREETING=hi --unset DEBUG
+  enjin apps releases acme/hello
+  enjin apps rollback acme/hello 1
+  enjin apps destroy acme/hello`,
+	}
+	c.AddCommand(deployCmd(g), appsLsCmd(g), psCmd(g), scaleCmd(g), envCmd(g), releasesCmd(g), rollbackCmd(g), destroyCmd(g))
+	return c
+}
 
-// appRef parses "tenant/app".
+// appRef parses TENANT/APP.
 func appRef(s string) (rings.TenantID, string, error) {
 	t, a, ok := strings.Cut(s, "/")
 	if !ok || rings.TenantID(t).Validate() != nil || !rings.IsSlug(a) {
-		return "", "", usageError{fmt.Sprintf("%q: want TENANT/APP (slugs)", s)}
+		return "", "", usagef("%q: want TENANT/APP (slugs)", s)
 	}
 	return rings.TenantID(t), a, nil
 }
 
-func cmdApps(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "usage: enjin apps VERB …\n\n"+appsUsage)
-		return nil
-	}
-	verb, args := args[0], args[1:]
-	var pos []string
-	for len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		pos, args = append(pos, args[0]), args[1:]
-	}
-	fs := flag.NewFlagSet("apps "+verb, flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	out := outputFlag(fs)
-	tenant := fs.String("tenant", "", "tenant (deploy, ls)")
-	name := fs.String("name", "", "app name (deploy)")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		if help {
-			fmt.Fprintln(stdout, "\n"+appsUsage)
+func appPath(t rings.TenantID, a string) string {
+	return "/v1/tenants/" + url.PathEscape(string(t)) + "/apps/" + url.PathEscape(a)
+}
+
+// appCommand is the frame of a verb on one app: TENANT/APP is its first argument.
+func appCommand(use, short string, min, max int, want string) *cobra.Command {
+	return &cobra.Command{Use: use, Short: short, Args: argsBetween(min, max, want)}
+}
+
+func appsLsCmd(g *globals) *cobra.Command {
+	var tenant string
+	c := &cobra.Command{Use: "ls TENANT", Short: "the tenant's apps", Example: "  enjin apps ls acme\n  enjin apps ls --tenant acme -o json", Args: argsBetween(0, 1, "TENANT")}
+	out := outputFlag(c)
+	c.Flags().StringVar(&tenant, "tenant", "", "the tenant (or the argument)")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		if len(args) == 1 && tenant != "" && args[0] != tenant {
+			return usagef("apps ls: two tenants: %s and --tenant %s", args[0], tenant)
 		}
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	need := map[string]int{"deploy": 1, "ls": 0, "ps": 1, "scale": 2, "env": 1, "releases": 1, "rollback": 2, "destroy": 1}
-	min, ok := need[verb]
-	if !ok {
-		return usageError{fmt.Sprintf("apps: unknown verb %q (try enjin apps --help)", verb)}
-	}
-	if len(pos) < min || (verb != "env" && len(pos) > min) {
-		return usageError{fmt.Sprintf("apps %s: wrong arguments (try enjin apps --help)", verb)}
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	switch verb {
-	case "deploy":
-		return deployApp(ctx, c, cf, stdout, pos[0], *tenant, *name)
-	case "ls":
-		if rings.TenantID(*tenant).Validate() != nil {
-			return usageError{"apps ls: --tenant is required"}
+		if len(args) == 1 {
+			tenant = args[0]
 		}
-		return show(ctx, c, stdout, "/v1/tenants/"+*tenant+"/apps", *out)
-	}
-	t, a, err := appRef(pos[0])
-	if err != nil {
-		return err
-	}
-	base := "/v1/tenants/" + string(t) + "/apps/" + url.PathEscape(a)
-	switch verb {
-	case "ps":
-		if *out == "json" {
-			return show(ctx, c, stdout, base+"/instances", "json")
+		if rings.TenantID(tenant).Validate() != nil {
+			return usagef("apps ls: want TENANT (a slug), as the argument or --tenant")
 		}
-		var r struct{ Instances []apphost.InstanceInfo }
-		if _, err := c.do(ctx, "GET", base+"/instances", nil, nil, &r); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "%-40s %-6s %-4s %-16s %-10s %s\n", "INSTANCE", "TYPE", "REL", "ADDRESS", "STATE", "RESTARTS")
-		for _, i := range r.Instances {
-			fmt.Fprintf(stdout, "%-40s %-6s %-4d %-16s %-10s %d\n", i.ID, i.Type, i.Release, fmt.Sprintf("%s:%d", i.Address, i.Port), i.State, i.Restarts)
-		}
-		return nil
-	case "scale":
-		typ, n, ok := strings.Cut(pos[1], "=")
-		count, err := strconv.Atoi(n)
-		if !ok || err != nil {
-			return usageError{"apps scale: want TYPE=COUNT, such as web=3"}
-		}
-		return send(ctx, c, stdout, "PUT", base+"/scale/"+url.PathEscape(typ), map[string]int{"instances": count})
-	case "env":
-		env := map[string]string{}
-		for _, kv := range pos[1:] {
-			k, v, ok := strings.Cut(kv, "=")
-			if !ok {
-				return usageError{"apps env: want KEY=VALUE"}
-			}
-			env[k] = v
-		}
-		return send(ctx, c, stdout, "PUT", base+"/env", map[string]any{"env": env})
-	case "releases":
-		return show(ctx, c, stdout, base+"/releases", "json")
-	case "rollback":
-		n, err := strconv.Atoi(pos[1])
+		cl, err := g.client()
 		if err != nil {
-			return usageError{"apps rollback: want a release number"}
-		}
-		return send(ctx, c, stdout, "POST", base+"/rollback", map[string]int{"release": n})
-	case "destroy":
-		if _, err := c.do(ctx, "DELETE", base, nil, nil, nil); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "destroyed %s/%s\n", t, a)
-	}
-	return nil
-}
-
-func show(ctx context.Context, c *client, stdout io.Writer, path, _ string) error {
-	var raw json.RawMessage
-	if _, err := c.do(ctx, "GET", path, nil, nil, &raw); err != nil {
-		return err
-	}
-	var v any
-	json.Unmarshal(raw, &v)
-	return writeJSON(stdout, v)
-}
-
-func send(ctx context.Context, c *client, stdout io.Writer, method, path string, in any) error {
-	var v any
-	if _, err := c.do(ctx, method, path, nil, in, &v); err != nil {
-		return err
-	}
-	return writeJSON(stdout, v)
-}
-
-// deployApp packs dir and uploads it as the app's next release, then prints where to reach it.
-func deployApp(ctx context.Context, c *client, cf clientFlags, stdout io.Writer, dir, tenant, name string) error {
-	if rings.TenantID(tenant).Validate() != nil || !rings.IsSlug(name) {
-		return usageError{"apps deploy: --tenant and --name (slugs) are required"}
-	}
-	if _, err := os.Stat(filepath.Join(dir, "Procfile")); err != nil {
-		return fmt.Errorf("apps deploy: %s has no Procfile", dir)
-	}
-	bundle, err := apphost.Pack(dir)
-	if err != nil {
-		return err
-	}
-	// No client timeout: a deploy waits up to a minute for the release to be healthy.
-	resp, err := c.send(ctx, &http.Client{}, "POST", "/v1/tenants/"+tenant+"/apps/"+name+"/releases",
-		http.Header{"Content-Type": {"application/gzip"}}, bytes.NewReader(bundle))
-	if err != nil {
-		return fmt.Errorf("deploy %s/%s: %w", tenant, name, err)
-	}
-	defer resp.Body.Close()
-	var rel apphost.Release
-	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&rel); err != nil || rel.Digest == "" {
-		return fmt.Errorf("deploy %s/%s: unreadable answer: %v", tenant, name, err)
-	}
-	fmt.Fprintf(stdout, "deployed %s/%s release %d (%s)\n", tenant, name, rel.Number, rel.Digest[:19])
-	if ep, err := readEndpoints(cf.stateDir); err == nil && ep.Router != "" {
-		fmt.Fprintf(stdout, "url: http://%s.%s.%s/  (router %s: curl -H 'Host: %s.%s.%s' http://%s/)\n",
-			name, tenant, ep.AppsDomain, ep.Router, name, tenant, ep.AppsDomain, ep.Router)
-	}
-	return nil
-}
-
-func readEndpoints(stateDir string) (Endpoints, error) {
-	var ep Endpoints
-	b, err := os.ReadFile(filepath.Join(stateDir, "endpoints.json"))
-	if err != nil {
-		return ep, err
-	}
-	return ep, json.Unmarshal(b, &ep)
-}
-
-func cmdLogs(ctx context.Context, args []string, stdout io.Writer) error {
-	var ref string
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		ref, args = args[0], args[1:]
-	}
-	fs := flag.NewFlagSet("logs", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	follow := fs.Bool("f", false, "follow: keep printing new lines")
-	lines := fs.Int("lines", 100, "how many past lines")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		return err
-	}
-	if ref == "" {
-		return usageError{"logs: give TENANT/APP"}
-	}
-	t, a, err := appRef(ref)
-	if err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	q := url.Values{"lines": {strconv.Itoa(*lines)}}
-	if *follow {
-		q.Set("follow", "1")
-	}
-	// No client timeout: following a log is a stream.
-	resp, err := c.send(ctx, &http.Client{}, "GET", "/v1/tenants/"+string(t)+"/apps/"+a+"/logs?"+q.Encode(), nil, nil)
-	if err != nil {
-		return fmt.Errorf("logs %s: %w", ref, err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 128<<10), 128<<10)
-	for sc.Scan() {
-		var l apphost.LogLine
-		if json.Unmarshal(sc.Bytes(), &l) == nil {
-			fmt.Fprintf(stdout, "%s %s[%s]: %s\n", l.Time.Format("15:04:05.000"), l.Instance, l.Stream, l.Line)
+		var raw json.RawMessage
+		if err := cl.get(c.Context(), tenantPath(rings.TenantID(tenant))+"/apps", &raw); err != nil {
+			return err
 		}
+		if out.json() {
+			return writeRaw(c.OutOrStdout(), raw)
+		}
+		var r struct{ Apps []apphost.AppInfo }
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		tw := newTable(c.OutOrStdout(), "APP\tRELEASE\tPROCESSES")
+		for _, a := range r.Apps {
+			fmt.Fprintf(tw, "%s/%s\t%d\t%s\n", a.Tenant, a.Name, a.Release, counts(a.Instances))
+		}
+		return tw.Flush()
 	}
-	if ctx.Err() != nil {
-		return nil // interrupted while following
+	return c
+}
+
+// counts prints process counts as web=2 worker=1, sorted.
+func counts(m map[string]int) string {
+	var s []string
+	for k, v := range m {
+		s = append(s, k+"="+strconv.Itoa(v))
 	}
-	return sc.Err()
+	slices.Sort(s)
+	return strings.Join(s, " ")
+}
+
+func psCmd(g *globals) *cobra.Command {
+	c := appCommand("ps TENANT/APP", "the app's instances: type, release, address, state, restarts", 1, 1, "TENANT/APP")
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, err := appRef(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := cl.get(c.Context(), appPath(t, a)+"/instances", &raw); err != nil {
+			return err
+		}
+		return printInstances(c.OutOrStdout(), raw, *out)
+	}
+	return c
+}
+
+func printInstances(w io.Writer, raw json.RawMessage, o format) error {
+	if o.json() {
+		return writeRaw(w, raw)
+	}
+	var r struct{ Instances []apphost.InstanceInfo }
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return err
+	}
+	tw := newTable(w, "INSTANCE\tTYPE\tRELEASE\tADDRESS\tSTATE\tRESTARTS")
+	for _, i := range r.Instances {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%s:%d\t%s\t%d\n", i.ID, i.Type, i.Release, i.Address, i.Port, i.State, i.Restarts)
+	}
+	return tw.Flush()
+}
+
+func scaleCmd(g *globals) *cobra.Command {
+	c := appCommand("scale TENANT/APP TYPE=COUNT…", "run COUNT instances of a process type", 2, -1, "TENANT/APP TYPE=COUNT…")
+	c.Example = "  enjin apps scale acme/hello web=3\n  enjin apps scale acme/hello web=2 worker=1"
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, err := appRef(args[0])
+		if err != nil {
+			return err
+		}
+		type scale struct {
+			typ   string
+			count int
+		}
+		var ss []scale
+		for _, arg := range args[1:] {
+			typ, n, ok := strings.Cut(arg, "=")
+			count, err := strconv.Atoi(n)
+			if !ok || err != nil || count < 0 || !rings.IsSlug(typ) {
+				return usagef("apps scale: %q: want TYPE=COUNT, such as web=3", arg)
+			}
+			ss = append(ss, scale{typ, count})
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		for _, s := range ss {
+			path := appPath(t, a) + "/scale/" + url.PathEscape(s.typ)
+			if err := cl.do(c.Context(), "PUT", path, nil, map[string]int{"instances": s.count}, &raw); err != nil {
+				return err
+			}
+		}
+		return printInstances(c.OutOrStdout(), raw, *out)
+	}
+	return c
+}
+
+func releasesCmd(g *globals) *cobra.Command {
+	c := appCommand("releases TENANT/APP", "the app's releases, newest last", 1, 1, "TENANT/APP")
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, err := appRef(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := cl.get(c.Context(), appPath(t, a)+"/releases", &raw); err != nil {
+			return err
+		}
+		if out.json() {
+			return writeRaw(c.OutOrStdout(), raw)
+		}
+		var r struct{ Releases []apphost.Release }
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		tw := newTable(c.OutOrStdout(), "RELEASE\tSTATUS\tDIGEST\tCREATED\tPROCESSES")
+		for _, rel := range r.Releases {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", rel.Number, rel.Status, shortDigest(rel.Digest),
+				rel.Created.Local().Format(time.DateTime), counts(rel.Manifest.Instances))
+		}
+		return tw.Flush()
+	}
+	return c
+}
+
+// shortDigest is sha256- and the first 12 hex digits, enough to tell releases apart.
+func shortDigest(d string) string {
+	if hex, ok := strings.CutPrefix(d, "sha256-"); ok && len(hex) > 12 {
+		return "sha256-" + hex[:12]
+	}
+	return d
+}
+
+func rollbackCmd(g *globals) *cobra.Command {
+	c := appCommand("rollback TENANT/APP RELEASE", "make an earlier release live again", 2, 2, "TENANT/APP RELEASE")
+	c.Example = "  enjin apps rollback acme/hello 1"
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, err := appRef(args[0])
+		if err != nil {
+			return err
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 1 {
+			return usagef("apps rollback: %q: want a release number", args[1])
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		var rel apphost.Release
+		if err := cl.do(c.Context(), "POST", appPath(t, a)+"/rollback", nil, map[string]int{"release": n}, &rel); err != nil {
+			return err
+		}
+		if out.json() {
+			return writeJSON(c.OutOrStdout(), rel)
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "rolled back %s/%s: release %d (%s) is live\n", t, a, rel.Number, shortDigest(rel.Digest))
+		return err
+	}
+	return c
+}
+
+func destroyCmd(g *globals) *cobra.Command {
+	c := appCommand("destroy TENANT/APP", "stop every instance and delete the app", 1, 1, "TENANT/APP")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, err := appRef(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		if err := cl.do(c.Context(), "DELETE", appPath(t, a), nil, nil, nil); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "destroyed %s/%s\n", t, a)
+		return err
+	}
+	return c
 }

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"context"
 	"crypto/ed25519"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"runtime"
@@ -15,27 +13,35 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 
 	"enjin/bus"
 	"enjin/keys"
 	"enjin/rings"
 )
 
-func cmdBench(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "usage: enjin bench verify|ingest|router [flags]\n\n  verify  envelope sign/s and verify/s next to raw crypto/ed25519 verify/s, 1 core and all cores\n  ingest  simulated ring 1 nodes → real broker → ring 0 → real store: committed obs/s, ack p50/p99, ring 0 RSS\n  router  wrk against the app router and against nginx (reverse proxy, upstream keepalive), same backend, same run")
-		return nil
+func benchCmd() *cobra.Command {
+	c := &cobra.Command{
+		Use:   "bench",
+		Short: "measure enjin on this machine: verify, ingest, router",
+		Example: `  enjin bench verify
+  enjin bench ingest --nodes 100000 --rate 20000
+  enjin bench router -o json`,
 	}
-	switch args[0] {
-	case "verify":
-		return benchVerify(args[1:], stdout)
-	case "ingest":
-		return benchIngest(ctx, args[1:], stdout)
-	case "router":
-		return benchRouter(ctx, args[1:], stdout)
-	default:
-		return usageError{fmt.Sprintf("bench: unknown benchmark %q (try enjin bench --help)", args[0])}
+	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd())
+	return c
+}
+
+func benchVerifyCmd() *cobra.Command {
+	var out string
+	c := &cobra.Command{
+		Use:   "verify",
+		Short: "envelope sign/s and verify/s next to raw crypto/ed25519 verify/s, 1 core and all cores",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE:  func(c *cobra.Command, _ []string) error { return benchVerify(out, c.OutOrStdout()) },
 	}
+	c.Flags().StringVarP(&out, "output", "o", "text", "output format: text or json")
+	return c
 }
 
 // heartbeat is a payload of the size ring 1 nodes send every 5 s.
@@ -54,14 +60,9 @@ type verifyFigures struct {
 	RatioAllCores   float64 `json:"verify_ratio_all_cores"`
 }
 
-func benchVerify(args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("bench verify", flag.ContinueOnError)
-	out := fs.String("o", "text", "output format: text or json")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		return err
-	}
-	if *out != "text" && *out != "json" {
-		return usageError{"bench verify: -o must be text or json"}
+func benchVerify(out string, stdout io.Writer) error {
+	if out != "text" && out != "json" {
+		return usagef("bench verify: -o must be text or json")
 	}
 	f := verifyFigures{Cores: runtime.GOMAXPROCS(0)}
 	f.SignPerSec = perSec(testing.Benchmark(benchSign))
@@ -73,7 +74,7 @@ func benchVerify(args []string, stdout io.Writer) error {
 	f.BatchAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchBatchVerify(b, true) }))
 	f.Ratio = f.VerifyPerSec / f.RawVerifyPerSec
 	f.RatioAllCores = f.VerifyAllPerSec / f.RawAllPerSec
-	if *out == "json" {
+	if out == "json" {
 		return json.NewEncoder(stdout).Encode(f)
 	}
 	fmt.Fprintf(stdout, "envelope sign           %9.0f /s  (1 core)\n", f.SignPerSec)

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/spf13/cobra"
 
 	"enjin/bus"
 	"enjin/bus/broker"
@@ -47,20 +47,38 @@ type ingestFigures struct {
 	DurableDB     bool    `json:"durable_db"`
 }
 
-func benchIngest(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("bench ingest", flag.ContinueOnError)
-	nodes := fs.Int("nodes", 100000, "simulated ring 1 nodes")
-	rate := fs.Float64("rate", 20000, "observations offered per second (all nodes together)")
-	dur := fs.Duration("duration", 20*time.Second, "how long to offer load")
-	conns := fs.Int("conns", 4, "publisher connections")
-	dbURL := fs.String("database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
-	fast := fs.Bool("fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
-	out := fs.String("o", "text", "output: text or json")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		return err
+// ingestFlags are the flags of `enjin bench ingest`.
+type ingestFlags struct {
+	nodes, conns int
+	rate         float64
+	dur          time.Duration
+	dbURL, out   string
+	fast         bool
+}
+
+func benchIngestCmd() *cobra.Command {
+	var f ingestFlags
+	c := &cobra.Command{
+		Use:   "ingest",
+		Short: "simulated ring 1 nodes → real broker → ring 0 → real store: committed obs/s, ack p50/p99, ring 0 RSS",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE:  func(c *cobra.Command, _ []string) error { return benchIngest(c.Context(), f, c.OutOrStdout()) },
 	}
+	fs := c.Flags()
+	fs.IntVar(&f.nodes, "nodes", 100000, "simulated ring 1 nodes")
+	fs.Float64Var(&f.rate, "rate", 20000, "observations offered per second (all nodes together)")
+	fs.DurationVar(&f.dur, "duration", 20*time.Second, "how long to offer load")
+	fs.IntVar(&f.conns, "conns", 4, "publisher connections")
+	fs.StringVar(&f.dbURL, "database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
+	fs.BoolVar(&f.fast, "fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
+	fs.StringVarP(&f.out, "output", "o", "text", "output format: text or json")
+	return c
+}
+
+func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
+	nodes, rate, dur, conns, dbURL, fast, out := &opt.nodes, &opt.rate, &opt.dur, &opt.conns, &opt.dbURL, &opt.fast, &opt.out
 	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || (*out != "text" && *out != "json") {
-		return usageError{"bench ingest: --nodes, --rate, --duration and --conns must be positive; -o text or json"}
+		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive; -o text or json")
 	}
 	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench ingest: "+f+"\n", a...) }
 	dir, err := os.MkdirTemp("/tmp", "enjin-bench-")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -21,6 +20,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"enjin/services/router"
 )
@@ -53,25 +54,44 @@ type routerFigures struct {
 	LoadAfter   string     `json:"load_after"`
 }
 
-func benchRouter(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("bench router", flag.ContinueOnError)
-	dur := fs.Duration("duration", 10*time.Second, "how long wrk loads each proxy per round")
-	conns := fs.Int("connections", 64, "wrk connections")
-	threads := fs.Int("threads", 2, "wrk threads")
-	rounds := fs.Int("rounds", 3, "rounds, each loading the router then nginx")
-	workers := fs.String("nginx-workers", "auto", "nginx worker_processes (auto: one per core, as the router uses every core)")
-	accessLog := fs.Bool("access-log", false, "both proxies log every request to a buffered file in the temp dir")
-	inproc := fs.Bool("backend-in-process", false, "run the backend in this process (sharing the router's Go runtime) instead of a child process")
-	serveBackend := fs.String("serve-backend", "", "internal: serve the backend on this address until stdin closes")
-	out := fs.String("o", "text", "output: text or json")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		return err
+// routerFlags are the flags of `enjin bench router`.
+type routerFlags struct {
+	dur                        time.Duration
+	conns, threads, rounds     int
+	workers, serveBackend, out string
+	accessLog, inproc          bool
+}
+
+func benchRouterCmd() *cobra.Command {
+	var f routerFlags
+	c := &cobra.Command{
+		Use:   "router",
+		Short: "wrk against the app router and against nginx (reverse proxy, upstream keepalive), same backend, same run",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE:  func(c *cobra.Command, _ []string) error { return benchRouter(c.Context(), f, c.OutOrStdout()) },
 	}
+	fs := c.Flags()
+	fs.DurationVar(&f.dur, "duration", 10*time.Second, "how long wrk loads each proxy per round")
+	fs.IntVar(&f.conns, "connections", 64, "wrk connections")
+	fs.IntVar(&f.threads, "threads", 2, "wrk threads")
+	fs.IntVar(&f.rounds, "rounds", 3, "rounds, each loading the router then nginx")
+	fs.StringVar(&f.workers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core, as the router uses every core)")
+	fs.BoolVar(&f.accessLog, "access-log", false, "both proxies log every request to a buffered file in the temp dir")
+	fs.BoolVar(&f.inproc, "backend-in-process", false, "run the backend in this process (sharing the router's Go runtime) instead of a child process")
+	fs.StringVar(&f.serveBackend, "serve-backend", "", "internal: serve the backend on this address until stdin closes")
+	fs.MarkHidden("serve-backend")
+	fs.StringVarP(&f.out, "output", "o", "text", "output format: text or json")
+	return c
+}
+
+func benchRouter(ctx context.Context, opt routerFlags, stdout io.Writer) error {
+	dur, conns, threads, rounds, workers := &opt.dur, &opt.conns, &opt.threads, &opt.rounds, &opt.workers
+	accessLog, inproc, serveBackend, out := &opt.accessLog, &opt.inproc, &opt.serveBackend, &opt.out
 	if *serveBackend != "" {
 		return serveBenchBackend(*serveBackend, stdout)
 	}
 	if *dur < time.Second || *conns < 1 || *threads < 1 || *rounds < 1 || (*out != "text" && *out != "json") {
-		return usageError{"bench router: --duration must be at least 1s, --connections, --threads and --rounds positive; -o text or json"}
+		return usagef("bench router: --duration must be at least 1s, --connections, --threads and --rounds positive; -o text or json")
 	}
 	for _, tool := range []string{"wrk", "nginx"} {
 		if _, err := exec.LookPath(tool); err != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/http"
@@ -20,49 +19,125 @@ import (
 type client struct {
 	base  string
 	token string
-	hc    *http.Client
+	hc    *http.Client // for requests with an answer; streams use noTimeout
 }
 
-// clientFlags find the cloud: --api and $ENJIN_TOKEN, or the endpoints.json and admin token
-// `enjin up` left in --state-dir.
-type clientFlags struct {
-	stateDir, api string
+// noTimeout is for requests that last as long as they must: a deploy, a followed log.
+var noTimeout = &http.Client{}
+
+// Endpoints is what `enjin up` writes to <state>/endpoints.json once the cloud is ready;
+// client commands read it.
+type Endpoints struct {
+	API            string `json:"api"`
+	NATS           string `json:"nats"`
+	AdminTokenFile string `json:"admin_token_file"`
+	OpsCreds       string `json:"ops_creds"`
+	Database       string `json:"database"` // "managed" or "external"
+	Ring1          string `json:"ring1"`
+	Router         string `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
+	AppsDomain     string `json:"apps_domain"` // ditto
+	DNS            string `json:"dns"`         // answers A for app names with the router's address
 }
 
-func (f *clientFlags) register(fs *flag.FlagSet) {
-	fs.StringVar(&f.stateDir, "state-dir", DefaultStateDir, "state directory of `enjin up` (endpoints.json)")
-	fs.StringVar(&f.api, "api", os.Getenv("ENJIN_API"), "meta API URL (default $ENJIN_API, else from --state-dir)")
-}
-
-func (f *clientFlags) client() (*client, error) {
-	c := &client{base: strings.TrimRight(f.api, "/"), token: os.Getenv("ENJIN_TOKEN"), hc: &http.Client{Timeout: 30 * time.Second}}
-	if c.base != "" && c.token != "" {
-		return c, nil
-	}
-	b, err := os.ReadFile(filepath.Join(f.stateDir, "endpoints.json"))
-	if err != nil {
-		return nil, fmt.Errorf("no cloud found: give --api and $ENJIN_TOKEN, or run `enjin up` (no %s)", filepath.Join(f.stateDir, "endpoints.json"))
-	}
+func readEndpoints(stateDir string) (Endpoints, error) {
 	var ep Endpoints
+	p := filepath.Join(stateDir, "endpoints.json")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return ep, err
+	}
 	if err := json.Unmarshal(b, &ep); err != nil {
-		return nil, fmt.Errorf("%s: %w", filepath.Join(f.stateDir, "endpoints.json"), err)
+		return ep, fmt.Errorf("%s: %w", p, err)
+	}
+	return ep, nil
+}
+
+// client finds the cloud: --api or $ENJIN_API, the token from --token-file or $ENJIN_TOKEN,
+// and whatever is missing from the endpoints.json and admin token `enjin up` left in the
+// state dir.
+func (g *globals) client() (*client, error) {
+	c := &client{base: g.api, token: os.Getenv("ENJIN_TOKEN"), hc: &http.Client{Timeout: 30 * time.Second}}
+	if c.base == "" {
+		c.base = os.Getenv("ENJIN_API")
+	}
+	if g.tokenFile != "" {
+		tok, err := readToken(g.tokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--token-file: %w", err)
+		}
+		c.token = tok
+	}
+	if c.base == "" || c.token == "" {
+		if err := c.fromStateDir(g.stateDir); err != nil {
+			return nil, err
+		}
+	}
+	c.base = strings.TrimRight(c.base, "/")
+	return c, nil
+}
+
+func (c *client) fromStateDir(stateDir string) error {
+	ep, err := readEndpoints(stateDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no cloud found: give --api and $ENJIN_TOKEN (or --token-file), or run `enjin up` (no %s)",
+			filepath.Join(stateDir, "endpoints.json"))
+	}
+	if err != nil {
+		return err
 	}
 	if c.base == "" {
 		c.base = ep.API
 	}
 	if c.token == "" {
-		tok, err := os.ReadFile(ep.AdminTokenFile)
-		if err != nil {
-			return nil, fmt.Errorf("admin token: %w", err)
+		if c.token, err = readToken(ep.AdminTokenFile); err != nil {
+			return fmt.Errorf("admin token: %w", err)
 		}
-		c.token = strings.TrimSpace(string(tok))
 	}
-	return c, nil
+	return nil
 }
 
-// send sends a request with the client's credential and returns the response, whose body
-// the caller closes; an API error becomes one line. hc nil means the client's own (which
-// times out); streams pass a client without a timeout.
+// readToken reads a secret from the first line of a file.
+func readToken(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	if tok := strings.TrimSpace(line); tok != "" {
+		return tok, nil
+	}
+	return "", fmt.Errorf("%s is empty", path)
+}
+
+// apiError is the API's answer to a request it refused: {"error": …, "code": …, "field": …}.
+type apiError struct {
+	Status int    `json:"-"`
+	Msg    string `json:"error"`
+	Code   string `json:"code"`
+	Field  string `json:"field"`
+}
+
+func (e *apiError) Error() string {
+	msg := e.Msg
+	if msg == "" {
+		msg = strings.ToLower(http.StatusText(e.Status))
+	}
+	if e.Field != "" && !strings.Contains(strings.ToLower(msg), strings.ToLower(e.Field)) {
+		msg = e.Field + ": " + msg
+	}
+	return fmt.Sprintf("%s (%d)", msg, e.Status)
+}
+
+func readAPIError(resp *http.Response) error {
+	e := &apiError{}
+	json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(e) // a body that is not JSON leaves the status
+	e.Status = resp.StatusCode
+	return e
+}
+
+// send sends a request with the client's credential and returns the response, whose body the
+// caller closes; a refusal (status 300 and up) is an *apiError. hc nil means the client's own,
+// which times out.
 func (c *client) send(ctx context.Context, hc *http.Client, method, path string, hdr http.Header, body io.Reader) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
 	if err != nil {
@@ -76,27 +151,26 @@ func (c *client) send(ctx context.Context, hc *http.Client, method, path string,
 		hc = c.hc
 	}
 	resp, err := hc.Do(req)
+	if ue := (*url.Error)(nil); errors.As(err, &ue) {
+		return nil, ue.Err // the caller says which request
+	}
 	if err != nil {
 		return nil, err
 	}
 	if resp.StatusCode >= 300 {
 		defer resp.Body.Close()
-		var e struct{ Error string }
-		if json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&e) == nil && e.Error != "" {
-			return nil, fmt.Errorf("%s %s: %s (%d)", method, path, e.Error, resp.StatusCode)
-		}
-		return nil, fmt.Errorf("%s %s: %s", method, path, resp.Status)
+		return nil, readAPIError(resp)
 	}
 	return resp, nil
 }
 
 // do sends in as JSON and decodes a JSON answer into out.
-func (c *client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) (http.Header, error) {
+func (c *client) do(ctx context.Context, method, path string, hdr http.Header, in, out any) error {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		body = bytes.NewReader(b)
 		hdr = hdr.Clone()
@@ -107,130 +181,22 @@ func (c *client) do(ctx context.Context, method, path string, hdr http.Header, i
 	}
 	resp, err := c.send(ctx, nil, method, path, hdr, body)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("%s %s: %w", method, path, err)
 	}
 	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
-			return nil, fmt.Errorf("%s %s: %w", method, path, err)
+			return fmt.Errorf("%s %s: %w", method, path, err)
 		}
 	}
-	return resp.Header, nil
-}
-
-func outputFlag(fs *flag.FlagSet) *string {
-	return fs.String("o", "table", "output: table or json")
-}
-
-func checkOutput(o string) error {
-	if o != "table" && o != "json" {
-		return usageError{fmt.Sprintf("-o %q: want table or json", o)}
-	}
 	return nil
 }
 
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func cmdNodes(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("nodes", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	out := outputFlag(fs)
-	ring := fs.String("ring", "", "only nodes of this ring (0, 1, 2)")
-	state := fs.String("state", "", "only nodes in this state (unknown, up, suspect, down)")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	q := url.Values{}
-	if *ring != "" {
-		q.Set("ring", *ring)
-	}
-	if *state != "" {
-		q.Set("state", *state)
-	}
-	var resp struct {
-		Nodes []struct {
-			ID          string     `json:"id"`
-			Ring        int        `json:"ring"`
-			Label       string     `json:"label"`
-			Supervision string     `json:"supervision_strategy"`
-			State       string     `json:"state"`
-			LastSeq     uint64     `json:"last_seq"`
-			LastObsAt   *time.Time `json:"last_observation_at"`
-		} `json:"nodes"`
-	}
-	var raw json.RawMessage
-	if _, err := c.do(ctx, "GET", "/v1/nodes?"+q.Encode(), nil, nil, &raw); err != nil {
-		return err
-	}
-	if *out == "json" {
-		_, err := stdout.Write(append(raw, '\n'))
-		return err
-	}
-	if err := json.Unmarshal(raw, &resp); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "%-24s %-4s %-8s %-10s %-21s %s\n", "ID", "RING", "STATE", "STRATEGY", "LAST SEEN", "LABEL")
-	for _, n := range resp.Nodes {
-		seen := "never"
-		if n.LastObsAt != nil {
-			seen = n.LastObsAt.Local().Format("2006-01-02 15:04:05")
-		}
-		fmt.Fprintf(stdout, "%-24s %-4d %-8s %-10s %-21s %s\n", n.ID, n.Ring, n.State, n.Supervision, seen, n.Label)
-	}
-	return nil
-}
-
-func cmdCreds(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprintln(stdout, "usage: enjin creds ops [--name NAME] [--out FILE]\n\n  ops  write a .creds file for the nats CLI: subscribe ops.>, publish nothing")
-		return nil
-	}
-	if args[0] != "ops" {
-		return usageError{fmt.Sprintf("creds: unknown kind %q (try enjin creds --help)", args[0])}
-	}
-	fs := flag.NewFlagSet("creds ops", flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	name := fs.String("name", "ops", "operator name (a slug)")
-	outPath := fs.String("out", "ops.creds", "file to write (mode 0600)")
-	if help, err := parseFlags(fs, args[1:], stdout); help || err != nil {
-		return err
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	var resp struct {
-		Creds string `json:"creds"`
-	}
-	if _, err := c.do(ctx, "POST", "/v1/creds/ops", nil, map[string]string{"name": *name}, &resp); err != nil {
-		return err
-	}
-	if resp.Creds == "" {
-		return errors.New("creds ops: empty answer")
-	}
-	if err := os.WriteFile(*outPath, []byte(resp.Creds), 0o600); err != nil {
-		return err
-	}
-	if err := os.Chmod(*outPath, 0o600); err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "wrote %s; watch with: nats --creds %s -s <nats url> sub 'ops.>'\n", *outPath, *outPath)
-	return nil
+// get decodes the answer to GET path into out.
+func (c *client) get(ctx context.Context, path string, out any) error {
+	return c.do(ctx, "GET", path, nil, nil, out)
 }

@@ -1,14 +1,14 @@
-// Command enjin is the one binary of the enjin cloud: `enjin init` creates the trust chain in
-// a state directory, and `enjin bench` measures the signed bus on this machine. Later
-// commands (`enjin up`, `enjin ring0`, `enjin ring1`, client commands) join it.
+// Command enjin is the one binary of the enjin cloud. `enjin up` runs a whole cloud on this
+// machine; `enjin ring0` and `enjin ring1` run one ring each; the client commands (nodes,
+// compartments, tenants, apps, logs, creds, verify) talk to a running cloud's meta API; and
+// `enjin bench` measures enjin on this machine.
 //
 // Exit status: 0 on success, 1 when the command failed, 2 for a usage error. Errors are one
-// line on stderr.
+// line on stderr, `enjin: …`.
 package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -24,16 +24,7 @@ func main() {
 		os.Exit(111)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
 	stop()
-	var u usageError
-	switch {
-	case err == nil:
-	case errors.As(err, &u):
-		fmt.Fprintln(os.Stderr, "enjin:", err)
-		os.Exit(2)
-	default:
-		fmt.Fprintln(os.Stderr, "enjin:", err)
-		os.Exit(1)
-	}
+	os.Exit(code)
 }

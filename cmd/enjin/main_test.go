@@ -2,29 +2,43 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 )
 
-// enjin builds the binary once per test run.
-func enjin(t *testing.T) string {
-	t.Helper()
-	bin := filepath.Join(t.TempDir(), "enjin")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+// binary is the enjin command built once for the tests that need a real process: exit
+// statuses as the shell sees them, the working directory, the build info.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "enjin-cli-test-")
 	if err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
 	}
-	return bin
+	binary = filepath.Join(dir, "enjin")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build: %v\n%s", err, out)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
 }
 
-func runCmd(bin string, args ...string) (stdout, stderr string, code int) {
+// runBinary runs the built enjin in dir ("" for this one).
+func runBinary(dir string, args ...string) (stdout, stderr string, code int) {
 	var o, e bytes.Buffer
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = &o, &e
+	cmd := exec.Command(binary, args...)
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &o, &e
 	err := cmd.Run()
 	if ee, ok := err.(*exec.ExitError); ok {
 		code = ee.ExitCode()
@@ -35,9 +49,8 @@ func runCmd(bin string, args ...string) (stdout, stderr string, code int) {
 }
 
 func TestInitTwiceKeepsKeys(t *testing.T) {
-	bin := enjin(t)
 	dir := filepath.Join(t.TempDir(), "state")
-	out1, errOut, code := runCmd(bin, "init", "--state-dir", dir)
+	out1, errOut, code := runBinary("", "init", "--state-dir", dir)
 	if code != 0 {
 		t.Fatalf("init: exit %d: %s", code, errOut)
 	}
@@ -54,7 +67,7 @@ func TestInitTwiceKeepsKeys(t *testing.T) {
 	if len(seeds) != 10 {
 		t.Fatalf("%d seeds after init, want 10", len(seeds))
 	}
-	out2, _, code := runCmd(bin, "init", "--state-dir", dir)
+	out2, _, code := runBinary("", "init", "--state-dir", dir)
 	if code != 0 || out1 != out2 {
 		t.Fatalf("second init: exit %d, output changed:\n%s\nvs\n%s", code, out1, out2)
 	}
@@ -68,42 +81,59 @@ func TestInitTwiceKeepsKeys(t *testing.T) {
 	}
 }
 
-func TestCLIErrorsAreOneLine(t *testing.T) {
-	bin := enjin(t)
+// TestExitStatus checks, on the real process, the exit status and the one line on stderr.
+func TestExitStatus(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
 		code int
 	}{
 		{[]string{"bogus"}, 2},
-		{[]string{"init", "--state-dir"}, 2},
 		{[]string{"init", "--nope"}, 2},
-		{[]string{"init", "extra"}, 2},
-		{[]string{"bench", "nope"}, 2},
-		{[]string{"init", "--state-dir", "/proc/enjin-cannot-write"}, 1},
+		{[]string{"apps", "deploy"}, 2},
+		{[]string{"ring1", "--join", "abc", "--ring0", "http://127.0.0.1:1"}, 2},
 		{[]string{"nodes", "--state-dir", "/nonexistent"}, 1},
-		{[]string{"nodes", "-o", "yaml"}, 2},
-		{[]string{"verify", "--state-dir", "/nonexistent"}, 1},
-		{[]string{"creds", "root"}, 2},
-		{[]string{"compartments", "create", "--label", "x"}, 2},
-		{[]string{"compartments", "delete"}, 2},
-		{[]string{"ring0"}, 2},
-		{[]string{"ring0", "--database-url", "postgres://x", "--ring1", "A.B"}, 2},
-		{[]string{"ring1"}, 2},
-		{[]string{"ring1", "--join", "tok"}, 2},
-		{[]string{"up", "--log-level", "loud"}, 2},
+		{[]string{"init", "--state-dir", "/proc/enjin-cannot-write"}, 1},
 	} {
-		_, errOut, code := runCmd(bin, tc.args...)
+		_, errOut, code := runBinary("", tc.args...)
 		if code != tc.code || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "enjin: ") {
 			t.Errorf("%v: exit %d, stderr %q; want exit %d and one line", tc.args, code, errOut, tc.code)
 		}
 	}
-	for _, args := range [][]string{{"--help"}, {"init", "--help"}, {"bench", "--help"}, {"bench", "verify", "--help"},
-		{"bench", "ingest", "--help"}, {"up", "--help"}, {"ring0", "--help"}, {"ring1", "--help"}, {"nodes", "--help"},
-		{"compartments", "--help"}, {"compartments", "create", "--help"}, {"creds", "--help"}, {"creds", "ops", "--help"},
-		{"verify", "--help"}} {
-		out, errOut, code := runCmd(bin, args...)
-		if code != 0 || !strings.Contains(out, "usage: enjin") || errOut != "" {
-			t.Errorf("%v: exit %d, stdout %q, stderr %q", args, code, out, errOut)
+}
+
+func TestVersion(t *testing.T) {
+	want := regexp.MustCompile(`^enjin \S+ \((unknown revision|[0-9a-f]{12})(, modified)?\) ` + regexp.QuoteMeta(runtime.Version()) + "\n$")
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		out, errOut, code := runBinary("", args...)
+		if code != 0 || errOut != "" || !want.MatchString(out) {
+			t.Errorf("%v: exit %d, stdout %q, stderr %q; want %v", args, code, out, errOut, want)
 		}
+	}
+}
+
+// TestRelativeStateDir runs client commands in another working directory with a relative
+// --state-dir: the cloud is found through it, and it is made absolute before use.
+func TestRelativeStateDir(t *testing.T) {
+	api := newFakeAPI(t, nil)
+	root := t.TempDir()
+	state := filepath.Join(root, "cloud", "state")
+	fakeCloud(t, state, api.URL, "")
+	elsewhere := filepath.Join(root, "elsewhere")
+	os.Mkdir(elsewhere, 0o755)
+
+	if _, errOut, code := runBinary(elsewhere, "nodes", "--state-dir", "../cloud/state"); code != 0 {
+		t.Fatalf("nodes: exit %d: %s", code, errOut)
+	}
+	reqs := api.requests()
+	if len(reqs) != 1 || reqs[0].Path != "/v1/nodes" || reqs[0].Header.Get("Authorization") != "Bearer admin-secret" {
+		t.Fatalf("requests %+v; want one GET /v1/nodes with the admin token", reqs)
+	}
+	_, errOut, code := runBinary(elsewhere, "nodes", "--state-dir", "../cloud/missing")
+	if want := filepath.Join(root, "cloud", "missing", "endpoints.json"); code != 1 || !strings.Contains(errOut, want) {
+		t.Errorf("missing state dir: exit %d, stderr %q; want 1 and the absolute path %s", code, errOut, want)
+	}
+	out, errOut, code := runBinary(elsewhere, "init", "--state-dir", "../cloud/state")
+	if want := "trust chain in " + filepath.Join(state, "keys") + "\n"; code != 0 || !strings.HasPrefix(out, want) {
+		t.Errorf("init: exit %d, stdout %q, stderr %q; want it to start %q", code, out, errOut, want)
 	}
 }

@@ -1,108 +1,184 @@
 package main
 
 import (
-	"context"
-	"flag"
+	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"net/url"
-	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"enjin/rings"
+	"enjin/services/inventory"
 )
 
-func cmdTenants(ctx context.Context, args []string, stdout io.Writer) error {
-	verb := "ls"
-	if len(args) > 0 && (args[0] == "ls" || args[0] == "create" || args[0] == "delete" || args[0] == "show" || args[0] == "token") {
-		verb, args = args[0], args[1:]
+func tenantsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "tenants",
+		Short: "list, create, show and delete tenants; issue a tenant's own token",
+		Example: `  enjin tenants create acme
+  enjin tenants ls
+  enjin tenants token acme > acme.token`,
 	}
-	var name string
-	if verb != "ls" && len(args) > 0 && args[0] != "" && args[0][0] != '-' {
-		name, args = args[0], args[1:]
+	c.AddCommand(tenantsLsCmd(g), tenantsCreateCmd(g), tenantsShowCmd(g), tenantsDeleteCmd(g), tenantsTokenCmd(g))
+	return c
+}
+
+// tenantArg reads the one TENANT argument.
+func tenantArg(c *cobra.Command, args []string) (rings.TenantID, error) {
+	t := rings.TenantID(args[0])
+	if err := t.Validate(); err != nil {
+		return "", usagef("%s: %q: want a tenant name (a slug)", name(c), args[0])
 	}
-	fs := flag.NewFlagSet("tenants "+verb, flag.ContinueOnError)
-	var cf clientFlags
-	cf.register(fs)
-	out := outputFlag(fs)
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		if help {
-			fmt.Fprintln(stdout, "\nverbs: ls, create NAME, show NAME, delete NAME, token NAME (a bearer token for the tenant's own apps)")
-		}
-		return err
-	}
-	if err := checkOutput(*out); err != nil {
-		return err
-	}
-	if verb != "ls" && name == "" {
-		return usageError{"tenants " + verb + ": give a tenant name"}
-	}
-	c, err := cf.client()
-	if err != nil {
-		return err
-	}
-	path := "/v1/tenants/" + url.PathEscape(name)
-	var res any
-	switch verb {
-	case "ls":
-		var r struct {
-			Tenants []struct {
-				ID    string `json:"id"`
-				Hosts []struct {
-					Node string `json:"node"`
-				} `json:"hosts"`
-			} `json:"tenants"`
-		}
-		if _, err := c.do(ctx, "GET", "/v1/tenants", nil, nil, &r); err != nil {
+	return t, nil
+}
+
+func tenantPath(t rings.TenantID) string { return "/v1/tenants/" + url.PathEscape(string(t)) }
+
+func tenantsLsCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "ls", Short: "list tenants and the ring 1 nodes hosting them", Args: argsBetween(0, 0, "no arguments")}
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		cl, err := g.client()
+		if err != nil {
 			return err
 		}
-		if *out == "json" {
-			return writeJSON(stdout, r)
+		var raw json.RawMessage
+		if err := cl.get(c.Context(), "/v1/tenants", &raw); err != nil {
+			return err
 		}
-		fmt.Fprintf(stdout, "%-24s %s\n", "TENANT", "HOSTS")
+		if out.json() {
+			return writeRaw(c.OutOrStdout(), raw)
+		}
+		var r struct{ Tenants []inventory.Tenant }
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		tw := newTable(c.OutOrStdout(), "TENANT\tHOSTS")
 		for _, t := range r.Tenants {
-			hosts := ""
-			for i, h := range t.Hosts {
-				if i > 0 {
-					hosts += ","
-				}
-				hosts += h.Node
-			}
-			fmt.Fprintf(stdout, "%-24s %s\n", t.ID, hosts)
+			fmt.Fprintf(tw, "%s\t%s\n", t.ID, hostList(t))
 		}
-		return nil
-	case "create":
-		if _, err := c.do(ctx, "POST", "/v1/tenants", nil, map[string]string{"name": name}, &res); err != nil {
+		return tw.Flush()
+	}
+	return c
+}
+
+func hostList(t inventory.Tenant) string {
+	var hs []string
+	for _, h := range t.Hosts {
+		hs = append(hs, string(h.Node))
+	}
+	return strings.Join(hs, ",")
+}
+
+func tenantsCreateCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "create TENANT", Short: "create a tenant: its NATS account, hosted by a ring 1 node", Args: argsBetween(1, 1, "a tenant name")}
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, err := tenantArg(c, args)
+		if err != nil {
 			return err
 		}
-		if *out == "table" {
-			fmt.Fprintf(stdout, "created tenant %s\n", name)
-			return nil
-		}
-	case "show":
-		if _, err := c.do(ctx, "GET", path, nil, nil, &res); err != nil {
+		cl, err := g.client()
+		if err != nil {
 			return err
 		}
-	case "token":
+		var res json.RawMessage
+		if err := cl.do(c.Context(), "POST", "/v1/tenants", nil, map[string]string{"name": string(t)}, &res); err != nil {
+			return err
+		}
+		if out.json() {
+			return writeRaw(c.OutOrStdout(), res)
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "created tenant %s\n", t)
+		return err
+	}
+	return c
+}
+
+func tenantsShowCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "show TENANT", Short: "show a tenant and its hosts", Args: argsBetween(1, 1, "a tenant name")}
+	out := outputFlag(c)
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, err := tenantArg(c, args)
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		var raw json.RawMessage
+		if err := cl.get(c.Context(), tenantPath(t), &raw); err != nil {
+			return err
+		}
+		if out.json() {
+			return writeRaw(c.OutOrStdout(), raw)
+		}
+		var tn inventory.Tenant
+		if err := json.Unmarshal(raw, &tn); err != nil {
+			return err
+		}
+		return showTenant(c.OutOrStdout(), tn)
+	}
+	return c
+}
+
+func showTenant(w io.Writer, t inventory.Tenant) error {
+	tw := newTable(w, "FIELD\tVALUE")
+	fmt.Fprintf(tw, "id\t%s\nhosts\t%s\nversion\t%d\ncreated\t%s\n", t.ID, hostList(t), t.Version, t.CreatedAt.Local().Format(time.DateTime))
+	for _, h := range t.Hosts {
+		fmt.Fprintf(tw, "scoped key on %s\t%s\n", h.Node, h.ScopedPub)
+	}
+	return tw.Flush()
+}
+
+func tenantsDeleteCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{Use: "delete TENANT", Short: "delete a tenant: revoke its credentials, disable its account, destroy its apps", Args: argsBetween(1, 1, "a tenant name")}
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, err := tenantArg(c, args)
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		if err := deleteVersioned(c.Context(), cl, tenantPath(t)); err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(c.OutOrStdout(), "deleted tenant %s: its credentials are revoked and its account disabled\n", t)
+		return err
+	}
+	return c
+}
+
+func tenantsTokenCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:     "token TENANT",
+		Short:   "issue a bearer token that speaks for the tenant, for its own apps only",
+		Example: "  enjin tenants token acme > acme.token\n  enjin apps ps acme/hello --token-file acme.token --api http://127.0.0.1:7070",
+		Args:    argsBetween(1, 1, "a tenant name"),
+	}
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, err := tenantArg(c, args)
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
 		var tok struct {
 			Token string `json:"token"`
 		}
-		if _, err := c.do(ctx, "POST", path+"/tokens", nil, map[string]string{"name": "cli"}, &tok); err != nil {
+		if err := cl.do(c.Context(), "POST", tenantPath(t)+"/tokens", nil, map[string]string{"name": "cli"}, &tok); err != nil {
 			return err
 		}
-		fmt.Fprintln(stdout, tok.Token)
-		return nil
-	case "delete":
-		var cur struct {
-			Version int64 `json:"version"`
-		}
-		if _, err := c.do(ctx, "GET", path, nil, nil, &cur); err != nil {
-			return err
-		}
-		h := http.Header{"If-Match": {strconv.Quote(strconv.FormatInt(cur.Version, 10))}}
-		if _, err := c.do(ctx, "DELETE", path, h, nil, nil); err != nil {
-			return err
-		}
-		fmt.Fprintf(stdout, "deleted tenant %s: its credentials are revoked and its account disabled\n", name)
-		return nil
+		_, err = fmt.Fprintln(c.OutOrStdout(), tok.Token)
+		return err
 	}
-	return writeJSON(stdout, res)
+	return c
 }

@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"enjin/keys"
 	"enjin/rings"
@@ -20,52 +23,51 @@ import (
 // upNode is the ring 1 node `enjin up` runs on this machine.
 const upNode = rings.NodeID("ring1-local")
 
-// Endpoints is what `enjin up` writes to <state>/endpoints.json once the cloud is ready;
-// client commands read it.
-type Endpoints struct {
-	API            string `json:"api"`
-	NATS           string `json:"nats"`
-	AdminTokenFile string `json:"admin_token_file"`
-	OpsCreds       string `json:"ops_creds"`
-	Database       string `json:"database"` // "managed" or "external"
-	Ring1          string `json:"ring1"`
-	Router         string `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
-	AppsDomain     string `json:"apps_domain"` // ditto
-	DNS            string `json:"dns"`         // answers A for app names with the router's address
+// upFlags are the flags of `enjin up`.
+type upFlags struct {
+	ring0Flags
+	noApps bool
 }
 
-func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("up", flag.ContinueOnError)
-	var f ring0Flags
+// registerUpFlags registers every flag of `enjin up`.
+func registerUpFlags(fs *pflag.FlagSet, f *upFlags) {
 	f.register(fs)
-	noApps := fs.Bool("no-apps", false, "run no app router, DNS or instances")
-	if help, err := parseFlags(fs, args, stdout); help || err != nil {
-		return err
+	fs.BoolVar(&f.noApps, "no-apps", false, "run no app router, DNS or instances")
+}
+
+func upCmd(g *globals) *cobra.Command {
+	var f upFlags
+	c := &cobra.Command{
+		Use:   "up",
+		Short: "run an all-in-one cloud here: managed PostgreSQL, ring 0, one ring 1 node",
+		Long: `Run a whole cloud on this machine: the trust chain (made or kept), a managed PostgreSQL
+(unless --database-url names one), ring 0 and one ring 1 node, ring1-local, hosting apps. Once
+the node is up, <state-dir>/endpoints.json says where everything is; client commands read it.
+Ctrl-C stops everything.`,
+		Example: "  enjin up\n  enjin up --state-dir /var/lib/enjin --no-apps",
+		Args:    argsBetween(0, 0, "no arguments"),
 	}
-	f.apps = !*noApps
+	registerUpFlags(c.Flags(), &f)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		f.apps = !f.noApps
+		return up(c.Context(), c.OutOrStdout(), g.stateDir, f.ring0Flags)
+	}
+	return c
+}
+
+// up runs the cloud until ctx ends.
+func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags) error {
 	log, err := logger(f.logLevel)
 	if err != nil {
 		return err
 	}
 	step := func(format string, a ...any) { fmt.Fprintf(stdout, "enjin up: "+format+"\n", a...) }
-	// 0711: others may pass through (the postgres user reaches its data dir below) but not
-	// list it; every secret inside has its own 0600/0700 mode.
-	if err := os.MkdirAll(f.stateDir, 0o711); err != nil {
+	if err := prepareState(stateDir, step); err != nil {
 		return err
 	}
-	if err := os.Chmod(f.stateDir, 0o711); err != nil {
-		return err
-	}
-	abs, _ := filepath.Abs(f.stateDir)
-	step("state in %s", abs)
-	if _, err := keys.Init(f.stateDir); err != nil {
-		return err
-	}
-	step("trust chain ready")
-
 	dbURL, database := f.dbURL, "external"
 	if dbURL == "" {
-		pg, err := postgres.Start(ctx, postgres.Config{Dir: filepath.Join(f.stateDir, "postgres"), Logger: log})
+		pg, err := postgres.Start(ctx, postgres.Config{Dir: filepath.Join(stateDir, "postgres"), Logger: log})
 		if err != nil {
 			return fmt.Errorf("managed postgres: %w", err)
 		}
@@ -75,8 +77,31 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	} else {
 		step("using the PostgreSQL at --database-url")
 	}
+	return runCloud(ctx, step, stateDir, f, log, dbURL, database)
+}
 
-	cfg, err := f.config(log, dbURL, []ring0.Ring1Spec{{ID: upNode, Label: "local ring 1"}})
+// prepareState makes the state dir and the trust chain in it.
+func prepareState(stateDir string, step func(string, ...any)) error {
+	// 0711: others may pass through (the postgres user reaches its data dir below) but not
+	// list it; every secret inside has its own 0600/0700 mode.
+	if err := os.MkdirAll(stateDir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(stateDir, 0o711); err != nil {
+		return err
+	}
+	step("state in %s", stateDir)
+	if _, err := keys.Init(stateDir); err != nil {
+		return err
+	}
+	step("trust chain ready")
+	return nil
+}
+
+// runCloud runs ring 0 and its ring 1 node on the database until ctx ends, with endpoints.json
+// in the state dir while the cloud is up.
+func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f ring0Flags, log *slog.Logger, dbURL, database string) error {
+	cfg, err := f.config(stateDir, log, dbURL, []ring0.Ring1Spec{{ID: upNode, Label: "local ring 1"}})
 	if err != nil {
 		return err
 	}
@@ -90,19 +115,19 @@ func cmdUp(ctx context.Context, args []string, stdout io.Writer) error {
 	done := make(chan error, 1)
 	go func() { done <- r.Run(runCtx) }() // ends when runCtx ends, after stopping ring 1
 
-	ep, err := ready(ctx, r, f.stateDir, database, done)
+	ep, err := ready(ctx, r, stateDir, database, done)
 	if err == nil {
 		if f.apps {
 			ep.Router, ep.AppsDomain, ep.DNS = f.routerAddr, f.appsDomain, f.dnsAddr
 		}
-		err = writeEndpoints(f.stateDir, ep)
+		err = writeEndpoints(stateDir, ep)
 	}
 	if err != nil {
 		stop()
 		<-done
 		return err
 	}
-	epPath := filepath.Join(f.stateDir, "endpoints.json")
+	epPath := filepath.Join(stateDir, "endpoints.json")
 	step("ring 1 node %s is up; endpoints in %s", upNode, epPath)
 	step("watch: nats --creds %s -s %s sub 'ops.>'", ep.OpsCreds, ep.NATS)
 	step("query: curl -H \"Authorization: Bearer $(cat %s)\" %s/v1/nodes", ep.AdminTokenFile, ep.API)

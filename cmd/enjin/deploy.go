@@ -1,0 +1,175 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"path/filepath"
+
+	"github.com/spf13/cobra"
+
+	"enjin/rings"
+	"enjin/services/apphost"
+)
+
+func deployCmd(g *globals) *cobra.Command {
+	var tenant, app string
+	var quiet bool
+	c := &cobra.Command{
+		Use:   "deploy TENANT/APP [DIR] | deploy [DIR] --tenant TENANT --name APP",
+		Short: "pack DIR (a Procfile, an optional enjin.json) and deploy it as the app's next release",
+		Long: `Pack DIR (default .) and deploy it as the app's next release. The new release must be
+healthy before traffic moves to it; if it is not, the old one keeps serving and the command
+fails with the reason (the instance's exit and its last log lines).
+
+Progress goes to stderr (-q silences it); the deployed release and its URL to stdout.`,
+		Example: `  enjin apps deploy /tmp/hello --tenant acme --name hello
+  enjin apps deploy acme/hello /tmp/hello
+  cd /tmp/hello && enjin apps deploy acme/hello -q`,
+		Args: argsBetween(0, 2, "TENANT/APP [DIR], or [DIR] with --tenant and --name"),
+	}
+	c.Flags().StringVar(&tenant, "tenant", "", "the tenant (with --name; then the argument is DIR)")
+	c.Flags().StringVar(&app, "name", "", "the app's name (with --tenant)")
+	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, dir, err := deployTarget(args, tenant, app)
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		progress := c.ErrOrStderr()
+		if quiet {
+			progress = io.Discard
+		}
+		d := deployment{cl: cl, tenant: t, app: a, progress: progress, detail: c.ErrOrStderr()}
+		rel, err := d.run(c.Context(), dir)
+		if err != nil {
+			return fmt.Errorf("deploy %s/%s: %w", t, a, err)
+		}
+		return printDeployed(c.OutOrStdout(), g.stateDir, t, a, rel)
+	}
+	return c
+}
+
+// deployTarget reads the app and directory from either form of the command line.
+func deployTarget(args []string, tenant, app string) (rings.TenantID, string, string, error) {
+	dir := "."
+	if tenant != "" || app != "" {
+		if rings.TenantID(tenant).Validate() != nil || !rings.IsSlug(app) {
+			return "", "", "", usagef("apps deploy: --tenant and --name go together, as slugs")
+		}
+		if len(args) > 1 {
+			return "", "", "", usagef("apps deploy: with --tenant and --name, the one argument is DIR")
+		}
+		if len(args) == 1 {
+			dir = args[0]
+		}
+		return rings.TenantID(tenant), app, dir, nil
+	}
+	if len(args) == 0 {
+		return "", "", "", usagef("apps deploy: want TENANT/APP [DIR], or [DIR] --tenant T --name N")
+	}
+	t, a, err := appRef(args[0])
+	if len(args) == 2 {
+		dir = args[1]
+	}
+	return t, a, dir, err
+}
+
+// deployment is one deploy of a directory to one app.
+type deployment struct {
+	cl       *client
+	tenant   rings.TenantID
+	app      string
+	progress io.Writer // the steps, unless -q
+	detail   io.Writer // why a release failed, even with -q
+}
+
+func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, error) {
+	bundle, err := pack(dir)
+	if err != nil {
+		return apphost.Release{}, err
+	}
+	files, err := countFiles(bundle)
+	if err != nil {
+		return apphost.Release{}, err
+	}
+	fmt.Fprintf(d.progress, "packed %d files, %s\n", files, megabytes(len(bundle)))
+	hdr := http.Header{"Content-Type": {"application/gzip"}, "Accept": {"application/x-ndjson"}}
+	resp, err := d.cl.send(ctx, noTimeout, "POST", appPath(d.tenant, d.app)+"/releases", hdr, bytes.NewReader(bundle))
+	if err != nil {
+		return apphost.Release{}, err
+	}
+	defer resp.Body.Close()
+	w := &deployWatch{progress: d.progress, detail: d.detail, bundleBytes: len(bundle)}
+	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
+		return w.legacy(resp.Body) // a server from before the stream: 201 and the release
+	}
+	rel, err := w.read(resp.Body)
+	if ctx.Err() != nil {
+		return rel, fmt.Errorf("interrupted; the release may still go live (see enjin apps releases %s/%s)", d.tenant, d.app)
+	}
+	return rel, err
+}
+
+func pack(dir string) ([]byte, error) {
+	if _, err := os.Stat(filepath.Join(dir, "Procfile")); err != nil {
+		return nil, fmt.Errorf("%s has no Procfile", dir)
+	}
+	return apphost.Pack(dir)
+}
+
+// countFiles counts the regular files in a packed bundle.
+func countFiles(bundle []byte) (int, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(bundle))
+	if err != nil {
+		return 0, err
+	}
+	tr := tar.NewReader(zr)
+	n := 0
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return n, nil
+		}
+		if err != nil {
+			return 0, fmt.Errorf("read the packed bundle: %w", err)
+		}
+		if h.Typeflag == tar.TypeReg {
+			n++
+		}
+	}
+}
+
+func megabytes(n int) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
+
+// printDeployed says which release is live and, with a local cloud, where to reach it.
+func printDeployed(w io.Writer, stateDir string, t rings.TenantID, a string, rel apphost.Release) error {
+	fmt.Fprintf(w, "deployed %s/%s release %d (%s)\n", t, a, rel.Number, shortDigest(rel.Digest))
+	if ep, err := readEndpoints(stateDir); err == nil && ep.Router != "" {
+		host := fmt.Sprintf("%s.%s.%s", a, t, ep.AppsDomain)
+		fmt.Fprintf(w, "url: http://%s/  (router %s: curl -H 'Host: %s' http://%s/)\n", host, ep.Router, host, ep.Router)
+	}
+	return nil
+}
+
+// legacy reads the plain JSON release an older server answers once the release is live.
+func (w *deployWatch) legacy(body io.Reader) (apphost.Release, error) {
+	var rel apphost.Release
+	if err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&rel); err != nil || rel.Digest == "" {
+		return rel, fmt.Errorf("unreadable answer: %v", err)
+	}
+	fmt.Fprintf(w.progress, "uploaded %s\n", megabytes(w.bundleBytes))
+	return rel, nil
+}

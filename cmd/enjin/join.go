@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/rings/ring1"
+)
+
+// joinMode checks the join flags: a token comes from a file or stdin, never from the command
+// line, where other users can read it (/proc/<pid>/cmdline).
+func (f *ring1Flags) joinMode() (joining bool, err error) {
+	switch {
+	case f.join != "" && f.join != "-":
+		return false, usagef("ring1: --join takes no token: others can read a command line; " +
+			"give --join-file FILE, or --join - with the token on stdin")
+	case f.join != "" && f.joinFile != "":
+		return false, usagef("ring1: give --join - or --join-file, not both")
+	case (f.join != "" || f.joinFile != "") && f.ring0URL == "":
+		return false, usagef("ring1: joining needs --ring0 URL")
+	}
+	return f.join != "" || f.joinFile != "", nil
+}
+
+// joinToken reads the one-time token: the first line of file, or of stdin if join is "-".
+func joinToken(join, file string, stdin io.Reader) (string, error) {
+	if join != "-" {
+		tok, err := readToken(file)
+		if err != nil {
+			return "", fmt.Errorf("ring1: --join-file: %w", err)
+		}
+		return tok, nil
+	}
+	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if tok := strings.TrimSpace(line); tok != "" {
+		return tok, nil
+	}
+	if err != nil && err != io.EOF {
+		return "", fmt.Errorf("ring1: --join -: read stdin: %w", err)
+	}
+	return "", fmt.Errorf("ring1: --join -: no token on stdin")
+}
+
+// joinedNode is what a joined node remembers besides its keys.
+type joinedNode struct {
+	Node rings.NodeID `json:"node"`
+	NATS string       `json:"nats"`
+}
+
+// joinNow redeems the token with ring 0 and keeps the node's keys and identity in dir.
+func joinNow(c *cobra.Command, ring0URL, token, dir string) (ring1.Config, error) {
+	cfg, err := ring1.Join(c.Context(), ring0URL, token, dir, nil)
+	if err != nil {
+		return cfg, err
+	}
+	b, _ := json.Marshal(joinedNode{Node: cfg.Node, NATS: cfg.NATSURL})
+	if err := keys.WriteCreds(filepath.Join(dir, "node.json"), b); err != nil {
+		return cfg, err
+	}
+	fmt.Fprintf(c.OutOrStdout(), "joined as %s; keys in %s\n", cfg.Node, dir)
+	cfg.CredsPath, cfg.Dir = filepath.Join(dir, ring1.CredsFile), dir
+	return cfg, nil
+}
+
+func loadJoined(dir string) (ring1.Config, error) {
+	b, err := os.ReadFile(filepath.Join(dir, "node.json"))
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	var j joinedNode
+	if err := json.Unmarshal(b, &j); err != nil {
+		return ring1.Config{}, fmt.Errorf("%s: %w", filepath.Join(dir, "node.json"), err)
+	}
+	c, err := keys.LoadCreds(filepath.Join(dir, ring1.CredsFile))
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	a, err := keys.LoadAttestation(filepath.Join(dir, ring1.AttestFile))
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	return ring1.Config{Node: j.Node, NATSURL: j.NATS, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir}, nil
+}

@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"net/url"
+	"slices"
+	"strconv"
+
+	"enjin/bus"
+	"enjin/keys"
+	"enjin/rings"
+)
+
+// Offline verification: what `enjin verify` checks of each stored observation, with nothing
+// but the API's answers and the signature scheme.
+
+// storedObservation is an observation as the API returns it: enough to verify offline.
+type storedObservation struct {
+	Node     rings.NodeID `json:"node"`
+	Observer rings.NodeID `json:"observer"` // set when another node (the supervisor) signed it
+	Seq      uint64       `json:"seq"`
+	TsNs     int64        `json:"ts_ns"`
+	Signer   string       `json:"signer"`
+	Sig      string       `json:"sig"`
+	Payload  string       `json:"payload"`
+}
+
+// keyring knows every attestation key each node has had. Keys are fetched only for nodes that
+// sign: a ring 2 node's observations are its ring 1 node's, who signed them.
+type keyring struct {
+	c       *client
+	current map[rings.NodeID]string   // the node's key now, from the node list
+	all     map[rings.NodeID][]string // current and every earlier key, from its history
+}
+
+func newKeyring(c *client) *keyring {
+	return &keyring{c: c, current: map[rings.NodeID]string{}, all: map[rings.NodeID][]string{}}
+}
+
+// keysOf returns every key node has had.
+func (k *keyring) keysOf(ctx context.Context, n rings.NodeID) ([]string, error) {
+	if ks, ok := k.all[n]; ok {
+		return ks, nil
+	}
+	if _, ok := k.current[n]; !ok {
+		var nd struct {
+			AttestPub string `json:"attest_pub"`
+		}
+		if err := k.c.get(ctx, "/v1/nodes/"+url.PathEscape(string(n)), &nd); err != nil {
+			return nil, err
+		}
+		k.current[n] = nd.AttestPub
+	}
+	ks, err := nodeKeys(ctx, k.c, n, k.current[n])
+	k.all[n] = ks
+	return ks, err
+}
+
+// nodeKeys lists every attestation key node has had, from its history.
+func nodeKeys(ctx context.Context, c *client, node rings.NodeID, current string) ([]string, error) {
+	var h struct {
+		History []struct {
+			Data struct {
+				AttestPub string `json:"attest_pub"`
+			} `json:"data"`
+		} `json:"history"`
+	}
+	if err := c.get(ctx, "/v1/history/node/"+url.PathEscape(string(node)), &h); err != nil {
+		return nil, err
+	}
+	ks := []string{current}
+	for _, e := range h.History {
+		if e.Data.AttestPub != "" && !slices.Contains(ks, e.Data.AttestPub) {
+			ks = append(ks, e.Data.AttestPub)
+		}
+	}
+	return ks, nil
+}
+
+// verifyNode verifies node's observations, newest first, counting them in checked and calling
+// fail for each that does not verify.
+func verifyNode(ctx context.Context, c *client, node rings.NodeID, ks *keyring, fail func(seq uint64, why string), checked *int) error {
+	before := uint64(0)
+	for {
+		var page struct {
+			Observations []storedObservation `json:"observations"`
+		}
+		path := fmt.Sprintf("/v1/nodes/%s/observations?limit=1000", url.PathEscape(string(node)))
+		if before > 0 {
+			path += "&before=" + strconv.FormatUint(before, 10)
+		}
+		if err := c.get(ctx, path, &page); err != nil {
+			return err
+		}
+		for _, o := range page.Observations {
+			*checked++
+			registered, err := ks.keysOf(ctx, o.signedBy())
+			if err != nil {
+				return err
+			}
+			if why := verifyStored(o, registered); why != "" {
+				fail(o.Seq, why)
+			}
+			before = o.Seq
+		}
+		if len(page.Observations) < 1000 {
+			return nil
+		}
+	}
+}
+
+// signedBy is the node whose key signed o: its observer (supervisor) if it has one.
+func (o storedObservation) signedBy() rings.NodeID {
+	if o.Observer != "" {
+		return o.Observer
+	}
+	return o.Node
+}
+
+// verifyStored says why o does not verify against the keys registered for its signer, or "".
+func verifyStored(o storedObservation, registered []string) string {
+	if !slices.Contains(registered, o.Signer) {
+		return "signer is not a key registered for the node"
+	}
+	pub, err := keys.ParseAttestationPublic(o.Signer)
+	if err != nil {
+		return err.Error()
+	}
+	sig, err1 := base64.RawURLEncoding.DecodeString(o.Sig)
+	payload, err2 := base64.RawURLEncoding.DecodeString(o.Payload)
+	if err1 != nil || err2 != nil {
+		return "undecodable signature or payload"
+	}
+	if !bus.VerifySignature(pub, o.signedBy(), o.TsNs, o.Seq, payload, sig) {
+		return "bad signature"
+	}
+	return ""
+}

@@ -1,0 +1,139 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/pprof"
+	"net/netip"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/rings/ring0"
+)
+
+func logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, usagef("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+// ring0Flags are the flags ring0 and up share.
+type ring0Flags struct {
+	dbURL, natsHost, apiAddr, logLevel, htpasswd    string
+	natsPort                                        int
+	heartbeat, credsTTL                             time.Duration
+	routerAddr, appsDomain, dnsAddr, bridge, prefix string
+	apps                                            bool // whether the ring 1 nodes host apps
+}
+
+func (f *ring0Flags) register(fs *pflag.FlagSet) {
+	fs.StringVar(&f.dbURL, "database-url", os.Getenv("ENJIN_DATABASE_URL"), "PostgreSQL URL (default $ENJIN_DATABASE_URL)")
+	fs.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "NATS listen address")
+	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port (-1 picks a free one)")
+	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7070", "meta API listen address (port 0 picks a free one)")
+	fs.StringVar(&f.htpasswd, "htpasswd", "", "htpasswd file (bcrypt) of read-only API users")
+	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "ring 1 heartbeat interval; liveness counts in these")
+	fs.DurationVar(&f.credsTTL, "creds-ttl", keys.DefaultTTL, "lifetime of ring 1 credentials (nodes renew at two thirds)")
+	fs.StringVar(&f.routerAddr, "router", "127.0.0.1:7080", "the app router's listen address")
+	fs.StringVar(&f.appsDomain, "apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
+	fs.StringVar(&f.dnsAddr, "dns", "127.0.0.1:5353", "DNS for app names (UDP and TCP)")
+	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join")
+	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nodes []ring0.Ring1Spec) (ring0.Config, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return ring0.Config{}, err
+	}
+	cfg := ring0.Config{StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
+		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,
+		CredsTTL: f.credsTTL}
+	if f.apps {
+		p, err := netip.ParsePrefix(f.prefix)
+		if err != nil {
+			return ring0.Config{}, usagef("--prefix: %v", err)
+		}
+		cfg.Apps = &ring0.AppsOptions{RouterAddr: f.routerAddr, AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, Bridge: f.bridge, Prefix: p}
+	}
+	return cfg, nil
+}
+
+// ring0Only are the flags of `enjin ring0` that `enjin up` has not.
+type ring0Only struct {
+	ring0Flags
+	ring1 []string // ids of ring 1 nodes to run as children
+}
+
+// registerRing0Flags registers every flag of `enjin ring0`.
+func registerRing0Flags(fs *pflag.FlagSet, f *ring0Only) {
+	f.register(fs)
+	fs.StringArrayVar(&f.ring1, "ring1", nil, "id of a ring 1 node to run here as a child process (repeatable)")
+	fs.BoolVar(&f.apps, "apps", false, "the ring 1 nodes run here host tenants' apps (router, DNS, instances)")
+}
+
+func ring0Cmd(g *globals) *cobra.Command {
+	var f ring0Only
+	c := &cobra.Command{
+		Use:   "ring0",
+		Short: "run ring 0: broker, inventory, meta API, liveness",
+		Long: `Run ring 0 with the PostgreSQL at --database-url: the embedded NATS broker, the inventory, the
+meta API and liveness, and the ring 1 nodes named by --ring1 as supervised child processes.
+'enjin up' does this and manages a PostgreSQL for you.`,
+		Example: "  enjin ring0 --database-url postgres:///enjin --ring1 ring1-a --apps",
+		Args:    argsBetween(0, 0, "no arguments"),
+	}
+	registerRing0Flags(c.Flags(), &f)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		if f.dbURL == "" {
+			return usagef("ring0: --database-url or $ENJIN_DATABASE_URL is required (enjin up manages one for you)")
+		}
+		log, err := logger(f.logLevel)
+		if err != nil {
+			return err
+		}
+		var specs []ring0.Ring1Spec
+		for _, n := range f.ring1 {
+			if err := rings.NodeID(n).Validate(); err != nil {
+				return usagef("ring0: --ring1: %v", err)
+			}
+			specs = append(specs, ring0.Ring1Spec{ID: rings.NodeID(n)})
+		}
+		cfg, err := f.config(g.stateDir, log, f.dbURL, specs)
+		if err != nil {
+			return err
+		}
+		r, err := ring0.New(c.Context(), cfg)
+		if err != nil {
+			return err
+		}
+		if addr := os.Getenv("ENJIN_PPROF"); addr != "" {
+			startPprof(addr, log)
+		}
+		fmt.Fprintf(c.OutOrStdout(), "ring 0: api %s nats %s\n", r.APIURL(), r.NATSURL())
+		return r.Run(c.Context())
+	}
+	return c
+}
+
+// startPprof serves net/http/pprof on addr (set ENJIN_PPROF=127.0.0.1:6060 to profile).
+func startPprof(addr string, log *slog.Logger) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { // ends with the process
+		if err := srv.ListenAndServe(); err != nil {
+			log.Warn("pprof", "err", err)
+		}
+	}()
+}

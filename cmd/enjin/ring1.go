@@ -1,0 +1,142 @@
+package main
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"enjin/keys"
+	"enjin/rings"
+	"enjin/rings/ring1"
+)
+
+// ring1Flags are the flags of `enjin ring1`.
+type ring1Flags struct {
+	node, natsURL, creds, attest, keyDir            string
+	appsDir, appsAPI, appsTokenFile                 string
+	routerAddr, appsDomain, dnsAddr, bridge, prefix string
+	heartbeat                                       time.Duration
+	join, joinFile, ring0URL                        string
+	logLevel                                        string
+}
+
+// registerRing1Flags registers every flag of `enjin ring1`.
+func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
+	fs.StringVar(&f.node, "node", "", "node id")
+	fs.StringVar(&f.natsURL, "nats", "", "NATS URL of ring 0")
+	fs.StringVar(&f.creds, "creds", "", "the node's .creds file")
+	fs.StringVar(&f.attest, "attest", "", "the node's attestation key file")
+	fs.StringVar(&f.keyDir, "dir", "", "where the node keeps keys it makes (scoped keys of hosted tenants)")
+	fs.StringVar(&f.appsDir, "apps-dir", "", "host tenants' apps, keeping packages and releases here")
+	fs.StringVar(&f.appsAPI, "apps-api", "127.0.0.1:7071", "the app API's listen address (with --apps-dir)")
+	fs.StringVar(&f.appsTokenFile, "apps-token-file", "", "file with the app API's bearer token (with --apps-dir)")
+	fs.StringVar(&f.routerAddr, "router", "127.0.0.1:7080", "the app router's listen address (with --apps-dir)")
+	fs.StringVar(&f.appsDomain, "apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
+	fs.StringVar(&f.dnsAddr, "dns", "127.0.0.1:5353", "DNS for app names (with --apps-dir)")
+	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join (with --apps-dir)")
+	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances (with --apps-dir)")
+	fs.DurationVar(&f.heartbeat, "heartbeat", ring1.DefaultHeartbeat, "heartbeat interval")
+	fs.StringVar(&f.join, "join", "", "join with a one-time token read from stdin: --join - (external strategy); needs --ring0")
+	fs.StringVar(&f.joinFile, "join-file", "", "join with the one-time token in this file (external strategy); needs --ring0")
+	fs.StringVar(&f.ring0URL, "ring0", "", "ring 0 meta API URL, with --join - or --join-file")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+}
+
+func ring1Cmd(g *globals) *cobra.Command {
+	var f ring1Flags
+	c := &cobra.Command{
+		Use:   "ring1",
+		Short: "run a ring 1 node (launched by ring 0, or joining with a one-time token)",
+		Long: `Run a ring 1 node. Ring 0 launches its own with --node, --nats, --creds and --attest. A node
+on another machine joins once with a one-time token (the external strategy) and keeps its keys
+in <state-dir>/ring1; run again, it starts with them.
+
+The token is never an argument: others can read a process's arguments. Give it in a file
+(--join-file) or on stdin (--join -).`,
+		Example: `  enjin ring1 --join-file join.token --ring0 http://ring0.example:7070
+  enjin ring1 --join - --ring0 http://ring0.example:7070 < join.token
+  enjin ring1        # a node that joined before`,
+		Args: argsBetween(0, 0, "no arguments"),
+	}
+	registerRing1Flags(c.Flags(), &f)
+	c.RunE = func(c *cobra.Command, _ []string) error {
+		log, err := logger(f.logLevel)
+		if err != nil {
+			return err
+		}
+		cfg, err := f.nodeConfig(c, g.stateDir)
+		if err != nil {
+			return err
+		}
+		cfg.Heartbeat, cfg.Logger = f.heartbeat, log
+		if cfg.Apps, err = f.appsConfig(); err != nil {
+			return err
+		}
+		n, err := ring1.New(cfg)
+		if err != nil {
+			return err
+		}
+		return n.Run(c.Context())
+	}
+	return c
+}
+
+// nodeConfig is who the node is: joining now, joined before, or launched by ring 0.
+func (f *ring1Flags) nodeConfig(c *cobra.Command, stateDir string) (ring1.Config, error) {
+	joining, err := f.joinMode()
+	if err != nil {
+		return ring1.Config{}, err
+	}
+	joined := filepath.Join(stateDir, "ring1")
+	switch {
+	case joining && !fileExists(filepath.Join(joined, "node.json")):
+		tok, err := joinToken(f.join, f.joinFile, c.InOrStdin())
+		if err != nil {
+			return ring1.Config{}, err
+		}
+		return joinNow(c, f.ring0URL, tok, joined)
+	case joining || (f.node == "" && fileExists(filepath.Join(joined, "node.json"))):
+		// Joined before: start again with the keys and the newest credential kept there.
+		return loadJoined(joined)
+	case f.node != "" && f.natsURL != "" && f.creds != "" && f.attest != "":
+		cr, err := keys.LoadCreds(f.creds)
+		if err != nil {
+			return ring1.Config{}, err
+		}
+		a, err := keys.LoadAttestation(f.attest)
+		if err != nil {
+			return ring1.Config{}, err
+		}
+		return ring1.Config{Node: rings.NodeID(f.node), NATSURL: f.natsURL, Creds: cr, Attestation: a, CredsPath: f.creds, Dir: f.keyDir}, nil
+	default:
+		return ring1.Config{}, usagef("ring1: give --node, --nats, --creds and --attest, or --join-file FILE (or --join -) and --ring0 URL")
+	}
+}
+
+// appsConfig is the app hosting part of the node's configuration, nil without --apps-dir.
+func (f *ring1Flags) appsConfig() (*ring1.AppsConfig, error) {
+	if f.appsDir == "" {
+		return nil, nil
+	}
+	p, err := netip.ParsePrefix(f.prefix)
+	if err != nil {
+		return nil, usagef("ring1: --prefix: %v", err)
+	}
+	tok, err := readToken(f.appsTokenFile)
+	if err != nil {
+		return nil, fmt.Errorf("ring1: --apps-token-file: %w", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	return &ring1.AppsConfig{Dir: f.appsDir, Helper: exe, Bridge: f.bridge, Prefix: p, RouterAddr: f.routerAddr,
+		AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, APIAddr: f.appsAPI, APIToken: tok}, nil
+}
+
+func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }
