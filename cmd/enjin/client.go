@@ -28,15 +28,16 @@ var noTimeout = &http.Client{}
 // Endpoints is what `enjin up` writes to <state>/endpoints.json once the cloud is ready;
 // client commands read it.
 type Endpoints struct {
-	API            string `json:"api"`
-	NATS           string `json:"nats"`
-	AdminTokenFile string `json:"admin_token_file"`
-	OpsCreds       string `json:"ops_creds"`
-	Database       string `json:"database"` // "managed" or "external"
-	Ring1          string `json:"ring1"`
-	Router         string `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
-	AppsDomain     string `json:"apps_domain"` // ditto
-	DNS            string `json:"dns"`         // answers A for app names with the router's address
+	API             string `json:"api"`
+	NATS            string `json:"nats"`
+	AdminTokenFile  string `json:"admin_token_file"`
+	AdminHeaderFile string `json:"admin_header_file"` // the token as an HTTP header, for curl -H @file
+	OpsCreds        string `json:"ops_creds"`
+	Database        string `json:"database"` // "managed" or "external"
+	Ring1           string `json:"ring1"`
+	Router          string `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
+	AppsDomain      string `json:"apps_domain"` // ditto
+	DNS             string `json:"dns"`         // answers A for app names with the router's address
 }
 
 func readEndpoints(stateDir string) (Endpoints, error) {

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -18,6 +19,7 @@ import (
 	"enjin/rings"
 	"enjin/rings/ring0"
 	"enjin/services/postgres"
+	"enjin/supervisors/process"
 )
 
 // upNode is the ring 1 node `enjin up` runs on this machine.
@@ -112,10 +114,14 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	step("ring 0 listening: api %s, nats %s", r.APIURL(), r.NATSURL())
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	done := make(chan error, 1)
-	go func() { done <- r.Run(runCtx) }() // ends when runCtx ends, after stopping ring 1
+	done := make(chan struct{}) // closed when Run has returned runErr
+	var runErr error
+	go func() { // ends when runCtx ends, after stopping ring 1, or when ring 1 cannot start
+		runErr = r.Run(runCtx)
+		close(done)
+	}()
 
-	ep, err := ready(ctx, r, stateDir, database, done)
+	ep, err := ready(ctx, r, stateDir, database, done, &runErr)
 	if err == nil {
 		if f.apps {
 			ep.Router, ep.AppsDomain, ep.DNS = f.routerAddr, f.appsDomain, f.dnsAddr
@@ -125,24 +131,37 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	if err != nil {
 		stop()
 		<-done
-		return err
+		return startFailure(step, err)
 	}
 	epPath := filepath.Join(stateDir, "endpoints.json")
 	step("ring 1 node %s is up; endpoints in %s", upNode, epPath)
 	step("watch: nats --creds %s -s %s sub 'ops.>'", ep.OpsCreds, ep.NATS)
-	step("query: curl -H \"Authorization: Bearer $(cat %s)\" %s/v1/nodes", ep.AdminTokenFile, ep.API)
+	step("query: curl -H @%s %s/v1/nodes", ep.AdminHeaderFile, ep.API)
 	if f.apps {
 		step("apps: http://%s with Host <app>.<tenant>.%s (DNS on %s)", ep.Router, ep.AppsDomain, ep.DNS)
 	}
-	err = <-done
+	<-done
+	err = runErr
 	os.Remove(epPath)
 	step("stopped")
+	return startFailure(step, err)
+}
+
+// startFailure prints, when ring 0 stopped because its ring 1 node could not start, the last
+// lines the node wrote, so the reason is on the screen and not only in a log file.
+func startFailure(step func(string, ...any), err error) error {
+	if se, ok := errors.AsType[*process.StartError](err); ok {
+		step("ring 1 node %s failed to start %d times; its last words:", se.Name, se.Failures)
+		for _, l := range se.Tail {
+			step("  | %s", l)
+		}
+	}
 	return err
 }
 
 // ready waits for the ring 1 node to be up and writes the OPS creds; the caller writes
 // endpoints.json, last, since its appearance tells the world the cloud is ready.
-func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done <-chan error) (Endpoints, error) {
+func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done <-chan struct{}, runErr *error) (Endpoints, error) {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		n, err := r.Store().GetNode(ctx, upNode)
@@ -150,8 +169,8 @@ func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done 
 			break
 		}
 		select {
-		case err := <-done:
-			return Endpoints{}, fmt.Errorf("ring 0 stopped while starting: %v", err)
+		case <-done:
+			return Endpoints{}, fmt.Errorf("ring 0 stopped while starting: %w", *runErr)
 		case <-ctx.Done():
 			return Endpoints{}, ctx.Err()
 		case <-time.After(50 * time.Millisecond):
@@ -168,6 +187,16 @@ func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done 
 	ep := Endpoints{API: r.APIURL(), NATS: r.NATSURL(), AdminTokenFile: abs(r.AdminTokenFile()),
 		OpsCreds: abs(filepath.Join(stateDir, "ops.creds")), Database: database, Ring1: string(upNode)}
 	if err := keys.WriteCreds(ep.OpsCreds, creds); err != nil {
+		return Endpoints{}, err
+	}
+	// The admin token as a header for `curl -H @file`, so it never goes on a command line,
+	// where any user of the machine could read it.
+	tok, err := os.ReadFile(ep.AdminTokenFile)
+	if err != nil {
+		return Endpoints{}, err
+	}
+	ep.AdminHeaderFile = filepath.Join(stateDir, "admin.header")
+	if err := keys.WriteCreds(ep.AdminHeaderFile, []byte("Authorization: Bearer "+strings.TrimSpace(string(tok))+"\n")); err != nil {
 		return Endpoints{}, err
 	}
 	return ep, nil

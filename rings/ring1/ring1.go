@@ -210,8 +210,7 @@ func (n *Node) Run(ctx context.Context) error {
 	defer wg.Wait()
 	defer stop()
 	// Ends when hctx is cancelled: when ctx ends or Run is about to return.
-	wg.Go(func() { n.heartbeats(hctx, nc) })
-	wg.Go(func() { n.renewals(hctx, nc) }) // ends with hctx too
+	wg.Go(func() { n.renewals(hctx, nc) })
 	appsErr := make(chan error, 1)
 	if n.cfg.Apps != nil {
 		ready := make(chan error, 1)
@@ -225,6 +224,8 @@ func (n *Node) Run(ctx context.Context) error {
 			return fmt.Errorf("ring1 %s: apps: %w", n.cfg.Node, err)
 		}
 	}
+	// Heartbeats start once the node is whole: ring 0 takes the first as "up and serving".
+	wg.Go(func() { n.heartbeats(hctx, nc) }) // ends with hctx too
 
 	select {
 	case <-ctx.Done():

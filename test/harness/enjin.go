@@ -59,26 +59,49 @@ type Proc struct {
 	Out *syncBuffer
 }
 
-// Start runs the enjin binary with args in its own process group; at cleanup it is stopped
-// (SIGTERM, so it stops what it started, then SIGKILL to its group) and its output is shown if
-// the test failed.
-func Start(t testing.TB, args ...string) *Proc {
+// Adopt starts cmd (an enjin command the test built, e.g. with a working directory of its own)
+// like Start does.
+func Adopt(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	cmd := exec.Command(Binary(t), args...)
 	out := &syncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start enjin %v: %v", args, err)
+		t.Fatalf("start %v: %v", cmd.Args, err)
 	}
 	p := &Proc{Cmd: cmd, Out: out}
 	t.Cleanup(func() {
 		p.Stop(time.Minute)
 		if t.Failed() {
-			t.Logf("output of enjin %v:\n%s", args, out.String())
+			t.Logf("output of %v:\n%s", cmd.Args, out.String())
 		}
 	})
 	return p
+}
+
+// Wait waits up to d for the process to exit and returns its exit status.
+func (p *Proc) Wait(t testing.TB, d time.Duration) int {
+	t.Helper()
+	done := make(chan struct{})
+	go func() { // ends when the process exits; cleanup kills it at the latest
+		_ = p.Cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return p.Cmd.ProcessState.ExitCode()
+	case <-time.After(d):
+		t.Fatalf("%v did not exit within %v", p.Cmd.Args, d)
+		return -1
+	}
+}
+
+// Start runs the enjin binary with args in its own process group; at cleanup it is stopped
+// (SIGTERM, so it stops what it started, then SIGKILL to its group) and its output is shown if
+// the test failed.
+func Start(t testing.TB, args ...string) *Proc {
+	t.Helper()
+	return Adopt(t, exec.Command(Binary(t), args...))
 }
 
 // Kill SIGKILLs the process and its group and reaps it. It is safe to call twice. Children
