@@ -1,6 +1,7 @@
 package apphost
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -79,7 +80,7 @@ var badManifests = []struct {
 	// env
 	{"env name with dash", web, `{"env":{"A-B":"1"}}`, "env.A-B"},
 	{"env name with digit first", web, `{"env":{"1A":"1"}}`, "env.1A"},
-	{"env name empty", web, `{"env":{"":"1"}}`, "env."},
+	{"env name empty", web, `{"env":{"":"1"}}`, `env.""`},
 	{"env name 129 bytes", web, `{"env":{"` + strings.Repeat("A", 129) + `":"1"}}`, "env." + quote(strings.Repeat("A", 129))},
 	{"env name with newline", web, `{"env":{"A\nB":"1"}}`, `env."A\nB"`},
 	{"env PORT", web, `{"env":{"PORT":"80"}}`, "env.PORT"},
@@ -96,6 +97,7 @@ var badManifests = []struct {
 	{"trailing garbage", web, `{} x`, "enjin.json"},
 	{"two objects", web, `{}{}`, "enjin.json"},
 	{"unknown field", web, `{"memory":64}`, "memory"},
+	{"unknown field, empty", web, `{"":64}`, `""`},
 	{"procfile key", web, `{"procfile":{"web":"./evil"}}`, "procfile"},
 	{"array", web, `[]`, "enjin.json"},
 	{"null", web, `null`, "enjin.json"},
@@ -439,12 +441,20 @@ func TestReadManifest(t *testing.T) {
 // FuzzManifest checks that no Procfile and enjin.json make ParseManifest or Configs panic,
 // and that whatever is accepted runs within the policy: every refusal is a *FieldError,
 // every instance has a command without NUL, limits within the maxima, an environment of
-// valid names without NUL, and a health path net/http can request.
+// valid names without NUL or repeats, and a health path net/http can request; and that the
+// manifest survives being stored with its release.
 func FuzzManifest(f *testing.F) {
 	f.Add([]byte(web), []byte(nil))
 	f.Add([]byte("web: ./s\nworker: ./w\n"), []byte(`{"instances":{"worker":2},"memory_mb":64,"cpu_millis":500,"pids":32,"disk_mb":100,"tmp_mb":8,"health":"/h?x=%20","env":{"PATH":"/bin","A":"b"}}`))
+	for _, h := range []string{"/healthz", "/a/b/?x=1&y=%2F;z", "/%41%2f%00", "/~user/@:!$&'()*+,;=", "/?", "/.././"} {
+		f.Add([]byte(web), []byte(`{"health":"`+h+`"}`))
+	}
 	for _, tt := range badManifests {
-		f.Add([]byte(tt.procfile), []byte(tt.json))
+		// The fuzzer minimizes every input that finds new code, which for the table's
+		// oversize variants takes minutes; the table covers those.
+		if len(tt.procfile)+len(tt.json) <= 4<<10 {
+			f.Add([]byte(tt.procfile), []byte(tt.json))
+		}
 	}
 	p := DefaultPolicy()
 	f.Fuzz(func(t *testing.T, procfile, enjinJSON []byte) {
@@ -462,6 +472,15 @@ func FuzzManifest(f *testing.F) {
 		}
 		for _, c := range cs {
 			checkConfig(t, c, p)
+		}
+		// A release keeps its manifest as JSON (app.json); what comes back runs the same.
+		b, err := json.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored Manifest
+		if err := json.Unmarshal(b, &stored); err != nil || !reflect.DeepEqual(stored, m) {
+			t.Fatalf("%+v stored as %s reads back as %+v, %v", m, b, stored, err)
 		}
 	})
 }
@@ -485,8 +504,12 @@ func checkConfig(t *testing.T, c InstanceConfig, p Policy) {
 		seen[k] = true
 	}
 	if c.Type == "web" {
-		if _, err := http.NewRequest("GET", "http://127.0.0.1:8080"+c.Health, nil); err != nil {
+		req, err := http.NewRequest("GET", "http://127.0.0.1:8080"+c.Health, nil)
+		if err != nil {
 			t.Fatalf("%s: health %q: %v", c.ID, c.Health, err)
+		}
+		if got := req.URL.RequestURI(); got != c.Health {
+			t.Fatalf("%s: health %q is requested as %q", c.ID, c.Health, got)
 		}
 	} else if c.Health != "" {
 		t.Fatalf("%s: health %q for a non-web type", c.ID, c.Health)
