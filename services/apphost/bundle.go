@@ -2,125 +2,26 @@ package apphost
 
 import (
 	"archive/tar"
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strings"
 )
 
-// Manifest is what a bundle declares: its process types (from the Procfile, Heroku style:
-// `web: ./server`) and, from an optional enjin.json, instances per type, limits, the
-// health-check path and environment.
-type Manifest struct {
-	Procfile  map[string]string `json:"procfile"`
-	Instances map[string]int    `json:"instances,omitempty"` // default 1 for web, 0 for others
-	MemoryMB  int               `json:"memory_mb,omitempty"` // default 256
-	CPUMillis int               `json:"cpu_millis,omitempty"`
-	Pids      int               `json:"pids,omitempty"`   // default 128
-	Health    string            `json:"health,omitempty"` // HTTP path; default /
-	Env       map[string]string `json:"env,omitempty"`
-}
-
-// Limits and sizes bundles must respect.
+// Limits on bundles.
 const (
-	MaxBundle    = 256 << 20 // compressed bytes
-	maxUnpacked  = 1 << 30
-	maxFiles     = 20000
-	DefaultMemMB = 256
-	DefaultPids  = 128
+	MaxBundle   = 256 << 20 // compressed bytes
+	maxUnpacked = 1 << 30
+	maxFiles    = 20000
 )
-
-var procName = regexp.MustCompile(`^[a-z][a-z0-9_-]{0,30}$`)
-
-// parseProcfile reads `type: command` lines; blank lines and # comments are skipped.
-func parseProcfile(b []byte) (map[string]string, error) {
-	procs := map[string]string{}
-	sc := bufio.NewScanner(bytes.NewReader(b))
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		name, cmd, ok := strings.Cut(line, ":")
-		name, cmd = strings.TrimSpace(name), strings.TrimSpace(cmd)
-		if !ok || !procName.MatchString(name) || cmd == "" {
-			return nil, fmt.Errorf("Procfile line %d: want `type: command` with a lowercase type", n)
-		}
-		if _, dup := procs[name]; dup {
-			return nil, fmt.Errorf("Procfile line %d: type %q twice", n, name)
-		}
-		procs[name] = cmd
-	}
-	if len(procs) == 0 {
-		return nil, errors.New("Procfile declares no process type")
-	}
-	return procs, sc.Err()
-}
-
-// readManifest reads the Procfile and enjin.json of an unpacked bundle.
-func readManifest(dir string) (Manifest, error) {
-	var m Manifest
-	b, err := os.ReadFile(filepath.Join(dir, "Procfile"))
-	if err != nil {
-		return m, fmt.Errorf("bundle has no Procfile: %w", err)
-	}
-	if m.Procfile, err = parseProcfile(b); err != nil {
-		return m, err
-	}
-	if b, err := os.ReadFile(filepath.Join(dir, "enjin.json")); err == nil {
-		var extra Manifest
-		dec := json.NewDecoder(bytes.NewReader(b))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&extra); err != nil {
-			return m, fmt.Errorf("enjin.json: %w", err)
-		}
-		extra.Procfile = m.Procfile
-		m = extra
-	} else if !errors.Is(err, fs.ErrNotExist) {
-		return m, err
-	}
-	return m, m.normalize()
-}
-
-func (m *Manifest) normalize() error {
-	if m.Instances == nil {
-		m.Instances = map[string]int{}
-	}
-	for t, n := range m.Instances {
-		if _, ok := m.Procfile[t]; !ok || n < 0 || n > 100 {
-			return fmt.Errorf("enjin.json: instances of %q: unknown type or not 0–100", t)
-		}
-	}
-	if _, ok := m.Instances["web"]; !ok {
-		if _, web := m.Procfile["web"]; web {
-			m.Instances["web"] = 1
-		}
-	}
-	if m.MemoryMB == 0 {
-		m.MemoryMB = DefaultMemMB
-	}
-	if m.Pids == 0 {
-		m.Pids = DefaultPids
-	}
-	if m.Health == "" {
-		m.Health = "/"
-	}
-	if m.MemoryMB < 16 || m.MemoryMB > 64<<10 || m.Pids < 4 || m.CPUMillis < 0 || !strings.HasPrefix(m.Health, "/") {
-		return errors.New("enjin.json: memory_mb 16–65536, pids ≥ 4, cpu_millis ≥ 0, health an absolute path")
-	}
-	return nil
-}
 
 // Pack makes a bundle (gzipped tar) of dir, with deterministic order and no owners, so the
 // same tree always gives the same digest.

@@ -52,7 +52,7 @@ func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, b
 	if err := restrict(dir, a.uid); err != nil {
 		return Release{}, err
 	}
-	m, err := readManifest(dir)
+	m, err := readManifest(dir, DefaultPolicy())
 	if err != nil {
 		os.RemoveAll(dir)
 		return Release{}, fmt.Errorf("apphost: %w", err)
