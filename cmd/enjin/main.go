@@ -18,9 +18,10 @@ import (
 )
 
 func main() {
-	// The sandbox helper must do nothing else before it confines and execs a child.
+	// The sandbox helper must do nothing else before it confines and starts a child. It
+	// returns only on failure, with an error that reads "sandbox: <what>: <why>".
 	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
-		fmt.Fprintln(os.Stderr, "enjin:", process.ExecSandbox())
+		fmt.Fprintln(os.Stderr, "enjin", process.ExecSandbox())
 		os.Exit(111)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

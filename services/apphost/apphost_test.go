@@ -32,7 +32,7 @@ var (
 
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
-		fmt.Fprintln(os.Stderr, process.ExecSandbox())
+		fmt.Fprintln(os.Stderr, "enjin", process.ExecSandbox())
 		os.Exit(111)
 	}
 	dir, err := os.MkdirTemp("/tmp", "enjin-apphost-")

@@ -90,6 +90,13 @@ func New(cfg Config) (*Host, error) {
 			return nil, fmt.Errorf("apphost: %w", err)
 		}
 	}
+	// Every instance's sandbox mounts its root here, privately: the host never sees it.
+	if err := os.MkdirAll(filepath.Join(cfg.Dir, "sandbox"), 0o700); err != nil {
+		return nil, fmt.Errorf("apphost: %w", err)
+	}
+	if err := os.Chmod(filepath.Join(cfg.Dir, "sandbox"), 0o700); err != nil {
+		return nil, fmt.Errorf("apphost: %w", err)
+	}
 	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), apps: map[string]*app{}, logs: newLogBook(filepath.Join(cfg.Dir, "apps"))}, nil
 }
 
@@ -124,6 +131,7 @@ func (a *app) dir() string                  { return filepath.Join(a.host.cfg.Di
 func (a *app) workDir() string              { return filepath.Join(a.dir(), "work") }
 func (a *app) releaseDir(n int) string      { return filepath.Join(a.dir(), "releases", strconv.Itoa(n)) }
 func (h *Host) packagePath(d string) string { return filepath.Join(h.cfg.Dir, "packages", d+".tar.gz") }
+func (h *Host) sandboxRoot() string         { return filepath.Join(h.cfg.Dir, "sandbox") }
 
 // appFor returns the app, creating its directories and uid the first time.
 func (h *Host) appFor(tenant rings.TenantID, name string) (*app, error) {

@@ -134,16 +134,20 @@ func (in *instance) run(ctx context.Context) {
 // ctx ends (after stopping it: SIGTERM, then SIGKILL after the grace).
 func (in *instance) once(ctx context.Context) error {
 	h := in.app.host
+	// The app sees its release at /app (read-only) and its work directory as HOME.
 	cmd, err := process.Sandbox{UID: in.app.uid, GID: in.app.uid, Netns: in.ep.Netns, CgroupProcs: in.procs,
-		NoNewPrivs: true, Dir: in.app.releaseDir(in.release), Path: "/bin/sh", Args: []string{"-c", "exec " + in.command},
-		Env: in.env}.Command(h.cfg.Helper)
+		Root: h.sandboxRoot(), Binds: []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
+			{Source: in.app.workDir(), Target: "/home/app", Writable: true}},
+		Dir: "/app", Path: "/bin/sh", Args: []string{"-c", "exec " + in.command}, Env: in.env}.Command(h.cfg.Helper)
 	if err != nil {
 		return err
 	}
 	stdout, _ := cmd.StdoutPipe()
 	stderr, _ := cmd.StderrPipe()
 	in.setState(Starting)
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	cmd.ExtraFiles[0].Close() // the sandbox's spec, which the helper has now
+	if err != nil {
 		return err
 	}
 	in.mu.Lock()

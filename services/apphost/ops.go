@@ -196,7 +196,7 @@ func (a *app) start(ctx context.Context, r Release, t string, i int) (*instance,
 		return nil, err
 	}
 	a.mu.Lock()
-	env := map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": a.workDir(), "PORT": strconv.Itoa(Port),
+	env := map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/app", "PORT": strconv.Itoa(Port),
 		"ENJIN_APP": a.name, "ENJIN_TENANT": a.tenant, "ENJIN_RELEASE": strconv.Itoa(r.Number),
 		"ENJIN_INSTANCE": id, "ENJIN_PROCESS_TYPE": t}
 	for k, v := range r.Manifest.Env {

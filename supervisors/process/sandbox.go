@@ -6,96 +6,190 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
-	"strconv"
+	"path"
+	"strings"
 	"syscall"
 
 	"golang.org/x/sys/unix"
 )
 
-// Sandbox is what a child is confined by. SysProcAttr cannot join a network namespace or set
-// no_new_privs, so a small helper — this same binary, re-executed — applies the sandbox as
-// root and then execs the child: it joins the cgroups, enters the network namespace, drops
-// to the child's uid/gid with no supplementary groups, sets no_new_privs (setuid binaries
-// then grant nothing) and execs.
-type Sandbox struct {
-	UID, GID    uint32
-	Netns       string   // a network namespace to enter (e.g. /run/netns/x); "" keeps the parent's
-	CgroupProcs []string // cgroup.procs files to join (from Cgroups.Create)
-	NoNewPrivs  bool
-	Dir         string // working directory
-	Path        string // the child's executable
-	Args        []string
-	Env         []string
+// Bind shows a host file or directory inside the sandbox.
+type Bind struct {
+	Source   string // on the host
+	Target   string // inside the sandbox, e.g. /app or /home/app
+	Writable bool   // read-only unless set; always nosuid and nodev
 }
 
-// sandboxEnv carries the sandbox to the helper.
-const sandboxEnv = "ENJIN_SANDBOX"
+// Sandbox is what a child is confined by. A small helper — this same binary, re-executed
+// with HelperArg, see ExecSandbox — is started by Command in new PID, mount, IPC and UTS
+// namespaces. Still root, it joins the cgroups and the network namespace, builds a root of
+// its own (the host's OS read-only, the binds, private /tmp, /dev and /proc, nothing else of
+// the host) and pivots into it, then drops to UID/GID with no groups and no capabilities,
+// sets no_new_privs, loads a seccomp filter and, as the namespace's init, starts the child,
+// forwards it signals and reaps orphans. The child sees only what Binds show it.
+type Sandbox struct {
+	UID, GID    uint32   // the child's; never 0
+	Hostname    string   // in the sandbox's UTS namespace; "" is "app"
+	Netns       string   // a network namespace to enter (e.g. /run/netns/x); "" keeps the parent's
+	CgroupProcs []string // cgroup.procs files to join (from Cgroups.Create), before anything else
+	// Root is an existing empty directory on the host, owned by root and mode 0700, on which
+	// the helper mounts the sandbox's root inside its own mount namespace. One directory can
+	// serve every sandbox: each mounts privately and the host never sees the mounts.
+	Root     string
+	Binds    []Bind
+	TmpBytes int64  // size of the private tmpfs /tmp; 0 is 64 MiB
+	ShmBytes int64  // size of the private tmpfs /dev/shm; 0 is TmpBytes
+	NoFile   uint64 // RLIMIT_NOFILE, soft and hard; 0 is 4096
+	Dir      string // working directory, inside the sandbox; "" is /
+	Path     string // the child's executable, inside the sandbox
+	Args     []string
+	Env      []string // the child's whole environment; only the child sees it
+}
 
 // HelperArg is the first argument that makes a binary act as the sandbox helper; the enjin
 // binary checks for it before anything else (see ExecSandbox).
 const HelperArg = "sandbox-exec"
 
+// specFD is where the helper finds the sandbox, as JSON: a pipe, so that nothing of it
+// (the child's environment may hold the tenant's secrets) is in the helper's argv or
+// environment, which any process of the same uid can read in /proc.
+const specFD = 3
+
+// maxSpec bounds the spec; execve refuses an environment much larger anyway.
+const maxSpec = 16 << 20
+
+// namespaces are the ones the helper starts in. The network namespace is entered by the
+// helper instead (an existing one, with the child's veth), and the cgroup namespace made by
+// it after it has joined the cgroups, so that its root is the child's group.
+const namespaces = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
+
 // Command returns the command that runs the sandboxed child through helper (the path of a
-// binary that calls ExecSandbox when its first argument is HelperArg).
+// binary that calls ExecSandbox when its first argument is HelperArg). The caller sets its
+// Stdout and Stderr and starts it; its Stdin is not passed on (the child reads /dev/null).
+// The helper exits with the child's status, or 128+n if a signal n killed the child, or 111
+// if the sandbox could not be set up, after one line on stderr.
+//
+// The spec travels in cmd.ExtraFiles[0], the read end of a pipe it has been written to; the
+// caller may close it once the command has started (the garbage collector does otherwise).
 func (sb Sandbox) Command(helper string) (*exec.Cmd, error) {
-	if sb.Path == "" {
-		return nil, errors.New("process: sandbox without a path")
+	if err := sb.validate(); err != nil {
+		return nil, fmt.Errorf("process: sandbox: %w", err)
 	}
 	b, err := json.Marshal(sb)
 	if err != nil {
 		return nil, fmt.Errorf("process: sandbox: %w", err)
 	}
+	r, err := specPipe(b)
+	if err != nil {
+		return nil, fmt.Errorf("process: sandbox: %w", err)
+	}
 	cmd := exec.Command(helper, HelperArg)
-	cmd.Env = []string{sandboxEnv + "=" + string(b)}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.Env = []string{} // empty, not nil: nil would pass on ours
+	cmd.ExtraFiles = []*os.File{r}
+	// No Pdeathsig: the helper's setuid would clear it. Whoever runs the sandbox stops it
+	// through its cgroup or by killing the helper, which takes the whole PID namespace along.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: namespaces, Setpgid: true}
 	return cmd, nil
 }
 
-// ExecSandbox is the helper: it applies the sandbox described in the environment and execs
-// the child. It returns only on failure.
-func ExecSandbox() error {
-	var sb Sandbox
-	if err := json.Unmarshal([]byte(os.Getenv(sandboxEnv)), &sb); err != nil {
-		return fmt.Errorf("sandbox: %w", err)
+// specPipe returns the read end of a pipe holding b. The pipe is grown to hold all of b,
+// which is then written at once, so the write cannot block whether or not a reader ever
+// comes. Where b is larger than this host lets a pipe grow (fs.pipe-max-size, 1 MiB, for
+// a process without CAP_SYS_RESOURCE), a goroutine writes it instead.
+func specPipe(b []byte) (*os.File, error) {
+	if len(b) > maxSpec {
+		return nil, fmt.Errorf("spec of %d bytes, more than %d", len(b), maxSpec)
 	}
-	// Namespaces belong to threads: enter and exec from this one.
-	runtime.LockOSThread()
-	pid := strconv.Itoa(os.Getpid())
-	for _, p := range sb.CgroupProcs {
-		if err := os.WriteFile(p, []byte(pid), 0o644); err != nil {
-			return fmt.Errorf("sandbox: join cgroup: %w", err)
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := growPipe(w, len(b)); err != nil {
+		go func() { // ends when the helper has read it all or every read end is closed (EPIPE)
+			w.Write(b)
+			w.Close()
+		}()
+		return r, nil
+	}
+	defer w.Close()
+	if _, err := w.Write(b); err != nil {
+		r.Close()
+		return nil, fmt.Errorf("spec pipe: %w", err)
+	}
+	return r, nil
+}
+
+// growPipe makes the pipe w writes to hold at least n bytes.
+func growPipe(w *os.File, n int) error {
+	rc, err := w.SyscallConn()
+	if err != nil {
+		return err
+	}
+	cerr := rc.Control(func(fd uintptr) {
+		var size int
+		if size, err = unix.FcntlInt(fd, unix.F_GETPIPE_SZ, 0); err == nil && size < n {
+			_, err = unix.FcntlInt(fd, unix.F_SETPIPE_SZ, n)
+		}
+	})
+	return errors.Join(err, cerr)
+}
+
+// reserved are the sandbox's own directories, which binds may not cover or enter.
+var reserved = []string{"/usr", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin",
+	"/tmp", "/var", "/dev", "/proc", "/run", "/.old"}
+
+func (sb *Sandbox) validate() error {
+	switch {
+	case sb.UID == 0 || sb.GID == 0:
+		return fmt.Errorf("uid %d gid %d: the child may not be root", sb.UID, sb.GID)
+	case !path.IsAbs(sb.Root):
+		return fmt.Errorf("root %q is not an absolute path", sb.Root)
+	case !path.IsAbs(sb.Path):
+		return fmt.Errorf("path %q is not an absolute path", sb.Path)
+	case sb.Dir != "" && !path.IsAbs(sb.Dir):
+		return fmt.Errorf("dir %q is not an absolute path", sb.Dir)
+	case sb.TmpBytes < 0 || sb.ShmBytes < 0:
+		return fmt.Errorf("tmpfs sizes %d, %d", sb.TmpBytes, sb.ShmBytes)
+	}
+	for _, b := range sb.Binds {
+		if err := b.validate(); err != nil {
+			return err
 		}
 	}
-	if sb.Netns != "" {
-		fd, err := unix.Open(sb.Netns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			return fmt.Errorf("sandbox: netns %s: %w", sb.Netns, err)
-		}
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			return fmt.Errorf("sandbox: enter netns %s: %w", sb.Netns, err)
-		}
-		unix.Close(fd)
+	return nil
+}
+
+func (b Bind) validate() error {
+	if !path.IsAbs(b.Source) {
+		return fmt.Errorf("bind source %q is not an absolute path", b.Source)
 	}
-	if sb.Dir != "" {
-		if err := os.Chdir(sb.Dir); err != nil {
-			return fmt.Errorf("sandbox: %w", err)
-		}
+	if !path.IsAbs(b.Target) || path.Clean(b.Target) != b.Target || b.Target == "/" {
+		return fmt.Errorf("bind target %q: want a clean absolute path below /", b.Target)
 	}
-	if err := syscall.Setgroups(nil); err != nil {
-		return fmt.Errorf("sandbox: setgroups: %w", err)
-	}
-	if err := syscall.Setgid(int(sb.GID)); err != nil {
-		return fmt.Errorf("sandbox: setgid %d: %w", sb.GID, err)
-	}
-	if err := syscall.Setuid(int(sb.UID)); err != nil {
-		return fmt.Errorf("sandbox: setuid %d: %w", sb.UID, err)
-	}
-	if sb.NoNewPrivs {
-		if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-			return fmt.Errorf("sandbox: no_new_privs: %w", err)
+	for _, r := range reserved {
+		if b.Target == r || strings.HasPrefix(b.Target, r+"/") {
+			return fmt.Errorf("bind target %q is in the sandbox's own %s", b.Target, r)
 		}
 	}
-	argv := append([]string{sb.Path}, sb.Args...)
-	return fmt.Errorf("sandbox: exec %s: %w", sb.Path, syscall.Exec(sb.Path, argv, sb.Env))
+	return nil
+}
+
+// withDefaults fills in the zero values' meanings.
+func (sb Sandbox) withDefaults() Sandbox {
+	if sb.Hostname == "" {
+		sb.Hostname = "app"
+	}
+	if sb.TmpBytes == 0 {
+		sb.TmpBytes = 64 << 20
+	}
+	if sb.ShmBytes == 0 {
+		sb.ShmBytes = sb.TmpBytes
+	}
+	if sb.NoFile == 0 {
+		sb.NoFile = 4096
+	}
+	if sb.Dir == "" {
+		sb.Dir = "/"
+	}
+	return sb
 }

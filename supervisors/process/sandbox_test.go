@@ -2,7 +2,6 @@ package process_test
 
 import (
 	"bufio"
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -19,35 +18,7 @@ import (
 	"enjin/supervisors/process"
 )
 
-// helper is a copy of this test binary that other uids can execute; it acts as the sandbox
-// helper (first argument process.HelperArg) and as the sandboxed programs (ENJIN_ROLE).
-var helper string
-
-func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
-		err := process.ExecSandbox()
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(111)
-	}
-	if role := os.Getenv("ENJIN_ROLE"); role != "" {
-		os.Exit(playRole(role))
-	}
-	dir, err := os.MkdirTemp("/tmp", "enjin-sbx-")
-	if err != nil {
-		panic(err)
-	}
-	os.Chmod(dir, 0o755)
-	helper = filepath.Join(dir, "helper")
-	b, _ := os.ReadFile(os.Args[0])
-	if err := os.WriteFile(helper, b, 0o755); err != nil {
-		panic(err)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
-
-// playRole is what a sandboxed child does.
+// playRole is what this test binary does when it runs in a sandbox, at /app/helper.
 func playRole(role string) int {
 	f := strings.Fields(role)
 	switch f[0] {
@@ -55,12 +26,13 @@ func playRole(role string) int {
 		status, _ := os.ReadFile("/proc/self/status")
 		nnp := ""
 		for _, l := range strings.Split(string(status), "\n") {
-			if strings.HasPrefix(l, "NoNewPrivs:") {
-				nnp = strings.TrimSpace(strings.TrimPrefix(l, "NoNewPrivs:"))
+			if v, ok := strings.CutPrefix(l, "NoNewPrivs:"); ok {
+				nnp = strings.TrimSpace(v)
 			}
 		}
 		ns, _ := os.Readlink("/proc/self/ns/net")
-		fmt.Printf("uid=%d euid=%d gid=%d groups=%d nnp=%s ns=%s\n", os.Getuid(), os.Geteuid(), os.Getgid(), len(mustGroups()), nnp, ns)
+		groups, _ := os.Getgroups()
+		fmt.Printf("uid=%d euid=%d gid=%d groups=%d nnp=%s ns=%s\n", os.Getuid(), os.Geteuid(), os.Getgid(), len(groups), nnp, ns)
 	case "hog":
 		mb, _ := strconv.Atoi(f[1])
 		b := make([]byte, mb<<20)
@@ -107,53 +79,61 @@ func playRole(role string) int {
 	return 0
 }
 
-func mustGroups() []int { g, _ := os.Getgroups(); return g }
-
-// run runs a role in sb and returns its output and exit state.
-func run(t *testing.T, sb process.Sandbox, role string) (string, *os.ProcessState) {
-	t.Helper()
-	sb.Path = helper
-	sb.Env = append(sb.Env, "ENJIN_ROLE="+role)
-	if sb.Dir == "" {
-		sb.Dir = "/"
-	}
-	cmd, err := sb.Command(helper)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	_ = cmd.Run()
-	return out.String(), cmd.ProcessState
+// role returns b's sandbox set to play role with this test binary.
+func (b *box) role(role string) process.Sandbox {
+	sb := b.Sandbox
+	sb.Path = "/app/helper"
+	sb.Env = append(append([]string{}, sb.Env...), "ENJIN_ROLE="+role)
+	return sb
 }
 
 func TestSandboxDropsPrivileges(t *testing.T) {
-	out, _ := run(t, process.Sandbox{UID: 40001, GID: 40001, NoNewPrivs: true}, "id")
-	if !strings.Contains(out, "uid=40001 euid=40001 gid=40001 groups=0 nnp=1") {
-		t.Fatalf("sandboxed child: %q", out)
+	b := newBox(t)
+	out, errOut, _ := run(t, b.role("id"))
+	want := fmt.Sprintf("uid=%d euid=%d gid=%d groups=0 nnp=1", b.UID, b.UID, b.GID)
+	if !strings.Contains(out, want) {
+		t.Fatalf("sandboxed child: got %q (stderr %q) want %q", out, errOut, want)
 	}
-	// A setuid-root copy of a program gains nothing under no_new_privs.
-	dir, _ := os.MkdirTemp("/tmp", "enjin-suid-")
-	defer os.RemoveAll(dir)
-	os.Chmod(dir, 0o755)
-	suid := filepath.Join(dir, "suid")
-	b, _ := os.ReadFile(helper)
-	os.WriteFile(suid, b, 0o755)
+	// A setuid-root copy of a program in the release gains nothing: /app is nosuid, and
+	// no_new_privs would stop it anyway.
+	suid := filepath.Join(b.release, "suid")
+	copyFile(t, helper(), suid)
 	if err := os.Chmod(suid, 0o4755|os.ModeSetuid); err != nil {
 		t.Fatal(err)
 	}
-	sb := process.Sandbox{UID: 40001, GID: 40001, NoNewPrivs: true, Path: suid, Env: []string{"ENJIN_ROLE=id"}, Dir: "/"}
-	cmd, _ := sb.Command(helper)
-	got, _ := cmd.CombinedOutput()
-	if !strings.Contains(string(got), "euid=40001") {
-		t.Fatalf("setuid binary under no_new_privs: %q", got)
+	sb := b.role("id")
+	sb.Path = "/app/suid"
+	if out, errOut, _ := run(t, sb); !strings.Contains(out, fmt.Sprintf("euid=%d", b.UID)) {
+		t.Fatalf("setuid binary in the sandbox: %q (stderr %q)", out, errOut)
 	}
-	// Control: without no_new_privs the same binary would run as root.
-	sb.NoNewPrivs = false
-	cmd, _ = sb.Command(helper)
-	got, _ = cmd.CombinedOutput()
-	if !strings.Contains(string(got), "euid=0") {
-		t.Fatalf("control: setuid binary without no_new_privs: %q (is /tmp mounted nosuid?)", got)
+	// Control: run directly as the same uid, a copy of the same file does make it root.
+	dir, err := os.MkdirTemp("/tmp", "enjin-suid-") // t.TempDir() is not the uid's to enter
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	os.Chmod(dir, 0o755)
+	outside := filepath.Join(dir, "suid")
+	copyFile(t, suid, outside)
+	if err := os.Chmod(outside, 0o4755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(outside)
+	cmd.Env = []string{"ENJIN_ROLE=id"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: b.UID, Gid: b.GID}}
+	if got, _ := cmd.CombinedOutput(); !strings.Contains(string(got), "euid=0") {
+		t.Fatalf("control: setuid binary outside the sandbox: %q (is /tmp mounted nosuid?)", got)
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -163,26 +143,28 @@ func TestSandboxLimits(t *testing.T) {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("t%d", time.Now().UnixNano())
-	procs, err := cg.Create(name, process.Limits{MemoryBytes: 64 << 20, Pids: 8, CPUMillis: 500})
+	// The helper stays as init, so its threads count against pids.max too.
+	const pids = 24
+	procs, err := cg.Create(name, process.Limits{MemoryBytes: 64 << 20, Pids: pids, CPUMillis: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cg.Remove(name)
-	sb := process.Sandbox{UID: 40001, GID: 40001, NoNewPrivs: true, CgroupProcs: procs}
-	if out, st := run(t, sb, "hog 16"); !strings.Contains(out, "survived") || !st.Success() {
-		t.Fatalf("16 MiB under a 64 MiB limit: %q %v", out, st)
+	b := newBox(t)
+	b.CgroupProcs = procs
+	if out, errOut, code := run(t, b.role("hog 16")); !strings.Contains(out, "survived") || code != 0 {
+		t.Fatalf("16 MiB under a 64 MiB limit: %q %q exit %d", out, errOut, code)
 	}
-	out, st := run(t, sb, "hog 256")
-	ws := st.Sys().(syscall.WaitStatus)
-	if strings.Contains(out, "survived") || !ws.Signaled() || ws.Signal() != syscall.SIGKILL {
-		t.Fatalf("256 MiB under a 64 MiB limit: %q %v", out, st)
+	// The helper exits 128+9 when the kernel kills its child with SIGKILL.
+	if out, errOut, code := run(t, b.role("hog 256")); strings.Contains(out, "survived") || code != 128+9 {
+		t.Fatalf("256 MiB under a 64 MiB limit: %q %q exit %d, want 137", out, errOut, code)
 	}
-	out, _ = run(t, sb, "fork 30")
+	out, _, _ := run(t, b.role("fork 60"))
 	n, _ := strconv.Atoi(strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(out), "started")))
-	if !strings.HasPrefix(strings.TrimSpace(out), "started") || n >= 8 {
-		t.Fatalf("pids limit 8: %q", out)
+	if !strings.HasPrefix(strings.TrimSpace(out), "started") || n >= pids {
+		t.Fatalf("pids limit %d: %q", pids, out)
 	}
-	t.Logf("cgroup v%d: 256 MiB hog killed by SIGKILL; %d of 30 forks allowed under pids.max 8", cg.Version(), n)
+	t.Logf("cgroup v%d: 256 MiB hog killed by SIGKILL; %d of 60 forks allowed under pids.max %d", cg.Version(), n, pids)
 }
 
 func TestNetworkIsolatesChildren(t *testing.T) {
@@ -202,6 +184,12 @@ func TestNetworkIsolatesChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
+	inB := newBox(t)
+	inB.Netns = b.Netns
+	runInB := func(role string) string {
+		out, errOut, _ := run(t, inB.role(role))
+		return strings.TrimSpace(out + errOut)
+	}
 
 	// A listens in its namespace; the host reaches it, B does not.
 	ln := listenIn(t, a, 8080)
@@ -209,11 +197,10 @@ func TestNetworkIsolatesChildren(t *testing.T) {
 	if !dialFromHost(netip.AddrPortFrom(a.Addr, 8080).String()) {
 		t.Fatal("host cannot reach A")
 	}
-	out, _ := run(t, process.Sandbox{UID: 40002, GID: 40002, NoNewPrivs: true, Netns: b.Netns}, "dial "+netip.AddrPortFrom(a.Addr, 8080).String())
-	if strings.TrimSpace(out) != "fail" {
+	if out := runInB("dial " + netip.AddrPortFrom(a.Addr, 8080).String()); out != "fail" {
 		t.Fatalf("B reached A: %q", out)
 	}
-	out, _ = run(t, process.Sandbox{UID: 40002, GID: 40002, NoNewPrivs: true, Netns: b.Netns}, "id")
+	out := runInB("id")
 	host, _ := os.Readlink("/proc/self/ns/net")
 	if !strings.Contains(out, "ns=") || strings.Contains(out, "ns="+host) {
 		t.Fatalf("B shares the host's network namespace: %q", out)
@@ -235,14 +222,14 @@ func TestNetworkIsolatesChildren(t *testing.T) {
 		}
 	}()
 	hostSvc := hostLn.Addr().String()
-	if out, _ := run(t, process.Sandbox{UID: 40002, GID: 40002, NoNewPrivs: true, Netns: b.Netns}, "dial "+hostSvc); strings.TrimSpace(out) != "ok" {
+	if out := runInB("dial " + hostSvc); out != "ok" {
 		t.Fatalf("control: B cannot reach the host without the firewall: %q", out)
 	}
 	if err := nw.Firewall(); err != nil {
 		t.Fatal(err)
 	}
 	defer nw.RemoveFirewall()
-	if out, _ := run(t, process.Sandbox{UID: 40002, GID: 40002, NoNewPrivs: true, Netns: b.Netns}, "dial "+hostSvc); strings.TrimSpace(out) != "fail" {
+	if out := runInB("dial " + hostSvc); out != "fail" {
 		t.Fatalf("B reached a host service through the firewall: %q", out)
 	}
 	if !dialFromHost(netip.AddrPortFrom(a.Addr, 8080).String()) {
@@ -255,7 +242,7 @@ func TestNetworkIsolatesChildren(t *testing.T) {
 func listenIn(t *testing.T, e *process.Endpoint, port int) func() {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", filepath.Base(e.Netns), "sh", "-c",
-		fmt.Sprintf("exec %s", helper))
+		fmt.Sprintf("exec %s", helper()))
 	cmd.Env = []string{"ENJIN_ROLE=serve " + strconv.Itoa(port)}
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
