@@ -97,4 +97,3 @@ func tempDir(t *testing.T, prefix string) string {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
-

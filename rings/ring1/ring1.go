@@ -76,7 +76,7 @@ type Node struct {
 
 	acked, unacked, refused, lastSeq atomic.Uint64
 	waiting, dropped                 atomic.Uint64
-	revokes                          *revokeQueue // revocations ring 0 has yet to confirm; nil without Dir
+	revokes                          *revokeQueue                 // revocations ring 0 has yet to confirm; nil without Dir
 	jwt                              atomic.Pointer[string]       // the current credential; see renewals
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
 }
