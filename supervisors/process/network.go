@@ -1,8 +1,6 @@
 package process
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -10,6 +8,8 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -63,44 +63,83 @@ type Endpoint struct {
 	Netns  string     // path of the child's network namespace
 	Addr   netip.Addr // the child's address
 	HostIf string     // the host end of the veth pair
-	name   string
+	peer   string     // the child's end, until it moves into the namespace
+	name   string     // the namespace's name under /run/netns
 	net    *Network
+
+	madeNS, madeVeth bool // what this endpoint created, and so may delete
 }
 
-// Attach makes a network namespace for child id, wires it to the bridge and gives it an
-// address. Close undoes it.
-func (n *Network) Attach(id string) (*Endpoint, error) {
+// Attach makes a network namespace for the child called name, wires it to the bridge and
+// gives it an address. name must be unique among the network's children for as long as they
+// live (the caller allocates it, e.g. a serial number) and at most 8 bytes of [a-z0-9]: the
+// namespace and the veth pair are named after it and the bridge, so no two children, and no
+// two networks, share one. Attach never deletes what it did not create: if a device or
+// namespace of that name exists, it fails. Close undoes it.
+func (n *Network) Attach(name string) (*Endpoint, error) {
+	if !validChildName(name) {
+		return nil, fmt.Errorf("process: attach %q: want 1–8 bytes of [a-z0-9]", name)
+	}
+	tag, err := n.tag()
+	if err != nil {
+		return nil, err
+	}
 	addr, err := n.allocate()
 	if err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256([]byte(n.Bridge + "/" + id))
-	tag := hex.EncodeToString(sum[:5])
-	e := &Endpoint{Addr: addr, HostIf: "veh" + tag, name: "enjin-" + tag, net: n}
+	e := &Endpoint{Addr: addr, HostIf: "v" + tag + "." + name, peer: "p" + tag + "." + name,
+		name: n.netnsPrefix() + name, net: n}
 	e.Netns = filepath.Join("/run/netns", e.name)
 	if err := e.wire(); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("process: attach %s: %w", id, err)
+		return nil, fmt.Errorf("process: attach %s: %w", name, err)
 	}
 	return e, nil
 }
+
+func validChildName(s string) bool {
+	if len(s) == 0 || len(s) > 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+// tag names the bridge in its children's device names: its interface index, which no other
+// device on the host has, in base 36 (at most 5 bytes: device names are at most 15).
+func (n *Network) tag() (string, error) {
+	br, err := netlink.LinkByName(n.Bridge)
+	if err != nil {
+		return "", fmt.Errorf("process: bridge %s: %w", n.Bridge, err)
+	}
+	return strconv.FormatInt(int64(br.Attrs().Index), 36), nil
+}
+
+// netnsPrefix starts the name of every namespace of this network's children.
+func (n *Network) netnsPrefix() string { return "enjin-" + n.Bridge + "-" }
 
 func (e *Endpoint) wire() error {
 	ns, err := newNamedNetns(e.name)
 	if err != nil {
 		return err
 	}
+	e.madeNS = true
 	defer ns.Close()
 	br, err := netlink.LinkByName(e.net.Bridge)
 	if err != nil {
 		return err
 	}
-	peer := "vep" + e.HostIf[3:]
 	la := netlink.NewLinkAttrs()
 	la.Name, la.MasterIndex = e.HostIf, br.Attrs().Index
-	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: peer}); err != nil {
+	if err := netlink.LinkAdd(&netlink.Veth{LinkAttrs: la, PeerName: e.peer}); err != nil {
 		return fmt.Errorf("veth: %w", err)
 	}
+	e.madeVeth = true
 	host, err := netlink.LinkByName(e.HostIf)
 	if err != nil {
 		return err
@@ -117,7 +156,7 @@ func (e *Endpoint) wire() error {
 	if err := netlink.LinkSetUp(host); err != nil {
 		return err
 	}
-	p, err := netlink.LinkByName(peer)
+	p, err := netlink.LinkByName(e.peer)
 	if err != nil {
 		return err
 	}
@@ -129,7 +168,7 @@ func (e *Endpoint) wire() error {
 		return err
 	}
 	defer h.Close()
-	return configureInside(h, peer, e.Addr, e.net)
+	return configureInside(h, e.peer, e.Addr, e.net)
 }
 
 // configureInside names the child's end eth0, gives it its address, brings it and lo up and
@@ -181,20 +220,73 @@ func newNamedNetns(name string) (netns.NsHandle, error) {
 	return ns, nil
 }
 
-// Close removes the veth pair (the child's end goes with it) and the namespace, and frees
-// the address.
+// Close removes what Attach created — the veth pair (the child's end goes with it) and the
+// namespace — and frees the address.
 func (e *Endpoint) Close() error {
 	var errs []error
-	if l, err := netlink.LinkByName(e.HostIf); err == nil {
-		if err := netlink.LinkDel(l); err != nil {
+	if e.madeVeth {
+		for _, name := range []string{e.HostIf, e.peer} { // the peer is still here if it never moved
+			if l, err := netlink.LinkByName(name); err == nil {
+				if err := netlink.LinkDel(l); err != nil {
+					errs = append(errs, err)
+				}
+			}
+		}
+		e.madeVeth = false
+	}
+	if e.madeNS {
+		if err := netns.DeleteNamed(e.name); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, err)
 		}
-	}
-	if err := netns.DeleteNamed(e.name); err != nil && !errors.Is(err, os.ErrNotExist) {
-		errs = append(errs, err)
+		e.madeNS = false
 	}
 	e.net.release(e.Addr)
 	return errors.Join(errs...)
+}
+
+// Sweep removes what children of this network left behind when the process that made them
+// died without closing them: every veth on the bridge and every namespace named for the
+// network. Call it at start, before any Attach, when no child of the network runs. It
+// returns how many it removed.
+func (n *Network) Sweep() (int, error) {
+	removed := 0
+	var errs []error
+	br, err := netlink.LinkByName(n.Bridge)
+	if err == nil {
+		tag := strconv.FormatInt(int64(br.Attrs().Index), 36)
+		links, _ := netlink.LinkList()
+		for _, l := range links {
+			a := l.Attrs()
+			ours := a.MasterIndex == br.Attrs().Index && l.Type() == "veth" ||
+				strings.HasPrefix(a.Name, "p"+tag+".") || strings.HasPrefix(a.Name, "v"+tag+".")
+			if !ours {
+				continue
+			}
+			if err := netlink.LinkDel(l); err != nil {
+				errs = append(errs, fmt.Errorf("veth %s: %w", a.Name, err))
+				continue
+			}
+			removed++
+		}
+	}
+	names, _ := os.ReadDir("/run/netns")
+	for _, f := range names {
+		if !strings.HasPrefix(f.Name(), n.netnsPrefix()) {
+			continue
+		}
+		if err := netns.DeleteNamed(f.Name()); err != nil {
+			// A half-made namespace is a file that was never mounted on.
+			if rerr := os.Remove(filepath.Join("/run/netns", f.Name())); rerr != nil {
+				errs = append(errs, fmt.Errorf("netns %s: %w", f.Name(), err))
+				continue
+			}
+		}
+		removed++
+	}
+	n.mu.Lock()
+	clear(n.used)
+	n.mu.Unlock()
+	return removed, errors.Join(errs...)
 }
 
 func (n *Network) allocate() (netip.Addr, error) {
