@@ -164,3 +164,26 @@ func readPids(path string) ([]int, error) {
 	}
 	return pids, nil
 }
+
+func (c *cgroupV1) OOMKills(name string) uint64 {
+	return counter(filepath.Join(c.bases["memory"], name, "memory.oom_control"), "oom_kill")
+}
+
+func (c *cgroupV2) OOMKills(name string) uint64 {
+	return counter(filepath.Join(c.base, name, "memory.events"), "oom_kill")
+}
+
+// counter reads the value of key from a cgroup file of "key value" lines, or 0.
+func counter(path, key string) uint64 {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, key+" "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
+}

@@ -26,6 +26,8 @@ type Cgroups interface {
 	Create(name string, l Limits) (procs []string, err error)
 	// Usage reads the group's memory in use and CPU time consumed (ns).
 	Usage(name string) (memBytes, cpuNanos uint64, err error)
+	// OOMKills is how many processes of the group the kernel killed for want of memory.
+	OOMKills(name string) uint64
 	// Kill kills every process in the group (cgroup.kill on v2, freeze-and-kill on v1) and
 	// waits until the group is empty.
 	Kill(name string) error
