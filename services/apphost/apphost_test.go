@@ -1,6 +1,7 @@
 package apphost_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/services/router"
 	"enjin/supervisors/process"
@@ -114,6 +116,11 @@ func newWorld(t testing.TB) *world {
 	return &world{host: h, router: rt, url: "http://" + ln.Addr().String(), dir: dir, net: nw}
 }
 
+// deploy deploys bundle b as tenant/name.
+func (w *world) deploy(ctx context.Context, tenant, name string, b []byte) (apphost.Release, error) {
+	return w.host.Deploy(ctx, rings.TenantID(tenant), name, bytes.NewReader(b), nil)
+}
+
 // bundle packs the sample app with a Procfile and an optional enjin.json.
 func bundle(t testing.TB, procfile, enjinJSON string) []byte {
 	t.Helper()
@@ -149,7 +156,7 @@ func TestDeployScaleKillAndRollback(t *testing.T) {
 	const host = "hello.acme.apps.test"
 	prebuilt := bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","memory_mb":64}`)
 	t0 := time.Now()
-	r1, err := w.host.Deploy(ctx, "acme", "hello", prebuilt)
+	r1, err := w.deploy(ctx, "acme", "hello", prebuilt)
 	if err != nil {
 		lines, _, _, _ := w.host.Logs("acme", "hello", 20, false)
 		t.Fatalf("%v; app log: %+v", err, lines)
@@ -217,7 +224,7 @@ func TestDeployScaleKillAndRollback(t *testing.T) {
 	}
 
 	// A release that never gets healthy is rolled back; no request reaches it.
-	_, err = w.host.Deploy(ctx, "acme", "hello", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","env":{"NEVER_HEALTHY":"1"}}`))
+	_, err = w.deploy(ctx, "acme", "hello", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","env":{"NEVER_HEALTHY":"1"}}`))
 	if !errors.Is(err, apphost.ErrUnhealthy) {
 		t.Fatalf("unhealthy deploy: %v", err)
 	}
@@ -226,7 +233,7 @@ func TestDeployScaleKillAndRollback(t *testing.T) {
 	}
 	lines, _, _, _ := w.host.Logs("acme", "hello", 10000, false)
 	for _, l := range lines {
-		if strings.Contains(l.Instance, "-r2-") && strings.HasPrefix(l.Line, "request") {
+		if l.Release == 2 && strings.HasPrefix(l.Line, "request") {
 			t.Fatalf("release 2 served a request: %+v", l)
 		}
 	}
@@ -238,7 +245,7 @@ func TestDeployScaleKillAndRollback(t *testing.T) {
 
 func TestCrashLoopBacksOff(t *testing.T) {
 	w := newWorld(t)
-	if _, err := w.host.Deploy(t.Context(), "acme", "crashy", bundle(t, "worker: ./sampleapp\n",
+	if _, err := w.deploy(t.Context(), "acme", "crashy", bundle(t, "worker: ./sampleapp\n",
 		`{"instances":{"worker":1},"env":{"CRASH":"1"}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -267,14 +274,18 @@ func TestCrashLoopBacksOff(t *testing.T) {
 func TestIsolation(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
-	if _, err := w.host.Deploy(ctx, "bravo", "b", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz"}`)); err != nil {
+	if _, err := w.deploy(ctx, "bravo", "b", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz"}`)); err != nil {
 		t.Fatal(err)
 	}
 	bps, _ := w.host.Ps("bravo", "b")
 	bAddr := bps[0].Address
-	secret := filepath.Join(w.dir, "apps", "bravo", "b", "work", "secret")
+	secret := filepath.Join(w.dir, "apps", "bravo", "b", "home", "secret")
 	if err := os.WriteFile(secret, []byte("bravo's"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Dir(secret)); err == nil { // bravo's own, as if bravo wrote it
+		st := fi.Sys().(*syscall.Stat_t)
+		os.Chown(secret, int(st.Uid), int(st.Gid))
 	}
 	// A host service listening on every address, as a control or bus port would.
 	svc, err := net.Listen("tcp", "0.0.0.0:0")
@@ -321,7 +332,7 @@ func TestIsolation(t *testing.T) {
 	if hostIP != "" {
 		targets = append(targets, "tcp:"+net.JoinHostPort(hostIP, fmt.Sprint(port)), "tcp:"+net.JoinHostPort(hostIP, "4222"))
 	}
-	if _, err := w.host.Deploy(ctx, "alpha", "a", bundle(t, "web: ./sampleapp\n",
+	if _, err := w.deploy(ctx, "alpha", "a", bundle(t, "web: ./sampleapp\n",
 		`{"health":"/healthz","env":{"PROBE":"`+strings.Join(targets, ",")+`","PROBE_N":"100"}}`)); err != nil {
 		t.Fatal(err)
 	}
@@ -352,7 +363,7 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
 	const host = "zdt.acme.apps.test"
-	if _, err := w.host.Deploy(ctx, "acme", "zdt", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","instances":{"web":2}}`)); err != nil {
+	if _, err := w.deploy(ctx, "acme", "zdt", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","instances":{"web":2}}`)); err != nil {
 		t.Fatal(err)
 	}
 	var ok, failed atomic.Int64
@@ -379,7 +390,7 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 	t0 := time.Now()
 	for i := range 20 {
 		b := bundle(t, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","instances":{"web":2},"env":{"N":"%d"}}`, i))
-		if _, err := w.host.Deploy(ctx, "acme", "zdt", b); err != nil {
+		if _, err := w.deploy(ctx, "acme", "zdt", b); err != nil {
 			t.Fatalf("deploy %d: %v", i, err)
 		}
 	}
@@ -409,7 +420,7 @@ func BenchmarkDeploy(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		bundleI := bundle(b, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","env":{"N":"%d"}}`, i))
 		t0 := time.Now() // the bundle is prebuilt: packing it is not part of a deploy
-		r, err := w.host.Deploy(ctx, "acme", "bench", bundleI)
+		r, err := w.deploy(ctx, "acme", "bench", bundleI)
 		if err != nil {
 			b.Fatal(err)
 		}

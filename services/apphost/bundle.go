@@ -86,59 +86,68 @@ func Digest(b []byte) string {
 	return "sha256-" + hex.EncodeToString(s[:])
 }
 
-// unpack extracts a bundle into dir, refusing absolute paths, "..", links, and bundles
-// beyond the size and file limits.
-func unpack(b []byte, dir string) error {
-	zr, err := gzip.NewReader(bytes.NewReader(b))
+// unpack extracts the bundle in file path into dir (a fresh directory only root can enter),
+// refusing absolute paths, "..", links, devices, and bundles beyond the size and file limits.
+// It returns how many files it wrote. Files are created 0600: restrict gives them their
+// final modes once all are there, before the directory is moved where an app can see it.
+func unpack(path, dir string) (int, error) {
+	f, err := os.Open(path)
 	if err != nil {
-		return fmt.Errorf("bundle: %w", err)
+		return 0, err
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		return 0, fmt.Errorf("bundle: %w", err)
 	}
 	tr := tar.NewReader(zr)
 	var total int64
+	files := 0
 	for n := 0; ; n++ {
 		h, err := tr.Next()
 		if errors.Is(err, io.EOF) {
-			return nil
+			return files, nil
 		}
 		if err != nil {
-			return fmt.Errorf("bundle: %w", err)
+			return files, fmt.Errorf("bundle: %w", err)
 		}
 		if n >= maxFiles {
-			return errors.New("bundle: too many files")
+			return files, errors.New("bundle: too many files")
 		}
 		name := filepath.Clean(filepath.FromSlash(h.Name))
 		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
-			return fmt.Errorf("bundle: path %q escapes the bundle", h.Name)
+			return files, fmt.Errorf("bundle: path %q escapes the bundle", h.Name)
 		}
 		p := filepath.Join(dir, name)
 		switch h.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
-				return err
+			if err := os.MkdirAll(p, 0o700); err != nil {
+				return files, err
 			}
 		case tar.TypeReg:
 			total += h.Size
 			if total > maxUnpacked {
-				return errors.New("bundle: unpacks to more than 1 GiB")
+				return files, errors.New("bundle: unpacks to more than 1 GiB")
 			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-				return err
+			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+				return files, err
 			}
-			mode := os.FileMode(0o644)
+			mode := os.FileMode(0o600)
 			if h.Mode&0o111 != 0 {
-				mode = 0o755
+				mode = 0o700 // restrict keeps the executable bit
 			}
 			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
 			if err != nil {
-				return fmt.Errorf("bundle: %w", err)
+				return files, fmt.Errorf("bundle: %w", err)
 			}
 			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
 			f.Close()
 			if err != nil {
-				return err
+				return files, err
 			}
+			files++
 		default:
-			return fmt.Errorf("bundle: %q: only files and directories are allowed", h.Name)
+			return files, fmt.Errorf("bundle: %q: only files and directories are allowed", h.Name)
 		}
 	}
 }

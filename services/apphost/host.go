@@ -1,13 +1,25 @@
 // Package apphost runs tenants' apps on a ring 1 node: it keeps bundles in a content-addressed
 // package store, turns each deploy into an immutable numbered release, and runs every
-// release's instances as ring 2 nodes, each confined by the process strategy's sandbox (its
-// own uid/gid per tenant and app, network namespace on the ring's bridge, cgroup limits,
-// no_new_privs, a working directory only it can write), under a watchdog that restarts it by
-// policy and takes it out of the router while it fails its health check.
+// release's instances as ring 2 nodes under a watchdog that restarts them by policy and takes
+// them out of the router while they fail their health check.
+//
+// Every tenant is hostile, and every instance is walled in by the process strategy's sandbox:
+// a uid/gid of its app's own (from a registry, never derived from names), its own PID, mount,
+// IPC, UTS and network namespaces (a veth on the ring's bridge), a read-only view of the OS
+// with its release at /app and its HOME — a file system of the app's own, of the app's disk
+// size — at /home/app, a private size-bounded /tmp, seccomp, no capabilities, and cgroup
+// limits on memory, CPU and processes that apply even when the app asks for none. Names of
+// instances, namespaces, devices and cgroups are allocated, never built from tenant input,
+// so no tenant can choose one that another uses. Whatever a tenant controls is checked at
+// the edge (a *FieldError) and whatever its processes do is contained: a panic while serving
+// one app is recovered and marks only that app's instance unhealthy.
 //
 // Deploys are zero-downtime: the new release's instances must all be healthy before traffic
 // moves to them; the old ones are drained (no request in flight) and then stopped. A release
-// that is not healthy within the health timeout is stopped and the old one keeps serving.
+// that is not healthy within the health timeout — or whose instances keep crashing — is
+// stopped with the reason (exit status, last log lines), and the old one keeps serving.
+// After a restart of the node, Restore kills whatever an earlier run left behind (by cgroup),
+// removes its namespaces and devices, and starts every live release again.
 //
 // Ring 1 imports apphost; apphost imports the process supervisor and rings.
 package apphost
@@ -16,7 +28,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -39,25 +50,33 @@ type Router interface {
 	Inflight(id string) int64
 }
 
-// Config configures a host. Zero durations take the defaults noted.
+// Config configures a host. Zero values take the defaults noted.
 type Config struct {
-	Dir           string       // packages/ and apps/ live here
+	Dir           string       // packages/, apps/, staging/ and the sandbox root live here (root only)
 	Node          rings.NodeID // the ring 1 node running the apps
 	Helper        string       // the sandbox helper binary (enjin)
 	Network       *process.Network
 	Cgroups       process.Cgroups
 	Router        Router
-	UIDBase       uint32        // first uid/gid for apps; 0 is 200000
+	Policy        Policy        // limits per instance and quotas; the zero value is DefaultPolicy()
+	UIDFirst      uint32        // first uid/gid for apps; 0 is 200000
+	UIDCount      uint32        // how many; 0 is 100000
+	UIDRegistry   string        // the host's uid registry, shared by its nodes; "" is /var/lib/enjin/uids
+	KeepReleases  int           // releases kept besides the live one; 0 is 10
 	Grace         time.Duration // SIGTERM to SIGKILL; 0 is 30 s
 	HealthTimeout time.Duration // a new release must be healthy within this; 0 is 60 s
-	HealthEvery   time.Duration // 0 is 500 ms
+	HealthEvery   time.Duration // 0 is 500 ms (100 ms while an instance starts)
 	Logger        *slog.Logger
 }
 
 // Host runs apps. Its methods are safe for concurrent use; deploys of one app are serialized.
 type Host struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	uids    *uids
+	serials *serials
+
+	pkgs sync.RWMutex // held for reading from storing a package to recording its release; pruning writes
 
 	mu      sync.Mutex
 	apps    map[string]*app // by tenant/name
@@ -65,39 +84,69 @@ type Host struct {
 	stopped func(tenant, app, instance string) // set under logs.mu
 }
 
-// New returns a host; it starts nothing until apps are deployed.
+// New returns a host; it starts nothing until apps are deployed or restored.
 func New(cfg Config) (*Host, error) {
 	if cfg.Dir == "" || cfg.Helper == "" || cfg.Network == nil || cfg.Cgroups == nil || cfg.Router == nil {
 		return nil, errors.New("apphost: Dir, Helper, Network, Cgroups and Router are required")
 	}
-	if cfg.UIDBase == 0 {
-		cfg.UIDBase = 200000
+	if cfg.Policy == (Policy{}) {
+		cfg.Policy = DefaultPolicy()
 	}
-	if cfg.Grace <= 0 {
-		cfg.Grace = 30 * time.Second
+	if err := cfg.Policy.Validate(); err != nil {
+		return nil, fmt.Errorf("apphost: policy: %w", err)
 	}
-	if cfg.HealthTimeout <= 0 {
-		cfg.HealthTimeout = 60 * time.Second
-	}
-	if cfg.HealthEvery <= 0 {
-		cfg.HealthEvery = 500 * time.Millisecond
-	}
+	cfg.UIDFirst = cmp(cfg.UIDFirst, 200000)
+	cfg.UIDCount = cmp(cfg.UIDCount, 100000)
+	cfg.UIDRegistry = cmp(cfg.UIDRegistry, "/var/lib/enjin/uids")
+	cfg.KeepReleases = cmp(cfg.KeepReleases, 10)
+	cfg.Grace = cmp(cfg.Grace, 30*time.Second)
+	cfg.HealthTimeout = cmp(cfg.HealthTimeout, 60*time.Second)
+	cfg.HealthEvery = cmp(cfg.HealthEvery, 500*time.Millisecond)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	for _, d := range []string{"packages", "apps"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Dir, d), 0o711); err != nil {
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("apphost: %w", err)
+	}
+	cfg.Dir = abs
+	ids, err := newUIDs(cfg.UIDRegistry, cfg.UIDFirst, cfg.UIDCount)
+	if err != nil {
+		return nil, err
+	}
+	// Only root enters any of these: an instance reaches its own release and HOME through
+	// the binds of its sandbox, never through these paths.
+	for _, d := range []string{"", "packages", "apps", "staging", "sandbox"} {
+		p := filepath.Join(cfg.Dir, d)
+		if err := os.MkdirAll(p, 0o700); err != nil {
+			return nil, fmt.Errorf("apphost: %w", err)
+		}
+		if err := os.Chmod(p, 0o700); err != nil {
 			return nil, fmt.Errorf("apphost: %w", err)
 		}
 	}
-	// Every instance's sandbox mounts its root here, privately: the host never sees it.
-	if err := os.MkdirAll(filepath.Join(cfg.Dir, "sandbox"), 0o700); err != nil {
-		return nil, fmt.Errorf("apphost: %w", err)
+	// Unpacks and uploads a crashed run left half done.
+	if es, err := os.ReadDir(filepath.Join(cfg.Dir, "staging")); err == nil {
+		for _, e := range es {
+			os.RemoveAll(filepath.Join(cfg.Dir, "staging", e.Name()))
+		}
 	}
-	if err := os.Chmod(filepath.Join(cfg.Dir, "sandbox"), 0o700); err != nil {
-		return nil, fmt.Errorf("apphost: %w", err)
+	if ups, err := filepath.Glob(filepath.Join(cfg.Dir, "packages", "upload-*")); err == nil {
+		for _, u := range ups {
+			os.Remove(u)
+		}
 	}
-	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), apps: map[string]*app{}, logs: newLogBook(filepath.Join(cfg.Dir, "apps"))}, nil
+	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), uids: ids, serials: newSerials(filepath.Join(cfg.Dir, "serial")),
+		apps: map[string]*app{}, logs: newLogBook(filepath.Join(cfg.Dir, "apps"))}, nil
+}
+
+// cmp is v, or def when v is the zero value.
+func cmp[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }
 
 // Release is one immutable, numbered version of an app.
@@ -106,7 +155,7 @@ type Release struct {
 	Digest   string    `json:"digest"`
 	Manifest Manifest  `json:"manifest"`
 	Created  time.Time `json:"created"`
-	Status   string    `json:"status"` // live, superseded, failed
+	Status   string    `json:"status"` // starting, live, superseded, failed
 }
 
 // app is one tenant's app and its running instances.
@@ -115,7 +164,7 @@ type app struct {
 	tenant, name string
 	uid          uint32
 
-	deploy sync.Mutex // one deploy, scale or rollback at a time
+	deploy sync.Mutex // one deploy, scale, rollback or destroy at a time
 
 	mu        sync.Mutex
 	releases  []Release
@@ -123,17 +172,19 @@ type app struct {
 	scale     map[string]int
 	env       map[string]string
 	instances map[string]*instance
+	changed   chan struct{} // closed and replaced whenever an instance's state changes
 }
 
 func key(tenant rings.TenantID, name string) string { return string(tenant) + "/" + name }
 
 func (a *app) dir() string                  { return filepath.Join(a.host.cfg.Dir, "apps", a.tenant, a.name) }
-func (a *app) workDir() string              { return filepath.Join(a.dir(), "work") }
+func (a *app) homeDir() string              { return filepath.Join(a.dir(), "home") }
+func (a *app) homeImage() string            { return filepath.Join(a.dir(), "home.img") }
 func (a *app) releaseDir(n int) string      { return filepath.Join(a.dir(), "releases", strconv.Itoa(n)) }
 func (h *Host) packagePath(d string) string { return filepath.Join(h.cfg.Dir, "packages", d+".tar.gz") }
 func (h *Host) sandboxRoot() string         { return filepath.Join(h.cfg.Dir, "sandbox") }
 
-// appFor returns the app, creating its directories and uid the first time.
+// appFor returns the app, creating its directories and claiming its uid the first time.
 func (h *Host) appFor(tenant rings.TenantID, name string) (*app, error) {
 	if err := tenant.Validate(); err != nil {
 		return nil, fmt.Errorf("apphost: %w", err)
@@ -146,52 +197,62 @@ func (h *Host) appFor(tenant rings.TenantID, name string) (*app, error) {
 	if a, ok := h.apps[key(tenant, name)]; ok {
 		return a, nil
 	}
-	f := fnv.New32a()
-	f.Write([]byte(key(tenant, name)))
-	a := &app{host: h, tenant: string(tenant), name: name, uid: h.cfg.UIDBase + f.Sum32()%1_000_000,
-		scale: map[string]int{}, env: map[string]string{}, instances: map[string]*instance{}}
-	if err := os.MkdirAll(a.workDir(), 0o700); err != nil {
+	a := &app{host: h, tenant: string(tenant), name: name, scale: map[string]int{}, env: map[string]string{},
+		instances: map[string]*instance{}, changed: make(chan struct{})}
+	if err := os.MkdirAll(filepath.Join(a.dir(), "releases"), 0o700); err != nil {
 		return nil, fmt.Errorf("apphost: %w", err)
 	}
-	for _, d := range []string{filepath.Dir(a.dir()), a.dir()} {
-		os.Chmod(d, 0o711) // the app's uid passes through to its work and release dirs
+	saved := a.load()
+	uid, err := h.uids.claim(a.dir(), saved)
+	if err != nil {
+		return nil, err
 	}
-	if err := os.Chown(a.workDir(), int(a.uid), int(a.uid)); err != nil {
-		return nil, fmt.Errorf("apphost: %w", err)
+	a.uid = uid
+	if uid != saved {
+		a.mu.Lock()
+		err = a.save()
+		a.mu.Unlock()
+		if err != nil {
+			return nil, fmt.Errorf("apphost: %w", err)
+		}
 	}
-	a.load()
 	h.apps[key(tenant, name)] = a
 	return a, nil
 }
 
 // state is what is kept of an app across restarts of the node.
 type state struct {
+	UID      uint32            `json:"uid"`
 	Releases []Release         `json:"releases"`
 	Current  int               `json:"current"`
 	Scale    map[string]int    `json:"scale"`
 	Env      map[string]string `json:"env"`
 }
 
-func (a *app) load() {
+// load reads the app's state and returns the uid it had.
+func (a *app) load() uint32 {
 	b, err := os.ReadFile(filepath.Join(a.dir(), "app.json"))
 	if err != nil {
-		return
+		return 0
 	}
 	var s state
-	if json.Unmarshal(b, &s) == nil {
-		a.releases, a.current = s.Releases, s.Current
-		if s.Scale != nil {
-			a.scale = s.Scale
-		}
-		if s.Env != nil {
-			a.env = s.Env
-		}
+	if err := json.Unmarshal(b, &s); err != nil {
+		a.host.log.Error("app state unreadable; starting it afresh", "tenant", a.tenant, "app", a.name, "err", err)
+		return 0
 	}
+	a.releases, a.current = s.Releases, s.Current
+	if s.Scale != nil {
+		a.scale = s.Scale
+	}
+	if s.Env != nil {
+		a.env = s.Env
+	}
+	return s.UID
 }
 
-// save writes the app's state; the caller holds a.mu.
+// save writes the app's state; the caller holds a.mu (or owns a alone).
 func (a *app) save() error {
-	b, _ := json.MarshalIndent(state{Releases: a.releases, Current: a.current, Scale: a.scale, Env: a.env}, "", "  ")
+	b, _ := json.MarshalIndent(state{UID: a.uid, Releases: a.releases, Current: a.current, Scale: a.scale, Env: a.env}, "", "  ")
 	tmp := filepath.Join(a.dir(), "app.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err
@@ -208,16 +269,10 @@ func (a *app) release(n int) (Release, bool) {
 	return Release{}, false
 }
 
-// counts is how many instances of each type release r runs, overrides applied.
-func (a *app) counts(r Release) map[string]int {
-	out := map[string]int{}
-	for t := range r.Manifest.Procfile {
-		out[t] = r.Manifest.Instances[t]
-		if n, ok := a.scale[t]; ok {
-			out[t] = n
-		}
-	}
-	return out
+// notify wakes whoever waits for the app's instances to change; the caller holds a.mu.
+func (a *app) notify() {
+	close(a.changed)
+	a.changed = make(chan struct{})
 }
 
 // routesChanged recomputes what the router sends the app: the healthy web instances of the
@@ -238,7 +293,7 @@ func (h *Host) routesChanged(a *app) {
 	}
 }
 
-// Close stops every instance of every app.
+// Close stops every instance of every app and unmounts their HOMEs.
 func (h *Host) Close() error {
 	h.mu.Lock()
 	apps := make([]*app, 0, len(h.apps))
@@ -253,6 +308,11 @@ func (h *Host) Close() error {
 		}
 	}
 	wg.Wait()
+	for _, a := range apps {
+		if err := a.unmountHome(); err != nil {
+			h.log.Warn("home not unmounted", "tenant", a.tenant, "app", a.name, "err", err)
+		}
+	}
 	return h.logs.close()
 }
 

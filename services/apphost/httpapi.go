@@ -5,45 +5,47 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"runtime/debug"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"enjin/rings"
 )
 
 // Handler serves the app operations over HTTP for ring 0's meta API, which authenticates
-// callers and forwards their requests with token (the only credential this handler takes).
-// Routes (all under /v1/tenants/{tenant}/apps):
+// callers and forwards their requests with token (the only credential this handler takes)
+// and says who the caller is in Enjin-Caller: admin, tenant or reader (anything else counts
+// as reader). Env values go only to the admin and the tenant, and only when asked for
+// (reveal=1). Routes (all under /v1/tenants/{tenant}/apps):
 //
 //	GET    …/apps                          list the tenant's apps
-//	POST   …/apps/{app}/releases           deploy a bundle (the body: a gzipped tar)
+//	POST   …/apps/{app}/releases           deploy a bundle (the body: a gzipped tar); with
+//	                                       Accept: application/x-ndjson, progress events
 //	GET    …/apps/{app}/releases           list releases
 //	POST   …/apps/{app}/rollback           {"release": n}
 //	GET    …/apps/{app}/instances          ps
 //	PUT    …/apps/{app}/scale/{type}       {"instances": n}
-//	PUT    …/apps/{app}/env                {"env": {...}} (a new release)
+//	GET    …/apps/{app}/env?reveal=        the environment set through the env API
+//	PUT    …/apps/{app}/env                {"env": {...}}: replace it (a new release)
+//	PATCH  …/apps/{app}/env                {"set": {...}, "unset": [...]}: change some (a new release)
 //	DELETE …/apps/{app}                    destroy
 //	GET    …/apps/{app}/logs?lines=&follow= newline-delimited JSON log lines
 func (h *Host) Handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	p := "/v1/tenants/{tenant}/apps"
 	mux.HandleFunc("GET "+p, h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, _ string) (int, any, error) {
-		return 200, map[string]any{"apps": h.Apps(t)}, nil
+		return 200, map[string]any{"apps": h.Apps(t, reveal(r))}, nil
 	}))
-	mux.HandleFunc("POST "+p+"/{app}/releases", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBundle))
-		if err != nil {
-			return 413, nil, fmt.Errorf("bundle over %d bytes", MaxBundle)
-		}
-		rel, err := h.Deploy(r.Context(), t, a, b)
-		return 201, rel, err
-	}))
+	mux.HandleFunc("POST "+p+"/{app}/releases", h.api(h.serveDeploy))
 	mux.HandleFunc("GET "+p+"/{app}/releases", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		rs, err := h.Releases(t, a)
-		return 200, map[string]any{"releases": rs}, err
+		for i := range rs {
+			rs[i].Manifest.Env = mask(rs[i].Manifest.Env, reveal(r))
+		}
+		return 200, map[string]any{"releases": nonNil(rs)}, err
 	}))
 	mux.HandleFunc("POST "+p+"/{app}/rollback", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		var in struct {
@@ -70,6 +72,14 @@ func (h *Host) Handler(token string) http.Handler {
 		ps, _ := h.Ps(t, a)
 		return 200, map[string]any{"instances": nonNil(ps)}, err
 	}))
+	mux.HandleFunc("GET "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		show := r.URL.Query().Get("reveal") == "1"
+		if show && !mayReveal(r) {
+			return 403, nil, errors.New("only the admin and the app's tenant may see env values")
+		}
+		env, err := h.Env(t, a, show)
+		return 200, map[string]any{"env": env, "masked": !show}, err
+	}))
 	mux.HandleFunc("PUT "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		var in struct {
 			Env map[string]string `json:"env"`
@@ -77,7 +87,18 @@ func (h *Host) Handler(token string) http.Handler {
 		if err := decode(w, r, &in); err != nil {
 			return 400, nil, err
 		}
-		rel, err := h.SetEnv(r.Context(), t, a, in.Env)
+		rel, err := h.SetEnv(r.Context(), t, a, in.Env, nil, true, nil)
+		return 200, rel, err
+	}))
+	mux.HandleFunc("PATCH "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		var in struct {
+			Set   map[string]string `json:"set"`
+			Unset []string          `json:"unset"`
+		}
+		if err := decode(w, r, &in); err != nil {
+			return 400, nil, err
+		}
+		rel, err := h.SetEnv(r.Context(), t, a, in.Set, in.Unset, false, nil)
 		return 200, rel, err
 	}))
 	mux.HandleFunc("DELETE "+p+"/{app}", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
@@ -86,6 +107,15 @@ func (h *Host) Handler(token string) http.Handler {
 	mux.HandleFunc("GET "+p+"/{app}/logs", h.api(h.serveLogs))
 	return &authed{token: token, next: mux}
 }
+
+// mayReveal is whether the caller (as ring 0 says) may see env values.
+func mayReveal(r *http.Request) bool {
+	c := r.Header.Get("Enjin-Caller")
+	return c == "admin" || c == "tenant"
+}
+
+// reveal is whether to show env values: asked for, and allowed.
+func reveal(r *http.Request) bool { return r.URL.Query().Get("reveal") == "1" && mayReveal(r) }
 
 type authed struct {
 	token string
@@ -104,8 +134,18 @@ func (a *authed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 type handlerFunc func(w http.ResponseWriter, r *http.Request, t rings.TenantID, app string) (int, any, error)
 
 // api validates the tenant and app in the path, runs fn and writes its JSON answer or error.
+// A panic is recovered (logged, answered 500): it never takes the node down.
 func (h *Host) api(fn handlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				h.log.Error("recovered from a panic serving a request", "method", r.Method, "path", r.URL.Path, "panic", v, "stack", string(debug.Stack()))
+				writeErr(w, 500, errors.New("internal error"))
+			}
+		}()
 		t := rings.TenantID(r.PathValue("tenant"))
 		app := r.PathValue("app")
 		if t.Validate() != nil || (app != "" && !rings.IsSlug(app)) {
@@ -119,6 +159,9 @@ func (h *Host) api(fn handlerFunc) http.HandlerFunc {
 		if err != nil {
 			if status < 400 {
 				status = errStatus(err)
+			}
+			if status >= 500 {
+				h.log.Error("app request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 			}
 			writeErr(w, status, err)
 			return
@@ -134,20 +177,69 @@ func (h *Host) api(fn handlerFunc) http.HandlerFunc {
 }
 
 func errStatus(err error) int {
+	var fe *FieldError
+	var de *DeployError
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return 404
 	case errors.Is(err, rings.ErrBadName):
 		return 400
-	default:
+	case errors.Is(err, ErrTooLarge):
+		return 413
+	case errors.As(err, &fe), errors.Is(err, ErrQuota), errors.As(err, &de):
 		return 422 // a bundle or request that cannot be carried out as given
+	default:
+		return 500
 	}
 }
 
+// errBody is the JSON of every error answer and of a failed deploy's last event.
+func errBody(err error) Event {
+	e := Event{Event: "failed", Error: err.Error(), Code: "internal"}
+	var fe *FieldError
+	var de *DeployError
+	switch {
+	case errors.As(err, &de):
+		e.Code, e.Release, e.Reason = "unhealthy", de.Release, de.Reason
+		if errors.As(de.Err, &fe) {
+			e.Code = "invalid"
+		}
+		if errors.Is(de.Err, ErrQuota) {
+			e.Code = "quota"
+		}
+	case errors.As(err, &fe):
+		e.Code = "invalid"
+	case errors.Is(err, ErrQuota):
+		e.Code = "quota"
+	case errors.Is(err, ErrNotFound):
+		e.Code = "not_found"
+	case errors.Is(err, ErrTooLarge):
+		e.Code = "too_large"
+	case errors.Is(err, rings.ErrBadName):
+		e.Code = "bad_name"
+	}
+	return e
+}
+
 func writeErr(w http.ResponseWriter, status int, err error) {
+	e := errBody(err)
+	body := map[string]any{"error": e.Error, "code": e.Code}
+	var fe *FieldError
+	if errors.As(err, &fe) {
+		body["field"] = fe.Field
+	}
+	if e.Reason != nil {
+		body["reason"] = e.Reason
+	}
+	switch {
+	case status == 403:
+		body["code"] = "forbidden"
+	case status < 500 && e.Code == "internal":
+		body["code"] = "bad_request"
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+	json.NewEncoder(w).Encode(body)
 }
 
 func decode(w http.ResponseWriter, r *http.Request, v any) error {
@@ -164,6 +256,83 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// serveDeploy deploys the request's body. A client that accepts application/x-ndjson hears
+// each step as it happens and the outcome as the last event, so a deploy that waits for its
+// health checks is never a silent connection; any other gets 201 and the release, or the
+// error.
+func (h *Host) serveDeploy(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+		rel, err := h.Deploy(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), nil)
+		return 201, rel, err
+	}
+	s := &stream{w: w}
+	defer s.stop()
+	rel, err := h.Deploy(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), s.send)
+	if !s.started() {
+		return 201, rel, err // refused before the release started: an ordinary answer
+	}
+	if err != nil {
+		s.send(errBody(err))
+	} else {
+		s.send(Event{Event: "live", Release: rel})
+	}
+	return 0, nil, errDone
+}
+
+// stream writes events as NDJSON, flushing each, with a blank line every few seconds while
+// nothing happens so no proxy takes the connection for idle.
+type stream struct {
+	w    http.ResponseWriter
+	mu   sync.Mutex
+	on   bool
+	done chan struct{}
+}
+
+func (s *stream) started() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.on
+}
+
+func (s *stream) send(e Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.on {
+		s.on = true
+		s.w.Header().Set("Content-Type", "application/x-ndjson")
+		s.w.WriteHeader(200)
+		s.done = make(chan struct{})
+		go s.keepAlive(s.done) // ends at stop
+	}
+	json.NewEncoder(s.w).Encode(e)
+	http.NewResponseController(s.w).Flush()
+}
+
+func (s *stream) keepAlive(done chan struct{}) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+			s.mu.Lock()
+			s.w.Write([]byte("\n"))
+			http.NewResponseController(s.w).Flush()
+			s.mu.Unlock()
+		}
+	}
+}
+
+func (s *stream) stop() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.done != nil {
+		close(s.done)
+		s.done = nil
+	}
 }
 
 // serveLogs writes the last lines (default 100) and, with follow=1, every new line as it
@@ -184,10 +353,8 @@ func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantI
 	for _, l := range lines {
 		enc.Encode(l)
 	}
-	fl, _ := w.(http.Flusher)
-	if fl != nil {
-		fl.Flush()
-	}
+	rc := http.NewResponseController(w)
+	rc.Flush()
 	if !follow {
 		return 0, nil, errDone
 	}
@@ -200,10 +367,9 @@ func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantI
 		case l := <-ch:
 			enc.Encode(l)
 		case <-tick.C:
+			w.Write([]byte("\n"))
 		}
-		if fl != nil {
-			fl.Flush()
-		}
+		rc.Flush()
 	}
 }
 

@@ -3,10 +3,13 @@ package apphost
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/netip"
+	"os/exec"
+	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -36,7 +39,8 @@ var restartPolicy = struct {
 
 // InstanceInfo is what ps shows of an instance.
 type InstanceInfo struct {
-	ID       string    `json:"id"`
+	ID       string    `json:"id"`   // the ring 2 node's id
+	Name     string    `json:"name"` // type.index, e.g. web.0
 	Node     string    `json:"node"`
 	Type     string    `json:"type"`
 	Release  int       `json:"release"`
@@ -45,19 +49,21 @@ type InstanceInfo struct {
 	State    string    `json:"state"`
 	Restarts int       `json:"restarts"`
 	Started  time.Time `json:"started"`
-	PID      int       `json:"pid"` // of the sandbox (its process group leader); 0 when not running
+	PID      int       `json:"pid"`            // of the sandbox's init, as the host sees it; 0 when not running
+	Exit     string    `json:"exit,omitempty"` // how the process last ended
 }
 
 // instance runs one process of one release under the watchdog.
 type instance struct {
-	id, typ, command string
-	release, index   int
-	app              *app
-	ep               *process.Endpoint
-	cgroup           string
-	procs            []string
-	env              []string
-	health           string // path; "" for non-web types
+	id, name, typ string
+	release       int
+	index         int
+	serial        string // allocated: names its cgroup, network namespace and veth pair
+	cfg           InstanceConfig
+	app           *app
+	ep            *process.Endpoint
+	cgroup        string
+	procs         []string
 
 	mu       sync.Mutex
 	cpuNs    uint64    // cgroup CPU time at the last report
@@ -66,15 +72,20 @@ type instance struct {
 	restarts int
 	started  time.Time
 	pid      int
+	exit     string   // how the process last ended
+	tail     []string // its last lines of output, for the reason of a failed deploy
 	cancel   context.CancelFunc
 	done     chan struct{}
 }
 
+// tailLines is how many of an instance's last lines it keeps for a failure's reason.
+const tailLines = 20
+
 func (in *instance) info() InstanceInfo {
 	in.mu.Lock()
 	defer in.mu.Unlock()
-	return InstanceInfo{ID: in.id, Node: string(in.app.host.cfg.Node), Type: in.typ, Release: in.release,
-		Address: in.ep.Addr.String(), Port: Port, State: in.state, Restarts: in.restarts, Started: in.started, PID: in.pid}
+	return InstanceInfo{ID: in.id, Name: in.name, Node: string(in.app.host.cfg.Node), Type: in.typ, Release: in.release,
+		Address: in.ep.Addr.String(), Port: Port, State: in.state, Restarts: in.restarts, Started: in.started, PID: in.pid, Exit: in.exit}
 }
 
 func (in *instance) setState(s string) {
@@ -84,6 +95,9 @@ func (in *instance) setState(s string) {
 	in.mu.Unlock()
 	if changed {
 		in.app.host.routesChanged(in.app)
+		in.app.mu.Lock()
+		in.app.notify()
+		in.app.mu.Unlock()
 	}
 }
 
@@ -93,16 +107,26 @@ func (in *instance) getState() string {
 	return in.state
 }
 
+// reason says why the instance is failing: how it last ended and what it said last.
+func (in *instance) reason() *Reason {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	return &Reason{Instance: in.name, Exit: in.exit, Logs: append([]string(nil), in.tail...)}
+}
+
 // run keeps the instance running until ctx ends: start, wait, restart by the policy. It
-// closes done when it has stopped the process for good.
+// closes done when it has stopped the process for good. A panic here (a bug meeting what a
+// tenant's process did) ends only this instance, marked crashed.
 func (in *instance) run(ctx context.Context) {
 	defer close(in.done)
+	defer in.app.host.recovered("instance", in, func() { in.setState(Crashed) })
 	crashes, delay := 0, restartPolicy.first
 	for {
 		began := time.Now()
 		err := in.once(ctx)
 		in.mu.Lock()
 		in.pid = 0
+		in.exit = in.describeExit(err)
 		in.mu.Unlock()
 		if ctx.Err() != nil {
 			in.setState(Stopped)
@@ -119,7 +143,7 @@ func (in *instance) run(ctx context.Context) {
 		if crashes > restartPolicy.immediate {
 			wait, delay = delay, min(2*delay, restartPolicy.limit)
 		}
-		in.app.host.log.Warn("instance exited", "instance", in.id, "err", err, "restart_in", wait)
+		in.app.host.log.Warn("instance exited", "tenant", in.app.tenant, "app", in.app.name, "instance", in.name, "exit", in.exit, "restart_in", wait)
 		in.setState(Crashed)
 		select {
 		case <-ctx.Done():
@@ -131,14 +155,17 @@ func (in *instance) run(ctx context.Context) {
 }
 
 // once starts the process, checks its health while it runs and returns when it exits or
-// ctx ends (after stopping it: SIGTERM, then SIGKILL after the grace).
+// ctx ends (after stopping it: SIGTERM to its init, which passes it on, then the cgroup is
+// killed after the grace).
 func (in *instance) once(ctx context.Context) error {
 	h := in.app.host
-	// The app sees its release at /app (read-only) and its work directory as HOME.
-	cmd, err := process.Sandbox{UID: in.app.uid, GID: in.app.uid, Netns: in.ep.Netns, CgroupProcs: in.procs,
-		Root: h.sandboxRoot(), Binds: []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
-			{Source: in.app.workDir(), Target: "/home/app", Writable: true}},
-		Dir: "/app", Path: "/bin/sh", Args: []string{"-c", "exec " + in.command}, Env: in.env}.Command(h.cfg.Helper)
+	lim := in.cfg.Limits
+	cmd, err := process.Sandbox{UID: in.app.uid, GID: in.app.uid, Hostname: in.app.name, Netns: in.ep.Netns,
+		CgroupProcs: in.procs, Root: h.sandboxRoot(),
+		Binds: []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
+			{Source: in.app.homeDir(), Target: "/home/app", Writable: true}},
+		TmpBytes: int64(lim.TmpMB) << 20, Dir: "/app", Path: "/bin/sh", Args: []string{"-c", "exec " + in.cfg.Command},
+		Env: in.cfg.Env}.Command(h.cfg.Helper)
 	if err != nil {
 		return err
 	}
@@ -160,45 +187,79 @@ func (in *instance) once(ctx context.Context) error {
 	go func() { wg.Wait(); exited <- cmd.Wait() }() // ends when the process has exited
 	hctx, stopHealth := context.WithCancel(ctx)
 	defer stopHealth()
-	if in.health != "" {
+	if in.cfg.Health != "" {
 		go in.checkHealth(hctx) // ends with hctx
 	} else {
 		in.setState(Healthy)
 	}
 	select {
 	case err := <-exited:
-		return exitErr(err)
+		h.cfg.Cgroups.Kill(in.cgroup) // whatever escaped its namespace's end (nothing should)
+		return err
 	case <-ctx.Done():
 	}
 	stopHealth()
 	in.setState(Stopped)
-	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
+	_ = syscall.Kill(cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case err := <-exited:
-		return exitErr(err)
+		return err
 	case <-time.After(h.cfg.Grace):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		return exitErr(<-exited)
+		if kerr := h.cfg.Cgroups.Kill(in.cgroup); kerr != nil {
+			h.log.Error("instance not killed", "instance", in.name, "err", kerr)
+		}
+		return <-exited
 	}
 }
 
-func exitErr(err error) error {
-	if err == nil {
-		return fmt.Errorf("exited")
+// describeExit says how the process ended, in words for people: the sandbox's init exits
+// with the app's status, or 128 plus the signal that killed it.
+func (in *instance) describeExit(err error) string {
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		if err == nil {
+			return "exit status 0"
+		}
+		return err.Error()
 	}
-	return err
+	code := ee.ExitCode()
+	switch {
+	case code == 111:
+		return "the sandbox could not start it (exit status 111; see its last lines)"
+	case code > 128 && code < 128+65:
+		sig := syscall.Signal(code - 128)
+		if sig == syscall.SIGKILL && in.app.host.cfg.Cgroups.OOMKills(in.cgroup) > 0 {
+			return fmt.Sprintf("killed: out of memory (limit %d MiB)", in.cfg.Limits.MemoryMB)
+		}
+		return fmt.Sprintf("killed by signal %d (%v)", int(sig), sig)
+	case code >= 0:
+		return "exit status " + strconv.Itoa(code)
+	}
+	return ee.Error()
 }
 
 // checkHealth polls the instance's health path: healthy after one success, unhealthy (out
-// of the router) after three failures in a row.
+// of the router) after three failures in a row. It polls fast while the instance starts.
 func (in *instance) checkHealth(ctx context.Context) {
-	url := "http://" + netip.AddrPortFrom(in.ep.Addr, Port).String() + in.health
-	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	defer in.app.host.recovered("health check", in, func() { in.setState(Unhealthy) })
+	url := "http://" + netip.AddrPortFrom(in.ep.Addr, Port).String() + in.cfg.Health
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	failures := 0
-	t := time.NewTicker(in.app.host.cfg.HealthEvery)
+	every := in.app.host.cfg.HealthEvery
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
-		req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+		if err != nil { // a health path that slipped past the checks: the instance is unhealthy
+			in.setState(Unhealthy)
+			return
+		}
 		resp, err := client.Do(req)
 		if ctx.Err() != nil {
 			return
@@ -207,26 +268,35 @@ func (in *instance) checkHealth(ctx context.Context) {
 			io.Copy(io.Discard, io.LimitReader(resp.Body, 64<<10))
 			resp.Body.Close()
 		}
+		state := in.getState()
 		if err == nil && resp.StatusCode < 400 {
 			failures = 0
 			in.setState(Healthy)
-		} else if failures++; failures >= 3 && in.getState() == Healthy {
+		} else if failures++; failures >= 3 && state == Healthy {
 			in.setState(Unhealthy)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+		next := every
+		if in.getState() == Starting {
+			next = min(every, 50*time.Millisecond) // a starting instance is waited for
 		}
+		t.Reset(next)
 	}
 }
 
-// lines forwards each line the process writes to the app's log.
+// lines forwards each line the process writes to the app's log and keeps the last few.
 func (in *instance) lines(r io.Reader, stream string) {
+	defer in.app.host.recovered("log reader", in, func() { io.Copy(io.Discard, r) })
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 64<<10)
 	for sc.Scan() {
-		in.app.host.logLine(in.app, LogLine{Time: time.Now(), Instance: in.id, Stream: stream, Line: sc.Text()})
+		l := LogLine{Time: time.Now(), Instance: in.id, Process: in.name, Release: in.release, Stream: stream, Line: sc.Text()}
+		in.mu.Lock()
+		if len(in.tail) == tailLines {
+			in.tail = append(in.tail[:0], in.tail[1:]...)
+		}
+		in.tail = append(in.tail, l.Line)
+		in.mu.Unlock()
+		in.app.host.logLine(in.app, l)
 	}
 	io.Copy(io.Discard, r) // a line too long ends the scan; keep the pipe drained
 }
@@ -236,11 +306,14 @@ func (in *instance) stop() {
 	in.cancel()
 	<-in.done
 	h := in.app.host
+	if err := h.cfg.Cgroups.Kill(in.cgroup); err != nil {
+		h.log.Warn("cgroup not emptied", "instance", in.name, "err", err)
+	}
 	if err := h.cfg.Cgroups.Remove(in.cgroup); err != nil {
-		h.log.Warn("cgroup not removed", "instance", in.id, "err", err)
+		h.log.Warn("cgroup not removed", "instance", in.name, "err", err)
 	}
 	if err := in.ep.Close(); err != nil {
-		h.log.Warn("network not removed", "instance", in.id, "err", err)
+		h.log.Warn("network not removed", "instance", in.name, "err", err)
 	}
 	h.logs.mu.Lock()
 	fn := h.stopped
@@ -248,14 +321,6 @@ func (in *instance) stop() {
 	if fn != nil {
 		fn(in.app.tenant, in.app.name, in.id)
 	}
-}
-
-func envList(m map[string]string) []string {
-	out := make([]string, 0, len(m))
-	for k, v := range m {
-		out = append(out, k+"="+v)
-	}
-	return out
 }
 
 // cpuShare turns the cgroup's total CPU time into the fraction of a core used since the

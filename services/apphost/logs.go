@@ -14,7 +14,9 @@ import (
 // LogLine is one line an instance wrote.
 type LogLine struct {
 	Time     time.Time `json:"time"`
-	Instance string    `json:"instance"`
+	Instance string    `json:"instance"` // the instance's id (a ring 2 node)
+	Process  string    `json:"process"`  // type.index, e.g. web.0
+	Release  int       `json:"release"`
 	Stream   string    `json:"stream"` // stdout or stderr
 	Line     string    `json:"line"`
 }
@@ -155,6 +157,18 @@ func splitLines(b []byte) [][]byte {
 		b = b[i:]
 	}
 	return out
+}
+
+// forget closes a destroyed app's log file.
+func (b *logBook) forget(tenant, app string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := tenant + "/" + app
+	if f := b.files[k]; f != nil {
+		f.Close()
+	}
+	delete(b.files, k)
+	delete(b.sizes, k)
 }
 
 func (b *logBook) close() error {

@@ -2,41 +2,83 @@ package apphost
 
 import (
 	"context"
-	"errors"
+	"crypto/rand"
 	"fmt"
+	"io"
 	"os"
 	"sort"
-	"strconv"
 	"time"
 
 	"enjin/rings"
 	"enjin/supervisors/process"
 )
 
-// ErrUnhealthy is returned by Deploy when the new release did not become healthy in time;
-// it was stopped and the previous release kept serving.
-var ErrUnhealthy = errors.New("release not healthy in time; rolled back")
-
-// ErrNotFound is returned for an app or release that does not exist.
-var ErrNotFound = errors.New("not found")
-
-// Deploy stores bundle, makes it the app's next release and moves traffic to it once all of
-// its web instances are healthy; then the previous release is drained and stopped.
-func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, bundle []byte) (Release, error) {
-	if len(bundle) > MaxBundle {
-		return Release{}, fmt.Errorf("apphost: bundle of %d bytes is over %d", len(bundle), MaxBundle)
-	}
+// Deploy streams body (a bundle: gzipped tar with a Procfile) into the package store,
+// unpacks and checks it as the app's next release, and moves traffic to it once all of its
+// web instances are healthy; then the previous release is drained and stopped. Progress
+// hears each step; its first event ("unpacked") means the bundle was accepted. An error
+// before it is the bundle's or the request's fault (a *FieldError, ErrTooLarge, a bad name);
+// after it, a *DeployError says why the release did not go live.
+func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, body io.Reader, progress Progress) (Release, error) {
 	a, err := h.appFor(tenant, name)
 	if err != nil {
 		return Release{}, err
 	}
 	a.deploy.Lock()
 	defer a.deploy.Unlock()
-	digest := Digest(bundle)
-	if _, err := os.Stat(h.packagePath(digest)); err != nil {
-		if err := os.WriteFile(h.packagePath(digest), bundle, 0o600); err != nil {
-			return Release{}, fmt.Errorf("apphost: store package: %w", err)
-		}
+	h.pkgs.RLock()
+	digest, size, err := h.storePackage(body)
+	if err != nil {
+		h.pkgs.RUnlock()
+		h.forgetIfEmpty(a)
+		return Release{}, err
+	}
+	r, files, err := a.newRelease(digest)
+	h.pkgs.RUnlock()
+	if err != nil {
+		h.forgetIfEmpty(a)
+		return Release{}, err
+	}
+	progress.send(Event{Event: "unpacked", Release: r.Number, Files: files, Bytes: size})
+	r, err = a.switchTo(ctx, r, progress)
+	a.prune()
+	return r, err
+}
+
+// redeploy makes a new release of a package the host has (an env change), like Deploy.
+func (a *app) redeploy(ctx context.Context, digest string, progress Progress) (Release, error) {
+	a.host.pkgs.RLock()
+	r, files, err := a.newRelease(digest)
+	a.host.pkgs.RUnlock()
+	if err != nil {
+		return Release{}, err
+	}
+	progress.send(Event{Event: "unpacked", Release: r.Number, Files: files})
+	r, err = a.switchTo(ctx, r, progress)
+	a.prune()
+	return r, err
+}
+
+// newRelease unpacks package digest in a staging directory only root can enter, checks its
+// manifest, gives its files their final owner and modes, moves it into place as the app's
+// next release and records it. The caller holds a.deploy.
+func (a *app) newRelease(digest string) (Release, int, error) {
+	h := a.host
+	stage, err := h.stagingDir()
+	if err != nil {
+		return Release{}, 0, err
+	}
+	defer os.RemoveAll(stage)
+	files, err := unpack(h.packagePath(digest), stage)
+	if err != nil {
+		return Release{}, 0, &FieldError{Field: "bundle", Msg: err.Error()}
+	}
+	m, err := readManifest(stage, h.cfg.Policy)
+	if err != nil {
+		return Release{}, 0, err
+	}
+	if err := restrict(stage, a.uid); err != nil {
+		return Release{}, 0, err
 	}
 	a.mu.Lock()
 	n := 1
@@ -46,56 +88,51 @@ func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, b
 	a.mu.Unlock()
 	dir := a.releaseDir(n)
 	os.RemoveAll(dir) // a half-made release of a crashed deploy
-	if err := unpack(bundle, dir); err != nil {
-		return Release{}, fmt.Errorf("apphost: %w", err)
-	}
-	if err := restrict(dir, a.uid); err != nil {
-		return Release{}, err
-	}
-	m, err := readManifest(dir, DefaultPolicy())
-	if err != nil {
-		os.RemoveAll(dir)
-		return Release{}, fmt.Errorf("apphost: %w", err)
+	if err := os.Rename(stage, dir); err != nil {
+		return Release{}, 0, fmt.Errorf("apphost: %w", err)
 	}
 	r := Release{Number: n, Digest: digest, Manifest: m, Created: time.Now(), Status: "starting"}
 	a.mu.Lock()
 	a.releases = append(a.releases, r)
 	err = a.save()
 	a.mu.Unlock()
-	if err != nil {
-		return r, err
+	return r, files, err
+}
+
+// forgetIfEmpty drops an app that has never had a release (its first deploy was refused),
+// so a refused name leaves no directory and holds no uid.
+func (h *Host) forgetIfEmpty(a *app) {
+	a.mu.Lock()
+	empty := len(a.releases) == 0 && len(a.instances) == 0
+	a.mu.Unlock()
+	if !empty {
+		return
 	}
-	h.log.Debug("release unpacked", "tenant", tenant, "app", name, "release", n)
-	return a.switchTo(ctx, r)
+	h.mu.Lock()
+	delete(h.apps, key(rings.TenantID(a.tenant), a.name))
+	h.mu.Unlock()
+	os.RemoveAll(a.dir())
+	h.uids.release(a.uid, a.dir())
 }
 
 // switchTo starts release r's instances, waits for them to be healthy, moves traffic, and
 // drains and stops the instances of other releases. If r never gets healthy, its instances
-// are stopped and nothing else changes. The caller holds a.deploy.
-func (a *app) switchTo(ctx context.Context, r Release) (Release, error) {
+// are stopped, r is marked failed and nothing else changes. The caller holds a.deploy.
+func (a *app) switchTo(ctx context.Context, r Release, progress Progress) (Release, error) {
 	h := a.host
-	a.mu.Lock()
-	counts := a.counts(r)
-	a.mu.Unlock()
-	var started []*instance
-	for _, t := range sortedKeys(counts) {
-		for i := range counts[t] {
-			in, err := a.start(ctx, r, t, i)
-			if err != nil {
-				a.stopAll(started)
-				a.setStatus(r.Number, "failed")
-				return r, err
-			}
-			started = append(started, in)
-		}
+	started, err := a.startRelease(ctx, r, nil)
+	if err != nil {
+		a.setStatus(r.Number, "failed")
+		return r, &DeployError{Release: r.Number, Err: err}
 	}
-	h.log.Debug("instances started", "release", r.Number, "since_release", time.Since(r.Created))
-	if !a.waitHealthy(ctx, started) {
+	progress.send(Event{Event: "starting", Release: r.Number, Instances: len(started)})
+	if reason, ok := a.waitHealthy(ctx, started); !ok {
 		a.stopAll(started)
 		a.setStatus(r.Number, "failed")
-		h.log.Warn("release not healthy; rolled back", "tenant", a.tenant, "app", a.name, "release", r.Number)
-		return r, fmt.Errorf("apphost: %s/%s release %d: %w", a.tenant, a.name, r.Number, ErrUnhealthy)
+		h.log.Warn("release not healthy; rolled back", "tenant", a.tenant, "app", a.name, "release", r.Number, "reason", reason)
+		return r, &DeployError{Release: r.Number, Reason: reason, Err: ErrUnhealthy}
 	}
+	progress.send(Event{Event: "healthy", Release: r.Number})
 	a.mu.Lock()
 	prev := a.current
 	a.current = r.Number
@@ -106,7 +143,6 @@ func (a *app) switchTo(ctx context.Context, r Release) (Release, error) {
 		}
 	}
 	a.mu.Unlock()
-	h.log.Debug("release healthy", "release", r.Number, "since_release", time.Since(r.Created))
 	h.routesChanged(a) // traffic moves: the router now picks only the new instances
 	a.drain(old)
 	a.stopAll(old)
@@ -119,25 +155,85 @@ func (a *app) switchTo(ctx context.Context, r Release) (Release, error) {
 	return r, nil
 }
 
-// waitHealthy waits, up to the health timeout, until every one of ins is healthy.
-func (a *app) waitHealthy(ctx context.Context, ins []*instance) bool {
-	deadline := time.Now().Add(a.host.cfg.HealthTimeout)
-	for !allHealthy(ins) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
-		}
-		time.Sleep(10 * time.Millisecond) // health states change on their own goroutines
+// startRelease starts the instances release r runs (scale overrides applied; only those of
+// type only, if set), after checking them against the policy and the tenant's quota and
+// making sure the app's HOME is there. The caller holds a.deploy.
+func (a *app) startRelease(ctx context.Context, r Release, only map[string]bool) ([]*instance, error) {
+	h := a.host
+	a.mu.Lock()
+	scale, env := copyMap(a.scale), copyMap(a.env)
+	a.mu.Unlock()
+	cfgs, err := r.Manifest.Configs(a.tenant, a.name, r.Number, scale, env, h.cfg.Policy, func(string, int) (string, string) {
+		return newInstanceID(), "/home/app"
+	})
+	if err != nil {
+		return nil, err
 	}
-	return true
+	if err := h.checkQuota(a, len(cfgs)); err != nil {
+		return nil, err
+	}
+	if err := a.ensureHome(r.Manifest.Limits().or(h.cfg.Policy.Default).DiskMB); err != nil {
+		return nil, err
+	}
+	var started []*instance
+	for _, c := range cfgs {
+		if only != nil && !only[fmt.Sprintf("%s.%d", c.Type, c.Index)] {
+			continue
+		}
+		in, err := a.start(r, c)
+		if err != nil {
+			a.stopAll(started)
+			return nil, err
+		}
+		started = append(started, in)
+	}
+	return started, nil
 }
 
-func allHealthy(ins []*instance) bool {
-	for _, in := range ins {
-		if in.getState() != Healthy {
-			return false
+// waitHealthy waits, up to the health timeout, until every one of ins is healthy. It gives up
+// early, with the reason, when one of them keeps crashing (its immediate restarts are spent).
+func (a *app) waitHealthy(ctx context.Context, ins []*instance) (*Reason, bool) {
+	deadline := time.NewTimer(a.host.cfg.HealthTimeout)
+	defer deadline.Stop()
+	for {
+		a.mu.Lock()
+		changed := a.changed
+		a.mu.Unlock()
+		healthy := true
+		for _, in := range ins {
+			in.mu.Lock()
+			st, restarts := in.state, in.restarts
+			in.mu.Unlock()
+			if st == Crashed && restarts > restartPolicy.immediate {
+				return in.reason(), false
+			}
+			healthy = healthy && st == Healthy
+		}
+		if healthy {
+			return nil, true
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return a.slowest(ins), false
+		case <-ctx.Done():
+			return &Reason{Exit: "the deploy was cancelled"}, false
 		}
 	}
-	return true
+}
+
+// slowest is the reason of the first instance that is not healthy.
+func (a *app) slowest(ins []*instance) *Reason {
+	for _, in := range ins {
+		if in.getState() != Healthy {
+			r := in.reason()
+			if r.Exit == "" {
+				r.Exit = fmt.Sprintf("still %s after %v (health check %s)", in.getState(), a.host.cfg.HealthTimeout, in.cfg.Health)
+			}
+			return r
+		}
+	}
+	return nil
 }
 
 // drain waits until the router has no request in flight on any of ins, up to the grace.
@@ -153,7 +249,7 @@ func (a *app) drain(ins []*instance) {
 		if !busy {
 			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // the router counts requests; it signals nothing
 	}
 }
 
@@ -162,6 +258,7 @@ func (a *app) stopAll(ins []*instance) {
 		in.stop()
 		a.mu.Lock()
 		delete(a.instances, in.id)
+		a.notify()
 		a.mu.Unlock()
 	}
 }
@@ -177,64 +274,72 @@ func (a *app) setStatus(n int, status string) {
 	_ = a.save()
 }
 
-// start runs instance i of type t of release r.
-func (a *app) start(ctx context.Context, r Release, t string, i int) (*instance, error) {
+// start runs one instance of release r as c says: a cgroup and a network namespace named by
+// a fresh serial, never by the tenant's names.
+func (a *app) start(r Release, c InstanceConfig) (*instance, error) {
 	h := a.host
-	id := fmt.Sprintf("%s-%s-r%d-%s-%d", a.tenant, a.name, r.Number, t, i)
-	if len(id) > rings.MaxNameLen {
-		id = fmt.Sprintf("i%x", hashString(id))
-	}
-	ep, err := h.cfg.Network.Attach(id)
+	serial := h.serials.take()
+	ep, err := h.cfg.Network.Attach(serial)
 	if err != nil {
 		return nil, err
 	}
-	cg := "i-" + id
-	procs, err := h.cfg.Cgroups.Create(cg, process.Limits{MemoryBytes: int64(r.Manifest.MemoryMB) << 20,
-		CPUMillis: r.Manifest.CPUMillis, Pids: r.Manifest.Pids})
+	cg := "i" + serial
+	procs, err := h.cfg.Cgroups.Create(cg, process.Limits{MemoryBytes: int64(c.Limits.MemoryMB) << 20,
+		CPUMillis: c.Limits.CPUMillis, Pids: c.Limits.Pids})
 	if err != nil {
 		ep.Close()
 		return nil, err
 	}
-	a.mu.Lock()
-	env := map[string]string{"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/home/app", "PORT": strconv.Itoa(Port),
-		"ENJIN_APP": a.name, "ENJIN_TENANT": a.tenant, "ENJIN_RELEASE": strconv.Itoa(r.Number),
-		"ENJIN_INSTANCE": id, "ENJIN_PROCESS_TYPE": t}
-	for k, v := range r.Manifest.Env {
-		env[k] = v
-	}
-	for k, v := range a.env {
-		env[k] = v
-	}
-	a.mu.Unlock()
-	in := &instance{id: id, typ: t, index: i, command: r.Manifest.Procfile[t], release: r.Number, app: a, ep: ep, cgroup: cg,
-		procs: procs, env: envList(env), state: Starting, done: make(chan struct{})}
-	if t == "web" {
-		in.health = r.Manifest.Health
-	}
+	in := &instance{id: c.ID, name: fmt.Sprintf("%s.%d", c.Type, c.Index), typ: c.Type, index: c.Index, release: r.Number,
+		serial: serial, cfg: c, app: a, ep: ep, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}
 	ictx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	a.mu.Lock()
-	a.instances[id] = in
+	a.instances[in.id] = in
+	a.notify()
 	a.mu.Unlock()
 	go in.run(ictx) // ends when stop cancels ictx
 	return in, nil
 }
 
-func hashString(s string) uint64 {
-	var h uint64 = 14695981039346656037
-	for i := 0; i < len(s); i++ {
-		h ^= uint64(s[i])
-		h *= 1099511628211
-	}
-	return h
+// newInstanceID is a random UUID (version 4): an instance's name as a ring 2 node, unique
+// whatever the tenant and app are called.
+func newInstanceID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
-func sortedKeys(m map[string]int) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
+// checkQuota refuses to run more than the policy's instances per tenant: the tenant's other
+// apps' instances plus n for this app.
+func (h *Host) checkQuota(a *app, n int) error {
+	h.mu.Lock()
+	others := make([]*app, 0, len(h.apps))
+	for _, o := range h.apps {
+		if o.tenant == a.tenant && o != a {
+			others = append(others, o)
+		}
 	}
-	sort.Strings(out)
+	h.mu.Unlock()
+	total := n
+	for _, o := range others {
+		o.mu.Lock()
+		total += len(o.instances)
+		o.mu.Unlock()
+	}
+	if max := h.cfg.Policy.MaxTenantInstances; total > max {
+		return fmt.Errorf("apphost: tenant %s would run %d instances, %d at most: %w", a.tenant, total, max, ErrQuota)
+	}
+	return nil
+}
+
+func copyMap[V any](m map[string]V) map[string]V {
+	out := make(map[string]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
 	return out
 }
 
@@ -258,7 +363,12 @@ func (h *Host) Ps(tenant rings.TenantID, name string) ([]InstanceInfo, error) {
 	for _, in := range a.all() {
 		out = append(out, in.info())
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Release != out[j].Release {
+			return out[i].Release < out[j].Release
+		}
+		return out[i].Name < out[j].Name
+	})
 	return out, nil
 }
 
@@ -273,115 +383,7 @@ func (h *Host) Releases(tenant rings.TenantID, name string) ([]Release, error) {
 	return append([]Release(nil), a.releases...), nil
 }
 
-// Scale sets how many instances of process type t run, as a new deployment of the live
-// release (zero-downtime like a deploy).
-func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string, n int) error {
-	a, err := h.existing(tenant, name)
-	if err != nil {
-		return err
-	}
-	if n < 0 || n > 100 {
-		return fmt.Errorf("apphost: scale %s to %d: want 0–100", t, n)
-	}
-	a.deploy.Lock()
-	defer a.deploy.Unlock()
-	a.mu.Lock()
-	r, ok := a.release(a.current)
-	if ok {
-		if _, typ := r.Manifest.Procfile[t]; !typ {
-			ok = false
-		}
-	}
-	if ok {
-		a.scale[t] = n
-		_ = a.save()
-	}
-	a.mu.Unlock()
-	if !ok {
-		return fmt.Errorf("apphost: %s/%s has no live release with type %q: %w", tenant, name, t, ErrNotFound)
-	}
-	return a.scaleTo(ctx, r, t, n)
-}
-
-// scaleTo starts the missing instances of type t of the live release r (and waits for them
-// to be healthy) or drains and stops the extra ones, highest index first.
-func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
-	a.mu.Lock()
-	have := map[int]*instance{}
-	for _, in := range a.instances {
-		if in.release == r.Number && in.typ == t {
-			have[in.index] = in
-		}
-	}
-	a.mu.Unlock()
-	var added, extra []*instance
-	for i := range n {
-		if have[i] == nil {
-			in, err := a.start(ctx, r, t, i)
-			if err != nil {
-				a.stopAll(added)
-				return err
-			}
-			added = append(added, in)
-		}
-	}
-	for i, in := range have {
-		if i >= n {
-			extra = append(extra, in)
-		}
-	}
-	if !a.waitHealthy(ctx, added) {
-		a.stopAll(added)
-		return fmt.Errorf("apphost: %s/%s: new instances of %s: %w", a.tenant, a.name, t, ErrUnhealthy)
-	}
-	for _, in := range extra {
-		in.mu.Lock()
-		in.state = Stopped // out of the router before draining
-		in.mu.Unlock()
-	}
-	a.host.routesChanged(a)
-	a.drain(extra)
-	a.stopAll(extra)
-	return nil
-}
-
-// Rollback makes release n live again, the same way as a deploy.
-func (h *Host) Rollback(ctx context.Context, tenant rings.TenantID, name string, n int) (Release, error) {
-	a, err := h.existing(tenant, name)
-	if err != nil {
-		return Release{}, err
-	}
-	a.deploy.Lock()
-	defer a.deploy.Unlock()
-	a.mu.Lock()
-	r, ok := a.release(n)
-	live := a.current == n
-	a.mu.Unlock()
-	if !ok || r.Status == "failed" {
-		return Release{}, fmt.Errorf("apphost: %s/%s release %d: %w", tenant, name, n, ErrNotFound)
-	}
-	if live {
-		return r, nil
-	}
-	return a.switchTo(ctx, r)
-}
-
-// Destroy stops every instance of the app, takes it out of the router and deletes its
-// releases and state.
-func (h *Host) Destroy(tenant rings.TenantID, name string) error {
-	a, err := h.existing(tenant, name)
-	if err != nil {
-		return err
-	}
-	a.deploy.Lock()
-	defer a.deploy.Unlock()
-	a.mu.Lock()
-	a.current = 0 // no live release: stopping instances must not route the app again
-	a.mu.Unlock()
-	h.cfg.Router.RemoveRoute(a.tenant, a.name)
-	a.stopAll(a.all())
-	h.mu.Lock()
-	delete(h.apps, key(tenant, name))
-	h.mu.Unlock()
-	return os.RemoveAll(a.dir())
+// errNotLive is a request that needs a live release the app does not have.
+func errNotLive(a *app) error {
+	return fmt.Errorf("apphost: %s/%s has no live release: %w", a.tenant, a.name, ErrNotFound)
 }

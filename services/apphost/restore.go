@@ -10,9 +10,19 @@ import (
 	"enjin/rings"
 )
 
-// Restore brings back, after a restart of the node, every app that had a live release: its
-// instances start again and its route returns once they are healthy.
+// Restore brings back, after a restart of the node, every app that had a live release. It
+// first clears what an earlier run left behind when it died without stopping its instances:
+// every process in the node's cgroups is killed (by cgroup, never by pid alone) and the
+// cgroups, network namespaces and veths are removed. Then each live release's instances start
+// again; a release stays live (never marked failed) while its instances come up, and its
+// route returns as they become healthy.
 func (h *Host) Restore(ctx context.Context) error {
+	left, err := h.sweep()
+	if err != nil {
+		h.log.Error("leftovers of an earlier run not all removed", "err", err)
+	} else if left > 0 {
+		h.log.Info("removed leftovers of an earlier run", "n", left)
+	}
 	tenants, err := os.ReadDir(filepath.Join(h.cfg.Dir, "apps"))
 	if err != nil {
 		return fmt.Errorf("apphost: restore: %w", err)
@@ -20,29 +30,56 @@ func (h *Host) Restore(ctx context.Context) error {
 	for _, t := range tenants {
 		apps, _ := os.ReadDir(filepath.Join(h.cfg.Dir, "apps", t.Name()))
 		for _, ad := range apps {
-			if !ad.IsDir() {
-				continue
-			}
-			a, err := h.appFor(rings.TenantID(t.Name()), ad.Name())
-			if err != nil {
-				h.log.Warn("app not restored", "tenant", t.Name(), "app", ad.Name(), "err", err)
-				continue
-			}
-			a.mu.Lock()
-			r, ok := a.release(a.current)
-			a.mu.Unlock()
-			if !ok {
-				continue
-			}
-			a.deploy.Lock()
-			_, err = a.switchTo(ctx, r)
-			a.deploy.Unlock()
-			if err != nil {
-				h.log.Error("app not restored", "tenant", t.Name(), "app", ad.Name(), "err", err)
+			if ad.IsDir() {
+				h.restore(ctx, rings.TenantID(t.Name()), ad.Name())
 			}
 		}
 	}
 	return nil
+}
+
+// restore starts one app's live release again, without waiting for it.
+func (h *Host) restore(ctx context.Context, t rings.TenantID, name string) {
+	defer h.recovered("restore "+string(t)+"/"+name, nil, nil)
+	a, err := h.appFor(t, name)
+	if err != nil {
+		h.log.Warn("app not restored", "tenant", t, "app", name, "err", err)
+		return
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	r, ok := a.release(a.current)
+	a.mu.Unlock()
+	if !ok {
+		return
+	}
+	if _, err := a.startRelease(ctx, r, nil); err != nil {
+		h.log.Error("app not restored", "tenant", t, "app", name, "release", r.Number, "err", err)
+		return
+	}
+	h.routesChanged(a)
+}
+
+// sweep kills and removes what instances of an earlier run of this node left: everything in
+// its cgroups, and its namespaces and devices. Nothing of this run exists yet.
+func (h *Host) sweep() (int, error) {
+	n := 0
+	groups, err := h.cfg.Cgroups.List()
+	if err != nil {
+		return 0, err
+	}
+	for _, g := range groups {
+		if err := h.cfg.Cgroups.Kill(g); err != nil {
+			return n, err
+		}
+		if err := h.cfg.Cgroups.Remove(g); err != nil {
+			return n, err
+		}
+		n++
+	}
+	m, err := h.cfg.Network.Sweep()
+	return n + m, err
 }
 
 // AppInfo summarizes an app.
@@ -51,11 +88,11 @@ type AppInfo struct {
 	Name      string            `json:"name"`
 	Release   int               `json:"release"` // live release, 0 if none
 	Instances map[string]int    `json:"instances"`
-	Env       map[string]string `json:"env"`
+	Env       map[string]string `json:"env"` // values masked unless the caller may see them
 }
 
-// Apps lists tenant's apps.
-func (h *Host) Apps(tenant rings.TenantID) []AppInfo {
+// Apps lists tenant's apps; reveal says whether env values are shown or masked.
+func (h *Host) Apps(tenant rings.TenantID, reveal bool) []AppInfo {
 	h.mu.Lock()
 	var apps []*app
 	for _, a := range h.apps {
@@ -67,43 +104,93 @@ func (h *Host) Apps(tenant rings.TenantID) []AppInfo {
 	out := []AppInfo{}
 	for _, a := range apps {
 		a.mu.Lock()
-		r, _ := a.release(a.current)
-		env := map[string]string{}
-		for k, v := range a.env {
-			env[k] = v
+		counts := map[string]int{}
+		for _, in := range a.instances {
+			if in.release == a.current {
+				counts[in.typ]++
+			}
 		}
-		out = append(out, AppInfo{Tenant: a.tenant, Name: a.name, Release: a.current, Instances: a.counts(r), Env: env})
+		out = append(out, AppInfo{Tenant: a.tenant, Name: a.name, Release: a.current, Instances: counts, Env: mask(a.env, reveal)})
 		a.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
 
-// SetEnv replaces the app's environment and, like a deploy, makes a new release of the live
-// bundle that runs with it.
-func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, env map[string]string) (Release, error) {
+// Masked stands for an env value the caller may not see.
+const Masked = "********"
+
+// mask copies env, with every value masked unless reveal.
+func mask(env map[string]string, reveal bool) map[string]string {
+	out := make(map[string]string, len(env))
+	for k, v := range env {
+		if !reveal {
+			v = Masked
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// Env is the app's environment as set through the env API (the manifest's own is in its
+// releases), values masked unless reveal.
+func (h *Host) Env(tenant rings.TenantID, name string, reveal bool) (map[string]string, error) {
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return nil, err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return mask(a.env, reveal), nil
+}
+
+// SetEnv changes the app's environment — set adds or replaces, unset removes; with replace,
+// set is the whole new environment — and, like a deploy, makes a new release of the live
+// bundle that runs with it. Nothing changes if that release does not go live.
+func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, set map[string]string, unset []string, replace bool, progress Progress) (Release, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return Release{}, err
 	}
-	for k := range env {
-		if k == "" || k == "PORT" || len(k) > 128 {
-			return Release{}, fmt.Errorf("apphost: env %q: a name other than PORT, at most 128 bytes", k)
-		}
-	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
 	a.mu.Lock()
 	r, ok := a.release(a.current)
-	a.env = env
-	_ = a.save()
+	old := copyMap(a.env)
 	a.mu.Unlock()
 	if !ok {
-		return Release{}, fmt.Errorf("apphost: %s/%s has no live release: %w", tenant, name, ErrNotFound)
+		return Release{}, errNotLive(a)
 	}
-	b, err := os.ReadFile(h.packagePath(r.Digest))
+	env := old
+	if replace {
+		env = map[string]string{}
+	}
+	for _, k := range unset {
+		if _, both := set[k]; both {
+			return Release{}, &FieldError{Field: "env." + fieldKey(k), Msg: "both set and unset"}
+		}
+		if err := ValidEnvName(k); err != nil {
+			return Release{}, err
+		}
+		delete(env, k)
+	}
+	for k, v := range set {
+		env[k] = v
+	}
+	if err := CheckEnv(env); err != nil {
+		return Release{}, err
+	}
+	a.mu.Lock()
+	a.env = env
+	a.mu.Unlock()
+	rel, err := a.redeploy(ctx, r.Digest, progress)
 	if err != nil {
-		return Release{}, fmt.Errorf("apphost: package of release %d: %w", r.Number, err)
+		a.mu.Lock()
+		a.env = old
+		_ = a.save()
+		a.mu.Unlock()
 	}
-	return h.Deploy(ctx, tenant, name, b)
+	return rel, err
 }
 
 // Children reports every instance as a ring 2 child of this node, with its cgroup's memory

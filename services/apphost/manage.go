@@ -1,0 +1,151 @@
+package apphost
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"enjin/rings"
+)
+
+// Scale sets how many instances of process type t run, as a change to the live release
+// (zero-downtime like a deploy).
+func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string, n int) error {
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return err
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	r, ok := a.release(a.current)
+	a.mu.Unlock()
+	if !ok {
+		return errNotLive(a)
+	}
+	if _, typ := r.Manifest.Procfile[t]; !typ {
+		return &FieldError{Field: "scale." + fieldKey(t), Msg: fmt.Sprintf("release %d has no process type %s", r.Number, quote(t))}
+	}
+	want := copyMap(a.scaleSnapshot())
+	want[t] = n
+	if err := checkInstances(want, r.Manifest.Procfile, "scale", h.cfg.Policy); err != nil {
+		return err
+	}
+	return a.scaleTo(ctx, r, t, n)
+}
+
+func (a *app) scaleSnapshot() map[string]int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return copyMap(a.scale)
+}
+
+// scaleTo starts the missing instances of type t of the live release r (and waits for them
+// to be healthy) or drains and stops the extra ones, highest index first. The new count is
+// kept only once it runs.
+func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
+	a.mu.Lock()
+	have := map[int]*instance{}
+	for _, in := range a.instances {
+		if in.release == r.Number && in.typ == t {
+			have[in.index] = in
+		}
+	}
+	old, had := a.scale[t]
+	a.scale[t] = n
+	a.mu.Unlock()
+	undo := func() {
+		a.mu.Lock()
+		if had {
+			a.scale[t] = old
+		} else {
+			delete(a.scale, t)
+		}
+		a.mu.Unlock()
+	}
+	missing := map[string]bool{}
+	for i := range n {
+		if have[i] == nil {
+			missing[fmt.Sprintf("%s.%d", t, i)] = true
+		}
+	}
+	var added []*instance
+	if len(missing) > 0 {
+		var err error
+		if added, err = a.startRelease(ctx, r, missing); err != nil {
+			undo()
+			return err
+		}
+	}
+	if reason, ok := a.waitHealthy(ctx, added); !ok {
+		a.stopAll(added)
+		undo()
+		return &DeployError{Release: r.Number, Reason: reason, Err: ErrUnhealthy}
+	}
+	var extra []*instance
+	for i, in := range have {
+		if i >= n {
+			extra = append(extra, in)
+			in.mu.Lock()
+			in.state = Stopped // out of the router before draining
+			in.mu.Unlock()
+		}
+	}
+	a.host.routesChanged(a)
+	a.drain(extra)
+	a.stopAll(extra)
+	a.mu.Lock()
+	err := a.save()
+	a.mu.Unlock()
+	return err
+}
+
+// Rollback makes release n live again, the same way as a deploy.
+func (h *Host) Rollback(ctx context.Context, tenant rings.TenantID, name string, n int) (Release, error) {
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return Release{}, err
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	r, ok := a.release(n)
+	live := a.current == n
+	a.mu.Unlock()
+	if !ok || r.Status == "failed" {
+		return Release{}, fmt.Errorf("apphost: %s/%s release %d: %w", tenant, name, n, ErrNotFound)
+	}
+	if live {
+		return r, nil
+	}
+	return a.switchTo(ctx, r, nil)
+}
+
+// Destroy stops every instance of the app, takes it out of the router and deletes its
+// releases, HOME and state; its uid is free again.
+func (h *Host) Destroy(tenant rings.TenantID, name string) error {
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return err
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	a.current = 0 // no live release: stopping instances must not route the app again
+	a.mu.Unlock()
+	h.cfg.Router.RemoveRoute(a.tenant, a.name)
+	a.stopAll(a.all())
+	h.mu.Lock()
+	delete(h.apps, key(tenant, name))
+	h.mu.Unlock()
+	h.logs.forget(a.tenant, a.name)
+	if err := a.unmountHome(); err != nil {
+		return err
+	}
+	if err := os.RemoveAll(a.dir()); err != nil {
+		return fmt.Errorf("apphost: %w", err)
+	}
+	h.uids.release(a.uid, a.dir())
+	h.prunePackages()
+	return nil
+}
