@@ -7,6 +7,7 @@ import (
 	"net/http/pprof"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -32,6 +33,7 @@ type ring0Flags struct {
 	heartbeat, credsTTL                             time.Duration
 	routerAddr, appsDomain, dnsAddr, bridge, prefix string
 	apps                                            bool // whether the ring 1 nodes host apps
+	limits, uidRange                                string
 }
 
 func (f *ring0Flags) register(fs *pflag.FlagSet) {
@@ -48,6 +50,7 @@ func (f *ring0Flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join")
 	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
 func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nodes []ring0.Ring1Spec) (ring0.Config, error) {
@@ -63,7 +66,18 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 		if err != nil {
 			return ring0.Config{}, usagef("--prefix: %v", err)
 		}
-		cfg.Apps = &ring0.AppsOptions{RouterAddr: f.routerAddr, AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, Bridge: f.bridge, Prefix: p}
+		// Checked here, so a mistake stops ring 0 at once rather than every ring 1 node.
+		if _, _, _, err := limitsOf(f.limits, f.uidRange); err != nil {
+			return ring0.Config{}, err
+		}
+		limits := f.limits
+		if limits != "" {
+			if limits, err = filepath.Abs(limits); err != nil {
+				return ring0.Config{}, err
+			}
+		}
+		cfg.Apps = &ring0.AppsOptions{RouterAddr: f.routerAddr, AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, Bridge: f.bridge, Prefix: p,
+			Limits: limits, UIDRange: f.uidRange}
 	}
 	return cfg, nil
 }

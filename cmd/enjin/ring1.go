@@ -23,6 +23,7 @@ type ring1Flags struct {
 	heartbeat                                       time.Duration
 	join, joinFile, ring0URL                        string
 	logLevel                                        string
+	limits, uidRange                                string
 }
 
 // registerRing1Flags registers every flag of `enjin ring1`.
@@ -45,6 +46,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.joinFile, "join-file", "", "join with the one-time token in this file (external strategy); needs --ring0")
 	fs.StringVar(&f.ring0URL, "ring0", "", "ring 0 meta API URL, with --join - or --join-file")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
 func ring1Cmd(g *globals) *cobra.Command {
@@ -135,8 +137,13 @@ func (f *ring1Flags) appsConfig() (*ring1.AppsConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	pol, first, count, err := limitsOf(f.limits, f.uidRange)
+	if err != nil {
+		return nil, err
+	}
 	return &ring1.AppsConfig{Dir: f.appsDir, Helper: exe, Bridge: f.bridge, Prefix: p, RouterAddr: f.routerAddr,
-		AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, APIAddr: f.appsAPI, APIToken: tok}, nil
+		AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, APIAddr: f.appsAPI, APIToken: tok, Policy: pol,
+		UIDFirst: first, UIDCount: count}, nil
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

@@ -20,6 +20,8 @@ type AppsOptions struct {
 	DNSAddr    string       // DNS for app names, e.g. 127.0.0.1:5353
 	Bridge     string       // the instances' bridge, e.g. enjin0
 	Prefix     netip.Prefix // the instances' addresses, e.g. 100.88.0.0/16
+	Limits     string       // a policy file (limits per instance, quotas) for the nodes; "" for the defaults
+	UIDRange   string       // FIRST:COUNT of the app uids; "" for the default
 }
 
 // appsAPI is where a ring 1 node's app API listens and the token it takes.
@@ -44,9 +46,16 @@ func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
 	r.mu.Lock()
 	r.appsAPIs[id] = appsAPI{url: "http://" + addr, token: strings.TrimSpace(string(b))}
 	r.mu.Unlock()
-	return []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
+	args := []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
 		"--router", o.RouterAddr, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
-		"--bridge", o.Bridge, "--prefix", o.Prefix.String()}, nil
+		"--bridge", o.Bridge, "--prefix", o.Prefix.String()}
+	if o.Limits != "" {
+		args = append(args, "--limits", o.Limits)
+	}
+	if o.UIDRange != "" {
+		args = append(args, "--uid-range", o.UIDRange)
+	}
+	return args, nil
 }
 
 // appsAPIAddr is the loopback address a node's app API listens on: the one recorded in path,

@@ -30,6 +30,9 @@ type AppsConfig struct {
 	DNSAddr    string       // e.g. 127.0.0.1:5353
 	APIAddr    string       // the app API, e.g. 127.0.0.1:7071
 	APIToken   string       // the bearer token ring 0 forwards with
+	Policy     apphost.Policy
+	UIDFirst   uint32 // app uids and gids; 0 is apphost's default range
+	UIDCount   uint32
 }
 
 // routes sends the app host's routes to the router and the app names to DNS.
@@ -81,7 +84,7 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 		return err
 	}
 	host, err := apphost.New(apphost.Config{Dir: c.Dir, Node: n.cfg.Node, Helper: c.Helper, Network: nw, Cgroups: cg,
-		Router: routes{rt, ds}, Logger: n.log})
+		Router: routes{rt, ds}, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, Logger: n.log})
 	if err != nil {
 		return err
 	}

@@ -1,8 +1,11 @@
 package apphost
 
 import (
+	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 )
 
 // Limits bounds one instance.
@@ -17,10 +20,30 @@ type Limits struct {
 // Policy is what a cloud allows: Default fills what a manifest leaves out, Max bounds what
 // it asks for.
 type Policy struct {
-	Default, Max       Limits
-	MaxInstances       int // per process type
-	MaxTenantInstances int // all instances of all apps of one tenant on this host
-	MaxProcessTypes    int
+	Default            Limits `json:"default"`
+	Max                Limits `json:"max"`
+	MaxInstances       int    `json:"max_instances"`        // per process type
+	MaxTenantInstances int    `json:"max_tenant_instances"` // all instances of all apps of one tenant on this host
+	MaxProcessTypes    int    `json:"max_process_types"`
+}
+
+// LoadPolicy reads a policy from a JSON file (as Policy's fields are named); what the file
+// leaves out keeps DefaultPolicy's value. The result is validated.
+func LoadPolicy(path string) (Policy, error) {
+	p := DefaultPolicy()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return p, fmt.Errorf("apphost: policy: %w", err)
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&p); err != nil {
+		return p, fmt.Errorf("apphost: policy %s: %w", path, err)
+	}
+	if err := p.Validate(); err != nil {
+		return p, fmt.Errorf("apphost: policy %s: %w", path, err)
+	}
+	return p, nil
 }
 
 // DefaultPolicy is the policy of a cloud that sets none.
