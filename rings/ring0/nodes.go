@@ -85,10 +85,11 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	sup := process.New(process.Spec{
 		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew, Args: args,
 		Detach: true, PIDFile: filepath.Join(dir, "ring1.pid"), LogFile: logPath, GiveUp: ring1StartAttempts,
-	}, process.Backoff{}, 35*time.Second, r.log.With("node", spec.ID))
+	}, ring1Backoff, 35*time.Second, r.log.With("node", spec.ID))
 	r.mu.Lock()
 	r.sups[spec.ID] = sup
 	r.mu.Unlock()
+	wg.Go(func() { r.watchStart(ctx, spec.ID, n.LastSeq, sup) }) // ends once the node is heard from, or with ctx
 	wg.Go(func() { // ends when ctx ends and the child has stopped, or when it cannot start
 		defer log.Close()
 		if err := sup.Run(ctx); err != nil {
@@ -98,6 +99,27 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	})
 	return nil
 }
+
+// watchStart tells sup the node got going once ring 0 stores a heartbeat of it (a sequence
+// number above seq): a node that has served is restarted forever, never given up on.
+func (r *Ring0) watchStart(ctx context.Context, id rings.NodeID, seq uint64, sup *process.Supervisor) {
+	t := time.NewTicker(r.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if n, err := r.store.GetNode(ctx, id); err == nil && n.LastSeq > seq {
+			sup.MarkStable()
+			return
+		}
+	}
+}
+
+// ring1Backoff restarts a ring 1 node that died soon: every tenant it hosts waits for it.
+var ring1Backoff = process.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second, Reset: 30 * time.Second}
 
 // ring1StartAttempts is how often a ring 1 node this ring 0 runs may fail before it ever got
 // going, before ring 0 gives up and stops with the node's last words.

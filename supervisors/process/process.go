@@ -26,6 +26,7 @@ import (
 	"io"
 	"log/slog"
 	"os/exec"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -92,6 +93,11 @@ func (e *StartError) Error() string {
 	if n := len(e.Tail); n > 0 {
 		last = e.Tail[n-1]
 	}
+	for _, l := range e.Tail { // a command's one-line error, when it wrote one, says it best
+		if strings.HasPrefix(l, "enjin: ") {
+			last = l
+		}
+	}
 	return fmt.Sprintf("process: %s failed to start %d times (%s): %s", e.Name, e.Failures, e.Exit, last)
 }
 
@@ -104,6 +110,7 @@ type Supervisor struct {
 
 	restarts atomic.Int64
 	adopted  atomic.Bool
+	ready    atomic.Bool // the child said it got going (MarkStable)
 	mu       sync.Mutex
 	pid      int
 	started  chan struct{} // closed at the first successful start or adoption
@@ -138,6 +145,10 @@ func (s *Supervisor) Restarts() int64 { return s.restarts.Load() }
 // Adopted reports whether the child running now was found running rather than started.
 func (s *Supervisor) Adopted() bool { return s.adopted.Load() }
 
+// MarkStable tells the supervisor the child got going (it is serving, say), sooner than
+// Spec.Stable would: from now on it is restarted forever, never given up on.
+func (s *Supervisor) MarkStable() { s.ready.Store(true) }
+
 // Started is closed once the child has been started (or adopted) the first time.
 func (s *Supervisor) Started() <-chan struct{} { return s.started }
 
@@ -157,7 +168,7 @@ func (s *Supervisor) Run(ctx context.Context) error {
 			return fmt.Errorf("process: start %s: %w", s.spec.Name, err)
 		}
 		ran := time.Since(up)
-		stable = stable || ran >= s.spec.Stable
+		stable = stable || ran >= s.spec.Stable || s.ready.Load()
 		if ran >= s.backoff.Reset {
 			delay = s.backoff.Min
 		}
