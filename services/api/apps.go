@@ -4,7 +4,21 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strings"
 )
+
+// callerHeader tells ring 1 who a forwarded request speaks for (Identity.Caller).
+const callerHeader = "Enjin-Caller"
+
+// dropEnjinFields deletes every field whose name starts with Enjin-, in any case, or with
+// Enjin_, which CGI-style servers read as the same name.
+func dropEnjinFields(h http.Header) {
+	for k := range h {
+		if len(k) >= len("enjin-") && strings.EqualFold(strings.ReplaceAll(k[:len("enjin-")], "_", "-"), "enjin-") {
+			delete(h, k)
+		}
+	}
+}
 
 // appList, appReleases… are documented loosely: the app operations are carried out by the
 // ring 1 node hosting the tenant, which defines their answers (package apphost).
@@ -38,7 +52,9 @@ func (a *API) appRoutes() []route {
 	return rs
 }
 
-// forwardApps proxies an authorized app request to the hosting ring 1 node.
+// forwardApps proxies an authorized app request to the hosting ring 1 node. Ring 1 learns who
+// is calling from Enjin-Caller, which only ring 0 writes: every field of the client's whose
+// name starts with Enjin- is dropped first, so no caller can claim to be another.
 func (a *API) forwardApps(c *call) error {
 	base, token, err := a.ring0.AppsBackend(c.ctx, c.tenant())
 	if err != nil {
@@ -52,7 +68,9 @@ func (a *API) forwardApps(c *call) error {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u)
 			pr.Out.Host = u.Host
+			dropEnjinFields(pr.Out.Header)
 			pr.Out.Header.Set("Authorization", "Bearer "+token)
+			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},
 		FlushInterval: -1, // log follow streams
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {

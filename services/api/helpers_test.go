@@ -43,6 +43,7 @@ func basic(user, pass string) string {
 type testRing0 struct {
 	store   *inventory.Store
 	panicOn string // OpsCreds panics for this name, to prove the recover middleware
+	apps    string // base URL of a fake ring 1 app API hosting every tenant; "" none
 }
 
 func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
@@ -69,14 +70,20 @@ func (r *testRing0) DeleteTenant(ctx context.Context, t rings.TenantID, version 
 	return r.store.DeleteTenant(ctx, t, version)
 }
 
-// AppsBackend: app operations are tested end to end (test/apps_test.go); here no tenant has
-// a host.
+// AppsBackend: app operations are tested end to end (test/apps_test.go); here every tenant
+// is hosted by the fake ring 1 at r.apps, if it is set, and by nobody otherwise.
 func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {
 	if _, err := r.store.GetTenant(ctx, t); err != nil {
 		return "", "", err
 	}
+	if r.apps != "" {
+		return r.apps, ring1Token, nil
+	}
 	return "", "", fmt.Errorf("tenant %s has no app host: %w", t, inventory.ErrInvalid)
 }
+
+// ring1Token is the token the fake ring 1 app API takes.
+const ring1Token = "ring1-apps-token"
 
 // env is an API over a fresh database, served over TCP by the production server settings.
 type env struct {

@@ -50,6 +50,7 @@ type call struct {
 	w          http.ResponseWriter
 	r          *http.Request
 	ctx        context.Context
+	id         Identity          // who is calling; zero on public routes
 	path       map[string]string // validated path wildcards (UUIDs lowercased)
 	version    int64             // from If-Match
 	hasVersion bool

@@ -1,0 +1,143 @@
+package api_test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// fakeRing1 is a ring 1 app API that records what ring 0 forwarded to it.
+type fakeRing1 struct {
+	srv *httptest.Server
+
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+type seenRequest struct {
+	method, path, query string
+	header              http.Header
+	body                string
+}
+
+// startRing1 serves a fake ring 1 app API, makes every tenant of e hosted by it, and creates
+// tenants acme and globex with a token each, returned as Authorization values.
+func startRing1(t *testing.T, e *env, handler http.HandlerFunc) (f *fakeRing1, asAcme, asGlobex string) {
+	t.Helper()
+	f = &fakeRing1{}
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.seen = append(f.seen, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
+		f.mu.Unlock()
+		if r.Header.Get("Authorization") != "Bearer "+ring1Token {
+			http.Error(w, "wrong token", http.StatusUnauthorized)
+			return
+		}
+		if handler != nil {
+			handler(w, r)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"ok":true}`)
+	}))
+	t.Cleanup(f.srv.Close)
+	e.ring0.apps = f.srv.URL
+	tokens := map[string]string{}
+	for _, tn := range []string{"acme", "globex"} {
+		if r := e.do(t, "POST", "/v1/tenants", []byte(`{"name":"`+tn+`"}`), "Authorization", asAdmin, "Content-Type", "application/json"); r.status != 201 {
+			t.Fatalf("create %s: %d %s", tn, r.status, r.body)
+		}
+		r := e.do(t, "POST", "/v1/tenants/"+tn+"/tokens", []byte(`{}`), "Authorization", asAdmin, "Content-Type", "application/json")
+		if r.status != 201 {
+			t.Fatalf("token for %s: %d %s", tn, r.status, r.body)
+		}
+		tokens[tn] = "Bearer " + str(r.json, "token")
+	}
+	return f, tokens["acme"], tokens["globex"]
+}
+
+// take returns what the fake ring 1 saw since the last take.
+func (f *fakeRing1) take() []seenRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := f.seen
+	f.seen = nil
+	return s
+}
+
+// enjinFields returns the fields of h whose names start with Enjin- or Enjin_, any case.
+func enjinFields(h http.Header) map[string][]string {
+	out := map[string][]string{}
+	for k, v := range h {
+		if n := strings.ReplaceAll(strings.ToLower(k), "_", "-"); strings.HasPrefix(n, "enjin-") {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// TestForwardedCaller checks every identity reaches ring 1 as what it is, whatever Enjin-
+// fields it sends, and that ring 1 sees its own token, never the caller's.
+func TestForwardedCaller(t *testing.T) {
+	e := newEnv(t)
+	f, asAcme, _ := startRing1(t, e, nil)
+	forged := [][]string{
+		nil,
+		{"Enjin-Caller", "admin"},
+		{"enjin-caller", "admin", "ENJIN-CALLER", "tenant"},
+		{"Enjin-Caller", "admin", "Enjin-Caller", "admin"},
+		{"Enjin_Caller", "admin"},
+		{"Enjin-Tenant", "globex", "Enjin-Error", "x", "Enjin-Caller-Override", "admin"},
+		{"eNjIn-cAlLeR", "admin, tenant"},
+	}
+	attempts := 0
+	for _, who := range []struct{ name, auth, want string }{
+		{"admin token", asAdmin, "admin"},
+		{"htpasswd admin", asAlice, "admin"},
+		{"reader", asBob, "reader"},
+		{"tenant", asAcme, "tenant"},
+	} {
+		for _, hdr := range forged {
+			for _, rq := range []struct{ method, path string }{
+				{"GET", "/v1/tenants/acme/apps"},
+				{"GET", "/v1/tenants/acme/apps/web/logs?lines=5"},
+			} {
+				attempts++
+				r := e.do(t, rq.method, rq.path, nil, append([]string{"Authorization", who.auth}, hdr...)...)
+				if r.status != 200 {
+					t.Fatalf("%s %s as %s with %q: got %d %s want 200", rq.method, rq.path, who.name, hdr, r.status, r.body)
+				}
+				seen := f.take()
+				if len(seen) != 1 {
+					t.Fatalf("%s %s as %s: ring 1 saw %d requests, want 1", rq.method, rq.path, who.name, len(seen))
+				}
+				got := enjinFields(seen[0].header)
+				if len(got) != 1 || len(got["Enjin-Caller"]) != 1 || got["Enjin-Caller"][0] != who.want {
+					t.Errorf("%s %s as %s with %q: ring 1 saw Enjin fields %q, want only Enjin-Caller: %s",
+						rq.method, rq.path, who.name, hdr, got, who.want)
+				}
+				if a := seen[0].header.Values("Authorization"); len(a) != 1 || a[0] != "Bearer "+ring1Token {
+					t.Errorf("as %s: ring 1 saw Authorization %q", who.name, a)
+				}
+			}
+		}
+	}
+	t.Logf("%d forwarded requests with forged Enjin- fields: each reached ring 1 with ring 0's Enjin-Caller only", attempts)
+}
+
+// TestForwardFailure: a ring 1 node that does not answer is a 502 in JSON.
+func TestForwardFailure(t *testing.T) {
+	e := newEnv(t)
+	f, _, _ := startRing1(t, e, nil)
+	f.srv.Close()
+	r := e.do(t, "GET", "/v1/tenants/acme/apps/web/releases", nil, "Authorization", asAdmin)
+	var body struct{ Error, Code string }
+	if r.status != http.StatusBadGateway || json.Unmarshal(r.body, &body) != nil || body.Code != "ring1_unavailable" {
+		t.Fatalf("got %d %s want 502 ring1_unavailable", r.status, r.body)
+	}
+}
