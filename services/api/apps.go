@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -39,7 +40,12 @@ func (a *API) appRoutes() []route {
 		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "PUT", path: p + "/{app}/scale/{proctype}", access: admin, summary: `Run n instances of a process type: {"instances": n}`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "GET", path: p + "/{app}/env", access: reader, summary: "The app's environment: its variables' names, and their values with reveal=1",
+			query:  []param{{"reveal", intSchema(0, 1), "1 returns values; only the admin and the tenant may"}},
+			status: http.StatusOK, out: appAnswer{}, serve: a.getEnv},
 		{method: "PUT", path: p + "/{app}/env", access: admin, summary: `Replace the app's environment: {"env": {...}}; makes a new release`,
+			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "PATCH", path: p + "/{app}/env", access: admin, summary: `Change some variables, keep the rest: {"set": {...}, "unset": [...]}; makes a new release`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: fwd},
 		{method: "GET", path: p + "/{app}/logs", access: reader, summary: "The app's log lines as newline-delimited JSON; follow=1 streams new ones",
@@ -50,6 +56,20 @@ func (a *API) appRoutes() []route {
 		rs[i].tenantOK = true // a tenant manages its own apps
 	}
 	return rs
+}
+
+// getEnv forwards a read of an app's environment. Values are secrets: ring 0 itself refuses
+// reveal=1 to a reader, and ring 1, told the caller, shows them only to the admin and the
+// tenant, so neither side alone has to be right.
+func (a *API) getEnv(c *call) error {
+	reveal, err := c.q.intParam("reveal", 0, 1, 0)
+	if err != nil {
+		return err
+	}
+	if reveal == 1 && c.id.Caller() == "reader" {
+		return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may read the names of an app's variables, not their values (reveal=1): only the admin and the tenant may", c.id.Name)}
+	}
+	return a.forwardApps(c)
 }
 
 // forwardApps proxies an authorized app request to the hosting ring 1 node. Ring 1 learns who

@@ -105,6 +105,7 @@ func TestForwardedCaller(t *testing.T) {
 		for _, hdr := range forged {
 			for _, rq := range []struct{ method, path string }{
 				{"GET", "/v1/tenants/acme/apps"},
+				{"GET", "/v1/tenants/acme/apps/web/env"},
 				{"GET", "/v1/tenants/acme/apps/web/logs?lines=5"},
 			} {
 				attempts++
@@ -130,14 +131,89 @@ func TestForwardedCaller(t *testing.T) {
 	t.Logf("%d forwarded requests with forged Enjin- fields: each reached ring 1 with ring 0's Enjin-Caller only", attempts)
 }
 
+// TestEnvAccess checks who may read and change an app's environment: a reader never sees
+// values (ring 0 refuses reveal=1 itself), a tenant reaches only its own apps, and only the
+// admin and the tenant change anything.
+func TestEnvAccess(t *testing.T) {
+	e := newEnv(t)
+	f, asAcme, asGlobex := startRing1(t, e, nil)
+	patch := `{"set":{"A":"1"},"unset":["B"]}`
+	tests := []struct {
+		name, method, path, auth, body string
+		status                         int
+		code                           string
+		caller                         string // "": ring 1 must not be reached
+	}{
+		{"reader lists names", "GET", "/v1/tenants/acme/apps/web/env", asBob, "", 200, "", "reader"},
+		{"reader reveal=0", "GET", "/v1/tenants/acme/apps/web/env?reveal=0", asBob, "", 200, "", "reader"},
+		{"reader reveal=1", "GET", "/v1/tenants/acme/apps/web/env?reveal=1", asBob, "", 403, "forbidden", ""},
+		{"admin reveal=1", "GET", "/v1/tenants/acme/apps/web/env?reveal=1", asAdmin, "", 200, "", "admin"},
+		{"htpasswd admin reveal=1", "GET", "/v1/tenants/acme/apps/web/env?reveal=1", asAlice, "", 200, "", "admin"},
+		{"tenant reveals its own", "GET", "/v1/tenants/acme/apps/web/env?reveal=1", asAcme, "", 200, "", "tenant"},
+		{"tenant reveals another's", "GET", "/v1/tenants/globex/apps/web/env?reveal=1", asAcme, "", 403, "forbidden", ""},
+		{"tenant reads another's names", "GET", "/v1/tenants/globex/apps/web/env", asAcme, "", 403, "forbidden", ""},
+		{"other tenant reveals", "GET", "/v1/tenants/acme/apps/web/env?reveal=1", asGlobex, "", 403, "forbidden", ""},
+		{"reveal=2", "GET", "/v1/tenants/acme/apps/web/env?reveal=2", asAdmin, "", 400, "bad_query", ""},
+		{"reveal=true", "GET", "/v1/tenants/acme/apps/web/env?reveal=true", asAdmin, "", 400, "bad_query", ""},
+		{"reveal twice", "GET", "/v1/tenants/acme/apps/web/env?reveal=1&reveal=1", asAdmin, "", 400, "bad_query", ""},
+		{"reader reveal twice", "GET", "/v1/tenants/acme/apps/web/env?reveal=0&reveal=1", asBob, "", 400, "bad_query", ""},
+		{"unknown parameter", "GET", "/v1/tenants/acme/apps/web/env?show=1", asAdmin, "", 400, "bad_query", ""},
+		{"anonymous", "GET", "/v1/tenants/acme/apps/web/env", "", "", 401, "unauthorized", ""},
+		{"reader patches", "PATCH", "/v1/tenants/acme/apps/web/env", asBob, patch, 403, "forbidden", ""},
+		{"tenant patches another's", "PATCH", "/v1/tenants/globex/apps/web/env", asAcme, patch, 403, "forbidden", ""},
+		{"tenant patches its own", "PATCH", "/v1/tenants/acme/apps/web/env", asAcme, patch, 200, "", "tenant"},
+		{"admin patches", "PATCH", "/v1/tenants/globex/apps/web/env", asAdmin, patch, 200, "", "admin"},
+		{"unknown tenant", "GET", "/v1/tenants/nobody/apps/web/env", asAdmin, "", 404, "not_found", ""},
+		{"bad app name", "GET", "/v1/tenants/acme/apps/Web/env", asAdmin, "", 400, "bad_id", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hdr := []string{"Enjin-Caller", "admin", "Content-Type", "application/json"}
+			if tt.auth != "" {
+				hdr = append(hdr, "Authorization", tt.auth)
+			}
+			var body []byte
+			if tt.body != "" {
+				body = []byte(tt.body)
+			}
+			r := e.do(t, tt.method, tt.path, body, hdr...)
+			seen := f.take()
+			if r.status != tt.status || tt.code != "" && str(r.json, "code") != tt.code {
+				t.Fatalf("got %d %s want %d %s", r.status, r.body, tt.status, tt.code)
+			}
+			if tt.status >= 400 && r.header.Get("Content-Type") != "application/json" {
+				t.Errorf("error Content-Type %q want application/json", r.header.Get("Content-Type"))
+			}
+			switch {
+			case tt.caller == "" && len(seen) != 0:
+				t.Fatalf("ring 1 was reached: %+v", seen)
+			case tt.caller == "":
+			case len(seen) != 1:
+				t.Fatalf("ring 1 saw %d requests want 1", len(seen))
+			case seen[0].header.Get("Enjin-Caller") != tt.caller || len(seen[0].header.Values("Enjin-Caller")) != 1:
+				t.Fatalf("ring 1 saw Enjin-Caller %q want %q", seen[0].header.Values("Enjin-Caller"), tt.caller)
+			case tt.method == "PATCH" && (seen[0].body != tt.body || seen[0].method != "PATCH"):
+				t.Fatalf("ring 1 saw %s %q want PATCH %q", seen[0].method, seen[0].body, tt.body)
+			case tt.method == "GET" && seen[0].query != query(tt.path):
+				t.Fatalf("ring 1 saw query %q", seen[0].query)
+			}
+		})
+	}
+}
+
 // TestForwardFailure: a ring 1 node that does not answer is a 502 in JSON.
 func TestForwardFailure(t *testing.T) {
 	e := newEnv(t)
 	f, _, _ := startRing1(t, e, nil)
 	f.srv.Close()
-	r := e.do(t, "GET", "/v1/tenants/acme/apps/web/releases", nil, "Authorization", asAdmin)
+	r := e.do(t, "GET", "/v1/tenants/acme/apps/web/env", nil, "Authorization", asAdmin)
 	var body struct{ Error, Code string }
 	if r.status != http.StatusBadGateway || json.Unmarshal(r.body, &body) != nil || body.Code != "ring1_unavailable" {
 		t.Fatalf("got %d %s want 502 ring1_unavailable", r.status, r.body)
 	}
+}
+
+func query(path string) string {
+	_, q, _ := strings.Cut(path, "?")
+	return q
 }

@@ -118,7 +118,8 @@ func errorStatuses(rt route) []int {
 	}
 	write := rt.method != http.MethodGet
 	add(rt.access != public, http.StatusUnauthorized)
-	add(rt.access == admin || rt.path == "/v1/join", http.StatusForbidden)
+	// Any identity can be refused: a reader writing or revealing, a tenant outside its own.
+	add(rt.access != public || rt.path == "/v1/join", http.StatusForbidden)
 	add(len(pathWildcards(rt.path)) > 0, http.StatusNotFound)
 	add(write && rt.path != "/v1/join" && rt.path != "/v1/creds/ops", http.StatusConflict)
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
