@@ -210,7 +210,7 @@ func (r *Ring0) listenAPI() error {
 	if r.apiLn, err = net.Listen("tcp", r.cfg.APIAddr); err != nil {
 		return fmt.Errorf("ring0: api: %w", err)
 	}
-	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler())
+	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler(), api.Timeouts{})
 	return nil
 }
 

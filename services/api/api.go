@@ -124,15 +124,32 @@ func (a *API) Handler() http.Handler {
 	return a.accessLog(a.recoverPanics(a.jsonMux()))
 }
 
+// Timeouts bound how long the meta API's server waits on a client. A zero field takes its
+// default. Read and Write cover a whole request and its answer on every route but the
+// forwarded app routes, where instead each read of the body and each write of the answer
+// must make progress within them (see streaming).
+type Timeouts struct {
+	ReadHeader time.Duration // reading the request head; 0 is 5s
+	Read       time.Duration // reading the whole request; 0 is 30s
+	Write      time.Duration // from the end of the head to the end of the answer; 0 is 60s
+	Idle       time.Duration // a kept-alive connection waiting for its next request; 0 is 120s
+}
+
 // NewServer returns an http.Server for h on addr with timeouts suited to a public listener.
-func NewServer(addr string, h http.Handler) *http.Server {
+func NewServer(addr string, h http.Handler, t Timeouts) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: or(t.ReadHeader, 5*time.Second),
+		ReadTimeout:       or(t.Read, 30*time.Second),
+		WriteTimeout:      or(t.Write, 60*time.Second),
+		IdleTimeout:       or(t.Idle, 120*time.Second),
 		MaxHeaderBytes:    64 << 10,
 	}
 }

@@ -92,11 +92,13 @@ func (a *API) forwardApps(c *call) error {
 			pr.Out.Header.Set("Authorization", "Bearer "+token)
 			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},
-		FlushInterval: -1, // log follow streams
+		FlushInterval: -1, // every write at once: a deploy's progress, a followed log
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			a.fail(w, r, &apiError{http.StatusBadGateway, "ring1_unavailable", "the ring 1 node hosting this tenant did not answer"})
 		},
 	}
-	rp.ServeHTTP(c.w, c.r)
+	w, done := streaming(c.w, c.r)
+	defer done()
+	rp.ServeHTTP(w, c.r)
 	return nil
 }

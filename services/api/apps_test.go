@@ -8,6 +8,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
+
+	"enjin/test/harness"
 )
 
 // fakeRing1 is a ring 1 app API that records what ring 0 forwarded to it.
@@ -22,6 +25,7 @@ type seenRequest struct {
 	method, path, query string
 	header              http.Header
 	body                string
+	bodyErr             error // reading the body failed
 }
 
 // startRing1 serves a fake ring 1 app API, makes every tenant of e hosted by it, and creates
@@ -30,9 +34,9 @@ func startRing1(t *testing.T, e *env, handler http.HandlerFunc) (f *fakeRing1, a
 	t.Helper()
 	f = &fakeRing1{}
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		b, _ := io.ReadAll(r.Body)
+		b, err := io.ReadAll(r.Body)
 		f.mu.Lock()
-		f.seen = append(f.seen, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b)})
+		f.seen = append(f.seen, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b), err})
 		f.mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer "+ring1Token {
 			http.Error(w, "wrong token", http.StatusUnauthorized)
@@ -68,6 +72,20 @@ func (f *fakeRing1) take() []seenRequest {
 	s := f.seen
 	f.seen = nil
 	return s
+}
+
+// wait returns the requests the fake ring 1 saw since the last take once there are n.
+func (f *fakeRing1) wait(t *testing.T, n int) []seenRequest {
+	t.Helper()
+	var seen []seenRequest
+	harness.Eventually(t, 5*time.Second, func() bool {
+		seen = append(seen, f.take()...)
+		return len(seen) >= n
+	}, "ring 1 to see %d requests", n)
+	if len(seen) != n {
+		t.Fatalf("ring 1 saw %d requests, want %d", len(seen), n)
+	}
+	return seen
 }
 
 // enjinFields returns the fields of h whose names start with Enjin- or Enjin_, any case.

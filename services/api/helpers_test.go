@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -42,8 +43,9 @@ func basic(user, pass string) string {
 // testRing0 redeems join tokens against the store and hands out fixed credentials.
 type testRing0 struct {
 	store   *inventory.Store
-	panicOn string // OpsCreds panics for this name, to prove the recover middleware
-	apps    string // base URL of a fake ring 1 app API hosting every tenant; "" none
+	panicOn string       // OpsCreds panics for this name, to prove the recover middleware
+	apps    string       // base URL of a fake ring 1 app API hosting every tenant; "" none
+	slowOps atomic.Int64 // OpsCreds takes this many nanoseconds, to prove the routes' own timeouts
 }
 
 func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
@@ -57,6 +59,11 @@ func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey string) 
 func (r *testRing0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
 	if r.panicOn != "" && name == r.panicOn {
 		panic("ops creds for " + name)
+	}
+	select {
+	case <-time.After(time.Duration(r.slowOps.Load())):
+	case <-ctx.Done():
+		return nil, ctx.Err()
 	}
 	return []byte("-----BEGIN NATS USER JWT-----\njwt-of-" + name + "\n------END NATS USER JWT------\n"), nil
 }
@@ -96,7 +103,10 @@ type env struct {
 }
 
 // newEnv starts a PostgreSQL cluster for the test, opens a store on it and serves the API.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, api.Timeouts{}) }
+
+// newEnvWith is newEnv with the server's timeouts.
+func newEnvWith(t *testing.T, to api.Timeouts) *env {
 	t.Helper()
 	url := harness.StartPostgres(t).CreateDatabase(t, "")
 	store, err := inventory.Open(t.Context(), url, harness.Logger(t))
@@ -111,7 +121,7 @@ func newEnv(t *testing.T) *env {
 	}
 	api.SetPanicHook(e.api, func(any) { e.panics.Add(1) })
 	e.srv = httptest.NewUnstartedServer(nil)
-	e.srv.Config = api.NewServer("", e.api.Handler())
+	e.srv.Config = api.NewServer("", e.api.Handler(), to)
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	c := *e.srv.Client()
