@@ -76,6 +76,7 @@ type Ring0 struct {
 	apiLn  net.Listener
 	start  time.Time
 
+	nodeMu   sync.Mutex // serializes joins and decommissions: neither sees half of the other
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
 	appsAPIs map[rings.NodeID]appsAPI

@@ -41,6 +41,13 @@ type Ring0 interface {
 	// AppsBackend is the app API of the ring 1 node hosting tenant t: its base URL and the
 	// token it takes. Errors wrapping inventory.ErrNotFound mean no such tenant.
 	AppsBackend(ctx context.Context, t rings.TenantID) (base, token string, err error)
+	// Decommission takes ring 1 node id out of service for good, if its version is still
+	// version: every bus credential ring 0 issued for it is revoked (its connections close
+	// at once), its attestation key is forgotten (its observations are refused) and it is
+	// marked decommissioned. Errors wrap inventory.ErrNotFound, ErrConflict (a stale
+	// version), ErrInvalid (not a ring 1 node) or ErrInUse (this ring 0 runs it as a child
+	// process, or it hosts tenants).
+	Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error)
 }
 
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.

@@ -77,6 +77,11 @@ func (r *testRing0) DeleteTenant(ctx context.Context, t rings.TenantID, version 
 	return r.store.DeleteTenant(ctx, t, version)
 }
 
+// Decommission marks the node only: revocation is ring 0's, tested there (test/).
+func (r *testRing0) Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error) {
+	return r.store.Decommission(ctx, id, version)
+}
+
 // AppsBackend: app operations are tested end to end (test/apps_test.go); here every tenant
 // is hosted by the fake ring 1 at r.apps, if it is set, and by nobody otherwise.
 func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {

@@ -125,6 +125,7 @@ func errorStatuses(rt route) []int {
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
+	add(rt.method == http.MethodDelete && rt.path == "/v1/nodes/{node}", http.StatusUnprocessableEntity) // not a ring 1 node
 	slices.Sort(codes)
 	return slices.Compact(codes)
 }

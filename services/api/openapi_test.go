@@ -182,3 +182,51 @@ func TestOpenAPIAppEnv(t *testing.T) {
 		t.Errorf("PUT env is gone")
 	}
 }
+
+// TestOpenAPIDecommission checks the document describes decommissioning a node: admin only,
+// If-Match required, the node answered with its ETag, and the refusals.
+func TestOpenAPIDecommission(t *testing.T) {
+	a, err := api.New(api.Config{Store: &inventory.Store{}, Ring0: &testRing0{}, Checkers: checkers(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Admin      bool `json:"x-enjin-admin"`
+			Parameters []struct {
+				Name     string
+				In       string
+				Required bool
+			}
+			Responses map[string]struct {
+				Headers map[string]any
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	del, ok := doc.Paths["/v1/nodes/{node}"]["delete"]
+	if !ok || !del.Admin {
+		t.Fatalf("DELETE /v1/nodes/{node}: %+v, want an admin operation", del)
+	}
+	if !slices.ContainsFunc(del.Parameters, func(p struct {
+		Name     string
+		In       string
+		Required bool
+	}) bool {
+		return p.Name == "If-Match" && p.In == "header" && p.Required
+	}) {
+		t.Errorf("parameters %+v: want If-Match required", del.Parameters)
+	}
+	if del.Responses["200"].Headers["ETag"] == nil {
+		t.Errorf("200: no ETag documented")
+	}
+	for _, code := range []string{"401", "403", "404", "409", "422", "428"} {
+		if _, ok := del.Responses[code]; !ok {
+			t.Errorf("%s undocumented", code)
+		}
+	}
+}
