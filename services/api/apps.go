@@ -89,6 +89,7 @@ func (a *API) forwardApps(c *call) error {
 			pr.SetURL(u)
 			pr.Out.Host = u.Host
 			dropEnjinFields(pr.Out.Header)
+			dropEnjinFields(pr.Out.Trailer) // a chunked body's trailer could carry one too
 			pr.Out.Header.Set("Authorization", "Bearer "+token)
 			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},

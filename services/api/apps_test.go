@@ -36,7 +36,11 @@ func startRing1(t *testing.T, e *env, handler http.HandlerFunc) (f *fakeRing1, a
 	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		b, err := io.ReadAll(r.Body)
 		f.mu.Lock()
-		f.seen = append(f.seen, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, r.Header.Clone(), string(b), err})
+		h := r.Header.Clone()
+		for k, v := range r.Trailer {
+			h["Trailer-"+k] = v
+		}
+		f.seen = append(f.seen, seenRequest{r.Method, r.URL.Path, r.URL.RawQuery, h, string(b), err})
 		f.mu.Unlock()
 		if r.Header.Get("Authorization") != "Bearer "+ring1Token {
 			http.Error(w, "wrong token", http.StatusUnauthorized)
@@ -144,6 +148,33 @@ func TestForwardedCaller(t *testing.T) {
 					t.Errorf("as %s: ring 1 saw Authorization %q", who.name, a)
 				}
 			}
+		}
+	}
+
+	// A chunked body's trailer is no way in either.
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/tenants/acme/apps/web/releases", pr)
+	req.Header.Set("Authorization", asAcme)
+	req.Trailer = http.Header{"Enjin-Caller": nil, "Enjin_Caller": nil}
+	go func() { // ends when the body is written
+		pw.Write([]byte("bundle"))
+		req.Trailer.Set("Enjin-Caller", "admin")
+		req.Trailer["Enjin_Caller"] = []string{"admin"}
+		pw.Close()
+	}()
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	attempts++
+	seen := f.take()
+	if len(seen) != 1 || seen[0].body != "bundle" || seen[0].header.Get("Enjin-Caller") != "tenant" {
+		t.Fatalf("a deploy with Enjin- trailers: ring 1 saw %+v", seen)
+	}
+	for k := range seen[0].header {
+		if strings.HasPrefix(strings.ToLower(k), "trailer-") {
+			t.Errorf("ring 1 saw a trailer %s", k)
 		}
 	}
 	t.Logf("%d forwarded requests with forged Enjin- fields: each reached ring 1 with ring 0's Enjin-Caller only", attempts)
