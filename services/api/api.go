@@ -1,7 +1,9 @@
 // Package api is ring 0's meta HTTP API: JSON over HTTP, versioned under /v1, in front of the
 // inventory store and ring 0's credential issuance. It lists and edits nodes, compartments and
 // tiers, serves signed observations so anyone can verify them offline, issues one-time join
-// tokens and exchanges them for bus credentials, and describes itself at /openapi.json.
+// tokens and exchanges them for bus credentials, decommissions ring 1 nodes, forwards a
+// tenant's app operations to the ring 1 node hosting it (telling it who calls, in
+// Enjin-Caller), and describes itself at /openapi.json.
 //
 // Every route is declared once, in a table from which both the request multiplexer and the
 // OpenAPI document are built, so the two cannot drift. Every answer is JSON, errors included
