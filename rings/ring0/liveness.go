@@ -61,6 +61,9 @@ func (j *judge) seen(node rings.NodeID, at time.Time) {
 		l = &life{}
 		j.nodes[node] = l
 	}
+	if l.state == inventory.StateDecommissioned {
+		return
+	}
 	if at.After(l.last) {
 		l.last = at
 	}

@@ -164,13 +164,20 @@ func (r *Ring0) record(ctx context.Context, account string, c *keys.Creds, node 
 }
 
 // Join redeems a one-time join token of an external ring 1 node: it records the node's keys,
-// registers its attestation key and issues its credential.
+// registers its attestation key and issues its credential. A node joining again with new
+// keys loses its earlier users: they are revoked, so the old credential's connection closes
+// and cannot come back.
 func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
+	r.nodeMu.Lock()
+	defer r.nodeMu.Unlock()
 	n, err := r.store.RedeemJoinToken(ctx, token, userKey, attestKey)
 	if err != nil {
 		return api.JoinResult{}, err
 	}
 	if err := r.verify.Register(n.ID, attestKey, n.LastSeq); err != nil {
+		return api.JoinResult{}, err
+	}
+	if _, err := r.revokeNode(ctx, n.ID, "", userKey); err != nil {
 		return api.JoinResult{}, err
 	}
 	tok, err := r.mintRing1(ctx, n.ID, userKey)

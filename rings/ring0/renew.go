@@ -12,6 +12,7 @@ import (
 	"enjin/bus"
 	"enjin/keys"
 	"enjin/rings"
+	"enjin/services/inventory"
 )
 
 // serveRenew answers ring 1 nodes asking for a fresh credential before theirs expires. The
@@ -36,7 +37,7 @@ func (r *Ring0) serveRenew() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		n, err := r.store.GetNode(ctx, node)
-		if err != nil || n.AuthPub == "" || n.AuthPub != ci.User {
+		if err != nil || n.AuthPub == "" || n.AuthPub != ci.User || n.State == inventory.StateDecommissioned {
 			r.log.Warn("renewal refused", "node", node, "user", ci.User)
 			return bus.RenewReply{}, fmt.Errorf("renew: %s is not the key registered for %q", ci.User, node)
 		}

@@ -76,6 +76,7 @@ type Ring0 struct {
 	apiLn  net.Listener
 	start  time.Time
 
+	nodeMu   sync.Mutex // serializes joins and decommissions: neither sees half of the other
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
 	appsAPIs map[rings.NodeID]appsAPI
@@ -211,7 +212,7 @@ func (r *Ring0) listenAPI() error {
 	if r.apiLn, err = net.Listen("tcp", r.cfg.APIAddr); err != nil {
 		return fmt.Errorf("ring0: api: %w", err)
 	}
-	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler())
+	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler(), api.Timeouts{})
 	return nil
 }
 

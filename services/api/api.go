@@ -1,7 +1,9 @@
 // Package api is ring 0's meta HTTP API: JSON over HTTP, versioned under /v1, in front of the
 // inventory store and ring 0's credential issuance. It lists and edits nodes, compartments and
 // tiers, serves signed observations so anyone can verify them offline, issues one-time join
-// tokens and exchanges them for bus credentials, and describes itself at /openapi.json.
+// tokens and exchanges them for bus credentials, decommissions ring 1 nodes, forwards a
+// tenant's app operations to the ring 1 node hosting it (telling it who calls, in
+// Enjin-Caller), and describes itself at /openapi.json.
 //
 // Every route is declared once, in a table from which both the request multiplexer and the
 // OpenAPI document are built, so the two cannot drift. Every answer is JSON, errors included
@@ -41,6 +43,13 @@ type Ring0 interface {
 	// AppsBackend is the app API of the ring 1 node hosting tenant t: its base URL and the
 	// token it takes. Errors wrapping inventory.ErrNotFound mean no such tenant.
 	AppsBackend(ctx context.Context, t rings.TenantID) (base, token string, err error)
+	// Decommission takes ring 1 node id out of service for good, if its version is still
+	// version: every bus credential ring 0 issued for it is revoked (its connections close
+	// at once), its attestation key is forgotten (its observations are refused) and it is
+	// marked decommissioned. Errors wrap inventory.ErrNotFound, ErrConflict (a stale
+	// version), ErrInvalid (not a ring 1 node) or ErrInUse (this ring 0 runs it as a child
+	// process, or it hosts tenants).
+	Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error)
 }
 
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.
@@ -124,15 +133,32 @@ func (a *API) Handler() http.Handler {
 	return a.accessLog(a.recoverPanics(a.jsonMux()))
 }
 
+// Timeouts bound how long the meta API's server waits on a client. A zero field takes its
+// default. Read and Write cover a whole request and its answer on every route but the
+// forwarded app routes, where instead each read of the body and each write of the answer
+// must make progress within them (see streaming).
+type Timeouts struct {
+	ReadHeader time.Duration // reading the request head; 0 is 5s
+	Read       time.Duration // reading the whole request; 0 is 30s
+	Write      time.Duration // from the end of the head to the end of the answer; 0 is 60s
+	Idle       time.Duration // a kept-alive connection waiting for its next request; 0 is 120s
+}
+
 // NewServer returns an http.Server for h on addr with timeouts suited to a public listener.
-func NewServer(addr string, h http.Handler) *http.Server {
+func NewServer(addr string, h http.Handler, t Timeouts) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d > 0 {
+			return d
+		}
+		return def
+	}
 	return &http.Server{
 		Addr:              addr,
 		Handler:           h,
-		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      60 * time.Second,
-		IdleTimeout:       120 * time.Second,
+		ReadHeaderTimeout: or(t.ReadHeader, 5*time.Second),
+		ReadTimeout:       or(t.Read, 30*time.Second),
+		WriteTimeout:      or(t.Write, 60*time.Second),
+		IdleTimeout:       or(t.Idle, 120*time.Second),
 		MaxHeaderBytes:    64 << 10,
 	}
 }

@@ -30,6 +30,18 @@ type Identity struct {
 	Tenant rings.TenantID // set: the identity speaks for this tenant only
 }
 
+// Caller is the kind of identity, as ring 1 is told it in the Enjin-Caller header of a
+// forwarded app request: "admin", "tenant" (speaking for the tenant in the path) or "reader".
+func (id Identity) Caller() string {
+	switch {
+	case id.Tenant != "":
+		return "tenant"
+	case id.Admin:
+		return "admin"
+	}
+	return "reader"
+}
+
 // Checker checks a request's Authorization header. It answers ok=false when it does not
 // recognise the credentials (the next checker is tried) and an error when it recognises but
 // refuses them (401).

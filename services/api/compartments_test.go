@@ -54,7 +54,9 @@ func compartmentSteps() []step {
 		post("parent missing", `{"ring":1,"type":"row","parents":["{nouuid}"]}`, 422, "invalid"),
 		post("empty body", ``, 400, "bad_json"),
 		{name: "text/plain", method: "POST", path: "/v1/compartments", auth: asAdmin, hdr: []string{"Content-Type", "text/plain"},
-			body: `{"ring":1,"type":"row"}`, status: 415, code: "unsupported_media_type"},
+			body: `{"ring":1,"type":"row"}`, status: 415, code: "unsupported_media_type", check: namesContentType},
+		{name: "curl -d without a type", method: "POST", path: "/v1/compartments", auth: asAdmin, hdr: []string{"Content-Type", "application/x-www-form-urlencoded"},
+			body: `{"ring":1,"type":"row"}`, status: 415, code: "unsupported_media_type", check: namesContentType},
 		{name: "latin-1 JSON", method: "POST", path: "/v1/compartments", auth: asAdmin, hdr: []string{"Content-Type", "application/json; charset=latin1"},
 			body: `{"ring":1,"type":"row"}`, status: 415},
 		{name: "charset utf-8 is fine", method: "POST", path: "/v1/compartments", auth: asAdmin, hdr: []string{"Content-Type", "application/json; charset=UTF-8"},
@@ -118,5 +120,13 @@ func compartmentSteps() []step {
 		{name: "history bad kind", method: "GET", path: "/v1/history/widget/{c2}", auth: asBob, status: 400, code: "bad_id"},
 		{name: "history bad id", method: "GET", path: "/v1/history/compartment/row-1", auth: asBob, status: 400, code: "bad_id"},
 		{name: "history of nothing", method: "GET", path: "/v1/history/tier/{nouuid}", auth: asBob, status: 404},
+	}
+}
+
+// namesContentType checks a 415 says which header to send, and how with curl.
+func namesContentType(t *testing.T, r response, _ map[string]string) {
+	t.Helper()
+	if msg := str(r.json, "error"); !strings.Contains(msg, "send the header Content-Type: application/json") || !strings.Contains(msg, "-H 'Content-Type: application/json'") {
+		t.Errorf("415 message %q does not name the header to send", msg)
 	}
 }

@@ -52,7 +52,7 @@ func checkContentType(ct string) error {
 		}
 	}
 	return &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
-		fmt.Sprintf("Content-Type %q: want application/json", trunc(ct, 100))}
+		fmt.Sprintf("Content-Type %q is not accepted: send the header Content-Type: application/json (with curl -d, add -H 'Content-Type: application/json')", trunc(ct, 100))}
 }
 
 // decodeBody decodes b, which must be one UTF-8 JSON object with only known fields, into v

@@ -55,6 +55,8 @@ func (a *API) classify(r *http.Request, err error) *apiError {
 		return &apiError{http.StatusConflict, "conflict", storeMessage(err) + ": read the object again and retry with its new version"}
 	case errors.Is(err, inventory.ErrExists):
 		return &apiError{http.StatusConflict, "exists", storeMessage(err)}
+	case errors.Is(err, inventory.ErrInUse):
+		return &apiError{http.StatusConflict, "in_use", oneLine(strings.TrimPrefix(strings.TrimPrefix(err.Error(), "ring0: "), "inventory: "))}
 	case errors.Is(err, inventory.ErrInvalid):
 		return &apiError{http.StatusUnprocessableEntity, "invalid", storeMessage(err)}
 	case r.Context().Err() != nil:

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"golang.org/x/crypto/bcrypt"
 
@@ -42,7 +43,9 @@ func basic(user, pass string) string {
 // testRing0 redeems join tokens against the store and hands out fixed credentials.
 type testRing0 struct {
 	store   *inventory.Store
-	panicOn string // OpsCreds panics for this name, to prove the recover middleware
+	panicOn string       // OpsCreds panics for this name, to prove the recover middleware
+	apps    string       // base URL of a fake ring 1 app API hosting every tenant; "" none
+	slowOps atomic.Int64 // OpsCreds takes this many nanoseconds, to prove the routes' own timeouts
 }
 
 func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
@@ -57,6 +60,11 @@ func (r *testRing0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
 	if r.panicOn != "" && name == r.panicOn {
 		panic("ops creds for " + name)
 	}
+	select {
+	case <-time.After(time.Duration(r.slowOps.Load())):
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 	return []byte("-----BEGIN NATS USER JWT-----\njwt-of-" + name + "\n------END NATS USER JWT------\n"), nil
 }
 
@@ -69,14 +77,25 @@ func (r *testRing0) DeleteTenant(ctx context.Context, t rings.TenantID, version 
 	return r.store.DeleteTenant(ctx, t, version)
 }
 
-// AppsBackend: app operations are tested end to end (test/apps_test.go); here no tenant has
-// a host.
+// Decommission marks the node only: revocation is ring 0's, tested there (test/).
+func (r *testRing0) Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error) {
+	return r.store.Decommission(ctx, id, version)
+}
+
+// AppsBackend: app operations are tested end to end (test/apps_test.go); here every tenant
+// is hosted by the fake ring 1 at r.apps, if it is set, and by nobody otherwise.
 func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {
 	if _, err := r.store.GetTenant(ctx, t); err != nil {
 		return "", "", err
 	}
+	if r.apps != "" {
+		return r.apps, ring1Token, nil
+	}
 	return "", "", fmt.Errorf("tenant %s has no app host: %w", t, inventory.ErrInvalid)
 }
+
+// ring1Token is the token the fake ring 1 app API takes.
+const ring1Token = "ring1-apps-token"
 
 // env is an API over a fresh database, served over TCP by the production server settings.
 type env struct {
@@ -89,7 +108,10 @@ type env struct {
 }
 
 // newEnv starts a PostgreSQL cluster for the test, opens a store on it and serves the API.
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T) *env { return newEnvWith(t, api.Timeouts{}) }
+
+// newEnvWith is newEnv with the server's timeouts.
+func newEnvWith(t *testing.T, to api.Timeouts) *env {
 	t.Helper()
 	url := harness.StartPostgres(t).CreateDatabase(t, "")
 	store, err := inventory.Open(t.Context(), url, harness.Logger(t))
@@ -104,7 +126,7 @@ func newEnv(t *testing.T) *env {
 	}
 	api.SetPanicHook(e.api, func(any) { e.panics.Add(1) })
 	e.srv = httptest.NewUnstartedServer(nil)
-	e.srv.Config = api.NewServer("", e.api.Handler())
+	e.srv.Config = api.NewServer("", e.api.Handler(), to)
 	e.srv.Start()
 	t.Cleanup(e.srv.Close)
 	c := *e.srv.Client()

@@ -25,6 +25,7 @@ type template struct {
 var templates = []template{
 	{"POST", "/v1/nodes", `{"id":"h{rand}","ring":1,"label":"x","supervision_strategy":"external","observation_strategy":"self","compartment":"{c1}","metadata":{"k":"v","n":[1,2.5,{"b":null}]}}`, false},
 	{"PATCH", "/v1/nodes/{node}", `{"label":"y","metadata":{"a":[1,{"b":true}]}}`, true},
+	{"DELETE", "/v1/nodes/{node}", ``, true},
 	{"POST", "/v1/nodes/{node}/join-token", `{"ttl_seconds":60}`, false},
 	{"POST", "/v1/join", `{"token":"abcdef","user_key":"UDXU4RCSJNZOIQHZNWXHXORDPRTGNJAHAHFRGZNEEJCPQTT2M7NLCNF4","attest_key":"11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}`, false},
 	{"POST", "/v1/creds/ops", `{"name":"ops-x"}`, false},

@@ -39,7 +39,7 @@ func (a *API) check(rt route, names, params []string, w http.ResponseWriter, r *
 			return nil, err
 		}
 	}
-	c := &call{w: w, r: r, ctx: r.Context(), path: map[string]string{}}
+	c := &call{w: w, r: r, ctx: r.Context(), id: id, path: map[string]string{}}
 	for _, n := range names {
 		wc := wildcards[n]
 		v, ok := wc.check(r.PathValue(n))

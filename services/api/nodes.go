@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -73,6 +74,20 @@ func (a *API) patchNode(c *call) error {
 	return nil
 }
 
+// nodeStates are the states ring 0 judges a node in.
+var nodeStates = []string{"unknown", "up", "suspect", "down", inventory.StateDecommissioned}
+
+// decommissionNode takes a ring 1 node out of service; the answer is the node, now
+// decommissioned, which stays listed with its history.
+func (a *API) decommissionNode(c *call) error {
+	n, err := a.ring0.Decommission(c.ctx, c.node(), c.version)
+	if err != nil {
+		return err
+	}
+	a.versioned(c, http.StatusOK, n.Version, n)
+	return nil
+}
+
 type observationList struct {
 	Observations []observation `json:"observations"`
 }
@@ -87,8 +102,8 @@ func nodeFilter(q query) (inventory.NodeFilter, error) {
 		r := rings.Ring(s[0] - '0')
 		f.Ring = &r
 	}
-	if oneOf("state", f.State, "", "unknown", "up", "suspect", "down") != nil {
-		return f, badRequest("bad_query", "state %q: want unknown, up, suspect or down", trunc(f.State, 40))
+	if f.State != "" && oneOf("state", f.State, nodeStates...) != nil {
+		return f, badRequest("bad_query", "state %q: want one of %s", trunc(f.State, 40), strings.Join(nodeStates, ", "))
 	}
 	if s, ok := q.vals["after"]; ok {
 		if f.After = rings.NodeID(s); f.After.Validate() != nil {
@@ -167,6 +182,9 @@ func (a *API) joinToken(c *call) error {
 	}
 	if n.Supervision != "external" {
 		return invalid("node %s is supervised by %s; join tokens are for external nodes", n.ID, n.Supervision)
+	}
+	if n.State == inventory.StateDecommissioned {
+		return invalid("node %s is decommissioned; register a node with a new id", n.ID)
 	}
 	expires := time.Now().Add(ttl).UTC().Truncate(time.Second)
 	tok, err := a.store.CreateJoinToken(c.ctx, n.ID, ttl)

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -198,5 +199,63 @@ func joinSteps() []step {
 			check: want("auth_pub", "{ukey}", "attest_pub", "{akey}")},
 		{name: "join token by htpasswd admin", method: "POST", path: "/v1/nodes/ext-1/join-token", auth: asAlice,
 			body: `{"ttl_seconds":60}`, status: 201},
+	}
+}
+
+// decommissionSteps take nodes out of service: only an admin, only with the version read,
+// never a node hosting a tenant; a decommissioned node stays listed and joins no more.
+func decommissionSteps(e *env) []step {
+	del := func(name, node, auth, ifMatch string, status int, code string) step {
+		s := step{name: name, method: "DELETE", path: "/v1/nodes/" + node, auth: auth, status: status, code: code}
+		if ifMatch != "" {
+			s.hdr = []string{"If-Match", ifMatch}
+		}
+		return s
+	}
+	etag := func(name, node, v string) step {
+		return step{name: name, method: "GET", path: "/v1/nodes/" + node, auth: asBob, status: 200, save: map[string]string{v: "@etag"}}
+	}
+	return []step{
+		etag("read n4", "n4", "n4v"),
+		del("decommission by reader", "n4", asBob, "{n4v}", 403, "forbidden"),
+		del("decommission anonymous", "n4", "", "{n4v}", 401, "unauthorized"),
+		{name: "decommission by a tenant", method: "DELETE", path: "/v1/nodes/n4", hdr: []string{"Authorization", "Bearer {tok}", "If-Match", "{n4v}"},
+			status: 403, code: "forbidden"},
+		del("decommission without If-Match", "n4", asAdmin, "", 428, "precondition_required"),
+		del("decommission stale", "n4", asAdmin, `"99"`, 409, "conflict"),
+		del("decommission unknown", "ghost", asAdmin, `"1"`, 404, "not_found"),
+		del("decommission bad id", "Ghost", asAdmin, `"1"`, 400, "bad_id"),
+		{name: "n4 still up to it", method: "GET", path: "/v1/nodes/n4", auth: asBob, status: 200, check: want("state", "unknown")},
+		{name: "decommission n4", method: "DELETE", path: "/v1/nodes/n4", auth: asAdmin, hdr: []string{"If-Match", "{n4v}"}, status: 200,
+			save: map[string]string{"n4w": "@etag"}, check: want("id", "n4", "state", "decommissioned", "desired_state", "decommissioned")},
+		del("decommission n4 again", "n4", asAdmin, "{n4w}", 200, ""),
+		{name: "n4 decommissioned", method: "GET", path: "/v1/nodes/n4", auth: asBob, status: 200,
+			check: func(t *testing.T, r response, v map[string]string) {
+				want("state", "decommissioned")(t, r, v)
+				wantHeader("ETag", "{n4w}")(t, r, v)
+			}},
+		{name: "list decommissioned", method: "GET", path: "/v1/nodes?state=decommissioned", auth: asBob, status: 200,
+			check: want("nodes.0.id", "n4", "nodes.1", "")},
+		{name: "create hosted tenant", method: "POST", path: "/v1/tenants", auth: asAdmin, body: `{"name":"hostco"}`, status: 201},
+		{name: "read n3", method: "GET", path: "/v1/nodes/n3", auth: asBob, status: 200, save: map[string]string{"n3v": "@etag"},
+			before: func(t *testing.T, _ map[string]string) {
+				if err := e.store.AddTenantHost(t.Context(), "hostco", "n3", "AKEY"); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "decommission a host", method: "DELETE", path: "/v1/nodes/n3", auth: asAdmin, hdr: []string{"If-Match", "{n3v}"},
+			status: 409, code: "in_use", check: func(t *testing.T, r response, _ map[string]string) {
+				if !strings.Contains(str(r.json, "error"), "hostco") {
+					t.Errorf("error %q does not name the tenant", str(r.json, "error"))
+				}
+			}},
+		{name: "register a ring 0 node", method: "POST", path: "/v1/nodes", auth: asAdmin,
+			body: `{"id":"r0","ring":0,"supervision_strategy":"process","observation_strategy":"self"}`, status: 201},
+		del("decommission a ring 0 node", "r0", asAdmin, `"1"`, 422, "invalid"),
+		etag("read ext-1", "ext-1", "extv"),
+		del("decommission ext-1", "ext-1", asAdmin, "{extv}", 200, ""),
+		{name: "join token for a decommissioned node", method: "POST", path: "/v1/nodes/ext-1/join-token", auth: asAdmin, status: 422, code: "invalid"},
+		{name: "history of a decommission", method: "GET", path: "/v1/history/node/n4", auth: asBob, status: 200,
+			check: want("history.1.data.state", "decommissioned")},
 	}
 }

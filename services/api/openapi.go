@@ -118,12 +118,14 @@ func errorStatuses(rt route) []int {
 	}
 	write := rt.method != http.MethodGet
 	add(rt.access != public, http.StatusUnauthorized)
-	add(rt.access == admin || rt.path == "/v1/join", http.StatusForbidden)
+	// Any identity can be refused: a reader writing or revealing, a tenant outside its own.
+	add(rt.access != public || rt.path == "/v1/join", http.StatusForbidden)
 	add(len(pathWildcards(rt.path)) > 0, http.StatusNotFound)
 	add(write && rt.path != "/v1/join" && rt.path != "/v1/creds/ops", http.StatusConflict)
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
+	add(rt.method == http.MethodDelete && rt.path == "/v1/nodes/{node}", http.StatusUnprocessableEntity) // not a ring 1 node
 	slices.Sort(codes)
 	return slices.Compact(codes)
 }

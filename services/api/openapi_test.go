@@ -132,3 +132,101 @@ func refs(raw []byte) []string {
 	walk(v)
 	return out
 }
+
+// TestOpenAPIAppEnv checks the document describes the app environment routes: reading with
+// reveal (0 or 1, and who may), changing with a JSON body, both refusable with 403.
+func TestOpenAPIAppEnv(t *testing.T) {
+	a, err := api.New(api.Config{Store: &inventory.Store{}, Ring0: &testRing0{}, Checkers: checkers(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Parameters []struct {
+				Name, In, Description string
+				Schema                map[string]any
+			}
+			RequestBody struct {
+				Content map[string]any
+			}
+			Responses map[string]any
+			Admin     bool `json:"x-enjin-admin"`
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	env := doc.Paths["/v1/tenants/{tenant}/apps/{app}/env"]
+	get, patch := env["get"], env["patch"]
+	i := slices.IndexFunc(get.Parameters, func(p struct {
+		Name, In, Description string
+		Schema                map[string]any
+	}) bool {
+		return p.Name == "reveal" && p.In == "query"
+	})
+	switch {
+	case i < 0:
+		t.Fatalf("GET env: no reveal parameter in %+v", get.Parameters)
+	case get.Parameters[i].Schema["minimum"] != 0.0 || get.Parameters[i].Schema["maximum"] != 1.0 ||
+		!strings.Contains(get.Parameters[i].Description, "only the admin and the tenant"):
+		t.Errorf("GET env reveal: %+v", get.Parameters[i])
+	case get.Admin || get.Responses["403"] == nil:
+		t.Errorf("GET env: admin %v, responses %v: want readable by readers, 403 documented", get.Admin, get.Responses)
+	}
+	if !patch.Admin || patch.RequestBody.Content["application/json"] == nil || patch.Responses["403"] == nil {
+		t.Errorf("PATCH env: admin %v, body %v, responses %v: want admin, a JSON body, 403", patch.Admin, patch.RequestBody, patch.Responses)
+	}
+	if env["put"].RequestBody.Content == nil {
+		t.Errorf("PUT env is gone")
+	}
+}
+
+// TestOpenAPIDecommission checks the document describes decommissioning a node: admin only,
+// If-Match required, the node answered with its ETag, and the refusals.
+func TestOpenAPIDecommission(t *testing.T) {
+	a, err := api.New(api.Config{Store: &inventory.Store{}, Ring0: &testRing0{}, Checkers: checkers(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := httptest.NewRecorder()
+	a.Handler().ServeHTTP(rec, httptest.NewRequest("GET", "/openapi.json", nil))
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Admin      bool `json:"x-enjin-admin"`
+			Parameters []struct {
+				Name     string
+				In       string
+				Required bool
+			}
+			Responses map[string]struct {
+				Headers map[string]any
+			}
+		}
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &doc); err != nil {
+		t.Fatal(err)
+	}
+	del, ok := doc.Paths["/v1/nodes/{node}"]["delete"]
+	if !ok || !del.Admin {
+		t.Fatalf("DELETE /v1/nodes/{node}: %+v, want an admin operation", del)
+	}
+	if !slices.ContainsFunc(del.Parameters, func(p struct {
+		Name     string
+		In       string
+		Required bool
+	}) bool {
+		return p.Name == "If-Match" && p.In == "header" && p.Required
+	}) {
+		t.Errorf("parameters %+v: want If-Match required", del.Parameters)
+	}
+	if del.Responses["200"].Headers["ETag"] == nil {
+		t.Errorf("200: no ETag documented")
+	}
+	for _, code := range []string{"401", "403", "404", "409", "422", "428"} {
+		if _, ok := del.Responses[code]; !ok {
+			t.Errorf("%s undocumented", code)
+		}
+	}
+}

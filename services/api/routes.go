@@ -50,6 +50,7 @@ type call struct {
 	w          http.ResponseWriter
 	r          *http.Request
 	ctx        context.Context
+	id         Identity          // who is calling; zero on public routes
 	path       map[string]string // validated path wildcards (UUIDs lowercased)
 	version    int64             // from If-Match
 	hasVersion bool
@@ -127,7 +128,7 @@ func (a *API) routes() []route {
 		{method: "GET", path: "/v1/nodes", access: reader, summary: "List nodes, by id", meta: true,
 			query: []param{
 				{"ring", intSchema(0, 2), "only nodes of this ring"},
-				{"state", map[string]any{"type": "string", "enum": []string{"unknown", "up", "suspect", "down"}}, "only nodes ring 0 judges in this state"},
+				{"state", map[string]any{"type": "string", "enum": nodeStates}, "only nodes ring 0 judges in this state"},
 				{"after", strSchema, "paging: only nodes with ids after this one (the previous page's next)"},
 				{"limit", intSchema(1, 10000), "at most this many nodes (default 1000)"},
 			}, status: http.StatusOK, out: nodeList{}, serve: a.listNodes},
@@ -137,6 +138,8 @@ func (a *API) routes() []route {
 			status: http.StatusOK, out: inventory.Node{}, serve: a.getNode},
 		{method: "PATCH", path: "/v1/nodes/{node}", access: admin, summary: "Change a node's label or metadata",
 			ifMatch: mustMatch, body: &nodePatch{}, status: http.StatusOK, out: inventory.Node{}, serve: a.patchNode},
+		{method: "DELETE", path: "/v1/nodes/{node}", access: admin, summary: "Decommission a ring 1 node for good: revoke every bus credential issued for it (its connections close), refuse its observations, mark it decommissioned; 409 while it hosts tenants or this ring 0 runs it itself",
+			ifMatch: mustMatch, status: http.StatusOK, out: inventory.Node{}, serve: a.decommissionNode},
 		{method: "GET", path: "/v1/nodes/{node}/observations", access: reader, summary: "A node's signed observations, newest first, with what is needed to verify them offline",
 			query: []param{
 				{"limit", intSchema(1, 1000), "at most this many (default 100)"},

@@ -40,6 +40,7 @@ func TestRoutes(t *testing.T) {
 	steps = append(steps, nodeSteps(e)...)
 	steps = append(steps, joinSteps()...)
 	steps = append(steps, tierSteps(e)...)
+	steps = append(steps, decommissionSteps(e)...)
 	for i, s := range steps {
 		ok := t.Run(fmt.Sprintf("%03d %s", i, s.name), func(t *testing.T) { e.run(t, s, vars) })
 		if !ok && s.save != nil {

@@ -83,7 +83,7 @@ func (s *Store) Ingest(ctx context.Context, all []Observation) error {
 				last_payload = u.payload, observed_state = u.state, state = 'up'
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bytea[], $6::text[])
 				AS u (id, seq, ts, at, payload, state)
-			WHERE n.id = u.id AND n.last_seq < u.seq`, uIDs, uSeqs, uTs, uAts, uPay, uState)
+			WHERE n.id = u.id AND n.last_seq < u.seq AND n.state <> 'decommissioned'`, uIDs, uSeqs, uTs, uAts, uPay, uState)
 		if len(children) > 0 {
 			queueChildren(b, children)
 		}

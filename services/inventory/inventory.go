@@ -30,6 +30,7 @@ var (
 	ErrConflict = errors.New("version conflict") // If-Match names a stale version
 	ErrExists   = errors.New("already exists")   // a unique key is taken
 	ErrInvalid  = errors.New("invalid")          // the request breaks a rule (a cycle, a bad reference)
+	ErrInUse    = errors.New("in use")           // something else depends on it as things stand
 )
 
 // Store is the inventory on one PostgreSQL database.

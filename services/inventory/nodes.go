@@ -81,11 +81,14 @@ const upsertNode = ` ON CONFLICT (id) DO UPDATE SET ring = excluded.ring, label 
 		supervision_strategy = excluded.supervision_strategy, observation_strategy = excluded.observation_strategy,
 		compartment = coalesce(excluded.compartment, n.compartment), parent_node = coalesce(excluded.parent_node, n.parent_node),
 		auth_pub = excluded.auth_pub, attest_pub = excluded.attest_pub,
+		state = CASE n.state WHEN 'decommissioned' THEN 'unknown' ELSE n.state END,
+		desired_state = CASE n.state WHEN 'decommissioned' THEN 'up' ELSE n.desired_state END,
 		version = n.version + 1, updated_at = now()`
 
 // RegisterNode creates node n, or updates its label, strategies and keys if it exists (a
 // ring 1 node is registered, keys first, before it is started). Every attestation key is
-// remembered, so observations signed with an earlier key stay verifiable.
+// remembered, so observations signed with an earlier key stay verifiable. Registering a
+// decommissioned node brings it back (state unknown): ring 0 was told to run it.
 func (s *Store) RegisterNode(ctx context.Context, n Node) (Node, error) {
 	return s.saveNode(ctx, n, true)
 }
@@ -205,9 +208,11 @@ type NodeKey struct {
 	LastObsAt *time.Time
 }
 
-// NodeKeys lists every node with an attestation key, its high-water mark and liveness.
+// NodeKeys lists every node with an attestation key, its high-water mark and liveness; a
+// decommissioned node is not listed, so its observations stay refused after a restart.
 func (s *Store) NodeKeys(ctx context.Context) ([]NodeKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, ring, attest_pub, last_seq, state, last_obs_at FROM nodes WHERE attest_pub <> ''`)
+	rows, err := s.pool.Query(ctx, `SELECT id, ring, attest_pub, last_seq, state, last_obs_at FROM nodes
+		WHERE attest_pub <> '' AND state <> 'decommissioned'`)
 	if err != nil {
 		return nil, pgErr("node keys", err)
 	}
@@ -233,13 +238,13 @@ func (s *Store) AttestationKeys(ctx context.Context, node rings.NodeID) ([]strin
 }
 
 // SetStates sets the judged state of the given nodes (liveness: suspect, down), skipping
-// nodes already in it, and returns how many changed.
+// nodes already in it and decommissioned ones, and returns how many changed.
 func (s *Store) SetStates(ctx context.Context, ids []rings.NodeID, state string) (int64, error) {
 	strs := make([]string, len(ids))
 	for i, id := range ids {
 		strs[i] = string(id)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE nodes SET state = $2 WHERE id = ANY($1) AND state <> $2`, strs, state)
+	tag, err := s.pool.Exec(ctx, `UPDATE nodes SET state = $2 WHERE id = ANY($1) AND state <> $2 AND state <> 'decommissioned'`, strs, state)
 	if err != nil {
 		return 0, pgErr("set states", err)
 	}

@@ -63,10 +63,22 @@ func (s *Store) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 	return out, pgErr("create tenant "+string(t.ID), err)
 }
 
-// AddTenantHost records that node hosts tenant with scoped signing key scopedPub.
+// AddTenantHost records that node hosts tenant with scoped signing key scopedPub. A
+// decommissioned node hosts nothing (ErrInvalid).
 func (s *Store) AddTenantHost(ctx context.Context, tenant rings.TenantID, node rings.NodeID, scopedPub string) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO tenant_hosts (tenant_id, node_id, scoped_pub) VALUES ($1, $2, $3)
-		ON CONFLICT (tenant_id, node_id) DO UPDATE SET scoped_pub = excluded.scoped_pub`, string(tenant), string(node), scopedPub)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		// The share lock orders this against Decommission, which locks the row for update.
+		var state string
+		if err := tx.QueryRow(ctx, `SELECT state FROM nodes WHERE id = $1 FOR SHARE`, string(node)).Scan(&state); err != nil {
+			return err
+		}
+		if state == StateDecommissioned {
+			return fmt.Errorf("node %s is decommissioned: %w", node, ErrInvalid)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO tenant_hosts (tenant_id, node_id, scoped_pub) VALUES ($1, $2, $3)
+			ON CONFLICT (tenant_id, node_id) DO UPDATE SET scoped_pub = excluded.scoped_pub`, string(tenant), string(node), scopedPub)
+		return err
+	})
 	return pgErr("tenant host", err)
 }
 

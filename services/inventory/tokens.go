@@ -29,14 +29,16 @@ func (s *Store) CreateJoinToken(ctx context.Context, node rings.NodeID, ttl time
 }
 
 // RedeemJoinToken uses token once: it records the joining node's keys and returns the node.
-// An unknown, used or expired token is ErrNotFound.
+// An unknown, used or expired token, or one for a decommissioned node, is ErrNotFound.
 func (s *Store) RedeemJoinToken(ctx context.Context, token, authPub, attestPub string) (Node, error) {
 	h := sha256.Sum256([]byte(token))
 	var out Node
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var node string
-		err := tx.QueryRow(ctx, `UPDATE join_tokens SET used_at = now()
-			WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now() RETURNING node_id`, h[:]).Scan(&node)
+		err := tx.QueryRow(ctx, `UPDATE join_tokens t SET used_at = now()
+			WHERE token_hash = $1 AND used_at IS NULL AND expires_at > now()
+				AND NOT EXISTS (SELECT 1 FROM nodes n WHERE n.id = t.node_id AND n.state = 'decommissioned')
+			RETURNING node_id`, h[:]).Scan(&node)
 		if err != nil {
 			return err
 		}

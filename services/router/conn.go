@@ -26,7 +26,7 @@ type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	ip     []byte      // the client's address, for X-Forwarded-For
+	ip     []byte      // the client's address, for the forwarding fields
 	idle   atomic.Bool // waiting for a request: shutdown may interrupt the wait
 	rd, wd deadline
 
@@ -57,7 +57,9 @@ func (r *Router) newConn(nc net.Conn) *conn {
 	c.wd.extend() // writes are bounded from the first
 	c.ip = c.ip[:0]
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
-		c.ip = a.AddrPort().Addr().Unmap().AppendTo(c.ip)
+		// Without a zone: fe80::1%eth0 is no address for the app, and '%' has no place in
+		// Forwarded's node syntax.
+		c.ip = a.AddrPort().Addr().Unmap().WithZone("").AppendTo(c.ip)
 	}
 	c.linger = false
 	return c

@@ -54,3 +54,34 @@ func ParseResponseHead(b []byte) (status int, ok bool) {
 	}
 	return p.status, true
 }
+
+// HeadBuilder builds upstream request heads as a connection from one client address does,
+// reusing its buffers from head to head as the connection does.
+type HeadBuilder struct{ c conn }
+
+// NewHeadBuilder returns a builder for a client at ip.
+func NewHeadBuilder(ip string) *HeadBuilder {
+	return &HeadBuilder{c: conn{ip: []byte(ip)}}
+}
+
+// Build parses raw, a request head ending in an empty line, and returns the status the
+// router would refuse it with (0: accepted) and the head it would send upstream. The head
+// is valid until the next Build.
+func (h *HeadBuilder) Build(raw []byte) (int, []byte) {
+	if bad := h.c.req.parse(raw); bad != nil {
+		return bad.status, nil
+	}
+	h.c.buildHead()
+	return 0, h.c.out
+}
+
+// UpstreamHead reads one request head from b as the router does and returns the status it
+// would refuse it with (0: accepted) and the head it would send upstream for a client at ip.
+func UpstreamHead(b []byte, ip string) (int, string) {
+	raw, err := readHead(bufio.NewReader(bytes.NewReader(b)), nil, 8<<10, nil, time.Time{})
+	if err != nil {
+		return 400, ""
+	}
+	status, out := NewHeadBuilder(ip).Build(raw)
+	return status, string(out)
+}

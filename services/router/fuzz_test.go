@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httputil"
+	"slices"
 	"strings"
 	"testing"
 
@@ -50,6 +51,51 @@ func FuzzRequestHead(f *testing.F) {
 		}
 		if !strings.EqualFold(req.Host, host) {
 			t.Fatalf("%q: router routes host %q, net/http %q", b, host, req.Host)
+		}
+	})
+}
+
+// FuzzUpstreamHead checks that whatever head the router accepts, the head it sends upstream
+// is one net/http reads, for the same host, with the router's forwarding fields once each
+// and no forwarding field of the client's under any spelling.
+func FuzzUpstreamHead(f *testing.F) {
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: web.acme.apps.test\r\nX-Forwarded-For: 6.6.6.6\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a\r\nforwarded: for=\"6.6.6.6, 7.7.7.7\";proto=https\r\nFORWARDED: for=x\r\n\r\n"))
+	f.Add([]byte("GET / HTTP/1.1\r\nHost: a:80\r\nX_Real_IP: 6.6.6.6\r\nx-forwarded-port: 443\r\nConnection: X-Forwarded-For\r\n\r\n"))
+	f.Add([]byte("GET http://b.c:8/x HTTP/1.1\r\nHost: a\r\nX-Forwarded-Host: evil\r\nTrue-Client-IP: 6.6.6.6\r\n\r\n"))
+	f.Add([]byte("POST /x HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\nX-Forwarded-Ssl: on\r\n\r\nhello"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		status, head := router.UpstreamHead(b, "203.0.113.9")
+		if status != 0 {
+			return
+		}
+		req, err := http.ReadRequest(bufio.NewReader(strings.NewReader(head)))
+		if err != nil {
+			t.Fatalf("%q: net/http refuses the upstream head %q: %v", b, head, err)
+		}
+		host := req.Host
+		want := map[string][]string{
+			"x-forwarded-for":   {"203.0.113.9"},
+			"x-real-ip":         {"203.0.113.9"},
+			"x-forwarded-proto": {"http"},
+			"x-forwarded-host":  {host},
+			"forwarded":         {"for=203.0.113.9;proto=http;host=\"" + host + "\""},
+		}
+		for k, vs := range req.Header {
+			n := strings.ReplaceAll(strings.ToLower(k), "_", "-")
+			if w, ok := want[n]; ok {
+				if k != http.CanonicalHeaderKey(n) || !slices.Equal(vs, w) {
+					t.Fatalf("%q: upstream %s: %q, want only the router's %q", b, k, vs, w)
+				}
+				delete(want, n)
+				continue
+			}
+			if strings.HasPrefix(n, "x-forwarded-") || slices.Contains(spoofNames, http.CanonicalHeaderKey(n)) {
+				t.Fatalf("%q: the client's %s: %q went upstream", b, k, vs)
+			}
+		}
+		if len(want) != 0 {
+			t.Fatalf("%q: upstream head lacks %v", b, want)
 		}
 	})
 }

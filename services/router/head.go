@@ -92,8 +92,10 @@ const (
 	kConnection
 	kExpect
 	kHop // hop-by-hop fields dropped in both directions
-	kXFF
-	kXForwarded // X-Forwarded-Proto and -Host: the router sets them
+	// kForwarding marks a client's claims about the connection (X-Forwarded-*, X-Real-IP,
+	// Forwarded and kin): only the router knows the connection, so it drops every one of
+	// them and writes its own.
+	kForwarding
 )
 
 // field is one header field; name and value point into the message's raw head.
@@ -132,23 +134,13 @@ func classify(name []byte) uint8 {
 		if eqFold(name, "content-length") {
 			return kContentLength
 		}
-	case 15:
-		if eqFold(name, "x-forwarded-for") {
-			return kXFF
-		}
 	case 16:
 		if eqFold(name, "proxy-connection") {
 			return kHop
 		}
-		if eqFold(name, "x-forwarded-host") {
-			return kXForwarded
-		}
 	case 17:
 		if eqFold(name, "transfer-encoding") {
 			return kTransferEncoding
-		}
-		if eqFold(name, "x-forwarded-proto") {
-			return kXForwarded
 		}
 	case 18:
 		if eqFold(name, "proxy-authenticate") {
@@ -159,8 +151,38 @@ func classify(name []byte) uint8 {
 			return kHop
 		}
 	}
+	if forwarding(name) {
+		return kForwarding
+	}
 	return kOther
 }
+
+// forwarding reports whether name claims something about the client's connection: any
+// X-Forwarded-* (For, Proto, Host, Port, Ssl, Scheme…), X-Real-IP, Forwarded, and the
+// other spellings of the client's address or scheme that frameworks trust. An underscore
+// counts as a hyphen, because CGI-style backends (PHP, WSGI, Rack) read X_Forwarded_For
+// and X-Forwarded-For as the same HTTP_X_FORWARDED_FOR.
+func forwarding(name []byte) bool {
+	const prefix = "x-forwarded-"
+	switch {
+	case len(name) >= len(prefix):
+		if eqFoldName(name[:len(prefix)], prefix) {
+			return true
+		}
+	case len(name) < 9:
+		return false
+	}
+	for _, n := range forwardingNames {
+		if eqFoldName(name, n) {
+			return true
+		}
+	}
+	return false
+}
+
+// forwardingNames are the forwarding fields without the X-Forwarded- prefix.
+var forwardingNames = [...]string{"forwarded", "x-real-ip", "x-client-ip", "x-url-scheme", "true-client-ip",
+	"front-end-https", "x-cluster-client-ip"}
 
 // parseField checks one header line and splits it. It refuses obs-fold (a line starting
 // with white space), white space before the colon, and control bytes in the value.
@@ -240,6 +262,26 @@ func eqFold(b []byte, lower string) bool {
 		c := b[i]
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// eqFoldName is eqFold for field names where '_' also matches '-'.
+func eqFoldName(b []byte, lower string) bool {
+	if len(b) != len(lower) {
+		return false
+	}
+	for i := range b {
+		c := b[i]
+		switch {
+		case 'A' <= c && c <= 'Z':
+			c += 'a' - 'A'
+		case c == '_':
+			c = '-'
 		}
 		if c != lower[i] {
 			return false

@@ -2,6 +2,7 @@ package router
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"strconv"
 	"sync"
@@ -76,7 +77,10 @@ func (c *conn) pick(key []byte, rt *route, skip *upstream) (*upstream, *route) {
 }
 
 // buildHead writes the upstream request head to c.out: the request line in origin form,
-// Host, the end-to-end fields, X-Forwarded-For/-Proto/-Host and the body's framing.
+// Host, the forwarding fields, the end-to-end fields and the body's framing. The forwarding
+// fields are the router's alone: the client's (any case, any number, any spelling classify
+// knows) were dropped, never appended to, so an app reading X-Forwarded-For, X-Real-IP or
+// Forwarded learns the address that connected to the router and nothing a client claims.
 func (c *conn) buildHead() {
 	q := &c.req
 	b := append(c.out[:0], q.method...)
@@ -88,16 +92,16 @@ func (c *conn) buildHead() {
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, q.host...)
 	b = append(b, "\r\nX-Forwarded-For: "...)
-	for i := range q.fields {
-		if f := &q.fields[i]; f.kind == kXFF && len(f.value) > 0 {
-			b = append(b, f.value...)
-			b = append(b, ", "...)
-		}
-	}
+	b = append(b, c.ip...)
+	b = append(b, "\r\nX-Real-IP: "...)
 	b = append(b, c.ip...)
 	b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
 	b = append(b, q.host...)
-	b = append(b, "\r\n"...)
+	b = append(b, "\r\nForwarded: for="...)
+	b = appendNode(b, c.ip)
+	b = append(b, ";proto=http;host=\""...)
+	b = append(b, q.host...) // validHostPort admits no '"' or '\\'
+	b = append(b, "\"\r\n"...)
 	for i := range q.fields {
 		if f := &q.fields[i]; forwarded(f, q.hop, false) {
 			b = append(b, f.name...)
@@ -331,6 +335,20 @@ func (c *conn) sendBody(uc *upConn, done chan<- bodyResult) {
 		uc.wd.extend()
 		res.err = w.Flush()
 	}
+}
+
+// appendNode appends ip as RFC 7239 writes a node: IPv4 bare, IPv6 quoted in brackets,
+// "unknown" if the listener gave no IP address.
+func appendNode(b, ip []byte) []byte {
+	switch {
+	case len(ip) == 0:
+		return append(b, "unknown"...)
+	case bytes.IndexByte(ip, ':') < 0:
+		return append(b, ip...)
+	}
+	b = append(b, `"[`...)
+	b = append(b, ip...)
+	return append(b, `]"`...)
 }
 
 func upstreamError(err error) *badRequest {

@@ -124,11 +124,12 @@ func reason(status int) string {
 
 // forwarded reports whether a field is passed on: hop-by-hop fields, those the Connection
 // field names and the framing the router writes itself are not. A request passes only kOther
-// fields (the router writes Host and X-Forwarded-*); a response passes all but the framing.
+// fields (the router writes Host and the forwarding fields); a response passes all but the
+// framing.
 func forwarded(f *field, hop [][]byte, isResponse bool) bool {
 	switch f.kind {
 	case kOther:
-	case kHost, kExpect, kXFF, kXForwarded:
+	case kHost, kExpect, kForwarding:
 		if !isResponse {
 			return false
 		}

@@ -20,8 +20,11 @@
 // backend that failed is picked last for a second.
 //
 // Requests go upstream in origin form over kept-alive HTTP/1.1 connections, with hop-by-hop
-// fields (and those Connection names) removed, X-Forwarded-For appended to, X-Forwarded-Proto
-// and X-Forwarded-Host set, and the body framed by the router: one Content-Length, or chunked.
+// fields (and those Connection names) removed, every forwarding field the client sent
+// (X-Forwarded-*, X-Real-IP, Forwarded and kin) dropped and replaced by the router's own —
+// X-Forwarded-For and X-Real-IP naming the connecting address, X-Forwarded-Proto,
+// X-Forwarded-Host, Forwarded — and the body framed by the router: one Content-Length, or
+// chunked.
 // Bodies stream both ways; nothing is buffered whole. Upgrade (WebSocket) is not proxied.
 //
 // The client side is a small HTTP/1.1 server written for this proxy, not net/http: buffers are

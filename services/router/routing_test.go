@@ -188,7 +188,8 @@ func TestForwardedHeaders(t *testing.T) {
 	rt.SetRoute("acme", "web", []router.Backend{startBackend(t, "web-1").Backend()})
 	req := "GET /headers HTTP/1.1\r\nHost: Web.Acme.apps.test:80\r\nConnection: keep-alive, X-Secret\r\n" +
 		"X-Secret: 1\r\nKeep-Alive: 300\r\nProxy-Authorization: Basic eA==\r\nUpgrade: websocket\r\nTE: trailers\r\n" +
-		"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Keep: yes\r\n\r\n"
+		"X-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: evil\r\nX-Real-IP: 10.0.0.2\r\n" +
+		"Forwarded: for=10.0.0.3;proto=https\r\nX-Forwarded-Port: 443\r\nX-Keep: yes\r\n\r\n"
 	nc, err := net.Dial("tcp", rt.Addr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -201,13 +202,15 @@ func TestForwardedHeaders(t *testing.T) {
 		if err != nil || resp.StatusCode != 200 {
 			t.Fatalf("request %d: got %v %v want 200", i, resp, err)
 		}
-		for _, want := range []string{"Host: web.acme.apps.test:80\n", "X-Forwarded-For: 10.0.0.1, 127.0.0.1\n",
-			"X-Forwarded-Proto: http\n", "X-Forwarded-Host: web.acme.apps.test:80\n", "X-Keep: yes\n"} {
+		for _, want := range []string{"Host: web.acme.apps.test:80\n", "X-Forwarded-For: 127.0.0.1\n", "X-Real-Ip: 127.0.0.1\n",
+			"X-Forwarded-Proto: http\n", "X-Forwarded-Host: web.acme.apps.test:80\n",
+			"Forwarded: for=127.0.0.1;proto=http;host=\"web.acme.apps.test:80\"\n", "X-Keep: yes\n"} {
 			if !strings.Contains(body, want) {
 				t.Errorf("backend saw:\n%s\nwant a line %q", body, want)
 			}
 		}
-		for _, bad := range []string{"X-Secret", "Keep-Alive", "Proxy-Authorization", "Upgrade", "Te:", "evil", "https"} {
+		for _, bad := range []string{"X-Secret", "Keep-Alive", "Proxy-Authorization", "Upgrade", "Te:", "evil", "https",
+			"10.0.0", "X-Forwarded-Port", "443"} {
 			if strings.Contains(body, bad) {
 				t.Errorf("backend saw:\n%s\nwant no %q", body, bad)
 			}
