@@ -90,7 +90,7 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	r.sups[spec.ID] = sup
 	r.mu.Unlock()
 	wg.Go(func() { r.watchStart(ctx, spec.ID, n.LastSeq, sup) }) // ends once the node is heard from, or with ctx
-	wg.Go(func() { // ends when ctx ends and the child has stopped, or when it cannot start
+	wg.Go(func() {                                               // ends when ctx ends and the child has stopped, or when it cannot start
 		defer log.Close()
 		if err := sup.Run(ctx); err != nil {
 			r.log.Error("ring 1 node failed to start", "node", spec.ID, "err", err)
