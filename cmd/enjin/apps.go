@@ -132,11 +132,22 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return err
 	}
-	tw := newTable(w, "INSTANCE\tTYPE\tRELEASE\tADDRESS\tSTATE\tRESTARTS")
+	tw := newTable(w, "INSTANCE\tRELEASE\tADDRESS\tSTATE\tRESTARTS\tLAST EXIT\tID")
 	for _, i := range r.Instances {
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%s:%d\t%s\t%d\n", i.ID, i.Type, i.Release, i.Address, i.Port, i.State, i.Restarts)
+		name := i.Name
+		if name == "" {
+			name = i.Type
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%d\t%s\t%s\n", name, i.Release, i.Address, i.Port, i.State, i.Restarts, dash(i.Exit), i.ID)
 	}
 	return tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func scaleCmd(g *globals) *cobra.Command {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -31,23 +30,37 @@ func (f *ring1Flags) joinMode() (joining bool, err error) {
 	return f.join != "" || f.joinFile != "", nil
 }
 
-// joinToken reads the one-time token: the first line of file, or of stdin if join is "-".
+// joinToken reads the one-time token from file, or from stdin if join is "-": either the
+// token alone on the first line, or the API's answer that made it ({"token": …}, as saved by
+// curl -o).
 func joinToken(join, file string, stdin io.Reader) (string, error) {
-	if join != "-" {
-		tok, err := readToken(file)
-		if err != nil {
-			return "", fmt.Errorf("ring1: --join-file: %w", err)
-		}
-		return tok, nil
+	what := "--join-file " + file
+	var b []byte
+	var err error
+	if join == "-" {
+		what = "--join -"
+		b, err = io.ReadAll(io.LimitReader(stdin, 64<<10))
+	} else {
+		b, err = os.ReadFile(file)
 	}
-	line, err := bufio.NewReader(stdin).ReadString('\n')
+	if err != nil {
+		return "", fmt.Errorf("ring1: %s: %w", what, err)
+	}
+	text := strings.TrimSpace(string(b))
+	if strings.HasPrefix(text, "{") {
+		var answer struct {
+			Token string `json:"token"`
+		}
+		if err := json.Unmarshal([]byte(text), &answer); err != nil || answer.Token == "" {
+			return "", fmt.Errorf("ring1: %s: JSON without a \"token\"", what)
+		}
+		return answer.Token, nil
+	}
+	line, _, _ := strings.Cut(text, "\n")
 	if tok := strings.TrimSpace(line); tok != "" {
 		return tok, nil
 	}
-	if err != nil && err != io.EOF {
-		return "", fmt.Errorf("ring1: --join -: read stdin: %w", err)
-	}
-	return "", fmt.Errorf("ring1: --join -: no token on stdin")
+	return "", fmt.Errorf("ring1: %s: no token", what)
 }
 
 // joinedNode is what a joined node remembers besides its keys.

@@ -24,6 +24,9 @@ func TestJoinToken(t *testing.T) {
 		{"", file, "", "tok-from-file"},
 		{"", empty, "", ""},
 		{"", filepath.Join(t.TempDir(), "none"), "", ""},
+		{"-", "", `{"token":"tok-in-json","expires_at":"2026-12-02T00:00:00Z"}`, "tok-in-json"},
+		{"-", "", `{"expires_at":"x"}`, ""},
+		{"-", "", `{"token":`, ""},
 	} {
 		got, err := joinToken(tc.join, tc.file, strings.NewReader(tc.stdin))
 		if got != tc.want || (err == nil) != (tc.want != "") {

@@ -78,7 +78,11 @@ func copyLogs(w io.Writer, r io.Reader, o format) error {
 		}
 		var l apphost.LogLine
 		if json.Unmarshal(sc.Bytes(), &l) == nil {
-			fmt.Fprintf(w, "%s %s[%s]: %s\n", l.Time.Local().Format("15:04:05.000"), l.Instance, l.Stream, l.Line)
+			who := l.Instance
+			if l.Process != "" {
+				who = fmt.Sprintf("%s.r%d", l.Process, l.Release) // web.0.r3: type, index, release
+			}
+			fmt.Fprintf(w, "%s %s[%s]: %s\n", l.Time.Local().Format("15:04:05.000"), who, l.Stream, l.Line)
 		}
 	}
 	return sc.Err()
