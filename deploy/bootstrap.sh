@@ -34,13 +34,20 @@ else
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends nftables
 fi
 
+# e2fsprogs: each app's HOME is an ext4 image of its own, loop-mounted.
+if ! command -v mkfs.ext4 >/dev/null; then
+	echo "bootstrap: installing e2fsprogs (apt-get)…"
+	"${sudo[@]}" apt-get update
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends e2fsprogs
+fi
+
 if ! command -v go >/dev/null; then
 	echo "bootstrap: no 'go' on PATH; install Go 1.26 or later (https://go.dev/doc/install) and run this again" >&2
 	exit 1
 fi
 
 echo "bootstrap: building ./enjin with $(go version)…"
-go build -o ./enjin ./cmd/enjin
+go build -buildvcs=true -o ./enjin ./cmd/enjin 2>/dev/null || go build -o ./enjin ./cmd/enjin
 
 echo "bootstrap: starting: ./enjin up $*"
 exec ./enjin up "$@"

@@ -57,6 +57,7 @@ func nodesCmd(g *globals) *cobra.Command {
 		}
 		return printNodes(c.OutOrStdout(), raw)
 	}
+	c.AddCommand(decommissionCmd(g))
 	return c
 }
 
@@ -74,4 +75,26 @@ func printNodes(w io.Writer, raw json.RawMessage) error {
 		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\n", n.ID, n.Ring, n.State, n.Supervision, seen, n.Label)
 	}
 	return tw.Flush()
+}
+
+// decommissionCmd retires a ring 1 node for good: ring 0 revokes its bus credentials (its
+// connection closes), refuses its observations from then on, and never judges it again.
+func decommissionCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "decommission NODE",
+		Short:   "retire a ring 1 node: its credentials revoked, its observations refused",
+		Example: "  enjin nodes decommission edge-1",
+		Args:    argsBetween(1, 1, "NODE"),
+		RunE: func(c *cobra.Command, args []string) error {
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			if err := deleteVersioned(c.Context(), cl, "/v1/nodes/"+url.PathEscape(args[0])); err != nil {
+				return err
+			}
+			fmt.Fprintf(c.OutOrStdout(), "decommissioned %s: its credentials are revoked\n", args[0])
+			return nil
+		},
+	}
 }
