@@ -76,7 +76,10 @@ type world struct {
 	net    *process.Network
 }
 
-func newWorld(t testing.TB) *world {
+func newWorld(t testing.TB) *world { return newWorldWith(t, nil) }
+
+// newWorldWith is newWorld with the host's configuration changed by edit.
+func newWorldWith(t testing.TB, edit func(*apphost.Config)) *world {
 	t.Helper()
 	stamp := time.Now().UnixNano() % 200
 	nw := &process.Network{Bridge: fmt.Sprintf("enja%d", stamp), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.90.%d.0/24", stamp))}
@@ -106,9 +109,13 @@ func newWorld(t testing.TB) *world {
 	dir, _ := os.MkdirTemp("/tmp", "enjin-host-")
 	os.Chmod(dir, 0o711)
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	h, err := apphost.New(apphost.Config{Dir: dir, Node: "ring1-test", Helper: helper, Network: nw, Cgroups: cg,
+	cfg := apphost.Config{Dir: dir, Node: "ring1-test", Helper: helper, Network: nw, Cgroups: cg,
 		Router: adapter{rt}, Grace: 2 * time.Second, HealthTimeout: 5 * time.Second, HealthEvery: 50 * time.Millisecond,
-		Logger: harness.Logger(t)})
+		Logger: harness.Logger(t)}
+	if edit != nil {
+		edit(&cfg)
+	}
+	h, err := apphost.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

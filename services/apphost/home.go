@@ -33,6 +33,10 @@ func (a *app) ensureHome(sizeMB int) error {
 	if err := run("mount", "-t", "ext4", "-o", "loop,nosuid,nodev,noatime", img, mnt); err != nil {
 		return fmt.Errorf("apphost: mount home of %s/%s: %w", a.tenant, a.name, err)
 	}
+	// mkfs gives the root directory to the app but leaves it 0755.
+	if err := os.Chmod(mnt, 0o700); err != nil {
+		return fmt.Errorf("apphost: home of %s/%s: %w", a.tenant, a.name, err)
+	}
 	return nil
 }
 

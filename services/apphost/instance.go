@@ -2,6 +2,7 @@ package apphost
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -164,7 +165,7 @@ func (in *instance) once(ctx context.Context) error {
 		CgroupProcs: in.procs, Root: h.sandboxRoot(),
 		Binds: []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
 			{Source: in.app.homeDir(), Target: "/home/app", Writable: true}},
-		TmpBytes: int64(lim.TmpMB) << 20, Dir: "/app", Path: "/bin/sh", Args: []string{"-c", "exec " + in.cfg.Command},
+		TmpBytes: int64(lim.TmpMB) << 20, Dir: "/app", Path: "/bin/sh", Args: []string{"-c", in.cfg.Command},
 		Env: in.cfg.Env}.Command(h.cfg.Helper)
 	if err != nil {
 		return err
@@ -283,22 +284,39 @@ func (in *instance) checkHealth(ctx context.Context) {
 	}
 }
 
-// lines forwards each line the process writes to the app's log and keeps the last few.
+// lines forwards each line the process writes to the app's log and keeps the last few. A
+// line longer than maxLine is cut there (the rest of it is dropped) and logging goes on.
 func (in *instance) lines(r io.Reader, stream string) {
 	defer in.app.host.recovered("log reader", in, func() { io.Copy(io.Discard, r) })
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 64<<10)
-	for sc.Scan() {
-		l := LogLine{Time: time.Now(), Instance: in.id, Process: in.name, Release: in.release, Stream: stream, Line: sc.Text()}
-		in.mu.Lock()
-		if len(in.tail) == tailLines {
-			in.tail = append(in.tail[:0], in.tail[1:]...)
+	br := bufio.NewReaderSize(r, maxLine)
+	for {
+		b, err := br.ReadSlice('\n')
+		line, long := string(bytes.TrimRight(b, "\n")), errors.Is(err, bufio.ErrBufferFull)
+		for long { // skip the rest of an overlong line
+			_, err = br.ReadSlice('\n')
+			long = errors.Is(err, bufio.ErrBufferFull)
 		}
-		in.tail = append(in.tail, l.Line)
-		in.mu.Unlock()
-		in.app.host.logLine(in.app, l)
+		if len(b) > 0 {
+			in.logLine(stream, line)
+		}
+		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
+			return
+		}
 	}
-	io.Copy(io.Discard, r) // a line too long ends the scan; keep the pipe drained
+}
+
+// maxLine is the longest log line kept whole.
+const maxLine = 64 << 10
+
+func (in *instance) logLine(stream, line string) {
+	l := LogLine{Time: time.Now(), Instance: in.id, Process: in.name, Release: in.release, Stream: stream, Line: line}
+	in.mu.Lock()
+	if len(in.tail) == tailLines {
+		in.tail = append(in.tail[:0], in.tail[1:]...)
+	}
+	in.tail = append(in.tail, l.Line)
+	in.mu.Unlock()
+	in.app.host.logLine(in.app, l)
 }
 
 // stop ends the instance and waits for it, then frees its cgroup and network.

@@ -17,8 +17,7 @@ import (
 )
 
 // Network is a host bridge that children join, each in a network namespace of its own
-// through a veth pair, with an address from the bridge's prefix and a default route via the
-// bridge. The bridge's ports are isolated: a child reaches the host side of the bridge (where
+// through a veth pair, with an address from the bridge's prefix and no route beyond it. The bridge's ports are isolated: a child reaches the host side of the bridge (where
 // the router is) but never another child, whatever addresses it tries.
 type Network struct {
 	Bridge string       // bridge name, ≤ 15 bytes
@@ -29,7 +28,7 @@ type Network struct {
 	last netip.Addr // addresses are handed out round robin, so a freed one rests before reuse
 }
 
-// Gateway is the bridge's address, the children's default route.
+// Gateway is the bridge's address: the host, as the children see it.
 func (n *Network) Gateway() netip.Addr { return n.Prefix.Masked().Addr().Next() }
 
 // Ensure creates the bridge with the gateway address, if missing, and brings it up.
@@ -171,8 +170,8 @@ func (e *Endpoint) wire() error {
 	return configureInside(h, e.peer, e.Addr, e.net)
 }
 
-// configureInside names the child's end eth0, gives it its address, brings it and lo up and
-// routes everything via the gateway.
+// configureInside names the child's end eth0, gives it its address (the prefix's route comes
+// with it) and brings it and lo up.
 func configureInside(h *netlink.Handle, peer string, addr netip.Addr, n *Network) error {
 	lo, err := h.LinkByName("lo")
 	if err != nil {
@@ -192,10 +191,10 @@ func configureInside(h *netlink.Handle, peer string, addr netip.Addr, n *Network
 	if err := h.AddrAdd(l, ip); err != nil {
 		return err
 	}
-	if err := h.LinkSetUp(l); err != nil {
-		return err
-	}
-	return h.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Gw: n.Gateway().AsSlice()})
+	// No default route: nothing beyond the bridge is reachable (the firewall would refuse it
+	// anyway), and a connection there — to the host's DNS server, say — fails at once with
+	// "network unreachable" instead of waiting for packets the host drops.
+	return h.LinkSetUp(l)
 }
 
 // newNamedNetns creates /run/netns/name without leaving this goroutine's thread in it.
