@@ -11,8 +11,14 @@ import (
 const ednsSize = 1232
 
 // ServeDNS answers one request. It copes with any message miekg/dns can unpack, including
-// ones the server's accept function would have rejected, and never panics.
+// ones the server's accept function would have rejected, and never panics (a panic would be
+// recovered and logged, the query left unanswered).
 func (s *Server) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	defer func() { // a bug meeting a hostile query costs that query, not the node
+		if v := recover(); v != nil {
+			s.log.Error("dns: recovered from a panic", "remote", w.RemoteAddr(), "panic", v)
+		}
+	}()
 	if r == nil || r.Response {
 		return // answering a response invites loops and reflection
 	}
