@@ -247,8 +247,8 @@ func (c *cloud) postgresPID() int {
 // tenantPIDs are every process in the node's instance cgroups.
 func (c *cloud) tenantPIDs() []int {
 	var out []int
-	files, _ := filepath.Glob("/sys/fs/cgroup/pids/enjin-ring1-local/*/cgroup.procs")
-	more, _ := filepath.Glob("/sys/fs/cgroup/enjin-ring1-local/*/cgroup.procs")
+	files, _ := filepath.Glob("/sys/fs/cgroup/pids/enjin-ring1-local-" + c.bridge + "/*/cgroup.procs")
+	more, _ := filepath.Glob("/sys/fs/cgroup/enjin-ring1-local-" + c.bridge + "/*/cgroup.procs")
 	for _, f := range append(files, more...) {
 		b, _ := os.ReadFile(f)
 		for _, s := range strings.Fields(string(b)) {
@@ -293,7 +293,7 @@ func (c *cloud) checkNoLeftovers(n int) {
 		ns, _ := filepath.Glob("/run/netns/enjin-" + c.bridge + "-*")
 		out, _ := exec.Command("ip", "-o", "link", "show", "master", c.bridge).Output()
 		veths := strings.Count(string(out), "\n")
-		groups, _ := filepath.Glob("/sys/fs/cgroup/pids/enjin-ring1-local/*")
+		groups, _ := filepath.Glob("/sys/fs/cgroup/pids/enjin-ring1-local-" + c.bridge + "/*")
 		dirs := 0
 		for _, g := range groups {
 			if fi, err := os.Stat(g); err == nil && fi.IsDir() {

@@ -67,7 +67,9 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	if err := nw.Firewall(); err != nil {
 		return err
 	}
-	cg, err := process.DetectCgroups("enjin-" + string(n.cfg.Node))
+	// Named for the node and its bridge: two nodes on one host (two `enjin up`, say) never
+	// share, and so never sweep, each other's cgroups.
+	cg, err := process.DetectCgroups("enjin-" + string(n.cfg.Node) + "-" + c.Bridge)
 	if err != nil {
 		return err
 	}

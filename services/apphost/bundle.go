@@ -24,7 +24,8 @@ const (
 )
 
 // Pack makes a bundle (gzipped tar) of dir, with deterministic order and no owners, so the
-// same tree always gives the same digest.
+// same tree always gives the same digest. A symbolic link, pipe, socket or device in dir is
+// an error: a bundle holds regular files and directories only.
 func Pack(dir string) ([]byte, error) {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
@@ -50,7 +51,9 @@ func Pack(dir string) ([]byte, error) {
 		}
 		rel, _ := filepath.Rel(dir, p)
 		if !fi.Mode().IsRegular() && !fi.IsDir() {
-			continue // links and devices are not part of an app
+			// The host would refuse it; better to say so here than to leave it out and
+			// deploy something else than what the directory holds.
+			return nil, fmt.Errorf("apphost: pack %s: %s is a %s: a bundle holds regular files and directories only", dir, rel, kindOf(fi.Mode()))
 		}
 		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}
 		if fi.IsDir() {
@@ -78,6 +81,20 @@ func Pack(dir string) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+func kindOf(m os.FileMode) string {
+	switch {
+	case m&os.ModeSymlink != 0:
+		return "symbolic link"
+	case m&os.ModeNamedPipe != 0:
+		return "named pipe"
+	case m&os.ModeSocket != 0:
+		return "socket"
+	case m&os.ModeDevice != 0:
+		return "device"
+	}
+	return "special file"
 }
 
 // Digest is a bundle's content address.

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -256,5 +257,24 @@ func TestLongLinesAndHome(t *testing.T) {
 	lines, _, _, _ := w.host.Logs("acme", "long", 10, false)
 	if len(lines[0].Line) != 64<<10 || strings.Trim(lines[0].Line, "x") != "" {
 		t.Fatalf("the long line was logged as %d bytes", len(lines[0].Line))
+	}
+}
+
+// Pack refuses what a bundle cannot hold rather than leaving it out: a symlinked enjin.json
+// would otherwise deploy with the defaults instead of the limits it names.
+func TestPackRefusesLinksAndPipes(t *testing.T) {
+	for _, make := range []func(dir string) error{
+		func(dir string) error { return os.Symlink("limits.json", filepath.Join(dir, "enjin.json")) },
+		func(dir string) error { return syscall.Mkfifo(filepath.Join(dir, "enjin.json"), 0o600) },
+		func(dir string) error { return os.Symlink("/etc/passwd", filepath.Join(dir, "passwd")) },
+	} {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./x\n"), 0o644)
+		if err := make(dir); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := apphost.Pack(dir); err == nil || !strings.Contains(err.Error(), "regular files and directories only") {
+			t.Errorf("Pack: %v, want a refusal", err)
+		}
 	}
 }
