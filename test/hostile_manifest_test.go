@@ -63,6 +63,10 @@ var manifestCases = []manifestCase{
 		return os.Symlink("real", filepath.Join(dir, "Procfile"))
 	}, "Procfile"},
 	{"json-fifo", nil, func(dir string) error { return syscall.Mkfifo(filepath.Join(dir, "enjin.json"), 0o644) }, "enjin.json"},
+	{"json-symlink", nil, func(dir string) error {
+		os.WriteFile(filepath.Join(dir, "limits.json"), []byte(`{"memory_mb":99999}`), 0o644)
+		return os.Symlink("limits.json", filepath.Join(dir, "enjin.json"))
+	}, "enjin.json"},
 	{"json-directory", nil, func(dir string) error { return os.Mkdir(filepath.Join(dir, "enjin.json"), 0o755) }, "enjin.json"},
 }
 
