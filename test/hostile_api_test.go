@@ -242,8 +242,10 @@ func (w *world) reader(t *testing.T) {
 	json.Unmarshal([]byte(body), &env)
 	if envRouted {
 		check("GET env (masked)", code == 200 && env.Masked, code, body)
-		code, body = c.call(auth, "GET", p+"/env?reveal=1", nil)
-		check("GET env?reveal=1", code == 403, code, body)
+		for _, hdr := range [][]string{nil, {"Enjin-Caller", "admin"}} {
+			code, body = c.call(auth, "GET", p+"/env?reveal=1", nil, hdr...)
+			check("GET env?reveal=1 "+strings.Join(hdr, ": "), code == 403, code, body)
+		}
 	} else {
 		t.Logf("reader: ring 0 does not route GET %s/env (%d); only the other reads are tried", p, code)
 		check("GET env (not routed)", code == 405, code, body)

@@ -85,12 +85,21 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	c := startHostile(t, 120, "--htpasswd", htp)
-	w := &world{c: c, secret: "acme-secret-" + rand.Text(), envSecret: "acme-env-" + rand.Text(), ipcKey: 0x4163, release: 1}
+	w := &world{c: c, secret: "acme-secret-" + rand.Text(), envSecret: "acme-env-" + rand.Text(), ipcKey: 0x4163, release: 2}
 	w.app = c.probeApp(t, "probe", "web: ./probe serve\n", "")
 	for _, tn := range []string{"acme", "evil", "acme-shop"} {
 		c.must(t, "tenants", "create", tn)
 	}
 	w.deploy(t, "acme", "probe", fmt.Sprintf(`{"health":"/healthz","env":{"ACME_SECRET":%q}}`, w.envSecret))
+	// A's environment holds the secret twice: in its manifest and through the env API.
+	admin, err := os.ReadFile(c.ep.AdminTokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, body := c.call("Bearer "+strings.TrimSpace(string(admin)), "PUT", "/v1/tenants/acme/apps/probe/env",
+		strings.NewReader(fmt.Sprintf(`{"env":{"ACME_API_SECRET":"%s-api"}}`, w.envSecret))); code != 200 {
+		t.Fatalf("admin PUT A's env: %d %s", code, body)
+	}
 	w.deploy(t, "evil", "probe", `{"health":"/healthz","disk_mb":32,"tmp_mb":16}`)
 	w.tokA = strings.TrimSpace(c.must(t, "tenants", "token", "acme"))
 	w.tokB = strings.TrimSpace(c.must(t, "tenants", "token", "evil"))
@@ -118,7 +127,7 @@ echo %[1]s > /tmp/acme-secret && echo %[1]s > /dev/shm/acme-secret &&
 	if out := c.mustSh(t, "acme", "probe", "cat /home/app/secret && stat -c %a /home/app/secret"); out != w.secret+"\n600\n" {
 		t.Fatalf("A's own secret reads back %q", out)
 	}
-	c.guard("acme", "probe", "acme/probe release 1 ")
+	c.guard("acme", "probe", fmt.Sprintf("acme/probe release %d ", w.release))
 	c.checkUnharmed(t)
 	return w
 }
