@@ -3,8 +3,11 @@
 // means the attempt was refused or the thing it looked for was invisible.
 //
 //	probe run NAME[=ARG]…   run the named probes (or "all", with default arguments)
-//	probe serve             answer GET /healthz, GET /probe?name=NAME&arg=ARG and
-//	                        POST /sh (the body run by sh -c) on $PORT (default 8080)
+//	probe par NAME=ARG…     run them 64 at a time, printing the results in order
+//	probe serve             answer GET /healthz, GET / and /whoami (the app, release and
+//	                        uid), GET /probe?name=NAME&arg=ARG and POST /sh (the body run
+//	                        by sh -c) on $PORT (default 8080)
+//	probe ipc-hold KEY      make SysV IPC objects of KEY and an abstract socket, and wait
 //
 // It is also the misbehaving app the sandbox's tests need: `probe trap` waits for SIGTERM,
 // `probe orphan` and `probe tree` leave a grandchild behind. It is meant to be deployed as a
@@ -43,6 +46,13 @@ func main() {
 	switch mode {
 	case "run":
 		os.Exit(runAll(args))
+	case "par":
+		os.Exit(parallel(args))
+	case "ipc-hold":
+		if len(args) != 1 {
+			usage()
+		}
+		os.Exit(ipcHold(args[0]))
 	case "serve":
 		os.Exit(serve())
 	case "trap":
@@ -62,7 +72,7 @@ func usage() {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	fmt.Fprintf(os.Stderr, "usage: probe run NAME[=ARG]… | all\n       probe serve\nprobes: %s\n", strings.Join(names, " "))
+	fmt.Fprintf(os.Stderr, "usage: probe run NAME[=ARG]… | all\n       probe par NAME=ARG…\n       probe serve\n       probe ipc-hold KEY\nprobes: %s\n", strings.Join(names, " "))
 	os.Exit(2)
 }
 

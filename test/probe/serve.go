@@ -23,6 +23,13 @@ func serve() int {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
+	// Which app and release answered, so a test can tell its own app from another's; also
+	// at /, the default health check.
+	whoami := func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "%s/%s release %s uid %d\n", os.Getenv("ENJIN_TENANT"), os.Getenv("ENJIN_APP"), os.Getenv("ENJIN_RELEASE"), os.Getuid())
+	}
+	mux.HandleFunc("GET /whoami", whoami)
+	mux.HandleFunc("GET /{$}", whoami)
 	mux.HandleFunc("GET /probe", func(w http.ResponseWriter, r *http.Request) {
 		res := runProbe(r.FormValue("name"), r.FormValue("arg"))
 		if _, ok := probes[res.Probe]; !ok {
