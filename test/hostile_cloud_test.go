@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -36,16 +35,14 @@ type hostileCloud struct {
 	prefix netip.Prefix
 	ring1  int // ring 1's pid when the cloud came up; it must never change
 	tally  *tally
-	groups []string // the cloud's own cgroups, one per hierarchy
 
 	mu     sync.Mutex
 	guards map[string]string // tenant/app → the prefix of what its GET /whoami must answer
 }
 
 // startHostile runs `enjin up` with ports, bridge and prefix of its own (net is the second
-// octet of its 100.64.0.0/10 prefixes) and extra flags, in a cgroup of its own below the
-// test's: a ring 1 node makes its instances' groups below its own and, on restart, sweeps
-// every group there, so two clouds on one host must not share one.
+// octet of its 100.64.0.0/10 prefixes) and extra flags. Its ring 1 node's cgroups are named
+// for the node and the bridge, so it shares none with another cloud on this host.
 func startHostile(t *testing.T, net int, extra ...string) *hostileCloud {
 	t.Helper()
 	dir := tempDir(t, "enjin-hostile-")
@@ -54,17 +51,11 @@ func startHostile(t *testing.T, net int, extra ...string) *hostileCloud {
 	n := natsPort % 200
 	c := &hostileCloud{bin: harness.Binary(t), dir: dir, state: state, bridge: fmt.Sprintf("enjh%d", n),
 		prefix: netip.MustParsePrefix(fmt.Sprintf("100.%d.%d.0/24", net, n)), tally: newTally(), guards: map[string]string{}}
-	procs := ownCgroup(t, "enjin-hostile-"+strconv.Itoa(natsPort))
-	for _, p := range procs {
-		c.groups = append(c.groups, filepath.Dir(p))
-	}
 	args := append([]string{"up", "--state-dir", state, "--nats-port", strconv.Itoa(natsPort),
 		"--api-addr", "127.0.0.1:0", "--heartbeat", "300ms", "--log-level", "warn",
 		"--router", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)),
 		"--bridge", c.bridge, "--prefix", c.prefix.String()}, extra...)
-	// The shell joins the groups and becomes enjin up, so nothing it starts is left outside.
-	join := `for f in ` + strings.Join(procs, " ") + `; do echo $$ > "$f" || exit 111; done; exec "$0" "$@"`
-	c.p = harness.Adopt(t, exec.Command("/bin/sh", append([]string{"-c", join, c.bin}, args...)...))
+	c.p = harness.Adopt(t, exec.Command(c.bin, args...))
 	t.Cleanup(func() {
 		exec.Command("ip", "link", "del", c.bridge).Run()
 		exec.Command("nft", "delete", "table", "inet", "enjin-"+c.bridge).Run() // ring 1 leaves it
@@ -78,69 +69,6 @@ func startHostile(t *testing.T, net int, extra ...string) *hostileCloud {
 		t.Fatal("no ring 1 pid file")
 	}
 	return c
-}
-
-// ownCgroup makes group name below this process's own group in each hierarchy a ring 1
-// node uses and returns their cgroup.procs files; the groups are removed at cleanup, after
-// the cloud (registered later) has stopped.
-func ownCgroup(t *testing.T, name string) []string {
-	t.Helper()
-	self, err := os.ReadFile("/proc/self/cgroup")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var dirs []string
-	for _, line := range strings.Split(strings.TrimSpace(string(self)), "\n") {
-		parts := strings.SplitN(line, ":", 3)
-		if len(parts) != 3 {
-			continue
-		}
-		for _, ctl := range strings.Split(parts[1], ",") {
-			mnt := filepath.Join("/sys/fs/cgroup", ctl)
-			if ctl == "" {
-				mnt = "/sys/fs/cgroup" // v2
-			}
-			switch ctl {
-			case "", "memory", "cpu", "cpuacct", "pids", "freezer":
-			default:
-				continue
-			}
-			if _, err := os.Stat(filepath.Join(mnt, "cgroup.procs")); err != nil {
-				continue
-			}
-			dirs = append(dirs, filepath.Join(mnt, parts[2], name))
-		}
-	}
-	var procs []string
-	for _, d := range dirs {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatalf("cgroup of the cloud: %v", err)
-		}
-		procs = append(procs, filepath.Join(d, "cgroup.procs"))
-	}
-	t.Cleanup(func() {
-		for _, d := range dirs {
-			removeTree(t, d)
-		}
-	})
-	return procs
-}
-
-// removeTree removes a cgroup and the groups below it, deepest first.
-func removeTree(t *testing.T, dir string) {
-	var all []string
-	filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
-		if err == nil && d.IsDir() {
-			all = append(all, p)
-		}
-		return nil
-	})
-	sort.Slice(all, func(i, j int) bool { return len(all[i]) > len(all[j]) })
-	for _, d := range all {
-		if err := os.Remove(d); err != nil {
-			t.Logf("cgroup %s not removed: %v", d, err)
-		}
-	}
 }
 
 // ring1Pid reads ring 1's pid file.
@@ -214,11 +142,8 @@ func (c *hostileCloud) callHeader(auth, method, path string, body io.Reader, hdr
 
 // instanceGroups counts the instance cgroups ring 1 has made, as the host sees them.
 func (c *hostileCloud) instanceGroups() int {
-	if len(c.groups) == 0 {
-		return 0
-	}
 	n := 0
-	es, _ := os.ReadDir(filepath.Join(c.groups[0], "enjin-ring1-local")) // one hierarchy tells
+	es, _ := os.ReadDir("/sys/fs/cgroup/pids/enjin-ring1-local-" + c.bridge) // one hierarchy tells
 	for _, e := range es {
 		if e.IsDir() {
 			n++
