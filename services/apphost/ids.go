@@ -32,20 +32,33 @@ func newUIDs(registry string, first, count uint32) (*uids, error) {
 		return nil, fmt.Errorf("apphost: uid range %d+%d: want count > 0 within 1000–2^31", first, count)
 	}
 	u := &uids{dir: registry, first: first, last: first + count - 1}
-	for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
-		if err := u.checkSubordinate(f); err != nil {
-			return nil, err
-		}
-	}
-	for _, f := range []string{"/etc/passwd", "/etc/group"} {
-		if err := u.checkAccounts(f); err != nil {
-			return nil, err
-		}
+	if err := u.check(hostIDFiles); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(registry, 0o700); err != nil {
 		return nil, fmt.Errorf("apphost: uid registry: %w", err)
 	}
 	return u, nil
+}
+
+// idFiles are where the host lists its subordinate id ranges and its users and groups.
+type idFiles struct{ subordinate, accounts []string }
+
+var hostIDFiles = idFiles{subordinate: []string{"/etc/subuid", "/etc/subgid"}, accounts: []string{"/etc/passwd", "/etc/group"}}
+
+// check refuses a range that overlaps a subordinate range or holds an existing id.
+func (u *uids) check(f idFiles) error {
+	for _, p := range f.subordinate {
+		if err := u.checkSubordinate(p); err != nil {
+			return err
+		}
+	}
+	for _, p := range f.accounts {
+		if err := u.checkAccounts(p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkSubordinate refuses a range that overlaps one delegated to a user in /etc/subuid or
