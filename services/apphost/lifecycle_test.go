@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -114,7 +115,10 @@ func TestOrdinaryAppsWork(t *testing.T) {
 // same state kills them by cgroup, removes their namespaces and devices, and starts the live
 // release again — still live, never failed — with the same HOME.
 func TestRestoreSweepsAnEarlierRun(t *testing.T) {
-	w := newWorld(t)
+	// The earlier host is abandoned, not killed: it lives on in this process, so its word
+	// to the router is cut off as a dead node's would be.
+	var dead atomic.Bool
+	w := newWorldWith(t, func(c *apphost.Config) { c.Router = muted{c.Router, &dead} })
 	ctx := t.Context()
 	if _, err := w.deploy(ctx, "acme", "web", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","instances":{"web":2}}`)); err != nil {
 		t.Fatal(err)
@@ -133,6 +137,7 @@ func TestRestoreSweepsAnEarlierRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h2.Close() })
+	dead.Store(true)
 	if err := h2.Restore(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -160,6 +165,24 @@ func TestRestoreSweepsAnEarlierRun(t *testing.T) {
 	}
 	if n := leftovers(t, w); n != 2 {
 		t.Fatalf("%d namespaces, want 2", n)
+	}
+}
+
+// muted is a router that stops listening once dead is set.
+type muted struct {
+	apphost.Router
+	dead *atomic.Bool
+}
+
+func (m muted) SetRoute(tenant, app string, rs []apphost.Route) {
+	if !m.dead.Load() {
+		m.Router.SetRoute(tenant, app, rs)
+	}
+}
+
+func (m muted) RemoveRoute(tenant, app string) {
+	if !m.dead.Load() {
+		m.Router.RemoveRoute(tenant, app)
 	}
 }
 
