@@ -163,9 +163,15 @@ func startFailure(step func(string, ...any), err error) error {
 // endpoints.json, last, since its appearance tells the world the cloud is ready.
 func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done <-chan struct{}, runErr *error) (Endpoints, error) {
 	deadline := time.Now().Add(60 * time.Second)
+	// Up as of now: a heartbeat committed since ring 0 started, not a state stored by an
+	// earlier run (the node may be one this run adopted, or one that died meanwhile).
+	var seq uint64
+	if n, err := r.Store().GetNode(ctx, upNode); err == nil {
+		seq = n.LastSeq
+	}
 	for {
 		n, err := r.Store().GetNode(ctx, upNode)
-		if err == nil && n.State == "up" {
+		if err == nil && n.State == "up" && n.LastSeq > seq {
 			break
 		}
 		select {

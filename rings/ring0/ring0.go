@@ -124,6 +124,18 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	if err := r.connect(); err != nil {
 		return nil, err
 	}
+	// Where the app API of each ring 1 node run here listens is known before the meta API
+	// serves: a node adopted from an earlier run is reachable at once.
+	if cfg.Apps != nil {
+		for _, spec := range cfg.Ring1 {
+			if err := os.MkdirAll(r.nodeDir(spec.ID), 0o700); err != nil {
+				return nil, fmt.Errorf("ring0: %w", err)
+			}
+			if _, err := r.appsArgs(spec.ID, r.nodeDir(spec.ID)); err != nil {
+				return nil, err
+			}
+		}
+	}
 	if err := r.listenAPI(); err != nil {
 		return nil, err
 	}
