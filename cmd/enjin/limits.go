@@ -13,7 +13,7 @@ import (
 // ring1 share (ring 0 hands them to the ring 1 nodes it runs).
 func registerLimitFlags(fs *pflag.FlagSet, limits, uidRange *string) {
 	fs.StringVar(limits, "limits", "", `JSON file of app limits and quotas, e.g. {"default":{"memory_mb":256},"max":{"memory_mb":4096},"max_tenant_instances":50}; what it leaves out keeps the defaults`)
-	fs.StringVar(uidRange, "uid-range", "", "FIRST:COUNT of the uids/gids given to apps (default 200000:100000); must not overlap /etc/subuid, /etc/subgid or existing users")
+	fs.StringVar(uidRange, "uid-range", "", "FIRST:COUNT of the uids/gids given to apps (default 700000000:100000, above the subordinate ids useradd hands out); must not overlap /etc/subuid, /etc/subgid or existing users")
 }
 
 // limitsOf reads the policy file (defaults if "") and the uid range (0, 0 for the default).

@@ -59,7 +59,7 @@ type Config struct {
 	Cgroups       process.Cgroups
 	Router        Router
 	Policy        Policy        // limits per instance and quotas; the zero value is DefaultPolicy()
-	UIDFirst      uint32        // first uid/gid for apps; 0 is 200000
+	UIDFirst      uint32        // first uid/gid for apps; 0 is 700000000 (above login.defs' SUB_UID_MAX)
 	UIDCount      uint32        // how many; 0 is 100000
 	UIDRegistry   string        // the host's uid registry, shared by its nodes; "" is /var/lib/enjin/uids
 	KeepReleases  int           // releases kept besides the live one; 0 is 10
@@ -95,7 +95,7 @@ func New(cfg Config) (*Host, error) {
 	if err := cfg.Policy.Validate(); err != nil {
 		return nil, fmt.Errorf("apphost: policy: %w", err)
 	}
-	cfg.UIDFirst = cmp(cfg.UIDFirst, 200000)
+	cfg.UIDFirst = cmp(cfg.UIDFirst, 700_000_000)
 	cfg.UIDCount = cmp(cfg.UIDCount, 100000)
 	cfg.UIDRegistry = cmp(cfg.UIDRegistry, "/var/lib/enjin/uids")
 	cfg.KeepReleases = cmp(cfg.KeepReleases, 10)
