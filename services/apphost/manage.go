@@ -26,7 +26,7 @@ func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string,
 	if _, typ := r.Manifest.Procfile[t]; !typ {
 		return &FieldError{Field: "scale." + fieldKey(t), Msg: fmt.Sprintf("release %d has no process type %s", r.Number, quote(t))}
 	}
-	want := copyMap(a.scaleSnapshot())
+	want := a.scaleSnapshot()
 	want[t] = n
 	if err := checkInstances(want, r.Manifest.Procfile, "scale", h.cfg.Policy); err != nil {
 		return err

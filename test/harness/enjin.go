@@ -173,16 +173,35 @@ func Alive(pid int) bool {
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
 
-// FreePort returns a loopback TCP port that was free a moment ago.
+// FreePort returns a loopback TCP port that was free a moment ago and that FreePort has not
+// returned before in this process: a test that asks for several ports at once gets several.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	var held []net.Listener
+	defer func() {
+		for _, l := range held {
+			l.Close()
+		}
+	}()
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		held = append(held, l) // kept open until a new port turns up, so the next differs
+		if p := l.Addr().(*net.TCPAddr).Port; !givenPorts[p] {
+			givenPorts[p] = true
+			return p
+		}
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
+
+var (
+	portsMu    sync.Mutex
+	givenPorts = map[int]bool{}
+)
 
 // Itoa is strconv.Itoa, for building flag lists.
 func Itoa(i int) string { return strconv.Itoa(i) }
