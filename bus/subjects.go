@@ -19,7 +19,38 @@ const (
 	// VerbTenantKey asks a ring 1 node for the public half of the scoped signing key it
 	// holds (making it if needed) for a tenant it is to host (TenantKeyRequest → TenantKeyReply).
 	VerbTenantKey = "tenant-key"
+	// VerbVMApply makes a VM on the node what a rings.VMRequest says (made, started, stopped,
+	// its NICs and volumes as listed) and answers its rings.VMStatus.
+	VerbVMApply = "vm.apply"
+	// VerbVMDestroy destroys a VM (VMRef → rings.VMStatus): its domain, disks and taps.
+	VerbVMDestroy = "vm.destroy"
+	// VerbVMReboot reboots a running VM (VMRef → rings.VMStatus).
+	VerbVMReboot = "vm.reboot"
+	// VerbVMConsole answers the last part of a VM's serial console (VMRef → ConsoleReply).
+	VerbVMConsole = "vm.console"
+	// VerbVolumeApply makes a volume's file on the node if it is missing (VolumeRequest).
+	VerbVolumeApply = "volume.apply"
+	// VerbVolumeDelete deletes a volume's file (VolumeRequest).
+	VerbVolumeDelete = "volume.delete"
 )
+
+// VMRef names one VM of a node.
+type VMRef struct {
+	ID     rings.NodeID   `json:"id"`
+	Tenant rings.TenantID `json:"tenant"`
+}
+
+// ConsoleReply is the tail of a VM's serial console log.
+type ConsoleReply struct {
+	Text string `json:"text"`
+}
+
+// VolumeRequest names a volume and its size.
+type VolumeRequest struct {
+	ID     string         `json:"id"`
+	Tenant rings.TenantID `json:"tenant"`
+	SizeGB int            `json:"size_gb"`
+}
 
 // TenantKeyRequest names the tenant a ring 1 node is to host, and the public key of the
 // tenant's NATS account, whose users the node will mint.
@@ -45,7 +76,25 @@ type TenantKeyReply struct {
 const (
 	ServiceRevoke = "revoke"
 	ServiceRenew  = "renew" // a fresh credential for the caller's own key (RenewRequest → RenewReply)
+	ServiceImage  = "image" // a piece of an image the caller needs for a VM it runs (ImageRequest → ImageReply)
 )
+
+// ImageRequest asks for Length bytes of image Digest from Offset. Ring 0 answers only a node
+// that runs a VM booting that image.
+type ImageRequest struct {
+	Digest string `json:"digest"`
+	Offset int64  `json:"offset"`
+	Length int    `json:"length"` // at most MaxImageChunk
+}
+
+// ImageReply is a piece of an image; an empty Data at an offset below Size does not happen.
+type ImageReply struct {
+	Size int64  `json:"size"` // of the whole image
+	Data []byte `json:"data"`
+}
+
+// MaxImageChunk bounds one ImageReply's data, well within the broker's message size.
+const MaxImageChunk = 512 << 10
 
 // RenewRequest asks ring 0 for a fresh credential. It carries nothing: ring 0 learns who is
 // asking from the server-attested Nats-Request-Info header, never from the request.

@@ -1,0 +1,57 @@
+package rings
+
+// VM states, as ring 0 wants them and as a ring 1 node observes them.
+const (
+	VMRunning = "running"
+	VMStopped = "stopped"
+	VMPending = "pending" // recorded, not yet realized
+	VMCrashed = "crashed"
+	VMFailed  = "failed" // the node could not realize it; Reason says why
+)
+
+// VMRequest is everything a ring 1 node needs to realize one VM: the whole wanted state, so
+// sending it again changes nothing and a node that missed a change catches up by being sent
+// the latest.
+type VMRequest struct {
+	ID       NodeID     `json:"id"` // a UUID: the VM's name as a ring 2 node, and its libvirt domain's
+	Tenant   TenantID   `json:"tenant"`
+	Name     string     `json:"name"`
+	VCPUs    int        `json:"vcpus"`
+	MemoryMB int        `json:"memory_mb"`
+	DiskGB   int        `json:"disk_gb"`
+	Image    VMImage    `json:"image"`
+	NICs     []VMNIC    `json:"nics,omitempty"`
+	Volumes  []VMVolume `json:"volumes,omitempty"`
+	SSHKeys  []string   `json:"ssh_keys,omitempty"`
+	UserData string     `json:"user_data,omitempty"`
+	State    string     `json:"state"` // VMRunning or VMStopped
+}
+
+// VMImage names the image a VM boots: a disk image (qcow2), or a kernel and initramfs.
+type VMImage struct {
+	ID     string `json:"id"`
+	Kind   string `json:"kind"`   // disk or kernel
+	Digest string `json:"digest"` // sha256-…; the node fetches it from ring 0 and checks it
+	Size   int64  `json:"size"`
+}
+
+// VMNIC is one network interface of a VM.
+type VMNIC struct {
+	MAC     string `json:"mac"`
+	Network string `json:"network"`
+}
+
+// VMVolume is a volume a VM has attached.
+type VMVolume struct {
+	ID     string `json:"id"`
+	Name   string `json:"name"`
+	SizeGB int    `json:"size_gb"`
+}
+
+// VMStatus is what a ring 1 node observes of a VM.
+type VMStatus struct {
+	ID        NodeID   `json:"id"`
+	State     string   `json:"state"`
+	Addresses []string `json:"addresses,omitempty"`
+	Reason    string   `json:"reason,omitempty"`
+}
