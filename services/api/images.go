@@ -134,19 +134,19 @@ func (a *API) digestUsed(ctx context.Context) func(string) (bool, error) {
 	return func(d string) (bool, error) { return a.store.ImageDigestUsed(ctx, d) }
 }
 
-// upload is what both upload routes check before reading a byte of the body: the name, the
-// owner (which the caller must be allowed to write to), the body's type and declared length,
-// and that the name is free.
+// upload is what both upload routes check before reading a byte of the body: the owner
+// (which the caller must be allowed to write to), the name, the body's type and declared
+// length, and that the name is free.
 func (a *API) upload(c *call, mediaType string, limit int64) (name string, owner rings.TenantID, err error) {
 	if a.images == nil {
 		return "", "", errNoImages
 	}
+	if owner, err = a.imageOwner(c); err != nil {
+		return "", "", err
+	}
 	name = c.q.vals["name"]
 	if !rings.IsSlug(name) || rings.IsUUID(name) {
 		return "", "", badRequest("bad_query", "name %q: want a slug (lowercase letters, digits and inner hyphens) that is not a UUID", trunc(name, 80))
-	}
-	if owner, err = a.imageOwner(c); err != nil {
-		return "", "", err
 	}
 	if mt, _, err := mime.ParseMediaType(c.r.Header.Get("Content-Type")); err != nil || mt != mediaType {
 		return "", "", &apiError{http.StatusUnsupportedMediaType, "unsupported_media_type",
@@ -191,6 +191,10 @@ func ownerName(t rings.TenantID) string {
 }
 
 func (a *API) uploadImage(c *call) error {
+	name, owner, err := a.upload(c, "application/octet-stream", a.imageLimits.MaxUpload)
+	if err != nil {
+		return err
+	}
 	f, ok := c.q.vals["format"]
 	if !ok {
 		return badRequest("bad_query", "format is required: raw or qcow2 (an image's format is never guessed)")
@@ -198,10 +202,6 @@ func (a *API) uploadImage(c *call) error {
 	format, err := images.ParseFormat(f)
 	if err != nil {
 		return badRequest("bad_query", "format %q: want raw or qcow2", trunc(f, 40))
-	}
-	name, owner, err := a.upload(c, "application/octet-stream", a.imageLimits.MaxUpload)
-	if err != nil {
-		return err
 	}
 	w, done := streaming(c.w, c.r)
 	defer done()

@@ -543,3 +543,59 @@ func TestImageUploadOutlivesTimeouts(t *testing.T) {
 	harness.Eventually(t, 5*time.Second, func() bool { return len(ie.stored(t)) == 1 }, "the stalled upload's staging removed: %v", ie.stored(t))
 	t.Logf("a stalled upload was cut after %v", time.Since(start).Round(time.Millisecond))
 }
+
+// TestImageTenantWall walks every image operation /openapi.json documents as globex, aimed
+// at acme: acme's image by id, acme's tenant by name (spelled plainly and escaped), with a
+// body that would harm acme if it were taken. Each must be refused (403 or 404), and acme's
+// images must be as they were.
+func TestImageTenantWall(t *testing.T) {
+	ie := newImagesEnv(t, api.Timeouts{})
+	_, content := rawDisk(t, 8)
+	r := ie.do(t, "POST", "/v1/images?name=acme-disk&format=raw", content, octets(ie.asAcme)...)
+	if r.status != 201 {
+		t.Fatalf("acme uploads: %d %s", r.status, r.body)
+	}
+	acmeImage := str(r.json, "id")
+	before := ie.do(t, "GET", "/v1/images", nil, "Authorization", asAdmin)
+
+	r = ie.do(t, "GET", "/openapi.json", nil)
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(r.body, &doc); err != nil {
+		t.Fatal(err)
+	}
+	tried := 0
+	for path, ops := range doc.Paths {
+		if !strings.HasPrefix(path, "/v1/images") {
+			continue
+		}
+		for method := range ops {
+			method = strings.ToUpper(method)
+			var targets []string
+			if strings.Contains(path, "{image}") {
+				targets = []string{strings.ReplaceAll(path, "{image}", acmeImage)}
+			} else {
+				targets = []string{path + "?tenant=acme&name=pwned", path + "?tenant=%61cme&name=pwned"}
+			}
+			for _, target := range targets {
+				var body []byte
+				hdr := []string{"Authorization", ie.asGlx}
+				if method == "POST" {
+					body, hdr = content, append(hdr, "Content-Type", "application/octet-stream")
+				}
+				r := ie.do(t, method, target, body, hdr...)
+				if r.status != 403 && r.status != 404 {
+					t.Errorf("WALL BROKEN: globex: %s %s: %d %s", method, target, r.status, r.body)
+				}
+				tried++
+			}
+		}
+	}
+	if tried < 8 {
+		t.Errorf("%d attempts: the image routes are not all documented", tried)
+	}
+	if after := ie.do(t, "GET", "/v1/images", nil, "Authorization", asAdmin); string(after.body) != string(before.body) {
+		t.Errorf("images changed under globex's attempts:\nbefore %s\nafter  %s", before.body, after.body)
+	}
+}
