@@ -68,6 +68,7 @@ type world struct {
 	aInit      int // A's sandbox init, as the host sees it
 	ipcKey     int
 	release    int    // A's live release
+	imageA     string // the id of A's VM image
 	app        string // the probe app's directory
 	hostNS     string // the host's pid namespace
 }
