@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"io"
@@ -55,12 +56,16 @@ func (w *world) tenantRoutes(t *testing.T) []routeOp {
 	return ops
 }
 
-// expand fills a route's wildcards with A's ids and their variants.
-func expand(p string) []pathID {
+// expand fills a route's wildcards with A's ids and their variants; image is A's image.
+func expand(p, image string) []pathID {
 	fill := func(p, tenant, app string) string {
 		return strings.NewReplacer("{tenant}", tenant, "{app}", app, "{proctype}", "web", "{node}", "ring1-local",
 			"{compartment}", "0b5cf1de-7a4e-4d8e-9a1e-2f3c4d5e6f70", "{tier}", "0b5cf1de-7a4e-4d8e-9a1e-2f3c4d5e6f71",
-			"{kind}", "node", "{id}", "ring1-local").Replace(p)
+			"{kind}", "node", "{id}", "ring1-local", "{image}", image).Replace(p)
+	}
+	if p == "/v1/images" || p == "/v1/images/kernel" {
+		// Listing and uploading are B's own to do; for A's tenant they must be refused.
+		return []pathID{{p + "?tenant=acme&name=pwned", false}, {p + "?tenant=%61cme&name=pwned", false}}
 	}
 	if !strings.Contains(p, "{tenant}") {
 		return []pathID{{fill(p, "", ""), false}}
@@ -90,6 +95,8 @@ func bodyFor(t *testing.T, op routeOp) (io.Reader, string) {
 		return strings.NewReader(`{"env":{"PWNED":"1"},"set":{"PWNED":"1"}}`), "application/json"
 	case strings.HasSuffix(op.path, "/rollback"):
 		return strings.NewReader(`{"release":1}`), "application/json"
+	case strings.HasPrefix(op.path, "/v1/images"):
+		return bytes.NewReader(make([]byte, 1<<20)), "application/octet-stream"
 	}
 	return strings.NewReader(`{}`), "application/json"
 }
@@ -104,11 +111,20 @@ func (w *world) api(t *testing.T) {
 	if code, body := c.call("Bearer "+w.tokA, "GET", "/v1/tenants/acme/apps/probe/releases", nil); code != 200 {
 		t.Fatalf("A's own token: GET its releases: %d %s", code, body)
 	}
+	// A keeps a VM image, which B must not see, change or take.
+	code, body := c.call("Bearer "+w.tokA, "POST", "/v1/images?name=acme-disk&format=raw", bytes.NewReader(make([]byte, 1<<20)),
+		"Content-Type", "application/octet-stream")
+	var img struct{ ID string }
+	json.Unmarshal([]byte(body), &img)
+	if code != 201 || img.ID == "" {
+		t.Fatalf("A's own token: upload an image: %d %s", code, body)
+	}
+	w.imageA = img.ID
 	before := w.snapshot(t)
 	routes := w.tenantRoutes(t)
 	n := 0
 	for _, op := range routes {
-		for _, p := range expand(op.path) {
+		for _, p := range expand(op.path, w.imageA) {
 			body, ctype := bodyFor(t, op)
 			code, resp, hdr := c.callHeader("Bearer "+w.tokB, op.method, p.v, body, "Content-Type", ctype, "If-Match", `"1"`)
 			held := refused(code, p.malformed)
@@ -163,7 +179,7 @@ func (w *world) snapshot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	var b strings.Builder
-	for _, p := range []string{"/v1/tenants", "/v1/tenants/acme/apps", "/v1/tenants/acme/apps/probe/releases"} {
+	for _, p := range []string{"/v1/tenants", "/v1/tenants/acme/apps", "/v1/tenants/acme/apps/probe/releases", "/v1/images"} {
 		code, body := w.c.call("Bearer "+strings.TrimSpace(string(tok)), "GET", p, nil)
 		if code != 200 {
 			t.Fatalf("admin GET %s: %d %s", p, code, body)
@@ -192,6 +208,8 @@ func (w *world) cliAsB(t *testing.T) {
 		{"apps", "deploy", "acme/probe", w.app, "-q"}, {"logs", "acme/probe"}, {"tenants", "delete", "acme"},
 		{"tenants", "show", "acme"}, {"tenants", "token", "acme"}, {"tenants", "ls"}, {"nodes"},
 		{"compartments", "ls"}, {"creds", "ops", "--out", c.dir + "/b.creds"},
+		{"images", "ls", "--tenant", "acme"}, {"images", "show", "acme/acme-disk"}, {"images", "rm", "acme/acme-disk"},
+		{"images", "show", w.imageA}, {"images", "rm", w.imageA},
 	} {
 		out, err := c.as(w.tokB, args...)
 		out = strings.TrimSpace(out)
@@ -255,6 +273,8 @@ func (w *world) reader(t *testing.T) {
 		{"DELETE", p, ""}, {"PUT", p + "/scale/web", `{"instances":0}`}, {"POST", p + "/rollback", `{"release":1}`},
 		{"POST", p + "/releases", "x"}, {"POST", "/v1/tenants/acme/tokens", `{}`}, {"DELETE", "/v1/tenants/acme", ""},
 		{"POST", "/v1/tenants", `{"id":"reader-made"}`}, {"POST", "/v1/creds/ops", `{}`},
+		{"POST", "/v1/images?name=reader-made&format=raw", "x"}, {"POST", "/v1/images?name=reader-made&format=raw&tenant=acme", "x"},
+		{"DELETE", "/v1/images/" + w.imageA, ""}, {"GET", "/v1/images/" + w.imageA + "/content", ""},
 	} {
 		code, body := c.call(auth, m.method, m.path, strings.NewReader(m.body), "Content-Type", "application/json", "If-Match", `"1"`)
 		check(m.method+" "+m.path, code == 403 || code == 405, code, body)

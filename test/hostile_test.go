@@ -68,6 +68,7 @@ type world struct {
 	aInit      int // A's sandbox init, as the host sees it
 	ipcKey     int
 	release    int    // A's live release
+	imageA     string // the id of A's VM image
 	app        string // the probe app's directory
 	hostNS     string // the host's pid namespace
 }
@@ -277,7 +278,7 @@ func (w *world) hostPaths(t *testing.T) []string {
 	s := w.c.state
 	appDir := w.c.appsDir("apps", "acme", "probe")
 	paths := []string{w.c.dir, s, filepath.Join(s, "keys"), filepath.Join(s, "admin.token"), filepath.Join(s, "admin.header"),
-		filepath.Join(s, "ops.creds"), filepath.Join(s, "endpoints.json"), filepath.Join(s, "postgres"),
+		filepath.Join(s, "ops.creds"), filepath.Join(s, "endpoints.json"), filepath.Join(s, "postgres"), filepath.Join(s, "images"),
 		filepath.Join(s, "nodes", "ring1-local"), w.c.appsDir(), w.c.appsDir("staging"), w.c.appsDir("packages"),
 		w.c.appsDir("sandbox"), appDir, filepath.Join(appDir, "app.json"), filepath.Join(appDir, "home"),
 		filepath.Join(appDir, "home", "secret"), filepath.Join(appDir, "home.img"), filepath.Join(appDir, "releases", "1"),

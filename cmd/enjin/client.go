@@ -147,6 +147,11 @@ func (c *client) send(ctx context.Context, hc *http.Client, method, path string,
 	for k, v := range hdr {
 		req.Header[k] = v
 	}
+	return c.sendRequest(req, hc)
+}
+
+// sendRequest is send for a request the caller made (to set its length, say).
+func (c *client) sendRequest(req *http.Request, hc *http.Client) (*http.Response, error) {
 	req.Header.Set("Authorization", "Bearer "+c.token)
 	if hc == nil {
 		hc = c.hc

@@ -1,8 +1,8 @@
 // Package ring0 is enjin's meta ring, `enjin ring0`: it runs the embedded broker, connects to
 // the inventory (PostgreSQL), verifies and stores ring 1 observations, judges liveness,
-// serves the meta HTTP API, and runs ring 1 nodes: as child processes on this machine
-// (`process` strategy, restarted with backoff) or, for the `external` strategy, by issuing
-// one-time join tokens they redeem for a credential.
+// serves the meta HTTP API and its VM image store, and runs ring 1 nodes: as child processes
+// on this machine (`process` strategy, restarted with backoff) or, for the `external`
+// strategy, by issuing one-time join tokens they redeem for a credential.
 //
 // Guarantees: an observation is acknowledged to its node only after the store committed it;
 // a node is registered (keys first) before it is started; a node is declared down only after
@@ -32,6 +32,7 @@ import (
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/services/api"
+	"enjin/services/images"
 	"enjin/services/inventory"
 	"enjin/supervisors/process"
 )
@@ -50,6 +51,7 @@ type Config struct {
 	Htpasswd    string        // optional htpasswd file for the API (read-only users)
 	CredsTTL    time.Duration // lifetime of ring 1 credentials; 0 is keys.DefaultTTL (nodes renew them)
 	Apps        *AppsOptions  // if set, the ring 1 nodes ring 0 runs host tenants' apps
+	ImageLimits images.Limits // bounds on each VM image upload; zero fields take images' defaults
 	Logger      *slog.Logger
 
 	ingest ingestOptions
@@ -74,6 +76,7 @@ type Ring0 struct {
 	ingNC  *nats.Conn // RING1: observations in, acknowledgements out
 	api    *http.Server
 	apiLn  net.Listener
+	images *images.Store // nil if it could not open: the image routes answer 503
 	start  time.Time
 
 	nodeMu   sync.Mutex // serializes joins and decommissions: neither sees half of the other
@@ -217,7 +220,9 @@ func (r *Ring0) listenAPI() error {
 		}
 		checkers = append(checkers, hp)
 	}
-	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log})
+	r.openImages()
+	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
+		Images: r.images, ImageLimits: r.cfg.ImageLimits})
 	if err != nil {
 		return err
 	}
@@ -333,10 +338,12 @@ func (r *Ring0) event(kind string, v any) {
 	}
 }
 
-// maintenance keeps observation partitions ahead of time and applies retention, hourly.
+// maintenance keeps observation partitions ahead of time, applies retention and sweeps
+// image files no record names, hourly (the sweep also at once).
 func (r *Ring0) maintenance(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
+	r.sweepImages(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -350,6 +357,7 @@ func (r *Ring0) maintenance(ctx context.Context) {
 			} else if len(dropped) > 0 {
 				r.log.Info("retention dropped partitions", "partitions", dropped)
 			}
+			r.sweepImages(ctx)
 		}
 	}
 }

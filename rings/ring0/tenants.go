@@ -98,6 +98,7 @@ func (r *Ring0) DeleteTenant(ctx context.Context, t rings.TenantID, version int6
 	if err := r.store.DeleteTenant(ctx, t, version); err != nil {
 		return err
 	}
+	r.sweepImages(ctx) // the tenant's image records went with it
 	if err := r.broker.RemoveTenant(ctx, t); err != nil && !errors.Is(err, keys.ErrNoKey) {
 		return err
 	}

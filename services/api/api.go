@@ -3,7 +3,8 @@
 // tiers, serves signed observations so anyone can verify them offline, issues one-time join
 // tokens and exchanges them for bus credentials, decommissions ring 1 nodes, forwards a
 // tenant's app operations to the ring 1 node hosting it (telling it who calls, in
-// Enjin-Caller), and describes itself at /openapi.json.
+// Enjin-Caller), takes VM image uploads into ring 0's image store (streamed, and refused
+// with the reason when the store finds them hostile), and describes itself at /openapi.json.
 //
 // Every route is declared once, in a table from which both the request multiplexer and the
 // OpenAPI document are built, so the two cannot drift. Every answer is JSON, errors included
@@ -12,7 +13,8 @@
 // versioned objects require If-Match. A panic is recovered and logged as a 500.
 //
 // The Authorization header is handed to pluggable Checkers (a static admin token, an htpasswd
-// file); identities that are not admins may only read. Only ring 0 imports api.
+// file); identities that are not admins may only read, except tenant tokens, which manage
+// their own tenant's apps and images. Only ring 0 imports api.
 package api
 
 import (
@@ -24,6 +26,7 @@ import (
 	"time"
 
 	"enjin/rings"
+	"enjin/services/images"
 	"enjin/services/inventory"
 )
 
@@ -61,11 +64,13 @@ type JoinResult struct {
 
 // Config configures the API. Store, Ring0 and at least one Checker are required.
 type Config struct {
-	Store    *inventory.Store
-	Ring0    Ring0
-	Checkers []Checker    // tried in order on every authenticated request
-	Logger   *slog.Logger // nil discards; the access log is at Debug
-	MaxBody  int64        // largest request body accepted; 0 means 1 MiB
+	Store       *inventory.Store
+	Ring0       Ring0
+	Checkers    []Checker     // tried in order on every authenticated request
+	Logger      *slog.Logger  // nil discards; the access log is at Debug
+	MaxBody     int64         // largest JSON request body accepted; 0 means 1 MiB
+	Images      *images.Store // the VM image store; nil: the image routes answer 503
+	ImageLimits images.Limits // bounds on each image upload; zero fields take their defaults
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -73,11 +78,13 @@ const DefaultMaxBody = 1 << 20
 
 // API serves the meta HTTP API. It is safe for concurrent use.
 type API struct {
-	store    *inventory.Store
-	ring0    Ring0
-	checkers []Checker
-	log      *slog.Logger
-	maxBody  int64
+	store       *inventory.Store
+	ring0       Ring0
+	checkers    []Checker
+	log         *slog.Logger
+	maxBody     int64
+	images      *images.Store
+	imageLimits images.Limits
 
 	mux      *http.ServeMux
 	patterns []string // every pattern registered on mux, in table order
@@ -107,7 +114,7 @@ func New(cfg Config) (*API, error) {
 	// know goes on to the configured checkers.
 	checkers := append([]Checker{tenantTokens{cfg.Store}}, cfg.Checkers...)
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
-		maxBody: cfg.MaxBody, mux: http.NewServeMux()}
+		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), mux: http.NewServeMux()}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}
@@ -135,8 +142,8 @@ func (a *API) Handler() http.Handler {
 
 // Timeouts bound how long the meta API's server waits on a client. A zero field takes its
 // default. Read and Write cover a whole request and its answer on every route but the
-// forwarded app routes, where instead each read of the body and each write of the answer
-// must make progress within them (see streaming).
+// forwarded app routes and the image uploads and downloads, where instead each read of the
+// body and each write of the answer must make progress within them (see streaming).
 type Timeouts struct {
 	ReadHeader time.Duration // reading the request head; 0 is 5s
 	Read       time.Duration // reading the whole request; 0 is 30s

@@ -22,8 +22,8 @@ import (
 )
 
 // Identity is who a request speaks for. Identities that are not Admin may only read —
-// except a tenant's identity, which may do anything to its own tenant's apps (and nothing
-// beyond its own tenant).
+// except a tenant's identity, which may do anything to its own tenant's apps and images, read
+// public images, and reach nothing else.
 type Identity struct {
 	Name   string
 	Admin  bool
@@ -60,7 +60,8 @@ const (
 
 // authorize checks r's single Authorization header against the checkers in order and
 // whether the identity may call rt. A tenant's identity may call only routes marked tenantOK,
-// and check compares its tenant with the path's once the path is parsed.
+// whose path's tenant check compares with its own once the path is parsed, and routes marked
+// tenantOwn, whose handlers keep it to its own tenant's objects.
 func (a *API) authorize(r *http.Request, rt route) (Identity, error) {
 	switch n := len(r.Header.Values("Authorization")); {
 	case n == 0:
@@ -79,8 +80,8 @@ func (a *API) authorize(r *http.Request, rt route) (Identity, error) {
 		}
 		switch {
 		case id.Tenant != "":
-			if !rt.tenantOK {
-				return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only reach its own tenant's apps", id.Name)}
+			if !rt.tenantOK && !rt.tenantOwn {
+				return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only reach its own tenant's apps and images", id.Name)}
 			}
 		case !id.Admin && (rt.access == admin || r.Method != http.MethodGet && r.Method != http.MethodHead):
 			return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only read", id.Name)}

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"strings"
 
+	"enjin/services/images"
 	"enjin/services/inventory"
 )
 
@@ -46,9 +47,18 @@ var errInternal = &apiError{http.StatusInternalServerError, "internal", "interna
 // else is ring 0's fault, logged here and reported without detail.
 func (a *API) classify(r *http.Request, err error) *apiError {
 	var ae *apiError
+	var refused *images.RefusedError
 	switch {
 	case errors.As(err, &ae):
 		return ae
+	case errors.As(err, &refused):
+		if refused.TooLarge {
+			return &apiError{http.StatusRequestEntityTooLarge, "too_large", oneLine(refused.Reason)}
+		}
+		return &apiError{http.StatusUnprocessableEntity, "refused", "image refused: " + oneLine(refused.Reason)}
+	case errors.Is(err, images.ErrNotFound):
+		a.log.Error("an image record names a file the store does not hold", "path", r.URL.Path, "err", err)
+		return &apiError{http.StatusNotFound, "not_found", "the image's content is missing from the store"}
 	case errors.Is(err, inventory.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", storeMessage(err)}
 	case errors.Is(err, inventory.ErrConflict):
@@ -59,6 +69,9 @@ func (a *API) classify(r *http.Request, err error) *apiError {
 		return &apiError{http.StatusConflict, "in_use", oneLine(strings.TrimPrefix(strings.TrimPrefix(err.Error(), "ring0: "), "inventory: "))}
 	case errors.Is(err, inventory.ErrInvalid):
 		return &apiError{http.StatusUnprocessableEntity, "invalid", storeMessage(err)}
+	case errors.Is(err, images.ErrBody):
+		// Before the context's end, which a body that stalled past its deadline also causes.
+		return &apiError{http.StatusBadRequest, "bad_body", oneLine(strings.TrimPrefix(err.Error(), "images: "))}
 	case r.Context().Err() != nil:
 		// The client went away, so the work was cut short; it is not ring 0's fault, and
 		// hardly anyone reads the answer (499, as nginx logs it).

@@ -105,7 +105,7 @@ func (g *gen) auth() string {
 func (g *gen) randomBody() hostile {
 	_, h := g.write()
 	h.kind = "random body"
-	h.body = g.bytes(g.r.IntN(4096))
+	h.body = g.bytes(1 + g.r.IntN(4096)) // at least one byte: the next line may set it
 	if g.r.IntN(2) == 0 {
 		h.body[0] = '{' // get past the first check more often
 	}

@@ -48,7 +48,7 @@ func (a *API) check(rt route, names, params []string, w http.ResponseWriter, r *
 		}
 		c.path[n] = v
 	}
-	if id.Tenant != "" && c.path["tenant"] != string(id.Tenant) {
+	if id.Tenant != "" && !rt.tenantOwn && c.path["tenant"] != string(id.Tenant) {
 		return nil, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may not reach tenant %q", id.Name, c.path["tenant"])}
 	}
 	var err error

@@ -73,13 +73,26 @@ func (g *schemaGen) operation(rt route) map[string]any {
 	}
 	if rt.rawBody != "" {
 		op["requestBody"] = map[string]any{"required": true,
-			"content": map[string]any{rt.rawBody: map[string]any{"schema": map[string]any{}}}}
+			"content": map[string]any{rt.rawBody: map[string]any{"schema": rawSchema(rt.rawBody)}}}
 	}
 	if rt.body != nil {
 		op["requestBody"] = map[string]any{"required": !rt.optional,
 			"content": map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.body))}}}
 	}
 	return op
+}
+
+// rawSchema describes a body passed through unread: any bytes, or a kernel image's form.
+func rawSchema(contentType string) map[string]any {
+	switch contentType {
+	case "application/octet-stream":
+		return map[string]any{"type": "string", "format": "binary"}
+	case "multipart/form-data":
+		bin := map[string]any{"type": "string", "format": "binary"}
+		return map[string]any{"type": "object", "required": []string{"kernel", "initrd"},
+			"properties": map[string]any{"kernel": bin, "initrd": bin}}
+	}
+	return map[string]any{}
 }
 
 func operationID(rt route) string {
@@ -91,6 +104,9 @@ func (g *schemaGen) responses(rt route) map[string]any {
 	ok := map[string]any{"description": http.StatusText(rt.status)}
 	if rt.out != nil {
 		ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.out))}}
+	}
+	if rt.rawOut != "" {
+		ok["content"] = map[string]any{rt.rawOut: map[string]any{"schema": map[string]any{"type": "string", "format": "binary"}}}
 	}
 	if versioned(reflect.TypeOf(rt.out)) {
 		h := map[string]any{"ETag": map[string]any{"description": "the object's version", "schema": map[string]any{"type": "string"}}}
@@ -126,6 +142,12 @@ func errorStatuses(rt route) []int {
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
 	add(rt.method == http.MethodDelete && rt.path == "/v1/nodes/{node}", http.StatusUnprocessableEntity) // not a ring 1 node
+	// Image uploads: over the limit, the wrong type, refused as hostile, for an unknown tenant;
+	// the routes that touch the image store's files answer 503 if it did not start.
+	images := strings.HasPrefix(rt.path, "/v1/images")
+	add(images && rt.method == http.MethodPost, http.StatusRequestEntityTooLarge,
+		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity, http.StatusNotFound)
+	add(images && (write || rt.rawOut != ""), http.StatusServiceUnavailable)
 	slices.Sort(codes)
 	return slices.Compact(codes)
 }

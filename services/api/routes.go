@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 
 	"enjin/rings"
@@ -24,6 +25,8 @@ type route struct {
 	optional     bool      // whether the body may be left out
 	rawBody      string    // for forwarded routes: the content type of a body passed through unread
 	tenantOK     bool      // a tenant's own identity may call it, for its own tenant
+	tenantOwn    bool      // a tenant's own identity may call it; the handler keeps it to its tenant's objects
+	rawOut       string    // the content type of a success answer that is not JSON
 	status       int       // its success status
 	out          any       // a value of its success response type; nil: no content
 	serve        func(*call) error
@@ -75,6 +78,7 @@ var wildcards = map[string]wildcard{
 	"proctype":    {"process type, as in the Procfile", checkProcType},
 	"kind":        {"kind of object: node, compartment or tier", checkKind},
 	"id":          {"the object's id: a node id, or a compartment's or tier's UUID", checkObjectID},
+	"image":       {"image id (UUID)", checkUUID},
 }
 
 func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate() == nil }
@@ -190,6 +194,6 @@ func (a *API) routes() []route {
 			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-	}, append(a.appRoutes(), route{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
-		status: http.StatusOK, out: historyList{}, serve: a.history})...)
+	}, slices.Concat(a.appRoutes(), a.imageRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+		status: http.StatusOK, out: historyList{}, serve: a.history}})...)
 }

@@ -7,13 +7,14 @@ import (
 	"time"
 )
 
-// streaming prepares a forwarded app request to outlive the server's ReadTimeout and
-// WriteTimeout. Those suit the meta API's quick answers but would cut a deploy's upload (up
-// to 256 MiB) and its progress stream, a followed log, and the wait for new instances behind
-// env, scale and rollback. So the connection's deadlines are cleared, and instead each read
-// of the body and each write of the answer must make progress within those timeouts: a
-// client that keeps up is never cut, one that stalls still is. done ends the arrangement,
-// leaving the server's final write bounded too.
+// streaming prepares a forwarded app request, or an image upload or download, to outlive the
+// server's ReadTimeout and WriteTimeout. Those suit the meta API's quick answers but would cut
+// a deploy's upload (up to 256 MiB) and its progress stream, a followed log, the wait for new
+// instances behind env, scale and rollback, and an image of gigabytes with its conversion. So
+// the connection's deadlines are cleared, and instead each read of the body and each write of
+// the answer must make progress within those timeouts: a client that keeps up is never cut,
+// one that stalls still is. done ends the arrangement, leaving the server's final write
+// bounded too.
 func streaming(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, done func()) {
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if srv == nil {
