@@ -82,7 +82,8 @@ const (
 // ImageRequest asks for Length bytes of image Digest from Offset. Ring 0 answers only a node
 // that runs a VM booting that image.
 type ImageRequest struct {
-	Digest string `json:"digest"`
+	Digest string `json:"digest"` // the image's
+	Part   string `json:"part"`   // qcow2, kernel or initrd
 	Offset int64  `json:"offset"`
 	Length int    `json:"length"` // at most MaxImageChunk
 }

@@ -27,12 +27,14 @@ type VMRequest struct {
 	State    string     `json:"state"` // VMRunning or VMStopped
 }
 
-// VMImage names the image a VM boots: a disk image (qcow2), or a kernel and initramfs.
+// VMImage names the image a VM boots: a disk image (qcow2), or a kernel and initramfs. The
+// node fetches each file from ring 0 by its digest (sha256-…) and checks it.
 type VMImage struct {
 	ID     string `json:"id"`
-	Kind   string `json:"kind"`   // disk or kernel
-	Digest string `json:"digest"` // sha256-…; the node fetches it from ring 0 and checks it
-	Size   int64  `json:"size"`
+	Kind   string `json:"kind"`             // disk or kernel
+	Digest string `json:"digest"`           // the image's; a disk image's file has it too
+	Kernel string `json:"kernel,omitempty"` // a kernel pair's files
+	Initrd string `json:"initrd,omitempty"`
 }
 
 // VMNIC is one network interface of a VM.

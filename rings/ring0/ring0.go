@@ -187,6 +187,9 @@ func (r *Ring0) connect() error {
 	if err := r.serveRevoke(); err != nil {
 		return err
 	}
+	if err := r.serveImages(); err != nil {
+		return err
+	}
 	return r.serveRenew()
 }
 
@@ -222,7 +225,7 @@ func (r *Ring0) listenAPI() error {
 	}
 	r.openImages()
 	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
-		Images: r.images, ImageLimits: r.cfg.ImageLimits})
+		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r})
 	if err != nil {
 		return err
 	}

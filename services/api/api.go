@@ -71,6 +71,7 @@ type Config struct {
 	MaxBody     int64         // largest JSON request body accepted; 0 means 1 MiB
 	Images      *images.Store // the VM image store; nil: the image routes answer 503
 	ImageLimits images.Limits // bounds on each image upload; zero fields take their defaults
+	VMs         VMs           // VMs and volumes; nil: their routes answer 503
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -85,6 +86,7 @@ type API struct {
 	maxBody     int64
 	images      *images.Store
 	imageLimits images.Limits
+	vms         VMs
 
 	mux      *http.ServeMux
 	patterns []string // every pattern registered on mux, in table order
@@ -114,7 +116,7 @@ func New(cfg Config) (*API, error) {
 	// know goes on to the configured checkers.
 	checkers := append([]Checker{tenantTokens{cfg.Store}}, cfg.Checkers...)
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
-		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), mux: http.NewServeMux()}
+		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

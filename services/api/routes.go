@@ -78,6 +78,9 @@ var wildcards = map[string]wildcard{
 	"proctype":    {"process type, as in the Procfile", checkProcType},
 	"kind":        {"kind of object: node, compartment or tier", checkKind},
 	"id":          {"the object's id: a node id, or a compartment's or tier's UUID", checkObjectID},
+	"vm":          {"VM name: a slug", checkTenantID},
+	"volume":      {"volume name: a slug", checkTenantID},
+	"mac":         {"MAC address, as 52:54:00:ab:cd:ef", checkMAC},
 	"image":       {"image id (UUID)", checkUUID},
 }
 
@@ -85,6 +88,23 @@ func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate
 func checkTenantID(s string) (string, bool) { return s, rings.IsSlug(s) }
 func checkProcType(s string) (string, bool) {
 	return s, len(s) > 0 && len(s) <= 31 && s[0] >= 'a' && s[0] <= 'z' && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == ""
+}
+func checkMAC(s string) (string, bool) {
+	s = strings.ToLower(s)
+	if len(s) != 17 {
+		return s, false
+	}
+	for i := 0; i < 17; i++ {
+		c := s[i]
+		if i%3 == 2 {
+			if c != ':' {
+				return s, false
+			}
+		} else if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+			return s, false
+		}
+	}
+	return s, true
 }
 func checkUUID(s string) (string, bool) { s = strings.ToLower(s); return s, rings.IsUUID(s) }
 func checkKind(s string) (string, bool) {
@@ -194,6 +214,6 @@ func (a *API) routes() []route {
 			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-	}, slices.Concat(a.appRoutes(), a.imageRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+	}, slices.Concat(a.appRoutes(), a.imageRoutes(), a.vmRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
 		status: http.StatusOK, out: historyList{}, serve: a.history}})...)
 }

@@ -1,0 +1,295 @@
+package ring0
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"time"
+
+	"enjin/bus"
+	"enjin/rings"
+	"enjin/services/api"
+	"enjin/services/inventory"
+)
+
+// vmTimeout bounds a VM command's round trip: a first start fetches the image and boots.
+const vmTimeout = 5 * time.Minute
+
+// CreateVM records tenant t's new VM on the ring 1 node hosting t, and has the node make and
+// start it. If the node cannot, the record goes and the error says why.
+func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate) (inventory.VM, error) {
+	if _, err := r.store.MachineType(ctx, in.MachineType); err != nil {
+		return inventory.VM{}, fmt.Errorf("ring0: machine type %q: %w", in.MachineType, inventory.ErrInvalid)
+	}
+	img, err := r.vmImage(ctx, t, in.Image)
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	node, err := r.vmHost(ctx, t)
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	nets := in.Networks
+	if len(nets) == 0 {
+		nets = []string{"default"}
+	}
+	spec := inventory.VMSpec{Networks: nets, SSHKeys: in.SSHKeys, UserData: in.UserData}
+	for _, n := range nets {
+		spec.NICs = append(spec.NICs, inventory.NIC{MAC: newMAC(), Network: n})
+	}
+	vm, err := r.store.CreateVM(ctx, inventory.VM{ID: newUUID(), Tenant: t, Name: in.Name, Image: img.ID,
+		MachineType: in.MachineType, Node: node, Spec: spec})
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	if _, err := r.applyVM(ctx, vm); err != nil {
+		if derr := r.store.DeleteVM(context.WithoutCancel(ctx), t, vm.Name, vm.Version); derr != nil {
+			r.log.Error("vm record not removed after a failed create", "tenant", t, "vm", vm.Name, "err", derr)
+		}
+		return inventory.VM{}, err
+	}
+	r.log.Info("vm created", "tenant", t, "vm", vm.Name, "node", node)
+	return r.store.GetVM(ctx, t, vm.Name)
+}
+
+// SetVMState starts (running) or stops (stopped) tenant t's VM name, if its version is
+// still version.
+func (r *Ring0) SetVMState(ctx context.Context, t rings.TenantID, name, state string, version int64) (inventory.VM, error) {
+	if state != rings.VMRunning && state != rings.VMStopped {
+		return inventory.VM{}, fmt.Errorf("ring0: vm state %q: want running or stopped: %w", state, inventory.ErrInvalid)
+	}
+	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error { v.DesiredState = state; return nil })
+}
+
+// AddVMNIC adds a network interface on network to tenant t's VM name (hot-plugged if it
+// runs); RemoveVMNIC takes the one with mac away.
+func (r *Ring0) AddVMNIC(ctx context.Context, t rings.TenantID, name, network string, version int64) (inventory.VM, error) {
+	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error {
+		if len(v.Spec.NICs) >= 8 {
+			return fmt.Errorf("ring0: vm %s/%s has 8 NICs, the most: %w", t, name, inventory.ErrInvalid)
+		}
+		v.Spec.NICs = append(v.Spec.NICs, inventory.NIC{MAC: newMAC(), Network: network})
+		return nil
+	})
+}
+
+// RemoveVMNIC takes the NIC with mac away from tenant t's VM name.
+func (r *Ring0) RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac string, version int64) (inventory.VM, error) {
+	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error {
+		for i, n := range v.Spec.NICs {
+			if n.MAC == mac {
+				v.Spec.NICs = append(v.Spec.NICs[:i:i], v.Spec.NICs[i+1:]...)
+				return nil
+			}
+		}
+		return fmt.Errorf("ring0: vm %s/%s has no NIC %s: %w", t, name, mac, inventory.ErrNotFound)
+	})
+}
+
+// changeVM saves a change to a VM's record, has its node apply it, and records what the node
+// then observes. The record keeps the change if the node fails (it is what is wanted); the
+// error says the node did not get there.
+func (r *Ring0) changeVM(ctx context.Context, t rings.TenantID, name string, version int64, change func(*inventory.VM) error) (inventory.VM, error) {
+	vm, err := r.store.GetVM(ctx, t, name)
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	if vm.Version != version {
+		return inventory.VM{}, fmt.Errorf("ring0: vm %s/%s: %w", t, name, inventory.ErrConflict)
+	}
+	if err := change(&vm); err != nil {
+		return inventory.VM{}, err
+	}
+	if vm, err = r.store.UpdateVM(ctx, vm); err != nil {
+		return inventory.VM{}, err
+	}
+	if _, err := r.applyVM(ctx, vm); err != nil {
+		return vm, err
+	}
+	return r.store.GetVM(ctx, t, name)
+}
+
+// RebootVM reboots tenant t's running VM name.
+func (r *Ring0) RebootVM(ctx context.Context, t rings.TenantID, name string) (inventory.VM, error) {
+	vm, err := r.store.GetVM(ctx, t, name)
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	if _, err := r.vmCommand(ctx, vm, bus.VerbVMReboot); err != nil {
+		return vm, err
+	}
+	return r.store.GetVM(ctx, t, name)
+}
+
+// DestroyVM destroys tenant t's VM name — its domain, disks and taps on its node — and then
+// its record, if its version is still version. Its volumes are detached and kept.
+func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, version int64) error {
+	vm, err := r.store.GetVM(ctx, t, name)
+	if err != nil {
+		return err
+	}
+	if vm.Version != version {
+		return fmt.Errorf("ring0: vm %s/%s: %w", t, name, inventory.ErrConflict)
+	}
+	if _, err := r.vmCommand(ctx, vm, bus.VerbVMDestroy); err != nil {
+		return err
+	}
+	r.log.Info("vm destroyed", "tenant", t, "vm", name, "node", vm.Node)
+	return r.store.DeleteVM(ctx, t, name, version)
+}
+
+// VMConsole returns the last part of tenant t's VM name's serial console.
+func (r *Ring0) VMConsole(ctx context.Context, t rings.TenantID, name string) (string, error) {
+	vm, err := r.store.GetVM(ctx, t, name)
+	if err != nil {
+		return "", err
+	}
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	rep, err := bus.Request[bus.VMRef, bus.ConsoleReply](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, bus.VerbVMConsole),
+		bus.VMRef{ID: rings.NodeID(vm.ID), Tenant: t})
+	if err != nil {
+		return "", r.nodeErr(vm, err)
+	}
+	return rep.Text, nil
+}
+
+// applyVM sends vm's whole wanted state to its node and records the state it answers.
+func (r *Ring0) applyVM(ctx context.Context, vm inventory.VM) (rings.VMStatus, error) {
+	req, err := r.vmRequest(ctx, vm)
+	if err != nil {
+		return rings.VMStatus{}, err
+	}
+	rctx, cancel := context.WithTimeout(ctx, vmTimeout)
+	defer cancel()
+	st, err := bus.Request[rings.VMRequest, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, bus.VerbVMApply), req)
+	if err != nil {
+		r.recordVM(vm.ID, rings.VMFailed)
+		return st, r.nodeErr(vm, err)
+	}
+	r.recordVM(vm.ID, st.State)
+	return st, nil
+}
+
+// vmCommand sends a verb naming one VM to its node and records the state it answers.
+func (r *Ring0) vmCommand(ctx context.Context, vm inventory.VM, verb string) (rings.VMStatus, error) {
+	rctx, cancel := context.WithTimeout(ctx, vmTimeout)
+	defer cancel()
+	st, err := bus.Request[bus.VMRef, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, verb),
+		bus.VMRef{ID: rings.NodeID(vm.ID), Tenant: vm.Tenant})
+	if err != nil {
+		return st, r.nodeErr(vm, err)
+	}
+	if verb != bus.VerbVMDestroy {
+		r.recordVM(vm.ID, st.State)
+	}
+	return st, nil
+}
+
+func (r *Ring0) recordVM(id, state string) {
+	if state == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := r.store.SetVMObserved(ctx, id, state); err != nil {
+		r.log.Warn("vm state not recorded", "vm", id, "err", err)
+	}
+}
+
+// ErrNode is a VM operation its ring 1 node refused or did not answer.
+var ErrNode = api.ErrNodeFailed
+
+func (r *Ring0) nodeErr(vm inventory.VM, err error) error {
+	if re, ok := errors.AsType[*bus.RemoteError](err); ok {
+		return fmt.Errorf("ring0: vm %s/%s on %s: %s: %w", vm.Tenant, vm.Name, vm.Node, re.Msg, ErrNode)
+	}
+	return fmt.Errorf("ring0: vm %s/%s: node %s: %v: %w", vm.Tenant, vm.Name, vm.Node, err, ErrNode)
+}
+
+// vmRequest is everything vm's node needs to realize it.
+func (r *Ring0) vmRequest(ctx context.Context, vm inventory.VM) (rings.VMRequest, error) {
+	mt, err := r.store.MachineType(ctx, vm.MachineType)
+	if err != nil {
+		return rings.VMRequest{}, err
+	}
+	im, err := r.store.GetImage(ctx, vm.Image)
+	if err != nil {
+		return rings.VMRequest{}, fmt.Errorf("ring0: vm %s/%s: its image: %w", vm.Tenant, vm.Name, err)
+	}
+	vols, err := r.store.VolumesOf(ctx, vm.ID)
+	if err != nil {
+		return rings.VMRequest{}, err
+	}
+	req := rings.VMRequest{ID: rings.NodeID(vm.ID), Tenant: vm.Tenant, Name: vm.Name, VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB,
+		DiskGB: mt.DiskGB, Image: imageOf(im), SSHKeys: vm.Spec.SSHKeys, UserData: vm.Spec.UserData, State: vm.DesiredState}
+	for _, n := range vm.Spec.NICs {
+		req.NICs = append(req.NICs, rings.VMNIC{MAC: n.MAC, Network: n.Network})
+	}
+	for _, v := range vols {
+		req.Volumes = append(req.Volumes, rings.VMVolume{ID: v.ID, Name: v.Name, SizeGB: v.SizeGB})
+	}
+	return req, nil
+}
+
+func imageOf(im inventory.Image) rings.VMImage {
+	v := rings.VMImage{ID: im.ID, Kind: im.Kind, Digest: im.Digest}
+	if im.Kernel != nil {
+		v.Kernel, v.Initrd = im.Kernel.Digest, im.Initrd.Digest
+	}
+	return v
+}
+
+// vmImage finds the image a tenant names: by id, or by name among its own images and then
+// the public ones.
+func (r *Ring0) vmImage(ctx context.Context, t rings.TenantID, ref string) (inventory.Image, error) {
+	if rings.IsUUID(ref) {
+		im, err := r.store.GetImage(ctx, ref)
+		if err == nil && (im.Public || im.Tenant == t) {
+			return im, nil
+		}
+		return inventory.Image{}, fmt.Errorf("ring0: image %s: %w", ref, inventory.ErrNotFound)
+	}
+	for _, owner := range []rings.TenantID{t, ""} {
+		ims, err := r.store.ListImages(ctx, inventory.ImageFilter{Owners: []rings.TenantID{owner}, Name: ref})
+		if err != nil {
+			return inventory.Image{}, err
+		}
+		if len(ims) == 1 {
+			return ims[0], nil
+		}
+	}
+	return inventory.Image{}, fmt.Errorf("ring0: image %q: %w", ref, inventory.ErrNotFound)
+}
+
+// vmHost is where tenant t's VMs run: the up ring 1 node hosting t (it holds the scoped key
+// the VM's bus credential is minted with).
+func (r *Ring0) vmHost(ctx context.Context, t rings.TenantID) (rings.NodeID, error) {
+	tn, err := r.store.GetTenant(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	for _, h := range tn.Hosts {
+		if n, err := r.store.GetNode(ctx, h.Node); err == nil && n.State == "up" {
+			return h.Node, nil
+		}
+	}
+	return "", fmt.Errorf("ring0: no ring 1 node hosting %s is up: %w", t, ErrNode)
+}
+
+// newUUID is a random (version 4) UUID.
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
+}
+
+// newMAC is a random locally administered unicast MAC in QEMU's 52:54:00 prefix.
+func newMAC() string {
+	var b [3]byte
+	rand.Read(b[:])
+	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
+}
