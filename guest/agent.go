@@ -98,6 +98,7 @@ func (a *Agent) Subject() string { return bus.Ring2Obs(a.creds.PublicKey) }
 func (a *Agent) Run(ctx context.Context) error {
 	ready := make(chan struct{}, 1) // (re)connected: heartbeat now rather than at the next tick
 	closed := make(chan struct{})
+	final := make(chan error, 1) // why bus.Connect closed the connection: revoked or expired
 	poke := func(*nats.Conn) {
 		select {
 		case ready <- struct{}{}:
@@ -107,7 +108,11 @@ func (a *Agent) Run(ctx context.Context) error {
 	nc, err := bus.Connect(strings.Join(a.meta.NATS, ","), a.creds,
 		// A ring 2 user may read replies only under its own key's inbox.
 		nats.CustomInboxPrefix(bus.Inbox(a.creds.PublicKey)),
+		// Keep trying whatever the bus says, even "authorization violation" (the tenant's
+		// account may not have reached the broker yet); bus.Connect still gives up on a
+		// credential that is revoked or expired.
 		nats.RetryOnFailedConnect(true),
+		nats.IgnoreAuthErrorAbort(),
 		nats.ReconnectWait(time.Second),
 		nats.ConnectHandler(poke),
 		nats.ReconnectHandler(func(c *nats.Conn) {
@@ -117,6 +122,14 @@ func (a *Agent) Run(ctx context.Context) error {
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				a.log.Warn("bus: disconnected; reconnecting", "err", err)
+			}
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if bus.Terminal(err) {
+				select {
+				case final <- err:
+				default:
+				}
 			}
 		}),
 		nats.ClosedHandler(func(*nats.Conn) { close(closed) }),
@@ -130,15 +143,18 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			a.beat(nc, rings.StateStopping)
-			_ = nc.FlushTimeout(2 * time.Second) // best effort: the machine is going down
+			if a.beat(nc, rings.StateStopping) {
+				_ = nc.FlushTimeout(2 * time.Second) // best effort: the machine is going down
+			}
 			nc.Close()
 			return nil
 		case <-closed:
-			if err := nc.LastError(); err != nil {
-				return fmt.Errorf("guest: the bus closed the connection for good: %w", err)
+			select {
+			case err := <-final:
+				return fmt.Errorf("guest: the bus refuses the VM's credential for good: %w", err)
+			default:
+				return errors.New("guest: the connection to the bus closed")
 			}
-			return errors.New("guest: the bus closed the connection for good")
 		case <-ready:
 		case <-t.C:
 		}
@@ -146,19 +162,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
-// beat publishes one signed observation, if connected.
-func (a *Agent) beat(nc *nats.Conn, state rings.NodeState) {
+// beat publishes one signed observation if connected, and reports whether it did.
+func (a *Agent) beat(nc *nats.Conn, state rings.NodeState) bool {
 	if !nc.IsConnected() {
-		return
+		return false
 	}
 	sl, err := bus.PublishObservation(nc, a.signer, a.Subject(), a.observe(time.Now(), state))
 	if err != nil {
 		a.log.Warn("heartbeat not published", "err", err)
-		return
+		return false
 	}
 	if a.sent++; a.sent == 1 {
 		a.log.Info("first heartbeat published", "seq", sl.Seq)
 	}
+	return true
 }
 
 // observe is what the VM says about itself at now.

@@ -3,6 +3,7 @@ package guest_test
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -178,6 +179,58 @@ func TestHeartbeatsOnceTheBusIsThere(t *testing.T) {
 	ver := bus.NewVerifier(0)
 	ver.Register("vm-1", v.attest.Public(), 0)
 	receive(t, msgs, ver, "vm-1", v.creds.PublicKey)
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+}
+
+// TestRevokedStops revokes the VM's user while it heartbeats: the agent gives up with an error
+// instead of retrying a credential that can never work again.
+func TestRevokedStops(t *testing.T) {
+	c := harness.StartBroker(t)
+	v := newVM(t, c, "acme", "vm-1")
+	msgs := ring1Sub(t, c, "acme")
+	a, err := guest.New(guest.Config{Meta: v.meta(t, "acme", c.URL, 100*time.Millisecond), Logger: harness.Logger(t), Proc: fakeProc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- a.Run(t.Context()) }() // ends on revocation, or with the test
+	ver := bus.NewVerifier(0)
+	ver.Register("vm-1", v.attest.Public(), 0)
+	receive(t, msgs, ver, "vm-1", v.creds.PublicKey)
+	if err := c.Broker.Revoke(t.Context(), keys.TenantAccount("acme"), v.creds.PublicKey); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "revoked") {
+			t.Fatalf("Run: got %v, want an error saying the credential was revoked", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Run went on with a revoked credential")
+	}
+}
+
+// TestUnknownAccountKeepsTrying gives the agent a credential of an account the broker does not
+// know (yet): the agent keeps trying instead of giving up after two refusals.
+func TestUnknownAccountKeepsTrying(t *testing.T) {
+	c := harness.StartBroker(t)
+	att, _ := keys.NewAttestation()
+	m := &guest.Meta{Node: "vm-1", Tenant: "acme", NATS: []string{c.URL}, Creds: credsFor(t, "vm-1"), Attest: att.SeedText()}
+	a, err := guest.New(guest.Config{Meta: m, Logger: harness.Logger(t), Proc: fakeProc})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }() // ends at stop
+	select {
+	case err := <-done:
+		t.Fatalf("Run gave up: %v", err)
+	case <-time.After(3500 * time.Millisecond): // three refusals at least
+	}
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("Run: %v", err)
