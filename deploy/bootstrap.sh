@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # From a bare Debian/Ubuntu machine with Go to a running cloud: installs the PostgreSQL server
-# binaries if they are missing, builds ./enjin and execs `enjin up` with this script's
-# arguments. Run it from anywhere; it works at the repository root.
+# binaries (and nftables, e2fsprogs, libvirt and QEMU) if they are missing, starts libvirtd,
+# builds ./enjin and execs `enjin up` with this script's arguments. Run it from anywhere; it
+# works at the repository root.
 #
 #   deploy/bootstrap.sh [enjin up flags]
 set -euo pipefail
@@ -40,6 +41,11 @@ if ! command -v mkfs.ext4 >/dev/null; then
 	"${sudo[@]}" apt-get update
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends e2fsprogs
 fi
+
+# libvirt and QEMU: ring 1 runs tenants' VMs through libvirtd. The script installs them if
+# missing and starts virtlogd and libvirtd if they do not answer.
+deploy/libvirt.sh
+echo "bootstrap: libvirtd answers on /var/run/libvirt/libvirt-sock"
 
 if ! command -v go >/dev/null; then
 	echo "bootstrap: no 'go' on PATH; install Go 1.26 or later (https://go.dev/doc/install) and run this again" >&2

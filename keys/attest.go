@@ -66,10 +66,16 @@ func ParseAttestationPublic(s string) (ed25519.PublicKey, error) {
 	return ed25519.PublicKey(b), nil
 }
 
+// SeedText is the key's secret seed as WriteFile stores it and ParseAttestation reads it:
+// "enjin-attest-v1:" and the unpadded base64url seed. It is how a VM's key travels in its
+// metadata; treat it as the key itself.
+func (a *Attestation) SeedText() string {
+	return attestPrefix + base64.RawURLEncoding.EncodeToString(a.priv.Seed())
+}
+
 // WriteFile stores the key's seed at path with mode 0600; it never replaces an existing key.
 func (a *Attestation) WriteFile(path string) error {
-	enc := attestPrefix + base64.RawURLEncoding.EncodeToString(a.priv.Seed()) + "\n"
-	return writeSecret(path, []byte(enc))
+	return writeSecret(path, []byte(a.SeedText()+"\n"))
 }
 
 // LoadAttestation reads a key written by WriteFile.
@@ -81,13 +87,22 @@ func LoadAttestation(path string) (*Attestation, error) {
 	if err != nil {
 		return nil, fmt.Errorf("keys: %w", err)
 	}
+	a, err := ParseAttestation(b)
+	if err != nil {
+		return nil, fmt.Errorf("%w (%s)", err, path)
+	}
+	return a, nil
+}
+
+// ParseAttestation reads a key in the form SeedText makes; trailing white space is ignored.
+func ParseAttestation(b []byte) (*Attestation, error) {
 	rest, ok := bytes.CutPrefix(trimSpace(b), []byte(attestPrefix))
 	if !ok {
-		return nil, fmt.Errorf("keys: %s: not an attestation key", path)
+		return nil, errors.New("keys: not an attestation key")
 	}
-	seed, err := base64.RawURLEncoding.DecodeString(string(rest))
+	seed, err := base64.RawURLEncoding.Strict().DecodeString(string(rest))
 	if err != nil || len(seed) != ed25519.SeedSize {
-		return nil, fmt.Errorf("keys: %s: malformed attestation key", path)
+		return nil, errors.New("keys: malformed attestation key")
 	}
 	return attestationFromSeed(seed), nil
 }

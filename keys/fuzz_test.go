@@ -60,3 +60,20 @@ func FuzzCheck(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseAttestation feeds arbitrary bytes to the attestation key parser: nothing may panic,
+// and a key it accepts must write back as the text it was read from.
+func FuzzParseAttestation(f *testing.F) {
+	a, _ := keys.NewAttestation()
+	f.Add([]byte(a.SeedText()))
+	f.Add([]byte("enjin-attest-v1:"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, err := keys.ParseAttestation(b)
+		if err != nil {
+			return
+		}
+		if again, err := keys.ParseAttestation([]byte(got.SeedText())); err != nil || again.Public() != got.Public() {
+			t.Fatalf("%q: seed text does not round-trip: %v", b, err)
+		}
+	})
+}

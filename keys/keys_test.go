@@ -149,6 +149,24 @@ func TestAttestationKeyRoundTrip(t *testing.T) {
 	}
 }
 
+func TestAttestationSeedText(t *testing.T) {
+	a, err := keys.NewAttestation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := keys.ParseAttestation([]byte(a.SeedText() + "\n"))
+	if err != nil || b.Public() != a.Public() {
+		t.Fatalf("round trip: %v, got %s want %s", err, b.Public(), a.Public())
+	}
+	text := a.SeedText()
+	for _, bad := range []string{"", "enjin-attest-v1:", text[:len(text)-1], text + "A", "x" + text,
+		strings.Replace(text, ":", ":=", 1), text[:len(text)-1] + "!"} {
+		if _, err := keys.ParseAttestation([]byte(bad)); err == nil {
+			t.Errorf("parsed %q", bad)
+		}
+	}
+}
+
 func TestLoadCredsRefusesReadableFiles(t *testing.T) {
 	c, err := keys.Init(t.TempDir())
 	if err != nil {

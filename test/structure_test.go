@@ -168,9 +168,10 @@ var importRules = []importRule{
 	{pkg: "enjin/schema/...", allow: []string{"enjin/rings"}},
 	{pkg: "enjin/services/...", allow: middle},
 	{pkg: "enjin/supervisors/...", allow: middle},
+	{pkg: "enjin/guest", allow: []string{"enjin/bus", "enjin/keys", "enjin/rings"}},
 	{pkg: "enjin/rings/*/...", allow: append([]string{"enjin/rings/*/..."}, middle...)},
-	{pkg: "enjin/cmd/...", allow: append([]string{"enjin/rings/..."}, middle...)},
-	{pkg: "enjin/test/...", allow: append([]string{"enjin/test/...", "enjin/rings/..."}, middle...)},
+	{pkg: "enjin/cmd/...", allow: append([]string{"enjin/rings/...", "enjin/guest"}, middle...)},
+	{pkg: "enjin/test/...", allow: append([]string{"enjin/test/...", "enjin/rings/...", "enjin/guest"}, middle...)},
 }
 
 // middle is what services and supervisors may import, and everything above them too.
@@ -186,7 +187,7 @@ var noDriver = struct {
 	forbid  string // import path prefix
 	because string
 }{
-	pkgs:    []string{"enjin/bus/...", "enjin/keys", "enjin/rings", "enjin/rings/ring1/...", "enjin/rings/ring2/..."},
+	pkgs:    []string{"enjin/bus/...", "enjin/keys", "enjin/rings", "enjin/rings/ring1/...", "enjin/rings/ring2/...", "enjin/guest"},
 	forbid:  "github.com/jackc/",
 	because: "rings 1 and 2 and the shared packages never reach the database driver",
 }

@@ -1,7 +1,8 @@
 // Command enjin is the one binary of the enjin cloud. `enjin up` runs a whole cloud on this
-// machine; `enjin ring0` and `enjin ring1` run one ring each; the client commands (nodes,
-// compartments, tenants, apps, images, logs, creds, verify) talk to a running cloud's meta
-// API; and `enjin bench` measures enjin on this machine.
+// machine; `enjin ring0` and `enjin ring1` run one ring each; `enjin guest` runs inside a VM
+// as its ring 2 node; the client commands (nodes, compartments, tenants, apps, images, logs,
+// creds, verify) talk to a running cloud's meta API; and `enjin bench` measures enjin on this
+// machine.
 //
 // Exit status: 0 on success, 1 when the command failed, 2 for a usage error. Errors are one
 // line on stderr, `enjin: …`.

@@ -83,7 +83,7 @@ read by other users.`,
 			root.AddCommand(c)
 		}
 	}
-	add("run", upCmd(g), initCmd(g), ring0Cmd(g), ring1Cmd(g), benchCmd())
+	add("run", upCmd(g), initCmd(g), ring0Cmd(g), ring1Cmd(g), guestCmd(), benchCmd())
 	add("use", nodesCmd(g), compartmentsCmd(g), tenantsCmd(g), appsCmd(g), imagesCmd(g), logsCmd(g), credsCmd(g), verifyCmd(g))
 	root.AddCommand(versionCmd())
 	root.InitDefaultHelpCmd()
