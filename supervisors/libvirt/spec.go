@@ -59,6 +59,9 @@ type NIC struct {
 	MAC    string // 52:54:00:…
 	Bridge string
 	Tap    string // the tap's name (≤ 15 bytes, not vnet…); empty with Bridge: vnetN
+	// Isolated makes the tap an isolated port of Bridge: it reaches the bridge's own address
+	// (the host) but no other isolated port — no other guest, no app instance.
+	Isolated bool
 }
 
 // FwCfg is one file for the guest: Name under opt/enjin/, File on the host.

@@ -21,7 +21,7 @@ var specs = map[string]libvirt.Domain{
 		Name: "enjin-t1-web", VCPUs: 2, MemoryMiB: 512,
 		Disks: []libvirt.Disk{{Path: "/var/lib/enjin/vms/web/root.qcow2", Format: "qcow2", Target: "vda",
 			Base: "/var/lib/enjin/images/debian-12.qcow2", Owned: true}},
-		NICs:       []libvirt.NIC{{MAC: "52:54:00:12:34:56", Bridge: "enjbr-t1"}},
+		NICs:       []libvirt.NIC{{MAC: "52:54:00:12:34:56", Bridge: "enjbr-t1", Isolated: true}},
 		ConsoleLog: "/var/log/enjin/vms/web.log",
 		Meta:       libvirt.Meta{Tenant: "t1", VM: "web", Node: "n-web"},
 	},
