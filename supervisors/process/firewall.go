@@ -3,6 +3,7 @@ package process
 import (
 	"bytes"
 	"fmt"
+	"net/netip"
 	"os/exec"
 	"strings"
 )
@@ -10,8 +11,8 @@ import (
 // Firewall confines the bridge's children with nftables, in a table of the bridge's own
 // (inet enjin-<bridge>): a child may answer connections the host opened to it (the router's),
 // but may open none of its own to the host — no host service, no control or bus port, on
-// any of the host's addresses — and nothing it sends is forwarded anywhere, to another child
-// or beyond. Together with the bridge's isolated ports this leaves every child alone with the
+// any of the host's addresses (but for a VM AllowGuest let in, to GuestPort on the gateway)
+// — and nothing it sends is forwarded anywhere, to another child or beyond. Together with the bridge's isolated ports this leaves every child alone with the
 // router.
 func (n *Network) Firewall() error {
 	if _, err := exec.LookPath("nft"); err != nil {
@@ -21,9 +22,13 @@ func (n *Network) Firewall() error {
 	rules := fmt.Sprintf(`table inet %[1]s {}
 delete table inet %[1]s
 table inet %[1]s {
+	set guests {
+		type ipv4_addr; comment "VMs, which may reach the host's guest port on the gateway";
+	}
 	chain input {
 		type filter hook input priority -10; policy accept;
 		iifname %[2]q ct state established,related accept
+		iifname %[2]q ip saddr @guests ip daddr %[3]s tcp dport %[4]d accept
 		iifname %[2]q meta l4proto tcp reject with tcp reset
 		iifname %[2]q reject
 	}
@@ -36,13 +41,35 @@ table inet %[1]s {
 		oifname %[2]q drop
 	}
 }
-`, table, n.Bridge)
+`, table, n.Bridge, n.Gateway(), GuestPort)
 	cmd := exec.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("process: firewall: nft: %w: %s", err, strings.TrimSpace(out.String()))
+	}
+	return nil
+}
+
+// GuestPort is the one port on the bridge's gateway a VM may open a connection to: ring 1's
+// relay to the bus, over which the guest publishes as its ring 2 node.
+const GuestPort = 4222
+
+// AllowGuest lets the VM with address a reach GuestPort on the gateway; DisallowGuest undoes
+// it. Nothing else a VM sends to the host is accepted.
+func (n *Network) AllowGuest(a netip.Addr) error { return n.guestSet("add", a) }
+
+// DisallowGuest takes a out of the addresses AllowGuest let in.
+func (n *Network) DisallowGuest(a netip.Addr) error { return n.guestSet("delete", a) }
+
+func (n *Network) guestSet(op string, a netip.Addr) error {
+	if !a.Is4() || !n.Prefix.Contains(a) {
+		return fmt.Errorf("process: firewall: guest %v is not in %v", a, n.Prefix)
+	}
+	out, err := exec.Command("nft", op, "element", "inet", "enjin-"+n.Bridge, "guests", "{ "+a.String()+" }").CombinedOutput()
+	if err != nil && !(op == "delete" && bytes.Contains(out, []byte("No such file"))) {
+		return fmt.Errorf("process: firewall: %s guest %v: %w: %s", op, a, err, bytes.TrimSpace(out))
 	}
 	return nil
 }

@@ -288,6 +288,28 @@ func (n *Network) Sweep() (int, error) {
 	return removed, errors.Join(errs...)
 }
 
+// Reserve takes an address of the prefix for something on the bridge that is not a child
+// process of this network — a VM's NIC — until Release.
+func (n *Network) Reserve() (netip.Addr, error) { return n.allocate() }
+
+// ReserveAddr takes address a again for what had it before a restart (a VM that kept
+// running); it fails if a is not the prefix's or is taken.
+func (n *Network) ReserveAddr(a netip.Addr) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.used == nil {
+		n.used = map[netip.Addr]bool{}
+	}
+	if !n.Prefix.Contains(a) || a == n.Gateway() || n.used[a] {
+		return fmt.Errorf("process: network %v: address %v is not free", n.Prefix, a)
+	}
+	n.used[a] = true
+	return nil
+}
+
+// Release gives back an address Reserve or ReserveAddr took.
+func (n *Network) Release(a netip.Addr) { n.release(a) }
+
 func (n *Network) allocate() (netip.Addr, error) {
 	n.mu.Lock()
 	defer n.mu.Unlock()

@@ -1,0 +1,91 @@
+package process_test
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"enjin/supervisors/process"
+)
+
+// A child on the bridge reaches the gateway's guest port only while AllowGuest lets its
+// address in, and never any other port; reserved addresses are never handed to a child.
+func TestGuestPortAndReservedAddresses(t *testing.T) {
+	n := time.Now().UnixNano()%200 + 20
+	nw := &process.Network{Bridge: fmt.Sprintf("enjg%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.99.%d.0/29", n))}
+	if err := nw.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { exec.Command("ip", "link", "del", nw.Bridge).Run() })
+	if err := nw.Firewall(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nw.RemoveFirewall() })
+	reserved, err := nw.Reserve()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep, err := nw.Attach("g1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ep.Close() })
+	if ep.Addr == reserved {
+		t.Fatalf("a child got the reserved address %v", reserved)
+	}
+	if err := nw.ReserveAddr(ep.Addr); err == nil {
+		t.Fatalf("ReserveAddr took %v, which a child has", ep.Addr)
+	}
+	gw := nw.Gateway().String()
+	guest, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(process.GuestPort)))
+	other, _ := net.Listen("tcp", net.JoinHostPort(gw, "0"))
+	if guest == nil || other == nil {
+		t.Fatal("listeners on the gateway")
+	}
+	defer guest.Close()
+	defer other.Close()
+	for _, l := range []net.Listener{guest, other} {
+		go func() { // ends when l closes
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	dial := func(port int) bool {
+		cmd := exec.Command("ip", "netns", "exec", filepath.Base(ep.Netns), "bash", "-c",
+			fmt.Sprintf("exec 3<>/dev/tcp/%s/%d", gw, port))
+		return cmd.Run() == nil
+	}
+	otherPort := other.Addr().(*net.TCPAddr).Port
+	if dial(process.GuestPort) || dial(otherPort) {
+		t.Fatal("a child reached the gateway before AllowGuest")
+	}
+	if err := nw.AllowGuest(ep.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if !dial(process.GuestPort) {
+		t.Fatal("an allowed guest cannot reach the guest port")
+	}
+	if dial(otherPort) {
+		t.Fatal("an allowed guest reached another port of the gateway")
+	}
+	if err := nw.DisallowGuest(ep.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if dial(process.GuestPort) {
+		t.Fatal("a disallowed guest still reaches the guest port")
+	}
+	nw.Release(reserved)
+	if err := nw.ReserveAddr(reserved); err != nil {
+		t.Fatalf("a released address could not be reserved again: %v", err)
+	}
+}
