@@ -174,9 +174,11 @@ var importRules = []importRule{
 	{pkg: "enjin/test/...", allow: append([]string{"enjin/test/...", "enjin/rings/...", "enjin/guest"}, middle...)},
 }
 
-// middle is what services and supervisors may import, and everything above them too.
+// middle is what services and supervisors may import, and everything above them too. guest
+// is among them: it stands on bus, keys and rings only, and its metadata is the contract
+// between a VM and the host that makes it (services/vmhost).
 var middle = []string{
-	"enjin/services/...", "enjin/supervisors/...",
+	"enjin/services/...", "enjin/supervisors/...", "enjin/guest",
 	"enjin/bus/...", "enjin/keys", "enjin/schema/...", "enjin/rings",
 }
 

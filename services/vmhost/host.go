@@ -1,0 +1,236 @@
+// Package vmhost runs tenants' virtual machines on a ring 1 node, through libvirt (the
+// `libvirt` supervision strategy). Ring 0 decides and records; vmhost realizes what ring 0
+// asks (a rings.VMRequest: the whole wanted state, so asking twice changes nothing) and says
+// what it observes.
+//
+// Guarantees. An image is used only once its bytes match the digest ring 0 named. A VM's
+// disk is a qcow2 overlay on the cached image (the image itself is shared and read-only). A
+// VM gets its metadata — its bus credential and attestation key among it — through a file
+// QEMU hands it over fw_cfg, never on a command line. Every VM's NICs are isolated ports of
+// the ring's bridge with addresses reserved on it, and only a VM may reach the bus relay on
+// the gateway. Destroy leaves no domain, disk, tap, address or file behind. A restarted node
+// adopts the VMs it finds running (it does not restart them); domains not of this node are
+// left alone.
+//
+// Ring 1 imports vmhost; vmhost imports the libvirt and process strategies, guest (the
+// metadata's form) and rings.
+package vmhost
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"sync"
+	"time"
+
+	"enjin/rings"
+	"enjin/supervisors/libvirt"
+)
+
+// Hypervisor is what vmhost needs of libvirt; *libvirt.Conn has it.
+type Hypervisor interface {
+	Define(d libvirt.Domain) error
+	Start(name string) error
+	Shutdown(ctx context.Context, name string, timeout time.Duration) error
+	Reboot(name string) error
+	Undefine(name string) error
+	State(name string) (libvirt.State, error)
+	List() ([]libvirt.Info, error)
+	AttachNIC(name string, n libvirt.NIC) error
+	DetachNIC(name, mac string) error
+	AttachDisk(name string, k libvirt.Disk) error
+	DetachDisk(name, target string) error
+	ConsoleLog(name string) (string, error)
+}
+
+// Addresses hands out the bridge's addresses to VMs and lets VMs reach the bus relay;
+// *process.Network has it.
+type Addresses interface {
+	Reserve() (netip.Addr, error)
+	ReserveAddr(a netip.Addr) error
+	Release(a netip.Addr)
+	Gateway() netip.Addr
+	AllowGuest(a netip.Addr) error
+	DisallowGuest(a netip.Addr) error
+}
+
+// Identity is a VM's bus identity: a .creds file's text (a user of its tenant's account,
+// named for the VM) and its attestation key's seed, with the public keys ring 0 registers.
+type Identity struct {
+	Creds      string
+	UserPub    string
+	AttestSeed string
+	AttestPub  string
+}
+
+// Config configures a host. Every field but Logger is required.
+type Config struct {
+	Dir     string       // images/, vms/ and volumes/ live here
+	Node    rings.NodeID // this ring 1 node
+	Libvirt Hypervisor
+	Bridge  string // the ring's bridge, where VMs' NICs go
+	Network Addresses
+	Prefix  netip.Prefix // the bridge's addresses, for the guests' own configuration
+	// Fetch writes part (qcow2, kernel or initrd) of the image with digest to w, from ring 0.
+	Fetch func(ctx context.Context, digest, part string, w *os.File) error
+	// Mint makes the bus identity of VM id of tenant t.
+	Mint func(ctx context.Context, t rings.TenantID, id rings.NodeID) (Identity, error)
+	// Revoke is told a destroyed VM's user key, for ring 0 to revoke.
+	Revoke func(t rings.TenantID, userPub string)
+	NATS   []string // the bus URLs guests dial (the relay on the gateway)
+	Logger *slog.Logger
+}
+
+// Host runs VMs. Its methods are safe for concurrent use; operations on one VM are serialized.
+type Host struct {
+	cfg Config
+	log *slog.Logger
+
+	mu     sync.Mutex
+	locks  map[rings.NodeID]*sync.Mutex
+	images sync.Mutex // one image fetch at a time
+}
+
+// New checks cfg and makes the host's directories. QEMU (run by libvirt as its own user)
+// must traverse them to reach a VM's files, so they are 0711: nobody may list them.
+func New(cfg Config) (*Host, error) {
+	if cfg.Dir == "" || cfg.Libvirt == nil || cfg.Network == nil || cfg.Fetch == nil || cfg.Mint == nil || cfg.Bridge == "" {
+		return nil, errors.New("vmhost: Dir, Libvirt, Network, Fetch, Mint and Bridge are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Revoke == nil {
+		cfg.Revoke = func(rings.TenantID, string) {}
+	}
+	abs, err := filepath.Abs(cfg.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("vmhost: %w", err)
+	}
+	cfg.Dir = abs
+	for _, d := range []string{"", "images", "vms", "volumes"} {
+		if err := os.MkdirAll(filepath.Join(abs, d), 0o711); err != nil {
+			return nil, fmt.Errorf("vmhost: %w", err)
+		}
+		if err := os.Chmod(filepath.Join(abs, d), 0o711); err != nil {
+			return nil, fmt.Errorf("vmhost: %w", err)
+		}
+	}
+	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), locks: map[rings.NodeID]*sync.Mutex{}}, nil
+}
+
+// lock serializes the operations on one VM; the caller calls the function it returns.
+func (h *Host) lock(id rings.NodeID) func() {
+	h.mu.Lock()
+	l := h.locks[id]
+	if l == nil {
+		l = &sync.Mutex{}
+		h.locks[id] = l
+	}
+	h.mu.Unlock()
+	l.Lock()
+	return l.Unlock
+}
+
+// record is what the node keeps of a VM it runs (vms/<id>/vm.json): the last request it
+// realized and what it gave the VM.
+type record struct {
+	Request   rings.VMRequest   `json:"request"`
+	Addresses []netip.Addr      `json:"addresses"` // one per NIC, in order
+	Targets   map[string]string `json:"targets"`   // each volume's device in the guest (vdb…), by volume id
+	UserPub   string            `json:"user_pub"`
+	AttestPub string            `json:"attest_pub"`
+}
+
+func (h *Host) vmDir(id rings.NodeID) string { return filepath.Join(h.cfg.Dir, "vms", string(id)) }
+
+func (h *Host) load(id rings.NodeID) (record, bool) {
+	b, err := os.ReadFile(filepath.Join(h.vmDir(id), "vm.json"))
+	if err != nil {
+		return record{}, false
+	}
+	var r record
+	if err := json.Unmarshal(b, &r); err != nil {
+		h.log.Error("vm record unreadable", "vm", id, "err", err)
+		return record{}, false
+	}
+	return r, true
+}
+
+func (h *Host) save(r record) error {
+	b, _ := json.MarshalIndent(r, "", "  ")
+	p := filepath.Join(h.vmDir(r.Request.ID), "vm.json")
+	if err := os.WriteFile(p+".tmp", b, 0o600); err != nil {
+		return fmt.Errorf("vmhost: %w", err)
+	}
+	return os.Rename(p+".tmp", p)
+}
+
+// Restore adopts the VMs of this node that are running, after a restart of the node: their
+// addresses are taken again and they may reach the relay. They are not restarted. A domain
+// of this node that has no record here is reported, not touched.
+func (h *Host) Restore() error {
+	infos, err := h.cfg.Libvirt.List()
+	if err != nil {
+		return fmt.Errorf("vmhost: restore: %w", err)
+	}
+	for _, in := range infos {
+		if in.Meta.Node != h.cfg.Node {
+			continue
+		}
+		r, ok := h.load(rings.NodeID(in.Name))
+		if !ok {
+			h.log.Warn("a domain of this node without a record here; left alone", "domain", in.Name)
+			continue
+		}
+		for _, a := range r.Addresses {
+			if err := h.cfg.Network.ReserveAddr(a); err != nil {
+				h.log.Warn("vm address not taken again", "vm", in.Name, "addr", a, "err", err)
+			}
+			if in.State == libvirt.Running {
+				if err := h.cfg.Network.AllowGuest(a); err != nil {
+					h.log.Warn("vm not let in to the relay", "vm", in.Name, "err", err)
+				}
+			}
+		}
+		h.log.Info("vm adopted", "vm", in.Name, "tenant", r.Request.Tenant, "state", in.State)
+	}
+	return nil
+}
+
+// Children reports every VM of this node as a ring 2 child, for the node's heartbeat.
+func (h *Host) Children() []rings.Child {
+	infos, err := h.cfg.Libvirt.List()
+	if err != nil {
+		return nil
+	}
+	var out []rings.Child
+	for _, in := range infos {
+		if in.Meta.Node != h.cfg.Node {
+			continue
+		}
+		out = append(out, rings.Child{Node: rings.NodeID(in.Name), Tenant: in.Meta.Tenant, App: "vm:" + in.Meta.VM, State: stateOf(in.State)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
+	return out
+}
+
+// stateOf says a libvirt state in rings' words.
+func stateOf(s libvirt.State) string {
+	switch s {
+	case libvirt.Running, libvirt.Blocked:
+		return rings.VMRunning
+	case libvirt.ShutOff, libvirt.ShuttingDown:
+		return rings.VMStopped
+	case libvirt.Crashed:
+		return rings.VMCrashed
+	default:
+		return s.String()
+	}
+}
