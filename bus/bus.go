@@ -121,22 +121,35 @@ func Handle[Req, Resp any](nc *nats.Conn, subj, queue string, fn func(m *nats.Ms
 			return
 		}
 		resp, err := fn(m, req)
-		if err != nil {
-			replyErr(m, err)
+		if errors.Is(err, ErrReplyLater) {
 			return
 		}
-		b, err := json.Marshal(resp)
-		if err != nil {
-			replyErr(m, err)
-			return
-		}
-		_ = m.Respond(b) // the requester times out if this is lost; commands are idempotent
+		Reply(m, resp, err)
 	}
 	sub, err := nc.QueueSubscribe(subj, queue, h)
 	if err != nil {
 		return nil, fmt.Errorf("bus: handle %s: %w", subj, err)
 	}
 	return sub, nil
+}
+
+// ErrReplyLater, returned by a Handle function, says it took the request on and will answer
+// it with Reply itself — from a goroutine of its own, so that a long command (a VM's image
+// fetched, say) does not hold up the requests behind it.
+var ErrReplyLater = errors.New("bus: the handler replies later")
+
+// Reply answers request m with resp, or, if err is not nil, refuses it with err.
+func Reply(m *nats.Msg, resp any, err error) {
+	if err != nil {
+		replyErr(m, err)
+		return
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		replyErr(m, err)
+		return
+	}
+	_ = m.Respond(b) // the requester times out if this is lost; commands are idempotent
 }
 
 func replyErr(m *nats.Msg, err error) {

@@ -118,6 +118,9 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	if err := host.Restore(ctx); err != nil {
 		n.log.Error("apps not restored", "err", err)
 	}
+	// VMs keep running when the node stops: the node that starts next adopts them.
+	stopVMs := n.startVMs(ctx, nc, nw, ids)
+	defer stopVMs()
 	n.log.Info("hosting apps", "router", rln.Addr(), "api", ln.Addr(), "domain", c.AppsDomain)
 	ready <- nil
 	var err2 error

@@ -95,6 +95,9 @@ func (n *Node) observe(now time.Time) rings.Observation {
 	if h := n.apps.Load(); h != nil {
 		children = h.Children()
 	}
+	if h := n.vms.Load(); h != nil {
+		children = append(children, h.Children()...)
+	}
 	return rings.Observation{
 		Children:  children,
 		Node:      n.cfg.Node,

@@ -35,6 +35,7 @@ import (
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/services/apphost"
+	"enjin/services/vmhost"
 )
 
 // DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
@@ -79,6 +80,7 @@ type Node struct {
 	revokes                          *revokeQueue                 // revocations ring 0 has yet to confirm; nil without Dir
 	jwt                              atomic.Pointer[string]       // the current credential; see renewals
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
+	vms                              atomic.Pointer[vmhost.Host]  // set while the node hosts VMs
 }
 
 // Stats counts the node's heartbeats since New.
@@ -141,6 +143,9 @@ func New(cfg Config) (*Node, error) {
 		bus.Ring1Cmd(cfg.Node, bus.VerbDescribe):  n.describe,
 		bus.Ring1Cmd(cfg.Node, bus.VerbDrain):     n.drain,
 		bus.Ring1Cmd(cfg.Node, bus.VerbTenantKey): n.tenantKey,
+	}
+	for subj, fn := range n.vmCommands() {
+		n.cmds[subj] = fn
 	}
 	return n, nil
 }
