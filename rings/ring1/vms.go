@@ -64,8 +64,10 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 	}
 	h, err := vmhost.New(vmhost.Config{Dir: dir, Node: n.cfg.Node, Libvirt: lv, Bridge: c.Bridge,
 		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, Logger: n.log,
-		Fetch: func(ctx context.Context, digest, part string, f *os.File) error { return fetchImage(ctx, nc, digest, part, f) },
-		Mint:  ids.mintVM,
+		Fetch: func(ctx context.Context, digest, part string, f *os.File) error {
+			return fetchImage(ctx, nc, digest, part, f)
+		},
+		Mint: ids.mintVM,
 		Revoke: func(t rings.TenantID, user string) {
 			if n.revokes != nil {
 				n.revokes.add(context.Background(), nc, bus.RevokeRequest{Tenant: t, User: user})
