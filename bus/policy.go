@@ -79,7 +79,7 @@ const IngestUser = "ring0-ingest"
 func Ring0IngestPerms() keys.Permissions {
 	return keys.Permissions{
 		PubAllow: []string{Inbox(IngestUser) + ".>"}, // replies go through Resp; this only narrows
-		SubAllow: []string{Ring1ObsAll},
+		SubAllow: []string{Ring1ObsAll, R1FromTenantObsAll},
 		Resp:     true,
 	}
 }

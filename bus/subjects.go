@@ -1,6 +1,8 @@
 package bus
 
 import (
+	"strings"
+
 	"enjin/rings"
 )
 
@@ -123,6 +125,25 @@ func R1Ring0(service string) string { return "r1.ring0." + service }
 // R1FromTenantObs is where ring 1 receives tenant t's ring 2 observations; the last but one
 // token is the publishing user's key, which the server enforces.
 func R1FromTenantObs(t rings.TenantID) string { return "r1.from." + string(t) + ".*.obs" }
+
+// R1FromTenantObsAll matches every tenant's ring 2 observations as they reach RING1; ring 0's
+// ingest user takes those of VMs, which sign their own.
+const R1FromTenantObsAll = "r1.from.*.*.obs"
+
+// R1FromObsKey extracts the tenant and the publishing user's key (which the server enforces)
+// from a subject R1FromTenantObsAll matched.
+func R1FromObsKey(subject string) (rings.TenantID, string, bool) {
+	rest, ok := strings.CutPrefix(subject, "r1.from.")
+	if !ok {
+		return "", "", false
+	}
+	rest, ok = strings.CutSuffix(rest, ".obs")
+	t, key, ok2 := strings.Cut(rest, ".")
+	if !ok || !ok2 || strings.Contains(key, ".") || rings.TenantID(t).Validate() != nil || key == "" {
+		return "", "", false
+	}
+	return rings.TenantID(t), key, true
+}
 
 // R1FromTenantLog is where ring 1 receives tenant t's ring 2 log lines.
 func R1FromTenantLog(t rings.TenantID) string { return "r1.from." + string(t) + ".*.log" }

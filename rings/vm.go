@@ -56,4 +56,6 @@ type VMStatus struct {
 	State     string   `json:"state"`
 	Addresses []string `json:"addresses,omitempty"`
 	Reason    string   `json:"reason,omitempty"`
+	UserPub   string   `json:"user_pub,omitempty"`   // its bus user, whose key names its observations' subject
+	AttestPub string   `json:"attest_pub,omitempty"` // the key its observations are signed with
 }

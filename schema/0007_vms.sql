@@ -25,6 +25,7 @@ CREATE TABLE vms (
     node_id         text NOT NULL REFERENCES nodes (id),
     desired_state   text NOT NULL DEFAULT 'running' CHECK (desired_state IN ('running', 'stopped')),
     observed_state  text NOT NULL DEFAULT 'pending',
+    addresses       jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(addresses) = 'array'), -- as its node last said
     spec            jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(spec) = 'object'), -- networks, ssh keys, user data, NICs
     metadata        jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
     version         bigint NOT NULL DEFAULT 1,

@@ -55,7 +55,8 @@ type ingester struct {
 	store  *inventory.Store
 	verify *bus.Verifier
 	log    *slog.Logger
-	seen   func(node rings.NodeID, at time.Time) // liveness: called after commit
+	seen   func(node rings.NodeID, at time.Time)     // liveness: called after commit
+	byKey  func(userKey string) (rings.NodeID, bool) // the VM whose bus user has this key
 
 	in     chan *nats.Msg
 	shards []chan pending
@@ -138,7 +139,12 @@ func (g *ingester) verifyLoop(ctx context.Context) {
 // answered. Messages whose subject names no node get an Item with an error too.
 func (g *ingester) check(msgs []*nats.Msg, items []bus.Item) []bus.Item {
 	for _, m := range msgs {
-		node, _ := bus.Ring1ObsNode(m.Subject)
+		node, ok := bus.Ring1ObsNode(m.Subject)
+		if !ok && g.byKey != nil { // a VM's own, named by its user key
+			if _, key, kok := bus.R1FromObsKey(m.Subject); kok {
+				node, _ = g.byKey(key)
+			}
+		}
 		items = append(items, bus.Item{Node: node, Header: m.Header, Payload: m.Data})
 	}
 	g.verify.VerifyBatch(items, time.Now())

@@ -79,7 +79,9 @@ type Ring0 struct {
 	images *images.Store // nil if it could not open: the image routes answer 503
 	start  time.Time
 
-	nodeMu   sync.Mutex // serializes joins and decommissions: neither sees half of the other
+	nodeMu sync.Mutex // serializes joins and decommissions: neither sees half of the other
+	vmKeys sync.Map   // a VM's bus user key → its node id
+
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
 	appsAPIs map[rings.NodeID]appsAPI
@@ -162,6 +164,10 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	r.judge = newJudge(r.cfg.Heartbeat)
 	r.judge.load(nks, time.Now())
 	r.ingest = newIngester(r.cfg.ingest, r.store, r.verify, r.log, r.judge.seen)
+	r.ingest.byKey = r.vmByKey
+	if err := r.loadVMKeys(ctx); err != nil {
+		return err
+	}
 	r.log.Info("nodes loaded", "n", len(nks))
 	return nil
 }
@@ -180,6 +186,10 @@ func (r *Ring0) connect() error {
 	sub, err := r.ingNC.QueueSubscribe(bus.Ring1ObsAll, "ring0", r.ingest.handle)
 	if err != nil {
 		return fmt.Errorf("ring0: subscribe observations: %w", err)
+	}
+	// VMs sign their own heartbeats, which reach RING1 from their tenants' accounts.
+	if _, err := r.ingNC.QueueSubscribe(bus.R1FromTenantObsAll, "ring0", r.ingest.handle); err != nil {
+		return fmt.Errorf("ring0: subscribe vm observations: %w", err)
 	}
 	if err := sub.SetPendingLimits(1<<20, 1<<30); err != nil {
 		return err

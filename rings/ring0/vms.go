@@ -135,6 +135,10 @@ func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, ve
 	if _, err := r.vmCommand(ctx, vm, bus.VerbVMDestroy); err != nil {
 		return err
 	}
+	if n, err := r.store.GetNode(ctx, rings.NodeID(vm.ID)); err == nil {
+		r.vmKeys.Delete(n.AuthPub)
+		r.verify.Forget(n.ID)
+	}
 	r.log.Info("vm destroyed", "tenant", t, "vm", name, "node", vm.Node)
 	return r.store.DeleteVM(ctx, t, name, version)
 }
@@ -165,10 +169,13 @@ func (r *Ring0) applyVM(ctx context.Context, vm inventory.VM) (rings.VMStatus, e
 	defer cancel()
 	st, err := bus.Request[rings.VMRequest, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, bus.VerbVMApply), req)
 	if err != nil {
-		r.recordVM(vm.ID, rings.VMFailed)
+		r.recordVM(vm.ID, rings.VMFailed, nil)
 		return st, r.nodeErr(vm, err)
 	}
-	r.recordVM(vm.ID, st.State)
+	if err := r.registerVM(ctx, vm, st); err != nil {
+		return st, err
+	}
+	r.recordVM(vm.ID, st.State, st.Addresses)
 	return st, nil
 }
 
@@ -182,18 +189,18 @@ func (r *Ring0) vmCommand(ctx context.Context, vm inventory.VM, verb string) (ri
 		return st, r.nodeErr(vm, err)
 	}
 	if verb != bus.VerbVMDestroy {
-		r.recordVM(vm.ID, st.State)
+		r.recordVM(vm.ID, st.State, st.Addresses)
 	}
 	return st, nil
 }
 
-func (r *Ring0) recordVM(id, state string) {
+func (r *Ring0) recordVM(id, state string, addrs []string) {
 	if state == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := r.store.SetVMObserved(ctx, id, state); err != nil {
+	if err := r.store.SetVMObserved(ctx, id, state, addrs); err != nil {
 		r.log.Warn("vm state not recorded", "vm", id, "err", err)
 	}
 }
@@ -292,4 +299,52 @@ func newMAC() string {
 	var b [3]byte
 	rand.Read(b[:])
 	return fmt.Sprintf("52:54:00:%02x:%02x:%02x", b[0], b[1], b[2])
+}
+
+// registerVM makes VM vm a ring 2 node whose own signed observations ring 0 takes: its
+// attestation key registered with the verifier, and its bus user's key mapped to it (its
+// observations' subject names the user, not the node).
+func (r *Ring0) registerVM(ctx context.Context, vm inventory.VM, st rings.VMStatus) error {
+	if st.UserPub == "" || st.AttestPub == "" {
+		return nil
+	}
+	id := rings.NodeID(vm.ID)
+	if _, loaded := r.vmKeys.Load(st.UserPub); loaded {
+		return nil // already known: applies after the first change nothing
+	}
+	n, err := r.store.RegisterNode(ctx, inventory.Node{ID: id, Ring: rings.Ring2, Label: string(vm.Tenant) + "/" + vm.Name,
+		Supervision: "libvirt", Observation: "self", ParentNode: string(vm.Node), AuthPub: st.UserPub, AttestPub: st.AttestPub,
+		Metadata: map[string]any{"tenant": string(vm.Tenant), "vm": vm.Name}})
+	if err != nil {
+		return err
+	}
+	if err := r.verify.Register(id, st.AttestPub, n.LastSeq); err != nil {
+		return err
+	}
+	r.vmKeys.Store(st.UserPub, id)
+	return nil
+}
+
+// vmByKey is the VM whose bus user has key.
+func (r *Ring0) vmByKey(key string) (rings.NodeID, bool) {
+	v, ok := r.vmKeys.Load(key)
+	if !ok {
+		return "", false
+	}
+	return v.(rings.NodeID), true
+}
+
+// loadVMKeys maps the bus users of the VMs the store knows to their nodes, at start.
+func (r *Ring0) loadVMKeys(ctx context.Context) error {
+	vms, err := r.store.ListVMs(ctx, "")
+	if err != nil {
+		return err
+	}
+	for _, vm := range vms {
+		n, err := r.store.GetNode(ctx, rings.NodeID(vm.ID))
+		if err == nil && n.AuthPub != "" {
+			r.vmKeys.Store(n.AuthPub, n.ID)
+		}
+	}
+	return nil
 }

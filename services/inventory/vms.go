@@ -59,6 +59,7 @@ type VM struct {
 	Node          rings.NodeID   `json:"node"`
 	DesiredState  string         `json:"desired_state"`  // running or stopped
 	ObservedState string         `json:"observed_state"` // pending, running, stopped, crashed, …, as ring 1 says
+	Addresses     []string       `json:"addresses"`      // its NICs' addresses, as ring 1 says
 	Spec          VMSpec         `json:"spec"`
 	Metadata      map[string]any `json:"metadata"`
 	Version       int64          `json:"version"`
@@ -81,13 +82,13 @@ type NIC struct {
 }
 
 const vmCols = `v.id::text, v.tenant_id, v.name, v.image, v.machine_type, v.node_id, v.desired_state, v.observed_state,
-	v.spec, v.metadata, v.version, v.created_at, v.updated_at`
+	v.addresses, v.spec, v.metadata, v.version, v.created_at, v.updated_at`
 
 func scanVM(r pgx.Row) (VM, error) {
 	var v VM
 	var tenant, node string
 	err := r.Scan(&v.ID, &tenant, &v.Name, &v.Image, &v.MachineType, &node, &v.DesiredState, &v.ObservedState,
-		&v.Spec, &v.Metadata, &v.Version, &v.CreatedAt, &v.UpdatedAt)
+		&v.Addresses, &v.Spec, &v.Metadata, &v.Version, &v.CreatedAt, &v.UpdatedAt)
 	v.Tenant, v.Node = rings.TenantID(tenant), rings.NodeID(node)
 	return v, err
 }
@@ -147,10 +148,11 @@ func (s *Store) UpdateVM(ctx context.Context, v VM) (VM, error) {
 	return out, pgErr("update vm "+string(v.Tenant)+"/"+v.Name, err)
 }
 
-// SetVMObserved records what the VM's node last observed of it (no new version: it is an
-// observation, not a change anyone asked for).
-func (s *Store) SetVMObserved(ctx context.Context, id, state string) error {
-	_, err := s.pool.Exec(ctx, `UPDATE vms SET observed_state = $2 WHERE id = $1 AND observed_state <> $2`, id, state)
+// SetVMObserved records what the VM's node last observed of it: its state and, if addrs is
+// not nil, its addresses (no new version: it is an observation, not a change anyone asked
+// for).
+func (s *Store) SetVMObserved(ctx context.Context, id, state string, addrs []string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE vms SET observed_state = $2, addresses = coalesce($3, addresses) WHERE id = $1`, id, state, addrs)
 	return pgErr("vm "+id+" observed", err)
 }
 

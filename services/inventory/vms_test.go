@@ -50,10 +50,10 @@ func TestVMsAndVolumes(t *testing.T) {
 	if _, err := s.UpdateVM(ctx, v1); !errors.Is(err, inventory.ErrConflict) {
 		t.Fatalf("a stale update: %v", err)
 	}
-	if err := s.SetVMObserved(ctx, v1.ID, "running"); err != nil {
+	if err := s.SetVMObserved(ctx, v1.ID, "running", []string{"100.64.0.2"}); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := s.GetVM(ctx, "acme", "vm1"); got.ObservedState != "running" || got.Version != 2 {
+	if got, _ := s.GetVM(ctx, "acme", "vm1"); got.ObservedState != "running" || got.Version != 2 || len(got.Addresses) != 1 {
 		t.Fatalf("observed: %+v", got)
 	}
 

@@ -286,7 +286,7 @@ func (h *Host) allow(rec record, on bool) {
 }
 
 func (h *Host) status(rec record) rings.VMStatus {
-	st := rings.VMStatus{ID: rec.Request.ID}
+	st := rings.VMStatus{ID: rec.Request.ID, UserPub: rec.UserPub, AttestPub: rec.AttestPub}
 	s, err := h.cfg.Libvirt.State(string(rec.Request.ID))
 	if err != nil {
 		st.State, st.Reason = rings.VMFailed, err.Error()
