@@ -159,6 +159,7 @@ func newCloud(t *testing.T) *cloud {
 	t.Cleanup(func() {
 		harness.StopDetached(t, c.state)
 		exec.Command("ip", "link", "del", c.bridge).Run()
+		os.RemoveAll(filepath.Join("/var/lib/enjin/vms", "ring1-local-"+c.bridge)) // the node's VM files, if it ran any
 	})
 	c.sample = filepath.Join(dir, "sample")
 	os.MkdirAll(c.sample, 0o755)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"github.com/spf13/cobra"
+	"io"
 
 	"enjin/guest"
 )
@@ -39,7 +40,7 @@ The metadata holds the VM's secrets; it never travels on a command line.`,
 		}
 		return a.Run(c.Context())
 	}
-	c.AddCommand(guestNetCmd(&metaPath))
+	c.AddCommand(guestNetCmd(&metaPath), guestUserDataCmd(&metaPath))
 	return c
 }
 
@@ -60,6 +61,22 @@ error and prints nothing.`,
 				return err
 			}
 			return m.WriteNet(c.OutOrStdout())
+		},
+	}
+}
+
+func guestUserDataCmd(metaPath *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "user-data",
+		Short: "print the user data the VM was created with, for /init to run",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			m, err := guest.ReadMeta(*metaPath)
+			if err != nil {
+				return err
+			}
+			_, err = io.WriteString(c.OutOrStdout(), m.UserData)
+			return err
 		},
 	}
 }

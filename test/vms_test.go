@@ -1,0 +1,304 @@
+package test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"enjin/test/harness"
+)
+
+// TestVMs runs VMs through `enjin up` and the CLI: a kernel image built from Debian's packages
+// is uploaded, a VM made from it signs heartbeats that ring 0 stores as its own, serves its
+// host, stops, starts, reboots, takes a NIC while running, and leaves nothing when destroyed;
+// a volume carries data from one VM to the next; twenty create/destroy cycles leak nothing;
+// VMs outlive a SIGKILLed ring 1, which adopts them; and ring 1 reconnects to a restarted
+// libvirtd.
+func TestVMs(t *testing.T) {
+	c := newCloud(t)
+	c.start()
+	img := guestImage(t)
+	c.cli("tenants", "create", "acme")
+	c.cli("images", "upload", "--kernel", filepath.Join(img, "vmlinuz"), "--initrd", filepath.Join(img, "initrd.img"), "--name", "guest", "-q")
+	t.Cleanup(func() { c.destroyAllVMs("acme") })
+
+	t0 := time.Now()
+	vm := c.createVM("acme/vm1")
+	if vm.ObservedState != "running" || len(vm.Addresses) != 1 {
+		t.Fatalf("created: %+v", vm)
+	}
+	c.waitGuestHTTP(vm.Addresses[0], "vm1\n")
+	c.waitOwnObservation(t, vm.ID)
+	t.Logf("vms create → the guest's own signed heartbeat stored in ring 0: %v", time.Since(t0).Round(time.Millisecond))
+	if out := c.cli("verify"); !strings.Contains(out, " 0 failed") {
+		t.Fatalf("verify:\n%s", out)
+	}
+
+	for _, step := range []struct{ verb, want string }{{"stop", "stopped"}, {"start", "running"}, {"reboot", "running"}} {
+		if got := c.vmJSON("vms", step.verb, "acme/vm1", "-o", "json"); got.ObservedState != step.want {
+			t.Fatalf("vms %s: %+v", step.verb, got)
+		}
+	}
+	c.waitGuestHTTP(vm.Addresses[0], "vm1\n")
+	if got := c.vmJSON("vms", "nic", "add", "acme/vm1", "-o", "json"); len(got.Addresses) != 2 || len(got.Spec.NICs) != 2 {
+		t.Fatalf("nic add: %+v", got)
+	}
+	if n := ifaces(t, vm.ID); n != 2 {
+		t.Fatalf("the running domain has %d interfaces, want 2", n)
+	}
+	if con := c.cli("vms", "console", "acme/vm1"); !strings.Contains(con, "enjin-guest: up") {
+		t.Fatalf("console:\n%s", con)
+	}
+	c.cli("vms", "destroy", "acme/vm1")
+	c.checkNoVMLeft(t, vm.ID)
+
+	// A volume carries data from one VM to the next.
+	c.cli("volumes", "create", "acme/data", "--size", "1")
+	marker := fmt.Sprintf("volume-marker-%d", time.Now().UnixNano())
+	// The guest has no root disk (it boots a kernel and initramfs): the volume is its first
+	// virtio disk, whatever target libvirt names.
+	wait := `for i in $(seq 100); do d=$(ls /dev/vd? 2>/dev/null | head -1); [ -b "$d" ] && break; sleep 0.2; done; `
+	write := wait + `echo ` + marker + ` | dd of="$d" conv=notrunc,fsync 2>/dev/null && echo wrote-it-to-$d`
+	read := wait + `dd if="$d" bs=64 count=1 2>/dev/null | head -1`
+	for i, script := range []string{write, read} {
+		name := "acme/vol" + strconv.Itoa(i)
+		c.createVM(name, "--user-data", script)
+		c.cli("vms", "stop", name)
+		c.cli("volumes", "attach", "acme/data", name)
+		c.cli("vms", "start", name)
+		want := []string{"wrote-it-to-/dev/vd", "user-data: " + marker}[i]
+		var con string
+		if !harness.Poll(120*time.Second, func() bool {
+			con = c.cli("vms", "console", name)
+			return strings.Contains(con, want)
+		}) {
+			t.Fatalf("%s's console does not say %q:\n%s", name, want, con)
+		}
+		c.cli("volumes", "detach", "acme/data")
+		c.cli("vms", "destroy", name)
+	}
+	c.cli("volumes", "rm", "acme/data")
+
+	// Twenty create/destroy cycles leak nothing.
+	before := vmLeftovers(t, c)
+	t1 := time.Now()
+	for i := range 20 {
+		v := c.createVM("acme/cycle")
+		c.cli("vms", "destroy", "acme/cycle")
+		c.checkNoVMLeft(t, v.ID)
+		_ = i
+	}
+	if after := vmLeftovers(t, c); after != before {
+		t.Fatalf("after 20 cycles: %s, before: %s", after, before)
+	}
+	t.Logf("20 create/destroy cycles in %v: %s before and after", time.Since(t1).Round(time.Second), before)
+
+	// VMs outlive a SIGKILLed ring 1, which adopts them.
+	var ids []string
+	for _, n := range []string{"a", "b", "c"} {
+		ids = append(ids, c.createVM("acme/keep-"+n).ID)
+	}
+	old := c.ring1PID()
+	pids := qemuPIDs(t, ids)
+	syscall.Kill(old, syscall.SIGKILL)
+	harness.Eventually(t, 60*time.Second, func() bool { p := c.ring1PID(); return p != 0 && p != old }, "ring 1 started again")
+	for i, id := range ids {
+		if now := qemuPIDs(t, []string{id}); now[0] != pids[i] || !harness.Alive(pids[i]) {
+			t.Fatalf("VM %s's qemu was %d, is %d after ring 1's restart: not adopted", id, pids[i], now[0])
+		}
+	}
+	// Once the new node is up, the adopted VMs take commands.
+	var last string
+	if !harness.Poll(60*time.Second, func() bool {
+		out, err := exec.Command(harness.Binary(t), "vms", "stop", "acme/keep-a", "-o", "json", "--state-dir", c.state).CombinedOutput()
+		last = string(out)
+		return err == nil && strings.Contains(last, `"observed_state": "stopped"`)
+	}) {
+		t.Fatalf("the adopted VM does not take commands:\n%s", last)
+	}
+
+	// libvirtd restarted: ring 1 reconnects by itself.
+	b, _ := os.ReadFile("/run/libvirtd.pid")
+	lpid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	syscall.Kill(lpid, syscall.SIGTERM)
+	harness.Eventually(t, 30*time.Second, func() bool { return !harness.Alive(lpid) }, "libvirtd gone")
+	if out, err := exec.Command(filepath.Join(moduleRoot(t), "deploy", "libvirt.sh")).CombinedOutput(); err != nil {
+		t.Fatalf("deploy/libvirt.sh: %v\n%s", err, out)
+	}
+	harness.Eventually(t, 60*time.Second, func() bool {
+		out, err := exec.Command(harness.Binary(t), "vms", "start", "acme/keep-a", "-o", "json", "--state-dir", c.state).CombinedOutput()
+		return err == nil && strings.Contains(string(out), `"observed_state": "running"`)
+	}, "ring 1 working through libvirtd again")
+}
+
+// vmRecord is what the CLI shows of a VM with -o json.
+type vmRecord struct {
+	ID            string   `json:"id"`
+	ObservedState string   `json:"observed_state"`
+	Addresses     []string `json:"addresses"`
+	Spec          struct {
+		NICs []struct{ MAC string } `json:"nics"`
+	} `json:"spec"`
+}
+
+func (c *cloud) vmJSON(args ...string) vmRecord {
+	c.t.Helper()
+	var v vmRecord
+	if err := json.Unmarshal([]byte(c.cli(args...)), &v); err != nil {
+		c.t.Fatalf("enjin %v: %v", args, err)
+	}
+	return v
+}
+
+func (c *cloud) createVM(ref string, extra ...string) vmRecord {
+	c.t.Helper()
+	return c.vmJSON(append([]string{"vms", "create", ref, "--image", "guest", "--type", "small", "-o", "json"}, extra...)...)
+}
+
+func (c *cloud) destroyAllVMs(tenant string) {
+	out, _ := exec.Command(harness.Binary(c.t), "vms", "ls", tenant, "-o", "json", "--state-dir", c.state).Output()
+	var l struct {
+		VMs []struct{ Name string } `json:"vms"`
+	}
+	json.Unmarshal(out, &l)
+	for _, v := range l.VMs {
+		exec.Command(harness.Binary(c.t), "vms", "destroy", tenant+"/"+v.Name, "--state-dir", c.state).Run()
+	}
+}
+
+func (c *cloud) waitGuestHTTP(addr, want string) {
+	c.t.Helper()
+	cl := http.Client{Timeout: 2 * time.Second}
+	harness.Eventually(c.t, 120*time.Second, func() bool {
+		resp, err := cl.Get("http://" + addr + "/")
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return string(b) == want
+	}, "the guest at %s serving %q", addr, want)
+}
+
+// waitOwnObservation waits until ring 0 stores an observation the VM signed itself.
+func (c *cloud) waitOwnObservation(t *testing.T, id string) {
+	t.Helper()
+	harness.Eventually(t, 120*time.Second, func() bool {
+		var r struct {
+			Observations []struct {
+				Observer string `json:"observer"`
+			} `json:"observations"`
+		}
+		resp, err := c.apiGet("/v1/nodes/" + id + "/observations?limit=50")
+		if err != nil || json.Unmarshal(resp, &r) != nil {
+			return false
+		}
+		for _, o := range r.Observations {
+			if o.Observer == "" {
+				return true
+			}
+		}
+		return false
+	}, "an observation VM %s signed itself, stored", id)
+}
+
+func (c *cloud) apiGet(path string) ([]byte, error) {
+	tok, err := os.ReadFile(c.ep.AdminTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	req, _ := http.NewRequest("GET", c.ep.API+path, nil)
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return nil, fmt.Errorf("%s", resp.Status)
+	}
+	return io.ReadAll(resp.Body)
+}
+
+// checkNoVMLeft: no domain, no files, no tap of the VM.
+func (c *cloud) checkNoVMLeft(t *testing.T, id string) {
+	t.Helper()
+	if out, _ := exec.Command("virsh", "-c", "qemu:///system", "list", "--all", "--name").Output(); strings.Contains(string(out), id) {
+		t.Fatalf("domain %s left:\n%s", id, out)
+	}
+	if _, err := os.Stat(filepath.Join("/var/lib/enjin/vms", "ring1-local-"+c.bridge, "vms", id)); !os.IsNotExist(err) {
+		t.Fatalf("the files of VM %s are left: %v", id, err)
+	}
+	if out, _ := exec.Command("ip", "-o", "link", "show", "master", c.bridge).Output(); strings.Count(string(out), "\n") != 0 {
+		t.Fatalf("taps left on the bridge:\n%s", out)
+	}
+}
+
+// vmLeftovers counts the node's domains, VM directories and bridge ports.
+func vmLeftovers(t *testing.T, c *cloud) string {
+	out, _ := exec.Command("virsh", "-c", "qemu:///system", "list", "--all", "--name").Output()
+	doms := len(strings.Fields(string(out)))
+	dirs, _ := filepath.Glob(filepath.Join("/var/lib/enjin/vms", "ring1-local-"+c.bridge, "vms", "*"))
+	ports, _ := exec.Command("ip", "-o", "link", "show", "master", c.bridge).Output()
+	return fmt.Sprintf("%d domains, %d VM directories, %d bridge ports", doms, len(dirs), strings.Count(string(ports), "\n"))
+}
+
+// ifaces counts the running domain's interfaces.
+func ifaces(t *testing.T, id string) int {
+	out, err := exec.Command("virsh", "-c", "qemu:///system", "domiflist", id).Output()
+	if err != nil {
+		t.Fatalf("virsh domiflist: %v", err)
+	}
+	return strings.Count(string(out), "bridge")
+}
+
+// qemuPIDs are the pids of the qemu processes of the VMs, by their ids.
+func qemuPIDs(t *testing.T, ids []string) []int {
+	var out []int
+	for _, id := range ids {
+		b, err := os.ReadFile("/run/libvirt/qemu/" + id + ".pid")
+		if err != nil {
+			t.Fatalf("qemu pid of %s: %v", id, err)
+		}
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		out = append(out, pid)
+	}
+	return out
+}
+
+// guestImage builds the guest image once per test process.
+func guestImage(t *testing.T) string {
+	t.Helper()
+	guestOnce.Do(func() {
+		dir, err := os.MkdirTemp("/tmp", "enjin-guestimg-")
+		if err != nil {
+			guestErr = err
+			return
+		}
+		out, err := exec.Command(filepath.Join(moduleRoot(t), "deploy", "guest-image.sh"), dir).CombinedOutput()
+		if err != nil {
+			guestErr = fmt.Errorf("deploy/guest-image.sh: %v\n%s", err, out)
+		}
+		guestDir = dir
+	})
+	if guestErr != nil {
+		t.Fatal(guestErr)
+	}
+	return guestDir
+}
+
+var (
+	guestOnce sync.Once
+	guestDir  string
+	guestErr  error
+)
