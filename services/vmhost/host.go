@@ -25,7 +25,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sort"
 	"sync"
 	"time"
 
@@ -95,6 +94,8 @@ type Host struct {
 	mu     sync.Mutex
 	locks  map[rings.NodeID]*sync.Mutex
 	images sync.Mutex // one image fetch at a time
+
+	seen seen // the VMs last listed, for the heartbeat
 }
 
 // New checks cfg and makes the host's directories. QEMU (run by libvirt as its own user)
@@ -202,23 +203,6 @@ func (h *Host) Restore() error {
 		h.log.Info("vm adopted", "vm", in.Name, "tenant", r.Request.Tenant, "state", in.State)
 	}
 	return nil
-}
-
-// Children reports every VM of this node as a ring 2 child, for the node's heartbeat.
-func (h *Host) Children() []rings.Child {
-	infos, err := h.cfg.Libvirt.List()
-	if err != nil {
-		return nil
-	}
-	var out []rings.Child
-	for _, in := range infos {
-		if in.Meta.Node != h.cfg.Node {
-			continue
-		}
-		out = append(out, rings.Child{Node: rings.NodeID(in.Name), Tenant: in.Meta.Tenant, App: "vm:" + in.Meta.VM, State: stateOf(in.State)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	return out
 }
 
 // stateOf says a libvirt state in rings' words.

@@ -15,6 +15,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -80,10 +82,12 @@ type world struct {
 	obs     chan *nats.Msg
 	fetched int
 	revoked []string
+	hold    *harness.Libvirtd
 }
 
 func newWorld(t *testing.T) *world {
 	t.Helper()
+	hold := harness.LibvirtdShared(t)
 	n := time.Now().UnixNano()%200 + 20
 	nw := &process.Network{Bridge: fmt.Sprintf("enjvm%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.97.%d.0/24", n))}
 	if err := nw.Ensure(); err != nil {
@@ -99,7 +103,7 @@ func newWorld(t *testing.T) *world {
 	perms := bus.Ring1NodePerms("host-a")
 	perms.SubAllow = append(perms.SubAllow, bus.R1FromTenantObs("acme"))
 	nc := c.Connect(t, c.Mint(t, keys.RING1, keys.UserRequest{Name: "host-a", Perms: perms}))
-	w := &world{net: nw, obs: make(chan *nats.Msg, 1024)}
+	w := &world{net: nw, obs: make(chan *nats.Msg, 1024), hold: hold}
 	if _, err := nc.ChanSubscribe(bus.R1FromTenantObs("acme"), w.obs); err != nil {
 		t.Fatal(err)
 	}
@@ -230,6 +234,7 @@ func TestVMLifecycle(t *testing.T) {
 	if kids := h2.Children(); len(kids) != 1 || kids[0].State != rings.VMRunning {
 		t.Fatalf("children after restore: %+v", kids)
 	}
+	w.childrenWhileLibvirtdHangs(t, h2)
 
 	// Destroy: nothing left.
 	if _, err := h2.Destroy(ctx, "acme", req.ID); err != nil {
@@ -299,4 +304,37 @@ func (w *world) waitHeartbeat(t *testing.T, id rings.NodeID) rings.Observation {
 		t.Fatalf("no heartbeat within 90s:\n%s", text)
 		return rings.Observation{}
 	}
+}
+
+// childrenWhileLibvirtdHangs pauses libvirtd (SIGSTOP: it takes connections and answers
+// nothing, as when it is busy starting) and asks h for its children, as every heartbeat
+// does: the answer is the last listing, at once, not a heartbeat stuck until libvirtd wakes.
+func (w *world) childrenWhileLibvirtdHangs(t *testing.T, h *vmhost.Host) {
+	t.Helper()
+	w.hold.Exclusive(t)
+	defer w.hold.Shared(t)
+	b, err := os.ReadFile("/run/libvirtd.pid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	wake := func() { once.Do(func() { syscall.Kill(pid, syscall.SIGCONT) }) }
+	timer := time.AfterFunc(10*time.Second, wake) // a stuck call fails the test, not the run
+	defer timer.Stop()
+	defer wake()
+	t0 := time.Now()
+	kids := h.Children()
+	took := time.Since(t0)
+	wake()
+	if len(kids) != 1 || kids[0].State != rings.VMRunning {
+		t.Errorf("children while libvirtd hangs: %+v, want the last listing", kids)
+	}
+	if took > 2*time.Second {
+		t.Errorf("children took %v while libvirtd hung: a heartbeat waits on libvirtd", took)
+	}
+	t.Logf("children while libvirtd hung: %v", took.Round(time.Millisecond))
 }
