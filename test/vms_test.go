@@ -25,6 +25,7 @@ import (
 // VMs outlive a SIGKILLed ring 1, which adopts them; and ring 1 reconnects to a restarted
 // libvirtd.
 func TestVMs(t *testing.T) {
+	hold := harness.LibvirtdShared(t)
 	c := newCloud(t)
 	c.start()
 	img := guestImage(t)
@@ -128,6 +129,7 @@ func TestVMs(t *testing.T) {
 	}
 
 	// libvirtd restarted: ring 1 reconnects by itself.
+	hold.Exclusive(t)
 	b, _ := os.ReadFile("/run/libvirtd.pid")
 	lpid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
 	syscall.Kill(lpid, syscall.SIGTERM)
@@ -139,6 +141,7 @@ func TestVMs(t *testing.T) {
 		out, err := exec.Command(harness.Binary(t), "vms", "start", "acme/keep-a", "-o", "json", "--state-dir", c.state).CombinedOutput()
 		return err == nil && strings.Contains(string(out), `"observed_state": "running"`)
 	}, "ring 1 working through libvirtd again")
+	hold.Shared(t)
 }
 
 // vmRecord is what the CLI shows of a VM with -o json.

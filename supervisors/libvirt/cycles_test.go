@@ -1,12 +1,16 @@
 package libvirt_test
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	golibvirt "github.com/digitalocean/go-libvirt"
 
 	"enjin/supervisors/libvirt"
 )
@@ -16,18 +20,22 @@ type leftovers struct {
 	domains, overlays, taps int
 }
 
-func count(t *testing.T, uri string) leftovers {
+// count counts this test process's leftovers: its domains, its overlays and the taps on its
+// bridge br. Other packages' tests run guests on the same libvirtd at the same time.
+func count(t *testing.T, uri, br string) leftovers {
 	t.Helper()
 	doms, _, err := raw(t, uri).ConnectListAllDomains(1, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
+	ours := fmt.Sprintf("-%d-", os.Getpid()) // see unique
+	doms = slices.DeleteFunc(doms, func(d golibvirt.Domain) bool { return !strings.Contains(d.Name, ours) })
 	ovs, err := filepath.Glob(filepath.Join(images, "*.qcow2"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ovs = slices.DeleteFunc(ovs, func(p string) bool { return p == base(t) })
-	return leftovers{domains: len(doms), overlays: len(ovs), taps: len(taps(t))}
+	return leftovers{domains: len(doms), overlays: len(ovs), taps: len(tapsOn(t, br))}
 }
 
 // Twenty lives of a boot-sector guest with a NIC on a bridge: define, start, its marker,
@@ -36,7 +44,7 @@ func TestNoLeaksOver20Cycles(t *testing.T) {
 	const cycles = 20
 	br := bridge(t)
 	c := dial(t, libvirt.System)
-	before := count(t, libvirt.System)
+	before := count(t, libvirt.System, br)
 	var took, booted, stopped []time.Duration
 	for range cycles {
 		t0 := time.Now()
@@ -61,7 +69,7 @@ func TestNoLeaksOver20Cycles(t *testing.T) {
 		booted, stopped = append(booted, t1.Sub(t0)), append(stopped, t2.Sub(t1))
 		os.Remove(d.ConsoleLog) // the caller's to remove
 	}
-	after := count(t, libvirt.System)
+	after := count(t, libvirt.System, br)
 	t.Logf("%d cycles: before %+v, after %+v", cycles, before, after)
 	t.Logf("per cycle p50 %v, max %v, mean %v; of which overlay+define+start to marker p50 %v, destroy p50 %v",
 		percentile(took, 50), slices.Max(took), mean(took), percentile(booted, 50), percentile(stopped, 50))

@@ -48,12 +48,21 @@ func TestMain(m *testing.M) {
 // dial connects to uri for one test and closes the connection after it.
 func dial(t *testing.T, uri string) *libvirt.Conn {
 	t.Helper()
+	c, _ := dialHeld(t, uri)
+	return c
+}
+
+// dialHeld dials, holding libvirtd shared until the test ends (see harness.Libvirtd), and
+// returns the hold too, for a test that restarts libvirtd.
+func dialHeld(t *testing.T, uri string) (*libvirt.Conn, *harness.Libvirtd) {
+	t.Helper()
+	hold := harness.LibvirtdShared(t)
 	c, err := libvirt.Dial(t.Context(), uri, harness.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return c
+	return c, hold
 }
 
 // raw is a plain go-libvirt connection, for doing what enjin's Conn refuses to (defining a
@@ -191,13 +200,28 @@ func pollFast(timeout time.Duration, cond func() bool) bool {
 // taps lists the host's tun/tap devices.
 func taps(t *testing.T) []string {
 	t.Helper()
+	return tapsOn(t, "")
+}
+
+// tapsOn lists the tap devices on bridge br (every tap when br is ""): what this test's
+// guests can leave behind, apart from the other packages' guests that share the host.
+func tapsOn(t *testing.T, br string) []string {
+	t.Helper()
 	links, err := netlink.LinkList()
 	if err != nil {
 		t.Fatal(err)
 	}
+	master := 0
+	if br != "" {
+		l, err := netlink.LinkByName(br)
+		if err != nil {
+			t.Fatal(err)
+		}
+		master = l.Attrs().Index
+	}
 	var out []string
 	for _, l := range links {
-		if l.Type() == "tuntap" {
+		if l.Type() == "tuntap" && (master == 0 || l.Attrs().MasterIndex == master) {
 			out = append(out, l.Attrs().Name)
 		}
 	}

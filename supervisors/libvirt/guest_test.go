@@ -20,7 +20,7 @@ import (
 // destroyed after the timeout, and undefining it leaves no domain, overlay or tap.
 func TestGuestOnQEMU(t *testing.T) {
 	br := bridge(t)
-	before := taps(t)
+	before := tapsOn(t, br)
 	c := dial(t, libvirt.System)
 	d := guest(t, unique("vm"))
 	// A secret for the guest, passed by fw_cfg: root's, 0600, and still QEMU reads it.
@@ -84,7 +84,7 @@ func TestGuestOnQEMU(t *testing.T) {
 	if _, err := os.Stat(d.Disks[0].Path); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("overlay %s after undefine: got %v want it gone", d.Disks[0].Path, err)
 	}
-	if after := taps(t); !slices.Equal(after, before) {
+	if after := tapsOn(t, br); !slices.Equal(after, before) {
 		t.Errorf("taps: got %v after want %v as before", after, before)
 	}
 	if _, err := os.Stat(secret); err != nil {

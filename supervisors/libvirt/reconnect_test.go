@@ -17,7 +17,7 @@ import (
 // libvirtd stops (SIGTERM, as an upgrade would) and comes back: the same Conn fails calls
 // with ErrDisconnected meanwhile and works again by itself, and the guest kept running.
 func TestReconnectAfterLibvirtdRestart(t *testing.T) {
-	c := dial(t, libvirt.System)
+	c, hold := dialHeld(t, libvirt.System)
 	d := guest(t, unique("survivor"))
 	if err := c.Define(d); err != nil {
 		t.Fatal(err)
@@ -28,6 +28,7 @@ func TestReconnectAfterLibvirtdRestart(t *testing.T) {
 	}
 	awaitMarker(t, d.ConsoleLog, 20*time.Second)
 
+	hold.Exclusive(t) // no other package's test may run a guest while libvirtd is away
 	pid := libvirtdPID(t)
 	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
 		t.Fatal(err)
@@ -56,6 +57,7 @@ func TestReconnectAfterLibvirtdRestart(t *testing.T) {
 	t.Logf("libvirtd answered %v after deploy/libvirt.sh started it; the Conn worked again %v after that",
 		up.Round(time.Millisecond), (time.Since(t0) - up).Round(time.Millisecond))
 	wantState(t, c, d.Name, libvirt.Running)
+	hold.Shared(t)
 }
 
 func libvirtdPID(t *testing.T) int {
