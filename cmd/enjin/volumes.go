@@ -36,7 +36,7 @@ func volPath(t rings.TenantID, n string) string {
 func printVolumes(w io.Writer, vs ...inventory.Volume) error {
 	tw := newTable(w, "VOLUME\tSIZE\tNODE\tATTACHED TO")
 	for _, v := range vs {
-		fmt.Fprintf(tw, "%s/%s\t%d GiB\t%s\t%s\n", v.Tenant, v.Name, v.SizeGB, v.Node, dash(v.VM))
+		fmt.Fprintf(tw, "%s/%s\t%d GiB\t%s\t%s\n", v.Tenant, v.Name, v.SizeGB, v.Node, dash(v.VMName))
 	}
 	return tw.Flush()
 }

@@ -18,20 +18,22 @@ type Volume struct {
 	Name      string         `json:"name"`
 	SizeGB    int            `json:"size_gb"`
 	Node      rings.NodeID   `json:"node"`
-	VM        string         `json:"vm,omitempty"` // the id of the VM it is attached to
+	VM        string         `json:"vm,omitempty"`      // the id of the VM it is attached to
+	VMName    string         `json:"vm_name,omitempty"` // and that VM's name
 	Metadata  map[string]any `json:"metadata"`
 	Version   int64          `json:"version"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
 }
 
-const volumeCols = `o.id::text, o.tenant_id, o.name, o.size_gb, o.node_id, coalesce(o.vm_id::text, ''), o.metadata, o.version,
+const volumeCols = `o.id::text, o.tenant_id, o.name, o.size_gb, o.node_id, coalesce(o.vm_id::text, ''),
+	coalesce((SELECT m.name FROM vms m WHERE m.id = o.vm_id), ''), o.metadata, o.version,
 	o.created_at, o.updated_at`
 
 func scanVolume(r pgx.Row) (Volume, error) {
 	var v Volume
 	var tenant, node string
-	err := r.Scan(&v.ID, &tenant, &v.Name, &v.SizeGB, &node, &v.VM, &v.Metadata, &v.Version, &v.CreatedAt, &v.UpdatedAt)
+	err := r.Scan(&v.ID, &tenant, &v.Name, &v.SizeGB, &node, &v.VM, &v.VMName, &v.Metadata, &v.Version, &v.CreatedAt, &v.UpdatedAt)
 	v.Tenant, v.Node = rings.TenantID(tenant), rings.NodeID(node)
 	return v, err
 }
