@@ -45,6 +45,16 @@ func TestVMs(t *testing.T) {
 		t.Fatalf("verify:\n%s", out)
 	}
 
+	// The benchmark, one run of each: it prints its ratio and takes away what it made.
+	bench := c.cli("bench", "vm", "--kernel", filepath.Join(img, "vmlinuz"), "--initrd", filepath.Join(img, "initrd.img"), "--runs", "1")
+	if !strings.Contains(bench, "ratio enjin/bare:") {
+		t.Fatalf("enjin bench vm:\n%s", bench)
+	}
+	t.Logf("enjin bench vm --runs 1:\n%s", bench)
+	if out := c.cli("tenants", "ls") + c.cli("images", "ls"); strings.Contains(out, "bench") {
+		t.Fatalf("enjin bench vm left its tenant or image:\n%s", out)
+	}
+
 	for _, step := range []struct{ verb, want string }{{"stop", "stopped"}, {"start", "running"}, {"reboot", "running"}} {
 		if got := c.vmJSON("vms", step.verb, "acme/vm1", "-o", "json"); got.ObservedState != step.want {
 			t.Fatalf("vms %s: %+v", step.verb, got)

@@ -20,15 +20,16 @@ import (
 	"enjin/rings"
 )
 
-func benchCmd() *cobra.Command {
+func benchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "measure enjin on this machine: verify, ingest, router",
+		Short: "measure enjin on this machine: verify, ingest, router, vm",
 		Example: `  enjin bench verify
   enjin bench ingest --nodes 100000 --rate 20000
-  enjin bench router -o json`,
+  enjin bench router -o json
+  enjin bench vm --kernel var/guest/vmlinuz --initrd var/guest/initrd.img`,
 	}
-	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd())
+	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd(), benchVMCmd(g))
 	return c
 }
 
