@@ -43,7 +43,7 @@ func up(t *testing.T, state string, natsPort int) (*harness.Proc, endpoints) {
 		"--api-addr", "127.0.0.1:0", "--heartbeat", "300ms", "--log-level", "warn",
 		"--router", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
 		"--bridge", fmt.Sprintf("enjte%d", n), "--prefix", fmt.Sprintf("100.91.%d.0/24", n))
-	t.Cleanup(func() { exec.Command("ip", "link", "del", fmt.Sprintf("enjte%d", n)).Run() })
+	t.Cleanup(func() { harness.RemoveNode(t, fmt.Sprintf("enjte%d", n)) })
 	var ep endpoints
 	harness.Eventually(t, 60*time.Second, func() bool {
 		b, err := os.ReadFile(filepath.Join(state, "endpoints.json"))

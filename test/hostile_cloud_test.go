@@ -56,10 +56,7 @@ func startHostile(t *testing.T, net int, extra ...string) *hostileCloud {
 		"--router", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)),
 		"--bridge", c.bridge, "--prefix", c.prefix.String()}, extra...)
 	c.p = harness.Adopt(t, exec.Command(c.bin, args...))
-	t.Cleanup(func() {
-		exec.Command("ip", "link", "del", c.bridge).Run()
-		exec.Command("nft", "delete", "table", "inet", "enjin-"+c.bridge).Run() // ring 1 leaves it
-	})
+	t.Cleanup(func() { harness.RemoveNode(t, c.bridge) }) // ring 1 leaves its firewall table
 	harness.Eventually(t, 90*time.Second, func() bool {
 		b, err := os.ReadFile(filepath.Join(state, "endpoints.json"))
 		return err == nil && json.Unmarshal(b, &c.ep) == nil

@@ -27,7 +27,7 @@ func TestUpWithARelativeStateDir(t *testing.T) {
 		"--prefix", "100.92."+strconv.Itoa(n)+".0/24", "--heartbeat", "300ms")
 	up.Dir = cwd
 	p := harness.Adopt(t, up)
-	t.Cleanup(func() { exec.Command("ip", "link", "del", "enjrl"+strconv.Itoa(n)).Run() })
+	t.Cleanup(func() { harness.RemoveNode(t, "enjrl"+strconv.Itoa(n)) })
 	epPath := filepath.Join(cwd, "var", "enjin", "endpoints.json")
 	harness.Eventually(t, 60*time.Second, func() bool { _, err := os.Stat(epPath); return err == nil },
 		"endpoints.json in the relative state dir (output: %s)", p.Out)
@@ -64,7 +64,7 @@ func TestUpReportsAChildThatCannotStart(t *testing.T) {
 	up := exec.Command(harness.Binary(t), "up", "--state-dir", state, "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:0", "--router", taken.Addr().String(), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
 		"--bridge", "enjrf"+strconv.Itoa(n), "--prefix", "100.93."+strconv.Itoa(n)+".0/24")
-	t.Cleanup(func() { exec.Command("ip", "link", "del", "enjrf"+strconv.Itoa(n)).Run() })
+	t.Cleanup(func() { harness.RemoveNode(t, "enjrf"+strconv.Itoa(n)) })
 	p := harness.Adopt(t, up)
 	code := p.Wait(t, 30*time.Second)
 	took := time.Since(t0)

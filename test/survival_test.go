@@ -158,8 +158,7 @@ func newCloud(t *testing.T) *cloud {
 		"--bridge", c.bridge, "--prefix", fmt.Sprintf("100.95.%d.0/24", n)}
 	t.Cleanup(func() {
 		harness.StopDetached(t, c.state)
-		exec.Command("ip", "link", "del", c.bridge).Run()
-		os.RemoveAll(filepath.Join("/var/lib/enjin/vms", "ring1-local-"+c.bridge)) // the node's VM files, if it ran any
+		harness.RemoveNode(t, c.bridge)
 	})
 	c.sample = filepath.Join(dir, "sample")
 	os.MkdirAll(c.sample, 0o755)

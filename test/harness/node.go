@@ -1,0 +1,58 @@
+package harness
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"enjin/supervisors/libvirt"
+)
+
+// RemoveNode removes what a test cloud's ring 1 node (ring1-local on bridge) leaves on the
+// host once the cloud is stopped: the VMs it ran, which outlive it as they would in
+// production, their files under /var/lib/enjin/vms, its firewall table and the bridge.
+// libvirtd is asked only when the node made VMs.
+func RemoveNode(t testing.TB, bridge string) {
+	t.Helper()
+	dir := filepath.Join("/var/lib/enjin/vms", "ring1-local-"+bridge)
+	if vms, _ := os.ReadDir(filepath.Join(dir, "vms")); len(vms) > 0 {
+		removeDomains(t, dir+"/")
+	}
+	os.RemoveAll(dir)
+	exec.Command("ip", "link", "del", bridge).Run()
+	exec.Command("nft", "delete", "table", "inet", "enjin-"+bridge).Run()
+}
+
+// removeDomains destroys and undefines every enjin domain whose definition names a file
+// under dir.
+func removeDomains(t testing.TB, dir string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := libvirt.Dial(ctx, libvirt.System, Logger(t))
+	if err != nil {
+		t.Logf("VMs under %s not removed: %v", dir, err)
+		return
+	}
+	defer c.Close()
+	infos, err := c.List()
+	if err != nil {
+		t.Logf("VMs under %s not removed: %v", dir, err)
+		return
+	}
+	for _, in := range infos {
+		if x, err := c.XML(in.Name, false); err != nil || !strings.Contains(x, dir) {
+			continue
+		}
+		if err := c.Destroy(in.Name); err != nil {
+			t.Logf("destroy VM %s: %v", in.Name, err)
+		}
+		if err := c.Undefine(in.Name); err != nil {
+			t.Logf("undefine VM %s: %v", in.Name, err)
+		}
+	}
+}
