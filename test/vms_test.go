@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,8 +34,11 @@ func TestVMs(t *testing.T) {
 	c.cli("images", "upload", "--kernel", filepath.Join(img, "vmlinuz"), "--initrd", filepath.Join(img, "initrd.img"), "--name", "guest", "-q")
 	t.Cleanup(func() { c.destroyAllVMs("acme") })
 
+	// Its user data watches, in the background, for a second NIC and says so on the console.
+	watch := `( while [ ! -e /sys/class/net/eth1 ]; do sleep 0.2; done; ` +
+		`echo "hot-added: eth1 $(cat /sys/class/net/eth1/address)" >/dev/console ) >/dev/null 2>&1 &`
 	t0 := time.Now()
-	vm := c.createVM("acme/vm1")
+	vm := c.createVM("acme/vm1", "--user-data", watch)
 	if vm.ObservedState != "running" || len(vm.Addresses) != 1 {
 		t.Fatalf("created: %+v", vm)
 	}
@@ -67,7 +71,12 @@ func TestVMs(t *testing.T) {
 	if n := ifaces(t, vm.ID); n != 2 {
 		t.Fatalf("the running domain has %d interfaces, want 2", n)
 	}
-	if con := c.cli("vms", "console", "acme/vm1"); !strings.Contains(con, "enjin-guest: up") {
+	added := "hot-added: eth1 " + strings.ToLower(c.vmJSON("vms", "show", "acme/vm1", "-o", "json").Spec.NICs[1].MAC)
+	var con string
+	if !harness.Poll(60*time.Second, func() bool { con = c.cli("vms", "console", "acme/vm1"); return strings.Contains(con, added) }) {
+		t.Fatalf("the guest did not see its new NIC (%q):\n%s", added, con)
+	}
+	if !strings.Contains(con, "enjin-guest: up") {
 		t.Fatalf("console:\n%s", con)
 	}
 	c.cli("vms", "destroy", "acme/vm1")
@@ -257,11 +266,18 @@ func (c *cloud) checkNoVMLeft(t *testing.T, id string) {
 	}
 }
 
-// vmLeftovers counts the node's domains, VM directories and bridge ports.
+// vmLeftovers counts the node's domains (those whose files are the node's: other packages'
+// tests run guests on the same libvirtd meanwhile), VM directories and bridge ports.
 func vmLeftovers(t *testing.T, c *cloud) string {
+	root := filepath.Join("/var/lib/enjin/vms", "ring1-local-"+c.bridge)
 	out, _ := exec.Command("virsh", "-c", "qemu:///system", "list", "--all", "--name").Output()
-	doms := len(strings.Fields(string(out)))
-	dirs, _ := filepath.Glob(filepath.Join("/var/lib/enjin/vms", "ring1-local-"+c.bridge, "vms", "*"))
+	doms := 0
+	for _, name := range strings.Fields(string(out)) {
+		if x, _ := exec.Command("virsh", "-c", "qemu:///system", "dumpxml", name).Output(); bytes.Contains(x, []byte(root+"/")) {
+			doms++
+		}
+	}
+	dirs, _ := filepath.Glob(filepath.Join(root, "vms", "*"))
 	ports, _ := exec.Command("ip", "-o", "link", "show", "master", c.bridge).Output()
 	return fmt.Sprintf("%d domains, %d VM directories, %d bridge ports", doms, len(dirs), strings.Count(string(ports), "\n"))
 }
