@@ -27,6 +27,9 @@ type Observation struct {
 	Load1     float64    `json:"load1,omitempty"`  // one-minute load average of the host
 	UptimeSec float64    `json:"uptime,omitempty"` // seconds since the node started
 	Tiers     []TierRole `json:"tiers,omitempty"`
+	// VMMemoryMB is the memory a ring 1 node offers its VMs in all, in MiB; 0 when it hosts
+	// none. Ring 0 places a VM on a node only while the VMs it holds fit in it.
+	VMMemoryMB int64 `json:"vm_memory_mb,omitempty"`
 	// Children are the nodes this node supervises and observes (the probe strategy): a
 	// ring 1 node's app instances, each a ring 2 node.
 	Children []Child `json:"children,omitempty"`

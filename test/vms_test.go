@@ -2,6 +2,7 @@ package test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -58,6 +60,9 @@ func TestVMs(t *testing.T) {
 	if out := c.cli("tenants", "ls") + c.cli("images", "ls"); strings.Contains(out, "bench") {
 		t.Fatalf("enjin bench vm left its tenant or image:\n%s", out)
 	}
+
+	// Room: ring 0 places a VM only while the node's VMs fit in the memory it offers them.
+	c.checkRoom(t, 512) // vm1, a small one, holds 512 MiB
 
 	for _, step := range []struct{ verb, want string }{{"stop", "stopped"}, {"start", "running"}, {"reboot", "running"}} {
 		if got := c.vmJSON("vms", step.verb, "acme/vm1", "-o", "json"); got.ObservedState != step.want {
@@ -331,3 +336,40 @@ var (
 	guestDir  string
 	guestErr  error
 )
+
+// checkRoom tries two VMs the node has no room for, each refused with a 409 before anything
+// is made: one larger than all the node offers VMs, and one that would fit alone but not
+// beside the held MiB of the VMs already there.
+func (c *cloud) checkRoom(t *testing.T, held int) {
+	t.Helper()
+	var r struct {
+		Observations []struct {
+			Observer string `json:"observer"`
+			Payload  string `json:"payload"`
+		} `json:"observations"`
+	}
+	b, err := c.apiGet("/v1/nodes/ring1-local/observations?limit=1")
+	if err != nil || json.Unmarshal(b, &r) != nil || len(r.Observations) != 1 {
+		t.Fatalf("the node's last observation: %v %s", err, b)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(r.Observations[0].Payload)
+	var obs rings.Observation
+	if err := json.Unmarshal(payload, &obs); err != nil || obs.VMMemoryMB <= int64(held) {
+		t.Fatalf("the node offers VMs %d MiB (%v): %s", obs.VMMemoryMB, err, payload)
+	}
+	for _, tc := range []struct {
+		name string
+		mb   int64
+	}{{"whole", obs.VMMemoryMB + 1}, {"rest", obs.VMMemoryMB - int64(held) + 1}} {
+		c.cli("machine-types", "create", tc.name, "--vcpus", "1", "--memory", strconv.FormatInt(tc.mb, 10), "--disk", "1")
+		out, err := exec.Command(harness.Binary(t), "vms", "create", "acme/"+tc.name, "--image", "guest",
+			"--type", tc.name, "--state-dir", c.state).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "no room") || !strings.Contains(string(out), "(409)") {
+			t.Fatalf("a %s VM of %d MiB: %v\n%s", tc.name, tc.mb, err, out)
+		}
+		t.Logf("refused: %s", strings.TrimSpace(string(out)))
+	}
+	if out := c.cli("vms", "ls", "acme"); strings.Contains(out, "whole") || strings.Contains(out, "rest") {
+		t.Fatalf("a refused VM was recorded:\n%s", out)
+	}
+}

@@ -79,8 +79,9 @@ type Ring0 struct {
 	images *images.Store // nil if it could not open: the image routes answer 503
 	start  time.Time
 
-	nodeMu sync.Mutex // serializes joins and decommissions: neither sees half of the other
-	vmKeys sync.Map   // a VM's bus user key → its node id
+	nodeMu  sync.Mutex // serializes joins and decommissions: neither sees half of the other
+	vmKeys  sync.Map   // a VM's bus user key → its node id
+	placeMu sync.Mutex // serializes VM placements: two never take the same room
 
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor

@@ -3,6 +3,7 @@ package ring0
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -19,7 +20,8 @@ const vmTimeout = 5 * time.Minute
 // CreateVM records tenant t's new VM on the ring 1 node hosting t, and has the node make and
 // start it. If the node cannot, the record goes and the error says why.
 func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate) (inventory.VM, error) {
-	if _, err := r.store.MachineType(ctx, in.MachineType); err != nil {
+	mt, err := r.store.MachineType(ctx, in.MachineType)
+	if err != nil {
 		return inventory.VM{}, fmt.Errorf("ring0: machine type %q: %w", in.MachineType, inventory.ErrInvalid)
 	}
 	img, err := r.vmImage(ctx, t, in.Image)
@@ -38,7 +40,7 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	for _, n := range nets {
 		spec.NICs = append(spec.NICs, inventory.NIC{MAC: newMAC(), Network: n})
 	}
-	vm, err := r.store.CreateVM(ctx, inventory.VM{ID: newUUID(), Tenant: t, Name: in.Name, Image: img.ID,
+	vm, err := r.placeVM(ctx, mt, inventory.VM{ID: newUUID(), Tenant: t, Name: in.Name, Image: img.ID,
 		MachineType: in.MachineType, Node: node, Spec: spec})
 	if err != nil {
 		return inventory.VM{}, err
@@ -268,6 +270,48 @@ func (r *Ring0) vmImage(ctx context.Context, t rings.TenantID, ref string) (inve
 		}
 	}
 	return inventory.Image{}, fmt.Errorf("ring0: image %q: %w", ref, inventory.ErrNotFound)
+}
+
+// placeVM records vm on its node if the node has room for a VM of type mt: the memory of the
+// VMs already placed there and this one's fit in what the node last said it offers VMs.
+func (r *Ring0) placeVM(ctx context.Context, mt inventory.MachineType, vm inventory.VM) (inventory.VM, error) {
+	r.placeMu.Lock()
+	defer r.placeMu.Unlock()
+	offered, err := r.vmMemoryOffered(ctx, vm.Node)
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	used, err := r.store.VMMemoryOn(ctx, vm.Node)
+	if err != nil {
+		return inventory.VM{}, err
+	}
+	if used+int64(mt.MemoryMB) > offered {
+		return inventory.VM{}, fmt.Errorf("ring0: no room on node %s for a %s VM (%d MiB): its VMs hold %d MiB of the %d MiB it offers: %w",
+			vm.Node, mt.Name, mt.MemoryMB, used, offered, api.ErrNoRoom)
+	}
+	return r.store.CreateVM(ctx, vm)
+}
+
+// vmMemoryOffered is the memory node offers its VMs, as its last own observation says.
+func (r *Ring0) vmMemoryOffered(ctx context.Context, node rings.NodeID) (int64, error) {
+	obs, err := r.store.Observations(ctx, node, 20, 0)
+	if err != nil {
+		return 0, err
+	}
+	for _, o := range obs {
+		if o.Observer != "" {
+			continue
+		}
+		var claim rings.Observation
+		if err := json.Unmarshal(o.Payload, &claim); err != nil {
+			continue
+		}
+		if claim.VMMemoryMB == 0 {
+			return 0, fmt.Errorf("ring0: node %s hosts no VMs (does libvirtd run there?): %w", node, api.ErrNoRoom)
+		}
+		return claim.VMMemoryMB, nil
+	}
+	return 0, fmt.Errorf("ring0: node %s has not said what it offers VMs yet: %w", node, api.ErrNoRoom)
 }
 
 // vmHost is where tenant t's VMs run: the up ring 1 node hosting t (it holds the scoped key

@@ -95,19 +95,22 @@ func (n *Node) observe(now time.Time) rings.Observation {
 	if h := n.apps.Load(); h != nil {
 		children = h.Children()
 	}
+	var vmMemory int64
 	if h := n.vms.Load(); h != nil {
 		children = append(children, h.Children()...)
+		vmMemory = h.MemoryMB()
 	}
 	return rings.Observation{
-		Children:  children,
-		Node:      n.cfg.Node,
-		Ring:      rings.Ring1,
-		State:     n.state(),
-		Time:      now,
-		CPU:       n.usage.cpu(now),
-		MemBytes:  rss(),
-		Load1:     load1(),
-		UptimeSec: now.Sub(n.started).Seconds(),
+		VMMemoryMB: vmMemory,
+		Children:   children,
+		Node:       n.cfg.Node,
+		Ring:       rings.Ring1,
+		State:      n.state(),
+		Time:       now,
+		CPU:        n.usage.cpu(now),
+		MemBytes:   rss(),
+		Load1:      load1(),
+		UptimeSec:  now.Sub(n.started).Seconds(),
 	}
 }
 

@@ -61,6 +61,9 @@ func (a *API) classify(r *http.Request, err error) *apiError {
 		return &apiError{http.StatusNotFound, "not_found", "the image's content is missing from the store"}
 	case errors.Is(err, inventory.ErrNotFound):
 		return &apiError{http.StatusNotFound, "not_found", storeMessage(err)}
+	case errors.Is(err, ErrNoRoom):
+		msg := strings.TrimSuffix(strings.TrimPrefix(err.Error(), "ring0: "), ": "+ErrNoRoom.Error())
+		return &apiError{http.StatusConflict, "no_room", oneLine(msg)}
 	case errors.Is(err, ErrNodeFailed):
 		return &apiError{http.StatusBadGateway, "node_failed", oneLine(strings.TrimPrefix(err.Error(), "ring0: "))}
 	case errors.Is(err, inventory.ErrConflict):

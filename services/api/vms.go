@@ -15,6 +15,9 @@ import (
 
 var errNoVMs = &apiError{http.StatusServiceUnavailable, "unavailable", "this ring 0 runs no VMs"}
 
+// ErrNoRoom is a VM its node has no room for: 409.
+var ErrNoRoom = errors.New("no room for it")
+
 // ErrNodeFailed is a VM or volume operation the ring 1 node refused or did not answer: 502.
 var ErrNodeFailed = errors.New("the ring 1 node did not carry it out")
 

@@ -93,6 +93,15 @@ func scanVM(r pgx.Row) (VM, error) {
 	return v, err
 }
 
+// VMMemoryOn is the memory, in MiB, of every VM placed on node, running or stopped: a stopped
+// VM keeps its place.
+func (s *Store) VMMemoryOn(ctx context.Context, node rings.NodeID) (int64, error) {
+	var mb int64
+	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(m.memory_mb), 0) FROM vms v
+		JOIN machine_types m ON m.name = v.machine_type WHERE v.node_id = $1`, string(node)).Scan(&mb)
+	return mb, pgErr("vm memory on "+string(node), err)
+}
+
 // CreateVM records v (its id, tenant, name, image, machine type and node set by the caller);
 // a name the tenant already uses is ErrExists.
 func (s *Store) CreateVM(ctx context.Context, v VM) (VM, error) {

@@ -83,7 +83,9 @@ type Config struct {
 	// Revoke is told a destroyed VM's user key, for ring 0 to revoke.
 	Revoke func(t rings.TenantID, userPub string)
 	NATS   []string // the bus URLs guests dial (the relay on the gateway)
-	Logger *slog.Logger
+	// MemoryMB is the memory offered to VMs in all; 0: the host's less a reserve (MemoryMB).
+	MemoryMB int64
+	Logger   *slog.Logger
 }
 
 // Host runs VMs. Its methods are safe for concurrent use; operations on one VM are serialized.
