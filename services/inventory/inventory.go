@@ -122,6 +122,8 @@ func pgErr(what string, err error) error {
 		switch pe.Code {
 		case "23505": // unique_violation
 			return fmt.Errorf("inventory: %s: %w (%s)", what, ErrExists, pe.ConstraintName)
+		case "23P01": // exclusion_violation: overlapping address blocks
+			return fmt.Errorf("inventory: %s: %w: overlaps another of the tenant's networks", what, ErrInvalid)
 		case "23503", "23514", "22P02", "22023", "23502": // foreign key, check, bad text repr, bad value, not null
 			return fmt.Errorf("inventory: %s: %w: %s", what, ErrInvalid, pe.Message)
 		}
