@@ -40,7 +40,7 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	for _, n := range nets {
 		spec.NICs = append(spec.NICs, inventory.NIC{MAC: newMAC(), Network: n})
 	}
-	vm, err := r.placeVM(ctx, mt, inventory.VM{ID: newUUID(), Tenant: t, Name: in.Name, Image: img.ID,
+	vm, err := r.placeVM(ctx, mt, inventory.VM{ID: inventory.NewID(), Tenant: t, Name: in.Name, Image: img.ID,
 		MachineType: in.MachineType, Node: node, Spec: spec})
 	if err != nil {
 		return inventory.VM{}, err
@@ -327,15 +327,6 @@ func (r *Ring0) vmHost(ctx context.Context, t rings.TenantID) (rings.NodeID, err
 		}
 	}
 	return "", fmt.Errorf("ring0: no ring 1 node hosting %s is up: %w", t, ErrNode)
-}
-
-// newUUID is a random (version 4) UUID.
-func newUUID() string {
-	var b [16]byte
-	rand.Read(b[:])
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16])
 }
 
 // newMAC is a random locally administered unicast MAC in QEMU's 52:54:00 prefix.
