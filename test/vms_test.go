@@ -63,6 +63,7 @@ func TestVMs(t *testing.T) {
 
 	// Room: ring 0 places a VM only while the node's VMs fit in the memory it offers them.
 	c.checkRoom(t, 512) // vm1, a small one, holds 512 MiB
+	c.checkNetworks(t)
 
 	for _, step := range []struct{ verb, want string }{{"stop", "stopped"}, {"start", "running"}, {"reboot", "running"}} {
 		if got := c.vmJSON("vms", step.verb, "acme/vm1", "-o", "json"); got.ObservedState != step.want {
@@ -371,5 +372,30 @@ func (c *cloud) checkRoom(t *testing.T, held int) {
 	}
 	if out := c.cli("vms", "ls", "acme"); strings.Contains(out, "whole") || strings.Contains(out, "rest") {
 		t.Fatalf("a refused VM was recorded:\n%s", out)
+	}
+}
+
+// checkNetworks drives a tenant's networks through the CLI: created with the next VNI and the
+// first host address as gateway, listed, shown, an overlapping one refused in one line, deleted.
+func (c *cloud) checkNetworks(t *testing.T) {
+	t.Helper()
+	var n struct {
+		VNI      int    `json:"vni"`
+		Gateway4 string `json:"gateway4"`
+		Prefix6  string `json:"prefix6"`
+	}
+	out := c.cli("networks", "create", "acme/net1", "--cidr4", "100.77.0.0/24", "--prefix6", "fd00:77::/64", "--dhcp", "-o", "json")
+	if err := json.Unmarshal([]byte(out), &n); err != nil || n.VNI < 4096 || n.Gateway4 != "100.77.0.1" || n.Prefix6 != "fd00:77::/64" {
+		t.Fatalf("networks create: %v\n%s", err, out)
+	}
+	if out := c.cli("networks", "ls", "acme"); !strings.Contains(out, "acme/net1") || !strings.Contains(out, "100.77.0.0/24") {
+		t.Fatalf("networks ls:\n%s", out)
+	}
+	bad, err := exec.Command(harness.Binary(t), "networks", "create", "acme/net2", "--cidr4", "100.77.0.128/25", "--state-dir", c.state).CombinedOutput()
+	if err == nil || !strings.Contains(string(bad), "overlaps") || strings.Count(strings.TrimSpace(string(bad)), "\n") != 0 {
+		t.Fatalf("an overlapping network: %v\n%s", err, bad)
+	}
+	if out := c.cli("networks", "delete", "acme/net1"); !strings.Contains(out, "deleted acme/net1") {
+		t.Fatalf("networks delete:\n%s", out)
 	}
 }
