@@ -23,7 +23,7 @@ func (r *Ring0) CreateVolume(ctx context.Context, t rings.TenantID, name string,
 	if err != nil {
 		return inventory.Volume{}, err
 	}
-	v, err := r.store.CreateVolume(ctx, inventory.Volume{ID: newUUID(), Tenant: t, Name: name, SizeGB: sizeGB, Node: node})
+	v, err := r.store.CreateVolume(ctx, inventory.Volume{ID: inventory.NewID(), Tenant: t, Name: name, SizeGB: sizeGB, Node: node})
 	if err != nil {
 		return inventory.Volume{}, err
 	}
