@@ -1,0 +1,192 @@
+// Package netseg realizes a tenant network's L2 segment on a ring 1 host: a Linux bridge and a
+// VXLAN device for the network's VNI (UDP 4789 from the host's underlay address, learning
+// off), with the other hosts on the network given as forwarding entries — flooding goes to
+// each of them by unicast; there is no multicast. Ports (VM taps, app veths) join the bridge.
+//
+// Everything is done through a netlink handle, so a host in a network namespace of its own
+// (several "hosts" on one machine) is realized the same way as the machine itself. Ensure is
+// idempotent: asking again with other peers adds and removes only the difference.
+//
+// Ring 1 imports netseg; netseg imports netlink and the standard library.
+package netseg
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// Port is the IANA VXLAN port.
+const Port = 4789
+
+// overhead is what VXLAN over IPv4 adds to a frame: outer IPv4, UDP, VXLAN and inner Ethernet.
+const overhead = 50
+
+// Segment is one network's segment on this host.
+type Segment struct {
+	VNI      int
+	Underlay netip.Addr   // this host's address on the underlay: the VXLAN source
+	Peers    []netip.Addr // the other hosts on the network, by their underlay addresses
+	MTU      int          // the underlay's MTU; 0: 1500
+}
+
+// Bridge is the name of the bridge of network vni.
+func Bridge(vni int) string { return fmt.Sprintf("enjn%d", vni) }
+
+// VXLAN is the name of the VXLAN device of network vni.
+func VXLAN(vni int) string { return fmt.Sprintf("enjx%d", vni) }
+
+// Host realizes segments through one netlink handle (one network namespace).
+type Host struct{ h *netlink.Handle }
+
+// New makes a Host that works through h.
+func New(h *netlink.Handle) *Host { return &Host{h: h} }
+
+func (s Segment) check() error {
+	switch {
+	case s.VNI < 1 || s.VNI > 1<<24-1:
+		return fmt.Errorf("netseg: vni %d: want 1 to 16777215", s.VNI)
+	case !s.Underlay.Is4():
+		return fmt.Errorf("netseg: vni %d: underlay %v: want an IPv4 address", s.VNI, s.Underlay)
+	}
+	for _, p := range s.Peers {
+		if !p.Is4() || p == s.Underlay {
+			return fmt.Errorf("netseg: vni %d: peer %v: want another host's IPv4 underlay address", s.VNI, p)
+		}
+	}
+	return nil
+}
+
+// Ensure makes segment s as asked: the bridge, the VXLAN device on it, both up, and one
+// flooding entry per peer (stale ones removed).
+func (h *Host) Ensure(s Segment) error {
+	if err := s.check(); err != nil {
+		return err
+	}
+	mtu := s.MTU
+	if mtu == 0 {
+		mtu = 1500
+	}
+	br, err := h.link(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: Bridge(s.VNI), MTU: mtu - overhead}})
+	if err != nil {
+		return err
+	}
+	vx, err := h.link(&netlink.Vxlan{LinkAttrs: netlink.LinkAttrs{Name: VXLAN(s.VNI), MTU: mtu - overhead, MasterIndex: br.Attrs().Index},
+		VxlanId: s.VNI, SrcAddr: net.IP(s.Underlay.AsSlice()), Port: Port, Learning: false})
+	if err != nil {
+		return err
+	}
+	if v, ok := vx.(*netlink.Vxlan); ok && (v.VxlanId != s.VNI || !v.SrcAddr.Equal(net.IP(s.Underlay.AsSlice())) || v.Learning) {
+		return fmt.Errorf("netseg: %s exists with other settings (vni %d, local %v, learning %t)", VXLAN(s.VNI), v.VxlanId, v.SrcAddr, v.Learning)
+	}
+	if vx.Attrs().MasterIndex != br.Attrs().Index {
+		if err := h.h.LinkSetMaster(vx, br); err != nil {
+			return fmt.Errorf("netseg: %s into %s: %w", vx.Attrs().Name, br.Attrs().Name, err)
+		}
+	}
+	for _, l := range []netlink.Link{br, vx} {
+		if err := h.h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("netseg: %s up: %w", l.Attrs().Name, err)
+		}
+	}
+	return h.syncPeers(vx, s.Peers)
+}
+
+// link returns the link named as l, creating it if there is none; one of another kind is an
+// error.
+func (h *Host) link(l netlink.Link) (netlink.Link, error) {
+	name := l.Attrs().Name
+	got, err := h.h.LinkByName(name)
+	if err == nil {
+		if got.Type() != l.Type() {
+			return nil, fmt.Errorf("netseg: %s exists as a %s, not a %s", name, got.Type(), l.Type())
+		}
+		return got, nil
+	}
+	if !errors.As(err, new(netlink.LinkNotFoundError)) {
+		return nil, fmt.Errorf("netseg: %s: %w", name, err)
+	}
+	if err := h.h.LinkAdd(l); err != nil {
+		return nil, fmt.Errorf("netseg: add %s: %w", name, err)
+	}
+	return h.h.LinkByName(name)
+}
+
+// zeroMAC is the forwarding entry's address for flooding: broadcast, unknown unicast and
+// multicast frames go to every host that has one.
+var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// syncPeers makes the VXLAN device's flooding entries exactly peers.
+func (h *Host) syncPeers(vx netlink.Link, peers []netip.Addr) error {
+	have, err := h.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("netseg: %s entries: %w", vx.Attrs().Name, err)
+	}
+	entry := func(ip netip.Addr) *netlink.Neigh {
+		return &netlink.Neigh{LinkIndex: vx.Attrs().Index, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF,
+			State: netlink.NUD_PERMANENT | netlink.NUD_NOARP, HardwareAddr: zeroMAC, IP: net.IP(ip.AsSlice())}
+	}
+	var present []netip.Addr
+	for _, n := range have {
+		ip, ok := netip.AddrFromSlice(n.IP)
+		if !ok || n.HardwareAddr.String() != zeroMAC.String() {
+			continue
+		}
+		ip = ip.Unmap()
+		if !slices.Contains(peers, ip) {
+			if err := h.h.NeighDel(entry(ip)); err != nil {
+				return fmt.Errorf("netseg: %s: drop peer %v: %w", vx.Attrs().Name, ip, err)
+			}
+			continue
+		}
+		present = append(present, ip)
+	}
+	for _, p := range peers {
+		if slices.Contains(present, p) {
+			continue
+		}
+		if err := h.h.NeighAppend(entry(p)); err != nil {
+			return fmt.Errorf("netseg: %s: add peer %v: %w", vx.Attrs().Name, p, err)
+		}
+	}
+	return nil
+}
+
+// Attach puts link (a VM's tap, an app instance's host-side veth) on network vni's bridge.
+func (h *Host) Attach(vni int, link string) error {
+	br, err := h.h.LinkByName(Bridge(vni))
+	if err != nil {
+		return fmt.Errorf("netseg: network %d is not on this host: %w", vni, err)
+	}
+	l, err := h.h.LinkByName(link)
+	if err != nil {
+		return fmt.Errorf("netseg: %s: %w", link, err)
+	}
+	if err := h.h.LinkSetMaster(l, br); err != nil {
+		return fmt.Errorf("netseg: %s into %s: %w", link, br.Attrs().Name, err)
+	}
+	return nil
+}
+
+// Remove deletes network vni's VXLAN device and bridge; ports still on it fall off. Removing
+// what is not there is not an error.
+func (h *Host) Remove(vni int) error {
+	for _, name := range []string{VXLAN(vni), Bridge(vni)} {
+		l, err := h.h.LinkByName(name)
+		if errors.As(err, new(netlink.LinkNotFoundError)) {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("netseg: %s: %w", name, err)
+		}
+		if err := h.h.LinkDel(l); err != nil {
+			return fmt.Errorf("netseg: delete %s: %w", name, err)
+		}
+	}
+	return nil
+}

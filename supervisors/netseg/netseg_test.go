@@ -1,0 +1,234 @@
+package netseg_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"enjin/supervisors/netseg"
+)
+
+var id = os.Getpid() % 100000
+
+// run runs an ip(8) command line and fails the test if it fails.
+func run(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// namespace makes a network namespace for the test, with lo up and IPv6 off, and a netlink
+// handle into it.
+func namespace(t *testing.T, role string) (string, *netlink.Handle) {
+	t.Helper()
+	name := fmt.Sprintf("enjseg-%s-%d", role, id)
+	run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	// No IPv6 here: its autoconfiguration chatter would blur the count of frames that cross.
+	run(t, "ip", "netns", "exec", name, "sh", "-c",
+		"echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6")
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ns.Close() })
+	h, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(h.Close)
+	return name, h
+}
+
+// endpoint puts a namespace with address addr behind host's network vni, as an app instance
+// or a VM would be, and returns the namespace's name.
+func endpoint(t *testing.T, host string, seg *netseg.Host, vni int, role, addr string) string {
+	t.Helper()
+	ep, _ := namespace(t, role)
+	outer := fmt.Sprintf("e%s%d", role, id)
+	run(t, "ip", "-n", host, "link", "add", outer, "mtu", "1450", "type", "veth", "peer", "name", "eth0", "netns", ep, "mtu", "1450")
+	if err := seg.Attach(vni, outer); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "ip", "-n", host, "link", "set", outer, "up")
+	run(t, "ip", "-n", ep, "addr", "add", addr, "dev", "eth0")
+	run(t, "ip", "-n", ep, "link", "set", "eth0", "up")
+	return ep
+}
+
+// inNS runs f on a thread in network namespace name: the sockets f makes are that namespace's.
+func inNS(t *testing.T, name string, f func()) {
+	t.Helper()
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer orig.Close()
+	ns, err := netns.GetFromName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
+	if err := netns.Set(ns); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread() // a thread that could not go back dies with the goroutine
+		}
+	}()
+	f()
+}
+
+// serve answers every TCP connection to addr in namespace ns with its name, until the test ends.
+func serve(t *testing.T, ns, addr string) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	inNS(t, ns, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() { // ends when the listener closes
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			io.WriteString(c, ns)
+			c.Close()
+		}
+	}()
+}
+
+// ask connects from namespace ns to addr and returns what the server there says it is.
+func ask(t *testing.T, ns, addr string) (string, error) {
+	t.Helper()
+	var c net.Conn
+	var err error
+	inNS(t, ns, func() { c, err = net.DialTimeout("tcp", addr, time.Second) })
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Second))
+	b, err := io.ReadAll(c)
+	return string(b), err
+}
+
+// rxPackets is how many packets eth0 in ns has received.
+func rxPackets(t *testing.T, ns string) int64 {
+	t.Helper()
+	var links []struct {
+		Stats struct {
+			RX struct {
+				Packets int64 `json:"packets"`
+			} `json:"rx"`
+		} `json:"stats64"`
+	}
+	if err := json.Unmarshal([]byte(run(t, "ip", "-n", ns, "-s", "-j", "link", "show", "eth0")), &links); err != nil || len(links) != 1 {
+		t.Fatalf("stats of eth0 in %s: %v", ns, err)
+	}
+	return links[0].Stats.RX.Packets
+}
+
+// Two hosts, each in its own namespace with an underlay veth between them; two tenants'
+// networks on both, with the same addresses. Endpoints of one network reach each other across
+// the hosts over VXLAN, none of their frames reaches the other network, a host without the
+// other as a peer floods nothing to it, and removing a segment leaves nothing.
+func TestSegmentsAcrossHosts(t *testing.T) {
+	a, ha := namespace(t, "a")
+	b, hb := namespace(t, "b")
+	ua, ub := fmt.Sprintf("ua%d", id), fmt.Sprintf("ub%d", id)
+	run(t, "ip", "-n", a, "link", "add", ua, "type", "veth", "peer", "name", ub, "netns", b)
+	under := fmt.Sprintf("198.18.%d", id%250)
+	run(t, "ip", "-n", a, "addr", "add", under+".1/24", "dev", ua)
+	run(t, "ip", "-n", b, "addr", "add", under+".2/24", "dev", ub)
+	run(t, "ip", "-n", a, "link", "set", ua, "up")
+	run(t, "ip", "-n", b, "link", "set", ub, "up")
+	addrA, addrB := netip.MustParseAddr(under+".1"), netip.MustParseAddr(under+".2")
+
+	sa, sb := netseg.New(ha), netseg.New(hb)
+	for _, vni := range []int{5000, 5001} {
+		for range 2 { // twice: Ensure changes nothing the second time
+			if err := sa.Ensure(netseg.Segment{VNI: vni, Underlay: addrA, Peers: []netip.Addr{addrB}}); err != nil {
+				t.Fatal(err)
+			}
+			if err := sb.Ensure(netseg.Segment{VNI: vni, Underlay: addrB, Peers: []netip.Addr{addrA}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// acme's network (5000) and beta's (5001), the same addresses on both.
+	acmeA := endpoint(t, a, sa, 5000, "aa", "100.77.0.2/24")
+	acmeB := endpoint(t, b, sb, 5000, "ab", "100.77.0.3/24")
+	betaA := endpoint(t, a, sa, 5001, "ba", "100.77.0.2/24")
+	betaB := endpoint(t, b, sb, 5001, "bb", "100.77.0.3/24")
+
+	for _, ep := range []struct{ ns, addr string }{{acmeB, "100.77.0.3:7000"}, {betaB, "100.77.0.3:7000"}, {acmeA, "100.77.0.2:7000"}} {
+		serve(t, ep.ns, ep.addr)
+	}
+	for _, tc := range []struct{ from, to, want string }{{acmeA, "100.77.0.3:7000", acmeB}, {betaA, "100.77.0.3:7000", betaB}, {acmeB, "100.77.0.2:7000", acmeA}} {
+		if got, err := ask(t, tc.from, tc.to); got != tc.want {
+			t.Fatalf("from %s to %s: reached %q (%v), want %s", tc.from, tc.to, got, err, tc.want)
+		}
+	}
+	before := rxPackets(t, betaB)
+	const n = 50
+	for range n {
+		if got, err := ask(t, acmeA, "100.77.0.3:7000"); got != acmeB {
+			t.Fatalf("acme's endpoints stopped reaching each other: %q %v", got, err)
+		}
+	}
+	if got := rxPackets(t, betaB) - before; got != 0 {
+		t.Fatalf("beta's endpoint at the same address received %d frames while acme's talked", got)
+	}
+	t.Logf("%d connections across hosts on acme's network; beta's endpoint at the same address received 0 frames", n)
+
+	// Without B as a peer, A sends B nothing: the flooding entry is the only way there.
+	if err := sa.Ensure(netseg.Segment{VNI: 5000, Underlay: addrA}); err != nil {
+		t.Fatal(err)
+	}
+	run(t, "ip", "-n", acmeA, "neigh", "flush", "all")
+	if got, err := ask(t, acmeA, "100.77.0.3:7000"); err == nil {
+		t.Fatalf("host A reached B's endpoint (%q) with B removed from its peers", got)
+	}
+	if err := sa.Ensure(netseg.Segment{VNI: 5000, Underlay: addrA, Peers: []netip.Addr{addrB}}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := ask(t, acmeA, "100.77.0.3:7000"); got != acmeB {
+		t.Fatalf("B added back as a peer: %q %v", got, err)
+	}
+
+	if err := sa.Ensure(netseg.Segment{VNI: 5000, Underlay: addrA, Peers: []netip.Addr{addrA}}); err == nil {
+		t.Fatal("a host as its own peer was accepted")
+	}
+	for _, vni := range []int{5000, 5001} {
+		if err := sa.Remove(vni); err != nil {
+			t.Fatal(err)
+		}
+		if err := sa.Remove(vni); err != nil {
+			t.Fatalf("removing twice: %v", err)
+		}
+	}
+	if out := run(t, "ip", "-n", a, "-o", "link", "show"); strings.Contains(out, "enjn") || strings.Contains(out, "enjx") {
+		t.Fatalf("left on host A after Remove:\n%s", out)
+	}
+}
