@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"enjin/rings"
+	"enjin/supervisors/libvirt"
 )
 
 // listWait is how long Children waits for libvirtd before it answers with what it saw last.
@@ -49,6 +50,27 @@ func (h *Host) Children() []rings.Child {
 // list lists the node's VMs into h.seen and closes done.
 func (h *Host) list(done chan struct{}) {
 	infos, err := h.cfg.Libvirt.List()
+	s := &h.seen
+	s.mu.Lock()
+	if err == nil {
+		s.children = h.childrenOf(infos)
+	} else {
+		h.log.Debug("vms not listed; the last listing stands", "err", err)
+	}
+	s.listing = nil
+	s.mu.Unlock()
+	close(done)
+}
+
+// saw makes infos, a listing made elsewhere (Restore's), the last listing.
+func (h *Host) saw(infos []libvirt.Info) {
+	h.seen.mu.Lock()
+	h.seen.children = h.childrenOf(infos)
+	h.seen.mu.Unlock()
+}
+
+// childrenOf are the node's VMs among infos, as ring 2 children, by id.
+func (h *Host) childrenOf(infos []libvirt.Info) []rings.Child {
 	var out []rings.Child
 	for _, in := range infos {
 		if in.Meta.Node != h.cfg.Node {
@@ -57,14 +79,5 @@ func (h *Host) list(done chan struct{}) {
 		out = append(out, rings.Child{Node: rings.NodeID(in.Name), Tenant: in.Meta.Tenant, App: "vm:" + in.Meta.VM, State: stateOf(in.State)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
-	s := &h.seen
-	s.mu.Lock()
-	if err == nil {
-		s.children = out
-	} else {
-		h.log.Debug("vms not listed; the last listing stands", "err", err)
-	}
-	s.listing = nil
-	s.mu.Unlock()
-	close(done)
+	return out
 }

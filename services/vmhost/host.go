@@ -183,6 +183,7 @@ func (h *Host) Restore() error {
 	if err != nil {
 		return fmt.Errorf("vmhost: restore: %w", err)
 	}
+	h.saw(infos) // the heartbeat's first listing, should libvirtd be slow to answer the next
 	for _, in := range infos {
 		if in.Meta.Node != h.cfg.Node {
 			continue
