@@ -140,24 +140,5 @@ func netShowCmd(g *globals) *cobra.Command {
 }
 
 func netDeleteCmd(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "delete TENANT/NAME", Short: "delete a network without ports", Args: argsBetween(1, 1, "TENANT/NAME"),
-		RunE: func(c *cobra.Command, args []string) error {
-			t, name, err := vmRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			hdr, err := cl.ifMatch(c.Context(), netPath(t, name))
-			if err != nil {
-				return err
-			}
-			if err := cl.do(c.Context(), "DELETE", netPath(t, name), hdr, nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "deleted %s/%s\n", t, name)
-			return nil
-		}}
+	return removeCmd(g, "delete", "delete a network without ports", "deleted", netPath)
 }

@@ -244,8 +244,13 @@ func vmRebootCmd(g *globals) *cobra.Command {
 }
 
 func vmDestroyCmd(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "destroy TENANT/NAME", Short: "destroy a VM: its domain, disks and taps (its volumes stay)",
-		Args: argsBetween(1, 1, "TENANT/NAME"),
+	return removeCmd(g, "destroy", "destroy a VM: its domain, disks and taps (its volumes stay)", "destroyed", vmPath)
+}
+
+// removeCmd is a verb that deletes TENANT/NAME, found at path(TENANT, NAME), at the version
+// it reads first (If-Match), waits as long as the ring 1 node takes, and says done.
+func removeCmd(g *globals, verb, short, done string, path func(rings.TenantID, string) string) *cobra.Command {
+	return &cobra.Command{Use: verb + " TENANT/NAME", Short: short, Args: argsBetween(1, 1, "TENANT/NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			t, name, err := vmRef(args[0])
 			if err != nil {
@@ -255,14 +260,14 @@ func vmDestroyCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			hdr, err := cl.ifMatch(c.Context(), vmPath(t, name))
+			hdr, err := cl.ifMatch(c.Context(), path(t, name))
 			if err != nil {
 				return err
 			}
-			if err := cl.long(c.Context(), "DELETE", vmPath(t, name), hdr, nil, nil); err != nil {
+			if err := cl.long(c.Context(), "DELETE", path(t, name), hdr, nil, nil); err != nil {
 				return err
 			}
-			fmt.Fprintf(c.OutOrStdout(), "destroyed %s/%s\n", t, name)
+			fmt.Fprintf(c.OutOrStdout(), "%s %s/%s\n", done, t, name)
 			return nil
 		}}
 }

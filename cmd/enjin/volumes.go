@@ -138,26 +138,7 @@ func volAttachCmd(g *globals, attach bool) *cobra.Command {
 }
 
 func volRmCmd(g *globals) *cobra.Command {
-	return &cobra.Command{Use: "rm TENANT/NAME", Short: "delete a volume attached to no VM, and its data", Args: argsBetween(1, 1, "TENANT/NAME"),
-		RunE: func(c *cobra.Command, args []string) error {
-			t, name, err := vmRef(args[0])
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			hdr, err := cl.ifMatch(c.Context(), volPath(t, name))
-			if err != nil {
-				return err
-			}
-			if err := cl.long(c.Context(), "DELETE", volPath(t, name), hdr, nil, nil); err != nil {
-				return err
-			}
-			fmt.Fprintf(c.OutOrStdout(), "deleted %s/%s\n", t, name)
-			return nil
-		}}
+	return removeCmd(g, "rm", "delete a volume attached to no VM, and its data", "deleted", volPath)
 }
 
 func machineTypesCmd(g *globals) *cobra.Command {
