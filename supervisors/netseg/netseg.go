@@ -35,6 +35,9 @@ type Segment struct {
 	MTU      int          // the underlay's MTU; 0: 1500
 }
 
+// addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: the kernel gives the device no IPv6 address.
+const addrGenModeNone = 1
+
 // Bridge is the name of the bridge of network vni.
 func Bridge(vni int) string { return fmt.Sprintf("enjn%d", vni) }
 
@@ -72,7 +75,8 @@ func (h *Host) Ensure(s Segment) error {
 	if mtu == 0 {
 		mtu = 1500
 	}
-	br, err := h.link(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: Bridge(s.VNI), MTU: mtu - overhead}})
+	snoop := false // multicast goes to every port: guests' IPv6 neighbour discovery needs no querier
+	br, err := h.link(&netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: Bridge(s.VNI), MTU: mtu - overhead}, MulticastSnooping: &snoop})
 	if err != nil {
 		return err
 	}
@@ -90,6 +94,9 @@ func (h *Host) Ensure(s Segment) error {
 		}
 	}
 	for _, l := range []netlink.Link{br, vx} {
+		// The host takes no part in the segment: no IPv6 link-local address of its own there.
+		// (Where IPv6 is off this fails, and there is nothing to prevent.)
+		h.h.LinkSetIP6AddrGenMode(l, addrGenModeNone)
 		if err := h.h.LinkSetUp(l); err != nil {
 			return fmt.Errorf("netseg: %s up: %w", l.Attrs().Name, err)
 		}

@@ -3,56 +3,25 @@ package netseg_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"net"
 	"net/netip"
 	"os"
-	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
 	"enjin/supervisors/netseg"
+	"enjin/test/harness"
 )
 
 var id = os.Getpid() % 100000
-
-// run runs an ip(8) command line and fails the test if it fails.
-func run(t *testing.T, args ...string) string {
-	t.Helper()
-	out, err := exec.Command(args[0], args[1:]...).CombinedOutput()
-	if err != nil {
-		t.Fatalf("%s: %v\n%s", strings.Join(args, " "), err, out)
-	}
-	return string(out)
-}
 
 // namespace makes a network namespace for the test, with lo up and IPv6 off, and a netlink
 // handle into it.
 func namespace(t *testing.T, role string) (string, *netlink.Handle) {
 	t.Helper()
 	name := fmt.Sprintf("enjseg-%s-%d", role, id)
-	run(t, "ip", "netns", "add", name)
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	run(t, "ip", "-n", name, "link", "set", "lo", "up")
-	// No IPv6 here: its autoconfiguration chatter would blur the count of frames that cross.
-	run(t, "ip", "netns", "exec", name, "sh", "-c",
-		"echo 1 >/proc/sys/net/ipv6/conf/all/disable_ipv6 && echo 1 >/proc/sys/net/ipv6/conf/default/disable_ipv6")
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ns.Close() })
-	h, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return name, h
+	return name, harness.Netns(t, name, false)
 }
 
 // endpoint puts a namespace with address addr behind host's network vni, as an app instance
@@ -71,67 +40,11 @@ func endpoint(t *testing.T, host string, seg *netseg.Host, vni int, role, addr s
 	return ep
 }
 
-// inNS runs f on a thread in network namespace name: the sockets f makes are that namespace's.
-func inNS(t *testing.T, name string, f func()) {
-	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread() // a thread that could not go back dies with the goroutine
-		}
-	}()
-	f()
-}
-
-// serve answers every TCP connection to addr in namespace ns with its name, until the test ends.
-func serve(t *testing.T, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	inNS(t, ns, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() { // ends when the listener closes
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, ns)
-			c.Close()
-		}
-	}()
-}
-
-// ask connects from namespace ns to addr and returns what the server there says it is.
-func ask(t *testing.T, ns, addr string) (string, error) {
-	t.Helper()
-	var c net.Conn
-	var err error
-	inNS(t, ns, func() { c, err = net.DialTimeout("tcp", addr, time.Second) })
-	if err != nil {
-		return "", err
-	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(2 * time.Second))
-	b, err := io.ReadAll(c)
-	return string(b), err
-}
+var (
+	run   = harness.Run
+	serve = harness.ServeName
+	ask   = harness.AskName
+)
 
 // rxPackets is how many packets eth0 in ns has received.
 func rxPackets(t *testing.T, ns string) int64 {
