@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"net/url"
 	"os"
@@ -40,6 +41,7 @@ const (
 // Limits on list fields, so a malformed host cannot make the guest do unbounded work.
 const (
 	maxAddresses = 16
+	maxLinks     = 8
 	maxURLs      = 16
 	maxSSHKeys   = 64
 	maxSSHKey    = 16 << 10
@@ -57,12 +59,20 @@ type Meta struct {
 	Hostname  string         `json:"hostname,omitempty"` // empty: the node id
 	Addresses []netip.Prefix `json:"addresses,omitempty"`
 	Gateway   netip.Addr     `json:"gateway,omitzero"`      // on a link of Addresses
+	Links     []Link         `json:"links,omitempty"`       // NICs on the tenant's networks
 	NATS      []string       `json:"nats,omitempty"`        // URLs of the bus, tried in turn
 	Creds     string         `json:"creds,omitempty"`       // a .creds file: the VM's user JWT and seed
 	Attest    string         `json:"attest_seed,omitempty"` // keys.Attestation.SeedText
 	SSHKeys   []string       `json:"ssh_keys,omitempty"`    // authorized_keys lines
 	UserData  string         `json:"user_data,omitempty"`
 	Heartbeat Duration       `json:"heartbeat,omitzero"` // zero: DefaultHeartbeat
+}
+
+// Link is a NIC on one of the tenant's networks, found by its MAC, with its addresses. (The
+// first NIC, eth0, is on the host's own network and takes Addresses and Gateway.)
+type Link struct {
+	MAC       string         `json:"mac"`
+	Addresses []netip.Prefix `json:"addresses,omitempty"`
 }
 
 // Duration is a time.Duration written the way Go writes one: "5s", "1m30s".
@@ -156,16 +166,23 @@ func (m *Meta) check() error {
 }
 
 func (m *Meta) checkNet() error {
-	if len(m.Addresses) > maxAddresses {
-		return fmt.Errorf("addresses: %d is more than %d", len(m.Addresses), maxAddresses)
+	if err := checkPrefixes("addresses", m.Addresses); err != nil {
+		return err
 	}
 	onLink := false
-	for i, p := range m.Addresses {
-		a := p.Addr()
-		if !p.IsValid() || a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.Is4In6() {
-			return fmt.Errorf("addresses[%d] %q: want an address for an interface, with its prefix length", i, p)
-		}
+	for _, p := range m.Addresses {
 		onLink = onLink || (m.Gateway.IsValid() && p.Contains(m.Gateway))
+	}
+	if len(m.Links) > maxLinks {
+		return fmt.Errorf("links: %d is more than %d", len(m.Links), maxLinks)
+	}
+	for i, l := range m.Links {
+		if hw, err := net.ParseMAC(l.MAC); err != nil || len(hw) != 6 || hw.String() != l.MAC {
+			return fmt.Errorf("links[%d]: mac %.64q: want a MAC such as 52:54:00:12:34:56", i, l.MAC)
+		}
+		if err := checkPrefixes(fmt.Sprintf("links[%d].addresses", i), l.Addresses); err != nil {
+			return err
+		}
 	}
 	switch g := m.Gateway; {
 	case !g.IsValid():
@@ -173,6 +190,19 @@ func (m *Meta) checkNet() error {
 		return fmt.Errorf("gateway %s: not a router's address", g)
 	case !onLink:
 		return fmt.Errorf("gateway %s: on the link of none of the addresses", g)
+	}
+	return nil
+}
+
+func checkPrefixes(what string, ps []netip.Prefix) error {
+	if len(ps) > maxAddresses {
+		return fmt.Errorf("%s: %d is more than %d", what, len(ps), maxAddresses)
+	}
+	for i, p := range ps {
+		a := p.Addr()
+		if !p.IsValid() || a.Zone() != "" || a.IsUnspecified() || a.IsLoopback() || a.IsMulticast() || a.Is4In6() {
+			return fmt.Errorf("%s[%d] %q: want an address for an interface, with its prefix length", what, i, p)
+		}
 	}
 	return nil
 }
@@ -240,8 +270,8 @@ func (m *Meta) Period() time.Duration {
 }
 
 // WriteNet writes the network configuration for a shell to read, one "key value" a line:
-// "hostname NAME", then "address PREFIX" for each address and "gateway ADDR" if there is one.
-// Every value was checked by ParseMeta, so none holds white space or a shell character. No
+// "hostname NAME", then "address PREFIX" for each address and "gateway ADDR" if there is one,
+// then "link MAC PREFIX" for each address of a NIC on a tenant network. Every value was checked by ParseMeta, so none holds white space or a shell character. No
 // address line means the guest should ask DHCP.
 func (m *Meta) WriteNet(w io.Writer) error {
 	var b strings.Builder
@@ -251,6 +281,11 @@ func (m *Meta) WriteNet(w io.Writer) error {
 	}
 	if m.Gateway.IsValid() {
 		fmt.Fprintf(&b, "gateway %s\n", m.Gateway)
+	}
+	for _, l := range m.Links {
+		for _, p := range l.Addresses {
+			fmt.Fprintf(&b, "link %s %s\n", l.MAC, p)
+		}
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -50,6 +50,7 @@ func goodMeta(t testing.TB) map[string]any {
 		"nats": []string{"nats://100.64.0.1:4222"}, "creds": credsFor(t, "vm-1"),
 		"attest_seed": att.SeedText(), "ssh_keys": []string{"ssh-ed25519 AAAAC3Nza user@host"},
 		"user_data": "#cloud-config\n", "heartbeat": "5s",
+		"links": []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"100.77.0.2/24"}}},
 	}
 }
 
@@ -80,7 +81,7 @@ func TestParseMeta(t *testing.T) {
 	if err := m.WriteNet(&out); err != nil {
 		t.Fatal(err)
 	}
-	want := "hostname web-1\naddress 100.64.0.5/24\naddress fd00::5/64\ngateway 100.64.0.1\n"
+	want := "hostname web-1\naddress 100.64.0.5/24\naddress fd00::5/64\ngateway 100.64.0.1\nlink 52:54:00:12:34:56 100.77.0.2/24\n"
 	if out.String() != want {
 		t.Errorf("WriteNet: got %q want %q", out.String(), want)
 	}
@@ -140,6 +141,10 @@ func TestParseMetaRefuses(t *testing.T) {
 		{name: "address zone", field: "addresses", value: []string{"fe80::1%eth0/64"}, want: "ParsePrefix"},
 		{name: "addresses a string", field: "addresses", value: "100.64.0.5/24", want: "cannot unmarshal string"},
 		{name: "too many addresses", field: "addresses", value: make([]string, 17), want: "more than 16"},
+		{name: "link mac shell", field: "links", value: []map[string]any{{"mac": "$(reboot)"}}, want: "links[0]: mac"},
+		{name: "link mac upper case", field: "links", value: []map[string]any{{"mac": "52:54:00:AB:CD:EF"}}, want: "links[0]: mac"},
+		{name: "link address garbage", field: "links", value: []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"0.0.0.0/0"}}}, want: "links[0].addresses[0]"},
+		{name: "too many links", field: "links", value: make([]map[string]any, 9), want: "more than 8"},
 		{name: "gateway garbage", field: "gateway", value: "router", want: "ParseAddr"},
 		{name: "gateway off link", field: "gateway", value: "10.0.0.1", want: "on the link of none"},
 		{name: "gateway without addresses", field: "addresses", value: nil, want: "on the link of none"},
@@ -215,7 +220,8 @@ func FuzzParseMeta(f *testing.F) {
 		var out strings.Builder
 		m.WriteNet(&out)
 		for line := range strings.Lines(out.String()) {
-			if f := strings.Fields(line); len(f) != 2 || strings.ContainsAny(line, "$`\\\"';&|<>(){}*?[]!#~") {
+			f := strings.Fields(line)
+			if want := map[bool]int{true: 3, false: 2}[len(f) > 0 && f[0] == "link"]; len(f) != want || strings.ContainsAny(line, "$`\\\"';&|<>(){}*?[]!#~") {
 				t.Fatalf("%q: unsafe network line %q", b, line)
 			}
 		}
