@@ -30,6 +30,9 @@ type Observation struct {
 	// VMMemoryMB is the memory a ring 1 node offers its VMs in all, in MiB; 0 when it hosts
 	// none. Ring 0 places a VM on a node only while the VMs it holds fit in it.
 	VMMemoryMB int64 `json:"vm_memory_mb,omitempty"`
+	// Underlay is the address a ring 1 node carries tenant networks from (VXLAN's UDP); the
+	// other hosts of a network send its frames there.
+	Underlay string `json:"underlay,omitempty"`
 	// Children are the nodes this node supervises and observes (the probe strategy): a
 	// ring 1 node's app instances, each a ring 2 node.
 	Children []Child `json:"children,omitempty"`

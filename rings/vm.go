@@ -37,10 +37,26 @@ type VMImage struct {
 	Initrd string `json:"initrd,omitempty"`
 }
 
-// VMNIC is one network interface of a VM.
+// VMNIC is one network interface of a VM: on the node's own network ("default": the bus relay
+// and the router, addressed by the node), or on one of its tenant's networks, as ring 0's
+// port there says.
 type VMNIC struct {
-	MAC     string `json:"mac"`
-	Network string `json:"network"`
+	MAC     string   `json:"mac"`
+	Network string   `json:"network"`
+	Segment *Segment `json:"segment,omitempty"` // set for a tenant network
+}
+
+// DefaultNetwork is the node's own network every VM's first NIC is on.
+const DefaultNetwork = "default"
+
+// Segment is a NIC's place on a tenant network: the network's VXLAN id, the other hosts that
+// carry it, and the port ring 0 made for the NIC with its addresses.
+type Segment struct {
+	VNI       int      `json:"vni"`
+	Peers     []string `json:"peers,omitempty"`     // the underlay addresses of the network's other hosts
+	Port      string   `json:"port"`                // the port's id (a UUID)
+	Addresses []string `json:"addresses,omitempty"` // the port's addresses with the network's prefix length
+	Gateway   string   `json:"gateway,omitempty"`   // the network's gateway address
 }
 
 // VMVolume is a volume a VM has attached.

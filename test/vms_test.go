@@ -64,6 +64,7 @@ func TestVMs(t *testing.T) {
 	// Room: ring 0 places a VM only while the node's VMs fit in the memory it offers them.
 	c.checkRoom(t, 512) // vm1, a small one, holds 512 MiB
 	c.checkNetworks(t)
+	c.checkTenantNetwork(t)
 
 	for _, step := range []struct{ verb, want string }{{"stop", "stopped"}, {"start", "running"}, {"reboot", "running"}} {
 		if got := c.vmJSON("vms", step.verb, "acme/vm1", "-o", "json"); got.ObservedState != step.want {

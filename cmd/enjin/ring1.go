@@ -24,6 +24,7 @@ type ring1Flags struct {
 	join, joinFile, ring0URL                        string
 	logLevel                                        string
 	limits, uidRange                                string
+	underlay                                        string
 }
 
 // registerRing1Flags registers every flag of `enjin ring1`.
@@ -46,6 +47,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.joinFile, "join-file", "", "join with the one-time token in this file (external strategy); needs --ring0")
 	fs.StringVar(&f.ring0URL, "ring0", "", "ring 0 meta API URL, with --join - or --join-file")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.underlay, "underlay", "", "IPv4 address tenant networks are carried from (VXLAN); default: the one ring 0's bus is reached from")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
@@ -76,6 +78,11 @@ The token is never an argument: others can read a process's arguments. Give it i
 			return err
 		}
 		cfg.Heartbeat, cfg.Logger = f.heartbeat, log
+		if f.underlay != "" {
+			if cfg.Underlay, err = netip.ParseAddr(f.underlay); err != nil || !cfg.Underlay.Is4() {
+				return usagef("ring1: --underlay %q: want an IPv4 address", f.underlay)
+			}
+		}
 		if cfg.Apps, err = f.appsConfig(); err != nil {
 			return err
 		}

@@ -3,9 +3,9 @@ package ring0
 import (
 	"context"
 	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"enjin/bus"
@@ -32,9 +32,11 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	if err != nil {
 		return inventory.VM{}, err
 	}
-	nets := in.Networks
-	if len(nets) == 0 {
-		nets = []string{"default"}
+	// Every VM's first NIC is on the node's own network: its way to the bus (its signed
+	// heartbeats) and the router's to it. The tenant's networks follow, in the order asked.
+	nets := append([]string{rings.DefaultNetwork}, slices.DeleteFunc(slices.Clone(in.Networks), func(n string) bool { return n == rings.DefaultNetwork })...)
+	if err := r.checkNetworks(ctx, t, nets); err != nil {
+		return inventory.VM{}, err
 	}
 	spec := inventory.VMSpec{Networks: nets, SSHKeys: in.SSHKeys, UserData: in.UserData}
 	for _, n := range nets {
@@ -46,6 +48,7 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 		return inventory.VM{}, err
 	}
 	if _, err := r.applyVM(ctx, vm); err != nil {
+		r.releasePorts(context.WithoutCancel(ctx), vmOwner(vm.ID))
 		if derr := r.store.DeleteVM(context.WithoutCancel(ctx), t, vm.Name, vm.Version); derr != nil {
 			r.log.Error("vm record not removed after a failed create", "tenant", t, "vm", vm.Name, "err", derr)
 		}
@@ -70,6 +73,9 @@ func (r *Ring0) AddVMNIC(ctx context.Context, t rings.TenantID, name, network st
 	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error {
 		if len(v.Spec.NICs) >= 8 {
 			return fmt.Errorf("ring0: vm %s/%s has 8 NICs, the most: %w", t, name, inventory.ErrInvalid)
+		}
+		if err := r.checkNetworks(ctx, t, []string{network}); err != nil {
+			return err
 		}
 		v.Spec.NICs = append(v.Spec.NICs, inventory.NIC{MAC: newMAC(), Network: network})
 		return nil
@@ -141,6 +147,7 @@ func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, ve
 		r.vmKeys.Delete(n.AuthPub)
 		r.verify.Forget(n.ID)
 	}
+	r.releasePorts(ctx, vmOwner(vm.ID))
 	r.log.Info("vm destroyed", "tenant", t, "vm", name, "node", vm.Node)
 	return r.store.DeleteVM(ctx, t, name, version)
 }
@@ -233,8 +240,12 @@ func (r *Ring0) vmRequest(ctx context.Context, vm inventory.VM) (rings.VMRequest
 	}
 	req := rings.VMRequest{ID: rings.NodeID(vm.ID), Tenant: vm.Tenant, Name: vm.Name, VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB,
 		DiskGB: mt.DiskGB, Image: imageOf(im), SSHKeys: vm.Spec.SSHKeys, UserData: vm.Spec.UserData, State: vm.DesiredState}
+	segs, err := r.segments(ctx, vm)
+	if err != nil {
+		return rings.VMRequest{}, err
+	}
 	for _, n := range vm.Spec.NICs {
-		req.NICs = append(req.NICs, rings.VMNIC{MAC: n.MAC, Network: n.Network})
+		req.NICs = append(req.NICs, rings.VMNIC{MAC: n.MAC, Network: n.Network, Segment: segs[n.MAC]})
 	}
 	for _, v := range vols {
 		req.Volumes = append(req.Volumes, rings.VMVolume{ID: v.ID, Name: v.Name, SizeGB: v.SizeGB})
@@ -294,25 +305,21 @@ func (r *Ring0) placeVM(ctx context.Context, mt inventory.MachineType, vm invent
 
 // vmMemoryOffered is the memory node offers its VMs, as its last own observation says.
 func (r *Ring0) vmMemoryOffered(ctx context.Context, node rings.NodeID) (int64, error) {
-	obs, err := r.store.Observations(ctx, node, 20, 0)
+	claim, err := r.lastClaim(ctx, node)
+	if errors.Is(err, errNoClaim) {
+		return 0, fmt.Errorf("ring0: node %s has not said what it offers VMs yet: %w", node, api.ErrNoRoom)
+	}
 	if err != nil {
 		return 0, err
 	}
-	for _, o := range obs {
-		if o.Observer != "" {
-			continue
-		}
-		var claim rings.Observation
-		if err := json.Unmarshal(o.Payload, &claim); err != nil {
-			continue
-		}
-		if claim.VMMemoryMB == 0 {
-			return 0, fmt.Errorf("ring0: node %s hosts no VMs (does libvirtd run there?): %w", node, api.ErrNoRoom)
-		}
-		return claim.VMMemoryMB, nil
+	if claim.VMMemoryMB == 0 {
+		return 0, fmt.Errorf("ring0: node %s hosts no VMs (does libvirtd run there?): %w", node, api.ErrNoRoom)
 	}
-	return 0, fmt.Errorf("ring0: node %s has not said what it offers VMs yet: %w", node, api.ErrNoRoom)
+	return claim.VMMemoryMB, nil
 }
+
+// errNoClaim is a node that has made no observation of its own yet.
+var errNoClaim = errors.New("no observation of its own yet")
 
 // vmHost is where tenant t's VMs run: the up ring 1 node hosting t (it holds the scoped key
 // the VM's bus credential is minted with).

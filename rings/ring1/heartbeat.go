@@ -100,7 +100,9 @@ func (n *Node) observe(now time.Time) rings.Observation {
 		children = append(children, h.Children()...)
 		vmMemory = h.MemoryMB()
 	}
+	underlay, _ := n.underlay.Load().(string)
 	return rings.Observation{
+		Underlay:   underlay,
 		VMMemoryMB: vmMemory,
 		Children:   children,
 		Node:       n.cfg.Node,

@@ -24,6 +24,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,9 @@ type Config struct {
 	Dir string
 	// Apps, if set, makes the node host tenants' apps.
 	Apps *AppsConfig
+	// Underlay is the address the node carries tenant networks from (VXLAN); unset, the
+	// address it reaches the bus from.
+	Underlay netip.Addr
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.
@@ -81,6 +85,7 @@ type Node struct {
 	jwt                              atomic.Pointer[string]       // the current credential; see renewals
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
 	vms                              atomic.Pointer[vmhost.Host]  // set while the node hosts VMs
+	underlay                         atomic.Value                 // string: the underlay address, once known
 }
 
 // Stats counts the node's heartbeats since New.

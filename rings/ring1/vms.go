@@ -62,7 +62,15 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 			n.log.Warn("vm directory", "dir", d, "err", err)
 		}
 	}
+	tn, err := n.openNetworks(c.Bridge)
+	if err != nil {
+		ln.Close()
+		lv.Close()
+		n.log.Warn("no VMs: tenant networks", "err", err)
+		return func() {}
+	}
 	h, err := vmhost.New(vmhost.Config{Dir: dir, Node: n.cfg.Node, Libvirt: lv, Bridge: c.Bridge,
+		Segments: tn.segments, Guard: tn.guard, Underlay: tn.underlay,
 		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, Logger: n.log,
 		Fetch: func(ctx context.Context, digest, part string, f *os.File) error {
 			return fetchImage(ctx, nc, digest, part, f)
@@ -91,12 +99,13 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		}
 	}()
 	n.vms.Store(h)
-	n.log.Info("hosting VMs", "relay", relay, "kvm", libvirt.HasKVM())
+	n.log.Info("hosting VMs", "relay", relay, "kvm", libvirt.HasKVM(), "underlay", tn.underlay)
 	return func() {
 		n.vms.Store(nil)
 		cancelRelay()
 		<-done
 		lv.Close() // the VMs keep running: a restarted node adopts them
+		tn.close() // their segments and guards stay, for it to adopt too
 	}
 }
 

@@ -25,6 +25,9 @@ func (b *NetworkCreate) validate() error {
 	if !rings.IsSlug(b.Name) {
 		return invalid("name %q: want a slug", trunc(b.Name, 80))
 	}
+	if b.Name == rings.DefaultNetwork {
+		return invalid("name %q: the node's own network is called so; choose another", b.Name)
+	}
 	if b.cidr4, err = netip.ParsePrefix(b.CIDR4); err != nil || !b.cidr4.Addr().Is4() || b.cidr4.Bits() < 8 || b.cidr4.Bits() > 29 {
 		return invalid("cidr4 %q: want an IPv4 block from /8 to /29, such as 100.77.0.0/24", trunc(b.CIDR4, 80))
 	}

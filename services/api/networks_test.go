@@ -23,6 +23,7 @@ func networkSteps() []step {
 		post("network gateway broadcast", `{"name":"net2","cidr4":"100.78.0.0/24","gateway":"100.78.0.255"}`, 422, "invalid"),
 		post("network prefix6 /48", `{"name":"net2","cidr4":"100.78.0.0/24","prefix6":"fd00:78::/48"}`, 422, "invalid"),
 		post("network name bad", `{"name":"Net 2","cidr4":"100.78.0.0/24"}`, 422, "invalid"),
+		post("network named as the node's own", `{"name":"default","cidr4":"100.78.0.0/24"}`, 422, "invalid"),
 		post("network unknown field", `{"name":"net2","cidr4":"100.78.0.0/24","vni":7}`, 400, "bad_json"),
 		{name: "reader may not create a network", method: "POST", path: p, auth: asBob, body: `{"name":"net3","cidr4":"100.79.0.0/24"}`, status: 403},
 		{name: "network for unknown tenant", method: "POST", path: "/v1/tenants/nobody/networks", auth: asAdmin,

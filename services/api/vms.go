@@ -41,7 +41,7 @@ type VMCreate struct {
 	Name        string   `json:"name" api:"required"`
 	Image       string   `json:"image" api:"required"`        // id, or name (the tenant's, else a public one)
 	MachineType string   `json:"machine_type" api:"required"` // see /v1/machine-types
-	Networks    []string `json:"networks,omitempty"`
+	Networks    []string `json:"networks,omitempty"`          // the tenant's networks to join, after the node's own ("default")
 	SSHKeys     []string `json:"ssh_keys,omitempty"`
 	UserData    string   `json:"user_data,omitempty"`
 }

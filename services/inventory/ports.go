@@ -129,3 +129,13 @@ func (s *Store) DeletePort(ctx context.Context, id string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM ports WHERE id = $1`, id)
 	return pgErr("delete port "+id, err)
 }
+
+// NetworkNodes lists the nodes that hold ports on network id.
+func (s *Store) NetworkNodes(ctx context.Context, id string) ([]rings.NodeID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT DISTINCT node_id FROM ports WHERE network_id = $1 AND node_id IS NOT NULL ORDER BY node_id`, id)
+	if err != nil {
+		return nil, pgErr("nodes of network "+id, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[rings.NodeID])
+	return out, pgErr("nodes of network "+id, err)
+}

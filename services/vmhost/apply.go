@@ -28,6 +28,10 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 		return rings.VMStatus{}, err
 	}
 	defer h.lock(req.ID)()
+	var gone []int // networks of NICs taken away, whose segments may go once this is done
+	defer func() { h.prune(gone, "") }()
+	h.segMu.RLock()
+	defer h.segMu.RUnlock()
 	rec, defined := h.load(req.ID)
 	if defined && rec.Request.Tenant != req.Tenant {
 		return rings.VMStatus{}, fmt.Errorf("vmhost: vm %s is another tenant's", req.ID)
@@ -39,7 +43,7 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 		}
 		rec, err = h.define(ctx, req)
 	} else {
-		rec, err = h.change(rec, req)
+		rec, gone, err = h.change(rec, req)
 	}
 	if err != nil {
 		return rings.VMStatus{}, err
@@ -93,6 +97,16 @@ func check(req rings.VMRequest) error {
 			return fmt.Errorf("vmhost: vm %s: volume id %q", req.ID, v.ID)
 		}
 	}
+	if req.NICs[0].Segment != nil {
+		return fmt.Errorf("vmhost: vm %s: its first NIC is on the node's own network", req.ID)
+	}
+	for _, n := range req.NICs {
+		if n.Segment != nil {
+			if err := checkSegment(n.MAC, n.Segment); err != nil {
+				return err
+			}
+		}
+	}
 	return nil
 }
 
@@ -105,8 +119,11 @@ func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err
 	rec = record{Request: req}
 	defer func() {
 		if err != nil { // nothing of a VM that could not be made stays
-			for _, a := range rec.Addresses {
-				h.cfg.Network.Release(a)
+			h.release(rec.Addresses...)
+			for _, n := range req.NICs {
+				if n.Segment != nil && h.cfg.Guard != nil {
+					h.leave(n)
+				}
 			}
 			os.RemoveAll(dir)
 		}
@@ -127,15 +144,13 @@ func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err
 	} else {
 		d.Boot = libvirt.Boot{Kernel: kernel, Initrd: initrd, Cmdline: "console=ttyS0 panic=-1"}
 	}
-	for range req.NICs {
-		a, err := h.cfg.Network.Reserve()
+	for _, n := range req.NICs {
+		a, err := h.address(n)
 		if err != nil {
 			return rec, err
 		}
 		rec.Addresses = append(rec.Addresses, a)
-	}
-	for i, n := range req.NICs {
-		d.NICs = append(d.NICs, h.nic(n, i))
+		d.NICs = append(d.NICs, h.libvirtNIC(n))
 	}
 	rec.Targets = map[string]string{}
 	for _, v := range req.Volumes {
@@ -167,8 +182,11 @@ func (h *Host) writeMeta(req rings.VMRequest, rec record, id Identity) (string, 
 	m := guest.Meta{Node: req.ID, Tenant: req.Tenant, Name: req.Name, Hostname: req.Name, Gateway: h.cfg.Network.Gateway(),
 		NATS: h.cfg.NATS, Creds: id.Creds, Attest: id.AttestSeed, SSHKeys: req.SSHKeys, UserData: req.UserData}
 	for _, a := range rec.Addresses {
-		m.Addresses = append(m.Addresses, netip.PrefixFrom(a, h.cfg.Prefix.Bits()))
+		if a.IsValid() {
+			m.Addresses = append(m.Addresses, netip.PrefixFrom(a, h.cfg.Prefix.Bits()))
+		}
 	}
+	m.Links = links(req)
 	b, err := json.Marshal(m)
 	if err != nil {
 		return "", fmt.Errorf("vmhost: metadata of %s: %w", req.ID, err)
@@ -184,38 +202,54 @@ func (h *Host) writeMeta(req rings.VMRequest, rec record, id Identity) (string, 
 }
 
 // change brings a defined VM's NICs and volumes to what req lists: hot-plugged while it runs
-// (libvirt keeps its definition in step either way).
-func (h *Host) change(rec record, req rings.VMRequest) (record, error) {
+// (libvirt keeps its definition in step either way). It returns the networks of the NICs it
+// took away.
+func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
 	name := string(req.ID)
 	old := rec.Request
-	for i, n := range old.NICs {
-		if !slices.ContainsFunc(req.NICs, func(x rings.VMNIC) bool { return x.MAC == n.MAC }) {
-			if err := h.cfg.Libvirt.DetachNIC(name, n.MAC); err != nil {
-				return rec, fmt.Errorf("vmhost: detach NIC %s of %s: %w", n.MAC, name, err)
-			}
-			h.cfg.Network.DisallowGuest(rec.Addresses[i])
-			h.cfg.Network.Release(rec.Addresses[i])
-			rec.Addresses[i] = netip.Addr{}
-		}
+	has := func(nics []rings.VMNIC, mac string) bool {
+		return slices.ContainsFunc(nics, func(x rings.VMNIC) bool { return x.MAC == mac })
 	}
-	var kept []netip.Addr
+	var gone []int
+	addrs := map[string]netip.Addr{} // the node's address of each NIC that stays, by MAC
 	for i, n := range old.NICs {
-		if slices.ContainsFunc(req.NICs, func(x rings.VMNIC) bool { return x.MAC == n.MAC }) {
-			kept = append(kept, rec.Addresses[i])
-		}
-	}
-	rec.Addresses = kept
-	for i, n := range req.NICs {
-		if slices.ContainsFunc(old.NICs, func(x rings.VMNIC) bool { return x.MAC == n.MAC }) {
+		if has(req.NICs, n.MAC) {
+			addrs[n.MAC] = rec.Addresses[i]
 			continue
 		}
-		a, err := h.cfg.Network.Reserve()
-		if err != nil {
-			return rec, err
+		if err := h.cfg.Libvirt.DetachNIC(name, n.MAC); err != nil {
+			return rec, gone, fmt.Errorf("vmhost: detach NIC %s of %s: %w", n.MAC, name, err)
 		}
-		if err := h.cfg.Libvirt.AttachNIC(name, h.nic(n, i)); err != nil {
-			h.cfg.Network.Release(a)
-			return rec, fmt.Errorf("vmhost: attach NIC %s to %s: %w", n.MAC, name, err)
+		if a := rec.Addresses[i]; a.IsValid() {
+			h.cfg.Network.DisallowGuest(a)
+			h.release(a)
+		}
+		if n.Segment != nil {
+			h.leave(n)
+			gone = append(gone, n.Segment.VNI)
+		}
+	}
+	rec.Addresses = nil
+	for _, n := range req.NICs {
+		if a, kept := addrs[n.MAC]; kept {
+			if n.Segment != nil { // the network's other hosts may have changed
+				if err := h.ensureSegment(n.Segment); err != nil {
+					return rec, gone, err
+				}
+			}
+			rec.Addresses = append(rec.Addresses, a)
+			continue
+		}
+		a, err := h.address(n)
+		if err != nil {
+			return rec, gone, err
+		}
+		if err := h.cfg.Libvirt.AttachNIC(name, h.libvirtNIC(n)); err != nil {
+			h.release(a)
+			if n.Segment != nil {
+				h.leave(n)
+			}
+			return rec, gone, fmt.Errorf("vmhost: attach NIC %s to %s: %w", n.MAC, name, err)
 		}
 		rec.Addresses = append(rec.Addresses, a)
 	}
@@ -225,7 +259,7 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, error) {
 	for _, v := range old.Volumes {
 		if !slices.ContainsFunc(req.Volumes, func(x rings.VMVolume) bool { return x.ID == v.ID }) {
 			if err := h.cfg.Libvirt.DetachDisk(name, rec.Targets[v.ID]); err != nil {
-				return rec, fmt.Errorf("vmhost: detach volume %s of %s: %w", v.ID, name, err)
+				return rec, gone, fmt.Errorf("vmhost: detach volume %s of %s: %w", v.ID, name, err)
 			}
 			delete(rec.Targets, v.ID)
 		}
@@ -234,17 +268,30 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, error) {
 		if !slices.ContainsFunc(old.Volumes, func(x rings.VMVolume) bool { return x.ID == v.ID }) {
 			if err := h.cfg.Libvirt.AttachDisk(name, h.volumeDisk(v, rec.target(v.ID))); err != nil {
 				delete(rec.Targets, v.ID)
-				return rec, fmt.Errorf("vmhost: attach volume %s to %s: %w", v.ID, name, err)
+				return rec, gone, fmt.Errorf("vmhost: attach volume %s to %s: %w", v.ID, name, err)
 			}
 		}
 	}
 	rec.Request = req
-	return rec, h.save(rec)
+	return rec, gone, h.save(rec)
 }
 
-// nic is the i-th NIC of a VM: an isolated port of the ring's bridge.
-func (h *Host) nic(n rings.VMNIC, _ int) libvirt.NIC {
-	return libvirt.NIC{MAC: n.MAC, Bridge: h.cfg.Bridge, Isolated: true}
+// address readies NIC n before it is plugged: on the node's network, an address of its
+// bridge; on a tenant network, its segment and guard (its address is its port's: none here).
+func (h *Host) address(n rings.VMNIC) (netip.Addr, error) {
+	if n.Segment != nil {
+		return netip.Addr{}, h.join(n)
+	}
+	return h.cfg.Network.Reserve()
+}
+
+// release gives the node's addresses among addrs back.
+func (h *Host) release(addrs ...netip.Addr) {
+	for _, a := range addrs {
+		if a.IsValid() {
+			h.cfg.Network.Release(a)
+		}
+	}
 }
 
 // volumeDisk is a volume as the guest's device target.
@@ -273,6 +320,9 @@ func (h *Host) volumePath(id string) string { return filepath.Join(h.cfg.Dir, "v
 // allow lets the VM's addresses reach the bus relay, or no longer.
 func (h *Host) allow(rec record, on bool) {
 	for _, a := range rec.Addresses {
+		if !a.IsValid() {
+			continue
+		}
 		var err error
 		if on {
 			err = h.cfg.Network.AllowGuest(a)
@@ -293,8 +343,14 @@ func (h *Host) status(rec record) rings.VMStatus {
 	} else {
 		st.State = stateOf(s)
 	}
-	for _, a := range rec.Addresses {
-		st.Addresses = append(st.Addresses, a.String())
+	for i, n := range rec.Request.NICs {
+		if n.Segment != nil {
+			for _, p := range n.Segment.Addresses {
+				st.Addresses = append(st.Addresses, netip.MustParsePrefix(p).Addr().String()) // checked
+			}
+		} else if i < len(rec.Addresses) && rec.Addresses[i].IsValid() {
+			st.Addresses = append(st.Addresses, rec.Addresses[i].String())
+		}
 	}
 	return st
 }

@@ -6,14 +6,15 @@
 // Guarantees. An image is used only once its bytes match the digest ring 0 named. A VM's
 // disk is a qcow2 overlay on the cached image (the image itself is shared and read-only). A
 // VM gets its metadata — its bus credential and attestation key among it — through a file
-// QEMU hands it over fw_cfg, never on a command line. Every VM's NICs are isolated ports of
-// the ring's bridge with addresses reserved on it, and only a VM may reach the bus relay on
-// the gateway. Destroy leaves no domain, disk, tap, address or file behind. A restarted node
+// QEMU hands it over fw_cfg, never on a command line. A VM's first NIC is an isolated port of
+// the ring's bridge with an address reserved on it, and only a VM may reach the bus relay on
+// the gateway; its other NICs are ports of its tenant's networks (segments: a bridge and a
+// VXLAN device per network), each guarded against spoofing before it exists. Destroy leaves no domain, disk, tap, address or file behind. A restarted node
 // adopts the VMs it finds running (it does not restart them); domains not of this node are
 // left alone.
 //
-// Ring 1 imports vmhost; vmhost imports the libvirt and process strategies, guest (the
-// metadata's form) and rings.
+// Ring 1 imports vmhost; vmhost imports the libvirt strategy, netseg and portguard, guest
+// (the metadata's form) and rings.
 package vmhost
 
 import (
@@ -30,6 +31,8 @@ import (
 
 	"enjin/rings"
 	"enjin/supervisors/libvirt"
+	"enjin/supervisors/netseg"
+	"enjin/supervisors/portguard"
 )
 
 // Hypervisor is what vmhost needs of libvirt; *libvirt.Conn has it.
@@ -73,9 +76,14 @@ type Config struct {
 	Dir     string       // images/, vms/ and volumes/ live here
 	Node    rings.NodeID // this ring 1 node
 	Libvirt Hypervisor
-	Bridge  string // the ring's bridge, where VMs' NICs go
+	Bridge  string // the ring's bridge, where VMs' first NICs go
 	Network Addresses
-	Prefix  netip.Prefix // the bridge's addresses, for the guests' own configuration
+	// Segments, Guard and Underlay carry the tenants' networks (NICs with a rings.Segment):
+	// without them a NIC on a tenant network is refused.
+	Segments *netseg.Host
+	Guard    *portguard.Guard
+	Underlay netip.Addr   // this host's VXLAN source
+	Prefix   netip.Prefix // the bridge's addresses, for the guests' own configuration
 	// Fetch writes part (qcow2, kernel or initrd) of the image with digest to w, from ring 0.
 	Fetch func(ctx context.Context, digest, part string, w *os.File) error
 	// Mint makes the bus identity of VM id of tenant t.
@@ -95,7 +103,8 @@ type Host struct {
 
 	mu     sync.Mutex
 	locks  map[rings.NodeID]*sync.Mutex
-	images sync.Mutex // one image fetch at a time
+	images sync.Mutex   // one image fetch at a time
+	segMu  sync.RWMutex // see prune
 
 	seen seen // the VMs last listed, for the heartbeat
 }
@@ -145,7 +154,7 @@ func (h *Host) lock(id rings.NodeID) func() {
 // realized and what it gave the VM.
 type record struct {
 	Request   rings.VMRequest   `json:"request"`
-	Addresses []netip.Addr      `json:"addresses"` // one per NIC, in order
+	Addresses []netip.Addr      `json:"addresses"` // one per NIC, in order; none (zero) for a NIC on a tenant network
 	Targets   map[string]string `json:"targets"`   // each volume's device in the guest (vdb…), by volume id
 	UserPub   string            `json:"user_pub"`
 	AttestPub string            `json:"attest_pub"`
@@ -184,6 +193,12 @@ func (h *Host) Restore() error {
 		return fmt.Errorf("vmhost: restore: %w", err)
 	}
 	h.saw(infos) // the heartbeat's first listing, should libvirtd be slow to answer the next
+	var adopted []record
+	defer func() {
+		if err := h.restoreSegments(adopted); err != nil {
+			h.log.Error("tenant networks of adopted VMs not restored", "err", err)
+		}
+	}()
 	for _, in := range infos {
 		if in.Meta.Node != h.cfg.Node {
 			continue
@@ -193,7 +208,11 @@ func (h *Host) Restore() error {
 			h.log.Warn("a domain of this node without a record here; left alone", "domain", in.Name)
 			continue
 		}
+		adopted = append(adopted, r)
 		for _, a := range r.Addresses {
+			if !a.IsValid() {
+				continue
+			}
 			if err := h.cfg.Network.ReserveAddr(a); err != nil {
 				h.log.Warn("vm address not taken again", "vm", in.Name, "addr", a, "err", err)
 			}

@@ -25,9 +25,15 @@ func (h *Host) Destroy(ctx context.Context, t rings.TenantID, id rings.NodeID) (
 	}
 	if ok {
 		h.allow(rec, false)
-		for _, a := range rec.Addresses {
-			h.cfg.Network.Release(a)
+		h.release(rec.Addresses...)
+		var vnis []int
+		for _, n := range rec.Request.NICs {
+			if n.Segment != nil {
+				h.leave(n)
+				vnis = append(vnis, n.Segment.VNI)
+			}
 		}
+		defer h.prune(vnis, id)
 		if rec.UserPub != "" {
 			h.cfg.Revoke(t, rec.UserPub)
 		}

@@ -62,6 +62,9 @@ type NIC struct {
 	// Isolated makes the tap an isolated port of Bridge: it reaches the bridge's own address
 	// (the host) but no other isolated port — no other guest, no app instance.
 	Isolated bool
+	// MTU, if set, is the link's MTU, told to the guest (virtio's host_mtu): a NIC on a
+	// VXLAN-carried network has less room than the underlay.
+	MTU uint
 }
 
 // FwCfg is one file for the guest: Name under opt/enjin/, File on the host.

@@ -129,6 +129,9 @@ func (n *NIC) xml() libvirtxml.DomainInterface {
 	if n.Tap != "" {
 		x.Target = &libvirtxml.DomainInterfaceTarget{Dev: n.Tap}
 	}
+	if n.MTU != 0 {
+		x.MTU = &libvirtxml.DomainInterfaceMTU{Size: n.MTU}
+	}
 	if n.Isolated {
 		x.PortOptions = &libvirtxml.DomainInterfacePortOptions{Isolated: "yes"}
 	}

@@ -105,6 +105,28 @@ func (g *Guard) Set(p Port) error {
 	return nil
 }
 
+// SetAll guards exactly ports, in one transaction: what a restarted node does with the ports
+// it finds, so none of them is unguarded for a moment.
+func (g *Guard) SetAll(ports []Port) error {
+	next := map[string]Port{}
+	for _, p := range ports {
+		if err := p.check(); err != nil {
+			return err
+		}
+		p.MAC, p.Addresses = slices.Clone(p.MAC), slices.Clone(p.Addresses)
+		next[p.Link] = p
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	old := g.ports
+	g.ports = next
+	if err := g.install(); err != nil {
+		g.ports = old
+		return err
+	}
+	return nil
+}
+
 // Remove stops guarding link; a link not guarded is not an error.
 func (g *Guard) Remove(link string) error {
 	g.mu.Lock()

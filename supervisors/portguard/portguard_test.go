@@ -384,4 +384,8 @@ func arp(op uint16, sha net.HardwareAddr, spa, tpa netip.Addr) []byte {
 	return slices.Concat(b, []byte(sha), s[:], make([]byte, 6), d[:])
 }
 
-func (r *receiver) snapshot() map[byte]int { r.mu.Lock(); defer r.mu.Unlock(); return maps.Clone(r.counts) }
+func (r *receiver) snapshot() map[byte]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return maps.Clone(r.counts)
+}

@@ -14,7 +14,7 @@ import (
 
 // RemoveNode removes what a test cloud's ring 1 node (ring1-local on bridge) leaves on the
 // host once the cloud is stopped: the VMs it ran, which outlive it as they would in
-// production, their files under /var/lib/enjin/vms, its firewall table and the bridge.
+// production, their files under /var/lib/enjin/vms, its firewall tables and the bridge.
 // libvirtd is asked only when the node made VMs.
 func RemoveNode(t testing.TB, bridge string) {
 	t.Helper()
@@ -25,6 +25,7 @@ func RemoveNode(t testing.TB, bridge string) {
 	os.RemoveAll(dir)
 	exec.Command("ip", "link", "del", bridge).Run()
 	exec.Command("nft", "delete", "table", "inet", "enjin-"+bridge).Run()
+	exec.Command("nft", "delete", "table", "bridge", "enjin-ports-"+bridge).Run()
 }
 
 // removeDomains destroys and undefines every enjin domain whose definition names a file

@@ -1,0 +1,129 @@
+package ring0
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"slices"
+
+	"enjin/rings"
+	"enjin/services/inventory"
+)
+
+// vmOwner is how a VM's ports name it.
+func vmOwner(id string) string { return "vm:" + id }
+
+// checkNetworks refuses networks tenant t does not have; the node's own is always there.
+func (r *Ring0) checkNetworks(ctx context.Context, t rings.TenantID, names []string) error {
+	for _, n := range names {
+		if n == rings.DefaultNetwork {
+			continue
+		}
+		if _, err := r.store.GetNetwork(ctx, t, n); err != nil {
+			return fmt.Errorf("ring0: network %s/%s: %w", t, n, err)
+		}
+	}
+	return nil
+}
+
+// segments makes vm's ports what its NICs on tenant networks need — one per NIC, with its
+// addresses from the network's IPAM; the ports of NICs it no longer has released — and
+// returns each such NIC's segment by MAC.
+func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*rings.Segment, error) {
+	have, err := r.store.PortsOf(ctx, vmOwner(vm.ID))
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]*rings.Segment{}
+	for _, nic := range vm.Spec.NICs {
+		if nic.Network == rings.DefaultNetwork {
+			continue
+		}
+		nw, err := r.store.GetNetwork(ctx, vm.Tenant, nic.Network)
+		if err != nil {
+			return nil, fmt.Errorf("ring0: vm %s/%s: network %s: %w", vm.Tenant, vm.Name, nic.Network, err)
+		}
+		i := slices.IndexFunc(have, func(p inventory.Port) bool { return p.MAC == nic.MAC && p.Network == nw.ID })
+		var p inventory.Port
+		if i >= 0 {
+			p = have[i]
+		} else if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: vm.Tenant,
+			MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}); err != nil {
+			return nil, err
+		}
+		seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String()}
+		for _, a := range p.Addresses {
+			bits := nw.CIDR4.Bits()
+			if a.Is6() {
+				bits = nw.Prefix6.Bits()
+			}
+			seg.Addresses = append(seg.Addresses, netip.PrefixFrom(a, bits).String())
+		}
+		if seg.Peers, err = r.peers(ctx, nw.ID, vm.Node); err != nil {
+			return nil, err
+		}
+		out[nic.MAC] = seg
+	}
+	for _, p := range have {
+		if _, kept := out[p.MAC]; !kept {
+			if err := r.store.DeletePort(ctx, p.ID); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// releasePorts gives back the addresses of every port owner has.
+func (r *Ring0) releasePorts(ctx context.Context, owner string) {
+	ports, err := r.store.PortsOf(ctx, owner)
+	if err != nil {
+		r.log.Error("ports not released", "owner", owner, "err", err)
+		return
+	}
+	for _, p := range ports {
+		if err := r.store.DeletePort(ctx, p.ID); err != nil {
+			r.log.Error("port not released", "owner", owner, "port", p.ID, "err", err)
+		}
+	}
+}
+
+// peers are the underlay addresses of the hosts other than node with ports on network id, as
+// each last said in its own signed observation.
+func (r *Ring0) peers(ctx context.Context, id string, node rings.NodeID) ([]string, error) {
+	nodes, err := r.store.NetworkNodes(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, n := range nodes {
+		if n == node {
+			continue
+		}
+		claim, err := r.lastClaim(ctx, n)
+		if err != nil || claim.Underlay == "" {
+			r.log.Warn("a host of the network has no underlay address yet", "network", id, "node", n, "err", err)
+			continue
+		}
+		if !slices.Contains(out, claim.Underlay) {
+			out = append(out, claim.Underlay)
+		}
+	}
+	return out, nil
+}
+
+// lastClaim is node's last own observation (not one another node made of it).
+func (r *Ring0) lastClaim(ctx context.Context, node rings.NodeID) (rings.Observation, error) {
+	obs, err := r.store.Observations(ctx, node, 20, 0)
+	if err != nil {
+		return rings.Observation{}, err
+	}
+	for _, o := range obs {
+		var claim rings.Observation
+		if o.Observer == "" && json.Unmarshal(o.Payload, &claim) == nil {
+			return claim, nil
+		}
+	}
+	return rings.Observation{}, fmt.Errorf("ring0: node %s: %w", node, errNoClaim)
+}

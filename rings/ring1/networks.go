@@ -1,0 +1,70 @@
+package ring1
+
+import (
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+
+	"enjin/supervisors/netseg"
+	"enjin/supervisors/portguard"
+)
+
+// tenantNetworks is what carries the tenants' networks on this node: their segments, the
+// guard on their ports, and the underlay address VXLAN goes from.
+type tenantNetworks struct {
+	segments *netseg.Host
+	guard    *portguard.Guard
+	underlay netip.Addr
+	handle   *netlink.Handle
+}
+
+func (t *tenantNetworks) close() { t.handle.Close() }
+
+// openNetworks readies the node to carry tenant networks. The underlay is Config.Underlay,
+// or else the address this host reaches ring 0's bus from — the one other hosts reach it at
+// too, where they reach ring 0 the same way. The guard's table is named for the apps'
+// bridge, as the node's other tables are.
+func (n *Node) openNetworks(bridge string) (*tenantNetworks, error) {
+	h, err := netlink.NewHandle()
+	if err != nil {
+		return nil, err
+	}
+	u := n.cfg.Underlay
+	if !u.IsValid() {
+		u = sourceTowards(n.cfg.NATSURL)
+	}
+	n.underlay.Store(u.String())
+	return &tenantNetworks{segments: netseg.New(h), guard: portguard.New("enjin-ports-"+bridge, ""), underlay: u, handle: h}, nil
+}
+
+// sourceTowards is the address the kernel sends from to the bus URL's host; loopback if
+// there is no route or the host is not an address.
+func sourceTowards(natsURL string) netip.Addr {
+	lo := netip.MustParseAddr("127.0.0.1")
+	hp, err := natsHostPort(natsURL)
+	if err != nil {
+		return lo
+	}
+	host, _, _ := net.SplitHostPort(hp)
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		ips, err := net.LookupIP(host)
+		if err != nil || len(ips) == 0 {
+			return lo
+		}
+		ip, _ = netip.AddrFromSlice(ips[0])
+	}
+	if !ip.Unmap().Is4() {
+		return lo
+	}
+	routes, err := netlink.RouteGet(net.IP(ip.Unmap().AsSlice()))
+	if err != nil || len(routes) == 0 || routes[0].Src == nil {
+		return lo
+	}
+	src, ok := netip.AddrFromSlice(routes[0].Src)
+	if !ok {
+		return lo
+	}
+	return src.Unmap()
+}
