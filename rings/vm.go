@@ -57,6 +57,7 @@ type Segment struct {
 	Port      string   `json:"port"`                // the port's id (a UUID)
 	Addresses []string `json:"addresses,omitempty"` // the port's addresses with the network's prefix length
 	Gateway   string   `json:"gateway,omitempty"`   // the network's gateway address
+	Filter    *Filter  `json:"filter,omitempty"`    // the NIC's rule sets; nil: none, all of the network may reach it
 }
 
 // VMVolume is a volume a VM has attached.

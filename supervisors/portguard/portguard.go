@@ -1,12 +1,12 @@
-// Package portguard keeps the ports of tenant networks honest: a port (a VM's tap, an app
+// Package portguard keeps the ports of tenant networks honest and enforces their rule sets: a port (a VM's tap, an app
 // instance's veth on a network's bridge) sends only from its own MAC and its own addresses —
 // IPv4, ARP, IPv6 and neighbour discovery alike — never router advertisements, redirects or
 // DHCP answers (unless it is the network's DHCP server), and nothing else at all (no VLAN tags,
 // no other ethertypes, no IPv6 extension headers). No frame from a guarded port reaches the
 // host itself.
 //
-// The rules live in one nftables table of the bridge family. Every change rewrites the whole
-// table in one `nft -f` transaction, so there is never a moment with no rules or half of them;
+// The rules live in one nftables table of the bridge family and, for rule sets, one of the
+// inet family (see filter.go). Every change rewrites both tables in one `nft -f` transaction, so there is never a moment with no rules or half of them;
 // rules match the port by name, so they are in force before the port exists (a VM's tap is
 // made when it starts, after its rules are).
 //
@@ -24,6 +24,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"enjin/rings"
 )
 
 // Port is one guarded port and what it may send as.
@@ -32,6 +34,9 @@ type Port struct {
 	MAC        net.HardwareAddr // the only source MAC it may use
 	Addresses  []netip.Addr     // its IPv4 and IPv6 addresses; its IPv6 link-local (EUI-64 of MAC) is added
 	DHCPServer bool             // it may answer DHCP (the network's own server port)
+	// Bridge is the bridge the port is on; with Filter, the port's rule sets are enforced.
+	Bridge string
+	Filter *rings.Filter
 }
 
 // Guard is the table of one ring 1 node (of one network namespace, if Netns is set).
@@ -67,6 +72,12 @@ func (p Port) check() error {
 		if !a.IsValid() || a.IsUnspecified() || a.IsMulticast() || a.Zone() != "" || a.Is4In6() {
 			return fmt.Errorf("%w: %s: address %v", ErrInvalid, p.Link, a)
 		}
+	}
+	if p.Filter != nil {
+		if len(p.Bridge) == 0 || len(p.Bridge) > 15 || strings.ContainsAny(p.Bridge, "\" \t\n;{}") {
+			return fmt.Errorf("%w: %s: bridge %q", ErrInvalid, p.Link, p.Bridge)
+		}
+		return checkFilter(p.Link, p.Filter)
 	}
 	return nil
 }
@@ -149,7 +160,7 @@ func (g *Guard) Close() error {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	g.ports = map[string]Port{}
-	return g.nft(fmt.Sprintf("table bridge %[1]s {}\ndelete table bridge %[1]s\n", g.Table))
+	return g.nft(fmt.Sprintf("table bridge %[1]s {}\ndelete table bridge %[1]s\ntable inet %[1]s {}\ndelete table inet %[1]s\n", g.Table))
 }
 
 // install writes the whole table in one transaction.
@@ -206,6 +217,7 @@ func Render(table string, ports []Port) string {
 		renderPort(&b, p)
 	}
 	b.WriteString("}\n")
+	renderFilters(&b, table, ports)
 	return b.String()
 }
 

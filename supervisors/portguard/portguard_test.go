@@ -263,8 +263,16 @@ func send(t *testing.T, fd, k, seq int) {
 	write(t, fd, spoofs[k].frame(marker{byte(k) + spoofBase, uint16(seq)}))
 }
 
+// written counts the frames sent, for pacing.
+var written int
+
+// write sends one frame, pausing a moment every 32: a raw socket outruns the kernel's
+// per-CPU receive backlog (1,000 frames), which would drop honest frames too.
 func write(t *testing.T, fd int, frame []byte) {
 	t.Helper()
+	if written++; written%32 == 0 {
+		time.Sleep(time.Millisecond)
+	}
 	if len(frame) < 60 {
 		frame = append(frame, make([]byte, 60-len(frame))...)
 	}
