@@ -12,7 +12,7 @@ import (
 )
 
 // checkTenantNetwork puts VMs on tenants' networks: acme's two VMs on its network "lan" reach
-// each other there, while beta's VM at the same address on beta's network of the same block
+// each other there as acme/lana's rule set allows, and no longer once it does not, while beta's VM at the same address on beta's network of the same block
 // is out of their reach (another segment); each VM keeps its first NIC on the node's network;
 // the host has no address on a tenant network; a NIC added on the network gets the
 // next address; and destroying the VMs takes their segments and guards away and gives the
@@ -31,30 +31,36 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 		}
 		vnis[n] = nw.VNI
 	}
+	// acme/lana takes in only what rule set "web" accepts: HTTP from acme's network.
+	c.cli("rulesets", "create", "acme/web", "--rule", "in tcp 80 from net:lan accept")
 	// beta's VM first, so that it holds 100.78.0.2 on its network before acme's does on its.
 	betaVM := c.createVM("beta/other", "--network", "lan")
-	a := c.createVM("acme/lana", "--network", "lan")
+	a := c.createVM("acme/lana", "--network", "lan", "--ruleset", "web")
 	if len(a.Addresses) != 2 || a.Addresses[1] != "100.78.0.2" || len(betaVM.Addresses) != 2 || betaVM.Addresses[1] != "100.78.0.2" {
 		t.Fatalf("addresses: acme/lana %v, beta/other %v; want each the node's and 100.78.0.2", a.Addresses, betaVM.Addresses)
 	}
 	// lanb asks 100.78.0.2 on acme's network for its name (over HTTP, with nc: busybox's wget
-	// crashes in this guest) until it answers (in the background:
-	// user data runs before the guest serves), and says what it heard on the console.
-	ask := `( for i in $(seq 300); do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 100.78.0.2 80 2>/dev/null | tail -n 1); ` +
-		`if [ -n "$r" ]; then echo "lan-reached: $r" >/dev/console; break; fi; sleep 0.2; done ) >/dev/null 2>&1 &`
+	// crashes in this guest) five times a second, in the background (user data runs before
+	// the guest serves), and says on the console each time the answer changes.
+	ask := `( last=; while :; do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 100.78.0.2 80 2>/dev/null | tail -n 1); ` +
+		`s=closed; [ -n "$r" ] && s="reached: $r"; [ "$s" != "$last" ] && echo "lan-$s" >/dev/console; last=$s; sleep 0.2; done ) >/dev/null 2>&1 &`
 	b := c.createVM("acme/lanb", "--network", "lan", "--user-data", ask)
 	if len(b.Addresses) != 2 || b.Addresses[1] != "100.78.0.3" {
 		t.Fatalf("acme/lanb's addresses: %v", b.Addresses)
 	}
-	var con string
-	if !harness.Poll(120*time.Second, func() bool { con = c.cli("vms", "console", "acme/lanb"); return strings.Contains(con, "lan-reached:") }) {
-		diag, _ := exec.Command("sh", "-c", "bridge link; nft list table bridge enjin-ports-"+c.bridge+"; ip -d link show type vxlan").CombinedOutput()
-		t.Fatalf("acme/lanb did not reach 100.78.0.2 on its network:\n%s\n%s", con[max(0, len(con)-3000):], diag)
+	// Each change of lana's rule set is in force when the command returns: lanb sees HTTP
+	// closed, then open again.
+	c.waitConsoleAfter("acme/lanb", "", "lan-reached: lana")
+	c.cli("rulesets", "update", "acme/web", "--rule", "in tcp 22 accept")
+	c.waitConsoleAfter("acme/lanb", "lan-reached: lana", "lan-closed")
+	c.cli("rulesets", "update", "acme/web", "--rule", "in tcp 80 from net:lan accept rate 20")
+	c.waitConsoleAfter("acme/lanb", "lan-closed", "lan-reached: lana")
+	t.Logf("acme/lanb reached acme/lana at 100.78.0.2 over acme's network (beta/other at the same address was not reached); a rule set change closed HTTP and the next opened it")
+	bad, err := exec.Command(harness.Binary(t), "rulesets", "delete", "acme/web", "--state-dir", c.state).CombinedOutput()
+	if err == nil || !strings.Contains(string(bad), "lana") || strings.Count(strings.TrimSpace(string(bad)), "\n") != 0 {
+		t.Fatalf("a rule set in use was deleted, or not in one line: %v\n%s", err, bad)
 	}
-	if !strings.Contains(con, "lan-reached: lana") {
-		t.Fatalf("acme/lanb reached another VM than acme/lana at 100.78.0.2 — segments mixed:\n%s", con)
-	}
-	t.Logf("acme/lanb reached acme/lana at 100.78.0.2 over acme's network; beta/other at the same address was not reached")
+
 	// The host takes no part in a tenant's network: no address on its bridge, IPv4 or IPv6.
 	// (Nothing is sent to see: this machine would route it out of its uplink.)
 	for n, vni := range vnis {
@@ -66,7 +72,7 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 	if got := c.vmJSON("vms", "nic", "add", "acme/lanb", "--network", "lan", "-o", "json"); len(got.Addresses) != 3 || got.Addresses[2] != "100.78.0.4" {
 		t.Fatalf("nic add on lan: %+v", got)
 	}
-	bad, err := exec.Command(harness.Binary(t), "vms", "nic", "add", "acme/lanb", "--network", "nowhere", "--state-dir", c.state).CombinedOutput()
+	bad, err = exec.Command(harness.Binary(t), "vms", "nic", "add", "acme/lanb", "--network", "nowhere", "--state-dir", c.state).CombinedOutput()
 	if err == nil || !strings.Contains(string(bad), "nowhere") {
 		t.Fatalf("a NIC on a network acme does not have: %v\n%s", err, bad)
 	}
@@ -85,5 +91,24 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 	for n := range vnis {
 		c.cli("networks", "delete", n) // refused while a port holds an address
 	}
+	c.cli("rulesets", "delete", "acme/web")
 	c.cli("tenants", "delete", "beta")
+}
+
+// waitConsoleAfter waits until what vm's console says after the last occurrence of mark (the
+// whole console if mark is "") holds want.
+func (c *cloud) waitConsoleAfter(vm, mark, want string) {
+	c.t.Helper()
+	var con string
+	if !harness.Poll(120*time.Second, func() bool {
+		con = c.cli("vms", "console", vm)
+		i := 0
+		if mark != "" {
+			i = strings.LastIndex(con, mark)
+		}
+		return i >= 0 && strings.Contains(con[i+len(mark):], want)
+	}) {
+		diag, _ := exec.Command("sh", "-c", "bridge link; nft list table bridge enjin-ports-"+c.bridge+"; nft list table inet enjin-ports-"+c.bridge).CombinedOutput()
+		c.t.Fatalf("%s's console does not say %q after %q:\n%s\n%s", vm, want, mark, con[max(0, len(con)-3000):], diag)
+	}
 }

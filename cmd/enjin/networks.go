@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/url"
@@ -89,54 +88,13 @@ func netCreateCmd(g *globals) *cobra.Command {
 }
 
 func netLsCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "ls TENANT", Short: "the tenant's networks", Args: argsBetween(1, 1, "TENANT")}
-	out := outputFlag(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		if rings.TenantID(args[0]).Validate() != nil {
-			return usagef("networks ls: %q: want a tenant (a slug)", args[0])
-		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/tenants/"+args[0]+"/networks", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var l struct{ Networks []inventory.Network }
-		if err := json.Unmarshal(raw, &l); err != nil {
-			return err
-		}
-		return printNetworks(c.OutOrStdout(), l.Networks...)
-	}
-	return c
+	return tenantLsCmd(g, "networks", "the tenant's networks", func(w io.Writer, l struct{ Networks []inventory.Network }) error {
+		return printNetworks(w, l.Networks...)
+	})
 }
 
 func netShowCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "show TENANT/NAME", Short: "a network", Args: argsBetween(1, 1, "TENANT/NAME")}
-	out := outputFlag(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		t, name, err := vmRef(args[0])
-		if err != nil {
-			return err
-		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		var n inventory.Network
-		if err := cl.get(c.Context(), netPath(t, name), &n); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeJSON(c.OutOrStdout(), n)
-		}
-		return printNetworks(c.OutOrStdout(), n)
-	}
-	return c
+	return showCmd(g, "a network", netPath, func(w io.Writer, n inventory.Network) error { return printNetworks(w, n) })
 }
 
 func netDeleteCmd(g *globals) *cobra.Command {

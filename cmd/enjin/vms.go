@@ -29,7 +29,7 @@ carried the change out.`,
   enjin vms ls acme
   enjin vms show acme/vm1 -o json
   enjin vms stop acme/vm1; enjin vms start acme/vm1; enjin vms reboot acme/vm1
-  enjin vms nic add acme/vm1 --network default
+  enjin vms nic add acme/vm1 --network net1 --ruleset web
   enjin vms console acme/vm1
   enjin vms destroy acme/vm1`,
 	}
@@ -89,8 +89,14 @@ func printVM(c *cobra.Command, o *format, vm inventory.VM) error {
 	if o.json() {
 		return writeJSON(c.OutOrStdout(), vm)
 	}
-	tw := newTable(c.OutOrStdout(), "VM\tSTATE\tWANTED\tTYPE\tIMAGE\tNODE\tNICS")
-	printVMRow(tw, vm)
+	return printVMs(c.OutOrStdout(), vm)
+}
+
+func printVMs(w io.Writer, vms ...inventory.VM) error {
+	tw := newTable(w, "VM\tSTATE\tWANTED\tTYPE\tIMAGE\tNODE\tNICS")
+	for _, vm := range vms {
+		printVMRow(tw, vm)
+	}
 	return tw.Flush()
 }
 
@@ -107,6 +113,7 @@ func vmCreateCmd(g *globals) *cobra.Command {
 	var in struct {
 		image, typ, userData string
 		networks, sshKeys    []string
+		rulesets             []string
 	}
 	c := &cobra.Command{Use: "create TENANT/NAME --image IMAGE --type TYPE", Short: "create and start a VM",
 		Example: "  enjin vms create acme/vm1 --image guest --type small --ssh-key \"$(cat ~/.ssh/id_ed25519.pub)\"",
@@ -114,7 +121,8 @@ func vmCreateCmd(g *globals) *cobra.Command {
 	out := outputFlag(c)
 	c.Flags().StringVar(&in.image, "image", "", "the image: its id or name (the tenant's, else a public one)")
 	c.Flags().StringVar(&in.typ, "type", "small", "the machine type (enjin machine-types)")
-	c.Flags().StringArrayVar(&in.networks, "network", nil, "a network to join (repeatable; default: default)")
+	c.Flags().StringArrayVar(&in.networks, "network", nil, "a tenant network to join besides the node's own, default (repeatable)")
+	c.Flags().StringArrayVar(&in.rulesets, "ruleset", nil, "a rule set its NICs on tenant networks enforce (repeatable, in order)")
 	c.Flags().StringArrayVar(&in.sshKeys, "ssh-key", nil, "an authorized key (repeatable)")
 	c.Flags().StringVar(&in.userData, "user-data", "", "user data for the guest")
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -131,7 +139,7 @@ func vmCreateCmd(g *globals) *cobra.Command {
 		}
 		var vm inventory.VM
 		body := map[string]any{"name": name, "image": in.image, "machine_type": in.typ, "networks": in.networks,
-			"ssh_keys": in.sshKeys, "user_data": in.userData}
+			"rulesets": in.rulesets, "ssh_keys": in.sshKeys, "user_data": in.userData}
 		if err := cl.long(c.Context(), "POST", "/v1/tenants/"+url.PathEscape(string(t))+"/vms", nil, body, &vm); err != nil {
 			return err
 		}
@@ -141,55 +149,13 @@ func vmCreateCmd(g *globals) *cobra.Command {
 }
 
 func vmLsCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "ls TENANT", Short: "the tenant's VMs", Args: argsBetween(1, 1, "TENANT")}
-	out := outputFlag(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		if rings.TenantID(args[0]).Validate() != nil {
-			return usagef("vms ls: %q: want a tenant (a slug)", args[0])
-		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/tenants/"+args[0]+"/vms", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var l struct{ VMs []inventory.VM }
-		if err := json.Unmarshal(raw, &l); err != nil {
-			return err
-		}
-		tw := newTable(c.OutOrStdout(), "VM\tSTATE\tWANTED\tTYPE\tIMAGE\tNODE\tNICS")
-		for _, vm := range l.VMs {
-			printVMRow(tw, vm)
-		}
-		return tw.Flush()
-	}
-	return c
+	return tenantLsCmd(g, "vms", "the tenant's VMs", func(w io.Writer, l struct{ VMs []inventory.VM }) error {
+		return printVMs(w, l.VMs...)
+	})
 }
 
 func vmShowCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "show TENANT/NAME", Short: "a VM: its state, node, NICs", Args: argsBetween(1, 1, "TENANT/NAME")}
-	out := outputFlag(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		t, name, err := vmRef(args[0])
-		if err != nil {
-			return err
-		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		var vm inventory.VM
-		if err := cl.get(c.Context(), vmPath(t, name), &vm); err != nil {
-			return err
-		}
-		return printVM(c, out, vm)
-	}
-	return c
+	return showCmd(g, "a VM: its state, node, NICs", vmPath, func(w io.Writer, vm inventory.VM) error { return printVMs(w, vm) })
 }
 
 func vmStateCmd(g *globals, verb, state string) *cobra.Command {
@@ -277,8 +243,9 @@ func vmNICCmd(g *globals) *cobra.Command {
 	add := &cobra.Command{Use: "add TENANT/NAME --network NET", Short: "add a NIC", Args: argsBetween(1, 1, "TENANT/NAME")}
 	addOut := outputFlag(add)
 	network := add.Flags().String("network", "default", "the network")
+	rulesets := add.Flags().StringArray("ruleset", nil, "a rule set it enforces, on a tenant network (repeatable, in order)")
 	add.RunE = func(c *cobra.Command, args []string) error {
-		return vmChange(c, g, addOut, args[0], "POST", "/nics", map[string]string{"network": *network})
+		return vmChange(c, g, addOut, args[0], "POST", "/nics", map[string]any{"network": *network, "rulesets": *rulesets})
 	}
 	rm := &cobra.Command{Use: "rm TENANT/NAME MAC", Short: "remove the NIC with MAC", Args: argsBetween(2, 2, "TENANT/NAME MAC")}
 	rmOut := outputFlag(rm)

@@ -68,30 +68,9 @@ func volCreateCmd(g *globals) *cobra.Command {
 }
 
 func volLsCmd(g *globals) *cobra.Command {
-	c := &cobra.Command{Use: "ls TENANT", Short: "the tenant's volumes", Args: argsBetween(1, 1, "TENANT")}
-	out := outputFlag(c)
-	c.RunE = func(c *cobra.Command, args []string) error {
-		if rings.TenantID(args[0]).Validate() != nil {
-			return usagef("volumes ls: %q: want a tenant (a slug)", args[0])
-		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/tenants/"+args[0]+"/volumes", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var l struct{ Volumes []inventory.Volume }
-		if err := json.Unmarshal(raw, &l); err != nil {
-			return err
-		}
-		return printVolumes(c.OutOrStdout(), l.Volumes...)
-	}
-	return c
+	return tenantLsCmd(g, "volumes", "the tenant's volumes", func(w io.Writer, l struct{ Volumes []inventory.Volume }) error {
+		return printVolumes(w, l.Volumes...)
+	})
 }
 
 // volAttachCmd is `attach TENANT/VOLUME TENANT/VM` or `detach TENANT/VOLUME`.

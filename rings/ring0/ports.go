@@ -63,6 +63,9 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		if seg.Peers, err = r.peers(ctx, nw.ID, vm.Node); err != nil {
 			return nil, err
 		}
+		if seg.Filter, err = r.filter(ctx, vm.Tenant, nic.Rulesets); err != nil {
+			return nil, err
+		}
 		out[nic.MAC] = seg
 	}
 	for _, p := range have {

@@ -38,9 +38,16 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	if err := r.checkNetworks(ctx, t, nets); err != nil {
 		return inventory.VM{}, err
 	}
+	if err := r.checkRulesets(ctx, t, in.Rulesets); err != nil {
+		return inventory.VM{}, err
+	}
 	spec := inventory.VMSpec{Networks: nets, SSHKeys: in.SSHKeys, UserData: in.UserData}
 	for _, n := range nets {
-		spec.NICs = append(spec.NICs, inventory.NIC{MAC: newMAC(), Network: n})
+		nic := inventory.NIC{MAC: newMAC(), Network: n}
+		if n != rings.DefaultNetwork {
+			nic.Rulesets = in.Rulesets
+		}
+		spec.NICs = append(spec.NICs, nic)
 	}
 	vm, err := r.placeVM(ctx, mt, inventory.VM{ID: inventory.NewID(), Tenant: t, Name: in.Name, Image: img.ID,
 		MachineType: in.MachineType, Node: node, Spec: spec})
@@ -67,17 +74,20 @@ func (r *Ring0) SetVMState(ctx context.Context, t rings.TenantID, name, state st
 	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error { v.DesiredState = state; return nil })
 }
 
-// AddVMNIC adds a network interface on network to tenant t's VM name (hot-plugged if it
-// runs); RemoveVMNIC takes the one with mac away.
-func (r *Ring0) AddVMNIC(ctx context.Context, t rings.TenantID, name, network string, version int64) (inventory.VM, error) {
+// AddVMNIC adds a network interface on nic.Network, enforcing nic.Rulesets, to tenant t's VM
+// name (hot-plugged if it runs); RemoveVMNIC takes the one with mac away.
+func (r *Ring0) AddVMNIC(ctx context.Context, t rings.TenantID, name string, nic api.NICAdd, version int64) (inventory.VM, error) {
 	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error {
 		if len(v.Spec.NICs) >= 8 {
 			return fmt.Errorf("ring0: vm %s/%s has 8 NICs, the most: %w", t, name, inventory.ErrInvalid)
 		}
-		if err := r.checkNetworks(ctx, t, []string{network}); err != nil {
+		if err := r.checkNetworks(ctx, t, []string{nic.Network}); err != nil {
 			return err
 		}
-		v.Spec.NICs = append(v.Spec.NICs, inventory.NIC{MAC: newMAC(), Network: network})
+		if err := r.checkRulesets(ctx, t, nic.Rulesets); err != nil {
+			return err
+		}
+		v.Spec.NICs = append(v.Spec.NICs, inventory.NIC{MAC: newMAC(), Network: nic.Network, Rulesets: nic.Rulesets})
 		return nil
 	})
 }

@@ -35,7 +35,11 @@ func (n *Node) openNetworks(bridge string) (*tenantNetworks, error) {
 		u = sourceTowards(n.cfg.NATSURL)
 	}
 	n.underlay.Store(u.String())
-	return &tenantNetworks{segments: netseg.New(h), guard: portguard.New("enjin-ports-"+bridge, ""), underlay: u, handle: h}, nil
+	g := portguard.New("enjin-ports-"+bridge, "")
+	if err := g.EnableFiltering(); err != nil {
+		n.log.Warn("NICs with rule sets will be refused here", "err", err)
+	}
+	return &tenantNetworks{segments: netseg.New(h), guard: g, underlay: u, handle: h}, nil
 }
 
 // sourceTowards is the address the kernel sends from to the bus URL's host; loopback if

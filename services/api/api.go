@@ -87,6 +87,7 @@ type API struct {
 	images      *images.Store
 	imageLimits images.Limits
 	vms         VMs
+	rulesets    Rulesets // VMs, if it carries rule set changes to NICs
 
 	mux      *http.ServeMux
 	patterns []string // every pattern registered on mux, in table order
@@ -117,6 +118,7 @@ func New(cfg Config) (*API, error) {
 	checkers := append([]Checker{tenantTokens{cfg.Store}}, cfg.Checkers...)
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
+	a.rulesets, _ = cfg.VMs.(Rulesets)
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

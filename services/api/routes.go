@@ -81,6 +81,7 @@ var wildcards = map[string]wildcard{
 	"vm":          {"VM name: a slug", checkTenantID},
 	"volume":      {"volume name: a slug", checkTenantID},
 	"network":     {"network name: a slug", checkTenantID},
+	"ruleset":     {"rule set name: a slug", checkTenantID},
 	"mac":         {"MAC address, as 52:54:00:ab:cd:ef", checkMAC},
 	"image":       {"image id (UUID)", checkUUID},
 }
@@ -215,6 +216,6 @@ func (a *API) routes() []route {
 			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-	}, slices.Concat(a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+	}, slices.Concat(a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
 		status: http.StatusOK, out: historyList{}, serve: a.history}})...)
 }

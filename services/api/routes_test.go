@@ -38,6 +38,7 @@ func TestRoutes(t *testing.T) {
 	steps = append(steps, tenantSteps()...)
 	steps = append(steps, tenantTokenSteps()...)
 	steps = append(steps, networkSteps()...)
+	steps = append(steps, rulesetSteps()...)
 	steps = append(steps, nodeSteps(e)...)
 	steps = append(steps, joinSteps()...)
 	steps = append(steps, tierSteps(e)...)

@@ -28,7 +28,7 @@ type VMs interface {
 	SetVMState(ctx context.Context, t rings.TenantID, name, state string, version int64) (inventory.VM, error)
 	RebootVM(ctx context.Context, t rings.TenantID, name string) (inventory.VM, error)
 	DestroyVM(ctx context.Context, t rings.TenantID, name string, version int64) error
-	AddVMNIC(ctx context.Context, t rings.TenantID, name, network string, version int64) (inventory.VM, error)
+	AddVMNIC(ctx context.Context, t rings.TenantID, name string, nic NICAdd, version int64) (inventory.VM, error)
 	RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac string, version int64) (inventory.VM, error)
 	VMConsole(ctx context.Context, t rings.TenantID, name string) (string, error)
 	CreateVolume(ctx context.Context, t rings.TenantID, name string, sizeGB int) (inventory.Volume, error)
@@ -42,6 +42,7 @@ type VMCreate struct {
 	Image       string   `json:"image" api:"required"`        // id, or name (the tenant's, else a public one)
 	MachineType string   `json:"machine_type" api:"required"` // see /v1/machine-types
 	Networks    []string `json:"networks,omitempty"`          // the tenant's networks to join, after the node's own ("default")
+	Rulesets    []string `json:"rulesets,omitempty"`          // rule sets each NIC on a tenant network enforces, in order
 	SSHKeys     []string `json:"ssh_keys,omitempty"`
 	UserData    string   `json:"user_data,omitempty"`
 }
@@ -70,6 +71,9 @@ func (b *VMCreate) validate() error {
 			return invalid("networks: %q is not a network's name", trunc(n, 80))
 		}
 	}
+	if err := validRulesetNames("", b.Rulesets); err != nil {
+		return err
+	}
 	for _, k := range b.SSHKeys {
 		if len(k) > 16<<10 || !sshKey.MatchString(k) {
 			return invalid("ssh_keys: %q is not an OpenSSH public key line", trunc(k, 40))
@@ -89,13 +93,31 @@ type rebootBody struct{}
 
 func (b *rebootBody) validate() error { return nil }
 
-type nicAdd struct {
-	Network string `json:"network" api:"required"`
+// NICAdd is the body of POST /v1/tenants/{tenant}/vms/{vm}/nics.
+type NICAdd struct {
+	Network  string   `json:"network" api:"required"`
+	Rulesets []string `json:"rulesets,omitempty"` // on a tenant network: rule sets to enforce, in order
 }
 
-func (b *nicAdd) validate() error {
+func (b *NICAdd) validate() error {
 	if !rings.IsSlug(b.Network) {
 		return invalid("network %q: want a network's name", trunc(b.Network, 80))
+	}
+	return validRulesetNames(b.Network, b.Rulesets)
+}
+
+// validRulesetNames checks the rule sets named for NICs on network ("" for several).
+func validRulesetNames(network string, names []string) error {
+	if len(names) > 8 {
+		return invalid("rulesets: at most 8")
+	}
+	if len(names) > 0 && network == rings.DefaultNetwork {
+		return invalid("rulesets: the node's own network takes none")
+	}
+	for _, n := range names {
+		if !rings.IsSlug(n) {
+			return invalid("rulesets: %q is not a rule set's name", trunc(n, 80))
+		}
 	}
 	return nil
 }
@@ -268,7 +290,7 @@ func (a *API) addNIC(c *call) error {
 		return errNoVMs
 	}
 	long(c)
-	vm, err := a.vms.AddVMNIC(c.ctx, c.tenant(), c.vm(), c.in.(*nicAdd).Network, c.version)
+	vm, err := a.vms.AddVMNIC(c.ctx, c.tenant(), c.vm(), *c.in.(*NICAdd), c.version)
 	if err != nil {
 		return err
 	}
@@ -377,7 +399,7 @@ func (a *API) vmRoutes() []route {
 		{method: "DELETE", path: t + "/vms/{vm}", access: admin, summary: "Destroy a VM: its domain, disks and taps; its volumes are detached and kept",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.destroyVM},
 		{method: "POST", path: t + "/vms/{vm}/nics", access: admin, summary: "Add a network interface (hot-plugged if the VM runs)",
-			ifMatch: mustMatch, body: &nicAdd{}, status: http.StatusOK, out: inventory.VM{}, serve: a.addNIC},
+			ifMatch: mustMatch, body: &NICAdd{}, status: http.StatusOK, out: inventory.VM{}, serve: a.addNIC},
 		{method: "DELETE", path: t + "/vms/{vm}/nics/{mac}", access: admin, summary: "Remove a network interface (hot-unplugged if the VM runs)",
 			ifMatch: mustMatch, status: http.StatusOK, out: inventory.VM{}, serve: a.removeNIC},
 		{method: "GET", path: t + "/vms/{vm}/console", access: reader, summary: "The last part of the VM's serial console",

@@ -77,8 +77,9 @@ type VMSpec struct {
 
 // NIC is one network interface of a VM.
 type NIC struct {
-	MAC     string `json:"mac"`
-	Network string `json:"network"`
+	MAC      string   `json:"mac"`
+	Network  string   `json:"network"`
+	Rulesets []string `json:"rulesets,omitempty"` // on a tenant network: the rule sets it enforces, in order
 }
 
 const vmCols = `v.id::text, v.tenant_id, v.name, v.image, v.machine_type, v.node_id, v.desired_state, v.observed_state,

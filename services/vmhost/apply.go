@@ -212,9 +212,10 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
 	}
 	var gone []int
 	addrs := map[string]netip.Addr{} // the node's address of each NIC that stays, by MAC
+	was := map[string]rings.VMNIC{}  // and what it was
 	for i, n := range old.NICs {
 		if has(req.NICs, n.MAC) {
-			addrs[n.MAC] = rec.Addresses[i]
+			addrs[n.MAC], was[n.MAC] = rec.Addresses[i], n
 			continue
 		}
 		if err := h.cfg.Libvirt.DetachNIC(name, n.MAC); err != nil {
@@ -232,8 +233,8 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
 	rec.Addresses = nil
 	for _, n := range req.NICs {
 		if a, kept := addrs[n.MAC]; kept {
-			if n.Segment != nil { // the network's other hosts may have changed
-				if err := h.ensureSegment(n.Segment); err != nil {
+			if n.Segment != nil { // the network's other hosts, its rule sets may have changed
+				if err := h.rejoin(was[n.MAC], n); err != nil {
 					return rec, gone, err
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -54,6 +55,18 @@ func (h *Host) join(n rings.VMNIC) error {
 	return h.cfg.Guard.Set(h.guarded(n))
 }
 
+// rejoin brings a NIC that stays on its network from what it was to n: its segment's peers
+// and, if they changed, its addresses and rule sets.
+func (h *Host) rejoin(was, n rings.VMNIC) error {
+	if err := h.ensureSegment(n.Segment); err != nil {
+		return err
+	}
+	if was.Segment != nil && reflect.DeepEqual(h.guarded(was), h.guarded(n)) {
+		return nil
+	}
+	return h.cfg.Guard.Set(h.guarded(n))
+}
+
 func (h *Host) ensureSegment(s *rings.Segment) error {
 	seg := netseg.Segment{VNI: s.VNI, Underlay: h.cfg.Underlay}
 	for _, p := range s.Peers {
@@ -67,10 +80,10 @@ func (h *Host) ensureSegment(s *rings.Segment) error {
 	return nil
 }
 
-// guarded is what NIC n's tap may send as.
+// guarded is what NIC n's tap may send as, and the rule sets it enforces.
 func (h *Host) guarded(n rings.VMNIC) portguard.Port {
 	mac, _ := net.ParseMAC(n.MAC)
-	p := portguard.Port{Link: tap(n.Segment), MAC: mac}
+	p := portguard.Port{Link: tap(n.Segment), MAC: mac, Bridge: netseg.Bridge(n.Segment.VNI), Filter: n.Segment.Filter}
 	for _, a := range n.Segment.Addresses {
 		p.Addresses = append(p.Addresses, netip.MustParsePrefix(a).Addr()) // checked
 	}

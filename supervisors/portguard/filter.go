@@ -1,8 +1,10 @@
 package portguard
 
 import (
+	"bytes"
 	"fmt"
 	"net/netip"
+	"os/exec"
 	"strings"
 
 	"enjin/rings"
@@ -13,6 +15,36 @@ import (
 // tracking lets replies through. A port is known there by its segment's bridge and its MAC,
 // which the guard has made sure of. Two base chains: out (what ports send) and then in (what
 // reaches them); an accept in the first hands the packet on to the second.
+
+// bridgeSysctls make the bridge hand bridged IPv4 and IPv6 to the inet hooks.
+var bridgeSysctls = []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"}
+
+// EnableFiltering makes the guard's network namespace able to enforce rule sets: bridged
+// traffic goes through the inet hooks (loading br_netfilter if it is not). Set refuses a
+// port with a filter where this has not been done.
+func (g *Guard) EnableFiltering() error {
+	if g.filtering() == nil {
+		return nil
+	}
+	exec.Command("modprobe", "br_netfilter").Run() // built in or loaded already, it fails: fine
+	args := []string{"sysctl", "-q", "-w"}
+	for _, k := range bridgeSysctls {
+		args = append(args, k+"=1")
+	}
+	if out, err := g.command(args...).CombinedOutput(); err != nil {
+		return fmt.Errorf("portguard: rule sets need br_netfilter: %w: %s", err, bytes.TrimSpace(out))
+	}
+	return g.filtering()
+}
+
+// filtering reports whether bridged traffic reaches the inet hooks here.
+func (g *Guard) filtering() error {
+	out, err := g.command(append([]string{"sysctl", "-n"}, bridgeSysctls...)...).Output()
+	if err != nil || strings.Count(string(out), "1") != len(bridgeSysctls) {
+		return fmt.Errorf("portguard: rule sets cannot be enforced: %s is not 1 here (br_netfilter)", strings.Join(bridgeSysctls, ", "))
+	}
+	return nil
+}
 
 // checkFilter checks a port's filter as it is to be compiled: remote networks resolved.
 func checkFilter(link string, f *rings.Filter) error {

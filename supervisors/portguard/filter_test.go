@@ -25,6 +25,9 @@ func TestRuleSets(t *testing.T) {
 	harness.Run(t, "ip", "-n", host, "link", "set", "br0", "up")
 	g := portguard.New(fmt.Sprintf("enjin-ports-f%d", id), host)
 	t.Cleanup(func() { g.Close() })
+	if err := g.EnableFiltering(); err != nil {
+		t.Fatal(err)
+	}
 	client := portguard.Port{Link: "etcli", MAC: macAttacker, Addresses: []netip.Addr{ipAttacker}, Bridge: "br0"}
 	server := portguard.Port{Link: "etsrv", MAC: macVictim, Addresses: []netip.Addr{ipVictim}, Bridge: "br0"}
 	cli := endpoint(t, host, "cli", client, "100.77.0.2/24")

@@ -164,14 +164,26 @@ func (g *Guard) Close() error {
 }
 
 // install writes the whole table in one transaction.
-func (g *Guard) install() error { return g.nft(Render(g.Table, slices.Collect(maps.Values(g.ports)))) }
+func (g *Guard) install() error {
+	ports := slices.Collect(maps.Values(g.ports))
+	if slices.ContainsFunc(ports, func(p Port) bool { return p.Filter != nil }) {
+		if err := g.filtering(); err != nil {
+			return err
+		}
+	}
+	return g.nft(Render(g.Table, ports))
+}
 
-func (g *Guard) nft(rules string) error {
-	args := []string{"nft", "-f", "-"}
+// command is a command line run in the guard's network namespace.
+func (g *Guard) command(args ...string) *exec.Cmd {
 	if g.Netns != "" {
 		args = append([]string{"ip", "netns", "exec", g.Netns}, args...)
 	}
-	cmd := exec.Command(args[0], args[1:]...)
+	return exec.Command(args[0], args[1:]...)
+}
+
+func (g *Guard) nft(rules string) error {
+	cmd := g.command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
