@@ -71,6 +71,14 @@ var readmeSteps = map[string]readmeStep{
 	"./enjin vms console acme/vm1":         {want: "enjin-guest: up", retryFor: 2 * time.Minute},
 	"./enjin vms stop acme/vm1;":           {want: "running"},
 	"./enjin volumes detach acme/data;":    {want: "destroyed acme/vm1"},
+	"./enjin networks create acme/lan":     {want: "acme/lan"},
+	"./enjin rulesets create acme/web":     {want: "in tcp 80 from net:lan accept"},
+	"./enjin vms create acme/db":           {want: "running"},
+	"./enjin vms create acme/app":          {want: "running"},
+	"./enjin vms console acme/app":         {want: "user-data: reached db", retryFor: 2 * time.Minute},
+	"./enjin rulesets update acme/web":     {want: "in icmp accept"},
+	"./enjin rulesets show acme/web":       {want: "in icmp accept"},
+	"./enjin vms destroy acme/app;":        {want: "deleted acme/lan"},
 	"./enjin ring1 --join-file join.json":  {runFor: -1}, // runs until the end
 	"./enjin nodes decommission edge-1":    {want: "decommissioned edge-1", waitNode: "edge-1"},
 }
@@ -106,8 +114,10 @@ func TestReadme(t *testing.T) {
 	boot := exec.Command("deploy/bootstrap.sh")
 	boot.Dir = dir
 	p := harness.Adopt(t, boot)
-	t.Cleanup(func() { // a VM the README made, if the test stopped before the README destroys it
-		exec.Command(filepath.Join(dir, "enjin"), "vms", "destroy", "acme/vm1", "--state-dir", filepath.Join(dir, "var", "enjin")).Run()
+	t.Cleanup(func() { // the VMs the README made, if the test stopped before the README destroys them
+		for _, vm := range []string{"acme/vm1", "acme/db", "acme/app"} {
+			exec.Command(filepath.Join(dir, "enjin"), "vms", "destroy", vm, "--state-dir", filepath.Join(dir, "var", "enjin")).Run()
+		}
 	})
 	harness.Eventually(t, 3*time.Minute, func() bool {
 		_, err := os.Stat(filepath.Join(dir, "var", "enjin", "endpoints.json"))
