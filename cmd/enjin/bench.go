@@ -23,13 +23,14 @@ import (
 func benchCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "bench",
-		Short: "measure enjin on this machine: verify, ingest, router, vm",
+		Short: "measure enjin on this machine: verify, ingest, router, vm, net",
 		Example: `  enjin bench verify
   enjin bench ingest --nodes 100000 --rate 20000
   enjin bench router -o json
-  enjin bench vm --kernel var/guest/vmlinuz --initrd var/guest/initrd.img`,
+  enjin bench vm --kernel var/guest/vmlinuz --initrd var/guest/initrd.img
+  enjin bench net`,
 	}
-	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd(), benchVMCmd(g))
+	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd(), benchVMCmd(g), benchNetCmd())
 	return c
 }
 

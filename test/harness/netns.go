@@ -4,13 +4,14 @@ import (
 	"io"
 	"net"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"enjin/supervisors/netseg"
 )
 
 // Run runs a command line (ip(8), nft(8), …) and fails the test if it fails; it returns what
@@ -52,26 +53,9 @@ func Netns(t testing.TB, name string, ipv6 bool) *netlink.Handle {
 // namespace's, and stay so after f returns.
 func InNetns(t testing.TB, name string, f func()) {
 	t.Helper()
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
+	if err := netseg.InNamespace(name, func() error { f(); return nil }); err != nil {
 		t.Fatal(err)
 	}
-	defer orig.Close()
-	ns, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ns.Close()
-	if err := netns.Set(ns); err != nil {
-		t.Fatal(err)
-	}
-	defer func() {
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread() // a thread that could not go back dies with the goroutine
-		}
-	}()
-	f()
 }
 
 // ServeName answers every TCP connection to addr in namespace ns with ns's name, until the
