@@ -180,7 +180,10 @@ func measurePath(from, to, addr string, d time.Duration, reqs int) (pathFigs, er
 	defer ln.Close()
 	go serveBench(ln) // ends when ln closes
 	dial := func() (c net.Conn, err error) {
-		err = netseg.InNamespace(from, func() error { c, err = net.DialTimeout("tcp", net.JoinHostPort(addr, "5201"), 5*time.Second); return err })
+		err = netseg.InNamespace(from, func() error {
+			c, err = net.DialTimeout("tcp", net.JoinHostPort(addr, "5201"), 5*time.Second)
+			return err
+		})
 		return c, err
 	}
 	var f pathFigs
