@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # From a bare Debian/Ubuntu machine with Go to a running cloud: installs the PostgreSQL server
-# binaries (and nftables, e2fsprogs, libvirt and QEMU) if they are missing, starts libvirtd,
+# binaries (and nftables, e2fsprogs, dnsmasq, libvirt and QEMU) if they are missing, starts libvirtd,
 # builds ./enjin and execs `enjin up` with this script's arguments. Run it from anywhere; it
 # works at the repository root.
 #
@@ -40,6 +40,13 @@ if ! command -v mkfs.ext4 >/dev/null; then
 	echo "bootstrap: installing e2fsprogs (apt-get)…"
 	"${sudo[@]}" apt-get update
 	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends e2fsprogs
+fi
+
+# dnsmasq: the DHCP server of tenant networks made with --dhcp.
+if [ ! -x /usr/sbin/dnsmasq ]; then
+	echo "bootstrap: installing dnsmasq-base (apt-get)…"
+	"${sudo[@]}" apt-get update
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends dnsmasq-base
 fi
 
 # libvirt and QEMU: ring 1 runs tenants' VMs through libvirtd. The script installs them if

@@ -58,6 +58,15 @@ type Segment struct {
 	Addresses []string `json:"addresses,omitempty"` // the port's addresses with the network's prefix length
 	Gateway   string   `json:"gateway,omitempty"`   // the network's gateway address
 	Filter    *Filter  `json:"filter,omitempty"`    // the NIC's rule sets; nil: none, all of the network may reach it
+	DHCP      *DHCP    `json:"dhcp,omitempty"`      // the network answers DHCP: its server on this host
+}
+
+// DHCP is a network's DHCP server on one host: ring 0's port for it (its address, with the
+// network's length, and MAC). It answers the host's NICs on the network, each with its port's
+// address.
+type DHCP struct {
+	Address string `json:"address"`
+	MAC     string `json:"mac"`
 }
 
 // VMVolume is a volume a VM has attached.

@@ -14,7 +14,7 @@ import (
 // checkTenantNetwork puts VMs on tenants' networks: acme's two VMs on its network "lan" reach
 // each other there as acme/lana's rule set allows, and no longer once it does not, while beta's VM at the same address on beta's network of the same block
 // is out of their reach (another segment); each VM keeps its first NIC on the node's network;
-// the host has no address on a tenant network; a NIC added on the network gets the
+// the host has no address on a tenant network; its DHCP server offers each VM its own address; a NIC added on the network gets the
 // next address; and destroying the VMs takes their segments and guards away and gives the
 // addresses back, so the network can be deleted.
 func (c *cloud) checkTenantNetwork(t *testing.T) {
@@ -25,7 +25,7 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 		var nw struct {
 			VNI int `json:"vni"`
 		}
-		out := c.cli("networks", "create", n, "--cidr4", "100.78.0.0/24", "-o", "json")
+		out := c.cli("networks", "create", n, "--cidr4", "100.78.0.0/24", "--dhcp", "-o", "json")
 		if err := json.Unmarshal([]byte(out), &nw); err != nil {
 			t.Fatalf("networks create %s: %v\n%s", n, err, out)
 		}
@@ -35,7 +35,10 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 	c.cli("rulesets", "create", "acme/web", "--rule", "in tcp 80 from net:lan accept")
 	// beta's VM first, so that it holds 100.78.0.2 on its network before acme's does on its.
 	betaVM := c.createVM("beta/other", "--network", "lan")
-	a := c.createVM("acme/lana", "--network", "lan", "--ruleset", "web")
+	// Each asks the network's DHCP server too (its address is in its metadata already): the
+	// server offers each exactly its port's address, through lana's rule set as well.
+	dhcp := `udhcpc -i eth1 -n -q -t 5 -T 1 -s /bin/true 2>&1 | grep -o "lease of [0-9.]*" | sed "s/^/dhcp-/" >/dev/console; `
+	a := c.createVM("acme/lana", "--network", "lan", "--ruleset", "web", "--user-data", dhcp)
 	if len(a.Addresses) != 2 || a.Addresses[1] != "100.78.0.2" || len(betaVM.Addresses) != 2 || betaVM.Addresses[1] != "100.78.0.2" {
 		t.Fatalf("addresses: acme/lana %v, beta/other %v; want each the node's and 100.78.0.2", a.Addresses, betaVM.Addresses)
 	}
@@ -44,10 +47,12 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 	// the guest serves), and says on the console each time the answer changes.
 	ask := `( last=; while :; do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 100.78.0.2 80 2>/dev/null | tail -n 1); ` +
 		`s=closed; [ -n "$r" ] && s="reached: $r"; [ "$s" != "$last" ] && echo "lan-$s" >/dev/console; last=$s; sleep 0.2; done ) >/dev/null 2>&1 &`
-	b := c.createVM("acme/lanb", "--network", "lan", "--user-data", ask)
+	b := c.createVM("acme/lanb", "--network", "lan", "--user-data", dhcp+ask)
 	if len(b.Addresses) != 2 || b.Addresses[1] != "100.78.0.3" {
 		t.Fatalf("acme/lanb's addresses: %v", b.Addresses)
 	}
+	c.waitConsoleAfter("acme/lana", "", "dhcp-lease of 100.78.0.2")
+	c.waitConsoleAfter("acme/lanb", "", "dhcp-lease of 100.78.0.3")
 	// Each change of lana's rule set is in force when the command returns: lanb sees HTTP
 	// closed, then open again.
 	c.waitConsoleAfter("acme/lanb", "", "lan-reached: lana")
@@ -84,6 +89,9 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 		if out, err := exec.Command("ip", "link", "show", "enjn"+strconv.Itoa(vni)).CombinedOutput(); err == nil {
 			t.Fatalf("the segment of %s is left after its VMs went:\n%s", n, out)
 		}
+	}
+	if out := harness.Run(t, "ip", "netns", "list"); strings.Contains(out, "enjin-dhcp-"+strconv.Itoa(vnis["acme/lan"])) {
+		t.Fatalf("the DHCP server of acme/lan is left after its VMs went:\n%s", out)
 	}
 	if out, _ := exec.Command("nft", "list", "table", "bridge", "enjin-ports-"+c.bridge).CombinedOutput(); strings.Contains(string(out), "chain p_") {
 		t.Fatalf("guards left after the VMs went:\n%s", out)

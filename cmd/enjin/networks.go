@@ -55,7 +55,7 @@ func netCreateCmd(g *globals) *cobra.Command {
 	f.StringVar(&in.cidr4, "cidr4", "", "its IPv4 block, /8 to /29 (such as 100.77.0.0/24)")
 	f.StringVar(&in.prefix6, "prefix6", "", "its IPv6 /64, if any")
 	f.StringVar(&in.gateway, "gateway", "", "its gateway address (default: the block's first host address)")
-	f.BoolVar(&in.dhcp, "dhcp", false, "mark it for DHCP (recorded; ring 1 does not serve DHCP yet: guests get their addresses from their metadata)")
+	f.BoolVar(&in.dhcp, "dhcp", false, "answer DHCP on it: each host's server offers each NIC its own address, and no other MAC anything")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		t, name, err := vmRef(args[0])
 		if err != nil {

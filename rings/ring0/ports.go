@@ -3,6 +3,7 @@ package ring0
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -66,19 +67,30 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		if seg.Filter, err = r.filter(ctx, vm.Tenant, nic.Rulesets); err != nil {
 			return nil, err
 		}
+		if nw.DHCP {
+			if seg.DHCP, err = r.dhcpServer(ctx, nw, vm.Node); err != nil {
+				return nil, err
+			}
+		}
 		out[nic.MAC] = seg
 	}
+	released := false
 	for _, p := range have {
 		if _, kept := out[p.MAC]; !kept {
 			if err := r.store.DeletePort(ctx, p.ID); err != nil {
 				return nil, err
 			}
+			released = true
 		}
+	}
+	if released {
+		r.releaseIdleDHCP(ctx, vm.Node)
 	}
 	return out, nil
 }
 
-// releasePorts gives back the addresses of every port owner has.
+// releasePorts gives back the addresses of every port owner has, and those of the DHCP
+// servers left with no VM to answer on their host.
 func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 	ports, err := r.store.PortsOf(ctx, owner)
 	if err != nil {
@@ -90,6 +102,72 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 			r.log.Error("port not released", "owner", owner, "port", p.ID, "err", err)
 		}
 	}
+	nodes := map[rings.NodeID]bool{}
+	for _, p := range ports {
+		nodes[p.Node] = true
+	}
+	for node := range nodes {
+		r.releaseIdleDHCP(ctx, node)
+	}
+}
+
+// dhcpOwner is how a host's DHCP server ports name it.
+func dhcpOwner(node rings.NodeID) string { return "dhcp:" + string(node) }
+
+// dhcpServer is network nw's DHCP server on node: its port, made the first time, at the
+// highest free address of the block (the low ones go to VMs, in order).
+func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings.NodeID) (*rings.DHCP, error) {
+	have, err := r.store.PortsOf(ctx, dhcpOwner(node))
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(have, func(p inventory.Port) bool { return p.Network == nw.ID })
+	var p inventory.Port
+	if i >= 0 {
+		p = have[i]
+	} else {
+		a := lastHost(nw.CIDR4)
+		for range 32 {
+			p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: nw.Tenant,
+				MAC: newMAC(), Owner: dhcpOwner(node), Node: node}, a)
+			if !errors.Is(err, inventory.ErrExists) && !errors.Is(err, inventory.ErrInvalid) {
+				break
+			}
+			a = a.Prev()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("ring0: network %s/%s: no address for its DHCP server: %w", nw.Tenant, nw.Name, err)
+		}
+	}
+	return &rings.DHCP{Address: netip.PrefixFrom(p.Addresses[0], nw.CIDR4.Bits()).String(), MAC: p.MAC}, nil
+}
+
+// releaseIdleDHCP gives back the ports of node's DHCP servers on networks where node has no
+// VM's port left.
+func (r *Ring0) releaseIdleDHCP(ctx context.Context, node rings.NodeID) {
+	servers, err := r.store.PortsOf(ctx, dhcpOwner(node))
+	if err != nil {
+		r.log.Error("dhcp ports not released", "node", node, "err", err)
+		return
+	}
+	for _, s := range servers {
+		n, err := r.store.CountPorts(ctx, s.Network, node, "vm:")
+		if err == nil && n == 0 {
+			err = r.store.DeletePort(ctx, s.ID)
+		}
+		if err != nil {
+			r.log.Error("dhcp port not released", "node", node, "port", s.ID, "err", err)
+		}
+	}
+}
+
+// lastHost is block p's last host address (before its broadcast address).
+func lastHost(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= 1<<(32-p.Bits()) - 1
+	v--
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // peers are the underlay addresses of the hosts other than node with ports on network id, as

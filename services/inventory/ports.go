@@ -139,3 +139,12 @@ func (s *Store) NetworkNodes(ctx context.Context, id string) ([]rings.NodeID, er
 	out, err := pgx.CollectRows(rows, pgx.RowTo[rings.NodeID])
 	return out, pgErr("nodes of network "+id, err)
 }
+
+// CountPorts counts the ports on network id that node holds for owners starting with prefix
+// ("vm:", "app:").
+func (s *Store) CountPorts(ctx context.Context, id string, node rings.NodeID, prefix string) (int, error) {
+	var n int
+	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ports WHERE network_id = $1 AND node_id = $2 AND starts_with(owner, $3)`,
+		id, string(node), prefix).Scan(&n)
+	return n, pgErr("ports of network "+id, err)
+}

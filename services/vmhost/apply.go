@@ -48,6 +48,9 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 	if err != nil {
 		return rings.VMStatus{}, err
 	}
+	for _, v := range dhcpVNIs(req.NICs) { // before the VM starts and asks
+		h.syncDHCP(v)
+	}
 	name := string(req.ID)
 	switch req.State {
 	case rings.VMRunning:

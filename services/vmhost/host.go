@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"enjin/rings"
+	"enjin/supervisors/dhcpd"
 	"enjin/supervisors/libvirt"
 	"enjin/supervisors/netseg"
 	"enjin/supervisors/portguard"
@@ -105,6 +106,8 @@ type Host struct {
 	locks  map[rings.NodeID]*sync.Mutex
 	images sync.Mutex   // one image fetch at a time
 	segMu  sync.RWMutex // see prune
+	dhcpMu sync.Mutex
+	dhcp   map[int]*dhcpd.Server // the DHCP servers this host runs, by VNI
 
 	seen seen // the VMs last listed, for the heartbeat
 }
@@ -126,7 +129,7 @@ func New(cfg Config) (*Host, error) {
 		return nil, fmt.Errorf("vmhost: %w", err)
 	}
 	cfg.Dir = abs
-	for _, d := range []string{"", "images", "vms", "volumes"} {
+	for _, d := range []string{"", "images", "vms", "volumes", "dhcp"} {
 		if err := os.MkdirAll(filepath.Join(abs, d), 0o711); err != nil {
 			return nil, fmt.Errorf("vmhost: %w", err)
 		}
@@ -134,7 +137,7 @@ func New(cfg Config) (*Host, error) {
 			return nil, fmt.Errorf("vmhost: %w", err)
 		}
 	}
-	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), locks: map[rings.NodeID]*sync.Mutex{}}, nil
+	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), locks: map[rings.NodeID]*sync.Mutex{}, dhcp: map[int]*dhcpd.Server{}}, nil
 }
 
 // lock serializes the operations on one VM; the caller calls the function it returns.

@@ -2,6 +2,7 @@ package vmhost
 
 import (
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -51,6 +52,11 @@ func (h *Host) join(n rings.VMNIC) error {
 	}
 	if err := h.ensureSegment(n.Segment); err != nil {
 		return err
+	}
+	if n.Segment.DHCP != nil {
+		if err := h.ensureDHCP(n.Segment); err != nil {
+			return err
+		}
 	}
 	return h.cfg.Guard.Set(h.guarded(n))
 }
@@ -112,6 +118,7 @@ func (h *Host) prune(vnis []int, except rings.NodeID) {
 	defer h.segMu.Unlock()
 	used := h.vnisInUse(except)
 	for _, v := range vnis {
+		h.syncDHCP(v) // the NICs gone are no longer answered; with none left, the server stops
 		if slices.Contains(used, v) {
 			continue
 		}
@@ -188,5 +195,30 @@ func (h *Host) restoreSegments(recs []record) error {
 	if h.cfg.Guard == nil {
 		return nil
 	}
-	return h.cfg.Guard.SetAll(ports)
+	// A restarted node's DHCP servers start again (each replacing the one its predecessor
+	// left), all guarded in the same transaction as the VMs' ports.
+	h.dhcpMu.Lock()
+	for _, r := range recs {
+		for _, n := range r.Request.NICs {
+			if n.Segment == nil || n.Segment.DHCP == nil || h.dhcp[n.Segment.VNI] != nil {
+				continue
+			}
+			srv, port, err := h.startDHCP(n.Segment)
+			if err != nil {
+				h.log.Error("dhcp server not restarted", "vni", n.Segment.VNI, "err", err)
+				continue
+			}
+			h.dhcp[n.Segment.VNI] = srv
+			ports = append(ports, port)
+		}
+	}
+	vnis := slices.Collect(maps.Keys(h.dhcp))
+	h.dhcpMu.Unlock()
+	if err := h.cfg.Guard.SetAll(ports); err != nil {
+		return err
+	}
+	for _, v := range vnis {
+		h.syncDHCP(v)
+	}
+	return nil
 }

@@ -120,6 +120,9 @@ func renderRules(b *strings.Builder, p Port) {
 			b.WriteString(s)
 		}
 		fmt.Fprintf(b, "\tchain %s_%s {\n", dir[:1], p.Link)
+		if dir == "in" { // the network's DHCP server answering (only its port may send from 67)
+			b.WriteString("\t\tmeta l4proto udp th sport 67 th dport 68 accept\n")
+		}
 		for _, r := range rules {
 			fmt.Fprintf(b, "\t\t%s\n", r)
 		}

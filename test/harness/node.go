@@ -5,7 +5,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -22,6 +24,7 @@ func RemoveNode(t testing.TB, bridge string) {
 	if vms, _ := os.ReadDir(filepath.Join(dir, "vms")); len(vms) > 0 {
 		removeDomains(t, dir+"/")
 	}
+	stopDHCP(filepath.Join(dir, "dhcp"))
 	os.RemoveAll(dir)
 	exec.Command("ip", "link", "del", bridge).Run()
 	exec.Command("nft", "delete", "table", "inet", "enjin-"+bridge).Run()
@@ -55,5 +58,19 @@ func removeDomains(t testing.TB, dir string) {
 		if err := c.Undefine(in.Name); err != nil {
 			t.Logf("undefine VM %s: %v", in.Name, err)
 		}
+	}
+}
+
+// stopDHCP stops the DHCP servers whose pid files are in dir, and removes their namespaces.
+func stopDHCP(dir string) {
+	pids, _ := filepath.Glob(filepath.Join(dir, "dnsmasq-*.pid"))
+	for _, f := range pids {
+		if b, err := os.ReadFile(f); err == nil {
+			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
+				syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		vni := strings.TrimSuffix(strings.TrimPrefix(filepath.Base(f), "dnsmasq-"), ".pid")
+		exec.Command("ip", "netns", "del", "enjin-dhcp-"+vni).Run()
 	}
 }
