@@ -3,6 +3,7 @@ package test
 import (
 	"encoding/json"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -119,4 +120,29 @@ func (c *cloud) waitConsoleAfter(vm, mark, want string) {
 		diag, _ := exec.Command("sh", "-c", "bridge link; nft list table bridge enjin-ports-"+c.bridge+"; nft list table inet enjin-ports-"+c.bridge).CombinedOutput()
 		c.t.Fatalf("%s's console does not say %q after %q:\n%s\n%s", vm, want, mark, con[max(0, len(con)-3000):], diag)
 	}
+}
+
+// networkTables sums up what carries the node's tenant networks: the guard's and the rule
+// sets' chains by name, and the DHCP servers' namespaces.
+func (c *cloud) networkTables(t *testing.T) string {
+	t.Helper()
+	var lines []string
+	for _, family := range []string{"bridge", "inet"} {
+		out, _ := exec.Command("nft", "list", "table", family, "enjin-ports-"+c.bridge).CombinedOutput()
+		for l := range strings.Lines(string(out)) {
+			if f := strings.Fields(l); len(f) > 1 && f[0] == "chain" && strings.Contains(f[1], "_et") {
+				lines = append(lines, family+" "+f[1])
+			}
+		}
+	}
+	for l := range strings.Lines(harness.Run(t, "ip", "netns", "list")) {
+		if strings.HasPrefix(l, "enjin-dhcp-") {
+			lines = append(lines, strings.Fields(l)[0])
+		}
+	}
+	if len(lines) < 4 { // keep-c's guard, its rules in and out, its network's DHCP server
+		t.Fatalf("tenant network state: %v", lines)
+	}
+	slices.Sort(lines)
+	return strings.Join(lines, "\n")
 }

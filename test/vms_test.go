@@ -130,11 +130,19 @@ func TestVMs(t *testing.T) {
 	}
 	t.Logf("20 create/destroy cycles in %v: %s before and after", time.Since(t1).Round(time.Second), before)
 
-	// VMs outlive a SIGKILLed ring 1, which adopts them.
+	// VMs outlive a SIGKILLed ring 1, which adopts them — keep-c on a tenant network with DHCP
+	// and a rule set, whose guard, rules and DHCP server the new node takes over.
+	c.cli("networks", "create", "acme/keepnet", "--cidr4", "100.79.0.0/24", "--dhcp")
+	c.cli("rulesets", "create", "acme/keep", "--rule", "in tcp 80 accept")
 	var ids []string
 	for _, n := range []string{"a", "b", "c"} {
-		ids = append(ids, c.createVM("acme/keep-"+n).ID)
+		var extra []string
+		if n == "c" {
+			extra = []string{"--network", "keepnet", "--ruleset", "keep"}
+		}
+		ids = append(ids, c.createVM("acme/keep-"+n, extra...).ID)
 	}
+	tables := c.networkTables(t)
 	old := c.ring1PID()
 	pids := qemuPIDs(t, ids)
 	syscall.Kill(old, syscall.SIGKILL)
@@ -152,6 +160,9 @@ func TestVMs(t *testing.T) {
 		return err == nil && strings.Contains(last, `"observed_state": "stopped"`)
 	}) {
 		t.Fatalf("the adopted VM does not take commands:\n%s", last)
+	}
+	if now := c.networkTables(t); now != tables {
+		t.Fatalf("tenant network state before ring 1's restart:\n%s\nafter:\n%s", tables, now)
 	}
 
 	// libvirtd restarted: ring 1 reconnects by itself.
