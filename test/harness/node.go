@@ -29,6 +29,7 @@ func RemoveNode(t testing.TB, bridge string) {
 	exec.Command("ip", "link", "del", bridge).Run()
 	exec.Command("nft", "delete", "table", "inet", "enjin-"+bridge).Run()
 	exec.Command("nft", "delete", "table", "bridge", "enjin-ports-"+bridge).Run()
+	exec.Command("nft", "delete", "table", "inet", "enjin-ports-"+bridge).Run()
 }
 
 // removeDomains destroys and undefines every enjin domain whose definition names a file
