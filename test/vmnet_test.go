@@ -2,6 +2,8 @@ package test
 
 import (
 	"encoding/json"
+	"net"
+	"net/netip"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -13,7 +15,7 @@ import (
 )
 
 // checkTenantNetwork puts VMs on tenants' networks: acme's two VMs on its network "lan" reach
-// each other there as acme/lana's rule set allows, and no longer once it does not, while beta's VM at the same address on beta's network of the same block
+// each other there, over IPv4 and IPv6, as acme/lana's rule set allows, and no longer once it does not, while beta's VM at the same address on beta's network of the same block
 // is out of their reach (another segment); each VM keeps its first NIC on the node's network;
 // the host has no address on a tenant network; its DHCP server offers each VM its own address; a NIC added on the network gets the
 // next address; and destroying the VMs takes their segments and guards away and gives the
@@ -26,7 +28,11 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 		var nw struct {
 			VNI int `json:"vni"`
 		}
-		out := c.cli("networks", "create", n, "--cidr4", "100.78.0.0/24", "--dhcp", "-o", "json")
+		args := []string{"networks", "create", n, "--cidr4", "100.78.0.0/24", "--dhcp", "-o", "json"}
+		if n == "acme/lan" { // acme's has IPv6 too
+			args = append(args, "--prefix6", "fd00:78::/64")
+		}
+		out := c.cli(args...)
 		if err := json.Unmarshal([]byte(out), &nw); err != nil {
 			t.Fatalf("networks create %s: %v\n%s", n, err, out)
 		}
@@ -40,18 +46,23 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 	// server offers each exactly its port's address, through lana's rule set as well.
 	dhcp := `udhcpc -i eth1 -n -q -t 5 -T 1 -s /bin/true 2>&1 | grep -o "lease of [0-9.]*" | sed "s/^/dhcp-/" >/dev/console; `
 	a := c.createVM("acme/lana", "--network", "lan", "--ruleset", "web", "--user-data", dhcp)
-	if len(a.Addresses) != 2 || a.Addresses[1] != "100.78.0.2" || len(betaVM.Addresses) != 2 || betaVM.Addresses[1] != "100.78.0.2" {
-		t.Fatalf("addresses: acme/lana %v, beta/other %v; want each the node's and 100.78.0.2", a.Addresses, betaVM.Addresses)
+	v6a := eui64("fd00:78::", a.Spec.NICs[1].MAC)
+	if len(a.Addresses) != 3 || a.Addresses[1] != "100.78.0.2" || a.Addresses[2] != v6a || len(betaVM.Addresses) != 2 || betaVM.Addresses[1] != "100.78.0.2" {
+		t.Fatalf("addresses: acme/lana %v, beta/other %v; want each the node's and 100.78.0.2, and acme/lana %s", a.Addresses, betaVM.Addresses, v6a)
 	}
 	// lanb asks 100.78.0.2 on acme's network for its name (over HTTP, with nc: busybox's wget
 	// crashes in this guest) five times a second, in the background (user data runs before
 	// the guest serves), and says on the console each time the answer changes.
 	ask := `( last=; while :; do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 100.78.0.2 80 2>/dev/null | tail -n 1); ` +
 		`s=closed; [ -n "$r" ] && s="reached: $r"; [ "$s" != "$last" ] && echo "lan-$s" >/dev/console; last=$s; sleep 0.2; done ) >/dev/null 2>&1 &`
-	b := c.createVM("acme/lanb", "--network", "lan", "--user-data", dhcp+ask)
-	if len(b.Addresses) != 2 || b.Addresses[1] != "100.78.0.3" {
+	// And once over IPv6, by lana's address from its MAC.
+	ask6 := `( for i in $(seq 300); do r=$(printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 1 ` + v6a + ` 80 2>/dev/null | tail -n 1); ` +
+		`if [ -n "$r" ]; then echo "lan6-reached: $r" >/dev/console; break; fi; sleep 0.2; done ) >/dev/null 2>&1 &`
+	b := c.createVM("acme/lanb", "--network", "lan", "--user-data", dhcp+ask+ask6)
+	if len(b.Addresses) != 3 || b.Addresses[1] != "100.78.0.3" || b.Addresses[2] != eui64("fd00:78::", b.Spec.NICs[1].MAC) {
 		t.Fatalf("acme/lanb's addresses: %v", b.Addresses)
 	}
+	c.waitConsoleAfter("acme/lanb", "", "lan6-reached: lana")
 	c.waitConsoleAfter("acme/lana", "", "dhcp-lease of 100.78.0.2")
 	c.waitConsoleAfter("acme/lanb", "", "dhcp-lease of 100.78.0.3")
 	// Each change of lana's rule set is in force when the command returns: lanb sees HTTP
@@ -61,7 +72,7 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 	c.waitConsoleAfter("acme/lanb", "lan-reached: lana", "lan-closed")
 	c.cli("rulesets", "update", "acme/web", "--rule", "in tcp 80 from net:lan accept rate 20")
 	c.waitConsoleAfter("acme/lanb", "lan-closed", "lan-reached: lana")
-	t.Logf("acme/lanb reached acme/lana at 100.78.0.2 over acme's network (beta/other at the same address was not reached); a rule set change closed HTTP and the next opened it")
+	t.Logf("acme/lanb reached acme/lana at 100.78.0.2 and %s over acme's network (beta/other at the same IPv4 address was not reached); DHCP offered each its address; a rule set change closed HTTP and the next opened it", v6a)
 	bad, err := exec.Command(harness.Binary(t), "rulesets", "delete", "acme/web", "--state-dir", c.state).CombinedOutput()
 	if err == nil || !strings.Contains(string(bad), "lana") || strings.Count(strings.TrimSpace(string(bad)), "\n") != 0 {
 		t.Fatalf("a rule set in use was deleted, or not in one line: %v\n%s", err, bad)
@@ -75,7 +86,7 @@ func (c *cloud) checkTenantNetwork(t *testing.T) {
 		}
 	}
 
-	if got := c.vmJSON("vms", "nic", "add", "acme/lanb", "--network", "lan", "-o", "json"); len(got.Addresses) != 3 || got.Addresses[2] != "100.78.0.4" {
+	if got := c.vmJSON("vms", "nic", "add", "acme/lanb", "--network", "lan", "-o", "json"); len(got.Addresses) != 5 || got.Addresses[3] != "100.78.0.4" {
 		t.Fatalf("nic add on lan: %+v", got)
 	}
 	bad, err = exec.Command(harness.Binary(t), "vms", "nic", "add", "acme/lanb", "--network", "nowhere", "--state-dir", c.state).CombinedOutput()
@@ -145,4 +156,12 @@ func (c *cloud) networkTables(t *testing.T) string {
 	}
 	slices.Sort(lines)
 	return strings.Join(lines, "\n")
+}
+
+// eui64 is the address on IPv6 prefix (written "fd00:78::") of a NIC with mac.
+func eui64(prefix, mac string) string {
+	hw, _ := net.ParseMAC(mac)
+	b := netip.MustParseAddr(prefix).As16()
+	copy(b[8:], []byte{hw[0] ^ 2, hw[1], hw[2], 0xff, 0xfe, hw[3], hw[4], hw[5]})
+	return netip.AddrFrom16(b).String()
 }

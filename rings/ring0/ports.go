@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -50,7 +51,7 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		if i >= 0 {
 			p = have[i]
 		} else if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: vm.Tenant,
-			MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}); err != nil {
+			MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}, v6Of(nw, nic.MAC)...); err != nil {
 			return nil, err
 		}
 		seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String()}
@@ -207,4 +208,17 @@ func (r *Ring0) lastClaim(ctx context.Context, node rings.NodeID) (rings.Observa
 		}
 	}
 	return rings.Observation{}, fmt.Errorf("ring0: node %s: %w", node, errNoClaim)
+}
+
+// v6Of is the IPv6 address a NIC with mac has on network nw, if nw has an IPv6 prefix: the
+// prefix and the MAC's EUI-64 interface id, which the MAC's uniqueness on the network makes
+// unique, and which the guest would take by itself from a router advertisement.
+func v6Of(nw inventory.Network, mac string) []netip.Addr {
+	hw, err := net.ParseMAC(mac)
+	if !nw.Prefix6.IsValid() || err != nil || len(hw) != 6 {
+		return nil
+	}
+	b := nw.Prefix6.Masked().Addr().As16()
+	copy(b[8:], []byte{hw[0] ^ 2, hw[1], hw[2], 0xff, 0xfe, hw[3], hw[4], hw[5]})
+	return []netip.Addr{netip.AddrFrom16(b)}
 }

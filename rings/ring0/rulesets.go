@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 
 	"enjin/rings"
@@ -21,7 +22,8 @@ func (r *Ring0) checkRulesets(ctx context.Context, t rings.TenantID, names []str
 }
 
 // filter is what a NIC naming rule sets enforces: their rules in order, each remote network
-// made its block. Without rule sets, nil: the NIC takes whatever its network sends it.
+// made its blocks (IPv4 and IPv6, a rule for each). Without rule sets, nil: the NIC takes
+// whatever its network sends it.
 func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*rings.Filter, error) {
 	if len(names) == 0 {
 		return nil, nil
@@ -33,14 +35,21 @@ func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*
 			return nil, fmt.Errorf("ring0: ruleset %s/%s: %w", t, n, err)
 		}
 		for _, rule := range rs.Rules {
-			if rule.RemoteNetwork != "" {
-				nw, err := r.store.GetNetwork(ctx, t, rule.RemoteNetwork)
-				if err != nil {
-					return nil, fmt.Errorf("ring0: ruleset %s/%s: remote network %s: %w", t, n, rule.RemoteNetwork, err)
-				}
-				rule.Remote, rule.RemoteNetwork = nw.CIDR4.String(), ""
+			if rule.RemoteNetwork == "" {
+				f.Rules = append(f.Rules, rule)
+				continue
 			}
-			f.Rules = append(f.Rules, rule)
+			nw, err := r.store.GetNetwork(ctx, t, rule.RemoteNetwork)
+			if err != nil {
+				return nil, fmt.Errorf("ring0: ruleset %s/%s: remote network %s: %w", t, n, rule.RemoteNetwork, err)
+			}
+			rule.RemoteNetwork = ""
+			for _, block := range []netip.Prefix{nw.CIDR4, nw.Prefix6} { // a rule for each of its blocks
+				if block.IsValid() {
+					rule.Remote = block.String()
+					f.Rules = append(f.Rules, rule)
+				}
+			}
 		}
 	}
 	return f, nil

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -26,8 +27,8 @@ type Port struct {
 }
 
 // CreatePort records p on its network with the addresses asked for (each a reservation: one
-// already taken is ErrExists, one that is no host address of the network ErrInvalid), or, if
-// none, the network's lowest free IPv4 host address. Allocations on one network are one at a
+// already taken is ErrExists, one that is no host address of the network ErrInvalid) and, if
+// none of them is IPv4, the network's lowest free IPv4 host address. Allocations on one network are one at a
 // time (the network's row is locked); that no address is ever handed out twice is the
 // schema's rule, whatever the callers do.
 func (s *Store) CreatePort(ctx context.Context, p Port, want ...netip.Addr) (Port, error) {
@@ -49,7 +50,7 @@ func (s *Store) CreatePort(ctx context.Context, p Port, want ...netip.Addr) (Por
 			p.ID, p.Network, string(p.Tenant), p.MAC, p.Owner, node).Scan(&p.MAC, &p.CreatedAt); err != nil {
 			return err
 		}
-		if len(want) == 0 {
+		if !slices.ContainsFunc(want, netip.Addr.Is4) {
 			var a string
 			// The lowest free address is the first host address or follows a taken one:
 			// look only there, in the index, not through the whole block.
@@ -68,7 +69,7 @@ func (s *Store) CreatePort(ctx context.Context, p Port, want ...netip.Addr) (Por
 			if err != nil {
 				return err
 			}
-			want = []netip.Addr{netip.MustParseAddr(a)}
+			want = append([]netip.Addr{netip.MustParseAddr(a)}, want...)
 		}
 		p.Addresses = nil
 		for _, a := range want {
