@@ -42,7 +42,11 @@ func TestToolIsConfined(t *testing.T) {
 	if err := os.WriteFile(script, []byte(fakeQemuImg), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{Dir: filepath.Join(t.TempDir(), "images"), QemuImg: script, ToolTimeout: 2 * time.Second, ToolMemory: 512 << 20})
+	// A uid of this test's own: other packages' tests run qemu-img as DefaultUID meanwhile,
+	// and the count of what outlived the run below must be this run's alone.
+	toolUID := DefaultUID - 1 - os.Getpid()%100000
+	s, err := New(Config{Dir: filepath.Join(t.TempDir(), "images"), QemuImg: script, ToolTimeout: 2 * time.Second, ToolMemory: 512 << 20,
+		UID: uint32(toolUID)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +66,7 @@ func TestToolIsConfined(t *testing.T) {
 	}
 	ourNet, _ := os.Readlink("/proc/self/ns/net")
 	got := string(res.stdout)
-	uid := strconv.Itoa(DefaultUID)
+	uid := strconv.Itoa(toolUID)
 	for _, want := range []string{"uid=" + uid + " ", "gid=" + uid + " ", "groups=" + uid + " ", "pid=1 ",
 		fmt.Sprintf("as=%d ", 512<<10), "fsize=0 ", "env=1\n", "path=denied", "fd=readable"} {
 		if !strings.Contains(got, want) {
@@ -72,8 +76,8 @@ func TestToolIsConfined(t *testing.T) {
 	if strings.Contains(got, "net="+ourNet) {
 		t.Errorf("the tool shares our network namespace: %q", got)
 	}
-	if left := processesOf(DefaultUID); len(left) > 0 {
-		t.Errorf("processes of uid %d outlived the run: %v", DefaultUID, left)
+	if left := processesOf(toolUID); len(left) > 0 {
+		t.Errorf("processes of uid %d outlived the run: %v", toolUID, left)
 	}
 
 	start := time.Now()
