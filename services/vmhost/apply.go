@@ -41,14 +41,16 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 		if h.exists(req.ID) { // a domain of that name this node has no record of: not ours to take
 			return rings.VMStatus{}, fmt.Errorf("vmhost: a domain named %s exists without a record here; left alone", req.ID)
 		}
-		rec, err = h.define(ctx, req)
+		if rec, err = h.define(ctx, req); err != nil {
+			gone = segmentVNIs(req.NICs, false) // segments (and DHCP servers) joined for nothing
+		}
 	} else {
 		rec, gone, err = h.change(rec, req)
 	}
 	if err != nil {
 		return rings.VMStatus{}, err
 	}
-	for _, v := range dhcpVNIs(req.NICs) { // before the VM starts and asks
+	for _, v := range segmentVNIs(req.NICs, true) { // before the VM starts and asks
 		h.syncDHCP(v)
 	}
 	name := string(req.ID)

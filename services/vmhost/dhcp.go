@@ -90,14 +90,3 @@ func (h *Host) syncDHCP(vni int) {
 		h.log.Error("dhcp hosts not set", "vni", vni, "err", err)
 	}
 }
-
-// dhcpVNIs are the networks of req's NICs that answer DHCP.
-func dhcpVNIs(nics []rings.VMNIC) []int {
-	var out []int
-	for _, n := range nics {
-		if n.Segment != nil && n.Segment.DHCP != nil {
-			out = append(out, n.Segment.VNI)
-		}
-	}
-	return out
-}

@@ -222,3 +222,14 @@ func (h *Host) restoreSegments(recs []record) error {
 	}
 	return nil
 }
+
+// segmentVNIs are the networks of nics on tenant networks; with dhcp, only those answering DHCP.
+func segmentVNIs(nics []rings.VMNIC, dhcp bool) []int {
+	var out []int
+	for _, n := range nics {
+		if n.Segment != nil && (!dhcp || n.Segment.DHCP != nil) {
+			out = append(out, n.Segment.VNI)
+		}
+	}
+	return out
+}
