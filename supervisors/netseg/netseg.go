@@ -16,6 +16,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"sync"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -45,10 +46,43 @@ func Bridge(vni int) string { return fmt.Sprintf("enjn%d", vni) }
 func VXLAN(vni int) string { return fmt.Sprintf("enjx%d", vni) }
 
 // Host realizes segments through one netlink handle (one network namespace).
-type Host struct{ h *netlink.Handle }
+type Host struct {
+	h *netlink.Handle
+
+	mu    sync.Mutex
+	holds map[int]map[string]bool // by VNI: the ports that keep its segment here
+}
 
 // New makes a Host that works through h.
-func New(h *netlink.Handle) *Host { return &Host{h: h} }
+func New(h *netlink.Handle) *Host { return &Host{h: h, holds: map[int]map[string]bool{}} }
+
+// Hold ensures segment s (as Ensure) on behalf of port, which keeps it here: Remove leaves a
+// held segment alone. Holding again (with other peers, say) is Ensure again.
+func (h *Host) Hold(port string, s Segment) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if err := h.ensure(s); err != nil {
+		return err
+	}
+	if h.holds[s.VNI] == nil {
+		h.holds[s.VNI] = map[string]bool{}
+	}
+	h.holds[s.VNI][port] = true
+	return nil
+}
+
+// Drop ends port's hold on network vni's segment; it says whether any hold is left. The
+// segment stays until Remove.
+func (h *Host) Drop(port string, vni int) (held bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	delete(h.holds[vni], port)
+	if len(h.holds[vni]) == 0 {
+		delete(h.holds, vni)
+		return false
+	}
+	return true
+}
 
 func (s Segment) check() error {
 	switch {
@@ -68,6 +102,12 @@ func (s Segment) check() error {
 // Ensure makes segment s as asked: the bridge, the VXLAN device on it, both up, and one
 // flooding entry per peer (stale ones removed).
 func (h *Host) Ensure(s Segment) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.ensure(s)
+}
+
+func (h *Host) ensure(s Segment) error {
 	if err := s.check(); err != nil {
 		return err
 	}
@@ -181,8 +221,13 @@ func (h *Host) Attach(vni int, link string) error {
 }
 
 // Remove deletes network vni's VXLAN device and bridge; ports still on it fall off. Removing
-// what is not there is not an error.
+// what is not there is not an error, and a segment a port holds (see Hold) is left as it is.
 func (h *Host) Remove(vni int) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.holds[vni]) > 0 {
+		return nil
+	}
 	for _, name := range []string{VXLAN(vni), Bridge(vni)} {
 		l, err := h.h.LinkByName(name)
 		if errors.As(err, new(netlink.LinkNotFoundError)) {

@@ -137,6 +137,20 @@ func TestSegmentsAcrossHosts(t *testing.T) {
 	if err := sa.Ensure(netseg.Segment{VNI: 5000, Underlay: addrA, Peers: []netip.Addr{addrA}}); err == nil {
 		t.Fatal("a host as its own peer was accepted")
 	}
+	// A segment a port holds outlives Remove; dropping the last hold lets it go.
+	if err := sa.Hold("port-1", netseg.Segment{VNI: 5000, Underlay: addrA, Peers: []netip.Addr{addrB}}); err != nil {
+		t.Fatal(err)
+	}
+	sa.Hold("port-2", netseg.Segment{VNI: 5000, Underlay: addrA, Peers: []netip.Addr{addrB}})
+	if err := sa.Remove(5000); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "ip", "-n", a, "-o", "link", "show", netseg.Bridge(5000)); !strings.Contains(out, netseg.Bridge(5000)) {
+		t.Fatalf("a held segment was removed:\n%s", out)
+	}
+	if sa.Drop("port-1", 5000) != true || sa.Drop("port-2", 5000) != false {
+		t.Fatal("Drop did not count the holds")
+	}
 	for _, vni := range []int{5000, 5001} {
 		if err := sa.Remove(vni); err != nil {
 			t.Fatal(err)
