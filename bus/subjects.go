@@ -32,6 +32,8 @@ const (
 	VerbVMConsole = "vm.console"
 	// VerbVolumeApply makes a volume's file on the node if it is missing (VolumeRequest).
 	VerbVolumeApply = "volume.apply"
+	// VerbNetworks: a tenant's networks or rule sets changed (NetworksRequest → {}).
+	VerbNetworks = "networks"
 	// VerbVolumeDelete deletes a volume's file (VolumeRequest).
 	VerbVolumeDelete = "volume.delete"
 )
@@ -79,7 +81,39 @@ const (
 	ServiceRevoke = "revoke"
 	ServiceRenew  = "renew" // a fresh credential for the caller's own key (RenewRequest → RenewReply)
 	ServiceImage  = "image" // a piece of an image the caller needs for a VM it runs (ImageRequest → ImageReply)
+	ServicePorts  = "ports" // an app instance's ports on its tenant's networks (PortsRequest → PortsReply)
 )
+
+// PortsRequest asks ring 0 for the ports app instance Instance of Tenant, run by the calling
+// ring 1 node, has on exactly Networks: made where missing, brought up to date (peers, rule
+// sets), released where no longer named — none releases them all. With Sweep it instead
+// releases every port of the caller's app instances but those of the instances in Keep.
+type PortsRequest struct {
+	Tenant   rings.TenantID     `json:"tenant"`
+	Instance string             `json:"instance"`
+	Networks []rings.AppNetwork `json:"networks"`
+	Sweep    bool               `json:"sweep,omitempty"`
+	Keep     []string           `json:"keep,omitempty"`
+}
+
+// PortsReply lists an instance's ports, in the order of the request's networks.
+type PortsReply struct {
+	Ports []AppPort `json:"ports"`
+}
+
+// AppPort is an app instance's port on one network: its MAC and its place on the segment.
+// Its Filter is never nil: an instance's port takes in only what its rule sets allow.
+type AppPort struct {
+	Network string        `json:"network"`
+	MAC     string        `json:"mac"`
+	Segment rings.Segment `json:"segment"`
+}
+
+// NetworksRequest tells a ring 1 node hosting Tenant that its networks or rule sets changed:
+// the node asks again for the ports of the tenant's app instances there (VerbNetworks).
+type NetworksRequest struct {
+	Tenant rings.TenantID `json:"tenant"`
+}
 
 // ImageRequest asks for Length bytes of image Digest from Offset. Ring 0 answers only a node
 // that runs a VM booting that image.

@@ -46,6 +46,16 @@ type VMNIC struct {
 	Segment *Segment `json:"segment,omitempty"` // set for a tenant network
 }
 
+// AppNetwork is a tenant network an app's instances join, with the rule sets their ports
+// there enforce. An instance's port takes nothing in but what its rule sets let in.
+type AppNetwork struct {
+	Name     string   `json:"name"`
+	Rulesets []string `json:"rulesets,omitempty"`
+}
+
+// MaxAppNetworks bounds the networks an app's instances join, and the rule sets on each.
+const MaxAppNetworks = 8
+
 // DefaultNetwork is the node's own network every VM's first NIC is on.
 const DefaultNetwork = "default"
 

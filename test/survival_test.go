@@ -204,9 +204,12 @@ func (c *cloud) deploySamples(refs ...string) []string {
 	return refs
 }
 
-func (c *cloud) get(ref string) (int, string) {
+func (c *cloud) get(ref string) (int, string) { return c.getPath(ref, "/") }
+
+// getPath asks app ref for path through the router.
+func (c *cloud) getPath(ref, path string) (int, string) {
 	tenant, app, _ := strings.Cut(ref, "/")
-	req, _ := http.NewRequest("GET", "http://"+c.ep.Router+"/", nil)
+	req, _ := http.NewRequest("GET", "http://"+c.ep.Router+path, nil)
 	req.Host = app + "." + tenant + "." + c.ep.AppsDomain
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

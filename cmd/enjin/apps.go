@@ -132,13 +132,18 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return err
 	}
-	tw := newTable(w, "INSTANCE\tRELEASE\tADDRESS\tSTATE\tRESTARTS\tLAST EXIT\tID")
+	tw := newTable(w, "INSTANCE\tRELEASE\tADDRESS\tNETWORKS\tSTATE\tRESTARTS\tLAST EXIT\tID")
 	for _, i := range r.Instances {
 		name := i.Name
 		if name == "" {
 			name = i.Type
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%d\t%s\t%s\n", name, i.Release, i.Address, i.Port, i.State, i.Restarts, dash(i.Exit), i.ID)
+		var nets []string
+		for _, n := range i.Networks {
+			nets = append(nets, n.Network+"="+strings.Join(n.Addresses, ","))
+		}
+		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%s\t%d\t%s\t%s\n", name, i.Release, i.Address, i.Port, dash(strings.Join(nets, " ")),
+			i.State, i.Restarts, dash(i.Exit), i.ID)
 	}
 	return tw.Flush()
 }

@@ -54,18 +54,8 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 			MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}, v6Of(nw, nic.MAC)...); err != nil {
 			return nil, err
 		}
-		seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String()}
-		for _, a := range p.Addresses {
-			bits := nw.CIDR4.Bits()
-			if a.Is6() {
-				bits = nw.Prefix6.Bits()
-			}
-			seg.Addresses = append(seg.Addresses, netip.PrefixFrom(a, bits).String())
-		}
-		if seg.Peers, err = r.peers(ctx, nw.ID, vm.Node); err != nil {
-			return nil, err
-		}
-		if seg.Filter, err = r.filter(ctx, vm.Tenant, nic.Rulesets); err != nil {
+		seg, err := r.segment(ctx, nw, p, nic.Rulesets)
+		if err != nil {
 			return nil, err
 		}
 		if nw.DHCP {
@@ -88,6 +78,26 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		r.releaseIdleDHCP(ctx, vm.Node)
 	}
 	return out, nil
+}
+
+// segment is port p's place on network nw, enforcing rule sets.
+func (r *Ring0) segment(ctx context.Context, nw inventory.Network, p inventory.Port, rulesets []string) (*rings.Segment, error) {
+	seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String()}
+	for _, a := range p.Addresses {
+		bits := nw.CIDR4.Bits()
+		if a.Is6() {
+			bits = nw.Prefix6.Bits()
+		}
+		seg.Addresses = append(seg.Addresses, netip.PrefixFrom(a, bits).String())
+	}
+	var err error
+	if seg.Peers, err = r.peers(ctx, nw.ID, p.Node); err != nil {
+		return nil, err
+	}
+	if seg.Filter, err = r.filter(ctx, p.Tenant, rulesets); err != nil {
+		return nil, err
+	}
+	return seg, nil
 }
 
 // releasePorts gives back the addresses of every port owner has, and those of the DHCP

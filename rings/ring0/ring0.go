@@ -195,6 +195,9 @@ func (r *Ring0) connect() error {
 	if err := sub.SetPendingLimits(1<<20, 1<<30); err != nil {
 		return err
 	}
+	if err := r.servePorts(); err != nil {
+		return err
+	}
 	if err := r.serveRevoke(); err != nil {
 		return err
 	}

@@ -56,8 +56,9 @@ func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*
 }
 
 // RulesetChanged carries tenant t's changed rule set name to every NIC that names it: each
-// VM with one is sent its whole state again. It answers once all their nodes have, or with
-// what failed.
+// VM with one is sent its whole state again, and each node hosting t's apps is told to
+// bring its instances' ports up to date. It answers once all their nodes have, or with what
+// failed.
 func (r *Ring0) RulesetChanged(ctx context.Context, t rings.TenantID, name string) error {
 	vms, err := r.store.ListVMs(ctx, t)
 	if err != nil {
@@ -71,6 +72,9 @@ func (r *Ring0) RulesetChanged(ctx context.Context, t rings.TenantID, name strin
 		if _, err := r.applyVM(ctx, vm); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if err := r.networksChanged(ctx, t); err != nil {
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

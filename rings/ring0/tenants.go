@@ -110,17 +110,10 @@ func (r *Ring0) DeleteTenant(ctx context.Context, t rings.TenantID, version int6
 // serveRevoke answers ring 1 nodes asking to revoke a tenant's user (an app instance that
 // stopped). Only a node hosting the tenant may ask; the caller is the server-attested one.
 func (r *Ring0) serveRevoke() error {
-	ring1, err := r.broker.Chain().Account(keys.RING1)
-	if err != nil {
-		return err
-	}
-	_, err = bus.Handle(r.nc, bus.Ring0API(bus.ServiceRevoke), "ring0", func(m *nats.Msg, req bus.RevokeRequest) (struct{}, error) {
-		var ci struct {
-			Account string `json:"acc"`
-			Name    string `json:"name_tag"`
-		}
-		if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci) != nil || ci.Account != ring1.Public {
-			return struct{}{}, errors.New("revoke: only ring 1 nodes revoke here")
+	_, err := bus.Handle(r.nc, bus.Ring0API(bus.ServiceRevoke), "ring0", func(m *nats.Msg, req bus.RevokeRequest) (struct{}, error) {
+		caller, err := r.ring1Caller(m)
+		if err != nil {
+			return struct{}{}, fmt.Errorf("revoke: %w", err)
 		}
 		if req.Tenant.Validate() != nil || !nkeys.IsValidPublicUserKey(req.User) {
 			return struct{}{}, errors.New("revoke: want a tenant and a user public key")
@@ -131,14 +124,14 @@ func (r *Ring0) serveRevoke() error {
 		if err != nil {
 			return struct{}{}, fmt.Errorf("revoke: %w", err)
 		}
-		if !slices.ContainsFunc(tn.Hosts, func(h inventory.TenantHost) bool { return string(h.Node) == ci.Name }) {
-			r.log.Warn("revoke refused", "caller", ci.Name, "tenant", req.Tenant)
-			return struct{}{}, fmt.Errorf("revoke: %q does not host %s", ci.Name, req.Tenant)
+		if !slices.ContainsFunc(tn.Hosts, func(h inventory.TenantHost) bool { return h.Node == caller }) {
+			r.log.Warn("revoke refused", "caller", caller, "tenant", req.Tenant)
+			return struct{}{}, fmt.Errorf("revoke: %q does not host %s", caller, req.Tenant)
 		}
 		if err := r.broker.Revoke(ctx, keys.TenantAccount(req.Tenant), req.User); err != nil {
 			return struct{}{}, fmt.Errorf("revoke: %w", err)
 		}
-		r.event("user-revoked", map[string]any{"tenant": req.Tenant, "user": req.User, "by": ci.Name})
+		r.event("user-revoked", map[string]any{"tenant": req.Tenant, "user": req.User, "by": caller})
 		return struct{}{}, nil
 	})
 	return err

@@ -85,8 +85,24 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	if err != nil {
 		return err
 	}
+	// Tenant networks, for VMs and app instances alike; without them neither joins one.
+	tn, err := n.openNetworks(c.Bridge)
+	var nets apphost.Networks
+	if err != nil {
+		n.log.Warn("this node carries no tenant networks", "err", err)
+		tn = nil
+	} else {
+		defer tn.close()
+		nets = newAppNetworks(n.log, nc, tn, func(vni int) {
+			if h := n.vms.Load(); h != nil {
+				h.ReleaseSegment(vni)
+			} else if err := tn.segments.Remove(vni); err != nil {
+				n.log.Warn("segment not removed", "vni", vni, "err", err)
+			}
+		})
+	}
 	host, err := apphost.New(apphost.Config{Dir: c.Dir, Node: n.cfg.Node, Helper: c.Helper, Network: nw, Cgroups: cg,
-		Router: routes{rt, ds}, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, Logger: n.log})
+		Router: routes{rt, ds}, Networks: nets, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, Logger: n.log})
 	if err != nil {
 		return err
 	}
@@ -113,14 +129,15 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	defer ids.close()
 	host.SetLogPublisher(ids.publish)
 	host.SetInstanceStopped(ids.stopped)
+	// VMs keep running when the node stops: the node that starts next adopts them, guarding
+	// their ports anew before any app instance's port is guarded.
+	stopVMs := n.startVMs(ctx, nc, nw, tn, ids)
+	defer stopVMs()
 	n.apps.Store(host)
 	defer n.apps.Store(nil)
 	if err := host.Restore(ctx); err != nil {
 		n.log.Error("apps not restored", "err", err)
 	}
-	// VMs keep running when the node stops: the node that starts next adopts them.
-	stopVMs := n.startVMs(ctx, nc, nw, ids)
-	defer stopVMs()
 	n.log.Info("hosting apps", "router", rln.Addr(), "api", ln.Addr(), "domain", c.AppsDomain)
 	ready <- nil
 	var err2 error

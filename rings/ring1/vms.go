@@ -27,7 +27,7 @@ import (
 // startVMs makes the node host VMs on the apps' bridge, if libvirtd answers: the VM host, the
 // relay guests reach the bus through, and what was left running adopted. Without libvirtd the
 // node hosts no VMs and says so; its VM commands are refused.
-func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network, ids *identities) (stop func()) {
+func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network, tn *tenantNetworks, ids *identities) (stop func()) {
 	c := n.cfg.Apps
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	lv, err := libvirt.Dial(dctx, libvirt.System, n.log)
@@ -62,11 +62,10 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 			n.log.Warn("vm directory", "dir", d, "err", err)
 		}
 	}
-	tn, err := n.openNetworks(c.Bridge)
-	if err != nil {
+	if tn == nil {
 		ln.Close()
 		lv.Close()
-		n.log.Warn("no VMs: tenant networks", "err", err)
+		n.log.Warn("no VMs: this node carries no tenant networks")
 		return func() {}
 	}
 	h, err := vmhost.New(vmhost.Config{Dir: dir, Node: n.cfg.Node, Libvirt: lv, Bridge: c.Bridge,
@@ -104,8 +103,7 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		n.vms.Store(nil)
 		cancelRelay()
 		<-done
-		lv.Close() // the VMs keep running: a restarted node adopts them
-		tn.close() // their segments and guards stay, for it to adopt too
+		lv.Close() // the VMs keep running, their segments and guards stay: a restarted node adopts them
 	}
 }
 

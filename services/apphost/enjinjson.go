@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"unicode/utf8"
+
+	"enjin/rings"
 )
 
 // decodeEnjinJSON reads enjin.json into m: one JSON object, each key at most once, only the
@@ -49,6 +51,8 @@ func decodeEnjinJSON(b []byte, m *Manifest) error {
 				m.Env[k] = v
 				return err
 			})
+		case "networks":
+			return readNetworks(d, &m.Networks)
 		case "procfile":
 			return jsonErr("procfile", "process types come from the Procfile only")
 		}
@@ -84,6 +88,12 @@ func eachKey(d *json.Decoder, field, prefix string, fn func(key string) error) e
 			return err
 		}
 	}
+	return eachKeyOpened(d, prefix, fn)
+}
+
+// eachKeyOpened is eachKey for an object whose opening brace has been read, its fields named
+// with prefix.
+func eachKeyOpened(d *json.Decoder, prefix string, fn func(key string) error) error {
 	seen := map[string]bool{}
 	for {
 		tok, err := d.Token()
@@ -125,6 +135,86 @@ func readInt(d *json.Decoder, field string) (int, error) {
 		return 0, jsonErr(field, "%s: want an integer", quote(string(num)))
 	}
 	return int(n), nil
+}
+
+// readNetworks reads "networks": an array whose elements are a network's name, or an object
+// {"name": …, "rulesets": [names…]}.
+func readNetworks(d *json.Decoder, out *[]rings.AppNetwork) error {
+	if err := openArray(d, "networks"); err != nil {
+		return err
+	}
+	for i := 0; d.More(); i++ {
+		field := "networks." + strconv.Itoa(i)
+		if i >= rings.MaxAppNetworks {
+			return jsonErr("networks", "at most %d networks", rings.MaxAppNetworks)
+		}
+		tok, err := d.Token()
+		if err != nil {
+			return jsonErr("enjin.json", "%v", err)
+		}
+		var n rings.AppNetwork
+		switch tok := tok.(type) {
+		case string:
+			n.Name = tok
+		case json.Delim:
+			if tok != '{' {
+				return jsonErr(field, "want a network's name or an object, not %s", kind(tok))
+			}
+			err := eachKeyOpened(d, field+".", func(key string) error {
+				switch key {
+				case "name":
+					return readString(d, field+".name", &n.Name)
+				case "rulesets":
+					return readStrings(d, field+".rulesets", &n.Rulesets)
+				}
+				return jsonErr(field+"."+fieldKey(key), "unknown field")
+			})
+			if err != nil {
+				return err
+			}
+		default:
+			return jsonErr(field, "want a network's name or an object, not %s", kind(tok))
+		}
+		*out = append(*out, n)
+	}
+	return closeArray(d)
+}
+
+// readStrings reads an array of at most rings.MaxAppNetworks strings.
+func readStrings(d *json.Decoder, field string, out *[]string) error {
+	if err := openArray(d, field); err != nil {
+		return err
+	}
+	for i := 0; d.More(); i++ {
+		if i >= rings.MaxAppNetworks {
+			return jsonErr(field, "at most %d", rings.MaxAppNetworks)
+		}
+		var v string
+		if err := readString(d, field+"."+strconv.Itoa(i), &v); err != nil {
+			return err
+		}
+		*out = append(*out, v)
+	}
+	return closeArray(d)
+}
+
+func closeArray(d *json.Decoder) error {
+	if _, err := d.Token(); err != nil {
+		return jsonErr("enjin.json", "%v", err)
+	}
+	return nil
+}
+
+// openArray reads the [ that must begin the value of field.
+func openArray(d *json.Decoder, field string) error {
+	tok, err := d.Token()
+	if err != nil {
+		return jsonErr("enjin.json", "%v", err)
+	}
+	if tok != json.Delim('[') {
+		return jsonErr(field, "want a JSON array, not %s", kind(tok))
+	}
+	return nil
 }
 
 func readString(d *json.Decoder, field string, s *string) error {

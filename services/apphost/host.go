@@ -58,6 +58,7 @@ type Config struct {
 	Network       *process.Network
 	Cgroups       process.Cgroups
 	Router        Router
+	Networks      Networks      // nil: instances join no tenant network (a manifest naming one fails)
 	Policy        Policy        // limits per instance and quotas; the zero value is DefaultPolicy()
 	UIDFirst      uint32        // first uid/gid for apps; 0 is 700000000 (above login.defs' SUB_UID_MAX)
 	UIDCount      uint32        // how many; 0 is 100000

@@ -52,6 +52,8 @@ type InstanceInfo struct {
 	Started  time.Time `json:"started"`
 	PID      int       `json:"pid"`            // of the sandbox's init, as the host sees it; 0 when not running
 	Exit     string    `json:"exit,omitempty"` // how the process last ended
+	// Networks are its ports on its tenant's networks, in the manifest's order.
+	Networks []Attachment `json:"networks,omitempty"`
 }
 
 // instance runs one process of one release under the watchdog.
@@ -63,6 +65,7 @@ type instance struct {
 	cfg           InstanceConfig
 	app           *app
 	ep            *process.Endpoint
+	nets          []Attachment // under mu
 	cgroup        string
 	procs         []string
 
@@ -86,7 +89,8 @@ func (in *instance) info() InstanceInfo {
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	return InstanceInfo{ID: in.id, Name: in.name, Node: string(in.app.host.cfg.Node), Type: in.typ, Release: in.release,
-		Address: in.ep.Addr.String(), Port: Port, State: in.state, Restarts: in.restarts, Started: in.started, PID: in.pid, Exit: in.exit}
+		Address: in.ep.Addr.String(), Port: Port, State: in.state, Restarts: in.restarts, Started: in.started, PID: in.pid, Exit: in.exit,
+		Networks: append([]Attachment(nil), in.nets...)}
 }
 
 func (in *instance) setState(s string) {
@@ -330,6 +334,7 @@ func (in *instance) stop() {
 	if err := h.cfg.Cgroups.Remove(in.cgroup); err != nil {
 		h.log.Warn("cgroup not removed", "instance", in.name, "err", err)
 	}
+	in.leaveNetworks()
 	if err := in.ep.Close(); err != nil {
 		h.log.Warn("network not removed", "instance", in.name, "err", err)
 	}

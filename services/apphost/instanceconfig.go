@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"enjin/rings"
 )
 
 // InstanceConfig is what one instance of one process type runs with.
@@ -15,6 +17,8 @@ type InstanceConfig struct {
 	Command string // for /bin/sh -c
 	Health  string // request target to poll; "" for non-web types
 	Limits  Limits
+	// Networks are the tenant networks the instance joins.
+	Networks []rings.AppNetwork
 	// Env is KEY=VALUE: the app's variables sorted by name (the env API's overriding the
 	// manifest's), then the platform's, which always win and come in this order: PORT, HOME,
 	// PATH (the app's if it set one), ENJIN_APP, ENJIN_TENANT, ENJIN_RELEASE,
@@ -62,7 +66,7 @@ func (m Manifest) Configs(tenant, app string, release int, scale map[string]int,
 					return nil, fmt.Errorf("apphost: configs: %q has a NUL byte", kv)
 				}
 			}
-			c := InstanceConfig{Type: t, Index: i, ID: id, Command: m.Procfile[t], Limits: lim,
+			c := InstanceConfig{Type: t, Index: i, ID: id, Command: m.Procfile[t], Limits: lim, Networks: m.Networks,
 				Env: append(append(make([]string, 0, len(appEnv.vars)+len(platform)), appEnv.vars...), platform...)}
 			if t == "web" {
 				c.Health = m.Health

@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"unicode"
 	"unicode/utf8"
+
+	"enjin/rings"
 )
 
 // Manifest is what a bundle declares: its process types (from the Procfile, Heroku style:
@@ -33,6 +35,9 @@ type Manifest struct {
 	TmpMB     int               `json:"tmp_mb,omitempty"`
 	Health    string            `json:"health,omitempty"` // origin-form request target; default /
 	Env       map[string]string `json:"env,omitempty"`
+	// Networks are the tenant's networks every instance joins (besides the node's own, where
+	// the router reaches it), with the rule sets its ports there enforce.
+	Networks []rings.AppNetwork `json:"networks,omitempty"`
 }
 
 // Bounds on what a tenant may write, whatever the policy.
@@ -179,7 +184,39 @@ func (m Manifest) check(p Policy) error {
 			return jsonErr("health", "%v", err)
 		}
 	}
+	if err := checkNetworks(m.Networks); err != nil {
+		return err
+	}
 	return inFile(CheckEnv(m.Env), "enjin.json")
+}
+
+// checkNetworks refuses networks that could not be a tenant's: names that are no slugs, the
+// node's own, one named twice, too many of them or of their rule sets.
+func checkNetworks(ns []rings.AppNetwork) error {
+	if len(ns) > rings.MaxAppNetworks {
+		return jsonErr("networks", "at most %d networks", rings.MaxAppNetworks)
+	}
+	seen := map[string]bool{}
+	for i, n := range ns {
+		field := "networks." + strconv.Itoa(i)
+		switch {
+		case !rings.IsSlug(n.Name):
+			return jsonErr(field, "%s: want a network's name (1-63 of a-z, 0-9 and -)", quote(n.Name))
+		case n.Name == rings.DefaultNetwork:
+			return jsonErr(field, "every instance is on the node's own network; name a tenant network")
+		case seen[n.Name]:
+			return jsonErr(field, "%s appears twice", quote(n.Name))
+		case len(n.Rulesets) > rings.MaxAppNetworks:
+			return jsonErr(field+".rulesets", "at most %d", rings.MaxAppNetworks)
+		}
+		seen[n.Name] = true
+		for j, r := range n.Rulesets {
+			if !rings.IsSlug(r) {
+				return jsonErr(field+".rulesets."+strconv.Itoa(j), "%s: want a rule set's name", quote(r))
+			}
+		}
+	}
+	return nil
 }
 
 // parseProcfile reads `type: command` lines; blank lines and # comments are skipped.

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+
+	"enjin/rings"
 )
 
 const web = "web: ./server\n"
@@ -93,6 +95,20 @@ var badManifests = []struct {
 	{"env number value", web, `{"env":{"X":1}}`, "env.X"},
 	{"env name twice", web, `{"env":{"X":"1","X":"2"}}`, "env.X"},
 	{"env array", web, `{"env":["X=1"]}`, "env"},
+	// networks
+	{"networks object", web, `{"networks":{"db":[]}}`, "networks"},
+	{"network number", web, `{"networks":[1]}`, "networks.0"},
+	{"network name not a slug", web, `{"networks":["DB"]}`, "networks.0"},
+	{"network name empty", web, `{"networks":[""]}`, "networks.0"},
+	{"network the node's own", web, `{"networks":["default"]}`, "networks.0"},
+	{"network twice", web, `{"networks":["db",{"name":"db"}]}`, "networks.1"},
+	{"network 9 of them", web, `{"networks":["a","b","c","d","e","f","g","h","i"]}`, "networks"},
+	{"network unknown field", web, `{"networks":[{"name":"db","vni":7}]}`, "networks.0.vni"},
+	{"network name twice", web, `{"networks":[{"name":"db","name":"x"}]}`, "networks.0.name"},
+	{"network rulesets string", web, `{"networks":[{"name":"db","rulesets":"web"}]}`, "networks.0.rulesets"},
+	{"network ruleset not a slug", web, `{"networks":[{"name":"db","rulesets":["a b"]}]}`, "networks.0.rulesets.0"},
+	{"network 9 rulesets", web, `{"networks":[{"name":"db","rulesets":["a","b","c","d","e","f","g","h","i"]}]}`, "networks.0.rulesets"},
+	{"network unfinished", web, `{"networks":["db"`, "enjin.json"},
 	// the document
 	{"trailing garbage", web, `{} x`, "enjin.json"},
 	{"two objects", web, `{}{}`, "enjin.json"},
@@ -169,6 +185,10 @@ func TestParseManifestAccepts(t *testing.T) {
 			Manifest{Procfile: map[string]string{"web": "./server\t-p $PORT", "clock_1": "./clock"}, Instances: map[string]int{"web": 20, "clock_1": 2},
 				MemoryMB: 4096, CPUMillis: 2000, Pids: 4096, DiskMB: 10240, TmpMB: 1024, Health: "/healthz?x=1&y=%2F",
 				Env: map[string]string{"PATH": "/app/bin", "A_1": "ünïcode\nlines"}}},
+		{"networks", web, `{"networks":["db",{"name":"lan","rulesets":["web","ssh"]},{"name":"x"}]}`,
+			Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
+				MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/",
+				Networks: []rings.AppNetwork{{Name: "db"}, {Name: "lan", Rulesets: []string{"web", "ssh"}}, {Name: "x"}}}},
 		{"at the minima", web, `{"instances":{"web":0},"memory_mb":16,"cpu_millis":10,"pids":16,"disk_mb":16,"tmp_mb":1,"health":"/a!$&'()*+,;=:@~-._/%41"}`,
 			Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 0},
 				MemoryMB: 16, CPUMillis: 10, Pids: 16, DiskMB: 16, TmpMB: 1, Health: "/a!$&'()*+,;=:@~-._/%41"}},

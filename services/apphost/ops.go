@@ -283,6 +283,11 @@ func (a *app) start(r Release, c InstanceConfig) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	nets, err := a.joinNetworks(c, ep.Netns)
+	if err != nil {
+		ep.Close()
+		return nil, err
+	}
 	cg := "i" + serial
 	procs, err := h.cfg.Cgroups.Create(cg, process.Limits{MemoryBytes: int64(c.Limits.MemoryMB) << 20,
 		CPUMillis: c.Limits.CPUMillis, Pids: c.Limits.Pids})
@@ -291,7 +296,7 @@ func (a *app) start(r Release, c InstanceConfig) (*instance, error) {
 		return nil, err
 	}
 	in := &instance{id: c.ID, name: fmt.Sprintf("%s.%d", c.Type, c.Index), typ: c.Type, index: c.Index, release: r.Number,
-		serial: serial, cfg: c, app: a, ep: ep, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}
+		serial: serial, cfg: c, app: a, ep: ep, nets: nets, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}
 	ictx, cancel := context.WithCancel(context.Background())
 	in.cancel = cancel
 	a.mu.Lock()

@@ -79,6 +79,9 @@ func (h *Host) sweep() (int, error) {
 		n++
 	}
 	m, err := h.cfg.Network.Sweep()
+	if h.cfg.Networks != nil {
+		h.cfg.Networks.Sweep(h.instanceIDs()) // ring 0's ports of the instances gone
+	}
 	return n + m, err
 }
 

@@ -99,12 +99,21 @@ func wrapErr(what string, err error) error {
 
 // PortsOf lists the ports of owner ("vm:<id>", "app:<instance>"), oldest first.
 func (s *Store) PortsOf(ctx context.Context, owner string) ([]Port, error) {
+	return s.ports(ctx, "ports of "+owner, `p.owner = $1`, owner)
+}
+
+// PortsOn lists the ports on node whose owners begin with prefix ("app:", say), oldest first.
+func (s *Store) PortsOn(ctx context.Context, node rings.NodeID, prefix string) ([]Port, error) {
+	return s.ports(ctx, "ports on "+string(node), `p.node_id = $1 AND starts_with(p.owner, $2)`, string(node), prefix)
+}
+
+func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]Port, error) {
 	rows, err := s.pool.Query(ctx, `SELECT p.id::text, p.network_id::text, p.tenant_id, p.mac::text, p.owner,
 		coalesce(p.node_id, ''), p.created_at,
 		coalesce((SELECT array_agg(host(a.address) ORDER BY a.address) FROM port_addresses a WHERE a.port_id = p.id), '{}')
-		FROM ports p WHERE p.owner = $1 ORDER BY p.created_at, p.id`, owner)
+		FROM ports p WHERE `+where+` ORDER BY p.created_at, p.id`, args...)
 	if err != nil {
-		return nil, pgErr("ports of "+owner, err)
+		return nil, pgErr(what, err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Port, error) {
 		var p Port
@@ -121,7 +130,7 @@ func (s *Store) PortsOf(ctx context.Context, owner string) ([]Port, error) {
 		}
 		return p, nil
 	})
-	return out, pgErr("ports of "+owner, err)
+	return out, pgErr(what, err)
 }
 
 // DeletePort removes port id and releases its addresses; a port that is not there is not an

@@ -128,6 +128,19 @@ func (h *Host) prune(vnis []int, except rings.NodeID) {
 	}
 }
 
+// ReleaseSegment removes network vni's segment once nothing here is on it: no VM recorded
+// here, and no port holding it (an app instance's, say).
+func (h *Host) ReleaseSegment(vni int) {
+	h.segMu.Lock()
+	defer h.segMu.Unlock()
+	if slices.Contains(h.vnisInUse(""), vni) {
+		return
+	}
+	if err := h.cfg.Segments.Remove(vni); err != nil {
+		h.log.Warn("segment not removed", "vni", vni, "err", err)
+	}
+}
+
 // vnisInUse lists the networks the VMs recorded here are on, but VM except's.
 func (h *Host) vnisInUse(except rings.NodeID) []int {
 	var out []int

@@ -5,8 +5,9 @@
 //	probe run NAME[=ARG]…   run the named probes (or "all", with default arguments)
 //	probe par NAME=ARG…     run them 64 at a time, printing the results in order
 //	probe serve             answer GET /healthz, GET / and /whoami (the app, release and
-//	                        uid), GET /probe?name=NAME&arg=ARG and POST /sh (the body run
-//	                        by sh -c) on $PORT (default 8080)
+//	                        uid), GET /probe?name=NAME&arg=ARG, GET /fetch?url=URL (its own
+//	                        GET of URL) and POST /sh (the body run by sh -c) on $PORT
+//	                        (default 8080)
 //	probe ipc-hold KEY      make SysV IPC objects of KEY and an abstract socket, and wait
 //
 // It is also the misbehaving app the sandbox's tests need: `probe trap` waits for SIGTERM,

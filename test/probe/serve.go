@@ -38,6 +38,20 @@ func serve() int {
 		json.NewEncoder(w).Encode(res)
 	})
 	mux.HandleFunc("POST /sh", shell)
+	// This instance's own GET of url (2 s at most, on a new connection): the answer's status and body, or 502
+	// with why there was none — what the instance can reach, seen from inside.
+	mux.HandleFunc("GET /fetch", func(w http.ResponseWriter, r *http.Request) {
+		// A connection of its own each time: what is reachable now, not what was.
+		c := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+		resp, err := c.Get(r.FormValue("url"))
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, io.LimitReader(resp.Body, maxOutput))
+	})
 	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	fmt.Fprintln(os.Stderr, "probe: serving on", srv.Addr)
 	if err := srv.ListenAndServe(); err != nil {

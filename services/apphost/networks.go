@@ -1,0 +1,112 @@
+package apphost
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"enjin/rings"
+)
+
+// Networks joins instances to their tenant's networks. Ring 1 implements it: ring 0 makes
+// the ports, ring 1 wires them into the instance's network namespace.
+type Networks interface {
+	// Join gives instance (of tenant, whose network namespace is at netns) a port on each
+	// of nets, in order, and returns them. If it fails, the instance is on none.
+	Join(ctx context.Context, tenant rings.TenantID, instance, netns string, nets []rings.AppNetwork) ([]Attachment, error)
+	// Update brings the ports of an instance that joined, and has not left, up to date with
+	// ring 0's records; ok is false if it is on no network (any more).
+	Update(ctx context.Context, tenant rings.TenantID, instance string) (atts []Attachment, ok bool, err error)
+	// Leave takes instance's ports away and gives them back.
+	Leave(tenant rings.TenantID, instance string)
+	// Sweep gives back the ports of every instance but those in keep: what an earlier run
+	// of the node left.
+	Sweep(keep []string)
+}
+
+// Attachment is an instance's port on one of its tenant's networks, as ps shows it.
+type Attachment struct {
+	Network   string   `json:"network"`
+	Interface string   `json:"interface"` // inside the instance: eth1, eth2, …
+	MAC       string   `json:"mac"`
+	Addresses []string `json:"addresses"` // with the network's prefix length
+}
+
+// joinNetworks gives a starting instance its ports on its tenant networks, if it has any.
+func (a *app) joinNetworks(c InstanceConfig, netns string) ([]Attachment, error) {
+	if len(c.Networks) == 0 {
+		return nil, nil
+	}
+	nets := a.host.cfg.Networks
+	if nets == nil {
+		return nil, fmt.Errorf("apphost: %s.%d: this node carries no tenant networks", c.Type, c.Index)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return nets.Join(ctx, rings.TenantID(a.tenant), c.ID, netns, c.Networks)
+}
+
+// leaveNetworks takes a stopped instance's ports away.
+func (in *instance) leaveNetworks() {
+	if len(in.cfg.Networks) > 0 && in.app.host.cfg.Networks != nil {
+		in.app.host.cfg.Networks.Leave(rings.TenantID(in.app.tenant), in.id)
+	}
+}
+
+// NetworksChanged brings the ports of tenant's running instances up to date with ring 0's
+// records (peers, rule sets), after ring 0 says they changed.
+func (h *Host) NetworksChanged(ctx context.Context, tenant rings.TenantID) error {
+	if h.cfg.Networks == nil {
+		return nil
+	}
+	var errs []error
+	for _, a := range h.tenantApps(tenant) {
+		for _, in := range a.all() {
+			if len(in.cfg.Networks) == 0 {
+				continue
+			}
+			atts, ok, err := h.cfg.Networks.Update(ctx, tenant, in.id)
+			if err != nil {
+				errs = append(errs, err)
+			}
+			if !ok {
+				continue
+			}
+			in.mu.Lock()
+			in.nets = atts
+			in.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tenantApps lists tenant's apps.
+func (h *Host) tenantApps(tenant rings.TenantID) []*app {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*app
+	for _, a := range h.apps {
+		if a.tenant == string(tenant) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// instanceIDs lists the ids of every instance the host runs.
+func (h *Host) instanceIDs() []string {
+	h.mu.Lock()
+	apps := make([]*app, 0, len(h.apps))
+	for _, a := range h.apps {
+		apps = append(apps, a)
+	}
+	h.mu.Unlock()
+	var out []string
+	for _, a := range apps {
+		for _, in := range a.all() {
+			out = append(out, in.id)
+		}
+	}
+	return out
+}
