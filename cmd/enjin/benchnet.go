@@ -156,7 +156,7 @@ func segmentWithEndpoint(host, ep string, vni int, self, peer netip.Addr, addr s
 		return err
 	}
 	defer h.Close()
-	seg := netseg.New(h)
+	seg := netseg.New(h, "enjin bench net")
 	if err := seg.Ensure(netseg.Segment{VNI: vni, Underlay: self, Peers: []netip.Addr{peer}}); err != nil {
 		return err
 	}

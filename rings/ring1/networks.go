@@ -39,7 +39,8 @@ func (n *Node) openNetworks(bridge string) (*tenantNetworks, error) {
 	if err := g.EnableFiltering(); err != nil {
 		n.log.Warn("NICs with rule sets will be refused here", "err", err)
 	}
-	return &tenantNetworks{segments: netseg.New(h), guard: g, underlay: u, handle: h}, nil
+	segs := netseg.New(h, "enjin "+string(n.cfg.Node)+" "+bridge)
+	return &tenantNetworks{segments: segs, guard: g, underlay: u, handle: h}, nil
 }
 
 // sourceTowards is the address the kernel sends from to the bus URL's host; loopback if

@@ -45,16 +45,22 @@ func Bridge(vni int) string { return fmt.Sprintf("enjn%d", vni) }
 // VXLAN is the name of the VXLAN device of network vni.
 func VXLAN(vni int) string { return fmt.Sprintf("enjx%d", vni) }
 
-// Host realizes segments through one netlink handle (one network namespace).
+// Host realizes segments through one netlink handle (one network namespace), for one owner.
 type Host struct {
-	h *netlink.Handle
+	h     *netlink.Handle
+	owner string // the alias of every device it makes; another owner's devices it refuses
 
 	mu    sync.Mutex
 	holds map[int]map[string]bool // by VNI: the ports that keep its segment here
 }
 
-// New makes a Host that works through h.
-func New(h *netlink.Handle) *Host { return &Host{h: h, holds: map[int]map[string]bool{}} }
+// New makes a Host that works through h for owner (a ring 1 node: unique among the clouds
+// on the machine). Device names come from VNIs alone, and two clouds on one machine number
+// their networks alike: owner, kept as each device's alias, is what tells the devices of one
+// from the other's, so a segment is never shared between clouds — the second to ask fails.
+func New(h *netlink.Handle, owner string) *Host {
+	return &Host{h: h, owner: owner, holds: map[int]map[string]bool{}}
+}
 
 // Hold ensures segment s (as Ensure) on behalf of port, which keeps it here: Remove leaves a
 // held segment alone. Holding again (with other peers, say) is Ensure again.
@@ -153,7 +159,13 @@ func (h *Host) link(l netlink.Link) (netlink.Link, error) {
 		if got.Type() != l.Type() {
 			return nil, fmt.Errorf("netseg: %s exists as a %s, not a %s", name, got.Type(), l.Type())
 		}
-		return got, nil
+		switch got.Attrs().Alias {
+		case h.owner:
+			return got, nil
+		case "": // made before devices had owners, or by a maker that died before naming it
+			return got, h.claim(got)
+		}
+		return nil, fmt.Errorf("netseg: %s belongs to %q, not %q: another cloud on this machine uses this VNI", name, got.Attrs().Alias, h.owner)
 	}
 	if !errors.As(err, new(netlink.LinkNotFoundError)) {
 		return nil, fmt.Errorf("netseg: %s: %w", name, err)
@@ -161,7 +173,18 @@ func (h *Host) link(l netlink.Link) (netlink.Link, error) {
 	if err := h.h.LinkAdd(l); err != nil {
 		return nil, fmt.Errorf("netseg: add %s: %w", name, err)
 	}
-	return h.h.LinkByName(name)
+	got, err = h.h.LinkByName(name)
+	if err != nil {
+		return nil, fmt.Errorf("netseg: %s: %w", name, err)
+	}
+	return got, h.claim(got)
+}
+
+func (h *Host) claim(l netlink.Link) error {
+	if err := h.h.LinkSetAlias(l, h.owner); err != nil {
+		return fmt.Errorf("netseg: %s: owner: %w", l.Attrs().Name, err)
+	}
+	return nil
 }
 
 // zeroMAC is the forwarding entry's address for flooding: broadcast, unknown unicast and
@@ -210,6 +233,9 @@ func (h *Host) Attach(vni int, link string) error {
 	if err != nil {
 		return fmt.Errorf("netseg: network %d is not on this host: %w", vni, err)
 	}
+	if br.Attrs().Alias != h.owner {
+		return fmt.Errorf("netseg: %s belongs to %q, not %q", br.Attrs().Name, br.Attrs().Alias, h.owner)
+	}
 	l, err := h.h.LinkByName(link)
 	if err != nil {
 		return fmt.Errorf("netseg: %s: %w", link, err)
@@ -221,7 +247,8 @@ func (h *Host) Attach(vni int, link string) error {
 }
 
 // Remove deletes network vni's VXLAN device and bridge; ports still on it fall off. Removing
-// what is not there is not an error, and a segment a port holds (see Hold) is left as it is.
+// what is not there is not an error; a segment a port holds (see Hold), or another owner's,
+// is left as it is.
 func (h *Host) Remove(vni int) error {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -235,6 +262,9 @@ func (h *Host) Remove(vni int) error {
 		}
 		if err != nil {
 			return fmt.Errorf("netseg: %s: %w", name, err)
+		}
+		if a := l.Attrs().Alias; a != "" && a != h.owner {
+			continue // another cloud's
 		}
 		if err := h.h.LinkDel(l); err != nil {
 			return fmt.Errorf("netseg: delete %s: %w", name, err)

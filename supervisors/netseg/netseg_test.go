@@ -79,7 +79,7 @@ func TestSegmentsAcrossHosts(t *testing.T) {
 	run(t, "ip", "-n", b, "link", "set", ub, "up")
 	addrA, addrB := netip.MustParseAddr(under+".1"), netip.MustParseAddr(under+".2")
 
-	sa, sb := netseg.New(ha), netseg.New(hb)
+	sa, sb := netseg.New(ha, "cloud-1 host-a"), netseg.New(hb, "cloud-1 host-b")
 	for _, vni := range []int{5000, 5001} {
 		for range 2 { // twice: Ensure changes nothing the second time
 			if err := sa.Ensure(netseg.Segment{VNI: vni, Underlay: addrA, Peers: []netip.Addr{addrB}}); err != nil {
@@ -90,6 +90,19 @@ func TestSegmentsAcrossHosts(t *testing.T) {
 			}
 		}
 	}
+	// Another cloud on host A numbers a network alike: it gets no part of this one's
+	// segment — neither to join nor to remove.
+	other := netseg.New(ha, "cloud-2 host-a")
+	if err := other.Ensure(netseg.Segment{VNI: 5000, Underlay: addrA}); err == nil || !strings.Contains(err.Error(), "another cloud") {
+		t.Fatalf("another owner's Ensure of vni 5000: %v", err)
+	}
+	if err := other.Remove(5000); err != nil {
+		t.Fatal(err)
+	}
+	if out := run(t, "ip", "-n", a, "-o", "link", "show", netseg.VXLAN(5000)); !strings.Contains(out, "alias cloud-1 host-a") {
+		t.Fatalf("another owner's Remove took the segment, or it has no owner:\n%s", out)
+	}
+
 	// acme's network (5000) and beta's (5001), the same addresses on both.
 	acmeA := endpoint(t, a, sa, 5000, "aa", "100.77.0.2/24")
 	acmeB := endpoint(t, b, sb, 5000, "ab", "100.77.0.3/24")
