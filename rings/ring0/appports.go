@@ -107,10 +107,13 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 		if i >= 0 {
 			p = have[i]
 		} else {
-			mac := newMAC()
+			mac, joined := newMAC(), r.newHost(ctx, nw.ID, node)
 			if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: req.Tenant,
 				MAC: mac, Owner: owner, Node: node}, v6Of(nw, mac)...); err != nil {
 				return nil, err
+			}
+			if joined {
+				go r.hostJoined(nw, node)
 			}
 		}
 		kept[p.ID] = true
@@ -156,15 +159,19 @@ func (r *Ring0) sweepAppPorts(ctx context.Context, node rings.NodeID, keep []str
 	return nil
 }
 
-// networksChanged tells each node hosting tenant t that its networks or rule sets changed, so
-// its app instances' ports catch up; it answers once they all have, or with what failed.
-func (r *Ring0) networksChanged(ctx context.Context, t rings.TenantID) error {
+// networksChanged tells each node hosting tenant t (of only, if not nil) that its networks or
+// rule sets changed, so its app instances' ports catch up; it answers once they all have, or
+// with what failed.
+func (r *Ring0) networksChanged(ctx context.Context, t rings.TenantID, only []rings.NodeID) error {
 	tn, err := r.store.GetTenant(ctx, t)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, h := range tn.Hosts {
+		if only != nil && !slices.Contains(only, h.Node) {
+			continue
+		}
 		rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 		_, err := bus.Request[bus.NetworksRequest, struct{}](rctx, r.nc, bus.R0ToRing1Cmd(h.Node, bus.VerbNetworks), bus.NetworksRequest{Tenant: t})
 		cancel()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"time"
 
 	"enjin/rings"
 	"enjin/services/inventory"
@@ -50,9 +51,15 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		var p inventory.Port
 		if i >= 0 {
 			p = have[i]
-		} else if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: vm.Tenant,
-			MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}, v6Of(nw, nic.MAC)...); err != nil {
-			return nil, err
+		} else {
+			joined := r.newHost(ctx, nw.ID, vm.Node)
+			if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: vm.Tenant,
+				MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}, v6Of(nw, nic.MAC)...); err != nil {
+				return nil, err
+			}
+			if joined {
+				go r.hostJoined(nw, vm.Node)
+			}
 		}
 		seg, err := r.segment(ctx, nw, p, nic.Rulesets)
 		if err != nil {
@@ -78,6 +85,43 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		r.releaseIdleDHCP(ctx, vm.Node)
 	}
 	return out, nil
+}
+
+// newHost says whether node has no port on network id yet.
+func (r *Ring0) newHost(ctx context.Context, id string, node rings.NodeID) bool {
+	nodes, err := r.store.NetworkNodes(ctx, id)
+	return err == nil && !slices.Contains(nodes, node)
+}
+
+// hostJoined tells network nw's other hosts that node carries it now too, so their ends of
+// the segment flood to it as well: each of the tenant's VMs elsewhere with a NIC on nw is
+// sent its state again (its segment's peers with it), and each node hosting the tenant's
+// apps brings its instances' ports up to date. It runs on a goroutine of its own: the node
+// that joined may be waiting for the answer that made its port.
+func (r *Ring0) hostJoined(nw inventory.Network, node rings.NodeID) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	hosts, err := r.store.NetworkNodes(ctx, nw.ID)
+	hosts = slices.DeleteFunc(hosts, func(n rings.NodeID) bool { return n == node })
+	if err == nil && len(hosts) == 0 {
+		return // the first: no one to tell
+	}
+	vms, err := r.store.ListVMs(ctx, nw.Tenant)
+	if err != nil {
+		r.log.Error("network's hosts not told of a new one", "network", nw.ID, "node", node, "err", err)
+		return
+	}
+	for _, vm := range vms {
+		if vm.Node == node || !slices.ContainsFunc(vm.Spec.NICs, func(n inventory.NIC) bool { return n.Network == nw.Name }) {
+			continue
+		}
+		if _, err := r.applyVM(ctx, vm); err != nil {
+			r.log.Warn("vm not told of its network's new host", "vm", vm.ID, "node", node, "err", err)
+		}
+	}
+	if err := r.networksChanged(ctx, nw.Tenant, hosts); err != nil {
+		r.log.Warn("app instances not told of their network's new host", "network", nw.ID, "node", node, "err", err)
+	}
 }
 
 // segment is port p's place on network nw, enforcing rule sets.

@@ -73,7 +73,7 @@ func (r *Ring0) RulesetChanged(ctx context.Context, t rings.TenantID, name strin
 			errs = append(errs, err)
 		}
 	}
-	if err := r.networksChanged(ctx, t); err != nil {
+	if err := r.networksChanged(ctx, t, nil); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
