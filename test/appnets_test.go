@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,6 +104,20 @@ func TestAppsOnNetworks(t *testing.T) {
 		t.Fatalf("acme/b did not reach acme/a after its rule set opened 8080 again: %d %q", code, body)
 	}
 
+	// A ring 1 node killed and started again starts its instances afresh, on fresh ports:
+	// ring 0 releases the old ones first (or the network could not be deleted below), and
+	// b reaches a again, over the guard and rule sets the new node set up.
+	old := c.ring1PID()
+	syscall.Kill(old, syscall.SIGKILL)
+	harness.Eventually(t, 30*time.Second, func() bool { p := c.ring1PID(); return p != 0 && p != old && harness.Alive(p) },
+		"ring 1 started again")
+	c.waitServing([]string{"acme/a", "acme/b", "beta/z"})
+	a = c.netAddrs("acme/a", "db")
+	c.waitFetch("acme/b", "http://"+a[0]+":8080/whoami", "acme/a release 1")
+	if code, body := c.fetch("acme/a", "http://"+c.netAddrs("acme/b", "db")[0]+":8080/whoami"); code != http.StatusBadGateway {
+		t.Fatalf("after a restart of ring 1, acme/a reached acme/b, which has no rule set: %d %q", code, body)
+	}
+
 	// Instances each have a port of their own; scaling down gives the ports back.
 	c.cli("apps", "scale", "acme/a", "web=3")
 	var ps struct{ Instances []apphost.InstanceInfo }
@@ -160,7 +175,9 @@ func (c *cloud) netAddrs(ref, network string) []string {
 }
 
 // fetch has app ref (the probe) GET u from inside its instance, through the router.
-func (c *cloud) fetch(ref, u string) (int, string) { return c.getPath(ref, "/fetch?url="+url.QueryEscape(u)) }
+func (c *cloud) fetch(ref, u string) (int, string) {
+	return c.getPath(ref, "/fetch?url="+url.QueryEscape(u))
+}
 
 // waitFetch waits until app ref's GET of u answers 200 with want in its body.
 func (c *cloud) waitFetch(ref, u, want string) {
