@@ -71,12 +71,14 @@ type Segment struct {
 	DHCP      *DHCP    `json:"dhcp,omitempty"`      // the network answers DHCP: its server on this host
 }
 
-// DHCP is a network's DHCP server on one host: ring 0's port for it (its address, with the
-// network's length, and MAC). It answers the host's NICs on the network, each with its port's
-// address.
+// DHCP is a network's server on one host: ring 0's port for it (its address, with the
+// network's length, and MAC). On a network with DHCP it answers the host's NICs there, each
+// with its port's address; on one with an IPv6 prefix it advertises the prefix from Address6.
 type DHCP struct {
-	Address string `json:"address"`
-	MAC     string `json:"mac"`
+	Address  string `json:"address"`
+	Address6 string `json:"address6,omitempty"` // with the prefix's length (64)
+	MAC      string `json:"mac"`
+	RAOnly   bool   `json:"ra_only,omitempty"` // the network answers no DHCP: the server only advertises the prefix
 }
 
 // VMVolume is a volume a VM has attached.

@@ -65,7 +65,7 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		if err != nil {
 			return nil, err
 		}
-		if nw.DHCP {
+		if nw.DHCP || nw.Prefix6.IsValid() { // addresses, or the prefix advertised
 			if seg.DHCP, err = r.dhcpServer(ctx, nw, vm.Node); err != nil {
 				return nil, err
 			}
@@ -169,8 +169,9 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 // dhcpOwner is how a host's DHCP server ports name it.
 func dhcpOwner(node rings.NodeID) string { return "dhcp:" + string(node) }
 
-// dhcpServer is network nw's DHCP server on node: its port, made the first time, at the
-// highest free address of the block (the low ones go to VMs, in order).
+// dhcpServer is network nw's server on node (DHCP, router advertisements): its port, made the
+// first time, at the highest free address of the block (the low ones go to VMs, in order)
+// and, with an IPv6 prefix, the prefix and its MAC's EUI-64.
 func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings.NodeID) (*rings.DHCP, error) {
 	have, err := r.store.PortsOf(ctx, dhcpOwner(node))
 	if err != nil {
@@ -183,8 +184,9 @@ func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings
 	} else {
 		a := lastHost(nw.CIDR4)
 		for range 32 {
+			mac := newMAC()
 			p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: nw.Tenant,
-				MAC: newMAC(), Owner: dhcpOwner(node), Node: node}, a)
+				MAC: mac, Owner: dhcpOwner(node), Node: node}, append([]netip.Addr{a}, v6Of(nw, mac)...)...)
 			if !errors.Is(err, inventory.ErrExists) && !errors.Is(err, inventory.ErrInvalid) {
 				break
 			}
@@ -194,7 +196,15 @@ func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings
 			return nil, fmt.Errorf("ring0: network %s/%s: no address for its DHCP server: %w", nw.Tenant, nw.Name, err)
 		}
 	}
-	return &rings.DHCP{Address: netip.PrefixFrom(p.Addresses[0], nw.CIDR4.Bits()).String(), MAC: p.MAC}, nil
+	out := &rings.DHCP{MAC: p.MAC, RAOnly: !nw.DHCP}
+	for _, a := range p.Addresses {
+		if a.Is4() {
+			out.Address = netip.PrefixFrom(a, nw.CIDR4.Bits()).String()
+		} else if nw.Prefix6.IsValid() {
+			out.Address6 = netip.PrefixFrom(a, nw.Prefix6.Bits()).String()
+		}
+	}
+	return out, nil
 }
 
 // releaseIdleDHCP gives back the ports of node's DHCP servers on networks where node has no

@@ -42,11 +42,19 @@ func (h *Host) startDHCP(s *rings.Segment) (*dhcpd.Server, portguard.Port, error
 	if err != nil {
 		return nil, portguard.Port{}, err
 	}
-	srv, err := dhcpd.Start(dhcpd.Config{VNI: s.VNI, Bridge: netseg.Bridge(s.VNI), Server: addr, MAC: mac, Dir: h.dhcpDir()})
+	cfg := dhcpd.Config{VNI: s.VNI, Bridge: netseg.Bridge(s.VNI), Server: addr, MAC: mac, Dir: h.dhcpDir(), NoDHCP: s.DHCP.RAOnly}
+	guarded := portguard.Port{Link: dhcpd.Link(s.VNI), MAC: mac, Addresses: []netip.Addr{addr.Addr()}, DHCPServer: true}
+	if s.DHCP.Address6 != "" {
+		if cfg.Server6, err = netip.ParsePrefix(s.DHCP.Address6); err != nil {
+			return nil, portguard.Port{}, err
+		}
+		guarded.Addresses = append(guarded.Addresses, cfg.Server6.Addr())
+	}
+	srv, err := dhcpd.Start(cfg)
 	if err != nil {
 		return nil, portguard.Port{}, err
 	}
-	return srv, portguard.Port{Link: dhcpd.Link(s.VNI), MAC: mac, Addresses: []netip.Addr{addr.Addr()}, DHCPServer: true}, nil
+	return srv, guarded, nil
 }
 
 // dhcpDir holds the DHCP servers' hosts files. dnsmasq reads them again as nobody, and the

@@ -1,7 +1,8 @@
 // Package dhcpd answers DHCP on a tenant network's segment, on one host: dnsmasq in a network
 // namespace of its own, joined to the segment's bridge by a veth, with the network's server
 // address. It hands each MAC it is told of exactly the address ring 0 allocated to that MAC's
-// port, and nothing to any other MAC (no dynamic range); it serves no DNS. Which MACs it
+// port, and nothing to any other MAC (no dynamic range); on a network with an IPv6 /64 it
+// also sends router advertisements of the prefix; it serves no DNS. Which MACs it
 // knows is changed in place (its hosts file rewritten, then SIGHUP), so a change loses no
 // lease in flight.
 //
@@ -30,8 +31,14 @@ import (
 // Config says where a server runs and as what.
 type Config struct {
 	VNI    int
-	Bridge string           // the segment's bridge, in HostNetns
-	Server netip.Prefix     // the server's address on the network, with the network's length
+	Bridge string       // the segment's bridge, in HostNetns
+	Server netip.Prefix // the server's address on the network, with the network's length
+	// Server6, if set, is the server's IPv6 address with the network's prefix (a /64): the
+	// server then advertises that prefix (router advertisements, no default route) for
+	// stateless address autoconfiguration — which gives each port the address ring 0 did.
+	Server6 netip.Prefix
+	// NoDHCP makes it answer no DHCP at all, only advertise Server6's prefix.
+	NoDHCP bool
 	MAC    net.HardwareAddr // the server's MAC (ring 0's port for it)
 	Dir    string           // where its hosts file and pid file live: every directory above it passable by nobody (dnsmasq rereads as nobody)
 	// HostNetns is the named network namespace the bridge is in; "" for the caller's.
@@ -88,6 +95,10 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.VNI < 1 || cfg.VNI > 1<<24-1 || !cfg.Server.Addr().Is4() || cfg.Server.Bits() < 8 || cfg.Server.Bits() > 30 || len(cfg.MAC) != 6 || cfg.Dir == "" {
 		return nil, fmt.Errorf("dhcpd: network %d: want a VNI, an IPv4 server address with its length, a MAC and a directory", cfg.VNI)
 	}
+	if cfg.Server6.IsValid() && (!cfg.Server6.Addr().Is6() || cfg.Server6.Addr().Is4In6() || cfg.Server6.Bits() != 64) ||
+		cfg.NoDHCP && !cfg.Server6.IsValid() {
+		return nil, fmt.Errorf("dhcpd: network %d: IPv6 server address %v: want an IPv6 address in a /64 (with NoDHCP, there must be one)", cfg.VNI, cfg.Server6)
+	}
 	s := &Server{cfg: cfg, ns: Namespace(cfg.VNI), link: Link(cfg.VNI), hosts: map[string]netip.Addr{}}
 	s.stopOld()
 	// dnsmasq reads the hosts file again as nobody: the directory is passable, the file
@@ -127,6 +138,9 @@ func (s *Server) wire() error {
 		{"ip", "-n", s.ns, "link", "set", "eth0", "up"},
 		s.hostIP("link", "set", s.link, "master", s.cfg.Bridge, "up"),
 	}
+	if s.cfg.Server6.IsValid() { // its own: ring 0 and the guard see to that, no need to detect duplicates
+		steps = slices.Insert(steps, 5, []string{"ip", "-n", s.ns, "addr", "add", s.cfg.Server6.String(), "dev", "eth0", "nodad"})
+	}
 	for _, st := range steps {
 		if out, err := exec.Command(st[0], st[1:]...).CombinedOutput(); err != nil {
 			return fmt.Errorf("dhcpd: %s: %w: %s", strings.Join(st, " "), err, bytes.TrimSpace(out))
@@ -161,24 +175,37 @@ func (s *Server) stopOld() {
 	s.unwire()
 }
 
-// start runs dnsmasq in the namespace: DHCP only, for the hosts file's MACs only.
+// start runs dnsmasq in the namespace: DHCP for the hosts file's MACs only, router
+// advertisements of the IPv6 prefix, nothing else.
 func (s *Server) start() error {
 	p := s.cfg.Server.Masked()
 	mask := net.IP(net.CIDRMask(p.Bits(), 32)).String()
 	args := []string{"netns", "exec", s.ns, "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
 		"--port=0", "--interface=eth0", "--bind-dynamic", "--leasefile-ro", "--dhcp-authoritative", "--log-facility=-",
-		"--pid-file=" + s.pidFile(), "--dhcp-hostsfile=" + s.hostsFile(),
-		fmt.Sprintf("--dhcp-range=%s,static,%s,1h", p.Addr(), mask),
-		"--dhcp-option=3", "--dhcp-option=6"} // no router, no DNS server: the guest's first NIC has them
+		"--pid-file=" + s.pidFile(), "--dhcp-hostsfile=" + s.hostsFile()}
+	// It says so when it is set up (it fails at once on a bad option): once it has read the
+	// hosts file, or, answering no DHCP, once it advertises.
+	mark := "read " + s.hostsFile()
+	if s.cfg.NoDHCP {
+		mark = "IPv6 router advertisement enabled"
+	} else {
+		args = append(args, fmt.Sprintf("--dhcp-range=%s,static,%s,1h", p.Addr(), mask),
+			"--dhcp-option=3", "--dhcp-option=6") // no router, no DNS server: the guest's first NIC has them
+	}
+	if p6 := s.cfg.Server6.Masked(); p6.IsValid() {
+		// The prefix, on-link and for autoconfiguration, with a router lifetime of 0: this is
+		// no router, and the guest's default route stays on its first NIC.
+		args = append(args, "--enable-ra", fmt.Sprintf("--dhcp-range=%s,ra-only,%d", p6.Addr(), p6.Bits()),
+			"--ra-param=eth0,mtu:1450,60,0")
+	}
 	cmd := exec.Command("ip", args...)
-	out := &logLines{mark: "read " + s.hostsFile()}
+	out := &logLines{mark: mark}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("dhcpd: dnsmasq: %w", err)
 	}
 	s.cmd, s.done, s.log = cmd, make(chan struct{}), out
 	go func() { cmd.Wait(); close(s.done) }() // ends when dnsmasq does
-	// dnsmasq reads its hosts file once it is set up; it fails at once on a bad option.
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -186,7 +213,7 @@ func (s *Server) start() error {
 			return fmt.Errorf("dhcpd: dnsmasq exited: %s", out)
 		case <-time.After(10 * time.Millisecond):
 		}
-		if out.count() > 0 { // it has read the hosts file: it serves
+		if out.count() > 0 { // it serves
 			return nil
 		}
 	}
@@ -227,7 +254,7 @@ func (s *Server) SetHosts(hosts map[string]netip.Addr) error {
 	if err := s.writeHosts(); err != nil {
 		return err
 	}
-	if s.cmd == nil || s.cmd.Process == nil {
+	if s.cmd == nil || s.cmd.Process == nil || s.cfg.NoDHCP {
 		return nil
 	}
 	// dnsmasq reads the hosts file again on SIGHUP, and says so: the change is in force once

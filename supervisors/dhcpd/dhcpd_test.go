@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -130,4 +131,58 @@ func discoverOnce(t *testing.T, ns, mac string) (netip.Addr, bool) {
 			return netip.AddrFrom4([4]byte(buf[16:20])), true
 		}
 	}
+}
+
+// On a network with an IPv6 /64, the server advertises the prefix: a port that configures
+// nothing itself gets the prefix and its MAC's EUI-64 (the address ring 0 gave it), and no
+// default route (the advertisement's router lifetime is 0). On a network without DHCP, that
+// is all it does: it offers no address, even to a MAC it was told of.
+func TestAdvertisesThePrefix(t *testing.T) {
+	host := fmt.Sprintf("enjra-h-%d", id)
+	harness.Netns(t, host, false)
+	harness.Run(t, "ip", "-n", host, "link", "add", "br0", "type", "bridge")
+	harness.Run(t, "ip", "-n", host, "link", "set", "br0", "up")
+	vni := 8000 + id%1000
+	dir, err := os.MkdirTemp("/tmp", "enjin-dhcpd-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o711)
+	if _, err := dhcpd.Start(dhcpd.Config{VNI: vni, Bridge: "br0", HostNetns: host, Dir: dir,
+		Server: netip.MustParsePrefix("100.77.0.254/24"), Server6: netip.MustParsePrefix("fd00:77::1/48"),
+		MAC: net.HardwareAddr{0x52, 0x54, 0, 0xdd, 0, 2}}); err == nil {
+		t.Fatal("a /48 was taken for autoconfiguration")
+	}
+	srv, err := dhcpd.Start(dhcpd.Config{VNI: vni, Bridge: "br0", HostNetns: host, Dir: dir,
+		Server: netip.MustParsePrefix("100.77.0.254/24"), Server6: netip.MustParsePrefix("fd00:77::5054:ff:fedd:2/64"),
+		MAC: net.HardwareAddr{0x52, 0x54, 0, 0xdd, 0, 2}, NoDHCP: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { srv.Close() })
+	ns := fmt.Sprintf("enjra-c-%d", id)
+	harness.Netns(t, ns, true)
+	harness.Run(t, "ip", "-n", host, "link", "add", "rc0", "type", "veth", "peer", "name", "eth0", "netns", ns)
+	harness.Run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv6.conf.eth0.accept_ra=1", "net.ipv6.conf.eth0.autoconf=1")
+	harness.Run(t, "ip", "-n", ns, "link", "set", "eth0", "address", "52:54:00:aa:00:07", "up")
+	harness.Run(t, "ip", "-n", host, "link", "set", "rc0", "master", "br0", "up")
+	want := "fd00:77::5054:ff:feaa:7/64"
+	var out string
+	if !harness.Poll(20*time.Second, func() bool {
+		out = harness.Run(t, "ip", "-n", ns, "-6", "addr", "show", "dev", "eth0")
+		return strings.Contains(out, want)
+	}) {
+		t.Fatalf("no %s from the advertised prefix:\n%s", want, out)
+	}
+	if r := harness.Run(t, "ip", "-n", ns, "-6", "route", "show", "default"); strings.TrimSpace(r) != "" {
+		t.Fatalf("the advertisement made a default route: %s", r)
+	}
+	if err := srv.SetHosts(map[string]netip.Addr{"52:54:00:aa:00:07": netip.MustParseAddr("100.77.0.7")}); err != nil {
+		t.Fatal(err)
+	}
+	if a, ok := discover(t, ns, "52:54:00:aa:00:07"); ok {
+		t.Fatalf("a server of a network without DHCP offered %v", a)
+	}
+	t.Logf("the prefix advertised: the port took %s, and no default route; no DHCP offer", want)
 }

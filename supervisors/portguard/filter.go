@@ -121,12 +121,12 @@ func renderRules(b *strings.Builder, p Port) {
 		}
 		fmt.Fprintf(b, "\tchain %s_%s {\n", dir[:1], p.Link)
 		if dir == "in" {
-			// The network's DHCP server answering (only its port may send from 67), and
-			// neighbour discovery, which IPv6 needs as IPv4 needs ARP (which no rule
-			// filters): without it a rule allowing IPv6 would allow nothing. The bridge
-			// table already keeps each port to its own addresses in both.
+			// The network's server answering DHCP and advertising the prefix (only its
+			// port may), and neighbour discovery, which IPv6 needs as IPv4 needs ARP (which
+			// no rule filters): without it a rule allowing IPv6 would allow nothing. The
+			// bridge table already keeps each port to its own addresses in both.
 			b.WriteString("\t\tmeta l4proto udp th sport 67 th dport 68 accept\n")
-			b.WriteString("\t\ticmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n")
+			b.WriteString("\t\ticmpv6 type { nd-router-advert, nd-neighbor-solicit, nd-neighbor-advert } accept\n")
 		}
 		for _, r := range rules {
 			fmt.Fprintf(b, "\t\t%s\n", r)

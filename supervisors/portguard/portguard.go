@@ -33,7 +33,7 @@ type Port struct {
 	Link       string           // the host side of the port: a tap or veth name, [a-z0-9], ≤ 15 bytes
 	MAC        net.HardwareAddr // the only source MAC it may use
 	Addresses  []netip.Addr     // its IPv4 and IPv6 addresses; its IPv6 link-local (EUI-64 of MAC) is added
-	DHCPServer bool             // it may answer DHCP (the network's own server port)
+	DHCPServer bool             // it may answer DHCP and advertise the prefix (the network's own server port)
 	// Bridge is the bridge the port is on; with Filter, the port's rule sets are enforced.
 	Bridge string
 	Filter *rings.Filter
@@ -274,7 +274,11 @@ func renderPort(b *strings.Builder, p Port) {
 	w("ether type ip6 ip6 nexthdr != { tcp, udp, ipv6-icmp } counter drop")
 	w("ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit accept")
 	w("ether type ip6 ip6 saddr != { %s } counter drop", strings.Join(v6, ", "))
-	w("ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter drop")
+	if p.DHCPServer { // the network's server advertises its prefix; no port ever redirects
+		w("ether type ip6 icmpv6 type nd-redirect counter drop")
+	} else {
+		w("ether type ip6 icmpv6 type { nd-router-advert, nd-redirect } counter drop")
+	}
 	w("ether type ip6 icmpv6 type nd-neighbor-advert @th,64,128 { %s } accept", strings.Join(targets, ", "))
 	w("ether type ip6 icmpv6 type nd-neighbor-advert counter drop")
 	if !p.DHCPServer {

@@ -116,6 +116,27 @@ func TestSpoofedFramesAreDropped(t *testing.T) {
 		t.Fatalf("a guarded port reached the host: %q", got)
 	}
 
+	// The network's server port advertises the prefix from its own link-local address; no
+	// one's link-local but its own, even so.
+	server := attackerPort
+	server.DHCPServer = true
+	if err := g.Set(server); err != nil {
+		t.Fatal(err)
+	}
+	rx.reset()
+	ownRA, otherRA := spoofKind(t, "router advertisement from its own link-local"), spoofKind(t, "router advertisement from a router's address")
+	for seq := range 5 {
+		send(t, tx, ownRA, seq)
+		send(t, tx, otherRA, seq)
+	}
+	harness.Eventually(t, 5*time.Second, func() bool { return rx.countSpoof(ownRA) == 5 }, "the server port's advertisements")
+	if n := rx.countSpoof(otherRA); n != 0 {
+		t.Fatalf("the server port advertised from a router's address: %d of 5 arrived", n)
+	}
+	if err := g.Set(attackerPort); err != nil {
+		t.Fatal(err)
+	}
+
 	// Changing one port's addresses changes what it may send, and nothing else.
 	if err := g.Set(portguard.Port{Link: "etatk", MAC: macAttacker, Addresses: []netip.Addr{netip.MustParseAddr("100.77.0.9")}}); err != nil {
 		t.Fatal(err)
@@ -301,6 +322,17 @@ var controls = []frameKind{
 	{"ARP request for its own address", func(m marker) []byte {
 		return eth(broadcast, macAttacker, 0x0806, append(arp(1, macAttacker, ipAttacker, ipVictim), m.bytes()...))
 	}},
+}
+
+// spoofKind is the index in spoofs of the kind described as what.
+func spoofKind(t *testing.T, what string) int {
+	for k, f := range spoofs {
+		if f.what == what {
+			return k
+		}
+	}
+	t.Fatalf("no spoof kind %q", what)
+	return 0
 }
 
 // spoofs are what no port may send.
