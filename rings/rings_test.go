@@ -2,6 +2,7 @@ package rings_test
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -31,6 +32,35 @@ func TestRingValid(t *testing.T) {
 	for r, want := range map[rings.Ring]bool{-1: false, 0: true, 1: true, 2: true, 3: false} {
 		if r.Valid() != want {
 			t.Errorf("Ring(%d).Valid() = %v", r, !want)
+		}
+	}
+}
+
+func TestRuleRemotes(t *testing.T) {
+	base := rings.Rule{Direction: "in", Protocol: "tcp", Action: "accept"}
+	for _, c := range []struct {
+		name string
+		edit func(*rings.Rule)
+		ok   bool
+	}{
+		{"a remote rule set", func(r *rings.Rule) { r.RemoteRuleset = "web" }, true},
+		{"members, IPv4", func(r *rings.Rule) { r.Remotes = []string{"100.64.0.1/32", "100.64.0.2/32"} }, true},
+		{"members, IPv6", func(r *rings.Rule) { r.Remotes = []string{"fd00::1/128"} }, true},
+		{"members of two families", func(r *rings.Rule) { r.Remotes = []string{"100.64.0.1/32", "fd00::1/128"} }, false},
+		{"members with host bits", func(r *rings.Rule) { r.Remotes = []string{"100.64.0.1/24"} }, false},
+		{"members and a remote", func(r *rings.Rule) { r.Remotes, r.Remote = []string{"100.64.0.1/32"}, "100.64.0.0/10" }, false},
+		{"a rule set and a network", func(r *rings.Rule) { r.RemoteRuleset, r.RemoteNetwork = "web", "lan" }, false},
+		{"a rule set not a slug", func(r *rings.Rule) { r.RemoteRuleset = "Web!" }, false},
+		{"too many members", func(r *rings.Rule) {
+			for i := range rings.MaxRemotes + 1 {
+				r.Remotes = append(r.Remotes, fmt.Sprintf("100.%d.%d.%d/32", 64+i>>16, i>>8&255, i&255))
+			}
+		}, false},
+	} {
+		r := base
+		c.edit(&r)
+		if err := r.Validate(); (err == nil) != c.ok {
+			t.Errorf("%s: Validate() = %v, want ok %t", c.name, err, c.ok)
 		}
 	}
 }

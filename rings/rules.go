@@ -19,6 +19,10 @@ type Rule struct {
 	Ports         string `json:"ports,omitempty"`          // tcp and udp: "80" or "8000-8100"; empty: all
 	Remote        string `json:"remote,omitempty"`         // an IPv4 or IPv6 block; empty: anywhere
 	RemoteNetwork string `json:"remote_network,omitempty"` // instead of Remote: the tenant's network of that name
+	RemoteRuleset string `json:"remote_ruleset,omitempty"` // instead of Remote: the ports that enforce the tenant's rule set of that name
+	// Remotes is what ring 0 makes of a remote rule set for a port: its members' addresses,
+	// of one family (IPv4 or IPv6), as blocks. Tenants do not write it.
+	Remotes []string `json:"remotes,omitempty"`
 	Action        string `json:"action"`                   // accept or drop
 	Rate          int    `json:"rate,omitempty"`           // accepting "in" only: new connections a second from one address; 0: no cap
 }
@@ -44,10 +48,20 @@ func (r Rule) Validate() error {
 		return fmt.Errorf("rate %d: want 0 to %d new connections a second", r.Rate, MaxRate)
 	case r.Rate > 0 && (r.Direction != "in" || r.Action != "accept"):
 		return fmt.Errorf("rate: only an accepting rule in caps new connections")
-	case r.Remote != "" && r.RemoteNetwork != "":
-		return fmt.Errorf("remote and remote_network: give one")
+	case countSet(r.Remote, r.RemoteNetwork, r.RemoteRuleset) > 1 || len(r.Remotes) > 0 && countSet(r.Remote, r.RemoteNetwork, r.RemoteRuleset) > 0:
+		return fmt.Errorf("remote, remote_network, remote_ruleset: give one")
 	case r.RemoteNetwork != "" && !IsSlug(r.RemoteNetwork):
 		return fmt.Errorf("remote_network %.64q: want a network's name", r.RemoteNetwork)
+	case r.RemoteRuleset != "" && !IsSlug(r.RemoteRuleset):
+		return fmt.Errorf("remote_ruleset %.64q: want a rule set's name", r.RemoteRuleset)
+	case len(r.Remotes) > MaxRemotes:
+		return fmt.Errorf("remotes: %d blocks, at most %d", len(r.Remotes), MaxRemotes)
+	}
+	for i, b := range r.Remotes {
+		p, err := netip.ParsePrefix(b)
+		if err != nil || p.Masked() != p || p.Addr().Zone() != "" || p.Addr().Is4In6() || p.Addr().Is4() != strings.Contains(r.Remotes[0], ".") {
+			return fmt.Errorf("remotes[%d] %.64q: want blocks of one family, without host bits", i, b)
+		}
 	}
 	if _, _, err := r.PortRange(); err != nil {
 		return err
@@ -59,6 +73,19 @@ func (r Rule) Validate() error {
 		}
 	}
 	return nil
+}
+
+// MaxRemotes bounds the blocks a compiled rule names: the members of a remote rule set.
+const MaxRemotes = 4096
+
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
 }
 
 // PortRange is Ports as its first and last port; 0, 0 for all.

@@ -104,6 +104,44 @@ func TestAppsOnNetworks(t *testing.T) {
 		t.Fatalf("acme/b did not reach acme/a after its rule set opened 8080 again: %d %q", code, body)
 	}
 
+	// A rule naming a rule set as its remote lets in exactly the ports that enforce it: d
+	// and e, not a; e, deployed after d, is let into d as soon as it is up (d's rules follow
+	// who enforces the set).
+	c.cli("rulesets", "create", "acme/peers", "--rule", "in tcp 8080 from rs:peers accept")
+	deploy("acme/d", `{"health":"/healthz","networks":[{"name":"db","rulesets":["peers"]}]}`)
+	deploy("acme/e", `{"health":"/healthz","networks":[{"name":"db","rulesets":["peers"]}]}`)
+	d, e := c.netAddrs("acme/d", "db"), c.netAddrs("acme/e", "db")
+	c.waitFetch("acme/e", "http://"+d[0]+":8080/whoami", "acme/d")
+	c.waitFetch("acme/e", "http://["+d[1]+"]:8080/whoami", "acme/d")
+	c.waitFetch("acme/d", "http://"+e[0]+":8080/whoami", "acme/e")
+	if code, body := c.fetch("acme/a", "http://"+d[0]+":8080/whoami"); code != http.StatusBadGateway {
+		t.Fatalf("acme/a, which does not enforce peers, reached acme/d: %d %q", code, body)
+	}
+	if out, err := exec.Command(harness.Binary(t), "rulesets", "delete", "acme/peers", "--state-dir", c.state).CombinedOutput(); err == nil {
+		t.Fatalf("a rule set ports enforce was deleted:\n%s", out)
+	}
+	c.cli("apps", "destroy", "acme/d")
+	c.cli("apps", "destroy", "acme/e")
+
+	// Egress: b's new release sends only to a, on 8080 — not to c, which takes in all of the
+	// network — yet still asks its neighbours where a is (IPv6 included).
+	c.cli("rulesets", "create", "acme/to-a", "--rule", "out tcp 8080 to "+a[0]+"/32 accept",
+		"--rule", "out tcp 8080 to "+a[1]+"/128 accept", "--rule", "out any drop")
+	deploy("acme/c", `{"health":"/healthz","networks":[{"name":"db","rulesets":["open"]}]}`)
+	cAddr := c.netAddrs("acme/c", "db")
+	c.waitFetch("acme/b", "http://"+cAddr[0]+":8080/whoami", "acme/c")
+	deploy("acme/b", `{"health":"/healthz","networks":[{"name":"db","rulesets":["to-a"]}]}`)
+	for _, u := range []string{"http://" + a[0] + ":8080/whoami", "http://[" + a[1] + "]:8080/whoami"} {
+		c.waitFetch("acme/b", u, "acme/a")
+	}
+	for _, u := range []string{"http://" + cAddr[0] + ":8080/whoami", "http://[" + cAddr[1] + "]:8080/whoami"} {
+		if code, body := c.fetch("acme/b", u); code != http.StatusBadGateway {
+			t.Fatalf("acme/b's egress rules allow only acme/a, yet it reached %s: %d %q", u, code, body)
+		}
+	}
+	c.waitFetch("acme/a", "http://"+cAddr[0]+":8080/whoami", "acme/c") // c itself is open to the network
+	c.cli("apps", "destroy", "acme/c")
+
 	// A ring 1 node killed and started again starts its instances afresh, on fresh ports:
 	// ring 0 releases the old ones first (or the network could not be deleted below), and
 	// b reaches a again, over the guard and rule sets the new node set up.

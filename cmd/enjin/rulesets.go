@@ -26,7 +26,8 @@ replies always pass. A rule, as one argument:
   DIRECTION PROTOCOL [PORTS] [from|to REMOTE] ACTION [rate N]
 
 DIRECTION is in or out; PROTOCOL tcp, udp, icmp or any; PORTS a port or a range (8000-8100);
-REMOTE a block (100.64.0.0/10) or net:NAME, one of the tenant's networks; ACTION accept or
+REMOTE a block (100.64.0.0/10), net:NAME (one of the tenant's networks: its blocks) or rs:NAME
+(the ports that enforce one of the tenant's rule sets: their addresses); ACTION accept or
 drop; rate N caps new connections a second from one address (accepting rules in).`,
 		Example: `  enjin rulesets create acme/web --rule "in tcp 80 accept" --rule "in tcp 22 from net:admin accept rate 5"
   enjin rulesets ls acme
@@ -63,6 +64,8 @@ func parseRule(s string) (rings.Rule, error) {
 		}
 		if n, ok := strings.CutPrefix(f[1], "net:"); ok {
 			r.RemoteNetwork = n
+		} else if n, ok := strings.CutPrefix(f[1], "rs:"); ok {
+			r.RemoteRuleset = n
 		} else {
 			r.Remote = f[1]
 		}
@@ -111,6 +114,8 @@ func ruleText(r rings.Rule) string {
 		parts = append(parts, side, r.Remote)
 	} else if r.RemoteNetwork != "" {
 		parts = append(parts, side, "net:"+r.RemoteNetwork)
+	} else if r.RemoteRuleset != "" {
+		parts = append(parts, side, "rs:"+r.RemoteRuleset)
 	}
 	parts = append(parts, r.Action)
 	if r.Rate > 0 {

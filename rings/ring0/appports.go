@@ -91,6 +91,8 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 	}
 	var out []bus.AppPort
 	kept := map[string]bool{}
+	var changed []string // rule sets whose members changed
+	defer func() { go r.membersChanged(req.Tenant, compactSets(changed)) }()
 	for _, want := range req.Networks {
 		if want.Name == rings.DefaultNetwork || len(want.Rulesets) > rings.MaxAppNetworks {
 			return nil, fmt.Errorf("network %q: not a tenant network, or too many rule sets", want.Name)
@@ -105,13 +107,16 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 		i := slices.IndexFunc(have, func(p inventory.Port) bool { return p.Network == nw.ID })
 		var p inventory.Port
 		if i >= 0 {
-			p = have[i]
+			if p, err = r.enforce(ctx, have[i], want.Rulesets, &changed); err != nil {
+				return nil, err
+			}
 		} else {
 			mac, joined := newMAC(), r.newHost(ctx, nw.ID, node)
 			if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: req.Tenant,
-				MAC: mac, Owner: owner, Node: node}, v6Of(nw, mac)...); err != nil {
+				MAC: mac, Owner: owner, Node: node, Rulesets: want.Rulesets}, v6Of(nw, mac)...); err != nil {
 				return nil, err
 			}
+			changed = append(changed, want.Rulesets...)
 			if joined {
 				go r.hostJoined(nw, node)
 			}
@@ -131,6 +136,7 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 			if err := r.store.DeletePort(ctx, p.ID); err != nil {
 				return nil, err
 			}
+			changed = append(changed, p.Rulesets...)
 		}
 	}
 	return out, nil
@@ -152,6 +158,7 @@ func (r *Ring0) sweepAppPorts(ctx context.Context, node rings.NodeID, keep []str
 			return err
 		}
 		n++
+		go r.membersChanged(p.Tenant, p.Rulesets)
 	}
 	if n > 0 {
 		r.log.Info("released the ports of app instances gone", "node", node, "n", n)

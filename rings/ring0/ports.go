@@ -39,6 +39,8 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		return nil, err
 	}
 	out := map[string]*rings.Segment{}
+	var changed []string // rule sets whose members changed
+	defer func() { go r.membersChanged(vm.Tenant, compactSets(changed)) }()
 	for _, nic := range vm.Spec.NICs {
 		if nic.Network == rings.DefaultNetwork {
 			continue
@@ -50,13 +52,16 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		i := slices.IndexFunc(have, func(p inventory.Port) bool { return p.MAC == nic.MAC && p.Network == nw.ID })
 		var p inventory.Port
 		if i >= 0 {
-			p = have[i]
+			if p, err = r.enforce(ctx, have[i], nic.Rulesets, &changed); err != nil {
+				return nil, err
+			}
 		} else {
 			joined := r.newHost(ctx, nw.ID, vm.Node)
 			if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: vm.Tenant,
-				MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node}, v6Of(nw, nic.MAC)...); err != nil {
+				MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node, Rulesets: nic.Rulesets}, v6Of(nw, nic.MAC)...); err != nil {
 				return nil, err
 			}
+			changed = append(changed, nic.Rulesets...)
 			if joined {
 				go r.hostJoined(nw, vm.Node)
 			}
@@ -79,12 +84,33 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 				return nil, err
 			}
 			released = true
+			changed = append(changed, p.Rulesets...)
 		}
 	}
 	if released {
 		r.releaseIdleDHCP(ctx, vm.Node)
 	}
 	return out, nil
+}
+
+// enforce records that port p enforces rule sets now, if it did others, noting in changed
+// the sets whose members that changes.
+func (r *Ring0) enforce(ctx context.Context, p inventory.Port, rulesets []string, changed *[]string) (inventory.Port, error) {
+	if slices.Equal(p.Rulesets, rulesets) {
+		return p, nil
+	}
+	if err := r.store.SetPortRulesets(ctx, p.ID, rulesets); err != nil {
+		return p, err
+	}
+	*changed = append(append(*changed, p.Rulesets...), rulesets...)
+	p.Rulesets = rulesets
+	return p, nil
+}
+
+// compactSets is names sorted, each once.
+func compactSets(names []string) []string {
+	slices.Sort(names)
+	return slices.Compact(names)
 }
 
 // newHost says whether node has no port on network id yet.
@@ -152,10 +178,15 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 		r.log.Error("ports not released", "owner", owner, "err", err)
 		return
 	}
+	var changed []string
 	for _, p := range ports {
 		if err := r.store.DeletePort(ctx, p.ID); err != nil {
 			r.log.Error("port not released", "owner", owner, "port", p.ID, "err", err)
 		}
+		changed = append(changed, p.Rulesets...)
+	}
+	if len(ports) > 0 {
+		go r.membersChanged(ports[0].Tenant, compactSets(changed))
 	}
 	nodes := map[rings.NodeID]bool{}
 	for _, p := range ports {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"time"
 
 	"enjin/rings"
 	"enjin/services/inventory"
@@ -35,6 +36,14 @@ func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*
 			return nil, fmt.Errorf("ring0: ruleset %s/%s: %w", t, n, err)
 		}
 		for _, rule := range rs.Rules {
+			if rule.RemoteRuleset != "" {
+				members, err := r.store.RulesetMembers(ctx, t, rule.RemoteRuleset)
+				if err != nil {
+					return nil, fmt.Errorf("ring0: ruleset %s/%s: remote rule set %s: %w", t, n, rule.RemoteRuleset, err)
+				}
+				f.Rules = append(f.Rules, membersRules(rule, members)...)
+				continue
+			}
 			if rule.RemoteNetwork == "" {
 				f.Rules = append(f.Rules, rule)
 				continue
@@ -55,18 +64,49 @@ func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*
 	return f, nil
 }
 
+// membersRules is rule, whose remote is a rule set, made rules whose remotes are the set's
+// members' addresses: one rule for each family that has members. With none, the rule matches
+// nothing, and is no rule at all.
+func membersRules(rule rings.Rule, members []netip.Addr) []rings.Rule {
+	rule.RemoteRuleset = ""
+	var v4, v6 []string
+	for _, a := range members {
+		if a.Is4() {
+			v4 = append(v4, netip.PrefixFrom(a, 32).String())
+		} else {
+			v6 = append(v6, netip.PrefixFrom(a, 128).String())
+		}
+	}
+	var out []rings.Rule
+	for _, blocks := range [][]string{v4, v6} {
+		if len(blocks) > 0 && len(blocks) <= rings.MaxRemotes {
+			rule.Remotes = blocks
+			out = append(out, rule)
+		}
+	}
+	return out
+}
+
 // RulesetChanged carries tenant t's changed rule set name to every NIC that names it: each
 // VM with one is sent its whole state again, and each node hosting t's apps is told to
 // bring its instances' ports up to date. It answers once all their nodes have, or with what
 // failed.
 func (r *Ring0) RulesetChanged(ctx context.Context, t rings.TenantID, name string) error {
+	return r.reapply(ctx, t, []string{name})
+}
+
+// reapply has every NIC and port of tenant t that enforces one of rule sets names enforce
+// them as they are now.
+func (r *Ring0) reapply(ctx context.Context, t rings.TenantID, names []string) error {
 	vms, err := r.store.ListVMs(ctx, t)
 	if err != nil {
 		return err
 	}
 	var errs []error
 	for _, vm := range vms {
-		if !slices.ContainsFunc(vm.Spec.NICs, func(n inventory.NIC) bool { return slices.Contains(n.Rulesets, name) }) {
+		if !slices.ContainsFunc(vm.Spec.NICs, func(n inventory.NIC) bool {
+			return slices.ContainsFunc(n.Rulesets, func(s string) bool { return slices.Contains(names, s) })
+		}) {
 			continue
 		}
 		if _, err := r.applyVM(ctx, vm); err != nil {
@@ -77,4 +117,32 @@ func (r *Ring0) RulesetChanged(ctx context.Context, t rings.TenantID, name strin
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
+}
+
+// membersChanged carries a change of who enforces rule sets names (a port made, gone, or
+// enforcing others now) to every port whose rules name one of them as their remote. It runs
+// on a goroutine of its own: the change may be part of answering a node that is asked next.
+func (r *Ring0) membersChanged(t rings.TenantID, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	sets, err := r.store.ListRulesets(ctx, t)
+	if err != nil {
+		r.log.Error("rule sets naming others not brought up to date", "tenant", t, "err", err)
+		return
+	}
+	var naming []string
+	for _, rs := range sets {
+		if slices.ContainsFunc(rs.Rules, func(rule rings.Rule) bool { return slices.Contains(names, rule.RemoteRuleset) }) {
+			naming = append(naming, rs.Name)
+		}
+	}
+	if len(naming) == 0 {
+		return
+	}
+	if err := r.reapply(ctx, t, naming); err != nil {
+		r.log.Warn("rule sets naming others not brought up to date everywhere", "tenant", t, "sets", naming, "err", err)
+	}
 }

@@ -42,6 +42,23 @@ func validRules(rs []rings.Rule) error {
 		if err := r.Validate(); err != nil {
 			return invalid("rules[%d]: %v", i, err)
 		}
+		if len(r.Remotes) > 0 {
+			return invalid("rules[%d]: remotes: what ring 0 makes of a remote rule set; write remote_ruleset", i)
+		}
+	}
+	return nil
+}
+
+// checkRemoteRulesets refuses rules naming a rule set tenant t does not have, but self: a set
+// may name itself ("its members talk to each other").
+func (a *API) checkRemoteRulesets(c *call, self string, rs []rings.Rule) error {
+	for i, r := range rs {
+		if r.RemoteRuleset == "" || r.RemoteRuleset == self {
+			continue
+		}
+		if _, err := a.store.GetRuleset(c.ctx, c.tenant(), r.RemoteRuleset); err != nil {
+			return invalid("rules[%d]: remote_ruleset %s: the tenant has no such rule set", i, r.RemoteRuleset)
+		}
 	}
 	return nil
 }
@@ -66,6 +83,9 @@ func (a *API) createRuleset(c *call) error {
 		return err
 	}
 	b := c.in.(*RulesetCreate)
+	if err := a.checkRemoteRulesets(c, b.Name, b.Rules); err != nil {
+		return err
+	}
 	r, err := a.store.CreateRuleset(c.ctx, inventory.Ruleset{ID: inventory.NewID(), Tenant: c.tenant(), Name: b.Name, Rules: b.Rules})
 	if err != nil {
 		return err
@@ -86,6 +106,9 @@ func (a *API) getRuleset(c *call) error {
 // updateRuleset saves the new rules and has every NIC naming the set enforce them; if a node
 // does not, the rules stay saved and the error says so.
 func (a *API) updateRuleset(c *call) error {
+	if err := a.checkRemoteRulesets(c, c.ruleset(), c.in.(*RulesetUpdate).Rules); err != nil {
+		return err
+	}
 	r, err := a.store.UpdateRuleset(c.ctx, c.tenant(), c.ruleset(), c.in.(*RulesetUpdate).Rules, c.version)
 	if err != nil {
 		return err
@@ -113,13 +136,13 @@ func (a *API) rulesetRoutes() []route {
 	t := "/v1/tenants/{tenant}/rulesets"
 	rs := []route{
 		{method: "GET", path: t, access: reader, summary: "The tenant's rule sets, by name", status: http.StatusOK, out: rulesetList{}, serve: a.listRulesets},
-		{method: "POST", path: t, access: admin, summary: "Create a rule set: ordered rules (direction, protocol, ports, remote block or network, action, a cap on new connections per source) that NICs naming it enforce",
+		{method: "POST", path: t, access: admin, summary: "Create a rule set: ordered rules (direction, protocol, ports, remote block, network or rule set, action, a cap on new connections per source) that NICs naming it enforce",
 			body: &RulesetCreate{}, status: http.StatusCreated, out: inventory.Ruleset{}, serve: a.createRuleset},
 		{method: "GET", path: t + "/{ruleset}", access: reader, summary: "A rule set; ETag is its version",
 			status: http.StatusOK, out: inventory.Ruleset{}, serve: a.getRuleset},
 		{method: "PUT", path: t + "/{ruleset}", access: admin, summary: "Replace a rule set's rules; every NIC naming it enforces them before the answer",
 			ifMatch: mustMatch, body: &RulesetUpdate{}, status: http.StatusOK, out: inventory.Ruleset{}, serve: a.updateRuleset},
-		{method: "DELETE", path: t + "/{ruleset}", access: admin, summary: "Delete a rule set no NIC names",
+		{method: "DELETE", path: t + "/{ruleset}", access: admin, summary: "Delete a rule set no NIC or port names, nor another set's rule",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteRuleset},
 	}
 	for i := range rs {

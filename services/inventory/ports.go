@@ -23,6 +23,7 @@ type Port struct {
 	Owner     string         `json:"owner"`
 	Node      rings.NodeID   `json:"node,omitempty"`
 	Addresses []netip.Addr   `json:"addresses"`
+	Rulesets  []string       `json:"rulesets,omitempty"` // the rule sets it enforces
 	CreatedAt time.Time      `json:"created_at"`
 }
 
@@ -45,9 +46,9 @@ func (s *Store) CreatePort(ctx context.Context, p Port, want ...netip.Addr) (Por
 		if tenant != string(p.Tenant) {
 			return fmt.Errorf("network %s is not %s's: %w", p.Network, p.Tenant, ErrInvalid)
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO ports (id, network_id, tenant_id, mac, owner, node_id)
-			VALUES ($1, $2, $3, $4, $5, $6) RETURNING mac::text, created_at`,
-			p.ID, p.Network, string(p.Tenant), p.MAC, p.Owner, node).Scan(&p.MAC, &p.CreatedAt); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO ports (id, network_id, tenant_id, mac, owner, node_id, rulesets)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING mac::text, created_at`,
+			p.ID, p.Network, string(p.Tenant), p.MAC, p.Owner, node, nonNilStrings(p.Rulesets)).Scan(&p.MAC, &p.CreatedAt); err != nil {
 			return err
 		}
 		if !slices.ContainsFunc(want, netip.Addr.Is4) {
@@ -109,7 +110,7 @@ func (s *Store) PortsOn(ctx context.Context, node rings.NodeID, prefix string) (
 
 func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]Port, error) {
 	rows, err := s.pool.Query(ctx, `SELECT p.id::text, p.network_id::text, p.tenant_id, p.mac::text, p.owner,
-		coalesce(p.node_id, ''), p.created_at,
+		coalesce(p.node_id, ''), p.rulesets, p.created_at,
 		coalesce((SELECT array_agg(host(a.address) ORDER BY a.address) FROM port_addresses a WHERE a.port_id = p.id), '{}')
 		FROM ports p WHERE `+where+` ORDER BY p.created_at, p.id`, args...)
 	if err != nil {
@@ -119,7 +120,7 @@ func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]P
 		var p Port
 		var tenant, node string
 		var addrs []string
-		if err := r.Scan(&p.ID, &p.Network, &tenant, &p.MAC, &p.Owner, &node, &p.CreatedAt, &addrs); err != nil {
+		if err := r.Scan(&p.ID, &p.Network, &tenant, &p.MAC, &p.Owner, &node, &p.Rulesets, &p.CreatedAt, &addrs); err != nil {
 			return Port{}, err
 		}
 		p.Tenant, p.Node = rings.TenantID(tenant), rings.NodeID(node)
@@ -131,6 +132,39 @@ func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]P
 		return p, nil
 	})
 	return out, pgErr(what, err)
+}
+
+// SetPortRulesets records the rule sets port id enforces now.
+func (s *Store) SetPortRulesets(ctx context.Context, id string, rulesets []string) error {
+	_, err := s.pool.Exec(ctx, `UPDATE ports SET rulesets = $2 WHERE id = $1`, id, nonNilStrings(rulesets))
+	return pgErr("rule sets of port "+id, err)
+}
+
+// RulesetMembers lists the addresses of tenant's ports that enforce rule set name.
+func (s *Store) RulesetMembers(ctx context.Context, tenant rings.TenantID, name string) ([]netip.Addr, error) {
+	rows, err := s.pool.Query(ctx, `SELECT host(a.address) FROM ports p JOIN port_addresses a ON a.port_id = p.id
+		WHERE p.tenant_id = $1 AND p.rulesets @> ARRAY[$2]::text[] ORDER BY a.address`, string(tenant), name)
+	if err != nil {
+		return nil, pgErr("members of rule set "+name, err)
+	}
+	strs, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, pgErr("members of rule set "+name, err)
+	}
+	out := make([]netip.Addr, 0, len(strs))
+	for _, a := range strs {
+		if ip, err := netip.ParseAddr(a); err == nil {
+			out = append(out, ip)
+		}
+	}
+	return out, nil
+}
+
+func nonNilStrings(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }
 
 // DeletePort removes port id and releases its addresses; a port that is not there is not an

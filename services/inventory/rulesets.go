@@ -96,7 +96,7 @@ func (s *Store) UpdateRuleset(ctx context.Context, tenant rings.TenantID, name s
 }
 
 // DeleteRuleset deletes tenant's rule set name if its version is still version; one a VM's
-// NIC names is ErrInUse.
+// NIC names, a port enforces or another rule set's rule names as its remote is ErrInUse.
 func (s *Store) DeleteRuleset(ctx context.Context, tenant rings.TenantID, name string, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		r, err := scanRuleset(tx.QueryRow(ctx, `SELECT `+rulesetCols+` FROM rulesets r WHERE r.tenant_id = $1 AND r.name = $2 FOR UPDATE`,
@@ -115,6 +115,23 @@ func (s *Store) DeleteRuleset(ctx context.Context, tenant rings.TenantID, name s
 		}
 		if len(users) > 0 {
 			return fmt.Errorf("ruleset %s/%s is on NICs of %v: %w", tenant, name, users, ErrInUse)
+		}
+		var ports int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM ports WHERE tenant_id = $1 AND rulesets @> ARRAY[$2]::text[]`,
+			string(tenant), name).Scan(&ports); err != nil {
+			return err
+		}
+		if ports > 0 {
+			return fmt.Errorf("ruleset %s/%s is enforced by %d ports (app instances'): %w", tenant, name, ports, ErrInUse)
+		}
+		var refs []string
+		if err := tx.QueryRow(ctx, `SELECT coalesce(array_agg(name ORDER BY name), '{}') FROM rulesets
+			WHERE tenant_id = $1 AND name <> $2 AND rules @> jsonb_build_array(jsonb_build_object('remote_ruleset', $2::text))`,
+			string(tenant), name).Scan(&refs); err != nil {
+			return err
+		}
+		if len(refs) > 0 {
+			return fmt.Errorf("ruleset %s/%s is the remote of rules of %v: %w", tenant, name, refs, ErrInUse)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM rulesets WHERE id = $1`, r.ID); err != nil {
 			return err

@@ -46,7 +46,8 @@ func (g *Guard) filtering() error {
 	return nil
 }
 
-// checkFilter checks a port's filter as it is to be compiled: remote networks resolved.
+// checkFilter checks a port's filter as it is to be compiled: remote networks and rule sets
+// resolved.
 func checkFilter(link string, f *rings.Filter) error {
 	if len(f.Rules) > 4*rings.MaxRules {
 		return fmt.Errorf("%w: %s: %d rules", ErrInvalid, link, len(f.Rules))
@@ -55,8 +56,8 @@ func checkFilter(link string, f *rings.Filter) error {
 		if err := r.Validate(); err != nil {
 			return fmt.Errorf("%w: %s: rule %d: %v", ErrInvalid, link, i+1, err)
 		}
-		if r.RemoteNetwork != "" {
-			return fmt.Errorf("%w: %s: rule %d: remote network %s not resolved", ErrInvalid, link, i+1, r.RemoteNetwork)
+		if r.RemoteNetwork != "" || r.RemoteRuleset != "" {
+			return fmt.Errorf("%w: %s: rule %d: remote network or rule set %s not resolved", ErrInvalid, link, i+1, r.RemoteNetwork+r.RemoteRuleset)
 		}
 	}
 	return nil
@@ -120,6 +121,10 @@ func renderRules(b *strings.Builder, p Port) {
 			b.WriteString(s)
 		}
 		fmt.Fprintf(b, "\tchain %s_%s {\n", dir[:1], p.Link)
+		if dir == "out" { // asking for an address, and neighbour discovery: as in, below
+			b.WriteString("\t\tmeta l4proto udp th sport 68 th dport 67 accept\n")
+			b.WriteString("\t\ticmpv6 type { nd-router-solicit, nd-neighbor-solicit, nd-neighbor-advert } accept\n")
+		}
 		if dir == "in" {
 			// The network's server answering DHCP and advertising the prefix (only its
 			// port may), and neighbour discovery, which IPv6 needs as IPv4 needs ARP (which
@@ -150,10 +155,14 @@ var (
 
 // families are the address families r can match.
 func families(r rings.Rule) []family {
-	if r.Remote == "" {
+	remote := r.Remote
+	if len(r.Remotes) > 0 {
+		remote = r.Remotes[0] // all of one family: checked
+	}
+	if remote == "" {
 		return []family{ipv4, ipv6}
 	}
-	if netip.MustParsePrefix(r.Remote).Addr().Is4() { // checked
+	if netip.MustParsePrefix(remote).Addr().Is4() { // checked
 		return []family{ipv4}
 	}
 	return []family{ipv6}
@@ -162,12 +171,16 @@ func families(r rings.Rule) []family {
 // match is the nft match of r (without its action).
 func match(r rings.Rule) string {
 	var m []string
-	if r.Remote != "" {
+	if r.Remote != "" || len(r.Remotes) > 0 {
 		fam, side := families(r)[0], "saddr"
 		if r.Direction == "out" {
 			side = "daddr"
 		}
-		m = append(m, fmt.Sprintf("%s %s %s", fam.addr, side, r.Remote))
+		remote := r.Remote
+		if len(r.Remotes) > 0 {
+			remote = "{ " + strings.Join(r.Remotes, ", ") + " }"
+		}
+		m = append(m, fmt.Sprintf("%s %s %s", fam.addr, side, remote))
 	}
 	switch r.Protocol {
 	case "tcp", "udp":

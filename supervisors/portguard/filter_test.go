@@ -67,6 +67,25 @@ func TestRuleSets(t *testing.T) {
 		}
 	}
 
+	// A rule naming its remotes as a set (a remote rule set's members): in the set, let in;
+	// out of it, not.
+	for _, c := range []struct {
+		members []string
+		want    bool
+	}{{[]string{"100.77.0.9/32", "100.77.0.2/32"}, true}, {[]string{"100.77.0.9/32"}, false}} {
+		server.Filter = rules(rings.Rule{Direction: "in", Protocol: "tcp", Ports: "7005", Remotes: c.members, Action: "accept"})
+		if err := g.Set(server); err != nil {
+			t.Fatal(err)
+		}
+		if got := reach(cli, "100.77.0.3:7005"); got != c.want {
+			t.Fatalf("remotes %v: reached %t, want %t", c.members, got, c.want)
+		}
+	}
+	server.Filter = rules()
+	if err := g.Set(server); err != nil {
+		t.Fatal(err)
+	}
+
 	// The cap: 50 new connections a second from one address, and a burst of 5.
 	n, d := hammer(t, cli, "100.77.0.3:7003", 2*time.Second)
 	want := 50*d.Seconds() + 5
