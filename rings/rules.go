@@ -23,8 +23,8 @@ type Rule struct {
 	// Remotes is what ring 0 makes of a remote rule set for a port: its members' addresses,
 	// of one family (IPv4 or IPv6), as blocks. Tenants do not write it.
 	Remotes []string `json:"remotes,omitempty"`
-	Action        string `json:"action"`                   // accept or drop
-	Rate          int    `json:"rate,omitempty"`           // accepting "in" only: new connections a second from one address; 0: no cap
+	Action  string   `json:"action"`         // accept or drop
+	Rate    int      `json:"rate,omitempty"` // accepting "in" only: new connections a second from one address; 0: no cap
 }
 
 // MaxRules is the most rules one rule set holds.
