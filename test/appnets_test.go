@@ -37,6 +37,7 @@ func TestAppsOnNetworks(t *testing.T) {
 	deploy := func(ref, manifest string) {
 		dir := filepath.Join(c.dir, "apps", strings.ReplaceAll(ref, "/", "-"))
 		os.MkdirAll(dir, 0o755)
+		os.Remove(filepath.Join(dir, "probe")) // a new release of the same app
 		if err := os.Link(bin, filepath.Join(dir, "probe")); err != nil {
 			t.Fatal(err)
 		}
@@ -138,6 +139,10 @@ func TestAppsOnNetworks(t *testing.T) {
 		if code, body := c.fetch("acme/b", u); code != http.StatusBadGateway {
 			t.Fatalf("acme/b's egress rules allow only acme/a, yet it reached %s: %d %q", u, code, body)
 		}
+	}
+	// c has the address d had: a, which knew d's MAC there, learns c's at once (announced).
+	if cAddr[0] != d[0] {
+		t.Fatalf("acme/c at %s, not at %s, which acme/d had: the lowest free address", cAddr[0], d[0])
 	}
 	c.waitFetch("acme/a", "http://"+cAddr[0]+":8080/whoami", "acme/c") // c itself is open to the network
 	c.cli("apps", "destroy", "acme/c")

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -256,7 +257,22 @@ func (a *appNetworks) wire(nsPath, ifname string, p bus.AppPort, g portguard.Por
 			return fmt.Errorf("address %s: %w", x, err)
 		}
 	}
-	return in.LinkSetUp(l)
+	if err := in.LinkSetUp(l); err != nil {
+		return err
+	}
+	// Announced, twice as RFC 5227 has it (a veth's first frames do not always get out): its
+	// address may have been another port's a moment ago, and the neighbours that knew that
+	// one would go on sending to its MAC until their entries time out.
+	go func() { // ends after the second announcement
+		for _, wait := range []time.Duration{50 * time.Millisecond, time.Second} {
+			time.Sleep(wait)
+			if err := netseg.Announce(filepath.Base(nsPath), ifname, g.MAC, g.Addresses); err != nil {
+				a.log.Debug("port not announced", "link", g.Link, "err", err) // the instance may be gone
+				return
+			}
+		}
+	}()
+	return nil
 }
 
 // unwire takes port p away here: its guard, its veth (if the namespace has not taken it
