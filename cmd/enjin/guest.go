@@ -1,10 +1,15 @@
 package main
 
 import (
-	"github.com/spf13/cobra"
 	"io"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/spf13/cobra"
 
 	"enjin/guest"
+	"enjin/supervisors/netseg"
 )
 
 func guestCmd() *cobra.Command {
@@ -40,8 +45,44 @@ The metadata holds the VM's secrets; it never travels on a command line.`,
 		}
 		return a.Run(c.Context())
 	}
-	c.AddCommand(guestNetCmd(&metaPath), guestUserDataCmd(&metaPath))
+	c.AddCommand(guestNetCmd(&metaPath), guestUserDataCmd(&metaPath), guestAnnounceCmd(&metaPath))
 	return c
+}
+
+func guestAnnounceCmd(metaPath *string) *cobra.Command {
+	return &cobra.Command{
+		Use:   "announce",
+		Short: "announce the VM's addresses on its tenant networks, for /init once its NICs are up",
+		Long: `Announce each address of each NIC on the tenant's networks, as the metadata gives them, to the
+network: a gratuitous ARP for IPv4, an unsolicited neighbour advertisement for IPv6. An
+address another VM or app had a moment ago is then this VM's at once for their neighbours.`,
+		Args: argsBetween(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			m, err := guest.ReadMeta(*metaPath)
+			if err != nil {
+				return err
+			}
+			ifs, err := net.Interfaces()
+			if err != nil {
+				return err
+			}
+			for _, l := range m.Links {
+				for _, ifi := range ifs {
+					if !strings.EqualFold(ifi.HardwareAddr.String(), l.MAC) {
+						continue
+					}
+					var addrs []netip.Addr
+					for _, p := range l.Addresses {
+						addrs = append(addrs, p.Addr())
+					}
+					if err := netseg.Announce("", ifi.Name, ifi.HardwareAddr, addrs); err != nil {
+						return err
+					}
+				}
+			}
+			return nil
+		},
+	}
 }
 
 func guestNetCmd(metaPath *string) *cobra.Command {
