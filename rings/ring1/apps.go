@@ -133,6 +133,7 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	// their ports anew before any app instance's port is guarded.
 	stopVMs := n.startVMs(ctx, nc, nw, tn, ids)
 	defer stopVMs()
+	n.sweepSegments(tn)
 	n.apps.Store(host)
 	defer n.apps.Store(nil)
 	if err := host.Restore(ctx); err != nil {

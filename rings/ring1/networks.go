@@ -3,6 +3,8 @@ package ring1
 import (
 	"net"
 	"net/netip"
+	"os"
+	"path/filepath"
 
 	"github.com/vishvananda/netlink"
 
@@ -72,4 +74,24 @@ func sourceTowards(natsURL string) netip.Addr {
 		return lo
 	}
 	return src.Unmap()
+}
+
+// sweepSegments removes the segments an earlier run left that no VM here is on: app
+// instances start anew, and hold what they join. Where VMs are recorded but not hosted now
+// (libvirtd not answering), it removes nothing: they may be running on them.
+func (n *Node) sweepSegments(tn *tenantNetworks) {
+	if tn == nil {
+		return
+	}
+	h := n.vms.Load()
+	if h == nil {
+		if recs, _ := os.ReadDir(filepath.Join(n.vmDir(), "vms")); len(recs) > 0 {
+			n.log.Warn("segments not swept: VMs are recorded here, and this node does not host them now")
+			return
+		}
+	}
+	removed, err := tn.segments.Sweep(func(vni int) bool { return h != nil && h.UsesSegment(vni) })
+	if err != nil || removed > 0 {
+		n.log.Info("segments of an earlier run removed", "n", removed, "err", err)
+	}
 }

@@ -52,7 +52,7 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 	// QEMU runs as its own user and must pass through every directory above a VM's files, which
 	// a state dir under someone's home would not let it: they live in /var/lib/enjin instead,
 	// named for the node and its bridge like its cgroups.
-	dir := filepath.Join(vmRoot, string(n.cfg.Node)+"-"+c.Bridge)
+	dir := n.vmDir()
 	for _, d := range []string{filepath.Dir(vmRoot), vmRoot} { // enjin's own: passable, not listable
 		err := os.MkdirAll(d, 0o711)
 		if err == nil {
@@ -109,6 +109,9 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 
 // vmRoot holds the VM files of every ring 1 node on the host.
 const vmRoot = "/var/lib/enjin/vms"
+
+// vmDir holds this node's VM files, named for the node and its bridge like its cgroups.
+func (n *Node) vmDir() string { return filepath.Join(vmRoot, string(n.cfg.Node)+"-"+n.cfg.Apps.Bridge) }
 
 func natsHostPort(u string) (string, error) {
 	first, _, _ := strings.Cut(u, ",")

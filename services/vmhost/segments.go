@@ -141,6 +141,13 @@ func (h *Host) ReleaseSegment(vni int) {
 	}
 }
 
+// UsesSegment says whether a VM recorded here is on network vni.
+func (h *Host) UsesSegment(vni int) bool {
+	h.segMu.RLock()
+	defer h.segMu.RUnlock()
+	return slices.Contains(h.vnisInUse(""), vni)
+}
+
 // vnisInUse lists the networks the VMs recorded here are on, but VM except's.
 func (h *Host) vnisInUse(except rings.NodeID) []int {
 	var out []int

@@ -16,6 +16,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/vishvananda/netlink"
@@ -255,6 +257,37 @@ func (h *Host) Remove(vni int) error {
 	if len(h.holds[vni]) > 0 {
 		return nil
 	}
+	return h.remove(vni)
+}
+
+// Sweep removes the segments of this owner that no port holds and keep does not want: what
+// an earlier run left when it died before it could remove them. It returns how many it
+// removed.
+func (h *Host) Sweep(keep func(vni int) bool) (int, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	links, err := h.h.LinkList()
+	if err != nil {
+		return 0, fmt.Errorf("netseg: sweep: %w", err)
+	}
+	n := 0
+	var errs []error
+	for _, l := range links {
+		vni, err := strconv.Atoi(strings.TrimPrefix(l.Attrs().Name, "enjn"))
+		if l.Attrs().Alias != h.owner || l.Type() != "bridge" || err != nil || Bridge(vni) != l.Attrs().Name ||
+			len(h.holds[vni]) > 0 || keep(vni) {
+			continue
+		}
+		if err := h.remove(vni); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+func (h *Host) remove(vni int) error {
 	for _, name := range []string{VXLAN(vni), Bridge(vni)} {
 		l, err := h.h.LinkByName(name)
 		if errors.As(err, new(netlink.LinkNotFoundError)) {

@@ -164,6 +164,20 @@ func TestSegmentsAcrossHosts(t *testing.T) {
 	if sa.Drop("port-1", 5000) != true || sa.Drop("port-2", 5000) != false {
 		t.Fatal("Drop did not count the holds")
 	}
+	// A sweep takes what nothing holds or wants (5002, left by an earlier run), and leaves
+	// what is held (5001) or wanted (5000).
+	if err := sa.Ensure(netseg.Segment{VNI: 5002, Underlay: addrA}); err != nil {
+		t.Fatal(err)
+	}
+	sa.Hold("port-3", netseg.Segment{VNI: 5001, Underlay: addrA, Peers: []netip.Addr{addrB}})
+	if n, err := sa.Sweep(func(vni int) bool { return vni == 5000 }); err != nil || n != 1 {
+		t.Fatalf("sweep removed %d (%v), want 1", n, err)
+	}
+	if out := run(t, "ip", "-n", a, "-o", "link", "show"); strings.Contains(out, "enjn5002") || !strings.Contains(out, "enjn5001") ||
+		!strings.Contains(out, "enjn5000") {
+		t.Fatalf("after the sweep:\n%s", out)
+	}
+	sa.Drop("port-3", 5001)
 	for _, vni := range []int{5000, 5001} {
 		if err := sa.Remove(vni); err != nil {
 			t.Fatal(err)
