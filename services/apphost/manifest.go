@@ -190,35 +190,6 @@ func (m Manifest) check(p Policy) error {
 	return inFile(CheckEnv(m.Env), "enjin.json")
 }
 
-// checkNetworks refuses networks that could not be a tenant's: names that are no slugs, the
-// node's own, one named twice, too many of them or of their rule sets.
-func checkNetworks(ns []rings.AppNetwork) error {
-	if len(ns) > rings.MaxAppNetworks {
-		return jsonErr("networks", "at most %d networks", rings.MaxAppNetworks)
-	}
-	seen := map[string]bool{}
-	for i, n := range ns {
-		field := "networks." + strconv.Itoa(i)
-		switch {
-		case !rings.IsSlug(n.Name):
-			return jsonErr(field, "%s: want a network's name (1-63 of a-z, 0-9 and -)", quote(n.Name))
-		case n.Name == rings.DefaultNetwork:
-			return jsonErr(field, "every instance is on the node's own network; name a tenant network")
-		case seen[n.Name]:
-			return jsonErr(field, "%s appears twice", quote(n.Name))
-		case len(n.Rulesets) > rings.MaxAppNetworks:
-			return jsonErr(field+".rulesets", "at most %d", rings.MaxAppNetworks)
-		}
-		seen[n.Name] = true
-		for j, r := range n.Rulesets {
-			if !rings.IsSlug(r) {
-				return jsonErr(field+".rulesets."+strconv.Itoa(j), "%s: want a rule set's name", quote(r))
-			}
-		}
-	}
-	return nil
-}
-
 // parseProcfile reads `type: command` lines; blank lines and # comments are skipped.
 func parseProcfile(b []byte, p Policy) (map[string]string, error) {
 	switch {
