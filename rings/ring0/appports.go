@@ -118,7 +118,7 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 			}
 			changed = append(changed, want.Rulesets...)
 			if joined {
-				go r.hostJoined(nw, node)
+				go r.peersChanged(nw, node)
 			}
 		}
 		kept[p.ID] = true
@@ -131,14 +131,17 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 		}
 		out = append(out, bus.AppPort{Network: nw.Name, MAC: p.MAC, Segment: *seg})
 	}
+	var gone []inventory.Port
 	for _, p := range have {
 		if !kept[p.ID] {
 			if err := r.store.DeletePort(ctx, p.ID); err != nil {
 				return nil, err
 			}
+			gone = append(gone, p)
 			changed = append(changed, p.Rulesets...)
 		}
 	}
+	r.portsGone(ctx, gone)
 	return out, nil
 }
 
@@ -160,6 +163,7 @@ func (r *Ring0) sweepAppPorts(ctx context.Context, node rings.NodeID, keep []str
 		n++
 		go r.membersChanged(p.Tenant, p.Rulesets)
 	}
+	r.portsGone(ctx, ports)
 	if n > 0 {
 		r.log.Info("released the ports of app instances gone", "node", node, "n", n)
 	}

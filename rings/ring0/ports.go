@@ -63,7 +63,7 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 			}
 			changed = append(changed, nic.Rulesets...)
 			if joined {
-				go r.hostJoined(nw, vm.Node)
+				go r.peersChanged(nw, vm.Node)
 			}
 		}
 		seg, err := r.segment(ctx, nw, p, nic.Rulesets)
@@ -77,18 +77,19 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		}
 		out[nic.MAC] = seg
 	}
-	released := false
+	var gone []inventory.Port
 	for _, p := range have {
 		if _, kept := out[p.MAC]; !kept {
 			if err := r.store.DeletePort(ctx, p.ID); err != nil {
 				return nil, err
 			}
-			released = true
+			gone = append(gone, p)
 			changed = append(changed, p.Rulesets...)
 		}
 	}
-	if released {
+	if len(gone) > 0 {
 		r.releaseIdleDHCP(ctx, vm.Node)
+		r.portsGone(ctx, gone)
 	}
 	return out, nil
 }
@@ -107,6 +108,31 @@ func (r *Ring0) enforce(ctx context.Context, p inventory.Port, rulesets []string
 	return p, nil
 }
 
+// portsGone tells the other hosts of each network a port of ports was on when its node
+// holds no port there any more (see peersChanged).
+func (r *Ring0) portsGone(ctx context.Context, ports []inventory.Port) {
+	type where struct {
+		network string
+		node    rings.NodeID
+	}
+	seen := map[where]bool{}
+	for _, p := range ports {
+		w := where{p.Network, p.Node}
+		if seen[w] || p.Node == "" || !r.newHost(ctx, p.Network, p.Node) {
+			continue
+		}
+		seen[w] = true
+		nets, err := r.store.ListNetworks(ctx, p.Tenant)
+		if err != nil {
+			r.log.Warn("a network's hosts not told that one left", "network", p.Network, "node", p.Node, "err", err)
+			continue
+		}
+		if i := slices.IndexFunc(nets, func(n inventory.Network) bool { return n.ID == p.Network }); i >= 0 {
+			go r.peersChanged(nets[i], p.Node)
+		}
+	}
+}
+
 // compactSets is names sorted, each once.
 func compactSets(names []string) []string {
 	slices.Sort(names)
@@ -119,18 +145,18 @@ func (r *Ring0) newHost(ctx context.Context, id string, node rings.NodeID) bool 
 	return err == nil && !slices.Contains(nodes, node)
 }
 
-// hostJoined tells network nw's other hosts that node carries it now too, so their ends of
-// the segment flood to it as well: each of the tenant's VMs elsewhere with a NIC on nw is
-// sent its state again (its segment's peers with it), and each node hosting the tenant's
-// apps brings its instances' ports up to date. It runs on a goroutine of its own: the node
-// that joined may be waiting for the answer that made its port.
-func (r *Ring0) hostJoined(nw inventory.Network, node rings.NodeID) {
+// peersChanged tells network nw's other hosts that node carries it now too, or no longer,
+// so their ends of the segment flood to it, or stop: each of the tenant's VMs elsewhere with
+// a NIC on nw is sent its state again (its segment's peers with it), and each node hosting
+// the tenant's apps brings its instances' ports up to date. It runs on a goroutine of its
+// own: the node that joined may be waiting for the answer that made its port.
+func (r *Ring0) peersChanged(nw inventory.Network, node rings.NodeID) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hosts, err := r.store.NetworkNodes(ctx, nw.ID)
 	hosts = slices.DeleteFunc(hosts, func(n rings.NodeID) bool { return n == node })
 	if err == nil && len(hosts) == 0 {
-		return // the first: no one to tell
+		return // the only one: no one to tell
 	}
 	vms, err := r.store.ListVMs(ctx, nw.Tenant)
 	if err != nil {
@@ -188,6 +214,7 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 	if len(ports) > 0 {
 		go r.membersChanged(ports[0].Tenant, compactSets(changed))
 	}
+	defer r.portsGone(ctx, ports) // once the DHCP servers below are gone too
 	nodes := map[rings.NodeID]bool{}
 	for _, p := range ports {
 		nodes[p.Node] = true
@@ -249,7 +276,9 @@ func (r *Ring0) releaseIdleDHCP(ctx context.Context, node rings.NodeID) {
 	for _, s := range servers {
 		n, err := r.store.CountPorts(ctx, s.Network, node, "vm:")
 		if err == nil && n == 0 {
-			err = r.store.DeletePort(ctx, s.ID)
+			if err = r.store.DeletePort(ctx, s.ID); err == nil {
+				r.portsGone(ctx, []inventory.Port{s})
+			}
 		}
 		if err != nil {
 			r.log.Error("dhcp port not released", "node", node, "port", s.ID, "err", err)
