@@ -92,7 +92,7 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 	var out []bus.AppPort
 	kept := map[string]bool{}
 	var changed []string // rule sets whose members changed
-	defer func() { go r.membersChanged(req.Tenant, compactSets(changed)) }()
+	defer func() { r.membersChanged(req.Tenant, compactSets(changed)) }()
 	for _, want := range req.Networks {
 		if want.Name == rings.DefaultNetwork || len(want.Rulesets) > rings.MaxAppNetworks {
 			return nil, fmt.Errorf("network %q: not a tenant network, or too many rule sets", want.Name)
@@ -161,7 +161,7 @@ func (r *Ring0) sweepAppPorts(ctx context.Context, node rings.NodeID, keep []str
 			return err
 		}
 		n++
-		go r.membersChanged(p.Tenant, p.Rulesets)
+		r.membersChanged(p.Tenant, p.Rulesets)
 	}
 	r.portsGone(ctx, ports)
 	if n > 0 {

@@ -40,7 +40,7 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 	}
 	out := map[string]*rings.Segment{}
 	var changed []string // rule sets whose members changed
-	defer func() { go r.membersChanged(vm.Tenant, compactSets(changed)) }()
+	defer func() { r.membersChanged(vm.Tenant, compactSets(changed)) }()
 	for _, nic := range vm.Spec.NICs {
 		if nic.Network == rings.DefaultNetwork {
 			continue
@@ -212,7 +212,7 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 		changed = append(changed, p.Rulesets...)
 	}
 	if len(ports) > 0 {
-		go r.membersChanged(ports[0].Tenant, compactSets(changed))
+		r.membersChanged(ports[0].Tenant, compactSets(changed))
 	}
 	defer r.portsGone(ctx, ports) // once the DHCP servers below are gone too
 	nodes := map[rings.NodeID]bool{}

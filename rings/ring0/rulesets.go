@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"sync"
 	"time"
 
 	"enjin/rings"
@@ -119,13 +120,58 @@ func (r *Ring0) reapply(ctx context.Context, t rings.TenantID, names []string) e
 	return errors.Join(errs...)
 }
 
+// memberChanges gathers, by tenant, the rule sets whose members changed while their ports
+// are being brought up to date, so that many changes at once (a deploy's instances coming up)
+// cost a round or two, not one each.
+type memberChanges struct {
+	mu      sync.Mutex
+	pending map[rings.TenantID][]string
+	running map[rings.TenantID]bool
+}
+
 // membersChanged carries a change of who enforces rule sets names (a port made, gone, or
-// enforcing others now) to every port whose rules name one of them as their remote. It runs
-// on a goroutine of its own: the change may be part of answering a node that is asked next.
+// enforcing others now) to every port whose rules name one of them as their remote. It
+// returns at once: the change may be part of answering a node that is asked next.
 func (r *Ring0) membersChanged(t rings.TenantID, names []string) {
 	if len(names) == 0 {
 		return
 	}
+	m := &r.members
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.pending == nil {
+		m.pending, m.running = map[rings.TenantID][]string{}, map[rings.TenantID]bool{}
+	}
+	m.pending[t] = append(m.pending[t], names...)
+	if m.running[t] {
+		return // the round under way takes these too
+	}
+	m.running[t] = true
+	go r.carryMembers(t) // ends when no change of t is left
+}
+
+// carryMembers brings t's ports up to date for the changes gathered, round after round,
+// until none is left.
+func (r *Ring0) carryMembers(t rings.TenantID) {
+	m := &r.members
+	for {
+		time.Sleep(20 * time.Millisecond) // what comes with this change comes with this round
+		m.mu.Lock()
+		names := compactSets(m.pending[t])
+		delete(m.pending, t)
+		if len(names) == 0 {
+			delete(m.running, t)
+			m.mu.Unlock()
+			return
+		}
+		m.mu.Unlock()
+		r.reapplyNaming(t, names)
+	}
+}
+
+// reapplyNaming has every NIC and port whose rules name one of rule sets names as their
+// remote enforce them with the members as they are now.
+func (r *Ring0) reapplyNaming(t rings.TenantID, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sets, err := r.store.ListRulesets(ctx, t)
