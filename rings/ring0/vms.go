@@ -45,7 +45,7 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	for _, n := range nets {
 		nic := inventory.NIC{MAC: newMAC(), Network: n}
 		if n != rings.DefaultNetwork {
-			nic.Rulesets = in.Rulesets
+			nic.Rulesets, nic.Router = in.Rulesets, n == in.Router
 		}
 		spec.NICs = append(spec.NICs, nic)
 	}
@@ -55,10 +55,12 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 		return inventory.VM{}, err
 	}
 	if _, err := r.applyVM(ctx, vm); err != nil {
-		r.releasePorts(context.WithoutCancel(ctx), vmOwner(vm.ID))
+		// The record first: a change carried to the tenant's VMs meanwhile (a router, a rule
+		// set's members) finds the VM no more, and makes it no port once they are released.
 		if derr := r.store.DeleteVM(context.WithoutCancel(ctx), t, vm.Name, vm.Version); derr != nil {
 			r.log.Error("vm record not removed after a failed create", "tenant", t, "vm", vm.Name, "err", derr)
 		}
+		r.releasePorts(context.WithoutCancel(ctx), vmOwner(vm.ID))
 		return inventory.VM{}, err
 	}
 	r.log.Info("vm created", "tenant", t, "vm", vm.Name, "node", node)
@@ -157,9 +159,13 @@ func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, ve
 		r.vmKeys.Delete(n.AuthPub)
 		r.verify.Forget(n.ID)
 	}
+	// The record before the ports (see CreateVM).
+	if err := r.store.DeleteVM(ctx, t, name, version); err != nil {
+		return err
+	}
 	r.releasePorts(ctx, vmOwner(vm.ID))
 	r.log.Info("vm destroyed", "tenant", t, "vm", name, "node", vm.Node)
-	return r.store.DeleteVM(ctx, t, name, version)
+	return nil
 }
 
 // VMConsole returns the last part of tenant t's VM name's serial console.
