@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/vishvananda/netlink"
+
 	"enjin/supervisors/libvirt"
 )
 
@@ -27,9 +29,21 @@ func RemoveNode(t testing.TB, bridge string) {
 	stopDHCP(filepath.Join(dir, "dhcp"))
 	os.RemoveAll(dir)
 	exec.Command("ip", "link", "del", bridge).Run()
+	removeSegments(bridge)
 	exec.Command("nft", "delete", "table", "inet", "enjin-"+bridge).Run()
 	exec.Command("nft", "delete", "table", "bridge", "enjin-ports-"+bridge).Run()
 	exec.Command("nft", "delete", "table", "inet", "enjin-ports-"+bridge).Run()
+}
+
+// removeSegments deletes the tenant network devices a node on bridge made (their alias names
+// their owner, "enjin NODE BRIDGE"), should it have died before removing them.
+func removeSegments(bridge string) {
+	links, _ := netlink.LinkList()
+	for _, l := range links {
+		if a := l.Attrs().Alias; strings.HasPrefix(a, "enjin ") && strings.HasSuffix(a, " "+bridge) {
+			netlink.LinkDel(l)
+		}
+	}
 }
 
 // removeDomains destroys and undefines every enjin domain whose definition names a file
