@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -73,6 +74,14 @@ type Meta struct {
 type Link struct {
 	MAC       string         `json:"mac"`
 	Addresses []netip.Prefix `json:"addresses,omitempty"`
+	Routes    []Route        `json:"routes,omitempty"`  // blocks reached through a router on this link
+	Forward   bool           `json:"forward,omitempty"` // the VM routes: it forwards between its links
+}
+
+// Route is a block (0.0.0.0/0: the default route) reached via a router's address on a link.
+type Route struct {
+	To  netip.Prefix `json:"to"`
+	Via netip.Addr   `json:"via"`
 }
 
 // Duration is a time.Duration written the way Go writes one: "5s", "1m30s".
@@ -183,6 +192,15 @@ func (m *Meta) checkNet() error {
 		if err := checkPrefixes(fmt.Sprintf("links[%d].addresses", i), l.Addresses); err != nil {
 			return err
 		}
+		if len(l.Routes) > maxAddresses {
+			return fmt.Errorf("links[%d].routes: %d is more than %d", i, len(l.Routes), maxAddresses)
+		}
+		for j, r := range l.Routes {
+			if !r.To.IsValid() || !r.To.Addr().Is4() || r.To.Masked() != r.To || !r.Via.Is4() || r.Via.IsUnspecified() ||
+				!slices.ContainsFunc(l.Addresses, func(p netip.Prefix) bool { return p.Contains(r.Via) }) {
+				return fmt.Errorf("links[%d].routes[%d]: want an IPv4 block via an address on the link", i, j)
+			}
+		}
 	}
 	switch g := m.Gateway; {
 	case !g.IsValid():
@@ -271,7 +289,8 @@ func (m *Meta) Period() time.Duration {
 
 // WriteNet writes the network configuration for a shell to read, one "key value" a line:
 // "hostname NAME", then "address PREFIX" for each address and "gateway ADDR" if there is one,
-// then "link MAC PREFIX" for each address of a NIC on a tenant network. Every value was checked by ParseMeta, so none holds white space or a shell character. No
+// then "link MAC PREFIX" for each address of a NIC on a tenant network, "route MAC BLOCK VIA"
+// for each block reached through a router there, and "forward 1" if the VM routes. Every value was checked by ParseMeta, so none holds white space or a shell character. No
 // address line means the guest should ask DHCP.
 func (m *Meta) WriteNet(w io.Writer) error {
 	var b strings.Builder
@@ -282,10 +301,18 @@ func (m *Meta) WriteNet(w io.Writer) error {
 	if m.Gateway.IsValid() {
 		fmt.Fprintf(&b, "gateway %s\n", m.Gateway)
 	}
+	forward := false
 	for _, l := range m.Links {
 		for _, p := range l.Addresses {
 			fmt.Fprintf(&b, "link %s %s\n", l.MAC, p)
 		}
+		for _, r := range l.Routes {
+			fmt.Fprintf(&b, "route %s %s %s\n", l.MAC, r.To, r.Via)
+		}
+		forward = forward || l.Forward
+	}
+	if forward {
+		b.WriteString("forward 1\n")
 	}
 	_, err := io.WriteString(w, b.String())
 	return err

@@ -50,7 +50,8 @@ func goodMeta(t testing.TB) map[string]any {
 		"nats": []string{"nats://100.64.0.1:4222"}, "creds": credsFor(t, "vm-1"),
 		"attest_seed": att.SeedText(), "ssh_keys": []string{"ssh-ed25519 AAAAC3Nza user@host"},
 		"user_data": "#cloud-config\n", "heartbeat": "5s",
-		"links": []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"100.77.0.2/24"}}},
+		"links": []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"100.77.0.2/24"},
+			"routes": []map[string]any{{"to": "0.0.0.0/0", "via": "100.77.0.1"}, {"to": "100.78.0.0/24", "via": "100.77.0.9"}}, "forward": true}},
 	}
 }
 
@@ -81,7 +82,8 @@ func TestParseMeta(t *testing.T) {
 	if err := m.WriteNet(&out); err != nil {
 		t.Fatal(err)
 	}
-	want := "hostname web-1\naddress 100.64.0.5/24\naddress fd00::5/64\ngateway 100.64.0.1\nlink 52:54:00:12:34:56 100.77.0.2/24\n"
+	want := "hostname web-1\naddress 100.64.0.5/24\naddress fd00::5/64\ngateway 100.64.0.1\nlink 52:54:00:12:34:56 100.77.0.2/24\n" +
+		"route 52:54:00:12:34:56 0.0.0.0/0 100.77.0.1\nroute 52:54:00:12:34:56 100.78.0.0/24 100.77.0.9\nforward 1\n"
 	if out.String() != want {
 		t.Errorf("WriteNet: got %q want %q", out.String(), want)
 	}
@@ -145,6 +147,12 @@ func TestParseMetaRefuses(t *testing.T) {
 		{name: "link mac upper case", field: "links", value: []map[string]any{{"mac": "52:54:00:AB:CD:EF"}}, want: "links[0]: mac"},
 		{name: "link address garbage", field: "links", value: []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"0.0.0.0/0"}}}, want: "links[0].addresses[0]"},
 		{name: "too many links", field: "links", value: make([]map[string]any, 9), want: "more than 8"},
+		{name: "route via another link", field: "links", value: []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"100.77.0.2/24"},
+			"routes": []map[string]any{{"to": "0.0.0.0/0", "via": "100.99.0.1"}}}}, want: "links[0].routes[0]"},
+		{name: "route host bits", field: "links", value: []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"100.77.0.2/24"},
+			"routes": []map[string]any{{"to": "100.78.0.1/24", "via": "100.77.0.1"}}}}, want: "links[0].routes[0]"},
+		{name: "route IPv6", field: "links", value: []map[string]any{{"mac": "52:54:00:12:34:56", "addresses": []string{"100.77.0.2/24"},
+			"routes": []map[string]any{{"to": "::/0", "via": "100.77.0.1"}}}}, want: "links[0].routes[0]"},
 		{name: "gateway garbage", field: "gateway", value: "router", want: "ParseAddr"},
 		{name: "gateway off link", field: "gateway", value: "10.0.0.1", want: "on the link of none"},
 		{name: "gateway without addresses", field: "addresses", value: nil, want: "on the link of none"},
@@ -221,7 +229,12 @@ func FuzzParseMeta(f *testing.F) {
 		m.WriteNet(&out)
 		for line := range strings.Lines(out.String()) {
 			f := strings.Fields(line)
-			if want := map[bool]int{true: 3, false: 2}[len(f) > 0 && f[0] == "link"]; len(f) != want || strings.ContainsAny(line, "$`\\\"';&|<>(){}*?[]!#~") {
+			want := 2
+			if len(f) > 0 {
+				want = map[string]int{"link": 3, "route": 4}[f[0]]
+				want = max(want, 2)
+			}
+			if len(f) != want || strings.ContainsAny(line, "$`\\\"';&|<>(){}*?[]!#~") {
 				t.Fatalf("%q: unsafe network line %q", b, line)
 			}
 		}

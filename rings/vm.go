@@ -1,5 +1,10 @@
 package rings
 
+import (
+	"fmt"
+	"net/netip"
+)
+
 // VM states, as ring 0 wants them and as a ring 1 node observes them.
 const (
 	VMRunning = "running"
@@ -69,6 +74,27 @@ type Segment struct {
 	Gateway   string   `json:"gateway,omitempty"`   // the network's gateway address
 	Filter    *Filter  `json:"filter,omitempty"`    // the NIC's rule sets; nil: none, all of the network may reach it
 	DHCP      *DHCP    `json:"dhcp,omitempty"`      // the network answers DHCP: its server on this host
+	// Forward lets the port send from any address: it is a router's (a VM routing between
+	// its networks). Its MAC, ARP and neighbour advertisements stay its own.
+	Forward bool    `json:"forward,omitempty"`
+	Routes  []Route `json:"routes,omitempty"` // what the endpoint reaches through a router on this network
+}
+
+// Route is a block an endpoint reaches through a router on one of its networks: To (a block;
+// 0.0.0.0/0 for its default route) via that router's address there.
+type Route struct {
+	To  string `json:"to"`
+	Via string `json:"via"`
+}
+
+// Parse is r checked: an IPv4 block, without host bits, via an IPv4 address.
+func (r Route) Parse() (netip.Prefix, netip.Addr, error) {
+	to, err1 := netip.ParsePrefix(r.To)
+	via, err2 := netip.ParseAddr(r.Via)
+	if err1 != nil || err2 != nil || !to.Addr().Is4() || to.Masked() != to || !via.Is4() || via.IsUnspecified() {
+		return netip.Prefix{}, netip.Addr{}, fmt.Errorf("route %.64q via %.64q: want an IPv4 block via an IPv4 address", r.To, r.Via)
+	}
+	return to, via, nil
 }
 
 // DHCP is a network's server on one host: ring 0's port for it (its address, with the

@@ -30,21 +30,8 @@ import (
 func TestAppsOnNetworks(t *testing.T) {
 	c := newCloud(t)
 	c.start()
-	bin := filepath.Join(c.dir, "probe-bin")
-	if out, err := exec.Command("go", "build", "-o", bin, "./probe").CombinedOutput(); err != nil {
-		t.Fatalf("build test/probe: %v\n%s", err, out)
-	}
-	deploy := func(ref, manifest string) {
-		dir := filepath.Join(c.dir, "apps", strings.ReplaceAll(ref, "/", "-"))
-		os.MkdirAll(dir, 0o755)
-		os.Remove(filepath.Join(dir, "probe")) // a new release of the same app
-		if err := os.Link(bin, filepath.Join(dir, "probe")); err != nil {
-			t.Fatal(err)
-		}
-		os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./probe serve\n"), 0o644)
-		os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(manifest), 0o644)
-		c.cli("apps", "deploy", ref, dir, "-q")
-	}
+	deploy := c.deployProbe
+	bin := c.probeBin()
 	c.cli("tenants", "create", "acme")
 	c.cli("tenants", "create", "beta")
 	c.cli("networks", "create", "acme/db", "--cidr4", "100.79.0.0/24", "--prefix6", "fd00:79::/64")
@@ -197,6 +184,34 @@ func TestAppsOnNetworks(t *testing.T) {
 	if code, body := c.fetch("beta/z", "http://"+z[0]+":8080/whoami"); code != 200 || !strings.Contains(body, "beta/z") {
 		t.Fatalf("beta/z lost its own network: %d %q", code, body)
 	}
+}
+
+// probeBin builds test/probe once for the cloud and says where.
+func (c *cloud) probeBin() string {
+	c.t.Helper()
+	bin := filepath.Join(c.dir, "probe-bin")
+	if _, err := os.Stat(bin); err == nil {
+		return bin
+	}
+	if out, err := exec.Command("go", "build", "-o", bin, "./probe").CombinedOutput(); err != nil {
+		c.t.Fatalf("build test/probe: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// deployProbe deploys test/probe as app ref (TENANT/APP) with enjin.json manifest: its next
+// release, if it has one.
+func (c *cloud) deployProbe(ref, manifest string) {
+	c.t.Helper()
+	dir := filepath.Join(c.dir, "apps", strings.ReplaceAll(ref, "/", "-"))
+	os.MkdirAll(dir, 0o755)
+	os.Remove(filepath.Join(dir, "probe"))
+	if err := os.Link(c.probeBin(), filepath.Join(dir, "probe")); err != nil {
+		c.t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./probe serve\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(manifest), 0o644)
+	c.cli("apps", "deploy", ref, dir, "-q")
 }
 
 // netAddrs are the addresses (without prefix length) of ref's first instance on network.

@@ -111,9 +111,9 @@ func printVMRow(w io.Writer, vm inventory.VM) {
 
 func vmCreateCmd(g *globals) *cobra.Command {
 	var in struct {
-		image, typ, userData string
-		networks, sshKeys    []string
-		rulesets             []string
+		image, typ, userData, router string
+		networks, sshKeys            []string
+		rulesets                     []string
 	}
 	c := &cobra.Command{Use: "create TENANT/NAME --image IMAGE --type TYPE", Short: "create and start a VM",
 		Example: "  enjin vms create acme/vm1 --image guest --type small --ssh-key \"$(cat ~/.ssh/id_ed25519.pub)\"",
@@ -123,6 +123,7 @@ func vmCreateCmd(g *globals) *cobra.Command {
 	c.Flags().StringVar(&in.typ, "type", "small", "the machine type (enjin machine-types)")
 	c.Flags().StringArrayVar(&in.networks, "network", nil, "a tenant network to join besides the node's own, default (repeatable)")
 	c.Flags().StringArrayVar(&in.rulesets, "ruleset", nil, "a rule set its NICs on tenant networks enforce (repeatable, in order)")
+	c.Flags().StringVar(&in.router, "router", "", "one of its --network the VM routes for: the others there reach its other networks (and beyond) through it")
 	c.Flags().StringArrayVar(&in.sshKeys, "ssh-key", nil, "an authorized key (repeatable)")
 	c.Flags().StringVar(&in.userData, "user-data", "", "user data for the guest")
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -139,7 +140,7 @@ func vmCreateCmd(g *globals) *cobra.Command {
 		}
 		var vm inventory.VM
 		body := map[string]any{"name": name, "image": in.image, "machine_type": in.typ, "networks": in.networks,
-			"rulesets": in.rulesets, "ssh_keys": in.sshKeys, "user_data": in.userData}
+			"rulesets": in.rulesets, "router": in.router, "ssh_keys": in.sshKeys, "user_data": in.userData}
 		if err := cl.long(c.Context(), "POST", "/v1/tenants/"+url.PathEscape(string(t))+"/vms", nil, body, &vm); err != nil {
 			return err
 		}

@@ -58,10 +58,16 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		} else {
 			joined := r.newHost(ctx, nw.ID, vm.Node)
 			if p, err = r.store.CreatePort(ctx, inventory.Port{ID: inventory.NewID(), Network: nw.ID, Tenant: vm.Tenant,
-				MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node, Rulesets: nic.Rulesets}, v6Of(nw, nic.MAC)...); err != nil {
+				MAC: nic.MAC, Owner: vmOwner(vm.ID), Node: vm.Node, Rulesets: nic.Rulesets, Router: nic.Router}, v6Of(nw, nic.MAC)...); err != nil {
+				if errors.Is(err, inventory.ErrExists) && nic.Router {
+					return nil, fmt.Errorf("ring0: network %s/%s has a router already: %w", vm.Tenant, nw.Name, inventory.ErrInvalid)
+				}
 				return nil, err
 			}
 			changed = append(changed, nic.Rulesets...)
+			if nic.Router {
+				defer func() { go r.routersChanged(vm.Tenant, vm.ID) }()
+			}
 			if joined {
 				go r.peersChanged(nw, vm.Node)
 			}
@@ -70,6 +76,7 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 		if err != nil {
 			return nil, err
 		}
+		seg.Forward = isRouter(vm)
 		if nw.DHCP || nw.Prefix6.IsValid() { // addresses, or the prefix advertised
 			if seg.DHCP, err = r.dhcpServer(ctx, nw, vm.Node); err != nil {
 				return nil, err
@@ -85,6 +92,9 @@ func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*ring
 			}
 			gone = append(gone, p)
 			changed = append(changed, p.Rulesets...)
+			if p.Router {
+				defer func() { go r.routersChanged(vm.Tenant, vm.ID) }()
+			}
 		}
 	}
 	if len(gone) > 0 {
@@ -193,6 +203,9 @@ func (r *Ring0) segment(ctx context.Context, nw inventory.Network, p inventory.P
 	if seg.Filter, err = r.filter(ctx, p.Tenant, rulesets); err != nil {
 		return nil, err
 	}
+	if seg.Routes, err = r.routes(ctx, nw, p); err != nil {
+		return nil, err
+	}
 	return seg, nil
 }
 
@@ -210,6 +223,9 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 			r.log.Error("port not released", "owner", owner, "port", p.ID, "err", err)
 		}
 		changed = append(changed, p.Rulesets...)
+		if p.Router {
+			go r.routersChanged(p.Tenant, "")
+		}
 	}
 	if len(ports) > 0 {
 		r.membersChanged(ports[0].Tenant, compactSets(changed))

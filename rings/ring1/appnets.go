@@ -148,6 +148,9 @@ func (a *appNetworks) apply(ctx context.Context, instance string, j *joinedInsta
 				return nil, fmt.Errorf("ring1: network %s: %w", p.Network, err)
 			}
 		}
+		if err := syncRoutes(j.netns, ifname, p.Segment.Routes); err != nil {
+			return nil, fmt.Errorf("ring1: network %s: %w", p.Network, err)
+		}
 		atts = append(atts, apphost.Attachment{Network: p.Network, Interface: ifname, MAC: p.MAC, Addresses: p.Segment.Addresses})
 	}
 	for _, p := range was {
@@ -177,8 +180,13 @@ func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 	s := p.Segment
 	mac, err := net.ParseMAC(p.MAC)
 	if err != nil || len(mac) != 6 || !rings.IsUUID(s.Port) || s.VNI < 1 || s.VNI > 1<<24-1 || s.Filter == nil ||
-		len(s.Addresses) == 0 || len(s.Addresses) > 16 || len(s.Peers) > 1024 {
+		len(s.Addresses) == 0 || len(s.Addresses) > 16 || len(s.Peers) > 1024 || len(s.Routes) > 16 || s.Forward {
 		return portguard.Port{}, fmt.Errorf("ring1: network %s: port out of bounds", p.Network)
+	}
+	for _, r := range s.Routes {
+		if _, _, err := r.Parse(); err != nil {
+			return portguard.Port{}, fmt.Errorf("ring1: network %s: %w", p.Network, err)
+		}
 	}
 	g := portguard.Port{Link: hostLink(s.Port), MAC: mac, Bridge: netseg.Bridge(s.VNI), Filter: s.Filter}
 	for _, x := range s.Addresses {
@@ -272,6 +280,53 @@ func (a *appNetworks) wire(nsPath, ifname string, p bus.AppPort, g portguard.Por
 			}
 		}
 	}()
+	return nil
+}
+
+// syncRoutes makes the routes through routers on link ifname, in the instance's namespace at
+// nsPath, exactly routes: each replaced, any other through a router there removed.
+func syncRoutes(nsPath, ifname string, routes []rings.Route) error {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return fmt.Errorf("instance namespace: %w", err)
+	}
+	defer ns.Close()
+	in, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	l, err := in.LinkByName(ifname)
+	if err != nil {
+		return err
+	}
+	want := map[string]bool{}
+	for _, r := range routes {
+		to, via, _ := r.Parse() // checked
+		rt := &netlink.Route{LinkIndex: l.Attrs().Index, Gw: via.AsSlice()}
+		if to.Bits() > 0 {
+			rt.Dst = &net.IPNet{IP: to.Addr().AsSlice(), Mask: net.CIDRMask(to.Bits(), 32)}
+		}
+		if err := in.RouteReplace(rt); err != nil {
+			return fmt.Errorf("route %s via %s: %w", r.To, r.Via, err)
+		}
+		want[to.String()] = true
+	}
+	have, err := in.RouteList(l, netlink.FAMILY_V4)
+	if err != nil {
+		return err
+	}
+	for _, rt := range have {
+		to := "0.0.0.0/0"
+		if rt.Dst != nil {
+			to = rt.Dst.String()
+		}
+		if rt.Gw != nil && !want[to] {
+			if err := in.RouteDel(&rt); err != nil {
+				return fmt.Errorf("route %s: %w", to, err)
+			}
+		}
+	}
 	return nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -43,6 +44,7 @@ type VMCreate struct {
 	MachineType string   `json:"machine_type" api:"required"` // see /v1/machine-types
 	Networks    []string `json:"networks,omitempty"`          // the tenant's networks to join, after the node's own ("default")
 	Rulesets    []string `json:"rulesets,omitempty"`          // rule sets each NIC on a tenant network enforces, in order
+	Router      string   `json:"router,omitempty"`            // one of networks the VM routes for: its NIC there is the network's default route
 	SSHKeys     []string `json:"ssh_keys,omitempty"`
 	UserData    string   `json:"user_data,omitempty"`
 }
@@ -70,6 +72,9 @@ func (b *VMCreate) validate() error {
 		if !rings.IsSlug(n) {
 			return invalid("networks: %q is not a network's name", trunc(n, 80))
 		}
+	}
+	if b.Router != "" && (!slices.Contains(b.Networks, b.Router) || b.Router == rings.DefaultNetwork || len(b.Networks) < 2) {
+		return invalid("router %q: want one of the VM's tenant networks, and another for it to route to", trunc(b.Router, 80))
 	}
 	if err := validRulesetNames("", b.Rulesets); err != nil {
 		return err

@@ -24,6 +24,7 @@ type Port struct {
 	Node      rings.NodeID   `json:"node,omitempty"`
 	Addresses []netip.Addr   `json:"addresses"`
 	Rulesets  []string       `json:"rulesets,omitempty"` // the rule sets it enforces
+	Router    bool           `json:"router,omitempty"`   // the network's router: the others' default route (one a network)
 	CreatedAt time.Time      `json:"created_at"`
 }
 
@@ -46,9 +47,9 @@ func (s *Store) CreatePort(ctx context.Context, p Port, want ...netip.Addr) (Por
 		if tenant != string(p.Tenant) {
 			return fmt.Errorf("network %s is not %s's: %w", p.Network, p.Tenant, ErrInvalid)
 		}
-		if err := tx.QueryRow(ctx, `INSERT INTO ports (id, network_id, tenant_id, mac, owner, node_id, rulesets)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING mac::text, created_at`,
-			p.ID, p.Network, string(p.Tenant), p.MAC, p.Owner, node, nonNilStrings(p.Rulesets)).Scan(&p.MAC, &p.CreatedAt); err != nil {
+		if err := tx.QueryRow(ctx, `INSERT INTO ports (id, network_id, tenant_id, mac, owner, node_id, rulesets, router)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING mac::text, created_at`,
+			p.ID, p.Network, string(p.Tenant), p.MAC, p.Owner, node, nonNilStrings(p.Rulesets), p.Router).Scan(&p.MAC, &p.CreatedAt); err != nil {
 			return err
 		}
 		if !slices.ContainsFunc(want, netip.Addr.Is4) {
@@ -103,6 +104,11 @@ func (s *Store) PortsOf(ctx context.Context, owner string) ([]Port, error) {
 	return s.ports(ctx, "ports of "+owner, `p.owner = $1`, owner)
 }
 
+// Routers lists tenant's router ports, one a network at most.
+func (s *Store) Routers(ctx context.Context, tenant rings.TenantID) ([]Port, error) {
+	return s.ports(ctx, "routers of "+string(tenant), `p.tenant_id = $1 AND p.router`, string(tenant))
+}
+
 // PortsOn lists the ports on node whose owners begin with prefix ("app:", say), oldest first.
 func (s *Store) PortsOn(ctx context.Context, node rings.NodeID, prefix string) ([]Port, error) {
 	return s.ports(ctx, "ports on "+string(node), `p.node_id = $1 AND starts_with(p.owner, $2)`, string(node), prefix)
@@ -110,7 +116,7 @@ func (s *Store) PortsOn(ctx context.Context, node rings.NodeID, prefix string) (
 
 func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]Port, error) {
 	rows, err := s.pool.Query(ctx, `SELECT p.id::text, p.network_id::text, p.tenant_id, p.mac::text, p.owner,
-		coalesce(p.node_id, ''), p.rulesets, p.created_at,
+		coalesce(p.node_id, ''), p.rulesets, p.router, p.created_at,
 		coalesce((SELECT array_agg(host(a.address) ORDER BY a.address) FROM port_addresses a WHERE a.port_id = p.id), '{}')
 		FROM ports p WHERE `+where+` ORDER BY p.created_at, p.id`, args...)
 	if err != nil {
@@ -120,7 +126,7 @@ func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]P
 		var p Port
 		var tenant, node string
 		var addrs []string
-		if err := r.Scan(&p.ID, &p.Network, &tenant, &p.MAC, &p.Owner, &node, &p.Rulesets, &p.CreatedAt, &addrs); err != nil {
+		if err := r.Scan(&p.ID, &p.Network, &tenant, &p.MAC, &p.Owner, &node, &p.Rulesets, &p.Router, &p.CreatedAt, &addrs); err != nil {
 			return Port{}, err
 		}
 		p.Tenant, p.Node = rings.TenantID(tenant), rings.NodeID(node)

@@ -80,6 +80,7 @@ type NIC struct {
 	MAC      string   `json:"mac"`
 	Network  string   `json:"network"`
 	Rulesets []string `json:"rulesets,omitempty"` // on a tenant network: the rule sets it enforces, in order
+	Router   bool     `json:"router,omitempty"`   // on a tenant network: its router, the others' default route
 }
 
 const vmCols = `v.id::text, v.tenant_id, v.name, v.image, v.machine_type, v.node_id, v.desired_state, v.observed_state,

@@ -41,6 +41,19 @@ func checkSegment(mac string, s *rings.Segment) error {
 			return fmt.Errorf("vmhost: nic %s: address %q: %w", mac, a, err)
 		}
 	}
+	return checkRoutes(s.Routes)
+}
+
+// checkRoutes refuses routes that are not an IPv4 block via an IPv4 address.
+func checkRoutes(rs []rings.Route) error {
+	if len(rs) > 16 {
+		return fmt.Errorf("vmhost: %d routes: at most 16", len(rs))
+	}
+	for _, r := range rs {
+		if _, _, err := r.Parse(); err != nil {
+			return fmt.Errorf("vmhost: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -89,7 +102,8 @@ func (h *Host) ensureSegment(s *rings.Segment) error {
 // guarded is what NIC n's tap may send as, and the rule sets it enforces.
 func (h *Host) guarded(n rings.VMNIC) portguard.Port {
 	mac, _ := net.ParseMAC(n.MAC)
-	p := portguard.Port{Link: tap(n.Segment), MAC: mac, Bridge: netseg.Bridge(n.Segment.VNI), Filter: n.Segment.Filter}
+	p := portguard.Port{Link: tap(n.Segment), MAC: mac, Bridge: netseg.Bridge(n.Segment.VNI), Filter: n.Segment.Filter,
+		Forward: n.Segment.Forward}
 	for _, a := range n.Segment.Addresses {
 		p.Addresses = append(p.Addresses, netip.MustParsePrefix(a).Addr()) // checked
 	}
@@ -185,9 +199,12 @@ func links(req rings.VMRequest) []guest.Link {
 		if n.Segment == nil {
 			continue
 		}
-		l := guest.Link{MAC: strings.ToLower(n.MAC)}
+		l := guest.Link{MAC: strings.ToLower(n.MAC), Forward: n.Segment.Forward}
 		for _, a := range n.Segment.Addresses {
 			l.Addresses = append(l.Addresses, netip.MustParsePrefix(a)) // checked
+		}
+		for _, r := range n.Segment.Routes {
+			l.Routes = append(l.Routes, guest.Route{To: netip.MustParsePrefix(r.To), Via: netip.MustParseAddr(r.Via)}) // checked
 		}
 		out = append(out, l)
 	}

@@ -34,6 +34,7 @@ type Port struct {
 	MAC        net.HardwareAddr // the only source MAC it may use
 	Addresses  []netip.Addr     // its IPv4 and IPv6 addresses; its IPv6 link-local (EUI-64 of MAC) is added
 	DHCPServer bool             // it may answer DHCP and advertise the prefix (the network's own server port)
+	Forward    bool             // it may send IP from any address: a router's (its MAC, ARP and NA stay its own)
 	// Bridge is the bridge the port is on; with Filter, the port's rule sets are enforced.
 	Bridge string
 	Filter *rings.Filter
@@ -265,7 +266,10 @@ func renderPort(b *strings.Builder, p Port) {
 	if !p.DHCPServer {
 		w("ether type ip udp sport 67 counter drop")
 	}
-	if len(v4) > 0 {
+	switch {
+	case p.Forward:
+		w("ether type ip accept")
+	case len(v4) > 0:
 		w("ether type ip ip saddr { %s } accept", strings.Join(v4, ", "))
 	}
 	w("ether type ip counter drop")
@@ -273,7 +277,9 @@ func renderPort(b *strings.Builder, p Port) {
 	// address detection from ::, else only its own addresses; no router's or server's words.
 	w("ether type ip6 ip6 nexthdr != { tcp, udp, ipv6-icmp } counter drop")
 	w("ether type ip6 ip6 saddr :: icmpv6 type nd-neighbor-solicit accept")
-	w("ether type ip6 ip6 saddr != { %s } counter drop", strings.Join(v6, ", "))
+	if !p.Forward {
+		w("ether type ip6 ip6 saddr != { %s } counter drop", strings.Join(v6, ", "))
+	}
 	if p.DHCPServer { // the network's server advertises its prefix; no port ever redirects
 		w("ether type ip6 icmpv6 type nd-redirect counter drop")
 	} else {

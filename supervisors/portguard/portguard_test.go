@@ -133,6 +133,30 @@ func TestSpoofedFramesAreDropped(t *testing.T) {
 	if n := rx.countSpoof(otherRA); n != 0 {
 		t.Fatalf("the server port advertised from a router's address: %d of 5 arrived", n)
 	}
+	// A router's port carries others' packets: IP from any address, yet its MAC and what it
+	// claims in ARP and neighbour advertisements stay its own.
+	router := attackerPort
+	router.Forward = true
+	if err := g.Set(router); err != nil {
+		t.Fatal(err)
+	}
+	rx.reset()
+	carried := []int{spoofKind(t, "another IPv4 source"), spoofKind(t, "another IPv6 source")}
+	still := []int{spoofKind(t, "another source MAC"), spoofKind(t, "ARP reply claiming another's address"),
+		spoofKind(t, "neighbour advertisement for another's address"), spoofKind(t, "router advertisement from its own link-local")}
+	for seq := range 5 {
+		for _, k := range append(slices.Clone(carried), still...) {
+			send(t, tx, k, seq)
+		}
+	}
+	for _, k := range carried {
+		harness.Eventually(t, 5*time.Second, func() bool { return rx.countSpoof(k) == 5 }, "a router's port carrying %s", spoofs[k].what)
+	}
+	for _, k := range still {
+		if n := rx.countSpoof(k); n != 0 {
+			t.Fatalf("a router's port sent %s: %d of 5 arrived", spoofs[k].what, n)
+		}
+	}
 	if err := g.Set(attackerPort); err != nil {
 		t.Fatal(err)
 	}
