@@ -65,6 +65,7 @@ func TestVMs(t *testing.T) {
 	c.checkRoom(t, 512) // vm1, a small one, holds 512 MiB
 	c.checkNetworks(t)
 	c.checkTenantNetwork(t)
+	c.checkRouter(t)
 
 	for _, step := range []struct{ verb, want string }{{"stop", "stopped"}, {"start", "running"}, {"reboot", "running"}} {
 		if got := c.vmJSON("vms", step.verb, "acme/vm1", "-o", "json"); got.ObservedState != step.want {
