@@ -162,6 +162,29 @@ func (s *Server) hostsFile() string {
 	return filepath.Join(s.cfg.Dir, "hosts-"+strconv.Itoa(s.cfg.VNI))
 }
 
+// Leftovers lists the networks whose servers a run left in dir (their pid files are there):
+// each is either running still or was not closed.
+func Leftovers(dir string) []int {
+	var out []int
+	names, _ := filepath.Glob(filepath.Join(dir, "dnsmasq-*.pid"))
+	for _, n := range names {
+		v, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(filepath.Base(n), "dnsmasq-"), ".pid"))
+		if err == nil && v >= 1 && v <= 1<<24-1 {
+			out = append(out, v)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// StopLeftover stops network vni's server that a run left in dir, and removes its namespace,
+// veth and files.
+func StopLeftover(dir string, vni int) {
+	s := &Server{cfg: Config{VNI: vni, Dir: dir}, ns: Namespace(vni), link: Link(vni)}
+	s.stopOld()
+	os.Remove(s.hostsFile())
+}
+
 // stopOld stops a server of this VNI that an earlier run left, and its namespace.
 func (s *Server) stopOld() {
 	if b, err := os.ReadFile(s.pidFile()); err == nil {

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -67,6 +68,25 @@ func TestOffersOnlyAllocatedAddresses(t *testing.T) {
 		}
 	}
 	t.Logf("3 MACs, 2 changes: each offered exactly its address, the unknown one nothing")
+	// A server its run did not close is a leftover, found and stopped by the next.
+	if got := dhcpd.Leftovers(dir); len(got) != 1 || got[0] != vni {
+		t.Fatalf("leftovers %v, want [%d]", got, vni)
+	}
+	b, _ := os.ReadFile(fmt.Sprintf("%s/dnsmasq-%d.pid", dir, vni))
+	pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+	if pid <= 1 {
+		t.Fatalf("pid file: %q", b)
+	}
+	dhcpd.StopLeftover(dir, vni)
+	if !harness.Poll(5*time.Second, func() bool { return syscall.Kill(pid, 0) != nil }) {
+		t.Fatalf("the leftover server (pid %d) still runs", pid)
+	}
+	if out := harness.Run(t, "ip", "netns", "list"); strings.Contains(out, dhcpd.Namespace(vni)+" ") {
+		t.Fatalf("the leftover's namespace is still there:\n%s", out)
+	}
+	if got := dhcpd.Leftovers(dir); len(got) != 0 {
+		t.Fatalf("leftovers after stopping: %v", got)
+	}
 	if err := srv.SetHosts(map[string]netip.Addr{macs[0]: netip.MustParseAddr("100.78.0.1")}); err == nil {
 		t.Fatal("an address outside the network was taken")
 	}
