@@ -98,3 +98,16 @@ func (h *Host) syncDHCP(vni int) {
 		h.log.Error("dhcp hosts not set", "vni", vni, "err", err)
 	}
 }
+
+// stopLeftoverDHCP stops the network servers an earlier run of the node left for networks no
+// adopted VM is on (it died between a VM's going and its server's).
+func (h *Host) stopLeftoverDHCP() {
+	h.dhcpMu.Lock()
+	defer h.dhcpMu.Unlock()
+	for _, vni := range dhcpd.Leftovers(h.dhcpDir()) {
+		if h.dhcp[vni] == nil {
+			dhcpd.StopLeftover(h.dhcpDir(), vni)
+			h.log.Info("network server of an earlier run stopped", "vni", vni)
+		}
+	}
+}

@@ -201,6 +201,7 @@ func (h *Host) Restore() error {
 		if err := h.restoreSegments(adopted); err != nil {
 			h.log.Error("tenant networks of adopted VMs not restored", "err", err)
 		}
+		h.stopLeftoverDHCP()
 	}()
 	for _, in := range infos {
 		if in.Meta.Node != h.cfg.Node {
