@@ -218,11 +218,12 @@ func (a *appNetworks) segment(s rings.Segment) netseg.Segment {
 // wire makes port p's veth: the host end on the segment's bridge, the other end, ifname, in
 // the instance's namespace at nsPath with the port's MAC and addresses.
 func (a *appNetworks) wire(nsPath, ifname string, p bus.AppPort, g portguard.Port) error {
-	ns, err := netns.GetFromPath(nsPath)
+	ns, in, err := inside(nsPath)
 	if err != nil {
-		return fmt.Errorf("instance namespace: %w", err)
+		return err
 	}
 	defer ns.Close()
+	defer in.Close()
 	h := a.tn.handle
 	la := netlink.NewLinkAttrs()
 	la.Name, la.MTU = g.Link, appMTU
@@ -241,11 +242,6 @@ func (a *appNetworks) wire(nsPath, ifname string, p bus.AppPort, g portguard.Por
 	if err := h.LinkSetUp(host); err != nil {
 		return err
 	}
-	in, err := netlink.NewHandleAt(ns)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
 	l, err := in.LinkByName(ifname)
 	if err != nil {
 		return err
@@ -283,18 +279,29 @@ func (a *appNetworks) wire(nsPath, ifname string, p bus.AppPort, g portguard.Por
 	return nil
 }
 
+// inside opens the instance's network namespace at nsPath and a netlink handle into it; the
+// caller closes both.
+func inside(nsPath string) (netns.NsHandle, *netlink.Handle, error) {
+	ns, err := netns.GetFromPath(nsPath)
+	if err != nil {
+		return 0, nil, fmt.Errorf("instance namespace: %w", err)
+	}
+	in, err := netlink.NewHandleAt(ns)
+	if err != nil {
+		ns.Close()
+		return 0, nil, fmt.Errorf("instance namespace: %w", err)
+	}
+	return ns, in, nil
+}
+
 // syncRoutes makes the routes through routers on link ifname, in the instance's namespace at
 // nsPath, exactly routes: each replaced, any other through a router there removed.
 func syncRoutes(nsPath, ifname string, routes []rings.Route) error {
-	ns, err := netns.GetFromPath(nsPath)
-	if err != nil {
-		return fmt.Errorf("instance namespace: %w", err)
-	}
-	defer ns.Close()
-	in, err := netlink.NewHandleAt(ns)
+	ns, in, err := inside(nsPath)
 	if err != nil {
 		return err
 	}
+	defer ns.Close()
 	defer in.Close()
 	l, err := in.LinkByName(ifname)
 	if err != nil {
