@@ -8,7 +8,7 @@
 #   deploy/libvirt.sh            exit 0 once qemu:///system answers, else one line on stderr
 #
 # QEMU runs as the unprivileged user libvirt-qemu (libvirt's Debian default), never as root,
-# and /etc/libvirt/qemu.conf is left as it is. Found on Debian 12 with libvirt 9.0 (there is
+# and /etc/libvirt/qemu.conf is left as it is (but where /dev/kvm is root's alone: see below). Found on Debian 12 with libvirt 9.0 (there is
 # no AppArmor or SELinux here, so DAC is libvirt's only security driver):
 #  - dynamic_ownership (on by default) chowns what a domain names (disks, kernel, initrd,
 #    fw_cfg files) to libvirt-qemu while it runs and gives it back afterwards, so callers'
@@ -96,7 +96,28 @@ else
 		"${sudo[@]}" virtlogd -d -p /run/virtlogd.pid 9>&- || fail "virtlogd did not start"
 	fi
 	if ! libvirtd_answers && ! alive /run/libvirtd.pid; then
-		"${sudo[@]}" libvirtd -d -p /run/libvirtd.pid 9>&- || fail "libvirtd did not start"
+		if [ -c /dev/kvm ] && ! "${sudo[@]}" setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups \
+			sh -c 'test -r /dev/kvm && test -w /dev/kvm'; then
+			# A /dev/kvm only root may use (a machine without udev) is KVM that QEMU, which runs
+			# as libvirt-qemu, cannot have. libvirtd would probe QEMU's capabilities with KVM,
+			# find the device closed to QEMU's user, and probe again at every call (~30 s each).
+			# So it runs in a mount namespace of its own where the device is an empty file and
+			# sees no KVM, as QEMU would not; supervisors/libvirt's HasKVM says no too, so guests
+			# are emulated (TCG). There its qemu.conf also turns off the guests' private /dev,
+			# which would try to carry that file's mount into each guest's and fail; QEMU still
+			# runs as libvirt-qemu, with only the files libvirt hands it.
+			"${sudo[@]}" touch /run/enjin-no-kvm
+			# (A qemu.conf to mount over: libvirt's defaults, where the package made none.)
+			[ -e /etc/libvirt/qemu.conf ] || { "${sudo[@]}" mkdir -p /etc/libvirt &&
+				echo "# libvirt's defaults (made empty by enjin's deploy/libvirt.sh)" | "${sudo[@]}" tee /etc/libvirt/qemu.conf >/dev/null; }
+			"${sudo[@]}" sh -c '{ cat /etc/libvirt/qemu.conf; echo "namespaces = [ ]"; } >/run/enjin-qemu.conf'
+			"${sudo[@]}" unshare --mount --propagation private sh -c \
+				'mount --bind /run/enjin-no-kvm /dev/kvm && mount --bind /run/enjin-qemu.conf /etc/libvirt/qemu.conf &&
+				 exec libvirtd -d -p /run/libvirtd.pid' 9>&- ||
+				fail "libvirtd did not start"
+		else
+			"${sudo[@]}" libvirtd -d -p /run/libvirtd.pid 9>&- || fail "libvirtd did not start"
+		fi
 	fi
 fi
 
