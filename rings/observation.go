@@ -33,6 +33,9 @@ type Observation struct {
 	// Underlay is the address a ring 1 node carries tenant networks from (VXLAN's UDP); the
 	// other hosts of a network send its frames there.
 	Underlay string `json:"underlay,omitempty"`
+	// AppsAPI is where a ring 1 node hosting apps serves its app API (http://host:port):
+	// ring 0 forwards the tenants' app requests there, with the bearer it gave the node.
+	AppsAPI string `json:"apps_api,omitempty"`
 	// Children are the nodes this node supervises and observes (the probe strategy): a
 	// ring 1 node's app instances, each a ring 2 node.
 	Children []Child `json:"children,omitempty"`

@@ -11,6 +11,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 
@@ -21,7 +22,7 @@ import (
 )
 
 func deployCmd(g *globals) *cobra.Command {
-	var tenant, app string
+	var tenant, app, node string
 	var quiet bool
 	c := &cobra.Command{
 		Use:   "deploy TENANT/APP [DIR] | deploy [DIR] --tenant TENANT --name APP",
@@ -30,19 +31,27 @@ func deployCmd(g *globals) *cobra.Command {
 healthy before traffic moves to it; if it is not, the old one keeps serving and the command
 fails with the reason (the instance's exit and its last log lines).
 
+An app's first deploy places it on a ring 1 node hosting the tenant; the admin may name
+the node (--node), which then hosts the tenant too. The app stays there.
+
 Progress goes to stderr (-q silences it); the deployed release and its URL to stdout.`,
 		Example: `  enjin apps deploy /tmp/hello --tenant acme --name hello
   enjin apps deploy acme/hello /tmp/hello
-  cd /tmp/hello && enjin apps deploy acme/hello -q`,
+  cd /tmp/hello && enjin apps deploy acme/hello -q
+  enjin apps deploy acme/db ./db --node ring1-b`,
 		Args: argsBetween(0, 2, "TENANT/APP [DIR], or [DIR] with --tenant and --name"),
 	}
 	c.Flags().StringVar(&tenant, "tenant", "", "the tenant (with --name; then the argument is DIR)")
 	c.Flags().StringVar(&app, "name", "", "the app's name (with --tenant)")
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "no progress on stderr")
+	c.Flags().StringVar(&node, "node", "", "the ring 1 node to place a new app on (the admin only)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		t, a, dir, err := deployTarget(args, tenant, app)
 		if err != nil {
 			return err
+		}
+		if node != "" && rings.NodeID(node).Validate() != nil {
+			return usagef("apps deploy: --node %q: want a node id", node)
 		}
 		cl, err := g.client()
 		if err != nil {
@@ -52,7 +61,7 @@ Progress goes to stderr (-q silences it); the deployed release and its URL to st
 		if quiet {
 			progress = io.Discard
 		}
-		d := deployment{cl: cl, tenant: t, app: a, progress: progress, detail: c.ErrOrStderr()}
+		d := deployment{cl: cl, tenant: t, app: a, node: rings.NodeID(node), progress: progress, detail: c.ErrOrStderr()}
 		rel, err := d.run(c.Context(), dir)
 		if err != nil {
 			return fmt.Errorf("deploy %s/%s: %w", t, a, err)
@@ -92,8 +101,9 @@ type deployment struct {
 	cl       *client
 	tenant   rings.TenantID
 	app      string
-	progress io.Writer // the steps, unless -q
-	detail   io.Writer // why a release failed, even with -q
+	node     rings.NodeID // where to place a new app; "" lets ring 0 choose
+	progress io.Writer    // the steps, unless -q
+	detail   io.Writer    // why a release failed, even with -q
 }
 
 func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, error) {
@@ -107,7 +117,11 @@ func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, erro
 	}
 	fmt.Fprintf(d.progress, "packed %d files, %s\n", files, megabytes(len(bundle)))
 	hdr := http.Header{"Content-Type": {"application/gzip"}, "Accept": {"application/x-ndjson"}}
-	resp, err := d.cl.send(ctx, noTimeout, "POST", appPath(d.tenant, d.app)+"/releases", hdr, bytes.NewReader(bundle))
+	path := appPath(d.tenant, d.app) + "/releases"
+	if d.node != "" {
+		path += "?node=" + url.QueryEscape(string(d.node))
+	}
+	resp, err := d.cl.send(ctx, noTimeout, "POST", path, hdr, bytes.NewReader(bundle))
 	if err != nil {
 		return apphost.Release{}, err
 	}

@@ -25,6 +25,7 @@ type ring1Flags struct {
 	logLevel                                        string
 	limits, uidRange                                string
 	underlay                                        string
+	noVMs                                           bool
 }
 
 // registerRing1Flags registers every flag of `enjin ring1`.
@@ -48,6 +49,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.ring0URL, "ring0", "", "ring 0 meta API URL, with --join - or --join-file")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.underlay, "underlay", "", "IPv4 address tenant networks are carried from (VXLAN); default: the one ring 0's bus is reached from")
+	fs.BoolVar(&f.noVMs, "no-vms", false, "host no VMs, even where libvirtd answers")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
@@ -77,13 +79,13 @@ The token is never an argument: others can read a process's arguments. Give it i
 		if err != nil {
 			return err
 		}
-		cfg.Heartbeat, cfg.Logger = f.heartbeat, log
+		cfg.Heartbeat, cfg.Logger, cfg.NoVMs = f.heartbeat, log, f.noVMs
 		if f.underlay != "" {
 			if cfg.Underlay, err = netip.ParseAddr(f.underlay); err != nil || !cfg.Underlay.Is4() {
 				return usagef("ring1: --underlay %q: want an IPv4 address", f.underlay)
 			}
 		}
-		if cfg.Apps, err = f.appsConfig(); err != nil {
+		if cfg.Apps, err = f.appsConfig(cfg.Dir); err != nil {
 			return err
 		}
 		n, err := ring1.New(cfg)
@@ -127,8 +129,10 @@ func (f *ring1Flags) nodeConfig(c *cobra.Command, stateDir string) (ring1.Config
 	}
 }
 
-// appsConfig is the app hosting part of the node's configuration, nil without --apps-dir.
-func (f *ring1Flags) appsConfig() (*ring1.AppsConfig, error) {
+// appsConfig is the app hosting part of the node's configuration, nil without --apps-dir. A
+// node that joined takes the bearer ring 0 gave it, kept in its directory dir, unless
+// --apps-token-file names another.
+func (f *ring1Flags) appsConfig(dir string) (*ring1.AppsConfig, error) {
 	if f.appsDir == "" {
 		return nil, nil
 	}
@@ -136,7 +140,14 @@ func (f *ring1Flags) appsConfig() (*ring1.AppsConfig, error) {
 	if err != nil {
 		return nil, usagef("ring1: --prefix: %v", err)
 	}
-	tok, err := readToken(f.appsTokenFile)
+	tokFile := f.appsTokenFile
+	if tokFile == "" {
+		if dir == "" || !fileExists(filepath.Join(dir, ring1.AppsTokenFile)) {
+			return nil, usagef("ring1: --apps-dir needs --apps-token-file, or a node that joined (ring 0 gave it a bearer)")
+		}
+		tokFile = filepath.Join(dir, ring1.AppsTokenFile)
+	}
+	tok, err := readToken(tokFile)
 	if err != nil {
 		return nil, fmt.Errorf("ring1: --apps-token-file: %w", err)
 	}

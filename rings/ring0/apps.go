@@ -2,14 +2,17 @@ package ring0
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"enjin/rings"
+	"enjin/services/api"
 	"enjin/services/inventory"
 )
 
@@ -76,18 +79,119 @@ func appsAPIAddr(path string) (string, error) {
 	return addr, os.WriteFile(path, []byte(addr+"\n"), 0o600)
 }
 
-// AppsBackend is the app API of the ring 1 node hosting tenant t.
-func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {
-	tn, err := r.store.GetTenant(ctx, t)
-	if err != nil {
-		return "", "", err
-	}
+// appsAPIOf is node's app API: the one ring 0 started the node with, or the one a joined
+// node's last own observation names, with the bearer ring 0 gave it when it joined.
+func (r *Ring0) appsAPIOf(ctx context.Context, node rings.NodeID) (appsAPI, bool) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	for _, h := range tn.Hosts {
-		if a, ok := r.appsAPIs[h.Node]; ok {
-			return a.url, a.token, nil
+	a, ok := r.appsAPIs[node]
+	r.mu.Unlock()
+	if ok {
+		return a, true
+	}
+	claim, err := r.lastClaim(ctx, node)
+	if err != nil || claim.AppsAPI == "" {
+		return appsAPI{}, false
+	}
+	u, err := url.Parse(claim.AppsAPI)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		r.log.Warn("a node names an app API that is no base URL", "node", node, "apps_api", claim.AppsAPI)
+		return appsAPI{}, false
+	}
+	b, err := os.ReadFile(filepath.Join(r.nodeDir(node), "apps.token"))
+	if err != nil {
+		return appsAPI{}, false // joined before nodes got a bearer for their app API
+	}
+	return appsAPI{url: u.Scheme + "://" + u.Host, token: strings.TrimSpace(string(b))}, true
+}
+
+// AppsBackend is the app API of the ring 1 node running tenant t's app: the node the app was
+// placed on, or else the first of t's hosts that hosts apps. With place, an app placed
+// nowhere is placed: on node if given — which then hosts t too, if it did not — or else on
+// the host of t's that runs the fewest of its apps.
+func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, place bool, node rings.NodeID) (api.AppsBackend, error) {
+	placed, err := r.store.AppHost(ctx, t, app)
+	switch {
+	case err == nil:
+		if node != "" && node != placed {
+			return api.AppsBackend{}, fmt.Errorf("ring0: app %s/%s runs on %s; it cannot move to %s: %w", t, app, placed, node, inventory.ErrInvalid)
+		}
+		return r.backendOn(ctx, t, placed)
+	case !errors.Is(err, inventory.ErrNotFound):
+		return api.AppsBackend{}, err
+	}
+	if node != "" {
+		if !place {
+			return api.AppsBackend{}, fmt.Errorf("ring0: app %s/%s: %w", t, app, inventory.ErrNotFound)
+		}
+		if err := r.hostOn(ctx, t, node); err != nil {
+			return api.AppsBackend{}, err
+		}
+		if _, ok := r.appsAPIOf(ctx, node); !ok {
+			return api.AppsBackend{}, fmt.Errorf("ring0: node %s hosts no apps: %w", node, inventory.ErrInvalid)
+		}
+	} else {
+		all, err := r.AppsBackends(ctx, t)
+		if err != nil {
+			return api.AppsBackend{}, err
+		}
+		if len(all) == 0 {
+			return api.AppsBackend{}, fmt.Errorf("ring0: no ring 1 node hosting %s runs apps: %w", t, inventory.ErrInvalid)
+		}
+		if !place {
+			return all[0], nil
+		}
+		if node, err = r.spread(ctx, t, all); err != nil {
+			return api.AppsBackend{}, err
 		}
 	}
-	return "", "", fmt.Errorf("ring0: no ring 1 node hosting %s runs apps here: %w", t, inventory.ErrInvalid)
+	if placed, err = r.store.PlaceApp(ctx, t, app, node); err != nil {
+		return api.AppsBackend{}, err
+	}
+	return r.backendOn(ctx, t, placed)
+}
+
+// spread is the one of app APIs all whose node runs the fewest of tenant t's apps; the first
+// of those in node order on a tie.
+func (r *Ring0) spread(ctx context.Context, t rings.TenantID, all []api.AppsBackend) (rings.NodeID, error) {
+	placed, err := r.store.AppsPlaced(ctx, t)
+	if err != nil {
+		return "", err
+	}
+	best := all[0].Node
+	for _, b := range all[1:] {
+		if placed[b.Node] < placed[best] {
+			best = b.Node
+		}
+	}
+	return best, nil
+}
+
+// backendOn is node's app API, for tenant t's app placed there.
+func (r *Ring0) backendOn(ctx context.Context, t rings.TenantID, node rings.NodeID) (api.AppsBackend, error) {
+	a, ok := r.appsAPIOf(ctx, node)
+	if !ok {
+		return api.AppsBackend{}, fmt.Errorf("ring0: node %s, which runs %s's app, has not said where its app API is: %w", node, t, ErrNode)
+	}
+	return api.AppsBackend{Node: node, Base: a.url, Token: a.token}, nil
+}
+
+// AppsBackends are the app APIs of every host of tenant t that hosts apps, in node order.
+func (r *Ring0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsBackend, error) {
+	tn, err := r.store.GetTenant(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	var out []api.AppsBackend
+	for _, h := range tn.Hosts {
+		if a, ok := r.appsAPIOf(ctx, h.Node); ok {
+			out = append(out, api.AppsBackend{Node: h.Node, Base: a.url, Token: a.token})
+		}
+	}
+	return out, nil
+}
+
+// ForgetApp forgets where tenant t's app ran: it was destroyed.
+func (r *Ring0) ForgetApp(ctx context.Context, t rings.TenantID, app string) error {
+	return r.store.ForgetApp(ctx, t, app)
 }

@@ -184,8 +184,14 @@ func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api
 	if err != nil {
 		return api.JoinResult{}, err
 	}
+	// The bearer ring 0 presents to the node's app API, should it host apps: new with every
+	// join, so a machine that joined before as this node holds none that works.
+	appsTok, err := newToken(filepath.Join(r.nodeDir(n.ID), "apps.token"))
+	if err != nil {
+		return api.JoinResult{}, err
+	}
 	r.log.Info("ring 1 node joined", "node", n.ID)
-	return api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok}, nil
+	return api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok, AppsToken: appsTok}, nil
 }
 
 // OpsCreds issues a credential for an operator watching ops.> with the nats CLI.
@@ -211,7 +217,18 @@ func ensureToken(path string) error {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("ring0: %w", err)
 	}
+	_, err := newToken(path)
+	return err
+}
+
+// newToken writes a new random bearer token to path (0600, its directory made 0700) and
+// returns it.
+func newToken(path string) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("ring0: %w", err)
+	}
 	var b [32]byte
 	_, _ = rand.Read(b[:])
-	return keys.WriteCreds(path, []byte(base64.RawURLEncoding.EncodeToString(b[:])+"\n"))
+	tok := base64.RawURLEncoding.EncodeToString(b[:])
+	return tok, keys.WriteCreds(path, []byte(tok+"\n"))
 }

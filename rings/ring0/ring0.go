@@ -82,6 +82,7 @@ type Ring0 struct {
 	nodeMu  sync.Mutex // serializes joins and decommissions: neither sees half of the other
 	vmKeys  sync.Map   // a VM's bus user key → its node id
 	placeMu sync.Mutex // serializes VM placements: two never take the same room
+	hostMu  sync.Mutex // serializes adding hosts to tenants
 	members memberChanges
 
 	mu       sync.Mutex

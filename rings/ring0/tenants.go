@@ -16,6 +16,7 @@ import (
 	"enjin/bus"
 	"enjin/keys"
 	"enjin/rings"
+	"enjin/services/api"
 	"enjin/services/inventory"
 )
 
@@ -28,29 +29,79 @@ func (r *Ring0) CreateTenant(ctx context.Context, t rings.TenantID, metadata map
 	if err != nil {
 		return inventory.Tenant{}, err
 	}
-	acct, _, err := r.broker.Chain().EnsureAccount(keys.TenantAccount(t))
+	key, err := r.tenantKey(ctx, t, host)
 	if err != nil {
 		return inventory.Tenant{}, err
+	}
+	if _, err := r.store.CreateTenant(ctx, inventory.Tenant{ID: t, Metadata: metadata}); err != nil {
+		return inventory.Tenant{}, err
+	}
+	if err := r.addHost(ctx, t, host, key); err != nil {
+		return inventory.Tenant{}, err
+	}
+	r.log.Info("tenant created", "tenant", t, "host", host)
+	r.event("tenant-created", map[string]any{"tenant": t, "host": host})
+	return r.store.GetTenant(ctx, t)
+}
+
+// tenantKey asks ring 1 node host for the scoped signing key it signs tenant t's users with
+// — the node makes it, if it has none, and hands over only its public half.
+func (r *Ring0) tenantKey(ctx context.Context, t rings.TenantID, host rings.NodeID) (string, error) {
+	acct, _, err := r.broker.Chain().EnsureAccount(keys.TenantAccount(t))
+	if err != nil {
+		return "", err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rep, err := bus.Request[bus.TenantKeyRequest, bus.TenantKeyReply](rctx, r.nc, bus.R0ToRing1Cmd(host, bus.VerbTenantKey),
 		bus.TenantKeyRequest{Tenant: t, Account: acct.Public})
 	if err != nil {
-		return inventory.Tenant{}, fmt.Errorf("ring0: ring 1 node %s cannot host %s: %w", host, t, err)
+		return "", fmt.Errorf("ring0: ring 1 node %s cannot host %s: %w", host, t, err)
 	}
-	if _, err := r.store.CreateTenant(ctx, inventory.Tenant{ID: t, Metadata: metadata}); err != nil {
-		return inventory.Tenant{}, err
+	return rep.Key, nil
+}
+
+// addHost makes host one of tenant t's hosts, signing t's users with key: the account's
+// scope for it first, so the record never names a host whose users the broker refuses.
+func (r *Ring0) addHost(ctx context.Context, t rings.TenantID, host rings.NodeID, key string) error {
+	if err := r.broker.AddTenant(ctx, t, key); err != nil {
+		return err
 	}
-	if err := r.broker.AddTenant(ctx, t, rep.Key); err != nil {
-		return inventory.Tenant{}, err
+	return r.store.AddTenantHost(ctx, t, host, key)
+}
+
+// hostOn makes ring 1 node host one of tenant t's hosts, unless it is one: the node must be
+// an up ring 1 node.
+func (r *Ring0) hostOn(ctx context.Context, t rings.TenantID, node rings.NodeID) error {
+	r.hostMu.Lock()
+	defer r.hostMu.Unlock()
+	tn, err := r.store.GetTenant(ctx, t)
+	if err != nil {
+		return err
 	}
-	if err := r.store.AddTenantHost(ctx, t, host, rep.Key); err != nil {
-		return inventory.Tenant{}, err
+	if slices.ContainsFunc(tn.Hosts, func(h inventory.TenantHost) bool { return h.Node == node }) {
+		return nil
 	}
-	r.log.Info("tenant created", "tenant", t, "host", host)
-	r.event("tenant-created", map[string]any{"tenant": t, "host": host})
-	return r.store.GetTenant(ctx, t)
+	n, err := r.store.GetNode(ctx, node)
+	if errors.Is(err, inventory.ErrNotFound) {
+		return fmt.Errorf("ring0: node %s: %w", node, inventory.ErrInvalid)
+	}
+	if err != nil {
+		return err
+	}
+	if n.Ring != rings.Ring1 || n.State != string(rings.StateUp) {
+		return fmt.Errorf("ring0: node %s is no up ring 1 node (ring %d, %s): %w", node, n.Ring, n.State, inventory.ErrInvalid)
+	}
+	key, err := r.tenantKey(ctx, t, node)
+	if err != nil {
+		return err
+	}
+	if err := r.addHost(ctx, t, node, key); err != nil {
+		return err
+	}
+	r.log.Info("tenant hosted on another node", "tenant", t, "node", node)
+	r.event("tenant-hosted", map[string]any{"tenant": t, "host": node})
+	return nil
 }
 
 // pickHost chooses the ring 1 node to host a new tenant: the up node hosting the fewest.
@@ -137,28 +188,35 @@ func (r *Ring0) serveRevoke() error {
 	return err
 }
 
-// destroyApps stops and deletes every app of tenant t on the ring 1 node hosting it.
+// destroyApps stops and deletes every app of tenant t on every node hosting its apps.
 func (r *Ring0) destroyApps(ctx context.Context, t rings.TenantID) error {
-	base, token, err := r.AppsBackend(ctx, t)
-	if errors.Is(err, inventory.ErrInvalid) {
-		return nil // no node here hosts its apps
-	}
+	all, err := r.AppsBackends(ctx, t)
 	if err != nil {
 		return err
 	}
+	for _, b := range all {
+		if err := r.destroyAppsOn(ctx, t, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// destroyAppsOn stops and deletes every app of tenant t on the node behind app API b.
+func (r *Ring0) destroyAppsOn(ctx context.Context, t rings.TenantID, b api.AppsBackend) error {
 	call := func(method, path string, out any) error {
-		req, err := http.NewRequestWithContext(ctx, method, base+path, nil)
+		req, err := http.NewRequestWithContext(ctx, method, b.Base+path, nil)
 		if err != nil {
 			return err
 		}
-		req.Header.Set("Authorization", "Bearer "+token)
+		req.Header.Set("Authorization", "Bearer "+b.Token)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
-			return fmt.Errorf("ring0: apps of %s: %w", t, err)
+			return fmt.Errorf("ring0: apps of %s on %s: %w", t, b.Node, err)
 		}
 		defer resp.Body.Close()
 		if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
-			return fmt.Errorf("ring0: apps of %s: %s %s: %s", t, method, path, resp.Status)
+			return fmt.Errorf("ring0: apps of %s on %s: %s %s: %s", t, b.Node, method, path, resp.Status)
 		}
 		if out != nil {
 			return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
@@ -178,7 +236,7 @@ func (r *Ring0) destroyApps(ctx context.Context, t rings.TenantID) error {
 		if err := call("DELETE", prefix+"/"+a.Name, nil); err != nil {
 			return err
 		}
-		r.log.Info("app destroyed with its tenant", "tenant", t, "app", a.Name)
+		r.log.Info("app destroyed with its tenant", "tenant", t, "app", a.Name, "node", b.Node)
 	}
 	return nil
 }

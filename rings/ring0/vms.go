@@ -337,17 +337,27 @@ func (r *Ring0) vmMemoryOffered(ctx context.Context, node rings.NodeID) (int64, 
 // errNoClaim is a node that has made no observation of its own yet.
 var errNoClaim = errors.New("no observation of its own yet")
 
-// vmHost is where tenant t's VMs run: the up ring 1 node hosting t (it holds the scoped key
-// the VM's bus credential is minted with).
+// vmHost is where tenant t's VMs run: the first up ring 1 node hosting t (it holds the
+// scoped key the VM's bus credential is minted with) that offers VMs room.
 func (r *Ring0) vmHost(ctx context.Context, t rings.TenantID) (rings.NodeID, error) {
 	tn, err := r.store.GetTenant(ctx, t)
 	if err != nil {
 		return "", err
 	}
+	var up rings.NodeID
 	for _, h := range tn.Hosts {
-		if n, err := r.store.GetNode(ctx, h.Node); err == nil && n.State == "up" {
+		if n, err := r.store.GetNode(ctx, h.Node); err != nil || n.State != "up" {
+			continue
+		}
+		if claim, err := r.lastClaim(ctx, h.Node); err == nil && claim.VMMemoryMB > 0 {
 			return h.Node, nil
 		}
+		if up == "" {
+			up = h.Node // placeVM says why it cannot take the VM
+		}
+	}
+	if up != "" {
+		return up, nil
 	}
 	return "", fmt.Errorf("ring0: no ring 1 node hosting %s is up: %w", t, ErrNode)
 }

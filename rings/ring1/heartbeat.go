@@ -101,8 +101,13 @@ func (n *Node) observe(now time.Time) rings.Observation {
 		vmMemory = h.MemoryMB()
 	}
 	underlay, _ := n.underlay.Load().(string)
+	var appsAPI string
+	if n.apps.Load() != nil {
+		appsAPI = "http://" + n.cfg.Apps.APIAddr
+	}
 	return rings.Observation{
 		Underlay:   underlay,
+		AppsAPI:    appsAPI,
 		VMMemoryMB: vmMemory,
 		Children:   children,
 		Node:       n.cfg.Node,

@@ -22,8 +22,9 @@ import (
 
 // Files Join writes in its directory, both mode 0600.
 const (
-	AttestFile = "attest.seed" // the attestation key's seed (keys.LoadAttestation reads it)
-	CredsFile  = "node.creds"  // the node's NATS credential (keys.LoadCreds reads it)
+	AttestFile    = "attest.seed" // the attestation key's seed (keys.LoadAttestation reads it)
+	CredsFile     = "node.creds"  // the node's NATS credential (keys.LoadCreds reads it)
+	AppsTokenFile = "apps.token"  // the bearer ring 0 presents to the node's app API
 )
 
 // maxJoinReply bounds what Join reads of ring 0's answer.
@@ -42,6 +43,8 @@ type JoinReply struct {
 	Node rings.NodeID `json:"node"`
 	NATS string       `json:"nats"` // broker URL
 	JWT  string       `json:"jwt"`  // the node's RING1 user JWT, for UserKey
+	// AppsToken is the bearer ring 0 will present to the node's app API, should it host apps.
+	AppsToken string `json:"apps_token,omitempty"`
 }
 
 // Join is the client half of the `external` supervision strategy. It makes a fresh NATS
@@ -97,6 +100,11 @@ func join(ctx context.Context, hc *http.Client, ring0API string, jr JoinRequest,
 	}
 	if err := keys.WriteCreds(filepath.Join(dir, CredsFile), b); err != nil {
 		return Config{}, fmt.Errorf("ring1: join: %w", err)
+	}
+	if rep.AppsToken != "" {
+		if err := keys.WriteCreds(filepath.Join(dir, AppsTokenFile), []byte(rep.AppsToken+"\n")); err != nil {
+			return Config{}, fmt.Errorf("ring1: join: %w", err)
+		}
 	}
 	return Config{Node: rep.Node, NATSURL: rep.NATS, Creds: cr}, nil
 }

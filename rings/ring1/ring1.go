@@ -64,6 +64,9 @@ type Config struct {
 	// Underlay is the address the node carries tenant networks from (VXLAN); unset, the
 	// address it reaches the bus from.
 	Underlay netip.Addr
+	// NoVMs keeps the node from hosting VMs even where libvirtd answers (a host whose
+	// network namespace is not libvirtd's cannot wire their NICs).
+	NoVMs bool
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.

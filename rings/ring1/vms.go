@@ -29,6 +29,10 @@ import (
 // node hosts no VMs and says so; its VM commands are refused.
 func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network, tn *tenantNetworks, ids *identities) (stop func()) {
 	c := n.cfg.Apps
+	if n.cfg.NoVMs {
+		n.log.Info("hosting no VMs, as configured")
+		return func() {}
+	}
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	lv, err := libvirt.Dial(dctx, libvirt.System, n.log)
 	cancel()

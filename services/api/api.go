@@ -43,9 +43,14 @@ type Ring0 interface {
 	CreateTenant(ctx context.Context, t rings.TenantID, metadata map[string]any) (inventory.Tenant, error)
 	// DeleteTenant revokes and stops everything tenant t has, if its version is still version.
 	DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error
-	// AppsBackend is the app API of the ring 1 node hosting tenant t: its base URL and the
-	// token it takes. Errors wrapping inventory.ErrNotFound mean no such tenant.
-	AppsBackend(ctx context.Context, t rings.TenantID) (base, token string, err error)
+	// AppsBackend is the app API of the ring 1 node running tenant t's app. With place, an
+	// app not yet placed is placed: on node if given, else where ring 0 chooses. Errors
+	// wrapping inventory.ErrNotFound mean no such tenant.
+	AppsBackend(ctx context.Context, t rings.TenantID, app string, place bool, node rings.NodeID) (AppsBackend, error)
+	// AppsBackends are the app APIs of every node hosting tenant t's apps.
+	AppsBackends(ctx context.Context, t rings.TenantID) ([]AppsBackend, error)
+	// ForgetApp forgets where tenant t's destroyed app ran.
+	ForgetApp(ctx context.Context, t rings.TenantID, app string) error
 	// Decommission takes ring 1 node id out of service for good, if its version is still
 	// version: every bus credential ring 0 issued for it is revoked (its connections close
 	// at once), its attestation key is forgotten (its observations are refused) and it is
@@ -55,11 +60,20 @@ type Ring0 interface {
 	Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error)
 }
 
+// AppsBackend is a ring 1 node's app API: where it is and the bearer it takes.
+type AppsBackend struct {
+	Node  rings.NodeID
+	Base  string // http://host:port
+	Token string
+}
+
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.
 type JoinResult struct {
 	Node rings.NodeID `json:"node"`
 	NATS string       `json:"nats"`
 	JWT  string       `json:"jwt"`
+	// AppsToken is the bearer ring 0 will present to the node's app API, if it hosts apps.
+	AppsToken string `json:"apps_token,omitempty"`
 }
 
 // Config configures the API. Store, Ring0 and at least one Checker are required.

@@ -6,6 +6,8 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+
+	"enjin/rings"
 )
 
 // callerHeader tells ring 1 who a forwarded request speaks for (Identity.Caller).
@@ -31,9 +33,10 @@ func (a *API) appRoutes() []route {
 	p := "/v1/tenants/{tenant}/apps"
 	fwd := a.forwardApps
 	rs := []route{
-		{method: "GET", path: p, access: reader, summary: "List the tenant's apps", status: http.StatusOK, out: appAnswer{}, serve: fwd},
-		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back)",
-			rawBody: "application/gzip", status: http.StatusCreated, out: appAnswer{}, serve: fwd},
+		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them", status: http.StatusOK, out: appAnswer{}, serve: a.listApps},
+		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back). An app's first deploy places it on a ring 1 node: node=ID (the admin only) names one, which then hosts the tenant too",
+			query:   []param{{"node", map[string]any{"type": "string"}, "the ring 1 node to place a new app on (the admin only)"}},
+			rawBody: "application/gzip", status: http.StatusCreated, out: appAnswer{}, serve: a.deployApp},
 		{method: "GET", path: p + "/{app}/releases", access: reader, summary: "The app's releases", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "POST", path: p + "/{app}/rollback", access: admin, summary: `Make an earlier release live again: {"release": n}`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
@@ -47,7 +50,7 @@ func (a *API) appRoutes() []route {
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "PATCH", path: p + "/{app}/env", access: admin, summary: `Change some variables, keep the rest: {"set": {...}, "unset": [...]}; makes a new release`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
-		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: fwd},
+		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: a.destroyApp},
 		{method: "GET", path: p + "/{app}/logs", access: reader, summary: "The app's log lines as newline-delimited JSON; follow=1 streams new ones",
 			query:  []param{{"lines", intSchema(1, 10000), "how many past lines (default 100)"}, {"follow", intSchema(0, 1), "1: keep streaming"}},
 			status: http.StatusOK, out: appAnswer{}, serve: fwd},
@@ -72,15 +75,56 @@ func (a *API) getEnv(c *call) error {
 	return a.forwardApps(c)
 }
 
-// forwardApps proxies an authorized app request to the hosting ring 1 node. Ring 1 learns who
-// is calling from Enjin-Caller, which only ring 0 writes: every field of the client's whose
-// name starts with Enjin- is dropped first, so no caller can claim to be another.
+// forwardApps proxies an authorized request about one app to the ring 1 node running it.
 func (a *API) forwardApps(c *call) error {
-	base, token, err := a.ring0.AppsBackend(c.ctx, c.tenant())
+	b, err := a.ring0.AppsBackend(c.ctx, c.tenant(), c.path["app"], false, "")
 	if err != nil {
 		return err
 	}
-	u, err := url.Parse(base)
+	return a.forwardTo(c, b, nil)
+}
+
+// deployApp forwards a deploy to the node running the app — placing an app deployed for the
+// first time, on the node the admin names, if it does.
+func (a *API) deployApp(c *call) error {
+	var node rings.NodeID
+	if s, ok := c.q.vals["node"]; ok {
+		if c.id.Caller() != "admin" {
+			return &apiError{http.StatusForbidden, "forbidden", "only the admin places apps on nodes (node=)"}
+		}
+		node = rings.NodeID(s)
+		if err := node.Validate(); err != nil {
+			return badRequest("bad_query", "node=%q: %v", trunc(s, 80), err)
+		}
+	}
+	b, err := a.ring0.AppsBackend(c.ctx, c.tenant(), c.path["app"], true, node)
+	if err != nil {
+		return err
+	}
+	return a.forwardTo(c, b, nil)
+}
+
+// destroyApp forwards an app's destruction, and forgets where the app ran once it is gone.
+func (a *API) destroyApp(c *call) error {
+	t, app := c.tenant(), c.path["app"]
+	b, err := a.ring0.AppsBackend(c.ctx, t, app, false, "")
+	if err != nil {
+		return err
+	}
+	return a.forwardTo(c, b, func(resp *http.Response) error {
+		if resp.StatusCode == http.StatusNoContent || resp.StatusCode == http.StatusNotFound {
+			return a.ring0.ForgetApp(resp.Request.Context(), t, app)
+		}
+		return nil
+	})
+}
+
+// forwardTo proxies an authorized app request to app API b. Ring 1 learns who is calling
+// from Enjin-Caller, which only ring 0 writes: every field of the client's whose name starts
+// with Enjin- is dropped first, so no caller can claim to be another. modify, if set, sees
+// the answer before the caller does.
+func (a *API) forwardTo(c *call, b AppsBackend, modify func(*http.Response) error) error {
+	u, err := url.Parse(b.Base)
 	if err != nil {
 		return err
 	}
@@ -90,12 +134,13 @@ func (a *API) forwardApps(c *call) error {
 			pr.Out.Host = u.Host
 			dropEnjinFields(pr.Out.Header)
 			dropEnjinFields(pr.Out.Trailer) // a chunked body's trailer could carry one too
-			pr.Out.Header.Set("Authorization", "Bearer "+token)
+			pr.Out.Header.Set("Authorization", "Bearer "+b.Token)
 			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},
-		FlushInterval: -1, // every write at once: a deploy's progress, a followed log
+		ModifyResponse: modify,
+		FlushInterval:  -1, // every write at once: a deploy's progress, a followed log
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			a.fail(w, r, &apiError{http.StatusBadGateway, "ring1_unavailable", "the ring 1 node hosting this tenant did not answer"})
+			a.fail(w, r, &apiError{http.StatusBadGateway, "ring1_unavailable", "the ring 1 node running this tenant's app did not answer"})
 		},
 	}
 	w, done := streaming(c.w, c.r)

@@ -82,17 +82,31 @@ func (r *testRing0) Decommission(ctx context.Context, id rings.NodeID, version i
 	return r.store.Decommission(ctx, id, version)
 }
 
-// AppsBackend: app operations are tested end to end (test/apps_test.go); here every tenant
-// is hosted by the fake ring 1 at r.apps, if it is set, and by nobody otherwise.
-func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID) (string, string, error) {
+// AppsBackend: app operations are tested end to end (test/apps_test.go, test/hosts_test.go);
+// here every tenant is hosted by the fake ring 1 at r.apps, if it is set, and by nobody
+// otherwise.
+func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID, _ string, _ bool, _ rings.NodeID) (api.AppsBackend, error) {
+	all, err := r.AppsBackends(ctx, t)
+	if err != nil {
+		return api.AppsBackend{}, err
+	}
+	if len(all) == 0 {
+		return api.AppsBackend{}, fmt.Errorf("tenant %s has no app host: %w", t, inventory.ErrInvalid)
+	}
+	return all[0], nil
+}
+
+func (r *testRing0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsBackend, error) {
 	if _, err := r.store.GetTenant(ctx, t); err != nil {
-		return "", "", err
+		return nil, err
 	}
 	if r.apps != "" {
-		return r.apps, ring1Token, nil
+		return []api.AppsBackend{{Node: "ring1-test", Base: r.apps, Token: ring1Token}}, nil
 	}
-	return "", "", fmt.Errorf("tenant %s has no app host: %w", t, inventory.ErrInvalid)
+	return nil, nil
 }
+
+func (r *testRing0) ForgetApp(context.Context, rings.TenantID, string) error { return nil }
 
 // ring1Token is the token the fake ring 1 app API takes.
 const ring1Token = "ring1-apps-token"
