@@ -200,8 +200,8 @@ func (c *cloud) probeBin() string {
 }
 
 // deployProbe deploys test/probe as app ref (TENANT/APP) with enjin.json manifest: its next
-// release, if it has one.
-func (c *cloud) deployProbe(ref, manifest string) {
+// release, if it has one; extra are more flags of apps deploy.
+func (c *cloud) deployProbe(ref, manifest string, extra ...string) {
 	c.t.Helper()
 	dir := filepath.Join(c.dir, "apps", strings.ReplaceAll(ref, "/", "-"))
 	os.MkdirAll(dir, 0o755)
@@ -211,7 +211,7 @@ func (c *cloud) deployProbe(ref, manifest string) {
 	}
 	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./probe serve\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(manifest), 0o644)
-	c.cli("apps", "deploy", ref, dir, "-q")
+	c.cli(append([]string{"apps", "deploy", ref, dir, "-q"}, extra...)...)
 }
 
 // netAddrs are the addresses (without prefix length) of ref's first instance on network.

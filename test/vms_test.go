@@ -185,6 +185,7 @@ func TestVMs(t *testing.T) {
 // vmRecord is what the CLI shows of a VM with -o json.
 type vmRecord struct {
 	ID            string   `json:"id"`
+	Node          string   `json:"node"`
 	ObservedState string   `json:"observed_state"`
 	Addresses     []string `json:"addresses"`
 	Spec          struct {
