@@ -96,6 +96,9 @@ func (a *API) deployApp(c *call) error {
 		if err := node.Validate(); err != nil {
 			return badRequest("bad_query", "node=%q: %v", trunc(s, 80), err)
 		}
+		q := c.r.URL.Query()
+		q.Del("node") // ring 0's to read, not ring 1's
+		c.r.URL.RawQuery = q.Encode()
 	}
 	b, err := a.ring0.AppsBackend(c.ctx, c.tenant(), c.path["app"], true, node)
 	if err != nil {

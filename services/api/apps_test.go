@@ -266,3 +266,37 @@ func query(path string) string {
 	_, q, _ := strings.Cut(path, "?")
 	return q
 }
+
+// Only the admin places an app on a node (node=, read by ring 0 and not passed on); anyone
+// else naming one is refused before ring 1 hears of it.
+func TestDeployPlacement(t *testing.T) {
+	e := newEnv(t)
+	f, asAcme, _ := startRing1(t, e, nil)
+	for _, tt := range []struct {
+		name, query, auth string
+		status            int
+		code              string
+	}{
+		{"tenant names a node", "?node=ring1-test", asAcme, 403, "forbidden"},
+		{"reader names a node", "?node=ring1-test", asBob, 403, "forbidden"},
+		{"admin names a bad node", "?node=Ring%201", asAdmin, 400, "bad_query"},
+		{"admin names two", "?node=ring1-test&node=ring1-other", asAdmin, 400, "bad_query"},
+		{"admin places it", "?node=ring1-test", asAdmin, 200, ""},
+		{"tenant lets ring 0 place it", "", asAcme, 200, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := e.do(t, "POST", "/v1/tenants/acme/apps/web/releases"+tt.query, []byte("bundle"),
+				"Authorization", tt.auth, "Content-Type", "application/gzip")
+			seen := f.take()
+			if r.status != tt.status || tt.code != "" && str(r.json, "code") != tt.code {
+				t.Fatalf("got %d %s want %d %s", r.status, r.body, tt.status, tt.code)
+			}
+			switch {
+			case tt.status >= 400 && len(seen) != 0:
+				t.Fatalf("ring 1 was reached: %+v", seen)
+			case tt.status < 400 && (len(seen) != 1 || seen[0].query != "" || seen[0].body != "bundle"):
+				t.Fatalf("ring 1 saw %+v, want the bundle without node=", seen)
+			}
+		})
+	}
+}
