@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,9 +60,12 @@ func TestHostsOnNetworks(t *testing.T) {
 	if vm.Node != "ring1-local" || len(vm.Addresses) != 2 {
 		t.Fatalf("the VM: %+v", vm)
 	}
-	// The app list gathers every host's apps.
-	if out := c.cli("apps", "ls", "acme"); !strings.Contains(out, "a ") || !strings.Contains(out, "b ") || !strings.Contains(out, "c ") {
-		t.Fatalf("apps ls acme:\n%s", out)
+	// The app list gathers every host's apps, each with its node.
+	ls := c.cli("apps", "ls", "acme")
+	for app, node := range map[string]string{"acme/a": h1.id, "acme/b": h2.id, "acme/c": "ring1-local"} {
+		if !regexp.MustCompile(`(?m)^` + app + ` .* ` + node + `\s*$`).MatchString(ls) {
+			t.Fatalf("apps ls acme: no %s on %s:\n%s", app, node, ls)
+		}
 	}
 
 	a, b, cc := c.netAddrs("acme/a", "lan"), c.netAddrs("acme/b", "lan"), c.netAddrs("acme/c", "lan")

@@ -84,9 +84,9 @@ func appsLsCmd(g *globals) *cobra.Command {
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
-		tw := newTable(c.OutOrStdout(), "APP\tRELEASE\tPROCESSES")
+		tw := newTable(c.OutOrStdout(), "APP\tRELEASE\tPROCESSES\tNODE")
 		for _, a := range r.Apps {
-			fmt.Fprintf(tw, "%s/%s\t%d\t%s\n", a.Tenant, a.Name, a.Release, counts(a.Instances))
+			fmt.Fprintf(tw, "%s/%s\t%d\t%s\t%s\n", a.Tenant, a.Name, a.Release, counts(a.Instances), a.Node)
 		}
 		return tw.Flush()
 	}

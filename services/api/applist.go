@@ -12,19 +12,16 @@ import (
 // maxAppList bounds what ring 0 reads of one node's list of a tenant's apps.
 const maxAppList = 16 << 20
 
-// listApps lists the tenant's apps: one node's answer as it is, several nodes' merged by
-// name. A node that does not answer fails the list (502): a list missing apps would read as
-// apps gone.
+// listApps lists the tenant's apps on every node running some, by name, each with its node.
+// A node that does not answer fails the list (502): a list missing apps would read as apps
+// gone.
 func (a *API) listApps(c *call) error {
 	all, err := a.ring0.AppsBackends(c.ctx, c.tenant())
 	if err != nil {
 		return err
 	}
-	switch len(all) {
-	case 0:
+	if len(all) == 0 {
 		return invalid("no ring 1 node hosting %s runs apps", c.tenant())
-	case 1:
-		return a.forwardTo(c, all[0], nil)
 	}
 	type named struct {
 		name string
@@ -56,11 +53,15 @@ func (a *API) listApps(c *call) error {
 			return unavailable
 		}
 		for _, raw := range page.Apps {
-			var n struct {
-				Name string `json:"name"`
+			var fields map[string]json.RawMessage
+			if json.Unmarshal(raw, &fields) != nil || fields == nil {
+				return unavailable
 			}
-			json.Unmarshal(raw, &n)
-			apps = append(apps, named{n.Name, raw})
+			var name string
+			json.Unmarshal(fields["name"], &name)
+			fields["node"], _ = json.Marshal(b.Node) // where it runs: ring 0's to say
+			raw, _ = json.Marshal(fields)
+			apps = append(apps, named{name, raw})
 		}
 	}
 	slices.SortStableFunc(apps, func(x, y named) int { return strings.Compare(x.name, y.name) })

@@ -91,7 +91,8 @@ type AppInfo struct {
 	Name      string            `json:"name"`
 	Release   int               `json:"release"` // live release, 0 if none
 	Instances map[string]int    `json:"instances"`
-	Env       map[string]string `json:"env"` // values masked unless the caller may see them
+	Env       map[string]string `json:"env"`            // values masked unless the caller may see them
+	Node      string            `json:"node,omitempty"` // the ring 1 node running it, as ring 0 lists it
 }
 
 // Apps lists tenant's apps; reveal says whether env values are shown or masked.
