@@ -23,7 +23,8 @@ import (
 // `enjin up` runs, and two in network namespaces of their own, joined to ring 0 with
 // one-time tokens (the external strategy) across an underlay bridge. App instances on each
 // host and a VM reach each other; the same block in another tenant's network, on the same
-// hosts, is another segment; nothing of the host is reachable from the instances there.
+// hosts, is another segment; nothing of the host is reachable from the instances there; a
+// restarted ring 0 finds the joined hosts' apps again.
 func TestHostsOnNetworks(t *testing.T) {
 	harness.LibvirtdShared(t)
 	fab := harness.NewFabric(t, 2)
@@ -123,6 +124,20 @@ func TestHostsOnNetworks(t *testing.T) {
 		return len(bytes.TrimSpace(out)) == 0
 	}, "h1's segments gone with its last ports")
 	c.waitFetch("acme/c", whoami(b[0]), "acme/b release 1") // the others' stay
+
+	// Ring 0 killed and run again finds a joined host's app API anew, from the host's signed
+	// heartbeats: the app there answers through the API, and still talks across hosts.
+	c.proc.Kill()
+	c.start()
+	var out []byte
+	if !harness.Poll(60*time.Second, func() bool {
+		var err error
+		out, err = exec.Command(harness.Binary(t), "apps", "ps", "acme/b", "--state-dir", c.state).CombinedOutput()
+		return err == nil && strings.Contains(string(out), "healthy")
+	}) {
+		t.Fatalf("apps ps acme/b after ring 0 ran again:\n%s", out)
+	}
+	h2.waitFetch(t, "acme/b", whoami(cc[0]), "acme/c release 1")
 }
 
 // nsHost is a ring 1 node in a network namespace of its own, joined with a one-time token.
