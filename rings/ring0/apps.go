@@ -30,6 +30,11 @@ type AppsOptions struct {
 // appsAPI is where a ring 1 node's app API listens and the token it takes.
 type appsAPI struct{ url, token string }
 
+// on is a as node's, for the API.
+func (a appsAPI) on(node rings.NodeID) api.AppsBackend {
+	return api.AppsBackend{Node: node, Base: a.url, Token: a.token}
+}
+
 // appsArgs prepares a ring 1 node to host apps: an app API port and token of its own, and
 // the flags that tell the node about them and about the router, DNS and bridge.
 func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
@@ -120,16 +125,19 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 	case !errors.Is(err, inventory.ErrNotFound):
 		return api.AppsBackend{}, err
 	}
+	if node != "" && !place {
+		return api.AppsBackend{}, fmt.Errorf("ring0: app %s/%s: %w", t, app, inventory.ErrNotFound)
+	}
+	var chosen api.AppsBackend
 	if node != "" {
-		if !place {
-			return api.AppsBackend{}, fmt.Errorf("ring0: app %s/%s: %w", t, app, inventory.ErrNotFound)
-		}
 		if err := r.hostOn(ctx, t, node); err != nil {
 			return api.AppsBackend{}, err
 		}
-		if _, ok := r.appsAPIOf(ctx, node); !ok {
+		a, ok := r.appsAPIOf(ctx, node)
+		if !ok {
 			return api.AppsBackend{}, fmt.Errorf("ring0: node %s hosts no apps: %w", node, inventory.ErrInvalid)
 		}
+		chosen = a.on(node)
 	} else {
 		all, err := r.AppsBackends(ctx, t)
 		if err != nil {
@@ -141,27 +149,30 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 		if !place {
 			return all[0], nil
 		}
-		if node, err = r.spread(ctx, t, all); err != nil {
+		if chosen, err = r.spread(ctx, t, all); err != nil {
 			return api.AppsBackend{}, err
 		}
 	}
-	if placed, err = r.store.PlaceApp(ctx, t, app, node); err != nil {
+	if placed, err = r.store.PlaceApp(ctx, t, app, chosen.Node); err != nil {
 		return api.AppsBackend{}, err
 	}
-	return r.backendOn(ctx, t, placed)
+	if placed == chosen.Node {
+		return chosen, nil
+	}
+	return r.backendOn(ctx, t, placed) // a racing deploy placed it elsewhere first
 }
 
 // spread is the one of app APIs all whose node runs the fewest of tenant t's apps; the first
 // of those in node order on a tie.
-func (r *Ring0) spread(ctx context.Context, t rings.TenantID, all []api.AppsBackend) (rings.NodeID, error) {
+func (r *Ring0) spread(ctx context.Context, t rings.TenantID, all []api.AppsBackend) (api.AppsBackend, error) {
 	placed, err := r.store.AppsPlaced(ctx, t)
 	if err != nil {
-		return "", err
+		return api.AppsBackend{}, err
 	}
-	best := all[0].Node
+	best := all[0]
 	for _, b := range all[1:] {
-		if placed[b.Node] < placed[best] {
-			best = b.Node
+		if placed[b.Node] < placed[best.Node] {
+			best = b
 		}
 	}
 	return best, nil
@@ -173,7 +184,7 @@ func (r *Ring0) backendOn(ctx context.Context, t rings.TenantID, node rings.Node
 	if !ok {
 		return api.AppsBackend{}, fmt.Errorf("ring0: node %s, which runs %s's app, has not said where its app API is: %w", node, t, ErrNode)
 	}
-	return api.AppsBackend{Node: node, Base: a.url, Token: a.token}, nil
+	return a.on(node), nil
 }
 
 // AppsBackends are the app APIs of every host of tenant t that hosts apps, in node order.
@@ -185,7 +196,7 @@ func (r *Ring0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsB
 	var out []api.AppsBackend
 	for _, h := range tn.Hosts {
 		if a, ok := r.appsAPIOf(ctx, h.Node); ok {
-			out = append(out, api.AppsBackend{Node: h.Node, Base: a.url, Token: a.token})
+			out = append(out, a.on(h.Node))
 		}
 	}
 	return out, nil
