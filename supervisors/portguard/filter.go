@@ -63,8 +63,9 @@ func checkFilter(link string, f *rings.Filter) error {
 	return nil
 }
 
-// renderFilters writes the inet table for the ports with filters.
-func renderFilters(b *strings.Builder, table string, ports []Port) {
+// renderFilters writes the inet table for the ports with filters; nat writes the NAT
+// gateway's part of it (nat.go).
+func renderFilters(b *strings.Builder, table string, ports []Port, nat func()) {
 	fmt.Fprintf(b, "table inet %[1]s {}\ndelete table inet %[1]s\ntable inet %[1]s {\n", table)
 	var out, in []string
 	for _, p := range ports {
@@ -85,9 +86,14 @@ func renderFilters(b *strings.Builder, table string, ports []Port) {
 		}
 		b.WriteString("\t}\n")
 	}
-	// Bridged packets come in and go out on the segment's bridge: iifname is the bridge.
-	b.WriteString("\tchain sent {\n\t\ttype filter hook forward priority -5; policy accept;\n")
-	b.WriteString("\t\tct state established,related accept\n\t\tiifname . ether saddr vmap @out\n\t}\n")
+	nat()
+	// Bridged packets come in and go out on the segment's bridge: iifname is the bridge. So do
+	// what ports send the NAT gateway, to its MAC, which only their egress rules let beyond.
+	b.WriteString("\tchain sent {\n\t\ttype filter hook forward priority -5; policy accept;\n\t\tct state established,related accept\n")
+	if len(gatewayed(ports)) > 0 {
+		b.WriteString("\t\tether daddr @gateways iifname . ether saddr vmap @egress\n")
+	}
+	b.WriteString("\t\tiifname . ether saddr vmap @out\n\t}\n")
 	b.WriteString("\tchain received {\n\t\ttype filter hook forward priority 0; policy accept;\n")
 	b.WriteString("\t\tct state established,related accept\n\t\tiifname . ether daddr vmap @in\n\t}\n")
 	for _, p := range ports {

@@ -1,4 +1,5 @@
-// Package portguard keeps the ports of tenant networks honest and enforces their rule sets: a port (a VM's tap, an app
+// Package portguard keeps the ports of tenant networks honest, enforces their rule sets and
+// holds the NAT gateway to what it may do (nat.go): a port (a VM's tap, an app
 // instance's veth on a network's bridge) sends only from its own MAC and its own addresses —
 // IPv4, ARP, IPv6 and neighbour discovery alike — never router advertisements, redirects or
 // DHCP answers (unless it is the network's DHCP server), and nothing else at all (no VLAN tags,
@@ -38,12 +39,18 @@ type Port struct {
 	// Bridge is the bridge the port is on; with Filter, the port's rule sets are enforced.
 	Bridge string
 	Filter *rings.Filter
+	// Gateway is the MAC of the node's NAT gateway on the port's segment (on Bridge): the port
+	// may reach it and, through it, what is beyond (see nat.go). Peers are the segment's other
+	// hosts, which the gateway never routes to.
+	Gateway net.HardwareAddr
+	Peers   []netip.Addr
 }
 
 // Guard is the table of one ring 1 node (of one network namespace, if Netns is set).
 type Guard struct {
 	Table string // the nftables table (family bridge), e.g. enjin-ports-enjin0
 	Netns string // a named network namespace to work in; "" for the caller's
+	NAT   NAT    // where the NAT gateway of ports with a Gateway reaches; set before the first Set
 
 	mu    sync.Mutex
 	ports map[string]Port
@@ -74,6 +81,9 @@ func (p Port) check() error {
 			return fmt.Errorf("%w: %s: address %v", ErrInvalid, p.Link, a)
 		}
 	}
+	if err := checkGateway(p); err != nil {
+		return err
+	}
 	if p.Filter != nil {
 		if len(p.Bridge) == 0 || len(p.Bridge) > 15 || strings.ContainsAny(p.Bridge, "\" \t\n;{}") {
 			return fmt.Errorf("%w: %s: bridge %q", ErrInvalid, p.Link, p.Bridge)
@@ -81,6 +91,12 @@ func (p Port) check() error {
 		return checkFilter(p.Link, p.Filter)
 	}
 	return nil
+}
+
+func (p Port) clone() Port {
+	p.MAC, p.Addresses = slices.Clone(p.MAC), slices.Clone(p.Addresses)
+	p.Gateway, p.Peers = slices.Clone(p.Gateway), slices.Clone(p.Peers)
+	return p
 }
 
 func validLink(s string) bool {
@@ -100,8 +116,7 @@ func (g *Guard) Set(p Port) error {
 	if err := p.check(); err != nil {
 		return err
 	}
-	p.MAC = slices.Clone(p.MAC)
-	p.Addresses = slices.Clone(p.Addresses)
+	p = p.clone()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	old, had := g.ports[p.Link]
@@ -125,8 +140,7 @@ func (g *Guard) SetAll(ports []Port) error {
 		if err := p.check(); err != nil {
 			return err
 		}
-		p.MAC, p.Addresses = slices.Clone(p.MAC), slices.Clone(p.Addresses)
-		next[p.Link] = p
+		next[p.Link] = p.clone()
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -167,12 +181,31 @@ func (g *Guard) Close() error {
 // install writes the whole table in one transaction.
 func (g *Guard) install() error {
 	ports := slices.Collect(maps.Values(g.ports))
-	if slices.ContainsFunc(ports, func(p Port) bool { return p.Filter != nil }) {
+	if slices.ContainsFunc(ports, func(p Port) bool { return p.Filter != nil || p.Gateway != nil }) {
 		if err := g.filtering(); err != nil {
 			return err
 		}
 	}
-	return g.nft(Render(g.Table, ports))
+	hostRoutes := false
+	if s := natSysctls(g.NAT, ports); len(s) > 0 {
+		if err := g.NAT.check(); err != nil {
+			return err
+		}
+		out, err := g.command("sysctl", "-n", "net.ipv4.conf.all.forwarding").Output()
+		if err != nil {
+			return fmt.Errorf("portguard: nat: %w", err)
+		}
+		hostRoutes = strings.TrimSpace(string(out)) == "1"
+		// The rules first: a NAT bridge forwards nothing until they are in force.
+		if err := g.nft(g.render(ports, hostRoutes)); err != nil {
+			return err
+		}
+		if out, err := g.command(append([]string{"sysctl", "-q", "-w"}, s...)...).CombinedOutput(); err != nil {
+			return fmt.Errorf("portguard: nat: %w: %s", err, bytes.TrimSpace(out))
+		}
+		return nil
+	}
+	return g.nft(g.render(ports, hostRoutes))
 }
 
 // command is a command line run in the guard's network namespace.
@@ -202,9 +235,13 @@ func LinkLocal(mac net.HardwareAddr) netip.Addr {
 	return netip.AddrFrom16(b)
 }
 
-// Render is the nft(8) script that replaces table with one guarding ports: exactly what
-// Set installs, for a reader or a test to see.
-func Render(table string, ports []Port) string {
+// Render is the nft(8) script that replaces the guard's tables with ones guarding ports:
+// what Set installs (on a host that does not forward of its own accord), for a reader or a
+// test to see.
+func (g *Guard) Render(ports []Port) string { return g.render(ports, false) }
+
+func (g *Guard) render(ports []Port, hostRoutes bool) string {
+	table := g.Table
 	slices.SortFunc(ports, func(a, b Port) int { return strings.Compare(a.Link, b.Link) })
 	var b strings.Builder
 	fmt.Fprintf(&b, "table bridge %[1]s {}\ndelete table bridge %[1]s\ntable bridge %[1]s {\n", table)
@@ -223,14 +260,16 @@ func Render(table string, ports []Port) string {
 	b.WriteString("\tchain input {\n\t\ttype filter hook input priority -200; policy accept;\n")
 	fmt.Fprintf(&b, "\t\tiifname %q counter drop\n", VXLANPorts)
 	if len(names) > 0 {
+		renderNATBridge(&b, ports)
 		fmt.Fprintf(&b, "\t\tiifname { %s } counter drop\n", strings.Join(names, ", "))
 	}
 	b.WriteString("\t}\n")
+	renderNATOutput(&b, ports)
 	for _, p := range ports {
 		renderPort(&b, p)
 	}
 	b.WriteString("}\n")
-	renderFilters(&b, table, ports)
+	renderFilters(&b, table, ports, func() { renderNAT(&b, g.NAT, ports, hostRoutes) })
 	return b.String()
 }
 
