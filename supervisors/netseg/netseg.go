@@ -36,6 +36,16 @@ type Segment struct {
 	Underlay netip.Addr   // this host's address on the underlay: the VXLAN source
 	Peers    []netip.Addr // the other hosts on the network, by their underlay addresses
 	MTU      int          // the underlay's MTU; 0: 1500
+	// Gateway, if set, is the network's NAT gateway: the bridge holds this address, with
+	// GatewayMAC's address, so that the host answers as the gateway on its end of the
+	// segment, as every other host carrying it does on its own.
+	Gateway netip.Prefix
+}
+
+// GatewayMAC is the MAC of network vni's NAT gateway on every host: locally administered,
+// 02:65:6e ("en") and the VNI.
+func GatewayMAC(vni int) net.HardwareAddr {
+	return net.HardwareAddr{0x02, 0x65, 0x6e, byte(vni >> 16), byte(vni >> 8), byte(vni)}
 }
 
 // addrGenModeNone is IN6_ADDR_GEN_MODE_NONE: the kernel gives the device no IPv6 address.
@@ -98,6 +108,8 @@ func (s Segment) check() error {
 		return fmt.Errorf("netseg: vni %d: want 1 to 16777215", s.VNI)
 	case !s.Underlay.Is4():
 		return fmt.Errorf("netseg: vni %d: underlay %v: want an IPv4 address", s.VNI, s.Underlay)
+	case s.Gateway.IsValid() && (!s.Gateway.Addr().Is4() || s.Gateway.Bits() < 8 || s.Gateway.Bits() > 30):
+		return fmt.Errorf("netseg: vni %d: gateway %v: want an IPv4 address with its block's length", s.VNI, s.Gateway)
 	}
 	for _, p := range s.Peers {
 		if !p.Is4() || p == s.Underlay {
@@ -141,6 +153,11 @@ func (h *Host) ensure(s Segment) error {
 			return fmt.Errorf("netseg: %s into %s: %w", vx.Attrs().Name, br.Attrs().Name, err)
 		}
 	}
+	if s.Gateway.IsValid() {
+		if err := h.gateway(br, s); err != nil {
+			return err
+		}
+	}
 	for _, l := range []netlink.Link{br, vx} {
 		// The host takes no part in the segment: no IPv6 link-local address of its own there.
 		// (Where IPv6 is off this fails, and there is nothing to prevent.)
@@ -150,6 +167,21 @@ func (h *Host) ensure(s Segment) error {
 		}
 	}
 	return h.syncPeers(vx, s.Peers)
+}
+
+// gateway makes the bridge the network's NAT gateway here: its MAC and address.
+func (h *Host) gateway(br netlink.Link, s Segment) error {
+	mac := GatewayMAC(s.VNI)
+	if !slices.Equal(br.Attrs().HardwareAddr, mac) {
+		if err := h.h.LinkSetHardwareAddr(br, mac); err != nil {
+			return fmt.Errorf("netseg: %s gateway MAC: %w", br.Attrs().Name, err)
+		}
+	}
+	a := &netlink.Addr{IPNet: &net.IPNet{IP: s.Gateway.Addr().AsSlice(), Mask: net.CIDRMask(s.Gateway.Bits(), 32)}}
+	if err := h.h.AddrReplace(br, a); err != nil {
+		return fmt.Errorf("netseg: %s gateway %v: %w", br.Attrs().Name, s.Gateway, err)
+	}
+	return nil
 }
 
 // link returns the link named as l, creating it if there is none; one of another kind is an

@@ -164,6 +164,19 @@ func TestSegmentsAcrossHosts(t *testing.T) {
 	if sa.Drop("port-1", 5000) != true || sa.Drop("port-2", 5000) != false {
 		t.Fatal("Drop did not count the holds")
 	}
+	// A NAT network's segment makes the bridge its gateway: the gateway's MAC and address.
+	gw := netseg.Segment{VNI: 5002, Underlay: addrA, Gateway: netip.MustParsePrefix("100.79.0.1/24")}
+	for range 2 {
+		if err := sa.Ensure(gw); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if out := run(t, "ip", "-n", a, "-o", "addr", "show", "dev", netseg.Bridge(5002)); !strings.Contains(out, "100.79.0.1/24") {
+		t.Fatalf("gateway's bridge has no gateway address:\n%s", out)
+	}
+	if out := run(t, "ip", "-n", a, "-o", "link", "show", netseg.Bridge(5002)); !strings.Contains(out, netseg.GatewayMAC(5002).String()) {
+		t.Fatalf("gateway's bridge has not the gateway's MAC %s:\n%s", netseg.GatewayMAC(5002), out)
+	}
 	// A sweep takes what nothing holds or wants (5002, left by an earlier run), and leaves
 	// what is held (5001) or wanted (5000).
 	if err := sa.Ensure(netseg.Segment{VNI: 5002, Underlay: addrA}); err != nil {
