@@ -33,13 +33,13 @@ func netPath(t rings.TenantID, n string) string {
 }
 
 func printNetworks(w io.Writer, ns ...inventory.Network) error {
-	tw := newTable(w, "NETWORK\tVNI\tCIDR4\tGATEWAY\tPREFIX6\tDHCP")
+	tw := newTable(w, "NETWORK\tVNI\tCIDR4\tGATEWAY\tPREFIX6\tDHCP\tNAT")
 	for _, n := range ns {
 		p6 := "-"
 		if n.Prefix6.IsValid() {
 			p6 = n.Prefix6.String()
 		}
-		fmt.Fprintf(tw, "%s/%s\t%d\t%s\t%s\t%s\t%t\n", n.Tenant, n.Name, n.VNI, n.CIDR4, n.Gateway4, p6, n.DHCP)
+		fmt.Fprintf(tw, "%s/%s\t%d\t%s\t%s\t%s\t%t\t%t\n", n.Tenant, n.Name, n.VNI, n.CIDR4, n.Gateway4, p6, n.DHCP, n.NAT)
 	}
 	return tw.Flush()
 }
@@ -47,7 +47,7 @@ func printNetworks(w io.Writer, ns ...inventory.Network) error {
 func netCreateCmd(g *globals) *cobra.Command {
 	var in struct {
 		cidr4, prefix6, gateway string
-		dhcp                    bool
+		dhcp, nat               bool
 	}
 	c := &cobra.Command{Use: "create TENANT/NAME --cidr4 BLOCK", Short: "create a network", Args: argsBetween(1, 1, "TENANT/NAME")}
 	out := outputFlag(c)
@@ -56,6 +56,7 @@ func netCreateCmd(g *globals) *cobra.Command {
 	f.StringVar(&in.prefix6, "prefix6", "", "its IPv6 /64, if any")
 	f.StringVar(&in.gateway, "gateway", "", "its gateway address (default: the block's first host address)")
 	f.BoolVar(&in.dhcp, "dhcp", false, "answer DHCP on it: each host's server offers each NIC its own address, and no other MAC anything")
+	f.BoolVar(&in.nat, "nat", false, "reach beyond it through ring 1's NAT gateway at its gateway address (IPv4; what each port's rule sets let out)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		t, name, err := vmRef(args[0])
 		if err != nil {
@@ -69,7 +70,7 @@ func netCreateCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var n inventory.Network
-		body := map[string]any{"name": name, "cidr4": in.cidr4, "dhcp": in.dhcp}
+		body := map[string]any{"name": name, "cidr4": in.cidr4, "dhcp": in.dhcp, "nat": in.nat}
 		if in.prefix6 != "" {
 			body["prefix6"] = in.prefix6
 		}

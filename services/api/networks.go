@@ -15,6 +15,9 @@ type NetworkCreate struct {
 	Gateway4 string `json:"gateway,omitempty"`    // in the block; default its first host address
 	Prefix6  string `json:"prefix6,omitempty"`    // an IPv6 /64
 	DHCP     bool   `json:"dhcp,omitempty"`
+	// NAT: the network's ports reach beyond it (IPv4) through ring 1's NAT gateway, at the
+	// gateway address on every host carrying it, as far as their rule sets let them out.
+	NAT bool `json:"nat,omitempty"`
 
 	cidr4, prefix6 netip.Prefix
 	gateway4       netip.Addr
@@ -77,7 +80,7 @@ func (a *API) createNetwork(c *call) error {
 	}
 	b := c.in.(*NetworkCreate)
 	n, err := a.store.CreateNetwork(c.ctx, inventory.Network{ID: inventory.NewID(), Tenant: c.tenant(), Name: b.Name,
-		CIDR4: b.cidr4, Gateway4: b.gateway4, Prefix6: b.prefix6, DHCP: b.DHCP})
+		CIDR4: b.cidr4, Gateway4: b.gateway4, Prefix6: b.prefix6, DHCP: b.DHCP, NAT: b.NAT})
 	if err != nil {
 		return err
 	}

@@ -23,6 +23,7 @@ type Network struct {
 	Gateway4  netip.Addr     `json:"gateway4"`
 	Prefix6   netip.Prefix   `json:"prefix6,omitzero"`
 	DHCP      bool           `json:"dhcp"`
+	NAT       bool           `json:"nat"` // its ports reach beyond it through ring 1's NAT gateway
 	Metadata  map[string]any `json:"metadata"`
 	Version   int64          `json:"version"`
 	CreatedAt time.Time      `json:"created_at"`
@@ -30,12 +31,12 @@ type Network struct {
 }
 
 const networkCols = `n.id::text, n.tenant_id, n.name, n.vni, n.cidr4::text, host(n.gateway4), coalesce(n.prefix6::text, ''),
-	n.dhcp, n.metadata, n.version, n.created_at, n.updated_at`
+	n.dhcp, n.nat, n.metadata, n.version, n.created_at, n.updated_at`
 
 func scanNetwork(r pgx.Row) (Network, error) {
 	var n Network
 	var tenant, cidr4, gw, p6 string
-	if err := r.Scan(&n.ID, &tenant, &n.Name, &n.VNI, &cidr4, &gw, &p6, &n.DHCP, &n.Metadata, &n.Version,
+	if err := r.Scan(&n.ID, &tenant, &n.Name, &n.VNI, &cidr4, &gw, &p6, &n.DHCP, &n.NAT, &n.Metadata, &n.Version,
 		&n.CreatedAt, &n.UpdatedAt); err != nil {
 		return Network{}, err
 	}
@@ -70,9 +71,9 @@ func (s *Store) CreateNetwork(ctx context.Context, n Network) (Network, error) {
 	var out Network
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		out, err = scanNetwork(tx.QueryRow(ctx, `INSERT INTO networks AS n (id, tenant_id, name, vni, cidr4, gateway4, prefix6, dhcp, metadata)
-			VALUES ($1, $2, $3, nextval('networks_vni'), $4, $5, $6, $7, $8) RETURNING `+networkCols,
-			n.ID, string(n.Tenant), n.Name, n.CIDR4.String(), n.Gateway4.String(), p6, n.DHCP, n.Metadata))
+		out, err = scanNetwork(tx.QueryRow(ctx, `INSERT INTO networks AS n (id, tenant_id, name, vni, cidr4, gateway4, prefix6, dhcp, nat, metadata)
+			VALUES ($1, $2, $3, nextval('networks_vni'), $4, $5, $6, $7, $8, $9) RETURNING `+networkCols,
+			n.ID, string(n.Tenant), n.Name, n.CIDR4.String(), n.Gateway4.String(), p6, n.DHCP, n.NAT, n.Metadata))
 		if err != nil {
 			return err
 		}
