@@ -72,12 +72,39 @@ type Segment struct {
 	Port      string   `json:"port"`                // the port's id (a UUID)
 	Addresses []string `json:"addresses,omitempty"` // the port's addresses with the network's prefix length
 	Gateway   string   `json:"gateway,omitempty"`   // the network's gateway address
+	// NAT: the host answers at Gateway (with netseg's gateway MAC for the VNI) and takes what
+	// the port sends beyond the network out through its NAT, as far as Filter lets it out.
+	NAT bool `json:"nat,omitempty"`
+	// Protected are addresses the NAT gateway never takes a port's traffic to, whatever its
+	// rules say: ring 0's and every ring 1 host's.
+	Protected []string `json:"protected,omitempty"`
 	Filter    *Filter  `json:"filter,omitempty"`    // the NIC's rule sets; nil: none, all of the network may reach it
 	DHCP      *DHCP    `json:"dhcp,omitempty"`      // the network answers DHCP: its server on this host
 	// Forward lets the port send from any address: it is a router's (a VM routing between
 	// its networks). Its MAC, ARP and neighbour advertisements stay its own.
 	Forward bool    `json:"forward,omitempty"`
 	Routes  []Route `json:"routes,omitempty"` // what the endpoint reaches through a router on this network
+}
+
+// MaxProtected bounds a segment's protected addresses.
+const MaxProtected = 4096
+
+// NATGateway is the gateway address of a segment with NAT, with the length of the network's
+// IPv4 block (its port's first IPv4 address's); invalid without NAT.
+func (s Segment) NATGateway() (netip.Prefix, error) {
+	if !s.NAT {
+		return netip.Prefix{}, nil
+	}
+	gw, err := netip.ParseAddr(s.Gateway)
+	if err != nil || !gw.Is4() {
+		return netip.Prefix{}, fmt.Errorf("nat gateway %.64q: want an IPv4 address", s.Gateway)
+	}
+	for _, a := range s.Addresses {
+		if p, err := netip.ParsePrefix(a); err == nil && p.Addr().Is4() && p.Contains(gw) && p.Bits() >= 8 && p.Bits() <= 30 {
+			return netip.PrefixFrom(gw, p.Bits()), nil
+		}
+	}
+	return netip.Prefix{}, fmt.Errorf("nat gateway %s: in the block of none of the port's addresses", gw)
 }
 
 // Route is a block an endpoint reaches through a router on one of its networks: To (a block;

@@ -188,7 +188,7 @@ func (r *Ring0) peersChanged(nw inventory.Network, node rings.NodeID) {
 
 // segment is port p's place on network nw, enforcing rule sets.
 func (r *Ring0) segment(ctx context.Context, nw inventory.Network, p inventory.Port, rulesets []string) (*rings.Segment, error) {
-	seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String()}
+	seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String(), NAT: nw.NAT}
 	for _, a := range p.Addresses {
 		bits := nw.CIDR4.Bits()
 		if a.Is6() {
@@ -205,6 +205,11 @@ func (r *Ring0) segment(ctx context.Context, nw inventory.Network, p inventory.P
 	}
 	if seg.Routes, err = r.routes(ctx, nw, p); err != nil {
 		return nil, err
+	}
+	if nw.NAT {
+		if seg.Protected, err = r.protected(ctx); err != nil {
+			return nil, err
+		}
 	}
 	return seg, nil
 }
@@ -333,6 +338,38 @@ func (r *Ring0) peers(ctx context.Context, id string, node rings.NodeID) ([]stri
 		}
 	}
 	return out, nil
+}
+
+// protected are the addresses no NAT gateway takes a port's traffic to: ring 0's own (its
+// bus's and its API's, where they are addresses) and the underlay address of every ring 1
+// node as it last claimed it.
+func (r *Ring0) protected(ctx context.Context) ([]string, error) {
+	var out []string
+	for _, hp := range []string{r.cfg.NATSHost, r.cfg.APIAddr} {
+		h := hp
+		if host, _, err := net.SplitHostPort(hp); err == nil {
+			h = host
+		}
+		if a, err := netip.ParseAddr(h); err == nil && a.Unmap().Is4() && !a.IsUnspecified() {
+			out = append(out, a.Unmap().String())
+		}
+	}
+	one := rings.Ring1
+	for after := rings.NodeID(""); ; {
+		nodes, err := r.store.ListNodes(ctx, inventory.NodeFilter{Ring: &one, After: after})
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range nodes {
+			if claim, err := r.lastClaim(ctx, n.ID); err == nil && claim.Underlay != "" && !slices.Contains(out, claim.Underlay) {
+				out = append(out, claim.Underlay)
+			}
+		}
+		if len(nodes) < 1000 || len(out) >= rings.MaxProtected {
+			return out[:min(len(out), rings.MaxProtected)], nil
+		}
+		after = nodes[len(nodes)-1].ID
+	}
 }
 
 // lastClaim is node's last own observation (not one another node made of it).

@@ -16,18 +16,25 @@ import (
 // others' packets); the guest forwards between them.
 
 // routes is what port p on network nw reaches through the tenant's routers: its default route
-// through the router of nw (unless p is that router's VM's), and the block of each network a
-// router VM routes for through that VM's address on nw.
+// through the router of nw (unless p is that router's VM's) or else, on a network with NAT,
+// through ring 1's gateway; and the block of each network a router VM routes for through
+// that VM's address on nw.
 func (r *Ring0) routes(ctx context.Context, nw inventory.Network, p inventory.Port) ([]rings.Route, error) {
 	routers, err := r.store.Routers(ctx, p.Tenant)
-	if err != nil || len(routers) == 0 {
+	if err != nil {
 		return nil, err
+	}
+	var out []rings.Route
+	if nw.NAT && !slices.ContainsFunc(routers, func(rp inventory.Port) bool { return rp.Network == nw.ID }) {
+		out = append(out, rings.Route{To: "0.0.0.0/0", Via: nw.Gateway4.String()})
+	}
+	if len(routers) == 0 {
+		return out, nil
 	}
 	nets, err := r.store.ListNetworks(ctx, p.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	var out []rings.Route
 	for _, rp := range routers {
 		if rp.Owner == p.Owner {
 			continue // p is the router's own: it routes
