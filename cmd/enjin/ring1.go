@@ -26,6 +26,7 @@ type ring1Flags struct {
 	limits, uidRange                                string
 	underlay                                        string
 	noVMs                                           bool
+	natUplinks                                      []string
 }
 
 // registerRing1Flags registers every flag of `enjin ring1`.
@@ -50,6 +51,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.underlay, "underlay", "", "IPv4 address tenant networks are carried from (VXLAN); default: the one ring 0's bus is reached from")
 	fs.BoolVar(&f.noVMs, "no-vms", false, "host no VMs, even where libvirtd answers")
+	fs.StringSliceVar(&f.natUplinks, "nat-uplink", nil, "interface tenant networks with NAT reach beyond by (repeatable); default: the default route's")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
@@ -79,7 +81,7 @@ The token is never an argument: others can read a process's arguments. Give it i
 		if err != nil {
 			return err
 		}
-		cfg.Heartbeat, cfg.Logger, cfg.NoVMs = f.heartbeat, log, f.noVMs
+		cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.NATUplinks = f.heartbeat, log, f.noVMs, f.natUplinks
 		if f.underlay != "" {
 			if cfg.Underlay, err = netip.ParseAddr(f.underlay); err != nil || !cfg.Underlay.Is4() {
 				return usagef("ring1: --underlay %q: want an IPv4 address", f.underlay)

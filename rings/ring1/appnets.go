@@ -189,6 +189,12 @@ func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 		}
 	}
 	g := portguard.Port{Link: hostLink(s.Port), MAC: mac, Bridge: netseg.Bridge(s.VNI), Filter: s.Filter}
+	if _, err := s.NATGateway(); err != nil {
+		return portguard.Port{}, fmt.Errorf("ring1: network %s: %w", p.Network, err)
+	}
+	if s.NAT {
+		g.Gateway = netseg.GatewayMAC(s.VNI)
+	}
 	for _, x := range s.Addresses {
 		pf, err := netip.ParsePrefix(x)
 		if err != nil {
@@ -197,9 +203,23 @@ func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 		g.Addresses = append(g.Addresses, pf.Addr())
 	}
 	for _, x := range s.Peers {
-		if pa, err := netip.ParseAddr(x); err != nil || !pa.Is4() {
+		pa, err := netip.ParseAddr(x)
+		if err != nil || !pa.Is4() {
 			return portguard.Port{}, fmt.Errorf("ring1: network %s: peer %q: want an IPv4 address", p.Network, x)
 		}
+		if s.NAT {
+			g.Protected = append(g.Protected, pa)
+		}
+	}
+	if len(s.Protected) > rings.MaxProtected {
+		return portguard.Port{}, fmt.Errorf("ring1: network %s: %d protected addresses", p.Network, len(s.Protected))
+	}
+	for _, x := range s.Protected {
+		pa, err := netip.ParseAddr(x)
+		if err != nil || !pa.Is4() {
+			return portguard.Port{}, fmt.Errorf("ring1: network %s: protected %q: want an IPv4 address", p.Network, x)
+		}
+		g.Protected = append(g.Protected, pa)
 	}
 	return g, nil
 }
@@ -207,6 +227,7 @@ func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 // segment is s's segment on this host: the other hosts as peers, VXLAN from the underlay.
 func (a *appNetworks) segment(s rings.Segment) netseg.Segment {
 	seg := netseg.Segment{VNI: s.VNI, Underlay: a.tn.underlay}
+	seg.Gateway, _ = s.NATGateway() // checked by guarded
 	for _, x := range s.Peers {
 		if pa := netip.MustParseAddr(x); pa != a.tn.underlay { // checked by guarded
 			seg.Peers = append(seg.Peers, pa)

@@ -5,6 +5,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/vishvananda/netlink"
 
@@ -38,6 +39,11 @@ func (n *Node) openNetworks(bridge string) (*tenantNetworks, error) {
 	}
 	n.underlay.Store(u.String())
 	g := portguard.New("enjin-ports-"+bridge, "")
+	g.NAT = portguard.NAT{Uplinks: natUplinks(h, n.cfg.NATUplinks, u)}
+	if a := busAddr(n.cfg.NATSURL); a.IsValid() {
+		g.NAT.Protected = append(g.NAT.Protected, netip.PrefixFrom(a, 32)) // ring 0, whatever a port's rules say
+	}
+	n.log.Debug("NAT gateway", "uplinks", g.NAT.Uplinks, "protected", g.NAT.Protected)
 	if err := g.EnableFiltering(); err != nil {
 		n.log.Warn("NICs with rule sets will be refused here", "err", err)
 	}
@@ -45,24 +51,70 @@ func (n *Node) openNetworks(bridge string) (*tenantNetworks, error) {
 	return &tenantNetworks{segments: segs, guard: g, underlay: u, handle: h}, nil
 }
 
-// sourceTowards is the address the kernel sends from to the bus URL's host; loopback if
-// there is no route or the host is not an address.
-func sourceTowards(natsURL string) netip.Addr {
-	lo := netip.MustParseAddr("127.0.0.1")
+// natUplinks are the interfaces NAT takes tenant networks out by: those named, else those
+// of the IPv4 default routes, else the one holding the underlay address.
+func natUplinks(h *netlink.Handle, named []string, underlay netip.Addr) []string {
+	if len(named) > 0 {
+		return named
+	}
+	var out []string
+	routes, _ := h.RouteList(nil, netlink.FAMILY_V4)
+	for _, r := range routes {
+		if ones, _ := maskOf(r.Dst); ones == 0 && r.LinkIndex > 0 {
+			if l, err := h.LinkByIndex(r.LinkIndex); err == nil && !slices.Contains(out, l.Attrs().Name) {
+				out = append(out, l.Attrs().Name)
+			}
+		}
+	}
+	if len(out) > 0 {
+		return out
+	}
+	addrs, _ := h.AddrList(nil, netlink.FAMILY_V4)
+	for _, a := range addrs {
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && ip.Unmap() == underlay && a.LinkIndex > 0 {
+			if l, err := h.LinkByIndex(a.LinkIndex); err == nil {
+				return []string{l.Attrs().Name}
+			}
+		}
+	}
+	return nil
+}
+
+// maskOf is a route destination's length; a default route's (nil) is 0.
+func maskOf(dst *net.IPNet) (int, int) {
+	if dst == nil {
+		return 0, 32
+	}
+	return dst.Mask.Size()
+}
+
+// busAddr is the IPv4 address of the bus URL's host, if it is one or resolves to one.
+func busAddr(natsURL string) netip.Addr {
 	hp, err := natsHostPort(natsURL)
 	if err != nil {
-		return lo
+		return netip.Addr{}
 	}
 	host, _, _ := net.SplitHostPort(hp)
 	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		ips, err := net.LookupIP(host)
 		if err != nil || len(ips) == 0 {
-			return lo
+			return netip.Addr{}
 		}
 		ip, _ = netip.AddrFromSlice(ips[0])
 	}
 	if !ip.Unmap().Is4() {
+		return netip.Addr{}
+	}
+	return ip.Unmap()
+}
+
+// sourceTowards is the address the kernel sends from to the bus URL's host; loopback if
+// there is no route or the host is not an address.
+func sourceTowards(natsURL string) netip.Addr {
+	lo := netip.MustParseAddr("127.0.0.1")
+	ip := busAddr(natsURL)
+	if !ip.IsValid() {
 		return lo
 	}
 	routes, err := netlink.RouteGet(net.IP(ip.Unmap().AsSlice()))

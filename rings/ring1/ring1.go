@@ -67,6 +67,9 @@ type Config struct {
 	// NoVMs keeps the node from hosting VMs even where libvirtd answers (a host whose
 	// network namespace is not libvirtd's cannot wire their NICs).
 	NoVMs bool
+	// NATUplinks are the interfaces tenant networks with NAT reach beyond by; none: the
+	// interfaces of the IPv4 default routes or, without one, the underlay's.
+	NATUplinks []string
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.

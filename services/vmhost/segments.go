@@ -41,6 +41,17 @@ func checkSegment(mac string, s *rings.Segment) error {
 			return fmt.Errorf("vmhost: nic %s: address %q: %w", mac, a, err)
 		}
 	}
+	if _, err := s.NATGateway(); err != nil {
+		return fmt.Errorf("vmhost: nic %s: %w", mac, err)
+	}
+	if len(s.Protected) > rings.MaxProtected {
+		return fmt.Errorf("vmhost: nic %s: %d protected addresses", mac, len(s.Protected))
+	}
+	for _, p := range s.Protected {
+		if a, err := netip.ParseAddr(p); err != nil || !a.Is4() {
+			return fmt.Errorf("vmhost: nic %s: protected %q: want an IPv4 address", mac, p)
+		}
+	}
 	return checkRoutes(s.Routes)
 }
 
@@ -88,6 +99,7 @@ func (h *Host) rejoin(was, n rings.VMNIC) error {
 
 func (h *Host) ensureSegment(s *rings.Segment) error {
 	seg := netseg.Segment{VNI: s.VNI, Underlay: h.cfg.Underlay}
+	seg.Gateway, _ = s.NATGateway() // checked
 	for _, p := range s.Peers {
 		if a := netip.MustParseAddr(p); a != h.cfg.Underlay { // checked
 			seg.Peers = append(seg.Peers, a)
@@ -106,6 +118,12 @@ func (h *Host) guarded(n rings.VMNIC) portguard.Port {
 		Forward: n.Segment.Forward}
 	for _, a := range n.Segment.Addresses {
 		p.Addresses = append(p.Addresses, netip.MustParsePrefix(a).Addr()) // checked
+	}
+	if n.Segment.NAT {
+		p.Gateway = netseg.GatewayMAC(n.Segment.VNI)
+		for _, x := range slices.Concat(n.Segment.Peers, n.Segment.Protected) {
+			p.Protected = append(p.Protected, netip.MustParseAddr(x)) // checked
+		}
 	}
 	return p
 }
