@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -27,7 +28,7 @@ import (
 // restarted ring 0 finds the joined hosts' apps again.
 func TestHostsOnNetworks(t *testing.T) {
 	harness.LibvirtdShared(t)
-	fab := harness.NewFabric(t, 2)
+	fab := harness.NewFabric(t, 3) // two hosts and, third, the "outside" beyond a NAT gateway
 	c := newCloud(t)
 	// Ring 0 listens on the fabric, where the other hosts reach it; the node it runs here
 	// carries tenant networks from the address it reaches the bus at: the fabric's too.
@@ -116,6 +117,35 @@ func TestHostsOnNetworks(t *testing.T) {
 		}
 	}
 
+	// Egress through ring 1's NAT gateway: on a network with NAT, an instance on a joined
+	// host reaches the outside (a namespace on the fabric) exactly as its rule sets' "out"
+	// rules allow, seen from there as its host; whatever they allow, never ring 0 nor a host.
+	outside := fab.Hosts[2]
+	for _, p := range []string{":8000", ":8001"} {
+		serveOutside(t, outside.Netns, outside.Addr.String()+p)
+	}
+	c.cli("networks", "create", "acme/wan", "--cidr4", "100.79.0.0/24", "--nat")
+	c.cli("rulesets", "create", "acme/egress", "--rule", "out tcp 8000 to "+outside.Addr.String()+"/32 accept")
+	c.cli("rulesets", "create", "acme/wide", "--rule", "out any accept")
+	c.deployProbe("acme/e", `{"health":"/healthz","networks":[{"name":"wan","rulesets":["egress"]}]}`, "--node", h2.id)
+	c.deployProbe("acme/f", `{"health":"/healthz","networks":[{"name":"wan","rulesets":["wide"]}]}`, "--node", h2.id)
+	seen := "outside sees " + fab.Hosts[1].Addr.String()
+	h2.waitFetch(t, "acme/e", "http://"+outside.Addr.String()+":8000/", seen)
+	h2.waitFetch(t, "acme/f", "http://"+outside.Addr.String()+":8001/", seen)
+	for _, x := range []struct{ ref, u string }{
+		{"acme/e", "http://" + outside.Addr.String() + ":8001/"},      // no rule of e's lets it out there
+		{"acme/f", c.ep.API + "/healthz"},                             // ring 0
+		{"acme/f", "http://" + fab.Hosts[0].Addr.String() + ":7071/"}, // another host
+		{"acme/f", "http://" + fab.Hosts[1].Addr.String() + ":7071/"}, // its own host
+		{"acme/f", "http://100.79.0.1:7071/"},                         // its own host, at the gateway
+		{"acme/f", whoami(b[0])},                                      // another network of the tenant's
+	} {
+		if code, body := h2.fetch(x.ref, x.u); code != http.StatusBadGateway {
+			t.Fatalf("WALL BROKEN: %s on a NAT network reached %s: %d %q", x.ref, x.u, code, body)
+		}
+	}
+	t.Logf("egress: acme/e and acme/f on h2 reach the outside through the NAT gateway as %s, each only as its rules allow", fab.Hosts[1].Addr)
+
 	// Destroying the apps on a host takes their ports and segments there away.
 	c.cli("apps", "destroy", "acme/a")
 	c.cli("apps", "destroy", "beta/z")
@@ -138,6 +168,22 @@ func TestHostsOnNetworks(t *testing.T) {
 		t.Fatalf("apps ps acme/b after ring 0 ran again:\n%s", out)
 	}
 	h2.waitFetch(t, "acme/b", whoami(cc[0]), "acme/c release 1")
+}
+
+// serveOutside answers HTTP at addr in namespace ns with who it sees asking.
+func serveOutside(t *testing.T, ns, addr string) {
+	var ln net.Listener
+	var err error
+	harness.InNetns(t, ns, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		io.WriteString(w, "outside sees "+host)
+	})}
+	go srv.Serve(ln) // ends when the test closes it
+	t.Cleanup(func() { srv.Close() })
 }
 
 // nsHost is a ring 1 node in a network namespace of its own, joined with a one-time token.

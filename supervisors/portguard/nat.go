@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+
+	"enjin/rings"
 )
 
 // A network with NAT has the node as its gateway: the segment's bridge holds the gateway
@@ -126,7 +128,7 @@ func renderNAT(b *strings.Builder, nat NAT, ports []Port, hostRoutes bool) {
 	var bridges, protected, egress []string
 	for _, p := range gws {
 		bridges = append(bridges, fmt.Sprintf("%q", p.Bridge))
-		for _, a := range p.Peers {
+		for _, a := range p.Protected {
 			protected = append(protected, a.String())
 		}
 		if p.Filter != nil {
@@ -193,7 +195,7 @@ func renderEgress(b *strings.Builder, p Port) {
 	b.WriteString("\t\tcounter drop\n\t}\n")
 }
 
-// checkGateway checks a port's NAT gateway and peers.
+// checkGateway checks a port's NAT gateway and protected addresses.
 func checkGateway(p Port) error {
 	if p.Gateway == nil {
 		return nil
@@ -201,9 +203,12 @@ func checkGateway(p Port) error {
 	if len(p.Gateway) != 6 || p.Gateway[0]&1 != 0 || len(p.Bridge) == 0 || len(p.Bridge) > 15 || strings.ContainsAny(p.Bridge, "\" \t\n;{}*") {
 		return fmt.Errorf("%w: %s: gateway %v on bridge %q: want a unicast MAC on a named bridge", ErrInvalid, p.Link, p.Gateway, p.Bridge)
 	}
-	for _, a := range p.Peers {
+	if len(p.Protected) > 2*rings.MaxProtected {
+		return fmt.Errorf("%w: %s: %d protected addresses", ErrInvalid, p.Link, len(p.Protected))
+	}
+	for _, a := range p.Protected {
 		if !a.Is4() {
-			return fmt.Errorf("%w: %s: peer %v: want IPv4", ErrInvalid, p.Link, a)
+			return fmt.Errorf("%w: %s: protected %v: want IPv4", ErrInvalid, p.Link, a)
 		}
 	}
 	return nil

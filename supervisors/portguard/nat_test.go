@@ -2,7 +2,6 @@ package portguard_test
 
 import (
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"strings"
@@ -56,10 +55,10 @@ func TestNATGateway(t *testing.T) {
 	harness.Run(t, "ip", "-n", out, "route", "add", "198.18.9.0/24", "via", "198.18.7.1")
 	harness.Run(t, "ip", "-n", lan, "route", "add", "default", "via", "198.18.9.1")
 	for _, a := range []string{"198.18.7.2:7001", "198.18.7.2:7002", "198.18.7.3:7001"} {
-		serveRemote(t, out, a)
+		harness.ServeRemote(t, out, a)
 	}
-	serveRemote(t, lan, "198.18.9.2:7001")
-	serveRemote(t, host, "0.0.0.0:7009")
+	harness.ServeRemote(t, lan, "198.18.9.2:7001")
+	harness.ServeRemote(t, host, "0.0.0.0:7009")
 
 	g := portguard.New(fmt.Sprintf("enjin-ports-n%d", id), host)
 	g.NAT = portguard.NAT{Uplinks: []string{"up0"}, Protected: []netip.Prefix{netip.MustParsePrefix("198.18.7.3/32")}}
@@ -84,8 +83,8 @@ func TestNATGateway(t *testing.T) {
 		harness.Run(t, "ip", "-n", ns, "route", "add", "default", "via", "100.77.0.1")
 	}
 	harness.Run(t, "ip", "-n", oth, "route", "add", "default", "via", "100.78.0.1")
-	serveRemote(t, opn, "100.77.0.3:7001")
-	serveRemote(t, oth, "100.78.0.2:7001")
+	harness.ServeRemote(t, opn, "100.77.0.3:7001")
+	harness.ServeRemote(t, oth, "100.78.0.2:7001")
 
 	reach := func(from, to string) string { got, _ := askQuick(t, from, to); return got }
 	// Unguarded, the host forwards nothing: the gateway's reach is the guard's doing.
@@ -145,27 +144,4 @@ func TestNATGateway(t *testing.T) {
 	if got := reach(rul, "198.18.7.2:7001"); got != "" {
 		t.Errorf("WALL BROKEN: ruled port, after its rules no longer allow 7001: reached, seen as %q", got)
 	}
-}
-
-// serveRemote answers each connection to addr, in namespace ns, with the address it came from.
-func serveRemote(t *testing.T, ns, addr string) {
-	t.Helper()
-	var ln net.Listener
-	var err error
-	harness.InNetns(t, ns, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() { // ends when the listener closes
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			io.WriteString(c, host)
-			c.Close()
-		}
-	}()
 }

@@ -40,10 +40,10 @@ type Port struct {
 	Bridge string
 	Filter *rings.Filter
 	// Gateway is the MAC of the node's NAT gateway on the port's segment (on Bridge): the port
-	// may reach it and, through it, what is beyond (see nat.go). Peers are the segment's other
-	// hosts, which the gateway never routes to.
-	Gateway net.HardwareAddr
-	Peers   []netip.Addr
+	// may reach it and, through it, what is beyond (see nat.go) but Protected: the cloud's
+	// hosts (the segment's others among them), which the gateway never routes to.
+	Gateway   net.HardwareAddr
+	Protected []netip.Addr
 }
 
 // Guard is the table of one ring 1 node (of one network namespace, if Netns is set).
@@ -95,7 +95,7 @@ func (p Port) check() error {
 
 func (p Port) clone() Port {
 	p.MAC, p.Addresses = slices.Clone(p.MAC), slices.Clone(p.Addresses)
-	p.Gateway, p.Peers = slices.Clone(p.Gateway), slices.Clone(p.Peers)
+	p.Gateway, p.Protected = slices.Clone(p.Gateway), slices.Clone(p.Protected)
 	return p
 }
 

@@ -81,6 +81,30 @@ func ServeName(t testing.TB, ns, addr string) {
 	}()
 }
 
+// ServeRemote answers each connection to addr, in namespace ns, with the address it came
+// from: where a NAT shows.
+func ServeRemote(t testing.TB, ns, addr string) {
+	t.Helper()
+	var ln net.Listener
+	var err error
+	InNetns(t, ns, func() { ln, err = net.Listen("tcp", addr) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() { // ends when the listener closes
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+			io.WriteString(c, host)
+			c.Close()
+		}
+	}()
+}
+
 // AskName connects from namespace ns to addr and returns what the server there says.
 func AskName(t testing.TB, ns, addr string) (string, error) {
 	t.Helper()
