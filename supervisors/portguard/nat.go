@@ -120,9 +120,15 @@ func macSet(ports []Port) string {
 
 // renderNAT writes the inet table's part of the gateway; hostRoutes says whether the host
 // forwards of its own accord (then its uplinks' other forwarding is not the gateway's to stop).
+// With no gateway here now, the uplinks stay held: they forward still, once a gateway has
+// made them (the setting outlives the gateway, and this process).
 func renderNAT(b *strings.Builder, nat NAT, ports []Port, hostRoutes bool) {
 	gws := gatewayed(ports)
 	if len(gws) == 0 {
+		if !hostRoutes && len(nat.Uplinks) > 0 {
+			fmt.Fprintf(b, "\tchain gw_forward {\n\t\ttype filter hook forward priority -10; policy accept;\n\t\tiifname { %s } counter drop\n\t}\n",
+				ipSet(quoted(nat.Uplinks)))
+		}
 		return
 	}
 	var bridges, protected, egress []string
@@ -139,10 +145,7 @@ func renderNAT(b *strings.Builder, nat NAT, ports []Port, hostRoutes bool) {
 	for _, pf := range nat.Protected {
 		protected = append(protected, pf.Masked().String())
 	}
-	var uplinks []string
-	for _, u := range nat.Uplinks {
-		uplinks = append(uplinks, fmt.Sprintf("%q", u))
-	}
+	uplinks := quoted(nat.Uplinks)
 	w := func(format string, args ...any) { fmt.Fprintf(b, format+"\n", args...) }
 	w("\tset nat_bridges {\n\t\ttype ifname\n\t\telements = { %s }\n\t}", ipSet(bridges))
 	w("\tset gateways {\n\t\ttype ether_addr\n\t\telements = { %s }\n\t}", macSet(gws))
@@ -178,6 +181,14 @@ func renderNAT(b *strings.Builder, nat NAT, ports []Port, hostRoutes bool) {
 			renderEgress(b, p)
 		}
 	}
+}
+
+func quoted(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		out = append(out, fmt.Sprintf("%q", s))
+	}
+	return out
 }
 
 // vxlanPort is VXLAN's UDP port (netseg.Port): no port sends VXLAN out through the gateway.

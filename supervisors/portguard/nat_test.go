@@ -144,4 +144,19 @@ func TestNATGateway(t *testing.T) {
 	if got := reach(rul, "198.18.7.2:7001"); got != "" {
 		t.Errorf("WALL BROKEN: ruled port, after its rules no longer allow 7001: reached, seen as %q", got)
 	}
+	// The last gateway gone, the uplink forwards still (the setting stays): the guard still
+	// keeps it from carrying anything through the host.
+	for _, p := range []portguard.Port{ruled, open, other} {
+		if err := g.Remove(p.Link); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := harness.Run(t, "ip", "netns", "exec", host, "sysctl", "-n", "net.ipv4.conf.up0.forwarding"); strings.TrimSpace(got) != "1" {
+		t.Fatalf("up0 forwarding %q: the check below would prove nothing", got)
+	}
+	for _, c := range [][2]string{{out, "198.18.9.2:7001"}, {lan, "198.18.7.2:7001"}} {
+		if got := reach(c[0], c[1]); got != "" {
+			t.Errorf("WALL BROKEN: with no gateway left, %s reached %s through the host, seen as %q", c[0], c[1], got)
+		}
+	}
 }

@@ -186,8 +186,10 @@ func (g *Guard) install() error {
 			return err
 		}
 	}
-	hostRoutes := false
-	if s := natSysctls(g.NAT, ports); len(s) > 0 {
+	// Whether the host routes of its own accord (then what its uplinks forward is not the
+	// gateway's to stop): asked at each change, as an operator may have made it one since.
+	hostRoutes := true
+	if len(g.NAT.Uplinks) > 0 {
 		if err := g.NAT.check(); err != nil {
 			return err
 		}
@@ -196,16 +198,17 @@ func (g *Guard) install() error {
 			return fmt.Errorf("portguard: nat: %w", err)
 		}
 		hostRoutes = strings.TrimSpace(string(out)) == "1"
-		// The rules first: a NAT bridge forwards nothing until they are in force.
-		if err := g.nft(g.render(ports, hostRoutes)); err != nil {
-			return err
-		}
+	}
+	// The rules first: a NAT bridge forwards nothing until they are in force.
+	if err := g.nft(g.render(ports, hostRoutes)); err != nil {
+		return err
+	}
+	if s := natSysctls(g.NAT, ports); len(s) > 0 {
 		if out, err := g.command(append([]string{"sysctl", "-q", "-w"}, s...)...).CombinedOutput(); err != nil {
 			return fmt.Errorf("portguard: nat: %w: %s", err, bytes.TrimSpace(out))
 		}
-		return nil
 	}
-	return g.nft(g.render(ports, hostRoutes))
+	return nil
 }
 
 // command is a command line run in the guard's network namespace.
