@@ -78,8 +78,8 @@ type Segment struct {
 	// Protected are addresses the NAT gateway never takes a port's traffic to, whatever its
 	// rules say: ring 0's and every ring 1 host's.
 	Protected []string `json:"protected,omitempty"`
-	Filter    *Filter  `json:"filter,omitempty"`    // the NIC's rule sets; nil: none, all of the network may reach it
-	DHCP      *DHCP    `json:"dhcp,omitempty"`      // the network answers DHCP: its server on this host
+	Filter    *Filter  `json:"filter,omitempty"` // the NIC's rule sets; nil: none, all of the network may reach it
+	DHCP      *DHCP    `json:"dhcp,omitempty"`   // the network answers DHCP: its server on this host
 	// Forward lets the port send from any address: it is a router's (a VM routing between
 	// its networks). Its MAC, ARP and neighbour advertisements stay its own.
 	Forward bool    `json:"forward,omitempty"`
