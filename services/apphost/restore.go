@@ -2,10 +2,12 @@ package apphost
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
+	"time"
 
 	"enjin/rings"
 )
@@ -69,12 +71,11 @@ func (h *Host) sweep() (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	var errs []error
 	for _, g := range groups {
-		if err := h.cfg.Cgroups.Kill(g); err != nil {
-			return n, err
-		}
-		if err := h.cfg.Cgroups.Remove(g); err != nil {
-			return n, err
+		if err := h.removeGroup(g); err != nil {
+			errs = append(errs, err)
+			continue
 		}
 		n++
 	}
@@ -82,7 +83,26 @@ func (h *Host) sweep() (int, error) {
 	if h.cfg.Networks != nil {
 		h.cfg.Networks.Sweep(h.instanceIDs()) // ring 0's ports of the instances gone
 	}
-	return n + m, err
+	return n + m, errors.Join(append(errs, err)...)
+}
+
+// removeGroup kills what runs in cgroup g and removes it. A process may enter it between
+// the two (one forking as it dies, or restarted by an earlier node not quite gone): then
+// again, a few times.
+func (h *Host) removeGroup(g string) error {
+	var err error
+	for try := range 10 {
+		if try > 0 {
+			time.Sleep(time.Duration(try) * 10 * time.Millisecond)
+		}
+		if err = h.cfg.Cgroups.Kill(g); err != nil {
+			continue
+		}
+		if err = h.cfg.Cgroups.Remove(g); err == nil {
+			return nil
+		}
+	}
+	return err
 }
 
 // AppInfo summarizes an app.
