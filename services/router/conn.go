@@ -209,6 +209,9 @@ func (c *conn) writeError(status int, msg string, close bool) {
 	bw.WriteString(reason(status))
 	bw.WriteString("\r\nContent-Type: text/plain; charset=utf-8\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ")
 	bw.Write(strconv.AppendInt(bw.AvailableBuffer(), int64(len(msg)), 10))
+	if status == 503 { // no instance could take it now; one may soon
+		bw.WriteString("\r\nRetry-After: 1")
+	}
 	switch {
 	case close:
 		bw.WriteString("\r\nConnection: close")

@@ -15,21 +15,38 @@ type outcome uint8
 const (
 	relayed outcome = iota // the backend's response went to the client, whole or not
 	again                  // nothing reached the client or the backend; the request may be sent again
+	refused                // as again, and the backend could not even be dialed: it is not there now
 	failed                 // nothing reached the client; answer with the error
 )
 
-// proxy sends the request to a backend of rt, at most twice, and relays the response. It
-// reports whether the client connection may serve another request.
+// proxy sends the request to a backend of rt, at most twice in a row, and relays the
+// response. While no backend can take it, it is held for the app's set to change and sent
+// again (see hold). It reports whether the client connection may serve another request.
 func (c *conn) proxy(key []byte, rt *route) bool {
 	c.buildHead()
 	var skip *upstream
 	var bad *badRequest
-	for attempt := range 2 {
+	held, absent := false, false // absent: the last try found no backend there to dial
+	for attempt := 0; ; attempt++ {
 		var u *upstream
-		if u, rt = c.pick(key, rt, skip); u == nil {
-			break
+		if attempt < 2 {
+			u, rt = c.pick(key, rt, skip)
 		}
-		if attempt > 0 {
+		if u == nil {
+			// None there to dial, or none healthy: wait for the set to change, or for one
+			// to come back. Both tries failed otherwise (a backend dying as it took them):
+			// wait a little for the set to change, which it does when an instance dies.
+			if rt == nil || !c.hold(key, &rt, attempt == 0 || absent) {
+				break
+			}
+			if !held {
+				held = true
+				c.r.stats.held.Add(1)
+			}
+			attempt, skip = -1, nil
+			continue
+		}
+		if attempt > 0 && !held {
 			c.r.stats.retries.Add(1)
 		}
 		keep, out, why := c.exchange(u)
@@ -42,15 +59,50 @@ func (c *conn) proxy(key []byte, rt *route) bool {
 			}
 			return c.respond(why.status, why.msg)
 		}
-		bad, skip = why, u
+		bad, skip, absent = why, u, out == refused
 	}
 	switch {
-	case bad != nil:
-		return c.respond(bad.status, bad.msg)
 	case rt == nil: // removed while this request was being routed
 		return c.respond(errUnknownHost.status, errUnknownHost.msg)
+	case bad != nil && !held:
+		return c.respond(bad.status, bad.msg)
 	}
 	return c.respond(503, rt.noneMsg)
+}
+
+// holdPoll is how often a held request looks again at a set that has not changed: its
+// backends may come back (a failed one is tried last for a second, not dropped).
+const holdPoll = 25 * time.Millisecond
+
+// dyingHold bounds the wait, after two tries that reached a backend and got nothing, for the
+// set to change: an instance that died as it took them is out of it within milliseconds; a
+// backend that hangs up on every request is not, and gets its 502 soon.
+const dyingHold = 500 * time.Millisecond
+
+// hold waits for the app's set to change, while the request has not been held Config.Hold
+// since it arrived, and reads the route again (nil: the app is gone). With poll it looks
+// again every holdPoll whatever happens; without, it gives up unless the set changes within
+// dyingHold. It reports whether to try again.
+func (c *conn) hold(key []byte, rt **route, poll bool) bool {
+	left := c.r.cfg.Hold - time.Since(c.start)
+	if left <= 0 || c.r.closing.Load() {
+		return false
+	}
+	wait := min(left, holdPoll)
+	if !poll {
+		wait = min(left, dyingHold)
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-(*rt).gone:
+	case <-t.C:
+		if !poll {
+			return false
+		}
+	}
+	*rt = c.r.lookup(key)
+	return *rt != nil
 }
 
 // pick chooses a backend of rt and counts the request in flight there. A backend retired
@@ -139,7 +191,7 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 	if err != nil {
 		r.stats.upErrors.Add(1)
 		u.failedAt.Store(now.UnixNano())
-		return false, again, upstreamError(err)
+		return false, refused, upstreamError(err)
 	}
 	c.backend = u.id
 	uc.rd.extendAt(now)

@@ -11,7 +11,10 @@
 //     (wait for 0) before stopping it. A backend removed from every set gets no new request once
 //     SetRoute has returned.
 //
-// Unknown hosts get 404, a known app with no healthy backend 503. When an upstream connection
+// Unknown hosts get 404. A request for a known app none of whose backends can take it (none
+// healthy, or the only ones refusing connections: an instance restarting) is held for its
+// app's set to change, up to Config.Hold from its arrival, and then answered 503 with
+// Retry-After. When an upstream connection
 // fails before any byte of the response arrived, a GET, HEAD or OPTIONS request without a body is
 // retried once on another backend of the set (or on a fresh connection when the only backend's
 // kept-alive connection had gone stale); a connection that could not be dialed is retried for
@@ -80,6 +83,12 @@ type Config struct {
 	// ShutdownTimeout is how long Serve lets requests in flight finish once its context ends,
 	// before it closes their connections. Zero means 10 s.
 	ShutdownTimeout time.Duration
+	// Hold is how long a request for a known app waits, from its arrival, while none of the
+	// app's instances can take it — none is healthy, or the only ones refuse connections (an
+	// instance restarting, a single-instance release being replaced) — for the app's set to
+	// change. After that it is answered 503 with Retry-After. Zero means 2 s; negative, no
+	// wait.
+	Hold time.Duration
 }
 
 // Stats are a router's counters since New.
@@ -88,6 +97,7 @@ type Stats struct {
 	ByClass        [6]uint64 // responses by status class: ByClass[2] counts 2xx, ByClass[0] odd ones
 	UpstreamErrors uint64    // dial, write, read or protocol failures of a backend
 	Retries        uint64    // requests sent a second time after an upstream failure
+	Held           uint64    // requests that waited for an instance of their app (Config.Hold)
 	Panics         uint64    // panics recovered (each closed one client connection)
 	Conns          int64     // client connections open now
 }
@@ -119,6 +129,7 @@ type counters struct {
 	_        [16]byte
 	upErrors atomic.Uint64
 	retries  atomic.Uint64
+	held     atomic.Uint64
 	panics   atomic.Uint64
 	conns    atomic.Int64
 	_        [32]byte
@@ -140,6 +151,9 @@ func New(cfg Config) (*Router, error) {
 	setDefault(&cfg.IdleTimeout, 60*time.Second)
 	setDefault(&cfg.UpstreamTimeout, 60*time.Second)
 	setDefault(&cfg.ShutdownTimeout, 10*time.Second)
+	if cfg.Hold == 0 {
+		cfg.Hold = 2 * time.Second
+	}
 	if cfg.MaxHeaderBytes <= 0 {
 		cfg.MaxHeaderBytes = 32 << 10
 	}
@@ -241,6 +255,7 @@ func (r *Router) Stats() Stats {
 	s := Stats{
 		UpstreamErrors: r.stats.upErrors.Load(),
 		Retries:        r.stats.retries.Load(),
+		Held:           r.stats.held.Load(),
 		Panics:         r.stats.panics.Load(),
 		Conns:          r.stats.conns.Load(),
 	}
@@ -253,9 +268,9 @@ func (r *Router) Stats() Stats {
 
 // String formats s on one line, for logs and tests.
 func (s Stats) String() string {
-	return fmt.Sprintf("requests=%d 1xx=%d 2xx=%d 3xx=%d 4xx=%d 5xx=%d upstream_errors=%d retries=%d panics=%d conns=%d",
+	return fmt.Sprintf("requests=%d 1xx=%d 2xx=%d 3xx=%d 4xx=%d 5xx=%d upstream_errors=%d retries=%d held=%d panics=%d conns=%d",
 		s.Requests, s.ByClass[1], s.ByClass[2], s.ByClass[3], s.ByClass[4], s.ByClass[5],
-		s.UpstreamErrors, s.Retries, s.Panics, s.Conns)
+		s.UpstreamErrors, s.Retries, s.Held, s.Panics, s.Conns)
 }
 
 func (r *Router) countStatus(status int) {

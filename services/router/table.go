@@ -22,6 +22,7 @@ type route struct {
 	backends []*upstream
 	next     atomic.Uint32 // where the next least-inflight scan starts
 	noneMsg  string        // the 503 body when backends is empty
+	gone     chan struct{} // closed once a newer set replaces this one, or the app is removed
 }
 
 // SetRoute makes tenant's app routable to exactly backends, replacing the previous set in one
@@ -32,7 +33,7 @@ func (r *Router) SetRoute(tenant, app string, backends []Backend) {
 	key := routeName(tenant, app)
 	r.regMu.Lock()
 	defer r.regMu.Unlock()
-	rt := &route{noneMsg: "no healthy instance of app " + key + "\n"}
+	rt := &route{noneMsg: "no healthy instance of app " + key + "\n", gone: make(chan struct{})}
 	for _, b := range backends {
 		u := r.upstreamFor(b)
 		u.refs++
@@ -63,6 +64,7 @@ func (r *Router) replace(key string, rt *route) {
 	}
 	r.table.Store(&table{routes: routes})
 	if prev := old.routes[key]; prev != nil {
+		close(prev.gone) // requests held for the app look again
 		for _, u := range prev.backends {
 			if u.refs--; u.refs == 0 {
 				u.retire() // after the Store: see proxy's pick for why the order matters

@@ -14,9 +14,11 @@ import (
 )
 
 // TestUpstreamFailure kills backends and checks what clients get: a GET is retried on a
-// live backend; with none left it gets 502, as does a POST.
+// live backend; with none left to dial it is held for the set to change (Config.Hold), then
+// gets 503 with Retry-After, as does a POST.
 func TestUpstreamFailure(t *testing.T) {
-	rt := startRouter(t, router.Config{})
+	const hold = 150 * time.Millisecond
+	rt := startRouter(t, router.Config{Hold: hold})
 	a, b := startBackend(t, "a"), startBackend(t, "b")
 	rt.SetRoute("acme", "web", []router.Backend{a.Backend(), b.Backend()})
 	c := client(rt)
@@ -36,18 +38,83 @@ func TestUpstreamFailure(t *testing.T) {
 	}
 
 	b.srv.Close()
-	if status, body := get(t, c, "http://web.acme.apps.test/"); status != 502 {
-		t.Errorf("GET with both dead: got %d %q want 502", status, body)
-	}
-	resp, err := c.Post("http://web.acme.apps.test/echo", "text/plain", strings.NewReader("hello"))
+	t0 := time.Now()
+	resp, err := c.Get("http://web.acme.apps.test/")
 	if err != nil {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != 502 {
-		t.Errorf("POST with both dead: got %d want 502", resp.StatusCode)
+	if waited := time.Since(t0); resp.StatusCode != 503 || resp.Header.Get("Retry-After") != "1" || waited < hold {
+		t.Errorf("GET with both dead: got %d (Retry-After %q) after %v, want 503 with Retry-After after %v", resp.StatusCode, resp.Header.Get("Retry-After"), waited, hold)
+	}
+	resp, err = c.Post("http://web.acme.apps.test/echo", "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 503 {
+		t.Errorf("POST with both dead: got %d want 503", resp.StatusCode)
 	}
 	t.Logf("with both dead: %v", rt.Stats())
+	if s := rt.Stats(); s.Held != 2 {
+		t.Errorf("held %d requests, want 2", s.Held)
+	}
+}
+
+// TestHoldWhileRestarting: requests for an app none of whose instances can take them (its
+// only one gone, or none healthy yet) wait for one and are served by it — a POST with its
+// body too — and none is answered with an error while one comes within the hold; an app
+// with no instance on the way still answers at once with Hold off.
+func TestHoldWhileRestarting(t *testing.T) {
+	rt := startRouter(t, router.Config{Hold: 5 * time.Second})
+	c := client(rt)
+	a := startBackend(t, "a")
+	rt.SetRoute("acme", "one", []router.Backend{a.Backend()})
+	if status, body := get(t, c, "http://one.acme.apps.test/"); status != 200 || body != "a" {
+		t.Fatalf("before: %d %q", status, body)
+	}
+	a.srv.Close() // the only instance dies; its set still names it
+	type answer struct {
+		status int
+		body   string
+	}
+	answers := make(chan answer, 20)
+	for range 10 { // GETs while the set still names the dead instance
+		go func() { // ends with its request
+			status, body := get(t, c, "http://one.acme.apps.test/")
+			answers <- answer{status, body}
+		}()
+	}
+	waitFor(t, "the GETs held", func() bool { return rt.Stats().Held >= 10 })
+	rt.SetRoute("acme", "one", nil) // the instance is seen gone: none healthy
+	for range 10 { // POSTs with none healthy
+		go func() { // ends with its request
+			resp, err := c.Post("http://one.acme.apps.test/echo", "text/plain", strings.NewReader("hello"))
+			if err != nil {
+				answers <- answer{0, err.Error()}
+				return
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			answers <- answer{resp.StatusCode, string(b)}
+		}()
+	}
+	waitFor(t, "the POSTs held", func() bool { return rt.Stats().Held >= 20 })
+	b := startBackend(t, "b")
+	rt.SetRoute("acme", "one", []router.Backend{b.Backend()}) // and its successor healthy
+	for range 20 {
+		if x := <-answers; x.status != 200 || (x.body != "b" && x.body != "hello") {
+			t.Errorf("a held request: %d %q, want 200 from the new instance", x.status, x.body)
+		}
+	}
+	t.Logf("20 requests held while the only instance was replaced: %v", rt.Stats())
+
+	off := startRouter(t, router.Config{Hold: -1})
+	off.SetRoute("acme", "none", nil)
+	t0 := time.Now()
+	if status, _ := get(t, client(off), "http://none.acme.apps.test/"); status != 503 || time.Since(t0) > time.Second {
+		t.Errorf("with Hold off, an app with no instance: %d after %v, want 503 at once", status, time.Since(t0))
+	}
 }
 
 // TestUpstreamBreaks covers a backend that dies mid-answer, one whose kept-alive connections
