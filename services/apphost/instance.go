@@ -30,13 +30,16 @@ const (
 // Port is where every instance listens, inside its own network namespace.
 const Port = 8080
 
-// Restart policy (the watchdog): three immediate restarts, then a backoff from 30 s doubling
-// to about 16 minutes, forgotten after 10 minutes of health.
+// Restart policy (the watchdog): an instance that ends after it was healthy for a while (a
+// working instance killed, not one failing to start) is started again at once; one that
+// keeps ending before that gets three immediate restarts, then a backoff from 30 s doubling
+// to about 16 minutes, forgotten after 10 minutes of running.
 var restartPolicy = struct {
 	immediate    int
 	first, limit time.Duration
 	forgiveAfter time.Duration
-}{3, 30 * time.Second, 16 * time.Minute, 10 * time.Minute}
+	stable       time.Duration // healthy this long, its end is no crash loop's
+}{3, 30 * time.Second, 16 * time.Minute, 10 * time.Minute, 500 * time.Millisecond}
 
 // InstanceInfo is what ps shows of an instance.
 type InstanceInfo struct {
@@ -73,6 +76,7 @@ type instance struct {
 	cpuNs    uint64    // cgroup CPU time at the last report
 	cpuAt    time.Time // when
 	state    string
+	healthy  time.Time // since when it has been healthy; zero when it is not
 	restarts int
 	started  time.Time
 	pid      int
@@ -97,6 +101,11 @@ func (in *instance) setState(s string) {
 	in.mu.Lock()
 	changed := in.state != s
 	in.state = s
+	if changed && s == Healthy {
+		in.healthy = time.Now()
+	} else if s != Healthy {
+		in.healthy = time.Time{}
+	}
 	in.mu.Unlock()
 	if changed {
 		in.app.host.routesChanged(in.app)
@@ -132,12 +141,13 @@ func (in *instance) run(ctx context.Context) {
 		in.mu.Lock()
 		in.pid = 0
 		in.exit = in.describeExit(err)
+		stable := !in.healthy.IsZero() && time.Since(in.healthy) >= restartPolicy.stable
 		in.mu.Unlock()
 		if ctx.Err() != nil {
 			in.setState(Stopped)
 			return
 		}
-		if time.Since(began) >= restartPolicy.forgiveAfter {
+		if stable || time.Since(began) >= restartPolicy.forgiveAfter {
 			crashes, delay = 0, restartPolicy.first
 		}
 		crashes++
@@ -243,6 +253,10 @@ func (in *instance) describeExit(err error) string {
 	return ee.Error()
 }
 
+// startingPoll is how often a starting instance's health is asked: a refused connection costs
+// next to nothing, and every poll saved is time a restarted instance is out of the router.
+const startingPoll = 10 * time.Millisecond
+
 // checkHealth polls the instance's health path: healthy after one success, unhealthy (out
 // of the router) after three failures in a row. It polls fast while the instance starts.
 func (in *instance) checkHealth(ctx context.Context) {
@@ -282,7 +296,7 @@ func (in *instance) checkHealth(ctx context.Context) {
 		}
 		next := every
 		if in.getState() == Starting {
-			next = min(every, 50*time.Millisecond) // a starting instance is waited for
+			next = min(every, startingPoll) // a starting instance is waited for
 		}
 		t.Reset(next)
 	}
