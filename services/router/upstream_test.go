@@ -87,7 +87,7 @@ func TestHoldWhileRestarting(t *testing.T) {
 	}
 	waitFor(t, "the GETs held", func() bool { return rt.Stats().Held >= 10 })
 	rt.SetRoute("acme", "one", nil) // the instance is seen gone: none healthy
-	for range 10 { // POSTs with none healthy
+	for range 10 {                  // POSTs with none healthy
 		go func() { // ends with its request
 			resp, err := c.Post("http://one.acme.apps.test/echo", "text/plain", strings.NewReader("hello"))
 			if err != nil {
