@@ -21,15 +21,16 @@ import (
 // AppsConfig makes a ring 1 node host tenants' apps: it runs the router, the DNS for app
 // names, the app host (instances confined on a bridge) and the app API ring 0 forwards to.
 type AppsConfig struct {
-	Dir        string       // packages, releases, app state
-	Helper     string       // the sandbox helper (the enjin binary)
-	Bridge     string       // e.g. enjin0
-	Prefix     netip.Prefix // e.g. 100.88.0.0/16
-	RouterAddr string       // e.g. 127.0.0.1:7080
-	AppsDomain string       // e.g. apps.enjin.test
-	DNSAddr    string       // e.g. 127.0.0.1:5353
-	APIAddr    string       // the app API, e.g. 127.0.0.1:7071
-	APIToken   string       // the bearer token ring 0 forwards with
+	Dir        string        // packages, releases, app state
+	Helper     string        // the sandbox helper (the enjin binary)
+	Bridge     string        // e.g. enjin0
+	Prefix     netip.Prefix  // e.g. 100.88.0.0/16
+	RouterAddr string        // e.g. 127.0.0.1:7080
+	RouterHold time.Duration // how long a request waits for an instance of its app; 0: 2 s, negative: none
+	AppsDomain string        // e.g. apps.enjin.test
+	DNSAddr    string        // e.g. 127.0.0.1:5353
+	APIAddr    string        // the app API, e.g. 127.0.0.1:7071
+	APIToken   string        // the bearer token ring 0 forwards with
 	Policy     apphost.Policy
 	UIDFirst   uint32 // app uids and gids; 0 is apphost's default range
 	UIDCount   uint32
@@ -73,7 +74,7 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	if err != nil {
 		return err
 	}
-	rt, err := router.New(router.Config{Addr: c.RouterAddr, AppsDomain: c.AppsDomain, Logger: n.log})
+	rt, err := router.New(router.Config{Addr: c.RouterAddr, AppsDomain: c.AppsDomain, Logger: n.log, Hold: c.RouterHold})
 	if err != nil {
 		return err
 	}
