@@ -40,6 +40,8 @@ type conn struct {
 	written int64
 	backend string
 	linger  bool // unread request bytes may remain: close gently
+
+	switched *upConn // the backend connection of a WebSocket the app accepted
 }
 
 var connPool = sync.Pool{New: func() any {

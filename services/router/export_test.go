@@ -49,7 +49,7 @@ func ParseResponseHead(b []byte) (status int, ok bool) {
 		return 0, false
 	}
 	var p response
-	if !p.parse(raw, false) {
+	if !p.parse(raw, false, false) {
 		return 0, false
 	}
 	return p.status, true

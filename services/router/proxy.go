@@ -52,6 +52,9 @@ func (c *conn) proxy(key []byte, rt *route) bool {
 		keep, out, why := c.exchange(u)
 		switch out {
 		case relayed:
+			if c.switched != nil {
+				return c.tunnel()
+			}
 			return keep
 		case failed:
 			if why == nil { // the client went away while sending its body
@@ -162,6 +165,9 @@ func (c *conn) buildHead() {
 			b = append(b, "\r\n"...)
 		}
 	}
+	if q.upgrade {
+		b = append(b, "Connection: Upgrade\r\nUpgrade: websocket\r\n"...)
+	}
 	switch {
 	case q.chunked:
 		b = append(b, "Transfer-Encoding: chunked\r\n"...)
@@ -222,7 +228,7 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 	p := &c.resp
 	for first := true; ; first = false {
 		c.rhead, err = readHead(uc.br, c.rhead, maxResponseHead, nil, time.Time{})
-		if err == nil && !p.parse(c.rhead, q.isHead()) {
+		if err == nil && !p.parse(c.rhead, q.isHead(), q.upgrade) {
 			err = errMalformed
 		}
 		if err != nil {
@@ -243,6 +249,10 @@ func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
 		if !p.interim {
 			break
 		}
+	}
+	if p.status == 101 { // the app took the WebSocket: a tunnel, which proxy runs
+		c.switched = uc
+		return false, relayed, nil
 	}
 	return c.relayResponse(u, uc, body), relayed, nil
 }

@@ -18,6 +18,7 @@ type request struct {
 	close          bool // the connection ends after this request
 	keepAlive      bool // an HTTP/1.0 client asked to keep the connection
 	expect         bool // Expect: 100-continue
+	upgrade        bool // a WebSocket handshake: the connection becomes a tunnel if the app agrees
 }
 
 // badRequest is why a request head was refused: a status and a short body.
@@ -54,7 +55,7 @@ func (q *request) parse(raw []byte) *badRequest {
 		return bad
 	}
 	var host []byte
-	haveHost, haveTE := false, false
+	haveHost, haveTE, websocket := false, false, false
 	for {
 		line, rest = cutLine(rest)
 		if len(line) == 0 {
@@ -88,6 +89,8 @@ func (q *request) parse(raw []byte) *badRequest {
 				return errBadExpect
 			}
 			q.expect = true
+		case kHop:
+			websocket = websocket || eqFold(f.name, "upgrade") && eqFold(f.value, "websocket")
 		}
 		q.fields = append(q.fields, f)
 	}
@@ -109,6 +112,9 @@ func (q *request) parse(raw []byte) *badRequest {
 	if q.minor == 0 {
 		q.close = q.close || !q.keepAlive
 	}
+	// Only WebSocket's handshake switches protocols through the router (RFC 6455: GET,
+	// HTTP/1.1, no body); any other Upgrade is dropped as the hop-by-hop field it is.
+	q.upgrade = websocket && q.minor == 1 && !q.hasBody() && string(q.method) == "GET" && listed([]byte("upgrade"), q.hop)
 	return nil
 }
 

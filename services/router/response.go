@@ -24,7 +24,7 @@ type response struct {
 
 // parse parses raw, a response head, to a request with method HEAD if head is set.
 // It returns false for anything it cannot frame without guessing.
-func (p *response) parse(raw []byte, head bool) bool {
+func (p *response) parse(raw []byte, head, upgrade bool) bool {
 	*p = response{fields: p.fields[:0], hop: p.hop[:0], length: -1}
 	line, rest := cutLine(raw)
 	// "HTTP/1.x SP 3DIGIT [SP reason]"
@@ -76,9 +76,11 @@ func (p *response) parse(raw []byte, head bool) bool {
 		p.close = true
 	}
 	switch {
+	case p.status == 101 && upgrade: // the app takes the WebSocket: no body, a tunnel follows
+		p.mode = bodyNone
 	case p.status < 200:
 		p.interim, p.mode = true, bodyNone
-		return p.status != 101 // the router never asks to switch protocols
+		return p.status != 101 // switching protocols only when the router asked to
 	case head || p.status == 204 || p.status == 304:
 		p.mode = bodyNone
 	case te:

@@ -28,7 +28,8 @@
 // X-Forwarded-For and X-Real-IP naming the connecting address, X-Forwarded-Proto,
 // X-Forwarded-Host, Forwarded — and the body framed by the router: one Content-Length, or
 // chunked.
-// Bodies stream both ways; nothing is buffered whole. Upgrade (WebSocket) is not proxied.
+// Bodies stream both ways; nothing is buffered whole. A WebSocket handshake is passed on,
+// and becomes a tunnel if the app accepts it (see upgrade.go); no other Upgrade is.
 //
 // The client side is a small HTTP/1.1 server written for this proxy, not net/http: buffers are
 // kept per connection and pooled, so a proxied request allocates nothing, and sockets are read
