@@ -10,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -50,8 +52,14 @@ type routerFigures struct {
 	NginxP99Ms  float64    `json:"nginx_p99_ms"`
 	RPSRatio    float64    `json:"rps_ratio"`
 	P99Ratio    float64    `json:"p99_ratio"`
-	LoadBefore  string     `json:"load_before"` // 1, 5 and 15 minute load averages
-	LoadAfter   string     `json:"load_after"`
+	// The third contender: Go's httputil.ReverseProxy in this process, on the same backend,
+	// for what the hand-written HTTP/1.1 path earns over the standard library's.
+	GoProxyRPS   float64 `json:"goproxy_rps"`
+	GoProxyP99Ms float64 `json:"goproxy_p99_ms"`
+	GoRPSRatio   float64 `json:"goproxy_rps_ratio"` // router/goproxy
+	GoP99Ratio   float64 `json:"goproxy_p99_ratio"`
+	LoadBefore   string  `json:"load_before"` // 1, 5 and 15 minute load averages
+	LoadAfter    string  `json:"load_after"`
 }
 
 // routerFlags are the flags of `enjin bench router`.
@@ -66,7 +74,7 @@ func benchRouterCmd() *cobra.Command {
 	var f routerFlags
 	c := &cobra.Command{
 		Use:   "router",
-		Short: "wrk against the app router and against nginx (reverse proxy, upstream keepalive), same backend, same run",
+		Short: "wrk against the app router, nginx (reverse proxy, upstream keepalive) and Go's httputil.ReverseProxy, same backend, same run",
 		Args:  argsBetween(0, 0, "no arguments"),
 		RunE:  func(c *cobra.Command, _ []string) error { return benchRouter(c.Context(), f, c.OutOrStdout()) },
 	}
@@ -74,7 +82,7 @@ func benchRouterCmd() *cobra.Command {
 	fs.DurationVar(&f.dur, "duration", 10*time.Second, "how long wrk loads each proxy per round")
 	fs.IntVar(&f.conns, "connections", 64, "wrk connections")
 	fs.IntVar(&f.threads, "threads", 2, "wrk threads")
-	fs.IntVar(&f.rounds, "rounds", 3, "rounds, each loading the router then nginx")
+	fs.IntVar(&f.rounds, "rounds", 3, "rounds, each loading the router, nginx, then Go's ReverseProxy")
 	fs.StringVar(&f.workers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core, as the router uses every core)")
 	fs.BoolVar(&f.accessLog, "access-log", false, "both proxies log every request to a buffered file in the temp dir")
 	fs.BoolVar(&f.inproc, "backend-in-process", false, "run the backend in this process (sharing the router's Go runtime) instead of a child process")
@@ -122,7 +130,11 @@ func benchRouter(ctx context.Context, opt routerFlags, stdout io.Writer) error {
 		return err
 	}
 	defer stopNginx()
-	for _, a := range []string{routerAddr, nginxAddr} {
+	goAddr, err := startGoProxy(ctx, backend)
+	if err != nil {
+		return err
+	}
+	for _, a := range []string{routerAddr, nginxAddr, goAddr} {
 		if err := checkProxy(ctx, a); err != nil {
 			return err
 		}
@@ -132,7 +144,7 @@ func benchRouter(ctx context.Context, opt routerFlags, stdout io.Writer) error {
 		"access log %s in both; router GOMAXPROCS %d; backend %s; no CPU pinning; %d cores shared by wrk, proxy and backend",
 		*threads, *conns, *dur, *workers, onOff(*accessLog), runtime.GOMAXPROCS(0), backendWhere(*inproc), runtime.NumCPU())}
 	for round := 1; round <= *rounds; round++ {
-		for _, p := range []struct{ name, addr string }{{"router", routerAddr}, {"nginx", nginxAddr}} {
+		for _, p := range []struct{ name, addr string }{{"router", routerAddr}, {"nginx", nginxAddr}, {"goproxy", goAddr}} {
 			progress("round %d/%d: wrk against %s (%s) for %v", round, *rounds, p.name, p.addr, *dur)
 			run, err := runWrk(ctx, p.addr, *threads, *conns, *dur)
 			if err != nil {
@@ -149,11 +161,13 @@ func benchRouter(ctx context.Context, opt routerFlags, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "settings   %s\n", f.Settings)
 	for i, r := range f.Runs {
-		fmt.Fprintf(stdout, "round %d    %-6s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d\n", i/2+1, r.Proxy, r.RPS, r.P50Ms, r.P99Ms, r.Errors)
+		fmt.Fprintf(stdout, "round %d    %-7s %9.0f req/s  p50 %6.2f ms  p99 %6.2f ms  errors %d\n", i/3+1, r.Proxy, r.RPS, r.P50Ms, r.P99Ms, r.Errors)
 	}
-	fmt.Fprintf(stdout, "median     router %9.0f req/s  p99 %6.2f ms\n", f.RouterRPS, f.RouterP99Ms)
-	fmt.Fprintf(stdout, "median     nginx  %9.0f req/s  p99 %6.2f ms\n", f.NginxRPS, f.NginxP99Ms)
-	fmt.Fprintf(stdout, "ratio      router/nginx  req/s %.2f  p99 %.2f  (median of the rounds' ratios)\n", f.RPSRatio, f.P99Ratio)
+	fmt.Fprintf(stdout, "median     router  %9.0f req/s  p99 %6.2f ms\n", f.RouterRPS, f.RouterP99Ms)
+	fmt.Fprintf(stdout, "median     nginx   %9.0f req/s  p99 %6.2f ms\n", f.NginxRPS, f.NginxP99Ms)
+	fmt.Fprintf(stdout, "median     goproxy %9.0f req/s  p99 %6.2f ms\n", f.GoProxyRPS, f.GoProxyP99Ms)
+	fmt.Fprintf(stdout, "ratio      router/nginx    req/s %.2f  p99 %.2f  (median of the rounds' ratios)\n", f.RPSRatio, f.P99Ratio)
+	fmt.Fprintf(stdout, "ratio      router/goproxy  req/s %.2f  p99 %.2f\n", f.GoRPSRatio, f.GoP99Ratio)
 	fmt.Fprintf(stdout, "load avg   %s before, %s after (other work on the machine skews both proxies)\n", f.LoadBefore, f.LoadAfter)
 	return nil
 }
@@ -178,19 +192,39 @@ func onOff(b bool) string {
 // round's ratios: two runs next to each other see the same machine, which on a shared host
 // matters more than anything the proxies do.
 func (f *routerFigures) summarize() {
-	var rps, p99 [2][]float64
-	var rpsRatio, p99Ratio []float64
+	var rps, p99 [3][]float64
+	var rpsRatio, p99Ratio, goRPS, goP99 []float64
 	for i, r := range f.Runs {
-		k := i % 2 // router, then nginx
+		k := i % 3 // router, nginx, goproxy
 		rps[k], p99[k] = append(rps[k], r.RPS), append(p99[k], r.P99Ms)
-		if k == 1 {
+		switch k {
+		case 1:
 			rpsRatio = append(rpsRatio, f.Runs[i-1].RPS/r.RPS)
 			p99Ratio = append(p99Ratio, f.Runs[i-1].P99Ms/r.P99Ms)
+		case 2:
+			goRPS = append(goRPS, f.Runs[i-2].RPS/r.RPS)
+			goP99 = append(goP99, f.Runs[i-2].P99Ms/r.P99Ms)
 		}
 	}
-	f.RouterRPS, f.NginxRPS = median(rps[0]), median(rps[1])
-	f.RouterP99Ms, f.NginxP99Ms = median(p99[0]), median(p99[1])
+	f.RouterRPS, f.NginxRPS, f.GoProxyRPS = median(rps[0]), median(rps[1]), median(rps[2])
+	f.RouterP99Ms, f.NginxP99Ms, f.GoProxyP99Ms = median(p99[0]), median(p99[1]), median(p99[2])
 	f.RPSRatio, f.P99Ratio = median(rpsRatio), median(p99Ratio)
+	f.GoRPSRatio, f.GoP99Ratio = median(goRPS), median(goP99)
+}
+
+// startGoProxy serves Go's httputil.ReverseProxy to backend on a loopback port until ctx
+// ends, its transport keeping as many idle connections as wrk opens.
+func startGoProxy(ctx context.Context, backend string) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: backend})
+	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
+	srv := &http.Server{Handler: rp}
+	go srv.Serve(ln)                               // ends when srv is closed
+	context.AfterFunc(ctx, func() { srv.Close() }) // runs when the benchmark ends
+	return ln.Addr().String(), nil
 }
 
 func median(v []float64) float64 {

@@ -1,0 +1,23 @@
+package main
+
+import "testing"
+
+// The router bench's summary: each contender's medians, and the ratios of each round's runs
+// side by side (router over nginx, router over Go's ReverseProxy), as medians.
+func TestRouterFiguresSummarize(t *testing.T) {
+	f := routerFigures{Runs: []proxyRun{
+		{Proxy: "router", RPS: 100, P99Ms: 2}, {Proxy: "nginx", RPS: 50, P99Ms: 4}, {Proxy: "goproxy", RPS: 25, P99Ms: 8},
+		{Proxy: "router", RPS: 120, P99Ms: 2}, {Proxy: "nginx", RPS: 100, P99Ms: 2}, {Proxy: "goproxy", RPS: 40, P99Ms: 4},
+		{Proxy: "router", RPS: 90, P99Ms: 3}, {Proxy: "nginx", RPS: 90, P99Ms: 3}, {Proxy: "goproxy", RPS: 30, P99Ms: 6},
+	}}
+	f.summarize()
+	for name, c := range map[string][2]float64{
+		"router rps": {f.RouterRPS, 100}, "nginx rps": {f.NginxRPS, 90}, "goproxy rps": {f.GoProxyRPS, 30},
+		"router/nginx rps": {f.RPSRatio, 1.2}, "router/nginx p99": {f.P99Ratio, 1},
+		"router/goproxy rps": {f.GoRPSRatio, 3}, "router/goproxy p99": {f.GoP99Ratio, 0.5},
+	} {
+		if c[0] != c[1] {
+			t.Errorf("%s: %v, want %v", name, c[0], c[1])
+		}
+	}
+}
