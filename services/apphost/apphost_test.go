@@ -364,13 +364,19 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
-// TestZeroDowntimeDeploys deploys 20 new releases under steady load through the router: not
-// one request may fail.
+// TestZeroDowntimeDeploys deploys 20 new releases under steady load through the router, of
+// an app with two instances and of one with a single one: not one request may fail.
 func TestZeroDowntimeDeploys(t *testing.T) {
+	for _, n := range []int{2, 1} {
+		t.Run(fmt.Sprintf("%d instances", n), func(t *testing.T) { zeroDowntimeDeploys(t, n) })
+	}
+}
+
+func zeroDowntimeDeploys(t *testing.T, n int) {
 	w := newWorld(t)
 	ctx := t.Context()
 	const host = "zdt.acme.apps.test"
-	if _, err := w.deploy(ctx, "acme", "zdt", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","instances":{"web":2}}`)); err != nil {
+	if _, err := w.deploy(ctx, "acme", "zdt", bundle(t, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","instances":{"web":%d}}`, n))); err != nil {
 		t.Fatal(err)
 	}
 	var ok, failed atomic.Int64
@@ -396,7 +402,7 @@ func TestZeroDowntimeDeploys(t *testing.T) {
 	}
 	t0 := time.Now()
 	for i := range 20 {
-		b := bundle(t, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","instances":{"web":2},"env":{"N":"%d"}}`, i))
+		b := bundle(t, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","instances":{"web":%d},"env":{"N":"%d"}}`, n, i))
 		if _, err := w.deploy(ctx, "acme", "zdt", b); err != nil {
 			t.Fatalf("deploy %d: %v", i, err)
 		}
