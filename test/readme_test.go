@@ -79,6 +79,8 @@ var readmeSteps = map[string]readmeStep{
 	"./enjin rulesets update acme/web":     {want: "in icmp accept"},
 	"./enjin rulesets show acme/web":       {want: "in icmp accept"},
 	"./enjin vms destroy acme/app;":        {want: "deleted acme/lan"},
+	"./enjin networks create acme/wan":     {want: `"nat": true`},
+	"./enjin rulesets create acme/egress":  {want: "out tcp 443 accept"},
 	"./enjin ring1 --join-file join.json":  {runFor: -1}, // runs until the end
 	"./enjin nodes decommission edge-1":    {want: "decommissioned edge-1", waitNode: "edge-1"},
 }
