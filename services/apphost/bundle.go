@@ -27,6 +27,30 @@ const (
 // same tree always gives the same digest. A symbolic link, pipe, socket or device in dir is
 // an error: a bundle holds regular files and directories only.
 func Pack(dir string) ([]byte, error) {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	if err := writeTree(zw, dir); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// TreeDigest is the digest of the bundle Pack makes of dir — of its tar, before compression,
+// as a host names the package it stores — without compressing anything: what a client asks
+// a host for before it uploads.
+func TreeDigest(dir string) (string, error) {
+	sum := sha256.New()
+	if err := writeTree(sum, dir); err != nil {
+		return "", err
+	}
+	return "sha256-" + hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// writeTree writes dir as Pack's tar to w.
+func writeTree(w io.Writer, dir string) error {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -38,49 +62,41 @@ func Pack(dir string) ([]byte, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("apphost: pack %s: %w", dir, err)
+		return fmt.Errorf("apphost: pack %s: %w", dir, err)
 	}
 	sort.Strings(files)
-	var buf bytes.Buffer
-	zw := gzip.NewWriter(&buf)
-	tw := tar.NewWriter(zw)
+	tw := tar.NewWriter(w)
 	for _, p := range files {
 		fi, err := os.Lstat(p)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		rel, _ := filepath.Rel(dir, p)
 		if !fi.Mode().IsRegular() && !fi.IsDir() {
 			// The host would refuse it; better to say so here than to leave it out and
 			// deploy something else than what the directory holds.
-			return nil, fmt.Errorf("apphost: pack %s: %s is a %s: a bundle holds regular files and directories only", dir, rel, kindOf(fi.Mode()))
+			return fmt.Errorf("apphost: pack %s: %s is a %s: a bundle holds regular files and directories only", dir, rel, kindOf(fi.Mode()))
 		}
 		h := &tar.Header{Name: filepath.ToSlash(rel), Mode: int64(fi.Mode().Perm()), Size: fi.Size(), Typeflag: tar.TypeReg}
 		if fi.IsDir() {
 			h.Typeflag, h.Size, h.Name = tar.TypeDir, 0, h.Name+"/"
 		}
 		if err := tw.WriteHeader(h); err != nil {
-			return nil, err
+			return err
 		}
 		if fi.Mode().IsRegular() {
 			f, err := os.Open(p)
 			if err != nil {
-				return nil, err
+				return err
 			}
-			_, err = io.Copy(tw, f)
+			_, err = io.Copy(tw, io.LimitReader(f, fi.Size()))
 			f.Close()
 			if err != nil {
-				return nil, err
+				return err
 			}
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return nil, err
-	}
-	if err := zw.Close(); err != nil {
-		return nil, err
-	}
-	return buf.Bytes(), nil
+	return tw.Close()
 }
 
 func kindOf(m os.FileMode) string {
@@ -97,10 +113,27 @@ func kindOf(m os.FileMode) string {
 	return "special file"
 }
 
-// Digest is a bundle's content address.
-func Digest(b []byte) string {
-	s := sha256.Sum256(b)
-	return "sha256-" + hex.EncodeToString(s[:])
+// Digest is a bundle's content address: the digest of its tar, uncompressed (TreeDigest's).
+func Digest(b []byte) (string, error) {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return "", fmt.Errorf("bundle: %w", err)
+	}
+	sum := sha256.New()
+	if _, err := io.Copy(sum, zr); err != nil {
+		return "", fmt.Errorf("bundle: %w", err)
+	}
+	return "sha256-" + hex.EncodeToString(sum.Sum(nil)), nil
+}
+
+// validDigest reports whether d is a digest as hosts name packages.
+func validDigest(d string) bool {
+	hexPart, ok := strings.CutPrefix(d, "sha256-")
+	if !ok || len(hexPart) != 64 {
+		return false
+	}
+	_, err := hex.DecodeString(hexPart)
+	return err == nil && strings.ToLower(hexPart) == hexPart
 }
 
 // unpack extracts the bundle in file path into dir (a fresh directory only root can enter),

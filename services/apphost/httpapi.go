@@ -22,7 +22,8 @@ import (
 // (reveal=1). Routes (all under /v1/tenants/{tenant}/apps):
 //
 //	GET    …/apps                          list the tenant's apps
-//	POST   …/apps/{app}/releases           deploy a bundle (the body: a gzipped tar); with
+//	POST   …/apps/{app}/releases           deploy a bundle (the body: a gzipped tar; or, with
+//	                                       package=DIGEST and no body, a package the app had); with
 //	                                       Accept: application/x-ndjson, progress events
 //	GET    …/apps/{app}/releases           list releases
 //	POST   …/apps/{app}/rollback           {"release": n}
@@ -263,13 +264,19 @@ func nonNil[T any](s []T) []T {
 // health checks is never a silent connection; any other gets 201 and the release, or the
 // error.
 func (h *Host) serveDeploy(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+	deploy := func(progress Progress) (Release, error) {
+		return h.Deploy(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), progress)
+	}
+	if pkg := r.URL.Query().Get("package"); pkg != "" { // the client has nothing to send if the app has it
+		deploy = func(progress Progress) (Release, error) { return h.DeployPackage(r.Context(), t, a, pkg, progress) }
+	}
 	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
-		rel, err := h.Deploy(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), nil)
+		rel, err := deploy(nil)
 		return 201, rel, err
 	}
 	s := &stream{w: w}
 	defer s.stop()
-	rel, err := h.Deploy(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), s.send)
+	rel, err := deploy(s.send)
 	if !s.started() {
 		return 201, rel, err // refused before the release started: an ordinary answer
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sort"
 	"time"
 
@@ -43,6 +44,30 @@ func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, b
 	r, err = a.switchTo(ctx, r, progress)
 	a.prune()
 	return r, err
+}
+
+// DeployPackage deploys again, as the app's next release, a package one of its releases was
+// made of — a directory deployed again unchanged — without its bytes being sent: digest is
+// TreeDigest's. Only the app's own releases count, so whether another app or tenant has a
+// package is never told; a package the app has not got (or an app that does not exist) is
+// ErrNotFound, and the client uploads.
+func (h *Host) DeployPackage(ctx context.Context, tenant rings.TenantID, name, digest string, progress Progress) (Release, error) {
+	if !validDigest(digest) {
+		return Release{}, &FieldError{Field: "package", Msg: fmt.Sprintf("%.80q: want sha256- and 64 lower-case hex digits", digest)}
+	}
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return Release{}, err
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	had := slices.ContainsFunc(a.releases, func(r Release) bool { return r.Digest == digest })
+	a.mu.Unlock()
+	if _, err := os.Stat(h.packagePath(digest)); !had || err != nil {
+		return Release{}, fmt.Errorf("apphost: %s/%s has no release of package %s: %w", tenant, name, digest, ErrNotFound)
+	}
+	return a.redeploy(ctx, digest, progress)
 }
 
 // redeploy makes a new release of a package the host has (an env change), like Deploy.

@@ -1,6 +1,7 @@
 package apphost
 
 import (
+	"compress/gzip"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -29,8 +30,27 @@ func (h *Host) storePackage(body io.Reader) (digest string, size int64, err erro
 			os.Remove(tmp.Name())
 		}
 	}()
+	// The package is named for its tar, uncompressed (TreeDigest): read as it arrives.
+	pr, pw := io.Pipe()
+	unzipped := make(chan error, 1)
 	sum := sha256.New()
-	size, err = io.Copy(io.MultiWriter(tmp, sum), io.LimitReader(body, MaxBundle+1))
+	go func() { // ends when the upload has been read, or failed
+		zr, err := gzip.NewReader(pr)
+		if err == nil {
+			const most = maxUnpacked + maxFiles*1024 // the files and their headers
+			var n int64
+			if n, err = io.Copy(sum, io.LimitReader(zr, most+1)); err == nil && n > most {
+				err = errors.New("unpacks to more than 1 GiB")
+			}
+		}
+		io.Copy(io.Discard, pr) // whatever is left, so the upload is still read whole
+		unzipped <- err
+	}()
+	size, err = io.Copy(io.MultiWriter(tmp, pw), io.LimitReader(body, MaxBundle+1))
+	pw.CloseWithError(err)
+	if uerr := <-unzipped; err == nil && uerr != nil {
+		return "", 0, &FieldError{Field: "bundle", Msg: "not a gzipped tar: " + uerr.Error()}
+	}
 	if err != nil {
 		return "", 0, fmt.Errorf("apphost: receive bundle: %w", err)
 	}
