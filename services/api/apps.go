@@ -35,7 +35,8 @@ func (a *API) appRoutes() []route {
 	rs := []route{
 		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them", status: http.StatusOK, out: appAnswer{}, serve: a.listApps},
 		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back). An app's first deploy places it on a ring 1 node: node=ID (the admin only) names one, which then hosts the tenant too",
-			query:   []param{{"node", map[string]any{"type": "string"}, "the ring 1 node to place a new app on (the admin only)"}},
+			query: []param{{"node", map[string]any{"type": "string"}, "the ring 1 node to place a new app on (the admin only)"},
+				{"package", map[string]any{"type": "string"}, "deploy again, with no body, a package (sha256-… of its uncompressed tar) one of the app's releases was made of; 404 if it has none"}},
 			rawBody: "application/gzip", status: http.StatusCreated, out: appAnswer{}, serve: a.deployApp},
 		{method: "GET", path: p + "/{app}/releases", access: reader, summary: "The app's releases", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "POST", path: p + "/{app}/rollback", access: admin, summary: `Make an earlier release live again: {"release": n}`,
