@@ -14,6 +14,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -107,6 +108,18 @@ type deployment struct {
 }
 
 func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, error) {
+	if _, err := os.Stat(filepath.Join(dir, "Procfile")); err != nil {
+		return apphost.Release{}, fmt.Errorf("%s has no Procfile", dir)
+	}
+	// A directory deployed before, unchanged: the node has its package, nothing is sent.
+	digest, err := apphost.TreeDigest(dir)
+	if err != nil {
+		return apphost.Release{}, err
+	}
+	rel, err, sent := d.send(ctx, "package="+digest, nil)
+	if sent || !errors.Is(err, errNoPackage) {
+		return rel, err
+	}
 	bundle, err := pack(dir)
 	if err != nil {
 		return apphost.Release{}, err
@@ -116,25 +129,52 @@ func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, erro
 		return apphost.Release{}, err
 	}
 	fmt.Fprintf(d.progress, "packed %d files, %s\n", files, megabytes(len(bundle)))
+	rel, err, _ = d.send(ctx, "", bundle)
+	return rel, err
+}
+
+// errNoPackage is a node's answer that the app has no release of the package asked for.
+var errNoPackage = errors.New("the app has no release of this package")
+
+// send asks for the deploy: of the package named in query (bundle nil), or of bundle. sent
+// says whether the node took it (the outcome is then the deploy's).
+func (d *deployment) send(ctx context.Context, query string, bundle []byte) (apphost.Release, error, bool) {
 	hdr := http.Header{"Content-Type": {"application/gzip"}, "Accept": {"application/x-ndjson"}}
-	path := appPath(d.tenant, d.app) + "/releases"
+	q := url.Values{}
 	if d.node != "" {
-		path += "?node=" + url.QueryEscape(string(d.node))
+		q.Set("node", string(d.node))
+	}
+	if query != "" {
+		k, v, _ := strings.Cut(query, "=")
+		q.Set(k, v)
+	}
+	path := appPath(d.tenant, d.app) + "/releases"
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
 	resp, err := d.cl.send(ctx, noTimeout, "POST", path, hdr, bytes.NewReader(bundle))
 	if err != nil {
-		return apphost.Release{}, err
+		// 404: the app has no release of it (or no release yet); 400 bad_query: a ring 0
+		// from before package= — either way, upload.
+		if ae := (*apiError)(nil); bundle == nil && errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Code == "bad_query") {
+			return apphost.Release{}, errNoPackage, false
+		}
+		return apphost.Release{}, err, true
 	}
 	defer resp.Body.Close()
 	w := &deployWatch{progress: d.progress, detail: d.detail, bundleBytes: len(bundle)}
+	if bundle == nil {
+		fmt.Fprintf(d.progress, "unchanged since a release of %s: nothing uploaded\n", shortDigest(query[len("package="):]))
+	}
 	if mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type")); mt != "application/x-ndjson" {
-		return w.legacy(resp.Body) // a server from before the stream: 201 and the release
+		rel, err := w.legacy(resp.Body) // a server from before the stream: 201 and the release
+		return rel, err, true
 	}
 	rel, err := w.read(resp.Body)
 	if ctx.Err() != nil {
-		return rel, fmt.Errorf("interrupted; the release may still go live (see enjin apps releases %s/%s)", d.tenant, d.app)
+		return rel, fmt.Errorf("interrupted; the release may still go live (see enjin apps releases %s/%s)", d.tenant, d.app), true
 	}
-	return rel, err
+	return rel, err, true
 }
 
 func pack(dir string) ([]byte, error) {

@@ -7,14 +7,17 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"enjin/services/apphost"
 )
 
 const liveRelease = `{"number":3,"digest":"sha256-0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",` +
 	`"manifest":{"procfile":{"web":"./app"}},"created":"2026-01-02T03:04:05Z","status":"live"}`
 
-// streamDeploy answers a deploy with the events, as the deploy stream does.
+// streamDeploy answers a deploy with the events, as the deploy stream does; asked to deploy
+// a package again (package=), it answers 404, as a node does for a package the app never had.
 func streamDeploy(events ...string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
+	return lacksPackages(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get("Content-Type") != "application/gzip" || r.Header.Get("Accept") != "application/x-ndjson" {
 			http.Error(w, `{"error":"bad headers"}`, 415)
 			return
@@ -24,6 +27,19 @@ func streamDeploy(events ...string) http.HandlerFunc {
 			fmt.Fprintln(w, e)
 			w.(http.Flusher).Flush()
 		}
+	})
+}
+
+// lacksPackages answers 404 to a deploy of a package (package=), and passes the rest to h.
+func lacksPackages(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Has("package") {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(404)
+			io.WriteString(w, `{"error":"no release of package","code":"not_found"}`)
+			return
+		}
+		h(w, r)
 	}
 }
 
@@ -51,20 +67,20 @@ func TestDeploy(t *testing.T) {
 				"enjin: deploy acme/hello: release 3 not healthy within 60s\n"}},
 		{name: "failed quietly", quiet: true, handler: streamDeploy(`{"event":"failed","release":3,"error":"out of memory","reason":{"exit":"killed: out of memory","logs":["allocating"]}}`),
 			code: 1, stderr: []string{"killed: out of memory\n", "    allocating\n", "enjin: deploy acme/hello: out of memory\n"}, notStderr: []string{"packed", "uploaded"}},
-		{name: "refused", handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "refused", handler: lacksPackages(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(400)
 			io.WriteString(w, `{"error":"unknown process type in instances: wrker","code":"bad_manifest","field":"enjin.json"}`)
-		}, code: 1, stderr: []string{"enjin: deploy acme/hello: enjin.json: unknown process type in instances: wrker (400)\n"}, notStderr: []string{"uploaded"}},
+		}), code: 1, stderr: []string{"enjin: deploy acme/hello: enjin.json: unknown process type in instances: wrker (400)\n"}, notStderr: []string{"uploaded"}},
 		{name: "cut after starting", handler: streamDeploy(`{"event":"starting","release":3,"instances":2}`),
 			code: 1, stderr: []string{"enjin: deploy acme/hello: the connection closed before the release was live or failed\n"}, notStderr: []string{"EOF"}},
-		{name: "cut mid-line", handler: cutMidLine, code: 1,
+		{name: "cut mid-line", handler: lacksPackages(cutMidLine), code: 1,
 			stderr: []string{"enjin: deploy acme/hello: the connection closed before the release was live or failed\n"}, notStderr: []string{"EOF"}},
-		{name: "legacy 201", handler: func(w http.ResponseWriter, r *http.Request) {
+		{name: "legacy 201", handler: lacksPackages(func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(201)
 			io.WriteString(w, liveRelease)
-		}, stdout: deployed},
+		}), stdout: deployed},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			api := newFakeAPI(t, tc.handler)
@@ -93,7 +109,9 @@ func TestDeploy(t *testing.T) {
 			if tc.quiet && tc.code == 0 && errOut != "" {
 				t.Errorf("-q: stderr %q", errOut)
 			}
-			if r := api.requests(); len(r) != 1 || r[0].Method != "POST" || r[0].Path != "/v1/tenants/acme/apps/hello/releases" || len(r[0].Body) < 20 {
+			// First the package, by digest, with no body; the node lacks it: then the bundle.
+			if r := api.requests(); len(r) != 2 || r[0].Method != "POST" || r[0].Path != "/v1/tenants/acme/apps/hello/releases" ||
+				!strings.HasPrefix(r[0].Query, "package=sha256-") || r[0].Body != "" || r[1].Query != "" || len(r[1].Body) < 20 {
 				t.Errorf("requests %+v", r)
 			}
 		})
@@ -121,7 +139,7 @@ func TestDeployPrintsURL(t *testing.T) {
 	if code != 0 || out != want {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want %q", code, out, errOut, want)
 	}
-	if r := api.requests(); len(r) != 1 || r[0].Header.Get("Authorization") != "Bearer admin-secret" {
+	if r := api.requests(); len(r) != 2 || r[1].Header.Get("Authorization") != "Bearer admin-secret" {
 		t.Errorf("requests %+v; want one with the admin token of the state dir", r)
 	}
 }
@@ -133,4 +151,31 @@ func TestDeployDefaultsToThisDirectory(t *testing.T) {
 	if _, errOut, code := enjinIn(t, "", "apps", "deploy", "acme/hello"); code != 0 || !strings.Contains(errOut, "packed 2 files") {
 		t.Fatalf("exit %d, stderr %q; want . packed", code, errOut)
 	}
+}
+
+// A directory deployed before, unchanged: the node has its package, so the deploy names it
+// by digest (TreeDigest's) and sends no byte of it.
+func TestDeployUnchangedSendsNothing(t *testing.T) {
+	dir := appDir(t)
+	digest, err := apphost.TreeDigest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Query().Get("package") != digest {
+			http.Error(w, `{"error":"want the package"}`, 404)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		fmt.Fprintln(w, `{"event":"live","release":`+liveRelease+`}`)
+	})
+	useAPI(t, api)
+	out, errOut, code := enjinIn(t, "", "apps", "deploy", "acme/hello", dir)
+	if code != 0 || !strings.Contains(out, "deployed acme/hello release 3") || !strings.Contains(errOut, "nothing uploaded") || strings.Contains(errOut, "packed") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if r := api.requests(); len(r) != 1 || r[0].Body != "" || r[0].Query != "package="+digest {
+		t.Fatalf("requests %+v: want one, naming the package, with no body", r)
+	}
+	t.Logf("unchanged redeploy: 1 request, 0 bytes of body (package %s)", digest)
 }
