@@ -30,7 +30,7 @@ func benchCmd(g *globals) *cobra.Command {
   enjin bench vm --kernel var/guest/vmlinuz --initrd var/guest/initrd.img
   enjin bench net`,
 	}
-	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd(), benchVMCmd(g), benchNetCmd())
+	c.AddCommand(benchVerifyCmd(), benchIngestCmd(), benchRouterCmd(), benchVMCmd(g), benchNetCmd(), benchDeployCmd(g))
 	return c
 }
 

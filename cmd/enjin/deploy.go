@@ -162,7 +162,7 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 		return apphost.Release{}, err, true
 	}
 	defer resp.Body.Close()
-	w := &deployWatch{progress: d.progress, detail: d.detail, bundleBytes: len(bundle)}
+	w := &deployWatch{progress: d.progress, detail: d.detail, bundleBytes: len(bundle), uploaded: bundle == nil}
 	if bundle == nil {
 		fmt.Fprintf(d.progress, "unchanged since a release of %s: nothing uploaded\n", shortDigest(query[len("package="):]))
 	}

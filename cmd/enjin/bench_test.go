@@ -1,6 +1,10 @@
 package main
 
-import "testing"
+import (
+	"io"
+	"testing"
+	"time"
+)
 
 // The router bench's summary: each contender's medians, and the ratios of each round's runs
 // side by side (router over nginx, router over Go's ReverseProxy), as medians.
@@ -19,5 +23,20 @@ func TestRouterFiguresSummarize(t *testing.T) {
 		if c[0] != c[1] {
 			t.Errorf("%s: %v, want %v", name, c[0], c[1])
 		}
+	}
+}
+
+// The deploy bench's clock: each phase at the first progress line naming it, medians by phase.
+func TestDeployPhases(t *testing.T) {
+	l := &lineTimes{start: time.Now(), at: map[string]float64{}}
+	io.WriteString(l, "packed 3 files, 8.4 MB\n")
+	io.WriteString(l, "uploaded 8.4 MB\nrelease 2 starting (1 instance)\n")
+	io.WriteString(l, "release 2 healthy\nrelease 2 healthy\n")
+	if l.get("packed") <= 0 || l.get("uploaded") < l.get("packed") || l.get("starting") < l.get("uploaded") || l.get("healthy") < l.get("starting") || l.get("live") != 0 {
+		t.Fatalf("phases %v", l.at)
+	}
+	m := phasesMedian([]deployPhases{{Packed: 1, Routed: 10}, {Packed: 3, Routed: 30}, {Packed: 2, Routed: 20}})
+	if m.Packed != 2 || m.Routed != 20 {
+		t.Fatalf("median %+v", m)
 	}
 }
