@@ -155,8 +155,10 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 	resp, err := d.cl.send(ctx, noTimeout, "POST", path, hdr, bytes.NewReader(bundle))
 	if err != nil {
 		// 404: the app has no release of it (or no release yet); 400 bad_query: a ring 0
-		// from before package= — either way, upload.
-		if ae := (*apiError)(nil); bundle == nil && errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Code == "bad_query") {
+		// from before package=; 422 on the bundle: a node from before it, which took the
+		// empty body for one — whichever, upload.
+		if ae := (*apiError)(nil); bundle == nil && errors.As(err, &ae) &&
+			(ae.Status == http.StatusNotFound || ae.Code == "bad_query" || ae.Status == http.StatusUnprocessableEntity && ae.Field == "bundle") {
 			return apphost.Release{}, errNoPackage, false
 		}
 		return apphost.Release{}, err, true
