@@ -70,6 +70,26 @@ func (h *Host) DeployPackage(ctx context.Context, tenant rings.TenantID, name, d
 	return a.redeploy(ctx, digest, progress)
 }
 
+// reuse fills stage with the files of the app's newest release of package digest whose
+// directory is still here, linked rather than copied: a release's files are root's and never
+// change, so two releases of one package can share them. It fails if there is none.
+func (a *app) reuse(digest, stage string) (int, error) {
+	a.mu.Lock()
+	var from string
+	for i := len(a.releases) - 1; i >= 0 && from == ""; i-- {
+		if r := a.releases[i]; r.Digest == digest {
+			if _, err := os.Stat(a.releaseDir(r.Number)); err == nil {
+				from = a.releaseDir(r.Number)
+			}
+		}
+	}
+	a.mu.Unlock()
+	if from == "" {
+		return 0, ErrNotFound
+	}
+	return linkTree(from, stage)
+}
+
 // redeploy makes a new release of a package the host has (an env change), like Deploy.
 func (a *app) redeploy(ctx context.Context, digest string, progress Progress) (Release, error) {
 	a.host.pkgs.RLock()
@@ -94,9 +114,11 @@ func (a *app) newRelease(digest string) (Release, int, error) {
 		return Release{}, 0, err
 	}
 	defer os.RemoveAll(stage)
-	files, err := unpack(h.packagePath(digest), stage)
-	if err != nil {
-		return Release{}, 0, &FieldError{Field: "bundle", Msg: err.Error()}
+	files, err := a.reuse(digest, stage)
+	if err != nil { // no release of the package here to share files with: unpack it
+		if files, err = unpack(h.packagePath(digest), stage); err != nil {
+			return Release{}, 0, &FieldError{Field: "bundle", Msg: err.Error()}
+		}
 	}
 	m, err := readManifest(stage, h.cfg.Policy)
 	if err != nil {
