@@ -6,13 +6,13 @@ import (
 	"compress/gzip"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -31,7 +31,7 @@ func Pack(dir string) ([]byte, error) {
 	// Fastest: a bundle crosses a LAN or loopback once, and its name (TreeDigest) does not
 	// depend on how it was compressed.
 	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
-	if err := writeTree(zw, dir); err != nil {
+	if err := writeTree(zw, dir, nil, nil); err != nil {
 		return nil, err
 	}
 	if err := zw.Close(); err != nil {
@@ -45,14 +45,16 @@ func Pack(dir string) ([]byte, error) {
 // a host for before it uploads.
 func TreeDigest(dir string) (string, error) {
 	sum := sha256.New()
-	if err := writeTree(sum, dir); err != nil {
+	if err := writeTree(sum, dir, nil, nil); err != nil {
 		return "", err
 	}
 	return "sha256-" + hex.EncodeToString(sum.Sum(nil)), nil
 }
 
-// writeTree writes dir as Pack's tar to w.
-func writeTree(w io.Writer, dir string) error {
+// writeTree writes dir as Pack's tar to w, telling onFile (if set) of each regular file with
+// its content's digest. A file refer names (by its path in the tar) goes without its content,
+// as a reference to the file of that digest the node has (see delta.go).
+func writeTree(w io.Writer, dir string, onFile func(Entry), refer func(path string) (string, bool)) error {
 	var files []string
 	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -83,22 +85,39 @@ func writeTree(w io.Writer, dir string) error {
 		if fi.IsDir() {
 			h.Typeflag, h.Size, h.Name = tar.TypeDir, 0, h.Name+"/"
 		}
+		if refer != nil && !fi.IsDir() {
+			if digest, ok := refer(h.Name); ok {
+				h.PAXRecords = map[string]string{refKey: digest, refSizeKey: strconv.FormatInt(h.Size, 10)}
+				h.Size = 0
+			}
+		}
 		if err := tw.WriteHeader(h); err != nil {
 			return err
 		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(tw, io.LimitReader(f, fi.Size()))
-			f.Close()
-			if err != nil {
+		if fi.Mode().IsRegular() && h.PAXRecords == nil {
+			if err := copyFile(tw, p, h, onFile); err != nil {
 				return err
 			}
 		}
 	}
 	return tw.Close()
+}
+
+// copyFile writes the content of the file at p (h.Size bytes) to tw, and tells onFile.
+func copyFile(tw io.Writer, p string, h *tar.Header, onFile func(Entry)) error {
+	f, err := os.Open(p)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	sum := sha256.New()
+	if _, err := io.Copy(io.MultiWriter(tw, sum), io.LimitReader(f, h.Size)); err != nil {
+		return err
+	}
+	if onFile != nil {
+		onFile(Entry{Path: h.Name, Size: h.Size, Exec: h.Mode&0o111 != 0, Digest: "sha256-" + hex.EncodeToString(sum.Sum(nil))})
+	}
+	return nil
 }
 
 func kindOf(m os.FileMode) string {
@@ -136,72 +155,6 @@ func validDigest(d string) bool {
 	}
 	_, err := hex.DecodeString(hexPart)
 	return err == nil && strings.ToLower(hexPart) == hexPart
-}
-
-// unpack extracts the bundle in file path into dir (a fresh directory only root can enter),
-// refusing absolute paths, "..", links, devices, and bundles beyond the size and file limits.
-// It returns how many files it wrote. Files are created 0600: restrict gives them their
-// final modes once all are there, before the directory is moved where an app can see it.
-func unpack(path, dir string) (int, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0, err
-	}
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	if err != nil {
-		return 0, fmt.Errorf("bundle: %w", err)
-	}
-	tr := tar.NewReader(zr)
-	var total int64
-	files := 0
-	for n := 0; ; n++ {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return files, nil
-		}
-		if err != nil {
-			return files, fmt.Errorf("bundle: %w", err)
-		}
-		if n >= maxFiles {
-			return files, errors.New("bundle: too many files")
-		}
-		name := filepath.Clean(filepath.FromSlash(h.Name))
-		if filepath.IsAbs(name) || name == ".." || strings.HasPrefix(name, ".."+string(filepath.Separator)) {
-			return files, fmt.Errorf("bundle: path %q escapes the bundle", h.Name)
-		}
-		p := filepath.Join(dir, name)
-		switch h.Typeflag {
-		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o700); err != nil {
-				return files, err
-			}
-		case tar.TypeReg:
-			total += h.Size
-			if total > maxUnpacked {
-				return files, errors.New("bundle: unpacks to more than 1 GiB")
-			}
-			if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-				return files, err
-			}
-			mode := os.FileMode(0o600)
-			if h.Mode&0o111 != 0 {
-				mode = 0o700 // restrict keeps the executable bit
-			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_EXCL|os.O_WRONLY, mode)
-			if err != nil {
-				return files, fmt.Errorf("bundle: %w", err)
-			}
-			_, err = io.Copy(f, io.LimitReader(tr, h.Size))
-			f.Close()
-			if err != nil {
-				return files, err
-			}
-			files++
-		default:
-			return files, fmt.Errorf("bundle: %q: only files and directories are allowed", h.Name)
-		}
-	}
 }
 
 // linkTree makes dst (an empty directory) a copy of the tree at src whose files are hard

@@ -23,8 +23,10 @@ import (
 //
 //	GET    …/apps                          list the tenant's apps
 //	POST   …/apps/{app}/releases           deploy a bundle (the body: a gzipped tar; or, with
-//	                                       package=DIGEST and no body, a package the app had); with
+//	                                       package=DIGEST and no body, a package the app had; with
+//	                                       delta=1, a bundle whose files the app has are references); with
 //	                                       Accept: application/x-ndjson, progress events
+//	POST   …/apps/{app}/files              {"digests": […]}: which of them the app's releases have
 //	GET    …/apps/{app}/releases           list releases
 //	POST   …/apps/{app}/rollback           {"release": n}
 //	GET    …/apps/{app}/instances          ps
@@ -41,6 +43,16 @@ func (h *Host) Handler(token string) http.Handler {
 		return 200, map[string]any{"apps": h.Apps(t, reveal(r))}, nil
 	}))
 	mux.HandleFunc("POST "+p+"/{app}/releases", h.api(h.serveDeploy))
+	mux.HandleFunc("POST "+p+"/{app}/files", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		var in struct {
+			Digests []string `json:"digests"`
+		}
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&in); err != nil {
+			return 0, nil, &FieldError{Field: "digests", Msg: "want {\"digests\": [\"sha256-…\", …]}"}
+		}
+		have, err := h.HaveFiles(t, a, in.Digests)
+		return 200, map[string]any{"have": have}, err
+	}))
 	mux.HandleFunc("GET "+p+"/{app}/releases", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		rs, err := h.Releases(t, a)
 		for i := range rs {
@@ -269,6 +281,10 @@ func (h *Host) serveDeploy(w http.ResponseWriter, r *http.Request, t rings.Tenan
 	}
 	if pkg := r.URL.Query().Get("package"); pkg != "" { // the client has nothing to send if the app has it
 		deploy = func(progress Progress) (Release, error) { return h.DeployPackage(r.Context(), t, a, pkg, progress) }
+	} else if r.URL.Query().Get("delta") == "1" { // files the app has go as references
+		deploy = func(progress Progress) (Release, error) {
+			return h.DeployDelta(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), progress)
+		}
 	}
 	if !strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
 		rel, err := deploy(nil)

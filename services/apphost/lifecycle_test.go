@@ -254,10 +254,11 @@ func TestOldReleasesArePruned(t *testing.T) {
 	if len(rs) != 3 || rs[0].Number != 4 || rs[2].Number != 6 || rs[2].Status != "live" {
 		t.Fatalf("releases kept: %+v", rs)
 	}
-	dirs, _ := filepath.Glob(filepath.Join(w.dir, "apps", "acme", "gc", "releases", "*"))
+	all, _ := filepath.Glob(filepath.Join(w.dir, "apps", "acme", "gc", "releases", "*"))
+	sums, _ := filepath.Glob(filepath.Join(w.dir, "apps", "acme", "gc", "releases", "*.files"))
 	pkgs, _ := filepath.Glob(filepath.Join(w.dir, "packages", "*"))
-	if len(dirs) != 3 || len(pkgs) != 3 {
-		t.Fatalf("%d release dirs and %d packages on disk, want 3 and 3", len(dirs), len(pkgs))
+	if dirs := len(all) - len(sums); dirs != 3 || len(sums) != 3 || len(pkgs) != 3 {
+		t.Fatalf("%d release dirs, %d lists of their files and %d packages on disk, want 3 of each", dirs, len(sums), len(pkgs))
 	}
 }
 

@@ -3,6 +3,8 @@ package apphost
 import (
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -64,30 +66,47 @@ func (h *Host) DeployPackage(ctx context.Context, tenant rings.TenantID, name, d
 	a.mu.Lock()
 	had := slices.ContainsFunc(a.releases, func(r Release) bool { return r.Digest == digest })
 	a.mu.Unlock()
-	if _, err := os.Stat(h.packagePath(digest)); !had || err != nil {
+	if _, err := os.Stat(h.packagePath(digest)); !had || err != nil && !a.hasReleaseDir(digest) {
 		return Release{}, fmt.Errorf("apphost: %s/%s has no release of package %s: %w", tenant, name, digest, ErrNotFound)
 	}
 	return a.redeploy(ctx, digest, progress)
 }
 
+// hasReleaseDir says whether a release of package digest still has its directory here.
+func (a *app) hasReleaseDir(digest string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range a.releases {
+		if _, err := os.Stat(a.releaseDir(r.Number)); err == nil && r.Digest == digest {
+			return true
+		}
+	}
+	return false
+}
+
 // reuse fills stage with the files of the app's newest release of package digest whose
 // directory is still here, linked rather than copied: a release's files are root's and never
 // change, so two releases of one package can share them. It fails if there is none.
-func (a *app) reuse(digest, stage string) (int, error) {
+func (a *app) reuse(digest, stage string) (int, []Entry, error) {
 	a.mu.Lock()
-	var from string
-	for i := len(a.releases) - 1; i >= 0 && from == ""; i-- {
+	from := -1
+	for i := len(a.releases) - 1; i >= 0 && from < 0; i-- {
 		if r := a.releases[i]; r.Digest == digest {
 			if _, err := os.Stat(a.releaseDir(r.Number)); err == nil {
-				from = a.releaseDir(r.Number)
+				from = r.Number
 			}
 		}
 	}
 	a.mu.Unlock()
-	if from == "" {
-		return 0, ErrNotFound
+	if from < 0 {
+		return 0, nil, ErrNotFound
 	}
-	return linkTree(from, stage)
+	var entries []Entry
+	if b, err := os.ReadFile(a.filesPath(from)); err == nil {
+		json.Unmarshal(b, &entries) // none: a release from before digests were kept
+	}
+	files, err := linkTree(a.releaseDir(from), stage)
+	return files, entries, err
 }
 
 // redeploy makes a new release of a package the host has (an env change), like Deploy.
@@ -104,21 +123,39 @@ func (a *app) redeploy(ctx context.Context, digest string, progress Progress) (R
 	return r, err
 }
 
-// newRelease unpacks package digest in a staging directory only root can enter, checks its
-// manifest, gives its files their final owner and modes, moves it into place as the app's
-// next release and records it. The caller holds a.deploy.
+// newRelease makes the app's next release of package digest: its files linked from a
+// release of it here, or unpacked from the package.
 func (a *app) newRelease(digest string) (Release, int, error) {
+	return a.newReleaseFrom(func(stage string) (int, string, []Entry, error) {
+		switch files, entries, err := a.reuse(digest, stage); {
+		case err == nil:
+			return files, digest, entries, nil
+		case !errors.Is(err, ErrNotFound):
+			return 0, "", nil, err
+		}
+		f, err := os.Open(a.host.packagePath(digest))
+		if err != nil {
+			return 0, "", nil, err
+		}
+		defer f.Close()
+		files, _, entries, err := unpackStream(f, stage, nil)
+		return files, digest, entries, err
+	})
+}
+
+// newReleaseFrom has fill put a release's files in a staging directory only root can enter,
+// checks its manifest, gives its files their final owner and modes, moves it into place as
+// the app's next release and records it, with its files' digests. The caller holds a.deploy.
+func (a *app) newReleaseFrom(fill func(stage string) (files int, digest string, entries []Entry, err error)) (Release, int, error) {
 	h := a.host
 	stage, err := h.stagingDir()
 	if err != nil {
 		return Release{}, 0, err
 	}
 	defer os.RemoveAll(stage)
-	files, err := a.reuse(digest, stage)
-	if err != nil { // no release of the package here to share files with: unpack it
-		if files, err = unpack(h.packagePath(digest), stage); err != nil {
-			return Release{}, 0, &FieldError{Field: "bundle", Msg: err.Error()}
-		}
+	files, digest, entries, err := fill(stage)
+	if err != nil {
+		return Release{}, 0, &FieldError{Field: "bundle", Msg: err.Error()}
 	}
 	m, err := readManifest(stage, h.cfg.Policy)
 	if err != nil {
@@ -136,6 +173,9 @@ func (a *app) newRelease(digest string) (Release, int, error) {
 	dir := a.releaseDir(n)
 	os.RemoveAll(dir) // a half-made release of a crashed deploy
 	if err := os.Rename(stage, dir); err != nil {
+		return Release{}, 0, fmt.Errorf("apphost: %w", err)
+	}
+	if err := a.saveFiles(n, entries); err != nil {
 		return Release{}, 0, fmt.Errorf("apphost: %w", err)
 	}
 	r := Release{Number: n, Digest: digest, Manifest: m, Created: time.Now(), Status: "starting"}

@@ -1,9 +1,11 @@
 package apphost_test
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -69,5 +71,88 @@ func TestDeployPackageAgain(t *testing.T) {
 	// Not a gzipped tar at all: refused as the bundle it is not, and nothing stored.
 	if _, err := w.deploy(ctx, "acme", "again", []byte("not gzip")); !errors.As(err, &fe) {
 		t.Fatalf("a body that is no gzip: %v", err)
+	}
+}
+
+// A directory with one file changed sends that file only: the node says which of the
+// files' digests the app's releases have, the delta bundle carries the changed file whole
+// and the rest as references, and the release made of it serves, named by the whole tree's
+// digest — so deploying that directory again is found by digest. References the app cannot
+// back (a digest it never had, another app's file, a wrong size) are refused.
+func TestDeployDelta(t *testing.T) {
+	w := newWorld(t)
+	ctx := t.Context()
+	dir := t.TempDir()
+	b, _ := os.ReadFile(sampleBin)
+	os.WriteFile(filepath.Join(dir, "sampleapp"), b, 0o755)
+	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(`{"health":"/healthz","env":{"V":"1"}}`), 0o644)
+	os.WriteFile(filepath.Join(dir, "data.txt"), []byte("acme's delta app's own data\n"), 0o644)
+	full, err := apphost.Pack(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.deploy(ctx, "acme", "delta", full); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(`{"health":"/healthz","env":{"V":"2"}}`), 0o644)
+	digest, files, err := apphost.Scan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if td, _ := apphost.TreeDigest(dir); td != digest || len(files) != 4 {
+		t.Fatalf("scan: %s %d files; tree digest %s", digest, len(files), td)
+	}
+	var digests []string
+	for _, f := range files {
+		digests = append(digests, f.Digest)
+	}
+	have, err := w.host.HaveFiles("acme", "delta", digests)
+	if err != nil || len(have) != 3 {
+		t.Fatalf("the node has %v (%v), want the 3 unchanged files", have, err)
+	}
+	has := func(d string) bool { return slices.Contains(have, d) }
+	delta, whole, err := apphost.PackDelta(dir, files, has)
+	if err != nil || whole != 1 || len(delta) > 4096 {
+		t.Fatalf("delta bundle: %d bytes, %d files whole (%v); want 1, and the %d-byte binary left out", len(delta), whole, err, len(b))
+	}
+	r, err := w.host.DeployDelta(ctx, "acme", "delta", bytes.NewReader(delta), nil)
+	if err != nil || r.Number != 2 || r.Digest != digest {
+		t.Fatalf("delta deploy: %+v %v; want release 2 named %s", r, err, digest)
+	}
+	if code, body := w.get("delta.acme.apps.test"); code != 200 || !strings.Contains(body, "release 2") {
+		t.Fatalf("after the delta deploy: %d %q", code, body)
+	}
+	if r3, err := w.host.DeployPackage(ctx, "acme", "delta", digest, nil); err != nil || r3.Digest != digest {
+		t.Fatalf("the delta's tree, deployed again by digest: %+v %v", r3, err)
+	}
+	t.Logf("one file of %d changed: %d-byte delta bundle (the whole: %d bytes)", len(files), len(delta), len(full))
+
+	// What a delta may not reference.
+	if _, err := w.deploy(ctx, "acme", "other", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","env":{"O":"1"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	var fe *apphost.FieldError
+	data := files[slices.IndexFunc(files, func(e apphost.Entry) bool { return e.Path == "data.txt" })].Digest
+	for name, refs := range map[string]func(string) bool{
+		"another app's file": func(d string) bool { return d == data }, // other has the binary too, not this
+		"a digest never seen": func(string) bool { return true },
+	} {
+		os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(`{"health":"/healthz","env":{"V":"3"}}`), 0o644)
+		_, files, _ := apphost.Scan(dir)
+		if name == "a digest never seen" {
+			files[0].Digest = "sha256-" + strings.Repeat("e", 64)
+		}
+		d, _, _ := apphost.PackDelta(dir, files, refs)
+		app := "other"
+		if name == "a digest never seen" {
+			app = "delta"
+		}
+		if _, err := w.host.DeployDelta(ctx, "acme", app, bytes.NewReader(d), nil); !errors.As(err, &fe) {
+			t.Errorf("a delta referencing %s: %v, want it refused", name, err)
+		}
+	}
+	if _, err := w.host.DeployDelta(ctx, "acme", "nobody", bytes.NewReader(delta), nil); !errors.Is(err, apphost.ErrNotFound) {
+		t.Errorf("a delta for an app with no release: %v", err)
 	}
 }

@@ -102,6 +102,7 @@ func (a *app) prune() {
 	}
 	a.mu.Unlock()
 	for _, r := range drop {
+		os.Remove(a.filesPath(r.Number))
 		if err := os.RemoveAll(a.releaseDir(r.Number)); err != nil {
 			h.log.Warn("old release not removed", "tenant", a.tenant, "app", a.name, "release", r.Number, "err", err)
 		}
