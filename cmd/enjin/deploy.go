@@ -1,9 +1,7 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"errors"
@@ -112,7 +110,7 @@ func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, erro
 		return apphost.Release{}, fmt.Errorf("%s has no Procfile", dir)
 	}
 	// A directory deployed before, unchanged: the node has its package, nothing is sent.
-	digest, err := apphost.TreeDigest(dir)
+	digest, files, err := apphost.Scan(dir)
 	if err != nil {
 		return apphost.Release{}, err
 	}
@@ -120,17 +118,50 @@ func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, erro
 	if sent || !errors.Is(err, errNoPackage) {
 		return rel, err
 	}
-	bundle, err := pack(dir)
+	// Changed: only the files the app's releases do not have go whole.
+	if have := d.haveFiles(ctx, files); len(have) > 0 {
+		bundle, whole, err := apphost.PackDelta(dir, files, func(d string) bool { return have[d] })
+		if err != nil {
+			return apphost.Release{}, err
+		}
+		fmt.Fprintf(d.progress, "packed %d files (%d changed), %s\n", len(files), whole, megabytes(len(bundle)))
+		if rel, err, sent := d.send(ctx, "delta=1", bundle); sent || !errors.Is(err, errNoPackage) {
+			return rel, err
+		}
+	}
+	bundle, err := apphost.Pack(dir)
 	if err != nil {
 		return apphost.Release{}, err
 	}
-	files, err := countFiles(bundle)
-	if err != nil {
-		return apphost.Release{}, err
-	}
-	fmt.Fprintf(d.progress, "packed %d files, %s\n", files, megabytes(len(bundle)))
+	fmt.Fprintf(d.progress, "packed %d files, %s\n", len(files), megabytes(len(bundle)))
 	rel, err, _ = d.send(ctx, "", bundle)
 	return rel, err
+}
+
+// haveFiles asks which of files' digests the app's releases have; none if it cannot tell
+// (a new app, a node from before the question).
+func (d *deployment) haveFiles(ctx context.Context, files []apphost.Entry) map[string]bool {
+	var in struct {
+		Digests []string `json:"digests"`
+	}
+	seen := map[string]bool{}
+	for _, f := range files {
+		if !seen[f.Digest] {
+			seen[f.Digest] = true
+			in.Digests = append(in.Digests, f.Digest)
+		}
+	}
+	var out struct {
+		Have []string `json:"have"`
+	}
+	if err := d.cl.do(ctx, "POST", appPath(d.tenant, d.app)+"/files", nil, in, &out); err != nil {
+		return nil
+	}
+	have := map[string]bool{}
+	for _, h := range out.Have {
+		have[h] = seen[h]
+	}
+	return have
 }
 
 // errNoPackage is a node's answer that the app has no release of the package asked for.
@@ -157,7 +188,7 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 		// 404: the app has no release of it (or no release yet); 400 bad_query: a ring 0
 		// from before package=; 422 on the bundle: a node from before it, which took the
 		// empty body for one — whichever, upload.
-		if ae := (*apiError)(nil); bundle == nil && errors.As(err, &ae) &&
+		if ae := (*apiError)(nil); query != "" && errors.As(err, &ae) &&
 			(ae.Status == http.StatusNotFound || ae.Code == "bad_query" || ae.Status == http.StatusUnprocessableEntity && ae.Field == "bundle") {
 			return apphost.Release{}, errNoPackage, false
 		}
@@ -177,35 +208,6 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 		return rel, fmt.Errorf("interrupted; the release may still go live (see enjin apps releases %s/%s)", d.tenant, d.app), true
 	}
 	return rel, err, true
-}
-
-func pack(dir string) ([]byte, error) {
-	if _, err := os.Stat(filepath.Join(dir, "Procfile")); err != nil {
-		return nil, fmt.Errorf("%s has no Procfile", dir)
-	}
-	return apphost.Pack(dir)
-}
-
-// countFiles counts the regular files in a packed bundle.
-func countFiles(bundle []byte) (int, error) {
-	zr, err := gzip.NewReader(bytes.NewReader(bundle))
-	if err != nil {
-		return 0, err
-	}
-	tr := tar.NewReader(zr)
-	n := 0
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return n, nil
-		}
-		if err != nil {
-			return 0, fmt.Errorf("read the packed bundle: %w", err)
-		}
-		if h.Typeflag == tar.TypeReg {
-			n++
-		}
-	}
 }
 
 func megabytes(n int) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }

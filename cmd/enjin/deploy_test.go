@@ -1,9 +1,14 @@
 package main
 
 import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,10 +35,11 @@ func streamDeploy(events ...string) http.HandlerFunc {
 	})
 }
 
-// lacksPackages answers 404 to a deploy of a package (package=), and passes the rest to h.
+// lacksPackages answers 404 to a deploy of a package (package=) and to the question of which
+// files the app has — as for an app's first deploy — and passes the rest to h.
 func lacksPackages(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Query().Has("package") {
+		if r.URL.Query().Has("package") || strings.HasSuffix(r.URL.Path, "/files") {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(404)
 			io.WriteString(w, `{"error":"no release of package","code":"not_found"}`)
@@ -109,9 +115,11 @@ func TestDeploy(t *testing.T) {
 			if tc.quiet && tc.code == 0 && errOut != "" {
 				t.Errorf("-q: stderr %q", errOut)
 			}
-			// First the package, by digest, with no body; the node lacks it: then the bundle.
-			if r := api.requests(); len(r) != 2 || r[0].Method != "POST" || r[0].Path != "/v1/tenants/acme/apps/hello/releases" ||
-				!strings.HasPrefix(r[0].Query, "package=sha256-") || r[0].Body != "" || r[1].Query != "" || len(r[1].Body) < 20 {
+			// First the package, by digest, with no body; then which files the app has; the
+			// node lacks both: then the bundle.
+			if r := api.requests(); len(r) != 3 || r[0].Method != "POST" || r[0].Path != "/v1/tenants/acme/apps/hello/releases" ||
+				!strings.HasPrefix(r[0].Query, "package=sha256-") || r[0].Body != "" || r[1].Path != "/v1/tenants/acme/apps/hello/files" ||
+				r[2].Query != "" || len(r[2].Body) < 20 {
 				t.Errorf("requests %+v", r)
 			}
 		})
@@ -139,7 +147,7 @@ func TestDeployPrintsURL(t *testing.T) {
 	if code != 0 || out != want {
 		t.Fatalf("exit %d, stdout %q, stderr %q; want %q", code, out, errOut, want)
 	}
-	if r := api.requests(); len(r) != 2 || r[1].Header.Get("Authorization") != "Bearer admin-secret" {
+	if r := api.requests(); len(r) != 3 || r[2].Header.Get("Authorization") != "Bearer admin-secret" {
 		t.Errorf("requests %+v; want one with the admin token of the state dir", r)
 	}
 }
@@ -178,4 +186,68 @@ func TestDeployUnchangedSendsNothing(t *testing.T) {
 		t.Fatalf("requests %+v: want one, naming the package, with no body", r)
 	}
 	t.Logf("unchanged redeploy: 1 request, 0 bytes of body (package %s)", digest)
+}
+
+// A directory with one file changed since the app's last release sends that file alone: the
+// node says it has the others' digests, and the bundle carries one file's content and
+// references for the rest.
+func TestDeployOneFileChangedSendsOne(t *testing.T) {
+	dir := appDir(t)
+	os.WriteFile(filepath.Join(dir, "big"), bytes.Repeat([]byte("unchanged data "), 100_000), 0o644)
+	_, before, err := apphost.Scan(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./app --changed\n"), 0o644)
+	var have []string
+	for _, f := range before {
+		if f.Path != "Procfile" {
+			have = append(have, f.Digest)
+		}
+	}
+	api := newFakeAPI(t, func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.URL.Query().Has("package"):
+			http.Error(w, `{"error":"no release of it","code":"not_found"}`, 404)
+		case strings.HasSuffix(r.URL.Path, "/files"):
+			json.NewEncoder(w).Encode(map[string]any{"have": have})
+		case r.URL.Query().Get("delta") == "1":
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			fmt.Fprintln(w, `{"event":"live","release":`+liveRelease+`}`)
+		default:
+			http.Error(w, `{"error":"want a delta"}`, 400)
+		}
+	})
+	useAPI(t, api)
+	out, errOut, code := enjinIn(t, "", "apps", "deploy", "acme/hello", dir)
+	if code != 0 || !strings.Contains(out, "release 3") || !strings.Contains(errOut, "packed 3 files (1 changed)") {
+		t.Fatalf("exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	r := api.requests()
+	if len(r) != 3 || r[2].Query != "delta=1" {
+		t.Fatalf("requests %+v", r)
+	}
+	zr, err := gzip.NewReader(strings.NewReader(r[2].Body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(zr)
+	var whole []string
+	refs := 0
+	for {
+		h, err := tr.Next()
+		if err != nil {
+			break
+		}
+		switch {
+		case h.PAXRecords["ENJIN.sha256"] != "":
+			refs++
+		case h.Typeflag == tar.TypeReg:
+			whole = append(whole, h.Name)
+		}
+	}
+	if len(whole) != 1 || whole[0] != "Procfile" || refs != 2 {
+		t.Fatalf("the delta carried %v whole and %d references; want Procfile alone, and 2", whole, refs)
+	}
+	t.Logf("one file changed: %d bytes sent (the unchanged 1.5 MB file a reference)", len(r[2].Body))
 }
