@@ -32,9 +32,11 @@ type deployPhases struct {
 // deployFigures are `enjin bench deploy`'s results: each run, and the medians.
 type deployFigures struct {
 	App          string         `json:"app"`
-	Changed      []deployPhases `json:"changed"`   // a file changed before each: the bundle is packed and uploaded
+	Changed      []deployPhases `json:"changed"`   // a small file changed before each: it alone is sent
+	Rebuilt      []deployPhases `json:"rebuilt"`   // the largest file changed before each (a new build): it is sent
 	Unchanged    []deployPhases `json:"unchanged"` // the same directory again: deployed by digest
 	ChangedP50   deployPhases   `json:"changed_p50"`
+	RebuiltP50   deployPhases   `json:"rebuilt_p50"`
 	UnchangedP50 deployPhases   `json:"unchanged_p50"`
 }
 
@@ -94,31 +96,63 @@ func benchDeploy(ctx context.Context, g *globals, t rings.TenantID, a, dir strin
 		return f, fmt.Errorf("bench deploy: copy %s: %w", dir, err)
 	}
 	host := fmt.Sprintf("%s.%s.%s", a, t, ep.AppsDomain)
-	for i := range 2 * runs {
-		changed := i < runs
-		if changed {
-			os.WriteFile(filepath.Join(work, ".enjin-bench"), fmt.Appendf(nil, "%d %d\n", time.Now().UnixNano(), i), 0o644)
-		}
-		p, err := timeDeploy(ctx, cl, t, a, work, "http://"+ep.Router+"/", host)
-		if err != nil {
-			return f, fmt.Errorf("bench deploy: run %d: %w", i+1, err)
-		}
-		if changed {
-			f.Changed = append(f.Changed, p)
-		} else {
-			f.Unchanged = append(f.Unchanged, p)
-		}
-		fmt.Fprintf(os.Stderr, "bench deploy: run %d/%d (%s): routed after %.0f ms\n", i+1, 2*runs, kindOfRun(changed), p.Routed)
+	big, err := largestFile(work)
+	if err != nil {
+		return f, err
 	}
-	f.ChangedP50, f.UnchangedP50 = phasesMedian(f.Changed), phasesMedian(f.Unchanged)
+	kinds := []struct {
+		name string
+		into *[]deployPhases
+		edit func(i int) error
+	}{
+		{"a file changed", &f.Changed, func(i int) error {
+			return os.WriteFile(filepath.Join(work, ".enjin-bench"), fmt.Appendf(nil, "%d %d\n", time.Now().UnixNano(), i), 0o644)
+		}},
+		{"largest file changed", &f.Rebuilt, func(i int) error {
+			b, err := os.OpenFile(big, os.O_APPEND|os.O_WRONLY, 0)
+			if err != nil {
+				return err
+			}
+			defer b.Close()
+			_, err = fmt.Fprintf(b, "%08d", i) // after an ELF's end, a script's last line: harmless either way
+			return err
+		}},
+		{"unchanged", &f.Unchanged, func(int) error { return nil }},
+	}
+	for k, kind := range kinds {
+		for i := range runs {
+			if err := kind.edit(k*runs + i); err != nil {
+				return f, err
+			}
+			p, err := timeDeploy(ctx, cl, t, a, work, "http://"+ep.Router+"/", host)
+			if err != nil {
+				return f, fmt.Errorf("bench deploy: %s, run %d: %w", kind.name, i+1, err)
+			}
+			*kind.into = append(*kind.into, p)
+			fmt.Fprintf(os.Stderr, "bench deploy: %s, run %d/%d: routed after %.0f ms\n", kind.name, i+1, runs, p.Routed)
+		}
+	}
+	f.ChangedP50, f.RebuiltP50, f.UnchangedP50 = phasesMedian(f.Changed), phasesMedian(f.Rebuilt), phasesMedian(f.Unchanged)
 	return f, nil
 }
 
-func kindOfRun(changed bool) string {
-	if changed {
-		return "a file changed"
+// largestFile is the path of the largest regular file under dir.
+func largestFile(dir string) (string, error) {
+	var best string
+	var size int64 = -1
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil && fi.Size() > size {
+			best, size = p, fi.Size()
+		}
+		return nil
+	})
+	if err == nil && best == "" {
+		err = fmt.Errorf("bench deploy: %s holds no file", dir)
 	}
-	return "unchanged"
+	return best, err
 }
 
 // timeDeploy deploys dir once, noting when each progress line arrives, then asks the router
@@ -207,7 +241,7 @@ func printDeployFigures(w io.Writer, f deployFigures) {
 	for _, r := range []struct {
 		name string
 		p    deployPhases
-	}{{"a file changed", f.ChangedP50}, {"unchanged", f.UnchangedP50}} {
+	}{{"a file changed", f.ChangedP50}, {"largest changed", f.RebuiltP50}, {"unchanged", f.UnchangedP50}} {
 		fmt.Fprintf(w, "%-16s %8.0f %9.0f %9.0f %8.0f %7.0f %7.0f\n", r.name, r.p.Packed, r.p.Unpacked, r.p.Starting, r.p.Healthy, r.p.Live, r.p.Routed)
 	}
 }

@@ -26,11 +26,16 @@ const (
 // Pack makes a bundle (gzipped tar) of dir, with deterministic order and no owners, so the
 // same tree always gives the same digest. A symbolic link, pipe, socket or device in dir is
 // an error: a bundle holds regular files and directories only.
-func Pack(dir string) ([]byte, error) {
+func Pack(dir string) ([]byte, error) { return PackLevel(dir, gzip.BestSpeed) }
+
+// PackLevel is Pack at a gzip level of one's choice: gzip.NoCompression where the bundle only
+// crosses loopback. A bundle's name (TreeDigest) does not depend on how it was compressed.
+func PackLevel(dir string, level int) ([]byte, error) {
 	var buf bytes.Buffer
-	// Fastest: a bundle crosses a LAN or loopback once, and its name (TreeDigest) does not
-	// depend on how it was compressed.
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, err := gzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		return nil, err
+	}
 	if err := writeTree(zw, dir, nil, nil); err != nil {
 		return nil, err
 	}

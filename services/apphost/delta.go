@@ -52,18 +52,21 @@ func Scan(dir string) (string, []Entry, error) {
 	return "sha256-" + hex.EncodeToString(sum.Sum(nil)), files, nil
 }
 
-// PackDelta packs dir as Pack does, but for the files (entries as Scan gave them) whose
+// PackDelta packs dir as PackLevel does, but for the files (entries as Scan gave them) whose
 // digest the node has: those go as references. It returns the bundle and how many files
 // went whole.
-func PackDelta(dir string, files []Entry, has func(digest string) bool) ([]byte, int, error) {
+func PackDelta(dir string, level int, files []Entry, has func(digest string) bool) ([]byte, int, error) {
 	byPath := map[string]Entry{}
 	for _, e := range files {
 		byPath[e.Path] = e
 	}
 	var buf strings.Builder
-	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	zw, err := gzip.NewWriterLevel(&buf, level)
+	if err != nil {
+		return nil, 0, err
+	}
 	whole := 0
-	err := writeTree(zw, dir, func(Entry) { whole++ }, func(path string) (string, bool) {
+	err = writeTree(zw, dir, func(Entry) { whole++ }, func(path string) (string, bool) {
 		e, ok := byPath[path]
 		return e.Digest, ok && has(e.Digest)
 	})

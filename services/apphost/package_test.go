@@ -2,6 +2,7 @@ package apphost_test
 
 import (
 	"bytes"
+	"compress/gzip"
 	"errors"
 	"os"
 	"path/filepath"
@@ -112,7 +113,7 @@ func TestDeployDelta(t *testing.T) {
 		t.Fatalf("the node has %v (%v), want the 3 unchanged files", have, err)
 	}
 	has := func(d string) bool { return slices.Contains(have, d) }
-	delta, whole, err := apphost.PackDelta(dir, files, has)
+	delta, whole, err := apphost.PackDelta(dir, gzip.BestSpeed, files, has)
 	if err != nil || whole != 1 || len(delta) > 4096 {
 		t.Fatalf("delta bundle: %d bytes, %d files whole (%v); want 1, and the %d-byte binary left out", len(delta), whole, err, len(b))
 	}
@@ -135,7 +136,7 @@ func TestDeployDelta(t *testing.T) {
 	var fe *apphost.FieldError
 	data := files[slices.IndexFunc(files, func(e apphost.Entry) bool { return e.Path == "data.txt" })].Digest
 	for name, refs := range map[string]func(string) bool{
-		"another app's file": func(d string) bool { return d == data }, // other has the binary too, not this
+		"another app's file":  func(d string) bool { return d == data }, // other has the binary too, not this
 		"a digest never seen": func(string) bool { return true },
 	} {
 		os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(`{"health":"/healthz","env":{"V":"3"}}`), 0o644)
@@ -143,7 +144,7 @@ func TestDeployDelta(t *testing.T) {
 		if name == "a digest never seen" {
 			files[0].Digest = "sha256-" + strings.Repeat("e", 64)
 		}
-		d, _, _ := apphost.PackDelta(dir, files, refs)
+		d, _, _ := apphost.PackDelta(dir, gzip.BestSpeed, files, refs)
 		app := "other"
 		if name == "a digest never seen" {
 			app = "delta"
