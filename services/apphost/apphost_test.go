@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -36,6 +37,9 @@ func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
 		fmt.Fprintln(os.Stderr, "enjin", process.ExecSandbox())
 		os.Exit(111)
+	}
+	if slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
+		os.Exit(m.Run()) // a fuzzing worker runs a fuzz target only: no sample app to build
 	}
 	dir, err := os.MkdirTemp("/tmp", "enjin-apphost-")
 	if err != nil {
