@@ -21,6 +21,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -105,8 +106,16 @@ func Request[Req, Resp any](ctx context.Context, nc *nats.Conn, subj string, req
 // HdrError carries a responder's error message instead of a JSON reply.
 const HdrError = "Enjin-Error"
 
-// RemoteError is an error a responder sent back.
-type RemoteError struct{ Msg string }
+// HdrRetryAfter, with an error, says the refusal is for now only: the sender should send the
+// same again after this many milliseconds (with jitter of its own), not give it up.
+const HdrRetryAfter = "Enjin-Retry-After"
+
+// RemoteError is an error a responder sent back. RetryAfter, if not zero, says it refused for
+// now only (ring 0 overloaded): send again after it.
+type RemoteError struct {
+	Msg        string
+	RetryAfter time.Duration
+}
 
 func (e *RemoteError) Error() string { return "remote: " + e.Msg }
 
@@ -172,7 +181,11 @@ func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string,
 		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, err)
 	}
 	if e := m.Header.Get(HdrError); e != "" {
-		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, &RemoteError{Msg: e})
+		re := &RemoteError{Msg: e}
+		if ms, err := strconv.Atoi(m.Header.Get(HdrRetryAfter)); err == nil && ms > 0 {
+			re.RetryAfter = time.Duration(min(ms, 60_000)) * time.Millisecond
+		}
+		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, re)
 	}
 	return sl, nil
 }
@@ -189,6 +202,18 @@ func Refuse(m *nats.Msg, err error) {
 	if m.Reply != "" {
 		replyErr(m, err)
 	}
+}
+
+// Defer answers an observation refused for now only — ring 0 has more than it can take —
+// with the reason and when to send it again.
+func Defer(m *nats.Msg, err error, after time.Duration) {
+	if m.Reply == "" {
+		return
+	}
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(HdrError, err.Error())
+	r.Header.Set(HdrRetryAfter, strconv.FormatInt(max(after.Milliseconds(), 1), 10))
+	_ = m.RespondMsg(r)
 }
 
 // PublishObservation signs obs with s and publishes it on subj without waiting for an
