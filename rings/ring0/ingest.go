@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"hash/maphash"
 	"log/slog"
 	"runtime"
@@ -24,6 +25,11 @@ type ingestOptions struct {
 	MaxBatch int           // observations per transaction
 	MaxDelay time.Duration // how long a batch may wait to fill
 	Workers  int           // verification goroutines
+	// Queue bounds the observations waiting for verification; one more is refused at once
+	// for now (bus.Defer, after RetryAfter) rather than waited for, so what ring 0 holds,
+	// and so its memory, stays bounded however many nodes send.
+	Queue      int
+	RetryAfter time.Duration
 }
 
 func (o ingestOptions) withDefaults() ingestOptions {
@@ -38,6 +44,12 @@ func (o ingestOptions) withDefaults() ingestOptions {
 	}
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
+	}
+	if o.Queue <= 0 {
+		o.Queue = 65536
+	}
+	if o.RetryAfter <= 0 {
+		o.RetryAfter = time.Second
 	}
 	return o
 }
@@ -64,20 +76,32 @@ type ingester struct {
 
 	committed atomic.Uint64
 	failed    atomic.Uint64 // observations lost to a failed commit (not acknowledged)
+	deferred  atomic.Uint64 // observations refused for now: the queue was full
 }
 
 func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, log *slog.Logger, seen func(rings.NodeID, time.Time)) *ingester {
 	opts = opts.withDefaults()
 	g := &ingester{opts: opts, store: store, verify: v, log: log, seen: seen,
-		in: make(chan *nats.Msg, 65536), seed: maphash.MakeSeed()}
+		in: make(chan *nats.Msg, opts.Queue), seed: maphash.MakeSeed()}
 	for range opts.Shards {
 		g.shards = append(g.shards, make(chan pending, 4*opts.MaxBatch))
 	}
 	return g
 }
 
-// handle is the bus subscription's callback: it only queues.
-func (g *ingester) handle(m *nats.Msg) { g.in <- m }
+// errOverloaded is the reason of an observation deferred: ring 0 has more than it can take.
+var errOverloaded = errors.New("ring 0 is overloaded: send it again later")
+
+// handle is the bus subscription's callback: it only queues, or, the queue being full,
+// defers the observation at once — the node sends it again after RetryAfter.
+func (g *ingester) handle(m *nats.Msg) {
+	select {
+	case g.in <- m:
+	default:
+		g.deferred.Add(1)
+		bus.Defer(m, errOverloaded, g.opts.RetryAfter)
+	}
+}
 
 // run verifies and commits until ctx ends; queued observations that were not committed are
 // simply not acknowledged.

@@ -268,12 +268,13 @@ func (r *Ring0) Store() *inventory.Store { return r.store }
 type Stats struct {
 	Committed uint64
 	Failed    uint64
+	Deferred  uint64 // refused for now, the ingest queue being full: the nodes send them again
 	Verifier  bus.Stats
 }
 
 // Stats returns the ingest counters so far.
 func (r *Ring0) Stats() Stats {
-	return Stats{Committed: r.ingest.committed.Load(), Failed: r.ingest.failed.Load(), Verifier: r.verify.Stats()}
+	return Stats{Committed: r.ingest.committed.Load(), Failed: r.ingest.failed.Load(), Deferred: r.ingest.deferred.Load(), Verifier: r.verify.Stats()}
 }
 
 // Run serves until ctx ends, then stops everything it started and returns.
