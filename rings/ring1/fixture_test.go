@@ -23,6 +23,9 @@ import (
 
 const beat = 50 * time.Millisecond
 
+// deferFor is how long an overloaded ring 0 asks nodes to wait: four heartbeats.
+const deferFor = 4 * beat
+
 // ring0 is the receiving side of heartbeats: it verifies each one, records it and acks or
 // refuses it.
 type ring0 struct {
@@ -31,6 +34,9 @@ type ring0 struct {
 	v      *bus.Verifier
 	refuse atomic.Bool
 	away   atomic.Bool // ring 0 is gone: nothing is received or answered
+	// overloaded: ring 0 defers every heartbeat (send again after deferFor), counting them
+	overloaded atomic.Bool
+	deferrals  atomic.Int64
 
 	mu       sync.Mutex
 	obs      []rings.Observation
@@ -42,6 +48,11 @@ func listen(t *testing.T, c *harness.Cloud) *ring0 {
 	r := &ring0{nc: c.Connect(t, c.Ring0(t)), ingest: c.Connect(t, c.Ring0Ingest(t)), v: bus.NewVerifier(0)}
 	_, err := r.ingest.Subscribe(bus.Ring1ObsAll, func(m *nats.Msg) {
 		if r.away.Load() {
+			return
+		}
+		if r.overloaded.Load() { // before verifying, as ring 0's full queue does
+			r.deferrals.Add(1)
+			bus.Defer(m, errors.New("overloaded"), deferFor)
 			return
 		}
 		node, ok := bus.Ring1ObsNode(m.Subject)

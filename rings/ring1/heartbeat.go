@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"strconv"
 	"syscall"
@@ -49,8 +50,12 @@ func (n *Node) heartbeats(ctx context.Context, nc *nats.Conn) {
 }
 
 // deliver sends the backlog oldest first until one is not acknowledged; it returns what is
-// left and whether ring 0 is quiet.
+// left and whether ring 0 is quiet. While ring 0 has asked to wait (overloaded), it sends
+// nothing.
 func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Observation, quiet bool) ([]rings.Observation, bool) {
+	if time.Now().UnixNano() < n.retryAt.Load() {
+		return backlog, quiet
+	}
 	for len(backlog) > 0 {
 		ok, refused := n.heartbeat(ctx, nc, backlog[0], quiet)
 		if !ok && !refused {
@@ -70,7 +75,17 @@ func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observati
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
 	defer cancel()
 	sl, err := bus.SendObservation(sctx, nc, n.signer, bus.Ring1Obs(n.cfg.Node), obs)
-	if re, isRemote := errors.AsType[*bus.RemoteError](err); isRemote {
+	if re, isRemote := errors.AsType[*bus.RemoteError](err); isRemote && re.RetryAfter > 0 {
+		// Overloaded, not refused: kept, and sent again after the wait, jittered (½ to 1½
+		// of it) so that the nodes told alike do not all come back at once.
+		n.deferred.Add(1)
+		wait := re.RetryAfter/2 + rand.N(re.RetryAfter)
+		n.retryAt.Store(time.Now().Add(wait).UnixNano())
+		if !quiet {
+			n.log.Warn("ring 0 is overloaded; keeping the heartbeat to send again", "seq", sl.Seq, "after", wait)
+		}
+		return false, false
+	} else if isRemote {
 		n.refused.Add(1)
 		n.log.Warn("heartbeat refused by ring 0", "seq", sl.Seq, "reason", re.Msg)
 		return false, true

@@ -86,7 +86,8 @@ type Node struct {
 	kick     chan struct{} // asks for a heartbeat now; buffered 1
 
 	acked, unacked, refused, lastSeq atomic.Uint64
-	waiting, dropped                 atomic.Uint64
+	waiting, dropped, deferred       atomic.Uint64
+	retryAt                          atomic.Int64                 // Unix ns: ring 0 asked to wait until then
 	revokes                          *revokeQueue                 // revocations ring 0 has yet to confirm; nil without Dir
 	jwt                              atomic.Pointer[string]       // the current credential; see renewals
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
@@ -102,6 +103,7 @@ type Stats struct {
 	LastAckedSeq uint64 `json:"last_acked_seq"` // Obs-Seq of the last acknowledged heartbeat
 	Backlog      uint64 `json:"backlog"`        // observations waiting to be acknowledged
 	Dropped      uint64 `json:"dropped"`        // observations dropped from a full backlog
+	Deferred     uint64 `json:"deferred"`       // ring 0, overloaded, asked to send again later (kept)
 }
 
 // New checks cfg and returns a node ready to Run. It does no I/O.
@@ -171,6 +173,7 @@ func (n *Node) Stats() Stats {
 		LastAckedSeq: n.lastSeq.Load(),
 		Backlog:      n.waiting.Load(),
 		Dropped:      n.dropped.Load(),
+		Deferred:     n.deferred.Load(),
 	}
 }
 

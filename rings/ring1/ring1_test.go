@@ -222,3 +222,39 @@ func TestBacklogIsDeliveredAfterAnOutage(t *testing.T) {
 	}
 	t.Logf("%d observations made during the outage, all delivered in order", len(obs)-before)
 }
+
+// An overloaded ring 0 defers heartbeats: the node keeps them (none refused or dropped),
+// waits as asked (jittered) instead of sending at every beat, and delivers them all, in
+// order, once ring 0 takes them again.
+func TestDeferredHeartbeatsAreKept(t *testing.T) {
+	c := harness.StartBroker(t)
+	r0 := listen(t, c)
+	n := start(t, node(t, c, r0, "n1"))
+	harness.Eventually(t, 10*time.Second, func() bool { k, _ := r0.seen(); return k > 0 }, "first heartbeat")
+	before, _ := r0.seen()
+	r0.overloaded.Store(true)
+	t0 := time.Now()
+	harness.Eventually(t, 10*time.Second, func() bool { return n.Stats().Backlog >= 20 }, "20 observations waiting")
+	window := time.Since(t0)
+	r0.overloaded.Store(false)
+	deferrals := r0.deferrals.Load()
+	harness.Eventually(t, 10*time.Second, func() bool { return n.Stats().Backlog == 0 }, "the backlog delivered")
+	obs := r0.all()
+	if len(obs) < before+20 {
+		t.Fatalf("%d observations after the overload, want at least %d", len(obs), before+20)
+	}
+	for i := 1; i < len(obs); i++ {
+		if gap := obs[i].Time.Sub(obs[i-1].Time); gap <= 0 || gap > 8*beat {
+			t.Fatalf("observation %d made %v after the one before: out of order or one lost", i, gap)
+		}
+	}
+	// Obeying: at most one send per half the wait asked (the jitter's least), not one a beat.
+	if most := int64(window/(deferFor/2)) + 2; deferrals > most {
+		t.Fatalf("%d sends deferred in %v: the node did not wait (at most %d if it had)", deferrals, window, most)
+	}
+	if s := n.Stats(); s.Refused != 0 || s.Dropped != 0 || s.Deferred == 0 {
+		t.Fatalf("stats %+v: want deferrals, nothing refused or dropped", s)
+	}
+	t.Logf("overloaded for %v: %d sends deferred (a beat is %v, the wait asked %v), then all %d observations delivered in order",
+		window.Round(time.Millisecond), deferrals, beat, deferFor, len(obs)-before)
+}
