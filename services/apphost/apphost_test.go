@@ -200,21 +200,7 @@ func TestDeployScaleKillAndRollback(t *testing.T) {
 	// SIGKILL one: it serves again within a second, and the router never fails a request.
 	ps, _ := w.host.Ps("acme", "hello")
 	victim := ps[0]
-	var failed atomic.Int64
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if code, _ := w.get(host); code != 200 {
-				failed.Add(1)
-			}
-		}
-	})
+	l := w.load(host, 1)
 	killed := time.Now()
 	syscall.Kill(-victim.PID, syscall.SIGKILL)
 	harness.Eventually(t, 2*time.Second, func() bool {
@@ -227,9 +213,8 @@ func TestDeployScaleKillAndRollback(t *testing.T) {
 		return false
 	}, "killed instance healthy again")
 	back := time.Since(killed)
-	close(stop)
-	wg.Wait()
-	t.Logf("SIGKILLed instance healthy again after %v; %d requests failed meanwhile", back, failed.Load())
+	_, failed, _ := l.stop()
+	t.Logf("SIGKILLed instance healthy again after %v; %d requests failed meanwhile", back, failed)
 	if back > time.Second {
 		t.Fatalf("instance back after %v, want within 1s", back)
 	}
@@ -368,6 +353,44 @@ func TestIsolation(t *testing.T) {
 	}
 }
 
+// loader is clients asking an app through the router without pause, counting what fails.
+type loader struct {
+	ok, failed atomic.Int64
+	first      atomic.Value // the first failure: status and body
+	done       chan struct{}
+	wg         sync.WaitGroup
+}
+
+// load starts n clients asking host through the router until stop.
+func (w *world) load(host string, n int) *loader {
+	l := &loader{done: make(chan struct{})}
+	for range n {
+		l.wg.Go(func() { // ends at stop
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				if code, body := w.get(host); code == 200 {
+					l.ok.Add(1)
+				} else {
+					l.failed.Add(1)
+					l.first.CompareAndSwap(nil, fmt.Sprintf("%d %q", code, body))
+				}
+			}
+		})
+	}
+	return l
+}
+
+// stop ends the clients and says how many requests succeeded and failed, and the first failure.
+func (l *loader) stop() (ok, failed int64, first any) {
+	close(l.done)
+	l.wg.Wait()
+	return l.ok.Load(), l.failed.Load(), l.first.Load()
+}
+
 // TestZeroDowntimeDeploys deploys 20 new releases under steady load through the router, of
 // an app with two instances and of one with a single one: not one request may fail.
 func TestZeroDowntimeDeploys(t *testing.T) {
@@ -383,27 +406,7 @@ func zeroDowntimeDeploys(t *testing.T, n int) {
 	if _, err := w.deploy(ctx, "acme", "zdt", bundle(t, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","instances":{"web":%d}}`, n))); err != nil {
 		t.Fatal(err)
 	}
-	var ok, failed atomic.Int64
-	var lastFail atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 2 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if code, body := w.get(host); code == 200 {
-					ok.Add(1)
-				} else {
-					failed.Add(1)
-					lastFail.Store(fmt.Sprintf("%d %q", code, body))
-				}
-			}
-		})
-	}
+	l := w.load(host, 2)
 	t0 := time.Now()
 	for i := range 20 {
 		b := bundle(t, "web: ./sampleapp\n", fmt.Sprintf(`{"health":"/healthz","instances":{"web":%d},"env":{"N":"%d"}}`, n, i))
@@ -411,14 +414,13 @@ func zeroDowntimeDeploys(t *testing.T, n int) {
 			t.Fatalf("deploy %d: %v", i, err)
 		}
 	}
-	close(stop)
-	wg.Wait()
+	ok, failed, first := l.stop()
 	secs := time.Since(t0).Seconds()
-	t.Logf("20 deploys in %.1fs under %.0f requests/s: %d ok, %d failed", secs, float64(ok.Load()+failed.Load())/secs, ok.Load(), failed.Load())
-	if failed.Load() != 0 {
-		t.Fatalf("%d requests failed during deploys (last: %v)", failed.Load(), lastFail.Load())
+	t.Logf("20 deploys in %.1fs under %.0f requests/s: %d ok, %d failed", secs, float64(ok+failed)/secs, ok, failed)
+	if failed != 0 {
+		t.Fatalf("%d requests failed during deploys (first: %v)", failed, first)
 	}
-	if rate := float64(ok.Load()) / secs; rate < 100 {
+	if rate := float64(ok) / secs; rate < 100 {
 		t.Fatalf("load was only %.0f requests/s", rate)
 	}
 	if code, body := w.get(host); code != 200 || !strings.Contains(body, "release 21") {

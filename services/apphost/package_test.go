@@ -13,6 +13,16 @@ import (
 	"enjin/services/apphost"
 )
 
+// sampleDir is a directory holding the sample app, a Procfile running it and enjinJSON.
+func sampleDir(t *testing.T, enjinJSON string) string {
+	dir := t.TempDir()
+	b, _ := os.ReadFile(sampleBin)
+	os.WriteFile(filepath.Join(dir, "sampleapp"), b, 0o755)
+	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(enjinJSON), 0o644)
+	return dir
+}
+
 // A directory deployed again unchanged is deployed by its package's digest, with no bytes:
 // the digest a client computes (TreeDigest) is the one the host names the upload by, the
 // new release runs and serves, and only the app's own releases count — another app of the
@@ -20,11 +30,7 @@ import (
 func TestDeployPackageAgain(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
-	dir := t.TempDir()
-	b, _ := os.ReadFile(sampleBin)
-	os.WriteFile(filepath.Join(dir, "sampleapp"), b, 0o755)
-	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(`{"health":"/healthz"}`), 0o644)
+	dir := sampleDir(t, `{"health":"/healthz"}`)
 	packed, err := apphost.Pack(dir)
 	if err != nil {
 		t.Fatal(err)
@@ -83,11 +89,7 @@ func TestDeployPackageAgain(t *testing.T) {
 func TestDeployDelta(t *testing.T) {
 	w := newWorld(t)
 	ctx := t.Context()
-	dir := t.TempDir()
-	b, _ := os.ReadFile(sampleBin)
-	os.WriteFile(filepath.Join(dir, "sampleapp"), b, 0o755)
-	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
-	os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(`{"health":"/healthz","env":{"V":"1"}}`), 0o644)
+	dir := sampleDir(t, `{"health":"/healthz","env":{"V":"1"}}`)
 	os.WriteFile(filepath.Join(dir, "data.txt"), []byte("acme's delta app's own data\n"), 0o644)
 	full, err := apphost.Pack(dir)
 	if err != nil {
@@ -115,7 +117,7 @@ func TestDeployDelta(t *testing.T) {
 	has := func(d string) bool { return slices.Contains(have, d) }
 	delta, whole, err := apphost.PackDelta(dir, gzip.BestSpeed, files, has)
 	if err != nil || whole != 1 || len(delta) > 4096 {
-		t.Fatalf("delta bundle: %d bytes, %d files whole (%v); want 1, and the %d-byte binary left out", len(delta), whole, err, len(b))
+		t.Fatalf("delta bundle: %d bytes, %d files whole (%v); want 1, and the binary left out", len(delta), whole, err)
 	}
 	r, err := w.host.DeployDelta(ctx, "acme", "delta", bytes.NewReader(delta), nil)
 	if err != nil || r.Number != 2 || r.Digest != digest {

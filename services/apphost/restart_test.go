@@ -1,10 +1,7 @@
 package apphost_test
 
 import (
-	"fmt"
 	"sort"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,27 +19,7 @@ func TestRestartLosesNoRequest(t *testing.T) {
 	if _, err := w.deploy(t.Context(), "acme", "one", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz"}`)); err != nil {
 		t.Fatal(err)
 	}
-	var ok, failed atomic.Int64
-	var firstFailure atomic.Value
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	for range 4 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				if code, body := w.get(host); code == 200 {
-					ok.Add(1)
-				} else {
-					failed.Add(1)
-					firstFailure.CompareAndSwap(nil, fmt.Sprintf("%d %q", code, body))
-				}
-			}
-		})
-	}
+	l := w.load(host, 4)
 	var backs []time.Duration
 	for k := 1; k <= 20; k++ {
 		ps, _ := w.host.Ps("acme", "one")
@@ -57,13 +34,12 @@ func TestRestartLosesNoRequest(t *testing.T) {
 		// healthy (a crash loop backs off), so waiting it out is the point here.
 		time.Sleep(600 * time.Millisecond)
 	}
-	close(stop)
-	wg.Wait()
+	ok, failed, first := l.stop()
 	sort.Slice(backs, func(i, j int) bool { return backs[i] < backs[j] })
 	t.Logf("20 SIGKILLs of the only instance: %d requests served, %d failed; kill → healthy p50 %v, max %v; router: %v",
-		ok.Load(), failed.Load(), backs[len(backs)/2], backs[len(backs)-1], w.router.Stats())
-	if failed.Load() > 0 {
-		t.Fatalf("%d requests failed (first: %v)", failed.Load(), firstFailure.Load())
+		ok, failed, backs[len(backs)/2], backs[len(backs)-1], w.router.Stats())
+	if failed > 0 {
+		t.Fatalf("%d requests failed (first: %v)", failed, first)
 	}
 	if w.router.Stats().Held == 0 {
 		t.Fatal("no request was held: the kills were not under traffic")

@@ -62,28 +62,22 @@ func InNetns(t testing.TB, name string, f func()) {
 // test ends.
 func ServeName(t testing.TB, ns, addr string) {
 	t.Helper()
-	var ln net.Listener
-	var err error
-	InNetns(t, ns, func() { ln, err = net.Listen("tcp", addr) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() { // ends when the listener closes
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, ns)
-			c.Close()
-		}
-	}()
+	serve(t, ns, addr, func(net.Conn) string { return ns })
 }
 
 // ServeRemote answers each connection to addr, in namespace ns, with the address it came
 // from: where a NAT shows.
 func ServeRemote(t testing.TB, ns, addr string) {
+	t.Helper()
+	serve(t, ns, addr, func(c net.Conn) string {
+		host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
+		return host
+	})
+}
+
+// serve answers each TCP connection to addr in namespace ns with what answer says, and
+// closes it, until the test ends.
+func serve(t testing.TB, ns, addr string, answer func(net.Conn) string) {
 	t.Helper()
 	var ln net.Listener
 	var err error
@@ -98,8 +92,7 @@ func ServeRemote(t testing.TB, ns, addr string) {
 			if err != nil {
 				return
 			}
-			host, _, _ := net.SplitHostPort(c.RemoteAddr().String())
-			io.WriteString(c, host)
+			io.WriteString(c, answer(c))
 			c.Close()
 		}
 	}()
