@@ -266,8 +266,5 @@ func (h *Host) DeployDelta(ctx context.Context, tenant rings.TenantID, name stri
 	if err != nil {
 		return Release{}, err
 	}
-	progress.send(Event{Event: "unpacked", Release: r.Number, Files: files})
-	r, err = a.switchTo(ctx, r, progress)
-	a.prune()
-	return r, err
+	return a.goLive(ctx, r, files, 0, progress)
 }

@@ -42,8 +42,14 @@ func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, b
 		h.forgetIfEmpty(a)
 		return Release{}, err
 	}
+	return a.goLive(ctx, r, files, size, progress)
+}
+
+// goLive says a new release is unpacked, moves traffic to it (see switchTo) and prunes old
+// releases. The caller holds a.deploy.
+func (a *app) goLive(ctx context.Context, r Release, files int, size int64, progress Progress) (Release, error) {
 	progress.send(Event{Event: "unpacked", Release: r.Number, Files: files, Bytes: size})
-	r, err = a.switchTo(ctx, r, progress)
+	r, err := a.switchTo(ctx, r, progress)
 	a.prune()
 	return r, err
 }
@@ -117,10 +123,7 @@ func (a *app) redeploy(ctx context.Context, digest string, progress Progress) (R
 	if err != nil {
 		return Release{}, err
 	}
-	progress.send(Event{Event: "unpacked", Release: r.Number, Files: files})
-	r, err = a.switchTo(ctx, r, progress)
-	a.prune()
-	return r, err
+	return a.goLive(ctx, r, files, 0, progress)
 }
 
 // newRelease makes the app's next release of package digest: its files linked from a

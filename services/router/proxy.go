@@ -268,11 +268,10 @@ func (c *conn) upstreamFailed(u *upstream, stale bool) {
 	u.failedAt.Store(time.Now().UnixNano())
 }
 
-// relayResponse writes the response head to the client and streams its body, then waits
-// for the request body's sender, and keeps uc for another request if it can.
-func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (keep bool) {
-	q, p, r, bw := &c.req, &c.resp, c.r, c.bw
-	keep = !q.close && !r.closing.Load()
+// writeStatusAndFields writes the response's status line and the fields it passes on to the
+// client (not its framing, which the caller writes).
+func (c *conn) writeStatusAndFields() {
+	p, bw := &c.resp, c.bw
 	bw.WriteString("HTTP/1.1 ")
 	bw.Write(p.line)
 	bw.WriteString("\r\n")
@@ -284,6 +283,14 @@ func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (kee
 			bw.WriteString("\r\n")
 		}
 	}
+}
+
+// relayResponse writes the response head to the client and streams its body, then waits
+// for the request body's sender, and keeps uc for another request if it can.
+func (c *conn) relayResponse(u *upstream, uc *upConn, body chan bodyResult) (keep bool) {
+	q, p, r, bw := &c.req, &c.resp, c.r, c.bw
+	keep = !q.close && !r.closing.Load()
+	c.writeStatusAndFields()
 	chunk := false
 	switch {
 	case p.mode == bodyLength || p.mode == bodyNone && p.length >= 0:

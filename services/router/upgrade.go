@@ -22,18 +22,10 @@ const tunnelLinger = 10 * time.Second
 // tunnel writes the 101 answer to the client and copies bytes both ways until both
 // directions end. It reports false: the client connection is the tunnel's.
 func (c *conn) tunnel() bool {
-	uc, p, bw := c.switched, &c.resp, c.bw
+	uc, bw := c.switched, c.bw
 	c.switched = nil
 	defer uc.nc.Close()
-	bw.WriteString("HTTP/1.1 101 Switching Protocols\r\n")
-	for i := range p.fields {
-		if f := &p.fields[i]; forwarded(f, p.hop, true) {
-			bw.Write(f.name)
-			bw.WriteString(": ")
-			bw.Write(f.value)
-			bw.WriteString("\r\n")
-		}
-	}
+	c.writeStatusAndFields() // 101 and the app's fields but Connection and Upgrade: hop-by-hop
 	bw.WriteString("Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
 	c.status = 101
 	c.r.countStatus(101)
