@@ -72,39 +72,34 @@ func (h *Host) DeployPackage(ctx context.Context, tenant rings.TenantID, name, d
 	a.mu.Lock()
 	had := slices.ContainsFunc(a.releases, func(r Release) bool { return r.Digest == digest })
 	a.mu.Unlock()
-	if _, err := os.Stat(h.packagePath(digest)); !had || err != nil && !a.hasReleaseDir(digest) {
+	_, inDir := a.releaseDirOf(digest)
+	if _, err := os.Stat(h.packagePath(digest)); !had || err != nil && !inDir {
 		return Release{}, fmt.Errorf("apphost: %s/%s has no release of package %s: %w", tenant, name, digest, ErrNotFound)
 	}
 	return a.redeploy(ctx, digest, progress)
 }
 
-// hasReleaseDir says whether a release of package digest still has its directory here.
-func (a *app) hasReleaseDir(digest string) bool {
+// releaseDirOf is the number of the app's newest release of package digest whose directory
+// is still here; ok is false if there is none.
+func (a *app) releaseDirOf(digest string) (n int, ok bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	for _, r := range a.releases {
-		if _, err := os.Stat(a.releaseDir(r.Number)); err == nil && r.Digest == digest {
-			return true
+	for i := len(a.releases) - 1; i >= 0; i-- {
+		if r := a.releases[i]; r.Digest == digest {
+			if _, err := os.Stat(a.releaseDir(r.Number)); err == nil {
+				return r.Number, true
+			}
 		}
 	}
-	return false
+	return 0, false
 }
 
 // reuse fills stage with the files of the app's newest release of package digest whose
 // directory is still here, linked rather than copied: a release's files are root's and never
 // change, so two releases of one package can share them. It fails if there is none.
 func (a *app) reuse(digest, stage string) (int, []Entry, error) {
-	a.mu.Lock()
-	from := -1
-	for i := len(a.releases) - 1; i >= 0 && from < 0; i-- {
-		if r := a.releases[i]; r.Digest == digest {
-			if _, err := os.Stat(a.releaseDir(r.Number)); err == nil {
-				from = r.Number
-			}
-		}
-	}
-	a.mu.Unlock()
-	if from < 0 {
+	from, ok := a.releaseDirOf(digest)
+	if !ok {
 		return 0, nil, ErrNotFound
 	}
 	var entries []Entry
