@@ -111,6 +111,20 @@ func (s *Store) migrate(ctx context.Context) error {
 }
 
 // pgErr maps PostgreSQL errors to the package's sentinels, keeping the original in the chain.
+// retryDeadlock runs fn, a whole transaction that may be run again, up to three times while
+// PostgreSQL aborts it as one side of a deadlock (40P01) — writers of many node rows at once
+// (an ingest batch, a liveness verdict) lock them in orders of the planner's choosing.
+func retryDeadlock(ctx context.Context, fn func() error) error {
+	var err error
+	for range 3 {
+		var pe *pgconn.PgError
+		if err = fn(); !errors.As(err, &pe) || pe.Code != "40P01" || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
 func pgErr(what string, err error) error {
 	var pe *pgconn.PgError
 	switch {

@@ -244,11 +244,16 @@ func (s *Store) SetStates(ctx context.Context, ids []rings.NodeID, state string)
 	for i, id := range ids {
 		strs[i] = string(id)
 	}
-	tag, err := s.pool.Exec(ctx, `UPDATE nodes SET state = $2 WHERE id = ANY($1) AND state <> $2 AND state <> 'decommissioned'`, strs, state)
+	var n int64
+	err := retryDeadlock(ctx, func() error {
+		tag, err := s.pool.Exec(ctx, `UPDATE nodes SET state = $2 WHERE id = ANY($1) AND state <> $2 AND state <> 'decommissioned'`, strs, state)
+		n = tag.RowsAffected()
+		return err
+	})
 	if err != nil {
 		return 0, pgErr("set states", err)
 	}
-	return tag.RowsAffected(), nil
+	return n, nil
 }
 
 // missingOrStale tells apart a row that does not exist from one whose version moved on.
