@@ -29,7 +29,7 @@ func logger(level string) (*slog.Logger, error) {
 // ring0Flags are the flags ring0 and up share.
 type ring0Flags struct {
 	dbURL, natsHost, apiAddr, logLevel, htpasswd    string
-	natsPort                                        int
+	natsPort, memoryMB                              int
 	heartbeat, credsTTL                             time.Duration
 	routerAddr, appsDomain, dnsAddr, bridge, prefix string
 	apps                                            bool // whether the ring 1 nodes host apps
@@ -50,6 +50,7 @@ func (f *ring0Flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join")
 	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.IntVar(&f.memoryMB, "memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget in MiB: observations beyond what it can hold are refused for now (nodes send them again)")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
@@ -58,7 +59,10 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 	if err != nil {
 		return ring0.Config{}, err
 	}
-	cfg := ring0.Config{StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
+	if f.memoryMB < 64 {
+		return ring0.Config{}, usagef("--memory-mb %d: want at least 64", f.memoryMB)
+	}
+	cfg := ring0.Config{MemoryMB: f.memoryMB, StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
 		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,
 		CredsTTL: f.credsTTL}
 	if f.apps {

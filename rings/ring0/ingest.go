@@ -25,11 +25,25 @@ type ingestOptions struct {
 	MaxBatch int           // observations per transaction
 	MaxDelay time.Duration // how long a batch may wait to fill
 	Workers  int           // verification goroutines
-	// Queue bounds the observations waiting for verification; one more is refused at once
-	// for now (bus.Defer, after RetryAfter) rather than waited for, so what ring 0 holds,
-	// and so its memory, stays bounded however many nodes send.
+	// Gather is how long a verification goroutine waits for more observations when it has
+	// fewer than a batch's worth: one signature checked alone costs about twice its share of
+	// a batch, so a light load pays a little latency rather than CPU.
+	Gather time.Duration
+	// Queue and QueueBytes bound the observations waiting for verification; one more is
+	// refused at once for now (bus.Defer, after RetryAfter) rather than waited for, so what
+	// ring 0 holds, and so its memory, stays bounded however many nodes send.
 	Queue      int
-	RetryAfter time.Duration
+	QueueBytes int64
+	// MaxWait bounds how long an accepted observation waits in the queue: once one has
+	// waited longer, what comes next is refused for now until the queue has drained — ring
+	// 0 takes what it can commit in time and sends back the rest at once, rather than
+	// acknowledging everything late.
+	MaxWait time.Duration
+	// RetryAfter is the least wait a deferral asks for; while more arrives than ring 0
+	// commits it asks for longer (up to MaxRetryAfter), so that the nodes it defers come
+	// back about as fast as it can take them rather than all at once again.
+	RetryAfter    time.Duration
+	MaxRetryAfter time.Duration
 }
 
 func (o ingestOptions) withDefaults() ingestOptions {
@@ -45,19 +59,39 @@ func (o ingestOptions) withDefaults() ingestOptions {
 	if o.Workers <= 0 {
 		o.Workers = runtime.GOMAXPROCS(0)
 	}
+	if o.Gather <= 0 {
+		o.Gather = 2 * time.Millisecond
+	}
 	if o.Queue <= 0 {
-		o.Queue = 65536
+		o.Queue = 16384
+	}
+	if o.QueueBytes <= 0 {
+		o.QueueBytes = 128 << 20
+	}
+	if o.MaxWait <= 0 {
+		o.MaxWait = 250 * time.Millisecond
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
 	}
+	if o.MaxRetryAfter < o.RetryAfter {
+		o.MaxRetryAfter = max(o.RetryAfter, 10*time.Second)
+	}
 	return o
+}
+
+// queued is an observation as it arrived, waiting for verification.
+type queued struct {
+	msg  *nats.Msg
+	at   time.Time // when it arrived
+	size int64     // what it holds in memory, roughly
 }
 
 // pending is a verified observation waiting for its batch to commit.
 type pending struct {
 	obs inventory.Observation
 	msg *nats.Msg
+	at  time.Time // when it arrived
 }
 
 // ingester verifies observations arriving on the bus, commits them to the store in batches
@@ -68,23 +102,30 @@ type ingester struct {
 	verify *bus.Verifier
 	log    *slog.Logger
 	seen   func(node rings.NodeID, at time.Time)     // liveness: called after commit
+	heard  func(node rings.NodeID, at time.Time)     // liveness: a deferred node is alive
 	byKey  func(userKey string) (rings.NodeID, bool) // the VM whose bus user has this key
 
-	in     chan *nats.Msg
+	in     chan queued
 	shards []chan pending
 	seed   maphash.Seed
 
+	queuedBytes atomic.Int64 // what the queue holds, roughly (queued.size)
+	late        atomic.Bool  // a batch committed late: refuse for now until the queue drains
+	retryAfter  atomic.Int64 // what a deferral asks for now (ns); see pace
+	acked       atomic.Uint64
+
 	committed atomic.Uint64
 	failed    atomic.Uint64 // observations lost to a failed commit (not acknowledged)
-	deferred  atomic.Uint64 // observations refused for now: the queue was full
+	deferred  atomic.Uint64 // observations refused for now: the queue was full, or late
 }
 
 func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, log *slog.Logger, seen func(rings.NodeID, time.Time)) *ingester {
 	opts = opts.withDefaults()
 	g := &ingester{opts: opts, store: store, verify: v, log: log, seen: seen,
-		in: make(chan *nats.Msg, opts.Queue), seed: maphash.MakeSeed()}
+		in: make(chan queued, opts.Queue), seed: maphash.MakeSeed()}
+	g.retryAfter.Store(int64(opts.RetryAfter))
 	for range opts.Shards {
-		g.shards = append(g.shards, make(chan pending, 4*opts.MaxBatch))
+		g.shards = append(g.shards, make(chan pending, opts.MaxBatch))
 	}
 	return g
 }
@@ -92,15 +133,43 @@ func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, lo
 // errOverloaded is the reason of an observation deferred: ring 0 has more than it can take.
 var errOverloaded = errors.New("ring 0 is overloaded: send it again later")
 
-// handle is the bus subscription's callback: it only queues, or, the queue being full,
-// defers the observation at once — the node sends it again after RetryAfter.
+// msgOverhead is what a message costs in memory beyond its subject, header and data.
+const msgOverhead = 512
+
+// handle is the bus subscription's callback: it only queues, or, the queue being full or
+// late, defers the observation at once — the node sends it again after RetryAfter.
 func (g *ingester) handle(m *nats.Msg) {
-	select {
-	case g.in <- m:
-	default:
-		g.deferred.Add(1)
-		bus.Defer(m, errOverloaded, g.opts.RetryAfter)
+	if g.late.Load() && len(g.in) == 0 {
+		g.late.Store(false) // drained: a late spell ends here too, the workers being idle
 	}
+	if !g.late.Load() {
+		size := msgSize(m)
+		if g.queuedBytes.Add(size) <= g.opts.QueueBytes {
+			select {
+			case g.in <- queued{msg: m, at: time.Now(), size: size}:
+				return
+			default:
+			}
+		}
+		g.queuedBytes.Add(-size)
+	}
+	g.deferred.Add(1)
+	bus.Defer(m, errOverloaded, time.Duration(g.retryAfter.Load()))
+	if node, ok := bus.Ring1ObsNode(m.Subject); ok && g.heard != nil {
+		g.heard(node, time.Now()) // only the node's own credentials publish on its subject
+	}
+}
+
+// msgSize is roughly what m holds in memory.
+func msgSize(m *nats.Msg) int64 {
+	n := msgOverhead + len(m.Subject) + len(m.Reply) + len(m.Data)
+	for k, vs := range m.Header {
+		n += len(k)
+		for _, v := range vs {
+			n += len(v)
+		}
+	}
+	return int64(n)
 }
 
 // run verifies and commits until ctx ends; queued observations that were not committed are
@@ -114,39 +183,74 @@ func (g *ingester) run(ctx context.Context) {
 	for _, sh := range g.shards {
 		cw.Go(func() { g.commitLoop(ctx, sh) }) // ends with ctx
 	}
+	cw.Go(func() { g.pace(ctx, time.Second) }) // ends with ctx
 	wg.Wait()
 	cw.Wait()
+}
+
+// pace sets the wait deferrals ask for, every period: when more arrived than ring 0
+// acknowledged, the deferred nodes came back too soon, so the wait grows by that ratio (at
+// most fourfold a period, up to MaxRetryAfter); when nothing was deferred it halves back
+// towards RetryAfter.
+func (g *ingester) pace(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	lastD, lastA := g.deferred.Load(), g.acked.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d, a := g.deferred.Load(), g.acked.Load()
+		g.repace(d-lastD, a-lastA)
+		lastD, lastA = d, a
+	}
+}
+
+// repace sets the wait deferrals ask for from what one period deferred and acknowledged.
+func (g *ingester) repace(deferred, acked uint64) {
+	ra := float64(g.retryAfter.Load())
+	if deferred == 0 {
+		ra /= 2
+	} else {
+		ra *= min(4, float64(deferred+acked)/float64(max(acked, 1)))
+	}
+	g.retryAfter.Store(int64(min(max(ra, float64(g.opts.RetryAfter)), float64(g.opts.MaxRetryAfter))))
 }
 
 // verifyBatch is how many queued observations one verification takes at once.
 const verifyBatch = 256
 
+// gatherMin is how many observations a verification goroutine waits to gather (up to
+// Gather) before it verifies: past it, a batch costs little more per signature.
+const gatherMin = 32
+
 func (g *ingester) verifyLoop(ctx context.Context) {
+	qs := make([]queued, 0, verifyBatch)
 	msgs := make([]*nats.Msg, 0, verifyBatch)
 	items := make([]bus.Item, 0, verifyBatch)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
-		msgs = msgs[:0]
-		select {
-		case <-ctx.Done():
+		var ok bool
+		if qs, ok = g.take(ctx, qs[:0], timer); !ok {
 			return
-		case m := <-g.in:
-			msgs = append(msgs, m)
 		}
-	fill:
-		for len(msgs) < verifyBatch {
-			select {
-			case m := <-g.in:
-				msgs = append(msgs, m)
-			default:
-				break fill
-			}
+		msgs = msgs[:0]
+		var size int64
+		for _, q := range qs {
+			msgs = append(msgs, q.msg)
+			size += q.size
 		}
+		g.queuedBytes.Add(-size)
 		items = g.check(msgs, items[:0])
 		for i, it := range items {
 			if it.Err != nil {
 				continue
 			}
 			p := g.pending(msgs[i], it)
+			p.at = qs[i].at
 			sh := g.shards[g.shard(p.obs.Node)]
 			for _, q := range append([]pending{p}, g.children(p)...) {
 				select {
@@ -156,7 +260,61 @@ func (g *ingester) verifyLoop(ctx context.Context) {
 				}
 			}
 		}
+		clear(qs)
 	}
+}
+
+// take waits for a queued observation and takes what else is queued, up to a batch; with
+// fewer than gatherMin it waits up to Gather for more. Taking one that waited past MaxWait
+// starts a late spell; finding the queue empty ends it: ring 0 has caught up. It returns
+// false when ctx ends.
+func (g *ingester) take(ctx context.Context, qs []queued, timer *time.Timer) ([]queued, bool) {
+	qs, ok := g.gather(ctx, qs, timer)
+	if len(qs) > 0 && time.Since(qs[0].at) > g.opts.MaxWait {
+		g.late.Store(true) // what comes next waits for the queue to drain
+	}
+	return qs, ok
+}
+
+func (g *ingester) gather(ctx context.Context, qs []queued, timer *time.Timer) ([]queued, bool) {
+	select {
+	case q := <-g.in:
+		qs = append(qs, q)
+	default:
+		g.late.Store(false)
+		select {
+		case <-ctx.Done():
+			return qs, false
+		case q := <-g.in:
+			qs = append(qs, q)
+		}
+	}
+	waiting := false
+	defer timer.Stop()
+	for len(qs) < verifyBatch {
+		select {
+		case q := <-g.in:
+			qs = append(qs, q)
+			continue
+		default:
+		}
+		if len(qs) >= gatherMin {
+			break
+		}
+		if !waiting {
+			timer.Reset(g.opts.Gather)
+			waiting = true
+		}
+		select {
+		case q := <-g.in:
+			qs = append(qs, q)
+		case <-timer.C:
+			return qs, true
+		case <-ctx.Done():
+			return qs, false
+		}
+	}
+	return qs, true
 }
 
 // check verifies a batch of messages; each rejection is counted by the verifier and
@@ -205,7 +363,7 @@ func (g *ingester) children(p pending) []pending {
 		}
 		q := p.obs
 		q.Node, q.Observer, q.Tenant, q.App, q.State = c.Node, p.obs.Node, c.Tenant, c.App, c.State
-		out = append(out, pending{obs: q})
+		out = append(out, pending{obs: q, at: p.at})
 	}
 	return out
 }
@@ -256,6 +414,9 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 		for _, p := range batch {
 			obs = append(obs, p.obs)
 		}
+		if time.Since(batch[0].at) > g.opts.MaxWait {
+			g.late.Store(true) // verified but still waiting: commits are behind
+		}
 		if err := g.store.Ingest(ctx, obs); err != nil {
 			g.failed.Add(uint64(len(batch)))
 			if ctx.Err() == nil {
@@ -265,6 +426,7 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 			g.committed.Add(uint64(len(batch)))
 			for _, p := range batch {
 				if p.msg != nil { // children have no message of their own
+					g.acked.Add(1)
 					bus.Ack(p.msg)
 					g.seen(p.obs.Node, p.obs.Received)
 				}

@@ -45,3 +45,74 @@ func TestFullQueueDefers(t *testing.T) {
 		t.Fatalf("%d queued, %d deferred (counted %d), queue holds %d; want 2, 4, 4, 2", queued, deferred, g.deferred.Load(), len(g.in))
 	}
 }
+
+// Once an observation waited past MaxWait, what comes next is deferred at once, with the
+// reason, until the queue has drained; then observations are taken again.
+func TestLateQueueDefersUntilDrained(t *testing.T) {
+	c := harness.StartBroker(t)
+	g := newIngester(ingestOptions{Queue: 100, MaxWait: 50 * time.Millisecond, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
+	nc := c.Connect(t, c.Ring0Ingest(t))
+	if _, err := nc.Subscribe(bus.Ring1ObsAll, g.handle); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	cr, att := c.Ring1Node(t, "n1")
+	node, signer := c.Connect(t, cr), bus.NewSigner("n1", att)
+	send := func() error {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		return err
+	}
+	deferred := func(err error) bool {
+		re, ok := errors.AsType[*bus.RemoteError](err)
+		return ok && re.RetryAfter == 300*time.Millisecond && strings.Contains(re.Msg, "overloaded")
+	}
+	for range 2 {
+		if err := send(); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("queued observation answered: %v", err)
+		}
+	}
+	// The first has waited long: taking it starts a late spell.
+	first, second := <-g.in, <-g.in
+	first.at = first.at.Add(-time.Second)
+	g.in <- first
+	g.in <- second
+	qs, ok := g.take(t.Context(), nil, time.NewTimer(time.Hour))
+	if !ok || len(qs) != 2 || !g.late.Load() {
+		t.Fatalf("took %d (ok %v), late %v; want both, late", len(qs), ok, g.late.Load())
+	}
+	// Drained, late: the next one finds the queue empty and is taken.
+	if err := send(); !errors.Is(err, context.DeadlineExceeded) || g.late.Load() || len(g.in) != 1 {
+		t.Fatalf("after draining: %v, late %v, queue %d; want taken", err, g.late.Load(), len(g.in))
+	}
+	// Late with a queue: deferred at once, with the reason.
+	g.late.Store(true)
+	if err := send(); !deferred(err) || g.deferred.Load() != 1 || len(g.in) != 1 {
+		t.Fatalf("late with a queue: %v, %d deferred, queue %d; want deferred", err, g.deferred.Load(), len(g.in))
+	}
+}
+
+// The wait a deferral asks for follows the overload: it grows with what came back too soon
+// (at most fourfold a period, up to MaxRetryAfter) and halves back once nothing is deferred.
+func TestRetryAfterFollowsTheOverload(t *testing.T) {
+	g := newIngester(ingestOptions{RetryAfter: time.Second, MaxRetryAfter: 5 * time.Second}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
+	for i, step := range []struct {
+		deferred, acked uint64
+		want            time.Duration
+	}{
+		{100, 100, 2 * time.Second},
+		{300, 100, 5 * time.Second},
+		{0, 100, 2500 * time.Millisecond},
+		{0, 100, 1250 * time.Millisecond},
+		{0, 0, time.Second},
+		{1000, 0, 4 * time.Second},
+	} {
+		g.repace(step.deferred, step.acked)
+		if got := time.Duration(g.retryAfter.Load()); got != step.want {
+			t.Fatalf("step %d: %v, want %v", i, got, step.want)
+		}
+	}
+}

@@ -70,6 +70,16 @@ func (j *judge) seen(node rings.NodeID, at time.Time) {
 	l.state = "up" // the store set it with the commit
 }
 
+// heard notes that a node sent something ring 0 could not take yet (it deferred it): the
+// node is alive, though its state is what it was.
+func (j *judge) heard(node rings.NodeID, at time.Time) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if l := j.nodes[node]; l != nil && (l.state == "up" || l.state == "suspect") && at.After(l.last) {
+		l.last = at
+	}
+}
+
 // verdict is what one tick concluded.
 type verdict struct {
 	Suspect, Down []rings.NodeID

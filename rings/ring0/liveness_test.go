@@ -92,3 +92,34 @@ func TestClaimedState(t *testing.T) {
 		}
 	}
 }
+
+// A node ring 0 deferred (its heartbeats reached ring 0, which could not take them yet) is
+// heard from: it is not declared suspect or down meanwhile, and hearing neither adds nor
+// revives a node.
+func TestJudgeHearsDeferredNodes(t *testing.T) {
+	hb := time.Second
+	j := newJudge(hb)
+	t0 := time.Unix(1000, 0)
+	j.seen("a", t0)
+	j.seen("b", t0)
+	j.seen("c", t0)
+	for i := 1; i <= 8; i++ {
+		j.heard("a", t0.Add(time.Duration(i)*hb))
+		j.heard("b", t0.Add(time.Duration(i)*hb))
+		j.heard("z", t0.Add(time.Duration(i)*hb))
+		v := j.tick(t0.Add(time.Duration(i) * hb))
+		if slices.Contains(v.Suspect, "a") || slices.Contains(v.Down, "a") || slices.Contains(v.Suspect, "b") {
+			t.Fatalf("at %d: %+v: a deferred node judged quiet", i, v)
+		}
+		if i == 6 && !slices.Equal(v.Down, []rings.NodeID{"c"}) {
+			t.Fatalf("at 6: %+v, want c down", v)
+		}
+	}
+	if _, ok := j.nodes["z"]; ok {
+		t.Fatal("hearing added an unknown node")
+	}
+	j.heard("c", t0.Add(9*hb))
+	if j.nodes["c"].state != "down" {
+		t.Fatal("hearing revived a down node")
+	}
+}

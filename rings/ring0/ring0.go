@@ -52,10 +52,17 @@ type Config struct {
 	CredsTTL    time.Duration // lifetime of ring 1 credentials; 0 is keys.DefaultTTL (nodes renew them)
 	Apps        *AppsOptions  // if set, the ring 1 nodes ring 0 runs host tenants' apps
 	ImageLimits images.Limits // bounds on each VM image upload; zero fields take images' defaults
-	Logger      *slog.Logger
+	// MemoryMB is ring 0's memory budget in MiB (0 is DefaultMemoryMB): Go's memory limit
+	// (unless GOMEMLIMIT is set), a fifth of it for observations waiting to be verified.
+	MemoryMB int
+	Logger   *slog.Logger
 
 	ingest ingestOptions
 }
+
+// DefaultMemoryMB is ring 0's memory budget unless configured: enough for 100,000 nodes
+// heartbeating at more than ring 0 can commit.
+const DefaultMemoryMB = 600
 
 // Ring1Spec names a ring 1 node ring 0 runs on this machine.
 type Ring1Spec struct {
@@ -105,11 +112,22 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	if cfg.DatabaseURL == "" {
 		return nil, errors.New("ring0: no database URL")
 	}
-	// Ingest allocates per message and keeps little: collect garbage less often, within a
-	// memory limit ring 0 can afford, unless the operator set GOGC or GOMEMLIMIT.
+	if cfg.MemoryMB <= 0 {
+		cfg.MemoryMB = DefaultMemoryMB
+	}
+	budget := int64(cfg.MemoryMB) << 20
+	if cfg.ingest.MaxRetryAfter <= 0 {
+		cfg.ingest.MaxRetryAfter = cfg.Heartbeat // a deferred node is heard from within about a heartbeat and a half
+	}
+	if cfg.ingest.QueueBytes <= 0 {
+		cfg.ingest.QueueBytes = budget / 5
+	}
+	// Ingest allocates per message and keeps little: collect garbage less often, within the
+	// memory budget (a fifth kept for what the runtime has not yet returned), unless the operator
+	// set GOGC or GOMEMLIMIT.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(400)
-		debug.SetMemoryLimit(2 << 30)
+		debug.SetMemoryLimit(budget * 8 / 10)
 	}
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
 		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
@@ -167,7 +185,7 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	r.judge = newJudge(r.cfg.Heartbeat)
 	r.judge.load(nks, time.Now())
 	r.ingest = newIngester(r.cfg.ingest, r.store, r.verify, r.log, r.judge.seen)
-	r.ingest.byKey = r.vmByKey
+	r.ingest.byKey, r.ingest.heard = r.vmByKey, r.judge.heard
 	if err := r.loadVMKeys(ctx); err != nil {
 		return err
 	}
@@ -186,16 +204,16 @@ func (r *Ring0) connect() error {
 	if r.ingNC, err = r.dial(keys.RING1, bus.IngestUser, bus.Ring0IngestPerms()); err != nil {
 		return err
 	}
-	sub, err := r.ingNC.QueueSubscribe(bus.Ring1ObsAll, "ring0", r.ingest.handle)
-	if err != nil {
-		return fmt.Errorf("ring0: subscribe observations: %w", err)
-	}
-	// VMs sign their own heartbeats, which reach RING1 from their tenants' accounts.
-	if _, err := r.ingNC.QueueSubscribe(bus.R1FromTenantObsAll, "ring0", r.ingest.handle); err != nil {
-		return fmt.Errorf("ring0: subscribe vm observations: %w", err)
-	}
-	if err := sub.SetPendingLimits(1<<20, 1<<30); err != nil {
-		return err
+	// VMs sign their own heartbeats, which reach RING1 from their tenants' accounts. What
+	// waits for the callback (which only queues) is bounded like the queue.
+	for _, subj := range []string{bus.Ring1ObsAll, bus.Ring1ObsAll, bus.R1FromTenantObsAll} {
+		sub, err := r.ingNC.QueueSubscribe(subj, "ring0", r.ingest.handle)
+		if err != nil {
+			return fmt.Errorf("ring0: subscribe %s: %w", subj, err)
+		}
+		if err := sub.SetPendingLimits(-1, int(r.ingest.opts.QueueBytes)); err != nil {
+			return err
+		}
 	}
 	if err := r.servePorts(); err != nil {
 		return err
