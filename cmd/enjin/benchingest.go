@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -15,11 +14,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
@@ -27,24 +26,34 @@ import (
 	"enjin/bus/broker"
 	"enjin/keys"
 	"enjin/rings"
+	"enjin/rings/ring0"
 	"enjin/services/inventory"
 	"enjin/services/postgres"
 )
 
 type ingestFigures struct {
-	Nodes         int     `json:"nodes"`
-	OfferedRate   float64 `json:"offered_per_sec"`
-	Sent          int     `json:"sent"`
-	Acked         int64   `json:"acked"`
-	Refused       int64   `json:"refused"`
-	CommittedRate float64 `json:"committed_per_sec"`
-	AckP50Ms      float64 `json:"ack_p50_ms"`
-	AckP99Ms      float64 `json:"ack_p99_ms"`
-	Ring0RSSMiB   float64 `json:"ring0_rss_mib"`
-	Ring0PeakMiB  float64 `json:"ring0_peak_rss_mib"`
-	RawVerify2c   float64 `json:"raw_ed25519_verify_per_sec"`
-	Ratio         float64 `json:"ratio"`
-	DurableDB     bool    `json:"durable_db"`
+	Nodes         int              `json:"nodes"`
+	OfferedRate   float64          `json:"offered_per_sec"`
+	Sent          int              `json:"sent"`
+	Acked         int64            `json:"acked"`
+	Refused       int64            `json:"refused"`
+	Deferred      int64            `json:"deferred"`
+	Timeouts      int64            `json:"timeouts"`
+	Reasons       map[string]int64 `json:"reasons"` // of the refusals and deferrals
+	Stored        int64            `json:"stored"`  // observations in the store afterwards
+	Ring0MemMB    int              `json:"ring0_memory_mb"`
+	DeferredRate  float64          `json:"deferred_per_sec"`
+	CommittedRate float64          `json:"committed_per_sec"`
+	WindowRate    float64          `json:"committed_while_offered_per_sec"`
+	AckP50Ms      float64          `json:"ack_p50_ms"`
+	AckP99Ms      float64          `json:"ack_p99_ms"`
+	FirstP99Ms    float64          `json:"due_to_ack_p99_ms"`
+	CatchUpMs     float64          `json:"catch_up_ms"`
+	Ring0RSSMiB   float64          `json:"ring0_rss_mib"`
+	Ring0PeakMiB  float64          `json:"ring0_peak_rss_mib"`
+	RawVerify2c   float64          `json:"raw_ed25519_verify_per_sec"`
+	Ratio         float64          `json:"ratio"`
+	DurableDB     bool             `json:"durable_db"`
 }
 
 // ingestFlags are the flags of `enjin bench ingest`.
@@ -54,6 +63,7 @@ type ingestFlags struct {
 	dur          time.Duration
 	dbURL, out   string
 	fast         bool
+	ring0MemMB   int
 }
 
 func benchIngestCmd() *cobra.Command {
@@ -71,14 +81,15 @@ func benchIngestCmd() *cobra.Command {
 	fs.IntVar(&f.conns, "conns", 4, "publisher connections")
 	fs.StringVar(&f.dbURL, "database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
 	fs.BoolVar(&f.fast, "fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
+	fs.IntVar(&f.ring0MemMB, "ring0-memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget (its --memory-mb)")
 	fs.StringVarP(&f.out, "output", "o", "text", "output format: text or json")
 	return c
 }
 
 func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	nodes, rate, dur, conns, dbURL, fast, out := &opt.nodes, &opt.rate, &opt.dur, &opt.conns, &opt.dbURL, &opt.fast, &opt.out
-	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || (*out != "text" && *out != "json") {
-		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive; -o text or json")
+	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 64 || (*out != "text" && *out != "json") {
+		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 64; -o text or json")
 	}
 	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench ingest: "+f+"\n", a...) }
 	dir, err := os.MkdirTemp("/tmp", "enjin-bench-")
@@ -107,7 +118,7 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	r0, natsURL, err := startRing0(ctx, state, url)
+	r0, natsURL, err := startRing0(ctx, state, url, opt.ring0MemMB)
 	if err != nil {
 		return err
 	}
@@ -118,15 +129,20 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	t0 := time.Now().Add(signTime)
 	msgs := presign(signers, total, *rate, t0)
 	progress("offering %.0f/s for %v", *rate, *dur)
-	res, err := offer(ctx, chain, natsURL, msgs, *rate, t0, *conns)
+	res, err := offer(ctx, chain, natsURL, msgs, len(signers), *rate, t0, *conns)
 	if err != nil {
 		return err
 	}
-	f := ingestFigures{Nodes: *nodes, OfferedRate: *rate, Sent: total, Acked: res.acked, Refused: res.refused, DurableDB: !*fast && *dbURL == ""}
+	f := ingestFigures{Nodes: *nodes, OfferedRate: *rate, Sent: total, Acked: res.acked, Refused: res.refused, Deferred: res.deferred, Timeouts: res.timeouts, Reasons: res.reasons, Ring0MemMB: opt.ring0MemMB, DurableDB: !*fast && *dbURL == ""}
 	f.CommittedRate = float64(res.acked) / res.span.Seconds()
-	f.AckP50Ms, f.AckP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99)
+	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/dur.Seconds(), float64(res.deferred)/dur.Seconds()
+	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99), percentileMs(res.e2e, 99)
+	f.CatchUpMs = float64(res.catchUp) / 1e6
 	f.Ring0RSSMiB, f.Ring0PeakMiB = procMiB(r0.cmd.Process.Pid, "VmRSS:"), procMiB(r0.cmd.Process.Pid, "VmHWM:")
 	r0.stop()
+	if f.Stored, err = countStored(ctx, url); err != nil {
+		return err
+	}
 	progress("measuring raw ed25519 verify on %d cores", runtime.GOMAXPROCS(0))
 	f.RawVerify2c = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, true) }))
 	f.Ratio = f.CommittedRate / f.RawVerify2c
@@ -135,12 +151,27 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "nodes                    %d\n", f.Nodes)
 	fmt.Fprintf(stdout, "offered                  %.0f obs/s for %v (%d sent)\n", f.OfferedRate, *dur, f.Sent)
-	fmt.Fprintf(stdout, "committed (acknowledged) %.0f obs/s (%d acked, %d refused, %d lost)\n", f.CommittedRate, f.Acked, f.Refused, int64(f.Sent)-f.Acked-f.Refused)
-	fmt.Fprintf(stdout, "ack latency              p50 %.1f ms, p99 %.1f ms\n", f.AckP50Ms, f.AckP99Ms)
-	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB)\n", f.Ring0RSSMiB, f.Ring0PeakMiB)
+	fmt.Fprintf(stdout, "committed (acknowledged) %.0f obs/s (%.0f/s while offered; %d acked, %d refused, %d lost)\n", f.CommittedRate, f.WindowRate, f.Acked, f.Refused, int64(f.Sent)-f.Acked-f.Refused)
+	fmt.Fprintf(stdout, "deferred (sent again)    %.0f /s (%d, each sent again after the retry-after asked; %d unanswered in %v, sent again)\n", f.DeferredRate, f.Deferred, f.Timeouts, ackTimeout)
+	fmt.Fprintf(stdout, "ack latency (accepted)   p50 %.1f ms, p99 %.1f ms; due → ack p99 %.1f ms\n", f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms)
+	fmt.Fprintf(stdout, "caught up                %.0f ms after the offered load ended\n", f.CatchUpMs)
+	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB; budget %d MiB)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
+	fmt.Fprintf(stdout, "stored afterwards        %d observations; reasons given %v\n", f.Stored, f.Reasons)
 	fmt.Fprintf(stdout, "raw ed25519 verify       %.0f /s on %d cores (same run)\n", f.RawVerify2c, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "ratio committed/raw      %.2f   (durable store: %v)\n", f.Ratio, f.DurableDB)
 	return nil
+}
+
+// countStored counts the observations in the store.
+func countStored(ctx context.Context, url string) (int64, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM node_observations`).Scan(&n)
+	return n, err
 }
 
 // registerFleet makes n attestation keys and registers the nodes in the store.
@@ -186,13 +217,13 @@ func (p *ring0Proc) stop() {
 }
 
 // startRing0 runs `enjin ring0` as a child so its memory and CPU are its own.
-func startRing0(ctx context.Context, state, url string) (*ring0Proc, string, error) {
+func startRing0(ctx context.Context, state, url string, memMB int) (*ring0Proc, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
 	cmd := exec.CommandContext(ctx, exe, "ring0", "--state-dir", state, "--database-url", url,
-		"--nats-port", "-1", "--api-addr", "127.0.0.1:0", "--log-level", "warn")
+		"--nats-port", "-1", "--api-addr", "127.0.0.1:0", "--log-level", "warn", "--memory-mb", strconv.Itoa(memMB))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pipe, err := cmd.StdoutPipe()
@@ -243,92 +274,6 @@ func presign(signers []*bus.Signer, total int, rate float64, t0 time.Time) []sig
 	}
 	wg.Wait()
 	return msgs
-}
-
-type offerResult struct {
-	acked, refused int64
-	lat            []time.Duration
-	span           time.Duration
-}
-
-// offer publishes msgs at rate from t0 over conns connections and collects the acks.
-func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signedMsg, rate float64, t0 time.Time, conns int) (offerResult, error) {
-	iss, err := broker.IssuerFor(chain, keys.RING1)
-	if err != nil {
-		return offerResult{}, err
-	}
-	cr, err := iss.Mint(keys.UserRequest{Name: "fleet", Perms: keys.Permissions{PubAllow: []string{"ring1.*.obs"}, SubAllow: []string{"_INBOX.fleet.>"}}}, time.Now())
-	if err != nil {
-		return offerResult{}, err
-	}
-	sent := make([]atomic.Int64, len(msgs))
-	lat := make([]time.Duration, len(msgs))
-	var acked, refused, lastAck atomic.Int64
-	var ncs []*nats.Conn
-	defer func() {
-		for _, nc := range ncs {
-			nc.Close()
-		}
-	}()
-	for c := range conns {
-		nc, err := bus.Connect(natsURL, cr, nats.ReconnectBufSize(64<<20))
-		if err != nil {
-			return offerResult{}, err
-		}
-		ncs = append(ncs, nc)
-		prefix := fmt.Sprintf("_INBOX.fleet.%d.", c)
-		_, err = nc.Subscribe(prefix+">", func(m *nats.Msg) {
-			k, err := strconv.Atoi(m.Subject[len(prefix):])
-			if err != nil || k < 0 || k >= len(msgs) {
-				return
-			}
-			now := time.Now().UnixNano()
-			lat[k] = time.Duration(now - sent[k].Load())
-			lastAck.Store(now)
-			if m.Header.Get(bus.HdrError) != "" {
-				refused.Add(1)
-			} else {
-				acked.Add(1)
-			}
-		})
-		if err != nil {
-			return offerResult{}, err
-		}
-		if err := nc.Flush(); err != nil {
-			return offerResult{}, err
-		}
-	}
-	time.Sleep(time.Until(t0))
-	var wg sync.WaitGroup
-	for c, nc := range ncs {
-		wg.Go(func() {
-			for k := c; k < len(msgs); k += conns {
-				due := t0.Add(time.Duration(float64(k) / rate * float64(time.Second)))
-				if d := time.Until(due); d > time.Millisecond {
-					time.Sleep(d)
-				}
-				m := msgs[k]
-				sent[k].Store(time.Now().UnixNano())
-				_ = nc.PublishMsg(&nats.Msg{Subject: bus.Ring1Obs(m.node), Reply: fmt.Sprintf("_INBOX.fleet.%d.%d", c, k), Header: m.hdr, Data: m.data})
-			}
-			_ = nc.Flush()
-		})
-	}
-	wg.Wait()
-	deadline := time.Now().Add(15 * time.Second)
-	for acked.Load()+refused.Load() < int64(len(msgs)) && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(20 * time.Millisecond)
-	}
-	res := offerResult{acked: acked.Load(), refused: refused.Load(), span: time.Duration(lastAck.Load() - t0.UnixNano())}
-	for k := range msgs {
-		if lat[k] > 0 {
-			res.lat = append(res.lat, lat[k])
-		}
-	}
-	if res.acked == 0 {
-		return res, errors.New("no observation was acknowledged")
-	}
-	return res, nil
 }
 
 func percentileMs(d []time.Duration, p int) float64 {

@@ -1,0 +1,55 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// benchIngestJSON runs `enjin bench ingest … -o json` as a user would and decodes its figures.
+func benchIngestJSON(t *testing.T, args ...string) ingestFigures {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), binary, append(append([]string{"bench", "ingest"}, args...), "-o", "json")...)
+	cmd.Stderr = os.Stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bench ingest %v: %v", args, err)
+	}
+	var f ingestFigures
+	if err := json.Unmarshal(out, &f); err != nil {
+		t.Fatalf("bench ingest %v: %v in %q", args, err, out)
+	}
+	return f
+}
+
+// Offered twice what it can commit for 10 s, a small ring 0 (a 256 MiB budget) stays within
+// its memory budget, defers the excess at once with its reason, and loses nothing it
+// acknowledged: the simulated nodes, backing off as asked, catch up after and every
+// observation they sent is in the store.
+func TestOverloadIsBounded(t *testing.T) {
+	const nodes, budget = "20000", 256
+	capacity := benchIngestJSON(t, "--nodes", nodes, "--rate", "60000", "--duration", "3s", "--ring0-memory-mb", fmt.Sprint(budget)).WindowRate
+	if capacity <= 0 {
+		t.Fatal("no capacity measured")
+	}
+	f := benchIngestJSON(t, "--nodes", nodes, "--rate", fmt.Sprintf("%.0f", 2*capacity), "--duration", "10s", "--ring0-memory-mb", fmt.Sprint(budget))
+	t.Logf("capacity %.0f/s; offered %.0f/s: committed %.0f/s while offered, %d deferred (%.0f/s), accepted ack p99 %.0f ms, caught up %.0f ms after, ring 0 peak RSS %.0f MiB",
+		capacity, f.OfferedRate, f.WindowRate, f.Deferred, f.DeferredRate, f.AckP99Ms, f.CatchUpMs, f.Ring0PeakMiB)
+	if f.Ring0PeakMiB <= 0 || f.Ring0PeakMiB > budget {
+		t.Errorf("ring 0 peak RSS %.0f MiB, budget %d MiB", f.Ring0PeakMiB, budget)
+	}
+	if f.Acked != int64(f.Sent) || f.Refused != 0 || f.Stored != int64(f.Sent) {
+		t.Errorf("%d sent, %d acknowledged, %d refused, %d stored: want every one acknowledged and stored", f.Sent, f.Acked, f.Refused, f.Stored)
+	}
+	if f.Deferred == 0 {
+		t.Errorf("nothing deferred at %.0f/s offered: not overloaded", f.OfferedRate)
+	}
+	for reason, n := range f.Reasons {
+		if !strings.Contains(reason, "overloaded") {
+			t.Errorf("%d answers gave reason %q", n, reason)
+		}
+	}
+}
