@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,8 @@ type offerResult struct {
 	span                     time.Duration    // from the first due to the last ack
 	catchUp                  time.Duration    // from the end of the offered load to the last ack
 	reasons                  map[string]int64 // of refusals and deferrals, by reason
+	ackedNodes               []string         // every acknowledged send (copies too), with …
+	ackedSeqs                []int64          // … its seq
 }
 
 // simNode sends its heartbeats as a ring 1 node does: one at a time, the next only once
@@ -38,7 +41,13 @@ type simNode struct {
 	inflight bool // next is on its way
 	waiting  bool // ring 0 asked to wait
 	sends    int  // sends of next so far: an answer to an older one is not awaited
+	resign   bool // its heartbeats are signed as sent from now on (see send)
 }
+
+// resignAfter is how late a heartbeat signed ahead may be sent as signed: later, its node
+// signs it (and every one after it, whose seqs must rise) as it sends, as a ring 1 node
+// always does, rather than have it refused for a timestamp outside ring 0's window.
+const resignAfter = bus.DefaultWindow / 2
 
 // ackTimeout is how long a simulated node waits for an answer before it sends again, as a
 // ring 1 node does at a 5 s heartbeat.
@@ -47,6 +56,7 @@ const ackTimeout = 5 * time.Second
 // fleet drives simulated nodes: message k belongs to node k mod len(nodes).
 type fleet struct {
 	msgs     []signedMsg
+	signers  []*bus.Signer // of the nodes, by index
 	nodes    []simNode
 	ncs      []*nats.Conn
 	due      func(k int) time.Time
@@ -54,22 +64,30 @@ type fleet struct {
 
 	sent                              []atomic.Int64 // unix ns of the last send of each
 	lat, e2e                          []time.Duration
-	acked, refused, deferred, lastAck atomic.Int64
+	acked, refused, deferred, lastAck atomic.Int64 // acked and refused count each message once
 	timeouts                          atomic.Int64
-	reasonMu                          sync.Mutex
+	mu                                sync.Mutex
 	reasons                           map[string]int64 // of refusals and deferrals
+	ackedNodes                        []string         // every acknowledged send, copies too:
+	ackedSeqs                         []int64          // each must be in the store
 }
 
 // send sends message k, its node's next, and sends it again if no answer comes in time.
 func (f *fleet) send(k int) {
 	n := &f.nodes[k%len(f.nodes)]
+	c, m, now := k%len(f.ncs), f.msgs[k], time.Now()
 	n.mu.Lock()
 	n.sends++
 	try := n.sends
+	n.resign = n.resign || now.Sub(f.due(k)) > resignAfter
+	hdr := m.hdr
+	if n.resign {
+		hdr = f.signers[k%len(f.nodes)].Sign(m.data, now).Header()
+	}
 	n.mu.Unlock()
-	c, m := k%len(f.ncs), f.msgs[k]
-	f.sent[k].Store(time.Now().UnixNano())
-	_ = f.ncs[c].PublishMsg(&nats.Msg{Subject: bus.Ring1Obs(m.node), Reply: fmt.Sprintf("_INBOX.fleet.%d.%d", c, k), Header: m.hdr, Data: m.data})
+	f.sent[k].Store(now.UnixNano())
+	reply := fmt.Sprintf("_INBOX.fleet.%d.%d.%s", c, k, hdr.Get(bus.HdrSeq)) // which send an answer is to
+	_ = f.ncs[c].PublishMsg(&nats.Msg{Subject: bus.Ring1Obs(m.node), Reply: reply, Header: hdr, Data: m.data})
 	time.AfterFunc(ackTimeout, func() {
 		n.mu.Lock()
 		again := n.inflight && n.next == k && n.sends == try
@@ -94,28 +112,48 @@ func (f *fleet) produce(k int) {
 	}
 }
 
-// answer handles ring 0's answer to message k.
-func (f *fleet) answer(k int, m *nats.Msg) {
+// answer handles ring 0's answer to the send of message k sealed with seq. An answer to an
+// earlier send of a message its node is done with only counts (an acknowledgement's copy
+// must be in the store too).
+func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 	now := time.Now().UnixNano()
 	n := &f.nodes[k%len(f.nodes)]
-	if reason := m.Header.Get(bus.HdrError); reason != "" || m.Header.Get(bus.HdrRetryAfter) != "" {
-		f.reasonMu.Lock()
-		f.reasons[reason]++
-		f.reasonMu.Unlock()
-		if ms, _ := strconv.Atoi(m.Header.Get(bus.HdrRetryAfter)); ms > 0 {
-			f.deferred.Add(1)
-			n.mu.Lock()
-			n.inflight, n.waiting = false, true
-			n.mu.Unlock()
-			wait := time.Duration(ms) * time.Millisecond
-			time.AfterFunc(wait/2+rand.N(wait), func() {
-				n.mu.Lock()
-				n.waiting, n.inflight = false, true
-				n.mu.Unlock()
-				f.send(k)
-			})
-			return
+	reason, retry := m.Header.Get(bus.HdrError), m.Header.Get(bus.HdrRetryAfter)
+	if reason == "" && retry == "" {
+		f.mu.Lock()
+		f.ackedNodes, f.ackedSeqs = append(f.ackedNodes, string(f.msgs[k].node)), append(f.ackedSeqs, seq)
+		f.mu.Unlock()
+	} else {
+		if _, why, ok := strings.Cut(reason, " rejected: "); ok {
+			reason = "rejected: " + why // one count per reason, not per node
 		}
+		f.mu.Lock()
+		f.reasons[reason]++
+		f.mu.Unlock()
+	}
+	n.mu.Lock()
+	if n.next != k { // done with it already
+		n.mu.Unlock()
+		return
+	}
+	if ms, _ := strconv.Atoi(retry); ms > 0 {
+		f.deferred.Add(1)
+		n.inflight, n.waiting = false, true
+		n.mu.Unlock()
+		wait := time.Duration(ms) * time.Millisecond
+		time.AfterFunc(wait/2+rand.N(wait), func() {
+			n.mu.Lock()
+			again := n.waiting && n.next == k
+			n.waiting, n.inflight = false, n.inflight || again
+			n.mu.Unlock()
+			if again {
+				f.send(k)
+			}
+		})
+		return
+	}
+	// Acknowledged, or refused for good (a replay: a copy sent earlier was stored).
+	if reason != "" {
 		f.refused.Add(1)
 	} else {
 		f.lat[k] = time.Duration(now - f.sent[k].Load())
@@ -123,12 +161,7 @@ func (f *fleet) answer(k int, m *nats.Msg) {
 		f.lastAck.Store(now)
 		f.acked.Add(1)
 	}
-	n.mu.Lock()
-	if n.next != k { // an answer to a send timed out and answered since
-		n.mu.Unlock()
-		return
-	}
-	n.sends = 0
+	n.sends, n.waiting = 0, false
 	n.next = k + len(f.nodes)
 	more := n.next < int(f.produced.Load())
 	n.inflight = more
@@ -140,7 +173,7 @@ func (f *fleet) answer(k int, m *nats.Msg) {
 
 // offer makes msgs due at rate from t0; nodes send them over conns connections as ring 1
 // nodes would, and the answers are tallied.
-func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signedMsg, nodes int, rate float64, t0 time.Time, conns int) (offerResult, error) {
+func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signedMsg, signers []*bus.Signer, rate float64, t0 time.Time, conns int) (offerResult, error) {
 	iss, err := broker.IssuerFor(chain, keys.RING1)
 	if err != nil {
 		return offerResult{}, err
@@ -149,7 +182,7 @@ func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signed
 	if err != nil {
 		return offerResult{}, err
 	}
-	f := &fleet{msgs: msgs, reasons: map[string]int64{}, nodes: make([]simNode, nodes), sent: make([]atomic.Int64, len(msgs)),
+	f := &fleet{msgs: msgs, signers: signers, reasons: map[string]int64{}, nodes: make([]simNode, len(signers)), sent: make([]atomic.Int64, len(msgs)),
 		lat: make([]time.Duration, len(msgs)), e2e: make([]time.Duration, len(msgs)),
 		due: func(k int) time.Time { return t0.Add(time.Duration(float64(k) / rate * float64(time.Second))) }}
 	for i := range f.nodes {
@@ -168,8 +201,11 @@ func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signed
 		f.ncs = append(f.ncs, nc)
 		prefix := fmt.Sprintf("_INBOX.fleet.%d.", c)
 		_, err = nc.Subscribe(prefix+">", func(m *nats.Msg) {
-			if k, err := strconv.Atoi(m.Subject[len(prefix):]); err == nil && k >= 0 && k < len(msgs) {
-				f.answer(k, m)
+			ks, seqs, _ := strings.Cut(m.Subject[len(prefix):], ".")
+			k, err1 := strconv.Atoi(ks)
+			seq, err2 := strconv.ParseInt(seqs, 10, 64)
+			if err1 == nil && err2 == nil && k >= 0 && k < len(msgs) {
+				f.answer(k, seq, m)
 			}
 		})
 		if err != nil {
@@ -201,14 +237,15 @@ func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signed
 	}
 	end := time.Now()
 	res := offerResult{ackedInWindow: f.acked.Load()}
-	deadline := end.Add(60 * time.Second)
+	deadline := end.Add(120 * time.Second) // deferred nodes may be told to wait 20 s (and 1½ that, jittered)
 	for f.acked.Load()+f.refused.Load() < int64(len(msgs)) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.acked, res.refused, res.deferred, res.timeouts = f.acked.Load(), f.refused.Load(), f.deferred.Load(), f.timeouts.Load()
-	f.reasonMu.Lock()
+	f.mu.Lock()
 	res.reasons = maps.Clone(f.reasons)
-	f.reasonMu.Unlock()
+	res.ackedNodes, res.ackedSeqs = f.ackedNodes, f.ackedSeqs
+	f.mu.Unlock()
 	res.span = time.Duration(f.lastAck.Load() - t0.UnixNano())
 	res.catchUp = max(0, time.Duration(f.lastAck.Load()-end.UnixNano()))
 	for k := range msgs {

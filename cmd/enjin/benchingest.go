@@ -39,8 +39,9 @@ type ingestFigures struct {
 	Refused       int64            `json:"refused"`
 	Deferred      int64            `json:"deferred"`
 	Timeouts      int64            `json:"timeouts"`
-	Reasons       map[string]int64 `json:"reasons"` // of the refusals and deferrals
-	Stored        int64            `json:"stored"`  // observations in the store afterwards
+	Reasons       map[string]int64 `json:"reasons"`       // of the refusals and deferrals
+	Stored        int64            `json:"stored"`        // observations in the store afterwards
+	AckedMissing  int64            `json:"acked_missing"` // acknowledged sends not in the store
 	Ring0MemMB    int              `json:"ring0_memory_mb"`
 	DeferredRate  float64          `json:"deferred_per_sec"`
 	CommittedRate float64          `json:"committed_per_sec"`
@@ -129,7 +130,7 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	t0 := time.Now().Add(signTime)
 	msgs := presign(signers, total, *rate, t0)
 	progress("offering %.0f/s for %v", *rate, *dur)
-	res, err := offer(ctx, chain, natsURL, msgs, len(signers), *rate, t0, *conns)
+	res, err := offer(ctx, chain, natsURL, msgs, signers, *rate, t0, *conns)
 	if err != nil {
 		return err
 	}
@@ -140,7 +141,7 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	f.CatchUpMs = float64(res.catchUp) / 1e6
 	f.Ring0RSSMiB, f.Ring0PeakMiB = procMiB(r0.cmd.Process.Pid, "VmRSS:"), procMiB(r0.cmd.Process.Pid, "VmHWM:")
 	r0.stop()
-	if f.Stored, err = countStored(ctx, url); err != nil {
+	if f.Stored, f.AckedMissing, err = countStored(ctx, url, res.ackedNodes, res.ackedSeqs); err != nil {
 		return err
 	}
 	progress("measuring raw ed25519 verify on %d cores", runtime.GOMAXPROCS(0))
@@ -156,22 +157,26 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	fmt.Fprintf(stdout, "ack latency (accepted)   p50 %.1f ms, p99 %.1f ms; due → ack p99 %.1f ms\n", f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms)
 	fmt.Fprintf(stdout, "caught up                %.0f ms after the offered load ended\n", f.CatchUpMs)
 	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB; budget %d MiB)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
-	fmt.Fprintf(stdout, "stored afterwards        %d observations; reasons given %v\n", f.Stored, f.Reasons)
+	fmt.Fprintf(stdout, "stored afterwards        %d observations; %d acknowledged ones missing; reasons given %v\n", f.Stored, f.AckedMissing, f.Reasons)
 	fmt.Fprintf(stdout, "raw ed25519 verify       %.0f /s on %d cores (same run)\n", f.RawVerify2c, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "ratio committed/raw      %.2f   (durable store: %v)\n", f.Ratio, f.DurableDB)
 	return nil
 }
 
-// countStored counts the observations in the store.
-func countStored(ctx context.Context, url string) (int64, error) {
+// countStored counts the observations in the store, and how many of the acknowledged
+// sends, named by node and seq, are not there.
+func countStored(ctx context.Context, url string, nodes []string, seqs []int64) (stored, missing int64, err error) {
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	defer conn.Close(ctx)
-	var n int64
-	err = conn.QueryRow(ctx, `SELECT count(*) FROM node_observations`).Scan(&n)
-	return n, err
+	if err := conn.QueryRow(ctx, `SELECT count(*) FROM node_observations`).Scan(&stored); err != nil {
+		return 0, 0, err
+	}
+	err = conn.QueryRow(ctx, `SELECT count(*) FROM unnest($1::text[], $2::bigint[]) AS a (node, seq)
+		WHERE NOT EXISTS (SELECT 1 FROM node_observations o WHERE o.node_id = a.node AND o.seq = a.seq)`, nodes, seqs).Scan(&missing)
+	return stored, missing, err
 }
 
 // registerFleet makes n attestation keys and registers the nodes in the store.

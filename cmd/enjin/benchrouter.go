@@ -107,6 +107,9 @@ func benchRouter(ctx context.Context, opt routerFlags, stdout io.Writer) error {
 		}
 	}
 	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench router: "+f+"\n", a...) }
+	if addr := os.Getenv("ENJIN_PPROF"); addr != "" { // profile the router (and the Go proxy) as they run
+		startPprof(addr, slog.Default())
+	}
 	dir, err := os.MkdirTemp("", "enjin-bench-router-")
 	if err != nil {
 		return err

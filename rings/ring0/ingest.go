@@ -34,10 +34,10 @@ type ingestOptions struct {
 	// ring 0 holds, and so its memory, stays bounded however many nodes send.
 	Queue      int
 	QueueBytes int64
-	// MaxWait bounds how long an accepted observation waits in the queue: once one has
-	// waited longer, what comes next is refused for now until the queue has drained — ring
-	// 0 takes what it can commit in time and sends back the rest at once, rather than
-	// acknowledging everything late.
+	// MaxWait bounds how long accepted observations wait in the queue: once they have
+	// waited longer for MaxWait, what comes next is refused for now until the queue has
+	// drained — ring 0 takes what it can commit in time and sends back the rest at once,
+	// rather than acknowledging everything late.
 	MaxWait time.Duration
 	// RetryAfter is the least wait a deferral asks for; while more arrives than ring 0
 	// commits it asks for longer (up to MaxRetryAfter), so that the nodes it defers come
@@ -63,13 +63,13 @@ func (o ingestOptions) withDefaults() ingestOptions {
 		o.Gather = 2 * time.Millisecond
 	}
 	if o.Queue <= 0 {
-		o.Queue = 16384
+		o.Queue = 8192
 	}
 	if o.QueueBytes <= 0 {
 		o.QueueBytes = 128 << 20
 	}
 	if o.MaxWait <= 0 {
-		o.MaxWait = 250 * time.Millisecond
+		o.MaxWait = 300 * time.Millisecond
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = time.Second
@@ -110,7 +110,8 @@ type ingester struct {
 	seed   maphash.Seed
 
 	queuedBytes atomic.Int64 // what the queue holds, roughly (queued.size)
-	late        atomic.Bool  // a batch committed late: refuse for now until the queue drains
+	late        atomic.Bool  // the queue waits too long: refuse for now until it drains
+	above       atomic.Int64 // unix ns since when every batch taken waited past MaxWait (0: none)
 	retryAfter  atomic.Int64 // what a deferral asks for now (ns); see pace
 	acked       atomic.Uint64
 
@@ -154,9 +155,12 @@ func (g *ingester) handle(m *nats.Msg) {
 		g.queuedBytes.Add(-size)
 	}
 	g.deferred.Add(1)
-	bus.Defer(m, errOverloaded, time.Duration(g.retryAfter.Load()))
+	wait := time.Duration(g.retryAfter.Load())
+	bus.Defer(m, errOverloaded, wait)
 	if node, ok := bus.Ring1ObsNode(m.Subject); ok && g.heard != nil {
-		g.heard(node, time.Now()) // only the node's own credentials publish on its subject
+		// Only the node's own credentials publish on its subject: it is alive, and told
+		// to be quiet for up to 1½ the wait.
+		g.heard(node, time.Now().Add(wait*3/2))
 	}
 }
 
@@ -265,12 +269,21 @@ func (g *ingester) verifyLoop(ctx context.Context) {
 }
 
 // take waits for a queued observation and takes what else is queued, up to a batch; with
-// fewer than gatherMin it waits up to Gather for more. Taking one that waited past MaxWait
-// starts a late spell; finding the queue empty ends it: ring 0 has caught up. It returns
-// false when ctx ends.
+// fewer than gatherMin it waits up to Gather for more. When every batch taken for MaxWait
+// began with one that had waited longer than MaxWait, a late spell starts (a passing
+// spike — a slow fsync — does not start one); finding the queue empty ends it: ring 0 has
+// caught up. It returns false when ctx ends.
 func (g *ingester) take(ctx context.Context, qs []queued, timer *time.Timer) ([]queued, bool) {
 	qs, ok := g.gather(ctx, qs, timer)
-	if len(qs) > 0 && time.Since(qs[0].at) > g.opts.MaxWait {
+	if len(qs) == 0 {
+		return qs, ok
+	}
+	now := time.Now()
+	switch {
+	case now.Sub(qs[0].at) <= g.opts.MaxWait:
+		g.above.Store(0)
+	case g.above.CompareAndSwap(0, now.UnixNano()):
+	case now.UnixNano()-g.above.Load() >= int64(g.opts.MaxWait):
 		g.late.Store(true) // what comes next waits for the queue to drain
 	}
 	return qs, ok
@@ -413,9 +426,6 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 		obs = obs[:0]
 		for _, p := range batch {
 			obs = append(obs, p.obs)
-		}
-		if time.Since(batch[0].at) > g.opts.MaxWait {
-			g.late.Store(true) // verified but still waiting: commits are behind
 		}
 		if err := g.store.Ingest(ctx, obs); err != nil {
 			g.failed.Add(uint64(len(batch)))

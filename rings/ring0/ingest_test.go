@@ -75,14 +75,20 @@ func TestLateQueueDefersUntilDrained(t *testing.T) {
 			t.Fatalf("queued observation answered: %v", err)
 		}
 	}
-	// The first has waited long: taking it starts a late spell.
+	// Both waited long: taking the first notes it, taking the second after MaxWait more
+	// starts a late spell.
 	first, second := <-g.in, <-g.in
-	first.at = first.at.Add(-time.Second)
+	first.at, second.at = first.at.Add(-time.Second), second.at.Add(-time.Second)
+	timer := time.NewTimer(time.Hour)
 	g.in <- first
+	if qs, ok := g.take(t.Context(), nil, timer); !ok || len(qs) != 1 || g.late.Load() || g.above.Load() == 0 {
+		t.Fatalf("took %d (ok %v), late %v; want one, not yet late", len(qs), ok, g.late.Load())
+	}
+	g.above.Add(-int64(time.Second)) // as if the first had been taken a second ago
 	g.in <- second
-	qs, ok := g.take(t.Context(), nil, time.NewTimer(time.Hour))
-	if !ok || len(qs) != 2 || !g.late.Load() {
-		t.Fatalf("took %d (ok %v), late %v; want both, late", len(qs), ok, g.late.Load())
+	qs, ok := g.take(t.Context(), nil, timer)
+	if !ok || len(qs) != 1 || !g.late.Load() {
+		t.Fatalf("took %d (ok %v), late %v; want one, late", len(qs), ok, g.late.Load())
 	}
 	// Drained, late: the next one finds the queue empty and is taken.
 	if err := send(); !errors.Is(err, context.DeadlineExceeded) || g.late.Load() || len(g.in) != 1 {

@@ -71,12 +71,13 @@ func (j *judge) seen(node rings.NodeID, at time.Time) {
 }
 
 // heard notes that a node sent something ring 0 could not take yet (it deferred it): the
-// node is alive, though its state is what it was.
-func (j *judge) heard(node rings.NodeID, at time.Time) {
+// node is alive, though its state is what it was, and counts as heard from until until —
+// when it was told it may come back.
+func (j *judge) heard(node rings.NodeID, until time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if l := j.nodes[node]; l != nil && (l.state == "up" || l.state == "suspect") && at.After(l.last) {
-		l.last = at
+	if l := j.nodes[node]; l != nil && (l.state == "up" || l.state == "suspect") && until.After(l.last) {
+		l.last = until
 	}
 }
 

@@ -117,7 +117,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	}
 	budget := int64(cfg.MemoryMB) << 20
 	if cfg.ingest.MaxRetryAfter <= 0 {
-		cfg.ingest.MaxRetryAfter = cfg.Heartbeat // a deferred node is heard from within about a heartbeat and a half
+		cfg.ingest.MaxRetryAfter = 4 * cfg.Heartbeat
 	}
 	if cfg.ingest.QueueBytes <= 0 {
 		cfg.ingest.QueueBytes = budget / 5
