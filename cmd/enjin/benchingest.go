@@ -89,8 +89,8 @@ func benchIngestCmd() *cobra.Command {
 
 func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	nodes, rate, dur, conns, dbURL, fast, out := &opt.nodes, &opt.rate, &opt.dur, &opt.conns, &opt.dbURL, &opt.fast, &opt.out
-	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 64 || (*out != "text" && *out != "json") {
-		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 64; -o text or json")
+	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 128 || (*out != "text" && *out != "json") {
+		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 128; -o text or json")
 	}
 	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench ingest: "+f+"\n", a...) }
 	dir, err := os.MkdirTemp("/tmp", "enjin-bench-")

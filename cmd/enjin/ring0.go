@@ -59,8 +59,8 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 	if err != nil {
 		return ring0.Config{}, err
 	}
-	if f.memoryMB < 64 {
-		return ring0.Config{}, usagef("--memory-mb %d: want at least 64", f.memoryMB)
+	if f.memoryMB < 128 {
+		return ring0.Config{}, usagef("--memory-mb %d: want at least 128", f.memoryMB)
 	}
 	cfg := ring0.Config{MemoryMB: f.memoryMB, StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
 		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,

@@ -63,7 +63,7 @@ func (o ingestOptions) withDefaults() ingestOptions {
 		o.Gather = 2 * time.Millisecond
 	}
 	if o.Queue <= 0 {
-		o.Queue = 8192
+		o.Queue = 16384
 	}
 	if o.QueueBytes <= 0 {
 		o.QueueBytes = 128 << 20

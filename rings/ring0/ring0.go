@@ -123,11 +123,11 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		cfg.ingest.QueueBytes = budget / 5
 	}
 	// Ingest allocates per message and keeps little: collect garbage less often, within the
-	// memory budget (a fifth kept for what the runtime has not yet returned), unless the operator
-	// set GOGC or GOMEMLIMIT.
+	// memory budget less what is resident beyond the runtime's count (the binary's pages,
+	// what it has not yet returned), unless the operator set GOGC or GOMEMLIMIT.
 	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
 		debug.SetGCPercent(400)
-		debug.SetMemoryLimit(budget * 8 / 10)
+		debug.SetMemoryLimit(budget - max(budget/10, 48<<20))
 	}
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
 		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
