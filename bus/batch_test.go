@@ -5,9 +5,18 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"filippo.io/edwards25519"
 	"github.com/hdevalence/ed25519consensus"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 )
+
+func expand(t *testing.T, pub ed25519.PublicKey) *voi.ExpandedPublicKey {
+	t.Helper()
+	k, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
 
 // verifyBatch must agree with ed25519consensus's batch verifier on valid batches and on
 // batches with one damaged signature, key or message.
@@ -15,15 +24,15 @@ func TestVerifyBatchAgreesWithReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 9))
 	for trial := range 300 {
 		n := 2 + rng.IntN(40)
-		es := make([]batchEntry, n)
+		es, pubs := make([]batchEntry, n), make([]ed25519.PublicKey, n)
 		for i := range es {
 			pub, priv, _ := ed25519.GenerateKey(nil)
 			msg := make([]byte, 1+rng.IntN(300))
 			for j := range msg {
 				msg[j] = byte(rng.Uint32())
 			}
-			pt, _ := new(edwards25519.Point).SetBytes(pub)
-			es[i] = batchEntry{pub: pub, point: pt, msg: msg, sig: ed25519.Sign(priv, msg)}
+			es[i] = batchEntry{key: expand(t, pub), msg: msg, sig: ed25519.Sign(priv, msg)}
+			pubs[i] = pub
 		}
 		if trial%3 != 0 { // damage one entry
 			e := &es[rng.IntN(n)]
@@ -36,13 +45,14 @@ func TestVerifyBatchAgreesWithReference(t *testing.T) {
 				e.msg[rng.IntN(len(e.msg))] ^= 1
 			case 2:
 				other, _, _ := ed25519.GenerateKey(nil)
-				e.pub = other
-				e.point, _ = new(edwards25519.Point).SetBytes(other)
+				k := rng.IntN(n)
+				es[k].key, pubs[k] = expand(t, other), other
+				e = &es[k]
 			}
 		}
 		ref := ed25519consensus.NewBatchVerifier()
-		for _, e := range es {
-			ref.Add(e.pub, e.msg, e.sig)
+		for i, e := range es {
+			ref.Add(pubs[i], e.msg, e.sig)
 		}
 		if got, want := verifyBatch(es), ref.Verify(); got != want {
 			t.Fatalf("trial %d (%d entries): verifyBatch %v, reference %v", trial, n, got, want)

@@ -7,9 +7,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"filippo.io/edwards25519"
 	"github.com/hdevalence/ed25519consensus"
 	"github.com/nats-io/nats.go"
+	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 
 	"enjin/keys"
 	"enjin/rings"
@@ -77,7 +77,7 @@ type Verifier struct {
 type nodeState struct {
 	signer string
 	pub    ed25519.PublicKey
-	point  *edwards25519.Point // pub, decoded once for batch verification
+	key    *voi.ExpandedPublicKey // pub, expanded once for batch verification
 
 	mu   sync.Mutex
 	mark uint64
@@ -101,7 +101,7 @@ func (v *Verifier) Register(node rings.NodeID, signer string, mark uint64) error
 	if err != nil {
 		return fmt.Errorf("bus: register %s: %w", node, err)
 	}
-	point, err := new(edwards25519.Point).SetBytes(pub)
+	key, err := voi.NewExpandedPublicKey(voi.PublicKey(pub))
 	if err != nil {
 		return fmt.Errorf("bus: register %s: attestation key is not a curve point: %w", node, err)
 	}
@@ -110,7 +110,7 @@ func (v *Verifier) Register(node rings.NodeID, signer string, mark uint64) error
 	if old, ok := v.nodes[node]; ok {
 		mark = max(mark, old.highWater())
 	}
-	v.nodes[node] = &nodeState{signer: signer, pub: pub, point: point, mark: mark}
+	v.nodes[node] = &nodeState{signer: signer, pub: pub, key: key, mark: mark}
 	return nil
 }
 
@@ -184,7 +184,7 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
 		for i := range items {
 			if items[i].Err == nil {
 				st := states[i]
-				es = append(es, batchEntry{pub: st.pub, point: st.point, msg: msgs[len(es)], sig: items[i].Seal.Sig})
+				es = append(es, batchEntry{key: st.key, msg: msgs[len(es)], sig: items[i].Seal.Sig})
 			}
 		}
 		ok = verifyBatch(es)
