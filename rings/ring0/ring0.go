@@ -204,8 +204,10 @@ func (r *Ring0) connect() error {
 	if r.ingNC, err = r.dial(keys.RING1, bus.IngestUser, bus.Ring0IngestPerms()); err != nil {
 		return err
 	}
-	// VMs sign their own heartbeats, which reach RING1 from their tenants' accounts. What
-	// waits for the callback (which only queues) is bounded like the queue.
+	// VMs sign their own heartbeats, which reach RING1 from their tenants' accounts. Ring 1
+	// nodes' subject is subscribed twice in the queue group on purpose: each subscription has
+	// its own callback goroutine, so one that is descheduled does not hold the other's
+	// messages back. What waits for a callback (which only queues) is bounded like the queue.
 	for _, subj := range []string{bus.Ring1ObsAll, bus.Ring1ObsAll, bus.R1FromTenantObsAll} {
 		sub, err := r.ingNC.QueueSubscribe(subj, "ring0", r.ingest.handle)
 		if err != nil {
