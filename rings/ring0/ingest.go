@@ -109,10 +109,12 @@ type ingester struct {
 	shards []chan pending
 	seed   maphash.Seed
 
-	queuedBytes atomic.Int64 // what the queue holds, roughly (queued.size)
-	late        atomic.Bool  // the queue waits too long: refuse for now until it drains
-	above       atomic.Int64 // unix ns since when every batch taken waited past MaxWait (0: none)
-	retryAfter  atomic.Int64 // what a deferral asks for now (ns); see pace
+	queuedBytes atomic.Int64                         // what the queue holds, roughly (queued.size)
+	late        atomic.Bool                          // the queue waits too long: refuse for now until it drains
+	admit       atomic.Int64                         // how many may wait for verification now; see repace
+	subs        atomic.Pointer[[]*nats.Subscription] // whose callbacks queue: what waits for them waits too
+	above       atomic.Int64                         // unix ns since when every batch taken waited past MaxWait (0: none)
+	retryAfter  atomic.Int64                         // what a deferral asks for now (ns); see pace
 	acked       atomic.Uint64
 
 	committed atomic.Uint64
@@ -125,6 +127,7 @@ func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, lo
 	g := &ingester{opts: opts, store: store, verify: v, log: log, seen: seen,
 		in: make(chan queued, opts.Queue), seed: maphash.MakeSeed()}
 	g.retryAfter.Store(int64(opts.RetryAfter))
+	g.admit.Store(int64(opts.Queue))
 	for range opts.Shards {
 		g.shards = append(g.shards, make(chan pending, opts.MaxBatch))
 	}
@@ -143,7 +146,7 @@ func (g *ingester) handle(m *nats.Msg) {
 	if g.late.Load() && len(g.in) == 0 {
 		g.late.Store(false) // drained: a late spell ends here too, the workers being idle
 	}
-	if !g.late.Load() {
+	if !g.late.Load() && g.backlog() < g.admit.Load() {
 		size := msgSize(m)
 		if g.queuedBytes.Add(size) <= g.opts.QueueBytes {
 			select {
@@ -162,6 +165,20 @@ func (g *ingester) handle(m *nats.Msg) {
 		// to be quiet for up to 1½ the wait.
 		g.heard(node, time.Now().Add(wait*3/2))
 	}
+}
+
+// backlog is how many observations wait for verification: in the queue, and behind the
+// subscriptions' callbacks (which a busy ring 0 may run late).
+func (g *ingester) backlog() int64 {
+	n := len(g.in)
+	if subs := g.subs.Load(); subs != nil {
+		for _, s := range *subs {
+			if p, _, err := s.Pending(); err == nil {
+				n += p
+			}
+		}
+	}
+	return int64(n)
 }
 
 // msgSize is roughly what m holds in memory.
@@ -208,6 +225,7 @@ func (g *ingester) pace(ctx context.Context, period time.Duration) {
 		}
 		d, a := g.deferred.Load(), g.acked.Load()
 		g.repace(d-lastD, a-lastA)
+		g.readmit(a-lastA, period)
 		lastD, lastA = d, a
 	}
 }
@@ -221,6 +239,15 @@ func (g *ingester) repace(deferred, acked uint64) {
 		ra *= min(4, float64(deferred+acked)/float64(max(acked, 1)))
 	}
 	g.retryAfter.Store(int64(min(max(ra, float64(g.opts.RetryAfter)), float64(g.opts.MaxRetryAfter))))
+}
+
+// readmit sets how many observations may wait for verification from what one period
+// acknowledged: what ring 0 commits in MaxWait (Little's law: past it, what is admitted
+// waits longer than MaxWait), at least a few batches and at most Queue.
+func (g *ingester) readmit(acked uint64, period time.Duration) {
+	n := int64(float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
+	least := min(int64(g.opts.Queue), int64(4*verifyBatch*g.opts.Workers))
+	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
 }
 
 // verifyBatch is how many queued observations one verification takes at once.

@@ -3,9 +3,12 @@ package ring0
 import (
 	"context"
 	"errors"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"enjin/bus"
 	"enjin/rings"
@@ -120,5 +123,82 @@ func TestRetryAfterFollowsTheOverload(t *testing.T) {
 		if got := time.Duration(g.retryAfter.Load()); got != step.want {
 			t.Fatalf("step %d: %v, want %v", i, got, step.want)
 		}
+	}
+}
+
+// What may wait for verification follows what ring 0 commits: about MaxWait's worth of
+// the last period's acknowledgements, at least a few batches, at most the queue; and what
+// waits behind the subscriptions' callbacks counts as waiting. Past it, the next
+// observation is deferred at once though the queue has room.
+func TestAdmissionFollowsTheCommitRate(t *testing.T) {
+	c := harness.StartBroker(t)
+	g := newIngester(ingestOptions{Queue: 16384, Workers: 2, MaxWait: 300 * time.Millisecond, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
+	if got := g.admit.Load(); got != 16384 {
+		t.Fatalf("admits %d before the first period, want the queue's 16384", got)
+	}
+	for _, step := range []struct {
+		acked uint64
+		want  int64
+	}{{20000, 6000}, {0, 2048}, {1_000_000, 16384}, {10000, 3000}} {
+		if g.readmit(step.acked, time.Second); g.admit.Load() != step.want {
+			t.Fatalf("after %d acknowledged in a second: admits %d, want %d", step.acked, g.admit.Load(), step.want)
+		}
+	}
+
+	nc := c.Connect(t, c.Ring0Ingest(t))
+	sub, err := nc.Subscribe(bus.Ring1ObsAll, g.handle)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	g.admit.Store(2)
+	cr, att := c.Ring1Node(t, "n1")
+	node, signer := c.Connect(t, cr), bus.NewSigner("n1", att)
+	var outcomes []string
+	for range 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		cancel()
+		re, ok := errors.AsType[*bus.RemoteError](err)
+		switch {
+		case ok && re.RetryAfter == 300*time.Millisecond && strings.Contains(re.Msg, "overloaded"):
+			outcomes = append(outcomes, "deferred")
+		case errors.Is(err, context.DeadlineExceeded):
+			outcomes = append(outcomes, "queued")
+		default:
+			t.Fatalf("observation: %v", err)
+		}
+	}
+	if want := []string{"queued", "queued", "deferred"}; !slices.Equal(outcomes, want) || len(g.in) != 2 {
+		t.Fatalf("outcomes %v, queue %d; want %v, 2", outcomes, len(g.in), want)
+	}
+
+	// Observations behind a callback that has not run yet count as waiting too.
+	if err := sub.Unsubscribe(); err != nil {
+		t.Fatal(err)
+	}
+	held, err := nc.SubscribeSync(bus.Ring1ObsAll) // nobody takes from it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	g.subs.Store(&[]*nats.Subscription{held})
+	for range 3 {
+		if err := node.Publish(bus.Ring1Obs("n1"), []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := node.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); g.backlog() < 5 && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if got := g.backlog(); got != 5 {
+		t.Fatalf("backlog %d, want 2 queued + 3 held", got)
 	}
 }

@@ -208,6 +208,7 @@ func (r *Ring0) connect() error {
 	// nodes' subject is subscribed twice in the queue group on purpose: each subscription has
 	// its own callback goroutine, so one that is descheduled does not hold the other's
 	// messages back. What waits for a callback (which only queues) is bounded like the queue.
+	var subs []*nats.Subscription
 	for _, subj := range []string{bus.Ring1ObsAll, bus.Ring1ObsAll, bus.R1FromTenantObsAll} {
 		sub, err := r.ingNC.QueueSubscribe(subj, "ring0", r.ingest.handle)
 		if err != nil {
@@ -216,7 +217,9 @@ func (r *Ring0) connect() error {
 		if err := sub.SetPendingLimits(-1, int(r.ingest.opts.QueueBytes)); err != nil {
 			return err
 		}
+		subs = append(subs, sub)
 	}
+	r.ingest.subs.Store(&subs)
 	if err := r.servePorts(); err != nil {
 		return err
 	}
