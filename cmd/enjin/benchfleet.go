@@ -7,6 +7,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -66,6 +67,7 @@ type fleet struct {
 	lat, e2e                          []time.Duration
 	acked, refused, deferred, lastAck atomic.Int64 // acked and refused count each message once
 	timeouts                          atomic.Int64
+	sendq                             chan int // next heartbeats of nodes just answered; see senders
 	mu                                sync.Mutex
 	reasons                           map[string]int64 // of refusals and deferrals
 	ackedNodes                        []string         // every acknowledged send, copies too:
@@ -167,7 +169,7 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 	n.inflight = more
 	n.mu.Unlock()
 	if more {
-		f.send(n.next)
+		f.sendq <- n.next // signed and sent by a sender, not by the callback: answers wait for none
 	}
 }
 
@@ -187,6 +189,21 @@ func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signed
 		due: func(k int) time.Time { return t0.Add(time.Duration(float64(k) / rate * float64(time.Second))) }}
 	for i := range f.nodes {
 		f.nodes[i].next = i
+	}
+	f.sendq = make(chan int, len(f.nodes)) // a node has one heartbeat in flight at most
+	stopSend := make(chan struct{})
+	defer close(stopSend)
+	for range runtime.GOMAXPROCS(0) {
+		go func() { // ends when offer returns
+			for {
+				select {
+				case k := <-f.sendq:
+					f.send(k)
+				case <-stopSend:
+					return
+				}
+			}
+		}()
 	}
 	defer func() {
 		for _, nc := range f.ncs {
