@@ -82,7 +82,8 @@ func TestDecommission(t *testing.T) {
 	if err := s.AddTenantHost(ctx, "acme3", "n1", "AKEY"); !errors.Is(err, inventory.ErrInvalid) {
 		t.Errorf("a decommissioned node took a tenant: %v", err)
 	}
-	if changed, err := s.SetStates(ctx, []rings.NodeID{"n1", "n2"}, "down"); err != nil || changed != 1 {
+	epoch := lead(t, s, "m1").Epoch
+	if changed, err := s.SetStates(ctx, epoch, []rings.NodeID{"n1", "n2"}, "down"); err != nil || changed != 1 {
 		t.Errorf("liveness: %d changed (%v), want only n2", changed, err)
 	}
 	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 100)}); err != nil {
@@ -95,7 +96,7 @@ func TestDecommission(t *testing.T) {
 	if err != nil || slices.ContainsFunc(keys, func(k inventory.NodeKey) bool { return k.Node == "n1" }) {
 		t.Errorf("node keys %+v (%v): want no n1", keys, err)
 	}
-	if _, err := s.SetStates(ctx, []rings.NodeID{"n2"}, "sleepy"); !errors.Is(err, inventory.ErrInvalid) {
+	if _, err := s.SetStates(ctx, epoch, []rings.NodeID{"n2"}, "sleepy"); !errors.Is(err, inventory.ErrInvalid) {
 		t.Errorf("state sleepy: got %v; the constraint is gone", err)
 	}
 

@@ -238,17 +238,20 @@ func (s *Store) AttestationKeys(ctx context.Context, node rings.NodeID) ([]strin
 }
 
 // SetStates sets the judged state of the given nodes (liveness: suspect, down), skipping
-// nodes already in it and decommissioned ones, and returns how many changed.
-func (s *Store) SetStates(ctx context.Context, ids []rings.NodeID, state string) (int64, error) {
+// nodes already in it and decommissioned ones, and returns how many changed. Judging is the
+// leader's work: epoch is its lease's, and a deposed leader's verdict fails with ErrFenced.
+func (s *Store) SetStates(ctx context.Context, epoch int64, ids []rings.NodeID, state string) (int64, error) {
 	strs := make([]string, len(ids))
 	for i, id := range ids {
 		strs[i] = string(id)
 	}
 	var n int64
 	err := retryDeadlock(ctx, func() error {
-		tag, err := s.pool.Exec(ctx, `UPDATE nodes SET state = $2 WHERE id = ANY($1) AND state <> $2 AND state <> 'decommissioned'`, strs, state)
-		n = tag.RowsAffected()
-		return err
+		return s.fenced(ctx, epoch, func(tx pgx.Tx) error {
+			tag, err := tx.Exec(ctx, `UPDATE nodes SET state = $2 WHERE id = ANY($1) AND state <> $2 AND state <> 'decommissioned'`, strs, state)
+			n = tag.RowsAffected()
+			return err
+		})
 	})
 	if err != nil {
 		return 0, pgErr("set states", err)
