@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -91,6 +92,8 @@ type Ring0 struct {
 	placeMu sync.Mutex // serializes VM placements: two never take the same room
 	hostMu  sync.Mutex // serializes adding hosts to tenants
 	members memberChanges
+	member  string       // names this member in the leader record (memberName)
+	epoch   atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
 
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
@@ -165,6 +168,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	if err := r.listenAPI(); err != nil {
 		return nil, err
 	}
+	r.member = memberName(r.apiLn.Addr().String())
 	ok = true
 	return r, nil
 }
@@ -307,7 +311,7 @@ func (r *Ring0) Run(ctx context.Context) error {
 	defer cancel()
 	var wg sync.WaitGroup
 	wg.Go(func() { r.ingest.run(ctx) })  // ends with ctx
-	wg.Go(func() { r.liveness(ctx) })    // ends with ctx
+	wg.Go(func() { r.lead(ctx) })        // ends with ctx
 	wg.Go(func() { r.maintenance(ctx) }) // ends with ctx
 	apiErr := make(chan error, 1)
 	wg.Go(func() { apiErr <- r.api.Serve(r.apiLn) }) // ends at Shutdown below
@@ -332,8 +336,9 @@ func (r *Ring0) Run(ctx context.Context) error {
 	return err
 }
 
-// liveness judges nodes five times a heartbeat and records what it concludes.
-func (r *Ring0) liveness(ctx context.Context) {
+// liveness judges nodes five times a heartbeat and records what it concludes, under the
+// leader lease's epoch, until ctx ends (the lease was lost, or ring 0 stops).
+func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 	t := time.NewTicker(r.cfg.Heartbeat / 5)
 	defer t.Stop()
 	for {
@@ -350,7 +355,7 @@ func (r *Ring0) liveness(ctx context.Context) {
 				if len(ids) == 0 {
 					continue
 				}
-				if _, err := r.store.SetStates(ctx, ids, state); err != nil && ctx.Err() == nil {
+				if _, err := r.store.SetStates(ctx, epoch, ids, state); err != nil && ctx.Err() == nil {
 					r.log.Error("record liveness", "state", state, "err", err)
 				}
 				if len(ids) > 10 {

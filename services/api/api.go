@@ -58,6 +58,9 @@ type Ring0 interface {
 	// version), ErrInvalid (not a ring 1 node) or ErrInUse (this ring 0 runs it as a child
 	// process, or it hosts tenants).
 	Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error)
+	// Leadership names this ring 0 member and the fencing epoch it leads with (0: another
+	// member leads, or none yet).
+	Leadership() (member string, epoch int64)
 }
 
 // AppsBackend is a ring 1 node's app API: where it is and the bearer it takes.
@@ -202,6 +205,23 @@ func (a *API) health(c *call) error {
 
 type health struct {
 	Status string `json:"status"`
+}
+
+// leaderView is who leads ring 0 as recorded, and whether the member answering does.
+type leaderView struct {
+	inventory.Leader
+	ThisMember string `json:"this_member"`
+	Leading    bool   `json:"leading"` // the member answering holds the lease now
+}
+
+func (a *API) leader(c *call) error {
+	l, err := a.store.Leader(c.ctx)
+	if err != nil {
+		return err
+	}
+	member, epoch := a.ring0.Leadership()
+	a.reply(c.w, http.StatusOK, leaderView{Leader: l, ThisMember: member, Leading: epoch != 0 && epoch == l.Epoch})
+	return nil
 }
 
 func (a *API) document(c *call) error {

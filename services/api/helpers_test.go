@@ -68,6 +68,9 @@ func (r *testRing0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
 	return []byte("-----BEGIN NATS USER JWT-----\njwt-of-" + name + "\n------END NATS USER JWT------\n"), nil
 }
 
+// Leadership: the test ring 0 never leads.
+func (r *testRing0) Leadership() (string, int64) { return "test", 0 }
+
 // CreateTenant records the tenant only: accounts and keys are ring 0's, tested there.
 func (r *testRing0) CreateTenant(ctx context.Context, t rings.TenantID, meta map[string]any) (inventory.Tenant, error) {
 	return r.store.CreateTenant(ctx, inventory.Tenant{ID: t, Metadata: meta})

@@ -148,6 +148,8 @@ func (a *API) routes() []route {
 	return append([]route{
 		{method: "GET", path: "/healthz", access: public, summary: "Health: ok when the database answers",
 			status: http.StatusOK, out: health{}, serve: a.health},
+		{method: "GET", path: "/v1/leader", access: reader, summary: "Which ring 0 member leads (liveness verdicts and other singleton work) and its fencing epoch, and whether the member answering is it",
+			status: http.StatusOK, out: leaderView{}, serve: a.leader},
 		{method: "GET", path: "/openapi.json", access: public, summary: "This API's OpenAPI document",
 			status: http.StatusOK, out: map[string]any{}, serve: a.document},
 

@@ -177,6 +177,8 @@ func generalSteps() []step {
 		{name: "health", method: "GET", path: "/healthz", status: 200, check: want("status", "ok")},
 		{name: "health takes no query", method: "GET", path: "/healthz?x=1", status: 400, code: "bad_query"},
 		{name: "openapi", method: "GET", path: "/openapi.json", status: 200, check: want("openapi", "3.0.3")},
+		{name: "leader: none ever led", method: "GET", path: "/v1/leader", auth: asBob, status: 200, check: want("epoch", "0", "this_member", "test", "leading", "false")},
+		{name: "leader needs a reader", method: "GET", path: "/v1/leader", status: 401, code: "unauthorized"},
 		{name: "unknown route", method: "GET", path: "/nope", status: 404, code: "no_route"},
 		{name: "unknown route under v1", method: "GET", path: "/v1/nodes/n1/nope", auth: asAdmin, status: 404, code: "no_route"},
 		{name: "wrong method", method: "PUT", path: "/v1/nodes", auth: asAdmin, status: 405, code: "method_not_allowed",
