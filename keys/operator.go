@@ -1,6 +1,9 @@
 package keys
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"os"
@@ -24,6 +27,19 @@ type Operator struct {
 func (o *Operator) SigningPublic() string {
 	pub, _ := o.signing.PublicKey()
 	return pub
+}
+
+// Derive returns a secret derived from the operator signing key for label: every ring 0
+// member holding the key derives the same one (the cluster's route password, say), and
+// nobody without the key can.
+func (o *Operator) Derive(label string) string {
+	seed, err := o.signing.Seed()
+	if err != nil {
+		panic("keys: operator signing key without a seed") // loaded from its seed file
+	}
+	m := hmac.New(sha256.New, seed)
+	m.Write([]byte("enjin/" + label))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
 
 func initOperator(dir string) (*Operator, error) {

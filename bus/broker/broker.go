@@ -17,7 +17,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/url"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -29,6 +32,7 @@ import (
 
 	"enjin/bus"
 	"enjin/keys"
+	"enjin/rings"
 )
 
 // DefaultPort is the client port when Config.Port is zero.
@@ -40,6 +44,45 @@ type Config struct {
 	Host     string       // listen address; "" means 127.0.0.1
 	Port     int          // 0 means DefaultPort; -1 picks a free port
 	Logger   *slog.Logger // nil discards
+	// Cluster, if set, joins this server to the other ring 0 members' with NATS routes.
+	// Every member holds the same trust chain (a copy of keys/); routes authenticate with a
+	// secret derived from its operator signing key, so only members can join.
+	Cluster *Cluster
+}
+
+// Cluster is this member's place among the ring 0 members.
+type Cluster struct {
+	Member string   // this member's name, unique among them (its server's name)
+	Host   string   // the route listener's address; "" means 127.0.0.1
+	Port   int      // the route listener's port; -1 picks a free one
+	Routes []string // host:port of the other members' route listeners
+}
+
+// clusterName names the ring 0 members' NATS cluster.
+const clusterName = "enjin-ring0"
+
+// routeUser is the name routes authenticate as; the password is derived (Operator.Derive).
+const routeUser = "ring0"
+
+// clusterOpts sets opts up for c, with the route password derived from the chain.
+func clusterOpts(opts *server.Options, c *Cluster, chain *keys.Chain) error {
+	if err := rings.NodeID(c.Member).Validate(); err != nil {
+		return fmt.Errorf("broker: cluster member name: %w", err)
+	}
+	pass := chain.Operator.Derive("ring0-routes")
+	opts.ServerName = clusterName + "-" + c.Member
+	opts.Cluster = server.ClusterOpts{Name: clusterName, Host: c.Host, Port: c.Port,
+		Username: routeUser, Password: pass, AuthTimeout: 2}
+	if opts.Cluster.Host == "" {
+		opts.Cluster.Host = "127.0.0.1"
+	}
+	for _, r := range c.Routes {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return fmt.Errorf("broker: route %q: want host:port", r)
+		}
+		opts.Routes = append(opts.Routes, &url.URL{Scheme: "nats-route", User: url.UserPassword(routeUser, pass), Host: r})
+	}
+	return nil
 }
 
 // Broker is a running embedded server with ring 0's system connection.
@@ -94,6 +137,11 @@ func New(cfg Config) (*Broker, error) {
 	if opts.Port == 0 {
 		opts.Port = DefaultPort
 	}
+	if cfg.Cluster != nil {
+		if err := clusterOpts(opts, cfg.Cluster, chain); err != nil {
+			return nil, err
+		}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -127,6 +175,30 @@ func (b *Broker) connectSys() (*nats.Conn, error) {
 
 // ClientURL is the URL clients dial.
 func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
+
+// ClusterAddr is the route listener's host:port, or "" without a cluster.
+func (b *Broker) ClusterAddr() string {
+	if a := b.srv.ClusterAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// Peers names the other members this server has routes to now, sorted.
+func (b *Broker) Peers() []string {
+	rz, err := b.srv.Routez(nil)
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, r := range rz.Routes {
+		if n, ok := strings.CutPrefix(r.RemoteName, clusterName+"-"); ok && !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	slices.Sort(names)
+	return names
+}
 
 // Server is the embedded server, for in-process connections.
 func (b *Broker) Server() *server.Server { return b.srv }
@@ -217,8 +289,13 @@ func (a logAdapter) Tracef(f string, v ...any)  { a.l.Debug(fmt.Sprintf(f, v...)
 
 func (a logAdapter) Errorf(f string, v ...any) {
 	msg := fmt.Sprintf(f, v...)
-	if strings.Contains(msg, " Violation - ") || strings.HasSuffix(msg, "authentication error") {
+	switch {
+	case strings.Contains(msg, " Violation - ") || strings.HasSuffix(msg, "authentication error") ||
+		strings.Contains(msg, "authentication error - User"):
 		a.violations.Add(1)
+		a.l.Warn(msg, "component", "nats")
+		return
+	case strings.HasPrefix(msg, "Error trying to connect to route"): // a member not up yet, or gone
 		a.l.Warn(msg, "component", "nats")
 		return
 	}
