@@ -52,18 +52,19 @@ func Flows(tenants []rings.TenantID) []Flow {
 // Ring0Grant bounds the users of RING0: ring 0 supervisors.
 func Ring0Grant() keys.Grant {
 	return keys.Grant{
-		PubAllow: []string{"r0.to.ring1.*.cmd.>", "events.>"},
-		SubAllow: []string{Ring0APIAll, "_INBOX.*.>"},
+		PubAllow: []string{"r0.to.ring1.*.cmd.>", "events.>", Ring0Seen},
+		SubAllow: []string{Ring0APIAll, "_INBOX.*.>", Ring0Seen},
 		Resp:     true,
 	}
 }
 
 // Ring0Perms are the rights of ring 0 supervisor name: command ring 1 nodes, publish events,
-// receive service requests from ring 1 and answer them.
+// receive service requests from ring 1 and answer them, share with the other members what
+// it heard.
 func Ring0Perms(name string) keys.Permissions {
 	return keys.Permissions{
-		PubAllow: []string{"r0.to.ring1.*.cmd.>", "events.>"},
-		SubAllow: []string{Ring0APIAll, Inbox(name) + ".>"},
+		PubAllow: []string{"r0.to.ring1.*.cmd.>", "events.>", Ring0Seen},
+		SubAllow: []string{Ring0APIAll, Inbox(name) + ".>", Ring0Seen},
 		Resp:     true,
 	}
 }

@@ -208,6 +208,11 @@ func Ring0API(service string) string { return "ring0.api." + service }
 // Ring0APIAll matches every ring 0 service subject.
 const Ring0APIAll = "ring0.api.>"
 
+// Ring0Seen is where each ring 0 member of a cluster tells the others which nodes it heard
+// from (committed observations, deferrals), so whichever leads judges liveness on what all
+// of them heard. Only ring 0 users publish or read it.
+const Ring0Seen = "ring0.seen"
+
 // Event is where ring 0 publishes an event of kind for operators.
 func Event(kind string) string { return "events." + kind }
 

@@ -114,6 +114,14 @@ func (v *Verifier) Register(node rings.NodeID, signer string, mark uint64) error
 	return nil
 }
 
+// Known reports whether node has an attestation key registered.
+func (v *Verifier) Known(node rings.NodeID) bool {
+	v.mu.RLock()
+	_, ok := v.nodes[node]
+	v.mu.RUnlock()
+	return ok
+}
+
 // Forget drops node's key; its observations are rejected from now on.
 func (v *Verifier) Forget(node rings.NodeID) {
 	v.mu.Lock()
