@@ -211,8 +211,20 @@ type NodeKey struct {
 // NodeKeys lists every node with an attestation key, its high-water mark and liveness; a
 // decommissioned node is not listed, so its observations stay refused after a restart.
 func (s *Store) NodeKeys(ctx context.Context) ([]NodeKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT id, ring, attest_pub, last_seq, state, last_obs_at FROM nodes
-		WHERE attest_pub <> '' AND state <> 'decommissioned'`)
+	return s.nodeKeys(ctx, `WHERE attest_pub <> '' AND state <> 'decommissioned'`)
+}
+
+// NodeKeyOf is NodeKeys for one node; ok is false if it has no key or is decommissioned.
+func (s *Store) NodeKeyOf(ctx context.Context, id rings.NodeID) (k NodeKey, ok bool, err error) {
+	ks, err := s.nodeKeys(ctx, `WHERE id = $1 AND attest_pub <> '' AND state <> 'decommissioned'`, string(id))
+	if err != nil || len(ks) == 0 {
+		return NodeKey{}, false, err
+	}
+	return ks[0], true, nil
+}
+
+func (s *Store) nodeKeys(ctx context.Context, where string, args ...any) ([]NodeKey, error) {
+	rows, err := s.pool.Query(ctx, `SELECT id, ring, attest_pub, last_seq, state, last_obs_at FROM nodes `+where, args...)
 	if err != nil {
 		return nil, pgErr("node keys", err)
 	}
