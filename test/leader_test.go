@@ -33,6 +33,29 @@ func leaderOf(r *ring0Proc) (leaderView, bool) {
 	return v, resp.StatusCode == 200 && json.NewDecoder(resp.Body).Decode(&v) == nil
 }
 
+// currentLeader waits for exactly one of members to say it leads with an epoch past after,
+// failing if two ever do at once, and returns it and what it said.
+func currentLeader(t *testing.T, members []*ring0Proc, after int64) (*ring0Proc, leaderView) {
+	t.Helper()
+	var lead *ring0Proc
+	var view leaderView
+	harness.Eventually(t, 15*time.Second, func() bool {
+		lead = nil
+		for _, r := range members {
+			v, ok := leaderOf(r)
+			if !ok || !v.Leading || v.Epoch <= after {
+				continue
+			}
+			if lead != nil {
+				t.Fatalf("two members lead: %+v", v)
+			}
+			lead, view = r, v
+		}
+		return lead != nil
+	}, "one member leads after epoch %d", after)
+	return lead, view
+}
+
 // TestRing0LeaderTakeover runs two ring 0 members on one store and SIGKILLs whichever leads,
 // ten times, restarting it as a standby each time: the other takes over with a newer epoch
 // every time, and the two never both say they lead.
@@ -49,37 +72,13 @@ func TestRing0LeaderTakeover(t *testing.T) {
 	b.start()
 	members := []*ring0Proc{a, b}
 
-	// current waits for exactly one member to say it leads, checking on the way that the two
-	// never both do, and returns it and the other.
-	current := func(after int64) (*ring0Proc, *ring0Proc, leaderView) {
-		var lead, other *ring0Proc
-		var view leaderView
-		harness.Eventually(t, 15*time.Second, func() bool {
-			lead, other = nil, nil
-			for i, r := range members {
-				v, ok := leaderOf(r)
-				if !ok || !v.Leading || v.Epoch <= after {
-					continue
-				}
-				if lead != nil {
-					t.Fatalf("both members lead: %+v", v)
-				}
-				lead, other, view = r, members[1-i], v
-			}
-			return lead != nil
-		}, "one member leads after epoch %d", after)
-		return lead, other, view
-	}
-	_, _, view := current(0)
+	lead, view := currentLeader(t, members, 0)
 	var takeovers []time.Duration
 	for range 10 {
-		lead, other, _ := current(view.Epoch - 1)
 		lead.proc.Kill()
 		killed := time.Now()
-		var next leaderView
-		var newLead *ring0Proc
-		newLead, _, next = current(view.Epoch)
-		if newLead != other {
+		newLead, next := currentLeader(t, members, view.Epoch)
+		if newLead == lead {
 			t.Fatal("the killed member leads")
 		}
 		takeovers = append(takeovers, time.Since(killed))
@@ -91,6 +90,7 @@ func TestRing0LeaderTakeover(t *testing.T) {
 		if v, ok := leaderOf(lead); !ok || v.Leading || v.Epoch != view.Epoch {
 			t.Fatalf("the restarted member: %+v (answered %v); want a standby at epoch %d", v, ok, view.Epoch)
 		}
+		lead = newLead
 	}
 	slices.Sort(takeovers)
 	t.Logf("leader takeover after SIGKILL, %d times: p50 %v, p99 %v (max)", len(takeovers),

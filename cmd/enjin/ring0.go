@@ -3,16 +3,19 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"enjin/bus/broker"
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/rings/ring0"
@@ -89,7 +92,9 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 // ring0Only are the flags of `enjin ring0` that `enjin up` has not.
 type ring0Only struct {
 	ring0Flags
-	ring1 []string // ids of ring 1 nodes to run as children
+	ring1                 []string // ids of ring 1 nodes to run as children
+	member, clusterListen string
+	routes                []string
 }
 
 // registerRing0Flags registers every flag of `enjin ring0`.
@@ -97,6 +102,33 @@ func registerRing0Flags(fs *pflag.FlagSet, f *ring0Only) {
 	f.register(fs)
 	fs.StringArrayVar(&f.ring1, "ring1", nil, "id of a ring 1 node to run here as a child process (repeatable)")
 	fs.BoolVar(&f.apps, "apps", false, "the ring 1 nodes run here host tenants' apps (router, DNS, instances)")
+	fs.StringVar(&f.member, "member", "", "this ring 0's name among several members sharing --database-url and a copy of keys/ (turns clustering on)")
+	fs.StringVar(&f.clusterListen, "cluster-listen", "127.0.0.1:6222", "with --member: where the other members' NATS routes connect")
+	fs.StringSliceVar(&f.routes, "routes", nil, "with --member: host:port of the other members' --cluster-listen (comma-separated or repeated)")
+}
+
+// cluster turns the cluster flags into the broker's configuration (nil without --member).
+func (f *ring0Only) cluster() (*broker.Cluster, error) {
+	if f.member == "" {
+		if len(f.routes) > 0 {
+			return nil, usagef("ring0: --routes needs --member")
+		}
+		return nil, nil
+	}
+	if err := rings.NodeID(f.member).Validate(); err != nil {
+		return nil, usagef("ring0: --member: %v", err)
+	}
+	host, port, err := net.SplitHostPort(f.clusterListen)
+	p, perr := strconv.Atoi(port)
+	if err != nil || perr != nil || p < 0 || p > 65535 {
+		return nil, usagef("ring0: --cluster-listen %q: want host:port", f.clusterListen)
+	}
+	for _, r := range f.routes {
+		if _, _, err := net.SplitHostPort(r); err != nil {
+			return nil, usagef("ring0: --routes %q: want host:port", r)
+		}
+	}
+	return &broker.Cluster{Member: f.member, Host: host, Port: p, Routes: f.routes}, nil
 }
 
 func ring0Cmd(g *globals) *cobra.Command {
@@ -128,6 +160,9 @@ meta API and liveness, and the ring 1 nodes named by --ring1 as supervised child
 		}
 		cfg, err := f.config(g.stateDir, log, f.dbURL, specs)
 		if err != nil {
+			return err
+		}
+		if cfg.Cluster, err = f.cluster(); err != nil {
 			return err
 		}
 		r, err := ring0.New(c.Context(), cfg)

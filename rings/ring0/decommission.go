@@ -30,6 +30,7 @@ func (r *Ring0) Decommission(ctx context.Context, id rings.NodeID, version int64
 	}
 	r.verify.Forget(id)
 	r.judge.forget(id)
+	r.keysChanged(id)
 	revoked, err := r.revokeNode(ctx, id, n.AuthPub, "")
 	if err != nil {
 		return inventory.Node{}, err

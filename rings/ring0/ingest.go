@@ -104,6 +104,7 @@ type ingester struct {
 	seen   func(node rings.NodeID, at time.Time)     // liveness: called after commit
 	heard  func(node rings.NodeID, at time.Time)     // liveness: a deferred node is alive
 	byKey  func(userKey string) (rings.NodeID, bool) // the VM whose bus user has this key
+	learn  func(node rings.NodeID)                   // registers a node another member joined, if any
 
 	in     chan queued
 	shards []chan pending
@@ -366,6 +367,8 @@ func (g *ingester) check(msgs []*nats.Msg, items []bus.Item) []bus.Item {
 			if _, key, kok := bus.R1FromObsKey(m.Subject); kok {
 				node, _ = g.byKey(key)
 			}
+		} else if ok && g.learn != nil && !g.verify.Known(node) {
+			g.learn(node)
 		}
 		items = append(items, bus.Item{Node: node, Header: m.Header, Payload: m.Data})
 	}

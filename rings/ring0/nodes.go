@@ -53,6 +53,7 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	if err := r.verify.Register(spec.ID, att.Public(), n.LastSeq); err != nil {
 		return err
 	}
+	r.keysChanged(spec.ID)
 	seed, _ := user.Seed()
 	credsPath := filepath.Join(dir, "node.creds")
 	renew := func(ctx context.Context) error {
@@ -177,6 +178,7 @@ func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api
 	if err := r.verify.Register(n.ID, attestKey, n.LastSeq); err != nil {
 		return api.JoinResult{}, err
 	}
+	r.keysChanged(n.ID)
 	if _, err := r.revokeNode(ctx, n.ID, "", userKey); err != nil {
 		return api.JoinResult{}, err
 	}

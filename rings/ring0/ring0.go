@@ -56,7 +56,12 @@ type Config struct {
 	// MemoryMB is ring 0's memory budget in MiB (0 is DefaultMemoryMB): Go's memory limit
 	// (unless GOMEMLIMIT is set), a fifth of it for observations waiting to be verified.
 	MemoryMB int
-	Logger   *slog.Logger
+	// Cluster, if set, makes this ring 0 one member of several: its broker routes to theirs
+	// (they hold copies of one trust chain and share one database), ingest and the API are
+	// spread over all, and the member holding the leader lease judges liveness on what every
+	// member heard.
+	Cluster *broker.Cluster
+	Logger  *slog.Logger
 
 	ingest ingestOptions
 }
@@ -94,6 +99,9 @@ type Ring0 struct {
 	members memberChanges
 	member  string       // names this member in the leader record (memberName)
 	epoch   atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
+	hearing hearing      // what this member heard, to share with the others (clustered)
+	learnMu sync.Mutex
+	unknown map[rings.NodeID]time.Time // nodes no member registered, not looked up until then
 
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
@@ -144,7 +152,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	if r.store, err = inventory.Open(ctx, cfg.DatabaseURL, r.log); err != nil {
 		return nil, err
 	}
-	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log}); err != nil {
+	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log, Cluster: cfg.Cluster}); err != nil {
 		return nil, err
 	}
 	if err := r.loadNodes(ctx); err != nil {
@@ -169,6 +177,9 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		return nil, err
 	}
 	r.member = memberName(r.apiLn.Addr().String())
+	if cfg.Cluster != nil {
+		r.member = cfg.Cluster.Member
+	}
 	ok = true
 	return r, nil
 }
@@ -190,6 +201,11 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	r.judge.load(nks, time.Now())
 	r.ingest = newIngester(r.cfg.ingest, r.store, r.verify, r.log, r.judge.seen)
 	r.ingest.byKey, r.ingest.heard = r.vmByKey, r.judge.heard
+	if r.cfg.Cluster != nil { // the others hear of it too
+		r.ingest.seen = func(n rings.NodeID, at time.Time) { r.judge.seen(n, at); r.hearing.saw(n, at) }
+		r.ingest.heard = func(n rings.NodeID, until time.Time) { r.judge.heard(n, until); r.hearing.deferred(n, until) }
+		r.ingest.learn, r.unknown = r.learn, map[rings.NodeID]time.Time{}
+	}
 	if err := r.loadVMKeys(ctx); err != nil {
 		return err
 	}
@@ -310,8 +326,15 @@ func (r *Ring0) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	wg.Go(func() { r.ingest.run(ctx) })  // ends with ctx
-	wg.Go(func() { r.lead(ctx) })        // ends with ctx
+	wg.Go(func() { r.ingest.run(ctx) }) // ends with ctx
+	wg.Go(func() { r.lead(ctx) })       // ends with ctx
+	if r.cfg.Cluster != nil {
+		wg.Go(func() { // ends with ctx
+			if err := r.share(ctx, r.cfg.Heartbeat/5); err != nil {
+				r.fail(fmt.Errorf("ring0: share with the other members: %w", err))
+			}
+		})
+	}
 	wg.Go(func() { r.maintenance(ctx) }) // ends with ctx
 	apiErr := make(chan error, 1)
 	wg.Go(func() { apiErr <- r.api.Serve(r.apiLn) }) // ends at Shutdown below
