@@ -170,15 +170,22 @@ const day = 24 * time.Hour
 // ahead. Ring 0 runs it at start and hourly.
 func (s *Store) EnsurePartitions(ctx context.Context) error {
 	today := time.Now().UTC().Truncate(day)
-	for d := -1; d <= 2; d++ {
-		from := today.Add(time.Duration(d) * day)
-		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF node_observations FOR VALUES FROM (%d) TO (%d)`,
-			partitionName(from), from.UnixNano(), from.Add(day).UnixNano())
-		if _, err := s.pool.Exec(ctx, sql); err != nil {
-			return pgErr("create partition "+partitionName(from), err)
+	// Under the migration lock: several ring 0 members do this at once (IF NOT EXISTS does
+	// not serialize them).
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, migrationLock); err != nil {
+			return pgErr("partition lock", err)
 		}
-	}
-	return nil
+		for d := -1; d <= 2; d++ {
+			from := today.Add(time.Duration(d) * day)
+			sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF node_observations FOR VALUES FROM (%d) TO (%d)`,
+				partitionName(from), from.UnixNano(), from.Add(day).UnixNano())
+			if _, err := tx.Exec(ctx, sql); err != nil {
+				return pgErr("create partition "+partitionName(from), err)
+			}
+		}
+		return nil
+	})
 }
 
 func partitionName(day time.Time) string { return "node_observations_" + day.Format("20060102") }

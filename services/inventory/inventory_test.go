@@ -260,3 +260,24 @@ func TestIngestChildren(t *testing.T) {
 		t.Fatalf("crashed child: %+v", n)
 	}
 }
+
+// Ring 0 members starting together on a fresh database all open it: the migrations run once,
+// whoever gets there first.
+func TestConcurrentOpensMigrateOnce(t *testing.T) {
+	url := harness.StartPostgres(t).CreateDatabase(t, "")
+	errs := make(chan error, 4)
+	for range 4 {
+		go func() {
+			s, err := inventory.Open(t.Context(), url, nil)
+			if err == nil {
+				s.Close()
+			}
+			errs <- err
+		}()
+	}
+	for range 4 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
