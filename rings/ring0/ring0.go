@@ -409,8 +409,8 @@ func (r *Ring0) event(kind string, v any) {
 	}
 }
 
-// maintenance keeps observation partitions ahead of time, applies retention and sweeps
-// image files no record names, hourly (the sweep also at once).
+// maintenance keeps observation partitions ahead of time, applies retention (while leading)
+// and sweeps image files no record names, hourly (the sweep also at once).
 func (r *Ring0) maintenance(ctx context.Context) {
 	t := time.NewTicker(time.Hour)
 	defer t.Stop()
@@ -422,6 +422,10 @@ func (r *Ring0) maintenance(ctx context.Context) {
 		case now := <-t.C:
 			if err := r.store.EnsurePartitions(ctx); err != nil {
 				r.log.Error("partitions", "err", err)
+			}
+			if _, leading := r.Leadership(); leading == 0 {
+				r.sweepImages(ctx)
+				continue // retention is the leader's: members dropping partitions at once race
 			}
 			if dropped, err := r.store.ApplyRetention(ctx, now); err != nil {
 				r.log.Error("retention", "err", err)
