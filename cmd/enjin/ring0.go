@@ -172,6 +172,9 @@ meta API and liveness, and the ring 1 nodes named by --ring1 as supervised child
 		if addr := os.Getenv("ENJIN_PPROF"); addr != "" {
 			startPprof(addr, log)
 		}
+		if _, err := writeAdminHeader(g.stateDir, r.AdminTokenFile()); err != nil {
+			return err
+		}
 		fmt.Fprintf(c.OutOrStdout(), "ring 0: api %s nats %s\n", r.APIURL(), r.NATSURL())
 		return r.Run(c.Context())
 	}

@@ -195,17 +195,25 @@ func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done 
 	if err := keys.WriteCreds(ep.OpsCreds, creds); err != nil {
 		return Endpoints{}, err
 	}
-	// The admin token as a header for `curl -H @file`, so it never goes on a command line,
-	// where any user of the machine could read it.
-	tok, err := os.ReadFile(ep.AdminTokenFile)
-	if err != nil {
-		return Endpoints{}, err
-	}
-	ep.AdminHeaderFile = filepath.Join(stateDir, "admin.header")
-	if err := keys.WriteCreds(ep.AdminHeaderFile, []byte("Authorization: Bearer "+strings.TrimSpace(string(tok))+"\n")); err != nil {
+	if ep.AdminHeaderFile, err = writeAdminHeader(stateDir, ep.AdminTokenFile); err != nil {
 		return Endpoints{}, err
 	}
 	return ep, nil
+}
+
+// writeAdminHeader writes the admin token as a header for `curl -H @file` to
+// stateDir/admin.header (0600), so it never goes on a command line, where any user of the
+// machine could read it; it returns the file's absolute path.
+func writeAdminHeader(stateDir, tokenFile string) (string, error) {
+	tok, err := os.ReadFile(tokenFile)
+	if err != nil {
+		return "", err
+	}
+	p, err := filepath.Abs(filepath.Join(stateDir, "admin.header"))
+	if err != nil {
+		return "", err
+	}
+	return p, keys.WriteCreds(p, []byte("Authorization: Bearer "+strings.TrimSpace(string(tok))+"\n"))
 }
 
 func writeEndpoints(stateDir string, ep Endpoints) error {
