@@ -35,7 +35,17 @@ func TestOverloadIsBounded(t *testing.T) {
 	if capacity <= 0 {
 		t.Fatal("no capacity measured")
 	}
-	f := benchIngestJSON(t, "--nodes", nodes, "--rate", fmt.Sprintf("%.0f", 2*capacity), "--duration", "10s", "--ring0-memory-mb", fmt.Sprint(budget))
+	var f ingestFigures
+	for try := 1; ; try++ {
+		f = benchIngestJSON(t, "--nodes", nodes, "--rate", fmt.Sprintf("%.0f", 2*capacity), "--duration", "10s", "--ring0-memory-mb", fmt.Sprint(budget))
+		if f.Deferred > 0 || f.WindowRate < 0.95*f.OfferedRate || try == 3 {
+			break
+		}
+		// It committed all it was offered: the capacity measured was low (the machine was
+		// busy then). What it just committed is a truer one.
+		t.Logf("offered %.0f/s, all committed: capacity was %.0f/s, now %.0f/s", f.OfferedRate, capacity, f.WindowRate)
+		capacity = f.WindowRate
+	}
 	t.Logf("capacity %.0f/s; offered %.0f/s: committed %.0f/s while offered, %d deferred (%.0f/s), accepted ack p99 %.0f ms, caught up %.0f ms after, ring 0 peak RSS %.0f MiB",
 		capacity, f.OfferedRate, f.WindowRate, f.Deferred, f.DeferredRate, f.AckP99Ms, f.CatchUpMs, f.Ring0PeakMiB)
 	if f.Ring0PeakMiB <= 0 || f.Ring0PeakMiB > budget {
