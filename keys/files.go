@@ -99,3 +99,35 @@ func trimSpace(b []byte) []byte {
 	}
 	return b
 }
+
+// CopyChain copies the trust chain under fromState/keys to toState/keys, modes kept: how a
+// new ring 0 member gets the chain the others hold. It refuses to overwrite a key toState
+// already has.
+func CopyChain(fromState, toState string) error {
+	src := filepath.Join(fromState, "keys")
+	if _, err := os.Stat(filepath.Join(src, "operator-signing.seed")); err != nil {
+		return fmt.Errorf("keys: copy chain: %w", err)
+	}
+	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		dst := filepath.Join(toState, "keys", rel)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			return os.MkdirAll(dst, info.Mode().Perm())
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		if err := writeFile(dst, b, info.Mode().Perm(), false); err != nil {
+			return fmt.Errorf("keys: copy chain: %w", err)
+		}
+		return nil
+	})
+}

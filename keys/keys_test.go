@@ -199,3 +199,32 @@ func TestLoadCredsRefusesReadableFiles(t *testing.T) {
 		t.Fatal("accepted creds whose seed is for another key")
 	}
 }
+
+// A copied chain is the same chain, secrets still 0600, and copying over a chain is refused.
+func TestCopyChain(t *testing.T) {
+	from, to := t.TempDir(), t.TempDir()
+	a, err := keys.Init(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := keys.CopyChain(from, to); err != nil {
+		t.Fatal(err)
+	}
+	b, err := keys.Load(to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.Operator.Public != b.Operator.Public || a.Operator.Derive("x") != b.Operator.Derive("x") {
+		t.Fatal("the copy is another chain")
+	}
+	info, err := os.Stat(filepath.Join(to, "keys", "operator-signing.seed"))
+	if err != nil || info.Mode().Perm() != 0o600 {
+		t.Fatalf("copied seed: %v %v; want mode 0600", info.Mode(), err)
+	}
+	if err := keys.CopyChain(from, to); !errors.Is(err, fs.ErrExist) {
+		t.Fatalf("copy over a chain: %v; want refused", err)
+	}
+	if err := keys.CopyChain(t.TempDir(), t.TempDir()); err == nil {
+		t.Fatal("copied a chain that is not there")
+	}
+}

@@ -1,37 +1,16 @@
 package harness
 
 import (
-	"io/fs"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"enjin/keys"
 )
 
-// CopyKeys copies a state directory's keys/ into another, modes kept: what an operator does
-// to give a new ring 0 member the trust chain.
+// CopyKeys copies a state directory's keys/ into another (keys.CopyChain): what an operator
+// does to give a new ring 0 member the trust chain.
 func CopyKeys(t testing.TB, from, to string) {
 	t.Helper()
-	src := filepath.Join(from, "keys")
-	err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, p)
-		dst := filepath.Join(to, "keys", rel)
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return os.MkdirAll(dst, info.Mode().Perm())
-		}
-		b, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(dst, b, info.Mode().Perm())
-	})
-	if err != nil {
+	if err := keys.CopyChain(from, to); err != nil {
 		t.Fatal(err)
 	}
 }
