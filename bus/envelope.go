@@ -72,6 +72,9 @@ func NewSigner(node rings.NodeID, k *keys.Attestation) *Signer {
 // Node is the node the signer signs for.
 func (s *Signer) Node() rings.NodeID { return s.node }
 
+// Public is the attestation public key the signer's seals verify against.
+func (s *Signer) Public() string { return s.pub }
+
 // Sign seals payload at time now.
 func (s *Signer) Sign(payload []byte, now time.Time) Seal {
 	ts := now.UnixNano()

@@ -173,9 +173,9 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 	}
 }
 
-// offer makes msgs due at rate from t0; nodes send them over conns connections as ring 1
-// nodes would, and the answers are tallied.
-func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signedMsg, signers []*bus.Signer, rate float64, t0 time.Time, conns int) (offerResult, error) {
+// offer makes msgs due at rate from t0; nodes send them over conns connections (spread over
+// the brokers at natsURLs) as ring 1 nodes would, and the answers are tallied.
+func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []signedMsg, signers []*bus.Signer, rate float64, t0 time.Time, conns int) (offerResult, error) {
 	iss, err := broker.IssuerFor(chain, keys.RING1)
 	if err != nil {
 		return offerResult{}, err
@@ -211,7 +211,7 @@ func offer(ctx context.Context, chain *keys.Chain, natsURL string, msgs []signed
 		}
 	}()
 	for c := range conns {
-		nc, err := bus.Connect(natsURL, cr, nats.ReconnectBufSize(64<<20))
+		nc, err := bus.Connect(natsURLs[c%len(natsURLs)], cr, nats.ReconnectBufSize(64<<20))
 		if err != nil {
 			return offerResult{}, err
 		}

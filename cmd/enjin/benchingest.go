@@ -23,7 +23,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"enjin/bus"
-	"enjin/bus/broker"
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/rings/ring0"
@@ -39,10 +38,11 @@ type ingestFigures struct {
 	Refused       int64            `json:"refused"`
 	Deferred      int64            `json:"deferred"`
 	Timeouts      int64            `json:"timeouts"`
-	Reasons       map[string]int64 `json:"reasons"`       // of the refusals and deferrals
-	Stored        int64            `json:"stored"`        // observations in the store afterwards
-	AckedMissing  int64            `json:"acked_missing"` // acknowledged sends not in the store
-	Ring0MemMB    int              `json:"ring0_memory_mb"`
+	Reasons       map[string]int64 `json:"reasons"`         // of the refusals and deferrals
+	Stored        int64            `json:"stored"`          // observations in the store afterwards
+	AckedMissing  int64            `json:"acked_missing"`   // acknowledged sends not in the store
+	Ring0MemMB    int              `json:"ring0_memory_mb"` // each member's
+	Members       int              `json:"ring0_members"`
 	DeferredRate  float64          `json:"deferred_per_sec"`
 	CommittedRate float64          `json:"committed_per_sec"`
 	WindowRate    float64          `json:"committed_while_offered_per_sec"`
@@ -65,6 +65,7 @@ type ingestFlags struct {
 	dbURL, out   string
 	fast         bool
 	ring0MemMB   int
+	members      int // ring 0 members
 }
 
 func benchIngestCmd() *cobra.Command {
@@ -82,15 +83,19 @@ func benchIngestCmd() *cobra.Command {
 	fs.IntVar(&f.conns, "conns", 4, "publisher connections")
 	fs.StringVar(&f.dbURL, "database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
 	fs.BoolVar(&f.fast, "fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
-	fs.IntVar(&f.ring0MemMB, "ring0-memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget (its --memory-mb)")
+	fs.IntVar(&f.ring0MemMB, "ring0-memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget (its --memory-mb), each member's")
+	fs.IntVar(&f.members, "ring0", 1, "ring 0 members (a cluster on the same cores); more than one also runs one member first, in the same run, to compare")
 	fs.StringVarP(&f.out, "output", "o", "text", "output format: text or json")
 	return c
 }
 
 func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	nodes, rate, dur, conns, dbURL, fast, out := &opt.nodes, &opt.rate, &opt.dur, &opt.conns, &opt.dbURL, &opt.fast, &opt.out
-	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 128 || (*out != "text" && *out != "json") {
-		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 128; -o text or json")
+	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 128 || opt.members < 1 || opt.members > 9 || (*out != "text" && *out != "json") {
+		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 128, --ring0 1 to 9; -o text or json")
+	}
+	if opt.members > 1 && *dbURL != "" {
+		return usagef("bench ingest: --ring0 above 1 runs twice, each on a fresh managed database: no --database-url")
 	}
 	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench ingest: "+f+"\n", a...) }
 	dir, err := os.MkdirTemp("/tmp", "enjin-bench-")
@@ -101,66 +106,68 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	os.Chmod(dir, 0o755) // the postgres user must reach its data dir below
 
 	url := *dbURL
+	var pg *postgres.Server
 	if url == "" {
-		pg, err := postgres.Start(ctx, postgres.Config{Dir: filepath.Join(dir, "pg"), Fast: *fast})
-		if err != nil {
+		if pg, err = postgres.Start(ctx, postgres.Config{Dir: filepath.Join(dir, "pg"), Fast: *fast}); err != nil {
 			return err
 		}
 		defer pg.Close()
 		url = pg.URL()
 	}
-	state := filepath.Join(dir, "state")
-	chain, err := broker.Init(state)
-	if err != nil {
-		return err
+	progress("making %d attestation keys", *nodes)
+	signers := makeSigners(*nodes)
+	phases := []int{1}
+	if opt.members > 1 {
+		phases = append(phases, opt.members) // one member beside them, in the same run
 	}
-	progress("registering %d nodes with attestation keys", *nodes)
-	signers, err := registerFleet(ctx, url, *nodes)
-	if err != nil {
-		return err
-	}
-	r0, natsURL, err := startRing0(ctx, state, url, opt.ring0MemMB)
-	if err != nil {
-		return err
-	}
-	defer r0.stop()
-	total := int(*rate * dur.Seconds())
-	progress("signing %d heartbeats ahead (ring 0 pid %d, nats %s)", total, r0.cmd.Process.Pid, natsURL)
-	signTime := time.Duration(float64(total)*40e3/float64(runtime.GOMAXPROCS(0))) + 2*time.Second
-	t0 := time.Now().Add(signTime)
-	msgs := presign(signers, total, *rate, t0)
-	progress("offering %.0f/s for %v", *rate, *dur)
-	res, err := offer(ctx, chain, natsURL, msgs, signers, *rate, t0, *conns)
-	if err != nil {
-		return err
-	}
-	f := ingestFigures{Nodes: *nodes, OfferedRate: *rate, Sent: total, Acked: res.acked, Refused: res.refused, Deferred: res.deferred, Timeouts: res.timeouts, Reasons: res.reasons, Ring0MemMB: opt.ring0MemMB, DurableDB: !*fast && *dbURL == ""}
-	f.CommittedRate = float64(res.acked) / res.span.Seconds()
-	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/dur.Seconds(), float64(res.deferred)/dur.Seconds()
-	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99), percentileMs(res.e2e, 99)
-	f.CatchUpMs = float64(res.catchUp) / 1e6
-	f.Ring0RSSMiB, f.Ring0PeakMiB = procMiB(r0.cmd.Process.Pid, "VmRSS:"), procMiB(r0.cmd.Process.Pid, "VmHWM:")
-	r0.stop()
-	if f.Stored, f.AckedMissing, err = countStored(ctx, url, res.ackedNodes, res.ackedSeqs); err != nil {
-		return err
+	var figs []ingestFigures
+	for i, members := range phases {
+		if i > 0 {
+			if url, err = createDatabase(ctx, pg, fmt.Sprintf("phase%d", i)); err != nil {
+				return err
+			}
+		}
+		f, err := ingestPhase(ctx, opt, filepath.Join(dir, fmt.Sprintf("phase%d", i)), url, members, signers, progress)
+		if err != nil {
+			return err
+		}
+		figs = append(figs, f)
 	}
 	progress("measuring raw ed25519 verify on %d cores", runtime.GOMAXPROCS(0))
-	f.RawVerify2c = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, true) }))
-	f.Ratio = f.CommittedRate / f.RawVerify2c
-	if *out == "json" {
-		return json.NewEncoder(stdout).Encode(f)
+	raw := perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, true) }))
+	for i := range figs {
+		figs[i].RawVerify2c, figs[i].Ratio = raw, figs[i].CommittedRate/raw
 	}
+	switch {
+	case *out == "json" && len(figs) == 1:
+		return json.NewEncoder(stdout).Encode(figs[0])
+	case *out == "json":
+		return json.NewEncoder(stdout).Encode(figs)
+	}
+	for _, f := range figs {
+		printIngest(stdout, f, *dur)
+	}
+	if len(figs) > 1 {
+		one, many := figs[0], figs[1]
+		fmt.Fprintf(stdout, "%d members / one        committed while offered %.2f×, accepted ack p99 %.2f×\n",
+			many.Members, many.WindowRate/one.WindowRate, many.AckP99Ms/one.AckP99Ms)
+	}
+	return nil
+}
+
+// printIngest prints one run's figures.
+func printIngest(stdout io.Writer, f ingestFigures, dur time.Duration) {
+	fmt.Fprintf(stdout, "ring 0 members           %d\n", f.Members)
 	fmt.Fprintf(stdout, "nodes                    %d\n", f.Nodes)
-	fmt.Fprintf(stdout, "offered                  %.0f obs/s for %v (%d sent)\n", f.OfferedRate, *dur, f.Sent)
+	fmt.Fprintf(stdout, "offered                  %.0f obs/s for %v (%d sent)\n", f.OfferedRate, dur, f.Sent)
 	fmt.Fprintf(stdout, "committed (acknowledged) %.0f obs/s (%.0f/s while offered; %d acked, %d refused, %d lost)\n", f.CommittedRate, f.WindowRate, f.Acked, f.Refused, int64(f.Sent)-f.Acked-f.Refused)
 	fmt.Fprintf(stdout, "deferred (sent again)    %.0f /s (%d, each sent again after the retry-after asked; %d unanswered in %v, sent again)\n", f.DeferredRate, f.Deferred, f.Timeouts, ackTimeout)
 	fmt.Fprintf(stdout, "ack latency (accepted)   p50 %.1f ms, p99 %.1f ms; due → ack p99 %.1f ms\n", f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms)
 	fmt.Fprintf(stdout, "caught up                %.0f ms after the offered load ended\n", f.CatchUpMs)
-	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB; budget %d MiB)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
+	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB a member; budget %d MiB each)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
 	fmt.Fprintf(stdout, "stored afterwards        %d observations; %d acknowledged ones missing; reasons given %v\n", f.Stored, f.AckedMissing, f.Reasons)
 	fmt.Fprintf(stdout, "raw ed25519 verify       %.0f /s on %d cores (same run)\n", f.RawVerify2c, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "ratio committed/raw      %.2f   (durable store: %v)\n", f.Ratio, f.DurableDB)
-	return nil
 }
 
 // countStored counts the observations in the store, and how many of the acknowledged
@@ -179,34 +186,40 @@ func countStored(ctx context.Context, url string, nodes []string, seqs []int64) 
 	return stored, missing, err
 }
 
-// registerFleet makes n attestation keys and registers the nodes in the store.
-func registerFleet(ctx context.Context, url string, n int) ([]*bus.Signer, error) {
-	store, err := inventory.Open(ctx, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	defer store.Close()
+// makeSigners makes n simulated nodes' attestation keys.
+func makeSigners(n int) []*bus.Signer {
 	signers := make([]*bus.Signer, n)
-	ns := make([]inventory.Node, n)
 	var wg sync.WaitGroup
 	procs := runtime.GOMAXPROCS(0)
 	for p := range procs {
 		wg.Go(func() {
 			for i := p; i < n; i += procs {
-				id := rings.NodeID(fmt.Sprintf("sim-%06d", i))
 				a, _ := keys.NewAttestation()
-				signers[i] = bus.NewSigner(id, a)
-				ns[i] = inventory.Node{ID: id, Ring: rings.Ring1, Supervision: "external", Observation: "self", AttestPub: a.Public()}
+				signers[i] = bus.NewSigner(rings.NodeID(fmt.Sprintf("sim-%06d", i)), a)
 			}
 		})
 	}
 	wg.Wait()
-	for i := 0; i < n; i += 10000 {
-		if err := store.RegisterNodes(ctx, ns[i:min(i+10000, n)]); err != nil {
-			return nil, err
+	return signers
+}
+
+// registerFleet registers the simulated nodes, with their attestation keys, in the store.
+func registerFleet(ctx context.Context, url string, signers []*bus.Signer) error {
+	store, err := inventory.Open(ctx, url, nil)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	ns := make([]inventory.Node, len(signers))
+	for i, s := range signers {
+		ns[i] = inventory.Node{ID: s.Node(), Ring: rings.Ring1, Supervision: "external", Observation: "self", AttestPub: s.Public()}
+	}
+	for i := 0; i < len(ns); i += 10000 {
+		if err := store.RegisterNodes(ctx, ns[i:min(i+10000, len(ns))]); err != nil {
+			return err
 		}
 	}
-	return signers, nil
+	return nil
 }
 
 type ring0Proc struct {
@@ -222,13 +235,14 @@ func (p *ring0Proc) stop() {
 }
 
 // startRing0 runs `enjin ring0` as a child so its memory and CPU are its own.
-func startRing0(ctx context.Context, state, url string, memMB int) (*ring0Proc, string, error) {
+func startRing0(ctx context.Context, state, url string, memMB int, extra ...string) (*ring0Proc, string, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, "", err
 	}
-	cmd := exec.CommandContext(ctx, exe, "ring0", "--state-dir", state, "--database-url", url,
-		"--nats-port", "-1", "--api-addr", "127.0.0.1:0", "--log-level", "warn", "--memory-mb", strconv.Itoa(memMB))
+	args := append([]string{"ring0", "--state-dir", state, "--database-url", url, "--nats-port", "-1",
+		"--api-addr", "127.0.0.1:0", "--log-level", "warn", "--memory-mb", strconv.Itoa(memMB)}, extra...)
+	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pipe, err := cmd.StdoutPipe()

@@ -1,0 +1,131 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"enjin/bus"
+	"enjin/bus/broker"
+	"enjin/keys"
+	"enjin/services/postgres"
+)
+
+// ingestPhase runs one measurement of `bench ingest`: members ring 0 processes (a cluster
+// when more than one) on a store at url, the simulated fleet spread over their brokers.
+func ingestPhase(ctx context.Context, opt ingestFlags, dir, url string, members int, signers []*bus.Signer, progress func(string, ...any)) (ingestFigures, error) {
+	state0 := filepath.Join(dir, "r0-0")
+	chain, err := broker.Init(state0)
+	if err != nil {
+		return ingestFigures{}, err
+	}
+	progress("registering %d nodes with attestation keys", len(signers))
+	if err := registerFleet(ctx, url, signers); err != nil {
+		return ingestFigures{}, err
+	}
+	r0s, natsURLs, err := startMembers(ctx, dir, url, opt.ring0MemMB, members)
+	defer func() {
+		for _, r := range r0s {
+			r.stop()
+		}
+	}()
+	if err != nil {
+		return ingestFigures{}, err
+	}
+	total := int(opt.rate * opt.dur.Seconds())
+	progress("signing %d heartbeats ahead (%d ring 0 members, nats %s)", total, members, strings.Join(natsURLs, " "))
+	signTime := time.Duration(float64(total)*40e3/float64(runtime.GOMAXPROCS(0))) + 2*time.Second
+	t0 := time.Now().Add(signTime)
+	msgs := presign(signers, total, opt.rate, t0)
+	progress("offering %.0f/s for %v", opt.rate, opt.dur)
+	res, err := offer(ctx, chain, natsURLs, msgs, signers, opt.rate, t0, opt.conns)
+	if err != nil {
+		return ingestFigures{}, err
+	}
+	f := ingestFigures{Nodes: len(signers), Members: members, OfferedRate: opt.rate, Sent: total, Acked: res.acked, Refused: res.refused,
+		Deferred: res.deferred, Timeouts: res.timeouts, Reasons: res.reasons, Ring0MemMB: opt.ring0MemMB, DurableDB: !opt.fast && opt.dbURL == ""}
+	f.CommittedRate = float64(res.acked) / res.span.Seconds()
+	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/opt.dur.Seconds(), float64(res.deferred)/opt.dur.Seconds()
+	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99), percentileMs(res.e2e, 99)
+	f.CatchUpMs = float64(res.catchUp) / 1e6
+	for _, r := range r0s {
+		f.Ring0RSSMiB += procMiB(r.cmd.Process.Pid, "VmRSS:")
+		f.Ring0PeakMiB = max(f.Ring0PeakMiB, procMiB(r.cmd.Process.Pid, "VmHWM:"))
+		r.stop()
+	}
+	f.Stored, f.AckedMissing, err = countStored(ctx, url, res.ackedNodes, res.ackedSeqs)
+	return f, err
+}
+
+// startMembers starts n ring 0 processes on url: one alone, or n members routed to each
+// other, each with a copy of the first one's trust chain. It returns them (those started, on
+// an error too) and their brokers' URLs.
+func startMembers(ctx context.Context, dir, url string, memMB, n int) ([]*ring0Proc, []string, error) {
+	var procs []*ring0Proc
+	var urls []string
+	if n == 1 {
+		p, u, err := startRing0(ctx, filepath.Join(dir, "r0-0"), url, memMB)
+		if err != nil {
+			return nil, nil, err
+		}
+		return []*ring0Proc{p}, []string{u}, nil
+	}
+	ports := make([]int, n)
+	for i := range ports {
+		var err error
+		if ports[i], err = freeTCPPort(); err != nil {
+			return nil, nil, err
+		}
+	}
+	for i := range n {
+		state := filepath.Join(dir, fmt.Sprintf("r0-%d", i))
+		if i > 0 {
+			if err := keys.CopyChain(filepath.Join(dir, "r0-0"), state); err != nil {
+				return procs, nil, err
+			}
+		}
+		var routes []string
+		for j, p := range ports {
+			if j != i {
+				routes = append(routes, "127.0.0.1:"+strconv.Itoa(p))
+			}
+		}
+		p, u, err := startRing0(ctx, state, url, memMB, "--member", fmt.Sprintf("r0-%d", i),
+			"--cluster-listen", "127.0.0.1:"+strconv.Itoa(ports[i]), "--routes", strings.Join(routes, ","))
+		if err != nil {
+			return procs, nil, err
+		}
+		procs, urls = append(procs, p), append(urls, u)
+	}
+	return procs, urls, nil
+}
+
+// freeTCPPort returns a loopback port that was free a moment ago.
+func freeTCPPort() (int, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// createDatabase makes a database on the managed server pg and returns its URL.
+func createDatabase(ctx context.Context, pg *postgres.Server, name string) (string, error) {
+	conn, err := pgx.Connect(ctx, pg.URL())
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return "", fmt.Errorf("bench: create database %s: %w", name, err)
+	}
+	return pg.DatabaseURL(name), nil
+}
