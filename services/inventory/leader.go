@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -56,6 +57,10 @@ func (s *Store) lead(ctx context.Context, member, lock string) (*Lease, error) {
 	for k, v := range leaseParams {
 		cfg.RuntimeParams[k] = v
 	}
+	// Short keepalives on this side too: a standby waiting on the lock over a connection that
+	// silently died would otherwise wait for good.
+	cfg.ConnectTimeout = 10 * time.Second
+	cfg.DialFunc = (&net.Dialer{KeepAlive: 2 * time.Second}).DialContext
 	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: leader session: %w", err)
