@@ -88,7 +88,9 @@ func (f *fleet) send(k int) {
 	}
 	n.mu.Unlock()
 	f.sent[k].Store(now.UnixNano())
-	reply := fmt.Sprintf("_INBOX.fleet.%d.%d.%s", c, k, hdr.Get(bus.HdrSeq)) // which send an answer is to
+	// Which send an answer is to; each send has a reply subject of its own, as a node's
+	// request does (the broker lets ring 0 answer a reply subject once).
+	reply := fmt.Sprintf("_INBOX.fleet.%d.%d.%s.%d", c, k, hdr.Get(bus.HdrSeq), try)
 	_ = f.ncs[c].PublishMsg(&nats.Msg{Subject: bus.Ring1Obs(m.node), Reply: reply, Header: hdr, Data: m.data})
 	time.AfterFunc(ackTimeout, func() {
 		n.mu.Lock()
@@ -218,7 +220,8 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 		f.ncs = append(f.ncs, nc)
 		prefix := fmt.Sprintf("_INBOX.fleet.%d.", c)
 		_, err = nc.Subscribe(prefix+">", func(m *nats.Msg) {
-			ks, seqs, _ := strings.Cut(m.Subject[len(prefix):], ".")
+			ks, rest, _ := strings.Cut(m.Subject[len(prefix):], ".")
+			seqs, _, _ := strings.Cut(rest, ".")
 			k, err1 := strconv.Atoi(ks)
 			seq, err2 := strconv.ParseInt(seqs, 10, 64)
 			if err1 == nil && err2 == nil && k >= 0 && k < len(msgs) {

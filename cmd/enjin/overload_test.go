@@ -12,17 +12,39 @@ import (
 // benchIngestJSON runs `enjin bench ingest … -o json` as a user would and decodes its figures.
 func benchIngestJSON(t *testing.T, args ...string) ingestFigures {
 	t.Helper()
+	var f ingestFigures
+	benchIngestInto(t, &f, args...)
+	return f
+}
+
+// benchIngestInto runs `enjin bench ingest … -o json` and decodes what it prints into v.
+func benchIngestInto(t *testing.T, v any, args ...string) {
+	t.Helper()
 	cmd := exec.CommandContext(t.Context(), binary, append(append([]string{"bench", "ingest"}, args...), "-o", "json")...)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	if err != nil {
 		t.Fatalf("bench ingest %v: %v", args, err)
 	}
-	var f ingestFigures
-	if err := json.Unmarshal(out, &f); err != nil {
+	if err := json.Unmarshal(out, v); err != nil {
 		t.Fatalf("bench ingest %v: %v in %q", args, err, out)
 	}
-	return f
+}
+
+// `bench ingest --ring0 2` runs one member, then a cluster of two, each on a fresh store:
+// every observation acknowledged and stored both times.
+func TestBenchIngestCluster(t *testing.T) {
+	var figs []ingestFigures
+	benchIngestInto(t, &figs, "--nodes", "2000", "--rate", "2000", "--duration", "2s", "--ring0", "2")
+	if len(figs) != 2 || figs[0].Members != 1 || figs[1].Members != 2 {
+		t.Fatalf("%d runs: %+v; want one member, then two", len(figs), figs)
+	}
+	for _, f := range figs {
+		t.Logf("%d members: %.0f/s committed while offered, ack p99 %.0f ms", f.Members, f.WindowRate, f.AckP99Ms)
+		if f.Acked != int64(f.Sent) || f.Stored != int64(f.Sent) || f.AckedMissing != 0 {
+			t.Errorf("%d members: %d sent, %d acknowledged, %d stored, %d acknowledged missing", f.Members, f.Sent, f.Acked, f.Stored, f.AckedMissing)
+		}
+	}
 }
 
 // Offered twice what it can commit for 10 s, a small ring 0 (a 256 MiB budget) stays within
