@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -45,7 +46,15 @@ func ingestPhase(ctx context.Context, opt ingestFlags, dir, url string, members 
 	t0 := time.Now().Add(signTime)
 	msgs := presign(signers, total, opt.rate, t0)
 	progress("offering %.0f/s for %v", opt.rate, opt.dur)
+	var takeovers []time.Duration
+	var down int64
+	var aside sync.WaitGroup
+	aside.Go(func() { down = downAt(ctx, url, t0.Add(opt.dur)) })
+	if members > 1 && opt.kills > 0 {
+		aside.Go(func() { takeovers = killLeaders(ctx, url, r0s, opt.kills, t0, opt.dur, progress) })
+	}
 	res, err := offer(ctx, chain, natsURLs, msgs, signers, opt.rate, t0, opt.conns)
+	aside.Wait()
 	if err != nil {
 		return ingestFigures{}, err
 	}
@@ -55,6 +64,10 @@ func ingestPhase(ctx context.Context, opt ingestFlags, dir, url string, members 
 	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/opt.dur.Seconds(), float64(res.deferred)/opt.dur.Seconds()
 	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99), percentileMs(res.e2e, 99)
 	f.CatchUpMs = float64(res.catchUp) / 1e6
+	f.DownAfterLoad, f.LeaderKills = down, len(takeovers)
+	if len(takeovers) > 0 {
+		f.TakeoverP50Ms, f.TakeoverMaxMs = percentileMs(takeovers, 50), percentileMs(takeovers, 100)
+	}
 	for _, r := range r0s {
 		f.Ring0RSSMiB += procMiB(r.cmd.Process.Pid, "VmRSS:")
 		f.Ring0PeakMiB = max(f.Ring0PeakMiB, procMiB(r.cmd.Process.Pid, "VmHWM:"))
@@ -105,6 +118,61 @@ func startMembers(ctx context.Context, dir, url string, memMB, n int) ([]*ring0P
 		procs, urls = append(procs, p), append(urls, u)
 	}
 	return procs, urls, nil
+}
+
+// killLeaders SIGKILLs the member leading ring 0 kills times, evenly over the offered load
+// from t0, starting each again (as a standby) at once, and returns how long each time the
+// store took to record a newer leader.
+func killLeaders(ctx context.Context, url string, r0s []*ring0Proc, kills int, t0 time.Time, dur time.Duration, progress func(string, ...any)) []time.Duration {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		progress("cannot watch the leader: %v", err)
+		return nil
+	}
+	defer conn.Close(ctx)
+	leader := func() (epoch int64, member string) {
+		_ = conn.QueryRow(ctx, `SELECT epoch, member FROM ring0_leader`).Scan(&epoch, &member)
+		return epoch, member
+	}
+	var took []time.Duration
+	for j := 1; j <= kills; j++ {
+		time.Sleep(time.Until(t0.Add(dur * time.Duration(j) / time.Duration(kills+1))))
+		epoch, member := leader()
+		i, err := strconv.Atoi(strings.TrimPrefix(member, "r0-"))
+		if err != nil || i < 0 || i >= len(r0s) {
+			progress("leader %q is none of the members", member)
+			return took
+		}
+		killed := time.Now()
+		_ = r0s[i].cmd.Process.Kill()
+		_ = r0s[i].cmd.Wait()
+		for e, _ := leader(); e <= epoch && time.Since(killed) < 30*time.Second && ctx.Err() == nil; e, _ = leader() {
+			time.Sleep(5 * time.Millisecond)
+		}
+		took = append(took, time.Since(killed))
+		p, _, err := runRing0(ctx, r0s[i].cmd.Path, r0s[i].args)
+		if err != nil {
+			progress("member r0-%d did not start again: %v", i, err)
+			return took
+		}
+		r0s[i] = p
+	}
+	return took
+}
+
+// downAt counts, at time at, the nodes the store holds as down.
+func downAt(ctx context.Context, url string, at time.Time) int64 {
+	time.Sleep(time.Until(at))
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return -1
+	}
+	defer conn.Close(ctx)
+	var n int64
+	if conn.QueryRow(ctx, `SELECT count(*) FROM nodes WHERE state = 'down'`).Scan(&n) != nil {
+		return -1
+	}
+	return n
 }
 
 // freeTCPPort returns a loopback port that was free a moment ago.

@@ -43,6 +43,10 @@ type ingestFigures struct {
 	AckedMissing  int64            `json:"acked_missing"`   // acknowledged sends not in the store
 	Ring0MemMB    int              `json:"ring0_memory_mb"` // each member's
 	Members       int              `json:"ring0_members"`
+	LeaderKills   int              `json:"leader_kills,omitempty"`
+	TakeoverP50Ms float64          `json:"takeover_p50_ms,omitempty"`
+	TakeoverMaxMs float64          `json:"takeover_max_ms,omitempty"`
+	DownAfterLoad int64            `json:"nodes_down_at_load_end"` // judged down as the offered load ended
 	DeferredRate  float64          `json:"deferred_per_sec"`
 	CommittedRate float64          `json:"committed_per_sec"`
 	WindowRate    float64          `json:"committed_while_offered_per_sec"`
@@ -66,6 +70,7 @@ type ingestFlags struct {
 	fast         bool
 	ring0MemMB   int
 	members      int // ring 0 members
+	kills        int // leader kills while load is offered (clusters only)
 }
 
 func benchIngestCmd() *cobra.Command {
@@ -85,6 +90,7 @@ func benchIngestCmd() *cobra.Command {
 	fs.BoolVar(&f.fast, "fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
 	fs.IntVar(&f.ring0MemMB, "ring0-memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget (its --memory-mb), each member's")
 	fs.IntVar(&f.members, "ring0", 1, "ring 0 members (a cluster on the same cores); more than one also runs one member first, in the same run, to compare")
+	fs.IntVar(&f.kills, "kill-leader", 0, "with --ring0 above 1: SIGKILL the leading member this many times while load is offered, starting it again as a standby")
 	fs.StringVarP(&f.out, "output", "o", "text", "output format: text or json")
 	return c
 }
@@ -93,6 +99,9 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	nodes, rate, dur, conns, dbURL, fast, out := &opt.nodes, &opt.rate, &opt.dur, &opt.conns, &opt.dbURL, &opt.fast, &opt.out
 	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 128 || opt.members < 1 || opt.members > 9 || (*out != "text" && *out != "json") {
 		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 128, --ring0 1 to 9; -o text or json")
+	}
+	if opt.kills < 0 || opt.kills > 0 && opt.members < 2 {
+		return usagef("bench ingest: --kill-leader needs --ring0 above 1")
 	}
 	if opt.members > 1 && *dbURL != "" {
 		return usagef("bench ingest: --ring0 above 1 runs twice, each on a fresh managed database: no --database-url")
@@ -166,6 +175,10 @@ func printIngest(stdout io.Writer, f ingestFigures, dur time.Duration) {
 	fmt.Fprintf(stdout, "caught up                %.0f ms after the offered load ended\n", f.CatchUpMs)
 	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB a member; budget %d MiB each)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
 	fmt.Fprintf(stdout, "stored afterwards        %d observations; %d acknowledged ones missing; reasons given %v\n", f.Stored, f.AckedMissing, f.Reasons)
+	fmt.Fprintf(stdout, "nodes down at load end   %d\n", f.DownAfterLoad)
+	if f.LeaderKills > 0 {
+		fmt.Fprintf(stdout, "leader killed            %d times (SIGKILL); next leader after p50 %.0f ms, max %.0f ms\n", f.LeaderKills, f.TakeoverP50Ms, f.TakeoverMaxMs)
+	}
 	fmt.Fprintf(stdout, "raw ed25519 verify       %.0f /s on %d cores (same run)\n", f.RawVerify2c, runtime.GOMAXPROCS(0))
 	fmt.Fprintf(stdout, "ratio committed/raw      %.2f   (durable store: %v)\n", f.Ratio, f.DurableDB)
 }
@@ -225,6 +238,7 @@ func registerFleet(ctx context.Context, url string, signers []*bus.Signer) error
 type ring0Proc struct {
 	cmd  *exec.Cmd
 	once sync.Once
+	args []string // how it was started, to start it again
 }
 
 func (p *ring0Proc) stop() {
@@ -240,8 +254,13 @@ func startRing0(ctx context.Context, state, url string, memMB int, extra ...stri
 	if err != nil {
 		return nil, "", err
 	}
-	args := append([]string{"ring0", "--state-dir", state, "--database-url", url, "--nats-port", "-1",
-		"--api-addr", "127.0.0.1:0", "--log-level", "warn", "--memory-mb", strconv.Itoa(memMB)}, extra...)
+	return runRing0(ctx, exe, append([]string{"ring0", "--state-dir", state, "--database-url", url, "--nats-port", "-1",
+		"--api-addr", "127.0.0.1:0", "--log-level", "warn", "--memory-mb", strconv.Itoa(memMB)}, extra...))
+}
+
+// runRing0 runs exe with args (`enjin ring0 …`) and waits for the line that says where its
+// broker listens.
+func runRing0(ctx context.Context, exe string, args []string) (*ring0Proc, string, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -252,7 +271,7 @@ func startRing0(ctx context.Context, state, url string, memMB int, extra ...stri
 	if err := cmd.Start(); err != nil {
 		return nil, "", err
 	}
-	p := &ring0Proc{cmd: cmd}
+	p := &ring0Proc{cmd: cmd, args: args}
 	line, err := bufio.NewReader(pipe).ReadString('\n')
 	if err != nil {
 		p.stop()

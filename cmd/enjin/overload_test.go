@@ -85,3 +85,35 @@ func TestOverloadIsBounded(t *testing.T) {
 		}
 	}
 }
+
+// Three ring 0 members take observations while the leading one is SIGKILLed ten times (and
+// started again as a standby): nothing acknowledged is lost, no node is judged down, a newer
+// leader is recorded every time, and what a killed member had taken but not acknowledged
+// comes back to the nodes as sent again or as already stored (a replay), never as missing.
+func TestLeaderKillsLoseNothing(t *testing.T) {
+	var figs []ingestFigures
+	benchIngestInto(t, &figs, "--nodes", "5000", "--rate", "3000", "--duration", "15s", "--ring0", "3", "--kill-leader", "10")
+	if len(figs) != 2 {
+		t.Fatalf("%d runs, want one member, then three", len(figs))
+	}
+	f := figs[1]
+	t.Logf("3 members, leader killed %d times: next leader after p50 %.0f ms, max %.0f ms; %d acknowledged, %d refused %v, %d unanswered and sent again; ack p99 %.0f ms",
+		f.LeaderKills, f.TakeoverP50Ms, f.TakeoverMaxMs, f.Acked, f.Refused, f.Reasons, f.Timeouts, f.AckP99Ms)
+	if f.LeaderKills != 10 {
+		t.Fatalf("the leader was killed %d times, want 10", f.LeaderKills)
+	}
+	if f.AckedMissing != 0 || f.Acked+f.Refused != int64(f.Sent) || f.Stored != int64(f.Sent) {
+		t.Errorf("%d sent, %d acknowledged, %d refused, %d stored, %d acknowledged missing", f.Sent, f.Acked, f.Refused, f.Stored, f.AckedMissing)
+	}
+	if f.DownAfterLoad != 0 {
+		t.Errorf("%d nodes judged down as the load ended", f.DownAfterLoad)
+	}
+	for reason := range f.Reasons {
+		if !strings.Contains(reason, "replay") && !strings.Contains(reason, "overloaded") {
+			t.Errorf("answers gave reason %q", reason)
+		}
+	}
+	if f.TakeoverMaxMs > 5000 {
+		t.Errorf("a takeover took %.0f ms", f.TakeoverMaxMs)
+	}
+}
