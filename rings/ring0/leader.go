@@ -33,11 +33,13 @@ func (r *Ring0) lead(ctx context.Context) {
 		l, err := r.store.Lead(ctx, r.member)
 		switch {
 		case l != nil:
-			r.leadWith(ctx, l.Epoch, func(lctx context.Context) error {
+			led := r.leadWith(ctx, l.Epoch, func(lctx context.Context) error {
 				return l.Hold(lctx, leaseCheck, leaseTimeout)
 			})
 			l.Close()
-			continue // wait for the lease again at once
+			if led {
+				continue // wait for the lease again at once
+			}
 		case ctx.Err() == nil:
 			r.log.Warn("cannot wait for leadership", "err", err)
 		}
@@ -49,13 +51,14 @@ func (r *Ring0) lead(ctx context.Context) {
 }
 
 // leadWith runs the singleton work under epoch until hold returns (the lease is lost) or ctx
-// ends. A new leader first gives every node not down a fresh start, as ring 0 does at its own
-// start: the old leader's last sight of them is not this one's to judge by.
-func (r *Ring0) leadWith(ctx context.Context, epoch int64, hold func(context.Context) error) {
+// ends, and reports whether it led. A new leader first gives every node not down a fresh
+// start, as ring 0 does at its own start: the old leader's last sight of them is not this
+// one's to judge by.
+func (r *Ring0) leadWith(ctx context.Context, epoch int64, hold func(context.Context) error) bool {
 	nks, err := r.store.NodeKeys(ctx)
 	if err != nil {
 		r.log.Warn("leadership: cannot load nodes; stepping down", "err", err)
-		return
+		return false
 	}
 	r.judge.load(nks, time.Now())
 	r.epoch.Store(epoch)
@@ -74,6 +77,7 @@ func (r *Ring0) leadWith(ctx context.Context, epoch int64, hold func(context.Con
 	if ctx.Err() == nil {
 		r.log.Warn("leadership lost; singleton work stopped", "epoch", epoch, "err", err)
 	}
+	return true
 }
 
 // Leadership names this member and returns the fencing epoch it leads with, or 0 while it

@@ -4,10 +4,16 @@
 // on this machine (`process` strategy, restarted with backoff) or, for the `external`
 // strategy, by issuing one-time join tokens they redeem for a credential.
 //
+// Several ring 0s may run as members of one cluster (Config.Cluster): their brokers routed
+// into one NATS cluster, one database, ingest and the API on every member; liveness verdicts
+// are made only by the member holding the leader lease (a PostgreSQL advisory lock) and carry
+// its fencing epoch, which the store checks.
+//
 // Guarantees: an observation is acknowledged to its node only after the store committed it;
 // a node is registered (keys first) before it is started; a node is declared down only after
-// six missed heartbeats, never during the grace after ring 0's own start nor when most nodes
-// go quiet at once. Run returns after everything it started has stopped.
+// six missed heartbeats, never during the grace after ring 0's own start (or a new leader's
+// takeover) nor when most nodes go quiet at once; a deposed leader's verdict is refused. Run
+// returns after everything it started has stopped.
 //
 // cmd/enjin imports ring0.
 package ring0
