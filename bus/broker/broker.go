@@ -184,6 +184,21 @@ func (b *Broker) ClusterAddr() string {
 	return ""
 }
 
+// ClientURLs are the client URLs of every member of the cluster this server knows (its own
+// first), for nodes to fail over between; without a cluster, its own.
+func (b *Broker) ClientURLs() []string {
+	own := b.ClientURL()
+	urls := []string{own}
+	if v, err := b.srv.Varz(nil); err == nil {
+		for _, hp := range v.ClientConnectURLs {
+			if u := "nats://" + hp; u != own && !slices.Contains(urls, u) {
+				urls = append(urls, u)
+			}
+		}
+	}
+	return urls
+}
+
 // Peers names the other members this server has routes to now, sorted.
 func (b *Broker) Peers() []string {
 	rz, err := b.srv.Routez(nil)

@@ -58,6 +58,10 @@ func TestRing0MembersFormOneBus(t *testing.T) {
 		}
 		return true
 	}, "every member routes to the other two")
+	harness.Eventually(t, 10*time.Second, func() bool {
+		urls := members[0].Broker.ClientURLs()
+		return len(urls) == 3 && urls[0] == members[0].URL && slices.Contains(urls, members[1].URL) && slices.Contains(urls, members[2].URL)
+	}, "a knows every member's client URL, its own first: %v", members[0].Broker.ClientURLs())
 
 	// Ring 0's ingest users on a and b share observations a node sends through c.
 	var onA, onB atomic.Int64
