@@ -58,6 +58,13 @@ func newCluster(t *testing.T, n int, hb time.Duration) []*ring0Proc {
 
 // stateVia reads node id's judged state from whichever member answers first.
 func stateVia(members []*ring0Proc, id rings.NodeID) string {
+	s, _ := nodeVia(members, id)
+	return s
+}
+
+// nodeVia reads node id's judged state and last stored sequence from whichever member
+// answers first.
+func nodeVia(members []*ring0Proc, id rings.NodeID) (string, uint64) {
 	for _, r := range members {
 		req, _ := http.NewRequest("GET", r.api()+"/v1/nodes/"+string(id), nil)
 		req.Header.Set("Authorization", "Bearer "+r.token)
@@ -66,15 +73,16 @@ func stateVia(members []*ring0Proc, id rings.NodeID) string {
 			continue
 		}
 		var n struct {
-			State string `json:"state"`
+			State   string `json:"state"`
+			LastSeq uint64 `json:"last_seq"`
 		}
 		err = json.NewDecoder(resp.Body).Decode(&n)
 		resp.Body.Close()
 		if err == nil && resp.StatusCode == 200 {
-			return n.State
+			return n.State, n.LastSeq
 		}
 	}
-	return ""
+	return "", 0
 }
 
 // TestRing0ClusterSurvivesItsLeader runs three ring 0 members and three ring 1 nodes (each
@@ -87,10 +95,13 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 	hb := time.Second
 	members := newCluster(t, 3, hb)
 	ids := []rings.NodeID{"c-node-a", "c-node-b", "c-node-c"}
+	var nodeArgs [][]string
+	var nodes []*harness.Proc
 	for i, id := range ids {
 		m := members[i]
-		harness.Start(t, "ring1", "--join-file", m.joinFile(id), "--ring0", m.api(),
-			"--state-dir", t.TempDir(), "--heartbeat", hb.String(), "--log-level", "warn")
+		args := []string{"ring1", "--join-file", m.joinFile(id), "--ring0", m.api(),
+			"--state-dir", t.TempDir(), "--heartbeat", hb.String(), "--log-level", "warn"}
+		nodeArgs, nodes = append(nodeArgs, args), append(nodes, harness.Start(t, args...))
 	}
 	allUp := func() bool {
 		for _, id := range ids {
@@ -124,6 +135,17 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 		lead, view = next, nv
 	}
 	harness.Eventually(t, 10*time.Second, allUp, "all nodes up at the end")
+
+	// A node restarting while the member it joined through is down connects to another: it
+	// was given every member's broker when it joined.
+	nodes[0].Kill()
+	members[0].proc.Kill()
+	_, before := nodeVia(members[1:], ids[0])
+	harness.Start(t, nodeArgs[0]...)
+	harness.Eventually(t, 20*time.Second, func() bool {
+		s, seq := nodeVia(members[1:], ids[0])
+		return s == "up" && seq > before
+	}, "%s heartbeating again through another member", ids[0])
 	slices.Sort(takeovers)
 	t.Logf("leader takeover after SIGKILL, %d times: p50 %v, p99 %v (max); no node judged down", len(takeovers),
 		takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond))

@@ -65,8 +65,9 @@ func joinToken(join, file string, stdin io.Reader) (string, error) {
 
 // joinedNode is what a joined node remembers besides its keys.
 type joinedNode struct {
-	Node rings.NodeID `json:"node"`
-	NATS string       `json:"nats"`
+	Node    rings.NodeID `json:"node"`
+	NATS    string       `json:"nats"`
+	Servers []string     `json:"servers,omitempty"` // every ring 0 member's broker
 }
 
 // joinNow redeems the token with ring 0 and keeps the node's keys and identity in dir.
@@ -75,7 +76,7 @@ func joinNow(c *cobra.Command, ring0URL, token, dir string) (ring1.Config, error
 	if err != nil {
 		return cfg, err
 	}
-	b, _ := json.Marshal(joinedNode{Node: cfg.Node, NATS: cfg.NATSURL})
+	b, _ := json.Marshal(joinedNode{Node: cfg.Node, NATS: cfg.NATSURL, Servers: cfg.NATSServers})
 	if err := keys.WriteCreds(filepath.Join(dir, "node.json"), b); err != nil {
 		return cfg, err
 	}
@@ -101,5 +102,5 @@ func loadJoined(dir string) (ring1.Config, error) {
 	if err != nil {
 		return ring1.Config{}, err
 	}
-	return ring1.Config{Node: j.Node, NATSURL: j.NATS, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir}, nil
+	return ring1.Config{Node: j.Node, NATSURL: j.NATS, NATSServers: j.Servers, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir}, nil
 }

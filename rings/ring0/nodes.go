@@ -193,7 +193,11 @@ func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api
 		return api.JoinResult{}, err
 	}
 	r.log.Info("ring 1 node joined", "node", n.ID)
-	return api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok, AppsToken: appsTok}, nil
+	res := api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok, AppsToken: appsTok}
+	if urls := r.broker.ClientURLs(); len(urls) > 1 {
+		res.Servers = urls
+	}
+	return res, nil
 }
 
 // OpsCreds issues a credential for an operator watching ops.> with the nats CLI.

@@ -45,6 +45,8 @@ type JoinReply struct {
 	JWT  string       `json:"jwt"`  // the node's RING1 user JWT, for UserKey
 	// AppsToken is the bearer ring 0 will present to the node's app API, should it host apps.
 	AppsToken string `json:"apps_token,omitempty"`
+	// Servers are every ring 0 member's broker, when there are several.
+	Servers []string `json:"servers,omitempty"`
 }
 
 // Join is the client half of the `external` supervision strategy. It makes a fresh NATS
@@ -106,7 +108,7 @@ func join(ctx context.Context, hc *http.Client, ring0API string, jr JoinRequest,
 			return Config{}, fmt.Errorf("ring1: join: %w", err)
 		}
 	}
-	return Config{Node: rep.Node, NATSURL: rep.NATS, Creds: cr}, nil
+	return Config{Node: rep.Node, NATSURL: rep.NATS, NATSServers: rep.Servers, Creds: cr}, nil
 }
 
 // postJoin sends the request and decodes a 200 answer; any other status is an error

@@ -26,6 +26,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,13 +44,28 @@ import (
 // DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
 const DefaultHeartbeat = 5 * time.Second
 
+// servers is the URL list the node connects with: NATSURL first, then the other members'.
+func (c Config) servers() string {
+	urls := []string{c.NATSURL}
+	for _, u := range c.NATSServers {
+		if u != "" && !slices.Contains(urls, u) {
+			urls = append(urls, u)
+		}
+	}
+	return strings.Join(urls, ",")
+}
+
 // flushTimeout bounds the wait for the broker to confirm the command subscription.
 const flushTimeout = 5 * time.Second
 
 // Config describes one ring 1 node.
 type Config struct {
-	Node        rings.NodeID
-	NATSURL     string
+	Node    rings.NodeID
+	NATSURL string
+	// NATSServers are every ring 0 member's broker (NATSURL among them) when ring 0 runs as
+	// several: the node connects to any and fails over between them, even when it starts
+	// while the member it joined through is down.
+	NATSServers []string
 	Creds       *keys.Creds       // the node's RING1 user credential (JWT and seed), named Node
 	Attestation *keys.Attestation // the node's observation-signing key, distinct from the auth key
 	Heartbeat   time.Duration     // 0 means DefaultHeartbeat
@@ -193,7 +210,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
 	}
 	n.jwt.CompareAndSwap(nil, &n.cfg.Creds.JWT)
-	nc, err := bus.Connect(n.cfg.NATSURL, n.cfg.Creds,
+	nc, err := bus.Connect(n.cfg.servers(), n.cfg.Creds,
 		nats.UserJWT(n.currentJWT, kp.Sign), // reconnects present the newest credential
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if bus.Terminal(err) {

@@ -75,6 +75,9 @@ type JoinResult struct {
 	Node rings.NodeID `json:"node"`
 	NATS string       `json:"nats"`
 	JWT  string       `json:"jwt"`
+	// Servers are the brokers of every ring 0 member (NATS first), for the node to fail
+	// over between; absent with a single ring 0.
+	Servers []string `json:"servers,omitempty"`
 	// AppsToken is the bearer ring 0 will present to the node's app API, if it hosts apps.
 	AppsToken string `json:"apps_token,omitempty"`
 }
