@@ -24,6 +24,7 @@ import (
 type offerResult struct {
 	acked, refused, deferred int64
 	timeouts                 int64            // sends not answered in time, sent again
+	statuses                 int64            // the broker answered, not ring 0 (no responders)
 	ackedInWindow            int64            // acknowledged while load was offered
 	lat, e2e                 []time.Duration  // accepted send → ack, due → ack
 	span                     time.Duration    // from the first due to the last ack
@@ -67,7 +68,8 @@ type fleet struct {
 	lat, e2e                          []time.Duration
 	acked, refused, deferred, lastAck atomic.Int64 // acked and refused count each message once
 	timeouts                          atomic.Int64
-	sendq                             chan int // next heartbeats of nodes just answered; see senders
+	statuses                          atomic.Int64 // the broker's own answers (no responders)
+	sendq                             chan int     // next heartbeats of nodes just answered; see senders
 	mu                                sync.Mutex
 	reasons                           map[string]int64 // of refusals and deferrals
 	ackedNodes                        []string         // every acknowledged send, copies too:
@@ -224,6 +226,13 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 			seqs, _, _ := strings.Cut(rest, ".")
 			k, err1 := strconv.Atoi(ks)
 			seq, err2 := strconv.ParseInt(seqs, 10, 64)
+			// A status from the broker ("503": nobody subscribed, as while a restarted ring 0
+			// member has not subscribed yet) is no answer from ring 0: the send times out and
+			// goes again, as a node's request does.
+			if m.Header.Get("Status") != "" {
+				f.statuses.Add(1)
+				return
+			}
 			if err1 == nil && err2 == nil && k >= 0 && k < len(msgs) {
 				f.answer(k, seq, m)
 			}
@@ -262,6 +271,7 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.acked, res.refused, res.deferred, res.timeouts = f.acked.Load(), f.refused.Load(), f.deferred.Load(), f.timeouts.Load()
+	res.statuses = f.statuses.Load()
 	f.mu.Lock()
 	res.reasons = maps.Clone(f.reasons)
 	res.ackedNodes, res.ackedSeqs = f.ackedNodes, f.ackedSeqs

@@ -38,6 +38,7 @@ type ingestFigures struct {
 	Refused       int64            `json:"refused"`
 	Deferred      int64            `json:"deferred"`
 	Timeouts      int64            `json:"timeouts"`
+	NoResponders  int64            `json:"no_responders"`   // the broker's answers: nobody subscribed yet
 	Reasons       map[string]int64 `json:"reasons"`         // of the refusals and deferrals
 	Stored        int64            `json:"stored"`          // observations in the store afterwards
 	AckedMissing  int64            `json:"acked_missing"`   // acknowledged sends not in the store
@@ -175,7 +176,7 @@ func printIngest(stdout io.Writer, f ingestFigures, dur time.Duration) {
 	fmt.Fprintf(stdout, "caught up                %.0f ms after the offered load ended\n", f.CatchUpMs)
 	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB a member; budget %d MiB each)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
 	fmt.Fprintf(stdout, "stored afterwards        %d observations; %d acknowledged ones missing; reasons given %v\n", f.Stored, f.AckedMissing, f.Reasons)
-	fmt.Fprintf(stdout, "nodes down at load end   %d\n", f.DownAfterLoad)
+	fmt.Fprintf(stdout, "nodes down at load end   %d; the broker answered \"no responders\" %d times\n", f.DownAfterLoad, f.NoResponders)
 	if f.LeaderKills > 0 {
 		fmt.Fprintf(stdout, "leader killed            %d times (SIGKILL); next leader after p50 %.0f ms, max %.0f ms\n", f.LeaderKills, f.TakeoverP50Ms, f.TakeoverMaxMs)
 	}

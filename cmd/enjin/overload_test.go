@@ -97,8 +97,8 @@ func TestLeaderKillsLoseNothing(t *testing.T) {
 		t.Fatalf("%d runs, want one member, then three", len(figs))
 	}
 	f := figs[1]
-	t.Logf("3 members, leader killed %d times: next leader after p50 %.0f ms, max %.0f ms; %d acknowledged, %d refused %v, %d unanswered and sent again; ack p99 %.0f ms",
-		f.LeaderKills, f.TakeoverP50Ms, f.TakeoverMaxMs, f.Acked, f.Refused, f.Reasons, f.Timeouts, f.AckP99Ms)
+	t.Logf("3 members, leader killed %d times: next leader after p50 %.0f ms, max %.0f ms; %d acknowledged, %d refused %v, %d unanswered and sent again (%d \"no responders\" from the broker); ack p99 %.0f ms",
+		f.LeaderKills, f.TakeoverP50Ms, f.TakeoverMaxMs, f.Acked, f.Refused, f.Reasons, f.Timeouts, f.NoResponders, f.AckP99Ms)
 	if f.LeaderKills != 10 {
 		t.Fatalf("the leader was killed %d times, want 10", f.LeaderKills)
 	}
