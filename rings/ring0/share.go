@@ -34,11 +34,25 @@ const maxNoteNodes = 8192
 // hearing collects what this member heard until it is shared.
 type hearing struct {
 	mu    sync.Mutex
-	seen  map[rings.NodeID]struct{}
-	at    time.Time
-	heard map[rings.NodeID]struct{}
-	until time.Time
+	seen  earliest       // committed, at the earliest commit
+	heard earliest       // deferred, alive until the earliest end of a wait
 	keys  []rings.NodeID // nodes whose keys changed
+}
+
+// earliest is a set of nodes and the earliest time noted with any of them.
+type earliest struct {
+	nodes map[rings.NodeID]struct{}
+	at    time.Time
+}
+
+func (e *earliest) add(node rings.NodeID, at time.Time) {
+	if len(e.nodes) == 0 || at.Before(e.at) {
+		e.at = at
+	}
+	if e.nodes == nil {
+		e.nodes = map[rings.NodeID]struct{}{}
+	}
+	e.nodes[node] = struct{}{}
 }
 
 func (h *hearing) changed(node rings.NodeID) {
@@ -49,33 +63,21 @@ func (h *hearing) changed(node rings.NodeID) {
 
 func (h *hearing) saw(node rings.NodeID, at time.Time) {
 	h.mu.Lock()
-	if h.seen == nil {
-		h.seen = map[rings.NodeID]struct{}{}
-	}
-	if len(h.seen) == 0 || at.Before(h.at) {
-		h.at = at
-	}
-	h.seen[node] = struct{}{}
+	h.seen.add(node, at)
 	h.mu.Unlock()
 }
 
 func (h *hearing) deferred(node rings.NodeID, until time.Time) {
 	h.mu.Lock()
-	if h.heard == nil {
-		h.heard = map[rings.NodeID]struct{}{}
-	}
-	if len(h.heard) == 0 || until.Before(h.until) {
-		h.until = until
-	}
-	h.heard[node] = struct{}{}
+	h.heard.add(node, until)
 	h.mu.Unlock()
 }
 
 // take returns what was heard since the last take, as notes of at most maxNoteNodes each.
 func (h *hearing) take(member string) []heardNote {
 	h.mu.Lock()
-	seen, at, heard, until, changed := h.seen, h.at, h.heard, h.until, h.keys
-	h.seen, h.heard, h.keys = nil, nil, nil
+	seen, at, heard, until, changed := h.seen.nodes, h.seen.at, h.heard.nodes, h.heard.at, h.keys
+	h.seen, h.heard, h.keys = earliest{}, earliest{}, nil
 	h.mu.Unlock()
 	var notes []heardNote
 	note := heardNote{Member: member, At: at.UnixNano(), Until: until.UnixNano()}
