@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -140,4 +141,66 @@ func stream(c *http.Client, method, url, auth string, body io.Reader) (int, erro
 		n++
 	}
 	return n, sc.Err()
+}
+
+// TestForwardedAnswerBeforeTheBodyEnds has ring 1 answer a deploy — header and a first
+// event — after reading only the body's first kilobyte, and the client send the rest only
+// once it has that event. The proxy must keep carrying the body while it streams the answer:
+// ring 1 gets every byte and the stream ends with its last line, not cut.
+func TestForwardedAnswerBeforeTheBodyEnds(t *testing.T) {
+	e := newEnv(t)
+	_, asAcme, _ := startRing1(t, e, nil)
+	const size = 100 << 10
+	ring1 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.NewResponseController(w).EnableFullDuplex() // as ring 1's reading of a bundle may go on
+		first := make([]byte, 1024)
+		if _, err := io.ReadFull(r.Body, first); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "application/x-ndjson")
+		io.WriteString(w, "{\"event\":\"unpacked\"}\n")
+		w.(http.Flusher).Flush()
+		rest, err := io.ReadAll(r.Body)
+		fmt.Fprintf(w, "{\"event\":\"live\",\"bytes\":%d,\"err\":%q}\n", len(first)+len(rest), fmt.Sprint(err))
+	}))
+	t.Cleanup(ring1.Close)
+	e.ring0.apps = ring1.URL
+
+	pr, pw := io.Pipe()
+	req, _ := http.NewRequest("POST", e.srv.URL+"/v1/tenants/acme/apps/web/releases", pr)
+	req.ContentLength = size
+	req.Header.Set("Authorization", asAcme)
+	got, waited := make(chan string, 1), make(chan bool, 1)
+	go func() { // the first kilobyte, then the rest once the first event is in (or 3 s)
+		pw.Write(bytes.Repeat([]byte("x"), 1024))
+		select {
+		case <-got:
+			waited <- false
+		case <-time.After(3 * time.Second):
+			waited <- true
+		}
+		pw.Write(bytes.Repeat([]byte("y"), size-1024))
+		pw.Close()
+	}()
+	res, err := e.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	sc := bufio.NewScanner(res.Body)
+	var lines []string
+	for sc.Scan() {
+		lines = append(lines, sc.Text())
+		if len(lines) == 1 {
+			got <- lines[0]
+		}
+	}
+	if <-waited {
+		t.Fatalf("the first event did not come before the rest of the body: the proxy held the answer until it had read the body")
+	}
+	want := fmt.Sprintf("{\"event\":\"live\",\"bytes\":%d,\"err\":\"<nil>\"}", size)
+	if res.StatusCode != 200 || len(lines) != 2 || lines[1] != want || sc.Err() != nil {
+		t.Fatalf("got %d, lines %q, %v; want 200 and two lines ending %s", res.StatusCode, lines, sc.Err(), want)
+	}
 }
