@@ -48,6 +48,9 @@ type Config struct {
 	// Every member holds the same trust chain (a copy of keys/); routes authenticate with a
 	// secret derived from its operator signing key, so only members can join.
 	Cluster *Cluster
+	// Share, if set, is where the members keep their accounts (the inventory): a member
+	// takes in the others' accounts before it signs any and writes back what it changed.
+	Share Share
 }
 
 // Cluster is this member's place among the ring 0 members.
@@ -91,6 +94,7 @@ type Broker struct {
 	chain *keys.Chain
 	srv   *server.Server
 	sys   *nats.Conn
+	share Share // nil: a lone ring 0
 
 	mu         sync.Mutex // serializes re-signing and pushing account JWTs
 	violations atomic.Uint64
@@ -107,8 +111,13 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
-	jwts, err := Provision(chain, time.Now())
-	if err != nil {
+	var jwts []Signed
+	ctx, cancel := context.WithTimeout(context.Background(), shareWait)
+	defer cancel()
+	if err := shared(ctx, cfg.Share, chain, func() (err error) {
+		jwts, err = Provision(chain, time.Now())
+		return err
+	}); err != nil {
 		return nil, err
 	}
 	res, err := server.NewDirAccResolver(filepath.Join(cfg.StateDir, "resolver"), 0, time.Minute, server.RenameDeleted)
@@ -146,7 +155,7 @@ func New(cfg Config) (*Broker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	b := &Broker{log: log, chain: chain, srv: srv}
+	b := &Broker{log: log, chain: chain, srv: srv, share: cfg.Share}
 	srv.SetLoggerV2(logAdapter{log, &b.violations}, false, false, false)
 	srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {

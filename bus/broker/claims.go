@@ -19,6 +19,10 @@ import (
 func (b *Broker) Revoke(ctx context.Context, account, userPub string) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return shared(ctx, b.share, b.chain, func() error { return b.revoke(ctx, account, userPub) })
+}
+
+func (b *Broker) revoke(ctx context.Context, account, userPub string) error {
 	a, err := b.chain.Account(account)
 	if err != nil {
 		return err
@@ -53,6 +57,28 @@ func (b *Broker) AddTenant(ctx context.Context, t rings.TenantID, scopedKeys ...
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return shared(ctx, b.share, b.chain, func() error { return b.addTenant(ctx, t, scopedKeys) })
+}
+
+// EnsureTenant returns the public key of tenant t's account, creating the account's keys
+// if it has none: the key a ring 1 node scopes its signing key to before AddTenant.
+func (b *Broker) EnsureTenant(ctx context.Context, t rings.TenantID) (pub string, err error) {
+	if err := t.Validate(); err != nil {
+		return "", fmt.Errorf("broker: tenant: %w", err)
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	err = shared(ctx, b.share, b.chain, func() error {
+		a, _, err := b.chain.EnsureAccount(keys.TenantAccount(t))
+		if err == nil {
+			pub = a.Public
+		}
+		return err
+	})
+	return pub, err
+}
+
+func (b *Broker) addTenant(ctx context.Context, t rings.TenantID, scopedKeys []string) error {
 	a, _, err := b.chain.EnsureAccount(keys.TenantAccount(t))
 	if err != nil {
 		return err
@@ -95,6 +121,10 @@ func (b *Broker) reprovision(ctx context.Context) error {
 func (b *Broker) RemoveTenant(ctx context.Context, t rings.TenantID) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	return shared(ctx, b.share, b.chain, func() error { return b.removeTenant(ctx, t) })
+}
+
+func (b *Broker) removeTenant(ctx context.Context, t rings.TenantID) error {
 	name := keys.TenantAccount(t)
 	a, err := b.chain.Account(name)
 	if err != nil {

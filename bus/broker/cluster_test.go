@@ -15,11 +15,12 @@ import (
 	"enjin/test/harness"
 )
 
-// startMember starts a clustered broker on dir with routes to the others.
-func startMember(t *testing.T, dir, member string, port int, routes []string) *harness.Cloud {
+// startMember starts a clustered broker on dir with routes to the others, keeping its
+// accounts in share if set.
+func startMember(t *testing.T, dir, member string, port int, routes []string, share broker.Share) *harness.Cloud {
 	t.Helper()
 	b, err := broker.New(broker.Config{StateDir: dir, Port: -1, Logger: harness.Logger(t),
-		Cluster: &broker.Cluster{Member: member, Port: port, Routes: routes}})
+		Cluster: &broker.Cluster{Member: member, Port: port, Routes: routes}, Share: share})
 	if err != nil {
 		t.Fatalf("start %s: %v", member, err)
 	}
@@ -47,7 +48,7 @@ func TestRing0MembersFormOneBus(t *testing.T) {
 				routes = append(routes, "127.0.0.1:"+itoa(p))
 			}
 		}
-		members = append(members, startMember(t, dirs[i], names[i], ports[i], routes))
+		members = append(members, startMember(t, dirs[i], names[i], ports[i], routes, nil))
 	}
 	harness.Eventually(t, 10*time.Second, func() bool {
 		for i, m := range members {
@@ -108,7 +109,7 @@ func TestRing0MembersFormOneBus(t *testing.T) {
 
 	// A stranger — a server with its own chain — cannot route in.
 	strangerDir := t.TempDir()
-	stranger := startMember(t, strangerDir, "r0-x", harness.FreePort(t), []string{"127.0.0.1:" + itoa(ports[0])})
+	stranger := startMember(t, strangerDir, "r0-x", harness.FreePort(t), []string{"127.0.0.1:" + itoa(ports[0])}, nil)
 	var leaked atomic.Int64
 	snc := stranger.Connect(t, stranger.Ring0Ingest(t))
 	if _, err := snc.Subscribe(bus.Ring1ObsAll, func(*nats.Msg) { leaked.Add(1) }); err != nil {

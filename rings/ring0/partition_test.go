@@ -124,11 +124,12 @@ func (p *partition) Cut() {
 	}
 }
 
-// startMember runs a ring 0 in this process on dbURL until the test ends.
-func startMember(t *testing.T, dbURL string) *Ring0 {
+// startMember runs a ring 0 in this process on dbURL, with its state in dir, until the test
+// ends.
+func startMember(t *testing.T, dir, dbURL string) *Ring0 {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	r, err := New(ctx, Config{StateDir: t.TempDir(), DatabaseURL: dbURL, NATSPort: -1, APIAddr: "127.0.0.1:0",
+	r, err := New(ctx, Config{StateDir: dir, DatabaseURL: dbURL, NATSPort: -1, APIAddr: "127.0.0.1:0",
 		Heartbeat: time.Second, Logger: harness.Logger(t)})
 	if err != nil {
 		cancel()
@@ -150,9 +151,11 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	direct := pg.CreateDatabase(t, "ring0")
 	part := newPartition(t, pg.SocketDir)
-	a := startMember(t, part.url("ring0"))
+	dirA, dirB := t.TempDir(), t.TempDir()
+	a := startMember(t, dirA, part.url("ring0"))
 	harness.Eventually(t, 10*time.Second, func() bool { _, e := a.Leadership(); return e != 0 }, "a leads")
-	b := startMember(t, direct)
+	harness.CopyKeys(t, dirA, dirB) // members hold one trust chain
+	b := startMember(t, dirB, direct)
 	_, epochA := a.Leadership()
 	if _, e := b.Leadership(); e != 0 {
 		t.Fatalf("b leads at epoch %d while a does", e)

@@ -158,7 +158,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	if r.store, err = inventory.Open(ctx, cfg.DatabaseURL, r.log); err != nil {
 		return nil, err
 	}
-	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log, Cluster: cfg.Cluster}); err != nil {
+	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log, Cluster: cfg.Cluster, Share: r.store}); err != nil {
 		return nil, err
 	}
 	if err := r.loadNodes(ctx); err != nil {

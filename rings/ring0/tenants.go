@@ -47,14 +47,14 @@ func (r *Ring0) CreateTenant(ctx context.Context, t rings.TenantID, metadata map
 // tenantKey asks ring 1 node host for the scoped signing key it signs tenant t's users with
 // — the node makes it, if it has none, and hands over only its public half.
 func (r *Ring0) tenantKey(ctx context.Context, t rings.TenantID, host rings.NodeID) (string, error) {
-	acct, _, err := r.broker.Chain().EnsureAccount(keys.TenantAccount(t))
+	acct, err := r.broker.EnsureTenant(ctx, t)
 	if err != nil {
 		return "", err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rep, err := bus.Request[bus.TenantKeyRequest, bus.TenantKeyReply](rctx, r.nc, bus.R0ToRing1Cmd(host, bus.VerbTenantKey),
-		bus.TenantKeyRequest{Tenant: t, Account: acct.Public})
+		bus.TenantKeyRequest{Tenant: t, Account: acct})
 	if err != nil {
 		return "", fmt.Errorf("ring0: ring 1 node %s cannot host %s: %w", host, t, err)
 	}
