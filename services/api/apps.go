@@ -150,6 +150,14 @@ func (a *API) forwardTo(c *call, b AppsBackend, modify func(*http.Response) erro
 			a.fail(w, r, &apiError{http.StatusBadGateway, "ring1_unavailable", "the ring 1 node running this tenant's app did not answer"})
 		},
 	}
+	// Full duplex: ring 1 may answer (a deploy's first progress event) while the proxy still
+	// sends it the body's last bytes. Otherwise net/http, writing the answer's header, reads
+	// what is left of the body itself and closes it — under the proxy's feet, which then
+	// drops its connection to ring 1 and cuts the stream (a deploy that ended "the connection
+	// closed before the release was live or failed").
+	if c.r.Body != nil && c.r.Body != http.NoBody {
+		_ = http.NewResponseController(c.w).EnableFullDuplex() // errors: a writer that cannot, which has nothing to race
+	}
 	w, done := streaming(c.w, c.r)
 	defer done()
 	rp.ServeHTTP(w, c.r)

@@ -15,12 +15,7 @@ import (
 // the answer must make progress within those timeouts: a client that keeps up is never cut,
 // one that stalls still is. done ends the arrangement, leaving the server's final write
 // bounded too.
-//
-// A request with a body is full duplex: ring 1 may answer (a deploy's first progress event)
-// while the proxy still sends it the body's last bytes. Without it net/http, writing the
-// answer's header, reads what is left of the body itself and closes it — under the proxy's
-// feet, which then drops the connection to ring 1 and cuts the stream (a deploy that ended
-// with "the connection closed before the release was live or failed").
+
 func streaming(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, done func()) {
 	srv, _ := r.Context().Value(http.ServerContextKey).(*http.Server)
 	if srv == nil {
@@ -35,7 +30,6 @@ func streaming(w http.ResponseWriter, r *http.Request) (_ http.ResponseWriter, d
 	} else {
 		body = &stallReader{ReadCloser: r.Body, rc: rc, idle: srv.ReadTimeout}
 		r.Body = body
-		_ = rc.EnableFullDuplex() // errors: a writer that cannot, which has nothing to race
 	}
 	return sw, func() {
 		if body != nil {
