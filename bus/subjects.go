@@ -36,6 +36,10 @@ const (
 	VerbNetworks = "networks"
 	// VerbVolumeDelete deletes a volume's file (VolumeRequest).
 	VerbVolumeDelete = "volume.delete"
+	// VerbBid offers the node a placement (Offer → SignedBid): it answers with what it has
+	// free and promises, signed by its attestation key, so the placement stored with the
+	// winning bid proves what the winner promised.
+	VerbBid = "bid"
 )
 
 // VMRef names one VM of a node.

@@ -139,6 +139,7 @@ func TestAppsEndToEnd(t *testing.T) {
 	} else {
 		t.Logf("enjin verify: %s", strings.TrimSpace(out))
 	}
+	checkBids(t, state, "acme", "hello")
 
 	// The tenant's own token reaches its apps and nothing else.
 	tok := strings.TrimSpace(cli("tenants", "token", "acme"))

@@ -123,6 +123,7 @@ func TestVerifyJSON(t *testing.T) {
 		"/v1/nodes":                 `{"nodes":[{"id":"n1","attest_pub":"KEY-NOW"}]}`,
 		"/v1/nodes/n1/observations": `{"observations":[{"node":"n1","seq":7,"ts_ns":1,"signer":"KEY-UNKNOWN","sig":"","payload":""}]}`,
 		"/v1/history/node/n1":       `{"history":[]}`,
+		"/v1/placements":            `{"placements":[{"tenant":"acme","app":"web","node":"n1","bid":null}]}`,
 	}))
 	useAPI(t, api)
 	out, errOut, code := enjinIn(t, "", "verify", "-o", "json")
@@ -130,8 +131,9 @@ func TestVerifyJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &s); err != nil || code != 1 {
 		t.Fatalf("exit %d, stdout %q, stderr %q: %v", code, out, errOut, err)
 	}
-	if s.Nodes != 1 || s.Observations != 1 || s.Failed != 1 || len(s.Failures) != 1 || s.Failures[0].Seq != 7 ||
-		errOut != "enjin: 1 observations failed verification\n" {
+	if s.Nodes != 1 || s.Observations != 1 || s.Placements != 1 || s.Failed != 2 || len(s.Failures) != 2 || s.Failures[0].Seq != 7 ||
+		s.Failures[1].App != "acme/web" || s.Failures[1].Reason != "no bid stored" ||
+		errOut != "enjin: 2 failed verification (of 1 observations and 1 placements)\n" {
 		t.Errorf("summary %+v, stderr %q", s, errOut)
 	}
 }

@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/url"
 
 	"github.com/spf13/cobra"
 
+	"enjin/bus"
 	"enjin/rings"
 )
 
@@ -14,22 +16,26 @@ import (
 type verifySummary struct {
 	Nodes        int             `json:"nodes"`
 	Observations int             `json:"observations"`
+	Placements   int             `json:"placements"` // apps' placements whose winning bid was checked
 	Failed       int             `json:"failed"`
 	Failures     []verifyFailure `json:"failures"`
 }
 
 type verifyFailure struct {
 	Node   rings.NodeID `json:"node"`
-	Seq    uint64       `json:"seq"`
+	Seq    uint64       `json:"seq,omitempty"`
+	App    string       `json:"app,omitempty"` // tenant/app: the failure is of that placement's bid
 	Reason string       `json:"reason"`
 }
 
 func verifyCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "verify",
-		Short: "re-check every stored observation's signature, offline; exit 1 on any failure",
+		Short: "re-check every stored observation's signature and every placement's bid, offline; exit 1 on any failure",
 		Long: `Fetch every stored observation with its exact signed bytes and check, here, that a key
-registered for its node (now or before) signed it. Exit status 1 if any fails.`,
+registered for its node (now or before) signed it; then every app's placement, and check that
+its winning bid was signed by a key of the node it placed the app on and answers that
+placement (the same node, tenant and app). Exit status 1 if any fails.`,
 		Example: "  enjin verify\n  enjin verify -o json",
 		Args:    argsBetween(0, 0, "no arguments"),
 	}
@@ -41,7 +47,11 @@ registered for its node (now or before) signed it. Exit status 1 if any fails.`,
 		}
 		w := c.OutOrStdout()
 		report := func(f verifyFailure) {
-			if !out.json() {
+			switch {
+			case out.json():
+			case f.App != "":
+				fmt.Fprintf(w, "FAIL placement of %s on %s: %s\n", f.App, f.Node, f.Reason)
+			default:
 				fmt.Fprintf(w, "FAIL %s seq %d: %s\n", f.Node, f.Seq, f.Reason)
 			}
 		}
@@ -52,10 +62,10 @@ registered for its node (now or before) signed it. Exit status 1 if any fails.`,
 		if out.json() {
 			err = writeJSON(w, s)
 		} else {
-			_, err = fmt.Fprintf(w, "verified %d observations of %d nodes: %d failed\n", s.Observations, s.Nodes, s.Failed)
+			_, err = fmt.Fprintf(w, "verified %d observations of %d nodes and the bids of %d placements: %d failed\n", s.Observations, s.Nodes, s.Placements, s.Failed)
 		}
 		if err == nil && s.Failed > 0 {
-			err = fmt.Errorf("%d observations failed verification", s.Failed)
+			err = fmt.Errorf("%d failed verification (of %d observations and %d placements)", s.Failed, s.Observations, s.Placements)
 		}
 		return err
 	}
@@ -96,8 +106,61 @@ func verifyAll(ctx context.Context, c *client, report func(verifyFailure)) (veri
 			after = string(n.ID)
 		}
 		if len(page.Nodes) < 1000 {
+			err := verifyPlacements(ctx, c, ks, &s, report)
 			s.Failed = len(s.Failures)
-			return s, nil
+			return s, err
 		}
 	}
+}
+
+// verifyPlacements checks every app placement's winning bid: signed by a key its node has
+// had, answering that placement.
+func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySummary, report func(verifyFailure)) error {
+	var list struct {
+		Placements []struct {
+			Tenant rings.TenantID  `json:"tenant"`
+			App    string          `json:"app"`
+			Node   rings.NodeID    `json:"node"`
+			Bid    json.RawMessage `json:"bid"`
+		} `json:"placements"`
+	}
+	if err := c.get(ctx, "/v1/placements", &list); err != nil {
+		return err
+	}
+	for _, p := range list.Placements {
+		s.Placements++
+		why, err := checkBid(ctx, ks, p.Node, p.Tenant, p.App, p.Bid)
+		if err != nil {
+			return err
+		}
+		if why != "" {
+			f := verifyFailure{Node: p.Node, App: string(p.Tenant) + "/" + p.App, Reason: why}
+			s.Failures = append(s.Failures, f)
+			report(f)
+		}
+	}
+	return nil
+}
+
+// checkBid says why raw is not node's valid bid for tenant's app, or "" if it is.
+func checkBid(ctx context.Context, ks *keyring, node rings.NodeID, tenant rings.TenantID, app string, raw json.RawMessage) (string, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "no bid stored", nil
+	}
+	var sb bus.SignedBid
+	if err := json.Unmarshal(raw, &sb); err != nil {
+		return "the stored bid is unreadable: " + err.Error(), nil
+	}
+	nodeKeys, err := ks.keysOf(ctx, node)
+	if err != nil {
+		return "", err
+	}
+	bid, err := sb.Open(nodeKeys...)
+	if err != nil {
+		return err.Error(), nil
+	}
+	if bid.Node != node || bid.Tenant != tenant || bid.App != app {
+		return fmt.Sprintf("the bid is %s's for %s/%s", bid.Node, bid.Tenant, bid.App), nil
+	}
+	return "", nil
 }

@@ -112,8 +112,9 @@ func (r *Ring0) appsAPIOf(ctx context.Context, node rings.NodeID) (appsAPI, bool
 
 // AppsBackend is the app API of the ring 1 node running tenant t's app: the node the app was
 // placed on, or else the first of t's hosts that hosts apps. With place, an app placed
-// nowhere is placed: on node if given — which then hosts t too, if it did not — or else on
-// the host of t's that runs the fewest of its apps.
+// nowhere is placed by signed bids (auction): node, if given — which then hosts t too, if it
+// did not — must bid for it; else every host of t's that runs apps is offered it, and the
+// winning bid is stored with the placement.
 func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, place bool, node rings.NodeID) (api.AppsBackend, error) {
 	placed, err := r.store.AppHost(ctx, t, app)
 	switch {
@@ -128,7 +129,7 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 	if node != "" && !place {
 		return api.AppsBackend{}, fmt.Errorf("ring0: app %s/%s: %w", t, app, inventory.ErrNotFound)
 	}
-	var chosen api.AppsBackend
+	var candidates []api.AppsBackend
 	if node != "" {
 		if err := r.hostOn(ctx, t, node); err != nil {
 			return api.AppsBackend{}, err
@@ -137,7 +138,7 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 		if !ok {
 			return api.AppsBackend{}, fmt.Errorf("ring0: node %s hosts no apps: %w", node, inventory.ErrInvalid)
 		}
-		chosen = a.on(node)
+		candidates = []api.AppsBackend{a.on(node)}
 	} else {
 		all, err := r.AppsBackends(ctx, t)
 		if err != nil {
@@ -149,33 +150,25 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 		if !place {
 			return all[0], nil
 		}
-		if chosen, err = r.spread(ctx, t, all); err != nil {
-			return api.AppsBackend{}, err
-		}
+		candidates = all
 	}
-	if placed, err = r.store.PlaceApp(ctx, t, app, chosen.Node); err != nil {
+	// The placement goes to a bid: even a host the caller named signs what it promises.
+	count, err := r.store.AppsPlaced(ctx, t)
+	if err != nil {
+		return api.AppsBackend{}, err
+	}
+	w, err := r.auction(ctx, t, app, candidates, count)
+	if err != nil {
+		return api.AppsBackend{}, err
+	}
+	chosen := w.backend
+	if placed, err = r.store.PlaceApp(ctx, t, app, chosen.Node, w.signed); err != nil {
 		return api.AppsBackend{}, err
 	}
 	if placed == chosen.Node {
 		return chosen, nil
 	}
 	return r.backendOn(ctx, t, placed) // a racing deploy placed it elsewhere first
-}
-
-// spread is the one of app APIs all whose node runs the fewest of tenant t's apps; the first
-// of those in node order on a tie.
-func (r *Ring0) spread(ctx context.Context, t rings.TenantID, all []api.AppsBackend) (api.AppsBackend, error) {
-	placed, err := r.store.AppsPlaced(ctx, t)
-	if err != nil {
-		return api.AppsBackend{}, err
-	}
-	best := all[0]
-	for _, b := range all[1:] {
-		if placed[b.Node] < placed[best.Node] {
-			best = b
-		}
-	}
-	return best, nil
 }
 
 // backendOn is node's app API, for tenant t's app placed there.

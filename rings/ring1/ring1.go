@@ -174,6 +174,7 @@ func New(cfg Config) (*Node, error) {
 		bus.Ring1Cmd(cfg.Node, bus.VerbDrain):     n.drain,
 		bus.Ring1Cmd(cfg.Node, bus.VerbTenantKey): n.tenantKey,
 		bus.Ring1Cmd(cfg.Node, bus.VerbNetworks):  n.networksChanged,
+		bus.Ring1Cmd(cfg.Node, bus.VerbBid):       n.bid,
 	}
 	for subj, fn := range n.vmCommands() {
 		n.cmds[subj] = fn

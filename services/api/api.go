@@ -227,6 +227,20 @@ func (a *API) leader(c *call) error {
 	return nil
 }
 
+// placementList is every app's placement with its winning bid.
+type placementList struct {
+	Placements []inventory.Placement `json:"placements"`
+}
+
+func (a *API) placements(c *call) error {
+	ps, err := a.store.Placements(c.ctx)
+	if err != nil {
+		return err
+	}
+	a.reply(c.w, http.StatusOK, placementList{Placements: nonNil(ps)})
+	return nil
+}
+
 func (a *API) document(c *call) error {
 	h := c.w.Header()
 	h.Set("Content-Type", "application/json")

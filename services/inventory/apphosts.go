@@ -2,6 +2,10 @@ package inventory
 
 import (
 	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"enjin/rings"
 )
@@ -13,16 +17,45 @@ func (s *Store) AppHost(ctx context.Context, tenant rings.TenantID, app string) 
 	return rings.NodeID(node), pgErr("app "+string(tenant)+"/"+app, err)
 }
 
-// PlaceApp places tenant's app on node, one of the tenant's hosts, unless it is placed
-// already, and returns where it is: the first placement stands, however many race.
-func (s *Store) PlaceApp(ctx context.Context, tenant rings.TenantID, app string, node rings.NodeID) (rings.NodeID, error) {
+// PlaceApp places tenant's app on node, one of the tenant's hosts, with the winning bid
+// node signed for it (opaque here: the bid as JSON), unless the app is placed already, and
+// returns where it is: the first placement stands, however many race.
+func (s *Store) PlaceApp(ctx context.Context, tenant rings.TenantID, app string, node rings.NodeID, bid []byte) (rings.NodeID, error) {
 	var placed string
 	// On a conflict the no-op update returns the row that stands, also one committed by a
 	// racing transaction after this statement began.
-	err := s.pool.QueryRow(ctx, `INSERT INTO app_hosts (tenant_id, app, node_id) VALUES ($1, $2, $3)
+	err := s.pool.QueryRow(ctx, `INSERT INTO app_hosts (tenant_id, app, node_id, bid) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (tenant_id, app) DO UPDATE SET node_id = app_hosts.node_id RETURNING node_id`,
-		string(tenant), app, string(node)).Scan(&placed)
+		string(tenant), app, string(node), bid).Scan(&placed)
 	return rings.NodeID(placed), pgErr("place app "+string(tenant)+"/"+app, err)
+}
+
+// Placement is where an app was placed, and the bid that won it.
+type Placement struct {
+	Tenant   rings.TenantID  `json:"tenant"`
+	App      string          `json:"app"`
+	Node     rings.NodeID    `json:"node"`
+	PlacedAt time.Time       `json:"placed_at"`
+	Bid      json.RawMessage `json:"bid"` // the signed bid; null for an app placed before bids
+}
+
+// Placements lists every app's placement, by tenant and app.
+func (s *Store) Placements(ctx context.Context) ([]Placement, error) {
+	rows, err := s.pool.Query(ctx, `SELECT tenant_id, app, node_id, placed_at, bid FROM app_hosts ORDER BY tenant_id, app`)
+	if err != nil {
+		return nil, pgErr("placements", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p Placement, err error) {
+		var bid []byte
+		err = r.Scan(&p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid)
+		if len(bid) > 0 && json.Valid(bid) {
+			p.Bid = bid
+		} else if len(bid) > 0 { // not JSON: shown as a string, for verify to refuse
+			p.Bid, _ = json.Marshal(string(bid))
+		}
+		return p, err
+	})
+	return out, pgErr("placements", err)
 }
 
 // ForgetApp removes tenant's app's placement: it was destroyed.

@@ -29,7 +29,7 @@ func TestAppPlacement(t *testing.T) {
 	if _, err := s.AppHost(ctx, "acme", "web"); !errors.Is(err, inventory.ErrNotFound) {
 		t.Fatalf("an app never placed: %v", err)
 	}
-	if _, err := s.PlaceApp(ctx, "acme", "web", "n3"); !errors.Is(err, inventory.ErrInvalid) {
+	if _, err := s.PlaceApp(ctx, "acme", "web", "n3", nil); !errors.Is(err, inventory.ErrInvalid) {
 		t.Fatalf("placed on a node not hosting the tenant: %v", err)
 	}
 
@@ -42,7 +42,7 @@ func TestAppPlacement(t *testing.T) {
 			if i%2 == 1 {
 				node = "n2"
 			}
-			p, err := s.PlaceApp(ctx, "acme", "web", node)
+			p, err := s.PlaceApp(ctx, "acme", "web", node, []byte(`{"node":"`+string(node)+`"}`))
 			if err != nil {
 				t.Error(err)
 			}
@@ -59,8 +59,15 @@ func TestAppPlacement(t *testing.T) {
 			t.Fatalf("placement %d answered %q; the app is on %q", i, p, first)
 		}
 	}
-	if _, err := s.PlaceApp(ctx, "acme", "api", "n2"); err != nil {
+	if _, err := s.PlaceApp(ctx, "acme", "api", "n2", []byte("not json")); err != nil {
 		t.Fatal(err)
+	}
+	// The winning bid is kept with the placement that stood, exactly; one that is not JSON
+	// is shown as a string, never dropped.
+	ps, err := s.Placements(ctx)
+	if err != nil || len(ps) != 2 || ps[0].App != "api" || string(ps[0].Bid) != `"not json"` ||
+		ps[1].App != "web" || string(ps[1].Bid) != `{"node":"`+string(first)+`"}` {
+		t.Fatalf("placements: %+v %v", ps, err)
 	}
 	counts, err := s.AppsPlaced(ctx, "acme")
 	if err != nil || len(counts) > 2 || counts["n1"]+counts["n2"] != 2 || counts["n2"] < 1 {

@@ -1,0 +1,93 @@
+package bus
+
+import (
+	"crypto/ed25519"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hdevalence/ed25519consensus"
+
+	"enjin/keys"
+	"enjin/rings"
+)
+
+// bidDomain separates bid signatures from observations' and every other use of the key: a
+// bid can never pass for an observation, nor one for a bid.
+const bidDomain = "ENJIN-BID-1\x00"
+
+// Offer is ring 0's offer of a placement to a host.
+type Offer struct {
+	ID     string         `json:"id"` // random: a bid answers this offer only
+	Tenant rings.TenantID `json:"tenant"`
+	App    string         `json:"app"`
+}
+
+// Bid is what a host answers an offer with: what it has free now and what it promises.
+type Bid struct {
+	Offer      string         `json:"offer"`
+	Node       rings.NodeID   `json:"node"`
+	Tenant     rings.TenantID `json:"tenant"`
+	App        string         `json:"app"`
+	At         time.Time      `json:"at"`
+	MemFreeMB  int64          `json:"mem_free_mb"` // the host's available memory
+	CPUs       int            `json:"cpus"`
+	Load1      float64        `json:"load1"`
+	Instances  int            `json:"instances"` // app instances it runs now
+	TenantApps int            `json:"tenant_apps"`
+	Promise    string         `json:"promise"`
+}
+
+// SignedBid is a bid as signed: the exact bytes, the key and the signature. It is what the
+// placement record keeps, so anyone can check it later.
+type SignedBid struct {
+	Bid    []byte `json:"bid"`    // the bid's JSON, exactly as signed
+	Signer string `json:"signer"` // attestation public key
+	Sig    []byte `json:"sig"`
+}
+
+// SignBid signs bid with attestation key k.
+func SignBid(k *keys.Attestation, bid Bid) (SignedBid, error) {
+	b, err := json.Marshal(bid)
+	if err != nil {
+		return SignedBid{}, fmt.Errorf("bus: bid: %w", err)
+	}
+	return SignedBid{Bid: b, Signer: k.Public(), Sig: k.Sign(append([]byte(bidDomain), b...))}, nil
+}
+
+// ErrBid is a bid that does not verify or does not answer what it claims to.
+var ErrBid = errors.New("bid does not verify")
+
+// Open checks sb's signature by signer — which must be one of keys, the attestation keys its
+// node has had — and returns the bid.
+func (sb SignedBid) Open(keysOfNode ...string) (Bid, error) {
+	var ok bool
+	for _, k := range keysOfNode {
+		ok = ok || k == sb.Signer
+	}
+	if !ok {
+		return Bid{}, fmt.Errorf("%w: signed by %.16s…, no key of the node", ErrBid, sb.Signer)
+	}
+	pub, err := keys.ParseAttestationPublic(sb.Signer)
+	if err != nil {
+		return Bid{}, fmt.Errorf("%w: %v", ErrBid, err)
+	}
+	if len(sb.Sig) != ed25519.SignatureSize || !ed25519consensus.Verify(pub, append([]byte(bidDomain), sb.Bid...), sb.Sig) {
+		return Bid{}, fmt.Errorf("%w: bad signature", ErrBid)
+	}
+	var bid Bid
+	if err := json.Unmarshal(sb.Bid, &bid); err != nil {
+		return Bid{}, fmt.Errorf("%w: %v", ErrBid, err)
+	}
+	return bid, nil
+}
+
+// Answers reports whether bid answers offer o from node: an error says how it does not.
+func (bid Bid) Answers(o Offer, node rings.NodeID) error {
+	if bid.Offer != o.ID || bid.Node != node || bid.Tenant != o.Tenant || bid.App != o.App {
+		return fmt.Errorf("%w: a bid of %s for %s/%s (offer %.8s) does not answer %s's offer of %s/%s (%.8s)",
+			ErrBid, bid.Node, bid.Tenant, bid.App, bid.Offer, node, o.Tenant, o.App, o.ID)
+	}
+	return nil
+}
