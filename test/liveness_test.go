@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"enjin/rings"
+	"enjin/services/inventory"
 	"enjin/test/harness"
 )
 
@@ -43,8 +44,20 @@ func TestLiveness(t *testing.T) {
 	}
 	harness.Eventually(t, 10*time.Second, allUp, "all nodes up after ring 0 restart")
 
-	// One node killed with SIGKILL is down within six heartbeats.
+	// The victim is the primary of a tier of two, live-b its replica.
 	victim := ids[0]
+	var tier inventory.Tier
+	if code := r.call("POST", "/v1/tiers", map[string]any{"ring": 1, "label": "db", "replicas": 1}, &tier); code != 201 {
+		t.Fatalf("create tier: %d", code)
+	}
+	for node, role := range map[rings.NodeID]string{victim: "primary", "live-b": "replica"} {
+		if code := r.call("PUT", "/v1/tiers/"+tier.ID+"/members/"+string(node), map[string]string{"role": role}, &tier); code != 200 {
+			t.Fatalf("put %s in the tier: %d", node, code)
+		}
+	}
+	epoch := tier.Members[0].Epoch
+
+	// One node killed with SIGKILL is down within six heartbeats.
 	procs[victim].Kill()
 	killed := time.Now()
 	harness.Eventually(t, 20*hb, func() bool { return r.nodeState(victim) == "down" }, "%s down", victim)
@@ -53,6 +66,24 @@ func TestLiveness(t *testing.T) {
 	if took > 6*hb+hb/2 { // six heartbeats, plus the judge's tick and this poll
 		t.Fatalf("down after %v, want within 6 heartbeats (%v)", took, 6*hb)
 	}
+	// Its tier's replica was promoted with it, under a new epoch, and a new replica placed.
+	roles := func() map[rings.NodeID]string {
+		r.call("GET", "/v1/tiers/"+tier.ID, nil, &tier)
+		m := map[rings.NodeID]string{}
+		for _, mb := range tier.Members {
+			m[mb.Node] = mb.Role
+			if mb.Epoch <= epoch {
+				return nil
+			}
+		}
+		return m
+	}
+	harness.Eventually(t, 5*time.Second, func() bool { m := roles(); return m != nil && m["live-b"] == "primary" },
+		"live-b promoted: %+v", tier.Members)
+	if m := roles(); len(m) != 2 || m[victim] != "" {
+		t.Fatalf("the tier after the promotion: %+v; want live-b primary and one new replica, %s gone", tier.Members, victim)
+	}
+	t.Logf("the down primary's tier: %+v", tier.Members)
 
 	// Silencing most of the remaining nodes at once: grace, not a mass down.
 	quiet := ids[1:4]

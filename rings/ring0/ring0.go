@@ -384,8 +384,14 @@ func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 				if len(ids) == 0 {
 					continue
 				}
-				if _, err := r.store.SetStates(ctx, epoch, ids, state); err != nil && ctx.Err() == nil {
-					r.log.Error("record liveness", "state", state, "err", err)
+				if _, err := r.store.SetStates(ctx, epoch, ids, state); err != nil {
+					if ctx.Err() == nil {
+						r.log.Error("record liveness", "state", state, "err", err)
+					}
+					continue // not recorded: nothing follows from it
+				}
+				if state == "down" {
+					r.promoteReplicas(ctx, epoch, ids)
 				}
 				if len(ids) > 10 {
 					r.log.Warn("nodes "+state, "n", len(ids), "first", ids[0])
@@ -397,6 +403,30 @@ func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 					r.event("node-"+state, map[string]any{"node": id, "at": now})
 				}
 			}
+		}
+	}
+}
+
+// promoteReplicas promotes a replica of every tier whose primary is among down, under the
+// leader's epoch: a deposed leader's promotion is refused like its verdicts.
+func (r *Ring0) promoteReplicas(ctx context.Context, epoch int64, down []rings.NodeID) {
+	tiers, err := r.store.PrimaryTiers(ctx, down)
+	if err != nil {
+		r.log.Error("tiers of down nodes", "err", err)
+		return
+	}
+	for node, ts := range tiers {
+		for _, tier := range ts {
+			p, err := r.store.PromoteFenced(ctx, epoch, tier, node)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, inventory.ErrConflict) { // conflict: promoted already
+					r.log.Error("promote a replica", "tier", tier, "failed", node, "err", err)
+					r.event("tier-unpromoted", map[string]any{"tier": tier, "failed": node, "error": err.Error()})
+				}
+				continue
+			}
+			r.log.Warn("tier's primary down: replica promoted", "tier", tier, "failed", node, "primary", p.Primary, "epoch", p.Epoch)
+			r.event("tier-promoted", p)
 		}
 	}
 }

@@ -94,4 +94,24 @@ func TestLeaseFencesTheDeposedLeader(t *testing.T) {
 			t.Fatalf("%s: %+v %v; want suspect", id, node, err)
 		}
 	}
+
+	// A promotion is singleton work too: the deposed leader's is refused, the leader's done.
+	tier, err := s.CreateTier(ctx, inventory.Tier{Ring: rings.Ring1, Label: "db", Replicas: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, role := range map[rings.NodeID]string{"n1": "primary", "n2": "replica"} {
+		if _, err := s.SetMember(ctx, tier.ID, id, role); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ps, err := s.PrimaryTiers(ctx, []rings.NodeID{"n1", "n2"}); err != nil || len(ps) != 1 || len(ps["n1"]) != 1 || ps["n1"][0] != tier.ID {
+		t.Fatalf("primary tiers: %v %v", ps, err)
+	}
+	if _, err := s.PromoteFenced(ctx, a.Epoch, tier.ID, "n1"); !errors.Is(err, inventory.ErrFenced) {
+		t.Fatalf("deposed leader's promotion: %v; want ErrFenced", err)
+	}
+	if p, err := s.PromoteFenced(ctx, b.Epoch, tier.ID, "n1"); err != nil || p.Primary != "n2" {
+		t.Fatalf("the leader's promotion: %+v %v", p, err)
+	}
 }

@@ -26,52 +26,91 @@ type Promotion struct {
 // not use yet.
 func (s *Store) Promote(ctx context.Context, tier string, failed rings.NodeID) (Promotion, error) {
 	var p Promotion
-	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		t, err := lockTier(ctx, tx, tier)
-		if err != nil {
-			return err
-		}
-		var primary *Member
-		var replicas []Member
-		epoch := int64(0)
-		for i, m := range t.Members {
-			epoch = max(epoch, m.Epoch)
-			if m.Role == "primary" {
-				primary = &t.Members[i]
-			} else {
-				replicas = append(replicas, m)
-			}
-		}
-		if failed != "" && (primary == nil || primary.Node != failed) {
-			return fmt.Errorf("tier %s: %s is not its primary (any more): %w", tier, failed, ErrConflict)
-		}
-		next := pickPrimary(replicas, primary)
-		if next == nil {
-			return fmt.Errorf("tier %s: no replica to promote: %w", tier, ErrInvalid)
-		}
-		epoch++
-		p.Primary, p.Epoch = next.Node, epoch
-		if primary != nil {
-			p.Failed = primary.Node
-			if _, err := tx.Exec(ctx, `DELETE FROM node_tiers WHERE tier_id = $1 AND node_id = $2`, t.ID, string(primary.Node)); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE node_tiers SET role = CASE WHEN node_id = $2 THEN 'primary' ELSE 'replica' END,
-			epoch = $3 WHERE tier_id = $1`, t.ID, string(next.Node), epoch); err != nil {
-			return err
-		}
-		if len(replicas)-1 < t.Replicas {
-			if p.NewReplica, err = placeReplica(ctx, tx, t, p.Failed, epoch); err != nil {
-				return err
-			}
-		}
-		if _, err := tx.Exec(ctx, `UPDATE tiers SET version = version + 1, updated_at = now() WHERE id = $1`, t.ID); err != nil {
-			return err
-		}
-		return bumpedTier(ctx, tx, t.ID, &p.Tier, false)
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) (err error) {
+		p, err = promote(ctx, tx, tier, failed)
+		return err
 	})
 	return p, pgErr("promote tier "+tier, err)
+}
+
+// PromoteFenced is Promote as the leader's singleton work: refused with ErrFenced unless
+// epoch is still the leader's.
+func (s *Store) PromoteFenced(ctx context.Context, epoch int64, tier string, failed rings.NodeID) (Promotion, error) {
+	var p Promotion
+	err := s.fenced(ctx, epoch, func(tx pgx.Tx) (err error) {
+		p, err = promote(ctx, tx, tier, failed)
+		return err
+	})
+	return p, pgErr("promote tier "+tier, err)
+}
+
+// PrimaryTiers lists the tiers each of nodes is the primary of.
+func (s *Store) PrimaryTiers(ctx context.Context, nodes []rings.NodeID) (map[rings.NodeID][]string, error) {
+	strs := make([]string, len(nodes))
+	for i, n := range nodes {
+		strs[i] = string(n)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT node_id, tier_id::text FROM node_tiers WHERE role = 'primary' AND node_id = ANY($1) ORDER BY tier_id`, strs)
+	if err != nil {
+		return nil, pgErr("primary tiers", err)
+	}
+	defer rows.Close()
+	out := map[rings.NodeID][]string{}
+	for rows.Next() {
+		var node, tier string
+		if err := rows.Scan(&node, &tier); err != nil {
+			return nil, pgErr("primary tiers", err)
+		}
+		out[rings.NodeID(node)] = append(out[rings.NodeID(node)], tier)
+	}
+	return out, pgErr("primary tiers", rows.Err())
+}
+
+func promote(ctx context.Context, tx pgx.Tx, tier string, failed rings.NodeID) (Promotion, error) {
+	var p Promotion
+	t, err := lockTier(ctx, tx, tier)
+	if err != nil {
+		return p, err
+	}
+	var primary *Member
+	var replicas []Member
+	epoch := int64(0)
+	for i, m := range t.Members {
+		epoch = max(epoch, m.Epoch)
+		if m.Role == "primary" {
+			primary = &t.Members[i]
+		} else {
+			replicas = append(replicas, m)
+		}
+	}
+	if failed != "" && (primary == nil || primary.Node != failed) {
+		return p, fmt.Errorf("tier %s: %s is not its primary (any more): %w", tier, failed, ErrConflict)
+	}
+	next := pickPrimary(replicas, primary)
+	if next == nil {
+		return p, fmt.Errorf("tier %s: no replica to promote: %w", tier, ErrInvalid)
+	}
+	epoch++
+	p.Primary, p.Epoch = next.Node, epoch
+	if primary != nil {
+		p.Failed = primary.Node
+		if _, err := tx.Exec(ctx, `DELETE FROM node_tiers WHERE tier_id = $1 AND node_id = $2`, t.ID, string(primary.Node)); err != nil {
+			return p, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE node_tiers SET role = CASE WHEN node_id = $2 THEN 'primary' ELSE 'replica' END,
+		epoch = $3 WHERE tier_id = $1`, t.ID, string(next.Node), epoch); err != nil {
+		return p, err
+	}
+	if len(replicas)-1 < t.Replicas {
+		if p.NewReplica, err = placeReplica(ctx, tx, t, p.Failed, epoch); err != nil {
+			return p, err
+		}
+	}
+	if _, err := tx.Exec(ctx, `UPDATE tiers SET version = version + 1, updated_at = now() WHERE id = $1`, t.ID); err != nil {
+		return p, err
+	}
+	return p, bumpedTier(ctx, tx, t.ID, &p.Tier, false)
 }
 
 // pickPrimary chooses the replica to promote: same compartment as the failed primary first,
