@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -136,10 +137,25 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 	}
 	harness.Eventually(t, 10*time.Second, allUp, "all nodes up at the end")
 
+	// Every member's endpoints.json lists all three; with its member down, the CLI run on
+	// that state dir goes on to another, which takes the dead member's admin token.
+	harness.Eventually(t, 20*time.Second, func() bool {
+		b, err := os.ReadFile(filepath.Join(members[0].state, "endpoints.json"))
+		var ep struct {
+			APIs     []string `json:"apis"`
+			NATSURLs []string `json:"nats_urls"`
+		}
+		return err == nil && json.Unmarshal(b, &ep) == nil && len(ep.APIs) == 3 && len(ep.NATSURLs) == 3 && ep.APIs[0] == members[0].api()
+	}, "a's endpoints.json lists the three members, its own first")
+
 	// A node restarting while the member it joined through is down connects to another: it
 	// was given every member's broker when it joined.
 	nodes[0].Kill()
 	members[0].proc.Kill()
+	out, err := exec.Command(harness.Binary(t), "nodes", "--state-dir", members[0].state).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), string(ids[1])) {
+		t.Fatalf("enjin nodes with its member down: %v\n%s", err, out)
+	}
 	_, before := nodeVia(members[1:], ids[0])
 	harness.Start(t, nodeArgs[0]...)
 	harness.Eventually(t, 20*time.Second, func() bool {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os"
@@ -18,6 +19,7 @@ import (
 // client talks to the meta API of a running cloud.
 type client struct {
 	base  string
+	alts  []string // other ring 0 members' APIs, tried in order when base cannot be reached
 	token string
 	hc    *http.Client // for requests with an answer; streams use noTimeout
 }
@@ -28,16 +30,18 @@ var noTimeout = &http.Client{}
 // Endpoints is what `enjin up` writes to <state>/endpoints.json once the cloud is ready;
 // client commands read it.
 type Endpoints struct {
-	API             string `json:"api"`
-	NATS            string `json:"nats"`
-	AdminTokenFile  string `json:"admin_token_file"`
-	AdminHeaderFile string `json:"admin_header_file"` // the token as an HTTP header, for curl -H @file
-	OpsCreds        string `json:"ops_creds"`
-	Database        string `json:"database"` // "managed" or "external"
-	Ring1           string `json:"ring1"`
-	Router          string `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
-	AppsDomain      string `json:"apps_domain"` // ditto
-	DNS             string `json:"dns"`         // answers A for app names with the router's address
+	API             string   `json:"api"`
+	NATS            string   `json:"nats"`
+	APIs            []string `json:"apis"`      // every ring 0 member's API, this one's first: the CLI uses any that answers
+	NATSURLs        []string `json:"nats_urls"` // every ring 0 member's broker
+	AdminTokenFile  string   `json:"admin_token_file"`
+	AdminHeaderFile string   `json:"admin_header_file"` // the token as an HTTP header, for curl -H @file
+	OpsCreds        string   `json:"ops_creds"`
+	Database        string   `json:"database"` // "managed" or "external"
+	Ring1           string   `json:"ring1"`
+	Router          string   `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
+	AppsDomain      string   `json:"apps_domain"` // ditto
+	DNS             string   `json:"dns"`         // answers A for app names with the router's address
 }
 
 func readEndpoints(stateDir string) (Endpoints, error) {
@@ -88,6 +92,11 @@ func (c *client) fromStateDir(stateDir string) error {
 	}
 	if c.base == "" {
 		c.base = ep.API
+		for _, a := range ep.APIs {
+			if a = strings.TrimRight(a, "/"); a != strings.TrimRight(ep.API, "/") && a != "" {
+				c.alts = append(c.alts, a)
+			}
+		}
 	}
 	if c.token == "" {
 		if c.token, err = readToken(ep.AdminTokenFile); err != nil {
@@ -157,6 +166,15 @@ func (c *client) sendRequest(req *http.Request, hc *http.Client) (*http.Response
 		hc = c.hc
 	}
 	resp, err := hc.Do(req)
+	for len(c.alts) > 0 && unreachable(err) && (req.Body == nil || req.GetBody != nil) {
+		// Nothing reached this member: another may answer. The body, if any, is sent again.
+		next, rerr := c.retarget(req)
+		if rerr != nil {
+			break
+		}
+		req = next
+		resp, err = hc.Do(req)
+	}
 	if ue := (*url.Error)(nil); errors.As(err, &ue) {
 		return nil, ue.Err // the caller says which request
 	}
@@ -168,6 +186,30 @@ func (c *client) sendRequest(req *http.Request, hc *http.Client) (*http.Response
 		return nil, readAPIError(resp)
 	}
 	return resp, nil
+}
+
+// unreachable reports whether err is a failure to connect at all: the request was not sent.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// retarget makes the client use its next ring 0 member from now on and returns req aimed at
+// it, with a fresh copy of its body.
+func (c *client) retarget(req *http.Request) (*http.Request, error) {
+	c.base, c.alts = c.alts[0], c.alts[1:]
+	u, err := url.Parse(c.base)
+	if err != nil {
+		return nil, err
+	}
+	next := req.Clone(req.Context())
+	next.URL.Scheme, next.URL.Host, next.Host = u.Scheme, u.Host, ""
+	if req.GetBody != nil {
+		if next.Body, err = req.GetBody(); err != nil {
+			return nil, err
+		}
+	}
+	return next, nil
 }
 
 // do sends in as JSON and decodes a JSON answer into out.

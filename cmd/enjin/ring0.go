@@ -1,6 +1,9 @@
 package main
 
 import (
+	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -172,13 +175,50 @@ meta API and liveness, and the ring 1 nodes named by --ring1 as supervised child
 		if addr := os.Getenv("ENJIN_PPROF"); addr != "" {
 			startPprof(addr, log)
 		}
-		if _, err := writeAdminHeader(g.stateDir, r.AdminTokenFile()); err != nil {
+		header, err := writeAdminHeader(g.stateDir, r.AdminTokenFile())
+		if err != nil {
 			return err
 		}
 		fmt.Fprintf(c.OutOrStdout(), "ring 0: api %s nats %s\n", r.APIURL(), r.NATSURL())
-		return r.Run(c.Context())
+		ctx, stop := context.WithCancel(c.Context())
+		defer stop()
+		go keepEndpoints(ctx, g.stateDir, r, header, log) // ends with ctx
+		return r.Run(ctx)
 	}
 	return c
+}
+
+// keepEndpoints writes the member's endpoints.json — its own API and broker first, then every
+// other member's that announced itself lately — at once and whenever the members change,
+// until ctx ends. It stays when the member stops: the CLI fails over to the others it lists.
+func keepEndpoints(ctx context.Context, stateDir string, r *ring0.Ring0, header string, log *slog.Logger) {
+	abs, _ := filepath.Abs(r.AdminTokenFile())
+	var last []byte
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		ep := Endpoints{API: r.APIURL(), NATS: r.NATSURL(), APIs: []string{r.APIURL()}, NATSURLs: []string{r.NATSURL()},
+			AdminTokenFile: abs, AdminHeaderFile: header}
+		if ms, err := r.Members(ctx); err == nil {
+			for _, m := range ms {
+				if m.API != ep.API {
+					ep.APIs, ep.NATSURLs = append(ep.APIs, m.API), append(ep.NATSURLs, m.NATS)
+				}
+			}
+		}
+		if b, _ := json.Marshal(ep); !bytes.Equal(b, last) {
+			if err := writeEndpoints(stateDir, ep); err != nil {
+				log.Warn("endpoints.json not written", "err", err)
+			} else {
+				last = b
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // startPprof serves net/http/pprof on addr (set ENJIN_PPROF=127.0.0.1:6060 to profile).

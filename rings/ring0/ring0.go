@@ -341,7 +341,9 @@ func (r *Ring0) Run(ctx context.Context) error {
 			}
 		})
 	}
-	wg.Go(func() { r.maintenance(ctx) }) // ends with ctx
+	wg.Go(func() { r.maintenance(ctx) })     // ends with ctx
+	wg.Go(func() { r.announce(ctx) })        // ends with ctx
+	wg.Go(func() { r.replicateImages(ctx) }) // ends with ctx
 	apiErr := make(chan error, 1)
 	wg.Go(func() { apiErr <- r.api.Serve(r.apiLn) }) // ends at Shutdown below
 	for _, spec := range r.cfg.Ring1 {

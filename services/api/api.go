@@ -133,9 +133,9 @@ func New(cfg Config) (*API, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// Tenant tokens (et_…) are always accepted; they are tried first, and a token they do not
-	// know goes on to the configured checkers.
-	checkers := append([]Checker{tenantTokens{cfg.Store}}, cfg.Checkers...)
+	// Tenant tokens (et_…) and every ring 0 member's admin token are always accepted; they are
+	// tried first, and a token they do not know goes on to the configured checkers.
+	checkers := append([]Checker{tenantTokens{cfg.Store}, &memberAdmins{store: cfg.Store}}, cfg.Checkers...)
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)

@@ -150,6 +150,8 @@ func (a *API) routes() []route {
 			status: http.StatusOK, out: health{}, serve: a.health},
 		{method: "GET", path: "/v1/leader", access: reader, summary: "Which ring 0 member leads (liveness verdicts and other singleton work) and its fencing epoch, and whether the member answering is it",
 			status: http.StatusOK, out: leaderView{}, serve: a.leader},
+		{method: "GET", path: "/v1/members", access: reader, summary: "The ring 0 members that announced themselves in the last 30 s: each one's API and NATS URLs (what endpoints.json lists for the CLI to fail over to)",
+			status: http.StatusOK, out: memberList{}, serve: a.members},
 		{method: "GET", path: "/v1/placements", access: reader, summary: "Where every app was placed, each with the winning bid its host signed (the bid's exact bytes, the host's attestation key, the signature), for checking offline",
 			status: http.StatusOK, out: placementList{}, serve: a.placements},
 		{method: "GET", path: "/openapi.json", access: public, summary: "This API's OpenAPI document",

@@ -1,0 +1,41 @@
+package inventory
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Ring0Member is a ring 0 member as it announced itself.
+type Ring0Member struct {
+	Member string    `json:"member"`
+	API    string    `json:"api"`
+	NATS   string    `json:"nats"`
+	Seen   time.Time `json:"seen"`
+	// AdminHash is the SHA-256 of the member's admin token: every member accepts it.
+	AdminHash []byte `json:"-"`
+}
+
+// Announce records that m answers where it says, now.
+func (s *Store) Announce(ctx context.Context, m Ring0Member) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO ring0_members (member, api, nats, admin_hash) VALUES ($1, $2, $3, $4)
+		ON CONFLICT (member) DO UPDATE SET api = $2, nats = $3, admin_hash = $4, seen = now()`,
+		m.Member, m.API, m.NATS, m.AdminHash)
+	return pgErr("announce member "+m.Member, err)
+}
+
+// Members lists the ring 0 members that announced themselves within since, by name.
+func (s *Store) Members(ctx context.Context, since time.Duration) ([]Ring0Member, error) {
+	rows, err := s.pool.Query(ctx, `SELECT member, api, nats, seen, admin_hash FROM ring0_members
+		WHERE seen > now() - $1::interval ORDER BY member`, fmt.Sprintf("%d milliseconds", since.Milliseconds()))
+	if err != nil {
+		return nil, pgErr("members", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (m Ring0Member, err error) {
+		err = r.Scan(&m.Member, &m.API, &m.NATS, &m.Seen, &m.AdminHash)
+		return m, err
+	})
+	return out, pgErr("members", err)
+}
