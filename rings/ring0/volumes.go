@@ -130,10 +130,11 @@ func (r *Ring0) serveImages() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if !r.nodeBoots(ctx, rings.NodeID(ci.Name), req.Digest) {
+		im, ok := r.bootedImage(ctx, rings.NodeID(ci.Name), req.Digest)
+		if !ok {
 			return bus.ImageReply{}, fmt.Errorf("image: %q runs no VM of image %s", ci.Name, req.Digest)
 		}
-		f, err := r.images.Open(req.Digest, images.Part(req.Part))
+		f, err := r.imageFile(ctx, im, images.Part(req.Part))
 		if err != nil {
 			return bus.ImageReply{}, fmt.Errorf("image %s %s: %w", req.Digest, req.Part, err)
 		}
@@ -152,16 +153,16 @@ func (r *Ring0) serveImages() error {
 	return err
 }
 
-// nodeBoots reports whether a VM on node boots the image with digest.
-func (r *Ring0) nodeBoots(ctx context.Context, node rings.NodeID, digest string) bool {
+// bootedImage is the image with digest that a VM on node boots, if one does.
+func (r *Ring0) bootedImage(ctx context.Context, node rings.NodeID, digest string) (inventory.Image, bool) {
 	vms, err := r.store.VMsOn(ctx, node)
 	if err != nil {
-		return false
+		return inventory.Image{}, false
 	}
 	for _, vm := range vms {
 		if im, err := r.store.GetImage(ctx, vm.Image); err == nil && im.Digest == digest {
-			return true
+			return im, true
 		}
 	}
-	return false
+	return inventory.Image{}, false
 }
