@@ -17,16 +17,22 @@ import (
 // bid can never pass for an observation, nor one for a bid.
 const bidDomain = "ENJIN-BID-1\x00"
 
-// Offer is ring 0's offer of a placement to a host.
+// Offer is ring 0's offer of a placement to a host: of an app, or of a VM.
 type Offer struct {
-	ID     string         `json:"id"` // random: a bid answers this offer only
-	Tenant rings.TenantID `json:"tenant"`
-	App    string         `json:"app"`
+	ID       string         `json:"id"`             // random: a bid answers this offer only
+	Kind     string         `json:"kind,omitempty"` // "" (an app) or PlaceVM
+	Tenant   rings.TenantID `json:"tenant"`
+	App      string         `json:"app"`                 // the app's name, or the VM's
+	MemoryMB int            `json:"memory_mb,omitempty"` // what a VM needs
 }
+
+// PlaceVM is the Kind of an offer to run a VM.
+const PlaceVM = "vm"
 
 // Bid is what a host answers an offer with: what it has free now and what it promises.
 type Bid struct {
 	Offer      string         `json:"offer"`
+	Kind       string         `json:"kind,omitempty"` // the offer's
 	Node       rings.NodeID   `json:"node"`
 	Tenant     rings.TenantID `json:"tenant"`
 	App        string         `json:"app"`
@@ -34,8 +40,9 @@ type Bid struct {
 	MemFreeMB  int64          `json:"mem_free_mb"` // the host's available memory
 	CPUs       int            `json:"cpus"`
 	Load1      float64        `json:"load1"`
-	Instances  int            `json:"instances"` // app instances it runs now
+	Instances  int            `json:"instances"` // app instances (or VMs, for a VM) it runs now
 	TenantApps int            `json:"tenant_apps"`
+	VMMemoryMB int64          `json:"vm_memory_mb,omitempty"` // for a VM: the memory it offers VMs
 	Promise    string         `json:"promise"`
 }
 
@@ -85,7 +92,7 @@ func (sb SignedBid) Open(keysOfNode ...string) (Bid, error) {
 
 // Answers reports whether bid answers offer o from node: an error says how it does not.
 func (bid Bid) Answers(o Offer, node rings.NodeID) error {
-	if bid.Offer != o.ID || bid.Node != node || bid.Tenant != o.Tenant || bid.App != o.App {
+	if bid.Offer != o.ID || bid.Kind != o.Kind || bid.Node != node || bid.Tenant != o.Tenant || bid.App != o.App {
 		return fmt.Errorf("%w: a bid of %s for %s/%s (offer %.8s) does not answer %s's offer of %s/%s (%.8s)",
 			ErrBid, bid.Node, bid.Tenant, bid.App, bid.Offer, node, o.Tenant, o.App, o.ID)
 	}

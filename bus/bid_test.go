@@ -41,7 +41,8 @@ func TestSignedBids(t *testing.T) {
 	if _, err := sb.Open(other.Public()); !errors.Is(err, bus.ErrBid) {
 		t.Fatalf("a bid signed by a key that is not the node's: %v", err)
 	}
-	for what, o := range map[string]bus.Offer{"another offer": {ID: "aaaa", Tenant: "acme", App: "web"}, "another app": {ID: offer.ID, Tenant: "acme", App: "api"}} {
+	for what, o := range map[string]bus.Offer{"another offer": {ID: "aaaa", Tenant: "acme", App: "web"}, "another app": {ID: offer.ID, Tenant: "acme", App: "api"},
+		"a VM of the app's name": {ID: offer.ID, Kind: bus.PlaceVM, Tenant: "acme", App: "web"}} {
 		if err := got.Answers(o, "h1"); !errors.Is(err, bus.ErrBid) {
 			t.Fatalf("%s: %v", what, err)
 		}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -118,6 +119,7 @@ func verifyAll(ctx context.Context, c *client, report func(verifyFailure)) (veri
 func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySummary, report func(verifyFailure)) error {
 	var list struct {
 		Placements []struct {
+			Kind   string          `json:"kind"`
 			Tenant rings.TenantID  `json:"tenant"`
 			App    string          `json:"app"`
 			Node   rings.NodeID    `json:"node"`
@@ -129,12 +131,16 @@ func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySumm
 	}
 	for _, p := range list.Placements {
 		s.Placements++
-		why, err := checkBid(ctx, ks, p.Node, p.Tenant, p.App, p.Bid)
+		why, err := checkBid(ctx, ks, p.Kind, p.Node, p.Tenant, p.App, p.Bid)
 		if err != nil {
 			return err
 		}
 		if why != "" {
-			f := verifyFailure{Node: p.Node, App: string(p.Tenant) + "/" + p.App, Reason: why}
+			what := string(p.Tenant) + "/" + p.App
+			if p.Kind == bus.PlaceVM {
+				what = "VM " + what
+			}
+			f := verifyFailure{Node: p.Node, App: what, Reason: why}
 			s.Failures = append(s.Failures, f)
 			report(f)
 		}
@@ -142,8 +148,9 @@ func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySumm
 	return nil
 }
 
-// checkBid says why raw is not node's valid bid for tenant's app, or "" if it is.
-func checkBid(ctx context.Context, ks *keyring, node rings.NodeID, tenant rings.TenantID, app string, raw json.RawMessage) (string, error) {
+// checkBid says why raw is not node's valid bid for tenant's app or VM (kind "vm"), or "" if
+// it is.
+func checkBid(ctx context.Context, ks *keyring, kind string, node rings.NodeID, tenant rings.TenantID, app string, raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "no bid stored", nil
 	}
@@ -159,8 +166,11 @@ func checkBid(ctx context.Context, ks *keyring, node rings.NodeID, tenant rings.
 	if err != nil {
 		return err.Error(), nil
 	}
-	if bid.Node != node || bid.Tenant != tenant || bid.App != app {
-		return fmt.Sprintf("the bid is %s's for %s/%s", bid.Node, bid.Tenant, bid.App), nil
+	if kind == "app" {
+		kind = "" // an app's offer names no kind
+	}
+	if bid.Node != node || bid.Tenant != tenant || bid.App != app || bid.Kind != kind {
+		return fmt.Sprintf("the bid is %s's for %s %s/%s", bid.Node, cmp.Or(bid.Kind, "app"), bid.Tenant, bid.App), nil
 	}
 	return "", nil
 }

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"enjin/bus"
 	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
@@ -157,7 +158,7 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 	if err != nil {
 		return api.AppsBackend{}, err
 	}
-	w, err := r.auction(ctx, t, app, candidates, count)
+	w, err := r.auction(ctx, bus.Offer{Tenant: t, App: app}, candidates, count)
 	if err != nil {
 		return api.AppsBackend{}, err
 	}

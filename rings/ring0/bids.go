@@ -26,15 +26,16 @@ type won struct {
 	signed  []byte
 }
 
-// auction offers tenant t's app to hosts at once and returns the winner: of the hosts whose
-// bid verifies against their registered attestation key and answers this offer, the one
-// running the fewest of t's apps by the record (placed counts), then the one with the most
-// memory free by its bid. A host that does not answer in time, or whose bid does not verify,
-// takes no part; with none left the placement fails.
-func (r *Ring0) auction(ctx context.Context, t rings.TenantID, app string, hosts []api.AppsBackend, placed map[rings.NodeID]int) (won, error) {
+// auction offers offer (an app's placement, or a VM's) to hosts at once and returns the
+// winner: of the hosts whose bid verifies against their registered attestation key and
+// answers this offer, the one running the fewest of the tenant's apps by the record (placed
+// counts), then the one with the most memory free by its bid. A host that does not answer in
+// time, or whose bid does not verify, takes no part; with none left the placement fails.
+func (r *Ring0) auction(ctx context.Context, offer bus.Offer, hosts []api.AppsBackend, placed map[rings.NodeID]int) (won, error) {
 	var id [16]byte
 	rand.Read(id[:])
-	offer := bus.Offer{ID: hex.EncodeToString(id[:]), Tenant: t, App: app}
+	offer.ID = hex.EncodeToString(id[:])
+	t, app := offer.Tenant, offer.App
 	ctx, cancel := context.WithTimeout(ctx, bidWait)
 	defer cancel()
 	bids := make([]won, len(hosts))
@@ -47,7 +48,7 @@ func (r *Ring0) auction(ctx context.Context, t rings.TenantID, app string, hosts
 	best := -1
 	for i, b := range bids {
 		if errs[i] != nil {
-			r.log.Warn("a host's bid was not taken", "tenant", t, "app", app, "node", hosts[i].Node, "err", errs[i])
+			r.log.Warn("a host's bid was not taken", "tenant", t, "placing", app, "kind", offer.Kind, "node", hosts[i].Node, "err", errs[i])
 			continue
 		}
 		if best < 0 || placed[b.backend.Node] < placed[bids[best].backend.Node] ||

@@ -49,8 +49,13 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 		}
 		spec.NICs = append(spec.NICs, nic)
 	}
+	// The host signs what it promises: its bid is stored with the VM's placement.
+	w, err := r.auction(ctx, bus.Offer{Kind: bus.PlaceVM, Tenant: t, App: in.Name, MemoryMB: mt.MemoryMB}, []api.AppsBackend{{Node: node}}, nil)
+	if err != nil {
+		return inventory.VM{}, err
+	}
 	vm, err := r.placeVM(ctx, mt, inventory.VM{ID: inventory.NewID(), Tenant: t, Name: in.Name, Image: img.ID,
-		MachineType: in.MachineType, Node: node, Spec: spec})
+		MachineType: in.MachineType, Node: node, Spec: spec, Bid: w.signed})
 	if err != nil {
 		return inventory.VM{}, err
 	}

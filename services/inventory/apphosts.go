@@ -30,24 +30,27 @@ func (s *Store) PlaceApp(ctx context.Context, tenant rings.TenantID, app string,
 	return rings.NodeID(placed), pgErr("place app "+string(tenant)+"/"+app, err)
 }
 
-// Placement is where an app was placed, and the bid that won it.
+// Placement is where an app or a VM was placed, and the bid that won it.
 type Placement struct {
+	Kind     string          `json:"kind"` // app or vm
 	Tenant   rings.TenantID  `json:"tenant"`
-	App      string          `json:"app"`
+	App      string          `json:"app"` // the app's name, or the VM's
 	Node     rings.NodeID    `json:"node"`
 	PlacedAt time.Time       `json:"placed_at"`
 	Bid      json.RawMessage `json:"bid"` // the signed bid; null for an app placed before bids
 }
 
-// Placements lists every app's placement, by tenant and app.
+// Placements lists every app's and VM's placement, by tenant, kind and name.
 func (s *Store) Placements(ctx context.Context) ([]Placement, error) {
-	rows, err := s.pool.Query(ctx, `SELECT tenant_id, app, node_id, placed_at, bid FROM app_hosts ORDER BY tenant_id, app`)
+	rows, err := s.pool.Query(ctx, `SELECT 'app', tenant_id, app, node_id, placed_at, bid FROM app_hosts
+		UNION ALL SELECT 'vm', tenant_id, name, node_id, created_at, bid FROM vms
+		ORDER BY 2, 1, 3`)
 	if err != nil {
 		return nil, pgErr("placements", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p Placement, err error) {
 		var bid []byte
-		err = r.Scan(&p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid)
+		err = r.Scan(&p.Kind, &p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid)
 		if len(bid) > 0 && json.Valid(bid) {
 			p.Bid = bid
 		} else if len(bid) > 0 { // not JSON: shown as a string, for verify to refuse

@@ -65,6 +65,9 @@ type VM struct {
 	Version       int64          `json:"version"`
 	CreatedAt     time.Time      `json:"created_at"`
 	UpdatedAt     time.Time      `json:"updated_at"`
+	// Bid is the signed bid its host won the placement with (opaque here: the bid as JSON);
+	// written at create only, and served with the placements (GET /v1/placements).
+	Bid []byte `json:"-"`
 }
 
 // VMSpec is what a VM is made with besides its image and size.
@@ -113,9 +116,9 @@ func (s *Store) CreateVM(ctx context.Context, v VM) (VM, error) {
 	var out VM
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var err error
-		out, err = scanVM(tx.QueryRow(ctx, `INSERT INTO vms AS v (id, tenant_id, name, image, machine_type, node_id, spec, metadata)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING `+vmCols,
-			v.ID, string(v.Tenant), v.Name, v.Image, v.MachineType, string(v.Node), v.Spec, v.Metadata))
+		out, err = scanVM(tx.QueryRow(ctx, `INSERT INTO vms AS v (id, tenant_id, name, image, machine_type, node_id, spec, metadata, bid)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING `+vmCols,
+			v.ID, string(v.Tenant), v.Name, v.Image, v.MachineType, string(v.Node), v.Spec, v.Metadata, v.Bid))
 		if err != nil {
 			return err
 		}
