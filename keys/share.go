@@ -45,15 +45,10 @@ func (c *Chain) Share(name string) (SharedAccount, error) {
 	if err != nil {
 		return SharedAccount{}, err
 	}
-	gcm, err := c.sealer()
+	sealed, err := c.Seal(name+"\n"+a.Public, plain)
 	if err != nil {
-		return SharedAccount{}, err
-	}
-	nonce := make([]byte, gcm.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
 		return SharedAccount{}, fmt.Errorf("keys: share %s: %w", name, err)
 	}
-	sealed := gcm.Seal(nonce, nonce, plain, []byte(name+"\n"+a.Public))
 	return SharedAccount{Name: name, Public: a.Public, Sealed: sealed, JWT: tok}, nil
 }
 
@@ -116,14 +111,7 @@ func (c *Chain) open(s SharedAccount) (id, signing []byte, err error) {
 	if err := validAccountName(s.Name); err != nil {
 		return nil, nil, err
 	}
-	gcm, err := c.sealer()
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(s.Sealed) < gcm.NonceSize() {
-		return nil, nil, fmt.Errorf("keys: adopt %s: sealed seeds too short", s.Name)
-	}
-	plain, err := gcm.Open(nil, s.Sealed[:gcm.NonceSize()], s.Sealed[gcm.NonceSize():], []byte(s.Name+"\n"+s.Public))
+	plain, err := c.Unseal(s.Name+"\n"+s.Public, s.Sealed)
 	if err != nil {
 		return nil, nil, fmt.Errorf("keys: adopt %s: the seeds do not open with this chain's key: %w", s.Name, err)
 	}
@@ -142,6 +130,37 @@ func (c *Chain) open(s SharedAccount) (id, signing []byte, err error) {
 		return nil, nil, fmt.Errorf("keys: adopt %s: signing seed: %w", s.Name, err)
 	}
 	return parts[0], parts[1], nil
+}
+
+// Seal encrypts a secret ring 0 members share through the store (AES-256-GCM under a key
+// derived from the operator signing key), bound to label: it opens only with the same chain
+// and the same label, so a sealed value cannot be passed off as another's.
+func (c *Chain) Seal(label string, plain []byte) ([]byte, error) {
+	gcm, err := c.sealer()
+	if err != nil {
+		return nil, err
+	}
+	nonce := make([]byte, gcm.NonceSize())
+	if _, err := rand.Read(nonce); err != nil {
+		return nil, fmt.Errorf("keys: seal: %w", err)
+	}
+	return gcm.Seal(nonce, nonce, plain, []byte(label)), nil
+}
+
+// Unseal opens what Seal sealed under label.
+func (c *Chain) Unseal(label string, sealed []byte) ([]byte, error) {
+	gcm, err := c.sealer()
+	if err != nil {
+		return nil, err
+	}
+	if len(sealed) < gcm.NonceSize() {
+		return nil, errors.New("keys: unseal: too short")
+	}
+	plain, err := gcm.Open(nil, sealed[:gcm.NonceSize()], sealed[gcm.NonceSize():], []byte(label))
+	if err != nil {
+		return nil, fmt.Errorf("keys: unseal: %w", err)
+	}
+	return plain, nil
 }
 
 func (c *Chain) sealer() (cipher.AEAD, error) {

@@ -52,6 +52,9 @@ func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("ring0: %w", err)
 	}
+	if err := r.shareAppsToken(context.Background(), id, strings.TrimSpace(string(b))); err != nil {
+		return nil, err
+	}
 	r.mu.Lock()
 	r.appsAPIs[id] = appsAPI{url: "http://" + addr, token: strings.TrimSpace(string(b))}
 	r.mu.Unlock()
@@ -104,11 +107,38 @@ func (r *Ring0) appsAPIOf(ctx context.Context, node rings.NodeID) (appsAPI, bool
 		r.log.Warn("a node names an app API that is no base URL", "node", node, "apps_api", claim.AppsAPI)
 		return appsAPI{}, false
 	}
-	b, err := os.ReadFile(filepath.Join(r.nodeDir(node), "apps.token"))
+	tok, err := r.appsToken(ctx, node)
 	if err != nil {
 		return appsAPI{}, false // joined before nodes got a bearer for their app API
 	}
-	return appsAPI{url: u.Scheme + "://" + u.Host, token: strings.TrimSpace(string(b))}, true
+	return appsAPI{url: u.Scheme + "://" + u.Host, token: tok}, true
+}
+
+// appsTokenSecret names the bearer of a node's app API among its sealed secrets.
+const appsTokenSecret = "apps-token"
+
+// shareAppsToken records node's app API bearer in the store, sealed, so every ring 0 member
+// can present it — not only the one that started or joined the node.
+func (r *Ring0) shareAppsToken(ctx context.Context, node rings.NodeID, tok string) error {
+	sealed, err := r.broker.Chain().Seal("node/"+string(node)+"/"+appsTokenSecret, []byte(tok))
+	if err != nil {
+		return err
+	}
+	return r.store.PutNodeSecret(ctx, node, appsTokenSecret, sealed)
+}
+
+// appsToken is the bearer of node's app API: the one this member made, or another's, from the
+// store.
+func (r *Ring0) appsToken(ctx context.Context, node rings.NodeID) (string, error) {
+	if b, err := os.ReadFile(filepath.Join(r.nodeDir(node), "apps.token")); err == nil {
+		return strings.TrimSpace(string(b)), nil
+	}
+	sealed, err := r.store.NodeSecret(ctx, node, appsTokenSecret)
+	if err != nil {
+		return "", err
+	}
+	tok, err := r.broker.Chain().Unseal("node/"+string(node)+"/"+appsTokenSecret, sealed)
+	return string(tok), err
 }
 
 // AppsBackend is the app API of the ring 1 node running tenant t's app: the node the app was

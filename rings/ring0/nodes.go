@@ -192,6 +192,9 @@ func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api
 	if err != nil {
 		return api.JoinResult{}, err
 	}
+	if err := r.shareAppsToken(ctx, n.ID, appsTok); err != nil {
+		return api.JoinResult{}, err
+	}
 	r.log.Info("ring 1 node joined", "node", n.ID)
 	res := api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok, AppsToken: appsTok}
 	if urls := r.broker.ClientURLs(); len(urls) > 1 {
