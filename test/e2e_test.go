@@ -24,13 +24,15 @@ import (
 )
 
 type endpoints struct {
-	API            string `json:"api"`
-	NATS           string `json:"nats"`
-	AdminTokenFile string `json:"admin_token_file"`
-	OpsCreds       string `json:"ops_creds"`
-	Router         string `json:"router"`
-	AppsDomain     string `json:"apps_domain"`
-	DNS            string `json:"dns"`
+	API            string   `json:"api"`
+	NATS           string   `json:"nats"`
+	APIs           []string `json:"apis"`
+	NATSURLs       []string `json:"nats_urls"`
+	AdminTokenFile string   `json:"admin_token_file"`
+	OpsCreds       string   `json:"ops_creds"`
+	Router         string   `json:"router"`
+	AppsDomain     string   `json:"apps_domain"`
+	DNS            string   `json:"dns"`
 }
 
 // up runs `enjin up` on state and waits for its endpoints.json. Its router, DNS and bridge

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -28,13 +29,15 @@ const upNode = rings.NodeID("ring1-local")
 // upFlags are the flags of `enjin up`.
 type upFlags struct {
 	ring0Flags
-	noApps bool
+	noApps  bool
+	members int
 }
 
 // registerUpFlags registers every flag of `enjin up`.
 func registerUpFlags(fs *pflag.FlagSet, f *upFlags) {
 	f.register(fs)
 	fs.BoolVar(&f.noApps, "no-apps", false, "run no app router, DNS or instances")
+	fs.IntVar(&f.members, "ring0", 1, "ring 0 members to run here as one cluster (the others on free loopback ports, their state under <state-dir>/ring0/)")
 }
 
 func upCmd(g *globals) *cobra.Command {
@@ -46,19 +49,22 @@ func upCmd(g *globals) *cobra.Command {
 (unless --database-url names one), ring 0 and one ring 1 node, ring1-local, hosting apps. Once
 the node is up, <state-dir>/endpoints.json says where everything is; client commands read it.
 Ctrl-C stops everything.`,
-		Example: "  enjin up\n  enjin up --state-dir /var/lib/enjin --no-apps",
+		Example: "  enjin up\n  enjin up --state-dir /var/lib/enjin --no-apps\n  enjin up --ring0 3",
 		Args:    argsBetween(0, 0, "no arguments"),
 	}
 	registerUpFlags(c.Flags(), &f)
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		f.apps = !f.noApps
-		return up(c.Context(), c.OutOrStdout(), g.stateDir, f.ring0Flags)
+		if f.members < 1 || f.members > maxUpMembers {
+			return usagef("--ring0 %d: want 1 to %d members", f.members, maxUpMembers)
+		}
+		return up(c.Context(), c.OutOrStdout(), g.stateDir, f.ring0Flags, f.members)
 	}
 	return c
 }
 
 // up runs the cloud until ctx ends.
-func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags) error {
+func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags, members int) error {
 	log, err := logger(f.logLevel)
 	if err != nil {
 		return err
@@ -79,7 +85,7 @@ func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags) er
 	} else {
 		step("using the PostgreSQL at --database-url")
 	}
-	return runCloud(ctx, step, stateDir, f, log, dbURL, database)
+	return runCloud(ctx, step, stateDir, f, log, dbURL, database, members)
 }
 
 // prepareState makes the state dir and the trust chain in it.
@@ -102,18 +108,45 @@ func prepareState(stateDir string, step func(string, ...any)) error {
 
 // runCloud runs ring 0 and its ring 1 node on the database until ctx ends, with endpoints.json
 // in the state dir while the cloud is up.
-func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f ring0Flags, log *slog.Logger, dbURL, database string) error {
+func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f ring0Flags, log *slog.Logger, dbURL, database string, members int) error {
 	cfg, err := f.config(stateDir, log, dbURL, []ring0.Ring1Spec{{ID: upNode, Label: "local ring 1"}})
 	if err != nil {
 		return err
 	}
-	r, err := ring0.New(ctx, cfg)
+	cfgs, err := clusterConfigs(stateDir, cfg, members, log)
 	if err != nil {
+		return err
+	}
+	var others []*ring0.Ring0 // the other members, which run no ring 1 node
+	for _, c := range cfgs[1:] {
+		o, err := ring0.New(ctx, c)
+		if err != nil {
+			for _, o := range others {
+				o.Close()
+			}
+			return fmt.Errorf("ring 0 member %s: %w", c.Cluster.Member, err)
+		}
+		others = append(others, o)
+	}
+	r, err := ring0.New(ctx, cfgs[0])
+	if err != nil {
+		for _, o := range others {
+			o.Close()
+		}
 		return err
 	}
 	step("ring 0 listening: api %s, nats %s", r.APIURL(), r.NATSURL())
 	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
+	var wg sync.WaitGroup
+	defer func() { stop(); wg.Wait() }() // every member has stopped when up returns
+	for i, o := range others {
+		step("ring 0 member %s listening: api %s, nats %s", cfgs[i+1].Cluster.Member, o.APIURL(), o.NATSURL())
+		wg.Go(func() { // ends with runCtx
+			if err := o.Run(runCtx); err != nil && runCtx.Err() == nil {
+				log.Error("ring 0 member stopped", "member", cfgs[i+1].Cluster.Member, "err", err)
+			}
+		})
+	}
 	done := make(chan struct{}) // closed when Run has returned runErr
 	var runErr error
 	go func() { // ends when runCtx ends, after stopping ring 1, or when ring 1 cannot start
@@ -125,6 +158,9 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	if err == nil {
 		if f.apps {
 			ep.Router, ep.AppsDomain, ep.DNS = f.routerAddr, f.appsDomain, f.dnsAddr
+		}
+		for _, o := range others {
+			ep.APIs, ep.NATSURLs = append(ep.APIs, o.APIURL()), append(ep.NATSURLs, o.NATSURL())
 		}
 		err = writeEndpoints(stateDir, ep)
 	}

@@ -475,6 +475,9 @@ func (r *Ring0) maintenance(ctx context.Context) {
 	}
 }
 
+// Close releases what New opened, for a Ring0 that will not Run (Run releases it itself).
+func (r *Ring0) Close() { r.close() }
+
 func (r *Ring0) close() {
 	if r.ingNC != nil {
 		r.ingNC.Close()
