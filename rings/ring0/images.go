@@ -111,8 +111,12 @@ func (r *Ring0) fetchImage(ctx context.Context, im inventory.Image, p images.Par
 	return fmt.Errorf("ring0: no other member gave the %s of image %s (%v): %w", p, im.ID, errors.Join(errs...), images.ErrNotFound)
 }
 
-// replicateEvery is how often a member checks it holds every image's files.
-const replicateEvery = 10 * time.Second
+// replicateEvery is how often a member checks it holds every image's files; replicateWait
+// bounds the copy of one file.
+const (
+	replicateEvery = 10 * time.Second
+	replicateWait  = 30 * time.Minute
+)
 
 // replicateImages keeps a copy of every image's files on this member, fetched from the
 // others, until ctx ends: whichever member a ring 1 node asks for a VM's image has it, and an
@@ -135,7 +139,9 @@ func (r *Ring0) replicateImages(ctx context.Context) {
 		}
 		for _, im := range ims {
 			for _, p := range images.Parts(images.Kind(im.Kind)) {
-				f, err := r.imageFile(ctx, im, p)
+				fctx, cancel := context.WithTimeout(ctx, replicateWait) // a peer that stalls is left for the next round
+				f, err := r.imageFile(fctx, im, p)
+				cancel()
 				if err != nil {
 					if ctx.Err() == nil {
 						r.log.Warn("image not replicated here", "image", im.ID, "part", p, "err", err)

@@ -20,12 +20,20 @@ type Ring0Member struct {
 	AdminHash []byte `json:"-"`
 }
 
-// Announce records that m answers where it says, now.
+// Announce records that m answers where it says, now. A member of another name that answered
+// at the same API before (the same ring 0 under an earlier name, say) is forgotten, and so is
+// any member silent for a day.
 func (s *Store) Announce(ctx context.Context, m Ring0Member) error {
-	_, err := s.pool.Exec(ctx, `INSERT INTO ring0_members (member, api, nats, admin_hash) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (member) DO UPDATE SET api = $2, nats = $3, admin_hash = $4, seen = now()`,
-		m.Member, m.API, m.NATS, m.AdminHash)
-	return pgErr("announce member "+m.Member, err)
+	return pgErr("announce member "+m.Member, pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `DELETE FROM ring0_members WHERE member <> $1 AND (api = $2 OR seen < now() - interval '1 day')`,
+			m.Member, m.API); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO ring0_members (member, api, nats, admin_hash) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (member) DO UPDATE SET api = $2, nats = $3, admin_hash = $4, seen = now()`,
+			m.Member, m.API, m.NATS, m.AdminHash)
+		return err
+	}))
 }
 
 // Members lists the ring 0 members that announced themselves within since, by name.
