@@ -50,6 +50,12 @@ func TestUpRing0Cluster(t *testing.T) {
 		return get(c.ep.APIs[2], "/v1/members", &ms) == 200 && len(ms.Members) == 3 && leading == 1
 	}, "three members listed, one leading")
 
+	out := c.cli("members")
+	if strings.Count(out, "yes (epoch ") != 1 || !strings.Contains(out, "r0-a ") || !strings.Contains(out, "r0-b ") || !strings.Contains(out, "r0-c ") {
+		t.Fatalf("enjin members: want r0-a, r0-b and r0-c, one leading:\n%s", out)
+	}
+	t.Logf("enjin members:\n%s", out)
+
 	third := func(args ...string) string {
 		cmd := exec.Command(harness.Binary(t), args...)
 		cmd.Env = append(os.Environ(), "ENJIN_API="+c.ep.APIs[2], "ENJIN_TOKEN="+strings.TrimSpace(string(tok)))
