@@ -47,5 +47,7 @@ func tenantTokenSteps() []step {
 		{name: "tenant reaches another's apps", method: "GET", path: "/v1/tenants/otherco/apps", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
 		{name: "tenant deploys to another", method: "POST", path: "/v1/tenants/otherco/apps/web/releases", hdr: []string{"Authorization", "Bearer {tok}"}, body: `x`, status: 403},
 		{name: "forged tenant token", method: "GET", path: "/v1/tenants/tokco", hdr: []string{"Authorization", "Bearer et_forged"}, status: 401},
+		{name: "tenant lists ring 0 members", method: "GET", path: "/v1/members", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
+		{name: "tenant lists placements", method: "GET", path: "/v1/placements", hdr: []string{"Authorization", "Bearer {tok}"}, status: 403},
 	}
 }
