@@ -42,6 +42,7 @@ var readmeSteps = map[string]readmeStep{
 	"curl -H @var/enjin/admin.header -H 'Content-Type: application/json' -d '{\"id\"":          {want: `"id":"edge-1"`},
 	"curl -H @var/enjin/admin.header -H 'Content-Type: application/json' -d '{\"ttl_seconds\"": {},
 	"./enjin nodes\n":                                                    {want: "ring1-local"},
+	"./enjin members":                                                    {want: "yes (epoch "},
 	"./enjin compartments create":                                        {want: "rack-1"},
 	"./enjin creds ops":                                                  {want: "wrote me.creds"},
 	"./enjin verify":                                                     {want: " 0 failed"},
