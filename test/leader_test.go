@@ -69,6 +69,7 @@ func TestRing0LeaderTakeover(t *testing.T) {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	b := &ring0Proc{t: t, state: filepath.Join(dir, "state"), dbURL: a.dbURL,
 		natsPort: harness.FreePort(t), apiPort: harness.FreePort(t), heartbeat: hb}
+	harness.CopyKeys(t, a.state, b.state) // members hold one trust chain
 	b.start()
 	members := []*ring0Proc{a, b}
 

@@ -31,13 +31,13 @@ func TestUpWithARelativeStateDir(t *testing.T) {
 	epPath := filepath.Join(cwd, "var", "enjin", "endpoints.json")
 	harness.Eventually(t, 60*time.Second, func() bool { _, err := os.Stat(epPath); return err == nil },
 		"endpoints.json in the relative state dir (output: %s)", p.Out)
-	var ep map[string]string
+	var ep map[string]any
 	b, _ := os.ReadFile(epPath)
 	if err := json.Unmarshal(b, &ep); err != nil {
 		t.Fatal(err)
 	}
 	for _, k := range []string{"admin_token_file", "ops_creds", "admin_header_file"} {
-		if !filepath.IsAbs(ep[k]) {
+		if p, _ := ep[k].(string); !filepath.IsAbs(p) {
 			t.Errorf("endpoints.json %s = %q, want an absolute path", k, ep[k])
 		}
 	}
