@@ -4,16 +4,34 @@
 # builds ./enjin and execs `enjin up` with this script's arguments. Run it from anywhere; it
 # works at the repository root.
 #
+# With --join, the machine joins a running cloud as a ring 1 node instead: ring 0's API URL
+# and the file holding the one-time join token (as `POST /v1/nodes/{node}/join-token` answers;
+# never the token itself: a command line is readable by every user of the machine). No
+# PostgreSQL is installed; the rest of the arguments go to `enjin ring1`.
+#
 #   deploy/bootstrap.sh [enjin up flags]
+#   deploy/bootstrap.sh --join URL TOKEN-FILE [enjin ring1 flags]
 set -euo pipefail
+
+join_url= join_file=
+if [ "${1:-}" = "--join" ]; then
+	if [ $# -lt 3 ] || [ ! -r "$3" ]; then
+		echo "bootstrap: --join URL TOKEN-FILE: ring 0's API and a readable file with the join token" >&2
+		exit 2
+	fi
+	join_url=$2 join_file=$(realpath "$3") # named from here, read from the repository root
+	shift 3
+fi
 cd "$(dirname "$0")/.."
 
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
 
 # enjin up runs its own managed PostgreSQL from these binaries; a cluster the package may
-# start on install is not used.
-if compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
+# start on install is not used. A joining ring 1 node needs none.
+if [ -n "$join_url" ]; then
+	:
+elif compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then
 	echo "bootstrap: postgresql server binaries present"
 else
 	echo "bootstrap: installing postgresql (apt-get)…"
@@ -62,5 +80,9 @@ fi
 echo "bootstrap: building ./enjin with $(go version)…"
 go build -buildvcs=true -o ./enjin ./cmd/enjin 2>/dev/null || go build -o ./enjin ./cmd/enjin
 
+if [ -n "$join_url" ]; then
+	echo "bootstrap: joining the cloud at $join_url: ./enjin ring1 --join-file $join_file --ring0 $join_url $*"
+	exec ./enjin ring1 --join-file "$join_file" --ring0 "$join_url" "$@"
+fi
 echo "bootstrap: starting: ./enjin up $*"
 exec ./enjin up "$@"

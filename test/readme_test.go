@@ -82,7 +82,7 @@ var readmeSteps = map[string]readmeStep{
 	"./enjin vms destroy acme/app;":                                      {want: "deleted acme/lan"},
 	"./enjin networks create acme/wan":                                   {want: `"nat": true`},
 	"./enjin rulesets create acme/egress":                                {want: "out tcp 443 accept"},
-	"./enjin ring1 --join-file join.json":                                {runFor: -1}, // runs until the end
+	"deploy/bootstrap.sh --join":                                         {runFor: -1}, // runs until the end
 	"./enjin nodes decommission edge-1":                                  {want: "decommissioned edge-1", waitNode: "edge-1"},
 	"./enjin init --state-dir var/r0-a":                                  {skip: clusterSkip},
 	"./enjin ring0 --database-url postgres:///enjin --state-dir var/r0-": {skip: clusterSkip},
