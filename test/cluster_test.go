@@ -2,6 +2,7 @@ package test
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -88,20 +89,31 @@ func nodeVia(members []*ring0Proc, id rings.NodeID) (string, uint64) {
 
 // TestRing0ClusterSurvivesItsLeader runs three ring 0 members and three ring 1 nodes (each
 // joined through one member, which spreads their observations over all three through the
-// ingest queue group) and SIGKILLs whichever member leads, five times, restarting it as a
-// standby: another member leads within a bound each time, and no node is ever judged down —
-// though each member commits only part of every node's heartbeats, the leader judges on what
-// all of them heard.
+// ingest queue group), one hosting an app deployed through another member than the tenant was
+// made through, and SIGKILLs whichever member leads, five times, restarting it as a standby:
+// another member leads within a bound each time, no node is ever judged down — though each
+// member commits only part of every node's heartbeats, the leader judges on what all of them
+// heard — and the app answers after every takeover.
 func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 	hb := time.Second
 	members := newCluster(t, 3, hb)
 	ids := []rings.NodeID{"c-node-a", "c-node-b", "c-node-c"}
 	var nodeArgs [][]string
 	var nodes []*harness.Proc
+	// The second node hosts apps, on a bridge, block and router of its own.
+	n := harness.FreePort(t) % 200
+	bridge, router := fmt.Sprintf("enjcl%d", n), "127.0.0.1:"+strconv.Itoa(harness.FreePort(t))
+	t.Cleanup(func() { harness.RemoveNode(t, bridge) }) // after the node stops (cleanups run last first)
+	appsDir := t.TempDir()
 	for i, id := range ids {
 		m := members[i]
 		args := []string{"ring1", "--join-file", m.joinFile(id), "--ring0", m.api(),
 			"--state-dir", t.TempDir(), "--heartbeat", hb.String(), "--log-level", "warn"}
+		if i == 1 {
+			args = append(args, "--apps-dir", filepath.Join(appsDir, "apps"), "--apps-api", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
+				"--router", router, "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--bridge", bridge,
+				"--prefix", fmt.Sprintf("100.97.%d.0/24", n), "--uid-range", fmt.Sprintf("%d:10000", 703_000_000+n*10_000), "--no-vms")
+		}
 		nodeArgs, nodes = append(nodeArgs, args), append(nodes, harness.Start(t, args...))
 	}
 	allUp := func() bool {
@@ -113,6 +125,36 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 		return true
 	}
 	harness.Eventually(t, 30*time.Second, allUp, "all nodes up")
+
+	// A tenant made through the first member, an app deployed through the third onto the
+	// second node: it keeps answering through every takeover.
+	sample := filepath.Join(appsDir, "sample")
+	os.MkdirAll(sample, 0o755)
+	if out, err := exec.Command("go", "build", "-o", filepath.Join(sample, "sampleapp"), "./sampleapp").CombinedOutput(); err != nil {
+		t.Fatalf("build sampleapp: %v\n%s", err, out)
+	}
+	os.WriteFile(filepath.Join(sample, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
+	os.WriteFile(filepath.Join(sample, "enjin.json"), []byte(`{"health":"/healthz","memory_mb":64}`), 0o644)
+	via := func(m *ring0Proc, args ...string) {
+		cmd := exec.Command(harness.Binary(t), args...)
+		cmd.Env = append(os.Environ(), "ENJIN_API="+m.api(), "ENJIN_TOKEN="+m.token)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("enjin %v through %s: %v\n%s", args, m.api(), err, out)
+		}
+	}
+	via(members[0], "tenants", "create", "acme")
+	via(members[2], "apps", "deploy", "acme/hello", sample, "--node", string(ids[1]), "-q")
+	serving := func() bool {
+		req, _ := http.NewRequest("GET", "http://"+router+"/", nil)
+		req.Host = "hello.acme.apps.enjin.test"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	harness.Eventually(t, 30*time.Second, serving, "acme/hello answering through %s's router", ids[1])
 
 	lead, view := currentLeader(t, members, 0)
 	var takeovers []time.Duration
@@ -132,6 +174,9 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 		next, nv := currentLeader(t, members, view.Epoch)
 		takeovers = append(takeovers, time.Since(killed))
 		watchDown(time.Now().Add(8 * hb)) // past the six heartbeats a dead node would take
+		if !serving() {
+			t.Fatalf("acme/hello stopped answering after a takeover")
+		}
 		lead.start()
 		lead, view = next, nv
 	}
@@ -162,6 +207,7 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 		s, seq := nodeVia(members[1:], ids[0])
 		return s == "up" && seq > before
 	}, "%s heartbeating again through another member", ids[0])
+	via(members[1], "verify") // every observation, and the app's placement's bid, through the member still up
 	slices.Sort(takeovers)
 	t.Logf("leader takeover after SIGKILL, %d times: p50 %v, p99 %v (max); no node judged down", len(takeovers),
 		takeovers[len(takeovers)/2].Round(time.Millisecond), takeovers[len(takeovers)-1].Round(time.Millisecond))
