@@ -90,7 +90,7 @@ func nodeVia(members []*ring0Proc, id rings.NodeID) (string, uint64) {
 // TestRing0ClusterSurvivesItsLeader runs three ring 0 members and three ring 1 nodes (each
 // joined through one member, which spreads their observations over all three through the
 // ingest queue group), one hosting an app deployed through another member than the tenant was
-// made through, and SIGKILLs whichever member leads, five times, restarting it as a standby:
+// made through, and SIGKILLs whichever member leads, ten times, restarting it as a standby:
 // another member leads within a bound each time, no node is ever judged down — though each
 // member commits only part of every node's heartbeats, the leader judges on what all of them
 // heard — and the app answers after every takeover.
@@ -168,7 +168,7 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	for range 5 {
+	for range 10 {
 		lead.proc.Kill()
 		killed := time.Now()
 		next, nv := currentLeader(t, members, view.Epoch)
