@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -106,6 +107,14 @@ func TestMembersShareAccounts(t *testing.T) {
 	}
 	if slices.Contains(names, "T-acme") {
 		t.Fatalf("c took up the retired T-acme: %v", names)
+	}
+
+	// A server with a chain of its own, on the same store, refuses to start.
+	if b, err := broker.New(broker.Config{StateDir: t.TempDir(), Port: -1, Logger: harness.Logger(t), Share: store()}); err == nil {
+		b.Close()
+		t.Fatal("a member with another trust chain started on the cluster's store")
+	} else if !strings.Contains(err.Error(), "does this member hold the cluster's keys/?") {
+		t.Fatalf("a stranger's start: %v", err)
 	}
 }
 
