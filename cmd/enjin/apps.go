@@ -73,15 +73,8 @@ func appsLsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), tenantPath(rings.TenantID(tenant))+"/apps", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var r struct{ Apps []apphost.AppInfo }
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r, written, err := getList[struct{ Apps []apphost.AppInfo }](c, cl, out, tenantPath(rings.TenantID(tenant))+"/apps")
+		if err != nil || written {
 			return err
 		}
 		tw := newTable(c.OutOrStdout(), "APP\tRELEASE\tPROCESSES\tNODE")

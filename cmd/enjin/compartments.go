@@ -37,15 +37,8 @@ func compartmentsLsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/compartments", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var r struct{ Compartments []inventory.Compartment }
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r, written, err := getList[struct{ Compartments []inventory.Compartment }](c, cl, out, "/v1/compartments")
+		if err != nil || written {
 			return err
 		}
 		tw := newTable(c.OutOrStdout(), "ID\tTYPE\tRING\tLABEL\tPARENTS")

@@ -282,15 +282,8 @@ func imagesLsCmd(g *globals) *cobra.Command {
 		if len(q) > 0 {
 			path += "?" + q.Encode()
 		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), path, &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var r struct{ Images []inventory.Image }
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r, written, err := getList[struct{ Images []inventory.Image }](c, cl, out, path)
+		if err != nil || written {
 			return err
 		}
 		tw := newTable(c.OutOrStdout(), "IMAGE\tKIND\tSIZE\tVIRTUAL\tDIGEST\tCREATED\tID")

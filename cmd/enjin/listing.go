@@ -10,6 +10,19 @@ import (
 	"enjin/rings"
 )
 
+// getList reads the list at path: with -o json it writes the API's answer as it is and says
+// so (written), else it decodes it into an L for a table.
+func getList[L any](c *cobra.Command, cl *client, out *format, path string) (l L, written bool, err error) {
+	var raw json.RawMessage
+	if err := cl.get(c.Context(), path, &raw); err != nil {
+		return l, false, err
+	}
+	if out.json() {
+		return l, true, writeRaw(c.OutOrStdout(), raw)
+	}
+	return l, false, json.Unmarshal(raw, &l)
+}
+
 // tenantLsCmd is `ls TENANT` of one of a tenant's collections (vms, volumes, networks, …):
 // with -o json the API's answer as it is, else the table print draws from it.
 func tenantLsCmd[L any](g *globals, coll, short string, print func(io.Writer, L) error) *cobra.Command {
@@ -23,15 +36,8 @@ func tenantLsCmd[L any](g *globals, coll, short string, print func(io.Writer, L)
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/tenants/"+url.PathEscape(args[0])+"/"+coll, &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var l L
-		if err := json.Unmarshal(raw, &l); err != nil {
+		l, written, err := getList[L](c, cl, out, "/v1/tenants/"+url.PathEscape(args[0])+"/"+coll)
+		if err != nil || written {
 			return err
 		}
 		return print(c.OutOrStdout(), l)

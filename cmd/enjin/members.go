@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"time"
 
@@ -24,15 +23,8 @@ broker — and mark the one that leads (liveness verdicts, promotions) with its 
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/members", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var r struct{ Members []inventory.Ring0Member }
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r, written, err := getList[struct{ Members []inventory.Ring0Member }](c, cl, out, "/v1/members")
+		if err != nil || written {
 			return err
 		}
 		var l struct {

@@ -45,15 +45,8 @@ func tenantsLsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var raw json.RawMessage
-		if err := cl.get(c.Context(), "/v1/tenants", &raw); err != nil {
-			return err
-		}
-		if out.json() {
-			return writeRaw(c.OutOrStdout(), raw)
-		}
-		var r struct{ Tenants []inventory.Tenant }
-		if err := json.Unmarshal(raw, &r); err != nil {
+		r, written, err := getList[struct{ Tenants []inventory.Tenant }](c, cl, out, "/v1/tenants")
+		if err != nil || written {
 			return err
 		}
 		tw := newTable(c.OutOrStdout(), "TENANT\tHOSTS")
