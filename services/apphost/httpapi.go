@@ -1,10 +1,12 @@
 package apphost
 
 import (
+	"bytes"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -36,6 +38,13 @@ import (
 //	PATCH  …/apps/{app}/env                {"set": {...}, "unset": [...]}: change some (a new release)
 //	DELETE …/apps/{app}                    destroy
 //	GET    …/apps/{app}/logs?lines=&follow= newline-delimited JSON log lines
+//
+// and, for ring 0 alone (its API forwards no caller's request here), what re-placing an app
+// on another host takes:
+//
+//	GET    /v1/running                     every app with a live release here (Running)
+//	GET    …/apps/{app}/export?have=DIGEST the app's recipe and package, as a tar (Export)
+//	POST   …/apps/{app}/import             run an exported app here (Import); 409 if it is here
 func (h *Host) Handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	p := "/v1/tenants/{tenant}/apps"
@@ -118,7 +127,46 @@ func (h *Host) Handler(token string) http.Handler {
 		return 204, nil, h.Destroy(t, a)
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/logs", h.api(h.serveLogs))
+	mux.HandleFunc("GET /v1/running", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"apps": nonNil(h.Running())})
+	})
+	mux.HandleFunc("GET "+p+"/{app}/export", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		w.Header().Set("Content-Type", "application/x-tar")
+		cw := &counted{w: w}
+		if err := h.Export(cw, t, a, r.URL.Query().Get("have")); err != nil {
+			if cw.n == 0 {
+				return 0, nil, err // nothing sent yet: an ordinary error answer
+			}
+			h.log.Warn("export cut short", "tenant", t, "app", a, "err", err)
+			panic(http.ErrAbortHandler) // the answer has begun: the client sees it cut, not whole
+		}
+		return 0, nil, errDone
+	}))
+	mux.HandleFunc("POST "+p+"/{app}/import", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		rec, pkg, err := ReadExport(http.MaxBytesReader(w, r.Body, MaxBundle+2<<20))
+		if err != nil {
+			return 400, nil, err
+		}
+		if pkg == nil {
+			return 400, nil, &FieldError{Field: "export", Msg: "no package.tar.gz"}
+		}
+		rel, err := h.Import(r.Context(), t, a, rec, bytes.NewReader(pkg), nil)
+		return 201, rel, err
+	}))
 	return &authed{token: token, next: mux}
+}
+
+// counted is a writer that counts what went through it.
+type counted struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counted) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
 }
 
 // mayReveal is whether the caller (as ring 0 says) may see env values.
@@ -195,6 +243,8 @@ func errStatus(err error) int {
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return 404
+	case errors.Is(err, ErrExists):
+		return 409
 	case errors.Is(err, rings.ErrBadName):
 		return 400
 	case errors.Is(err, ErrTooLarge):
@@ -226,6 +276,8 @@ func errBody(err error) Event {
 		e.Code = "quota"
 	case errors.Is(err, ErrNotFound):
 		e.Code = "not_found"
+	case errors.Is(err, ErrExists):
+		e.Code = "exists"
 	case errors.Is(err, ErrTooLarge):
 		e.Code = "too_large"
 	case errors.Is(err, rings.ErrBadName):
