@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"sync"
 	"time"
 )
 
@@ -65,14 +66,12 @@ func (r *Ring0) leadWith(ctx context.Context, epoch int64, hold func(context.Con
 	r.log.Info("leading ring 0", "epoch", epoch)
 	r.event("leader", map[string]any{"epoch": epoch, "member": r.member})
 	lctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { // ends with lctx
-		defer close(done)
-		r.liveness(lctx, epoch)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { r.liveness(lctx, epoch) }) // ends with lctx
+	wg.Go(func() { r.tendApps(lctx, epoch) }) // ends with lctx
 	err = hold(lctx)
 	cancel()
-	<-done
+	wg.Wait()
 	r.epoch.Store(0)
 	if ctx.Err() == nil {
 		r.log.Warn("leadership lost; singleton work stopped", "epoch", epoch, "err", err)

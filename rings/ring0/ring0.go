@@ -103,6 +103,7 @@ type Ring0 struct {
 	placeMu sync.Mutex // serializes VM placements: two never take the same room
 	hostMu  sync.Mutex // serializes adding hosts to tenants
 	members memberChanges
+	moves   appMoves     // the leader's re-placing of apps off hosts that are down
 	member  string       // names this member in the leader record (memberName)
 	epoch   atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
 	hearing hearing      // what this member heard, to share with the others (clustered)
@@ -148,6 +149,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	}
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
 		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
+	r.moves.kick = make(chan struct{}, 1)
 	ok := false
 	defer func() {
 		if !ok {
@@ -394,6 +396,10 @@ func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 				}
 				if state == "down" {
 					r.promoteReplicas(ctx, epoch, ids)
+					select { // their apps go elsewhere
+					case r.moves.kick <- struct{}{}:
+					default:
+					}
 				}
 				if len(ids) > 10 {
 					r.log.Warn("nodes "+state, "n", len(ids), "first", ids[0])

@@ -152,7 +152,7 @@ func (a *API) routes() []route {
 			status: http.StatusOK, out: leaderView{}, serve: a.leader},
 		{method: "GET", path: "/v1/members", access: reader, summary: "The ring 0 members that announced themselves in the last 30 s: each one's API and NATS URLs (what endpoints.json lists for the CLI to fail over to)",
 			status: http.StatusOK, out: memberList{}, serve: a.members},
-		{method: "GET", path: "/v1/placements", access: reader, summary: "Where every app was placed, each with the winning bid its host signed (the bid's exact bytes, the host's attestation key, the signature), for checking offline",
+		{method: "GET", path: "/v1/placements", access: reader, summary: "Where every app and VM was placed, each with the winning bid its host signed (the bid's exact bytes, the host's attestation key, the signature), for checking offline; for apps, the release ring 0 keeps to re-place them with if their host goes down (kept_release), and moved_from while a re-placed app has yet to run on its new host",
 			status: http.StatusOK, out: placementList{}, serve: a.placements},
 		{method: "GET", path: "/openapi.json", access: public, summary: "This API's OpenAPI document",
 			status: http.StatusOK, out: map[string]any{}, serve: a.document},

@@ -38,19 +38,24 @@ type Placement struct {
 	Node     rings.NodeID    `json:"node"`
 	PlacedAt time.Time       `json:"placed_at"`
 	Bid      json.RawMessage `json:"bid"` // the signed bid; null for an app placed before bids
+	// Apps only: the release ring 0 keeps to re-place the app with if its host goes down (0:
+	// none kept yet), and the host it was re-placed off while the new one has yet to run it.
+	KeptRelease int          `json:"kept_release,omitempty"`
+	MovedFrom   rings.NodeID `json:"moved_from,omitempty"`
 }
 
 // Placements lists every app's and VM's placement, by tenant, kind and name.
 func (s *Store) Placements(ctx context.Context) ([]Placement, error) {
-	rows, err := s.pool.Query(ctx, `SELECT 'app', tenant_id, app, node_id, placed_at, bid FROM app_hosts
-		UNION ALL SELECT 'vm', tenant_id, name, node_id, created_at, bid FROM vms
+	rows, err := s.pool.Query(ctx, `SELECT 'app', h.tenant_id, h.app, h.node_id, h.placed_at, h.bid, coalesce(r.release, 0), coalesce(h.moved_from, '')
+		FROM app_hosts h LEFT JOIN app_recipes r USING (tenant_id, app)
+		UNION ALL SELECT 'vm', tenant_id, name, node_id, created_at, bid, 0, '' FROM vms
 		ORDER BY 2, 1, 3`)
 	if err != nil {
 		return nil, pgErr("placements", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p Placement, err error) {
 		var bid []byte
-		err = r.Scan(&p.Kind, &p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid)
+		err = r.Scan(&p.Kind, &p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid, &p.KeptRelease, &p.MovedFrom)
 		if len(bid) > 0 && json.Valid(bid) {
 			p.Bid = bid
 		} else if len(bid) > 0 { // not JSON: shown as a string, for verify to refuse

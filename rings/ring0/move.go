@@ -1,0 +1,356 @@
+package ring0
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"sync"
+	"time"
+
+	"enjin/bus"
+	"enjin/rings"
+	"enjin/services/api"
+	"enjin/services/apphost"
+	"enjin/services/inventory"
+)
+
+// Re-placing apps off hosts that went down. The leader keeps, for every placed app, what it
+// takes to run it elsewhere (its live release's package, environment and scale: a recipe,
+// read from the host that runs it, every appsEvery); when a host goes down, each app placed
+// there goes to another of its tenant's hosts that are up, by signed bids, and runs there from
+// the recipe; when the host comes back, its copies of the apps that moved are destroyed.
+const (
+	appsEvery  = 2 * time.Second  // how often the leader tends the placed apps
+	moveRetry  = 30 * time.Second // an app that could not move is tried again after this
+	hostTimout = 5 * time.Second  // a host's list of the apps it runs, or an export
+)
+
+// appMoves is the leader's bookkeeping of moves under way or failed.
+type appMoves struct {
+	mu   sync.Mutex
+	busy map[inventory.AppKey]time.Time // in hand until, or not before (failed)
+	kick chan struct{}                  // a host went down: tend now
+}
+
+// take reports whether app k may be moved now, and marks it in hand if so.
+func (m *appMoves) take(k inventory.AppKey, now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.busy == nil {
+		m.busy = map[inventory.AppKey]time.Time{}
+	}
+	if until, ok := m.busy[k]; ok && now.Before(until) {
+		return false
+	}
+	m.busy[k] = now.Add(24 * time.Hour) // until done
+	return true
+}
+
+// done ends a move: a failed one may be tried again after moveRetry.
+func (m *appMoves) done(k inventory.AppKey, failed bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if failed {
+		m.busy[k] = time.Now().Add(moveRetry)
+	} else {
+		delete(m.busy, k)
+	}
+}
+
+// tendApps runs, while this member leads under epoch, a pass over the placed apps every
+// appsEvery and whenever a host goes down.
+func (r *Ring0) tendApps(ctx context.Context, epoch int64) {
+	t := time.NewTicker(appsEvery)
+	defer t.Stop()
+	var moves sync.WaitGroup
+	defer moves.Wait()
+	for {
+		r.tendOnce(ctx, epoch, &moves)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.moves.kick:
+		}
+	}
+}
+
+// tendOnce moves the apps of hosts that are down, and, on every host that is up, keeps the
+// recipes of the apps placed there, runs those re-placed there and destroys the copies of
+// those placed elsewhere.
+func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup) {
+	nks, err := r.store.NodeKeys(ctx)
+	if err != nil {
+		return
+	}
+	placed, err := r.store.PlacedApps(ctx)
+	if err != nil {
+		return
+	}
+	heads, err := r.store.RecipeHeads(ctx)
+	if err != nil {
+		return
+	}
+	state := map[rings.NodeID]string{}
+	for _, k := range nks {
+		state[k.Node] = k.State
+	}
+	byApp := map[inventory.AppKey]inventory.PlacedApp{}
+	for _, p := range placed {
+		byApp[inventory.AppKey{Tenant: p.Tenant, App: p.App}] = p
+		if state[p.Node] == "down" && r.moves.take(inventory.AppKey{Tenant: p.Tenant, App: p.App}, time.Now()) {
+			moves.Go(func() { r.moveApp(ctx, epoch, p) })
+		}
+	}
+	var wg sync.WaitGroup
+	for _, k := range nks {
+		if k.Ring != rings.Ring1 || k.State != "up" {
+			continue
+		}
+		a, ok := r.appsAPIOf(ctx, k.Node)
+		if !ok {
+			continue
+		}
+		wg.Go(func() { r.tendHost(ctx, a.on(k.Node), byApp, heads, moves) })
+	}
+	wg.Wait()
+}
+
+// tendHost compares what host h runs with the placements and the recipes kept.
+func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inventory.AppKey]inventory.PlacedApp, heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) {
+	var list struct {
+		Apps []apphost.Running `json:"apps"`
+	}
+	if err := r.hostJSON(ctx, h, "GET", "/v1/running", nil, &list); err != nil {
+		r.log.Debug("a host's apps not read", "node", h.Node, "err", err)
+		return
+	}
+	runs := map[inventory.AppKey]bool{}
+	for _, a := range list.Apps {
+		k := inventory.AppKey{Tenant: a.Tenant, App: a.App}
+		runs[k] = true
+		p, ok := placed[k]
+		switch {
+		case !ok: // not placed: made before placements, or being destroyed
+		case p.Node != h.Node:
+			r.dropCopy(ctx, h, p)
+		default:
+			if p.MovedFrom != "" {
+				r.settle(ctx, p)
+			}
+			hd, kept := heads[k]
+			if kept && hd.Node == h.Node && hd.Release == a.Release && hd.Digest == a.Digest && maps.Equal(hd.Scale, a.Scale) {
+				continue
+			}
+			have := ""
+			if kept && hd.Digest == a.Digest {
+				have = hd.Digest // the package is kept already: only the recipe changed
+			}
+			if err := r.keepRecipe(ctx, h, k, have); err != nil && ctx.Err() == nil {
+				r.log.Warn("an app's recipe not kept", "tenant", k.Tenant, "app", k.App, "node", h.Node, "err", err)
+			}
+		}
+	}
+	for k, p := range placed {
+		if p.Node == h.Node && p.MovedFrom != "" && !runs[k] && r.moves.take(k, time.Now()) {
+			moves.Go(func() {
+				err := r.runMoved(ctx, h, p)
+				r.moves.done(k, err != nil)
+			})
+		}
+	}
+}
+
+// dropCopy destroys, on host h, back after it went down, its copy of app p, which was
+// re-placed on another host meanwhile.
+func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.PlacedApp) {
+	err := r.hostJSON(ctx, h, "DELETE", appPath(p.Tenant, p.App), nil, nil)
+	if err != nil {
+		r.log.Warn("a moved app's old copy not destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "err", err)
+		return
+	}
+	r.log.Info("a moved app's old copy destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "runs_on", p.Node)
+	r.event("app-copy-dropped", map[string]any{"tenant": p.Tenant, "app": p.App, "node": h.Node, "runs_on": p.Node})
+}
+
+// keepRecipe reads app k's recipe from host h, and its package unless it is have, and keeps
+// them, the recipe sealed.
+func (r *Ring0) keepRecipe(ctx context.Context, h api.AppsBackend, k inventory.AppKey, have string) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*hostTimout)
+	defer cancel()
+	resp, err := r.hostDo(ctx, h, "GET", appPath(k.Tenant, k.App)+"/export?have="+have, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	rec, pkg, err := apphost.ReadExport(io.LimitReader(resp.Body, apphost.MaxBundle+2<<20))
+	if err != nil {
+		return err
+	}
+	plain, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	sealed, err := r.broker.Chain().Seal(recipeLabel(k), plain)
+	if err != nil {
+		return err
+	}
+	return r.store.PutRecipe(ctx, inventory.AppRecipe{Tenant: k.Tenant, App: k.App, Node: h.Node, Release: rec.Release,
+		Digest: rec.Digest, Scale: rec.Scale, Sealed: sealed, Package: pkg})
+}
+
+func recipeLabel(k inventory.AppKey) string {
+	return "app/" + string(k.Tenant) + "/" + k.App + "/recipe"
+}
+
+func appPath(t rings.TenantID, app string) string { return "/v1/tenants/" + string(t) + "/apps/" + app }
+
+// moveApp re-places app p off its host, which is down: to the tenant's host, up, whose
+// signed bid wins, under the leader's fencing epoch, and runs it there.
+func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp) {
+	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
+	start := time.Now()
+	err := func() error {
+		if _, err := r.store.Recipe(ctx, p.Tenant, p.App); err != nil {
+			return fmt.Errorf("no recipe kept: %w", err)
+		}
+		hosts, err := r.AppsBackends(ctx, p.Tenant)
+		if err != nil {
+			return err
+		}
+		var up []api.AppsBackend
+		for _, h := range hosts {
+			if n, err := r.store.GetNode(ctx, h.Node); err == nil && n.State == "up" && h.Node != p.Node {
+				up = append(up, h)
+			}
+		}
+		if len(up) == 0 {
+			return fmt.Errorf("no other host of %s is up: %w", p.Tenant, ErrNode)
+		}
+		count, err := r.store.AppsPlaced(ctx, p.Tenant)
+		if err != nil {
+			return err
+		}
+		w, err := r.auction(ctx, bus.Offer{Tenant: p.Tenant, App: p.App}, up, count)
+		if err != nil {
+			return err
+		}
+		if err := r.store.MoveApp(ctx, epoch, p.Tenant, p.App, p.Node, w.backend.Node, w.signed); err != nil {
+			return err
+		}
+		r.log.Warn("app re-placed off a host that is down", "tenant", p.Tenant, "app", p.App, "from", p.Node, "to", w.backend.Node)
+		moved := p
+		moved.Node, moved.MovedFrom = w.backend.Node, p.Node
+		if err := r.runMoved(ctx, w.backend, moved); err != nil {
+			r.log.Warn("a re-placed app not run yet; tried again", "tenant", p.Tenant, "app", p.App, "node", w.backend.Node, "err", err)
+		}
+		r.event("app-moved", map[string]any{"tenant": p.Tenant, "app": p.App, "from": p.Node, "to": w.backend.Node,
+			"took_ms": time.Since(start).Milliseconds()})
+		return nil
+	}()
+	if err != nil && ctx.Err() == nil {
+		r.log.Warn("app on a host that is down not re-placed", "tenant", p.Tenant, "app", p.App, "node", p.Node, "err", err)
+		r.event("app-not-moved", map[string]any{"tenant": p.Tenant, "app": p.App, "node": p.Node, "error": err.Error()})
+	}
+	r.moves.done(k, err != nil)
+}
+
+// runMoved has host h run app p, re-placed there, from its kept recipe; an app h runs already
+// counts as run.
+func (r *Ring0) runMoved(ctx context.Context, h api.AppsBackend, p inventory.PlacedApp) error {
+	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
+	rec, err := r.store.Recipe(ctx, p.Tenant, p.App)
+	if err != nil {
+		return err
+	}
+	plain, err := r.broker.Chain().Unseal(recipeLabel(k), rec.Sealed)
+	if err != nil {
+		return err
+	}
+	var body bytes.Buffer
+	tw := tar.NewWriter(&body)
+	for _, e := range []struct {
+		name string
+		b    []byte
+	}{{"recipe.json", plain}, {"package.tar.gz", rec.Package}} {
+		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o600, Size: int64(len(e.b)), Typeflag: tar.TypeReg}); err != nil {
+			return err
+		}
+		tw.Write(e.b)
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	err = r.hostJSON(ctx, h, "POST", appPath(p.Tenant, p.App)+"/import", &body, nil)
+	var he *hostError
+	if err != nil && !(errors.As(err, &he) && he.status == http.StatusConflict) {
+		return err
+	}
+	r.settle(ctx, p)
+	return nil
+}
+
+// settle records that app p runs on the host it was re-placed on.
+func (r *Ring0) settle(ctx context.Context, p inventory.PlacedApp) {
+	if err := r.store.SettleMove(ctx, p.Tenant, p.App, p.Node); err != nil {
+		r.log.Warn("a re-placed app's move not settled", "tenant", p.Tenant, "app", p.App, "err", err)
+		return
+	}
+	r.log.Info("a re-placed app runs on its new host", "tenant", p.Tenant, "app", p.App, "node", p.Node, "from", p.MovedFrom)
+}
+
+// hostError is a host's app API refusing a request.
+type hostError struct {
+	status int
+	body   string
+}
+
+func (e *hostError) Error() string { return fmt.Sprintf("app api: %d %s", e.status, e.body) }
+
+// hostDo sends a request to host h's app API as ring 0 (the admin), and returns the answer
+// if it is a success.
+func (r *Ring0) hostDo(ctx context.Context, h api.AppsBackend, method, path string, body io.Reader) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, method, h.Base+path, body)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+h.Token)
+	req.Header.Set("Enjin-Caller", "admin")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode >= 300 {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+		resp.Body.Close()
+		return nil, &hostError{resp.StatusCode, string(bytes.TrimSpace(b))}
+	}
+	return resp, nil
+}
+
+// hostJSON is hostDo, with the answer decoded into out (if not nil) within hostTimout — or,
+// for an import, the health timeout and some, and for a destroy, the instances' grace.
+func (r *Ring0) hostJSON(ctx context.Context, h api.AppsBackend, method, path string, body io.Reader, out any) error {
+	d := hostTimout
+	if method != "GET" {
+		d = 90 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	resp, err := r.hostDo(ctx, h, method, path, body)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out != nil {
+		return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	return err
+}
