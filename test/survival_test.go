@@ -146,6 +146,7 @@ type cloud struct {
 	proc   *harness.Proc
 	ep     endpoints
 	sample string // a directory with the sample app
+	hostHB string // the heartbeat of hosts joined by joinHost; "" is 300ms
 }
 
 func newCloud(t *testing.T) *cloud {

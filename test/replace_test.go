@@ -1,0 +1,153 @@
+package test
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"enjin/test/harness"
+)
+
+// placement is an app's entry in GET /v1/placements.
+type placement struct {
+	Kind        string `json:"kind"`
+	Tenant      string `json:"tenant"`
+	App         string `json:"app"`
+	Node        string `json:"node"`
+	KeptRelease int    `json:"kept_release"`
+	MovedFrom   string `json:"moved_from"`
+}
+
+// placementOf reads where tenant/app is placed, as ring 0 says.
+func (c *cloud) placementOf(tenant, app string) placement {
+	b, err := c.apiGet("/v1/placements")
+	if err != nil {
+		return placement{}
+	}
+	var list struct {
+		Placements []placement `json:"placements"`
+	}
+	json.Unmarshal(b, &list)
+	for _, p := range list.Placements {
+		if p.Kind == "app" && p.Tenant == tenant && p.App == app {
+			return p
+		}
+	}
+	return placement{}
+}
+
+// getVia asks router (inside network namespace ns, or here if ns is "") for host's "/".
+func getVia(ns, router, host string) (int, string) {
+	tr := &http.Transport{}
+	if ns != "" {
+		tr.Dial = harness.Dialer(ns)
+	}
+	cl := http.Client{Timeout: 3 * time.Second, Transport: tr}
+	defer cl.CloseIdleConnections()
+	req, _ := http.NewRequest("GET", "http://"+router+"/", nil)
+	req.Host = host
+	resp, err := cl.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestAppsMoveOffADownHost: with 5 s heartbeats, a ring 1 host in a network namespace of its
+// own is cut off (its link set down). Ring 0 judges it down, re-places its app — env and
+// scale as they were — on another host of the tenant by a signed bid, and the app serves
+// there within 40 s of the cut (the time is printed). When the host's link comes back, the
+// host is up again and its copy of the app is destroyed: the app runs once, where ring 0
+// placed it, and `enjin verify` checks the new placement's bid.
+func TestAppsMoveOffADownHost(t *testing.T) {
+	fab := harness.NewFabric(t, 2)
+	c := newCloud(t)
+	for i, a := range c.args {
+		switch a {
+		case "--api-addr":
+			c.args[i+1] = fab.Gateway.String() + ":" + strconv.Itoa(harness.FreePort(t))
+		case "--heartbeat":
+			c.args[i+1] = "5s"
+		}
+	}
+	c.args = append(c.args, "--nats-host", fab.Gateway.String())
+	c.hostHB = "5s"
+	c.start()
+	var router string
+	for i, a := range c.args {
+		if a == "--router" {
+			router = c.args[i+1]
+		}
+	}
+	c.cli("tenants", "create", "acme")
+	h1, h2 := c.joinHost(fab.Hosts[0], "ring1-m1", 11), c.joinHost(fab.Hosts[1], "ring1-m2", 12)
+	c.cli("apps", "deploy", "acme/hello", c.sample, "--node", h1.id, "-q")
+	c.cli("apps", "deploy", "acme/other", c.sample, "--node", h2.id, "-q")
+	c.cli("apps", "env", "acme/hello", "GREETING=moved-with-me")
+	c.cli("apps", "scale", "acme/hello", "web=2")
+	host := "hello.acme." + c.ep.AppsDomain
+	if code, body := getVia(h1.ns, h1.router, host); code != 200 || !strings.Contains(body, "release 2") {
+		t.Fatalf("acme/hello on %s: %d %q", h1.id, code, body)
+	}
+	harness.Eventually(t, 20*time.Second, func() bool { return c.placementOf("acme", "hello").KeptRelease == 2 },
+		"ring 0 keeps acme/hello's release 2 to re-place it with")
+
+	harness.Run(t, "ip", "-n", h1.ns, "link", "set", "eth0", "down")
+	cut := time.Now()
+	var p placement
+	var via func() (int, string)
+	harness.Eventually(t, 60*time.Second, func() bool {
+		p = c.placementOf("acme", "hello")
+		switch p.Node {
+		case h2.id:
+			via = func() (int, string) { return getVia(h2.ns, h2.router, host) }
+		case "ring1-local":
+			via = func() (int, string) { return getVia("", router, host) }
+		default:
+			return false
+		}
+		code, body := via()
+		return code == 200 && strings.Contains(body, "hello from hello")
+	}, "acme/hello re-placed off %s and serving", h1.id)
+	took := time.Since(cut)
+	t.Logf("host %s cut off: acme/hello re-placed on %s and serving %v after the cut (5 s heartbeats; judged down after 6)", h1.id, p.Node, took.Round(time.Millisecond))
+	if took > 40*time.Second {
+		t.Fatalf("re-placing took %v; want within 40 s", took)
+	}
+	if p.MovedFrom != "" && p.MovedFrom != h1.id {
+		t.Fatalf("placement after the move: %+v", p)
+	}
+	env := c.cli("apps", "env", "acme/hello", "--reveal")
+	ps := c.cli("apps", "ps", "acme/hello")
+	if !strings.Contains(env, "moved-with-me") || strings.Count(ps, "healthy") != 2 {
+		t.Fatalf("the moved app's env and instances:\n%s\n%s", env, ps)
+	}
+
+	// The host comes back: up again, and its copy goes — the app answers nowhere but where
+	// it was placed, and is listed once.
+	harness.Run(t, "ip", "-n", h1.ns, "link", "set", "eth0", "up")
+	back := time.Now()
+	harness.Eventually(t, 60*time.Second, func() bool {
+		out, err := c.apiGet("/v1/nodes/" + h1.id)
+		return err == nil && strings.Contains(string(out), `"state":"up"`)
+	}, "%s up again", h1.id)
+	harness.Eventually(t, 60*time.Second, func() bool {
+		code, _ := getVia(h1.ns, h1.router, host)
+		return code == http.StatusNotFound && strings.Count(c.cli("apps", "ls", "acme"), "acme/hello ") == 1
+	}, "%s's copy of acme/hello destroyed", h1.id)
+	t.Logf("host %s back: its copy destroyed %v after its link came up", h1.id, time.Since(back).Round(time.Millisecond))
+	if code, body := via(); code != 200 {
+		t.Fatalf("acme/hello on %s after the old host came back: %d %q", p.Node, code, body)
+	}
+	if out, err := exec.Command(harness.Binary(t), "verify", "--state-dir", c.state).CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "bids of 2 placements: 0 failed") {
+		t.Fatalf("enjin verify: %v\n%s", err, out)
+	}
+}
