@@ -21,6 +21,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -51,6 +52,10 @@ type Config struct {
 	// Share, if set, is where the members keep their accounts (the inventory): a member
 	// takes in the others' accounts before it signs any and writes back what it changed.
 	Share Share
+	// Leaf, if set ("host:port"), listens for ring 1 nodes connecting as NATS leafnodes (a
+	// remote site's node): each authenticates as its own RING1 user, whose permissions the
+	// server enforces on everything the leaf sends in and is sent.
+	Leaf string
 }
 
 // Cluster is this member's place among the ring 0 members.
@@ -151,6 +156,14 @@ func New(cfg Config) (*Broker, error) {
 			return nil, err
 		}
 	}
+	if cfg.Leaf != "" {
+		host, port, err := net.SplitHostPort(cfg.Leaf)
+		p, perr := strconv.Atoi(port)
+		if err != nil || perr != nil || p < -1 || p > 65535 {
+			return nil, fmt.Errorf("broker: leaf listener %q: want host:port (port -1 picks a free one)", cfg.Leaf)
+		}
+		opts.LeafNode = server.LeafNodeOpts{Host: host, Port: p, AuthTimeout: 2}
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -184,6 +197,15 @@ func (b *Broker) connectSys() (*nats.Conn, error) {
 
 // ClientURL is the URL clients dial.
 func (b *Broker) ClientURL() string { return b.srv.ClientURL() }
+
+// LeafURL is the URL ring 1 nodes connect to as leafnodes, or "" without a leaf listener.
+func (b *Broker) LeafURL() string {
+	v, err := b.srv.Varz(nil)
+	if err != nil || v.LeafNode.Port == 0 {
+		return ""
+	}
+	return "nats://" + net.JoinHostPort(v.LeafNode.Host, strconv.Itoa(v.LeafNode.Port))
+}
 
 // ClusterAddr is the route listener's host:port, or "" without a cluster.
 func (b *Broker) ClusterAddr() string {

@@ -97,6 +97,7 @@ type ring0Only struct {
 	ring0Flags
 	ring1                 []string // ids of ring 1 nodes to run as children
 	member, clusterListen string
+	leafListen            string
 	routes                []string
 }
 
@@ -108,6 +109,7 @@ func registerRing0Flags(fs *pflag.FlagSet, f *ring0Only) {
 	fs.StringVar(&f.member, "member", "", "this ring 0's name among several members sharing --database-url and a copy of keys/ (turns clustering on)")
 	fs.StringVar(&f.clusterListen, "cluster-listen", "127.0.0.1:6222", "with --member: where the other members' NATS routes connect")
 	fs.StringSliceVar(&f.routes, "routes", nil, "with --member: host:port of the other members' --cluster-listen (comma-separated or repeated)")
+	fs.StringVar(&f.leafListen, "leaf-listen", "", "host:port where ring 1 nodes of remote sites connect as NATS leafnodes (enjin ring1 --leaf); none by default")
 }
 
 // cluster turns the cluster flags into the broker's configuration (nil without --member).
@@ -167,6 +169,12 @@ meta API and liveness, and the ring 1 nodes named by --ring1 as supervised child
 		}
 		if cfg.Cluster, err = f.cluster(); err != nil {
 			return err
+		}
+		if f.leafListen != "" {
+			if _, _, err := net.SplitHostPort(f.leafListen); err != nil {
+				return usagef("ring0: --leaf-listen %q: want host:port", f.leafListen)
+			}
+			cfg.LeafAddr = f.leafListen
 		}
 		r, err := ring0.New(c.Context(), cfg)
 		if err != nil {

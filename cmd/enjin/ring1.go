@@ -27,7 +27,7 @@ type ring1Flags struct {
 	limits, uidRange                                string
 	underlay                                        string
 	noVMs                                           bool
-	natUplinks                                      []string
+	natUplinks, leaf                                []string
 	routerHold                                      time.Duration
 }
 
@@ -54,6 +54,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.underlay, "underlay", "", "IPv4 address tenant networks are carried from (VXLAN); default: the one ring 0's bus is reached from")
 	fs.BoolVar(&f.noVMs, "no-vms", false, "host no VMs, even where libvirtd answers")
+	fs.StringSliceVar(&f.leaf, "leaf", nil, "reach the bus as a NATS leafnode of these ring 0 hubs (nats://host:port of their --leaf-listen, comma-separated or repeated; tried in order); a node that joined")
 	fs.StringSliceVar(&f.natUplinks, "nat-uplink", nil, "interface tenant networks with NAT reach beyond by (repeatable); default: the default route's")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
@@ -84,7 +85,10 @@ The token is never an argument: others can read a process's arguments. Give it i
 		if err != nil {
 			return err
 		}
-		cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.NATUplinks = f.heartbeat, log, f.noVMs, f.natUplinks
+		cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.NATUplinks, cfg.Leaf = f.heartbeat, log, f.noVMs, f.natUplinks, f.leaf
+		if len(f.leaf) > 0 && cfg.CredsPath == "" {
+			return usagef("ring1: --leaf is for a node that joined (--join-file, or joined before)")
+		}
 		if f.underlay != "" {
 			if cfg.Underlay, err = netip.ParseAddr(f.underlay); err != nil || !cfg.Underlay.Is4() {
 				return usagef("ring1: --underlay %q: want an IPv4 address", f.underlay)

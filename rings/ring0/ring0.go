@@ -67,7 +67,10 @@ type Config struct {
 	// spread over all, and the member holding the leader lease judges liveness on what every
 	// member heard.
 	Cluster *broker.Cluster
-	Logger  *slog.Logger
+	// LeafAddr, if set (host:port), is where ring 1 nodes of remote sites connect to the
+	// broker as NATS leafnodes.
+	LeafAddr string
+	Logger   *slog.Logger
 
 	ingest ingestOptions
 }
@@ -160,7 +163,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	if r.store, err = inventory.Open(ctx, cfg.DatabaseURL, r.log); err != nil {
 		return nil, err
 	}
-	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log, Cluster: cfg.Cluster, Share: r.store}); err != nil {
+	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log, Cluster: cfg.Cluster, Share: r.store, Leaf: cfg.LeafAddr}); err != nil {
 		return nil, err
 	}
 	if err := r.loadNodes(ctx); err != nil {

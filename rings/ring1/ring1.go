@@ -32,6 +32,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
 	"enjin/bus"
@@ -84,6 +85,10 @@ type Config struct {
 	// NoVMs keeps the node from hosting VMs even where libvirtd answers (a host whose
 	// network namespace is not libvirtd's cannot wire their NICs).
 	NoVMs bool
+	// Leaf, if set, are ring 0 hubs' leafnode URLs: the node reaches the bus through a server
+	// of its own, a leafnode of theirs (a remote site's node), rather than as a client of
+	// NATSURL. It needs CredsPath.
+	Leaf []string
 	// NATUplinks are the interfaces tenant networks with NAT reach beyond by; none: the
 	// interfaces of the IPv4 default routes or, without one, the underlay's.
 	NATUplinks []string
@@ -110,6 +115,15 @@ type Node struct {
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
 	vms                              atomic.Pointer[vmhost.Host]  // set while the node hosts VMs
 	underlay                         atomic.Value                 // string: the underlay address, once known
+	leaf                             *server.Server               // the node's own leaf server (Config.Leaf), while it runs
+}
+
+// closeLeaf stops the node's leaf server, if it runs one.
+func (n *Node) closeLeaf() {
+	if n.leaf != nil {
+		n.leaf.Shutdown()
+		n.leaf = nil
+	}
 }
 
 // Stats counts the node's heartbeats since New.
@@ -211,8 +225,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
 	}
 	n.jwt.CompareAndSwap(nil, &n.cfg.Creds.JWT)
-	nc, err := bus.Connect(n.cfg.servers(), n.cfg.Creds,
-		nats.UserJWT(n.currentJWT, kp.Sign), // reconnects present the newest credential
+	handlers := []nats.Option{
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if bus.Terminal(err) {
 				signal(terminal, err)
@@ -226,7 +239,14 @@ func (n *Node) Run(ctx context.Context) error {
 			n.log.Info("reconnected", "url", nc.ConnectedUrlRedacted())
 			n.heartbeatNow() // nats.go has already restored the command subscription
 		}),
-	)
+	}
+	var nc *nats.Conn
+	if len(n.cfg.Leaf) > 0 {
+		nc, err = n.leafConnect(handlers...)
+		defer n.closeLeaf()
+	} else { // reconnects present the newest credential
+		nc, err = bus.Connect(n.cfg.servers(), n.cfg.Creds, append(handlers, nats.UserJWT(n.currentJWT, kp.Sign))...)
+	}
 	if err != nil {
 		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
 	}
