@@ -118,6 +118,14 @@ func Ring1NodePerms(n rings.NodeID) keys.Permissions {
 	}
 }
 
+// Ring1ConnTypes are how a ring 1 node's user may connect: as a client, or as a leafnode (a
+// node of a remote site reaching the bus through a server of its own).
+func Ring1ConnTypes() []string { return []string{"STANDARD", "LEAFNODE"} }
+
+// ClientConnTypes are how every other user that connects from outside ring 0 may: as a
+// client only (an operator's nats CLI; tenants' users have it from their scope's template).
+func ClientConnTypes() []string { return []string{"STANDARD"} }
+
 // OpsGrant bounds the users of OPS: watch everything under ops.>, publish nothing.
 func OpsGrant() keys.Grant {
 	return keys.Grant{SubAllow: []string{OpsAll}, PubDeny: []string{">"}}

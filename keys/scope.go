@@ -44,6 +44,9 @@ func AddScope(ac *jwt.AccountClaims, s Scope, g Grant) error {
 	us.Template.Permissions.Pub.Deny.Add(g.PubDeny...)
 	us.Template.Permissions.Sub.Deny.Add(g.SubDeny...)
 	us.Template.NatsLimits = jwt.NatsLimits{Subs: s.MaxSubs, Data: jwt.NoLimit, Payload: s.Payload}
+	// A scoped user connects as a client, never as a leafnode (which would bring a server's
+	// worth of connections in under one user) nor over a websocket.
+	us.Template.AllowedConnectionTypes = jwt.StringList{jwt.ConnectionTypeStandard}
 	if s.Template.Resp {
 		us.Template.Resp = &jwt.ResponsePermission{MaxMsgs: 1, Expires: time.Minute}
 	}

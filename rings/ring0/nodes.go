@@ -145,7 +145,8 @@ func (r *Ring0) mintRing1(ctx context.Context, node rings.NodeID, userPub string
 	if r.cfg.CredsTTL > 0 {
 		exp = now.Add(r.cfg.CredsTTL)
 	}
-	c, err := iss.Mint(keys.UserRequest{Name: string(node), PublicKey: userPub, Perms: bus.Ring1NodePerms(node), Expires: exp}, now)
+	c, err := iss.Mint(keys.UserRequest{Name: string(node), PublicKey: userPub, Perms: bus.Ring1NodePerms(node), Expires: exp,
+		ConnTypes: bus.Ring1ConnTypes()}, now)
 	if err != nil {
 		return "", err
 	}
@@ -209,7 +210,7 @@ func (r *Ring0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	c, err := iss.Mint(keys.UserRequest{Name: name, Perms: bus.OpsPerms()}, time.Now())
+	c, err := iss.Mint(keys.UserRequest{Name: name, Perms: bus.OpsPerms(), ConnTypes: bus.ClientConnTypes()}, time.Now())
 	if err != nil {
 		return nil, err
 	}

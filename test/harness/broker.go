@@ -26,9 +26,12 @@ type Cloud struct {
 func StartBroker(t testing.TB) *Cloud { return StartBrokerIn(t, t.TempDir()) }
 
 // StartBrokerIn starts the broker on an existing state directory, as a restarted ring 0 does.
-func StartBrokerIn(t testing.TB, dir string) *Cloud {
+func StartBrokerIn(t testing.TB, dir string) *Cloud { return StartBrokerWith(t, dir, "") }
+
+// StartBrokerWith starts the broker on dir, with a leafnode listener at leaf if it is not "".
+func StartBrokerWith(t testing.TB, dir, leaf string) *Cloud {
 	t.Helper()
-	b, err := broker.New(broker.Config{StateDir: dir, Port: -1, Logger: Logger(t)})
+	b, err := broker.New(broker.Config{StateDir: dir, Port: -1, Logger: Logger(t), Leaf: leaf})
 	if err != nil {
 		t.Fatalf("start broker: %v", err)
 	}
@@ -73,7 +76,7 @@ func (c *Cloud) Ring0Ingest(t testing.TB) *keys.Creds {
 
 // Ring1Node mints ring 1 node n's user and makes its attestation key.
 func (c *Cloud) Ring1Node(t testing.TB, n rings.NodeID) (*keys.Creds, *keys.Attestation) {
-	cr := c.Mint(t, keys.RING1, keys.UserRequest{Name: string(n), Perms: bus.Ring1NodePerms(n)})
+	cr := c.Mint(t, keys.RING1, keys.UserRequest{Name: string(n), Perms: bus.Ring1NodePerms(n), ConnTypes: bus.Ring1ConnTypes()})
 	a, err := keys.NewAttestation()
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +86,7 @@ func (c *Cloud) Ring1Node(t testing.TB, n rings.NodeID) (*keys.Creds, *keys.Atte
 
 // Ops mints an operator's user.
 func (c *Cloud) Ops(t testing.TB, name string) *keys.Creds {
-	return c.Mint(t, keys.OPS, keys.UserRequest{Name: name, Perms: bus.OpsPerms()})
+	return c.Mint(t, keys.OPS, keys.UserRequest{Name: name, Perms: bus.OpsPerms(), ConnTypes: bus.ClientConnTypes()})
 }
 
 // Tenant adds tenant tn with a fresh scoped signing key (as a hosting ring 1 node would hold)
