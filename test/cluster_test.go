@@ -19,8 +19,8 @@ import (
 )
 
 // newCluster starts n `enjin ring0` members on one PostgreSQL, each with a copy of the first
-// one's keys/, routed to each other.
-func newCluster(t *testing.T, n int, hb time.Duration) []*ring0Proc {
+// one's keys/, routed to each other; more, if given, adds flags of member i's.
+func newCluster(t *testing.T, n int, hb time.Duration, more ...func(i int) []string) []*ring0Proc {
 	t.Helper()
 	pg := harness.StartPostgres(t)
 	db := pg.CreateDatabase(t, "")
@@ -51,6 +51,9 @@ func newCluster(t *testing.T, n int, hb time.Duration) []*ring0Proc {
 		}
 		m.extra = []string{"--member", "r0-" + string(rune('a'+i)), "--cluster-listen", "127.0.0.1:" + strconv.Itoa(routes[i]),
 			"--routes", strings.Join(others, ",")}
+		for _, f := range more {
+			m.extra = append(m.extra, f(i)...)
+		}
 	}
 	for _, m := range members {
 		m.start()
