@@ -135,7 +135,7 @@ func checkForwarding(body, xff, node, host string) string {
 // that writing them costs no allocation.
 func TestForwardedNode(t *testing.T) {
 	raw := []byte("GET / HTTP/1.1\r\nHost: web.acme.apps.test:8080\r\nforwarded: for=6.6.6.6\r\n" +
-		"X-FORWARDED-FOR: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\nX-Keep: 1\r\n\r\n")
+		"X-FORWARDED-FOR: 6.6.6.6\r\nx_real_ip: 6.6.6.6\r\nENJIN-HOP: 7\r\nX-Keep: 1\r\n\r\n")
 	for _, tt := range []struct{ ip, node string }{
 		{"192.0.2.7", "192.0.2.7"},
 		{"2001:db8::7", `"[2001:db8::7]"`},
@@ -148,7 +148,7 @@ func TestForwardedNode(t *testing.T) {
 		}
 		want := "GET / HTTP/1.1\r\nHost: web.acme.apps.test:8080\r\nX-Forwarded-For: " + tt.ip + "\r\nX-Real-IP: " + tt.ip +
 			"\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: web.acme.apps.test:8080\r\nForwarded: for=" + tt.node +
-			";proto=http;host=\"web.acme.apps.test:8080\"\r\nX-Keep: 1\r\n\r\n"
+			";proto=http;host=\"web.acme.apps.test:8080\"\r\nEnjin-Hop: 1\r\nX-Keep: 1\r\n\r\n"
 		if string(out) != want {
 			t.Errorf("%s: got\n%q\nwant\n%q", tt.ip, out, want)
 		}

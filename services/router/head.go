@@ -96,6 +96,9 @@ const (
 	// Forwarded and kin): only the router knows the connection, so it drops every one of
 	// them and writes its own.
 	kForwarding
+	// kEnjinHop is Enjin-Hop, which every request the router sends on carries: one that
+	// arrives with it came through a router (or claims to) and goes to no other router.
+	kEnjinHop
 )
 
 // field is one header field; name and value point into the message's raw head.
@@ -122,6 +125,10 @@ func classify(name []byte) uint8 {
 	case 7:
 		if eqFold(name, "trailer") || eqFold(name, "upgrade") {
 			return kHop
+		}
+	case 9:
+		if eqFold(name, "enjin-hop") {
+			return kEnjinHop
 		}
 	case 10:
 		if eqFold(name, "connection") {

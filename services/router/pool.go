@@ -23,6 +23,7 @@ const (
 type upstream struct {
 	r        *Router
 	id, addr string
+	peer     bool // another host's router (Backend.Peer)
 	inflight atomic.Int64
 	failedAt atomic.Int64 // Unix nanoseconds of the last failure
 	retired  atomic.Bool
@@ -43,7 +44,7 @@ type upConn struct {
 }
 
 func newUpstream(r *Router, b Backend) *upstream {
-	return &upstream{r: r, id: b.ID, addr: b.Addr}
+	return &upstream{r: r, id: b.ID, addr: b.Addr, peer: b.Peer}
 }
 
 // get returns a kept-alive connection, checking it if it idled long, or dials a new one.

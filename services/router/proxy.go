@@ -115,7 +115,7 @@ func (c *conn) hold(key []byte, rt **route, poll bool) bool {
 func (c *conn) pick(key []byte, rt *route, skip *upstream) (*upstream, *route) {
 	now := c.start.UnixNano()
 	for range 8 {
-		u := rt.pick(skip, now)
+		u := rt.pick(skip, now, c.req.hopped)
 		if u == nil {
 			return nil, rt
 		}
@@ -156,7 +156,7 @@ func (c *conn) buildHead() {
 	b = appendNode(b, c.ip)
 	b = append(b, ";proto=http;host=\""...)
 	b = append(b, q.host...) // validHostPort admits no '"' or '\\'
-	b = append(b, "\"\r\n"...)
+	b = append(b, "\"\r\nEnjin-Hop: 1\r\n"...)
 	for i := range q.fields {
 		if f := &q.fields[i]; forwarded(f, q.hop, false) {
 			b = append(b, f.name...)

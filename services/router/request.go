@@ -19,6 +19,7 @@ type request struct {
 	keepAlive      bool // an HTTP/1.0 client asked to keep the connection
 	expect         bool // Expect: 100-continue
 	upgrade        bool // a WebSocket handshake: the connection becomes a tunnel if the app agrees
+	hopped         bool // Enjin-Hop: it came through a router already, and goes to no peer router
 }
 
 // badRequest is why a request head was refused: a status and a short body.
@@ -91,6 +92,8 @@ func (q *request) parse(raw []byte) *badRequest {
 			q.expect = true
 		case kHop:
 			websocket = websocket || eqFold(f.name, "upgrade") && eqFold(f.value, "websocket")
+		case kEnjinHop:
+			q.hopped = true
 		}
 		q.fields = append(q.fields, f)
 	}

@@ -22,6 +22,12 @@
 // did not answer within UpstreamTimeout (never retried: it may still be working on it). A
 // backend that failed is picked last for a second.
 //
+// A backend may be another host's router (Backend.Peer), for an app that runs there: the
+// request goes on with its Host. Every request the router sends carries Enjin-Hop (the
+// client's is dropped), and one that arrives with it is never sent to a peer router: a
+// request crosses at most one router to another, however stale two routers' word of where
+// an app runs.
+//
 // Requests go upstream in origin form over kept-alive HTTP/1.1 connections, with hop-by-hop
 // fields (and those Connection names) removed, every forwarding field the client sent
 // (X-Forwarded-*, X-Real-IP, Forwarded and kin) dropped and replaced by the router's own —

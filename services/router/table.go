@@ -10,6 +10,10 @@ import (
 type Backend struct {
 	ID   string // unique among all backends, such as the ring 2 node's id
 	Addr string // ip:port
+	// Peer marks another host's router (serving the app there): a request that came through
+	// a router already (it carries Enjin-Hop) is never sent to one, so two routers with
+	// stale word of where an app runs cannot send its requests back and forth.
+	Peer bool
 }
 
 // table is an immutable snapshot of every route, keyed by "app.tenant" in lower case.
@@ -80,7 +84,7 @@ func (r *Router) replace(key string, rt *route) {
 // reappears after it was retired gets a new upstream; the old one drains on its own.
 func (r *Router) upstreamFor(b Backend) *upstream {
 	for _, u := range r.reg[b.ID] {
-		if u.addr == b.Addr && !u.retired.Load() {
+		if u.addr == b.Addr && u.peer == b.Peer && !u.retired.Load() {
 			return u
 		}
 	}
@@ -125,16 +129,16 @@ func (r *Router) lookup(key []byte) *route {
 	return r.table.Load().routes[string(key)]
 }
 
-// pick returns the backend of rt with the fewest requests in flight, other than skip when
-// there is a choice, scanning from a rotating start so that ties are served round robin.
+// pick returns the backend of rt with the fewest requests in flight — no peer router if
+// hopped —, other than skip when there is a choice, scanning from a rotating start so that ties are served round robin.
 // A backend that failed in the last second (as of now, in Unix nanoseconds) comes last. It
 // returns nil when rt has no backend.
-func (rt *route) pick(skip *upstream, now int64) *upstream {
+func (rt *route) pick(skip *upstream, now int64, hopped bool) *upstream {
 	bs := rt.backends
-	switch len(bs) {
-	case 0:
+	switch {
+	case len(bs) == 0 || len(bs) == 1 && hopped && bs[0].peer:
 		return nil
-	case 1:
+	case len(bs) == 1:
 		return bs[0]
 	}
 	start := int(rt.next.Add(1) % uint32(len(bs)))
@@ -146,11 +150,11 @@ func (rt *route) pick(skip *upstream, now int64) *upstream {
 		if now-u.failedAt.Load() < int64(failPenalty) {
 			n += 1 << 40
 		}
-		if n < bestN && u != skip {
+		if n < bestN && u != skip && !(hopped && u.peer) {
 			best, bestN = u, n
 		}
 	}
-	if best == nil {
+	if best == nil && !(hopped && bs[start].peer) {
 		best = bs[start]
 	}
 	return best
