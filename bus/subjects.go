@@ -40,7 +40,22 @@ const (
 	// free and promises, signed by its attestation key, so the placement stored with the
 	// winning bid proves what the winner promised.
 	VerbBid = "bid"
+	// VerbRoutes tells a node hosting apps where the apps it does not run are (PeerRoutes →
+	// {}): its router sends their requests to their hosts' routers.
+	VerbRoutes = "routes"
 )
+
+// PeerRoutes lists the apps that run on other hosts than the one told, with their routers.
+type PeerRoutes struct {
+	Apps []PeerRoute `json:"apps"`
+}
+
+// PeerRoute is where one app's requests go: the router (ip:port) of the host running it.
+type PeerRoute struct {
+	Tenant rings.TenantID `json:"tenant"`
+	App    string         `json:"app"`
+	Router string         `json:"router"`
+}
 
 // VMRef names one VM of a node.
 type VMRef struct {

@@ -36,6 +36,9 @@ type Observation struct {
 	// AppsAPI is where a ring 1 node hosting apps serves its app API (http://host:port):
 	// ring 0 forwards the tenants' app requests there, with the bearer it gave the node.
 	AppsAPI string `json:"apps_api,omitempty"`
+	// Router is where a ring 1 node hosting apps serves its app router (ip:port): the other
+	// hosts' routers send it the requests for the apps it runs.
+	Router string `json:"router,omitempty"`
 	// Children are the nodes this node supervises and observes (the probe strategy): a
 	// ring 1 node's app instances, each a ring 2 node.
 	Children []Child `json:"children,omitempty"`

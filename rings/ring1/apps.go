@@ -36,28 +36,6 @@ type AppsConfig struct {
 	UIDCount   uint32
 }
 
-// routes sends the app host's routes to the router and the app names to DNS.
-type routes struct {
-	r *router.Router
-	d *dns.Server
-}
-
-func (x routes) SetRoute(tenant, app string, rs []apphost.Route) {
-	bs := make([]router.Backend, len(rs))
-	for i, r := range rs {
-		bs[i] = router.Backend{ID: r.ID, Addr: r.Addr}
-	}
-	x.r.SetRoute(tenant, app, bs)
-	x.d.SetApp(tenant, app)
-}
-
-func (x routes) RemoveRoute(tenant, app string) {
-	x.r.RemoveRoute(tenant, app)
-	x.d.RemoveApp(tenant, app)
-}
-
-func (x routes) Inflight(id string) int64 { return x.r.Inflight(id) }
-
 // runApps serves apps until ctx ends, then stops every instance and listener.
 func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) error {
 	c := n.cfg.Apps
@@ -102,8 +80,9 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 			}
 		})
 	}
+	x := newRoutes(rt, ds)
 	host, err := apphost.New(apphost.Config{Dir: c.Dir, Node: n.cfg.Node, Helper: c.Helper, Network: nw, Cgroups: cg,
-		Router: routes{rt, ds}, Networks: nets, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, Logger: n.log})
+		Router: x, Networks: nets, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, Logger: n.log})
 	if err != nil {
 		return err
 	}
@@ -137,6 +116,8 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	n.sweepSegments(tn)
 	n.apps.Store(host)
 	defer n.apps.Store(nil)
+	n.routes.Store(x)
+	defer n.routes.Store(nil)
 	if err := host.Restore(ctx); err != nil {
 		n.log.Error("apps not restored", "err", err)
 	}

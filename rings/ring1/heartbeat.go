@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net"
 	"os"
 	"strconv"
 	"syscall"
@@ -104,6 +105,23 @@ func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observati
 	return true, false
 }
 
+// routerAddr is where the other hosts reach this node's router: its listen address, or — if
+// that is any address — the underlay address with its port.
+func (n *Node) routerAddr(underlay string) string {
+	host, port, err := net.SplitHostPort(n.cfg.Apps.RouterAddr)
+	ip := net.ParseIP(host)
+	switch {
+	case err != nil || ip == nil && host != "":
+		return ""
+	case host == "" || ip.IsUnspecified():
+		if underlay == "" {
+			return ""
+		}
+		return net.JoinHostPort(underlay, port)
+	}
+	return n.cfg.Apps.RouterAddr
+}
+
 // observe is what the node says about itself at now, and about the app instances it runs.
 func (n *Node) observe(now time.Time) rings.Observation {
 	var children []rings.Child
@@ -116,13 +134,14 @@ func (n *Node) observe(now time.Time) rings.Observation {
 		vmMemory = h.MemoryMB()
 	}
 	underlay, _ := n.underlay.Load().(string)
-	var appsAPI string
+	var appsAPI, router string
 	if n.apps.Load() != nil {
-		appsAPI = "http://" + n.cfg.Apps.APIAddr
+		appsAPI, router = "http://"+n.cfg.Apps.APIAddr, n.routerAddr(underlay)
 	}
 	return rings.Observation{
 		Underlay:   underlay,
 		AppsAPI:    appsAPI,
+		Router:     router,
 		VMMemoryMB: vmMemory,
 		Children:   children,
 		Node:       n.cfg.Node,

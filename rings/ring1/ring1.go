@@ -115,6 +115,7 @@ type Node struct {
 	apps                             atomic.Pointer[apphost.Host] // set while the node hosts apps
 	vms                              atomic.Pointer[vmhost.Host]  // set while the node hosts VMs
 	underlay                         atomic.Value                 // string: the underlay address, once known
+	routes                           atomic.Pointer[routes]       // set while the node hosts apps
 	leaf                             *server.Server               // the node's own leaf server (Config.Leaf), while it runs
 }
 
@@ -189,6 +190,7 @@ func New(cfg Config) (*Node, error) {
 		bus.Ring1Cmd(cfg.Node, bus.VerbTenantKey): n.tenantKey,
 		bus.Ring1Cmd(cfg.Node, bus.VerbNetworks):  n.networksChanged,
 		bus.Ring1Cmd(cfg.Node, bus.VerbBid):       n.bid,
+		bus.Ring1Cmd(cfg.Node, bus.VerbRoutes):    n.peerRoutes,
 	}
 	for subj, fn := range n.vmCommands() {
 		n.cmds[subj] = fn
