@@ -83,7 +83,7 @@ func (r *Ring0) tendApps(ctx context.Context, epoch int64) {
 
 // tendOnce moves the apps of hosts that are down, and, on every host that is up, keeps the
 // recipes of the apps placed there, runs those re-placed there and destroys the copies of
-// those placed elsewhere.
+// those placed elsewhere; then tells each host where the apps it does not run are.
 func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup) {
 	nks, err := r.store.NodeKeys(ctx)
 	if err != nil {
@@ -109,6 +109,7 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 		}
 	}
 	var wg sync.WaitGroup
+	var hosts []api.AppsBackend
 	for _, k := range nks {
 		if k.Ring != rings.Ring1 || k.State != "up" {
 			continue
@@ -117,9 +118,11 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 		if !ok {
 			continue
 		}
+		hosts = append(hosts, a.on(k.Node))
 		wg.Go(func() { r.tendHost(ctx, a.on(k.Node), byApp, heads, moves) })
 	}
 	wg.Wait()
+	r.pushRoutes(ctx, hosts, placed)
 }
 
 // tendHost compares what host h runs with the placements and the recipes kept.

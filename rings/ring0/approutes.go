@@ -1,0 +1,90 @@
+package ring0
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"slices"
+	"sync"
+	"time"
+
+	"enjin/bus"
+	"enjin/rings"
+	"enjin/services/api"
+	"enjin/services/inventory"
+)
+
+// routesAgain is how often a host is told the routes even when they did not change: a host
+// that restarted has none.
+const routesAgain = 30 * time.Second
+
+// routesSent is what the leader last told each host about the apps running elsewhere.
+type routesSent struct {
+	mu   sync.Mutex
+	last map[rings.NodeID]sentRoutes
+}
+
+type sentRoutes struct {
+	sum [32]byte
+	at  time.Time
+}
+
+// due reports whether host must be told routes that hash to sum.
+func (s *routesSent) due(host rings.NodeID, sum [32]byte, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.last[host]
+	return !ok || l.sum != sum || now.Sub(l.at) >= routesAgain
+}
+
+func (s *routesSent) sent(host rings.NodeID, sum [32]byte, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.last == nil {
+		s.last = map[rings.NodeID]sentRoutes{}
+	}
+	s.last[host] = sentRoutes{sum, now}
+}
+
+// pushRoutes tells each of hosts (up, running apps) where every placed app it does not run
+// is — the router of the host running it, if that host is up and said where its router is —
+// so any host's router answers for any app.
+func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, placed []inventory.PlacedApp) {
+	routers := map[rings.NodeID]string{}
+	for _, h := range hosts {
+		if c, err := r.lastClaim(ctx, h.Node); err == nil && c.Router != "" {
+			routers[h.Node] = c.Router
+		}
+	}
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		var pr bus.PeerRoutes
+		for _, p := range placed {
+			if addr, ok := routers[p.Node]; ok && p.Node != h.Node {
+				pr.Apps = append(pr.Apps, bus.PeerRoute{Tenant: p.Tenant, App: p.App, Router: addr})
+			}
+		}
+		slices.SortFunc(pr.Apps, func(a, b bus.PeerRoute) int {
+			if a.Tenant != b.Tenant {
+				return cmp.Compare(a.Tenant, b.Tenant)
+			}
+			return cmp.Compare(a.App, b.App)
+		})
+		b, _ := json.Marshal(pr)
+		sum, now := sha256.Sum256(b), time.Now()
+		if !r.routesSent.due(h.Node, sum, now) {
+			continue
+		}
+		wg.Go(func() {
+			rctx, cancel := context.WithTimeout(ctx, hostTimout)
+			defer cancel()
+			if _, err := bus.Request[bus.PeerRoutes, struct{}](rctx, r.nc, bus.R0ToRing1Cmd(h.Node, bus.VerbRoutes), pr); err != nil {
+				r.log.Debug("a host not told where the other apps run", "node", h.Node, "err", err)
+				return
+			}
+			r.routesSent.sent(h.Node, sum, now)
+		})
+	}
+	wg.Wait()
+}
