@@ -216,11 +216,14 @@ func (c *cloud) joinHost(host harness.FabricHost, id string, n int) *nsHost {
 	bridge := fmt.Sprintf("%sh%d", c.bridge, n)
 	h := &nsHost{id: id, ns: host.Netns, router: "127.0.0.1:7080", domain: c.ep.AppsDomain}
 	hb := cmp.Or(c.hostHB, "300ms")
+	if c.hostRouters {
+		h.router = host.Addr.String() + ":7080"
+	}
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+host.Netns, harness.Binary(t), "ring1",
 		"--join-file", tok, "--ring0", c.ep.API, "--state-dir", filepath.Join(dir, "state"),
 		"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", host.Addr.String()+":7071",
 		"--bridge", bridge, "--prefix", fmt.Sprintf("100.96.%d.0/24", n), "--uid-range", fmt.Sprintf("%d:10000", 701_000_000+n*10_000),
-		"--apps-domain", h.domain, "--no-vms", "--heartbeat", hb, "--log-level", "warn")
+		"--apps-domain", h.domain, "--router", h.router, "--no-vms", "--heartbeat", hb, "--log-level", "warn")
 	h.proc = harness.Adopt(t, cmd)
 	t.Cleanup(func() {
 		h.proc.Stop(time.Minute)

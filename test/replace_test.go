@@ -69,23 +69,23 @@ func getVia(ns, router, host string) (int, string) {
 func TestAppsMoveOffADownHost(t *testing.T) {
 	fab := harness.NewFabric(t, 2)
 	c := newCloud(t)
+	// Ring 0 and the router of the node `enjin up` runs listen on the fabric, as the joined
+	// hosts' routers do: every router reaches every other.
+	var router string
 	for i, a := range c.args {
 		switch a {
 		case "--api-addr":
 			c.args[i+1] = fab.Gateway.String() + ":" + strconv.Itoa(harness.FreePort(t))
 		case "--heartbeat":
 			c.args[i+1] = "5s"
+		case "--router":
+			router = fab.Gateway.String() + ":" + strconv.Itoa(harness.FreePort(t))
+			c.args[i+1] = router
 		}
 	}
 	c.args = append(c.args, "--nats-host", fab.Gateway.String())
-	c.hostHB = "5s"
+	c.hostHB, c.hostRouters = "5s", true
 	c.start()
-	var router string
-	for i, a := range c.args {
-		if a == "--router" {
-			router = c.args[i+1]
-		}
-	}
 	c.cli("tenants", "create", "acme")
 	h1, h2 := c.joinHost(fab.Hosts[0], "ring1-m1", 11), c.joinHost(fab.Hosts[1], "ring1-m2", 12)
 	c.cli("apps", "deploy", "acme/hello", c.sample, "--node", h1.id, "-q")
@@ -98,19 +98,25 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 	}
 	harness.Eventually(t, 20*time.Second, func() bool { return c.placementOf("acme", "hello").KeptRelease == 2 },
 		"ring 0 keeps acme/hello's release 2 to re-place it with")
+	// Every host's router answers for the app, sending the request to the host running it.
+	routers := map[string]func() (int, string){
+		h2.id:         func() (int, string) { return getVia(h2.ns, h2.router, host) },
+		"ring1-local": func() (int, string) { return getVia("", router, host) },
+	}
+	for _, via := range []string{h2.id, "ring1-local"} {
+		harness.Eventually(t, 20*time.Second, func() bool {
+			code, body := routers[via]()
+			return code == 200 && strings.Contains(body, "hello from hello release 2")
+		}, "acme/hello, on %s, through %s's router", h1.id, via)
+	}
 
 	harness.Run(t, "ip", "-n", h1.ns, "link", "set", "eth0", "down")
 	cut := time.Now()
 	var p placement
-	var via func() (int, string)
 	harness.Eventually(t, 60*time.Second, func() bool {
 		p = c.placementOf("acme", "hello")
-		switch p.Node {
-		case h2.id:
-			via = func() (int, string) { return getVia(h2.ns, h2.router, host) }
-		case "ring1-local":
-			via = func() (int, string) { return getVia("", router, host) }
-		default:
+		via, ok := routers[p.Node]
+		if !ok {
 			return false
 		}
 		code, body := via()
@@ -124,28 +130,41 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 	if p.MovedFrom != "" && p.MovedFrom != h1.id {
 		t.Fatalf("placement after the move: %+v", p)
 	}
+	for via, get := range routers { // the other host's router too
+		harness.Eventually(t, 20*time.Second, func() bool {
+			code, body := get()
+			return code == 200 && strings.Contains(body, "hello from hello")
+		}, "acme/hello, moved to %s, through %s's router", p.Node, via)
+	}
 	env := c.cli("apps", "env", "acme/hello", "--reveal")
 	ps := c.cli("apps", "ps", "acme/hello")
 	if !strings.Contains(env, "moved-with-me") || strings.Count(ps, "healthy") != 2 {
 		t.Fatalf("the moved app's env and instances:\n%s\n%s", env, ps)
 	}
 
-	// The host comes back: up again, and its copy goes — the app answers nowhere but where
-	// it was placed, and is listed once.
+	// The host comes back: up again, and its copy goes — the app runs only where it was
+	// placed, is listed once, and the old host's router sends its requests there.
 	harness.Run(t, "ip", "-n", h1.ns, "link", "set", "eth0", "up")
 	back := time.Now()
 	harness.Eventually(t, 60*time.Second, func() bool {
 		out, err := c.apiGet("/v1/nodes/" + h1.id)
 		return err == nil && strings.Contains(string(out), `"state":"up"`)
 	}, "%s up again", h1.id)
+	ids := map[string]bool{}
 	harness.Eventually(t, 60*time.Second, func() bool {
-		code, _ := getVia(h1.ns, h1.router, host)
-		return code == http.StatusNotFound && strings.Count(c.cli("apps", "ls", "acme"), "acme/hello ") == 1
+		return strings.Count(c.cli("apps", "ls", "acme"), "acme/hello ") == 1
 	}, "%s's copy of acme/hello destroyed", h1.id)
 	t.Logf("host %s back: its copy destroyed %v after its link came up", h1.id, time.Since(back).Round(time.Millisecond))
-	if code, body := via(); code != 200 {
-		t.Fatalf("acme/hello on %s after the old host came back: %d %q", p.Node, code, body)
+	for _, f := range strings.Fields(c.cli("apps", "ps", "acme/hello")) {
+		if len(f) == 36 && strings.Count(f, "-") == 4 {
+			ids[f] = true
+		}
 	}
+	harness.Eventually(t, 20*time.Second, func() bool {
+		code, body := getVia(h1.ns, h1.router, host)
+		_, id, _ := strings.Cut(strings.TrimSpace(body), " instance ")
+		return code == 200 && ids[id]
+	}, "%s's router sending acme/hello to its instances on %s (%v)", h1.id, p.Node, ids)
 	if out, err := exec.Command(harness.Binary(t), "verify", "--state-dir", c.state).CombinedOutput(); err != nil ||
 		!strings.Contains(string(out), "bids of 2 placements: 0 failed") {
 		t.Fatalf("enjin verify: %v\n%s", err, out)

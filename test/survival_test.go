@@ -147,6 +147,9 @@ type cloud struct {
 	ep     endpoints
 	sample string // a directory with the sample app
 	hostHB string // the heartbeat of hosts joined by joinHost; "" is 300ms
+	// hostRouters makes the routers of hosts joined by joinHost listen on their fabric
+	// address (port 7080), where the other hosts' routers reach them, not on loopback.
+	hostRouters bool
 }
 
 func newCloud(t *testing.T) *cloud {
