@@ -14,6 +14,7 @@ import (
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/rings/ring1"
+	"enjin/supervisors/fabric"
 )
 
 // ring1Flags are the flags of `enjin ring1`.
@@ -28,6 +29,7 @@ type ring1Flags struct {
 	underlay                                        string
 	noVMs                                           bool
 	natUplinks, leaf                                []string
+	netns                                           string
 	routerHold                                      time.Duration
 }
 
@@ -54,6 +56,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.underlay, "underlay", "", "IPv4 address tenant networks are carried from (VXLAN); default: the one ring 0's bus is reached from")
 	fs.BoolVar(&f.noVMs, "no-vms", false, "host no VMs, even where libvirtd answers")
+	fs.StringVar(&f.netns, "netns", "", "run in this network namespace (a host simulated on this machine, as enjin up --ring1 N runs them)")
 	fs.StringSliceVar(&f.leaf, "leaf", nil, "reach the bus as a NATS leafnode of these ring 0 hubs (nats://host:port of their --leaf-listen, comma-separated or repeated; tried in order); a node that joined")
 	fs.StringSliceVar(&f.natUplinks, "nat-uplink", nil, "interface tenant networks with NAT reach beyond by (repeatable); default: the default route's")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
@@ -77,6 +80,11 @@ The token is never an argument: others can read a process's arguments. Give it i
 	}
 	registerRing1Flags(c.Flags(), &f)
 	c.RunE = func(c *cobra.Command, _ []string) error {
+		if f.netns != "" {
+			if err := fabric.Enter(f.netns); err != nil { // runs this again there, unless there
+				return err
+			}
+		}
 		log, err := logger(f.logLevel)
 		if err != nil {
 			return err

@@ -1,6 +1,7 @@
 package ring0
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -38,9 +39,13 @@ func (a appsAPI) on(node rings.NodeID) api.AppsBackend {
 
 // appsArgs prepares a ring 1 node to host apps: an app API port and token of its own, and
 // the flags that tell the node about them and about the router, DNS and bridge.
-func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
-	o := r.cfg.Apps
+func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
+	o, id := r.cfg.Apps, spec.ID
+	router, bridge := o.RouterAddr, cmp.Or(spec.Bridge, o.Bridge)
 	addr, err := appsAPIAddr(filepath.Join(dir, "apps-api.addr"))
+	if spec.Addr.IsValid() { // a simulated host: on its own address, where the others reach it
+		addr, router, err = netip.AddrPortFrom(spec.Addr, 7071).String(), netip.AddrPortFrom(spec.Addr, 7080).String(), nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("ring0: port for the app api of %s: %w", id, err)
 	}
@@ -59,13 +64,16 @@ func (r *Ring0) appsArgs(id rings.NodeID, dir string) ([]string, error) {
 	r.appsAPIs[id] = appsAPI{url: "http://" + addr, token: strings.TrimSpace(string(b))}
 	r.mu.Unlock()
 	args := []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
-		"--router", o.RouterAddr, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
-		"--bridge", o.Bridge, "--prefix", o.Prefix.String()}
+		"--router", router, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
+		"--bridge", bridge, "--prefix", o.Prefix.String()}
 	if o.Limits != "" {
 		args = append(args, "--limits", o.Limits)
 	}
 	if o.UIDRange != "" {
 		args = append(args, "--uid-range", o.UIDRange)
+	}
+	if spec.Netns != "" {
+		args = append(args, "--no-vms") // libvirtd's network is the machine's, not the host's
 	}
 	return args, nil
 }

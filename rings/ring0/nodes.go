@@ -74,8 +74,11 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	}
 	args := []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
 		"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir}
+	if spec.Netns != "" {
+		args = append(args, "--netns", spec.Netns)
+	}
 	if r.cfg.Apps != nil {
-		more, err := r.appsArgs(spec.ID, dir)
+		more, err := r.appsArgs(spec, dir)
 		if err != nil {
 			return err
 		}

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -83,6 +84,14 @@ const DefaultMemoryMB = 600
 type Ring1Spec struct {
 	ID    rings.NodeID
 	Label string
+	// Netns, if set, runs the node in that network namespace — a host simulated on this
+	// machine (enjin up --ring1 N) — where Addr is its address: its app API and router listen
+	// there, for ring 0 and the other hosts' routers, and it hosts no VMs.
+	Netns string
+	Addr  netip.Addr
+	// Bridge, if set, is the node's instances' bridge instead of AppsOptions.Bridge: the
+	// instances' namespaces are named for it, and /run/netns is the machine's.
+	Bridge string
 }
 
 // Ring0 is a running meta ring.
@@ -180,7 +189,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 			if err := os.MkdirAll(r.nodeDir(spec.ID), 0o700); err != nil {
 				return nil, fmt.Errorf("ring0: %w", err)
 			}
-			if _, err := r.appsArgs(spec.ID, r.nodeDir(spec.ID)); err != nil {
+			if _, err := r.appsArgs(spec, r.nodeDir(spec.ID)); err != nil {
 				return nil, err
 			}
 		}
