@@ -31,6 +31,7 @@ type upFlags struct {
 	ring0Flags
 	noApps  bool
 	members int
+	hosts   upHosts
 }
 
 // registerUpFlags registers every flag of `enjin up`.
@@ -38,6 +39,8 @@ func registerUpFlags(fs *pflag.FlagSet, f *upFlags) {
 	f.register(fs)
 	fs.BoolVar(&f.noApps, "no-apps", false, "run no app router, DNS or instances")
 	fs.IntVar(&f.members, "ring0", 1, "ring 0 members to run here as one cluster (the others on free loopback ports, their state under <state-dir>/ring0/)")
+	fs.IntVar(&f.hosts.n, "ring1", 1, "ring 1 hosts to run here: ring1-local, and the others (ring1-h2, …) each in a network namespace of its own on a bridge of --hosts-prefix")
+	fs.StringVar(&f.hosts.prefix, "hosts-prefix", "198.18.0.0/24", "with --ring1 above 1: the addresses of the bridge (the first) and of the hosts in their namespaces")
 }
 
 func upCmd(g *globals) *cobra.Command {
@@ -49,7 +52,7 @@ func upCmd(g *globals) *cobra.Command {
 (unless --database-url names one), ring 0 and one ring 1 node, ring1-local, hosting apps. Once
 the node is up, <state-dir>/endpoints.json says where everything is; client commands read it.
 Ctrl-C stops everything.`,
-		Example: "  enjin up\n  enjin up --state-dir /var/lib/enjin --no-apps\n  enjin up --ring0 3",
+		Example: "  enjin up\n  enjin up --state-dir /var/lib/enjin --no-apps\n  enjin up --ring0 3 --ring1 3",
 		Args:    argsBetween(0, 0, "no arguments"),
 	}
 	registerUpFlags(c.Flags(), &f)
@@ -58,13 +61,19 @@ Ctrl-C stops everything.`,
 		if f.members < 1 || f.members > maxUpMembers {
 			return usagef("--ring0 %d: want 1 to %d members", f.members, maxUpMembers)
 		}
-		return up(c.Context(), c.OutOrStdout(), g.stateDir, f.ring0Flags, f.members)
+		if err := f.hosts.check(f.apps); err != nil {
+			return err
+		}
+		if f.hosts.n > 1 && !c.Flags().Changed("nats-host") {
+			f.natsHost = "" // the hosts' bridge's address, once it is made
+		}
+		return up(c.Context(), c.OutOrStdout(), g.stateDir, f.ring0Flags, f.members, f.hosts)
 	}
 	return c
 }
 
 // up runs the cloud until ctx ends.
-func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags, members int) error {
+func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags, members int, hosts upHosts) error {
 	log, err := logger(f.logLevel)
 	if err != nil {
 		return err
@@ -85,7 +94,7 @@ func up(ctx context.Context, stdout io.Writer, stateDir string, f ring0Flags, me
 	} else {
 		step("using the PostgreSQL at --database-url")
 	}
-	return runCloud(ctx, step, stateDir, f, log, dbURL, database, members)
+	return runCloud(ctx, step, stateDir, f, log, dbURL, database, members, hosts)
 }
 
 // prepareState makes the state dir and the trust chain in it.
@@ -108,8 +117,25 @@ func prepareState(stateDir string, step func(string, ...any)) error {
 
 // runCloud runs ring 0 and its ring 1 node on the database until ctx ends, with endpoints.json
 // in the state dir while the cloud is up.
-func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f ring0Flags, log *slog.Logger, dbURL, database string, members int) error {
-	cfg, err := f.config(stateDir, log, dbURL, []ring0.Ring1Spec{{ID: upNode, Label: "local ring 1"}})
+func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f ring0Flags, log *slog.Logger, dbURL, database string, members int, hosts upHosts) error {
+	specs := []ring0.Ring1Spec{{ID: upNode, Label: "local ring 1"}}
+	fab, more, err := hosts.make(f.bridge)
+	if err != nil {
+		return err
+	}
+	if fab != nil {
+		defer func() {
+			if err := fab.Remove(); err != nil {
+				log.Warn("the hosts' network namespaces not all removed", "err", err)
+			}
+		}()
+		specs = append(specs, more...)
+		if f.natsHost == "" {
+			f.natsHost = fab.Gateway.String()
+		}
+		step("%d more ring 1 hosts in network namespaces on bridge %s (%s): %s", len(more), fab.Bridge, fab.Prefix, specList(more))
+	}
+	cfg, err := f.config(stateDir, log, dbURL, specs)
 	if err != nil {
 		return err
 	}
@@ -171,6 +197,9 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	}
 	epPath := filepath.Join(stateDir, "endpoints.json")
 	step("ring 1 node %s is up; endpoints in %s", upNode, epPath)
+	if fab != nil {
+		hostsUp(ctx, r, specs[1:], step)
+	}
 	step("watch: nats --creds %s -s %s sub 'ops.>'", ep.OpsCreds, ep.NATS)
 	step("query: curl -H @%s %s/v1/nodes", ep.AdminHeaderFile, ep.API)
 	if f.apps {
