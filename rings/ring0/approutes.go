@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/json"
+	"net/netip"
 	"slices"
 	"sync"
 	"time"
@@ -61,7 +62,9 @@ func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, placed 
 	for _, h := range hosts {
 		var pr bus.PeerRoutes
 		for _, p := range placed {
-			if addr, ok := routers[p.Node]; ok && p.Node != h.Node {
+			// A router on loopback is reached only from its own network namespace: from
+			// hosts whose routers are on loopback too, on one machine.
+			if addr, ok := routers[p.Node]; ok && p.Node != h.Node && (!loopback(addr) || loopback(routers[h.Node])) {
 				pr.Apps = append(pr.Apps, bus.PeerRoute{Tenant: p.Tenant, App: p.App, Router: addr})
 			}
 		}
@@ -87,4 +90,10 @@ func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, placed 
 		})
 	}
 	wg.Wait()
+}
+
+// loopback reports whether addr (ip:port) is on a loopback address.
+func loopback(addr string) bool {
+	ap, err := netip.ParseAddrPort(addr)
+	return err == nil && ap.Addr().IsLoopback()
 }

@@ -23,8 +23,8 @@ import (
 // Re-placing apps off hosts that went down. The leader keeps, for every placed app, what it
 // takes to run it elsewhere (its live release's package, environment and scale: a recipe,
 // read from the host that runs it, every appsEvery); when a host goes down, each app placed
-// there goes to another of its tenant's hosts that are up, by signed bids, and runs there from
-// the recipe; when the host comes back, its copies of the apps that moved are destroyed.
+// there goes to another host that is up and runs apps, by signed bids (the winner hosts the
+// tenant from then on, if it did not), and runs there from the recipe; when the host comes back, its copies of the apps that moved are destroyed.
 const (
 	appsEvery  = 2 * time.Second  // how often the leader tends the placed apps
 	moveRetry  = 30 * time.Second // an app that could not move is tried again after this
@@ -214,8 +214,9 @@ func recipeLabel(k inventory.AppKey) string {
 
 func appPath(t rings.TenantID, app string) string { return "/v1/tenants/" + string(t) + "/apps/" + app }
 
-// moveApp re-places app p off its host, which is down: to the tenant's host, up, whose
-// signed bid wins, under the leader's fencing epoch, and runs it there.
+// moveApp re-places app p off its host, which is down: to the host, up and running apps,
+// whose signed bid wins — fewest of the tenant's apps, then most memory free —, under the
+// leader's fencing epoch, and runs it there.
 func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp) {
 	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
 	start := time.Now()
@@ -223,18 +224,14 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 		if _, err := r.store.Recipe(ctx, p.Tenant, p.App); err != nil {
 			return fmt.Errorf("no recipe kept: %w", err)
 		}
-		hosts, err := r.AppsBackends(ctx, p.Tenant)
+		// Any host that is up and runs apps may take it — one not hosting the tenant yet
+		// then does — so a tenant that lived on the lost host alone keeps its apps.
+		up, err := r.upAppHosts(ctx, p.Node)
 		if err != nil {
 			return err
 		}
-		var up []api.AppsBackend
-		for _, h := range hosts {
-			if n, err := r.store.GetNode(ctx, h.Node); err == nil && n.State == "up" && h.Node != p.Node {
-				up = append(up, h)
-			}
-		}
 		if len(up) == 0 {
-			return fmt.Errorf("no other host of %s is up: %w", p.Tenant, ErrNode)
+			return fmt.Errorf("no other host that runs apps is up: %w", ErrNode)
 		}
 		count, err := r.store.AppsPlaced(ctx, p.Tenant)
 		if err != nil {
@@ -242,6 +239,9 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 		}
 		w, err := r.auction(ctx, bus.Offer{Tenant: p.Tenant, App: p.App}, up, count)
 		if err != nil {
+			return err
+		}
+		if err := r.hostOn(ctx, p.Tenant, w.backend.Node); err != nil {
 			return err
 		}
 		if err := r.store.MoveApp(ctx, epoch, p.Tenant, p.App, p.Node, w.backend.Node, w.signed); err != nil {
@@ -262,6 +262,22 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 		r.event("app-not-moved", map[string]any{"tenant": p.Tenant, "app": p.App, "node": p.Node, "error": err.Error()})
 	}
 	r.moves.done(k, err != nil)
+}
+
+// upAppHosts are the app APIs of the ring 1 nodes that are up and run apps, but for except.
+func (r *Ring0) upAppHosts(ctx context.Context, except rings.NodeID) ([]api.AppsBackend, error) {
+	one := rings.Ring1
+	nodes, err := r.store.ListNodes(ctx, inventory.NodeFilter{Ring: &one, State: "up"})
+	if err != nil {
+		return nil, err
+	}
+	var out []api.AppsBackend
+	for _, n := range nodes {
+		if a, ok := r.appsAPIOf(ctx, n.ID); ok && n.ID != except {
+			out = append(out, a.on(n.ID))
+		}
+	}
+	return out, nil
 }
 
 // runMoved has host h run app p, re-placed there, from its kept recipe; an app h runs already
