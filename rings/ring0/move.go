@@ -3,6 +3,7 @@ package ring0
 import (
 	"archive/tar"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -85,7 +87,7 @@ func (r *Ring0) tendApps(ctx context.Context, epoch int64) {
 // recipes of the apps placed there, runs those re-placed there and destroys the copies of
 // those placed elsewhere; then tells each host where the apps it does not run are.
 func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup) {
-	nks, err := r.store.NodeKeys(ctx)
+	state, err := r.hostStates(ctx)
 	if err != nil {
 		return
 	}
@@ -97,10 +99,6 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 	if err != nil {
 		return
 	}
-	state := map[rings.NodeID]string{}
-	for _, k := range nks {
-		state[k.Node] = k.State
-	}
 	byApp := map[inventory.AppKey]inventory.PlacedApp{}
 	for _, p := range placed {
 		byApp[inventory.AppKey{Tenant: p.Tenant, App: p.App}] = p
@@ -110,16 +108,16 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 	}
 	var wg sync.WaitGroup
 	var hosts []api.AppsBackend
-	for _, k := range nks {
-		if k.Ring != rings.Ring1 || k.State != "up" {
+	for node, st := range state {
+		if st != "up" {
 			continue
 		}
-		a, ok := r.appsAPIOf(ctx, k.Node)
+		a, ok := r.appsAPIOf(ctx, node)
 		if !ok {
 			continue
 		}
-		hosts = append(hosts, a.on(k.Node))
-		wg.Go(func() { r.tendHost(ctx, a.on(k.Node), byApp, heads, moves) })
+		hosts = append(hosts, a.on(node))
+		wg.Go(func() { r.tendHost(ctx, a.on(node), byApp, heads, moves) })
 	}
 	wg.Wait()
 	r.pushRoutes(ctx, hosts, placed)
@@ -264,20 +262,30 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 	r.moves.done(k, err != nil)
 }
 
-// upAppHosts are the app APIs of the ring 1 nodes that are up and run apps, but for except.
+// upAppHosts are the app APIs of the ring 1 nodes that are up and run apps — hosting a
+// tenant, or run by this member — but for except.
 func (r *Ring0) upAppHosts(ctx context.Context, except rings.NodeID) ([]api.AppsBackend, error) {
-	one := rings.Ring1
-	nodes, err := r.store.ListNodes(ctx, inventory.NodeFilter{Ring: &one, State: "up"})
+	state, err := r.hostStates(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var out []api.AppsBackend
-	for _, n := range nodes {
-		if a, ok := r.appsAPIOf(ctx, n.ID); ok && n.ID != except {
-			out = append(out, a.on(n.ID))
+	for node, st := range state {
+		if a, ok := r.appsAPIOf(ctx, node); ok && st == "up" && node != except {
+			out = append(out, a.on(node))
 		}
 	}
+	slices.SortFunc(out, func(a, b api.AppsBackend) int { return cmp.Compare(a.Node, b.Node) })
 	return out, nil
+}
+
+// hostStates are the judged states of the ring 1 nodes apps run on or may move to: those
+// hosting a tenant, and those this member runs.
+func (r *Ring0) hostStates(ctx context.Context) (map[rings.NodeID]string, error) {
+	r.mu.Lock()
+	own := slices.Collect(maps.Keys(r.appsAPIs))
+	r.mu.Unlock()
+	return r.store.AppHostStates(ctx, own)
 }
 
 // runMoved has host h run app p, re-placed there, from its kept recipe; an app h runs already

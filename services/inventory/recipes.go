@@ -122,3 +122,28 @@ func (s *Store) SettleMove(ctx context.Context, tenant rings.TenantID, app strin
 		string(tenant), app, string(node))
 	return pgErr("settle the move of app "+string(tenant)+"/"+app, err)
 }
+
+// AppHostStates are the judged states of the ring 1 nodes that host a tenant, or are among
+// also (the nodes a ring 0 runs itself): the hosts apps run on or may move to — a few, where
+// the nodes may be many.
+func (s *Store) AppHostStates(ctx context.Context, also []rings.NodeID) (map[rings.NodeID]string, error) {
+	ids := make([]string, len(also))
+	for i, n := range also {
+		ids[i] = string(n)
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, state FROM nodes WHERE ring = 1 AND state <> 'decommissioned'
+		AND (id = ANY($1) OR id IN (SELECT node_id FROM tenant_hosts))`, ids)
+	if err != nil {
+		return nil, pgErr("app hosts", err)
+	}
+	defer rows.Close()
+	out := map[rings.NodeID]string{}
+	for rows.Next() {
+		var id, state string
+		if err := rows.Scan(&id, &state); err != nil {
+			return nil, pgErr("app hosts", err)
+		}
+		out[rings.NodeID(id)] = state
+	}
+	return out, pgErr("app hosts", rows.Err())
+}
