@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"sync"
@@ -26,7 +27,8 @@ type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	ip     []byte      // the client's address, for the forwarding fields
+	remote []byte      // the connecting address
+	ip     []byte      // the client's address, for the forwarding fields: remote, or a peer router's client
 	idle   atomic.Bool // waiting for a request: shutdown may interrupt the wait
 	rd, wd deadline
 
@@ -57,12 +59,13 @@ func (r *Router) newConn(nc net.Conn) *conn {
 	c.rd = deadline{nc: nc, timeout: r.cfg.IdleTimeout}
 	c.wd = deadline{nc: nc, timeout: r.cfg.IdleTimeout, write: true}
 	c.wd.extend() // writes are bounded from the first
-	c.ip = c.ip[:0]
+	c.remote = c.remote[:0]
 	if a, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		// Without a zone: fe80::1%eth0 is no address for the app, and '%' has no place in
 		// Forwarded's node syntax.
-		c.ip = a.AddrPort().Addr().Unmap().WithZone("").AppendTo(c.ip)
+		c.remote = a.AddrPort().Addr().Unmap().WithZone("").AppendTo(c.remote)
 	}
+	c.ip = append(c.ip[:0], c.remote...)
 	c.linger = false
 	return c
 }
@@ -180,6 +183,13 @@ func (c *conn) handle() bool {
 	}
 	if bad := c.req.parse(c.head); bad != nil {
 		return c.fail(bad)
+	}
+	c.ip = append(c.ip[:0], c.remote...)
+	if c.req.hopped && len(c.req.realIP) > 0 && r.isPeer(c.remote) {
+		// A peer router passed it on: the client is the one that router saw.
+		if a, err := netip.ParseAddr(string(c.req.realIP)); err == nil {
+			c.ip = a.Unmap().WithZone("").AppendTo(c.ip[:0])
+		}
 	}
 	key := routeKey(c.req.host, r.suffix)
 	rt := r.lookup(key)

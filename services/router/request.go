@@ -15,11 +15,12 @@ type request struct {
 	hop            [][]byte // field names the Connection field declared hop-by-hop
 	length         int64    // Content-Length, or -1
 	chunked        bool
-	close          bool // the connection ends after this request
-	keepAlive      bool // an HTTP/1.0 client asked to keep the connection
-	expect         bool // Expect: 100-continue
-	upgrade        bool // a WebSocket handshake: the connection becomes a tunnel if the app agrees
-	hopped         bool // Enjin-Hop: it came through a router already, and goes to no peer router
+	close          bool   // the connection ends after this request
+	keepAlive      bool   // an HTTP/1.0 client asked to keep the connection
+	expect         bool   // Expect: 100-continue
+	upgrade        bool   // a WebSocket handshake: the connection becomes a tunnel if the app agrees
+	hopped         bool   // Enjin-Hop: it came through a router already, and goes to no peer router
+	realIP         []byte // X-Real-IP, if one came: what a peer router says the client's address is
 }
 
 // badRequest is why a request head was refused: a status and a short body.
@@ -94,6 +95,10 @@ func (q *request) parse(raw []byte) *badRequest {
 			websocket = websocket || eqFold(f.name, "upgrade") && eqFold(f.value, "websocket")
 		case kEnjinHop:
 			q.hopped = true
+		case kForwarding:
+			if eqFoldName(f.name, "x-real-ip") {
+				q.realIP = f.value
+			}
 		}
 		q.fields = append(q.fields, f)
 	}

@@ -28,6 +28,10 @@
 // request crosses at most one router to another, however stale two routers' word of where
 // an app runs.
 //
+// A request from a peer router (its address is a Peer backend's, and it carries Enjin-Hop)
+// keeps the client address that router wrote in X-Real-IP: the app sees who asked, not
+// which router passed it on. From anyone else, X-Real-IP is a client's claim, and dropped.
+//
 // Requests go upstream in origin form over kept-alive HTTP/1.1 connections, with hop-by-hop
 // fields (and those Connection names) removed, every forwarding field the client sent
 // (X-Forwarded-*, X-Real-IP, Forwarded and kin) dropped and replaced by the router's own —
@@ -56,6 +60,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -118,8 +123,9 @@ type Router struct {
 	dialer net.Dialer
 
 	table atomic.Pointer[table]
-	regMu sync.Mutex             // serializes table writers; guards reg
-	reg   map[string][]*upstream // every upstream that is routed to or still draining, by backend ID
+	regMu sync.Mutex                         // serializes table writers; guards reg
+	reg   map[string][]*upstream             // every upstream that is routed to or still draining, by backend ID
+	peers atomic.Pointer[map[netip.Addr]int] // the peer routers' addresses, each with its live upstreams; swapped under regMu
 
 	ln      atomic.Pointer[net.Listener]
 	closing atomic.Bool

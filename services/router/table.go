@@ -2,6 +2,7 @@ package router
 
 import (
 	"maps"
+	"net/netip"
 	"strings"
 	"sync/atomic"
 )
@@ -72,6 +73,9 @@ func (r *Router) replace(key string, rt *route) {
 		for _, u := range prev.backends {
 			if u.refs--; u.refs == 0 {
 				u.retire() // after the Store: see proxy's pick for why the order matters
+				if u.peer {
+					r.countPeer(u.addr, -1)
+				}
 			}
 		}
 		for _, u := range prev.backends {
@@ -90,7 +94,39 @@ func (r *Router) upstreamFor(b Backend) *upstream {
 	}
 	u := newUpstream(r, b)
 	r.reg[b.ID] = append(r.reg[b.ID], u)
+	if b.Peer {
+		r.countPeer(u.addr, 1)
+	}
 	return u
+}
+
+// countPeer adds d to the live upstreams of the peer router at addr (ip:port), publishing a
+// new set of peer addresses when one comes or goes. The caller holds regMu.
+func (r *Router) countPeer(addr string, d int) {
+	ap, err := netip.ParseAddrPort(addr)
+	if err != nil {
+		return
+	}
+	ip := ap.Addr().Unmap()
+	old := r.peers.Load()
+	m := map[netip.Addr]int{}
+	if old != nil {
+		m = maps.Clone(*old)
+	}
+	if m[ip] += d; m[ip] <= 0 {
+		delete(m, ip)
+	}
+	r.peers.Store(&m)
+}
+
+// isPeer reports whether ip (as the forwarding fields write it) is a peer router's.
+func (r *Router) isPeer(ip []byte) bool {
+	m := r.peers.Load()
+	if m == nil || len(*m) == 0 {
+		return false
+	}
+	a, err := netip.ParseAddr(string(ip))
+	return err == nil && (*m)[a] > 0
 }
 
 // prune drops id's retired upstreams that serve nothing any more. The caller holds regMu.
