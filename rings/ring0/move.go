@@ -169,15 +169,20 @@ func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inve
 }
 
 // dropCopy destroys, on host h, back after it went down, its copy of app p, which was
-// re-placed on another host meanwhile.
+// re-placed on another host meanwhile — keeping its HOME aside there, for whatever the app
+// wrote while it was cut off.
 func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.PlacedApp) {
-	err := r.hostJSON(ctx, h, "DELETE", appPath(p.Tenant, p.App), nil, nil)
+	var out struct {
+		HomeKept string `json:"home_kept"`
+	}
+	err := r.hostJSON(ctx, h, "DELETE", appPath(p.Tenant, p.App)+"?retire=1", nil, &out)
 	if err != nil {
 		r.log.Warn("a moved app's old copy not destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "err", err)
 		return
 	}
-	r.log.Info("a moved app's old copy destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "runs_on", p.Node)
-	r.event("app-copy-dropped", map[string]any{"tenant": p.Tenant, "app": p.App, "node": h.Node, "runs_on": p.Node})
+	r.log.Warn("a moved app's old copy destroyed, its home kept on its host", "tenant", p.Tenant, "app", p.App, "node", h.Node,
+		"runs_on", p.Node, "home_kept", out.HomeKept)
+	r.event("app-copy-dropped", map[string]any{"tenant": p.Tenant, "app": p.App, "node": h.Node, "runs_on": p.Node, "home_kept": out.HomeKept})
 }
 
 // keepRecipe reads app k's recipe from host h, and its package unless it is have, and keeps

@@ -43,6 +43,7 @@ import (
 // on another host takes:
 //
 //	GET    /v1/running                     every app with a live release here (Running)
+//	DELETE …/apps/{app}?retire=1           Retire: destroy, keeping HOME aside
 //	GET    …/apps/{app}/export?have=DIGEST the app's recipe and package, as a tar (Export)
 //	POST   …/apps/{app}/import             run an exported app here (Import); 409 if it is here
 func (h *Host) Handler(token string) http.Handler {
@@ -124,6 +125,10 @@ func (h *Host) Handler(token string) http.Handler {
 		return 200, rel, err
 	}))
 	mux.HandleFunc("DELETE "+p+"/{app}", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		if r.URL.Query().Get("retire") == "1" { // ring 0's, for a copy of an app that moved
+			kept, err := h.Retire(t, a)
+			return 200, map[string]any{"home_kept": kept}, err
+		}
 		return 204, nil, h.Destroy(t, a)
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/logs", h.api(h.serveLogs))

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"time"
 
 	"enjin/rings"
 )
@@ -124,9 +126,22 @@ func (h *Host) Rollback(ctx context.Context, tenant rings.TenantID, name string,
 // Destroy stops every instance of the app, takes it out of the router and deletes its
 // releases, HOME and state; its uid is free again.
 func (h *Host) Destroy(tenant rings.TenantID, name string) error {
+	_, err := h.destroy(tenant, name, false)
+	return err
+}
+
+// Retire is Destroy for a copy of an app that runs elsewhere now (ring 0 re-placed it while
+// this host was out of reach): its HOME, which may hold what the app wrote while it was cut
+// off, is not deleted but kept aside, root's alone, for an operator to recover. It returns
+// where the HOME image went ("" if the app had none).
+func (h *Host) Retire(tenant rings.TenantID, name string) (string, error) {
+	return h.destroy(tenant, name, true)
+}
+
+func (h *Host) destroy(tenant rings.TenantID, name string, keepHome bool) (string, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
-		return err
+		return "", err
 	}
 	a.deploy.Lock()
 	defer a.deploy.Unlock()
@@ -140,12 +155,24 @@ func (h *Host) Destroy(tenant rings.TenantID, name string) error {
 	h.mu.Unlock()
 	h.logs.forget(a.tenant, a.name)
 	if err := a.unmountHome(); err != nil {
-		return err
+		return "", err
+	}
+	var kept string
+	if _, err := os.Stat(a.homeImage()); keepHome && err == nil {
+		dir := filepath.Join(h.cfg.Dir, "retired")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", fmt.Errorf("apphost: %w", err)
+		}
+		kept = filepath.Join(dir, fmt.Sprintf("%s-%s-%d.img", a.tenant, a.name, time.Now().Unix()))
+		if err := os.Rename(a.homeImage(), kept); err != nil {
+			return "", fmt.Errorf("apphost: keep the home of %s/%s: %w", tenant, name, err)
+		}
+		h.log.Warn("a retired app's home kept", "tenant", a.tenant, "app", a.name, "image", kept)
 	}
 	if err := os.RemoveAll(a.dir()); err != nil {
-		return fmt.Errorf("apphost: %w", err)
+		return kept, fmt.Errorf("apphost: %w", err)
 	}
 	h.uids.release(a.uid, a.dir())
 	h.prunePackages()
-	return nil
+	return kept, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"maps"
+	"os"
 	"strings"
 	"testing"
 
@@ -122,6 +123,21 @@ func TestExportAndImport(t *testing.T) {
 	}
 	if _, err := w.host.Import(ctx, "acme", "fromdelta", rec3, bytes.NewReader(pkg3), nil); err != nil {
 		t.Fatalf("import of a delta's release: %v", err)
+	}
+
+	// A copy retired (it runs elsewhere now) is gone but for its HOME, kept aside.
+	kept, err := w.host.Retire("acme", "moved")
+	if err != nil || !strings.HasPrefix(kept, w.dir+"/retired/acme-moved-") {
+		t.Fatalf("retire: %q %v", kept, err)
+	}
+	if st, err := os.Stat(kept); err != nil || !st.Mode().IsRegular() {
+		t.Fatalf("the kept home %s: %v", kept, err)
+	}
+	if _, err := w.host.Releases("acme", "moved"); !errors.Is(err, apphost.ErrNotFound) {
+		t.Fatalf("a retired app is still here: %v", err)
+	}
+	if code, _ := w.get("moved.acme.apps.test"); code != 404 {
+		t.Fatalf("a retired app is still routed: %d", code)
 	}
 
 	for _, junk := range [][]byte{nil, []byte("not a tar"), pkg} {
