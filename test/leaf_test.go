@@ -26,6 +26,7 @@ import (
 // the node's credential, the hubs let in exactly what its RING1 user may publish — its own
 // observation subject — and nothing else (another node's observations, ring 0's events,
 // commands to other nodes); a tenant's credential cannot open a leaf connection at all.
+// Decommissioned, the node is refused by the hubs and stops.
 func TestRing1AsLeafnode(t *testing.T) {
 	hb := time.Second
 	leafs := []int{harness.FreePort(t), harness.FreePort(t)}
@@ -128,7 +129,22 @@ func TestRing1AsLeafnode(t *testing.T) {
 			done = true
 		}
 	}
-	node.Kill()
+	// Decommissioned, the node's leaf is refused by the hubs, and the node stops: a credential
+	// that can no longer work is no reason to keep trying.
+	var n struct {
+		Version int64 `json:"version"`
+	}
+	if code := members[1].call("GET", "/v1/nodes/"+string(id), nil, &n); code != 200 {
+		t.Fatalf("GET node: %d", code)
+	}
+	if status, body, _ := members[1].do("DELETE", "/v1/nodes/"+string(id), "Bearer "+members[1].token, "If-Match", `"`+strconv.FormatInt(n.Version, 10)+`"`); status != 200 {
+		t.Fatalf("decommission: %d %v", status, body)
+	}
+	start := time.Now()
+	if code := node.Wait(t, 60*time.Second); code == 0 || !strings.Contains(node.Out.String(), "credential no longer accepted") {
+		t.Fatalf("the decommissioned leaf node exited %d:\n%s", code, node.Out)
+	}
+	t.Logf("the decommissioned leaf node stopped %v after the decommission", time.Since(start).Round(time.Millisecond))
 }
 
 // leafServer runs a NATS server for the test that connects as a leafnode to hub with the

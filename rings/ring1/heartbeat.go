@@ -101,6 +101,7 @@ func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observati
 		return false, false
 	}
 	n.acked.Add(1)
+	n.leafDenied.Store(0)
 	n.lastSeq.Store(sl.Seq)
 	return true, false
 }

@@ -3,7 +3,9 @@ package ring1
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -17,8 +19,11 @@ import (
 // when one is lost — authenticating with the node's credential file (read at every connect,
 // so a renewed credential takes), and connects to it. What the node sends reaches ring 0 and
 // what ring 0 sends reaches the node only as the node's RING1 user may: the hubs enforce its
-// permissions on the leaf connection. opts are the connection's handlers.
-func (n *Node) leafConnect(opts ...nats.Option) (*nats.Conn, error) {
+// permissions on the leaf connection. opts are the connection's handlers; denied hears when
+// the hubs have refused the leaf's credential leafDenials times since the last heartbeat they
+// acknowledged (a decommissioned node's, an expired one): a credential that can no longer
+// work is no reason to keep trying.
+func (n *Node) leafConnect(denied func(error), opts ...nats.Option) (*nats.Conn, error) {
 	if n.cfg.CredsPath == "" {
 		return nil, errors.New("a leafnode connection needs the node's credential in a file (a node that joined)")
 	}
@@ -34,7 +39,6 @@ func (n *Node) leafConnect(opts ...nats.Option) (*nats.Conn, error) {
 		ServerName: "enjin-ring1-" + string(n.cfg.Node),
 		DontListen: true,
 		NoSigs:     true,
-		NoLog:      true,
 		MaxPayload: 1 << 20,
 		LeafNode: server.LeafNodeOpts{ReconnectInterval: 250 * time.Millisecond,
 			Remotes: []*server.RemoteLeafOpts{{URLs: hubs, Credentials: n.cfg.CredsPath, NoRandomize: true}}},
@@ -42,6 +46,11 @@ func (n *Node) leafConnect(opts ...nats.Option) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	s.SetLoggerV2(leafLog{n.log.With("component", "leaf"), func() {
+		if n.leafDenied.Add(1) == leafDenials {
+			denied(fmt.Errorf("the hubs refused the leaf %d times: %w", leafDenials, nats.ErrAuthorization))
+		}
+	}}, false, false, false)
 	s.Start()
 	if !s.ReadyForConnections(10 * time.Second) {
 		s.Shutdown()
@@ -58,3 +67,32 @@ func (n *Node) leafConnect(opts ...nats.Option) (*nats.Conn, error) {
 	n.leaf = s
 	return nc, nil
 }
+
+// leafDenials is how many refusals of the leaf's credential in a row end the node.
+const leafDenials = 10
+
+// leafLog is the leaf server's log, in the node's: whether the hubs take the leaf connection,
+// and why not, is the node's to say. A hub refusing the credential calls denied; a hub that
+// cannot be reached is a warning (another may be).
+type leafLog struct {
+	l      *slog.Logger
+	denied func()
+}
+
+func (a leafLog) Noticef(f string, v ...any) { a.l.Info(fmt.Sprintf(f, v...)) }
+func (a leafLog) Warnf(f string, v ...any)   { a.l.Warn(fmt.Sprintf(f, v...)) }
+func (a leafLog) Fatalf(f string, v ...any)  { a.l.Error(fmt.Sprintf(f, v...)) }
+func (a leafLog) Errorf(f string, v ...any) {
+	msg := fmt.Sprintf(f, v...)
+	switch {
+	case strings.Contains(msg, "Leafnode Error 'Authorization Violation'"):
+		a.l.Warn(msg)
+		a.denied()
+	case strings.HasPrefix(msg, "Error trying to connect as leafnode"):
+		a.l.Warn(msg)
+	default:
+		a.l.Error(msg)
+	}
+}
+func (a leafLog) Debugf(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }
+func (a leafLog) Tracef(f string, v ...any) { a.l.Debug(fmt.Sprintf(f, v...)) }

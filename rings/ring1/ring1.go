@@ -117,6 +117,7 @@ type Node struct {
 	underlay                         atomic.Value                 // string: the underlay address, once known
 	routes                           atomic.Pointer[routes]       // set while the node hosts apps
 	leaf                             *server.Server               // the node's own leaf server (Config.Leaf), while it runs
+	leafDenied                       atomic.Int64                 // the hubs' refusals of the leaf since the last acknowledged heartbeat
 }
 
 // closeLeaf stops the node's leaf server, if it runs one.
@@ -244,7 +245,7 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 	var nc *nats.Conn
 	if len(n.cfg.Leaf) > 0 {
-		nc, err = n.leafConnect(handlers...)
+		nc, err = n.leafConnect(func(err error) { signal(terminal, err) }, handlers...)
 		defer n.closeLeaf()
 	} else { // reconnects present the newest credential
 		nc, err = bus.Connect(n.cfg.servers(), n.cfg.Creds, append(handlers, nats.UserJWT(n.currentJWT, kp.Sign))...)
