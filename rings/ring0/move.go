@@ -28,16 +28,55 @@ import (
 // there goes to another host that is up and runs apps, by signed bids (the winner hosts the
 // tenant from then on, if it did not), and runs there from the recipe; when the host comes back, its copies of the apps that moved are destroyed.
 const (
-	appsEvery  = 2 * time.Second  // how often the leader tends the placed apps
+	appsEvery = 2 * time.Second // how often the leader tends the placed apps
+	// maxKept bounds the package of an app ring 0 keeps to re-place it: a tenant's bundle is
+	// held whole in ring 0's memory on its way to the store and back, one at a time. An app
+	// whose live release is bigger is not kept, and stays put when its host goes down.
+	maxKept    = 64 << 20
 	moveRetry  = 30 * time.Second // an app that could not move is tried again after this
 	hostTimout = 5 * time.Second  // a host's list of the apps it runs, or an export
 )
 
 // appMoves is the leader's bookkeeping of moves under way or failed.
 type appMoves struct {
-	mu   sync.Mutex
-	busy map[inventory.AppKey]time.Time // in hand until, or not before (failed)
-	kick chan struct{}                  // a host went down: tend now
+	mu      sync.Mutex
+	busy    map[inventory.AppKey]time.Time // in hand until, or not before (failed)
+	tooBig  map[inventory.AppKey]string    // the live package (digest) of an app over maxKept
+	kick    chan struct{}                  // a host went down: tend now
+	carrier chan struct{}                  // a slot for a package in ring 0's memory
+}
+
+// carriers bounds the packages in ring 0's memory at once (each up to maxKept, held whole on
+// its way to the store or to a host).
+const carriers = 2
+
+// carry waits for a carrier.
+func (m *appMoves) carry(ctx context.Context) error {
+	select {
+	case m.carrier <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drop gives a carrier back.
+func (m *appMoves) drop() { <-m.carrier }
+
+// big reports whether app k's package digest is known to be over maxKept.
+func (m *appMoves) big(k inventory.AppKey, digest string) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.tooBig[k] == digest
+}
+
+func (m *appMoves) setBig(k inventory.AppKey, digest string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.tooBig == nil {
+		m.tooBig = map[inventory.AppKey]string{}
+	}
+	m.tooBig[k] = digest
 }
 
 // take reports whether app k may be moved now, and marks it in hand if so.
@@ -152,8 +191,17 @@ func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inve
 			have := ""
 			if kept && hd.Digest == a.Digest {
 				have = hd.Digest // the package is kept already: only the recipe changed
+			} else if r.moves.big(k, a.Digest) {
+				continue
 			}
-			if err := r.keepRecipe(ctx, h, k, have); err != nil && ctx.Err() == nil {
+			err := r.keepRecipe(ctx, h, k, have)
+			switch {
+			case errors.Is(err, apphost.ErrTooLarge):
+				r.moves.setBig(k, a.Digest)
+				r.log.Warn("an app's package is too big to keep: it will not move if its host goes down", "tenant", k.Tenant,
+					"app", k.App, "node", h.Node, "most", maxKept)
+				r.event("app-not-kept", map[string]any{"tenant": k.Tenant, "app": k.App, "node": h.Node, "most_bytes": maxKept})
+			case err != nil && ctx.Err() == nil:
 				r.log.Warn("an app's recipe not kept", "tenant", k.Tenant, "app", k.App, "node", h.Node, "err", err)
 			}
 		}
@@ -188,6 +236,10 @@ func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.Pla
 // keepRecipe reads app k's recipe from host h, and its package unless it is have, and keeps
 // them, the recipe sealed.
 func (r *Ring0) keepRecipe(ctx context.Context, h api.AppsBackend, k inventory.AppKey, have string) error {
+	if err := r.moves.carry(ctx); err != nil {
+		return err
+	}
+	defer r.moves.drop()
 	ctx, cancel := context.WithTimeout(ctx, 10*hostTimout)
 	defer cancel()
 	resp, err := r.hostDo(ctx, h, "GET", appPath(k.Tenant, k.App)+"/export?have="+have, nil)
@@ -195,7 +247,7 @@ func (r *Ring0) keepRecipe(ctx context.Context, h api.AppsBackend, k inventory.A
 		return err
 	}
 	defer resp.Body.Close()
-	rec, pkg, err := apphost.ReadExport(io.LimitReader(resp.Body, apphost.MaxBundle+2<<20))
+	rec, pkg, err := apphost.ReadExport(io.LimitReader(resp.Body, maxKept+2<<20), maxKept)
 	if err != nil {
 		return err
 	}
@@ -296,35 +348,75 @@ func (r *Ring0) hostStates(ctx context.Context) (map[rings.NodeID]string, error)
 // runMoved has host h run app p, re-placed there, from its kept recipe; an app h runs already
 // counts as run.
 func (r *Ring0) runMoved(ctx context.Context, h api.AppsBackend, p inventory.PlacedApp) error {
-	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
-	rec, err := r.store.Recipe(ctx, p.Tenant, p.App)
+	body, err := r.importBody(ctx, inventory.AppKey{Tenant: p.Tenant, App: p.App})
 	if err != nil {
 		return err
 	}
-	plain, err := r.broker.Chain().Unseal(recipeLabel(k), rec.Sealed)
-	if err != nil {
-		return err
-	}
-	var body bytes.Buffer
-	tw := tar.NewWriter(&body)
-	for _, e := range []struct {
-		name string
-		b    []byte
-	}{{"recipe.json", plain}, {"package.tar.gz", rec.Package}} {
-		if err := tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o600, Size: int64(len(e.b)), Typeflag: tar.TypeReg}); err != nil {
-			return err
-		}
-		tw.Write(e.b)
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	err = r.hostJSON(ctx, h, "POST", appPath(p.Tenant, p.App)+"/import", &body, nil)
+	defer body.Close()
+	err = r.hostJSON(ctx, h, "POST", appPath(p.Tenant, p.App)+"/import", body, nil)
 	var he *hostError
 	if err != nil && !(errors.As(err, &he) && he.status == http.StatusConflict) {
 		return err
 	}
 	r.settle(ctx, p)
+	return nil
+}
+
+// importBody is what runs app k on another host: its kept recipe, unsealed, and package, as
+// Export writes them. It holds one of the carriers (ring 0's memory for packages) until it is
+// read to its end or closed — not while the host gets the app healthy.
+func (r *Ring0) importBody(ctx context.Context, k inventory.AppKey) (*carried, error) {
+	if err := r.moves.carry(ctx); err != nil {
+		return nil, err
+	}
+	rec, err := r.store.Recipe(ctx, k.Tenant, k.App)
+	var plain []byte
+	if err == nil {
+		plain, err = r.broker.Chain().Unseal(recipeLabel(k), rec.Sealed)
+	}
+	var body bytes.Buffer
+	if err == nil {
+		tw := tar.NewWriter(&body)
+		for _, e := range []struct {
+			name string
+			b    []byte
+		}{{"recipe.json", plain}, {"package.tar.gz", rec.Package}} {
+			if err = tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o600, Size: int64(len(e.b)), Typeflag: tar.TypeReg}); err != nil {
+				break
+			}
+			tw.Write(e.b)
+		}
+		if err == nil {
+			err = tw.Close()
+		}
+	}
+	if err != nil {
+		r.moves.drop()
+		return nil, err
+	}
+	return &carried{b: body.Bytes(), done: r.moves.drop}, nil
+}
+
+// carried is a package on its way, read once; it gives its carrier back (and its bytes to
+// the collector) at its end or when closed, whichever comes first.
+type carried struct {
+	b    []byte
+	once sync.Once
+	done func()
+}
+
+func (c *carried) Read(p []byte) (int, error) {
+	if len(c.b) == 0 {
+		c.Close()
+		return 0, io.EOF
+	}
+	n := copy(p, c.b)
+	c.b = c.b[n:]
+	return n, nil
+}
+
+func (c *carried) Close() error {
+	c.once.Do(func() { c.b = nil; c.done() })
 	return nil
 }
 

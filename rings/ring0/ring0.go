@@ -162,7 +162,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	}
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
 		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
-	r.moves.kick = make(chan struct{}, 1)
+	r.moves.kick, r.moves.carrier = make(chan struct{}, 1), make(chan struct{}, carriers)
 	ok := false
 	defer func() {
 		if !ok {

@@ -149,9 +149,9 @@ func (h *Host) Handler(token string) http.Handler {
 		return 0, nil, errDone
 	}))
 	mux.HandleFunc("POST "+p+"/{app}/import", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		rec, pkg, err := ReadExport(http.MaxBytesReader(w, r.Body, MaxBundle+2<<20))
+		rec, pkg, err := ReadExport(http.MaxBytesReader(w, r.Body, MaxBundle+2<<20), MaxBundle)
 		if err != nil {
-			return 400, nil, err
+			return 0, nil, err
 		}
 		if pkg == nil {
 			return 400, nil, &FieldError{Field: "export", Msg: "no package.tar.gz"}

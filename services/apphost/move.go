@@ -129,8 +129,8 @@ func writeEntry(tw *tar.Writer, name string, r io.Reader, size int64) error {
 }
 
 // ReadExport reads what Export wrote: the recipe, and the package (nil if it was left out).
-// The package is read whole: at most MaxBundle bytes.
-func ReadExport(r io.Reader) (Recipe, []byte, error) {
+// The package is read whole: a package over maxPackage bytes is ErrTooLarge.
+func ReadExport(r io.Reader, maxPackage int64) (Recipe, []byte, error) {
 	var rec Recipe
 	var pkg []byte
 	tr := tar.NewReader(r)
@@ -147,8 +147,10 @@ func ReadExport(r io.Reader) (Recipe, []byte, error) {
 			if err := json.NewDecoder(io.LimitReader(tr, 1<<20)).Decode(&rec); err != nil {
 				return rec, nil, &FieldError{Field: "export." + recipeEntry, Msg: err.Error()}
 			}
-		case i == 1 && hd.Name == packageEntry && hd.Size <= MaxBundle:
-			if pkg, err = io.ReadAll(io.LimitReader(tr, MaxBundle)); err != nil {
+		case i == 1 && hd.Name == packageEntry && hd.Size > maxPackage:
+			return rec, nil, fmt.Errorf("apphost: a package of %d bytes, over %d: %w", hd.Size, maxPackage, ErrTooLarge)
+		case i == 1 && hd.Name == packageEntry:
+			if pkg, err = io.ReadAll(io.LimitReader(tr, maxPackage)); err != nil {
 				return rec, nil, err
 			}
 		default:

@@ -33,7 +33,7 @@ func TestExportAndImport(t *testing.T) {
 	if err := w.host.Export(&out, "acme", "web", ""); err != nil {
 		t.Fatal(err)
 	}
-	rec, pkg, err := apphost.ReadExport(bytes.NewReader(out.Bytes()))
+	rec, pkg, err := apphost.ReadExport(bytes.NewReader(out.Bytes()), apphost.MaxBundle)
 	if err != nil || rec.Release != 2 || rec.Env["GREETING"] != "hi" || rec.Scale["web"] != 2 || len(pkg) == 0 {
 		t.Fatalf("export: %+v, %d bytes of package, %v", rec, len(pkg), err)
 	}
@@ -44,7 +44,7 @@ func TestExportAndImport(t *testing.T) {
 	if err := w.host.Export(&out, "acme", "web", rec.Digest); err != nil {
 		t.Fatal(err)
 	}
-	if _, again, err := apphost.ReadExport(&out); err != nil || again != nil {
+	if _, again, err := apphost.ReadExport(&out, apphost.MaxBundle); err != nil || again != nil {
 		t.Fatalf("export with have= the live package: %d bytes of package, %v", len(again), err)
 	}
 
@@ -117,7 +117,7 @@ func TestExportAndImport(t *testing.T) {
 	if err := w.host.Export(&out, "acme", "web", ""); err != nil {
 		t.Fatal(err)
 	}
-	rec3, pkg3, err := apphost.ReadExport(&out)
+	rec3, pkg3, err := apphost.ReadExport(&out, apphost.MaxBundle)
 	if err != nil || rec3.Release != 3 || len(pkg3) == 0 {
 		t.Fatalf("export of a delta's release: %+v, %d bytes, %v", rec3, len(pkg3), err)
 	}
@@ -140,8 +140,15 @@ func TestExportAndImport(t *testing.T) {
 		t.Fatalf("a retired app is still routed: %d", code)
 	}
 
+	out.Reset()
+	if err := w.host.Export(&out, "acme", "web", ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := apphost.ReadExport(&out, 1<<20); !errors.Is(err, apphost.ErrTooLarge) {
+		t.Fatalf("an export over the reader's bound: %v, want too large", err)
+	}
 	for _, junk := range [][]byte{nil, []byte("not a tar"), pkg} {
-		if _, _, err := apphost.ReadExport(bytes.NewReader(junk)); err == nil {
+		if _, _, err := apphost.ReadExport(bytes.NewReader(junk), apphost.MaxBundle); err == nil {
 			t.Fatalf("ReadExport took %d bytes of junk", len(junk))
 		}
 	}
