@@ -1,14 +1,10 @@
 package ring0
 
 import (
-	"archive/tar"
-	"bytes"
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -26,12 +22,13 @@ import (
 // takes to run it elsewhere (its live release's package, environment and scale: a recipe,
 // read from the host that runs it, every appsEvery); when a host goes down, each app placed
 // there goes to another host that is up and runs apps, by signed bids (the winner hosts the
-// tenant from then on, if it did not), and runs there from the recipe; when the host comes back, its copies of the apps that moved are destroyed.
+// tenant from then on, if it did not), and runs there from the recipe; when the host comes
+// back, its copies of the apps that moved are retired (destroyed, their HOME kept aside).
 const (
 	appsEvery = 2 * time.Second // how often the leader tends the placed apps
 	// maxKept bounds the package of an app ring 0 keeps to re-place it: a tenant's bundle is
-	// held whole in ring 0's memory on its way to the store and back, one at a time. An app
-	// whose live release is bigger is not kept, and stays put when its host goes down.
+	// held whole in ring 0's memory on its way to the store and back, carriers at a time. An
+	// app whose live release is bigger is not kept, and stays put when its host goes down.
 	maxKept    = 64 << 20
 	moveRetry  = 30 * time.Second // an app that could not move is tried again after this
 	hostTimout = 5 * time.Second  // a host's list of the apps it runs, or an export
@@ -44,39 +41,6 @@ type appMoves struct {
 	tooBig  map[inventory.AppKey]string    // the live package (digest) of an app over maxKept
 	kick    chan struct{}                  // a host went down: tend now
 	carrier chan struct{}                  // a slot for a package in ring 0's memory
-}
-
-// carriers bounds the packages in ring 0's memory at once (each up to maxKept, held whole on
-// its way to the store or to a host).
-const carriers = 2
-
-// carry waits for a carrier.
-func (m *appMoves) carry(ctx context.Context) error {
-	select {
-	case m.carrier <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-}
-
-// drop gives a carrier back.
-func (m *appMoves) drop() { <-m.carrier }
-
-// big reports whether app k's package digest is known to be over maxKept.
-func (m *appMoves) big(k inventory.AppKey, digest string) bool {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.tooBig[k] == digest
-}
-
-func (m *appMoves) setBig(k inventory.AppKey, digest string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.tooBig == nil {
-		m.tooBig = map[inventory.AppKey]string{}
-	}
-	m.tooBig[k] = digest
 }
 
 // take reports whether app k may be moved now, and marks it in hand if so.
@@ -233,40 +197,6 @@ func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.Pla
 	r.event("app-copy-dropped", map[string]any{"tenant": p.Tenant, "app": p.App, "node": h.Node, "runs_on": p.Node, "home_kept": out.HomeKept})
 }
 
-// keepRecipe reads app k's recipe from host h, and its package unless it is have, and keeps
-// them, the recipe sealed.
-func (r *Ring0) keepRecipe(ctx context.Context, h api.AppsBackend, k inventory.AppKey, have string) error {
-	if err := r.moves.carry(ctx); err != nil {
-		return err
-	}
-	defer r.moves.drop()
-	ctx, cancel := context.WithTimeout(ctx, 10*hostTimout)
-	defer cancel()
-	resp, err := r.hostDo(ctx, h, "GET", appPath(k.Tenant, k.App)+"/export?have="+have, nil)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	rec, pkg, err := apphost.ReadExport(io.LimitReader(resp.Body, maxKept+2<<20), maxKept)
-	if err != nil {
-		return err
-	}
-	plain, err := json.Marshal(rec)
-	if err != nil {
-		return err
-	}
-	sealed, err := r.broker.Chain().Seal(recipeLabel(k), plain)
-	if err != nil {
-		return err
-	}
-	return r.store.PutRecipe(ctx, inventory.AppRecipe{Tenant: k.Tenant, App: k.App, Node: h.Node, Release: rec.Release,
-		Digest: rec.Digest, Scale: rec.Scale, Sealed: sealed, Package: pkg})
-}
-
-func recipeLabel(k inventory.AppKey) string {
-	return "app/" + string(k.Tenant) + "/" + k.App + "/recipe"
-}
-
 func appPath(t rings.TenantID, app string) string { return "/v1/tenants/" + string(t) + "/apps/" + app }
 
 // moveApp re-places app p off its host, which is down: to the host, up and running apps,
@@ -362,64 +292,6 @@ func (r *Ring0) runMoved(ctx context.Context, h api.AppsBackend, p inventory.Pla
 	return nil
 }
 
-// importBody is what runs app k on another host: its kept recipe, unsealed, and package, as
-// Export writes them. It holds one of the carriers (ring 0's memory for packages) until it is
-// read to its end or closed — not while the host gets the app healthy.
-func (r *Ring0) importBody(ctx context.Context, k inventory.AppKey) (*carried, error) {
-	if err := r.moves.carry(ctx); err != nil {
-		return nil, err
-	}
-	rec, err := r.store.Recipe(ctx, k.Tenant, k.App)
-	var plain []byte
-	if err == nil {
-		plain, err = r.broker.Chain().Unseal(recipeLabel(k), rec.Sealed)
-	}
-	var body bytes.Buffer
-	if err == nil {
-		tw := tar.NewWriter(&body)
-		for _, e := range []struct {
-			name string
-			b    []byte
-		}{{"recipe.json", plain}, {"package.tar.gz", rec.Package}} {
-			if err = tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o600, Size: int64(len(e.b)), Typeflag: tar.TypeReg}); err != nil {
-				break
-			}
-			tw.Write(e.b)
-		}
-		if err == nil {
-			err = tw.Close()
-		}
-	}
-	if err != nil {
-		r.moves.drop()
-		return nil, err
-	}
-	return &carried{b: body.Bytes(), done: r.moves.drop}, nil
-}
-
-// carried is a package on its way, read once; it gives its carrier back (and its bytes to
-// the collector) at its end or when closed, whichever comes first.
-type carried struct {
-	b    []byte
-	once sync.Once
-	done func()
-}
-
-func (c *carried) Read(p []byte) (int, error) {
-	if len(c.b) == 0 {
-		c.Close()
-		return 0, io.EOF
-	}
-	n := copy(p, c.b)
-	c.b = c.b[n:]
-	return n, nil
-}
-
-func (c *carried) Close() error {
-	c.once.Do(func() { c.b = nil; c.done() })
-	return nil
-}
-
 // settle records that app p runs on the host it was re-placed on.
 func (r *Ring0) settle(ctx context.Context, p inventory.PlacedApp) {
 	if err := r.store.SettleMove(ctx, p.Tenant, p.App, p.Node); err != nil {
@@ -427,54 +299,4 @@ func (r *Ring0) settle(ctx context.Context, p inventory.PlacedApp) {
 		return
 	}
 	r.log.Info("a re-placed app runs on its new host", "tenant", p.Tenant, "app", p.App, "node", p.Node, "from", p.MovedFrom)
-}
-
-// hostError is a host's app API refusing a request.
-type hostError struct {
-	status int
-	body   string
-}
-
-func (e *hostError) Error() string { return fmt.Sprintf("app api: %d %s", e.status, e.body) }
-
-// hostDo sends a request to host h's app API as ring 0 (the admin), and returns the answer
-// if it is a success.
-func (r *Ring0) hostDo(ctx context.Context, h api.AppsBackend, method, path string, body io.Reader) (*http.Response, error) {
-	req, err := http.NewRequestWithContext(ctx, method, h.Base+path, body)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+h.Token)
-	req.Header.Set("Enjin-Caller", "admin")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode >= 300 {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		resp.Body.Close()
-		return nil, &hostError{resp.StatusCode, string(bytes.TrimSpace(b))}
-	}
-	return resp, nil
-}
-
-// hostJSON is hostDo, with the answer decoded into out (if not nil) within hostTimout — or,
-// for an import, the health timeout and some, and for a destroy, the instances' grace.
-func (r *Ring0) hostJSON(ctx context.Context, h api.AppsBackend, method, path string, body io.Reader, out any) error {
-	d := hostTimout
-	if method != "GET" {
-		d = 90 * time.Second
-	}
-	ctx, cancel := context.WithTimeout(ctx, d)
-	defer cancel()
-	resp, err := r.hostDo(ctx, h, method, path, body)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out != nil {
-		return json.NewDecoder(io.LimitReader(resp.Body, 16<<20)).Decode(out)
-	}
-	_, err = io.Copy(io.Discard, resp.Body)
-	return err
 }
