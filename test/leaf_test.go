@@ -147,9 +147,9 @@ func TestRing1AsLeafnode(t *testing.T) {
 	t.Logf("the decommissioned leaf node stopped %v after the decommission", time.Since(start).Round(time.Millisecond))
 }
 
-// leafServer runs a NATS server for the test that connects as a leafnode to hub with the
-// credential in file creds.
-func leafServer(t *testing.T, hub, creds string) *server.Server {
+// startLeaf runs a NATS server for the test that tries to connect as a leafnode to hub with
+// the credential in file creds.
+func startLeaf(t *testing.T, hub, creds string) *server.Server {
 	t.Helper()
 	u, _ := url.Parse(hub)
 	s, err := server.NewServer(&server.Options{DontListen: true, NoSigs: true, NoLog: true,
@@ -162,6 +162,13 @@ func leafServer(t *testing.T, hub, creds string) *server.Server {
 	if !s.ReadyForConnections(10 * time.Second) {
 		t.Fatal("leaf server not ready")
 	}
+	return s
+}
+
+// leafServer is startLeaf, connected.
+func leafServer(t *testing.T, hub, creds string) *server.Server {
+	t.Helper()
+	s := startLeaf(t, hub, creds)
 	if !harness.Poll(10*time.Second, func() bool { return s.NumLeafNodes() == 1 }) {
 		t.Fatalf("no leaf connection to %s with %s", hub, creds)
 	}
@@ -198,15 +205,8 @@ func TestOnlyRing1UsersConnectAsLeafnodes(t *testing.T) {
 	}
 	leafServer(t, hub, file("node", node)) // connects, or fails the test
 	for name, cr := range map[string]*keys.Creds{"tenant": tenant, "ops": c.Ops(t, "watcher")} {
-		u, _ := url.Parse(hub)
-		s, err := server.NewServer(&server.Options{DontListen: true, NoSigs: true, NoLog: true,
-			LeafNode: server.LeafNodeOpts{ReconnectInterval: 100 * time.Millisecond, Remotes: []*server.RemoteLeafOpts{{URLs: []*url.URL{u}, Credentials: file(name, cr)}}}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		s.Start()
+		s := startLeaf(t, hub, file(name, cr))
 		if harness.Poll(2*time.Second, func() bool { return s.NumLeafNodes() > 0 }) {
-			s.Shutdown()
 			t.Fatalf("LEAF LET IN: a %s's user connected as a leafnode", name)
 		}
 		s.Shutdown()

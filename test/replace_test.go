@@ -91,8 +91,9 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 	h1, h2 := c.joinHost(fab.Hosts[0], "ring1-m1", 11), c.joinHost(fab.Hosts[1], "ring1-m2", 12)
 	c.cli("apps", "deploy", "acme/hello", c.sample, "--node", h1.id, "-q")
 	c.cli("apps", "deploy", "acme/other", c.sample, "--node", h2.id, "-q")
-	c.cli("apps", "env", "acme/hello", "GREETING=moved-with-me")
+	// Scaled first, then a new release (the env change): a recipe kept of release 2 holds both.
 	c.cli("apps", "scale", "acme/hello", "web=2")
+	c.cli("apps", "env", "acme/hello", "GREETING=moved-with-me")
 	host := "hello.acme." + c.ep.AppsDomain
 	if code, body := getVia(h1.ns, h1.router, host); code != 200 || !strings.Contains(body, "release 2") {
 		t.Fatalf("acme/hello on %s: %d %q", h1.id, code, body)

@@ -49,15 +49,9 @@ func (s *routesSent) sent(host rings.NodeID, sum [32]byte, now time.Time) {
 }
 
 // pushRoutes tells each of hosts (up, running apps) where every placed app it does not run
-// is — the router of the host running it, if that host is up and said where its router is —
+// is — the router of the host running it (routers, as the hosts said), if that host is up —
 // so any host's router answers for any app.
-func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, placed []inventory.PlacedApp) {
-	routers := map[rings.NodeID]string{}
-	for _, h := range hosts {
-		if c, err := r.lastClaim(ctx, h.Node); err == nil && c.Router != "" {
-			routers[h.Node] = c.Router
-		}
-	}
+func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, routers map[rings.NodeID]string, placed []inventory.PlacedApp) {
 	var wg sync.WaitGroup
 	for _, h := range hosts {
 		var pr bus.PeerRoutes

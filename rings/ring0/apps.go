@@ -106,7 +106,22 @@ func (r *Ring0) appsAPIOf(ctx context.Context, node rings.NodeID) (appsAPI, bool
 		return a, true
 	}
 	claim, err := r.lastClaim(ctx, node)
-	if err != nil || claim.AppsAPI == "" {
+	if err != nil {
+		return appsAPI{}, false
+	}
+	return r.appsAPIIn(ctx, node, claim)
+}
+
+// appsAPIIn is node's app API as ring 0 started it, or as claim, the node's last own
+// observation, names it.
+func (r *Ring0) appsAPIIn(ctx context.Context, node rings.NodeID, claim rings.Observation) (appsAPI, bool) {
+	r.mu.Lock()
+	a, ok := r.appsAPIs[node]
+	r.mu.Unlock()
+	if ok {
+		return a, true
+	}
+	if claim.AppsAPI == "" {
 		return appsAPI{}, false
 	}
 	u, err := url.Parse(claim.AppsAPI)

@@ -111,19 +111,27 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 	}
 	var wg sync.WaitGroup
 	var hosts []api.AppsBackend
+	routers := map[rings.NodeID]string{}
 	for node, st := range state {
 		if st != "up" {
 			continue
 		}
-		a, ok := r.appsAPIOf(ctx, node)
+		claim, err := r.lastClaim(ctx, node) // read once: the app API and the router
+		if err != nil {
+			continue
+		}
+		a, ok := r.appsAPIIn(ctx, node, claim)
 		if !ok {
 			continue
 		}
 		hosts = append(hosts, a.on(node))
+		if claim.Router != "" {
+			routers[node] = claim.Router
+		}
 		wg.Go(func() { r.tendHost(ctx, a.on(node), byApp, heads, moves) })
 	}
 	wg.Wait()
-	r.pushRoutes(ctx, hosts, placed)
+	r.pushRoutes(ctx, hosts, routers, placed)
 }
 
 // tendHost compares what host h runs with the placements and the recipes kept.

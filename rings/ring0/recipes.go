@@ -1,7 +1,6 @@
 package ring0
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -97,19 +96,7 @@ func (r *Ring0) importBody(ctx context.Context, k inventory.AppKey) (*carried, e
 	}
 	var body bytes.Buffer
 	if err == nil {
-		tw := tar.NewWriter(&body)
-		for _, e := range []struct {
-			name string
-			b    []byte
-		}{{"recipe.json", plain}, {"package.tar.gz", rec.Package}} {
-			if err = tw.WriteHeader(&tar.Header{Name: e.name, Mode: 0o600, Size: int64(len(e.b)), Typeflag: tar.TypeReg}); err != nil {
-				break
-			}
-			tw.Write(e.b)
-		}
-		if err == nil {
-			err = tw.Close()
-		}
+		err = apphost.WriteExport(&body, plain, bytes.NewReader(rec.Package), int64(len(rec.Package)))
 	}
 	if err != nil {
 		r.moves.drop()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/nats-io/nats.go"
@@ -68,28 +69,19 @@ func (x *routes) SetPeers(peers map[string]string) {
 	defer x.mu.Unlock()
 	for k := range x.peers {
 		if _, still := peers[k]; !still && !x.local[k] {
-			t, a := splitKey(k)
+			t, a, _ := strings.Cut(k, "/")
 			x.r.RemoveRoute(t, a)
 			x.d.RemoveApp(t, a)
 		}
 	}
 	for k, addr := range peers {
 		if !x.local[k] && x.peers[k] != addr {
-			t, a := splitKey(k)
+			t, a, _ := strings.Cut(k, "/")
 			x.r.SetRoute(t, a, []router.Backend{peerBackend(addr)})
 			x.d.SetApp(t, a)
 		}
 	}
 	x.peers = peers
-}
-
-func splitKey(k string) (string, string) {
-	for i := range len(k) {
-		if k[i] == '/' {
-			return k[:i], k[i+1:]
-		}
-	}
-	return k, ""
 }
 
 // peerBackend is another host's router as a backend: the request goes on with its Host.

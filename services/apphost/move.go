@@ -108,8 +108,14 @@ func (h *Host) Export(w io.Writer, tenant rings.TenantID, name, have string) err
 			pkg, size = bytes.NewReader(packed), int64(len(packed))
 		}
 	}
+	return WriteExport(w, b, pkg, size)
+}
+
+// WriteExport writes an exported app to w: recipe (Recipe as JSON), then the package's size
+// bytes from pkg, unless pkg is nil — what ReadExport reads and Import takes.
+func WriteExport(w io.Writer, recipe []byte, pkg io.Reader, size int64) error {
 	tw := tar.NewWriter(w)
-	if err := writeEntry(tw, recipeEntry, bytes.NewReader(b), int64(len(b))); err != nil {
+	if err := writeEntry(tw, recipeEntry, bytes.NewReader(recipe), int64(len(recipe))); err != nil {
 		return err
 	}
 	if pkg != nil {
