@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -137,6 +138,9 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 			code, body := get()
 			return code == 200 && strings.Contains(body, "hello from hello")
 		}, "acme/hello, moved to %s, through %s's router", p.Node, via)
+	}
+	if out := c.cli("placements"); !regexp.MustCompile(`(?m)^app\s+acme/hello\s+` + p.Node + `\s.*release [0-9]`).MatchString(out) {
+		t.Fatalf("enjin placements after the move:\n%s", out)
 	}
 	env := c.cli("apps", "env", "acme/hello", "--reveal")
 	ps := c.cli("apps", "ps", "acme/hello")
