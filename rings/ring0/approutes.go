@@ -74,7 +74,7 @@ func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, routers
 			continue
 		}
 		wg.Go(func() {
-			rctx, cancel := context.WithTimeout(ctx, hostTimout)
+			rctx, cancel := context.WithTimeout(ctx, hostTimeout)
 			defer cancel()
 			if _, err := bus.Request[bus.PeerRoutes, struct{}](rctx, r.nc, bus.R0ToRing1Cmd(h.Node, bus.VerbRoutes), pr); err != nil {
 				r.log.Debug("a host not told where the other apps run", "node", h.Node, "err", err)

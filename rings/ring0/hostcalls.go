@@ -44,10 +44,10 @@ func (r *Ring0) hostDo(ctx context.Context, h api.AppsBackend, method, path stri
 	return resp, nil
 }
 
-// hostJSON is hostDo, with the answer decoded into out (if not nil) within hostTimout — or,
+// hostJSON is hostDo, with the answer decoded into out (if not nil) within hostTimeout — or,
 // for an import, the health timeout and some, and for a destroy, the instances' grace.
 func (r *Ring0) hostJSON(ctx context.Context, h api.AppsBackend, method, path string, body io.Reader, out any) error {
-	d := hostTimout
+	d := hostTimeout
 	if method != "GET" {
 		d = 90 * time.Second
 	}

@@ -29,9 +29,9 @@ const (
 	// maxKept bounds the package of an app ring 0 keeps to re-place it: a tenant's bundle is
 	// held whole in ring 0's memory on its way to the store and back, carriers at a time. An
 	// app whose live release is bigger is not kept, and stays put when its host goes down.
-	maxKept    = 64 << 20
-	moveRetry  = 30 * time.Second // an app that could not move is tried again after this
-	hostTimout = 5 * time.Second  // a host's list of the apps it runs, or an export
+	maxKept     = 64 << 20
+	moveRetry   = 30 * time.Second // an app that could not move is tried again after this
+	hostTimeout = 5 * time.Second  // a host's list of the apps it runs, or an export
 )
 
 // appMoves is the leader's bookkeeping of moves under way or failed.

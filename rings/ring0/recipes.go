@@ -55,7 +55,7 @@ func (r *Ring0) keepRecipe(ctx context.Context, h api.AppsBackend, k inventory.A
 		return err
 	}
 	defer r.moves.drop()
-	ctx, cancel := context.WithTimeout(ctx, 10*hostTimout)
+	ctx, cancel := context.WithTimeout(ctx, 10*hostTimeout)
 	defer cancel()
 	resp, err := r.hostDo(ctx, h, "GET", appPath(k.Tenant, k.App)+"/export?have="+have, nil)
 	if err != nil {
