@@ -166,9 +166,9 @@ func (r *Ring0) appsToken(ctx context.Context, node rings.NodeID) (string, error
 
 // AppsBackend is the app API of the ring 1 node running tenant t's app: the node the app was
 // placed on, or else the first of t's hosts that hosts apps. With place, an app placed
-// nowhere is placed by signed bids (auction): node, if given — which then hosts t too, if it
-// did not — must bid for it; else every host of t's that runs apps is offered it, and the
-// winning bid is stored with the placement.
+// nowhere is placed by signed bids (auction): node, if given, must bid for it; else every
+// host that is up and runs apps is offered it (fewest of t's apps wins, then most memory
+// free). The winner hosts t too, if it did not, and its bid is stored with the placement.
 func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, place bool, node rings.NodeID) (api.AppsBackend, error) {
 	placed, err := r.store.AppHost(ctx, t, app)
 	switch {
@@ -198,13 +198,20 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 		if err != nil {
 			return api.AppsBackend{}, err
 		}
-		if len(all) == 0 {
-			return api.AppsBackend{}, fmt.Errorf("ring0: no ring 1 node hosting %s runs apps: %w", t, inventory.ErrInvalid)
-		}
 		if !place {
+			if len(all) == 0 {
+				return api.AppsBackend{}, fmt.Errorf("ring0: no ring 1 node hosting %s runs apps: %w", t, inventory.ErrInvalid)
+			}
 			return all[0], nil
 		}
-		candidates = all
+		// Every host that is up and runs apps may take a new app — the tenant's first, with
+		// fewest of its apps, wins — so a tenant's apps spread over the hosts.
+		if candidates, err = r.upAppHosts(ctx, ""); err != nil {
+			return api.AppsBackend{}, err
+		}
+		if len(candidates) == 0 {
+			return api.AppsBackend{}, fmt.Errorf("ring0: no ring 1 node that runs apps is up to take %s/%s: %w", t, app, inventory.ErrInvalid)
+		}
 	}
 	// The placement goes to a bid: even a host the caller named signs what it promises.
 	count, err := r.store.AppsPlaced(ctx, t)
@@ -216,6 +223,9 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 		return api.AppsBackend{}, err
 	}
 	chosen := w.backend
+	if err := r.hostOn(ctx, t, chosen.Node); err != nil { // the winner hosts t from now on, if it did not
+		return api.AppsBackend{}, err
+	}
 	if placed, err = r.store.PlaceApp(ctx, t, app, chosen.Node, w.signed); err != nil {
 		return api.AppsBackend{}, err
 	}
