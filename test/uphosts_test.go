@@ -15,7 +15,8 @@ import (
 // a network namespace of its own on a bridge `enjin up` makes, all up. An app placed on a
 // simulated host answers through the router `enjin up` prints — which sends its requests to
 // that host's router — and through the host's own; an app on another host answers through
-// it too. Stopped, the cloud takes its namespaces and bridge away.
+// it too. A tenant's apps placed by ring 0 spread over the three hosts. Stopped, the cloud
+// takes its namespaces and bridge away.
 func TestUpRing1Hosts(t *testing.T) {
 	c := newCloud(t)
 	n := harness.FreePort(t)%200 + 20
@@ -52,6 +53,16 @@ func TestUpRing1Hosts(t *testing.T) {
 			code, body := getVia(x.ns, x.router, host(x.app))
 			return code == 200 && strings.Contains(body, "hello from "+x.app)
 		}, "acme/%s through %s (from namespace %q)", x.app, x.router, x.ns)
+	}
+	// A tenant's apps, placed by ring 0, spread over the hosts: three apps, three hosts.
+	c.cli("tenants", "create", "beta")
+	nodes := map[string]bool{}
+	for _, app := range []string{"x", "y", "z"} {
+		c.cli("apps", "deploy", "beta/"+app, c.sample, "-q")
+		nodes[c.placementOf("beta", app).Node] = true
+	}
+	if len(nodes) != 3 {
+		t.Fatalf("beta's three apps went to %v; want one on each host", nodes)
 	}
 	c.proc.Stop(time.Minute)
 	for _, h := range []string{"-h2", "-h3"} {
