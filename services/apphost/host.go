@@ -294,14 +294,20 @@ func (h *Host) routesChanged(a *app) {
 	}
 }
 
-// Close stops every instance of every app and unmounts their HOMEs.
-func (h *Host) Close() error {
+// allApps is every app the host has, as of now.
+func (h *Host) allApps() []*app {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	apps := make([]*app, 0, len(h.apps))
 	for _, a := range h.apps {
 		apps = append(apps, a)
 	}
-	h.mu.Unlock()
+	return apps
+}
+
+// Close stops every instance of every app and unmounts their HOMEs.
+func (h *Host) Close() error {
+	apps := h.allApps()
 	var wg sync.WaitGroup
 	for _, a := range apps {
 		for _, in := range a.all() {

@@ -40,12 +40,7 @@ type Running struct {
 
 // Running lists every app that has a live release here, by tenant and name.
 func (h *Host) Running() []Running {
-	h.mu.Lock()
-	apps := make([]*app, 0, len(h.apps))
-	for _, a := range h.apps {
-		apps = append(apps, a)
-	}
-	h.mu.Unlock()
+	apps := h.allApps()
 	var out []Running
 	for _, a := range apps {
 		a.mu.Lock()

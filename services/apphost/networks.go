@@ -97,12 +97,7 @@ func (h *Host) tenantApps(tenant rings.TenantID) []*app {
 
 // instanceIDs lists the ids of every instance the host runs.
 func (h *Host) instanceIDs() []string {
-	h.mu.Lock()
-	apps := make([]*app, 0, len(h.apps))
-	for _, a := range h.apps {
-		apps = append(apps, a)
-	}
-	h.mu.Unlock()
+	apps := h.allApps()
 	var out []string
 	for _, a := range apps {
 		for _, in := range a.all() {

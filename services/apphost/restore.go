@@ -220,12 +220,7 @@ func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, s
 // Children reports every instance as a ring 2 child of this node, with its cgroup's memory
 // and the CPU it used since the previous report, for the node's signed heartbeat.
 func (h *Host) Children() []rings.Child {
-	h.mu.Lock()
-	apps := make([]*app, 0, len(h.apps))
-	for _, a := range h.apps {
-		apps = append(apps, a)
-	}
-	h.mu.Unlock()
+	apps := h.allApps()
 	var out []rings.Child
 	for _, a := range apps {
 		for _, in := range a.all() {

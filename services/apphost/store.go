@@ -119,12 +119,7 @@ func (h *Host) prunePackages() {
 	h.pkgs.Lock()
 	defer h.pkgs.Unlock()
 	used := map[string]bool{}
-	h.mu.Lock()
-	apps := make([]*app, 0, len(h.apps))
-	for _, a := range h.apps {
-		apps = append(apps, a)
-	}
-	h.mu.Unlock()
+	apps := h.allApps()
 	for _, a := range apps {
 		a.mu.Lock()
 		for _, r := range a.releases {
