@@ -172,6 +172,8 @@ type app struct {
 	current   int // live release, 0 before the first
 	scale     map[string]int
 	env       map[string]string
+	share     Share // which of its instances run here (Spread)
+	from      int   // for a copy of an app living on another host: the release there it runs
 	instances map[string]*instance
 	changed   chan struct{} // closed and replaced whenever an instance's state changes
 }
@@ -228,6 +230,8 @@ type state struct {
 	Current  int               `json:"current"`
 	Scale    map[string]int    `json:"scale"`
 	Env      map[string]string `json:"env"`
+	Share    Share             `json:"share,omitzero"`
+	From     int               `json:"from,omitempty"`
 }
 
 // load reads the app's state and returns the uid it had.
@@ -248,12 +252,14 @@ func (a *app) load() uint32 {
 	if s.Env != nil {
 		a.env = s.Env
 	}
+	a.share, a.from = s.Share, s.From
 	return s.UID
 }
 
 // save writes the app's state; the caller holds a.mu (or owns a alone).
 func (a *app) save() error {
-	b, _ := json.MarshalIndent(state{UID: a.uid, Releases: a.releases, Current: a.current, Scale: a.scale, Env: a.env}, "", "  ")
+	b, _ := json.MarshalIndent(state{UID: a.uid, Releases: a.releases, Current: a.current, Scale: a.scale, Env: a.env,
+		Share: a.share, From: a.from}, "", "  ")
 	tmp := filepath.Join(a.dir(), "app.json.tmp")
 	if err := os.WriteFile(tmp, b, 0o600); err != nil {
 		return err

@@ -45,7 +45,10 @@ import (
 //	GET    /v1/running                     every app with a live release here (Running)
 //	DELETE …/apps/{app}?retire=1           Retire: destroy, keeping HOME aside
 //	GET    …/apps/{app}/export?have=DIGEST the app's recipe and package, as a tar (Export)
-//	POST   …/apps/{app}/import             run an exported app here (Import); 409 if it is here
+//	POST   …/apps/{app}/import?slot=&of=   run an exported app here (Import), share slot of of of its
+//	                                       instances; 409 if it is here; with follow=1, a new
+//	                                       release of a copy here (Follow)
+//	PUT    …/apps/{app}/share              {"scale": {...}, "slot": s, "of": n}: Spread
 func (h *Host) Handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	p := "/v1/tenants/{tenant}/apps"
@@ -156,8 +159,26 @@ func (h *Host) Handler(token string) http.Handler {
 		if pkg == nil {
 			return 400, nil, &FieldError{Field: "export", Msg: "no package.tar.gz"}
 		}
-		rel, err := h.Import(r.Context(), t, a, rec, bytes.NewReader(pkg), nil)
+		s, err := shareOf(r)
+		if err != nil {
+			return 0, nil, err
+		}
+		if r.URL.Query().Get("follow") == "1" {
+			rel, err := h.Follow(r.Context(), t, a, rec, bytes.NewReader(pkg), nil)
+			return 200, rel, err
+		}
+		rel, err := h.Import(r.Context(), t, a, rec, bytes.NewReader(pkg), s, nil)
 		return 201, rel, err
+	}))
+	mux.HandleFunc("PUT "+p+"/{app}/share", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		var in struct {
+			Scale map[string]int `json:"scale"`
+			Share
+		}
+		if err := decode(w, r, &in); err != nil {
+			return 400, nil, err
+		}
+		return 204, nil, h.Spread(r.Context(), t, a, in.Scale, in.Share)
 	}))
 	return &authed{token: token, next: mux}
 }
@@ -455,3 +476,21 @@ func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantI
 
 // errDone tells api the handler has written its own answer.
 var errDone = errors.New("done")
+
+// shareOf is the share an import's query names (slot, of); none is every instance.
+func shareOf(r *http.Request) (Share, error) {
+	var s Share
+	for _, f := range []struct {
+		name string
+		to   *int
+	}{{"slot", &s.Slot}, {"of", &s.Of}} {
+		if v := r.URL.Query().Get(f.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return s, &FieldError{Field: f.name, Msg: fmt.Sprintf("%.20q is no number", v)}
+			}
+			*f.to = n
+		}
+	}
+	return s, s.Check()
+}

@@ -42,21 +42,14 @@ func (a *app) scaleSnapshot() map[string]int {
 	return copyMap(a.scale)
 }
 
-// scaleTo starts the missing instances of type t of the live release r (and waits for them
-// to be healthy) or drains and stops the extra ones, highest index first. The new count is
-// kept only once it runs.
+// scaleTo makes n instances of type t of the live release r run (see fit); the new count
+// is kept only once it runs.
 func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
 	a.mu.Lock()
-	have := map[int]*instance{}
-	for _, in := range a.instances {
-		if in.release == r.Number && in.typ == t {
-			have[in.index] = in
-		}
-	}
 	old, had := a.scale[t]
 	a.scale[t] = n
 	a.mu.Unlock()
-	undo := func() {
+	if err := a.fit(ctx, r, t, n); err != nil {
 		a.mu.Lock()
 		if had {
 			a.scale[t] = old
@@ -64,10 +57,30 @@ func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
 			delete(a.scale, t)
 		}
 		a.mu.Unlock()
+		return err
 	}
+	a.mu.Lock()
+	err := a.save()
+	a.mu.Unlock()
+	return err
+}
+
+// fit starts the missing instances of type t of the live release r that are this host's —
+// of n, under the app's share — and waits for them to be healthy, then drains and stops the
+// others.
+func (a *app) fit(ctx context.Context, r Release, t string, n int) error {
+	a.mu.Lock()
+	share := a.share
+	have := map[int]*instance{}
+	for _, in := range a.instances {
+		if in.release == r.Number && in.typ == t {
+			have[in.index] = in
+		}
+	}
+	a.mu.Unlock()
 	missing := map[string]bool{}
 	for i := range n {
-		if have[i] == nil {
+		if have[i] == nil && share.mine(i) {
 			missing[fmt.Sprintf("%s.%d", t, i)] = true
 		}
 	}
@@ -75,18 +88,16 @@ func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
 	if len(missing) > 0 {
 		var err error
 		if added, err = a.startRelease(ctx, r, missing); err != nil {
-			undo()
 			return err
 		}
 	}
 	if reason, ok := a.waitHealthy(ctx, added); !ok {
 		a.stopAll(added)
-		undo()
 		return &DeployError{Release: r.Number, Reason: reason, Err: ErrUnhealthy}
 	}
 	var extra []*instance
 	for i, in := range have {
-		if i >= n {
+		if i >= n || !share.mine(i) {
 			extra = append(extra, in)
 			in.mu.Lock()
 			in.state = Stopped // out of the router before draining
@@ -96,10 +107,7 @@ func (a *app) scaleTo(ctx context.Context, r Release, t string, n int) error {
 	a.host.routesChanged(a)
 	a.drain(extra)
 	a.stopAll(extra)
-	a.mu.Lock()
-	err := a.save()
-	a.mu.Unlock()
-	return err
+	return nil
 }
 
 // Rollback makes release n live again, the same way as a deploy.

@@ -29,13 +29,19 @@ type Recipe struct {
 }
 
 // Running is an app with a live release on this host, as ring 0 compares it with what it has
-// kept: its scale, not its environment (a change of which makes a new release).
+// kept: its scale, not its environment (a change of which makes a new release); how many
+// instances of each type it runs in all (Instances: the manifest's counts, scale applied)
+// and which of them here (Share); for a copy of an app that lives on another host, the
+// release there it runs (From).
 type Running struct {
-	Tenant  rings.TenantID `json:"tenant"`
-	App     string         `json:"app"`
-	Release int            `json:"release"`
-	Digest  string         `json:"digest"`
-	Scale   map[string]int `json:"scale"`
+	Tenant    rings.TenantID `json:"tenant"`
+	App       string         `json:"app"`
+	Release   int            `json:"release"`
+	Digest    string         `json:"digest"`
+	Scale     map[string]int `json:"scale"`
+	Instances map[string]int `json:"instances"`
+	Share     Share          `json:"share"`
+	From      int            `json:"from,omitempty"`
 }
 
 // Running lists every app that has a live release here, by tenant and name.
@@ -45,10 +51,12 @@ func (h *Host) Running() []Running {
 	for _, a := range apps {
 		a.mu.Lock()
 		r, ok := a.release(a.current)
-		scale := copyMap(a.scale)
+		run := Running{Tenant: rings.TenantID(a.tenant), App: a.name, Release: r.Number, Digest: r.Digest, Scale: copyMap(a.scale),
+			Share: a.share, From: a.from}
 		a.mu.Unlock()
 		if ok {
-			out = append(out, Running{Tenant: rings.TenantID(a.tenant), App: a.name, Release: r.Number, Digest: r.Digest, Scale: scale})
+			run.Instances, _ = r.Manifest.counts(run.Scale, h.cfg.Policy)
+			out = append(out, run)
 		}
 	}
 	sort.Slice(out, func(i, j int) bool {
@@ -161,11 +169,15 @@ func ReadExport(r io.Reader, maxPackage int64) (Recipe, []byte, error) {
 }
 
 // Import makes the app, which this host must not have, run rec's release — the package pkg —
-// with rec's environment and scale: an app re-placed here from a host that went down. Its
-// first release here is numbered 1. An app this host has already is ErrExists, so an import
-// asked for twice runs once.
-func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, rec Recipe, pkg io.Reader, progress Progress) (Release, error) {
+// with rec's environment and scale, share s of its instances: an app re-placed here from a
+// host that went down, or a copy of an app spread over several hosts. Its first release here
+// is numbered 1. An app this host has already is ErrExists, so an import asked for twice
+// runs once.
+func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, rec Recipe, pkg io.Reader, s Share, progress Progress) (Release, error) {
 	if err := CheckEnv(rec.Env); err != nil {
+		return Release{}, err
+	}
+	if err := s.Check(); err != nil {
 		return Release{}, err
 	}
 	a, err := h.appFor(tenant, name)
@@ -189,17 +201,12 @@ func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, r
 	}
 	// The environment and scale go in before the release is made: its instances start with them.
 	a.mu.Lock()
-	a.env, a.scale = copyMap(rec.Env), map[string]int{}
+	a.env, a.scale, a.share, a.from = copyMap(rec.Env), map[string]int{}, s, rec.Release
 	a.mu.Unlock()
 	r, files, err := a.newRelease(digest)
 	h.pkgs.RUnlock()
 	if err == nil {
-		scale := map[string]int{}
-		for t, n := range rec.Scale {
-			if _, ok := r.Manifest.Procfile[t]; ok {
-				scale[t] = n
-			}
-		}
+		scale := onlyTypes(rec.Scale, r.Manifest)
 		if err = checkInstances(scale, r.Manifest.Procfile, "scale", h.cfg.Policy); err == nil {
 			a.mu.Lock()
 			a.scale = scale

@@ -49,7 +49,7 @@ func TestExportAndImport(t *testing.T) {
 	}
 
 	// Imported as another app, on this host.
-	r, err := w.host.Import(ctx, "acme", "moved", rec, bytes.NewReader(pkg), nil)
+	r, err := w.host.Import(ctx, "acme", "moved", rec, bytes.NewReader(pkg), apphost.Share{}, nil)
 	if err != nil || r.Number != 1 || r.Status != "live" {
 		t.Fatalf("import: %+v %v", r, err)
 	}
@@ -63,7 +63,7 @@ func TestExportAndImport(t *testing.T) {
 	if code, body := w.get("moved.acme.apps.test"); code != 200 || !strings.Contains(body, "release 1") {
 		t.Fatalf("the imported app: %d %q", code, body)
 	}
-	if _, err := w.host.Import(ctx, "acme", "moved", rec, bytes.NewReader(pkg), nil); !errors.Is(err, apphost.ErrExists) {
+	if _, err := w.host.Import(ctx, "acme", "moved", rec, bytes.NewReader(pkg), apphost.Share{}, nil); !errors.Is(err, apphost.ErrExists) {
 		t.Fatalf("an import of an app the host has: %v, want ErrExists", err)
 	}
 	if got := w.host.Running(); len(got) != 2 || got[1].App != "web" || got[1].Release != 2 || got[1].Scale["web"] != 2 {
@@ -74,24 +74,24 @@ func TestExportAndImport(t *testing.T) {
 	// healthy fails the import and leaves no app.
 	bad := rec
 	bad.Env = map[string]string{"NEVER_HEALTHY": "1"}
-	if _, err := w.host.Import(ctx, "acme", "sick", bad, bytes.NewReader(pkg), nil); !errors.Is(err, apphost.ErrUnhealthy) {
+	if _, err := w.host.Import(ctx, "acme", "sick", bad, bytes.NewReader(pkg), apphost.Share{}, nil); !errors.Is(err, apphost.ErrUnhealthy) {
 		t.Fatalf("an import that never gets healthy: %v", err)
 	}
 	if _, err := w.host.Releases("acme", "sick"); !errors.Is(err, apphost.ErrNotFound) {
 		t.Fatalf("a failed import left the app: %v", err)
 	}
 	bad.Env = map[string]string{"NOT A NAME": "x"}
-	if _, err := w.host.Import(ctx, "acme", "sick", bad, bytes.NewReader(pkg), nil); err == nil {
+	if _, err := w.host.Import(ctx, "acme", "sick", bad, bytes.NewReader(pkg), apphost.Share{}, nil); err == nil {
 		t.Fatal("an import with a malformed variable name ran")
 	}
 	// A scale naming a type the Procfile lacks drops it; one over the policy is refused.
 	odd := rec
 	odd.Scale = map[string]int{"web": 1, "ghost": 3}
-	if _, err := w.host.Import(ctx, "acme", "odd", odd, bytes.NewReader(pkg), nil); err != nil {
+	if _, err := w.host.Import(ctx, "acme", "odd", odd, bytes.NewReader(pkg), apphost.Share{}, nil); err != nil {
 		t.Fatalf("import with an unknown type in its scale: %v", err)
 	}
 	odd.Scale = map[string]int{"web": 1 << 20}
-	if _, err := w.host.Import(ctx, "acme", "huge", odd, bytes.NewReader(pkg), nil); err == nil {
+	if _, err := w.host.Import(ctx, "acme", "huge", odd, bytes.NewReader(pkg), apphost.Share{}, nil); err == nil {
 		t.Fatal("an import over the policy's instances ran")
 	}
 
@@ -121,7 +121,7 @@ func TestExportAndImport(t *testing.T) {
 	if err != nil || rec3.Release != 3 || len(pkg3) == 0 {
 		t.Fatalf("export of a delta's release: %+v, %d bytes, %v", rec3, len(pkg3), err)
 	}
-	if _, err := w.host.Import(ctx, "acme", "fromdelta", rec3, bytes.NewReader(pkg3), nil); err != nil {
+	if _, err := w.host.Import(ctx, "acme", "fromdelta", rec3, bytes.NewReader(pkg3), apphost.Share{}, nil); err != nil {
 		t.Fatalf("import of a delta's release: %v", err)
 	}
 

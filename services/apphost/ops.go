@@ -240,13 +240,14 @@ func (a *app) switchTo(ctx context.Context, r Release, progress Progress) (Relea
 	return r, nil
 }
 
-// startRelease starts the instances release r runs (scale overrides applied; only those of
-// type only, if set), after checking them against the policy and the tenant's quota and
-// making sure the app's HOME is there. The caller holds a.deploy.
+// startRelease starts the instances release r runs here (scale overrides applied; this
+// host's share of them; only those named in only, if set), after checking them against the
+// policy and the tenant's quota and making sure the app's HOME is there. The caller holds
+// a.deploy.
 func (a *app) startRelease(ctx context.Context, r Release, only map[string]bool) ([]*instance, error) {
 	h := a.host
 	a.mu.Lock()
-	scale, env := copyMap(a.scale), copyMap(a.env)
+	scale, env, share := copyMap(a.scale), copyMap(a.env), a.share
 	a.mu.Unlock()
 	cfgs, err := r.Manifest.Configs(a.tenant, a.name, r.Number, scale, env, h.cfg.Policy, func(string, int) (string, string) {
 		return newInstanceID(), "/home/app"
@@ -254,6 +255,7 @@ func (a *app) startRelease(ctx context.Context, r Release, only map[string]bool)
 	if err != nil {
 		return nil, err
 	}
+	cfgs = slices.DeleteFunc(cfgs, func(c InstanceConfig) bool { return !share.mine(c.Index) }) // the other hosts'
 	if err := h.checkQuota(a, len(cfgs)); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,133 @@
+package apphost
+
+import (
+	"context"
+	"fmt"
+	"io"
+
+	"enjin/rings"
+)
+
+// maxShareOf bounds how many hosts one app's instances are spread over.
+const maxShareOf = 64
+
+// Share is which of an app's instances this host runs when ring 0 spreads them over several
+// hosts: of each process type, those whose index is Slot modulo Of — web.0 and web.2 in slot
+// 0 of 2, web.1 in slot 1. The zero Share (Of 0 or 1) is every instance: the app runs here
+// alone.
+type Share struct {
+	Slot int `json:"slot"`
+	Of   int `json:"of"`
+}
+
+// mine reports whether the instance with index i is this host's.
+func (s Share) mine(i int) bool { return s.Of <= 1 || i%s.Of == s.Slot }
+
+// Check refuses a share that names no slot of its hosts.
+func (s Share) Check() error {
+	if s.Of < 0 || s.Of > maxShareOf || s.Slot < 0 || s.Slot >= max(s.Of, 1) {
+		return &FieldError{Field: "share", Msg: fmt.Sprintf("slot %d of %d: want 0 ≤ slot < of ≤ %d", s.Slot, s.Of, maxShareOf)}
+	}
+	return nil
+}
+
+// Spread makes this host run the app's instances that are its under share s: those now its
+// start (and are waited for until healthy), then those no longer its drain and stop, type by
+// type, as a scale does. With scale (a copy of an app whose home is another host: that
+// host's scale overrides), the app's scale becomes scale first.
+func (h *Host) Spread(ctx context.Context, tenant rings.TenantID, name string, scale map[string]int, s Share) error {
+	if err := s.Check(); err != nil {
+		return err
+	}
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return err
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	a.mu.Lock()
+	r, ok := a.release(a.current)
+	a.mu.Unlock()
+	if !ok {
+		return errNotLive(a)
+	}
+	if scale != nil {
+		scale = onlyTypes(scale, r.Manifest)
+		if err := checkInstances(scale, r.Manifest.Procfile, "scale", h.cfg.Policy); err != nil {
+			return err
+		}
+	}
+	a.mu.Lock()
+	if scale != nil {
+		a.scale = scale
+	}
+	a.share = s
+	counts, err := r.Manifest.counts(a.scale, h.cfg.Policy)
+	if err == nil {
+		err = a.save()
+	}
+	a.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	for _, t := range keysOf(counts) {
+		if err := a.fit(ctx, r, t, counts[t]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onlyTypes is scale without the types release manifest m does not run.
+func onlyTypes(scale map[string]int, m Manifest) map[string]int {
+	out := map[string]int{}
+	for t, n := range scale {
+		if _, ok := m.Procfile[t]; ok {
+			out[t] = n
+		}
+	}
+	return out
+}
+
+// Follow makes a copy of an app — one this host runs a share of, from the recipe of the host
+// the app lives on — run rec's release (the package pkg) with rec's environment and scale,
+// as its next release, the way a deploy does: the app changed at home.
+func (h *Host) Follow(ctx context.Context, tenant rings.TenantID, name string, rec Recipe, pkg io.Reader, progress Progress) (Release, error) {
+	if err := CheckEnv(rec.Env); err != nil {
+		return Release{}, err
+	}
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return Release{}, err
+	}
+	a.deploy.Lock()
+	defer a.deploy.Unlock()
+	h.pkgs.RLock()
+	digest, size, err := h.storePackage(pkg)
+	if err != nil {
+		h.pkgs.RUnlock()
+		return Release{}, err
+	}
+	a.mu.Lock()
+	env, scale, from := a.env, a.scale, a.from
+	a.env, a.from = copyMap(rec.Env), rec.Release
+	a.mu.Unlock()
+	r, files, err := a.newRelease(digest)
+	h.pkgs.RUnlock()
+	if err == nil {
+		want := onlyTypes(rec.Scale, r.Manifest)
+		if err = checkInstances(want, r.Manifest.Procfile, "scale", h.cfg.Policy); err == nil {
+			a.mu.Lock()
+			a.scale = want
+			a.mu.Unlock()
+			r, err = a.goLive(ctx, r, files, size, progress)
+		}
+	}
+	if err != nil { // the release that runs keeps what it ran with
+		a.mu.Lock()
+		a.env, a.scale, a.from = env, scale, from
+		a.save()
+		a.mu.Unlock()
+	}
+	return r, err
+}
