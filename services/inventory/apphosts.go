@@ -42,20 +42,24 @@ type Placement struct {
 	// none kept yet), and the host it was re-placed off while the new one has yet to run it.
 	KeptRelease int          `json:"kept_release,omitempty"`
 	MovedFrom   rings.NodeID `json:"moved_from,omitempty"`
+	// Replica: a host beside the app's home running a share of its instances.
+	Replica bool `json:"replica,omitempty"`
 }
 
-// Placements lists every app's and VM's placement, by tenant, kind and name.
+// Placements lists every app's and VM's placement, by tenant, kind and name (an app's home
+// first, then its replicas by node).
 func (s *Store) Placements(ctx context.Context) ([]Placement, error) {
-	rows, err := s.pool.Query(ctx, `SELECT 'app', h.tenant_id, h.app, h.node_id, h.placed_at, h.bid, coalesce(r.release, 0), coalesce(h.moved_from, '')
+	rows, err := s.pool.Query(ctx, `SELECT 'app', h.tenant_id, h.app, h.node_id, h.placed_at, h.bid, coalesce(r.release, 0), coalesce(h.moved_from, ''), false
 		FROM app_hosts h LEFT JOIN app_recipes r USING (tenant_id, app)
-		UNION ALL SELECT 'vm', tenant_id, name, node_id, created_at, bid, 0, '' FROM vms
-		ORDER BY 2, 1, 3`)
+		UNION ALL SELECT 'app', tenant_id, app, node_id, placed_at, bid, 0, '', true FROM app_replicas
+		UNION ALL SELECT 'vm', tenant_id, name, node_id, created_at, bid, 0, '', false FROM vms
+		ORDER BY 2, 1, 3, 9, 4`)
 	if err != nil {
 		return nil, pgErr("placements", err)
 	}
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p Placement, err error) {
 		var bid []byte
-		err = r.Scan(&p.Kind, &p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid, &p.KeptRelease, &p.MovedFrom)
+		err = r.Scan(&p.Kind, &p.Tenant, &p.App, &p.Node, &p.PlacedAt, &bid, &p.KeptRelease, &p.MovedFrom, &p.Replica)
 		if len(bid) > 0 && json.Valid(bid) {
 			p.Bid = bid
 		} else if len(bid) > 0 { // not JSON: shown as a string, for verify to refuse

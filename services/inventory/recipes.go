@@ -101,15 +101,18 @@ func (s *Store) PlacedApps(ctx context.Context) ([]PlacedApp, error) {
 	return out, pgErr("placed apps", err)
 }
 
-// MoveApp re-places tenant's app from node from, which went down, to node to, with the bid
-// to signed for it, under the leader's fencing epoch: a deposed leader's move is refused
+// MoveApp re-places tenant's app from node from, which went down, to node to (if it ran a
+// share of the app, as a replica, it runs all of it now), with the bid to signed for it, under the leader's fencing epoch: a deposed leader's move is refused
 // (ErrFenced), and so is a move of an app no longer on from (ErrConflict).
 func (s *Store) MoveApp(ctx context.Context, epoch int64, tenant rings.TenantID, app string, from, to rings.NodeID, bid []byte) error {
 	err := s.fenced(ctx, epoch, func(tx pgx.Tx) error {
 		ct, err := tx.Exec(ctx, `UPDATE app_hosts SET node_id = $4, bid = $5, moved_from = $3, placed_at = now()
 			WHERE tenant_id = $1 AND app = $2 AND node_id = $3`, string(tenant), app, string(from), string(to), bid)
 		if err == nil && ct.RowsAffected() == 0 {
-			err = fmt.Errorf("inventory: app %s/%s is not on %s: %w", tenant, app, from, ErrConflict)
+			return fmt.Errorf("inventory: app %s/%s is not on %s: %w", tenant, app, from, ErrConflict)
+		}
+		if err == nil { // a replica that becomes the app's home is one no more
+			_, err = tx.Exec(ctx, `DELETE FROM app_replicas WHERE tenant_id = $1 AND app = $2 AND node_id = $3`, string(tenant), app, string(to))
 		}
 		return err
 	})
