@@ -50,7 +50,8 @@ type PeerRoutes struct {
 	Apps []PeerRoute `json:"apps"`
 }
 
-// PeerRoute is where one app's requests go: the router (ip:port) of the host running it.
+// PeerRoute is where one app's requests go: the router (ip:port) of a host running it (an app
+// whose instances are spread over hosts is listed once for each).
 type PeerRoute struct {
 	Tenant rings.TenantID `json:"tenant"`
 	App    string         `json:"app"`

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -15,8 +16,8 @@ import (
 // a network namespace of its own on a bridge `enjin up` makes, all up. An app placed on a
 // simulated host answers through the router `enjin up` prints — which sends its requests to
 // that host's router — and through the host's own; an app on another host answers through
-// it too. A tenant's apps placed by ring 0 spread over the three hosts. Stopped, the cloud
-// takes its namespaces and bridge away.
+// it too. A tenant's apps placed by ring 0 spread over the three hosts, and so do one app's
+// instances (spreadOverHosts). Stopped, the cloud takes its namespaces and bridge away.
 func TestUpRing1Hosts(t *testing.T) {
 	c := newCloud(t)
 	n := harness.FreePort(t)%200 + 20
@@ -64,6 +65,7 @@ func TestUpRing1Hosts(t *testing.T) {
 	if len(nodes) != 3 {
 		t.Fatalf("beta's three apps went to %v; want one on each host", nodes)
 	}
+	spreadOverHosts(t, c, []string{c.ep.Router, h2, fmt.Sprintf("198.18.%d.3:7080", n)})
 	c.proc.Stop(time.Minute)
 	for _, h := range []string{"-h2", "-h3"} {
 		if _, err := os.Stat("/run/netns/" + c.bridge + h); err == nil {
@@ -71,4 +73,110 @@ func TestUpRing1Hosts(t *testing.T) {
 		}
 	}
 	t.Logf("3 ring 1 hosts (2 in namespaces); apps on each answer through every router")
+}
+
+// spreadOverHosts scales acme/hello to three web instances on a cloud of three hosts whose
+// routers are routers: one runs on each host, each host's router answers with its own, and
+// `enjin verify` checks the replicas' bids; a change at the app's home (its environment) is
+// followed on every host (every instance new); scaled back to one, the app runs at home
+// alone and still answers through every router; destroyed, it is gone from every host.
+func spreadOverHosts(t *testing.T, c *cloud, routers []string) {
+	t.Helper()
+	type instance struct {
+		ID, Name, State, Host string
+	}
+	ps := func() []instance {
+		b, err := c.apiGet("/v1/tenants/acme/apps/hello/instances")
+		if err != nil {
+			return nil
+		}
+		var l struct{ Instances []instance }
+		json.Unmarshal(b, &l)
+		return l.Instances
+	}
+	host := "hello.acme." + c.ep.AppsDomain
+	// answering is which instance answers through each router, if each answers.
+	answering := func() []string {
+		var ids []string
+		for _, r := range routers {
+			code, body := getVia("", r, host)
+			_, id, ok := strings.Cut(strings.TrimSpace(body), " instance ")
+			if code != 200 || !ok {
+				return nil
+			}
+			ids = append(ids, id)
+		}
+		return ids
+	}
+	spreadAt := time.Now()
+	c.cli("apps", "scale", "acme/hello", "web=3")
+	var spread []instance
+	harness.Eventually(t, 90*time.Second, func() bool {
+		spread = ps()
+		hosts := map[string]bool{}
+		for _, in := range spread {
+			if in.State == "healthy" {
+				hosts[in.Host] = true
+			}
+		}
+		return len(spread) == 3 && len(hosts) == 3
+	}, "acme/hello's three web instances one on each host: %+v", spread)
+	took := time.Since(spreadAt)
+	byHost := map[string]string{}
+	for _, in := range spread {
+		byHost[in.ID] = in.Host
+	}
+	harness.Eventually(t, 30*time.Second, func() bool {
+		ids := answering()
+		seen := map[string]bool{}
+		for _, id := range ids {
+			seen[byHost[id]] = true
+		}
+		return len(seen) == 3 && !seen[""]
+	}, "each host's router answering with its own instance of acme/hello")
+	if out := c.cli("apps", "ls", "acme"); !strings.Contains(out, "(+") {
+		t.Fatalf("enjin apps ls shows no host beside hello's home:\n%s", out)
+	}
+	if out := c.cli("verify"); !strings.Contains(out, ": 0 failed") {
+		t.Fatalf("enjin verify with replicas:\n%s", out)
+	}
+
+	// A change at home is followed everywhere: every instance is new.
+	c.cli("apps", "env", "acme/hello", "GREETING=spread")
+	old := map[string]bool{}
+	for _, in := range spread {
+		old[in.ID] = true
+	}
+	harness.Eventually(t, 90*time.Second, func() bool {
+		now := ps()
+		hosts := map[string]bool{}
+		for _, in := range now {
+			if old[in.ID] || in.State != "healthy" {
+				return false
+			}
+			hosts[in.Host] = true
+		}
+		return len(hosts) == 3
+	}, "acme/hello's new release running on all three hosts")
+
+	// Back to one instance: the home runs it alone; every router still answers.
+	c.cli("apps", "scale", "acme/hello", "web=1")
+	harness.Eventually(t, 90*time.Second, func() bool {
+		now := ps()
+		return len(now) == 1 && now[0].State == "healthy" && len(answering()) == len(routers)
+	}, "acme/hello back at home alone, answering through every router: %+v", ps())
+	if p := c.placementOf("acme", "hello"); p.Node != "ring1-h2" {
+		t.Fatalf("acme/hello's home moved: %+v", p)
+	}
+
+	c.cli("apps", "destroy", "acme/hello")
+	harness.Eventually(t, 30*time.Second, func() bool {
+		for _, r := range routers {
+			if code, _ := getVia("", r, host); code != 404 {
+				return false
+			}
+		}
+		return true
+	}, "acme/hello gone from every router")
+	t.Logf("acme/hello spread over 3 hosts %.1f s after `enjin apps scale web=3`; followed its home's new release; back home alone at web=1", took.Seconds())
 }

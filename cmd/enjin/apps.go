@@ -79,7 +79,11 @@ func appsLsCmd(g *globals) *cobra.Command {
 		}
 		tw := newTable(c.OutOrStdout(), "APP\tRELEASE\tPROCESSES\tNODE")
 		for _, a := range r.Apps {
-			fmt.Fprintf(tw, "%s/%s\t%d\t%s\t%s\n", a.Tenant, a.Name, a.Release, counts(a.Instances), a.Node)
+			node := a.Node
+			if len(a.Nodes) > 1 { // spread: its home, then the others
+				node += " (+" + strings.Join(slices.DeleteFunc(a.Nodes, func(n string) bool { return n == a.Node }), ",") + ")"
+			}
+			fmt.Fprintf(tw, "%s/%s\t%d\t%s\t%s\n", a.Tenant, a.Name, a.Release, counts(a.Instances), node)
 		}
 		return tw.Flush()
 	}
@@ -125,11 +129,19 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return err
 	}
-	tw := newTable(w, "INSTANCE\tRELEASE\tADDRESS\tNETWORKS\tSTATE\tRESTARTS\tLAST EXIT\tID")
+	spread := slices.ContainsFunc(r.Instances, func(i apphost.InstanceInfo) bool { return i.Host != "" })
+	head := "INSTANCE\tRELEASE\tADDRESS\tNETWORKS\tSTATE\tRESTARTS\tLAST EXIT\tID"
+	if spread { // an app spread over hosts: each instance's host first
+		head = "HOST\t" + head
+	}
+	tw := newTable(w, head)
 	for _, i := range r.Instances {
 		name := i.Name
 		if name == "" {
 			name = i.Type
+		}
+		if spread {
+			fmt.Fprintf(tw, "%s\t", i.Host)
 		}
 		var nets []string
 		for _, n := range i.Networks {

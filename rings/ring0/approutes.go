@@ -49,24 +49,23 @@ func (s *routesSent) sent(host rings.NodeID, sum [32]byte, now time.Time) {
 }
 
 // pushRoutes tells each of hosts (up, running apps) where every placed app it does not run
-// is — the router of the host running it (routers, as the hosts said), if that host is up —
-// so any host's router answers for any app.
-func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, routers map[rings.NodeID]string, placed []inventory.PlacedApp) {
+// is — the routers of the hosts running it (at: its home and its replicas; routers, as the
+// hosts said), those that are up — so any host's router answers for any app.
+func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, routers map[rings.NodeID]string, at map[inventory.AppKey][]rings.NodeID) {
 	var wg sync.WaitGroup
 	for _, h := range hosts {
 		var pr bus.PeerRoutes
-		for _, p := range placed {
-			// A router on loopback is reached only from its own network namespace: from
-			// hosts whose routers are on loopback too, on one machine.
-			if addr, ok := routers[p.Node]; ok && p.Node != h.Node && (!loopback(addr) || loopback(routers[h.Node])) {
-				pr.Apps = append(pr.Apps, bus.PeerRoute{Tenant: p.Tenant, App: p.App, Router: addr})
+		for k, nodes := range at {
+			for _, n := range nodes {
+				// A router on loopback is reached only from its own network namespace: from
+				// hosts whose routers are on loopback too, on one machine.
+				if addr, ok := routers[n]; ok && n != h.Node && (!loopback(addr) || loopback(routers[h.Node])) {
+					pr.Apps = append(pr.Apps, bus.PeerRoute{Tenant: k.Tenant, App: k.App, Router: addr})
+				}
 			}
 		}
 		slices.SortFunc(pr.Apps, func(a, b bus.PeerRoute) int {
-			if a.Tenant != b.Tenant {
-				return cmp.Compare(a.Tenant, b.Tenant)
-			}
-			return cmp.Compare(a.App, b.App)
+			return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.App, b.App), cmp.Compare(a.Router, b.Router))
 		})
 		b, _ := json.Marshal(pr)
 		sum, now := sha256.Sum256(b), time.Now()

@@ -259,7 +259,18 @@ func (r *Ring0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsB
 	return out, nil
 }
 
-// ForgetApp forgets where tenant t's app ran: it was destroyed.
+// ForgetApp forgets where tenant t's app ran: it was destroyed at its home. Its replicas'
+// copies are destroyed too (one on a host that does not answer, when the host is next seen
+// running it).
 func (r *Ring0) ForgetApp(ctx context.Context, t rings.TenantID, app string) error {
+	replicas, err := r.store.Replicas(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range replicas[inventory.AppKey{Tenant: t, App: app}] {
+		if h, ok := r.appsAPIOf(ctx, n); ok {
+			r.dropCopy(ctx, h.on(n), inventory.PlacedApp{Tenant: t, App: app}, false)
+		}
+	}
 	return r.store.ForgetApp(ctx, t, app)
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"slices"
@@ -37,18 +38,19 @@ const (
 // appMoves is the leader's bookkeeping of moves under way or failed.
 type appMoves struct {
 	mu      sync.Mutex
-	busy    map[inventory.AppKey]time.Time // in hand until, or not before (failed)
+	busy    map[any]time.Time           // by app (inventory.AppKey) or spreadKey: in hand until, or not before (failed)
 	tooBig  map[inventory.AppKey]string    // the live package (digest) of an app over maxKept
 	kick    chan struct{}                  // a host went down: tend now
 	carrier chan struct{}                  // a slot for a package in ring 0's memory
 }
 
-// take reports whether app k may be moved now, and marks it in hand if so.
-func (m *appMoves) take(k inventory.AppKey, now time.Time) bool {
+// take reports whether app k (or a host's part in spreading it) may be worked on now, and
+// marks it in hand if so.
+func (m *appMoves) take(k any, now time.Time) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.busy == nil {
-		m.busy = map[inventory.AppKey]time.Time{}
+		m.busy = map[any]time.Time{}
 	}
 	if until, ok := m.busy[k]; ok && now.Before(until) {
 		return false
@@ -58,7 +60,7 @@ func (m *appMoves) take(k inventory.AppKey, now time.Time) bool {
 }
 
 // done ends a move: a failed one may be tried again after moveRetry.
-func (m *appMoves) done(k inventory.AppKey, failed bool) {
+func (m *appMoves) done(k any, failed bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if failed {
@@ -88,7 +90,8 @@ func (r *Ring0) tendApps(ctx context.Context, epoch int64) {
 
 // tendOnce moves the apps of hosts that are down, and, on every host that is up, keeps the
 // recipes of the apps placed there, runs those re-placed there and destroys the copies of
-// those placed elsewhere; then tells each host where the apps it does not run are.
+// those placed elsewhere; spreads the apps' instances over the hosts; then tells each host
+// where the apps it does not run are.
 func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup) {
 	state, err := r.hostStates(ctx)
 	if err != nil {
@@ -102,6 +105,10 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 	if err != nil {
 		return
 	}
+	replicas, err := r.store.Replicas(ctx)
+	if err != nil {
+		return
+	}
 	byApp := map[inventory.AppKey]inventory.PlacedApp{}
 	for _, p := range placed {
 		byApp[inventory.AppKey{Tenant: p.Tenant, App: p.App}] = p
@@ -109,8 +116,12 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 			moves.Go(func() { r.moveApp(ctx, epoch, p) })
 		}
 	}
-	var wg sync.WaitGroup
-	var hosts []api.AppsBackend
+	var (
+		wg      sync.WaitGroup
+		mu      sync.Mutex
+		hosts   []api.AppsBackend
+		running = map[rings.NodeID]map[inventory.AppKey]apphost.Running{}
+	)
 	routers := map[rings.NodeID]string{}
 	for node, st := range state {
 		if st != "up" {
@@ -128,30 +139,43 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 		if claim.Router != "" {
 			routers[node] = claim.Router
 		}
-		wg.Go(func() { r.tendHost(ctx, a.on(node), byApp, heads, moves) })
+		wg.Go(func() {
+			runs := r.tendHost(ctx, a.on(node), byApp, replicas, heads, moves)
+			if runs != nil {
+				mu.Lock()
+				running[node] = runs
+				mu.Unlock()
+			}
+		})
 	}
 	wg.Wait()
-	r.pushRoutes(ctx, hosts, routers, placed)
+	at := r.spread(ctx, epoch, placed, running, heads, moves)
+	r.pushRoutes(ctx, hosts, routers, at)
 }
 
-// tendHost compares what host h runs with the placements and the recipes kept.
-func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inventory.AppKey]inventory.PlacedApp, heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) {
+// tendHost compares what host h runs with the placements and the recipes kept, and returns
+// what it runs (nil if it did not say).
+func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inventory.AppKey]inventory.PlacedApp, replicas map[inventory.AppKey][]rings.NodeID,
+	heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey]apphost.Running {
 	var list struct {
 		Apps []apphost.Running `json:"apps"`
 	}
 	if err := r.hostJSON(ctx, h, "GET", "/v1/running", nil, &list); err != nil {
 		r.log.Debug("a host's apps not read", "node", h.Node, "err", err)
-		return
+		return nil
 	}
-	runs := map[inventory.AppKey]bool{}
+	runs := map[inventory.AppKey]apphost.Running{}
 	for _, a := range list.Apps {
 		k := inventory.AppKey{Tenant: a.Tenant, App: a.App}
-		runs[k] = true
+		runs[k] = a
 		p, ok := placed[k]
 		switch {
+		case !ok && a.Share.Of > 1: // a replica's copy of an app destroyed while its host was away
+			r.dropCopy(ctx, h, inventory.PlacedApp{Tenant: a.Tenant, App: a.App}, false)
 		case !ok: // not placed: made before placements, or being destroyed
+		case slices.Contains(replicas[k], h.Node): // a share of it (spread)
 		case p.Node != h.Node:
-			r.dropCopy(ctx, h, p)
+			r.dropCopy(ctx, h, p, true)
 		default:
 			if p.MovedFrom != "" {
 				r.settle(ctx, p)
@@ -179,37 +203,42 @@ func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inve
 		}
 	}
 	for k, p := range placed {
-		if p.Node == h.Node && p.MovedFrom != "" && !runs[k] && r.moves.take(k, time.Now()) {
+		if _, run := runs[k]; p.Node == h.Node && p.MovedFrom != "" && !run && r.moves.take(k, time.Now()) {
 			moves.Go(func() {
 				err := r.runMoved(ctx, h, p)
 				r.moves.done(k, err != nil)
 			})
 		}
 	}
+	return runs
 }
 
-// dropCopy destroys, on host h, back after it went down, its copy of app p, which was
-// re-placed on another host meanwhile — keeping its HOME aside there, for whatever the app
-// wrote while it was cut off.
-func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.PlacedApp) {
+// dropCopy destroys, on host h, its copy of app p: one re-placed on another host while h was
+// down (retire: keeping its HOME aside there, for whatever the app wrote while cut off), or a
+// replica's copy of an app destroyed meanwhile.
+func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.PlacedApp, retire bool) {
 	var out struct {
 		HomeKept string `json:"home_kept"`
 	}
-	err := r.hostJSON(ctx, h, "DELETE", appPath(p.Tenant, p.App)+"?retire=1", nil, &out)
-	if err != nil {
-		r.log.Warn("a moved app's old copy not destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "err", err)
+	q := ""
+	if retire {
+		q = "?retire=1"
+	}
+	err := r.hostJSON(ctx, h, "DELETE", appPath(p.Tenant, p.App)+q, nil, &out)
+	if err != nil && !errors.Is(err, io.EOF) { // a destroy answers no body
+		r.log.Warn("an app's stale copy not destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "err", err)
 		return
 	}
-	r.log.Warn("a moved app's old copy destroyed, its home kept on its host", "tenant", p.Tenant, "app", p.App, "node", h.Node,
+	r.log.Warn("an app's stale copy destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node,
 		"runs_on", p.Node, "home_kept", out.HomeKept)
 	r.event("app-copy-dropped", map[string]any{"tenant": p.Tenant, "app": p.App, "node": h.Node, "runs_on": p.Node, "home_kept": out.HomeKept})
 }
 
 func appPath(t rings.TenantID, app string) string { return "/v1/tenants/" + string(t) + "/apps/" + app }
 
-// moveApp re-places app p off its host, which is down: to the host, up and running apps,
-// whose signed bid wins — fewest of the tenant's apps, then most memory free —, under the
-// leader's fencing epoch, and runs it there.
+// moveApp re-places app p off its host, which is down: to the host, up and running apps (one
+// of its replicas, if any is up), whose signed bid wins — fewest of the tenant's apps, then
+// most memory free —, under the leader's fencing epoch, and runs it there.
 func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp) {
 	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
 	start := time.Now()
@@ -225,6 +254,14 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 		}
 		if len(up) == 0 {
 			return fmt.Errorf("no other host that runs apps is up: %w", ErrNode)
+		}
+		// A replica that is up runs the app already: it takes it all, with no copy to make.
+		replicas, err := r.store.Replicas(ctx)
+		if err != nil {
+			return err
+		}
+		if rs := slices.DeleteFunc(slices.Clone(up), func(h api.AppsBackend) bool { return !slices.Contains(replicas[k], h.Node) }); len(rs) > 0 {
+			up = rs
 		}
 		count, err := r.store.AppsPlaced(ctx, p.Tenant)
 		if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -28,11 +29,11 @@ type routes struct {
 
 	mu    sync.Mutex
 	local map[string]bool   // by tenant/app: the app host routes it
-	peers map[string]string // by tenant/app: the router of the host running it
+	peers map[string][]string // by tenant/app: the routers of the hosts running it
 }
 
 func newRoutes(r *router.Router, d *dns.Server) *routes {
-	return &routes{r: r, d: d, local: map[string]bool{}, peers: map[string]string{}}
+	return &routes{r: r, d: d, local: map[string]bool{}, peers: map[string][]string{}}
 }
 
 func (x *routes) SetRoute(tenant, app string, rs []apphost.Route) {
@@ -52,8 +53,8 @@ func (x *routes) RemoveRoute(tenant, app string) {
 	defer x.mu.Unlock()
 	k := tenant + "/" + app
 	delete(x.local, k)
-	if addr, ok := x.peers[k]; ok {
-		x.r.SetRoute(tenant, app, []router.Backend{peerBackend(addr)})
+	if addrs, ok := x.peers[k]; ok {
+		x.r.SetRoute(tenant, app, peerBackends(addrs))
 		return
 	}
 	x.r.RemoveRoute(tenant, app)
@@ -62,9 +63,9 @@ func (x *routes) RemoveRoute(tenant, app string) {
 
 func (x *routes) Inflight(id string) int64 { return x.r.Inflight(id) }
 
-// SetPeers makes peers (tenant/app → host:port of a router) where the apps this host does not
-// run are sent.
-func (x *routes) SetPeers(peers map[string]string) {
+// SetPeers makes peers (tenant/app → host:port of the routers of the hosts running it) where
+// the apps this host does not run are sent, spread over those routers.
+func (x *routes) SetPeers(peers map[string][]string) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	for k := range x.peers {
@@ -74,19 +75,23 @@ func (x *routes) SetPeers(peers map[string]string) {
 			x.d.RemoveApp(t, a)
 		}
 	}
-	for k, addr := range peers {
-		if !x.local[k] && x.peers[k] != addr {
+	for k, addrs := range peers {
+		if !x.local[k] && !slices.Equal(x.peers[k], addrs) {
 			t, a, _ := strings.Cut(k, "/")
-			x.r.SetRoute(t, a, []router.Backend{peerBackend(addr)})
+			x.r.SetRoute(t, a, peerBackends(addrs))
 			x.d.SetApp(t, a)
 		}
 	}
 	x.peers = peers
 }
 
-// peerBackend is another host's router as a backend: the request goes on with its Host.
-func peerBackend(addr string) router.Backend {
-	return router.Backend{ID: "peer/" + addr, Addr: addr, Peer: true}
+// peerBackends are other hosts' routers as backends: a request goes on with its Host.
+func peerBackends(addrs []string) []router.Backend {
+	bs := make([]router.Backend, len(addrs))
+	for i, addr := range addrs {
+		bs[i] = router.Backend{ID: "peer/" + addr, Addr: addr, Peer: true}
+	}
+	return bs
 }
 
 // maxPeers bounds the routes one command may carry.
@@ -106,7 +111,7 @@ func (n *Node) peerRoutes(m *nats.Msg) (any, error) {
 	if len(in.Apps) > maxPeers {
 		return nil, fmt.Errorf("routes: %d apps; at most %d", len(in.Apps), maxPeers)
 	}
-	peers := make(map[string]string, len(in.Apps))
+	peers := make(map[string][]string, len(in.Apps))
 	for _, p := range in.Apps {
 		host, port, err := net.SplitHostPort(p.Router)
 		if pn, perr := strconv.Atoi(port); err != nil || perr != nil || pn <= 0 || pn > 65535 || net.ParseIP(host) == nil {
@@ -115,7 +120,10 @@ func (n *Node) peerRoutes(m *nats.Msg) (any, error) {
 		if p.Tenant.Validate() != nil || !rings.IsSlug(p.App) {
 			return nil, fmt.Errorf("routes: %q/%q: not a tenant's app", p.Tenant, p.App)
 		}
-		peers[string(p.Tenant)+"/"+p.App] = p.Router
+		k := string(p.Tenant) + "/" + p.App
+		if !slices.Contains(peers[k], p.Router) {
+			peers[k] = append(peers[k], p.Router)
+		}
 	}
 	x.SetPeers(peers)
 	return struct{}{}, nil

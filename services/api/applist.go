@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"enjin/rings"
 )
 
 // maxAppList bounds what ring 0 reads of one node's list of a tenant's apps.
@@ -24,51 +26,138 @@ func (a *API) listApps(c *call) error {
 		return invalid("no ring 1 node hosting %s runs apps", c.tenant())
 	}
 	type named struct {
-		name string
-		raw  json.RawMessage
+		name   string
+		fields map[string]json.RawMessage
 	}
 	var apps []named
+	at := map[string]int{} // an app spread over hosts is listed once: where it lives
 	for _, b := range all {
-		u := b.Base + c.r.URL.EscapedPath()
-		if c.r.URL.RawQuery != "" {
-			u += "?" + c.r.URL.RawQuery
-		}
-		req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, u, nil)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+b.Token)
-		req.Header.Set(callerHeader, c.id.Caller())
-		unavailable := &apiError{http.StatusBadGateway, "ring1_unavailable", fmt.Sprintf("ring 1 node %s, which runs some of this tenant's apps, did not answer", b.Node)}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return unavailable
-		}
 		var page struct {
 			Apps []json.RawMessage `json:"apps"`
 		}
-		err = json.NewDecoder(io.LimitReader(resp.Body, maxAppList)).Decode(&page)
-		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || err != nil {
-			return unavailable
+		if err := a.fetchFrom(c, b, &page); err != nil {
+			return err
 		}
 		for _, raw := range page.Apps {
 			var fields map[string]json.RawMessage
 			if json.Unmarshal(raw, &fields) != nil || fields == nil {
-				return unavailable
+				return unavailable(b)
 			}
 			var name string
 			json.Unmarshal(fields["name"], &name)
+			var share struct{ Slot, Of int }
+			json.Unmarshal(fields["share"], &share)
 			fields["node"], _ = json.Marshal(b.Node) // where it runs: ring 0's to say
-			raw, _ = json.Marshal(fields)
-			apps = append(apps, named{name, raw})
+			fields["nodes"], _ = json.Marshal([]rings.NodeID{b.Node})
+			if i, dup := at[name]; dup {
+				fields = mergeApp(apps[i].fields, fields, share.Slot == 0)
+				apps[i].fields = fields
+				continue
+			}
+			at[name] = len(apps)
+			apps = append(apps, named{name, fields})
 		}
 	}
 	slices.SortStableFunc(apps, func(x, y named) int { return strings.Compare(x.name, y.name) })
 	out := make([]json.RawMessage, len(apps))
 	for i, x := range apps {
-		out[i] = x.raw
+		delete(x.fields, "share")
+		out[i], _ = json.Marshal(x.fields)
 	}
 	a.reply(c.w, http.StatusOK, map[string]any{"apps": out})
+	return nil
+}
+
+// mergeApp is one app as two hosts list it (a and b, b the app's home if home): the home's
+// fields, instances summed, the hosts listed.
+func mergeApp(a, b map[string]json.RawMessage, home bool) map[string]json.RawMessage {
+	var ia, ib map[string]int
+	var na, nb []rings.NodeID
+	json.Unmarshal(a["instances"], &ia)
+	json.Unmarshal(b["instances"], &ib)
+	json.Unmarshal(a["nodes"], &na)
+	json.Unmarshal(b["nodes"], &nb)
+	out := a
+	if home {
+		out = b
+	}
+	for t, n := range ib {
+		ia[t] += n
+	}
+	if ia == nil {
+		ia = ib
+	}
+	out["instances"], _ = json.Marshal(ia)
+	out["nodes"], _ = json.Marshal(append(na, nb...))
+	return out
+}
+
+// unavailable is ring 1 node b failing a read that needs every node's answer.
+func unavailable(b AppsBackend) error {
+	return &apiError{http.StatusBadGateway, "ring1_unavailable", fmt.Sprintf("ring 1 node %s, which runs some of this tenant's apps, did not answer", b.Node)}
+}
+
+// fetchFrom reads, as the caller, the request's path (and query) from app API b into out.
+func (a *API) fetchFrom(c *call, b AppsBackend, out any) error {
+	u := b.Base + c.r.URL.EscapedPath()
+	if c.r.URL.RawQuery != "" {
+		u += "?" + c.r.URL.RawQuery
+	}
+	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.Token)
+	req.Header.Set(callerHeader, c.id.Caller())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return unavailable(b)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, maxAppList)).Decode(out) != nil {
+		return unavailable(b)
+	}
+	return nil
+}
+
+// appInstances lists an app's instances: at its home, and on the hosts running a share of
+// them (replicas), each with the host it runs on.
+func (a *API) appInstances(c *call) error {
+	t, app := c.tenant(), c.path["app"]
+	home, err := a.ring0.AppsBackend(c.ctx, t, app, false, "")
+	if err != nil {
+		return err
+	}
+	replicas, err := a.store.AppReplicas(c.ctx, t, app)
+	if err != nil {
+		return err
+	}
+	if len(replicas) == 0 {
+		return a.forwardTo(c, home, nil)
+	}
+	all, err := a.ring0.AppsBackends(c.ctx, t)
+	if err != nil {
+		return err
+	}
+	hosts := []AppsBackend{home}
+	for _, b := range all {
+		if slices.Contains(replicas, b.Node) {
+			hosts = append(hosts, b)
+		}
+	}
+	var out []map[string]any
+	for _, b := range hosts {
+		var page struct {
+			Instances []map[string]any `json:"instances"`
+		}
+		if err := a.fetchFrom(c, b, &page); err != nil {
+			return err
+		}
+		for _, in := range page.Instances {
+			in["host"] = b.Node
+			out = append(out, in)
+		}
+	}
+	a.reply(c.w, http.StatusOK, map[string]any{"instances": nonNil(out)})
 	return nil
 }

@@ -33,7 +33,7 @@ func (a *API) appRoutes() []route {
 	p := "/v1/tenants/{tenant}/apps"
 	fwd := a.forwardApps
 	rs := []route{
-		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them", status: http.StatusOK, out: appAnswer{}, serve: a.listApps},
+		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them: each once, with the node it lives on (node) and every node running its instances (nodes)", status: http.StatusOK, out: appAnswer{}, serve: a.listApps},
 		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back). An app's first deploy places it on a ring 1 node: node=ID (the admin only) names one, which then hosts the tenant too",
 			query: []param{{"node", map[string]any{"type": "string"}, "the ring 1 node to place a new app on (the admin only)"},
 				{"package", map[string]any{"type": "string"}, "deploy again, with no body, a package (sha256-… of its uncompressed tar) one of the app's releases was made of; 404 if it has none"},
@@ -44,7 +44,7 @@ func (a *API) appRoutes() []route {
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "POST", path: p + "/{app}/rollback", access: admin, summary: `Make an earlier release live again: {"release": n}`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
-		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts; and, for an app spread over several hosts, the host each runs on", status: http.StatusOK, out: appAnswer{}, serve: a.appInstances},
 		{method: "PUT", path: p + "/{app}/scale/{proctype}", access: admin, summary: `Run n instances of a process type: {"instances": n}`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "GET", path: p + "/{app}/env", access: reader, summary: "The app's environment: its variables' names, and their values with reveal=1",

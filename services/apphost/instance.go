@@ -55,6 +55,7 @@ type InstanceInfo struct {
 	Started  time.Time `json:"started"`
 	PID      int       `json:"pid"`            // of the sandbox's init, as the host sees it; 0 when not running
 	Exit     string    `json:"exit,omitempty"` // how the process last ended
+	Host     string    `json:"host,omitempty"` // of an app spread over hosts: the ring 1 host it runs on, as ring 0 lists it
 	// Networks are its ports on its tenant's networks, in the manifest's order.
 	Networks []Attachment `json:"networks,omitempty"`
 }

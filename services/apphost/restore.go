@@ -113,6 +113,8 @@ type AppInfo struct {
 	Instances map[string]int    `json:"instances"`
 	Env       map[string]string `json:"env"`            // values masked unless the caller may see them
 	Node      string            `json:"node,omitempty"` // the ring 1 node running it, as ring 0 lists it
+	Share     Share             `json:"share,omitzero"` // of an app spread over hosts, this host's
+	Nodes     []string          `json:"nodes,omitempty"` // every ring 1 node running its instances, as ring 0 lists it
 }
 
 // Apps lists tenant's apps; reveal says whether env values are shown or masked.
@@ -134,7 +136,8 @@ func (h *Host) Apps(tenant rings.TenantID, reveal bool) []AppInfo {
 				counts[in.typ]++
 			}
 		}
-		out = append(out, AppInfo{Tenant: a.tenant, Name: a.name, Release: a.current, Instances: counts, Env: mask(a.env, reveal)})
+		out = append(out, AppInfo{Tenant: a.tenant, Name: a.name, Release: a.current, Instances: counts, Env: mask(a.env, reveal),
+			Share: a.share})
 		a.mu.Unlock()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })

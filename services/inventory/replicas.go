@@ -52,3 +52,13 @@ func (s *Store) DropReplica(ctx context.Context, epoch int64, tenant rings.Tenan
 	})
 	return pgErr("drop replica of app "+string(tenant)+"/"+app, err)
 }
+
+// AppReplicas lists the hosts beside its home that run a share of tenant's app, in node order.
+func (s *Store) AppReplicas(ctx context.Context, tenant rings.TenantID, app string) ([]rings.NodeID, error) {
+	rows, err := s.pool.Query(ctx, `SELECT node_id FROM app_replicas WHERE tenant_id = $1 AND app = $2 ORDER BY 1`, string(tenant), app)
+	if err != nil {
+		return nil, pgErr("replicas of app "+string(tenant)+"/"+app, err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[rings.NodeID])
+	return out, pgErr("replicas of app "+string(tenant)+"/"+app, err)
+}

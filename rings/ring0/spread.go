@@ -1,0 +1,230 @@
+package ring0
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"enjin/bus"
+	"enjin/rings"
+	"enjin/services/api"
+	"enjin/services/apphost"
+	"enjin/services/inventory"
+)
+
+// Spreading an app's instances over hosts. An app lives on one host, its home (where its
+// deploys, scales and rollbacks go); when it runs more than one instance of a process type
+// and other hosts that run apps are up, the leader gives it replicas — hosts won by signed
+// bids, as many as its largest count of one type allows, up to all the hosts — each running a
+// copy of the home's live release from the kept recipe and a share of the instances (index
+// modulo the hosts: web.0 and web.2 at home, web.1 on the replica), so that no two instances
+// of a type share a host while there is a host without one. A replica follows its home: a new
+// release there is made on the replica too, a scale is passed on, within a pass or two. The
+// home gives up its other instances only once every replica runs its own; a replica on a host
+// that went down is dropped at once, and the others take its instances.
+
+// spreadKey names one host's part in spreading an app, for appMoves' bookkeeping ("" for the
+// auction of a new replica).
+type spreadKey struct {
+	app  inventory.AppKey
+	node rings.NodeID
+}
+
+// spread brings every placed app's replicas and shares in line with the hosts that are up
+// (running holds, by up host, what it runs) and returns where each app runs now: its home
+// and the replicas that run it.
+func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, running map[rings.NodeID]map[inventory.AppKey]apphost.Running,
+	heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey][]rings.NodeID {
+	at := map[inventory.AppKey][]rings.NodeID{}
+	replicas, err := r.store.Replicas(ctx)
+	if err != nil {
+		for _, p := range placed {
+			at[inventory.AppKey{Tenant: p.Tenant, App: p.App}] = []rings.NodeID{p.Node}
+		}
+		return at
+	}
+	for _, p := range placed {
+		k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
+		at[k] = []rings.NodeID{p.Node}
+		home, ok := running[p.Node][k]
+		if !ok || p.MovedFrom != "" {
+			continue // its home is down, or has yet to run it
+		}
+		var live []rings.NodeID
+		for _, n := range replicas[k] {
+			if _, up := running[n]; up {
+				live = append(live, n)
+			} else {
+				r.dropReplica(ctx, epoch, k, n, "its host is not up")
+			}
+		}
+		most := 0
+		for _, n := range home.Instances {
+			most = max(most, n)
+		}
+		want := min(most, len(running)) - 1 // every up host but the home may take a share
+		for len(live) > max(want, 0) {
+			r.dropReplica(ctx, epoch, k, live[len(live)-1], "the app runs fewer instances")
+			live = live[:len(live)-1]
+		}
+		if len(live) < want {
+			r.addReplica(ctx, epoch, p, running, live, moves)
+		}
+		fresh := heads[k].Node == p.Node && heads[k].Release == home.Release && heads[k].Digest == home.Digest
+		of := 1 + len(live)
+		synced := true
+		for i, n := range live {
+			run, has := running[n][k]
+			if has {
+				at[k] = append(at[k], n)
+			}
+			if !r.tendReplica(ctx, k, n, run, has, home, shareOf(i+1, of), fresh, moves) {
+				synced = false
+			}
+		}
+		// The home gives its instances up once the replicas run theirs; it takes them back
+		// at once when there are fewer hosts.
+		if hs := shareOf(0, of); home.Share != hs && (synced || of < max(home.Share.Of, 1)) {
+			r.setShare(ctx, spreadKey{k, p.Node}, nil, hs, moves)
+		}
+	}
+	return at
+}
+
+// shareOf is slot's share of an app spread over of hosts (none, when it runs on one).
+func shareOf(slot, of int) apphost.Share {
+	if of <= 1 {
+		return apphost.Share{}
+	}
+	return apphost.Share{Slot: slot, Of: of}
+}
+
+// tendReplica has replica host n run app k as its home does, under share s: imported from
+// the kept recipe (if it is fresh: of the home's live release), following the home's new
+// release, or with the home's scale and its share. It reports whether n runs it so already.
+func (r *Ring0) tendReplica(ctx context.Context, k inventory.AppKey, n rings.NodeID, run apphost.Running, has bool, home apphost.Running,
+	s apphost.Share, fresh bool, moves *sync.WaitGroup) bool {
+	key := spreadKey{k, n}
+	switch {
+	case !has || run.From != home.Release:
+		if !fresh || !r.moves.take(key, time.Now()) {
+			return false
+		}
+		h, ok := r.appsAPIOf(ctx, n)
+		if !ok {
+			r.moves.done(key, true)
+			return false
+		}
+		moves.Go(func() {
+			err := r.copyTo(ctx, h.on(n), k, s, has)
+			if err != nil && ctx.Err() == nil {
+				r.log.Warn("an app's replica not brought up to date", "tenant", k.Tenant, "app", k.App, "node", n, "err", err)
+			}
+			r.moves.done(key, err != nil)
+		})
+		return false
+	case run.Share != s || !maps.Equal(run.Scale, home.Scale):
+		r.setShare(ctx, key, home.Scale, s, moves)
+		return false
+	}
+	return true
+}
+
+// copyTo runs app k on host h from its kept recipe, share s of its instances: imported, or
+// (has) as the copy's next release.
+func (r *Ring0) copyTo(ctx context.Context, h api.AppsBackend, k inventory.AppKey, s apphost.Share, has bool) error {
+	body, err := r.importBody(ctx, k)
+	if err != nil {
+		return err
+	}
+	defer body.Close()
+	q := fmt.Sprintf("?slot=%d&of=%d", s.Slot, s.Of)
+	if has {
+		q = "?follow=1"
+	}
+	return r.hostJSON(ctx, h, "POST", appPath(k.Tenant, k.App)+"/import"+q, body, nil)
+}
+
+// setShare has host key.node run its share s of app key.app (with scale, for a replica).
+func (r *Ring0) setShare(ctx context.Context, key spreadKey, scale map[string]int, s apphost.Share, moves *sync.WaitGroup) {
+	if !r.moves.take(key, time.Now()) {
+		return
+	}
+	h, ok := r.appsAPIOf(ctx, key.node)
+	if !ok {
+		r.moves.done(key, true)
+		return
+	}
+	b, _ := json.Marshal(struct {
+		Scale map[string]int `json:"scale,omitempty"`
+		apphost.Share
+	}{scale, s})
+	moves.Go(func() {
+		err := r.hostJSON(ctx, h.on(key.node), "PUT", appPath(key.app.Tenant, key.app.App)+"/share", bytes.NewReader(b), nil)
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("an app's share on a host not set", "tenant", key.app.Tenant, "app", key.app.App, "node", key.node, "err", err)
+		}
+		r.moves.done(key, err != nil)
+	})
+}
+
+// addReplica offers a share of app p to the up hosts that run apps and none of it yet (live
+// are its replicas), and makes the winner a replica, hosting the tenant if it did not.
+func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedApp, running map[rings.NodeID]map[inventory.AppKey]apphost.Running,
+	live []rings.NodeID, moves *sync.WaitGroup) {
+	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
+	var others []api.AppsBackend
+	for n := range running {
+		if _, runs := running[n][k]; n == p.Node || runs || slices.Contains(live, n) {
+			continue // its home, a replica, or a copy on its way out
+		}
+		if a, ok := r.appsAPIOf(ctx, n); ok {
+			others = append(others, a.on(n))
+		}
+	}
+	key := spreadKey{k, ""}
+	if len(others) == 0 || !r.moves.take(key, time.Now()) {
+		return
+	}
+	moves.Go(func() {
+		err := func() error {
+			count, err := r.store.AppsPlaced(ctx, k.Tenant)
+			if err != nil {
+				return err
+			}
+			w, err := r.auction(ctx, bus.Offer{Tenant: k.Tenant, App: k.App}, others, count)
+			if err != nil {
+				return err
+			}
+			if err := r.hostOn(ctx, k.Tenant, w.backend.Node); err != nil {
+				return err
+			}
+			if err := r.store.AddReplica(ctx, epoch, k.Tenant, k.App, w.backend.Node, w.signed); err != nil {
+				return err
+			}
+			r.log.Info("an app's instances spread to another host", "tenant", k.Tenant, "app", k.App, "home", p.Node, "replica", w.backend.Node)
+			r.event("app-spread", map[string]any{"tenant": k.Tenant, "app": k.App, "home": p.Node, "replica": w.backend.Node})
+			return nil
+		}()
+		if err != nil && ctx.Err() == nil {
+			r.log.Warn("an app's instances not spread to another host", "tenant", k.Tenant, "app", k.App, "err", err)
+		}
+		r.moves.done(key, err != nil)
+	})
+}
+
+// dropReplica ends node's share of app k: the others take its instances, and its copy there
+// is retired when the host is next seen running it (tendHost).
+func (r *Ring0) dropReplica(ctx context.Context, epoch int64, k inventory.AppKey, node rings.NodeID, why string) {
+	if err := r.store.DropReplica(ctx, epoch, k.Tenant, k.App, node); err != nil {
+		r.log.Warn("an app's replica not dropped", "tenant", k.Tenant, "app", k.App, "node", node, "err", err)
+		return
+	}
+	r.log.Info("an app's replica dropped", "tenant", k.Tenant, "app", k.App, "node", node, "why", why)
+	r.event("app-replica-dropped", map[string]any{"tenant": k.Tenant, "app": k.App, "node": node, "why": why})
+}
