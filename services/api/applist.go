@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -36,7 +37,7 @@ func (a *API) listApps(c *call) error {
 			Apps []json.RawMessage `json:"apps"`
 		}
 		if err := a.fetchFrom(c, b, &page); err != nil {
-			return err
+			return unavailable(b)
 		}
 		for _, raw := range page.Apps {
 			var fields map[string]json.RawMessage
@@ -97,6 +98,9 @@ func unavailable(b AppsBackend) error {
 	return &apiError{http.StatusBadGateway, "ring1_unavailable", fmt.Sprintf("ring 1 node %s, which runs some of this tenant's apps, did not answer", b.Node)}
 }
 
+// errNotThere is an app API answering that it has not got what was asked.
+var errNotThere = errors.New("not there")
+
 // fetchFrom reads, as the caller, the request's path (and query) from app API b into out.
 func (a *API) fetchFrom(c *call, b AppsBackend, out any) error {
 	u := b.Base + c.r.URL.EscapedPath()
@@ -114,6 +118,9 @@ func (a *API) fetchFrom(c *call, b AppsBackend, out any) error {
 		return unavailable(b)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return errNotThere
+	}
 	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, maxAppList)).Decode(out) != nil {
 		return unavailable(b)
 	}
@@ -146,11 +153,17 @@ func (a *API) appInstances(c *call) error {
 		}
 	}
 	var out []map[string]any
-	for _, b := range hosts {
+	for i, b := range hosts {
 		var page struct {
 			Instances []map[string]any `json:"instances"`
 		}
-		if err := a.fetchFrom(c, b, &page); err != nil {
+		err := a.fetchFrom(c, b, &page)
+		switch {
+		case i > 0 && errors.Is(err, errNotThere): // a replica that has yet to run it
+			continue
+		case errors.Is(err, errNotThere):
+			return notFound("no app %s/%s", t, app)
+		case err != nil:
 			return err
 		}
 		for _, in := range page.Instances {

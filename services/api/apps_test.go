@@ -214,12 +214,15 @@ func TestEnvAccess(t *testing.T) {
 		{"admin patches", "PATCH", "/v1/tenants/globex/apps/web/env", asAdmin, patch, 200, "", "admin"},
 		{"unknown tenant", "GET", "/v1/tenants/nobody/apps/web/env", asAdmin, "", 404, "not_found", ""},
 		{"bad app name", "GET", "/v1/tenants/acme/apps/Web/env", asAdmin, "", 400, "bad_id", ""},
-		// What ring 0 alone asks of ring 1 (re-placing apps) is no route of its API.
+		// What ring 0 alone asks of ring 1 (re-placing and spreading apps) is no route of its API.
 		{"tenant retires its app", "DELETE", "/v1/tenants/acme/apps/web?retire=1", asAcme, "", 400, "bad_query", ""},
 		{"admin retires an app", "DELETE", "/v1/tenants/acme/apps/web?retire=1", asAdmin, "", 400, "bad_query", ""},
 		{"tenant exports its app", "GET", "/v1/tenants/acme/apps/web/export", asAcme, "", 404, "no_route", ""},
 		{"tenant imports an app", "POST", "/v1/tenants/acme/apps/web/import", asAcme, "{}", 404, "no_route", ""},
 		{"admin lists what runs", "GET", "/v1/running", asAdmin, "", 404, "no_route", ""},
+		{"tenant sets its share", "PUT", "/v1/tenants/acme/apps/web/share", asAcme, `{"slot":0,"of":1}`, 404, "no_route", ""},
+		{"admin sets a share", "PUT", "/v1/tenants/acme/apps/web/share", asAdmin, `{"slot":0,"of":1}`, 404, "no_route", ""},
+		{"tenant follows a release", "POST", "/v1/tenants/acme/apps/web/import?follow=1", asAcme, "{}", 404, "no_route", ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

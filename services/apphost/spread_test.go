@@ -2,7 +2,9 @@ package apphost_test
 
 import (
 	"bytes"
+	"net/http/httptest"
 	"slices"
+	"strings"
 	"testing"
 
 	"enjin/services/apphost"
@@ -108,6 +110,40 @@ func TestSpreadShares(t *testing.T) {
 		if err := w.host.Spread(ctx, "acme", "copy", nil, bad); err == nil {
 			t.Fatalf("share %+v taken", bad)
 		}
+	}
+	// Over HTTP (ring 0's calls): bad shares and bodies are 4xx, with nothing changed.
+	h := w.host.Handler("tok")
+	call := func(method, path, body string) (int, string) {
+		req := httptest.NewRequest(method, path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer tok")
+		req.Header.Set("Enjin-Caller", "admin")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		return rec.Code, rec.Body.String()
+	}
+	const p = "/v1/tenants/acme/apps/copy"
+	for _, c := range []struct{ method, path, body string }{
+		{"PUT", p + "/share", `{"slot":3,"of":2}`},
+		{"PUT", p + "/share", `{"slot":"x"}`},
+		{"PUT", p + "/share", `not json`},
+		{"PUT", p + "/share", `{"slot":0,"of":2,"scale":{"web":100000}}`},
+		{"PUT", "/v1/tenants/acme/apps/nothere/share", `{"slot":0,"of":2}`},
+		{"POST", p + "/import?of=abc", ""},
+		{"POST", p + "/import?slot=5&of=2", ""},
+		{"POST", p + "/import?follow=1", "not a tar"},
+	} {
+		if code, body := call(c.method, c.path, c.body); code < 400 || code >= 500 || !strings.Contains(body, "{") {
+			t.Errorf("%s %s %q: %d %s, want a 4xx with a JSON body", c.method, c.path, c.body, code, body)
+		}
+	}
+	if got := names(t, w, "copy"); len(got) != 4 {
+		t.Fatalf("after refused calls, the copy runs %v, want 4 web instances", got)
+	}
+	if code, body := call("PUT", p+"/share", `{"slot":1,"of":2}`); code != 204 {
+		t.Fatalf("PUT share: %d %s", code, body)
+	}
+	if got := names(t, w, "copy"); !slices.Equal(got, []string{"web.1", "web.3"}) {
+		t.Fatalf("after PUT share, the copy runs %v, want web.1 web.3", got)
 	}
 	t.Logf("web.0 web.2 here, web.1 web.3 in the copy; the copy followed release 7 as its release %d", r.Number)
 }
