@@ -26,7 +26,10 @@ import (
 // of a type share a host while there is a host without one. A replica follows its home: a new
 // release there is made on the replica too, a scale is passed on, within a pass or two. The
 // home gives up its other instances only once every replica runs its own; a replica on a host
-// that went down is dropped at once, and the others take its instances.
+// that went down is dropped at once, and the others take its instances. An app that says
+// "spread": false in its enjin.json (its instances share what they write in HOME, which is
+// one per host), or joins tenant networks (which reach no further than a host), stays on its
+// home.
 
 // spreadKey names one host's part in spreading an app, for appMoves' bookkeeping ("" for the
 // auction of a new replica).
@@ -68,6 +71,9 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 			most = max(most, n)
 		}
 		want := min(most, len(running)) - 1 // every up host but the home may take a share
+		if home.OneHost {
+			want = 0
+		}
 		for len(live) > max(want, 0) {
 			r.dropReplica(ctx, epoch, k, live[len(live)-1], "the app runs fewer instances")
 			live = live[:len(live)-1]

@@ -53,6 +53,14 @@ func decodeEnjinJSON(b []byte, m *Manifest) error {
 			})
 		case "networks":
 			return readNetworks(d, &m.Networks)
+		case "spread":
+			tok, err := d.Token()
+			spread, ok := tok.(bool)
+			if err != nil || !ok {
+				return jsonErr("spread", "want true or false")
+			}
+			m.OneHost = !spread
+			return nil
 		case "procfile":
 			return jsonErr("procfile", "process types come from the Procfile only")
 		}

@@ -38,6 +38,9 @@ type Manifest struct {
 	// Networks are the tenant's networks every instance joins (besides the node's own, where
 	// the router reaches it), with the rule sets its ports there enforce.
 	Networks []rings.AppNetwork `json:"networks,omitempty"`
+	// OneHost keeps every instance on the app's home host (enjin.json "spread": false):
+	// instances that share what they write in HOME, which is one per host.
+	OneHost bool `json:"one_host,omitempty"`
 }
 
 // Bounds on what a tenant may write, whatever the policy.

@@ -95,6 +95,10 @@ var badManifests = []struct {
 	{"env number value", web, `{"env":{"X":1}}`, "env.X"},
 	{"env name twice", web, `{"env":{"X":"1","X":"2"}}`, "env.X"},
 	{"env array", web, `{"env":["X=1"]}`, "env"},
+	// spread
+	{"spread a string", web, `{"spread":"no"}`, "spread"},
+	{"spread a number", web, `{"spread":0}`, "spread"},
+	{"spread null", web, `{"spread":null}`, "spread"},
 	// networks
 	{"networks object", web, `{"networks":{"db":[]}}`, "networks"},
 	{"network number", web, `{"networks":[1]}`, "networks.0"},
@@ -189,6 +193,10 @@ func TestParseManifestAccepts(t *testing.T) {
 			Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
 				MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/",
 				Networks: []rings.AppNetwork{{Name: "db"}, {Name: "lan", Rulesets: []string{"web", "ssh"}}, {Name: "x"}}}},
+		{"one host", web, `{"spread":false}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
+			MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/", OneHost: true}},
+		{"spread", web, `{"spread":true}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
+			MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/"}},
 		{"at the minima", web, `{"instances":{"web":0},"memory_mb":16,"cpu_millis":10,"pids":16,"disk_mb":16,"tmp_mb":1,"health":"/a!$&'()*+,;=:@~-._/%41"}`,
 			Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 0},
 				MemoryMB: 16, CPUMillis: 10, Pids: 16, DiskMB: 16, TmpMB: 1, Health: "/a!$&'()*+,;=:@~-._/%41"}},

@@ -42,6 +42,9 @@ type Running struct {
 	Instances map[string]int `json:"instances"`
 	Share     Share          `json:"share"`
 	From      int            `json:"from,omitempty"`
+	// OneHost: its instances stay on its home host — it said so (enjin.json "spread":
+	// false), or it joins tenant networks, which reach no further than a host.
+	OneHost bool `json:"one_host,omitempty"`
 }
 
 // Running lists every app that has a live release here, by tenant and name.
@@ -56,6 +59,7 @@ func (h *Host) Running() []Running {
 		a.mu.Unlock()
 		if ok {
 			run.Instances, _ = r.Manifest.counts(run.Scale, h.cfg.Policy)
+			run.OneHost = r.Manifest.OneHost || len(r.Manifest.Networks) > 0
 			out = append(out, run)
 		}
 	}

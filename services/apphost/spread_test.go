@@ -111,6 +111,16 @@ func TestSpreadShares(t *testing.T) {
 			t.Fatalf("share %+v taken", bad)
 		}
 	}
+	// An app that keeps to one host says so to ring 0.
+	if _, err := w.deploy(ctx, "acme", "alone", bundle(t, "web: ./sampleapp\n", `{"health":"/healthz","spread":false}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range w.host.Running() {
+		if (x.App == "alone") != x.OneHost {
+			t.Fatalf("running %s: one_host %v", x.App, x.OneHost)
+		}
+	}
+
 	// Over HTTP (ring 0's calls): bad shares and bodies are 4xx, with nothing changed.
 	h := w.host.Handler("tok")
 	call := func(method, path, body string) (int, string) {
