@@ -28,7 +28,7 @@ import (
 // home gives up its other instances only once every replica runs its own; a replica on a host
 // that went down is dropped at once, and the others take its instances. An app that says
 // "spread": false in its enjin.json (its instances share what they write in HOME, which is
-// one per host), or joins tenant networks (which reach no further than a host), stays on its
+// one per host), or joins tenant networks (spreading one is not tested yet), stays on its
 // home.
 
 // spreadKey names one host's part in spreading an app, for appMoves' bookkeeping ("" for the

@@ -43,7 +43,7 @@ type Running struct {
 	Share     Share          `json:"share"`
 	From      int            `json:"from,omitempty"`
 	// OneHost: its instances stay on its home host — it said so (enjin.json "spread":
-	// false), or it joins tenant networks, which reach no further than a host.
+	// false), or it joins tenant networks (spreading one is not tested yet).
 	OneHost bool `json:"one_host,omitempty"`
 }
 
