@@ -54,6 +54,11 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 	for _, p := range placed {
 		k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
 		at[k] = []rings.NodeID{p.Node}
+		for _, n := range replicas[k] { // while its home is suspect or down, they serve it
+			if _, runs := running[n][k]; runs {
+				at[k] = append(at[k], n)
+			}
+		}
 		home, ok := running[p.Node][k]
 		if !ok || p.MovedFrom != "" {
 			continue // its home is down, or has yet to run it
@@ -86,9 +91,6 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 		synced := true
 		for i, n := range live {
 			run, has := running[n][k]
-			if has {
-				at[k] = append(at[k], n)
-			}
 			if !r.tendReplica(ctx, k, n, run, has, home, shareOf(i+1, of), fresh, moves) {
 				synced = false
 			}
