@@ -83,10 +83,12 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 			r.dropReplica(ctx, epoch, k, live[len(live)-1], "the app runs fewer instances")
 			live = live[:len(live)-1]
 		}
-		if len(live) < want {
+		// A replica runs the app from its recipe, kept of the home's live release (none is
+		// kept of a package too big to keep: such an app stays at home).
+		fresh := heads[k].Node == p.Node && heads[k].Release == home.Release && heads[k].Digest == home.Digest
+		if len(live) < want && fresh {
 			r.addReplica(ctx, epoch, p, running, live, moves)
 		}
-		fresh := heads[k].Node == p.Node && heads[k].Release == home.Release && heads[k].Digest == home.Digest
 		of := 1 + len(live)
 		synced := true
 		for i, n := range live {
