@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -76,8 +77,8 @@ func TestUpRing1Hosts(t *testing.T) {
 }
 
 // spreadOverHosts scales acme/hello to three web instances on a cloud of three hosts whose
-// routers are routers: one runs on each host, each host's router answers with its own, and
-// `enjin verify` checks the replicas' bids; a change at the app's home (its environment) is
+// routers are routers: one runs on each host, each host's router answers with its own, `enjin
+// logs` (and -f) gathers every host's lines, and `enjin verify` checks the replicas' bids; a change at the app's home (its environment) is
 // followed on every host (every instance new); scaled back to one, the app runs at home
 // alone and still answers through every router; destroyed, it is gone from every host.
 func spreadOverHosts(t *testing.T, c *cloud, routers []string) {
@@ -134,6 +135,49 @@ func spreadOverHosts(t *testing.T, c *cloud, routers []string) {
 		}
 		return len(seen) == 3 && !seen[""]
 	}, "each host's router answering with its own instance of acme/hello")
+	// Its logs are every host's: the past lines, then each new one as a host sends it.
+	harness.Eventually(t, 20*time.Second, func() bool {
+		out := c.cli("logs", "acme/hello", "--lines", "1000")
+		for _, h := range []string{"ring1-local", "ring1-h2", "ring1-h3"} {
+			if !strings.Contains(out, "@"+h+"[stdout]: listening on") {
+				return false
+			}
+		}
+		return true
+	}, "enjin logs acme/hello with each host's instance starting")
+	follow := exec.Command(harness.Binary(t), "logs", "acme/hello", "-f", "--lines", "1", "--state-dir", c.state)
+	stdout, _ := follow.StdoutPipe()
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { follow.Process.Kill(); follow.Wait() })
+	followed := make(chan string, 1000)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			followed <- sc.Text()
+		}
+		close(followed)
+	}()
+	seen := map[string]bool{}
+	harness.Eventually(t, 30*time.Second, func() bool {
+		for _, r := range routers {
+			getVia("", r, host) // each host's instance logs the request it answers
+		}
+		for {
+			select {
+			case l := <-followed:
+				if _, h, ok := strings.Cut(l, "@"); ok && strings.Contains(l, "request GET /") {
+					h, _, _ = strings.Cut(h, "[")
+					seen[h] = true
+				}
+				continue
+			default:
+			}
+			return len(seen) == 3
+		}
+	}, "enjin logs -f acme/hello following every host's new lines (saw %v)", seen)
+	follow.Process.Kill()
 	if out := c.cli("apps", "ls", "acme"); !strings.Contains(out, "(+") {
 		t.Fatalf("enjin apps ls shows no host beside hello's home:\n%s", out)
 	}

@@ -82,6 +82,9 @@ func copyLogs(w io.Writer, r io.Reader, o format) error {
 			if l.Process != "" {
 				who = fmt.Sprintf("%s.r%d", l.Process, l.Release) // web.0.r3: type, index, release
 			}
+			if l.Host != "" { // an app spread over hosts: web.1.r3@ring1-h2
+				who += "@" + l.Host
+			}
 			fmt.Fprintf(w, "%s %s[%s]: %s\n", l.Time.Local().Format("15:04:05.000"), who, l.Stream, l.Line)
 		}
 	}

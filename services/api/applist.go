@@ -103,54 +103,78 @@ var errNotThere = errors.New("not there")
 
 // fetchFrom reads, as the caller, the request's path (and query) from app API b into out.
 func (a *API) fetchFrom(c *call, b AppsBackend, out any) error {
-	u := b.Base + c.r.URL.EscapedPath()
-	if c.r.URL.RawQuery != "" {
-		u += "?" + c.r.URL.RawQuery
-	}
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, u, nil)
+	resp, err := a.openFrom(c, b, c.r.URL.RawQuery)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+b.Token)
-	req.Header.Set(callerHeader, c.id.Caller())
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return unavailable(b)
-	}
 	defer resp.Body.Close()
-	if resp.StatusCode == http.StatusNotFound {
-		return errNotThere
-	}
-	if resp.StatusCode != http.StatusOK || json.NewDecoder(io.LimitReader(resp.Body, maxAppList)).Decode(out) != nil {
+	if json.NewDecoder(io.LimitReader(resp.Body, maxAppList)).Decode(out) != nil {
 		return unavailable(b)
 	}
 	return nil
 }
 
-// appInstances lists an app's instances: at its home, and on the hosts running a share of
-// them (replicas), each with the host it runs on.
-func (a *API) appInstances(c *call) error {
-	t, app := c.tenant(), c.path["app"]
+// openFrom asks app API b, as the caller, for the request's path with query; an answer but
+// 200 is an error (errNotThere for a 404).
+func (a *API) openFrom(c *call, b AppsBackend, query string) (*http.Response, error) {
+	u := b.Base + c.r.URL.EscapedPath()
+	if query != "" {
+		u += "?" + query
+	}
+	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+b.Token)
+	req.Header.Set(callerHeader, c.id.Caller())
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, unavailable(b)
+	}
+	if resp.StatusCode != http.StatusOK {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusNotFound {
+			return nil, errNotThere
+		}
+		return nil, unavailable(b)
+	}
+	return resp, nil
+}
+
+// appHosts are the app APIs of the hosts running tenant t's app: its home, then its
+// replicas (none for an app on one host).
+func (a *API) appHosts(c *call, t rings.TenantID, app string) ([]AppsBackend, error) {
 	home, err := a.ring0.AppsBackend(c.ctx, t, app, false, "")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	replicas, err := a.store.AppReplicas(c.ctx, t, app)
-	if err != nil {
-		return err
-	}
-	if len(replicas) == 0 {
-		return a.forwardTo(c, home, nil)
+	if err != nil || len(replicas) == 0 {
+		return []AppsBackend{home}, err
 	}
 	all, err := a.ring0.AppsBackends(c.ctx, t)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	hosts := []AppsBackend{home}
 	for _, b := range all {
 		if slices.Contains(replicas, b.Node) {
 			hosts = append(hosts, b)
 		}
+	}
+	return hosts, nil
+}
+
+// appInstances lists an app's instances: at its home, and on the hosts running a share of
+// them (replicas), each with the host it runs on.
+func (a *API) appInstances(c *call) error {
+	t, app := c.tenant(), c.path["app"]
+	hosts, err := a.appHosts(c, t, app)
+	if err != nil {
+		return err
+	}
+	if len(hosts) == 1 {
+		return a.forwardTo(c, hosts[0], nil)
 	}
 	var out []map[string]any
 	for i, b := range hosts {

@@ -19,6 +19,7 @@ type LogLine struct {
 	Release  int       `json:"release"`
 	Stream   string    `json:"stream"` // stdout or stderr
 	Line     string    `json:"line"`
+	Host     string    `json:"host,omitempty"` // of an app spread over hosts: the ring 1 host it ran on, as ring 0 tells
 }
 
 // Log rotation: an app's log file is rotated to log.1 when it passes maxLogBytes; one old
