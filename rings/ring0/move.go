@@ -39,9 +39,9 @@ const (
 type appMoves struct {
 	mu      sync.Mutex
 	busy    map[any]time.Time           // by app (inventory.AppKey) or spreadKey: in hand until, or not before (failed)
-	tooBig  map[inventory.AppKey]string    // the live package (digest) of an app over maxKept
-	kick    chan struct{}                  // a host went down: tend now
-	carrier chan struct{}                  // a slot for a package in ring 0's memory
+	tooBig  map[inventory.AppKey]string // the live package (digest) of an app over maxKept
+	kick    chan struct{}               // a host went down: tend now
+	carrier chan struct{}               // a slot for a package in ring 0's memory
 }
 
 // take reports whether app k (or a host's part in spreading it) may be worked on now, and

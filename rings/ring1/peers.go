@@ -28,7 +28,7 @@ type routes struct {
 	d *dns.Server
 
 	mu    sync.Mutex
-	local map[string]bool   // by tenant/app: the app host routes it
+	local map[string]bool     // by tenant/app: the app host routes it
 	peers map[string][]string // by tenant/app: the routers of the hosts running it
 }
 
