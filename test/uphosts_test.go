@@ -181,6 +181,9 @@ func spreadOverHosts(t *testing.T, c *cloud, routers []string) {
 	if out := c.cli("apps", "ls", "acme"); !strings.Contains(out, "(+") {
 		t.Fatalf("enjin apps ls shows no host beside hello's home:\n%s", out)
 	}
+	if out := c.cli("placements"); strings.Count(out, "replica ") != 2 {
+		t.Fatalf("enjin placements: want two replica rows for acme/hello:\n%s", out)
+	}
 	if out := c.cli("verify"); !strings.Contains(out, ": 0 failed") {
 		t.Fatalf("enjin verify with replicas:\n%s", out)
 	}
