@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -224,6 +225,7 @@ func startGoProxy(ctx context.Context, backend string) (string, error) {
 	}
 	rp := httputil.NewSingleHostReverseProxy(&url.URL{Scheme: "http", Host: backend})
 	rp.Transport = &http.Transport{MaxIdleConns: 1024, MaxIdleConnsPerHost: 1024, IdleConnTimeout: time.Minute}
+	rp.ErrorLog = log.New(io.Discard, "", 0) // wrk leaving at a round's end cancels requests: not news
 	srv := &http.Server{Handler: rp}
 	go srv.Serve(ln)                               // ends when srv is closed
 	context.AfterFunc(ctx, func() { srv.Close() }) // runs when the benchmark ends
