@@ -149,7 +149,7 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 		})
 	}
 	wg.Wait()
-	at := r.spread(ctx, epoch, placed, running, heads, moves)
+	at := r.spread(ctx, epoch, placed, replicas, running, heads, moves)
 	r.pushRoutes(ctx, hosts, routers, at)
 }
 

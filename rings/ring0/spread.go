@@ -38,19 +38,12 @@ type spreadKey struct {
 	node rings.NodeID
 }
 
-// spread brings every placed app's replicas and shares in line with the hosts that are up
-// (running holds, by up host, what it runs) and returns where each app runs now: its home
-// and the replicas that run it.
-func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, running map[rings.NodeID]map[inventory.AppKey]apphost.Running,
-	heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey][]rings.NodeID {
+// spread brings every placed app's replicas (as the pass began) and shares in line with the
+// hosts that are up (running holds, by up host, what it runs) and returns where each app runs
+// now: its home and the replicas that run it.
+func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, replicas map[inventory.AppKey][]rings.NodeID,
+	running map[rings.NodeID]map[inventory.AppKey]apphost.Running, heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey][]rings.NodeID {
 	at := map[inventory.AppKey][]rings.NodeID{}
-	replicas, err := r.store.Replicas(ctx)
-	if err != nil {
-		for _, p := range placed {
-			at[inventory.AppKey{Tenant: p.Tenant, App: p.App}] = []rings.NodeID{p.Node}
-		}
-		return at
-	}
 	for _, p := range placed {
 		k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
 		at[k] = []rings.NodeID{p.Node}

@@ -51,8 +51,7 @@ func (a *API) listApps(c *call) error {
 			fields["node"], _ = json.Marshal(b.Node) // where it runs: ring 0's to say
 			fields["nodes"], _ = json.Marshal([]rings.NodeID{b.Node})
 			if i, dup := at[name]; dup {
-				fields = mergeApp(apps[i].fields, fields, share.Slot == 0)
-				apps[i].fields = fields
+				apps[i].fields = mergeApp(apps[i].fields, fields, share.Slot == 0)
 				continue
 			}
 			at[name] = len(apps)
@@ -82,11 +81,11 @@ func mergeApp(a, b map[string]json.RawMessage, home bool) map[string]json.RawMes
 	if home {
 		out = b
 	}
+	if ia == nil {
+		ia = map[string]int{}
+	}
 	for t, n := range ib {
 		ia[t] += n
-	}
-	if ia == nil {
-		ia = ib
 	}
 	out["instances"], _ = json.Marshal(ia)
 	out["nodes"], _ = json.Marshal(append(na, nb...))
