@@ -59,6 +59,14 @@ func (m *appMoves) take(k any, now time.Time) bool {
 	return true
 }
 
+// inHand reports whether k is being worked on now.
+func (m *appMoves) inHand(k any) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	until, ok := m.busy[k]
+	return ok && time.Now().Add(moveRetry).Before(until)
+}
+
 // done ends a move: a failed one may be tried again after moveRetry.
 func (m *appMoves) done(k any, failed bool) {
 	m.mu.Lock()
@@ -174,6 +182,7 @@ func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inve
 			r.dropCopy(ctx, h, inventory.PlacedApp{Tenant: a.Tenant, App: a.App}, false)
 		case !ok: // not placed: made before placements, or being destroyed
 		case slices.Contains(replicas[k], h.Node): // a share of it (spread)
+		case p.Node != h.Node && r.moves.inHand(spreadKey{k, h.Node}): // a dropped replica's, being destroyed
 		case p.Node != h.Node:
 			r.dropCopy(ctx, h, p, true)
 		default:

@@ -61,7 +61,7 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 			if _, up := running[n]; up {
 				live = append(live, n)
 			} else {
-				r.dropReplica(ctx, epoch, k, n, "its host is not up")
+				r.dropReplica(ctx, epoch, k, n, "its host is not up") // its copy is retired when it is back
 			}
 		}
 		most := 0
@@ -73,7 +73,9 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 			want = 0
 		}
 		for len(live) > max(want, 0) {
-			r.dropReplica(ctx, epoch, k, live[len(live)-1], "the app runs fewer instances")
+			if n := live[len(live)-1]; r.dropReplica(ctx, epoch, k, n, "the app runs fewer instances") {
+				r.destroyCopy(ctx, k, n, moves)
+			}
 			live = live[:len(live)-1]
 		}
 		// A replica runs the app from its recipe, kept of the home's live release (none is
@@ -221,13 +223,30 @@ func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedA
 	})
 }
 
-// dropReplica ends node's share of app k: the others take its instances, and its copy there
-// is retired when the host is next seen running it (tendHost).
-func (r *Ring0) dropReplica(ctx context.Context, epoch int64, k inventory.AppKey, node rings.NodeID, why string) {
+// dropReplica ends node's share of app k, and reports whether it did: the others take its
+// instances. Its copy there is retired (HOME kept aside) when the host is next seen running
+// it (tendHost), unless destroyCopy takes it first.
+func (r *Ring0) dropReplica(ctx context.Context, epoch int64, k inventory.AppKey, node rings.NodeID, why string) bool {
 	if err := r.store.DropReplica(ctx, epoch, k.Tenant, k.App, node); err != nil {
 		r.log.Warn("an app's replica not dropped", "tenant", k.Tenant, "app", k.App, "node", node, "err", err)
-		return
+		return false
 	}
 	r.log.Info("an app's replica dropped", "tenant", k.Tenant, "app", k.App, "node", node, "why", why)
 	r.event("app-replica-dropped", map[string]any{"tenant": k.Tenant, "app": k.App, "node": node, "why": why})
+	return true
+}
+
+// destroyCopy destroys, HOME and all, the copy of app k on node, a replica dropped while up
+// because the app runs fewer instances: its HOME held only what a share of the instances
+// wrote, and keeping one aside at every scale down would fill the host.
+func (r *Ring0) destroyCopy(ctx context.Context, k inventory.AppKey, node rings.NodeID, moves *sync.WaitGroup) {
+	key := spreadKey{k, node}
+	h, ok := r.appsAPIOf(ctx, node)
+	if !ok || !r.moves.take(key, time.Now()) {
+		return
+	}
+	moves.Go(func() {
+		r.dropCopy(ctx, h.on(node), inventory.PlacedApp{Tenant: k.Tenant, App: k.App}, false)
+		r.moves.done(key, false)
+	})
 }
