@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +217,21 @@ func spreadOverHosts(t *testing.T, c *cloud, routers []string) {
 	if p := c.placementOf("acme", "hello"); p.Node != "ring1-h2" {
 		t.Fatalf("acme/hello's home moved: %+v", p)
 	}
+	// The replicas scaled away are destroyed, HOME and all: a scale down keeps nothing aside.
+	harness.Eventually(t, 30*time.Second, func() bool {
+		kept := 0
+		filepath.WalkDir(c.state, func(p string, d fs.DirEntry, err error) error {
+			switch {
+			case err != nil:
+			case d.IsDir() && (d.Name() == "sandbox" || d.Name() == "releases" || d.Name() == "home"):
+				return fs.SkipDir
+			case strings.Contains(p, "/apps/retired/acme-hello-"):
+				kept++
+			}
+			return nil
+		})
+		return kept == 0 && strings.Count(c.cli("apps", "ls", "acme"), "(+") == 0
+	}, "the scaled-away replicas of acme/hello gone, nothing kept aside")
 
 	c.cli("apps", "destroy", "acme/hello")
 	harness.Eventually(t, 30*time.Second, func() bool {
