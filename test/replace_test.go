@@ -192,10 +192,13 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 		return strings.Count(ls, "acme/hello ") == 1 && !strings.Contains(ls, h1.id)
 	}, "%s's copy of acme/hello destroyed", h1.id)
 	t.Logf("host %s back: its copy destroyed %v after its link came up", h1.id, time.Since(back).Round(time.Millisecond))
-	// Its HOME, with whatever it wrote while cut off, is kept aside on the old host.
-	if kept, _ := filepath.Glob(filepath.Join(c.dir, h1.id, "apps", "retired", "acme-hello-*.img")); len(kept) != 1 {
-		t.Fatalf("the old copy's home kept on %s: %v", h1.id, kept)
-	}
+	// Its HOME, with whatever it wrote while cut off, is kept aside on the old host (once the
+	// retirement that took the app off the host's list is over).
+	var kept []string
+	harness.Eventually(t, 20*time.Second, func() bool {
+		kept, _ = filepath.Glob(filepath.Join(c.dir, h1.id, "apps", "retired", "acme-hello-*.img"))
+		return len(kept) == 1
+	}, "the old copy's home kept on %s: %v", h1.id, kept)
 	for _, f := range strings.Fields(c.cli("apps", "ps", "acme/hello")) {
 		if len(f) == 36 && strings.Count(f, "-") == 4 {
 			ids[f] = true
