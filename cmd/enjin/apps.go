@@ -193,10 +193,6 @@ func scaleCmd(g *globals) *cobra.Command {
 				return err
 			}
 		}
-		// The scale answers with its home's instances; an app spread over hosts has more.
-		if err := cl.get(c.Context(), appPath(t, a)+"/instances", &raw); err != nil {
-			return err
-		}
 		return printInstances(c.OutOrStdout(), raw, *out)
 	}
 	return c
