@@ -53,9 +53,12 @@ func TestBenchIngestCluster(t *testing.T) {
 // observation they sent is in the store.
 func TestOverloadIsBounded(t *testing.T) {
 	const nodes, budget = "20000", 256
-	capacity := benchIngestJSON(t, "--nodes", nodes, "--rate", "60000", "--duration", "3s", "--ring0-memory-mb", fmt.Sprint(budget)).WindowRate
+	var capacity float64
+	for try := 1; capacity <= 0 && try <= 3; try++ { // a machine busy with other work may commit nothing in 3 s
+		capacity = benchIngestJSON(t, "--nodes", nodes, "--rate", "60000", "--duration", "3s", "--ring0-memory-mb", fmt.Sprint(budget)).WindowRate
+	}
 	if capacity <= 0 {
-		t.Fatal("no capacity measured")
+		t.Fatal("no capacity measured in three tries")
 	}
 	var f ingestFigures
 	for try := 1; ; try++ {
