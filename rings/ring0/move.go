@@ -59,6 +59,15 @@ func (m *appMoves) take(k any, now time.Time) bool {
 	return true
 }
 
+// again has the leader tend the apps now, not at the next tick: a step of a move or a
+// spread is done, and the next can follow.
+func (m *appMoves) again() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
 // inHand reports whether k is being worked on now.
 func (m *appMoves) inHand(k any) bool {
 	m.mu.Lock()

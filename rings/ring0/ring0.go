@@ -409,10 +409,7 @@ func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 				}
 				if state == "down" {
 					r.promoteReplicas(ctx, epoch, ids)
-					select { // their apps go elsewhere
-					case r.moves.kick <- struct{}{}:
-					default:
-					}
+					r.moves.again() // their apps go elsewhere
 				}
 				if len(ids) > 10 {
 					r.log.Warn("nodes "+state, "n", len(ids), "first", ids[0])

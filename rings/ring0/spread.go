@@ -131,6 +131,9 @@ func (r *Ring0) tendReplica(ctx context.Context, k inventory.AppKey, n rings.Nod
 				r.log.Warn("an app's replica not brought up to date", "tenant", k.Tenant, "app", k.App, "node", n, "err", err)
 			}
 			r.moves.done(key, err != nil)
+			if err == nil {
+				r.moves.again() // the home may give its other instances up now
+			}
 		})
 		return false
 	case run.Share != s || !maps.Equal(run.Scale, home.Scale):
@@ -214,6 +217,7 @@ func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedA
 			}
 			r.log.Info("an app's instances spread to another host", "tenant", k.Tenant, "app", k.App, "home", p.Node, "replica", w.backend.Node)
 			r.event("app-spread", map[string]any{"tenant": k.Tenant, "app": k.App, "home": p.Node, "replica": w.backend.Node})
+			r.moves.again() // the new replica runs the app next
 			return nil
 		}()
 		if err != nil && ctx.Err() == nil {
