@@ -69,7 +69,8 @@ func getVia(ns, router, host string) (int, string) {
 // cut (the time is printed); meanwhile the replica's router answers for it without fail.
 // When the host's link comes back, the host is up again and its
 // copy of the app is destroyed: the app runs once, where ring 0 placed it, and `enjin
-// verify` checks the new placement's bid.
+// verify` checks the new placement's bid. Then the app's new replica's host is cut off: the
+// replica is dropped, its instance runs elsewhere, and the home's router never fails.
 func TestAppsMoveOffADownHost(t *testing.T) {
 	fab := harness.NewFabric(t, 2)
 	c := newCloud(t)
@@ -212,6 +213,45 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 	if out, err := exec.Command(harness.Binary(t), "verify", "--state-dir", c.state).CombinedOutput(); err != nil ||
 		!regexp.MustCompile(`bids of [3-9] placements: 0 failed`).Match(out) {
 		t.Fatalf("enjin verify: %v\n%s", err, out)
+	}
+
+	// Now the replica's host is cut off: the replica is dropped and the app's instances run
+	// elsewhere again (at home, or on a new replica), while the home's router answers without
+	// fail.
+	rep := ""
+	harness.Eventually(t, 60*time.Second, func() bool {
+		hosts := c.instanceHosts("acme", "hello")
+		rep = ""
+		for h := range hosts {
+			if h != string(p.Node) {
+				rep = h
+			}
+		}
+		return len(hosts) == 2 && rep != ""
+	}, "acme/hello spread over its home %s and a replica again", p.Node)
+	ns, ok := map[string]string{h1.id: h1.ns, h2.id: h2.ns}[rep]
+	if !ok {
+		t.Fatalf("acme/hello's replica is on %s, not on a host in a namespace of the test's", rep)
+	}
+	harness.Run(t, "ip", "-n", ns, "link", "set", "eth0", "down")
+	cut = time.Now()
+	served, failed = 0, 0
+	harness.Eventually(t, 60*time.Second, func() bool {
+		if code, _ := routers[string(p.Node)](); code == 200 {
+			served++
+		} else {
+			failed++
+		}
+		hosts, n := c.instanceHosts("acme", "hello"), 0
+		for _, k := range hosts {
+			n += k
+		}
+		return n == 2 && hosts[rep] == 0
+	}, "acme/hello's instance on %s, cut off, running elsewhere", rep)
+	t.Logf("replica %s cut off: its instance ran elsewhere %v after the cut; the home's router answered %d requests meanwhile, %d failed",
+		rep, time.Since(cut).Round(time.Millisecond), served, failed)
+	if failed > 0 {
+		t.Fatalf("acme/hello failed %d of %d requests through its home's router while its replica was cut off", failed, served+failed)
 	}
 }
 

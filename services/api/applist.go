@@ -1,19 +1,32 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	"enjin/rings"
 )
 
 // maxAppList bounds what ring 0 reads of one node's list of a tenant's apps.
 const maxAppList = 16 << 20
+
+// hostReads is how ring 0 reads from the several hosts an answer gathers (a tenant's apps, a
+// spread app's instances and logs): a host that went silent — cut off, its link down — fails
+// the read within seconds, not after TCP's minutes of retries, however long a followed log
+// then streams.
+var hostReads = &http.Client{Transport: &http.Transport{
+	DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+	ResponseHeaderTimeout: 10 * time.Second,
+	IdleConnTimeout:       time.Minute,
+}}
 
 // listApps lists the tenant's apps on every node running some, by name, each with its node.
 // A node that does not answer fails the list (502): a list missing apps would read as apps
@@ -102,7 +115,9 @@ var errNotThere = errors.New("not there")
 
 // fetchFrom reads, as the caller, the request's path (and query) from app API b into out.
 func (a *API) fetchFrom(c *call, b AppsBackend, out any) error {
-	resp, err := a.openFrom(c, b, c.r.URL.RawQuery)
+	ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second) // the body too
+	defer cancel()
+	resp, err := a.openFrom(ctx, c, b, c.r.URL.RawQuery)
 	if err != nil {
 		return err
 	}
@@ -113,20 +128,20 @@ func (a *API) fetchFrom(c *call, b AppsBackend, out any) error {
 	return nil
 }
 
-// openFrom asks app API b, as the caller, for the request's path with query; an answer but
+// openFrom asks app API b, as the caller (within ctx), for the request's path with query; an answer but
 // 200 is an error (errNotThere for a 404).
-func (a *API) openFrom(c *call, b AppsBackend, query string) (*http.Response, error) {
+func (a *API) openFrom(ctx context.Context, c *call, b AppsBackend, query string) (*http.Response, error) {
 	u := b.Base + c.r.URL.EscapedPath()
 	if query != "" {
 		u += "?" + query
 	}
-	req, err := http.NewRequestWithContext(c.ctx, http.MethodGet, u, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+b.Token)
 	req.Header.Set(callerHeader, c.id.Caller())
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hostReads.Do(req)
 	if err != nil {
 		return nil, unavailable(b)
 	}

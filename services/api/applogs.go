@@ -2,6 +2,7 @@ package api
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -80,7 +81,9 @@ func (a *API) appLogs(c *call) error {
 
 // logsOf reads host b's last n lines of the request's app.
 func (a *API) logsOf(c *call, b AppsBackend, n int) ([]hostLine, error) {
-	resp, err := a.openFrom(c, b, url.Values{"lines": {strconv.Itoa(n)}}.Encode())
+	ctx, cancel := context.WithTimeout(c.ctx, 20*time.Second) // the past lines: the body too
+	defer cancel()
+	resp, err := a.openFrom(ctx, c, b, url.Values{"lines": {strconv.Itoa(n)}}.Encode())
 	if err != nil {
 		return nil, err
 	}
@@ -123,7 +126,7 @@ func (a *API) followLogs(c *call, hosts []AppsBackend, last map[rings.NodeID]tim
 	for _, b := range hosts {
 		go func() {
 			defer func() { ended <- struct{}{} }()
-			resp, err := a.openFrom(c, b, "lines=1&follow=1")
+			resp, err := a.openFrom(c.ctx, c, b, "lines=1&follow=1")
 			if err != nil {
 				return
 			}
