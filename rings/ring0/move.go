@@ -166,7 +166,7 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 		})
 	}
 	wg.Wait()
-	at := r.spread(ctx, epoch, placed, replicas, running, heads, moves)
+	at := r.spread(ctx, epoch, placed, replicas, state, running, heads, moves)
 	r.pushRoutes(ctx, hosts, routers, at)
 }
 

@@ -2,6 +2,7 @@ package ring0
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -26,7 +27,8 @@ import (
 // of a type share a host while there is a host without one. A replica follows its home: a new
 // release there is made on the replica too, a scale is passed on, within a pass or two. The
 // home gives up its other instances only once every replica runs its own; a replica on a host
-// that went down is dropped at once, and the others take its instances. An app that says
+// that stopped heartbeating (suspect, or down) is dropped at once, and the others take its
+// instances. An app that says
 // "spread": false in its enjin.json (its instances share what they write in HOME, which is
 // one per host), or joins tenant networks (spreading one is not tested yet), stays on its
 // home.
@@ -39,9 +41,9 @@ type spreadKey struct {
 }
 
 // spread brings every placed app's replicas (as the pass began) and shares in line with the
-// hosts that are up (running holds, by up host, what it runs) and returns where each app runs
-// now: its home and the replicas that run it.
-func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, replicas map[inventory.AppKey][]rings.NodeID,
+// hosts that are up (state: as judged; running: by up host, what it said it runs) and returns
+// where each app runs now: its home and the replicas that run it.
+func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, replicas map[inventory.AppKey][]rings.NodeID, state map[rings.NodeID]string,
 	running map[rings.NodeID]map[inventory.AppKey]apphost.Running, heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey][]rings.NodeID {
 	at := map[inventory.AppKey][]rings.NodeID{}
 	for _, p := range placed {
@@ -58,17 +60,23 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 		}
 		var live []rings.NodeID
 		for _, n := range replicas[k] {
-			if _, up := running[n]; up {
+			if st := state[n]; st == "up" {
 				live = append(live, n)
-			} else {
-				r.dropReplica(ctx, epoch, k, n, "its host is not up") // its copy is retired when it is back
+			} else { // suspect or down: the others take its instances now
+				r.dropReplica(ctx, epoch, k, n, "its host is "+cmp.Or(st, "gone")) // its copy is retired when it is back
 			}
 		}
 		most := 0
 		for _, n := range home.Instances {
 			most = max(most, n)
 		}
-		want := min(most, len(running)) - 1 // every up host but the home may take a share
+		hostsUp := len(running) // the up hosts that said what they run, and the replicas that did not this time
+		for _, n := range live {
+			if running[n] == nil {
+				hostsUp++
+			}
+		}
+		want := min(most, hostsUp) - 1 // every up host but the home may take a share
 		if home.OneHost {
 			want = 0
 		}
@@ -88,8 +96,8 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 		synced := true
 		for i, n := range live {
 			run, has := running[n][k]
-			if !r.tendReplica(ctx, k, n, run, has, home, shareOf(i+1, of), fresh, moves) {
-				synced = false
+			if running[n] == nil || !r.tendReplica(ctx, k, n, run, has, home, shareOf(i+1, of), fresh, moves) {
+				synced = false // (its list was not read this pass: nothing is known of it)
 			}
 		}
 		// The home gives its instances up once the replicas run theirs; it takes them back
