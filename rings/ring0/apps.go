@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strings"
 
-	"enjin/bus"
 	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
@@ -214,18 +213,11 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 		}
 	}
 	// The placement goes to a bid: even a host the caller named signs what it promises.
-	count, err := r.store.AppsPlaced(ctx, t)
-	if err != nil {
-		return api.AppsBackend{}, err
-	}
-	w, err := r.auction(ctx, bus.Offer{Tenant: t, App: app}, candidates, count)
+	w, err := r.placeBy(ctx, t, app, candidates)
 	if err != nil {
 		return api.AppsBackend{}, err
 	}
 	chosen := w.backend
-	if err := r.hostOn(ctx, t, chosen.Node); err != nil { // the winner hosts t from now on, if it did not
-		return api.AppsBackend{}, err
-	}
 	if placed, err = r.store.PlaceApp(ctx, t, app, chosen.Node, w.signed); err != nil {
 		return api.AppsBackend{}, err
 	}

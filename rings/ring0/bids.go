@@ -62,6 +62,20 @@ func (r *Ring0) auction(ctx context.Context, offer bus.Offer, hosts []api.AppsBa
 	return bids[best], nil
 }
 
+// placeBy offers tenant t's app to hosts by auction (fewest of t's apps placed, then most
+// memory free) and has the winner host t from now on, if it did not.
+func (r *Ring0) placeBy(ctx context.Context, t rings.TenantID, app string, hosts []api.AppsBackend) (won, error) {
+	count, err := r.store.AppsPlaced(ctx, t)
+	if err != nil {
+		return won{}, err
+	}
+	w, err := r.auction(ctx, bus.Offer{Tenant: t, App: app}, hosts, count)
+	if err != nil {
+		return won{}, err
+	}
+	return w, r.hostOn(ctx, t, w.backend.Node)
+}
+
 // bidOf asks host h for its bid on offer o and checks it.
 func (r *Ring0) bidOf(ctx context.Context, o bus.Offer, h api.AppsBackend) (won, error) {
 	sb, err := bus.Request[bus.Offer, bus.SignedBid](ctx, r.nc, bus.R0ToRing1Cmd(h.Node, bus.VerbBid), o)

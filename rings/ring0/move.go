@@ -12,7 +12,6 @@ import (
 	"sync"
 	"time"
 
-	"enjin/bus"
 	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/apphost"
@@ -281,15 +280,8 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 		if rs := slices.DeleteFunc(slices.Clone(up), func(h api.AppsBackend) bool { return !slices.Contains(replicas[k], h.Node) }); len(rs) > 0 {
 			up = rs
 		}
-		count, err := r.store.AppsPlaced(ctx, p.Tenant)
+		w, err := r.placeBy(ctx, p.Tenant, p.App, up)
 		if err != nil {
-			return err
-		}
-		w, err := r.auction(ctx, bus.Offer{Tenant: p.Tenant, App: p.App}, up, count)
-		if err != nil {
-			return err
-		}
-		if err := r.hostOn(ctx, p.Tenant, w.backend.Node); err != nil {
 			return err
 		}
 		if err := r.store.MoveApp(ctx, epoch, p.Tenant, p.App, p.Node, w.backend.Node, w.signed); err != nil {

@@ -11,7 +11,6 @@ import (
 	"sync"
 	"time"
 
-	"enjin/bus"
 	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/apphost"
@@ -209,15 +208,8 @@ func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedA
 	}
 	moves.Go(func() {
 		err := func() error {
-			count, err := r.store.AppsPlaced(ctx, k.Tenant)
+			w, err := r.placeBy(ctx, k.Tenant, k.App, others)
 			if err != nil {
-				return err
-			}
-			w, err := r.auction(ctx, bus.Offer{Tenant: k.Tenant, App: k.App}, others, count)
-			if err != nil {
-				return err
-			}
-			if err := r.hostOn(ctx, k.Tenant, w.backend.Node); err != nil {
 				return err
 			}
 			if err := r.store.AddReplica(ctx, epoch, k.Tenant, k.App, w.backend.Node, w.signed); err != nil {

@@ -191,24 +191,36 @@ func (a *API) appInstances(c *call) error {
 		return a.forwardTo(c, hosts[0], nil)
 	}
 	var out []map[string]any
-	for i, b := range hosts {
+	err = eachHost(t, app, hosts, func(b AppsBackend) error {
 		var page struct {
 			Instances []map[string]any `json:"instances"`
 		}
 		err := a.fetchFrom(c, b, &page)
+		for _, in := range page.Instances {
+			in["host"] = b.Node
+			out = append(out, in)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	a.reply(c.w, http.StatusOK, map[string]any{"instances": nonNil(out)})
+	return nil
+}
+
+// eachHost calls read for each of hosts running tenant t's app (its home first): a replica
+// that has not got it (yet: errNotThere) is skipped, a home that has not is the caller's 404.
+func eachHost(t rings.TenantID, app string, hosts []AppsBackend, read func(AppsBackend) error) error {
+	for i, b := range hosts {
+		err := read(b)
 		switch {
-		case i > 0 && errors.Is(err, errNotThere): // a replica that has yet to run it
-			continue
+		case i > 0 && errors.Is(err, errNotThere):
 		case errors.Is(err, errNotThere):
 			return notFound("no app %s/%s", t, app)
 		case err != nil:
 			return err
 		}
-		for _, in := range page.Instances {
-			in["host"] = b.Node
-			out = append(out, in)
-		}
 	}
-	a.reply(c.w, http.StatusOK, map[string]any{"instances": nonNil(out)})
 	return nil
 }

@@ -47,20 +47,16 @@ func (a *API) appLogs(c *call) error {
 	}
 	var past []hostLine
 	last := map[rings.NodeID]time.Time{}
-	for i, b := range hosts {
+	err = eachHost(t, app, hosts, func(b AppsBackend) error {
 		lines, err := a.logsOf(c, b, n)
-		switch {
-		case i > 0 && errors.Is(err, errNotThere): // a replica that has yet to run it
-			continue
-		case errors.Is(err, errNotThere):
-			return notFound("no app %s/%s", t, app)
-		case err != nil:
-			return err
-		}
 		if len(lines) > 0 {
 			last[b.Node] = lines[len(lines)-1].at
 		}
 		past = append(past, lines...)
+		return err
+	})
+	if err != nil {
+		return err
 	}
 	slices.SortStableFunc(past, func(x, y hostLine) int { return x.at.Compare(y.at) })
 	past = past[max(0, len(past)-n):]
