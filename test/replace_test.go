@@ -197,7 +197,7 @@ func TestAppsMoveOffADownHost(t *testing.T) {
 	// retirement that took the app off the host's list is over).
 	var kept []string
 	harness.Eventually(t, 20*time.Second, func() bool {
-		kept, _ = filepath.Glob(filepath.Join(c.dir, h1.id, "apps", "retired", "acme-hello-*.img"))
+		kept, _ = filepath.Glob(filepath.Join(c.dir, h1.id, "apps", "retired", "acme", "hello-*.img"))
 		return len(kept) == 1
 	}, "the old copy's home kept on %s: %v", h1.id, kept)
 	for _, f := range strings.Fields(c.cli("apps", "ps", "acme/hello")) {

@@ -225,7 +225,7 @@ func spreadOverHosts(t *testing.T, c *cloud, routers []string) {
 			case err != nil:
 			case d.IsDir() && (d.Name() == "sandbox" || d.Name() == "releases" || d.Name() == "home"):
 				return fs.SkipDir
-			case strings.Contains(p, "/apps/retired/acme-hello-"):
+			case strings.Contains(p, "/apps/retired/acme/hello-"):
 				kept++
 			}
 			return nil

@@ -5,6 +5,9 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"enjin/rings"
@@ -167,15 +170,16 @@ func (h *Host) destroy(tenant rings.TenantID, name string, keepHome bool) (strin
 	}
 	var kept string
 	if _, err := os.Stat(a.homeImage()); keepHome && err == nil {
-		dir := filepath.Join(h.cfg.Dir, "retired")
+		dir := filepath.Join(h.cfg.Dir, "retired", a.tenant)
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", fmt.Errorf("apphost: %w", err)
 		}
-		kept = filepath.Join(dir, fmt.Sprintf("%s-%s-%d.img", a.tenant, a.name, time.Now().Unix()))
+		kept = filepath.Join(dir, fmt.Sprintf("%s-%d.img", a.name, time.Now().UnixNano()))
 		if err := os.Rename(a.homeImage(), kept); err != nil {
 			return "", fmt.Errorf("apphost: keep the home of %s/%s: %w", tenant, name, err)
 		}
 		h.log.Warn("a retired app's home kept", "tenant", a.tenant, "app", a.name, "image", kept)
+		pruneRetired(dir, a.name)
 	}
 	if err := os.RemoveAll(a.dir()); err != nil {
 		return kept, fmt.Errorf("apphost: %w", err)
@@ -183,4 +187,28 @@ func (h *Host) destroy(tenant rings.TenantID, name string, keepHome bool) (strin
 	h.uids.release(a.uid, a.dir())
 	h.prunePackages()
 	return kept, nil
+}
+
+// keepRetired is how many HOME images of one app's retired copies a host keeps: a host that
+// keeps being cut off and coming back would otherwise fill its disk with them.
+const keepRetired = 3
+
+// pruneRetired deletes, of app's HOME images kept aside in dir (its tenant's), all but the
+// newest keepRetired. Names are APP-NANOS.img, the tenant's alone in its directory, so no
+// other app's or tenant's is ever taken for one.
+func pruneRetired(dir, app string) {
+	entries, _ := os.ReadDir(dir)
+	var mine []int64
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), app+"-")
+		stamp, img := strings.CutSuffix(rest, ".img")
+		n, err := strconv.ParseInt(stamp, 10, 64)
+		if ok && img && err == nil && n >= 0 && strconv.FormatInt(n, 10) == stamp {
+			mine = append(mine, n)
+		}
+	}
+	slices.Sort(mine)
+	for _, n := range mine[:max(0, len(mine)-keepRetired)] {
+		os.Remove(filepath.Join(dir, fmt.Sprintf("%s-%d.img", app, n)))
+	}
 }

@@ -127,7 +127,7 @@ func TestExportAndImport(t *testing.T) {
 
 	// A copy retired (it runs elsewhere now) is gone but for its HOME, kept aside.
 	kept, err := w.host.Retire("acme", "moved")
-	if err != nil || !strings.HasPrefix(kept, w.dir+"/retired/acme-moved-") {
+	if err != nil || !strings.HasPrefix(kept, w.dir+"/retired/acme/moved-") {
 		t.Fatalf("retire: %q %v", kept, err)
 	}
 	if st, err := os.Stat(kept); err != nil || !st.Mode().IsRegular() {
@@ -138,6 +138,33 @@ func TestExportAndImport(t *testing.T) {
 	}
 	if code, _ := w.get("moved.acme.apps.test"); code != 404 {
 		t.Fatalf("a retired app is still routed: %d", code)
+	}
+	// Retired again and again, it keeps its newest three HOMEs aside; images of apps whose
+	// names start the same (and a tenant's whose name would read the same) are not its own.
+	others := []string{w.dir + "/retired/acme/moved-x-1.img", w.dir + "/retired/acme/moved-01.img", w.dir + "/retired/acme-moved-2.img"}
+	for _, f := range others {
+		if err := os.WriteFile(f, nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var last []string
+	for range 3 {
+		if _, err := w.host.Import(ctx, "acme", "moved", rec, bytes.NewReader(pkg), apphost.Share{}, nil); err != nil {
+			t.Fatal(err)
+		}
+		k, err := w.host.Retire("acme", "moved")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = append(last, k)
+	}
+	for _, f := range append(last, others...) {
+		if _, err := os.Stat(f); err != nil {
+			t.Fatalf("%s pruned: %v", f, err)
+		}
+	}
+	if _, err := os.Stat(kept); !os.IsNotExist(err) {
+		t.Fatalf("the oldest of four kept HOMEs, %s, is still there: %v", kept, err)
 	}
 
 	out.Reset()
