@@ -16,18 +16,11 @@ import (
 // Scale sets how many instances of process type t run, as a change to the live release
 // (zero-downtime like a deploy).
 func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string, n int) error {
-	a, err := h.existing(tenant, name)
+	a, r, err := h.liveLocked(tenant, name)
 	if err != nil {
 		return err
 	}
-	a.deploy.Lock()
 	defer a.deploy.Unlock()
-	a.mu.Lock()
-	r, ok := a.release(a.current)
-	a.mu.Unlock()
-	if !ok {
-		return errNotLive(a)
-	}
 	if _, typ := r.Manifest.Procfile[t]; !typ {
 		return &FieldError{Field: "scale." + fieldKey(t), Msg: fmt.Sprintf("release %d has no process type %s", r.Number, quote(t))}
 	}
@@ -37,6 +30,24 @@ func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string,
 		return err
 	}
 	return a.scaleTo(ctx, r, t, n)
+}
+
+// liveLocked is tenant's app, held for a change (its deploy lock, which the caller releases
+// unless there is an error), and its live release.
+func (h *Host) liveLocked(tenant rings.TenantID, name string) (*app, Release, error) {
+	a, err := h.existing(tenant, name)
+	if err != nil {
+		return nil, Release{}, err
+	}
+	a.deploy.Lock()
+	a.mu.Lock()
+	r, ok := a.release(a.current)
+	a.mu.Unlock()
+	if !ok {
+		a.deploy.Unlock()
+		return nil, Release{}, errNotLive(a)
+	}
+	return a, r, nil
 }
 
 func (a *app) scaleSnapshot() map[string]int {

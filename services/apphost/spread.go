@@ -39,18 +39,11 @@ func (h *Host) Spread(ctx context.Context, tenant rings.TenantID, name string, s
 	if err := s.Check(); err != nil {
 		return err
 	}
-	a, err := h.existing(tenant, name)
+	a, r, err := h.liveLocked(tenant, name)
 	if err != nil {
 		return err
 	}
-	a.deploy.Lock()
 	defer a.deploy.Unlock()
-	a.mu.Lock()
-	r, ok := a.release(a.current)
-	a.mu.Unlock()
-	if !ok {
-		return errNotLive(a)
-	}
 	if scale != nil {
 		scale = onlyTypes(scale, r.Manifest)
 		if err := checkInstances(scale, r.Manifest.Procfile, "scale", h.cfg.Policy); err != nil {
