@@ -6,7 +6,20 @@
 # downloaded from anywhere but Debian's mirror (apt-get download), and nothing is installed on
 # this machine. Run it again and it reuses what it fetched.
 #
-#   deploy/guest-image.sh OUT_DIR
+#   deploy/guest-image.sh [--ring1] OUT_DIR
+#
+#   --ring1                 the other kind of guest: a VM that can be a ring 1 host running
+#                           tenants' apps in sandboxes. It adds the kernel modules for bridges,
+#                           veth, VXLAN, nftables (inet, bridge and netdev tables, conntrack,
+#                           reject, NAT), loop devices and ext4, which its /init loads; marks
+#                           the image (/etc/enjin-kind: ring1) so that /init moves the root onto
+#                           a tmpfs (pivot_root cannot leave the initramfs) and mounts cgroup2
+#                           with the cpu, memory, pids and io controllers; and adds what busybox
+#                           lacks: nft, mke2fs (mkfs.ext4) and iproute2's ip (veth peers, ip
+#                           netns). Those three are not Debian's packages fetched like the rest
+#                           but COPIED FROM THIS MACHINE, with every shared library ldd lists:
+#                           they must be installed here (apt-get install nftables e2fsprogs
+#                           iproute2), and the guest gets this machine's versions.
 #
 #   ENJIN_BIN=FILE          put this enjin binary in the image instead of building one
 #                           (it must be static: CGO_ENABLED=0)
@@ -20,7 +33,12 @@ die() {
 	exit 1
 }
 
-[ $# -eq 1 ] && [ -n "$1" ] || die "usage: deploy/guest-image.sh OUT_DIR"
+kind=plain
+if [ "${1:-}" = --ring1 ]; then
+	kind=ring1
+	shift
+fi
+[ $# -eq 1 ] && [ -n "$1" ] || die "usage: deploy/guest-image.sh [--ring1] OUT_DIR"
 out=$1
 repo=$(cd "$(dirname "$0")/.." && pwd)
 cache=/var/cache/enjin-guest
@@ -29,10 +47,29 @@ cache=${ENJIN_GUEST_CACHE:-$cache}
 # The modules a q35 guest needs: virtio devices, fw_cfg (the metadata) and the ACPI power
 # button with the input device acpid reads. Their dependencies come from modules.dep.
 modules="virtio_pci virtio_net virtio_blk virtio_console qemu_fw_cfg button evdev"
+# The ring1 kind's, for what enjin ring1 does (supervisors/process, portguard, netseg,
+# apphost): bridges with netfilter on them, veth, VXLAN; nftables with the expressions its
+# rules use (ct state, reject and tcp reset in inet and bridge tables, limit, NAT with
+# masquerade; sets, maps, counters and the netdev family are in nf_tables itself); loop
+# devices and ext4 for apps' HOME images (crc32c for ext4's checksums: the generic one, as
+# crc32c-intel needs SSE4.2, which qemu's default CPU lacks).
+ring1_modules="bridge br_netfilter veth vxlan nf_tables nf_conntrack nf_nat nft_ct nft_reject
+	nft_reject_inet nft_reject_ipv4 nft_reject_ipv6 nft_reject_bridge nft_meta_bridge nft_limit
+	nft_nat nft_masq nft_chain_nat loop ext4 crc32c_generic"
+# ...and the programs busybox has none of (or a weaker one: its ip makes no veth peer and no
+# netns), copied from this machine with their libraries.
+ring1_tools="nft mke2fs ip"
 
 for tool in apt-get apt-cache dpkg-deb gzip flock; do
 	command -v "$tool" >/dev/null || die "needs $tool (a Debian or Ubuntu machine)"
 done
+if [ "$kind" = ring1 ]; then
+	command -v ldd >/dev/null || die "--ring1 needs ldd (libc-bin)"
+	for tool in $ring1_tools; do
+		PATH=$PATH:/usr/sbin:/sbin command -v "$tool" >/dev/null ||
+			die "--ring1 copies $tool from this machine, which has none: apt-get install nftables e2fsprogs iproute2"
+	done
+fi
 if [ -n "${ENJIN_BIN:-}" ]; then
 	[ -f "$ENJIN_BIN" ] && [ -x "$ENJIN_BIN" ] || die "ENJIN_BIN=$ENJIN_BIN is not an executable file"
 elif ! command -v go >/dev/null; then
@@ -115,7 +152,13 @@ else
 fi
 
 # The root file system.
-say "initramfs: busybox, $modules, enjin"
+if [ "$kind" = ring1 ]; then
+	ring1_modules=$(echo $ring1_modules)
+	say "initramfs (ring1): busybox, $modules $ring1_modules, $ring1_tools, enjin"
+	modules="$modules $ring1_modules"
+else
+	say "initramfs: busybox, $modules, enjin"
+fi
 root=$work/root
 mkdir -p "$root"/{bin,dev,etc/acpi/PWRF,proc,sys,tmp,var/log,var/run,www,lib/modules/"$kver"}
 ln -s bin "$root/sbin"
@@ -136,8 +179,15 @@ for m in $modules; do
 	line=$(grep -E "/${m//_/[-_]}\.ko:" "$kmods/modules.dep" | head -n1) ||
 		grep -qE "/${m//_/[-_]}\.ko$" "$kmods/modules.builtin" ||
 		die "module $m is neither in $kpkg nor built in"
-	[ -n "$line" ] || continue # built into the kernel
+	if [ -z "$line" ]; then # built into the kernel
+		[ "$kind" = plain ] || say "$m: built into $kpkg"
+		continue
+	fi
 	echo "$line" >>"$work/modules.dep"
+	# What the ring1 kind's /init loads (it names those that did not load).
+	if [ "$kind" = ring1 ] && [[ " $ring1_modules " == *" $m "* ]]; then
+		echo "${m//-/_}" >>"$root/etc/enjin-modules"
+	fi
 	for f in ${line/:/}; do
 		mkdir -p "$root/lib/modules/$kver/$(dirname "$f")"
 		cp "$kmods/$f" "$root/lib/modules/$kver/$f"
@@ -147,6 +197,40 @@ for f in $(tr -d : <"$work/modules.dep"); do
 	grep -E "^$f:" "$kmods/modules.dep"
 done | sort -u >"$root/lib/modules/$kver/modules.dep"
 cp "$kmods/modules.builtin" "$root/lib/modules/$kver/"
+
+if [ "$kind" = ring1 ]; then
+	# The aliases of the modules in the image, for what the kernel asks modprobe for itself
+	# (nft-expr-*, crypto-*, …) beyond what /init loads.
+	sed 's/.*\///; s/\.ko:.*//; s/-/_/g' "$root/lib/modules/$kver/modules.dep" | sort -u >"$work/names"
+	awk 'NR == FNR { want[$1] = 1; next } $1 == "alias" && want[$3]' "$work/names" "$kmods/modules.alias" \
+		>"$root/lib/modules/$kver/modules.alias"
+
+	# nft, mke2fs (also as mkfs.ext4, which makes it make ext4) and iproute2's ip, in place of
+	# busybox's applets of those names, each with the libraries ldd lists at the paths it
+	# lists them (the dynamic loader's included), so they run as they do here.
+	for tool in $ring1_tools; do
+		bin=$(PATH=$PATH:/usr/sbin:/sbin command -v "$tool")
+		rm -f "$root/bin/$tool"
+		cp -L "$bin" "$root/bin/$tool" || die "cannot copy $bin"
+		libs=$(ldd "$bin") || die "ldd $bin failed: is it a dynamic executable of this machine?"
+		if grep -q 'not found' <<<"$libs"; then die "$bin lacks libraries here: $(grep 'not found' <<<"$libs" | xargs)"; fi
+		for lib in $(echo "$libs" | grep -o '/[^ ]*'); do
+			[ -e "$root$lib" ] && continue
+			mkdir -p "$root$(dirname "$lib")"
+			cp -L "$lib" "$root$lib" || die "cannot copy $lib (for $bin)"
+		done
+	done
+	rm -f "$root/bin/mkfs.ext4" && ln -s mke2fs "$root/bin/mkfs.ext4"
+	# mke2fs's defaults for ext4, ip's names of tables and protocols, and the protocol and
+	# service names nft reads (meta l4proto tcp): this machine's, as the programs are.
+	for f in /etc/mke2fs.conf /etc/iproute2 /etc/protocols /etc/services; do
+		if [ -e "$f" ]; then cp -a "$f" "$root/etc/"; fi
+	done
+	# Where ip netns keeps its namespaces (/run/netns).
+	mkdir -p "$root/run"
+	# /init reads the kind: ring1 moves the root to a tmpfs and mounts cgroup2.
+	echo ring1 >"$root/etc/enjin-kind"
+fi
 
 # Owned by root whoever runs this; newc is the format the kernel unpacks.
 mkdir -p "$out"
