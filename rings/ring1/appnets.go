@@ -307,7 +307,7 @@ func inside(nsPath string) (netns.NsHandle, *netlink.Handle, error) {
 	if err != nil {
 		return 0, nil, fmt.Errorf("instance namespace: %w", err)
 	}
-	in, err := netlink.NewHandleAt(ns)
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		ns.Close()
 		return 0, nil, fmt.Errorf("instance namespace: %w", err)

@@ -8,6 +8,7 @@ import (
 	"slices"
 
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"enjin/supervisors/netseg"
 	"enjin/supervisors/portguard"
@@ -29,7 +30,7 @@ func (t *tenantNetworks) close() { t.handle.Close() }
 // too, where they reach ring 0 the same way. The guard's table is named for the apps'
 // bridge, as the node's other tables are.
 func (n *Node) openNetworks(bridge string) (*tenantNetworks, error) {
-	h, err := netlink.NewHandle()
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Host is one simulated host: its network namespace and its address on the fabric.
@@ -92,7 +93,7 @@ func (f *Fabric) ensureHost(i int, h Host, br netlink.Link) error {
 		}
 	}
 	defer ns.Close()
-	in, err := netlink.NewHandleAt(ns)
+	in, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return fmt.Errorf("fabric: into %s: %w", h.Netns, err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // Network is a host bridge that children join, each in a network namespace of its own
@@ -162,7 +163,7 @@ func (e *Endpoint) wire() error {
 	if err := netlink.LinkSetNsFd(p, int(ns)); err != nil {
 		return fmt.Errorf("move veth into netns: %w", err)
 	}
-	h, err := netlink.NewHandleAt(ns)
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
 	if err != nil {
 		return err
 	}
