@@ -87,6 +87,9 @@ type Meta struct {
 	Node    rings.NodeID   `xml:"node"`
 	// Owns lists the files Undefine deletes; Define fills it from the Disks marked Owned.
 	Owns []string `xml:"owns,omitempty"`
+	// Host marks the VM of a ring 1 host (the libvirt strategy), which is no tenant's: it has
+	// Tenant empty, and only it may.
+	Host bool `xml:"host,omitempty"`
 }
 
 var (
@@ -119,8 +122,8 @@ func (d *Domain) Validate() error {
 	if d.ConsoleLog == "" {
 		bad("no console log")
 	}
-	if d.Meta.Tenant == "" || d.Meta.VM == "" || d.Meta.Node == "" {
-		bad("meta %+v: tenant, name and node are required", d.Meta)
+	if (d.Meta.Tenant == "") != d.Meta.Host || d.Meta.VM == "" || d.Meta.Node == "" {
+		bad("meta %+v: tenant (unless a ring 1 host's, which has none), name and node are required", d.Meta)
 	}
 	targets := map[string]bool{}
 	for _, k := range d.Disks {

@@ -145,6 +145,7 @@ type metaAny struct {
 	VM      string         `xml:"name"`
 	Node    rings.NodeID   `xml:"node"`
 	Owns    []string       `xml:"owns,omitempty"`
+	Host    bool           `xml:"host,omitempty"`
 }
 
 // metaOf reads enjin's element as DomainGetMetadata returns it.

@@ -104,6 +104,7 @@ func TestValidateRejects(t *testing.T) {
 		{"vnet tap", func(d *libvirt.Domain) { d.NICs[0].Tap = "vnet7" }, "reserves"},
 		{"no console", func(d *libvirt.Domain) { d.ConsoleLog = "" }, "console"},
 		{"no tenant", func(d *libvirt.Domain) { d.Meta.Tenant = "" }, "tenant"},
+		{"a ring 1 host's with a tenant", func(d *libvirt.Domain) { d.Meta.Host = true }, "tenant"},
 		{"fw_cfg outside opt/enjin", func(d *libvirt.Domain) {
 			d.FwCfg = []libvirt.FwCfg{{Name: "../etc/x", File: "/x"}}
 		}, "fw_cfg"},
