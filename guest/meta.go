@@ -67,6 +67,17 @@ type Meta struct {
 	SSHKeys   []string       `json:"ssh_keys,omitempty"`    // authorized_keys lines
 	UserData  string         `json:"user_data,omitempty"`
 	Heartbeat Duration       `json:"heartbeat,omitzero"` // zero: DefaultHeartbeat
+	// Host, if set, makes the VM a ring 1 host rather than a tenant's ring 2 node: it has no
+	// tenant, credential or attestation key here, and joins ring 0 with Host's token.
+	Host *Host `json:"host,omitempty"`
+}
+
+// Host is what a VM that becomes a ring 1 host needs: a one-time join token, ring 0's API
+// (through a relay of the node running the VM) and the block its app instances take.
+type Host struct {
+	Token string       `json:"token"`
+	Ring0 string       `json:"ring0"` // http://… base URL of ring 0's API
+	Apps  netip.Prefix `json:"apps"`  // the app instances' block, apart from the VM's own addresses
 }
 
 // Link is a NIC on one of the tenant's networks, found by its MAC, with its addresses. (The
@@ -150,7 +161,11 @@ func (m *Meta) check() error {
 	if err := m.Node.Validate(); err != nil {
 		return fmt.Errorf("node: %w", err)
 	}
-	if err := m.Tenant.Validate(); err != nil {
+	if m.Host != nil {
+		if err := m.Host.check(m); err != nil {
+			return fmt.Errorf("host: %w", err)
+		}
+	} else if err := m.Tenant.Validate(); err != nil {
 		return fmt.Errorf("tenant: %w", err)
 	}
 	if len(m.Name) > maxHostname || !printable(m.Name) {
@@ -267,6 +282,32 @@ func (m *Meta) checkKeys() error {
 		if k == "" || len(k) > maxSSHKey || !printable(k) {
 			return fmt.Errorf("ssh_keys[%d]: want one line of printable text, at most %d bytes", i, maxSSHKey)
 		}
+	}
+	return nil
+}
+
+// check refuses a host part that could not make a ring 1 host: the VM of a tenant, a token
+// that is no token, a URL that is no API's base, an instances' block over the VM's own.
+func (h *Host) check(m *Meta) error {
+	switch {
+	case m.Tenant != "" || m.Creds != "" || m.Attest != "":
+		return errors.New("a host VM has no tenant, creds or attest_seed: it joins for its own")
+	case h.Token == "" || len(h.Token) > rings.MaxJoinToken || strings.IndexFunc(h.Token, func(r rune) bool {
+		return r <= ' ' || r > '~'
+	}) >= 0:
+		return fmt.Errorf("token: want 1 to %d printable ASCII characters", rings.MaxJoinToken)
+	case !h.Apps.IsValid() || !h.Apps.Addr().Is4() || h.Apps.Masked() != h.Apps || h.Apps.Bits() > 28:
+		return fmt.Errorf("apps %s: want an IPv4 block of at least 16 addresses", h.Apps)
+	}
+	for _, p := range m.Addresses {
+		if p.Overlaps(h.Apps) {
+			return fmt.Errorf("apps %s: overlaps the VM's address %s", h.Apps, p)
+		}
+	}
+	u, err := url.Parse(h.Ring0)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil ||
+		(u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("ring0 %.64q: want an http:// or https:// base URL", h.Ring0)
 	}
 	return nil
 }

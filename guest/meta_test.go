@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -242,4 +243,61 @@ func FuzzParseMeta(f *testing.F) {
 			t.Fatalf("%q: accepted, but not its own encoding: %v", b, err)
 		}
 	})
+}
+
+// TestHostMeta reads the metadata of a VM that is a ring 1 host — no tenant, credential or
+// key of its own yet, a join token and ring 0's API — and refuses every host part that could
+// not make one, or that would let it be a tenant's too.
+func TestHostMeta(t *testing.T) {
+	good := func() map[string]any {
+		return map[string]any{"node": "5f0c1c9e-8f43-4c51-9a59-2b1f0a3c7d11", "addresses": []string{"100.64.0.5/24"},
+			"gateway": "100.64.0.1", "nats": []string{"nats://100.64.0.1:4222"},
+			"host": map[string]any{"token": "abcDEF_123-xyz", "ring0": "http://100.64.0.1:4280", "apps": "100.127.0.0/16"}}
+	}
+	m, err := guest.ParseMeta(encode(t, good()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Host == nil || m.Host.Token != "abcDEF_123-xyz" || m.Host.Ring0 != "http://100.64.0.1:4280" || m.Host.Apps.String() != "100.127.0.0/16" || m.Tenant != "" {
+		t.Fatalf("got %+v, host %+v", m, m.Host)
+	}
+	creds := credsFor(t, "5f0c1c9e-8f43-4c51-9a59-2b1f0a3c7d11")
+	for _, tc := range []struct {
+		name string
+		top  map[string]any // set at the top level
+		host map[string]any // set in host
+		drop string         // deleted from host
+		want string
+	}{
+		{name: "a tenant's too", top: map[string]any{"tenant": "acme"}, want: "no tenant, creds or attest_seed"},
+		{name: "with creds", top: map[string]any{"creds": creds}, want: "no tenant, creds or attest_seed"},
+		{name: "no token", drop: "token", want: "token:"},
+		{name: "token with a newline", host: map[string]any{"token": "abc\nring0 http://evil"}, want: "token:"},
+		{name: "token huge", host: map[string]any{"token": strings.Repeat("a", 257)}, want: "token:"},
+		{name: "no ring0", drop: "ring0", want: "ring0"},
+		{name: "ring0 file URL", host: map[string]any{"ring0": "file:///etc/passwd"}, want: "ring0"},
+		{name: "ring0 with a path", host: map[string]any{"ring0": "http://100.64.0.1:4280/v1/join"}, want: "ring0"},
+		{name: "ring0 with a password", host: map[string]any{"ring0": "http://me:pw@100.64.0.1:4280"}, want: "ring0"},
+		{name: "no apps block", drop: "apps", want: "apps"},
+		{name: "apps IPv6", host: map[string]any{"apps": "fd00::/64"}, want: "apps"},
+		{name: "apps host bits", host: map[string]any{"apps": "100.127.0.1/16"}, want: "apps"},
+		{name: "apps tiny", host: map[string]any{"apps": "100.127.0.0/30"}, want: "apps"},
+		{name: "apps over its own address", host: map[string]any{"apps": "100.64.0.0/16"}, want: "overlaps the VM's address"},
+		{name: "host a string", top: map[string]any{"host": "yes"}, want: "cannot unmarshal string"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := good()
+			h := m["host"].(map[string]any)
+			maps.Copy(h, tc.host)
+			delete(h, tc.drop)
+			maps.Copy(m, tc.top)
+			got, err := guest.ParseMeta(encode(t, m))
+			if err == nil {
+				t.Fatalf("accepted: %+v", got)
+			}
+			if !strings.Contains(err.Error(), tc.want) {
+				t.Errorf("got %q, want it to say %q", err, tc.want)
+			}
+		})
+	}
 }

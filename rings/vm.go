@@ -30,7 +30,19 @@ type VMRequest struct {
 	SSHKeys  []string   `json:"ssh_keys,omitempty"`
 	UserData string     `json:"user_data,omitempty"`
 	State    string     `json:"state"` // VMRunning or VMStopped
+	// Host, if set, makes the VM a ring 1 host of its own (the libvirt strategy): it belongs
+	// to no tenant (Tenant is empty), and joins ring 0 with Host's one-time token.
+	Host *VMHost `json:"host,omitempty"`
 }
+
+// VMHost is what a VM needs to become a ring 1 host: the one-time token it joins ring 0
+// with. The node running the VM adds how it reaches ring 0 (a relay on its gateway).
+type VMHost struct {
+	Token string `json:"token"`
+}
+
+// MaxJoinToken bounds a join token's length, wherever one is carried.
+const MaxJoinToken = 256
 
 // VMImage names the image a VM boots: a disk image (qcow2), or a kernel and initramfs. The
 // node fetches each file from ring 0 by its digest (sha256-…) and checks it.

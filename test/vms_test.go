@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -327,31 +328,35 @@ func qemuPIDs(t *testing.T, ids []string) []int {
 }
 
 // guestImage builds the guest image once per test process.
-func guestImage(t *testing.T) string {
+func guestImage(t *testing.T) string { return builtImage(t, "") }
+
+// builtImage builds the guest image of a kind (deploy/guest-image.sh's option: "" or
+// "--ring1") once per test process, one build at a time.
+func builtImage(t *testing.T, kind string) string {
 	t.Helper()
-	guestOnce.Do(func() {
+	guestImages.mu.Lock()
+	defer guestImages.mu.Unlock()
+	if guestImages.dirs[kind] == "" && guestImages.errs[kind] == nil {
 		dir, err := os.MkdirTemp("/tmp", "enjin-guestimg-")
-		if err != nil {
-			guestErr = err
-			return
+		if err == nil {
+			args := append(slices.DeleteFunc([]string{kind}, func(s string) bool { return s == "" }), dir)
+			if out, berr := exec.Command(filepath.Join(moduleRoot(t), "deploy", "guest-image.sh"), args...).CombinedOutput(); berr != nil {
+				err = fmt.Errorf("deploy/guest-image.sh %s: %v\n%s", kind, berr, out)
+			}
 		}
-		out, err := exec.Command(filepath.Join(moduleRoot(t), "deploy", "guest-image.sh"), dir).CombinedOutput()
-		if err != nil {
-			guestErr = fmt.Errorf("deploy/guest-image.sh: %v\n%s", err, out)
-		}
-		guestDir = dir
-	})
-	if guestErr != nil {
-		t.Fatal(guestErr)
+		guestImages.dirs[kind], guestImages.errs[kind] = dir, err
 	}
-	return guestDir
+	if err := guestImages.errs[kind]; err != nil {
+		t.Fatal(err)
+	}
+	return guestImages.dirs[kind]
 }
 
-var (
-	guestOnce sync.Once
-	guestDir  string
-	guestErr  error
-)
+var guestImages = struct {
+	mu   sync.Mutex
+	dirs map[string]string
+	errs map[string]error
+}{dirs: map[string]string{}, errs: map[string]error{}}
 
 // checkRoom tries two VMs the node has no room for, each refused with a 409 before anything
 // is made: one larger than all the node offers VMs, and one that would fit alone but not

@@ -22,6 +22,9 @@ the metadata the host put in fw_cfg (` + guest.FwCfgName + `), connects to the b
 own user and publishes a heartbeat signed with the VM's attestation key every period,
 reconnecting for as long as it runs. On SIGTERM it says the node is stopping and exits.
 
+A VM whose metadata makes it a ring 1 host (ring 0 started it as one: enjin nodes grow)
+joins ring 0 with the one-time token there instead, and runs as a ring 1 node hosting apps.
+
 The metadata holds the VM's secrets; it never travels on a command line.`,
 		Example: `  enjin guest
   enjin guest --meta /tmp/meta.json
@@ -38,6 +41,9 @@ The metadata holds the VM's secrets; it never travels on a command line.`,
 		m, err := guest.ReadMeta(metaPath)
 		if err != nil {
 			return err
+		}
+		if m.Host != nil {
+			return guestHost(c, m, log)
 		}
 		a, err := guest.New(guest.Config{Meta: m, Logger: log})
 		if err != nil {

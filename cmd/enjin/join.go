@@ -1,14 +1,13 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
-
-	"github.com/spf13/cobra"
 
 	"enjin/keys"
 	"enjin/rings"
@@ -68,20 +67,21 @@ type joinedNode struct {
 	Node    rings.NodeID `json:"node"`
 	NATS    string       `json:"nats"`
 	Servers []string     `json:"servers,omitempty"` // every ring 0 member's broker
+	Ring0   string       `json:"ring0,omitempty"`   // the API it joined through
 }
 
 // joinNow redeems the token with ring 0 and keeps the node's keys and identity in dir.
-func joinNow(c *cobra.Command, ring0URL, token, dir string) (ring1.Config, error) {
-	cfg, err := ring1.Join(c.Context(), ring0URL, token, dir, nil)
+func joinNow(ctx context.Context, w io.Writer, ring0URL, token, dir string) (ring1.Config, error) {
+	cfg, err := ring1.Join(ctx, ring0URL, token, dir, nil)
 	if err != nil {
 		return cfg, err
 	}
-	b, _ := json.Marshal(joinedNode{Node: cfg.Node, NATS: cfg.NATSURL, Servers: cfg.NATSServers})
+	b, _ := json.Marshal(joinedNode{Node: cfg.Node, NATS: cfg.NATSURL, Servers: cfg.NATSServers, Ring0: ring0URL})
 	if err := keys.WriteCreds(filepath.Join(dir, "node.json"), b); err != nil {
 		return cfg, err
 	}
-	fmt.Fprintf(c.OutOrStdout(), "joined as %s; keys in %s\n", cfg.Node, dir)
-	cfg.CredsPath, cfg.Dir = filepath.Join(dir, ring1.CredsFile), dir
+	fmt.Fprintf(w, "joined as %s; keys in %s\n", cfg.Node, dir)
+	cfg.CredsPath, cfg.Dir, cfg.Ring0API = filepath.Join(dir, ring1.CredsFile), dir, ring0URL
 	return cfg, nil
 }
 
@@ -102,5 +102,6 @@ func loadJoined(dir string) (ring1.Config, error) {
 	if err != nil {
 		return ring1.Config{}, err
 	}
-	return ring1.Config{Node: j.Node, NATSURL: j.NATS, NATSServers: j.Servers, Creds: c, Attestation: a, CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir}, nil
+	return ring1.Config{Node: j.Node, NATSURL: j.NATS, NATSServers: j.Servers, Creds: c, Attestation: a,
+		CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir, Ring0API: j.Ring0}, nil
 }

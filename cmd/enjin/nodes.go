@@ -57,7 +57,7 @@ func nodesCmd(g *globals) *cobra.Command {
 		}
 		return printNodes(c.OutOrStdout(), raw)
 	}
-	c.AddCommand(decommissionCmd(g))
+	c.AddCommand(decommissionCmd(g), nodesGrowCmd(g), nodesConsoleCmd(g))
 	return c
 }
 

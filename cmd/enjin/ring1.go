@@ -52,7 +52,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.DurationVar(&f.heartbeat, "heartbeat", ring1.DefaultHeartbeat, "heartbeat interval")
 	fs.StringVar(&f.join, "join", "", "join with a one-time token read from stdin: --join - (external strategy); needs --ring0")
 	fs.StringVar(&f.joinFile, "join-file", "", "join with the one-time token in this file (external strategy); needs --ring0")
-	fs.StringVar(&f.ring0URL, "ring0", "", "ring 0 meta API URL, with --join - or --join-file")
+	fs.StringVar(&f.ring0URL, "ring0", "", "ring 0's meta API URL: where --join - or --join-file joins, and what the VMs this node runs as ring 1 hosts join through")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.underlay, "underlay", "", "IPv4 address tenant networks are carried from (VXLAN); default: the one ring 0's bus is reached from")
 	fs.BoolVar(&f.noVMs, "no-vms", false, "host no VMs, even where libvirtd answers")
@@ -94,6 +94,7 @@ The token is never an argument: others can read a process's arguments. Give it i
 			return err
 		}
 		cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.NATUplinks, cfg.Leaf = f.heartbeat, log, f.noVMs, f.natUplinks, f.leaf
+		cfg.Ring0API = cmp.Or(f.ring0URL, cfg.Ring0API)
 		if len(f.leaf) > 0 && cfg.CredsPath == "" {
 			return usagef("ring1: --leaf is for a node that joined (--join-file, or joined before)")
 		}
@@ -102,16 +103,22 @@ The token is never an argument: others can read a process's arguments. Give it i
 				return usagef("ring1: --underlay %q: want an IPv4 address", f.underlay)
 			}
 		}
-		if cfg.Apps, err = f.appsConfig(cfg.Dir); err != nil {
-			return err
-		}
-		n, err := ring1.New(cfg)
-		if err != nil {
-			return err
-		}
-		return n.Run(c.Context())
+		return runNode(c, cfg, &f)
 	}
 	return c
+}
+
+// runNode runs ring 1 node cfg until the command's context ends, hosting apps as f says.
+func runNode(c *cobra.Command, cfg ring1.Config, f *ring1Flags) error {
+	var err error
+	if cfg.Apps, err = f.appsConfig(cfg.Dir); err != nil {
+		return err
+	}
+	n, err := ring1.New(cfg)
+	if err != nil {
+		return err
+	}
+	return n.Run(c.Context())
 }
 
 // nodeConfig is who the node is: joining now, joined before, or launched by ring 0.
@@ -127,7 +134,7 @@ func (f *ring1Flags) nodeConfig(c *cobra.Command, stateDir string) (ring1.Config
 		if err != nil {
 			return ring1.Config{}, err
 		}
-		return joinNow(c, f.ring0URL, tok, joined)
+		return joinNow(c.Context(), c.OutOrStdout(), f.ring0URL, tok, joined)
 	case joining || (f.node == "" && fileExists(filepath.Join(joined, "node.json"))):
 		// Joined before: start again with the keys and the newest credential kept there.
 		return loadJoined(joined)

@@ -35,6 +35,7 @@ func (r *Ring0) Decommission(ctx context.Context, id rings.NodeID, version int64
 	if err != nil {
 		return inventory.Node{}, err
 	}
+	r.destroyHostVM(ctx, n)
 	r.log.Info("ring 1 node decommissioned", "node", id, "revoked", revoked)
 	r.event("node-decommissioned", map[string]any{"node": id, "revoked": revoked})
 	return n, nil

@@ -73,7 +73,8 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 		return fmt.Errorf("ring0: %w", err)
 	}
 	args := []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
-		"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir}
+		"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir,
+		"--ring0", r.APIURL()}
 	if spec.Netns != "" {
 		args = append(args, "--netns", spec.Netns)
 	}

@@ -153,14 +153,22 @@ func (r *Ring0) serveImages() error {
 	return err
 }
 
-// bootedImage is the image with digest that a VM on node boots, if one does.
+// bootedImage is the image with digest that a VM on node boots, if one does: a tenant's, or a
+// ring 1 host's.
 func (r *Ring0) bootedImage(ctx context.Context, node rings.NodeID, digest string) (inventory.Image, bool) {
 	vms, err := r.store.VMsOn(ctx, node)
 	if err != nil {
 		return inventory.Image{}, false
 	}
+	ids, err := r.store.HostVMImagesOn(ctx, node) // and the ring 1 hosts it runs as VMs
+	if err != nil {
+		return inventory.Image{}, false
+	}
 	for _, vm := range vms {
-		if im, err := r.store.GetImage(ctx, vm.Image); err == nil && im.Digest == digest {
+		ids = append(ids, vm.Image)
+	}
+	for _, id := range ids {
+		if im, err := r.store.GetImage(ctx, id); err == nil && im.Digest == digest {
 			return im, true
 		}
 	}

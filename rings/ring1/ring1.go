@@ -92,6 +92,9 @@ type Config struct {
 	// NATUplinks are the interfaces tenant networks with NAT reach beyond by; none: the
 	// interfaces of the IPv4 default routes or, without one, the underlay's.
 	NATUplinks []string
+	// Ring0API is ring 0's API (an http:// base URL): VMs this node runs as ring 1 hosts join
+	// through a relay to it on the bridge's gateway. "": the node makes no such VMs.
+	Ring0API string
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.

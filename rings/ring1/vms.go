@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -72,9 +73,10 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		n.log.Warn("no VMs: this node carries no tenant networks")
 		return func() {}
 	}
+	hostLn, ring0, ring0API := n.hostRelay(nw)
 	h, err := vmhost.New(vmhost.Config{Dir: dir, Node: n.cfg.Node, Libvirt: lv, Bridge: c.Bridge,
 		Segments: tn.segments, Guard: tn.guard, Underlay: tn.underlay,
-		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, Logger: n.log,
+		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, Ring0API: ring0API, Logger: n.log,
 		Fetch: func(ctx context.Context, digest, part string, f *os.File) error {
 			return fetchImage(ctx, nc, digest, part, f)
 		},
@@ -86,6 +88,9 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		}})
 	if err != nil {
 		ln.Close()
+		if hostLn != nil {
+			hostLn.Close()
+		}
 		lv.Close()
 		n.log.Warn("no VMs", "err", err)
 		return func() {}
@@ -94,21 +99,50 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		n.log.Error("vms not adopted", "err", err)
 	}
 	rctx, cancelRelay := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { // ends when stop cancels rctx
-		defer close(done)
+	var relays sync.WaitGroup
+	relays.Go(func() { // ends when stop cancels rctx
 		if err := vmhost.ServeRelay(rctx, ln, target); err != nil {
 			n.log.Error("relay", "err", err)
 		}
-	}()
+	})
+	if hostLn != nil {
+		relays.Go(func() { // ends when stop cancels rctx
+			if err := vmhost.ServeRelay(rctx, hostLn, ring0); err != nil {
+				n.log.Error("ring 0 API relay", "err", err)
+			}
+		})
+	}
 	n.vms.Store(h)
-	n.log.Info("hosting VMs", "relay", relay, "kvm", libvirt.HasKVM(), "underlay", tn.underlay)
+	n.log.Info("hosting VMs", "relay", relay, "kvm", libvirt.HasKVM(), "underlay", tn.underlay, "ring1_hosts", hostLn != nil)
 	return func() {
 		n.vms.Store(nil)
 		cancelRelay()
-		<-done
+		relays.Wait()
 		lv.Close() // the VMs keep running, their segments and guards stay: a restarted node adopts them
 	}
+}
+
+// hostRelay listens on the gateway's host port for the VMs this node runs as ring 1 hosts,
+// to pass them through to ring 0's API (host:port); nil if the node knows no ring 0 API.
+func (n *Node) hostRelay(nw *process.Network) (ln net.Listener, ring0, api string) {
+	if n.cfg.Ring0API == "" {
+		return nil, "", ""
+	}
+	u, err := url.Parse(n.cfg.Ring0API)
+	if err != nil || u.Scheme != "http" || u.Host == "" {
+		n.log.Warn("no ring 1 host VMs: ring 0's API is no http:// URL", "ring0", n.cfg.Ring0API)
+		return nil, "", ""
+	}
+	ring0 = u.Host
+	if u.Port() == "" {
+		ring0 = net.JoinHostPort(u.Hostname(), "80")
+	}
+	addr := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.HostPort))
+	if ln, err = net.Listen("tcp", addr); err != nil {
+		n.log.Warn("no ring 1 host VMs: the ring 0 API relay", "err", err)
+		return nil, "", ""
+	}
+	return ln, ring0, "http://" + addr
 }
 
 // vmRoot holds the VM files of every ring 1 node on the host.

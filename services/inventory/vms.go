@@ -198,3 +198,16 @@ func (s *Store) VMsOn(ctx context.Context, node rings.NodeID) ([]VM, error) {
 	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (VM, error) { return scanVM(r) })
 	return out, pgErr("vms on "+string(node), err)
 }
+
+// HostVMImagesOn are the images (by id, from their metadata's "image") that the ring 1 hosts
+// run as VMs on node boot — ring 1 nodes of the libvirt strategy whose parent is node, not
+// decommissioned.
+func (s *Store) HostVMImagesOn(ctx context.Context, node rings.NodeID) ([]string, error) {
+	rows, err := s.pool.Query(ctx, `SELECT n.metadata->>'image' FROM nodes n WHERE n.parent_node = $1 AND n.ring = 1
+		AND n.supervision_strategy = 'libvirt' AND n.state <> $2 AND n.metadata ? 'image'`, string(node), StateDecommissioned)
+	if err != nil {
+		return nil, pgErr("host vm images on "+string(node), err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return out, pgErr("host vm images on "+string(node), err)
+}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 
 	"enjin/guest"
@@ -88,8 +89,14 @@ func check(req rings.VMRequest) error {
 	switch {
 	case !rings.IsUUID(string(req.ID)):
 		return fmt.Errorf("vmhost: vm id %q: want a UUID", req.ID)
+	case req.Host != nil:
+		if err := checkHost(req); err != nil {
+			return err
+		}
 	case req.Tenant.Validate() != nil:
 		return fmt.Errorf("vmhost: vm %s: tenant %q", req.ID, req.Tenant)
+	}
+	switch {
 	case req.VCPUs < 1 || req.VCPUs > 64 || req.MemoryMB < 64 || req.MemoryMB > 1<<20 || req.DiskGB < 1 || req.DiskGB > 16384:
 		return fmt.Errorf("vmhost: vm %s: sizes out of bounds", req.ID)
 	case req.State != rings.VMRunning && req.State != rings.VMStopped:
@@ -111,6 +118,21 @@ func check(req rings.VMRequest) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// checkHost refuses a ring 1 host VM that is not only that: a tenant's, on a tenant network,
+// with volumes or user data, or with a token that is none.
+func checkHost(req rings.VMRequest) error {
+	t := req.Host.Token
+	switch {
+	case req.Tenant != "":
+		return fmt.Errorf("vmhost: vm %s: a ring 1 host is no tenant's", req.ID)
+	case len(req.NICs) != 1 || len(req.Volumes) != 0 || req.UserData != "":
+		return fmt.Errorf("vmhost: vm %s: a ring 1 host has one NIC, on the node's network, and no volumes or user data", req.ID)
+	case t == "" || len(t) > rings.MaxJoinToken || strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0:
+		return fmt.Errorf("vmhost: vm %s: join token: want 1 to %d printable ASCII characters", req.ID, rings.MaxJoinToken)
 	}
 	return nil
 }
@@ -139,7 +161,7 @@ func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err
 	}
 	d := libvirt.Domain{Name: string(req.ID), UUID: string(req.ID), KVM: libvirt.HasKVM(), VCPUs: uint(req.VCPUs),
 		MemoryMiB: uint(req.MemoryMB), ConsoleLog: filepath.Join(dir, "console.log"),
-		Meta: libvirt.Meta{Tenant: req.Tenant, VM: req.Name, Node: h.cfg.Node}}
+		Meta: libvirt.Meta{Tenant: req.Tenant, VM: req.Name, Node: h.cfg.Node, Host: req.Host != nil}}
 	if disk != "" {
 		root := filepath.Join(dir, "disk.qcow2")
 		if err := libvirt.Overlay(ctx, disk, root, req.DiskGB); err != nil {
@@ -161,9 +183,13 @@ func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err
 	for _, v := range req.Volumes {
 		d.Disks = append(d.Disks, h.volumeDisk(v, rec.target(v.ID)))
 	}
-	id, err := h.cfg.Mint(ctx, req.Tenant, req.ID)
-	if err != nil {
-		return rec, fmt.Errorf("vmhost: identity of %s: %w", req.ID, err)
+	var id Identity // a ring 1 host makes its own, as it joins
+	if req.Host == nil {
+		if id, err = h.cfg.Mint(ctx, req.Tenant, req.ID); err != nil {
+			return rec, fmt.Errorf("vmhost: identity of %s: %w", req.ID, err)
+		}
+	} else if h.cfg.Ring0API == "" {
+		return rec, fmt.Errorf("vmhost: vm %s: this node reaches no ring 0 API for a ring 1 host to join through", req.ID)
 	}
 	rec.UserPub, rec.AttestPub = id.UserPub, id.AttestPub
 	meta, err := h.writeMeta(req, rec, id)
@@ -192,6 +218,9 @@ func (h *Host) writeMeta(req rings.VMRequest, rec record, id Identity) (string, 
 		}
 	}
 	m.Links = links(req)
+	if req.Host != nil {
+		m.Host = &guest.Host{Token: req.Host.Token, Ring0: h.cfg.Ring0API, Apps: h.cfg.HostApps}
+	}
 	b, err := json.Marshal(m)
 	if err != nil {
 		return "", fmt.Errorf("vmhost: metadata of %s: %w", req.ID, err)
@@ -323,16 +352,22 @@ func (r *record) target(id string) string {
 
 func (h *Host) volumePath(id string) string { return filepath.Join(h.cfg.Dir, "volumes", id+".qcow2") }
 
-// allow lets the VM's addresses reach the bus relay, or no longer.
+// allow lets the VM's addresses reach the bus relay (and, for a ring 1 host, ring 0's API
+// relay), or no longer.
 func (h *Host) allow(rec record, on bool) {
 	for _, a := range rec.Addresses {
 		if !a.IsValid() {
 			continue
 		}
 		var err error
-		if on {
+		switch host := rec.Request.Host != nil; {
+		case on && host:
+			err = errors.Join(h.cfg.Network.AllowGuest(a), h.cfg.Network.AllowHost(a))
+		case on:
 			err = h.cfg.Network.AllowGuest(a)
-		} else {
+		case host:
+			err = errors.Join(h.cfg.Network.DisallowGuest(a), h.cfg.Network.DisallowHost(a))
+		default:
 			err = h.cfg.Network.DisallowGuest(a)
 		}
 		if err != nil {

@@ -73,7 +73,7 @@ func (h *Host) saw(infos []libvirt.Info) {
 func (h *Host) childrenOf(infos []libvirt.Info) []rings.Child {
 	var out []rings.Child
 	for _, in := range infos {
-		if in.Meta.Node != h.cfg.Node {
+		if in.Meta.Node != h.cfg.Node || in.Meta.Host { // a ring 1 host reports itself
 			continue
 		}
 		out = append(out, rings.Child{Node: rings.NodeID(in.Name), Tenant: in.Meta.Tenant, App: "vm:" + in.Meta.VM, State: stateOf(in.State)})

@@ -61,6 +61,8 @@ type Addresses interface {
 	Gateway() netip.Addr
 	AllowGuest(a netip.Addr) error
 	DisallowGuest(a netip.Addr) error
+	AllowHost(a netip.Addr) error
+	DisallowHost(a netip.Addr) error
 }
 
 // Identity is a VM's bus identity: a .creds file's text (a user of its tenant's account,
@@ -92,6 +94,12 @@ type Config struct {
 	// Revoke is told a destroyed VM's user key, for ring 0 to revoke.
 	Revoke func(t rings.TenantID, userPub string)
 	NATS   []string // the bus URLs guests dial (the relay on the gateway)
+	// Ring0API is ring 0's API as VMs that are ring 1 hosts reach it to join (a relay on the
+	// gateway); "": this node makes no such VMs.
+	Ring0API string
+	// HostApps is the block a VM that is a ring 1 host gives its app instances; it must not
+	// overlap Prefix. Invalid: 100.127.0.0/16, or 198.19.0.0/16 if Prefix overlaps that.
+	HostApps netip.Prefix
 	// MemoryMB is the memory offered to VMs in all; 0: the host's less a reserve (MemoryMB).
 	MemoryMB int64
 	Logger   *slog.Logger
@@ -123,6 +131,15 @@ func New(cfg Config) (*Host, error) {
 	}
 	if cfg.Revoke == nil {
 		cfg.Revoke = func(rings.TenantID, string) {}
+	}
+	if !cfg.HostApps.IsValid() {
+		cfg.HostApps = netip.MustParsePrefix("100.127.0.0/16")
+		if cfg.HostApps.Overlaps(cfg.Prefix) {
+			cfg.HostApps = netip.MustParsePrefix("198.19.0.0/16")
+		}
+	}
+	if cfg.HostApps.Overlaps(cfg.Prefix) {
+		return nil, fmt.Errorf("vmhost: HostApps %s overlaps the bridge's %s", cfg.HostApps, cfg.Prefix)
 	}
 	abs, err := filepath.Abs(cfg.Dir)
 	if err != nil {
@@ -220,11 +237,9 @@ func (h *Host) Restore() error {
 			if err := h.cfg.Network.ReserveAddr(a); err != nil {
 				h.log.Warn("vm address not taken again", "vm", in.Name, "addr", a, "err", err)
 			}
-			if in.State == libvirt.Running {
-				if err := h.cfg.Network.AllowGuest(a); err != nil {
-					h.log.Warn("vm not let in to the relay", "vm", in.Name, "err", err)
-				}
-			}
+		}
+		if in.State == libvirt.Running {
+			h.allow(r, true)
 		}
 		h.log.Info("vm adopted", "vm", in.Name, "tenant", r.Request.Tenant, "state", in.State)
 	}

@@ -3,8 +3,11 @@ package vmhost
 import (
 	"bufio"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+
+	"enjin/rings"
 )
 
 // hostReserveMB is the least memory kept back from VMs for the host itself: ring 1, the
@@ -14,12 +17,28 @@ const hostReserveMB = 1024
 // MemoryMB is the memory the host offers its VMs in all, in MiB: Config.MemoryMB, or else
 // the host's memory less an eighth of it (at least hostReserveMB). VMs' memory is not
 // overcommitted: ring 0 places a VM only while the VMs of the node fit in this.
+//
+// The VMs this host runs as ring 1 hosts are no tenant's, so ring 0 counts none of them: their
+// memory is taken off what is offered here.
 func (h *Host) MemoryMB() int64 {
-	if h.cfg.MemoryMB > 0 {
-		return h.cfg.MemoryMB
+	offer := h.cfg.MemoryMB
+	if offer <= 0 {
+		total := memTotalMB()
+		offer = max(0, total-max(hostReserveMB, total/8))
 	}
-	total := memTotalMB()
-	return max(0, total-max(hostReserveMB, total/8))
+	return max(0, offer-h.hostVMsMB())
+}
+
+// hostVMsMB is the memory of the VMs this host runs as ring 1 hosts.
+func (h *Host) hostVMsMB() int64 {
+	dirs, _ := os.ReadDir(filepath.Join(h.cfg.Dir, "vms"))
+	var mb int64
+	for _, d := range dirs {
+		if r, ok := h.load(rings.NodeID(d.Name())); ok && r.Request.Host != nil {
+			mb += int64(r.Request.MemoryMB)
+		}
+	}
+	return mb
 }
 
 // memTotalMB is MemTotal from /proc/meminfo, in MiB; 0 if it cannot be read.

@@ -11,7 +11,8 @@ import (
 // Firewall confines the bridge's children with nftables, in a table of the bridge's own
 // (inet enjin-<bridge>): a child may answer connections the host opened to it (the router's),
 // but may open none of its own to the host — no host service, no control or bus port, on
-// any of the host's addresses (but for a VM AllowGuest let in, to GuestPort on the gateway)
+// any of the host's addresses (but for a VM AllowGuest let in, to GuestPort on the gateway,
+// and a VM that is a ring 1 host AllowHost let in, to HostPort there too)
 // — and nothing it sends is forwarded anywhere, to another child or beyond. Together with the bridge's isolated ports this leaves every child alone with the
 // router.
 func (n *Network) Firewall() error {
@@ -25,10 +26,14 @@ table inet %[1]s {
 	set guests {
 		type ipv4_addr; comment "VMs, which may reach the host's guest port on the gateway";
 	}
+	set hosts {
+		type ipv4_addr; comment "VMs that are ring 1 hosts, which may reach ring 0's API through the host port too";
+	}
 	chain input {
 		type filter hook input priority -10; policy accept;
 		iifname %[2]q ct state established,related accept
 		iifname %[2]q ip saddr @guests ip daddr %[3]s tcp dport %[4]d accept
+		iifname %[2]q ip saddr @hosts ip daddr %[3]s tcp dport %[5]d accept
 		iifname %[2]q meta l4proto tcp reject with tcp reset
 		iifname %[2]q reject
 	}
@@ -41,7 +46,7 @@ table inet %[1]s {
 		oifname %[2]q drop
 	}
 }
-`, table, n.Bridge, n.Gateway(), GuestPort)
+`, table, n.Bridge, n.Gateway(), GuestPort, HostPort)
 	cmd := exec.Command("nft", "-f", "-")
 	cmd.Stdin = strings.NewReader(rules)
 	var out bytes.Buffer
@@ -56,18 +61,29 @@ table inet %[1]s {
 // relay to the bus, over which the guest publishes as its ring 2 node.
 const GuestPort = 4222
 
+// HostPort is the port on the bridge's gateway a VM that is a ring 1 host may open a
+// connection to besides GuestPort: ring 1's relay to ring 0's API, which it joins through.
+const HostPort = 4280
+
 // AllowGuest lets the VM with address a reach GuestPort on the gateway; DisallowGuest undoes
 // it. Nothing else a VM sends to the host is accepted.
-func (n *Network) AllowGuest(a netip.Addr) error { return n.guestSet("add", a) }
+func (n *Network) AllowGuest(a netip.Addr) error { return n.guestSet("add", "guests", a) }
 
 // DisallowGuest takes a out of the addresses AllowGuest let in.
-func (n *Network) DisallowGuest(a netip.Addr) error { return n.guestSet("delete", a) }
+func (n *Network) DisallowGuest(a netip.Addr) error { return n.guestSet("delete", "guests", a) }
 
-func (n *Network) guestSet(op string, a netip.Addr) error {
+// AllowHost lets the VM with address a, a ring 1 host, reach HostPort on the gateway too;
+// DisallowHost undoes it.
+func (n *Network) AllowHost(a netip.Addr) error { return n.guestSet("add", "hosts", a) }
+
+// DisallowHost takes a out of the addresses AllowHost let in.
+func (n *Network) DisallowHost(a netip.Addr) error { return n.guestSet("delete", "hosts", a) }
+
+func (n *Network) guestSet(op, set string, a netip.Addr) error {
 	if !a.Is4() || !n.Prefix.Contains(a) {
 		return fmt.Errorf("process: firewall: guest %v is not in %v", a, n.Prefix)
 	}
-	out, err := exec.Command("nft", op, "element", "inet", "enjin-"+n.Bridge, "guests", "{ "+a.String()+" }").CombinedOutput()
+	out, err := exec.Command("nft", op, "element", "inet", "enjin-"+n.Bridge, set, "{ "+a.String()+" }").CombinedOutput()
 	if err != nil && !(op == "delete" && bytes.Contains(out, []byte("No such file"))) {
 		return fmt.Errorf("process: firewall: %s guest %v: %w: %s", op, a, err, bytes.TrimSpace(out))
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 // A child on the bridge reaches the gateway's guest port only while AllowGuest lets its
-// address in, and never any other port; reserved addresses are never handed to a child.
+// address in, the host port only while AllowHost does too, and never any other port;
+// reserved addresses are never handed to a child.
 func TestGuestPortAndReservedAddresses(t *testing.T) {
 	n := time.Now().UnixNano()%200 + 20
 	nw := &process.Network{Bridge: fmt.Sprintf("enjg%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.99.%d.0/29", n))}
@@ -43,13 +44,15 @@ func TestGuestPortAndReservedAddresses(t *testing.T) {
 	}
 	gw := nw.Gateway().String()
 	guest, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(process.GuestPort)))
+	host, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(process.HostPort)))
 	other, _ := net.Listen("tcp", net.JoinHostPort(gw, "0"))
-	if guest == nil || other == nil {
+	if guest == nil || host == nil || other == nil {
 		t.Fatal("listeners on the gateway")
 	}
 	defer guest.Close()
+	defer host.Close()
 	defer other.Close()
-	for _, l := range []net.Listener{guest, other} {
+	for _, l := range []net.Listener{guest, host, other} {
 		go func() { // ends when l closes
 			for {
 				c, err := l.Accept()
@@ -66,8 +69,20 @@ func TestGuestPortAndReservedAddresses(t *testing.T) {
 		return cmd.Run() == nil
 	}
 	otherPort := other.Addr().(*net.TCPAddr).Port
-	if dial(process.GuestPort) || dial(otherPort) {
+	if dial(process.GuestPort) || dial(process.HostPort) || dial(otherPort) {
 		t.Fatal("a child reached the gateway before AllowGuest")
+	}
+	if err := nw.AllowHost(ep.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if !dial(process.HostPort) || dial(process.GuestPort) {
+		t.Fatal("AllowHost: want the host port reached, and not the guest port")
+	}
+	if err := nw.DisallowHost(ep.Addr); err != nil {
+		t.Fatal(err)
+	}
+	if dial(process.HostPort) {
+		t.Fatal("a disallowed host still reaches the host port")
 	}
 	if err := nw.AllowGuest(ep.Addr); err != nil {
 		t.Fatal(err)
@@ -75,8 +90,8 @@ func TestGuestPortAndReservedAddresses(t *testing.T) {
 	if !dial(process.GuestPort) {
 		t.Fatal("an allowed guest cannot reach the guest port")
 	}
-	if dial(otherPort) {
-		t.Fatal("an allowed guest reached another port of the gateway")
+	if dial(otherPort) || dial(process.HostPort) {
+		t.Fatal("an allowed guest reached another port of the gateway, or the host port")
 	}
 	if err := nw.DisallowGuest(ep.Addr); err != nil {
 		t.Fatal(err)
