@@ -59,6 +59,7 @@ func (r *Ring0) revokeNode(ctx context.Context, node rings.NodeID, current, keep
 		if err := r.broker.Revoke(ctx, keys.RING1, pub); err != nil {
 			return n, fmt.Errorf("ring0: revoke user %s of node %s: %w", pub, node, err)
 		}
+		r.metrics.revoked.Inc()
 		if _, err := r.store.RevokeCredentials(ctx, pub); err != nil {
 			return n, err
 		}

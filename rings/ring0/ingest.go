@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"enjin/bus"
 	"enjin/rings"
@@ -121,6 +122,8 @@ type ingester struct {
 	committed atomic.Uint64
 	failed    atomic.Uint64 // observations lost to a failed commit (not acknowledged)
 	deferred  atomic.Uint64 // observations refused for now: the queue was full, or late
+
+	ackDelay prometheus.Observer // arrival → acknowledgement; nil: not measured
 }
 
 func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, log *slog.Logger, seen func(rings.NodeID, time.Time)) *ingester {
@@ -464,10 +467,14 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 			}
 		} else {
 			g.committed.Add(uint64(len(batch)))
+			now := time.Now()
 			for _, p := range batch {
 				if p.msg != nil { // children have no message of their own
 					g.acked.Add(1)
 					bus.Ack(p.msg)
+					if g.ackDelay != nil {
+						g.ackDelay.Observe(now.Sub(p.at).Seconds())
+					}
 					g.seen(p.obs.Node, p.obs.Received)
 				}
 			}

@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"enjin/bus"
 	"enjin/bus/broker"
@@ -107,8 +108,11 @@ type Ring0 struct {
 	ingNC  *nats.Conn // RING1: observations in, acknowledgements out
 	api    *http.Server
 	apiLn  net.Listener
-	images *images.Store // nil if it could not open: the image routes answer 503
-	start  time.Time
+
+	metrics  *metrics
+	registry *prometheus.Registry // served at the API's /metrics
+	images   *images.Store        // nil if it could not open: the image routes answer 503
+	start    time.Time
 
 	nodeMu     sync.Mutex // serializes joins and decommissions: neither sees half of the other
 	vmKeys     sync.Map   // a VM's bus user key → its node id
@@ -221,6 +225,8 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	r.judge = newJudge(r.cfg.Heartbeat)
 	r.judge.load(nks, time.Now())
 	r.ingest = newIngester(r.cfg.ingest, r.store, r.verify, r.log, r.judge.seen)
+	r.metrics, r.registry = newMetrics(r)
+	r.ingest.ackDelay = r.metrics.ackDelay
 	r.ingest.byKey, r.ingest.heard = r.vmByKey, r.judge.heard
 	if r.cfg.Cluster != nil { // the others hear of it too
 		r.ingest.seen = func(n rings.NodeID, at time.Time) { r.judge.seen(n, at); r.hearing.saw(n, at) }
@@ -304,13 +310,16 @@ func (r *Ring0) listenAPI() error {
 		checkers = append(checkers, hp)
 	}
 	r.openImages()
-	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
-		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r})
-	if err != nil {
-		return err
-	}
 	if r.apiLn, err = net.Listen("tcp", r.cfg.APIAddr); err != nil {
 		return fmt.Errorf("ring0: api: %w", err)
+	}
+	// /metrics needs no token only where nobody but this machine reaches it.
+	loopback := r.apiLn.Addr().(*net.TCPAddr).IP.IsLoopback()
+	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
+		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback})
+	if err != nil {
+		r.apiLn.Close()
+		return err
 	}
 	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler(), api.Timeouts{})
 	return nil

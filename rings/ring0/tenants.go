@@ -166,6 +166,7 @@ func (r *Ring0) serveRevoke() error {
 		if err != nil {
 			return struct{}{}, fmt.Errorf("revoke: %w", err)
 		}
+		r.metrics.revoked.Inc()
 		if req.Tenant.Validate() != nil || !nkeys.IsValidPublicUserKey(req.User) {
 			return struct{}{}, errors.New("revoke: want a tenant and a user public key")
 		}

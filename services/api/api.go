@@ -21,9 +21,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"enjin/rings"
 	"enjin/services/images"
@@ -92,6 +95,10 @@ type Config struct {
 	Images      *images.Store // the VM image store; nil: the image routes answer 503
 	ImageLimits images.Limits // bounds on each image upload; zero fields take their defaults
 	VMs         VMs           // VMs and volumes; nil: their routes answer 503
+	// Metrics, if set, is served at /metrics (Prometheus' text format), with the API's own
+	// counters registered on it; MetricsOpen serves it without a token (a loopback listener).
+	Metrics     *prometheus.Registry
+	MetricsOpen bool
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -113,6 +120,10 @@ type API struct {
 	patterns []string // every pattern registered on mux, in table order
 	openapi  []byte   // the OpenAPI document, encoded once
 	onPanic  func(any)
+
+	metrics     *prometheus.Registry
+	metricsOpen bool
+	counts      *apiMetrics
 }
 
 // New checks cfg and builds the API's routes and OpenAPI document.
@@ -139,6 +150,11 @@ func New(cfg Config) (*API, error) {
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
+	a.metrics, a.metricsOpen = cfg.Metrics, cfg.MetricsOpen
+	var err error
+	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {
+		return nil, fmt.Errorf("api: metrics: %w", err)
+	}
 	if a.log == nil {
 		a.log = slog.New(slog.DiscardHandler)
 	}

@@ -128,7 +128,7 @@ type env struct {
 func newEnv(t *testing.T) *env { return newEnvWith(t, api.Timeouts{}) }
 
 // newEnvWith is newEnv with the server's timeouts.
-func newEnvWith(t *testing.T, to api.Timeouts) *env {
+func newEnvWith(t *testing.T, to api.Timeouts, opts ...func(*api.Config)) *env {
 	t.Helper()
 	url := harness.StartPostgres(t).CreateDatabase(t, "")
 	store, err := inventory.Open(t.Context(), url, harness.Logger(t))
@@ -137,7 +137,11 @@ func newEnvWith(t *testing.T, to api.Timeouts) *env {
 	}
 	t.Cleanup(store.Close)
 	e := &env{store: store, ring0: &testRing0{store: store}}
-	e.api, err = api.New(api.Config{Store: store, Ring0: e.ring0, Checkers: checkers(t), Logger: harness.Logger(t)})
+	cfg := api.Config{Store: store, Ring0: e.ring0, Checkers: checkers(t), Logger: harness.Logger(t)}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	e.api, err = api.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -105,6 +105,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 		start := time.Now()
 		sw := &statusWriter{ResponseWriter: w}
 		next.ServeHTTP(sw, r)
+		a.counts.observe(r, sw.code(), time.Since(start))
 		if a.log.Enabled(r.Context(), slog.LevelDebug) {
 			a.log.LogAttrs(r.Context(), slog.LevelDebug, "http request",
 				slog.String("method", r.Method), slog.String("path", r.URL.Path),

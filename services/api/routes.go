@@ -154,6 +154,8 @@ func (a *API) routes() []route {
 			status: http.StatusOK, out: memberList{}, serve: a.members},
 		{method: "GET", path: "/v1/placements", access: reader, summary: "Where every app and VM was placed, each with the winning bid its host signed (the bid's exact bytes, the host's attestation key, the signature), for checking offline; for apps, the release ring 0 keeps to re-place them with if their host goes down (kept_release), and moved_from while a re-placed app has yet to run on its new host",
 			status: http.StatusOK, out: placementList{}, serve: a.placements},
+		{method: "GET", path: "/metrics", access: a.metricsAccess(), summary: "Prometheus metrics (text exposition): ingest (committed, refused by reason, acknowledgement latency), nodes by state, revocations, API requests by route and status; without a token only while the API listens on loopback",
+			rawOut: "text/plain; version=0.0.4", status: http.StatusOK, serve: a.serveMetrics},
 		{method: "GET", path: "/openapi.json", access: public, summary: "This API's OpenAPI document",
 			status: http.StatusOK, out: map[string]any{}, serve: a.document},
 

@@ -311,3 +311,16 @@ func (s *Store) RegisterNodes(ctx context.Context, ns []Node) error {
 	})
 	return pgErr("register nodes", err)
 }
+
+// NodeStates counts the nodes in each state ring 0 judged them in (decommissioned ones too).
+func (s *Store) NodeStates(ctx context.Context) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, `SELECT state, count(*) FROM nodes GROUP BY state`)
+	if err != nil {
+		return nil, pgErr("node states", err)
+	}
+	out := map[string]int64{}
+	var state string
+	var n int64
+	_, err = pgx.ForEachRow(rows, []any{&state, &n}, func() error { out[state] = n; return nil })
+	return out, pgErr("node states", err)
+}
