@@ -2,8 +2,11 @@ package test
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/json"
 	"io"
 	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,6 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -46,6 +50,84 @@ func TestRing0Metrics(t *testing.T) {
 	t.Logf("%d families; %v observations acknowledged, mean ack delay %.1f ms; nodes up %v",
 		len(fams), value(fams, "enjin_ingest_observations_total", "outcome", "acknowledged"),
 		1000*hs.GetSampleSum()/float64(hs.GetSampleCount()), value(fams, "enjin_nodes", "state", "up"))
+}
+
+// TestRing1Metrics scrapes ring1-local's /metrics (on its app API, loopback: no token) with
+// Prometheus' parser once an app served requests through its router: the app's requests by
+// status class and their durations, each instance's CPU, memory, restarts and state, and the
+// node's acknowledged heartbeats; `enjin apps ps` shows CPU and memory too.
+func TestRing1Metrics(t *testing.T) {
+	c := newCloud(t)
+	c.start()
+	c.deploySamples("acme/web")
+	for range 20 {
+		if code, _ := c.get("acme/web"); code != 200 {
+			t.Fatalf("acme/web: %d", code)
+		}
+	}
+	c.get("acme/nosuch") // no app's: counted for none
+	base := appsAPIOf(t, c, "ring1-local")
+	fams := scrape(t, base+"/metrics")
+	if value(fams, "enjin_app_requests_total", "app", "nosuch") != -1 {
+		t.Fatalf("a host nobody routes has figures: %v", fams["enjin_app_requests_total"])
+	}
+	var ok200 float64 = -1
+	for _, m := range fams["enjin_app_requests_total"].GetMetric() {
+		if label(m, "tenant") == "acme" && label(m, "app") == "web" && label(m, "class") == "2xx" {
+			ok200 = m.GetCounter().GetValue()
+		}
+	}
+	if ok200 != 20 {
+		t.Fatalf("acme/web's 2xx through the router: %v, want 20 (%v)", ok200, fams["enjin_app_requests_total"])
+	}
+	var hist *dto.Histogram
+	for _, m := range fams["enjin_app_request_duration_seconds"].GetMetric() {
+		if label(m, "app") == "web" {
+			hist = m.GetHistogram()
+		}
+	}
+	if hist == nil || hist.GetSampleCount() != 20 || hist.GetSampleSum() <= 0 {
+		t.Fatalf("acme/web's durations: %v", hist)
+	}
+	if v := value(fams, "enjin_instance_memory_bytes", "instance", "web.0"); v <= 0 {
+		t.Fatalf("web.0's memory: %v", v)
+	}
+	if v := value(fams, "enjin_instance_state", "state", "healthy"); v != 1 {
+		t.Fatalf("web.0's state: %v", fams["enjin_instance_state"])
+	}
+	for _, name := range []string{"enjin_instance_cpu_seconds_total", "enjin_instance_restarts_total", "enjin_router_connections", "go_goroutines"} {
+		if _, ok := fams[name]; !ok {
+			t.Errorf("no %s", name)
+		}
+	}
+	if value(fams, "enjin_heartbeats_total", "outcome", "acknowledged") < 1 {
+		t.Errorf("heartbeats: %v", fams["enjin_heartbeats_total"])
+	}
+	if out := c.cli("apps", "ps", "acme/web"); !strings.Contains(out, "CPU") || !strings.Contains(out, "MEM") || !strings.Contains(out, "M ") {
+		t.Errorf("apps ps without CPU and memory:\n%s", out)
+	}
+	t.Logf("ring1-local: %d families; acme/web 20×2xx, mean %.2f ms; web.0 holds %.1f MiB", len(fams),
+		1000*hist.GetSampleSum()/float64(hist.GetSampleCount()), value(fams, "enjin_instance_memory_bytes", "instance", "web.0")/(1<<20))
+}
+
+// appsAPIOf is the app API node names in its last own observation.
+func appsAPIOf(t *testing.T, c *cloud, node string) string {
+	t.Helper()
+	var r struct {
+		Observations []struct {
+			Payload string `json:"payload"`
+		} `json:"observations"`
+	}
+	b, err := c.apiGet("/v1/nodes/" + node + "/observations?limit=1")
+	if err != nil || json.Unmarshal(b, &r) != nil || len(r.Observations) != 1 {
+		t.Fatalf("%s's last observation: %v %s", node, err, b)
+	}
+	payload, _ := base64.RawURLEncoding.DecodeString(r.Observations[0].Payload)
+	var obs rings.Observation
+	if err := json.Unmarshal(payload, &obs); err != nil || obs.AppsAPI == "" {
+		t.Fatalf("%s names no app API: %v %s", node, err, payload)
+	}
+	return obs.AppsAPI
 }
 
 // scrape GETs a Prometheus text exposition and parses it.

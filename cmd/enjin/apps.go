@@ -130,7 +130,7 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 		return err
 	}
 	spread := slices.ContainsFunc(r.Instances, func(i apphost.InstanceInfo) bool { return i.Host != "" })
-	head := "INSTANCE\tRELEASE\tADDRESS\tNETWORKS\tSTATE\tRESTARTS\tLAST EXIT\tID"
+	head := "INSTANCE\tRELEASE\tADDRESS\tNETWORKS\tSTATE\tCPU\tMEM\tRESTARTS\tLAST EXIT\tID"
 	if spread { // an app spread over hosts: each instance's host first
 		head = "HOST\t" + head
 	}
@@ -147,10 +147,19 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 		for _, n := range i.Networks {
 			nets = append(nets, n.Network+"="+strings.Join(n.Addresses, ","))
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%s\t%d\t%s\t%s\n", name, i.Release, i.Address, i.Port, dash(strings.Join(nets, " ")),
-			i.State, i.Restarts, dash(i.Exit), i.ID)
+		fmt.Fprintf(tw, "%s\t%d\t%s:%d\t%s\t%s\t%.0f%%\t%s\t%d\t%s\t%s\n", name, i.Release, i.Address, i.Port, dash(strings.Join(nets, " ")),
+			i.State, 100*i.CPU, mebibytes(i.MemBytes), i.Restarts, dash(i.Exit), i.ID)
 	}
 	return tw.Flush()
+}
+
+// mebibytes writes a byte count as MiB, one decimal below 10.
+func mebibytes(b uint64) string {
+	m := float64(b) / (1 << 20)
+	if m < 10 {
+		return fmt.Sprintf("%.1fM", m)
+	}
+	return fmt.Sprintf("%.0fM", m)
 }
 
 func dash(s string) string {

@@ -86,11 +86,12 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	if err != nil {
 		return err
 	}
-	api := &http.Server{Addr: c.APIAddr, Handler: host.Handler(c.APIToken), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", c.APIAddr)
 	if err != nil {
 		return fmt.Errorf("ring1 %s: app api: %w", n.cfg.Node, err)
 	}
+	api := &http.Server{Addr: c.APIAddr, ReadHeaderTimeout: 5 * time.Second,
+		Handler: withMetrics(host.Handler(c.APIToken), newNodeMetrics(n, rt, host), ln, c.APIToken)}
 	rln, err := net.Listen("tcp", c.RouterAddr)
 	if err != nil {
 		ln.Close()

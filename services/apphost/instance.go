@@ -56,6 +56,10 @@ type InstanceInfo struct {
 	PID      int       `json:"pid"`            // of the sandbox's init, as the host sees it; 0 when not running
 	Exit     string    `json:"exit,omitempty"` // how the process last ended
 	Host     string    `json:"host,omitempty"` // of an app spread over hosts: the ring 1 host it runs on, as ring 0 lists it
+	// CPU is the fraction of one core it used since the node's last heartbeat; MemBytes what
+	// its cgroup holds now.
+	CPU      float64 `json:"cpu"`
+	MemBytes uint64  `json:"mem_bytes"`
 	// Networks are its ports on its tenant's networks, in the manifest's order.
 	Networks []Attachment `json:"networks,omitempty"`
 }
@@ -363,6 +367,16 @@ func (in *instance) stop() {
 
 // cpuShare turns the cgroup's total CPU time into the fraction of a core used since the
 // previous call.
+// cpuSince is the fraction of one core used since the last cpuShare, which it leaves be.
+func (in *instance) cpuSince(totalNs uint64) float64 {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	if in.cpuAt.IsZero() || totalNs < in.cpuNs {
+		return 0
+	}
+	return float64(totalNs-in.cpuNs) / float64(max(time.Since(in.cpuAt).Nanoseconds(), 1))
+}
+
 func (in *instance) cpuShare(totalNs uint64) float64 {
 	in.mu.Lock()
 	defer in.mu.Unlock()

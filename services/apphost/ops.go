@@ -453,7 +453,11 @@ func (h *Host) Ps(tenant rings.TenantID, name string) ([]InstanceInfo, error) {
 	}
 	var out []InstanceInfo
 	for _, in := range a.all() {
-		out = append(out, in.info())
+		info := in.info()
+		if mem, cpu, err := h.cfg.Cgroups.Usage(in.cgroup); err == nil {
+			info.MemBytes, info.CPU = mem, in.cpuSince(cpu)
+		}
+		out = append(out, info)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Release != out[j].Release {

@@ -220,6 +220,32 @@ func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, s
 	return rel, err
 }
 
+// Figure is what the host measures of one instance, for its metrics.
+type Figure struct {
+	Tenant     rings.TenantID
+	App, Name  string // Name: type.index, e.g. web.0
+	State      string
+	Restarts   int
+	CPUSeconds float64 // used since it started (its cgroup's)
+	MemBytes   uint64
+}
+
+// Figures measures every instance the host runs now, leaving the heartbeat's CPU shares be.
+func (h *Host) Figures() []Figure {
+	var out []Figure
+	for _, a := range h.allApps() {
+		for _, in := range a.all() {
+			info := in.info()
+			f := Figure{Tenant: rings.TenantID(a.tenant), App: a.name, Name: info.Name, State: info.State, Restarts: info.Restarts}
+			if mem, cpu, err := h.cfg.Cgroups.Usage(in.cgroup); err == nil {
+				f.MemBytes, f.CPUSeconds = mem, float64(cpu)/1e9
+			}
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // Children reports every instance as a ring 2 child of this node, with its cgroup's memory
 // and the CPU it used since the previous report, for the node's signed heartbeat.
 func (h *Host) Children() []rings.Child {

@@ -41,7 +41,8 @@ type conn struct {
 	status  int
 	written int64
 	backend string
-	linger  bool // unread request bytes may remain: close gently
+	linger  bool      // unread request bytes may remain: close gently
+	app     *appStats // the routed app's counts, once the request is routed
 
 	switched *upConn // the backend connection of a WebSocket the app accepted
 }
@@ -94,7 +95,7 @@ func (c *conn) serve() {
 		r.connMu.Unlock()
 		r.stats.conns.Add(-1)
 		if p == nil {
-			c.r, c.nc, c.rd.nc, c.wd.nc = nil, nil, nil, nil
+			c.r, c.nc, c.rd.nc, c.wd.nc, c.app = nil, nil, nil, nil, nil
 			c.head, c.rhead, c.out = shrink(c.head), shrink(c.rhead), shrink(c.out)
 			c.br.Reset(nil)
 			c.bw.Reset(nil)
@@ -157,10 +158,13 @@ func (c *conn) serveOne() bool {
 		}
 	}
 	c.start = time.Now()
-	c.status, c.written, c.backend = 0, 0, ""
+	c.status, c.written, c.backend, c.app = 0, 0, "", nil
 	c.req = request{fields: c.req.fields[:0], hop: c.req.hop[:0], minor: 1, length: -1}
 	keep := c.handle()
 	if c.status != 0 {
+		if c.app != nil {
+			c.app.observe(c.status, time.Since(c.start))
+		}
 		c.logRequest()
 	}
 	return keep
@@ -196,6 +200,7 @@ func (c *conn) handle() bool {
 	if rt == nil {
 		return c.respond(errUnknownHost.status, errUnknownHost.msg)
 	}
+	c.app = rt.stats
 	return c.proxy(key, rt)
 }
 

@@ -28,6 +28,7 @@ type route struct {
 	next     atomic.Uint32 // where the next least-inflight scan starts
 	noneMsg  string        // the 503 body when backends is empty
 	gone     chan struct{} // closed once a newer set replaces this one, or the app is removed
+	stats    *appStats     // the app's, carried from set to set
 }
 
 // SetRoute makes tenant's app routable to exactly backends, replacing the previous set in one
@@ -38,7 +39,11 @@ func (r *Router) SetRoute(tenant, app string, backends []Backend) {
 	key := routeName(tenant, app)
 	r.regMu.Lock()
 	defer r.regMu.Unlock()
-	rt := &route{noneMsg: "no healthy instance of app " + key + "\n", gone: make(chan struct{})}
+	rt := &route{noneMsg: "no healthy instance of app " + key + "\n", gone: make(chan struct{}),
+		stats: &appStats{tenant: strings.ToLower(tenant), app: strings.ToLower(app)}}
+	if prev := r.table.Load().routes[key]; prev != nil {
+		rt.stats = prev.stats
+	}
 	for _, b := range backends {
 		u := r.upstreamFor(b)
 		u.refs++
