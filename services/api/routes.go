@@ -196,6 +196,8 @@ func (a *API) routes() []route {
 			body: &compartmentCreate{}, status: http.StatusCreated, out: inventory.Compartment{}, serve: a.createCompartment},
 		{method: "GET", path: "/v1/compartments/{compartment}", access: reader, summary: "A compartment; ETag is its version",
 			status: http.StatusOK, out: inventory.Compartment{}, serve: a.getCompartment},
+		{method: "GET", path: "/v1/compartments/{compartment}/usage", access: reader, summary: "What the nodes in a compartment and below it use, summed from each one's newest signed observation of itself: CPU (cores busy), memory, app instances and VMs, and the memory they offer VMs; by node too",
+			status: http.StatusOK, out: compartmentUsage{}, serve: a.compartmentUsage},
 		{method: "PATCH", path: "/v1/compartments/{compartment}", access: admin, summary: "Change a compartment; its parents must not make a cycle",
 			ifMatch: mustMatch, body: &compartmentPatch{}, status: http.StatusOK, out: inventory.Compartment{}, serve: a.patchCompartment},
 		{method: "DELETE", path: "/v1/compartments/{compartment}", access: admin, summary: "Delete a compartment; nodes in it keep running, with none",

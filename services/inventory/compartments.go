@@ -190,3 +190,36 @@ func (s *Store) History(ctx context.Context, kind, id string) ([]map[string]any,
 	out, err := pgx.CollectRows(rows, pgx.RowTo[map[string]any])
 	return out, pgErr("history", err)
 }
+
+// NodeClaim is a node with what it last said of itself: the payload of its newest own
+// observation (nil: none yet).
+type NodeClaim struct {
+	Node    rings.NodeID
+	State   string
+	Payload []byte
+}
+
+// CompartmentClaims are the nodes in compartment id or any compartment below it, each with
+// its newest own observation. An unknown compartment is ErrNotFound.
+func (s *Store) CompartmentClaims(ctx context.Context, id string) ([]NodeClaim, error) {
+	if _, err := s.GetCompartment(ctx, id); err != nil {
+		return nil, err
+	}
+	rows, err := s.pool.Query(ctx, `WITH RECURSIVE below(id) AS (
+			SELECT $1::uuid UNION SELECT e.child FROM compartment_edges e JOIN below b ON e.parent = b.id)
+		SELECT n.id, n.state, o.payload FROM nodes n JOIN below b ON n.compartment = b.id
+		LEFT JOIN LATERAL (SELECT payload FROM node_observations
+			WHERE node_id = n.id AND observer IS NULL ORDER BY seq DESC LIMIT 1) o ON true
+		ORDER BY n.id`, id)
+	if err != nil {
+		return nil, pgErr("compartment claims", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (NodeClaim, error) {
+		var c NodeClaim
+		var node string
+		err := r.Scan(&node, &c.State, &c.Payload)
+		c.Node = rings.NodeID(node)
+		return c, err
+	})
+	return out, pgErr("compartment claims", err)
+}
