@@ -9,12 +9,26 @@
 # never the token itself: a command line is readable by every user of the machine). No
 # PostgreSQL is installed; the rest of the arguments go to `enjin ring1`.
 #
+# With --systemd, where systemd runs the machine, it installs ring 0 and ring 1 as services
+# instead (deploy/systemd/install.sh: enjin-ring0 on the machine's PostgreSQL, enjin-ring1
+# joined to it as node NODE, default the host name) and returns once both are started.
+#
 #   deploy/bootstrap.sh [enjin up flags]
 #   deploy/bootstrap.sh --join URL TOKEN-FILE [enjin ring1 flags]
+#   deploy/bootstrap.sh --systemd [NODE]
 set -euo pipefail
 
-join_url= join_file=
-if [ "${1:-}" = "--join" ]; then
+join_url= join_file= systemd=
+if [ "${1:-}" = "--systemd" ]; then
+	# Checked before anything is installed: without systemd there is nothing to install into.
+	pid1=$(cat /proc/1/comm 2>/dev/null || echo unknown)
+	if [ "$pid1" != systemd ] || ! command -v systemctl >/dev/null; then
+		echo "bootstrap: --systemd: systemd does not run this machine (PID 1 is $pid1); run deploy/bootstrap.sh without it: enjin up runs the whole cloud in the foreground" >&2
+		exit 1
+	fi
+	systemd=1
+	shift
+elif [ "${1:-}" = "--join" ]; then
 	if [ $# -lt 3 ] || [ ! -r "$3" ]; then
 		echo "bootstrap: --join URL TOKEN-FILE: ring 0's API and a readable file with the join token" >&2
 		exit 2
@@ -80,6 +94,10 @@ fi
 echo "bootstrap: building ./enjin with $(go version)…"
 go build -buildvcs=true -o ./enjin ./cmd/enjin 2>/dev/null || go build -o ./enjin ./cmd/enjin
 
+if [ -n "$systemd" ]; then
+	echo "bootstrap: installing enjin-ring0 and enjin-ring1 as systemd services"
+	exec "${sudo[@]}" deploy/systemd/install.sh "$@"
+fi
 if [ -n "$join_url" ]; then
 	echo "bootstrap: joining the cloud at $join_url: ./enjin ring1 --join-file $join_file --ring0 $join_url $*"
 	exec ./enjin ring1 --join-file "$join_file" --ring0 "$join_url" "$@"
