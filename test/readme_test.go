@@ -60,6 +60,7 @@ var readmeSteps = map[string]readmeStep{
 	"./enjin apps env acme/hello GREETING":                               {want: "release 2"},
 	"./enjin apps env acme/hello\n":                                      {want: "GREETING=********"},
 	"./enjin logs acme/hello -f":                                         {want: "request GET /", runFor: 3 * time.Second},
+	"./enjin run acme/hello -- 'echo release":                            {want: "release 2"},
 	"./enjin apps releases acme/hello;":                                  {want: "destroyed acme/hello"},
 	"deploy/guest-image.sh var/guest":                                    {want: "guest-image: done"},
 	"./enjin images upload --kernel":                                     {want: "stored image guest"},

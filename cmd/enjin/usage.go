@@ -19,11 +19,14 @@ func usagef(format string, a ...any) error { return usageError{fmt.Errorf(format
 // exitCode is the exit status for what a command returned.
 func exitCode(err error) int {
 	var u usageError
+	var j jobExit
 	switch {
 	case err == nil:
 		return 0
 	case errors.As(err, &u):
 		return 2
+	case errors.As(err, &j):
+		return int(j)
 	default:
 		return 1
 	}

@@ -38,6 +38,8 @@ import (
 //	PATCH  …/apps/{app}/env                {"set": {...}, "unset": [...]}: change some (a new release)
 //	DELETE …/apps/{app}                    destroy
 //	GET    …/apps/{app}/logs?lines=&follow= newline-delimited JSON log lines
+//	POST   …/apps/{app}/run                {"command": "…"}: a one-off job; its output as JSON
+//	                                       log lines, then {"exit": n}
 //
 // and, for ring 0 alone (its API forwards no caller's request here), what re-placing an app
 // on another host takes:
@@ -135,6 +137,7 @@ func (h *Host) Handler(token string) http.Handler {
 		return 204, nil, h.Destroy(t, a)
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/logs", h.api(h.serveLogs))
+	mux.HandleFunc("POST "+p+"/{app}/run", h.api(h.serveRun))
 	mux.HandleFunc("GET /v1/running", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"apps": nonNil(h.Running())})
@@ -471,6 +474,66 @@ func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantI
 			w.Write([]byte("\n"))
 		}
 		rc.Flush()
+	}
+}
+
+// JobEnd is the last line of a job's answer: how it ended.
+type JobEnd struct {
+	Exit  int    `json:"exit"`
+	Error string `json:"error,omitempty"` // it could not run, or was stopped
+}
+
+// serveRun runs a one-off job ({"command": "…"}) and streams its output as it comes, one
+// JSON LogLine a line, then a JobEnd. A job that cannot start is an error answer instead.
+func (h *Host) serveRun(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+	var in struct {
+		Command string `json:"command"`
+	}
+	if err := decode(w, r, &in); err != nil {
+		return 400, nil, err
+	}
+	lines := make(chan LogLine, 256)
+	type result struct {
+		exit int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() { // ends when the job has ended (or, with the request, been stopped)
+		exit, err := h.Run(r.Context(), t, a, in.Command, func(l LogLine) { lines <- l })
+		done <- result{exit, err}
+	}()
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	started := false
+	start := func() {
+		if !started {
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			started = true
+		}
+	}
+	for {
+		select {
+		case l := <-lines:
+			start()
+			enc.Encode(l)
+			rc.Flush()
+		case res := <-done:
+			if res.err != nil && !started && len(lines) == 0 { // it never ran: an error answer
+				return 0, nil, res.err
+			}
+			start()
+			for len(lines) > 0 {
+				enc.Encode(<-lines)
+			}
+			end := JobEnd{Exit: res.exit}
+			if res.err != nil {
+				end.Error = res.err.Error()
+			}
+			enc.Encode(end)
+			rc.Flush()
+			return 0, nil, errDone
+		}
 	}
 }
 

@@ -89,6 +89,7 @@ type instance struct {
 	tail     []string // its last lines of output, for the reason of a failed deploy
 	cancel   context.CancelFunc
 	done     chan struct{}
+	sink     func(LogLine) // a job's: who waits for its output (set before it runs)
 }
 
 // tailLines is how many of an instance's last lines it keeps for a failure's reason.
@@ -340,12 +341,20 @@ func (in *instance) logLine(stream, line string) {
 	in.tail = append(in.tail, l.Line)
 	in.mu.Unlock()
 	in.app.host.logLine(in.app, l)
+	if in.sink != nil {
+		in.sink(l)
+	}
 }
 
 // stop ends the instance and waits for it, then frees its cgroup and network.
 func (in *instance) stop() {
 	in.cancel()
 	<-in.done
+	in.teardown()
+}
+
+// teardown takes away what prepare made for the instance, once its process is gone.
+func (in *instance) teardown() {
 	h := in.app.host
 	if err := h.cfg.Cgroups.Kill(in.cgroup); err != nil {
 		h.log.Warn("cgroup not emptied", "instance", in.name, "err", err)
@@ -365,8 +374,6 @@ func (in *instance) stop() {
 	}
 }
 
-// cpuShare turns the cgroup's total CPU time into the fraction of a core used since the
-// previous call.
 // cpuSince is the fraction of one core used since the last cpuShare, which it leaves be.
 func (in *instance) cpuSince(totalNs uint64) float64 {
 	in.mu.Lock()
@@ -377,6 +384,8 @@ func (in *instance) cpuSince(totalNs uint64) float64 {
 	return float64(totalNs-in.cpuNs) / float64(max(time.Since(in.cpuAt).Nanoseconds(), 1))
 }
 
+// cpuShare turns the cgroup's total CPU time into the fraction of a core used since the
+// previous call.
 func (in *instance) cpuShare(totalNs uint64) float64 {
 	in.mu.Lock()
 	defer in.mu.Unlock()

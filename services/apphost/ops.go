@@ -364,6 +364,23 @@ func (a *app) setStatus(n int, status string) {
 // start runs one instance of release r as c says: a cgroup and a network namespace named by
 // a fresh serial, never by the tenant's names.
 func (a *app) start(r Release, c InstanceConfig) (*instance, error) {
+	in, err := a.prepare(r, c)
+	if err != nil {
+		return nil, err
+	}
+	ictx, cancel := context.WithCancel(context.Background())
+	in.cancel = cancel
+	a.mu.Lock()
+	a.instances[in.id] = in
+	a.notify()
+	a.mu.Unlock()
+	go in.run(ictx) // ends when stop cancels ictx
+	return in, nil
+}
+
+// prepare readies one instance of release r as c says, not yet running: a cgroup and a
+// network namespace named by a fresh serial, never by the tenant's names.
+func (a *app) prepare(r Release, c InstanceConfig) (*instance, error) {
 	h := a.host
 	serial := h.serials.take()
 	ep, err := h.cfg.Network.Attach(serial)
@@ -382,16 +399,8 @@ func (a *app) start(r Release, c InstanceConfig) (*instance, error) {
 		ep.Close()
 		return nil, err
 	}
-	in := &instance{id: c.ID, name: fmt.Sprintf("%s.%d", c.Type, c.Index), typ: c.Type, index: c.Index, release: r.Number,
-		serial: serial, cfg: c, app: a, ep: ep, nets: nets, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}
-	ictx, cancel := context.WithCancel(context.Background())
-	in.cancel = cancel
-	a.mu.Lock()
-	a.instances[in.id] = in
-	a.notify()
-	a.mu.Unlock()
-	go in.run(ictx) // ends when stop cancels ictx
-	return in, nil
+	return &instance{id: c.ID, name: fmt.Sprintf("%s.%d", c.Type, c.Index), typ: c.Type, index: c.Index, release: r.Number,
+		serial: serial, cfg: c, app: a, ep: ep, nets: nets, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}, nil
 }
 
 // newInstanceID is a random UUID (version 4): an instance's name as a ring 2 node, unique

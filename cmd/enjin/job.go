@@ -1,0 +1,98 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/spf13/cobra"
+)
+
+// jobExit is a job's non-zero exit status, which the CLI exits with too.
+type jobExit int
+
+func (e jobExit) Error() string { return fmt.Sprintf("the job exited with status %d", int(e)) }
+
+// jobCmd runs a one-off job in a sandbox of an app and streams its output.
+func jobCmd(g *globals) *cobra.Command {
+	c := &cobra.Command{
+		Use:   "run TENANT/APP -- COMMAND [ARG…]",
+		Short: "run a one-off job in a sandbox of an app (its live release, env, HOME), output streamed, its exit status returned",
+		Long: `Run COMMAND once (joined with spaces, run by sh -c) as an instance of the app runs — its
+live release, environment, limits, HOME and tenant networks — in a sandbox of its own that the
+router sends nothing to. Its stdout and stderr stream to this command's as they come (and to
+the app's log, as process run.N); enjin exits with its exit status. Ctrl-C stops it.`,
+		Example: `  enjin run acme/web -- ./manage migrate
+  enjin run acme/web -- 'ls -l $HOME | wc -l'`,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) < 2 || c.ArgsLenAtDash() != 1 {
+				return usagef("run: want TENANT/APP -- COMMAND [ARG…]")
+			}
+			return nil
+		},
+	}
+	c.RunE = func(c *cobra.Command, args []string) error {
+		t, a, err := appRef(args[0])
+		if err != nil {
+			return err
+		}
+		cl, err := g.client()
+		if err != nil {
+			return err
+		}
+		body, _ := json.Marshal(map[string]string{"command": strings.Join(args[1:], " ")})
+		resp, err := cl.send(c.Context(), noTimeout, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+		if err != nil {
+			return fmt.Errorf("run %s: %w", args[0], err)
+		}
+		defer resp.Body.Close()
+		code, err := streamJob(c.OutOrStdout(), c.ErrOrStderr(), resp.Body)
+		switch {
+		case c.Context().Err() != nil:
+			return fmt.Errorf("run %s: interrupted: the job was stopped", args[0])
+		case err != nil:
+			return fmt.Errorf("run %s: %w", args[0], err)
+		case code != 0:
+			return fmt.Errorf("run %s: %w", args[0], jobExit(code))
+		}
+		return nil
+	}
+	return c
+}
+
+// streamJob writes a job's output lines to stdout and stderr as they arrive and returns the
+// exit status its last line gives.
+func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		var l struct {
+			Stream string `json:"stream"` // a line of output (apphost.LogLine)…
+			Line   string `json:"line"`
+			Exit   *int   `json:"exit"` // …or the end (apphost.JobEnd)
+			Error  string `json:"error"`
+		}
+		if len(sc.Bytes()) == 0 || json.Unmarshal(sc.Bytes(), &l) != nil {
+			continue
+		}
+		if l.Exit != nil {
+			if l.Error != "" {
+				return -1, fmt.Errorf("the job did not end by itself: %s", l.Error)
+			}
+			return *l.Exit, nil
+		}
+		w := stdout
+		if l.Stream == "stderr" {
+			w = stderr
+		}
+		fmt.Fprintln(w, l.Line)
+	}
+	if err := sc.Err(); err != nil {
+		return -1, err
+	}
+	return -1, fmt.Errorf("the answer ended before the job did")
+}
