@@ -2,8 +2,11 @@ package test
 
 import (
 	"bufio"
+	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -81,4 +84,70 @@ func TestRunJob(t *testing.T) {
 			t.Errorf("enjin %.120v: %v, want exit %d and one line saying %q:\n%s", tc.args, err, tc.code, tc.want, out)
 		}
 	}
+}
+
+// TestCronJobs deploys an app whose enjin.json schedules jobs (real cron ticks, @every 1s):
+// they run on their own in the app's sandbox, their lines reach the app's log as cron.N, and
+// `enjin apps cron` shows each one's runs and last exit status (0, and 7 for the one that
+// fails); a release without them stops them; a schedule cron cannot read is refused at deploy
+// in one line naming the field.
+func TestCronJobs(t *testing.T) {
+	c := newCloud(t)
+	c.start()
+	c.cli("tenants", "create", "acme")
+	dir := t.TempDir()
+	sample, _ := os.ReadFile(filepath.Join(c.sample, "sampleapp"))
+	os.WriteFile(filepath.Join(dir, "sampleapp"), sample, 0o755)
+	os.WriteFile(filepath.Join(dir, "Procfile"), []byte("web: ./sampleapp\n"), 0o644)
+	write := func(manifest string) {
+		os.WriteFile(filepath.Join(dir, "enjin.json"), []byte(manifest), 0o644)
+	}
+	write(`{"health": "/healthz", "cron": {"tick": {"schedule": "@every 1s", "command": "echo tick >> $HOME/ticks; echo ticked $(wc -l < $HOME/ticks)"},
+		"fail": {"schedule": "@every 1s", "command": "exit 7"}, "later": {"schedule": "0 3 * * *", "command": "true"}}}`)
+	c.cli("apps", "deploy", "acme/web", dir, "-q")
+	var st struct {
+		Cron []struct {
+			Name string
+			Runs int
+			Next time.Time
+			Last *struct{ Exit int }
+		}
+	}
+	byName := map[string]int{}
+	if !harness.Poll(30*time.Second, func() bool {
+		st.Cron = nil
+		if json.Unmarshal([]byte(c.cli("apps", "cron", "acme/web", "-o", "json")), &st) != nil || len(st.Cron) != 3 {
+			return false
+		}
+		for i, j := range st.Cron {
+			byName[j.Name] = i
+		}
+		tick, fail := st.Cron[byName["tick"]], st.Cron[byName["fail"]]
+		return tick.Runs >= 2 && tick.Last != nil && tick.Last.Exit == 0 && fail.Last != nil && fail.Last.Exit == 7
+	}) {
+		t.Fatalf("the scheduled jobs did not run as scheduled: %+v", st)
+	}
+	if later := st.Cron[byName["later"]]; later.Runs != 0 || later.Next.Hour() != 3 {
+		t.Fatalf("the 3 am job: %+v", later)
+	}
+	if out := c.cli("logs", "acme/web"); !strings.Contains(out, "cron.") || !strings.Contains(out, "ticked 2") {
+		t.Fatalf("the scheduled jobs' lines are not in the app's log:\n%s", out)
+	}
+	table := c.cli("apps", "cron", "acme/web")
+	t.Logf("enjin apps cron acme/web:\n%s", table)
+
+	// A release without them stops them.
+	write(`{"health": "/healthz"}`)
+	c.cli("apps", "deploy", "acme/web", dir, "-q")
+	st.Cron = nil
+	if out := c.cli("apps", "cron", "acme/web", "-o", "json"); json.Unmarshal([]byte(out), &st) != nil || len(st.Cron) != 0 || !strings.Contains(out, `"cron"`) {
+		t.Fatalf("jobs left after a release without them: %s", out)
+	}
+
+	write(`{"cron": {"tick": {"schedule": "every now and then", "command": "true"}}}`)
+	out, err := exec.Command(harness.Binary(t), "apps", "deploy", "acme/web", dir, "-q", "--state-dir", c.state).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cron.tick.schedule") || strings.Count(strings.TrimSpace(string(out)), "\n") != 0 {
+		t.Fatalf("a bad schedule: %v\n%s", err, out)
+	}
+	t.Logf("refused: %s", strings.TrimSpace(string(out)))
 }

@@ -32,7 +32,7 @@ Every verb but deploy and ls names its app TENANT/APP.`,
   enjin apps rollback acme/hello 1
   enjin apps destroy acme/hello`,
 	}
-	c.AddCommand(deployCmd(g), appsLsCmd(g), psCmd(g), scaleCmd(g), envCmd(g), releasesCmd(g), rollbackCmd(g), destroyCmd(g))
+	c.AddCommand(deployCmd(g), appsLsCmd(g), psCmd(g), scaleCmd(g), envCmd(g), releasesCmd(g), rollbackCmd(g), destroyCmd(g), cronCmd(g))
 	return c
 }
 
@@ -208,7 +208,24 @@ func scaleCmd(g *globals) *cobra.Command {
 }
 
 func releasesCmd(g *globals) *cobra.Command {
-	c := appCommand("releases TENANT/APP", "the app's releases, newest last", 1, 1, "TENANT/APP")
+	return appReadCmd(g, "releases TENANT/APP", "the app's releases, newest last", "/releases", func(w io.Writer, raw json.RawMessage) error {
+		var r struct{ Releases []apphost.Release }
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		tw := newTable(w, "RELEASE\tSTATUS\tDIGEST\tCREATED\tPROCESSES")
+		for _, rel := range r.Releases {
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", rel.Number, rel.Status, shortDigest(rel.Digest),
+				rel.Created.Local().Format(time.DateTime), counts(rel.Manifest.Instances))
+		}
+		return tw.Flush()
+	})
+}
+
+// appReadCmd is a command reading one of an app's resources (GET <app>suffix): as it came
+// with -o json, else as table prints it.
+func appReadCmd(g *globals, use, short, suffix string, table func(w io.Writer, raw json.RawMessage) error) *cobra.Command {
+	c := appCommand(use, short, 1, 1, "TENANT/APP")
 	out := outputFlag(c)
 	c.RunE = func(c *cobra.Command, args []string) error {
 		t, a, err := appRef(args[0])
@@ -220,22 +237,13 @@ func releasesCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var raw json.RawMessage
-		if err := cl.get(c.Context(), appPath(t, a)+"/releases", &raw); err != nil {
+		if err := cl.get(c.Context(), appPath(t, a)+suffix, &raw); err != nil {
 			return err
 		}
 		if out.json() {
 			return writeRaw(c.OutOrStdout(), raw)
 		}
-		var r struct{ Releases []apphost.Release }
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
-		}
-		tw := newTable(c.OutOrStdout(), "RELEASE\tSTATUS\tDIGEST\tCREATED\tPROCESSES")
-		for _, rel := range r.Releases {
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", rel.Number, rel.Status, shortDigest(rel.Digest),
-				rel.Created.Local().Format(time.DateTime), counts(rel.Manifest.Instances))
-		}
-		return tw.Flush()
+		return table(c.OutOrStdout(), raw)
 	}
 	return c
 }

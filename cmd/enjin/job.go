@@ -7,9 +7,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"enjin/services/apphost"
 )
 
 // jobExit is a job's non-zero exit status, which the CLI exits with too.
@@ -95,4 +99,29 @@ func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
 		return -1, err
 	}
 	return -1, fmt.Errorf("the answer ended before the job did")
+}
+
+// cronCmd lists an app's scheduled jobs and how their last runs went.
+func cronCmd(g *globals) *cobra.Command {
+	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", "/cron", func(w io.Writer, raw json.RawMessage) error {
+		var r struct{ Cron []apphost.CronStatus }
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return err
+		}
+		tw := newTable(w, "NAME\tSCHEDULE\tNEXT\tLAST RUN\tEXIT\tRUNS\tSKIPPED\tCOMMAND")
+		for _, j := range r.Cron {
+			next, last, exit := "-", "never", "-"
+			if !j.Next.IsZero() {
+				next = j.Next.Local().Format(time.DateTime)
+			}
+			if l := j.Last; l != nil {
+				last, exit = l.Started.Local().Format(time.DateTime), strconv.Itoa(l.Exit)
+				if l.Error != "" {
+					exit += " (" + l.Error + ")"
+				}
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", j.Name, j.Schedule, next, last, exit, j.Runs, j.Skipped, j.Command)
+		}
+		return tw.Flush()
+	})
 }

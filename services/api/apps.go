@@ -57,6 +57,7 @@ func (a *API) appRoutes() []route {
 		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: a.destroyApp},
 		{method: "POST", path: p + "/{app}/run", access: admin, summary: `Run a one-off job in a sandbox of the app: {"command": "…"} (sh -c), with its live release, environment, limits, HOME and networks, routed to by nobody; its output streams back as newline-delimited JSON log lines, then {"exit": n}. Ending the request stops it`,
 			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+		{method: "GET", path: p + "/{app}/cron", access: reader, summary: "The app's scheduled jobs (enjin.json cron) as its home host runs them: schedule, command, next run, how the last run went (exit status, error, duration), runs and skipped runs", status: http.StatusOK, out: appAnswer{}, serve: fwd},
 		{method: "GET", path: p + "/{app}/logs", access: reader, summary: "The app's log lines as newline-delimited JSON; follow=1 streams new ones. For an app spread over hosts, every host's, oldest first, each naming its host",
 			query:  []param{{"lines", intSchema(1, 10000), "how many past lines (default 100)"}, {"follow", intSchema(0, 1), "1: keep streaming"}},
 			status: http.StatusOK, out: appAnswer{}, serve: a.appLogs},

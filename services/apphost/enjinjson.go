@@ -61,6 +61,23 @@ func decodeEnjinJSON(b []byte, m *Manifest) error {
 			}
 			m.OneHost = !spread
 			return nil
+		case "cron":
+			m.Cron = map[string]CronJob{}
+			return eachKey(d, "cron", "cron.", func(name string) error {
+				var j CronJob
+				f := "cron." + fieldKey(name)
+				err := eachKey(d, f, f+".", func(k string) error {
+					switch k {
+					case "schedule":
+						return readString(d, f+".schedule", &j.Schedule)
+					case "command":
+						return readString(d, f+".command", &j.Command)
+					}
+					return jsonErr(f+"."+fieldKey(k), "unknown field: want schedule and command")
+				})
+				m.Cron[name] = j
+				return err
+			})
 		case "procfile":
 			return jsonErr("procfile", "process types come from the Procfile only")
 		}

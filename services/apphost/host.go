@@ -83,6 +83,7 @@ type Host struct {
 	apps    map[string]*app // by tenant/name
 	logs    *logBook
 	stopped func(tenant, app, instance string) // set under logs.mu
+	cron    *scheduler
 }
 
 // New returns a host; it starts nothing until apps are deployed or restored.
@@ -137,8 +138,10 @@ func New(cfg Config) (*Host, error) {
 			os.Remove(u)
 		}
 	}
-	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), uids: ids, serials: newSerials(filepath.Join(cfg.Dir, "serial")),
-		apps: map[string]*app{}, logs: newLogBook(filepath.Join(cfg.Dir, "apps"))}, nil
+	h := &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), uids: ids, serials: newSerials(filepath.Join(cfg.Dir, "serial")),
+		apps: map[string]*app{}, logs: newLogBook(filepath.Join(cfg.Dir, "apps"))}
+	h.cron = newScheduler(h)
+	return h, nil
 }
 
 // cmp is v, or def when v is the zero value.
@@ -313,6 +316,7 @@ func (h *Host) allApps() []*app {
 
 // Close stops every instance of every app and unmounts their HOMEs.
 func (h *Host) Close() error {
+	h.cron.close() // no job starts from here on; running ones are stopped
 	apps := h.allApps()
 	var wg sync.WaitGroup
 	for _, a := range apps {

@@ -40,6 +40,7 @@ import (
 //	GET    …/apps/{app}/logs?lines=&follow= newline-delimited JSON log lines
 //	POST   …/apps/{app}/run                {"command": "…"}: a one-off job; its output as JSON
 //	                                       log lines, then {"exit": n}
+//	GET    …/apps/{app}/cron               its scheduled jobs: next run, last run's status
 //
 // and, for ring 0 alone (its API forwards no caller's request here), what re-placing an app
 // on another host takes:
@@ -138,6 +139,10 @@ func (h *Host) Handler(token string) http.Handler {
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/logs", h.api(h.serveLogs))
 	mux.HandleFunc("POST "+p+"/{app}/run", h.api(h.serveRun))
+	mux.HandleFunc("GET "+p+"/{app}/cron", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		st, err := h.CronStatus(t, a)
+		return 200, map[string]any{"cron": st}, err
+	}))
 	mux.HandleFunc("GET /v1/running", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		json.NewEncoder(w).Encode(map[string]any{"apps": nonNil(h.Running())})

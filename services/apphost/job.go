@@ -21,6 +21,11 @@ const MaxJobCommand = 4096
 // app's log, as process run.N). Run returns its exit status once it ends; when ctx ends
 // first, it is stopped (SIGTERM, then killed after the grace) and Run returns ctx's error.
 func (h *Host) Run(ctx context.Context, tenant rings.TenantID, name, command string, out func(LogLine)) (int, error) {
+	return h.run(ctx, tenant, name, command, "run", out)
+}
+
+// run is Run, the job's process named kind.N in the app's log.
+func (h *Host) run(ctx context.Context, tenant rings.TenantID, name, command, kind string, out func(LogLine)) (int, error) {
 	if strings.TrimSpace(command) == "" || len(command) > MaxJobCommand || strings.IndexByte(command, 0) >= 0 {
 		return -1, &FieldError{Field: "command", Msg: fmt.Sprintf("want 1 to %d bytes of shell command, without NUL", MaxJobCommand)}
 	}
@@ -40,7 +45,7 @@ func (h *Host) Run(ctx context.Context, tenant rings.TenantID, name, command str
 	if err != nil {
 		return -1, err
 	}
-	in.name, in.sink = "run."+in.serial, out
+	in.name, in.sink = kind+"."+in.serial, out
 	h.log.Info("job started", "tenant", a.tenant, "app", a.name, "job", in.name, "release", r.Number)
 	defer in.teardown()
 	err = in.once(ctx)

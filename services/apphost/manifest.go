@@ -41,6 +41,16 @@ type Manifest struct {
 	// OneHost keeps every instance on the app's home host (enjin.json "spread": false):
 	// instances that share what they write in HOME, which is one per host.
 	OneHost bool `json:"one_host,omitempty"`
+	// Cron are jobs run on a schedule (enjin.json "cron"), by name: each a one-off job (Run)
+	// of the live release, on the app's home host, never two of one name at once.
+	Cron map[string]CronJob `json:"cron,omitempty"`
+}
+
+// CronJob is a scheduled job: a cron schedule (five fields, or @hourly, @every 30s, …) and
+// the command run then.
+type CronJob struct {
+	Schedule string `json:"schedule"`
+	Command  string `json:"command"`
 }
 
 // Bounds on what a tenant may write, whatever the policy.
@@ -188,6 +198,9 @@ func (m Manifest) check(p Policy) error {
 		}
 	}
 	if err := checkNetworks(m.Networks); err != nil {
+		return err
+	}
+	if err := checkCron(m.Cron); err != nil {
 		return err
 	}
 	return inFile(CheckEnv(m.Env), "enjin.json")

@@ -99,6 +99,18 @@ var badManifests = []struct {
 	{"spread a string", web, `{"spread":"no"}`, "spread"},
 	{"spread a number", web, `{"spread":0}`, "spread"},
 	{"spread null", web, `{"spread":null}`, "spread"},
+	{"cron a list", web, `{"cron":[]}`, "cron"},
+	{"cron job a string", web, `{"cron":{"t":"* * * * *"}}`, "cron.t"},
+	{"cron unknown field", web, `{"cron":{"t":{"schedule":"@hourly","command":"x","user":"root"}}}`, "cron.t.user"},
+	{"cron bad schedule", web, `{"cron":{"t":{"schedule":"61 * * * *","command":"x"}}}`, "cron.t.schedule"},
+	{"cron six fields", web, `{"cron":{"t":{"schedule":"* * * * * *","command":"x"}}}`, "cron.t.schedule"},
+	{"cron empty schedule", web, `{"cron":{"t":{"command":"x"}}}`, "cron.t.schedule"},
+	{"cron time zone", web, `{"cron":{"t":{"schedule":"TZ=Asia/Tokyo 0 3 * * *","command":"x"}}}`, "cron.t.schedule"},
+	{"cron no command", web, `{"cron":{"t":{"schedule":"@hourly"}}}`, "cron.t.command"},
+	{"cron control in command", web, `{"cron":{"t":{"schedule":"@hourly","command":"a\u001bb"}}}`, "cron.t.command"},
+	{"cron bad name", web, `{"cron":{"Bad Name":{"schedule":"@hourly","command":"x"}}}`, `cron."Bad Name"`},
+	{"cron job twice", web, `{"cron":{"t":{"schedule":"@hourly","command":"x"},"t":{"schedule":"@hourly","command":"y"}}}`, "cron.t"},
+	{"cron too many", web, `{"cron":{` + manyCron(17) + `}}`, "cron"},
 	// networks
 	{"networks object", web, `{"networks":{"db":[]}}`, "networks"},
 	{"network number", web, `{"networks":[1]}`, "networks.0"},
@@ -195,6 +207,9 @@ func TestParseManifestAccepts(t *testing.T) {
 				Networks: []rings.AppNetwork{{Name: "db"}, {Name: "lan", Rulesets: []string{"web", "ssh"}}, {Name: "x"}}}},
 		{"one host", web, `{"spread":false}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
 			MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/", OneHost: true}},
+		{"cron", web, `{"cron":{"tick":{"schedule":"*/5 * * * *","command":"./tick"},"often":{"schedule":"@every 30s","command":"true"}}}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
+			MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/",
+			Cron: map[string]CronJob{"tick": {Schedule: "*/5 * * * *", Command: "./tick"}, "often": {Schedule: "@every 30s", Command: "true"}}}},
 		{"spread", web, `{"spread":true}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
 			MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/"}},
 		{"at the minima", web, `{"instances":{"web":0},"memory_mb":16,"cpu_millis":10,"pids":16,"disk_mb":16,"tmp_mb":1,"health":"/a!$&'()*+,;=:@~-._/%41"}`,
@@ -542,4 +557,13 @@ func checkConfig(t *testing.T, c InstanceConfig, p Policy) {
 	} else if c.Health != "" {
 		t.Fatalf("%s: health %q for a non-web type", c.ID, c.Health)
 	}
+}
+
+// manyCron is n scheduled jobs, as enjin.json's "cron" members.
+func manyCron(n int) string {
+	var parts []string
+	for i := range n {
+		parts = append(parts, fmt.Sprintf(`"j%d":{"schedule":"@hourly","command":"true"}`, i))
+	}
+	return strings.Join(parts, ",")
 }

@@ -236,6 +236,7 @@ func (a *app) switchTo(ctx context.Context, r Release, progress Progress) (Relea
 		a.setStatus(prev, "superseded")
 	}
 	h.log.Info("release live", "tenant", a.tenant, "app", a.name, "release", r.Number)
+	h.cron.sync() // its scheduled jobs, as this release says
 	r, _ = a.release(r.Number)
 	return r, nil
 }
