@@ -517,11 +517,17 @@ func (h *Host) serveRun(w http.ResponseWriter, r *http.Request, t rings.TenantID
 			started = true
 		}
 	}
+	tick := time.NewTicker(15 * time.Second) // a quiet job's answer stays alive through proxies
+	defer tick.Stop()
 	for {
 		select {
 		case l := <-lines:
 			start()
 			enc.Encode(l)
+			rc.Flush()
+		case <-tick.C:
+			start()
+			w.Write([]byte("\n"))
 			rc.Flush()
 		case res := <-done:
 			if res.err != nil && !started && len(lines) == 0 { // it never ran: an error answer
