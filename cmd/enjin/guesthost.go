@@ -72,7 +72,7 @@ func joinPatiently(c *cobra.Command, m *guest.Meta, dir string, log *slog.Logger
 		if err == nil {
 			return cfg, nil
 		}
-		if strings.Contains(err.Error(), "refused: ") || ctx.Err() != nil {
+		if errors.Is(err, ring1.ErrJoinRefused) || ctx.Err() != nil {
 			return cfg, err
 		}
 		log.Warn("join: ring 0 not reached yet; trying again", "err", err, "in", wait)

@@ -27,6 +27,10 @@ const (
 	AppsTokenFile = "apps.token"  // the bearer ring 0 presents to the node's app API
 )
 
+// ErrJoinRefused is ring 0 answering a join with an error (a used or unknown token, say):
+// trying the same token again cannot help.
+var ErrJoinRefused = errors.New("refused")
+
 // maxJoinReply bounds what Join reads of ring 0's answer.
 const maxJoinReply = 64 << 10
 
@@ -139,7 +143,7 @@ func postJoin(ctx context.Context, hc *http.Client, url string, jr JoinRequest) 
 		if json.Unmarshal(b, &e) != nil || e.Error == "" {
 			e.Error = "no error message"
 		}
-		return JoinReply{}, fmt.Errorf("refused: %s: %s", resp.Status, e.Error)
+		return JoinReply{}, fmt.Errorf("%w: %s: %s", ErrJoinRefused, resp.Status, e.Error)
 	}
 	var rep JoinReply
 	if err := json.Unmarshal(b, &rep); err != nil {
