@@ -53,7 +53,6 @@ type cronEntry struct {
 	tenant        rings.TenantID
 	app, name     string
 	job           CronJob
-	release       int
 	running       bool
 	runs, skipped int
 	last          *CronRun
@@ -103,7 +102,7 @@ func (s *scheduler) sync() {
 			continue
 		}
 		for name, j := range r.Manifest.Cron {
-			want[a.tenant+"/"+a.name+"/"+name] = &cronEntry{tenant: rings.TenantID(a.tenant), app: a.name, name: name, job: j, release: r.Number}
+			want[a.tenant+"/"+a.name+"/"+name] = &cronEntry{tenant: rings.TenantID(a.tenant), app: a.name, name: name, job: j}
 		}
 	}
 	s.mu.Lock()
@@ -115,8 +114,7 @@ func (s *scheduler) sync() {
 		}
 	}
 	for k, w := range want {
-		if e, ok := s.entries[k]; ok {
-			e.release = w.release
+		if _, ok := s.entries[k]; ok {
 			continue
 		}
 		id, err := s.c.AddFunc(w.job.Schedule, func() { s.run(k) })
