@@ -105,17 +105,13 @@ func testGuestWithoutMeta(t *testing.T, img string) {
 	vm.waitPoweredOff(t, pressed)
 }
 
-// buildGuestImage runs deploy/guest-image.sh into a temporary directory. The packages it
-// fetches stay in its cache (/var/cache/enjin-guest), so only the first run downloads.
+// buildGuestImage has deploy/guest-image.sh build the guest (once per test process, see
+// builtImage). The packages it fetches stay in its cache (/var/cache/enjin-guest), so only
+// the first run downloads.
 func buildGuestImage(t *testing.T) string {
 	t.Helper()
-	img := t.TempDir()
 	start := time.Now()
-	cmd := exec.CommandContext(t.Context(), filepath.Join(moduleRoot(t), "deploy", "guest-image.sh"), img)
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("deploy/guest-image.sh: %v\n%s", err, out)
-	}
+	img := guestImage(t)
 	for _, f := range []string{"vmlinuz", "initrd.img"} {
 		fi, err := os.Stat(filepath.Join(img, f))
 		if err != nil || fi.Size() == 0 {
@@ -123,7 +119,7 @@ func buildGuestImage(t *testing.T) string {
 		}
 		t.Logf("%s: %.1f MiB", f, float64(fi.Size())/(1<<20))
 	}
-	t.Logf("guest image built in %v:\n%s", time.Since(start).Round(time.Millisecond), out)
+	t.Logf("guest image ready in %v", time.Since(start).Round(time.Millisecond))
 	return img
 }
 

@@ -331,16 +331,28 @@ func qemuPIDs(t *testing.T, ids []string) []int {
 func guestImage(t *testing.T) string { return builtImage(t, "") }
 
 // builtImage builds the guest image of a kind (deploy/guest-image.sh's option: "" or
-// "--ring1") once per test process, one build at a time.
+// "--ring1") once per test process, one build at a time, every kind with the same static
+// enjin, built once.
 func builtImage(t *testing.T, kind string) string {
 	t.Helper()
 	guestImages.mu.Lock()
 	defer guestImages.mu.Unlock()
 	if guestImages.dirs[kind] == "" && guestImages.errs[kind] == nil {
 		dir, err := os.MkdirTemp("/tmp", "enjin-guestimg-")
+		if err == nil && guestImages.bin == "" { // one static enjin for every kind
+			bin := filepath.Join(dir, "enjin-static")
+			cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", bin, "./cmd/enjin")
+			cmd.Dir, cmd.Env = moduleRoot(t), append(os.Environ(), "CGO_ENABLED=0")
+			if out, berr := cmd.CombinedOutput(); berr != nil {
+				err = fmt.Errorf("go build a static enjin: %v\n%s", berr, out)
+			}
+			guestImages.bin = bin
+		}
 		if err == nil {
 			args := append(slices.DeleteFunc([]string{kind}, func(s string) bool { return s == "" }), dir)
-			if out, berr := exec.Command(filepath.Join(moduleRoot(t), "deploy", "guest-image.sh"), args...).CombinedOutput(); berr != nil {
+			cmd := exec.Command(filepath.Join(moduleRoot(t), "deploy", "guest-image.sh"), args...)
+			cmd.Env = append(os.Environ(), "ENJIN_BIN="+guestImages.bin)
+			if out, berr := cmd.CombinedOutput(); berr != nil {
 				err = fmt.Errorf("deploy/guest-image.sh %s: %v\n%s", kind, berr, out)
 			}
 		}
@@ -354,6 +366,7 @@ func builtImage(t *testing.T, kind string) string {
 
 var guestImages = struct {
 	mu   sync.Mutex
+	bin  string // the static enjin every kind holds
 	dirs map[string]string
 	errs map[string]error
 }{dirs: map[string]string{}, errs: map[string]error{}}
