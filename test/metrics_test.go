@@ -46,6 +46,18 @@ func TestRing0Metrics(t *testing.T) {
 	if value(fams, "enjin_ingest_refused_total", "reason", "bad-signature") != 0 || value(fams, "enjin_ring0_leader", "", "") != 1 {
 		t.Errorf("refusals or leadership: %v %v", fams["enjin_ingest_refused_total"], fams["enjin_ring0_leader"])
 	}
+	// Usage by compartment, through the CLI: a rack holding a node that has said nothing yet.
+	var comp struct{ ID string }
+	if err := json.Unmarshal([]byte(c.cli("compartments", "create", "--type", "rack", "--label", "rack-1", "-o", "json")), &comp); err != nil || comp.ID == "" {
+		t.Fatalf("compartments create: %v", err)
+	}
+	if code, b := c.apiDo("POST", "/v1/nodes", map[string]any{"id": "edge-1", "ring": 1, "supervision_strategy": "external",
+		"observation_strategy": "self", "compartment": comp.ID}); code != 201 {
+		t.Fatalf("register edge-1: %d %s", code, b)
+	}
+	if out := c.cli("compartments", "usage", comp.ID); !strings.Contains(out, "edge-1") || !strings.Contains(out, "all 1 (0 up, 0 reporting)") {
+		t.Fatalf("compartments usage:\n%s", out)
+	}
 	hs := h[0].GetHistogram()
 	t.Logf("%d families; %v observations acknowledged, mean ack delay %.1f ms; nodes up %v",
 		len(fams), value(fams, "enjin_ingest_observations_total", "outcome", "acknowledged"),

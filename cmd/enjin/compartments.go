@@ -23,7 +23,7 @@ func compartmentsCmd(g *globals) *cobra.Command {
 		Example: `  enjin compartments create --type rack --label rack-1
   enjin compartments ls -o json`,
 	}
-	c.AddCommand(compartmentsLsCmd(g), compartmentsCreateCmd(g), compartmentsShowCmd(g), compartmentsDeleteCmd(g))
+	c.AddCommand(compartmentsLsCmd(g), compartmentsCreateCmd(g), compartmentsShowCmd(g), compartmentsDeleteCmd(g), compartmentsUsageCmd(g))
 	return c
 }
 
