@@ -45,7 +45,10 @@ func (r *Ring0) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCr
 	if img.Kind != "kernel" {
 		return inventory.Node{}, fmt.Errorf("ring0: image %s is a %s image; a ring 1 host boots a kernel image (deploy/guest-image.sh --ring1): %w", img.Name, img.Kind, inventory.ErrInvalid)
 	}
-	if err := r.hostRoom(ctx, parent, mt); err != nil {
+	r.placeMu.Lock()
+	err = r.roomFor(ctx, parent, mt, "host VM")
+	r.placeMu.Unlock()
+	if err != nil {
 		return inventory.Node{}, err
 	}
 	id := rings.NodeID(inventory.NewID())
@@ -77,25 +80,6 @@ func (r *Ring0) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCr
 	r.log.Info("ring 1 host VM started", "node", id, "parent", parent, "image", img.Name)
 	r.event("host-grown", map[string]any{"node": id, "parent": parent})
 	return n, nil
-}
-
-// hostRoom refuses a host VM of type mt that would not fit beside parent's other VMs.
-func (r *Ring0) hostRoom(ctx context.Context, parent rings.NodeID, mt inventory.MachineType) error {
-	r.placeMu.Lock()
-	defer r.placeMu.Unlock()
-	offered, err := r.vmMemoryOffered(ctx, parent)
-	if err != nil {
-		return err
-	}
-	used, err := r.store.VMMemoryOn(ctx, parent)
-	if err != nil {
-		return err
-	}
-	if used+int64(mt.MemoryMB) > offered {
-		return fmt.Errorf("ring0: no room on node %s for a %s host VM (%d MiB): its VMs hold %d MiB of the %d MiB it offers: %w",
-			parent, mt.Name, mt.MemoryMB, used, offered, api.ErrNoRoom)
-	}
-	return nil
 }
 
 // hostVM is node id, if it is a ring 1 host that runs as a VM on its parent.

@@ -309,19 +309,29 @@ func (r *Ring0) vmImage(ctx context.Context, t rings.TenantID, ref string) (inve
 func (r *Ring0) placeVM(ctx context.Context, mt inventory.MachineType, vm inventory.VM) (inventory.VM, error) {
 	r.placeMu.Lock()
 	defer r.placeMu.Unlock()
-	offered, err := r.vmMemoryOffered(ctx, vm.Node)
-	if err != nil {
+	if err := r.roomFor(ctx, vm.Node, mt, "VM"); err != nil {
 		return inventory.VM{}, err
-	}
-	used, err := r.store.VMMemoryOn(ctx, vm.Node)
-	if err != nil {
-		return inventory.VM{}, err
-	}
-	if used+int64(mt.MemoryMB) > offered {
-		return inventory.VM{}, fmt.Errorf("ring0: no room on node %s for a %s VM (%d MiB): its VMs hold %d MiB of the %d MiB it offers: %w",
-			vm.Node, mt.Name, mt.MemoryMB, used, offered, api.ErrNoRoom)
 	}
 	return r.store.CreateVM(ctx, vm)
+}
+
+// roomFor refuses a kind of VM of type mt that would not fit on node: the memory of the VMs
+// placed there and its must fit in what the node last said it offers VMs. The caller holds
+// placeMu.
+func (r *Ring0) roomFor(ctx context.Context, node rings.NodeID, mt inventory.MachineType, kind string) error {
+	offered, err := r.vmMemoryOffered(ctx, node)
+	if err != nil {
+		return err
+	}
+	used, err := r.store.VMMemoryOn(ctx, node)
+	if err != nil {
+		return err
+	}
+	if used+int64(mt.MemoryMB) > offered {
+		return fmt.Errorf("ring0: no room on node %s for a %s %s (%d MiB): its VMs hold %d MiB of the %d MiB it offers: %w",
+			node, mt.Name, kind, mt.MemoryMB, used, offered, api.ErrNoRoom)
+	}
+	return nil
 }
 
 // vmMemoryOffered is the memory node offers its VMs, as its last own observation says.
