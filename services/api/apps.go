@@ -147,6 +147,7 @@ func (a *API) forwardTo(c *call, b AppsBackend, modify func(*http.Response) erro
 			pr.Out.Header.Set("Authorization", "Bearer "+b.Token)
 			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},
+		Transport:      b.over(http.DefaultTransport.(*http.Transport)),
 		ModifyResponse: modify,
 		FlushInterval:  -1, // every write at once: a deploy's progress, a followed log
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
