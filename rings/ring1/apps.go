@@ -34,10 +34,10 @@ type AppsConfig struct {
 	APIToken   string        // the bearer token ring 0 forwards with
 	// APITLS serves the app API over TLS (a certificate from ring 0's CA naming the node):
 	// required when APIAddr is beyond loopback.
-	APITLS *tls.Config
-	Policy     apphost.Policy
-	UIDFirst   uint32 // app uids and gids; 0 is apphost's default range
-	UIDCount   uint32
+	APITLS   *tls.Config
+	Policy   apphost.Policy
+	UIDFirst uint32 // app uids and gids; 0 is apphost's default range
+	UIDCount uint32
 }
 
 // runApps serves apps until ctx ends, then stops every instance and listener.
