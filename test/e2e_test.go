@@ -33,6 +33,22 @@ type endpoints struct {
 	Router         string   `json:"router"`
 	AppsDomain     string   `json:"apps_domain"`
 	DNS            string   `json:"dns"`
+	CA             string   `json:"ca"`
+}
+
+// client is an HTTP client for the API: trusting the cloud's CA, which it serves TLS from
+// when it listens beyond loopback.
+func (ep endpoints) client(t testing.TB) *http.Client {
+	t.Helper()
+	pem, err := os.ReadFile(ep.CA)
+	if err != nil {
+		t.Fatalf("the cloud's CA: %v", err)
+	}
+	cfg, err := keys.ClientTLS(pem, keys.Ring0Name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Timeout: time.Minute, Transport: &http.Transport{TLSClientConfig: cfg}}
 }
 
 // up runs `enjin up` on state and waits for its endpoints.json. Its router, DNS and bridge

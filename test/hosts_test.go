@@ -247,7 +247,7 @@ func (c *cloud) apiDo(method, path string, in any) (int, []byte) {
 	req, _ := http.NewRequest(method, c.ep.API+path, bytes.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := c.ep.client(c.t).Do(req)
 	if err != nil {
 		c.t.Fatalf("%s %s: %v", method, path, err)
 	}
