@@ -104,7 +104,7 @@ func restore(ctx context.Context, file string, t Target) (*Manifest, error) {
 		return nil, err
 	}
 	defer root.Close()
-	r := &reader{ctx: ctx, tr: tar.NewReader(zr), root: root, seen: map[string]Entry{}}
+	r := &reader{ctx: ctx, tr: tar.NewReader(corruption{zr}), root: root, seen: map[string]Entry{}}
 	m, err := r.all(file)
 	if err != nil {
 		return nil, err
@@ -248,10 +248,9 @@ func (r *reader) file(e *Entry, dst string, hdr *tar.Header) error {
 			}
 		}
 	}
-	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "zstd") {
-			return fmt.Errorf("%w (%v)", ErrCorrupt, err)
-		}
+	if errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("%w: cut short", ErrCorrupt)
+	} else if err != nil {
 		return err
 	}
 	e.SHA256 = hex.EncodeToString(sum.Sum(nil))
@@ -281,4 +280,15 @@ func (r *reader) manifest() (*Manifest, error) {
 		}
 	}
 	return &m, nil
+}
+
+// corruption marks the errors of reading the decompressed stream as ErrCorrupt.
+type corruption struct{ r io.Reader }
+
+func (c corruption) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = fmt.Errorf("%w (%v)", ErrCorrupt, err)
+	}
+	return n, err
 }
