@@ -61,6 +61,13 @@ func create(ctx context.Context, out string, src Source) (*Manifest, error) {
 	if _, err := os.Stat(filepath.Join(src.StateDir, "keys", "operator-signing.seed")); err != nil {
 		return nil, fmt.Errorf("%s holds no trust chain: not the state dir of a cloud", src.StateDir)
 	}
+	out, err := filepath.Abs(out)
+	if err != nil {
+		return nil, err
+	}
+	if src.StateDir, err = filepath.Abs(src.StateDir); err != nil {
+		return nil, err
+	}
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-")
 	if err != nil {
 		return nil, err
@@ -79,7 +86,7 @@ func create(ctx context.Context, out string, src Source) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{ctx: ctx, tw: tar.NewWriter(zw), src: src,
+	w := &writer{ctx: ctx, tw: tar.NewWriter(zw), src: src, self: tmp.Name(),
 		m: &Manifest{Format: Format, Version: Version, Created: time.Now().UTC(), Enjin: src.Enjin}}
 	if err := w.all(tmp); err != nil {
 		return nil, err
@@ -105,15 +112,12 @@ type writer struct {
 	src   Source
 	m     *Manifest
 	homes map[string]string // a HOME image → its mount point
+	self  string            // the file being written, which may be in the state dir
 }
 
 // all writes every entry: the format header, the inventory, the state files, the manifest.
 func (w *writer) all(tmp *os.File) error {
-	hdr := &tar.Header{Name: headerName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(headerContent)), ModTime: w.m.Created}
-	if err := w.tw.WriteHeader(hdr); err != nil {
-		return err
-	}
-	if _, err := io.WriteString(w.tw, headerContent); err != nil {
+	if err := w.begin(); err != nil {
 		return err
 	}
 	if err := w.inventory(filepath.Dir(tmp.Name())); err != nil {
@@ -122,8 +126,23 @@ func (w *writer) all(tmp *os.File) error {
 	if err := w.state(); err != nil {
 		return err
 	}
+	return w.finish()
+}
+
+// begin writes the entry naming the format.
+func (w *writer) begin() error {
+	hdr := &tar.Header{Name: headerName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(headerContent)), ModTime: w.m.Created}
+	if err := w.tw.WriteHeader(hdr); err != nil {
+		return err
+	}
+	_, err := io.WriteString(w.tw, headerContent)
+	return err
+}
+
+// finish writes the manifest, the last entry.
+func (w *writer) finish() error {
 	b, _ := json.MarshalIndent(w.m, "", "  ")
-	hdr = &tar.Header{Name: manifestName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(b)), ModTime: w.m.Created}
+	hdr := &tar.Header{Name: manifestName, Typeflag: tar.TypeReg, Mode: 0o600, Size: int64(len(b)), ModTime: w.m.Created}
 	if err := w.tw.WriteHeader(hdr); err != nil {
 		return err
 	}
@@ -197,7 +216,7 @@ func (w *writer) state() error {
 		if rel == "." {
 			return nil
 		}
-		if skip(filepath.ToSlash(rel)) || w.isMount(p) {
+		if skip(filepath.ToSlash(rel)) || w.isMount(p) || p == w.self {
 			if d.IsDir() {
 				return filepath.SkipDir
 			}
