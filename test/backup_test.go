@@ -24,7 +24,7 @@ import (
 
 // TestBackupRestore backs up a running cloud — a tenant, a deployed app with a file its job
 // wrote in HOME, a compartment holding a second node, and their observations — with
-// `enjin backup`, stops it and loses its state dir, restores the file with `enjin restore`
+// `enjin backup` (a failed one leaves no file), stops it and loses its state dir, restores the file with `enjin restore`
 // into a new one and runs `enjin up` there on other ports: the same nodes, compartments,
 // tenants, apps and signed observations are listed, the app serves through the router, the
 // HOME file is back, and `enjin verify` passes. A tampered file, a corrupted one, a file of
@@ -64,6 +64,16 @@ func TestBackupRestore(t *testing.T) {
 		t.Fatalf("beside the backup file: %v; want nothing (no temporary file left)", es)
 	}
 	t.Logf("enjin backup (online) in %v: %s", took.Round(time.Millisecond), strings.TrimSpace(out))
+	// A backup that fails (here: its database is not there) leaves no file, not even half of one.
+	bad, err := exec.Command(bin, "backup", "--out", filepath.Join(filepath.Dir(file), "failed.enjin"), "--state-dir", c.state,
+		"--database-url", "postgres://postgres@/enjin?host=/nonexistent&sslmode=disable").CombinedOutput()
+	if err == nil || strings.Count(strings.TrimSpace(string(bad)), "\n") != 0 {
+		t.Fatalf("a backup from a database that is not there: %v, want exit 1 and one line:\n%s", err, bad)
+	}
+	if es, _ := os.ReadDir(filepath.Dir(file)); len(es) != 1 {
+		t.Fatalf("a failed backup left %v", es)
+	}
+	t.Logf("failed backup: %s", strings.TrimSpace(string(bad)))
 
 	// The machine loses the cloud: its state dir goes, and with it the uids its apps held.
 	c.proc.Stop(time.Minute)
