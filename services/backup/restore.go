@@ -77,9 +77,12 @@ func prepareTarget(dir string) (created bool, err error) {
 	case len(es) > 0:
 		return false, fmt.Errorf("%s is not empty: restore only into a new state dir", dir)
 	}
-	// 0711, as `enjin up` makes it: the postgres user passes through to its data dir.
-	if err := os.MkdirAll(dir, 0o711); err != nil {
-		return false, err
+	// 0711, as `enjin up` makes it: the postgres user passes through to its data dir. Only
+	// the dir itself is made, so that removing it leaves nothing behind.
+	if created {
+		if err := os.Mkdir(dir, 0o711); err != nil {
+			return false, err
+		}
 	}
 	return created, os.Chmod(dir, 0o711)
 }

@@ -111,7 +111,7 @@ type writer struct {
 	tw    *tar.Writer
 	src   Source
 	m     *Manifest
-	homes map[string]string // a HOME image → its mount point
+	homes map[string]string // a HOME image → its mount point, and a mount point → ""
 	self  string            // the file being written, which may be in the state dir
 }
 
