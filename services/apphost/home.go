@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -124,3 +125,26 @@ func run(name string, args ...string) error {
 	}
 	return nil
 }
+
+// Home is one app's HOME on a host: its image and where the image is mounted while the app
+// lives here.
+type Home struct {
+	Image, Mount string
+}
+
+// Homes lists the HOMEs kept under dir, a host's Config.Dir, for whoever copies a host's
+// state (enjin backup), which must treat each image as one file system and skip its mount.
+func Homes(dir string) ([]Home, error) {
+	imgs, err := filepath.Glob(filepath.Join(dir, "apps", "*", "*", "home.img"))
+	if err != nil {
+		return nil, fmt.Errorf("apphost: homes: %w", err)
+	}
+	hs := make([]Home, 0, len(imgs))
+	for _, img := range imgs {
+		hs = append(hs, Home{Image: img, Mount: filepath.Join(filepath.Dir(img), "home")})
+	}
+	return hs, nil
+}
+
+// Mounted reports whether dir is a mount point (in this process's mount namespace).
+func Mounted(dir string) bool { return mounted(dir) }

@@ -117,41 +117,60 @@ func scanColon(path string, fn func([]string) error) error {
 }
 
 // claim returns the uid of the app whose directory is owner (absolute): the one recorded
-// for it, or a free one, now recorded. A uid whose recorded owner no longer exists is free.
+// for it; else want, the uid its saved state names, if no living app holds that (the state
+// dir was restored from a backup or moved, so the app's files belong to want); else a free
+// one. Whichever it returns is recorded. A uid whose recorded owner no longer exists is free.
 func (u *uids) claim(owner string, want uint32) (uint32, error) {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if want >= u.first && want <= u.last && u.owner(want) == owner {
-		return want, nil
+	if want >= u.first && want <= u.last {
+		switch o := u.owner(want); {
+		case o == owner:
+			return want, nil
+		case o == "" || !exists(o):
+			if ok, err := u.take(want, owner, o != ""); ok || err != nil {
+				return want, err
+			}
+		}
 	}
 	for id := u.first; id <= u.last && id >= u.first; id++ {
-		path := u.path(id)
 		switch o := u.owner(id); {
 		case o == owner:
 			return id, nil
 		case o != "" && exists(o):
 			continue
-		case o != "":
-			os.Remove(path) // its app is gone: the uid is free again
+		default:
+			if ok, err := u.take(id, owner, o != ""); ok || err != nil {
+				return id, err
+			}
 		}
-		f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-		if errors.Is(err, fs.ErrExist) {
-			continue // another node on this host took it just now
-		}
-		if err != nil {
-			return 0, fmt.Errorf("apphost: claim uid %d: %w", id, err)
-		}
-		_, err = f.WriteString(owner + "\n")
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(path)
-			return 0, fmt.Errorf("apphost: claim uid %d: %w", id, err)
-		}
-		return id, nil
 	}
 	return 0, fmt.Errorf("apphost: every uid of %d–%d is in use", u.first, u.last)
+}
+
+// take records owner for id, which is free (stale: its recorded owner is gone); false if
+// another node on this host took it just now.
+func (u *uids) take(id uint32, owner string, stale bool) (bool, error) {
+	path := u.path(id)
+	if stale {
+		os.Remove(path)
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if errors.Is(err, fs.ErrExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("apphost: claim uid %d: %w", id, err)
+	}
+	_, err = f.WriteString(owner + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		os.Remove(path)
+		return false, fmt.Errorf("apphost: claim uid %d: %w", id, err)
+	}
+	return true, nil
 }
 
 // release frees id if owner holds it.

@@ -8,8 +8,8 @@ import (
 )
 
 // The uid range is refused when it overlaps a user's subordinate ids or holds an existing
-// user or group; claims are unique, kept for their owner, and freed when the owner's
-// directory is gone.
+// user or group; claims are unique, kept for their owner, freed when the owner's directory
+// is gone, and an app restored or moved keeps the uid its files name when it is free.
 func TestUIDs(t *testing.T) {
 	dir := t.TempDir()
 	write := func(name, body string) string {
@@ -40,14 +40,14 @@ func TestUIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	owners := []string{filepath.Join(dir, "a"), filepath.Join(dir, "b"), filepath.Join(dir, "c")}
-	got := map[uint32]bool{}
+	got, of := map[uint32]bool{}, map[string]uint32{}
 	for _, o := range owners {
 		os.Mkdir(o, 0o700)
 		id, err := u.claim(o, 0)
 		if err != nil || got[id] {
 			t.Fatalf("claim for %s: %d %v (have %v)", o, id, err, got)
 		}
-		got[id] = true
+		got[id], of[o] = true, id
 	}
 	if _, err := u.claim(filepath.Join(dir, "d"), 0); err == nil {
 		t.Fatal("a fourth claim in a range of three succeeded")
@@ -59,7 +59,22 @@ func TestUIDs(t *testing.T) {
 	os.Remove(owners[0]) // a's files are gone: its uid is free again
 	d := filepath.Join(dir, "d")
 	os.Mkdir(d, 0o700)
-	if id, err := u.claim(d, 0); err != nil || !got[id] {
-		t.Fatalf("claim after a's directory went: %d %v", id, err)
+	dID, err := u.claim(d, 0)
+	if err != nil || !got[dID] {
+		t.Fatalf("claim after a's directory went: %d %v", dID, err)
+	}
+
+	// b's state dir is restored elsewhere (or moved) and the old one is gone: b keeps the uid
+	// its files name, though a lower one (d's, d gone too) is free; e, whose saved uid c still
+	// holds, gets a free one instead.
+	b2 := filepath.Join(dir, "b2")
+	os.Rename(owners[1], b2)
+	os.Remove(d)
+	if id, err := u.claim(b2, again); err != nil || id != again {
+		t.Fatalf("claim for b restored as b2, saved uid %d: %d %v", again, id, err)
+	}
+	cID := of[owners[2]]
+	if id, err := u.claim(filepath.Join(dir, "e"), cID); err != nil || id == cID || id == again {
+		t.Fatalf("claim for e saved with c's uid %d while c lives: %d %v", cID, id, err)
 	}
 }
