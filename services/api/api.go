@@ -24,6 +24,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -99,6 +100,12 @@ type Config struct {
 	// counters registered on it; MetricsOpen serves it without a token (a loopback listener).
 	Metrics     *prometheus.Registry
 	MetricsOpen bool
+	// Custom domains: Sealer seals their private keys (nil: the routes that add them answer
+	// 503); a domain under AppsDomain, whose names are tenants' apps, is refused;
+	// DomainsChanged, if set, is called once one is added or removed.
+	Sealer         Sealer
+	AppsDomain     string
+	DomainsChanged func()
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -124,6 +131,10 @@ type API struct {
 	metrics     *prometheus.Registry
 	metricsOpen bool
 	counts      *apiMetrics
+
+	sealer         Sealer
+	appsDomain     string
+	domainsChanged func()
 }
 
 // New checks cfg and builds the API's routes and OpenAPI document.
@@ -151,6 +162,8 @@ func New(cfg Config) (*API, error) {
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
 	a.metrics, a.metricsOpen = cfg.Metrics, cfg.MetricsOpen
+	a.sealer, a.domainsChanged = cfg.Sealer, cfg.DomainsChanged
+	a.appsDomain = strings.ToLower(strings.Trim(cfg.AppsDomain, "."))
 	var err error
 	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)
