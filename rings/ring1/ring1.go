@@ -195,6 +195,7 @@ func New(cfg Config) (*Node, error) {
 		bus.Ring1Cmd(cfg.Node, bus.VerbNetworks):  n.networksChanged,
 		bus.Ring1Cmd(cfg.Node, bus.VerbBid):       n.bid,
 		bus.Ring1Cmd(cfg.Node, bus.VerbRoutes):    n.peerRoutes,
+		bus.Ring1Cmd(cfg.Node, bus.VerbDomains):   n.domains,
 	}
 	for subj, fn := range n.vmCommands() {
 		n.cmds[subj] = fn
