@@ -110,7 +110,8 @@ func (c *conn) routeDomain() bool {
 	if d == nil {
 		return c.respond(errUnknownHost.status, errUnknownHost.msg)
 	}
-	if !c.tls && d.redirect {
+	// A peer router passed on what its client sent it, over TLS or answered already.
+	if !c.tls && d.redirect && !(c.req.hopped && c.r.isPeer(c.remote)) {
 		return c.redirect(name)
 	}
 	rt := c.r.lookup(d.key)
