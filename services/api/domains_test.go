@@ -21,7 +21,7 @@ import (
 
 // pemCert makes a certificate for names valid from..until, signed by itself, with key (a
 // new P-256 key if nil), and returns it and its key as PEM.
-func pemCert(t *testing.T, key any, from, until time.Time, names ...string) (string, string) {
+func pemCert(t testing.TB, key any, from, until time.Time, names ...string) (string, string) {
 	t.Helper()
 	if key == nil {
 		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
@@ -165,4 +165,42 @@ func TestDomains(t *testing.T) {
 	if r := e.do(t, "PUT", "/v1/tenants/evil/apps/site/domains/www.example.test", []byte(domainBody(evilCert, evilKey, false)), "Authorization", asEvil); r.status != 200 {
 		t.Fatalf("a freed domain: %d %s", r.status, r.body)
 	}
+
+	// Two tenants racing for one domain: one has it, the other gets 409.
+	raceCert, raceKey := pemCert(t, nil, now.Add(-time.Hour), now.Add(time.Hour), "race.example.test")
+	statuses := make(chan int, 2)
+	for _, p := range [][2]string{{"/v1/tenants/acme/apps/web/domains/race.example.test", asAdmin}, {"/v1/tenants/evil/apps/site/domains/race.example.test", asEvil}} {
+		go func() { // ends with its request
+			statuses <- e.do(t, "PUT", p[0], []byte(domainBody(raceCert, raceKey, false)), "Authorization", p[1]).status
+		}()
+	}
+	if a, b := <-statuses, <-statuses; a+b != 200+409 {
+		t.Fatalf("two tenants racing for a domain: %d and %d, want 200 and 409", a, b)
+	}
+}
+
+// FuzzDomainInput feeds the custom domain checks arbitrary names, certificates and keys: they
+// must not panic; a name accepted is lower-case ASCII without a wildcard, accepted again
+// unchanged; a certificate or key refused is refused with a 4xx.
+func FuzzDomainInput(f *testing.F) {
+	now := time.Now()
+	cert, key := pemCert(f, nil, now.Add(-time.Hour), now.Add(time.Hour), "www.example.test")
+	f.Add("www.example.test", cert, key)
+	f.Add("Bücher.Example.", cert, "")
+	f.Add("xn--bcher-kva.example", "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n", key)
+	f.Add("*.example.test", key, cert)
+	f.Add("xn--zz.example", cert+"junk", key+key)
+	f.Fuzz(func(t *testing.T, name, cert, key string) {
+		if got, ok := api.CheckDomain(name); ok {
+			if strings.ContainsAny(got, "*_ ") || strings.ToLower(got) != got || strings.ContainsFunc(got, func(r rune) bool { return r > 0x7f }) {
+				t.Fatalf("%q accepted as %q", name, got)
+			}
+			if again, ok := api.CheckDomain(got); !ok || again != got {
+				t.Fatalf("%q accepted as %q, which reads again as %q %v", name, got, again, ok)
+			}
+		}
+		if s := api.CheckCertKey(cert, key); s != 0 && (s < 400 || s > 499) {
+			t.Fatalf("certificate or key refused with %d", s)
+		}
+	})
 }
