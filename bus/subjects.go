@@ -63,8 +63,13 @@ type PeerRoute struct {
 	Router string         `json:"router"`
 }
 
-// Domains are the custom domains of every app, as the routers serve them.
+// Domains are the custom domains of every app, as the routers serve them, in Parts messages
+// (each well under the bus's payload limit) that all carry the same Set: a node takes the
+// domains once it has every part of one set.
 type Domains struct {
+	Set     string   `json:"set"`   // names this set of domains (a digest of it)
+	Part    int      `json:"part"`  // 0 … Parts-1
+	Parts   int      `json:"parts"` // at least 1
 	Domains []Domain `json:"domains"`
 }
 

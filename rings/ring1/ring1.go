@@ -119,6 +119,7 @@ type Node struct {
 	vms                              atomic.Pointer[vmhost.Host]  // set while the node hosts VMs
 	underlay                         atomic.Value                 // string: the underlay address, once known
 	routes                           atomic.Pointer[routes]       // set while the node hosts apps
+	domainParts                      domainParts                  // the parts of the custom domains ring 0 is sending
 	leaf                             *server.Server               // the node's own leaf server (Config.Leaf), while it runs
 	leafDenied                       atomic.Int64                 // the hubs' refusals of the leaf since the last acknowledged heartbeat
 }
