@@ -205,3 +205,47 @@ func TestCustomDomains(t *testing.T) {
 		}
 	})
 }
+
+// TestTLSHandshakeTimeout: a client that connects to the TLS listener and never finishes its
+// handshake is disconnected after ReadHeaderTimeout, and holds nothing after.
+func TestTLSHandshakeTimeout(t *testing.T) {
+	rt := startRouter(t, router.Config{ReadHeaderTimeout: 200 * time.Millisecond})
+	addr := serveTLS(t, rt)
+	for _, hello := range [][]byte{nil, {0x16, 0x03, 0x01, 0x02, 0x00}} { // nothing; a record header that promises more
+		nc, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Write(hello)
+		nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		t0 := time.Now()
+		_, err = io.ReadAll(nc)
+		nc.Close()
+		if took := time.Since(t0); err != nil || took > 2*time.Second {
+			t.Fatalf("hello %x: connection closed after %v (%v), want about 200ms", hello, took, err)
+		}
+	}
+	waitFor(t, "no connection left", func() bool { return rt.Stats().Conns == 0 })
+}
+
+// TestRedirectNotAfterPeer: a request a peer router passed on (it carries Enjin-Hop and comes
+// from a peer's address) for a redirecting domain is served: that router's client asked over
+// TLS, or was redirected there already. From anyone else it is redirected.
+func TestRedirectNotAfterPeer(t *testing.T) {
+	blog := startBackend(t, "blog")
+	rt := startRouter(t, router.Config{})
+	rt.SetRoute("acme", "blog", []router.Backend{blog.Backend()})
+	rt.SetRoute("acme", "elsewhere", []router.Backend{{ID: "peer", Addr: "127.0.0.1:1", Peer: true}}) // loopback is a peer's
+	if err := rt.SetDomains([]router.Domain{{Name: "blog.example.test", Tenant: "acme", App: "blog", Redirect: true}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		hop    string
+		status int
+	}{{"", 308}, {"Enjin-Hop: 1\r\n", 200}} {
+		status, out, err := rawExchange(rt.Addr().String(), []byte("GET /p HTTP/1.1\r\nHost: blog.example.test\r\n"+tc.hop+"Connection: close\r\n\r\n"), 5*time.Second)
+		if err != nil || status != tc.status {
+			t.Errorf("hop %q: got %d %v\n%s\nwant %d", tc.hop, status, err, out, tc.status)
+		}
+	}
+}
