@@ -27,7 +27,7 @@ import (
 // from a throwaway CA, then asks the router over TLS, with SNI www.example.test and trusting
 // only that CA, and gets the app's answer; plain HTTP for the domain reaches the app too. A
 // second tenant cannot take the domain (409), nor one under the apps domain (4xx); once
-// removed, the router no longer shakes hands for it.
+// removed, the router no longer shakes hands for it; a destroyed app's domains are freed.
 func TestCustomDomain(t *testing.T) {
 	c := newCloud(t)
 	c.start()
@@ -102,6 +102,16 @@ func TestCustomDomain(t *testing.T) {
 		}
 		return err != nil
 	}, "the router refusing a removed domain's handshake")
+
+	// A destroyed app's domains go with it, and the name is free for another.
+	c.cli("domains", "add", "acme/web", "www.example.test", "--cert", certFile, "--key", keyFile, "--redirect")
+	c.cli("apps", "destroy", "acme/web")
+	if ls := c.cli("domains", "ls", "acme"); strings.Contains(ls, "www.example.test") {
+		t.Fatalf("a destroyed app's domain is still listed:\n%s", ls)
+	}
+	if out, err := evil("domains", "add", "evil/site", "www.example.test", "--cert", certFile, "--key", keyFile); err != nil {
+		t.Fatalf("a destroyed app's domain is not free: %v\n%s", err, out)
+	}
 }
 
 // issueFiles makes a throwaway CA and a certificate from it for name, written (key 0600) in
