@@ -154,11 +154,3 @@ func (c *conn) redirect(name []byte) bool {
 	c.r.countStatus(308)
 	return keep
 }
-
-// proto is the scheme the client used, for the forwarding fields.
-func (c *conn) proto() string {
-	if c.tls {
-		return "https"
-	}
-	return "http"
-}
