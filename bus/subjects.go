@@ -43,6 +43,11 @@ const (
 	// VerbRoutes tells a node hosting apps where the apps it does not run are (PeerRoutes →
 	// {}): its router sends their requests to their hosts' routers.
 	VerbRoutes = "routes"
+	// VerbDomains gives a node hosting apps every custom domain its router answers for, each
+	// with its certificate and private key (Domains → {}). Ring 0 sends it on the node's own
+	// command subject, which only that node's user may subscribe to; the node keeps the keys
+	// in memory only.
+	VerbDomains = "domains"
 )
 
 // PeerRoutes lists the apps that run on other hosts than the one told, with their routers.
@@ -56,6 +61,27 @@ type PeerRoute struct {
 	Tenant rings.TenantID `json:"tenant"`
 	App    string         `json:"app"`
 	Router string         `json:"router"`
+}
+
+// Domains are the custom domains of every app, as the routers serve them, in Parts messages
+// (each well under the bus's payload limit) that all carry the same Set: a node takes the
+// domains once it has every part of one set.
+type Domains struct {
+	Set     string   `json:"set"`   // names this set of domains (a digest of it)
+	Part    int      `json:"part"`  // 0 … Parts-1
+	Parts   int      `json:"parts"` // at least 1
+	Domains []Domain `json:"domains"`
+}
+
+// Domain routes a custom domain to a tenant's app: over TLS with Cert and Key (PEM), and in
+// plain HTTP, redirected to https if Redirect.
+type Domain struct {
+	Domain   string         `json:"domain"`
+	Tenant   rings.TenantID `json:"tenant"`
+	App      string         `json:"app"`
+	Redirect bool           `json:"redirect,omitempty"`
+	Cert     string         `json:"cert"`
+	Key      string         `json:"key"`
 }
 
 // VMRef names one VM of a node.

@@ -107,7 +107,7 @@ func TestAllowListsHoldOnEveryVerb(t *testing.T) {
 			pub: common("ring1.n2.obs", "ring1.n1.cmd.ping", "ring1.n2.cmd.ping", "ring1.*.obs",
 				"r0.to.ring1.n2.cmd.ping", "r0.from.ring1.n2.obs", "ring0.api.revoke", "ops.ring1.n2.obs",
 				"r1.from.acme."+k+".obs", "r1.to.acme."+k+".cmd.stop", "events.x", "ring1.n1.obs.x", "ring1.n1"),
-			sub: commonSub("ring1.n2.cmd.>", "ring1.n2.obs", "ring1.*.obs", "ring1.*.cmd.>", "ring1.>",
+			sub: commonSub("ring1.n2.cmd.>", "ring1.n2.cmd.domains", "ring1.n2.obs", "ring1.*.obs", "ring1.*.cmd.>", "ring1.>",
 				"r1.ring0.>", "r1.from.>", "_INBOX.n2.>", "_INBOX.*.>", "ops.>")},
 		{name: "ops", account: keys.OPS, creds: c.Ops(t, "alice"),
 			pub: common("ops.ring1.n1.obs", "ops.events.x", "ops.x", "ring1.n1.cmd.ping", "_INBOX.alice.x",

@@ -32,6 +32,7 @@ type endpoints struct {
 	OpsCreds       string   `json:"ops_creds"`
 	Router         string   `json:"router"`
 	AppsDomain     string   `json:"apps_domain"`
+	RouterTLS      string   `json:"router_tls"`
 	DNS            string   `json:"dns"`
 	CA             string   `json:"ca"`
 }
@@ -59,7 +60,7 @@ func up(t *testing.T, state string, natsPort int) (*harness.Proc, endpoints) {
 	n := natsPort % 200
 	p := harness.Start(t, "up", "--state-dir", state, "--nats-port", strconv.Itoa(natsPort),
 		"--api-addr", "127.0.0.1:0", "--heartbeat", "300ms", "--log-level", "warn",
-		"--router", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
+		"--router", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--router-tls", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
 		"--bridge", fmt.Sprintf("enjte%d", n), "--prefix", fmt.Sprintf("100.91.%d.0/24", n))
 	t.Cleanup(func() { harness.RemoveNode(t, fmt.Sprintf("enjte%d", n)) })
 	var ep endpoints

@@ -53,7 +53,7 @@ func startHostile(t *testing.T, net int, extra ...string) *hostileCloud {
 		prefix: netip.MustParsePrefix(fmt.Sprintf("100.%d.%d.0/24", net, n)), tally: newTally(), guards: map[string]string{}}
 	args := append([]string{"up", "--state-dir", state, "--nats-port", strconv.Itoa(natsPort),
 		"--api-addr", "127.0.0.1:0", "--heartbeat", "300ms", "--log-level", "warn",
-		"--router", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)),
+		"--router", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--router-tls", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)),
 		"--bridge", c.bridge, "--prefix", c.prefix.String()}, extra...)
 	c.p = harness.Adopt(t, exec.Command(c.bin, args...))
 	t.Cleanup(func() { harness.RemoveNode(t, c.bridge) }) // ring 1 leaves its firewall table

@@ -23,6 +23,7 @@ func TestUpWithARelativeStateDir(t *testing.T) {
 	n := harness.FreePort(t) % 200
 	up := exec.Command(harness.Binary(t), "up", "--state-dir", "var/enjin", "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:0", "--router", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
+		"--router-tls", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
 		"--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--bridge", "enjrl"+strconv.Itoa(n),
 		"--prefix", "100.92."+strconv.Itoa(n)+".0/24", "--heartbeat", "300ms")
 	up.Dir = cwd
@@ -62,7 +63,7 @@ func TestUpReportsAChildThatCannotStart(t *testing.T) {
 	n := harness.FreePort(t) % 200
 	t0 := time.Now()
 	up := exec.Command(harness.Binary(t), "up", "--state-dir", state, "--nats-port", strconv.Itoa(harness.FreePort(t)),
-		"--api-addr", "127.0.0.1:0", "--router", taken.Addr().String(), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
+		"--api-addr", "127.0.0.1:0", "--router", taken.Addr().String(), "--router-tls", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
 		"--bridge", "enjrf"+strconv.Itoa(n), "--prefix", "100.93."+strconv.Itoa(n)+".0/24")
 	t.Cleanup(func() { harness.RemoveNode(t, "enjrf"+strconv.Itoa(n)) })
 	p := harness.Adopt(t, up)

@@ -158,7 +158,7 @@ func newCloud(t *testing.T) *cloud {
 	c := &cloud{t: t, dir: dir, state: filepath.Join(dir, "state"), bridge: fmt.Sprintf("enjsv%d", n)}
 	c.args = []string{"up", "--state-dir", c.state, "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--heartbeat", "300ms", "--log-level", "warn",
-		"--router", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)),
+		"--router", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--router-tls", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)),
 		"--bridge", c.bridge, "--prefix", fmt.Sprintf("100.95.%d.0/24", n)}
 	t.Cleanup(func() {
 		harness.StopDetached(t, c.state)

@@ -42,10 +42,11 @@ type Endpoints struct {
 	OpsCreds        string   `json:"ops_creds"`
 	Database        string   `json:"database"` // "managed" or "external"
 	Ring1           string   `json:"ring1"`
-	Router          string   `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
-	AppsDomain      string   `json:"apps_domain"` // ditto
-	DNS             string   `json:"dns"`         // answers A for app names with the router's address
-	CA              string   `json:"ca"`          // the CA ring 0 serves TLS from beyond loopback (its certificate, PEM)
+	Router          string   `json:"router"`               // where apps are reached: Host <app>.<tenant>.<apps_domain>
+	AppsDomain      string   `json:"apps_domain"`          // ditto
+	RouterTLS       string   `json:"router_tls,omitempty"` // where apps' custom domains are reached over TLS
+	DNS             string   `json:"dns"`                  // answers A for app names with the router's address
+	CA              string   `json:"ca"`                   // the CA ring 0 serves TLS from beyond loopback (its certificate, PEM)
 }
 
 func readEndpoints(stateDir string) (Endpoints, error) {

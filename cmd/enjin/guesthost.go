@@ -56,6 +56,7 @@ func guestHost(c *cobra.Command, m *guest.Meta, log *slog.Logger) error {
 	f.appsDir = filepath.Join(guestState, "apps")
 	f.appsAPI = net.JoinHostPort(self.String(), "7071")
 	f.routerAddr = net.JoinHostPort(self.String(), "7080")
+	f.routerTLS = net.JoinHostPort(self.String(), "7443")
 	f.prefix = m.Host.Apps.String()
 	return runNode(c, cfg, &f)
 }

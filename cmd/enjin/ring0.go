@@ -38,6 +38,7 @@ type ring0Flags struct {
 	natsPort, memoryMB                              int
 	heartbeat, credsTTL                             time.Duration
 	routerAddr, appsDomain, dnsAddr, bridge, prefix string
+	routerTLS                                       string
 	apps                                            bool // whether the ring 1 nodes host apps
 	limits, uidRange                                string
 }
@@ -51,6 +52,7 @@ func (f *ring0Flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "ring 1 heartbeat interval; liveness counts in these")
 	fs.DurationVar(&f.credsTTL, "creds-ttl", keys.DefaultTTL, "lifetime of ring 1 credentials (nodes renew at two thirds)")
 	fs.StringVar(&f.routerAddr, "router", "127.0.0.1:7080", "the app router's listen address")
+	fs.StringVar(&f.routerTLS, "router-tls", "127.0.0.1:7443", "where the app router serves custom domains over TLS (enjin domains); \"\" for none")
 	fs.StringVar(&f.appsDomain, "apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
 	fs.StringVar(&f.dnsAddr, "dns", "127.0.0.1:5353", "DNS for app names (UDP and TCP)")
 	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join")
@@ -86,7 +88,7 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 				return ring0.Config{}, err
 			}
 		}
-		cfg.Apps = &ring0.AppsOptions{RouterAddr: f.routerAddr, AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, Bridge: f.bridge, Prefix: p,
+		cfg.Apps = &ring0.AppsOptions{RouterAddr: f.routerAddr, RouterTLSAddr: f.routerTLS, AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, Bridge: f.bridge, Prefix: p,
 			Limits: limits, UIDRange: f.uidRange}
 	}
 	return cfg, nil

@@ -25,6 +25,7 @@ type ring1Flags struct {
 	node, natsURL, creds, attest, keyDir            string
 	appsDir, appsAPI, appsTokenFile                 string
 	routerAddr, appsDomain, dnsAddr, bridge, prefix string
+	routerTLS                                       string
 	heartbeat                                       time.Duration
 	join, joinFile, ring0URL                        string
 	logLevel                                        string
@@ -48,6 +49,7 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.appsAPI, "apps-api", "127.0.0.1:7071", "the app API's listen address (with --apps-dir)")
 	fs.StringVar(&f.appsTokenFile, "apps-token-file", "", "file with the app API's bearer token (with --apps-dir)")
 	fs.StringVar(&f.routerAddr, "router", "127.0.0.1:7080", "the app router's listen address (with --apps-dir)")
+	fs.StringVar(&f.routerTLS, "router-tls", "", "where the app router serves custom domains over TLS (with --apps-dir); none by default")
 	fs.DurationVar(&f.routerHold, "router-hold", 2*time.Second, "how long the router holds a request while no instance of its app can take it (restarting); 0: answer 503 at once")
 	fs.StringVar(&f.appsDomain, "apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
 	fs.StringVar(&f.dnsAddr, "dns", "127.0.0.1:5353", "DNS for app names (with --apps-dir)")
@@ -198,7 +200,7 @@ func (f *ring1Flags) appsConfig(dir string) (*ring1.AppsConfig, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &ring1.AppsConfig{Dir: f.appsDir, Helper: exe, Bridge: f.bridge, Prefix: p, RouterAddr: f.routerAddr, RouterHold: cmp.Or(f.routerHold, -1),
+	return &ring1.AppsConfig{Dir: f.appsDir, Helper: exe, Bridge: f.bridge, Prefix: p, RouterAddr: f.routerAddr, RouterTLSAddr: f.routerTLS, RouterHold: cmp.Or(f.routerHold, -1),
 		AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, APIAddr: f.appsAPI, APIToken: tok, Policy: pol,
 		UIDFirst: first, UIDCount: count, APITLS: apiTLS}, nil
 }

@@ -183,7 +183,7 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	ep, err := ready(ctx, r, stateDir, database, done, &runErr)
 	if err == nil {
 		if f.apps {
-			ep.Router, ep.AppsDomain, ep.DNS = f.routerAddr, f.appsDomain, f.dnsAddr
+			ep.Router, ep.AppsDomain, ep.DNS, ep.RouterTLS = f.routerAddr, f.appsDomain, f.dnsAddr, f.routerTLS
 		}
 		for _, o := range others {
 			ep.APIs, ep.NATSURLs = append(ep.APIs, o.APIURL()), append(ep.NATSURLs, o.NATSURL())

@@ -20,13 +20,16 @@ import (
 
 // AppsOptions say how the ring 1 nodes ring 0 runs host apps.
 type AppsOptions struct {
-	RouterAddr string       // the router's listen address, e.g. 127.0.0.1:7080
-	AppsDomain string       // app hosts are <app>.<tenant>.<AppsDomain>
-	DNSAddr    string       // DNS for app names, e.g. 127.0.0.1:5353
-	Bridge     string       // the instances' bridge, e.g. enjin0
-	Prefix     netip.Prefix // the instances' addresses, e.g. 100.88.0.0/16
-	Limits     string       // a policy file (limits per instance, quotas) for the nodes; "" for the defaults
-	UIDRange   string       // FIRST:COUNT of the app uids; "" for the default
+	RouterAddr string // the router's listen address, e.g. 127.0.0.1:7080
+	// RouterTLSAddr is where the router serves custom domains over TLS, e.g. 127.0.0.1:7443;
+	// "" serves none. A simulated host serves them on its own address, port 7443.
+	RouterTLSAddr string
+	AppsDomain    string       // app hosts are <app>.<tenant>.<AppsDomain>
+	DNSAddr       string       // DNS for app names, e.g. 127.0.0.1:5353
+	Bridge        string       // the instances' bridge, e.g. enjin0
+	Prefix        netip.Prefix // the instances' addresses, e.g. 100.88.0.0/16
+	Limits        string       // a policy file (limits per instance, quotas) for the nodes; "" for the defaults
+	UIDRange      string       // FIRST:COUNT of the app uids; "" for the default
 }
 
 // appsAPI is where a ring 1 node's app API listens and the token it takes.
@@ -44,10 +47,13 @@ func (a appsAPI) on(node rings.NodeID) api.AppsBackend {
 // the flags that tell the node about them and about the router, DNS and bridge.
 func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
 	o, id := r.cfg.Apps, spec.ID
-	router, bridge := o.RouterAddr, cmp.Or(spec.Bridge, o.Bridge)
+	router, routerTLS, bridge := o.RouterAddr, o.RouterTLSAddr, cmp.Or(spec.Bridge, o.Bridge)
 	addr, err := appsAPIAddr(filepath.Join(dir, "apps-api.addr"))
 	if spec.Addr.IsValid() { // a simulated host: on its own address, where the others reach it
 		addr, router, err = netip.AddrPortFrom(spec.Addr, 7071).String(), netip.AddrPortFrom(spec.Addr, 7080).String(), nil
+		if routerTLS != "" {
+			routerTLS = netip.AddrPortFrom(spec.Addr, 7443).String()
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("ring0: port for the app api of %s: %w", id, err)
@@ -73,6 +79,9 @@ func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
 	args := []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
 		"--router", router, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
 		"--bridge", bridge, "--prefix", o.Prefix.String()}
+	if routerTLS != "" {
+		args = append(args, "--router-tls", routerTLS)
+	}
 	if o.Limits != "" {
 		args = append(args, "--limits", o.Limits)
 	}

@@ -167,6 +167,7 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 	wg.Wait()
 	at := r.spread(ctx, epoch, placed, replicas, state, running, heads, moves)
 	r.pushRoutes(ctx, hosts, routers, at)
+	r.pushDomains(ctx, hosts)
 }
 
 // tendHost compares what host h runs with the placements and the recipes kept, and returns

@@ -119,18 +119,19 @@ type Ring0 struct {
 	images   *images.Store        // nil if it could not open: the image routes answer 503
 	start    time.Time
 
-	nodeMu     sync.Mutex // serializes joins and decommissions: neither sees half of the other
-	vmKeys     sync.Map   // a VM's bus user key → its node id
-	placeMu    sync.Mutex // serializes VM placements: two never take the same room
-	hostMu     sync.Mutex // serializes adding hosts to tenants
-	members    memberChanges
-	moves      appMoves     // the leader's re-placing of apps off hosts that are down
-	routesSent routesSent   // what the leader last told each host about the apps elsewhere
-	member     string       // names this member in the leader record (memberName)
-	epoch      atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
-	hearing    hearing      // what this member heard, to share with the others (clustered)
-	learnMu    sync.Mutex
-	unknown    map[rings.NodeID]time.Time // nodes no member registered, not looked up until then
+	nodeMu      sync.Mutex // serializes joins and decommissions: neither sees half of the other
+	vmKeys      sync.Map   // a VM's bus user key → its node id
+	placeMu     sync.Mutex // serializes VM placements: two never take the same room
+	hostMu      sync.Mutex // serializes adding hosts to tenants
+	members     memberChanges
+	moves       appMoves     // the leader's re-placing of apps off hosts that are down
+	routesSent  routesSent   // what the leader last told each host about the apps elsewhere
+	domainsSent routesSent   // what the leader last told each host of the custom domains
+	member      string       // names this member in the leader record (memberName)
+	epoch       atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
+	hearing     hearing      // what this member heard, to share with the others (clustered)
+	learnMu     sync.Mutex
+	unknown     map[rings.NodeID]time.Time // nodes no member registered, not looked up until then
 
 	mu       sync.Mutex
 	sups     map[rings.NodeID]*process.Supervisor
@@ -329,8 +330,13 @@ func (r *Ring0) listenAPI() error {
 			return err
 		}
 	}
+	var appsDomain string
+	if r.cfg.Apps != nil {
+		appsDomain = r.cfg.Apps.AppsDomain
+	}
 	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
-		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback, CAFingerprint: r.ca.Fingerprint()})
+		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback,
+		CAFingerprint: r.ca.Fingerprint(), Sealer: r.broker.Chain(), AppsDomain: appsDomain, DomainsChanged: r.moves.again})
 	if err != nil {
 		r.apiLn.Close()
 		return err

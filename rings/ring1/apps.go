@@ -22,16 +22,19 @@ import (
 // AppsConfig makes a ring 1 node host tenants' apps: it runs the router, the DNS for app
 // names, the app host (instances confined on a bridge) and the app API ring 0 forwards to.
 type AppsConfig struct {
-	Dir        string        // packages, releases, app state
-	Helper     string        // the sandbox helper (the enjin binary)
-	Bridge     string        // e.g. enjin0
-	Prefix     netip.Prefix  // e.g. 100.88.0.0/16
-	RouterAddr string        // e.g. 127.0.0.1:7080
-	RouterHold time.Duration // how long a request waits for an instance of its app; 0: 2 s, negative: none
-	AppsDomain string        // e.g. apps.enjin.test
-	DNSAddr    string        // e.g. 127.0.0.1:5353
-	APIAddr    string        // the app API, e.g. 127.0.0.1:7071
-	APIToken   string        // the bearer token ring 0 forwards with
+	Dir        string       // packages, releases, app state
+	Helper     string       // the sandbox helper (the enjin binary)
+	Bridge     string       // e.g. enjin0
+	Prefix     netip.Prefix // e.g. 100.88.0.0/16
+	RouterAddr string       // e.g. 127.0.0.1:7080
+	// RouterTLSAddr is where the router serves custom domains over TLS, e.g. 127.0.0.1:7443;
+	// "" serves none.
+	RouterTLSAddr string
+	RouterHold    time.Duration // how long a request waits for an instance of its app; 0: 2 s, negative: none
+	AppsDomain    string        // e.g. apps.enjin.test
+	DNSAddr       string        // e.g. 127.0.0.1:5353
+	APIAddr       string        // the app API, e.g. 127.0.0.1:7071
+	APIToken      string        // the bearer token ring 0 forwards with
 	// APITLS serves the app API over TLS (a certificate from ring 0's CA naming the node):
 	// required when APIAddr is beyond loopback.
 	APITLS   *tls.Config
@@ -107,11 +110,22 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 		ln.Close()
 		return fmt.Errorf("ring1 %s: router: %w", n.cfg.Node, err)
 	}
+	var tln net.Listener
+	if c.RouterTLSAddr != "" {
+		if tln, err = net.Listen("tcp", c.RouterTLSAddr); err != nil {
+			ln.Close()
+			rln.Close()
+			return fmt.Errorf("ring1 %s: router tls: %w", n.cfg.Node, err)
+		}
+	}
 	var wg sync.WaitGroup
-	errs := make(chan error, 3)
+	errs := make(chan error, 4)
 	wg.Go(func() { errs <- rt.Serve(ctx, rln) }) // ends with ctx
-	wg.Go(func() { errs <- ds.Run(ctx) })        // ends with ctx
-	wg.Go(func() {                               // ends at Shutdown below
+	if tln != nil {
+		wg.Go(func() { errs <- rt.ServeTLS(ctx, tln) }) // ends with ctx
+	}
+	wg.Go(func() { errs <- ds.Run(ctx) }) // ends with ctx
+	wg.Go(func() {                        // ends at Shutdown below
 		if err := api.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errs <- err
 		}

@@ -122,6 +122,7 @@ type Node struct {
 	vms                              atomic.Pointer[vmhost.Host]  // set while the node hosts VMs
 	underlay                         atomic.Value                 // string: the underlay address, once known
 	routes                           atomic.Pointer[routes]       // set while the node hosts apps
+	domainParts                      domainParts                  // the parts of the custom domains ring 0 is sending
 	leaf                             *server.Server               // the node's own leaf server (Config.Leaf), while it runs
 	leafDenied                       atomic.Int64                 // the hubs' refusals of the leaf since the last acknowledged heartbeat
 }
@@ -198,6 +199,7 @@ func New(cfg Config) (*Node, error) {
 		bus.Ring1Cmd(cfg.Node, bus.VerbNetworks):  n.networksChanged,
 		bus.Ring1Cmd(cfg.Node, bus.VerbBid):       n.bid,
 		bus.Ring1Cmd(cfg.Node, bus.VerbRoutes):    n.peerRoutes,
+		bus.Ring1Cmd(cfg.Node, bus.VerbDomains):   n.domains,
 	}
 	for subj, fn := range n.vmCommands() {
 		n.cmds[subj] = fn

@@ -25,6 +25,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -114,6 +115,12 @@ type Config struct {
 	MetricsOpen bool
 	// CAFingerprint is the trust chain's CA's (keys.Fingerprint), which join tokens carry.
 	CAFingerprint string
+	// Custom domains: Sealer seals their private keys (nil: the routes that add them answer
+	// 503); a domain under AppsDomain, whose names are tenants' apps, is refused;
+	// DomainsChanged, if set, is called once one is added or removed.
+	Sealer         Sealer
+	AppsDomain     string
+	DomainsChanged func()
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -140,6 +147,10 @@ type API struct {
 	metrics     *prometheus.Registry
 	metricsOpen bool
 	counts      *apiMetrics
+
+	sealer         Sealer
+	appsDomain     string
+	domainsChanged func()
 }
 
 // New checks cfg and builds the API's routes and OpenAPI document.
@@ -167,6 +178,8 @@ func New(cfg Config) (*API, error) {
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
 	a.metrics, a.metricsOpen, a.caPrint = cfg.Metrics, cfg.MetricsOpen, cfg.CAFingerprint
+	a.sealer, a.domainsChanged = cfg.Sealer, cfg.DomainsChanged
+	a.appsDomain = strings.ToLower(strings.Trim(cfg.AppsDomain, "."))
 	var err error
 	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)

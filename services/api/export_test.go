@@ -83,3 +83,19 @@ func Status(err error) int {
 	}
 	return 0
 }
+
+// CheckDomain normalizes a domain name as the domain routes do.
+func CheckDomain(s string) (string, bool) { return checkDomain(s) }
+
+// CheckCertKey reads a certificate chain and its key as PUT …/domains/{domain} does and
+// returns the status it refuses them with (0: accepted).
+func CheckCertKey(cert, key string) int {
+	_, leaf, err := parseCertChain(cert)
+	if err == nil {
+		_, err = parseKeyFor(key, leaf)
+	}
+	if err != nil {
+		return Status(err)
+	}
+	return 0
+}

@@ -84,6 +84,7 @@ var wildcards = map[string]wildcard{
 	"ruleset":     {"rule set name: a slug", checkTenantID},
 	"mac":         {"MAC address, as 52:54:00:ab:cd:ef", checkMAC},
 	"image":       {"image id (UUID)", checkUUID},
+	"domain":      {"domain name: letters, digits and inner hyphens in two or more dot-separated labels (Unicode ones as IDNA), no wildcard", checkDomain},
 }
 
 func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate() == nil }
@@ -230,6 +231,6 @@ func (a *API) routes() []route {
 			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-	}, slices.Concat(a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+	}, slices.Concat(a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), a.domainRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
 		status: http.StatusOK, out: historyList{}, serve: a.history}})...)
 }

@@ -3,6 +3,7 @@ package router
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
@@ -45,6 +46,9 @@ type conn struct {
 	app     *appStats // the routed app's counts, once the request is routed
 
 	switched *upConn // the backend connection of a WebSocket the app accepted
+
+	tls bool   // nc is a TLS server connection (ServeTLS)
+	sni []byte // the server name its handshake named, lower case
 }
 
 var connPool = sync.Pool{New: func() any {
@@ -68,6 +72,8 @@ func (r *Router) newConn(nc net.Conn) *conn {
 	}
 	c.ip = append(c.ip[:0], c.remote...)
 	c.linger = false
+	_, c.tls = nc.(*tls.Conn)
+	c.sni = c.sni[:0]
 	return c
 }
 
@@ -102,6 +108,9 @@ func (c *conn) serve() {
 			connPool.Put(c)
 		}
 	}()
+	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
+		return
+	}
 	for c.serveOne() {
 	}
 }
@@ -195,7 +204,13 @@ func (c *conn) handle() bool {
 			c.ip = a.Unmap().WithZone("").AppendTo(c.ip[:0])
 		}
 	}
+	if c.tls {
+		return c.routeDomain()
+	}
 	key := routeKey(c.req.host, r.suffix)
+	if key == nil {
+		return c.routeDomain()
+	}
 	rt := r.lookup(key)
 	if rt == nil {
 		return c.respond(errUnknownHost.status, errUnknownHost.msg)

@@ -150,11 +150,19 @@ func (c *conn) buildHead() {
 	b = append(b, c.ip...)
 	b = append(b, "\r\nX-Real-IP: "...)
 	b = append(b, c.ip...)
-	b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
+	if c.tls {
+		b = append(b, "\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: "...)
+	} else {
+		b = append(b, "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: "...)
+	}
 	b = append(b, q.host...)
 	b = append(b, "\r\nForwarded: for="...)
 	b = appendNode(b, c.ip)
-	b = append(b, ";proto=http;host=\""...)
+	if c.tls {
+		b = append(b, ";proto=https;host=\""...)
+	} else {
+		b = append(b, ";proto=http;host=\""...)
+	}
 	b = append(b, q.host...) // validHostPort admits no '"' or '\\'
 	b = append(b, "\"\r\nEnjin-Hop: 1\r\n"...)
 	for i := range q.fields {

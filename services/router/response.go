@@ -112,6 +112,8 @@ func reason(status int) string {
 		return "408 Request Timeout"
 	case 417:
 		return "417 Expectation Failed"
+	case 421:
+		return "421 Misdirected Request"
 	case 431:
 		return "431 Request Header Fields Too Large"
 	case 502:

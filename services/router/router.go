@@ -11,6 +11,11 @@
 //     (wait for 0) before stopping it. A backend removed from every set gets no new request once
 //     SetRoute has returned.
 //
+// A custom domain (SetDomains) routes to its app too: in plain HTTP, or answered 308 to https
+// when the domain asks for it; and on the TLS listener (ServeTLS), where the handshake picks
+// the domain's certificate by the name the client sends (SNI; a name without one fails the
+// handshake) and a request for another host than that name gets 421.
+//
 // Unknown hosts get 404. A request for a known app none of whose backends can take it (none
 // healthy, or the only ones refusing connections: an instance restarting) is held for its
 // app's set to change, up to Config.Hold from its arrival, and then answered 503 with
@@ -56,6 +61,7 @@ package router
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -127,7 +133,10 @@ type Router struct {
 	reg   map[string][]*upstream             // every upstream that is routed to or still draining, by backend ID
 	peers atomic.Pointer[map[netip.Addr]int] // the peer routers' addresses, each with its live upstreams; swapped under regMu
 
+	domains atomic.Pointer[map[string]*domain] // custom domains by name; swapped whole by SetDomains
+
 	ln      atomic.Pointer[net.Listener]
+	tlsLn   atomic.Pointer[net.Listener]
 	closing atomic.Bool
 	connMu  sync.Mutex
 	conns   map[*conn]struct{}
@@ -210,6 +219,11 @@ func (r *Router) Addr() net.Addr {
 // and returns an error if accepting fails for good.
 func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 	r.ln.Store(&ln)
+	return r.serve(ctx, ln, nil)
+}
+
+// serve is Serve, and with tc ServeTLS: each connection accepted is a TLS server's.
+func (r *Router) serve(ctx context.Context, ln net.Listener, tc *tls.Config) error {
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var delay time.Duration
@@ -230,7 +244,12 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 			return fmt.Errorf("router: accept: %w", err)
 		}
 		delay = 0
-		c := r.newConn(nc)
+		var c *conn
+		if tc != nil {
+			c = r.newConn(tls.Server(nc, tc))
+		} else {
+			c = r.newConn(nc)
+		}
 		r.connWG.Go(c.serve) // ends when the client connection is closed
 	}
 }
