@@ -262,7 +262,8 @@ func (c *cloud) apiGet(path string) ([]byte, error) {
 	}
 	req, _ := http.NewRequest("GET", c.ep.API+path, nil)
 	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-	cl := http.Client{Timeout: 30 * time.Second} // a test's wait stays bounded when the API does not answer
+	cl := c.ep.client(c.t)
+	cl.Timeout = 30 * time.Second // a test's wait stays bounded when the API does not answer
 	resp, err := cl.Do(req)
 	if err != nil {
 		return nil, err
