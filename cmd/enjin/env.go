@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"enjin/services/appapi"
 	"fmt"
 	"io"
 	"slices"
@@ -10,7 +11,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"enjin/rings"
-	"enjin/services/apphost"
 )
 
 // envPatch is the body of PATCH …/apps/{app}/env: keys to set and keys to remove, leaving the
@@ -133,7 +133,7 @@ func changeEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, p envPa
 	if err != nil {
 		return err
 	}
-	var rel apphost.Release
+	var rel appapi.Release
 	if err := cl.do(c.Context(), "PATCH", appPath(t, a)+"/env", nil, p, &rel); err != nil {
 		return err
 	}
