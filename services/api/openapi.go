@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"enjin/rings"
+	"enjin/services/appapi"
 )
 
 // openAPI builds the OpenAPI 3.0 document of routes: the same table the mux is built from.
@@ -72,8 +73,12 @@ func (g *schemaGen) operation(rt route) map[string]any {
 		op["parameters"] = params
 	}
 	if rt.rawBody != "" {
+		schema := rawSchema(rt.rawBody)
+		if rt.rawIn != nil {
+			schema = g.schema(reflect.TypeOf(rt.rawIn))
+		}
 		op["requestBody"] = map[string]any{"required": true,
-			"content": map[string]any{rt.rawBody: map[string]any{"schema": rawSchema(rt.rawBody)}}}
+			"content": map[string]any{rt.rawBody: map[string]any{"schema": schema}}}
 	}
 	if rt.body != nil {
 		op["requestBody"] = map[string]any{"required": !rt.optional,
@@ -102,6 +107,7 @@ func operationID(rt route) string {
 
 func (g *schemaGen) responses(rt route) map[string]any {
 	ok := map[string]any{"description": http.StatusText(rt.status)}
+	var ndjson map[string]any
 	if rt.out != nil {
 		ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.out))}}
 	}
@@ -115,13 +121,40 @@ func (g *schemaGen) responses(rt route) map[string]any {
 		}
 		ok["headers"] = h
 	}
+	if rt.lines != nil {
+		lines := map[string]any{"application/x-ndjson": map[string]any{"schema": g.lineSchema(rt.lines)}}
+		if rt.out == nil {
+			ok["content"] = lines
+		} else {
+			ndjson = map[string]any{"description": "the same, as it happens, one JSON value a line (Accept: application/x-ndjson)", "content": lines}
+		}
+	}
 	out := map[string]any{strconv.Itoa(rt.status): ok}
+	if ndjson != nil {
+		out[strconv.Itoa(http.StatusOK)] = ndjson
+	}
 	errRef := g.schema(reflect.TypeOf(errorBody{}))
+	if rt.forwarded {
+		errRef = g.schema(reflect.TypeOf(appapi.Error{}))
+	}
 	for _, code := range errorStatuses(rt) {
 		out[strconv.Itoa(code)] = map[string]any{"description": http.StatusText(code),
 			"content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 	}
 	return out
+}
+
+// lineSchema is the schema of each line of an application/x-ndjson answer whose lines are
+// of the types of values (blank lines, which keep a quiet answer alive, aside).
+func (g *schemaGen) lineSchema(values []any) map[string]any {
+	if len(values) == 1 {
+		return g.schema(reflect.TypeOf(values[0]))
+	}
+	var alts []any
+	for _, v := range values {
+		alts = append(alts, g.schema(reflect.TypeOf(v)))
+	}
+	return map[string]any{"anyOf": alts}
 }
 
 // errorStatuses lists the errors a route can answer with, from what it declares.
@@ -141,6 +174,9 @@ func errorStatuses(rt route) []int {
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
+	// Ring 1's app API: what it refuses, and ring 0 when it does not answer.
+	add(rt.forwarded, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnprocessableEntity, http.StatusBadGateway)
 	add(rt.method == http.MethodDelete && rt.path == "/v1/nodes/{node}", http.StatusUnprocessableEntity) // not a ring 1 node
 	// Image uploads: over the limit, the wrong type, refused as hostile, for an unknown tenant;
 	// the routes that touch the image store's files answer 503 if it did not start.
