@@ -1,6 +1,7 @@
 package api
 
 import (
+	"encoding"
 	"encoding/json"
 	"net/http"
 	"reflect"
@@ -209,10 +210,16 @@ type schemaGen struct {
 var (
 	timeType = reflect.TypeFor[time.Time]()
 	rawType  = reflect.TypeFor[json.RawMessage]()
-	ringType = reflect.TypeFor[rings.Ring]()
+
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+	ringType      = reflect.TypeFor[rings.Ring]()
 )
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	if t.Kind() != reflect.Interface && !t.Implements(jsonMarshaler) && reflect.PointerTo(t).Implements(textMarshaler) {
+		return map[string]any{"type": "string"} // netip.Prefix, netip.Addr: JSON has their text
+	}
 	switch t {
 	case timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
@@ -260,8 +267,23 @@ func (g *schemaGen) ref(t reflect.Type) map[string]any {
 func (g *schemaGen) object(t reflect.Type) map[string]any {
 	props := map[string]any{}
 	var required []string
+	g.fields(t, props, &required)
+	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if required != nil {
+		obj["required"] = required
+	}
+	return obj
+}
+
+// fields adds the properties of struct t's fields to props, and the names of those it requires
+// to required. An embedded struct without a JSON name is flattened, as encoding/json does.
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string) {
 	for f := range t.Fields() {
 		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			g.fields(f.Type, props, required)
+			continue
+		}
 		if !f.IsExported() || name == "-" {
 			continue
 		}
@@ -270,12 +292,7 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 		}
 		props[name] = g.schema(f.Type)
 		if f.Tag.Get("api") == "required" {
-			required = append(required, name)
+			*required = append(*required, name)
 		}
 	}
-	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if required != nil {
-		obj["required"] = required
-	}
-	return obj
 }
