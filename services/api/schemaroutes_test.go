@@ -110,6 +110,7 @@ func schemaSteps(t *testing.T, e *env) []step {
 	add(vmSteps()...)
 	add(imageSteps(t)...)
 	add(appSteps(e, ring1.URL)...)
+	add(realAppSteps(t, e, realRing1(t))...)
 	return steps
 }
 
