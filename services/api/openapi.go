@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -158,6 +159,9 @@ func (g *schemaGen) lineSchema(values []any) map[string]any {
 	return map[string]any{"anyOf": alts}
 }
 
+// vmPaths are the paths of the routes the VM service (Config.VMs) carries out.
+var vmPaths = regexp.MustCompile(`/(vms|volumes|hosts|console)(/|$)`)
+
 // errorStatuses lists the errors a route can answer with, from what it declares.
 func errorStatuses(rt route) []int {
 	codes := []int{http.StatusBadRequest, http.StatusInternalServerError}
@@ -175,6 +179,12 @@ func errorStatuses(rt route) []int {
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
+	add(rt.path == "/metrics", http.StatusNotFound) // a ring 0 that keeps none
+	// VMs, volumes and host VMs: 503 where this ring 0 runs none; 502 where their ring 1 node
+	// did not carry the operation out.
+	vms := vmPaths.MatchString(rt.path)
+	add(vms, http.StatusBadGateway, http.StatusServiceUnavailable)
+	add(strings.HasPrefix(rt.path, "/v1/tenants/{tenant}/rulesets/") && write, http.StatusBadGateway)
 	// Ring 1's app API: what it refuses, and ring 0 when it does not answer.
 	add(rt.forwarded, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
 		http.StatusUnprocessableEntity, http.StatusBadGateway)
