@@ -73,7 +73,7 @@ func appsLsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r, written, err := getList[struct{ Apps []appapi.AppInfo }](c, cl, out, tenantPath(rings.TenantID(tenant))+"/apps")
+		r, written, err := getList[appapi.AppList](c, cl, out, tenantPath(rings.TenantID(tenant))+"/apps")
 		if err != nil || written {
 			return err
 		}
@@ -125,7 +125,7 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 	if o.json() {
 		return writeRaw(w, raw)
 	}
-	var r struct{ Instances []appapi.InstanceInfo }
+	var r appapi.InstanceList
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return err
 	}
@@ -198,7 +198,7 @@ func scaleCmd(g *globals) *cobra.Command {
 		var raw json.RawMessage
 		for _, s := range ss {
 			path := appPath(t, a) + "/scale/" + url.PathEscape(s.typ)
-			if err := cl.do(c.Context(), "PUT", path, nil, map[string]int{"instances": s.count}, &raw); err != nil {
+			if err := cl.do(c.Context(), "PUT", path, nil, appapi.Scale{Instances: &s.count}, &raw); err != nil {
 				return err
 			}
 		}
@@ -209,7 +209,7 @@ func scaleCmd(g *globals) *cobra.Command {
 
 func releasesCmd(g *globals) *cobra.Command {
 	return appReadCmd(g, "releases TENANT/APP", "the app's releases, newest last", "/releases", func(w io.Writer, raw json.RawMessage) error {
-		var r struct{ Releases []appapi.Release }
+		var r appapi.ReleaseList
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
@@ -274,7 +274,7 @@ func rollbackCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var rel appapi.Release
-		if err := cl.do(c.Context(), "POST", appPath(t, a)+"/rollback", nil, map[string]int{"release": n}, &rel); err != nil {
+		if err := cl.do(c.Context(), "POST", appPath(t, a)+"/rollback", nil, appapi.Rollback{Release: n}, &rel); err != nil {
 			return err
 		}
 		if out.json() {

@@ -158,9 +158,7 @@ func (d *deployment) level() int {
 // haveFiles asks which of files' digests the app's releases have; none if it cannot tell
 // (a new app, a node from before the question).
 func (d *deployment) haveFiles(ctx context.Context, files []apphost.Entry) map[string]bool {
-	var in struct {
-		Digests []string `json:"digests"`
-	}
+	var in appapi.FilesQuery
 	seen := map[string]bool{}
 	for _, f := range files {
 		if !seen[f.Digest] {
@@ -168,9 +166,7 @@ func (d *deployment) haveFiles(ctx context.Context, files []apphost.Entry) map[s
 			in.Digests = append(in.Digests, f.Digest)
 		}
 	}
-	var out struct {
-		Have []string `json:"have"`
-	}
+	var out appapi.Files
 	if err := d.cl.do(ctx, "POST", appPath(d.tenant, d.app)+"/files", nil, in, &out); err != nil {
 		return nil
 	}

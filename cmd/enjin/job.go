@@ -47,7 +47,7 @@ the app's log, as process run.N); enjin exits with its exit status. Ctrl-C stops
 		if err != nil {
 			return err
 		}
-		body, _ := json.Marshal(map[string]string{"command": strings.Join(args[1:], " ")})
+		body, _ := json.Marshal(appapi.Job{Command: strings.Join(args[1:], " ")})
 		resp, err := cl.send(c.Context(), noTimeout, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
 		if err != nil {
 			return fmt.Errorf("run %s: %w", args[0], err)
@@ -103,7 +103,7 @@ func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
 // cronCmd lists an app's scheduled jobs and how their last runs went.
 func cronCmd(g *globals) *cobra.Command {
 	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", "/cron", func(w io.Writer, raw json.RawMessage) error {
-		var r struct{ Cron []appapi.CronStatus }
+		var r appapi.CronList
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
