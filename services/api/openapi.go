@@ -18,7 +18,20 @@ import (
 // openAPI builds the OpenAPI 3.0 document of routes: the same table the mux is built from.
 // Schemas are generated from the Go types the handlers decode and encode.
 func openAPI(routes []route) map[string]any {
-	g := &schemaGen{components: map[string]any{}}
+	g := &schemaGen{components: map[string]any{}, requests: map[string]bool{}}
+	// The types of request bodies first: an answer's type (or a part of it) that is no
+	// request's requires every field Go always encodes, so a missing one is a drift.
+	for _, rt := range routes {
+		for _, v := range []any{rt.body, rt.rawIn} {
+			if v != nil {
+				g.schema(reflect.TypeOf(v))
+			}
+		}
+	}
+	for name := range g.components {
+		g.requests[name] = true
+	}
+	g.answers = true
 	paths := map[string]map[string]any{}
 	for _, rt := range routes {
 		if paths[rt.path] == nil {
@@ -215,6 +228,8 @@ func versioned(t reflect.Type) bool {
 // schemaGen generates JSON schemas from Go types, naming each struct type a component.
 type schemaGen struct {
 	components map[string]any
+	requests   map[string]bool // components of request bodies
+	answers    bool            // generating the schemas of answers
 }
 
 var (
@@ -269,15 +284,17 @@ func (g *schemaGen) ref(t reflect.Type) map[string]any {
 	name := strings.ToUpper(t.Name()[:1]) + t.Name()[1:]
 	if _, ok := g.components[name]; !ok {
 		g.components[name] = nil // reserves the name while the fields are generated
-		g.components[name] = g.object(t)
+		g.components[name] = g.object(t, g.answers && !g.requests[name])
 	}
 	return map[string]any{"$ref": "#/components/schemas/" + name}
 }
 
-func (g *schemaGen) object(t reflect.Type) map[string]any {
+// object is the schema of struct type t; with encoded, every field encoding/json always
+// writes (no omitempty, no omitzero) is required.
+func (g *schemaGen) object(t reflect.Type, encoded bool) map[string]any {
 	props := map[string]any{}
 	var required []string
-	g.fields(t, props, &required)
+	g.fields(t, props, &required, encoded)
 	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
 	if required != nil {
 		obj["required"] = required
@@ -287,11 +304,11 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 
 // fields adds the properties of struct t's fields to props, and the names of those it requires
 // to required. An embedded struct without a JSON name is flattened, as encoding/json does.
-func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string) {
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string, encoded bool) {
 	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
 		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
-			g.fields(f.Type, props, required)
+			g.fields(f.Type, props, required, encoded)
 			continue
 		}
 		if !f.IsExported() || name == "-" {
@@ -301,7 +318,8 @@ func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]str
 			name = f.Name
 		}
 		props[name] = g.schema(f.Type)
-		if f.Tag.Get("api") == "required" {
+		always := encoded && !slices.ContainsFunc(strings.Split(opts, ","), func(o string) bool { return o == "omitempty" || o == "omitzero" })
+		if f.Tag.Get("api") == "required" || always {
 			*required = append(*required, name)
 		}
 	}
