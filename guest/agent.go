@@ -105,7 +105,15 @@ func (a *Agent) Run(ctx context.Context) error {
 		default:
 		}
 	}
-	nc, err := bus.Connect(strings.Join(a.meta.NATS, ","), a.creds,
+	tlsOpt := func(*nats.Options) error { return nil }
+	if a.meta.CA != "" { // the bus speaks TLS beyond loopback: checked by ring 0's CA
+		o, err := bus.TrustCA([]byte(a.meta.CA))
+		if err != nil {
+			return err
+		}
+		tlsOpt = o
+	}
+	nc, err := bus.Connect(strings.Join(a.meta.NATS, ","), a.creds, tlsOpt,
 		// A ring 2 user may read replies only under its own key's inbox.
 		nats.CustomInboxPrefix(bus.Inbox(a.creds.PublicKey)),
 		// Keep trying whatever the bus says, even "authorization violation" (the tenant's

@@ -62,6 +62,7 @@ type Meta struct {
 	Gateway   netip.Addr     `json:"gateway,omitzero"`      // on a link of Addresses
 	Links     []Link         `json:"links,omitempty"`       // NICs on the tenant's networks
 	NATS      []string       `json:"nats,omitempty"`        // URLs of the bus, tried in turn
+	CA        string         `json:"ca,omitempty"`          // the CA (PEM) the bus is checked by when it speaks TLS
 	Creds     string         `json:"creds,omitempty"`       // a .creds file: the VM's user JWT and seed
 	Attest    string         `json:"attest_seed,omitempty"` // keys.Attestation.SeedText
 	SSHKeys   []string       `json:"ssh_keys,omitempty"`    // authorized_keys lines

@@ -85,6 +85,9 @@ func Init(stateDir string) (*Chain, error) {
 			return nil, err
 		}
 	}
+	if _, err := c.CA(); err != nil { // made with the chain, so its copies share it
+		return nil, err
+	}
 	return c, nil
 }
 

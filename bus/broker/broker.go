@@ -164,6 +164,9 @@ func New(cfg Config) (*Broker, error) {
 		}
 		opts.LeafNode = server.LeafNodeOpts{Host: host, Port: p, AuthTimeout: 2}
 	}
+	if err := secure(opts, chain); err != nil {
+		return nil, err
+	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
@@ -204,7 +207,11 @@ func (b *Broker) LeafURL() string {
 	if err != nil || v.LeafNode.Port == 0 {
 		return ""
 	}
-	return "nats://" + net.JoinHostPort(v.LeafNode.Host, strconv.Itoa(v.LeafNode.Port))
+	scheme := "nats://"
+	if v.LeafNode.TLSRequired {
+		scheme = "tls://"
+	}
+	return scheme + net.JoinHostPort(v.LeafNode.Host, strconv.Itoa(v.LeafNode.Port))
 }
 
 // ClusterAddr is the route listener's host:port, or "" without a cluster.
@@ -222,7 +229,7 @@ func (b *Broker) ClientURLs() []string {
 	urls := []string{own}
 	if v, err := b.srv.Varz(nil); err == nil {
 		for _, hp := range v.ClientConnectURLs {
-			if u := "nats://" + hp; u != own && !slices.Contains(urls, u) {
+			if u := scheme(own) + hp; u != own && !slices.Contains(urls, u) {
 				urls = append(urls, u)
 			}
 		}

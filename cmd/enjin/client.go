@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"enjin/keys"
 )
 
 // client talks to the meta API of a running cloud.
@@ -21,11 +24,11 @@ type client struct {
 	base  string
 	alts  []string // other ring 0 members' APIs, tried in order when base cannot be reached
 	token string
-	hc    *http.Client // for requests with an answer; streams use noTimeout
+	hc    *http.Client // for requests with an answer
+	// stream is for requests that last as long as they must: a deploy, a followed log.
+	stream *http.Client
+	ca     string // the CA file ring 0's API is checked by when it speaks https
 }
-
-// noTimeout is for requests that last as long as they must: a deploy, a followed log.
-var noTimeout = &http.Client{}
 
 // Endpoints is what `enjin up` writes to <state>/endpoints.json once the cloud is ready;
 // client commands read it.
@@ -42,6 +45,7 @@ type Endpoints struct {
 	Router          string   `json:"router"`      // where apps are reached: Host <app>.<tenant>.<apps_domain>
 	AppsDomain      string   `json:"apps_domain"` // ditto
 	DNS             string   `json:"dns"`         // answers A for app names with the router's address
+	CA              string   `json:"ca"`          // the CA ring 0 serves TLS from beyond loopback (its certificate, PEM)
 }
 
 func readEndpoints(stateDir string) (Endpoints, error) {
@@ -61,7 +65,7 @@ func readEndpoints(stateDir string) (Endpoints, error) {
 // and whatever is missing from the endpoints.json and admin token `enjin up` left in the
 // state dir.
 func (g *globals) client() (*client, error) {
-	c := &client{base: g.api, token: os.Getenv("ENJIN_TOKEN"), hc: &http.Client{Timeout: 30 * time.Second}}
+	c := &client{base: g.api, token: os.Getenv("ENJIN_TOKEN"), ca: cmp.Or(g.caFile, os.Getenv("ENJIN_CA"))}
 	if c.base == "" {
 		c.base = os.Getenv("ENJIN_API")
 	}
@@ -78,6 +82,18 @@ func (g *globals) client() (*client, error) {
 		}
 	}
 	c.base = strings.TrimRight(c.base, "/")
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	if c.ca != "" {
+		pem, err := os.ReadFile(c.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		// ring 0's certificate names keys.Ring0Name, whatever address it is reached at
+		if t.TLSClientConfig, err = keys.ClientTLS(pem, keys.Ring0Name); err != nil {
+			return nil, fmt.Errorf("--ca %s: %w", c.ca, err)
+		}
+	}
+	c.hc, c.stream = &http.Client{Timeout: 30 * time.Second, Transport: t}, &http.Client{Transport: t}
 	return c, nil
 }
 
@@ -97,6 +113,9 @@ func (c *client) fromStateDir(stateDir string) error {
 				c.alts = append(c.alts, a)
 			}
 		}
+	}
+	if c.ca == "" {
+		c.ca = ep.CA
 	}
 	if c.token == "" {
 		if c.token, err = readToken(ep.AdminTokenFile); err != nil {

@@ -196,7 +196,7 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}
-	resp, err := d.cl.send(ctx, noTimeout, "POST", path, hdr, bytes.NewReader(bundle))
+	resp, err := d.cl.send(ctx, d.cl.stream, "POST", path, hdr, bytes.NewReader(bundle))
 	if err != nil {
 		// 404: the app has no release of it (or no release yet); 400 bad_query: a ring 0
 		// from before package=; 422 on the bundle: a node from before it, which took the

@@ -196,7 +196,7 @@ func postImage(ctx context.Context, cl *client, path string, hdr http.Header, bo
 		req.Body = http.NoBody
 	}
 	req.Header = hdr
-	resp, err := cl.sendRequest(req, noTimeout)
+	resp, err := cl.sendRequest(req, cl.stream)
 	if err != nil {
 		return inventory.Image{}, fmt.Errorf("%s: %w", what, err)
 	}

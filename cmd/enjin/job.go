@@ -48,7 +48,7 @@ the app's log, as process run.N); enjin exits with its exit status. Ctrl-C stops
 			return err
 		}
 		body, _ := json.Marshal(appapi.Job{Command: strings.Join(args[1:], " ")})
-		resp, err := cl.send(c.Context(), noTimeout, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+		resp, err := cl.send(c.Context(), cl.stream, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
 		if err != nil {
 			return fmt.Errorf("run %s: %w", args[0], err)
 		}

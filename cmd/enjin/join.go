@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -102,6 +104,10 @@ func loadJoined(dir string) (ring1.Config, error) {
 	if err != nil {
 		return ring1.Config{}, err
 	}
+	ca, err := os.ReadFile(filepath.Join(dir, ring1.CAFile))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) { // none: joined a ring 0 from before TLS
+		return ring1.Config{}, err
+	}
 	return ring1.Config{Node: j.Node, NATSURL: j.NATS, NATSServers: j.Servers, Creds: c, Attestation: a,
-		CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir, Ring0API: j.Ring0}, nil
+		CredsPath: filepath.Join(dir, ring1.CredsFile), Dir: dir, Ring0API: j.Ring0, CA: ca}, nil
 }

@@ -41,7 +41,7 @@ func logsCmd(g *globals) *cobra.Command {
 		hc := cl.hc
 		if follow {
 			q.Set("follow", "1")
-			hc = noTimeout // a followed log is a stream
+			hc = cl.stream // a followed log is a stream
 		}
 		resp, err := cl.send(c.Context(), hc, "GET", appPath(t, a)+"/logs?"+q.Encode(), nil, nil)
 		if err != nil {

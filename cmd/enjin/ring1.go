@@ -2,7 +2,9 @@ package main
 
 import (
 	"cmp"
+	"crypto/tls"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -11,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"enjin/bus/broker"
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/rings/ring1"
@@ -31,6 +34,7 @@ type ring1Flags struct {
 	natUplinks, leaf                                []string
 	netns                                           string
 	routerHold                                      time.Duration
+	appsTLSCert, appsTLSKey                         string
 }
 
 // registerRing1Flags registers every flag of `enjin ring1`.
@@ -59,6 +63,8 @@ func registerRing1Flags(fs *pflag.FlagSet, f *ring1Flags) {
 	fs.StringVar(&f.netns, "netns", "", "run in this network namespace (a host simulated on this machine, as enjin up --ring1 N runs them)")
 	fs.StringSliceVar(&f.leaf, "leaf", nil, "reach the bus as a NATS leafnode of these ring 0 hubs (nats://host:port of their --leaf-listen, comma-separated or repeated; tried in order); a node that joined")
 	fs.StringSliceVar(&f.natUplinks, "nat-uplink", nil, "interface tenant networks with NAT reach beyond by (repeatable); default: the default route's")
+	fs.StringVar(&f.appsTLSCert, "apps-tls-cert", "", "the app API's certificate (PEM, from ring 0's CA), served when --apps-api is beyond loopback (a node that joined keeps the one it was given)")
+	fs.StringVar(&f.appsTLSKey, "apps-tls-key", "", "the key of --apps-tls-cert (PEM, mode 0600)")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
 }
 
@@ -95,6 +101,11 @@ The token is never an argument: others can read a process's arguments. Give it i
 		}
 		cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.NATUplinks, cfg.Leaf = f.heartbeat, log, f.noVMs, f.natUplinks, f.leaf
 		cfg.Ring0API = cmp.Or(f.ring0URL, cfg.Ring0API)
+		if g.caFile != "" { // ring 0 names the CA of its own nodes; a joined node keeps its own
+			if cfg.CA, err = os.ReadFile(g.caFile); err != nil {
+				return fmt.Errorf("ring1: --ca: %w", err)
+			}
+		}
 		if len(f.leaf) > 0 && cfg.CredsPath == "" {
 			return usagef("ring1: --leaf is for a node that joined (--join-file, or joined before)")
 		}
@@ -183,9 +194,38 @@ func (f *ring1Flags) appsConfig(dir string) (*ring1.AppsConfig, error) {
 	if err != nil {
 		return nil, err
 	}
+	apiTLS, err := f.appsTLS(dir)
+	if err != nil {
+		return nil, err
+	}
 	return &ring1.AppsConfig{Dir: f.appsDir, Helper: exe, Bridge: f.bridge, Prefix: p, RouterAddr: f.routerAddr, RouterHold: cmp.Or(f.routerHold, -1),
 		AppsDomain: f.appsDomain, DNSAddr: f.dnsAddr, APIAddr: f.appsAPI, APIToken: tok, Policy: pol,
-		UIDFirst: first, UIDCount: count}, nil
+		UIDFirst: first, UIDCount: count, APITLS: apiTLS}, nil
+}
+
+// appsTLS is the app API's TLS: --apps-tls-cert and --apps-tls-key, or, for a node that
+// joined (dir) and serves the API beyond loopback, the certificate ring 0 gave it; nil on
+// loopback without them.
+func (f *ring1Flags) appsTLS(dir string) (*tls.Config, error) {
+	cert, key := f.appsTLSCert, f.appsTLSKey
+	if (cert == "") != (key == "") {
+		return nil, usagef("ring1: give --apps-tls-cert and --apps-tls-key together")
+	}
+	if cert == "" {
+		host, _, err := net.SplitHostPort(f.appsAPI)
+		if err != nil {
+			return nil, usagef("ring1: --apps-api %q: want host:port", f.appsAPI)
+		}
+		if broker.Loopback(host) || dir == "" || !fileExists(filepath.Join(dir, ring1.AppsCertFile)) {
+			return nil, nil
+		}
+		cert, key = filepath.Join(dir, ring1.AppsCertFile), filepath.Join(dir, ring1.AppsKeyFile)
+	}
+	pair, err := tls.LoadX509KeyPair(cert, key)
+	if err != nil {
+		return nil, fmt.Errorf("ring1: the app API's certificate: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}, nil
 }
 
 func fileExists(p string) bool { _, err := os.Stat(p); return err == nil }

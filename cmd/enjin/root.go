@@ -17,6 +17,7 @@ type globals struct {
 	stateDir  string // absolute once a command runs (resolve)
 	api       string // "" means $ENJIN_API, else endpoints.json
 	tokenFile string // "" means $ENJIN_TOKEN, else the admin token of endpoints.json
+	caFile    string // "" means $ENJIN_CA, else endpoints.json's
 }
 
 // resolve makes the state dir absolute, once, before any command runs, so a path handed to a
@@ -75,6 +76,7 @@ read by other users.`,
 	pf := root.PersistentFlags()
 	pf.StringVar(&g.stateDir, "state-dir", DefaultStateDir, "state directory: keys, data, and the endpoints.json of 'enjin up'")
 	pf.StringVar(&g.api, "api", "", "meta API URL (default $ENJIN_API, else from --state-dir)")
+	pf.StringVar(&g.caFile, "ca", "", "the CA certificate ring 0's https API is checked by (default $ENJIN_CA, else the one of --state-dir)")
 	pf.StringVar(&g.tokenFile, "token-file", "", "file holding the API token (default $ENJIN_TOKEN, else the admin token of --state-dir)")
 	root.AddGroup(&cobra.Group{ID: "run", Title: "Run a cloud:"}, &cobra.Group{ID: "use", Title: "Use a cloud:"})
 	add := func(group string, cs ...*cobra.Command) {

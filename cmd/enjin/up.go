@@ -257,7 +257,7 @@ func ready(ctx context.Context, r *ring0.Ring0, stateDir, database string, done 
 	abs := func(p string) string { a, _ := filepath.Abs(p); return a }
 	ep := Endpoints{API: r.APIURL(), NATS: r.NATSURL(), APIs: []string{r.APIURL()}, NATSURLs: []string{r.NATSURL()},
 		AdminTokenFile: abs(r.AdminTokenFile()),
-		OpsCreds:       abs(filepath.Join(stateDir, "ops.creds")), Database: database, Ring1: string(upNode)}
+		OpsCreds:       abs(filepath.Join(stateDir, "ops.creds")), Database: database, Ring1: string(upNode), CA: abs(r.CAFile())}
 	if err := keys.WriteCreds(ep.OpsCreds, creds); err != nil {
 		return Endpoints{}, err
 	}

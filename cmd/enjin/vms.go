@@ -63,7 +63,7 @@ func (c *client) long(ctx context.Context, method, path string, hdr http.Header,
 		}
 		hdr.Set("Content-Type", "application/json")
 	}
-	resp, err := c.send(ctx, &http.Client{}, method, path, hdr, body)
+	resp, err := c.send(ctx, c.stream, method, path, hdr, body)
 	if err != nil {
 		return fmt.Errorf("%s %s: %w", method, path, err)
 	}

@@ -3,6 +3,7 @@ package ring0
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -29,11 +30,14 @@ type AppsOptions struct {
 }
 
 // appsAPI is where a ring 1 node's app API listens and the token it takes.
-type appsAPI struct{ url, token string }
+type appsAPI struct {
+	url, token string
+	tls        *tls.Config // how to check the API's certificate, when it serves https
+}
 
 // on is a as node's, for the API.
 func (a appsAPI) on(node rings.NodeID) api.AppsBackend {
-	return api.AppsBackend{Node: node, Base: a.url, Token: a.token}
+	return api.AppsBackend{Node: node, Base: a.url, Token: a.token, TLS: a.tls}
 }
 
 // appsArgs prepares a ring 1 node to host apps: an app API port and token of its own, and
@@ -60,7 +64,11 @@ func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
 		return nil, err
 	}
 	r.mu.Lock()
-	r.appsAPIs[id] = appsAPI{url: "http://" + addr, token: strings.TrimSpace(string(b))}
+	base := "http://" + addr
+	if spec.Addr.IsValid() && !spec.Addr.IsLoopback() {
+		base = "https://" + addr // nodeTLS gives it a certificate
+	}
+	r.appsAPIs[id] = appsAPI{url: base, token: strings.TrimSpace(string(b)), tls: r.appsTLS(id, base)}
 	r.mu.Unlock()
 	args := []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
 		"--router", router, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
@@ -133,7 +141,8 @@ func (r *Ring0) appsAPIIn(ctx context.Context, node rings.NodeID, claim rings.Ob
 	if err != nil {
 		return appsAPI{}, false // joined before nodes got a bearer for their app API
 	}
-	return appsAPI{url: u.Scheme + "://" + u.Host, token: tok}, true
+	base := u.Scheme + "://" + u.Host
+	return appsAPI{url: base, token: tok, tls: r.appsTLS(node, base)}, true
 }
 
 // appsTokenSecret names the bearer of a node's app API among its sealed secrets.

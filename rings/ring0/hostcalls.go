@@ -32,7 +32,7 @@ func (r *Ring0) hostDo(ctx context.Context, h api.AppsBackend, method, path stri
 	}
 	req.Header.Set("Authorization", "Bearer "+h.Token)
 	req.Header.Set("Enjin-Caller", "admin")
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := h.Client().Do(req)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"enjin/bus"
+	"enjin/keys"
 	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
@@ -61,7 +62,7 @@ func (r *Ring0) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCr
 	if err == nil {
 		req := rings.VMRequest{ID: id, Name: "ring1-" + string(id)[:8], VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB, DiskGB: mt.DiskGB,
 			Image: imageOf(img), NICs: []rings.VMNIC{{MAC: newMAC(), Network: rings.DefaultNetwork}},
-			State: rings.VMRunning, Host: &rings.VMHost{Token: tok}}
+			State: rings.VMRunning, Host: &rings.VMHost{Token: keys.JoinToken(tok, r.ca.Fingerprint())}}
 		rctx, cancel := context.WithTimeout(ctx, vmTimeout)
 		_, err = bus.Request[rings.VMRequest, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(parent, bus.VerbVMApply), req)
 		cancel()

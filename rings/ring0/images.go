@@ -92,7 +92,7 @@ func (r *Ring0) fetchImage(ctx context.Context, im inventory.Image, p images.Par
 				return err
 			}
 			req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := r.membersClient().Do(req)
 			if err != nil {
 				return err
 			}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -78,6 +79,15 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	if spec.Netns != "" {
 		args = append(args, "--netns", spec.Netns)
 	}
+	appsAddr := spec.Addr
+	if r.cfg.Apps == nil {
+		appsAddr = netip.Addr{}
+	}
+	tlsArgs, err := r.nodeTLS(spec.ID, dir, appsAddr)
+	if err != nil {
+		return err
+	}
+	args = append(args, tlsArgs...)
 	if r.cfg.Apps != nil {
 		more, err := r.appsArgs(spec, dir)
 		if err != nil {
@@ -173,9 +183,14 @@ func (r *Ring0) record(ctx context.Context, account string, c *keys.Creds, node 
 // registers its attestation key and issues its credential. A node joining again with new
 // keys loses its earlier users: they are revoked, so the old credential's connection closes
 // and cannot come back.
-func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
+func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey, appsKey string) (api.JoinResult, error) {
 	r.nodeMu.Lock()
 	defer r.nodeMu.Unlock()
+	if appsKey != "" { // checked before the token is used up
+		if _, err := r.ca.SignKey([]byte(appsKey), []string{"check"}); err != nil {
+			return api.JoinResult{}, fmt.Errorf("%w: %v", api.ErrBadAppsKey, err)
+		}
+	}
 	n, err := r.store.RedeemJoinToken(ctx, token, userKey, attestKey)
 	if err != nil {
 		return api.JoinResult{}, err
@@ -201,7 +216,14 @@ func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey string) (api
 		return api.JoinResult{}, err
 	}
 	r.log.Info("ring 1 node joined", "node", n.ID)
-	res := api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok, AppsToken: appsTok}
+	res := api.JoinResult{Node: n.ID, NATS: r.NATSURL(), JWT: tok, AppsToken: appsTok, CA: string(r.ca.PEM)}
+	if appsKey != "" {
+		cert, err := r.ca.SignKey([]byte(appsKey), []string{keys.NodeName(string(n.ID))})
+		if err != nil {
+			return api.JoinResult{}, err
+		}
+		res.AppsCert = string(cert)
+	}
 	if urls := r.broker.ClientURLs(); len(urls) > 1 {
 		res.Servers = urls
 	}

@@ -108,6 +108,11 @@ type Ring0 struct {
 	ingNC  *nats.Conn // RING1: observations in, acknowledgements out
 	api    *http.Server
 	apiLn  net.Listener
+	ca     *keys.CA // the trust chain's: TLS off loopback (tls.go)
+	apiTLS bool     // whether the API serves TLS (it listens beyond loopback)
+
+	membersOnce sync.Once
+	membersHC   *http.Client // to the other members' APIs (membersClient)
 
 	metrics  *metrics
 	registry *prometheus.Registry // served at the API's /metrics
@@ -178,6 +183,9 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		return nil, err
 	}
 	if r.broker, err = broker.New(broker.Config{StateDir: cfg.StateDir, Host: cfg.NATSHost, Port: cfg.NATSPort, Logger: r.log, Cluster: cfg.Cluster, Share: r.store, Leaf: cfg.LeafAddr}); err != nil {
+		return nil, err
+	}
+	if r.ca, err = r.broker.Chain().CA(); err != nil {
 		return nil, err
 	}
 	if err := r.loadNodes(ctx); err != nil {
@@ -315,8 +323,14 @@ func (r *Ring0) listenAPI() error {
 	}
 	// /metrics needs no token only where nobody but this machine reaches it.
 	loopback := r.apiLn.Addr().(*net.TCPAddr).IP.IsLoopback()
+	if !loopback {
+		if err := r.secureAPI(); err != nil {
+			r.apiLn.Close()
+			return err
+		}
+	}
 	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
-		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback})
+		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback, CAFingerprint: r.ca.Fingerprint()})
 	if err != nil {
 		r.apiLn.Close()
 		return err
@@ -326,7 +340,12 @@ func (r *Ring0) listenAPI() error {
 }
 
 // APIURL is the meta API's base URL.
-func (r *Ring0) APIURL() string { return "http://" + r.apiLn.Addr().String() }
+func (r *Ring0) APIURL() string {
+	if r.apiTLS {
+		return "https://" + r.apiLn.Addr().String()
+	}
+	return "http://" + r.apiLn.Addr().String()
+}
 
 // NATSURL is the broker's client URL.
 func (r *Ring0) NATSURL() string { return r.broker.ClientURL() }

@@ -211,7 +211,7 @@ func (r *Ring0) destroyAppsOn(ctx context.Context, t rings.TenantID, b api.AppsB
 			return err
 		}
 		req.Header.Set("Authorization", "Bearer "+b.Token)
-		resp, err := http.DefaultClient.Do(req)
+		resp, err := b.Client().Do(req)
 		if err != nil {
 			return fmt.Errorf("ring0: apps of %s on %s: %w", t, b.Node, err)
 		}

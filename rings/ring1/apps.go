@@ -2,6 +2,7 @@ package ring1
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -31,9 +32,12 @@ type AppsConfig struct {
 	DNSAddr    string        // e.g. 127.0.0.1:5353
 	APIAddr    string        // the app API, e.g. 127.0.0.1:7071
 	APIToken   string        // the bearer token ring 0 forwards with
-	Policy     apphost.Policy
-	UIDFirst   uint32 // app uids and gids; 0 is apphost's default range
-	UIDCount   uint32
+	// APITLS serves the app API over TLS (a certificate from ring 0's CA naming the node):
+	// required when APIAddr is beyond loopback.
+	APITLS   *tls.Config
+	Policy   apphost.Policy
+	UIDFirst uint32 // app uids and gids; 0 is apphost's default range
+	UIDCount uint32
 }
 
 // runApps serves apps until ctx ends, then stops every instance and listener.
@@ -89,6 +93,12 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	ln, err := net.Listen("tcp", c.APIAddr)
 	if err != nil {
 		return fmt.Errorf("ring1 %s: app api: %w", n.cfg.Node, err)
+	}
+	if c.APITLS != nil {
+		ln = tls.NewListener(ln, c.APITLS)
+	} else if !ln.Addr().(*net.TCPAddr).IP.IsLoopback() {
+		ln.Close()
+		return fmt.Errorf("ring1 %s: app api on %s, beyond loopback, needs a certificate from ring 0 (joining gives one)", n.cfg.Node, c.APIAddr)
 	}
 	api := &http.Server{Addr: c.APIAddr, ReadHeaderTimeout: 5 * time.Second,
 		Handler: withMetrics(host.Handler(c.APIToken), newNodeMetrics(n, rt, host), ln, c.APIToken)}

@@ -138,6 +138,9 @@ func (n *Node) observe(now time.Time) rings.Observation {
 	var appsAPI, router string
 	if n.apps.Load() != nil {
 		appsAPI, router = "http://"+n.cfg.Apps.APIAddr, n.routerAddr(underlay)
+		if n.cfg.Apps.APITLS != nil {
+			appsAPI = "https://" + n.cfg.Apps.APIAddr
+		}
 	}
 	return rings.Observation{
 		Underlay:   underlay,

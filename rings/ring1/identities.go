@@ -62,7 +62,7 @@ func (ids *identities) user(tenant rings.TenantID, instance string) (*instanceUs
 	if err != nil {
 		return nil, err
 	}
-	nc, err := bus.Connect(ids.url, c, nats.MaxReconnects(-1))
+	nc, err := bus.Connect(ids.url, c, append(ids.n.cfg.busTLS(), nats.MaxReconnects(-1))...)
 	if err != nil {
 		return nil, err
 	}

@@ -25,6 +25,11 @@ const (
 	AttestFile    = "attest.seed" // the attestation key's seed (keys.LoadAttestation reads it)
 	CredsFile     = "node.creds"  // the node's NATS credential (keys.LoadCreds reads it)
 	AppsTokenFile = "apps.token"  // the bearer ring 0 presents to the node's app API
+	// CAFile is the CA the node trusts ring 0 by (mode 0644); AppsCertFile and AppsKeyFile
+	// (0600) are its app API's certificate and key, for serving beyond loopback.
+	CAFile       = "ca.crt"
+	AppsCertFile = "apps-tls.crt"
+	AppsKeyFile  = "apps-tls.key"
 )
 
 // ErrJoinRefused is ring 0 answering a join with an error (a used or unknown token, say):
@@ -40,6 +45,7 @@ type JoinRequest struct {
 	Token     string `json:"token"`
 	UserKey   string `json:"user_key"`   // NATS user public key, U…
 	AttestKey string `json:"attest_key"` // attestation public key (keys.Attestation.Public)
+	AppsKey   string `json:"apps_key"`   // the app API's public key (PEM), to certify
 }
 
 // JoinReply is ring 0's answer to a successful join.
@@ -51,6 +57,8 @@ type JoinReply struct {
 	AppsToken string `json:"apps_token,omitempty"`
 	// Servers are every ring 0 member's broker, when there are several.
 	Servers []string `json:"servers,omitempty"`
+	CA      string   `json:"ca"`        // the CA ring 0 serves TLS from (PEM)
+	AppsTLS string   `json:"apps_cert"` // AppsKey's certificate (PEM, with the CA's)
 }
 
 // Join is the client half of the `external` supervision strategy. It makes a fresh NATS
@@ -58,11 +66,22 @@ type JoinReply struct {
 // with both public keys to ring 0 at ring0API/v1/join, checks the credential it gets back
 // is for the key it made, stores it in dir, and returns the node's Config (Heartbeat and
 // Logger left zero). A join that fails leaves no key behind, so it can be retried with a
-// new token; dir must not hold an earlier node's attestation key. hc nil means
-// http.DefaultClient.
+// new token; dir must not hold an earlier node's attestation key.
+//
+// The token ends with the fingerprint of ring 0's CA (keys.JoinToken): over https, ring 0
+// must show a certificate from that CA before the token's secret is sent, and the CA ring 0
+// answers with must be that one; the node keeps it (CAFile) and trusts ring 0 by it alone
+// from then on. hc nil means a client that does so.
 func Join(ctx context.Context, ring0API, token, dir string, hc *http.Client) (Config, error) {
+	secret, fp := keys.SplitJoinToken(token)
+	if fp != "" && !keys.ValidFingerprint(fp) {
+		return Config{}, fmt.Errorf("ring1: join: the token's CA fingerprint %q is malformed", fp)
+	}
 	if hc == nil {
-		hc = http.DefaultClient
+		var err error
+		if hc, err = pinnedClient(ring0API, fp); err != nil {
+			return Config{}, err
+		}
 	}
 	kp, err := nkeys.CreateUser()
 	if err != nil {
@@ -80,7 +99,12 @@ func Join(ctx context.Context, ring0API, token, dir string, hc *http.Client) (Co
 	if err := att.WriteFile(attPath); err != nil {
 		return Config{}, fmt.Errorf("ring1: join: %w", err)
 	}
-	cfg, err := join(ctx, hc, ring0API, JoinRequest{Token: token, UserKey: userPub, AttestKey: att.Public()}, seed, dir)
+	appsKey, appsPub, err := keys.NewKeyPEM()
+	if err != nil {
+		return Config{}, fmt.Errorf("ring1: join: %w", err)
+	}
+	jr := JoinRequest{Token: secret, UserKey: userPub, AttestKey: att.Public(), AppsKey: string(appsPub)}
+	cfg, err := join(ctx, hc, ring0API, jr, seed, dir, fp, appsKey)
 	if err != nil {
 		// Without a credential the key vouches for nothing; a retry makes a new one.
 		os.Remove(attPath)
@@ -90,13 +114,17 @@ func Join(ctx context.Context, ring0API, token, dir string, hc *http.Client) (Co
 	return cfg, nil
 }
 
-func join(ctx context.Context, hc *http.Client, ring0API string, jr JoinRequest, seed []byte, dir string) (Config, error) {
+func join(ctx context.Context, hc *http.Client, ring0API string, jr JoinRequest, seed []byte, dir, fp string, appsKey []byte) (Config, error) {
 	url := strings.TrimSuffix(ring0API, "/") + "/v1/join"
 	rep, err := postJoin(ctx, hc, url, jr)
 	if err != nil {
 		return Config{}, fmt.Errorf("ring1: join %s: %w", url, err)
 	}
 	cr, err := checkJoin(rep, jr.UserKey, seed)
+	if err != nil {
+		return Config{}, fmt.Errorf("ring1: join %s: %w", url, err)
+	}
+	ca, err := keepTLS(rep, dir, fp, appsKey)
 	if err != nil {
 		return Config{}, fmt.Errorf("ring1: join %s: %w", url, err)
 	}
@@ -112,7 +140,7 @@ func join(ctx context.Context, hc *http.Client, ring0API string, jr JoinRequest,
 			return Config{}, fmt.Errorf("ring1: join: %w", err)
 		}
 	}
-	return Config{Node: rep.Node, NATSURL: rep.NATS, NATSServers: rep.Servers, Creds: cr}, nil
+	return Config{Node: rep.Node, NATSURL: rep.NATS, NATSServers: rep.Servers, Creds: cr, CA: ca}, nil
 }
 
 // postJoin sends the request and decodes a 200 answer; any other status is an error

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"enjin/bus"
+	"enjin/keys"
 )
 
 // leafConnect starts the node's own NATS server, in this process and listening nowhere, as a
@@ -28,20 +29,32 @@ func (n *Node) leafConnect(denied func(error), opts ...nats.Option) (*nats.Conn,
 		return nil, errors.New("a leafnode connection needs the node's credential in a file (a node that joined)")
 	}
 	var hubs []*url.URL
+	remote := &server.RemoteLeafOpts{Credentials: n.cfg.CredsPath, NoRandomize: true}
 	for _, s := range n.cfg.Leaf {
 		u, err := url.Parse(s)
 		if err != nil || u.Host == "" || (u.Scheme != "nats" && u.Scheme != "nats-leaf" && u.Scheme != "tls") {
 			return nil, fmt.Errorf("leaf hub %q: want nats://host:port", s)
 		}
 		hubs = append(hubs, u)
+		if u.Scheme == "tls" && remote.TLSConfig == nil { // hubs beyond loopback: checked by the CA
+			if len(n.cfg.CA) == 0 {
+				return nil, fmt.Errorf("leaf hub %s speaks TLS, and the node knows no CA to check it by", s)
+			}
+			tc, err := keys.ClientTLS(n.cfg.CA, keys.Ring0Name)
+			if err != nil {
+				return nil, err
+			}
+			remote.TLSConfig = tc
+		}
 	}
+	remote.URLs = hubs
 	s, err := server.NewServer(&server.Options{
 		ServerName: "enjin-ring1-" + string(n.cfg.Node),
 		DontListen: true,
 		NoSigs:     true,
 		MaxPayload: 1 << 20,
 		LeafNode: server.LeafNodeOpts{ReconnectInterval: 250 * time.Millisecond,
-			Remotes: []*server.RemoteLeafOpts{{URLs: hubs, Credentials: n.cfg.CredsPath, NoRandomize: true}}},
+			Remotes: []*server.RemoteLeafOpts{remote}},
 	})
 	if err != nil {
 		return nil, err

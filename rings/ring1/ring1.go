@@ -95,6 +95,9 @@ type Config struct {
 	// Ring0API is ring 0's API (an http:// base URL): VMs this node runs as ring 1 hosts join
 	// through a relay to it on the bridge's gateway. "": the node makes no such VMs.
 	Ring0API string
+	// CA, if set, is the CA (PEM) the node trusts ring 0's brokers and API by; they serve TLS
+	// when they listen beyond loopback.
+	CA []byte
 }
 
 // Node is a ring 1 node's connection to ring 0. Run it once at a time.
@@ -251,7 +254,7 @@ func (n *Node) Run(ctx context.Context) error {
 		nc, err = n.leafConnect(func(err error) { signal(terminal, err) }, handlers...)
 		defer n.closeLeaf()
 	} else { // reconnects present the newest credential
-		nc, err = bus.Connect(n.cfg.servers(), n.cfg.Creds, append(handlers, nats.UserJWT(n.currentJWT, kp.Sign))...)
+		nc, err = bus.Connect(n.cfg.servers(), n.cfg.Creds, append(append(handlers, n.cfg.busTLS()...), nats.UserJWT(n.currentJWT, kp.Sign))...)
 	}
 	if err != nil {
 		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)

@@ -76,7 +76,7 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 	hostLn, ring0, ring0API := n.hostRelay(nw)
 	h, err := vmhost.New(vmhost.Config{Dir: dir, Node: n.cfg.Node, Libvirt: lv, Bridge: c.Bridge,
 		Segments: tn.segments, Guard: tn.guard, Underlay: tn.underlay,
-		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, Ring0API: ring0API, Logger: n.log,
+		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, BusCA: n.cfg.CA, Ring0API: ring0API, Logger: n.log,
 		Fetch: func(ctx context.Context, digest, part string, f *os.File) error {
 			return fetchImage(ctx, nc, digest, part, f)
 		},
@@ -129,20 +129,20 @@ func (n *Node) hostRelay(nw *process.Network) (ln net.Listener, ring0, api strin
 		return nil, "", ""
 	}
 	u, err := url.Parse(n.cfg.Ring0API)
-	if err != nil || u.Scheme != "http" || u.Host == "" {
-		n.log.Warn("no ring 1 host VMs: ring 0's API is no http:// URL", "ring0", n.cfg.Ring0API)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		n.log.Warn("no ring 1 host VMs: ring 0's API is no http(s):// URL", "ring0", n.cfg.Ring0API)
 		return nil, "", ""
 	}
 	ring0 = u.Host
 	if u.Port() == "" {
-		ring0 = net.JoinHostPort(u.Hostname(), "80")
+		ring0 = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
 	addr := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.HostPort))
 	if ln, err = net.Listen("tcp", addr); err != nil {
 		n.log.Warn("no ring 1 host VMs: the ring 0 API relay", "err", err)
 		return nil, "", ""
 	}
-	return ln, ring0, "http://" + addr
+	return ln, ring0, u.Scheme + "://" + addr // passed through as it is: TLS ends at ring 0
 }
 
 // vmRoot holds the VM files of every ring 1 node on the host.

@@ -19,6 +19,7 @@ package api
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -38,7 +39,9 @@ type Ring0 interface {
 	// Join redeems a one-time join token (external strategy) and returns the node id, the
 	// NATS URL and a user JWT for userKey. Errors wrapping inventory.ErrNotFound mean the
 	// token is unknown, used or expired.
-	Join(ctx context.Context, token, userKey, attestKey string) (JoinResult, error)
+	// Join redeems a join token; appsKey, if set, is the public key (PEM) of the node's app
+	// API to certify (ErrBadAppsKey if it is none).
+	Join(ctx context.Context, token, userKey, attestKey, appsKey string) (JoinResult, error)
 	// OpsCreds returns a .creds file for an OPS user (subscribe ops.>, publish nothing).
 	OpsCreds(ctx context.Context, name string) ([]byte, error)
 	// CreateTenant creates a tenant: its record, its NATS account and a scoped signing key
@@ -69,8 +72,9 @@ type Ring0 interface {
 // AppsBackend is a ring 1 node's app API: where it is and the bearer it takes.
 type AppsBackend struct {
 	Node  rings.NodeID
-	Base  string // http://host:port
+	Base  string // http://host:port, or https://host:port
 	Token string
+	TLS   *tls.Config // with https: how to check the node's certificate
 }
 
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.
@@ -83,7 +87,16 @@ type JoinResult struct {
 	Servers []string `json:"servers,omitempty"`
 	// AppsToken is the bearer ring 0 will present to the node's app API, if it hosts apps.
 	AppsToken string `json:"apps_token,omitempty"`
+	// CA is the certificate (PEM) of the CA ring 0 serves TLS from: the node trusts ring 0's
+	// API and brokers by it alone.
+	CA string `json:"ca"`
+	// AppsCert is the certificate (PEM, with the CA's) of the apps_key the node sent, naming
+	// it as keys.NodeName does.
+	AppsCert string `json:"apps_cert,omitempty"`
 }
+
+// ErrBadAppsKey is a join's apps_key that is no ECDSA P-256 public key.
+var ErrBadAppsKey = errors.New("not an ECDSA P-256 public key (PEM)")
 
 // Config configures the API. Store, Ring0 and at least one Checker are required.
 type Config struct {
@@ -99,6 +112,8 @@ type Config struct {
 	// counters registered on it; MetricsOpen serves it without a token (a loopback listener).
 	Metrics     *prometheus.Registry
 	MetricsOpen bool
+	// CAFingerprint is the trust chain's CA's (keys.Fingerprint), which join tokens carry.
+	CAFingerprint string
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -115,6 +130,7 @@ type API struct {
 	imageLimits images.Limits
 	vms         VMs
 	rulesets    Rulesets // VMs, if it carries rule set changes to NICs
+	caPrint     string   // Config.CAFingerprint
 
 	mux      *http.ServeMux
 	patterns []string // every pattern registered on mux, in table order
@@ -150,7 +166,7 @@ func New(cfg Config) (*API, error) {
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
-	a.metrics, a.metricsOpen = cfg.Metrics, cfg.MetricsOpen
+	a.metrics, a.metricsOpen, a.caPrint = cfg.Metrics, cfg.MetricsOpen, cfg.CAFingerprint
 	var err error
 	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {
 		return nil, fmt.Errorf("api: metrics: %w", err)

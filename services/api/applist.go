@@ -22,11 +22,11 @@ const maxAppList = 16 << 20
 // spread app's instances and logs): a host that went silent — cut off, its link down — fails
 // the read within seconds, not after TCP's minutes of retries, however long a followed log
 // then streams.
-var hostReads = &http.Client{Transport: &http.Transport{
+var hostReads = &http.Transport{
 	DialContext:           (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
 	ResponseHeaderTimeout: 10 * time.Second,
 	IdleConnTimeout:       time.Minute,
-}}
+}
 
 // listApps lists the tenant's apps on every node running some, by name, each with its node.
 // A node that does not answer fails the list (502): a list missing apps would read as apps
@@ -141,7 +141,7 @@ func (a *API) openFrom(ctx context.Context, c *call, b AppsBackend, query string
 	}
 	req.Header.Set("Authorization", "Bearer "+b.Token)
 	req.Header.Set(callerHeader, c.id.Caller())
-	resp, err := hostReads.Do(req)
+	resp, err := (&http.Client{Transport: b.over(hostReads)}).Do(req)
 	if err != nil {
 		return nil, unavailable(b)
 	}

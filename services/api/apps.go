@@ -150,6 +150,7 @@ func (a *API) forwardTo(c *call, b AppsBackend, modify func(*http.Response) erro
 			pr.Out.Header.Set("Authorization", "Bearer "+b.Token)
 			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},
+		Transport: b.over(http.DefaultTransport.(*http.Transport)),
 		ModifyResponse: func(resp *http.Response) error {
 			if modify != nil {
 				if err := modify(resp); err != nil {

@@ -143,6 +143,9 @@ type joinBody struct {
 	Token     string `json:"token" api:"required"`
 	UserKey   string `json:"user_key" api:"required"`   // the node's NATS user public key (U…)
 	AttestKey string `json:"attest_key" api:"required"` // the node's attestation public key
+	// AppsKey is the public key (PEM) of the node's app API, for ring 0 to certify: its app
+	// API serves TLS with it when it listens beyond loopback.
+	AppsKey string `json:"apps_key,omitempty"`
 }
 
 func (b *joinBody) validate() error {
@@ -151,6 +154,8 @@ func (b *joinBody) validate() error {
 		return invalid("token: want the join token you were given")
 	case !nkeys.IsValidPublicUserKey(b.UserKey):
 		return invalid("user_key %q: want an nkeys user public key (U…)", trunc(b.UserKey, 80))
+	case len(b.AppsKey) > 1024:
+		return invalid("apps_key: want a PEM public key of at most 1 KiB")
 	}
 	if _, err := keys.ParseAttestationPublic(b.AttestKey); err != nil {
 		return invalid("attest_key %q: want an attestation public key (unpadded base64url of 32 bytes)", trunc(b.AttestKey, 80))

@@ -49,7 +49,7 @@ type testRing0 struct {
 	slowOps atomic.Int64              // OpsCreds takes this many nanoseconds, to prove the routes' own timeouts
 }
 
-func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey string) (api.JoinResult, error) {
+func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey, appsKey string) (api.JoinResult, error) {
 	n, err := r.store.RedeemJoinToken(ctx, token, userKey, attestKey)
 	if err != nil {
 		return api.JoinResult{}, err

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"enjin/keys"
 	"enjin/rings"
 	"enjin/services/inventory"
 )
@@ -170,8 +171,12 @@ func (a *API) observations(c *call) error {
 }
 
 type joinToken struct {
-	Token     string    `json:"token"`
-	ExpiresAt time.Time `json:"expires_at"`
+	// Token is the one-time secret, a dot and the fingerprint of the CA ring 0 serves TLS
+	// from: the joining node checks ring 0's certificate against it before it sends the
+	// secret.
+	Token         string    `json:"token"`
+	ExpiresAt     time.Time `json:"expires_at"`
+	CAFingerprint string    `json:"ca_fingerprint"`
 }
 
 func (a *API) joinToken(c *call) error {
@@ -191,15 +196,19 @@ func (a *API) joinToken(c *call) error {
 	if err != nil {
 		return err
 	}
-	a.reply(c.w, http.StatusCreated, joinToken{Token: tok, ExpiresAt: expires})
+	a.reply(c.w, http.StatusCreated, joinToken{Token: keys.JoinToken(tok, a.caPrint), ExpiresAt: expires, CAFingerprint: a.caPrint})
 	return nil
 }
 
 func (a *API) join(c *call) error {
 	b := c.in.(*joinBody)
-	res, err := a.ring0.Join(c.ctx, b.Token, b.UserKey, b.AttestKey)
+	secret, _ := keys.SplitJoinToken(b.Token) // the fingerprint is the node's to check
+	res, err := a.ring0.Join(c.ctx, secret, b.UserKey, b.AttestKey, b.AppsKey)
 	if errors.Is(err, inventory.ErrNotFound) {
 		return &apiError{http.StatusForbidden, "bad_token", "the join token is unknown, used or expired"}
+	}
+	if errors.Is(err, ErrBadAppsKey) {
+		return invalid("apps_key: %v", err)
 	}
 	if err != nil {
 		return err

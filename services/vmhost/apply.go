@@ -211,7 +211,7 @@ func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err
 // writeMeta writes the VM's metadata (0600; libvirt gives it to QEMU while the VM runs).
 func (h *Host) writeMeta(req rings.VMRequest, rec record, id Identity) (string, error) {
 	m := guest.Meta{Node: req.ID, Tenant: req.Tenant, Name: req.Name, Hostname: req.Name, Gateway: h.cfg.Network.Gateway(),
-		NATS: h.cfg.NATS, Creds: id.Creds, Attest: id.AttestSeed, SSHKeys: req.SSHKeys, UserData: req.UserData}
+		NATS: h.cfg.NATS, CA: string(h.cfg.BusCA), Creds: id.Creds, Attest: id.AttestSeed, SSHKeys: req.SSHKeys, UserData: req.UserData}
 	for _, a := range rec.Addresses {
 		if a.IsValid() {
 			m.Addresses = append(m.Addresses, netip.PrefixFrom(a, h.cfg.Prefix.Bits()))

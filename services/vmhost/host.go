@@ -94,6 +94,7 @@ type Config struct {
 	// Revoke is told a destroyed VM's user key, for ring 0 to revoke.
 	Revoke func(t rings.TenantID, userPub string)
 	NATS   []string // the bus URLs guests dial (the relay on the gateway)
+	BusCA  []byte   // the CA (PEM) guests check the bus by, when it speaks TLS
 	// Ring0API is ring 0's API as VMs that are ring 1 hosts reach it to join (a relay on the
 	// gateway); "": this node makes no such VMs.
 	Ring0API string
