@@ -166,6 +166,7 @@ var importRules = []importRule{
 	{pkg: "enjin/bus", allow: []string{"enjin/keys", "enjin/rings"}},
 	{pkg: "enjin/bus/...", allow: []string{"enjin/bus", "enjin/keys", "enjin/rings"}},
 	{pkg: "enjin/schema/...", allow: []string{"enjin/rings"}},
+	{pkg: "enjin/services/appapi", allow: []string{"enjin/rings"}}, // the app API's contract: apphost, ring 0 and the CLI share it
 	{pkg: "enjin/services/...", allow: middle},
 	{pkg: "enjin/supervisors/...", allow: middle},
 	{pkg: "enjin/guest", allow: []string{"enjin/bus", "enjin/keys", "enjin/rings"}},

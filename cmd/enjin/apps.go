@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"enjin/services/appapi"
 	"fmt"
 	"io"
 	"net/url"
@@ -13,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"enjin/rings"
-	"enjin/services/apphost"
 )
 
 func appsCmd(g *globals) *cobra.Command {
@@ -73,7 +73,7 @@ func appsLsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r, written, err := getList[struct{ Apps []apphost.AppInfo }](c, cl, out, tenantPath(rings.TenantID(tenant))+"/apps")
+		r, written, err := getList[appapi.AppList](c, cl, out, tenantPath(rings.TenantID(tenant))+"/apps")
 		if err != nil || written {
 			return err
 		}
@@ -125,11 +125,11 @@ func printInstances(w io.Writer, raw json.RawMessage, o format) error {
 	if o.json() {
 		return writeRaw(w, raw)
 	}
-	var r struct{ Instances []apphost.InstanceInfo }
+	var r appapi.InstanceList
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return err
 	}
-	spread := slices.ContainsFunc(r.Instances, func(i apphost.InstanceInfo) bool { return i.Host != "" })
+	spread := slices.ContainsFunc(r.Instances, func(i appapi.InstanceInfo) bool { return i.Host != "" })
 	head := "INSTANCE\tRELEASE\tADDRESS\tNETWORKS\tSTATE\tCPU\tMEM\tRESTARTS\tLAST EXIT\tID"
 	if spread { // an app spread over hosts: each instance's host first
 		head = "HOST\t" + head
@@ -198,7 +198,7 @@ func scaleCmd(g *globals) *cobra.Command {
 		var raw json.RawMessage
 		for _, s := range ss {
 			path := appPath(t, a) + "/scale/" + url.PathEscape(s.typ)
-			if err := cl.do(c.Context(), "PUT", path, nil, map[string]int{"instances": s.count}, &raw); err != nil {
+			if err := cl.do(c.Context(), "PUT", path, nil, appapi.Scale{Instances: &s.count}, &raw); err != nil {
 				return err
 			}
 		}
@@ -209,7 +209,7 @@ func scaleCmd(g *globals) *cobra.Command {
 
 func releasesCmd(g *globals) *cobra.Command {
 	return appReadCmd(g, "releases TENANT/APP", "the app's releases, newest last", "/releases", func(w io.Writer, raw json.RawMessage) error {
-		var r struct{ Releases []apphost.Release }
+		var r appapi.ReleaseList
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}
@@ -273,8 +273,8 @@ func rollbackCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		var rel apphost.Release
-		if err := cl.do(c.Context(), "POST", appPath(t, a)+"/rollback", nil, map[string]int{"release": n}, &rel); err != nil {
+		var rel appapi.Release
+		if err := cl.do(c.Context(), "POST", appPath(t, a)+"/rollback", nil, appapi.Rollback{Release: n}, &rel); err != nil {
 			return err
 		}
 		if out.json() {

@@ -5,6 +5,7 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
+	"enjin/services/appapi"
 	"errors"
 	"fmt"
 	"io"
@@ -107,14 +108,14 @@ type deployment struct {
 	detail   io.Writer    // why a release failed, even with -q
 }
 
-func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, error) {
+func (d *deployment) run(ctx context.Context, dir string) (appapi.Release, error) {
 	if _, err := os.Stat(filepath.Join(dir, "Procfile")); err != nil {
-		return apphost.Release{}, fmt.Errorf("%s has no Procfile", dir)
+		return appapi.Release{}, fmt.Errorf("%s has no Procfile", dir)
 	}
 	// A directory deployed before, unchanged: the node has its package, nothing is sent.
 	digest, files, err := apphost.Scan(dir)
 	if err != nil {
-		return apphost.Release{}, err
+		return appapi.Release{}, err
 	}
 	rel, err, sent := d.send(ctx, "package="+digest, nil)
 	if sent || !errors.Is(err, errNoPackage) {
@@ -124,7 +125,7 @@ func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, erro
 	if have := d.haveFiles(ctx, files); len(have) > 0 {
 		bundle, whole, err := apphost.PackDelta(dir, d.level(), files, func(d string) bool { return have[d] })
 		if err != nil {
-			return apphost.Release{}, err
+			return appapi.Release{}, err
 		}
 		fmt.Fprintf(d.progress, "packed %d files (%d changed), %s\n", len(files), whole, megabytes(len(bundle)))
 		if rel, err, sent := d.send(ctx, "delta=1", bundle); sent || !errors.Is(err, errNoPackage) {
@@ -136,7 +137,7 @@ func (d *deployment) run(ctx context.Context, dir string) (apphost.Release, erro
 		bundle, err = apphost.Pack(dir) // too large as it is: compressed, it may fit
 	}
 	if err != nil {
-		return apphost.Release{}, err
+		return appapi.Release{}, err
 	}
 	fmt.Fprintf(d.progress, "packed %d files, %s\n", len(files), megabytes(len(bundle)))
 	rel, err, _ = d.send(ctx, "", bundle)
@@ -157,9 +158,7 @@ func (d *deployment) level() int {
 // haveFiles asks which of files' digests the app's releases have; none if it cannot tell
 // (a new app, a node from before the question).
 func (d *deployment) haveFiles(ctx context.Context, files []apphost.Entry) map[string]bool {
-	var in struct {
-		Digests []string `json:"digests"`
-	}
+	var in appapi.FilesQuery
 	seen := map[string]bool{}
 	for _, f := range files {
 		if !seen[f.Digest] {
@@ -167,9 +166,7 @@ func (d *deployment) haveFiles(ctx context.Context, files []apphost.Entry) map[s
 			in.Digests = append(in.Digests, f.Digest)
 		}
 	}
-	var out struct {
-		Have []string `json:"have"`
-	}
+	var out appapi.Files
 	if err := d.cl.do(ctx, "POST", appPath(d.tenant, d.app)+"/files", nil, in, &out); err != nil {
 		return nil
 	}
@@ -185,7 +182,7 @@ var errNoPackage = errors.New("the app has no release of this package")
 
 // send asks for the deploy: of the package named in query (bundle nil), or of bundle. sent
 // says whether the node took it (the outcome is then the deploy's).
-func (d *deployment) send(ctx context.Context, query string, bundle []byte) (apphost.Release, error, bool) {
+func (d *deployment) send(ctx context.Context, query string, bundle []byte) (appapi.Release, error, bool) {
 	hdr := http.Header{"Content-Type": {"application/gzip"}, "Accept": {"application/x-ndjson"}}
 	q := url.Values{}
 	if d.node != "" {
@@ -206,9 +203,9 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 		// empty body for one — whichever, upload.
 		if ae := (*apiError)(nil); query != "" && errors.As(err, &ae) &&
 			(ae.Status == http.StatusNotFound || ae.Code == "bad_query" || ae.Status == http.StatusUnprocessableEntity && ae.Field == "bundle") {
-			return apphost.Release{}, errNoPackage, false
+			return appapi.Release{}, errNoPackage, false
 		}
-		return apphost.Release{}, err, true
+		return appapi.Release{}, err, true
 	}
 	defer resp.Body.Close()
 	w := &deployWatch{progress: d.progress, detail: d.detail, bundleBytes: len(bundle), uploaded: bundle == nil}
@@ -229,7 +226,7 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 func megabytes(n int) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 // printDeployed says which release is live and, with a local cloud, where to reach it.
-func printDeployed(w io.Writer, stateDir string, t rings.TenantID, a string, rel apphost.Release) error {
+func printDeployed(w io.Writer, stateDir string, t rings.TenantID, a string, rel appapi.Release) error {
 	fmt.Fprintf(w, "deployed %s/%s release %d (%s)\n", t, a, rel.Number, shortDigest(rel.Digest))
 	if ep, err := readEndpoints(stateDir); err == nil && ep.Router != "" {
 		host := fmt.Sprintf("%s.%s.%s", a, t, ep.AppsDomain)
@@ -239,8 +236,8 @@ func printDeployed(w io.Writer, stateDir string, t rings.TenantID, a string, rel
 }
 
 // legacy reads the plain JSON release an older server answers once the release is live.
-func (w *deployWatch) legacy(body io.Reader) (apphost.Release, error) {
-	var rel apphost.Release
+func (w *deployWatch) legacy(body io.Reader) (appapi.Release, error) {
+	var rel appapi.Release
 	if err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&rel); err != nil || rel.Digest == "" {
 		return rel, fmt.Errorf("unreadable answer: %v", err)
 	}

@@ -4,11 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"enjin/services/appapi"
 	"errors"
 	"fmt"
 	"io"
-
-	"enjin/services/apphost"
 )
 
 // The deploy stream: POST …/apps/{app}/releases with Accept: application/x-ndjson is answered,
@@ -22,14 +21,7 @@ type deployEvent struct {
 	Files     int             `json:"files"`
 	Bytes     int64           `json:"bytes"`
 	Error     string          `json:"error"`
-	Reason    *failReason     `json:"reason"`
-}
-
-// failReason is why a release failed: the instance that did, how it ended, its last lines.
-type failReason struct {
-	Instance string   `json:"instance"`
-	Exit     string   `json:"exit"`
-	Logs     []string `json:"logs"`
+	Reason    *appapi.Reason  `json:"reason"`
 }
 
 var errStreamCut = errors.New("the connection closed before the release was live or failed")
@@ -43,13 +35,13 @@ type deployWatch struct {
 }
 
 // read follows the stream to its final event and returns the live release, or why not.
-func (w *deployWatch) read(r io.Reader) (apphost.Release, error) {
+func (w *deployWatch) read(r io.Reader) (appapi.Release, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20) // a failure's reason carries log lines
 	var bad error                             // an unreadable line: a protocol error unless the stream was cut in it
 	for sc.Scan() {
 		if bad != nil {
-			return apphost.Release{}, bad
+			return appapi.Release{}, bad
 		}
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
@@ -64,11 +56,11 @@ func (w *deployWatch) read(r io.Reader) (apphost.Release, error) {
 			return rel, err
 		}
 	}
-	return apphost.Release{}, errStreamCut // at EOF or a broken read, never a bare EOF
+	return appapi.Release{}, errStreamCut // at EOF or a broken read, never a bare EOF
 }
 
 // event reports one event; done says it was the final one.
-func (w *deployWatch) event(ev deployEvent) (rel apphost.Release, done bool, err error) {
+func (w *deployWatch) event(ev deployEvent) (rel appapi.Release, done bool, err error) {
 	if !w.uploaded {
 		w.uploaded = true
 		fmt.Fprintf(w.progress, "uploaded %s\n", megabytes(w.bundleBytes))

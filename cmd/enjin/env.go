@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"enjin/services/appapi"
 	"fmt"
 	"io"
 	"slices"
@@ -10,15 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"enjin/rings"
-	"enjin/services/apphost"
 )
-
-// envPatch is the body of PATCH …/apps/{app}/env: keys to set and keys to remove, leaving the
-// rest of the environment as it is.
-type envPatch struct {
-	Set   map[string]string `json:"set"`
-	Unset []string          `json:"unset"`
-}
 
 func envCmd(g *globals) *cobra.Command {
 	var reveal bool
@@ -58,8 +51,8 @@ others as they are: that makes a new release.`,
 }
 
 // parseEnvChange reads KEY=VALUE arguments and --unset keys into a patch.
-func parseEnvChange(set, unset []string) (envPatch, error) {
-	p := envPatch{Set: map[string]string{}, Unset: []string{}}
+func parseEnvChange(set, unset []string) (appapi.EnvPatch, error) {
+	p := appapi.EnvPatch{Set: map[string]string{}, Unset: []string{}}
 	for _, kv := range set {
 		k, v, ok := strings.Cut(kv, "=")
 		if !ok || k == "" {
@@ -100,10 +93,7 @@ func showEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, reveal bo
 	if o.json() {
 		return writeRaw(c.OutOrStdout(), raw)
 	}
-	var r struct {
-		Env    map[string]string `json:"env"`
-		Masked bool              `json:"masked"`
-	}
+	var r appapi.Env
 	if err := json.Unmarshal(raw, &r); err != nil {
 		return fmt.Errorf("GET %s: %w", path, err)
 	}
@@ -128,12 +118,12 @@ func printEnv(w io.Writer, env map[string]string) error {
 	return nil
 }
 
-func changeEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, p envPatch, o format) error {
+func changeEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, p appapi.EnvPatch, o format) error {
 	cl, err := g.client()
 	if err != nil {
 		return err
 	}
-	var rel apphost.Release
+	var rel appapi.Release
 	if err := cl.do(c.Context(), "PATCH", appPath(t, a)+"/env", nil, p, &rel); err != nil {
 		return err
 	}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"enjin/services/appapi"
 	"fmt"
 	"io"
 	"net/http"
@@ -12,8 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-
-	"enjin/services/apphost"
 )
 
 // jobExit is a job's non-zero exit status, which the CLI exits with too.
@@ -48,7 +47,7 @@ the app's log, as process run.N); enjin exits with its exit status. Ctrl-C stops
 		if err != nil {
 			return err
 		}
-		body, _ := json.Marshal(map[string]string{"command": strings.Join(args[1:], " ")})
+		body, _ := json.Marshal(appapi.Job{Command: strings.Join(args[1:], " ")})
 		resp, err := cl.send(c.Context(), cl.stream, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
 		if err != nil {
 			return fmt.Errorf("run %s: %w", args[0], err)
@@ -75,9 +74,9 @@ func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
 	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
 	for sc.Scan() {
 		var l struct {
-			Stream string `json:"stream"` // a line of output (apphost.LogLine)…
+			Stream string `json:"stream"` // a line of output (appapi.LogLine)…
 			Line   string `json:"line"`
-			Exit   *int   `json:"exit"` // …or the end (apphost.JobEnd)
+			Exit   *int   `json:"exit"` // …or the end (appapi.JobEnd)
 			Error  string `json:"error"`
 		}
 		if len(sc.Bytes()) == 0 || json.Unmarshal(sc.Bytes(), &l) != nil {
@@ -104,7 +103,7 @@ func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
 // cronCmd lists an app's scheduled jobs and how their last runs went.
 func cronCmd(g *globals) *cobra.Command {
 	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", "/cron", func(w io.Writer, raw json.RawMessage) error {
-		var r struct{ Cron []apphost.CronStatus }
+		var r appapi.CronList
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
 		}

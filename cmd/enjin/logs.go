@@ -3,14 +3,13 @@ package main
 import (
 	"bufio"
 	"encoding/json"
+	"enjin/services/appapi"
 	"fmt"
 	"io"
 	"net/url"
 	"strconv"
 
 	"github.com/spf13/cobra"
-
-	"enjin/services/apphost"
 )
 
 func logsCmd(g *globals) *cobra.Command {
@@ -76,7 +75,7 @@ func copyLogs(w io.Writer, r io.Reader, o format) error {
 			}
 			continue
 		}
-		var l apphost.LogLine
+		var l appapi.LogLine
 		if json.Unmarshal(sc.Bytes(), &l) == nil {
 			who := l.Instance
 			if l.Process != "" {

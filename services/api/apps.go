@@ -1,13 +1,19 @@
 package api
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"enjin/rings"
+	"enjin/services/appapi"
 )
 
 // callerHeader tells ring 1 who a forwarded request speaks for (Identity.Caller).
@@ -23,47 +29,44 @@ func dropEnjinFields(h http.Header) {
 	}
 }
 
-// appList, appReleases… are documented loosely: the app operations are carried out by the
-// ring 1 node hosting the tenant, which defines their answers (package apphost).
-type appAnswer map[string]any
-
 // appRoutes are the tenant's app operations. Ring 0 authenticates and authorizes the caller,
 // then forwards the request, body streamed, to the hosting ring 1 node's app API.
 func (a *API) appRoutes() []route {
 	p := "/v1/tenants/{tenant}/apps"
 	fwd := a.forwardApps
 	rs := []route{
-		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them: each once, with the node it lives on (node) and every node running its instances (nodes)", status: http.StatusOK, out: appAnswer{}, serve: a.listApps},
+		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them: each once, with the node it lives on (node) and every node running its instances (nodes)", status: http.StatusOK, out: appapi.AppList{}, serve: a.listApps},
 		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back). An app's first deploy places it on a ring 1 node: node=ID (the admin only) names one, which then hosts the tenant too",
 			query: []param{{"node", map[string]any{"type": "string"}, "the ring 1 node to place a new app on (the admin only)"},
 				{"package", map[string]any{"type": "string"}, "deploy again, with no body, a package (sha256-… of its uncompressed tar) one of the app's releases was made of; 404 if it has none"},
 				{"delta", intSchema(1, 1), "1: the bundle's files that the app's releases have (see POST …/files) are references, sent without content"}},
-			rawBody: "application/gzip", status: http.StatusCreated, out: appAnswer{}, serve: a.deployApp},
-		{method: "GET", path: p + "/{app}/releases", access: reader, summary: "The app's releases", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+			rawBody: "application/gzip", status: http.StatusCreated, out: appapi.Release{}, lines: []any{appapi.Event{}}, serve: a.deployApp},
+		{method: "GET", path: p + "/{app}/releases", access: reader, summary: "The app's releases", status: http.StatusOK, out: appapi.ReleaseList{}, serve: fwd},
 		{method: "POST", path: p + "/{app}/files", access: admin, summary: `Which of these file digests the app's releases have, so a deploy need not send them: {"digests": ["sha256-…"]} → {"have": [...]}`,
-			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+			rawBody: "application/json", rawIn: appapi.FilesQuery{}, status: http.StatusOK, out: appapi.Files{}, serve: fwd},
 		{method: "POST", path: p + "/{app}/rollback", access: admin, summary: `Make an earlier release live again: {"release": n}`,
-			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
-		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts; and, for an app spread over several hosts, the host each runs on", status: http.StatusOK, out: appAnswer{}, serve: a.appInstances},
+			rawBody: "application/json", rawIn: appapi.Rollback{}, status: http.StatusOK, out: appapi.Release{}, serve: fwd},
+		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts; and, for an app spread over several hosts, the host each runs on", status: http.StatusOK, out: appapi.InstanceList{}, serve: a.appInstances},
 		{method: "PUT", path: p + "/{app}/scale/{proctype}", access: admin, summary: `Run n instances of a process type: {"instances": n}`,
-			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+			rawBody: "application/json", rawIn: appapi.Scale{}, status: http.StatusOK, out: appapi.InstanceList{}, serve: fwd},
 		{method: "GET", path: p + "/{app}/env", access: reader, summary: "The app's environment: its variables' names, and their values with reveal=1",
 			query:  []param{{"reveal", intSchema(0, 1), "1 returns values; only the admin and the tenant may"}},
-			status: http.StatusOK, out: appAnswer{}, serve: a.getEnv},
+			status: http.StatusOK, out: appapi.Env{}, serve: a.getEnv},
 		{method: "PUT", path: p + "/{app}/env", access: admin, summary: `Replace the app's environment: {"env": {...}}; makes a new release`,
-			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+			rawBody: "application/json", rawIn: appapi.EnvPut{}, status: http.StatusOK, out: appapi.Release{}, serve: fwd},
 		{method: "PATCH", path: p + "/{app}/env", access: admin, summary: `Change some variables, keep the rest: {"set": {...}, "unset": [...]}; makes a new release`,
-			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+			rawBody: "application/json", rawIn: appapi.EnvPatch{}, status: http.StatusOK, out: appapi.Release{}, serve: fwd},
 		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: a.destroyApp},
 		{method: "POST", path: p + "/{app}/run", access: admin, summary: `Run a one-off job in a sandbox of the app: {"command": "…"} (sh -c), with its live release, environment, limits, HOME and networks, routed to by nobody; its output streams back as newline-delimited JSON log lines, then {"exit": n}. Ending the request stops it`,
-			rawBody: "application/json", status: http.StatusOK, out: appAnswer{}, serve: fwd},
-		{method: "GET", path: p + "/{app}/cron", access: reader, summary: "The app's scheduled jobs (enjin.json cron) as its home host runs them: schedule, command, next run, how the last run went (exit status, error, duration), runs and skipped runs", status: http.StatusOK, out: appAnswer{}, serve: fwd},
+			rawBody: "application/json", rawIn: appapi.Job{}, status: http.StatusOK, lines: []any{appapi.LogLine{}, appapi.JobEnd{}}, serve: fwd},
+		{method: "GET", path: p + "/{app}/cron", access: reader, summary: "The app's scheduled jobs (enjin.json cron) as its home host runs them: schedule, command, next run, how the last run went (exit status, error, duration), runs and skipped runs", status: http.StatusOK, out: appapi.CronList{}, serve: fwd},
 		{method: "GET", path: p + "/{app}/logs", access: reader, summary: "The app's log lines as newline-delimited JSON; follow=1 streams new ones. For an app spread over hosts, every host's, oldest first, each naming its host",
 			query:  []param{{"lines", intSchema(1, 10000), "how many past lines (default 100)"}, {"follow", intSchema(0, 1), "1: keep streaming"}},
-			status: http.StatusOK, out: appAnswer{}, serve: a.appLogs},
+			status: http.StatusOK, lines: []any{appapi.LogLine{}}, serve: a.appLogs},
 	}
 	for i := range rs {
 		rs[i].tenantOK = true // a tenant manages its own apps
+		rs[i].forwarded = true
 	}
 	return rs
 }
@@ -147,9 +150,16 @@ func (a *API) forwardTo(c *call, b AppsBackend, modify func(*http.Response) erro
 			pr.Out.Header.Set("Authorization", "Bearer "+b.Token)
 			pr.Out.Header.Set(callerHeader, c.id.Caller())
 		},
-		Transport:      b.over(http.DefaultTransport.(*http.Transport)),
-		ModifyResponse: modify,
-		FlushInterval:  -1, // every write at once: a deploy's progress, a followed log
+		Transport: b.over(http.DefaultTransport.(*http.Transport)),
+		ModifyResponse: func(resp *http.Response) error {
+			if modify != nil {
+				if err := modify(resp); err != nil {
+					return err
+				}
+			}
+			return ring1Error(resp)
+		},
+		FlushInterval: -1, // every write at once: a deploy's progress, a followed log
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			a.fail(w, r, &apiError{http.StatusBadGateway, "ring1_unavailable", "the ring 1 node running this tenant's app did not answer"})
 		},
@@ -165,5 +175,47 @@ func (a *API) forwardTo(c *call, b AppsBackend, modify func(*http.Response) erro
 	w, done := streaming(c.w, c.r)
 	defer done()
 	rp.ServeHTTP(w, c.r)
+	return nil
+}
+
+// maxRing1Error bounds what ring 0 reads of an error answer of ring 1's app API.
+const maxRing1Error = 64 << 10
+
+// ring1Error makes an error answer of ring 1's app API one of the meta API's: JSON with a
+// message and a code (an appapi.Error), whatever ring 1 sent. Ring 1 refusing ring 0's own
+// credential is no fault of the caller's: ring 1 is then unavailable (502), not 401.
+func ring1Error(resp *http.Response) error {
+	if resp.StatusCode < 400 {
+		return nil
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRing1Error))
+	resp.Body.Close()
+	var e appapi.Error
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	switch {
+	case resp.StatusCode == http.StatusUnauthorized:
+		resp.StatusCode = http.StatusBadGateway
+		e = appapi.Error{Error: "the ring 1 node running this tenant's app refused ring 0's credential", Code: "ring1_unavailable"}
+	case err == nil && dec.Decode(&e) == nil && e.Error != "" && e.Code != "":
+		e.Error = oneLine(e.Error)
+	default:
+		msg := oneLine(string(b))
+		if msg == "" || !utf8.ValidString(msg) {
+			msg = http.StatusText(resp.StatusCode)
+		}
+		e = appapi.Error{Error: "ring 1: " + msg, Code: "ring1_error"}
+	}
+	out, err := json.Marshal(e)
+	if err != nil {
+		return err
+	}
+	out = append(out, '\n')
+	resp.Status = ""
+	resp.Body = io.NopCloser(bytes.NewReader(out))
+	resp.ContentLength = int64(len(out))
+	resp.Header.Set("Content-Length", strconv.Itoa(len(out)))
+	resp.Header.Set("Content-Type", "application/json")
+	resp.Header.Del("Content-Encoding")
 	return nil
 }

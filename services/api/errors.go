@@ -22,8 +22,8 @@ func (e *apiError) Error() string { return e.msg }
 
 // errorBody is every error response.
 type errorBody struct {
-	Error string `json:"error"`
-	Code  string `json:"code"`
+	Error string `json:"error" api:"required"`
+	Code  string `json:"code" api:"required"`
 }
 
 func badRequest(code, format string, args ...any) error {

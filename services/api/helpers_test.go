@@ -43,9 +43,10 @@ func basic(user, pass string) string {
 // testRing0 redeems join tokens against the store and hands out fixed credentials.
 type testRing0 struct {
 	store   *inventory.Store
-	panicOn string       // OpsCreds panics for this name, to prove the recover middleware
-	apps    string       // base URL of a fake ring 1 app API hosting every tenant; "" none
-	slowOps atomic.Int64 // OpsCreds takes this many nanoseconds, to prove the routes' own timeouts
+	panicOn string                    // OpsCreds panics for this name, to prove the recover middleware
+	apps    string                    // base URL of a fake ring 1 app API hosting every tenant; "" none
+	appsOf  map[rings.TenantID]string // a ring 1 app API hosting one tenant, before apps
+	slowOps atomic.Int64              // OpsCreds takes this many nanoseconds, to prove the routes' own timeouts
 }
 
 func (r *testRing0) Join(ctx context.Context, token, userKey, attestKey, appsKey string) (api.JoinResult, error) {
@@ -102,6 +103,9 @@ func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID, _ string,
 func (r *testRing0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsBackend, error) {
 	if _, err := r.store.GetTenant(ctx, t); err != nil {
 		return nil, err
+	}
+	if u, ok := r.appsOf[t]; ok {
+		return []api.AppsBackend{{Node: "ring1-test", Base: u, Token: ring1Token}}, nil
 	}
 	if r.apps != "" {
 		return []api.AppsBackend{{Node: "ring1-test", Base: r.apps, Token: ring1Token}}, nil

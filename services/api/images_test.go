@@ -118,7 +118,7 @@ func TestImageUploadsRefuseHostileImages(t *testing.T) {
 			if r.status != http.StatusUnprocessableEntity || str(r.json, "code") != "refused" || !strings.Contains(str(r.json, "error"), h.Reason) {
 				t.Fatalf("got %d %s; want 422 refused for %q", r.status, r.body, h.Reason)
 			}
-			checkShape(t, "POST", r)
+			checkShape(t, "POST", r, 0)
 			if h.Canary != nil && h.Canary.Opened() {
 				t.Fatalf("%s was opened", h.Canary.Path)
 			}
@@ -464,7 +464,7 @@ func TestKernelFormRefusals(t *testing.T) {
 			if r.status != tc.status || !strings.Contains(str(r.json, "error"), tc.reason) {
 				t.Fatalf("got %d %s; want %d naming %q", r.status, r.body, tc.status, tc.reason)
 			}
-			checkShape(t, "POST", r)
+			checkShape(t, "POST", r, 0)
 			if files := ie.stored(t); len(files) > 0 {
 				t.Fatalf("stored %v", files)
 			}

@@ -1,21 +1,37 @@
 package api
 
 import (
+	"encoding"
 	"encoding/json"
 	"net/http"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
 	"enjin/rings"
+	"enjin/services/appapi"
 )
 
 // openAPI builds the OpenAPI 3.0 document of routes: the same table the mux is built from.
 // Schemas are generated from the Go types the handlers decode and encode.
 func openAPI(routes []route) map[string]any {
-	g := &schemaGen{components: map[string]any{}}
+	g := &schemaGen{components: map[string]any{}, requests: map[string]bool{}}
+	// The types of request bodies first: an answer's type (or a part of it) that is no
+	// request's requires every field Go always encodes, so a missing one is a drift.
+	for _, rt := range routes {
+		for _, v := range []any{rt.body, rt.rawIn} {
+			if v != nil {
+				g.schema(reflect.TypeOf(v))
+			}
+		}
+	}
+	for name := range g.components {
+		g.requests[name] = true
+	}
+	g.answers = true
 	paths := map[string]map[string]any{}
 	for _, rt := range routes {
 		if paths[rt.path] == nil {
@@ -72,8 +88,12 @@ func (g *schemaGen) operation(rt route) map[string]any {
 		op["parameters"] = params
 	}
 	if rt.rawBody != "" {
+		schema := rawSchema(rt.rawBody)
+		if rt.rawIn != nil {
+			schema = g.schema(reflect.TypeOf(rt.rawIn))
+		}
 		op["requestBody"] = map[string]any{"required": true,
-			"content": map[string]any{rt.rawBody: map[string]any{"schema": rawSchema(rt.rawBody)}}}
+			"content": map[string]any{rt.rawBody: map[string]any{"schema": schema}}}
 	}
 	if rt.body != nil {
 		op["requestBody"] = map[string]any{"required": !rt.optional,
@@ -102,6 +122,7 @@ func operationID(rt route) string {
 
 func (g *schemaGen) responses(rt route) map[string]any {
 	ok := map[string]any{"description": http.StatusText(rt.status)}
+	var ndjson map[string]any
 	if rt.out != nil {
 		ok["content"] = map[string]any{"application/json": map[string]any{"schema": g.schema(reflect.TypeOf(rt.out))}}
 	}
@@ -115,14 +136,44 @@ func (g *schemaGen) responses(rt route) map[string]any {
 		}
 		ok["headers"] = h
 	}
+	if rt.lines != nil {
+		lines := map[string]any{"application/x-ndjson": map[string]any{"schema": g.lineSchema(rt.lines)}}
+		if rt.out == nil {
+			ok["content"] = lines
+		} else {
+			ndjson = map[string]any{"description": "the same, as it happens, one JSON value a line (Accept: application/x-ndjson)", "content": lines}
+		}
+	}
 	out := map[string]any{strconv.Itoa(rt.status): ok}
+	if ndjson != nil {
+		out[strconv.Itoa(http.StatusOK)] = ndjson
+	}
 	errRef := g.schema(reflect.TypeOf(errorBody{}))
+	if rt.forwarded {
+		errRef = g.schema(reflect.TypeOf(appapi.Error{}))
+	}
 	for _, code := range errorStatuses(rt) {
 		out[strconv.Itoa(code)] = map[string]any{"description": http.StatusText(code),
 			"content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 	}
 	return out
 }
+
+// lineSchema is the schema of each line of an application/x-ndjson answer whose lines are
+// of the types of values (blank lines, which keep a quiet answer alive, aside).
+func (g *schemaGen) lineSchema(values []any) map[string]any {
+	if len(values) == 1 {
+		return g.schema(reflect.TypeOf(values[0]))
+	}
+	var alts []any
+	for _, v := range values {
+		alts = append(alts, g.schema(reflect.TypeOf(v)))
+	}
+	return map[string]any{"anyOf": alts}
+}
+
+// vmPaths are the paths of the routes the VM service (Config.VMs) carries out.
+var vmPaths = regexp.MustCompile(`/(vms|volumes|hosts|console)(/|$)`)
 
 // errorStatuses lists the errors a route can answer with, from what it declares.
 func errorStatuses(rt route) []int {
@@ -141,6 +192,15 @@ func errorStatuses(rt route) []int {
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
+	add(rt.path == "/metrics", http.StatusNotFound) // a ring 0 that keeps none
+	// VMs, volumes and host VMs: 503 where this ring 0 runs none; 502 where their ring 1 node
+	// did not carry the operation out.
+	vms := vmPaths.MatchString(rt.path)
+	add(vms, http.StatusBadGateway, http.StatusServiceUnavailable)
+	add(strings.HasPrefix(rt.path, "/v1/tenants/{tenant}/rulesets/") && write, http.StatusBadGateway)
+	// Ring 1's app API: what it refuses, and ring 0 when it does not answer.
+	add(rt.forwarded, http.StatusForbidden, http.StatusNotFound, http.StatusConflict, http.StatusRequestEntityTooLarge,
+		http.StatusUnprocessableEntity, http.StatusBadGateway)
 	add(rt.method == http.MethodDelete && rt.path == "/v1/nodes/{node}", http.StatusUnprocessableEntity) // not a ring 1 node
 	// Image uploads: over the limit, the wrong type, refused as hostile, for an unknown tenant;
 	// the routes that touch the image store's files answer 503 if it did not start.
@@ -168,15 +228,23 @@ func versioned(t reflect.Type) bool {
 // schemaGen generates JSON schemas from Go types, naming each struct type a component.
 type schemaGen struct {
 	components map[string]any
+	requests   map[string]bool // components of request bodies
+	answers    bool            // generating the schemas of answers
 }
 
 var (
 	timeType = reflect.TypeFor[time.Time]()
 	rawType  = reflect.TypeFor[json.RawMessage]()
-	ringType = reflect.TypeFor[rings.Ring]()
+
+	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
+	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
+	ringType      = reflect.TypeFor[rings.Ring]()
 )
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {
+	if t.Kind() != reflect.Interface && !t.Implements(jsonMarshaler) && reflect.PointerTo(t).Implements(textMarshaler) {
+		return map[string]any{"type": "string"} // netip.Prefix, netip.Addr: JSON has their text
+	}
 	switch t {
 	case timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
@@ -216,16 +284,33 @@ func (g *schemaGen) ref(t reflect.Type) map[string]any {
 	name := strings.ToUpper(t.Name()[:1]) + t.Name()[1:]
 	if _, ok := g.components[name]; !ok {
 		g.components[name] = nil // reserves the name while the fields are generated
-		g.components[name] = g.object(t)
+		g.components[name] = g.object(t, g.answers && !g.requests[name])
 	}
 	return map[string]any{"$ref": "#/components/schemas/" + name}
 }
 
-func (g *schemaGen) object(t reflect.Type) map[string]any {
+// object is the schema of struct type t; with encoded, every field encoding/json always
+// writes (no omitempty, no omitzero) is required.
+func (g *schemaGen) object(t reflect.Type, encoded bool) map[string]any {
 	props := map[string]any{}
 	var required []string
+	g.fields(t, props, &required, encoded)
+	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
+	if required != nil {
+		obj["required"] = required
+	}
+	return obj
+}
+
+// fields adds the properties of struct t's fields to props, and the names of those it requires
+// to required. An embedded struct without a JSON name is flattened, as encoding/json does.
+func (g *schemaGen) fields(t reflect.Type, props map[string]any, required *[]string, encoded bool) {
 	for f := range t.Fields() {
-		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		name, opts, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if f.Anonymous && name == "" && f.Type.Kind() == reflect.Struct {
+			g.fields(f.Type, props, required, encoded)
+			continue
+		}
 		if !f.IsExported() || name == "-" {
 			continue
 		}
@@ -233,13 +318,9 @@ func (g *schemaGen) object(t reflect.Type) map[string]any {
 			name = f.Name
 		}
 		props[name] = g.schema(f.Type)
-		if f.Tag.Get("api") == "required" {
-			required = append(required, name)
+		always := encoded && !slices.ContainsFunc(strings.Split(opts, ","), func(o string) bool { return o == "omitempty" || o == "omitzero" })
+		if f.Tag.Get("api") == "required" || always {
+			*required = append(*required, name)
 		}
 	}
-	obj := map[string]any{"type": "object", "properties": props, "additionalProperties": false}
-	if required != nil {
-		obj["required"] = required
-	}
-	return obj
 }

@@ -16,26 +16,6 @@ import (
 // a deploy that goes live looks at once.
 const cronSync = 10 * time.Second
 
-// CronStatus is one scheduled job of an app as its home host runs it: what the live release
-// says, when it runs next, and how its last run went.
-type CronStatus struct {
-	Name     string    `json:"name"`
-	Schedule string    `json:"schedule"`
-	Command  string    `json:"command"`
-	Next     time.Time `json:"next,omitzero"`
-	Last     *CronRun  `json:"last,omitempty"`
-	Runs     int       `json:"runs"`
-	Skipped  int       `json:"skipped"` // times it was due while its previous run still ran
-}
-
-// CronRun is how one run of a scheduled job went.
-type CronRun struct {
-	Started time.Time `json:"started"`
-	Took    float64   `json:"took_seconds"`
-	Exit    int       `json:"exit"`            // -1: it could not run, or was stopped
-	Error   string    `json:"error,omitempty"` // why
-}
-
 // scheduler runs the scheduled jobs of the apps whose home is this host.
 type scheduler struct {
 	h      *Host

@@ -153,15 +153,6 @@ func cmp[T comparable](v, def T) T {
 	return v
 }
 
-// Release is one immutable, numbered version of an app.
-type Release struct {
-	Number   int       `json:"number"`
-	Digest   string    `json:"digest"`
-	Manifest Manifest  `json:"manifest"`
-	Created  time.Time `json:"created"`
-	Status   string    `json:"status"` // starting, live, superseded, failed
-}
-
 // app is one tenant's app and its running instances.
 type app struct {
 	host         *Host

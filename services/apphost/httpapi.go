@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/subtle"
 	"encoding/json"
+	"enjin/services/appapi"
 	"errors"
 	"fmt"
 	"io"
@@ -56,30 +57,26 @@ func (h *Host) Handler(token string) http.Handler {
 	mux := http.NewServeMux()
 	p := "/v1/tenants/{tenant}/apps"
 	mux.HandleFunc("GET "+p, h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, _ string) (int, any, error) {
-		return 200, map[string]any{"apps": h.Apps(t, reveal(r))}, nil
+		return 200, appapi.AppList{Apps: h.Apps(t, reveal(r))}, nil
 	}))
 	mux.HandleFunc("POST "+p+"/{app}/releases", h.api(h.serveDeploy))
 	mux.HandleFunc("POST "+p+"/{app}/files", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in struct {
-			Digests []string `json:"digests"`
-		}
+		var in appapi.FilesQuery
 		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&in); err != nil {
 			return 0, nil, &FieldError{Field: "digests", Msg: "want {\"digests\": [\"sha256-…\", …]}"}
 		}
 		have, err := h.HaveFiles(t, a, in.Digests)
-		return 200, map[string]any{"have": have}, err
+		return 200, appapi.Files{Have: nonNil(have)}, err
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/releases", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		rs, err := h.Releases(t, a)
 		for i := range rs {
 			rs[i].Manifest.Env = mask(rs[i].Manifest.Env, reveal(r))
 		}
-		return 200, map[string]any{"releases": nonNil(rs)}, err
+		return 200, appapi.ReleaseList{Releases: nonNil(rs)}, err
 	}))
 	mux.HandleFunc("POST "+p+"/{app}/rollback", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in struct {
-			Release int `json:"release"`
-		}
+		var in appapi.Rollback
 		if err := decode(w, r, &in); err != nil {
 			return 400, nil, err
 		}
@@ -88,18 +85,16 @@ func (h *Host) Handler(token string) http.Handler {
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/instances", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		ps, err := h.Ps(t, a)
-		return 200, map[string]any{"instances": nonNil(ps)}, err
+		return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
 	}))
 	mux.HandleFunc("PUT "+p+"/{app}/scale/{type}", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in struct {
-			Instances *int `json:"instances"`
-		}
+		var in appapi.Scale
 		if err := decode(w, r, &in); err != nil || in.Instances == nil {
 			return 400, nil, errors.New(`want {"instances": n}`)
 		}
 		err := h.Scale(r.Context(), t, a, r.PathValue("type"), *in.Instances)
 		ps, _ := h.Ps(t, a)
-		return 200, map[string]any{"instances": nonNil(ps)}, err
+		return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
 	}))
 	mux.HandleFunc("GET "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		show := r.URL.Query().Get("reveal") == "1"
@@ -107,12 +102,10 @@ func (h *Host) Handler(token string) http.Handler {
 			return 403, nil, errors.New("only the admin and the app's tenant may see env values")
 		}
 		env, err := h.Env(t, a, show)
-		return 200, map[string]any{"env": env, "masked": !show}, err
+		return 200, appapi.Env{Env: env, Masked: !show}, err
 	}))
 	mux.HandleFunc("PUT "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in struct {
-			Env map[string]string `json:"env"`
-		}
+		var in appapi.EnvPut
 		if err := decode(w, r, &in); err != nil {
 			return 400, nil, err
 		}
@@ -120,10 +113,7 @@ func (h *Host) Handler(token string) http.Handler {
 		return 200, rel, err
 	}))
 	mux.HandleFunc("PATCH "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in struct {
-			Set   map[string]string `json:"set"`
-			Unset []string          `json:"unset"`
-		}
+		var in appapi.EnvPatch
 		if err := decode(w, r, &in); err != nil {
 			return 400, nil, err
 		}
@@ -141,7 +131,7 @@ func (h *Host) Handler(token string) http.Handler {
 	mux.HandleFunc("POST "+p+"/{app}/run", h.api(h.serveRun))
 	mux.HandleFunc("GET "+p+"/{app}/cron", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
 		st, err := h.CronStatus(t, a)
-		return 200, map[string]any{"cron": st}, err
+		return 200, appapi.CronList{Cron: nonNil(st)}, err
 	}))
 	mux.HandleFunc("GET /v1/running", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
@@ -322,19 +312,16 @@ func errBody(err error) Event {
 
 func writeErr(w http.ResponseWriter, status int, err error) {
 	e := errBody(err)
-	body := map[string]any{"error": e.Error, "code": e.Code}
+	body := appapi.Error{Error: e.Error, Code: e.Code, Reason: e.Reason}
 	var fe *FieldError
 	if errors.As(err, &fe) {
-		body["field"] = fe.Field
-	}
-	if e.Reason != nil {
-		body["reason"] = e.Reason
+		body.Field = fe.Field
 	}
 	switch {
 	case status == 403:
-		body["code"] = "forbidden"
+		body.Code = "forbidden"
 	case status < 500 && e.Code == "internal":
-		body["code"] = "bad_request"
+		body.Code = "bad_request"
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
@@ -482,18 +469,10 @@ func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantI
 	}
 }
 
-// JobEnd is the last line of a job's answer: how it ended.
-type JobEnd struct {
-	Exit  int    `json:"exit"`
-	Error string `json:"error,omitempty"` // it could not run, or was stopped
-}
-
 // serveRun runs a one-off job ({"command": "…"}) and streams its output as it comes, one
 // JSON LogLine a line, then a JobEnd. A job that cannot start is an error answer instead.
 func (h *Host) serveRun(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-	var in struct {
-		Command string `json:"command"`
-	}
+	var in appapi.Job
 	if err := decode(w, r, &in); err != nil {
 		return 400, nil, err
 	}
@@ -566,5 +545,5 @@ func shareOf(r *http.Request) (Share, error) {
 			*f.to = n
 		}
 	}
-	return s, s.Check()
+	return s, checkShare(s)
 }

@@ -41,29 +41,6 @@ var restartPolicy = struct {
 	stable       time.Duration // healthy this long, its end is no crash loop's
 }{3, 30 * time.Second, 16 * time.Minute, 10 * time.Minute, 500 * time.Millisecond}
 
-// InstanceInfo is what ps shows of an instance.
-type InstanceInfo struct {
-	ID       string    `json:"id"`   // the ring 2 node's id
-	Name     string    `json:"name"` // type.index, e.g. web.0
-	Node     string    `json:"node"`
-	Type     string    `json:"type"`
-	Release  int       `json:"release"`
-	Address  string    `json:"address"`
-	Port     int       `json:"port"`
-	State    string    `json:"state"`
-	Restarts int       `json:"restarts"`
-	Started  time.Time `json:"started"`
-	PID      int       `json:"pid"`            // of the sandbox's init, as the host sees it; 0 when not running
-	Exit     string    `json:"exit,omitempty"` // how the process last ended
-	Host     string    `json:"host,omitempty"` // of an app spread over hosts: the ring 1 host it runs on, as ring 0 lists it
-	// CPU is the fraction of one core it used since the node's last heartbeat; MemBytes what
-	// its cgroup holds now.
-	CPU      float64 `json:"cpu"`
-	MemBytes uint64  `json:"mem_bytes"`
-	// Networks are its ports on its tenant's networks, in the manifest's order.
-	Networks []Attachment `json:"networks,omitempty"`
-}
-
 // instance runs one process of one release under the watchdog.
 type instance struct {
 	id, name, typ string

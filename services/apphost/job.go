@@ -74,7 +74,7 @@ func (a *app) jobConfig(r Release, command string) (InstanceConfig, error) {
 	for t := range r.Manifest.Procfile {
 		one[t] = 1
 	}
-	cfgs, err := r.Manifest.Configs(a.tenant, a.name, r.Number, one, env, a.host.cfg.Policy, func(string, int) (string, string) {
+	cfgs, err := Manifest(r.Manifest).Configs(a.tenant, a.name, r.Number, one, env, a.host.cfg.Policy, func(string, int) (string, string) {
 		return newInstanceID(), "/home/app"
 	})
 	if err != nil {

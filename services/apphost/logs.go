@@ -6,21 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
-	"time"
 
 	"enjin/rings"
 )
-
-// LogLine is one line an instance wrote.
-type LogLine struct {
-	Time     time.Time `json:"time"`
-	Instance string    `json:"instance"` // the instance's id (a ring 2 node)
-	Process  string    `json:"process"`  // type.index, e.g. web.0
-	Release  int       `json:"release"`
-	Stream   string    `json:"stream"` // stdout or stderr
-	Line     string    `json:"line"`
-	Host     string    `json:"host,omitempty"` // of an app spread over hosts: the ring 1 host it ran on, as ring 0 tells
-}
 
 // Log rotation: an app's log file is rotated to log.1 when it passes maxLogBytes; one old
 // file is kept.

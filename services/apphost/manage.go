@@ -94,7 +94,7 @@ func (a *app) fit(ctx context.Context, r Release, t string, n int) error {
 	a.mu.Unlock()
 	missing := map[string]bool{}
 	for i := range n {
-		if have[i] == nil && share.mine(i) {
+		if have[i] == nil && mine(share, i) {
 			missing[fmt.Sprintf("%s.%d", t, i)] = true
 		}
 	}
@@ -111,7 +111,7 @@ func (a *app) fit(ctx context.Context, r Release, t string, n int) error {
 	}
 	var extra []*instance
 	for i, in := range have {
-		if i >= n || !share.mine(i) {
+		if i >= n || !mine(share, i) {
 			extra = append(extra, in)
 			in.mu.Lock()
 			in.state = Stopped // out of the router before draining

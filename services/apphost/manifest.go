@@ -2,6 +2,7 @@ package apphost
 
 import (
 	"bytes"
+	"enjin/services/appapi"
 	"errors"
 	"fmt"
 	"io"
@@ -16,42 +17,15 @@ import (
 	"syscall"
 	"unicode"
 	"unicode/utf8"
-
-	"enjin/rings"
 )
 
 // Manifest is what a bundle declares: its process types (from the Procfile, Heroku style:
 // `web: ./server`) and, from an optional enjin.json, instances per type, limits, the
 // health-check path and environment. ParseManifest fills in every default, so a release's
 // manifest says what it runs with; it is stored with the release (app.json), which is why
-// Configs checks it again before anything runs from it.
-type Manifest struct {
-	Procfile  map[string]string `json:"procfile"`
-	Instances map[string]int    `json:"instances,omitempty"` // every declared type; default 1 for web, 0 for others
-	MemoryMB  int               `json:"memory_mb,omitempty"`
-	CPUMillis int               `json:"cpu_millis,omitempty"`
-	Pids      int               `json:"pids,omitempty"`
-	DiskMB    int               `json:"disk_mb,omitempty"`
-	TmpMB     int               `json:"tmp_mb,omitempty"`
-	Health    string            `json:"health,omitempty"` // origin-form request target; default /
-	Env       map[string]string `json:"env,omitempty"`
-	// Networks are the tenant's networks every instance joins (besides the node's own, where
-	// the router reaches it), with the rule sets its ports there enforce.
-	Networks []rings.AppNetwork `json:"networks,omitempty"`
-	// OneHost keeps every instance on the app's home host (enjin.json "spread": false):
-	// instances that share what they write in HOME, which is one per host.
-	OneHost bool `json:"one_host,omitempty"`
-	// Cron are jobs run on a schedule (enjin.json "cron"), by name: each a one-off job (Run)
-	// of the live release, on the app's home host, never two of one name at once.
-	Cron map[string]CronJob `json:"cron,omitempty"`
-}
-
-// CronJob is a scheduled job: a cron schedule (five fields, or @hourly, @every 30s, …) and
-// the command run then.
-type CronJob struct {
-	Schedule string `json:"schedule"`
-	Command  string `json:"command"`
-}
+// Configs checks it again before anything runs from it. Its wire form is appapi.Manifest;
+// this type adds what a host does with one.
+type Manifest appapi.Manifest
 
 // Bounds on what a tenant may write, whatever the policy.
 const (

@@ -58,7 +58,7 @@ func (h *Host) Running() []Running {
 			Share: a.share, From: a.from}
 		a.mu.Unlock()
 		if ok {
-			run.Instances, _ = r.Manifest.counts(run.Scale, h.cfg.Policy)
+			run.Instances, _ = Manifest(r.Manifest).counts(run.Scale, h.cfg.Policy)
 			run.OneHost = r.Manifest.OneHost || len(r.Manifest.Networks) > 0
 			out = append(out, run)
 		}
@@ -181,7 +181,7 @@ func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, r
 	if err := CheckEnv(rec.Env); err != nil {
 		return Release{}, err
 	}
-	if err := s.Check(); err != nil {
+	if err := checkShare(s); err != nil {
 		return Release{}, err
 	}
 	a, err := h.appFor(tenant, name)

@@ -26,14 +26,6 @@ type Networks interface {
 	Sweep(keep []string)
 }
 
-// Attachment is an instance's port on one of its tenant's networks, as ps shows it.
-type Attachment struct {
-	Network   string   `json:"network"`
-	Interface string   `json:"interface"` // inside the instance: eth1, eth2, …
-	MAC       string   `json:"mac"`
-	Addresses []string `json:"addresses"` // with the network's prefix length
-}
-
 // joinNetworks gives a starting instance its ports on its tenant networks, if it has any.
 func (a *app) joinNetworks(c InstanceConfig, netns string) ([]Attachment, error) {
 	if len(c.Networks) == 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"enjin/services/appapi"
 	"errors"
 	"fmt"
 	"io"
@@ -176,7 +177,7 @@ func (a *app) newReleaseFrom(fill func(stage string) (files int, digest string, 
 	if err := a.saveFiles(n, entries); err != nil {
 		return Release{}, 0, fmt.Errorf("apphost: %w", err)
 	}
-	r := Release{Number: n, Digest: digest, Manifest: m, Created: time.Now(), Status: "starting"}
+	r := Release{Number: n, Digest: digest, Manifest: appapi.Manifest(m), Created: time.Now(), Status: "starting"}
 	a.mu.Lock()
 	a.releases = append(a.releases, r)
 	err = a.save()
@@ -250,17 +251,17 @@ func (a *app) startRelease(ctx context.Context, r Release, only map[string]bool)
 	a.mu.Lock()
 	scale, env, share := copyMap(a.scale), copyMap(a.env), a.share
 	a.mu.Unlock()
-	cfgs, err := r.Manifest.Configs(a.tenant, a.name, r.Number, scale, env, h.cfg.Policy, func(string, int) (string, string) {
+	cfgs, err := Manifest(r.Manifest).Configs(a.tenant, a.name, r.Number, scale, env, h.cfg.Policy, func(string, int) (string, string) {
 		return newInstanceID(), "/home/app"
 	})
 	if err != nil {
 		return nil, err
 	}
-	cfgs = slices.DeleteFunc(cfgs, func(c InstanceConfig) bool { return !share.mine(c.Index) }) // the other hosts'
+	cfgs = slices.DeleteFunc(cfgs, func(c InstanceConfig) bool { return !mine(share, c.Index) }) // the other hosts'
 	if err := h.checkQuota(a, len(cfgs)); err != nil {
 		return nil, err
 	}
-	if err := a.ensureHome(r.Manifest.Limits().or(h.cfg.Policy.Default).DiskMB); err != nil {
+	if err := a.ensureHome(Manifest(r.Manifest).Limits().or(h.cfg.Policy.Default).DiskMB); err != nil {
 		return nil, err
 	}
 	var started []*instance

@@ -6,20 +6,6 @@ import (
 	"runtime/debug"
 )
 
-// Event is one step of a deploy as it happens, and the wire form of the app API's deploy
-// progress (one JSON object per line of an application/x-ndjson answer). The last event of a
-// stream is "live" or "failed".
-type Event struct {
-	Event     string  `json:"event"` // unpacked, starting, healthy, live, failed
-	Release   any     `json:"release,omitempty"`
-	Files     int     `json:"files,omitempty"`
-	Bytes     int64   `json:"bytes,omitempty"`
-	Instances int     `json:"instances,omitempty"`
-	Error     string  `json:"error,omitempty"`
-	Code      string  `json:"code,omitempty"`
-	Reason    *Reason `json:"reason,omitempty"`
-}
-
 // Progress receives a deploy's events as they happen; nil ignores them.
 type Progress func(Event)
 
@@ -27,13 +13,6 @@ func (p Progress) send(e Event) {
 	if p != nil {
 		p(e)
 	}
-}
-
-// Reason says why an instance of a release failed: how its process ended and its last lines.
-type Reason struct {
-	Instance string   `json:"instance"` // type.index, e.g. web.0
-	Exit     string   `json:"exit"`     // "exit status 1", "killed: out of memory (limit 256 MiB)", …
-	Logs     []string `json:"logs"`
 }
 
 // DeployError is a release that did not go live: ErrUnhealthy (with the failing instance's

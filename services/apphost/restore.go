@@ -105,18 +105,6 @@ func (h *Host) removeGroup(g string) error {
 	return err
 }
 
-// AppInfo summarizes an app.
-type AppInfo struct {
-	Tenant    string            `json:"tenant"`
-	Name      string            `json:"name"`
-	Release   int               `json:"release"` // live release, 0 if none
-	Instances map[string]int    `json:"instances"`
-	Env       map[string]string `json:"env"`             // values masked unless the caller may see them
-	Node      string            `json:"node,omitempty"`  // the ring 1 node running it, as ring 0 lists it
-	Share     Share             `json:"share,omitzero"`  // of an app spread over hosts, this host's
-	Nodes     []string          `json:"nodes,omitempty"` // every ring 1 node running its instances, as ring 0 lists it
-}
-
 // Apps lists tenant's apps; reveal says whether env values are shown or masked.
 func (h *Host) Apps(tenant rings.TenantID, reveal bool) []AppInfo {
 	h.mu.Lock()

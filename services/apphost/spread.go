@@ -2,6 +2,7 @@ package apphost
 
 import (
 	"context"
+	"enjin/services/appapi"
 	"fmt"
 	"io"
 
@@ -11,20 +12,11 @@ import (
 // maxShareOf bounds how many hosts one app's instances are spread over.
 const maxShareOf = 64
 
-// Share is which of an app's instances this host runs when ring 0 spreads them over several
-// hosts: of each process type, those whose index is Slot modulo Of — web.0 and web.2 in slot
-// 0 of 2, web.1 in slot 1. The zero Share (Of 0 or 1) is every instance: the app runs here
-// alone.
-type Share struct {
-	Slot int `json:"slot"`
-	Of   int `json:"of"`
-}
+// mine reports whether the instance with index i is this host's under share s.
+func mine(s Share, i int) bool { return s.Of <= 1 || i%s.Of == s.Slot }
 
-// mine reports whether the instance with index i is this host's.
-func (s Share) mine(i int) bool { return s.Of <= 1 || i%s.Of == s.Slot }
-
-// Check refuses a share that names no slot of its hosts.
-func (s Share) Check() error {
+// checkShare refuses a share that names no slot of its hosts.
+func checkShare(s Share) error {
 	if s.Of < 0 || s.Of > maxShareOf || s.Slot < 0 || s.Slot >= max(s.Of, 1) {
 		return &FieldError{Field: "share", Msg: fmt.Sprintf("slot %d of %d: want 0 ≤ slot < of ≤ %d", s.Slot, s.Of, maxShareOf)}
 	}
@@ -36,7 +28,7 @@ func (s Share) Check() error {
 // type, as a scale does. With scale (a copy of an app whose home is another host: that
 // host's scale overrides), the app's scale becomes scale first.
 func (h *Host) Spread(ctx context.Context, tenant rings.TenantID, name string, scale map[string]int, s Share) error {
-	if err := s.Check(); err != nil {
+	if err := checkShare(s); err != nil {
 		return err
 	}
 	a, r, err := h.liveLocked(tenant, name)
@@ -55,7 +47,7 @@ func (h *Host) Spread(ctx context.Context, tenant rings.TenantID, name string, s
 		a.scale = scale
 	}
 	a.share = s
-	counts, err := r.Manifest.counts(a.scale, h.cfg.Policy)
+	counts, err := Manifest(r.Manifest).counts(a.scale, h.cfg.Policy)
 	if err == nil {
 		err = a.save()
 	}
@@ -72,7 +64,7 @@ func (h *Host) Spread(ctx context.Context, tenant rings.TenantID, name string, s
 }
 
 // onlyTypes is scale without the types release manifest m does not run.
-func onlyTypes(scale map[string]int, m Manifest) map[string]int {
+func onlyTypes(scale map[string]int, m appapi.Manifest) map[string]int {
 	out := map[string]int{}
 	for t, n := range scale {
 		if _, ok := m.Procfile[t]; ok {
