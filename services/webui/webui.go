@@ -116,7 +116,7 @@ func secure(w http.ResponseWriter) {
 	h.Set("Content-Security-Policy", CSP)
 	h.Set("X-Content-Type-Options", "nosniff")
 	h.Set("X-Frame-Options", "DENY")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // no-referrer would make the login post's Origin "null"
 	h.Set("Cache-Control", "no-store")
 }
 
@@ -161,12 +161,16 @@ func (u *UI) Static(w http.ResponseWriter, r *http.Request, name string) bool {
 	return true
 }
 
-// sameOrigin reports whether a form post came from this site: browsers send Origin with
-// every POST, and a cross-site one would not match the Host it was sent to.
+// sameOrigin reports whether a form post came from this site. Browsers send Sec-Fetch-Site,
+// or at least Origin, with every POST; a request with neither is not a browser's, and so no
+// cross-site forgery.
 func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" {
+		return site == "same-origin"
+	}
 	o := r.Header.Get("Origin")
 	if o == "" {
-		return r.Header.Get("Sec-Fetch-Site") == "" || r.Header.Get("Sec-Fetch-Site") == "same-origin"
+		return true
 	}
 	scheme := "http://"
 	if r.TLS != nil {

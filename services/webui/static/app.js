@@ -30,6 +30,15 @@ function when(ts) {
   return isNaN(d) ? String(ts) : d.toISOString().replace('T', ' ').replace(/\.\d+Z$/, 'Z');
 }
 
+// metaCell shows metadata as key: value lines; values that are not strings as JSON.
+function metaCell(tag, meta) {
+  const e = el(tag, { class: 'meta' });
+  for (const [k, v] of Object.entries(meta || {})) {
+    e.appendChild(el('div', {}, k + ': ' + (typeof v === 'string' ? v : JSON.stringify(v))));
+  }
+  return e;
+}
+
 function table(head, rows) {
   return el('table', {}, el('thead', {}, el('tr', {}, ...head.map((h) => el('th', {}, h)))), el('tbody', {}, ...rows));
 }
@@ -40,7 +49,9 @@ function toLogin() { window.location.assign('/ui/login'); }
 async function get(path) {
   const r = await fetch(path, { headers: { Accept: 'application/json' }, credentials: 'same-origin', cache: 'no-store' });
   if (r.status === 401) { toLogin(); throw new Error('the session ended'); }
-  const body = await r.json().catch(() => ({}));
+  // Sequence numbers pass 2^53: such numbers are kept as their digits, not rounded.
+  const body = await r.text().then((t) => JSON.parse(t, (k, v, ctx) =>
+    typeof v === 'number' && !Number.isSafeInteger(v) && ctx && ctx.source && /^\d+$/.test(ctx.source) ? ctx.source : v)).catch(() => ({}));
   if (!r.ok) throw new Error((body && body.error) || ('HTTP ' + r.status));
   return body;
 }
@@ -104,7 +115,7 @@ function nodeRow(n, o) {
     el('td', { class: 'obs-time' }, when(n.last_observation_ts)),
     el('td', { class: 'seq' }, n.last_seq ? String(n.last_seq) : '—'),
     sig,
-    el('td', { class: 'meta' }, JSON.stringify(n.metadata || {})));
+    metaCell('td', n.metadata));
 }
 
 async function loadApps() {
@@ -118,7 +129,7 @@ async function loadApps() {
 
 async function tenantSection(t) {
   const sec = el('div', { class: 'tenant', 'data-tenant': t.id }, el('h3', {}, 'Tenant ' + t.id));
-  if (t.metadata && Object.keys(t.metadata).length) sec.appendChild(el('p', { class: 'meta' }, JSON.stringify(t.metadata)));
+  if (t.metadata && Object.keys(t.metadata).length) sec.appendChild(metaCell('div', t.metadata));
   const path = '/v1/tenants/' + encodeURIComponent(t.id) + '/apps';
   let apps;
   try {
