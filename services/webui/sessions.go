@@ -131,7 +131,7 @@ func (u *UI) Login(w http.ResponseWriter, r *http.Request) {
 	sid, exp := u.sessions.start(id)
 	u.log.Info("web view: logged in", "who", id.Name, "remote", r.RemoteAddr)
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sid, Path: "/", Expires: exp,
-		MaxAge: int(time.Until(exp).Seconds()), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
+		MaxAge: int(u.sessions.ttl.Seconds()), HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	secure(w)
 	http.Redirect(w, r, "/ui", http.StatusSeeOther)
 }

@@ -140,7 +140,8 @@ func TestPollOnlyWhileWatched(t *testing.T) {
 }
 
 // TestStaticAndOrigin: only the page's own files are served, never the templates or
-// anything outside them; a cross-site login post is refused.
+// anything outside them; a login over TLS gets a Secure cookie; a cross-site login post is
+// refused.
 func TestStaticAndOrigin(t *testing.T) {
 	var polls atomic.Int64
 	u := newTestUI(t, func() map[string]string { return nil }, &polls)
@@ -150,6 +151,15 @@ func TestStaticAndOrigin(t *testing.T) {
 		if ok != want || ok && (rec.Header().Get("Content-Security-Policy") != CSP || rec.Header().Get("X-Content-Type-Options") != "nosniff") {
 			t.Errorf("Static(%q) = %v %v, want %v with the CSP", name, ok, rec.Header(), want)
 		}
+	}
+	// Over TLS the cookie is Secure too.
+	rec := httptest.NewRecorder()
+	r := httptest.NewRequest("POST", "https://example.com/ui/login", strings.NewReader("token=admin-token-0123456789"))
+	r.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	r.Header.Set("Origin", "https://example.com")
+	u.Login(rec, r)
+	if cs := rec.Result().Cookies(); rec.Code != http.StatusSeeOther || len(cs) != 1 || !cs[0].Secure || !cs[0].HttpOnly || cs[0].SameSite != http.SameSiteStrictMode {
+		t.Errorf("login over TLS: %d %v, want a Secure, HttpOnly, SameSite=Strict cookie", rec.Code, rec.Result().Cookies())
 	}
 	for _, h := range [][2]string{{"Sec-Fetch-Site", "cross-site"}, {"Sec-Fetch-Site", "same-site"}, {"Origin", "http://evil.example"}, {"Origin", "null"}} {
 		rec := httptest.NewRecorder()
