@@ -24,8 +24,8 @@ import (
 const hostileMarkup = `<img src=x onerror="window.__pwned=1;alert(1)">`
 
 // TestWebView drives ring 0's web view in a real headless Chromium against a whole cloud
-// (`enjin up`): it logs in with the admin token through the form, sees ring1-local up with
-// its newest observation verified, watches an app deployed with the CLI appear without a
+// (`enjin up`): it logs in with the admin token through the form, sees ring 0's leader and
+// ring1-local up with its newest observation verified, watches an app deployed with the CLI appear without a
 // reload, and checks that markup in a node's metadata and a tenant's shows as text and runs
 // nothing (no alert, no <img>, window.__pwned unset). A screenshot is left in
 // test/output/ui.png.
@@ -84,6 +84,9 @@ func TestWebView(t *testing.T) {
 	}) {
 		t.Fatalf("ring1-local not shown up and verified: at %q (%q), state %q, signature %q, seq %q", eval("location.pathname"),
 			text("#error"), text(row+" td.state"), text(row+" td.sig"), text(row+" td.seq"))
+	}
+	if m := text(`tr[data-member] td.ok`); !strings.HasPrefix(m, "leader") {
+		t.Errorf("ring 0's leader not shown: %q", text(`div[data-ring="0"]`))
 	}
 	t.Logf("logged in and saw ring1-local up, seq %s, %s, in %v", text(row+" td.seq"), text(row+" td.sig"), time.Since(t0).Round(time.Millisecond))
 

@@ -76,13 +76,15 @@ function runner(load, target) {
 }
 
 async function loadNodes() {
-  const [nodes, comps, latest] = await Promise.all([get('/v1/nodes?limit=10000'), get('/v1/compartments'), get('/v1/observations/latest')]);
+  const [nodes, comps, latest, members, leader] = await Promise.all([get('/v1/nodes?limit=10000'), get('/v1/compartments'),
+    get('/v1/observations/latest'), get('/v1/members'), get('/v1/leader')]);
   const compByID = new Map((comps.compartments || []).map((c) => [c.id, c]));
   const obsByNode = new Map((latest.observations || []).map((o) => [o.node, o]));
   const frag = document.createDocumentFragment();
   for (const ring of [0, 1, 2]) {
     const inRing = (nodes.nodes || []).filter((n) => n.ring === ring);
-    const sec = el('div', { class: 'ring', 'data-ring': ring }, el('h3', {}, 'Ring ' + ring + ' (' + inRing.length + ')'));
+    const sec = el('div', { class: 'ring', 'data-ring': ring }, el('h3', {}, 'Ring ' + ring + ' (' +
+      (ring === 0 ? (members.members || []).length + ' members' : inRing.length + ' nodes') + ')'));
     const groups = new Map();
     for (const n of inRing) {
       const k = n.compartment || '';
@@ -95,10 +97,19 @@ async function loadNodes() {
       sec.appendChild(table(['Node', 'Label', 'State', 'Supervision / observation', 'Last observation', 'Seq', 'Signature', 'Metadata'],
         ns.map((n) => nodeRow(n, obsByNode.get(n.id)))));
     }
-    if (inRing.length === 0) sec.appendChild(el('p', { class: 'note' }, 'No nodes.'));
+    if (ring === 0) sec.appendChild(membersTable(members.members || [], leader));
+    else if (inRing.length === 0) sec.appendChild(el('p', { class: 'note' }, 'No nodes.'));
     frag.appendChild(sec);
   }
   return frag;
+}
+
+// membersTable lists ring 0's members that announced themselves lately, and which leads.
+function membersTable(ms, leader) {
+  return table(['Ring 0 member', 'API', 'NATS', 'Last seen', 'Role'], ms.map((m) =>
+    el('tr', { 'data-member': m.member }, el('td', {}, m.member), el('td', {}, m.api || ''), el('td', {}, m.nats || ''),
+      el('td', {}, when(m.seen)), el('td', { class: leader.member === m.member ? 'ok' : '' },
+        leader.member === m.member ? 'leader (epoch ' + leader.epoch + ')' : 'member'))));
 }
 
 function nodeRow(n, o) {
