@@ -342,6 +342,7 @@ func (r *Ring0) listenAPI() error {
 		return err
 	}
 	r.api = api.NewServer(r.apiLn.Addr().String(), a.Handler(), api.Timeouts{})
+	r.api.RegisterOnShutdown(func() { _ = a.Close() }) // the web view's event streams end
 	return nil
 }
 

@@ -14,7 +14,8 @@
 //
 // The Authorization header is handed to pluggable Checkers (a static admin token, an htpasswd
 // file); identities that are not admins may only read, except tenant tokens, which manage
-// their own tenant's apps and images. Only ring 0 imports api.
+// their own tenant's apps and images. The web view (package webui) is mounted at /ui; its
+// session cookie stands in for the header on GET routes, as a reader. Only ring 0 imports api.
 package api
 
 import (
@@ -33,6 +34,7 @@ import (
 	"enjin/rings"
 	"enjin/services/images"
 	"enjin/services/inventory"
+	"enjin/services/webui"
 )
 
 // Ring0 is what the API needs from ring 0 beyond the store; ring 0 implements it.
@@ -138,6 +140,7 @@ type API struct {
 	vms         VMs
 	rulesets    Rulesets // VMs, if it carries rule set changes to NICs
 	caPrint     string   // Config.CAFingerprint
+	ui          *webui.UI
 
 	mux      *http.ServeMux
 	patterns []string // every pattern registered on mux, in table order
@@ -189,6 +192,9 @@ func New(cfg Config) (*API, error) {
 	}
 	if a.maxBody == 0 {
 		a.maxBody = DefaultMaxBody
+	}
+	if a.ui, err = webui.New(webui.Config{Authenticate: a.uiLogin, Digests: a.uiDigests, Logger: a.log}); err != nil {
+		return nil, fmt.Errorf("api: %w", err)
 	}
 	routes := a.routes()
 	for _, rt := range routes {

@@ -65,6 +65,12 @@ const (
 func (a *API) authorize(r *http.Request, rt route) (Identity, error) {
 	switch n := len(r.Header.Values("Authorization")); {
 	case n == 0:
+		if id, ok := a.uiSession(r); ok {
+			if rt.access == admin {
+				return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only read", id.Name)}
+			}
+			return id, nil
+		}
 		return Identity{}, &apiError{http.StatusUnauthorized, "unauthorized", "missing Authorization header"}
 	case n > 1:
 		return Identity{}, badRequest("bad_request", "more than one Authorization header")

@@ -105,7 +105,13 @@ func oneLine(s string) string {
 func (a *API) fail(w http.ResponseWriter, r *http.Request, err error) {
 	e := a.classify(r, err)
 	if e.status == http.StatusUnauthorized {
-		w.Header()["Www-Authenticate"] = []string{`Bearer realm="enjin"`, `Basic realm="enjin", charset="UTF-8"`}
+		ch := []string{`Bearer realm="enjin"`, `Basic realm="enjin", charset="UTF-8"`}
+		if m := r.Header.Get("Sec-Fetch-Mode"); m == "cors" || m == "same-origin" {
+			// A page's script (the web view's, its session gone): a Basic challenge would
+			// have the browser ask its user for a password over the page.
+			ch = ch[:1]
+		}
+		w.Header()["Www-Authenticate"] = ch
 	}
 	a.reply(w, e.status, errorBody{Error: e.msg, Code: e.code})
 }

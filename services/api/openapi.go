@@ -184,6 +184,11 @@ func errorStatuses(rt route) []int {
 		}
 	}
 	write := rt.method != http.MethodGet
+	if strings.HasPrefix(rt.path, "/ui") { // the web view: its own session, its own errors
+		codes = append(codes, http.StatusUnauthorized, http.StatusForbidden, http.StatusNotFound)
+		slices.Sort(codes)
+		return codes
+	}
 	add(rt.access != public, http.StatusUnauthorized)
 	// Any identity can be refused: a reader writing or revealing, a tenant outside its own.
 	add(rt.access != public || rt.path == "/v1/join", http.StatusForbidden)

@@ -97,11 +97,13 @@ func checkOperation(t *testing.T, pattern string, op map[string]any) {
 	if op["summary"] == "" || op["operationId"] == "" {
 		t.Errorf("%s: no summary or operationId", pattern)
 	}
-	public := strings.HasSuffix(pattern, " /healthz") || strings.HasSuffix(pattern, " /openapi.json") || strings.HasSuffix(pattern, " /v1/join")
+	public := strings.HasSuffix(pattern, " /healthz") || strings.HasSuffix(pattern, " /openapi.json") || strings.HasSuffix(pattern, " /v1/join") ||
+		strings.Contains(pattern, " /ui") // the web view: its own login and session
+
 	if sec, ok := op["security"].([]any); public != (ok && len(sec) == 0) {
 		t.Errorf("%s: security %v; public=%v", pattern, op["security"], public)
 	}
-	if strings.HasPrefix(pattern, "POST") && !strings.Contains(pattern, "join-token") && !strings.Contains(pattern, "promote") && !strings.Contains(pattern, "reboot") {
+	if strings.HasPrefix(pattern, "POST") && !strings.Contains(pattern, "join-token") && !strings.Contains(pattern, "promote") && !strings.Contains(pattern, "reboot") && !strings.HasSuffix(pattern, "/ui/logout") {
 		if rb, _ := op["requestBody"].(map[string]any); rb == nil || rb["required"] != true {
 			t.Errorf("%s: request body %v: want a required body", pattern, op["requestBody"])
 		}

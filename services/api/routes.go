@@ -88,6 +88,7 @@ var wildcards = map[string]wildcard{
 	"mac":         {"MAC address, as 52:54:00:ab:cd:ef", checkMAC},
 	"image":       {"image id (UUID)", checkUUID},
 	"domain":      {"domain name: letters, digits and inner hyphens in two or more dot-separated labels (Unicode ones as IDNA), no wildcard", checkDomain},
+	"file":        {"a file name of the web view, such as app.js", checkStaticName},
 }
 
 func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate() == nil }
@@ -183,6 +184,8 @@ func (a *API) routes() []route {
 				{"limit", intSchema(1, 1000), "at most this many (default 100)"},
 				{"before", map[string]any{"type": "integer", "minimum": 1}, "paging: only sequence numbers below this"},
 			}, status: http.StatusOK, out: observationList{}, serve: a.observations},
+		{method: "GET", path: "/v1/observations/latest", access: reader, summary: "Every node's newest signed observation, checked here as `enjin verify` checks offline (signed by a key its signer, the node or the ring 1 node observing it, has had): verified, or why not",
+			status: http.StatusOK, out: latestList{}, serve: a.latestObservations},
 		{method: "POST", path: "/v1/nodes/{node}/join-token", access: admin, summary: "Issue a one-time join token for an external node",
 			body: &joinTokenBody{}, optional: true, status: http.StatusCreated, out: joinToken{}, serve: a.joinToken},
 		{method: "POST", path: "/v1/nodes/{node}/hosts", access: admin, summary: "Start a new ring 1 host as a VM on ring 1 node {node} (the libvirt strategy): it joins with a one-time token handed to it in its metadata, and is a node like any other; 201 with its node record once the VM runs (poll it for up). Decommissioning it destroys the VM",
@@ -234,6 +237,6 @@ func (a *API) routes() []route {
 			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-	}, slices.Concat(a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), a.domainRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+	}, slices.Concat(a.uiRoutes(), a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), a.domainRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
 		status: http.StatusOK, out: historyList{}, serve: a.history}})...)
 }

@@ -141,6 +141,18 @@ func (s *Store) Observations(ctx context.Context, node rings.NodeID, limit int, 
 	return collectObservations(rows)
 }
 
+// LatestObservations returns every node's newest stored observation (the one at its
+// last_seq), by node id; nodes that have said nothing are left out.
+func (s *Store) LatestObservations(ctx context.Context) ([]Observation, error) {
+	rows, err := s.pool.Query(ctx, `SELECT o.node_id, o.seq, o.ts_ns, o.received_at, o.signer, o.sig, o.payload, coalesce(o.observer, '')
+		FROM nodes n JOIN node_observations o ON o.node_id = n.id AND o.seq = n.last_seq
+		ORDER BY n.id LIMIT 10000`)
+	if err != nil {
+		return nil, pgErr("latest observations", err)
+	}
+	return collectObservations(rows)
+}
+
 // ObservationsAfter pages through every stored observation in (node, seq) order, starting
 // after the given position; verify uses it to re-check the whole store.
 func (s *Store) ObservationsAfter(ctx context.Context, node rings.NodeID, seq uint64, limit int) ([]Observation, error) {
