@@ -156,6 +156,21 @@ func (g *schemaGen) responses(rt route) map[string]any {
 		out[strconv.Itoa(code)] = map[string]any{"description": http.StatusText(code),
 			"content": map[string]any{"application/json": map[string]any{"schema": errRef}}}
 	}
+	for code, types := range rt.answers {
+		resp := map[string]any{"description": http.StatusText(code)}
+		content := map[string]any{}
+		for _, ct := range types {
+			schema := map[string]any{"type": "string", "format": "binary"}
+			if ct == "application/json" {
+				schema = errRef
+			}
+			content[ct] = map[string]any{"schema": schema}
+		}
+		if len(content) != 0 {
+			resp["content"] = content
+		}
+		out[strconv.Itoa(code)] = resp
+	}
 	return out
 }
 
@@ -213,6 +228,8 @@ func errorStatuses(rt route) []int {
 	add(images && rt.method == http.MethodPost, http.StatusRequestEntityTooLarge,
 		http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity, http.StatusNotFound)
 	add(images && (write || rt.rawOut != ""), http.StatusServiceUnavailable)
+	// Custom domains: 503 where this ring 0 has no key to seal theirs with.
+	add(rt.method == http.MethodPut && strings.HasSuffix(rt.path, "/domains/{domain}"), http.StatusServiceUnavailable)
 	slices.Sort(codes)
 	return slices.Compact(codes)
 }

@@ -18,20 +18,21 @@ type route struct {
 	method, path string
 	access       access
 	summary      string
-	query        []param   // the query parameters the route takes
-	meta         bool      // whether it also takes metadata.<key>=<value> filters
-	ifMatch      condition // whether it takes If-Match
-	body         body      // a value of its request body type; nil: no body
-	optional     bool      // whether the body may be left out
-	rawBody      string    // for forwarded routes: the content type of a body passed through unread
-	rawIn        any       // for a JSON body passed through unread: a value of its type, for the document
-	forwarded    bool      // ring 1's app API answers it: its errors are appapi.Error
-	tenantOK     bool      // a tenant's own identity may call it, for its own tenant
-	tenantOwn    bool      // a tenant's own identity may call it; the handler keeps it to its tenant's objects
-	rawOut       string    // the content type of a success answer that is not JSON
-	status       int       // its success status
-	out          any       // a value of its success response type; nil: no content
-	lines        []any     // an application/x-ndjson answer: values of the types of its lines (with out, when asked for in Accept, as 200)
+	query        []param          // the query parameters the route takes
+	meta         bool             // whether it also takes metadata.<key>=<value> filters
+	ifMatch      condition        // whether it takes If-Match
+	body         body             // a value of its request body type; nil: no body
+	optional     bool             // whether the body may be left out
+	rawBody      string           // for forwarded routes: the content type of a body passed through unread
+	rawIn        any              // for a JSON body passed through unread: a value of its type, for the document
+	forwarded    bool             // ring 1's app API answers it: its errors are appapi.Error
+	tenantOK     bool             // a tenant's own identity may call it, for its own tenant
+	tenantOwn    bool             // a tenant's own identity may call it; the handler keeps it to its tenant's objects
+	rawOut       string           // the content type of a success answer that is not JSON
+	answers      map[int][]string // answers besides or instead of those the fields declare (the web view's pages and redirects): by status, their content types (none: no content)
+	status       int              // its success status
+	out          any              // a value of its success response type; nil: no content
+	lines        []any            // an application/x-ndjson answer: values of the types of its lines (with out, when asked for in Accept, as 200)
 	serve        func(*call) error
 }
 

@@ -20,19 +20,22 @@ import (
 func (a *API) uiRoutes() []route {
 	const html = "text/html; charset=utf-8"
 	const form = "application/x-www-form-urlencoded"
+	// The login form answers a form it refuses with the form again; a bad query is still the
+	// API's JSON error.
+	formAgain := map[int][]string{http.StatusBadRequest: {"application/json", html}, http.StatusUnauthorized: {html}, http.StatusForbidden: {html}}
 	return []route{
 		{method: "GET", path: "/ui", access: public, summary: "The web view: a read-only dashboard of rings, compartments, nodes, tenants and apps, live; without a session, a redirect (303) to the login page",
-			rawOut: html, status: http.StatusOK, serve: func(c *call) error { a.ui.Page(c.w, c.r); return nil }},
+			rawOut: html, status: http.StatusOK, answers: map[int][]string{http.StatusSeeOther: {html}}, serve: func(c *call) error { a.ui.Page(c.w, c.r); return nil }},
 		{method: "GET", path: "/ui/login", access: public, summary: "The web view's login form",
 			rawOut: html, status: http.StatusOK, serve: func(c *call) error { a.ui.LoginPage(c.w, c.r); return nil }},
 		{method: "POST", path: "/ui/login", access: public, summary: "Log in to the web view with an admin or reader token (form field token; user too for an htpasswd user): a session cookie (HttpOnly, SameSite=Strict) and a redirect (303) to /ui; a refused token is 401 and a tenant's 403, with the form again",
-			rawBody: form, rawOut: html, status: http.StatusSeeOther, serve: func(c *call) error { a.ui.Login(c.w, c.r); return nil }},
-		{method: "POST", path: "/ui/logout", access: public, summary: "End the web view's session: its cookie is cleared and a redirect (303) to the login page",
-			status: http.StatusSeeOther, serve: func(c *call) error { a.ui.Logout(c.w, c.r); return nil }},
+			rawBody: form, answers: formAgain, status: http.StatusSeeOther, serve: func(c *call) error { a.ui.Login(c.w, c.r); return nil }},
+		{method: "POST", path: "/ui/logout", access: public, summary: "End the web view's session: its cookie is cleared and a redirect (303) to the login page; posted from another site, 403 with no content",
+			status: http.StatusSeeOther, answers: map[int][]string{http.StatusForbidden: nil}, serve: func(c *call) error { a.ui.Logout(c.w, c.r); return nil }},
 		{method: "GET", path: "/ui/events", access: public, summary: "Server-Sent Events for the web view's session: nodes and apps, each when that part of the inventory changes (polled once a second), and logout when the session ends; 401 without a session",
 			rawOut: "text/event-stream", status: http.StatusOK, serve: a.uiEvents},
 		{method: "GET", path: "/ui/static/{file}", access: public, summary: "The web view's script and style sheet",
-			rawOut: "application/octet-stream", status: http.StatusOK, serve: a.uiStatic},
+			answers: map[int][]string{http.StatusOK: {"text/javascript; charset=utf-8", "text/css; charset=utf-8"}}, status: http.StatusOK, serve: a.uiStatic},
 	}
 }
 
