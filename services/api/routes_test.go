@@ -3,6 +3,7 @@ package api_test
 import (
 	"encoding/json"
 	"fmt"
+	"mime"
 	"net/http"
 	"regexp"
 	"slices"
@@ -27,6 +28,7 @@ type step struct {
 	save   map[string]string // variable ← dotted JSON path in the response, or "@etag", "@location"
 	check  func(t *testing.T, r response, vars map[string]string)
 	before func(t *testing.T, vars map[string]string) // runs first, for setup outside the API
+	page   string                                     // a web view answer, not JSON: its media type ("-": no content)
 }
 
 // TestRoutes walks every route and its error paths.
@@ -96,7 +98,11 @@ func (e *env) run(t *testing.T, s step, vars map[string]string) {
 	if r.status != s.status {
 		t.Fatalf("%s %s: got %d %s want %d", method, s.path, r.status, r.body, s.status)
 	}
-	checkShape(t, method, r, s.status)
+	if s.page != "" {
+		checkPage(t, r, s.page)
+	} else {
+		checkShape(t, method, r, s.status)
+	}
 	if s.code != "" && str(r.json, "code") != s.code {
 		t.Errorf("got code %q (%s) want %q", str(r.json, "code"), str(r.json, "error"), s.code)
 	}
@@ -144,6 +150,25 @@ func checkShape(t *testing.T, method string, r response, want int) {
 	}
 	if r.status >= 400 && strings.Contains(str(r.json, "error"), "\n") {
 		t.Errorf("error message spans lines: %q", str(r.json, "error"))
+	}
+}
+
+// checkPage checks an answer of the web view: of media type page, or with no content if
+// page is "-"; never a 5xx.
+func checkPage(t *testing.T, r response, page string) {
+	t.Helper()
+	if r.status >= 500 {
+		t.Fatalf("status %d: %s", r.status, r.body)
+	}
+	ct := r.header.Get("Content-Type")
+	if page == "-" {
+		if ct != "" || len(r.body) != 0 {
+			t.Errorf("Content-Type %q and %d bytes, want no content", ct, len(r.body))
+		}
+		return
+	}
+	if mt, _, _ := mime.ParseMediaType(ct); mt != page || len(r.body) == 0 {
+		t.Errorf("Content-Type %q and %d bytes, want %s", ct, len(r.body), page)
 	}
 }
 

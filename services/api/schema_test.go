@@ -63,10 +63,15 @@ func (sc *schemaCheck) transport(base http.RoundTripper) http.RoundTripper {
 	return roundTripper(func(req *http.Request) (*http.Response, error) {
 		pattern := api.MuxPattern(sc.a, req)
 		res, err := base.RoundTrip(req)
-		if err != nil || pattern == "" || req.Method == http.MethodHead || res.StatusCode/100 == 3 {
+		if err != nil || pattern == "" || req.Method == http.MethodHead || muxRedirect(res.StatusCode) {
 			return res, err // not a route's answer (the mux's redirect), or no body to check
 		}
-		b, err := io.ReadAll(res.Body)
+		var b []byte
+		if ct, _, _ := mime.ParseMediaType(res.Header.Get("Content-Type")); ct == "text/event-stream" {
+			b, err = firstEvent(res.Body) // the stream goes on: its first event is enough
+		} else {
+			b, err = io.ReadAll(res.Body)
+		}
 		res.Body.Close()
 		res.Body = io.NopCloser(bytes.NewReader(b))
 		if err != nil {
@@ -75,6 +80,25 @@ func (sc *schemaCheck) transport(base http.RoundTripper) http.RoundTripper {
 		sc.check(pattern, res, b)
 		return res, nil
 	})
+}
+
+// muxRedirect reports whether status is one the mux redirects an unclean path with; the
+// routes' own redirects (the web view's 303) are theirs to document.
+func muxRedirect(status int) bool {
+	return status == http.StatusMovedPermanently || status == http.StatusTemporaryRedirect || status == http.StatusPermanentRedirect
+}
+
+// firstEvent reads a Server-Sent Events stream up to the end of its first event.
+func firstEvent(r io.Reader) ([]byte, error) {
+	var b []byte
+	br := bufio.NewReader(io.LimitReader(r, 64<<10))
+	for {
+		line, err := br.ReadBytes('\n')
+		b = append(b, line...)
+		if err != nil || bytes.Equal(line, []byte("\n")) && len(b) > 1 {
+			return b, err
+		}
+	}
 }
 
 type roundTripper func(*http.Request) (*http.Response, error)

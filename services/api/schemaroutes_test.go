@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"testing"
 
+	"enjin/keys"
 	"enjin/services/api"
 	"enjin/services/images"
 	"enjin/services/inventory"
@@ -67,16 +68,17 @@ func TestResponseSchemas(t *testing.T) {
 		}
 	}
 	bare := bareChecks(t, e)
-	t.Logf("%d routes, %d answers validated (%d route/status pairs); %d more from an API without VMs, images or metrics",
+	t.Logf("%d routes, %d answers validated (%d route/status pairs); %d more from an API without VMs, images, metrics or a sealer",
 		len(routes), sc.checked, len(sc.statuses), bare)
 	if sc.checked < 2*len(routes) {
 		t.Errorf("%d answers validated for %d routes: want at least two a route", sc.checked, len(routes))
 	}
 }
 
-// bareChecks drives the routes of VMs, volumes, host VMs, images and metrics on an API
-// that has none of them, validating each answer (503: this ring 0 runs no VMs, keeps no
-// images; 404: no metrics), and returns how many it validated.
+// bareChecks drives the routes of VMs, volumes, host VMs, images and metrics, and putting a
+// custom domain, on an API that has none of them, validating each answer (503: this ring 0
+// runs no VMs, keeps no images, seals no keys; 404: no metrics), and returns how many it
+// validated.
 func bareChecks(t *testing.T, full *env) int {
 	a, err := api.New(api.Config{Store: full.store, Ring0: full.ring0, Checkers: checkers(t), Logger: harness.Logger(t)})
 	if err != nil {
@@ -99,6 +101,9 @@ func bareChecks(t *testing.T, full *env) int {
 			unavailable++
 		}
 	}
+	if unsealedDomain(t, e) == http.StatusServiceUnavailable {
+		unavailable++
+	}
 	for _, b := range sc.bad {
 		t.Errorf("without VMs or images, an answer does not match the document: %s", b)
 	}
@@ -113,13 +118,19 @@ func schemaConfig(t *testing.T) func(*api.Config) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	chain, err := keys.Init(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	return func(c *api.Config) {
 		c.VMs, c.Images, c.Metrics = storeVMs{c.Store}, is, prometheus.NewRegistry()
+		c.Sealer, c.AppsDomain = chain, "apps.test"
 	}
 }
 
 // schemaSteps drive the routes the other steps leave out, to success and to error: the
-// routes of apps, VMs, volumes, machine types, images, host VMs, metrics and usage.
+// routes of apps, VMs, volumes, machine types, images, host VMs, metrics, usage, the newest
+// observations, the web view and custom domains.
 func schemaSteps(t *testing.T, e *env) []step {
 	ring1 := httptest.NewServer(typedRing1())
 	t.Cleanup(ring1.Close)
@@ -145,6 +156,9 @@ func schemaSteps(t *testing.T, e *env) []step {
 		get("host VM console", "/v1/nodes/"+vmNode+"-h1/console", asBob, 200),
 		get("console of no host", "/v1/nodes/nope/console", asBob, 404),
 	)
+	add(latestSteps()...)
+	add(uiSteps()...)
+	add(domainSteps(t, e)...)
 	add(machineTypeSteps()...)
 	add(vmSteps()...)
 	add(imageSteps(t)...)
