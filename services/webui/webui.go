@@ -24,10 +24,8 @@ import (
 	"html/template"
 	"io/fs"
 	"log/slog"
-	"mime"
 	"net/http"
 	"path"
-	"strings"
 	"time"
 )
 
@@ -145,10 +143,14 @@ func (u *UI) loginForm(w http.ResponseWriter, status int, msg string) {
 	}
 }
 
+// staticTypes are the embedded files' content types: fixed here, not read from the
+// machine's /etc/mime.types, which may name others.
+var staticTypes = map[string]string{".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
+
 // Static serves one of the page's embedded files by name (app.js, style.css), and reports
 // whether there is one.
 func (u *UI) Static(w http.ResponseWriter, r *http.Request, name string) bool {
-	if name != path.Base(name) || strings.HasSuffix(name, ".html") {
+	if name != path.Base(name) || staticTypes[path.Ext(name)] == "" {
 		return false
 	}
 	b, err := fs.ReadFile(static, "static/"+name)
@@ -156,7 +158,7 @@ func (u *UI) Static(w http.ResponseWriter, r *http.Request, name string) bool {
 		return false
 	}
 	secure(w)
-	w.Header().Set("Content-Type", mime.TypeByExtension(path.Ext(name)))
+	w.Header().Set("Content-Type", staticTypes[path.Ext(name)])
 	_, _ = w.Write(b)
 	return true
 }
