@@ -34,7 +34,7 @@ func secure(opts *server.Options, chain *keys.Chain) error {
 				return tls.Certificate{}, err
 			}
 		}
-		return ca.Issue(certNames(host), certIPs(host))
+		return Ring0Cert(ca, host)
 	}
 	if !Loopback(opts.Host) {
 		c, err := cert(opts.Host)
@@ -60,6 +60,12 @@ func secure(opts *server.Options, chain *keys.Chain) error {
 		opts.LeafNode.TLSConfig, opts.LeafNode.TLSTimeout = ca.ServerTLS(c, false), 2
 	}
 	return nil
+}
+
+// Ring0Cert issues a ring 0 listener on host its certificate: keys.Ring0Name, which ring 0's
+// own clients check, and the names and addresses others dial it by.
+func Ring0Cert(ca *keys.CA, host string) (tls.Certificate, error) {
+	return ca.Issue(certNames(host), certIPs(host))
 }
 
 // certNames are the DNS names in a ring 0 certificate for a listener on host.

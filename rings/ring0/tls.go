@@ -8,13 +8,16 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 
+	"enjin/bus/broker"
 	"enjin/keys"
 	"enjin/rings"
 )
 
 // Files in a ring 1 node's dir that carry TLS: the CA it trusts ring 0 by, and, for a node
-// whose app API listens beyond loopback, that API's certificate and key.
+// whose app API listens beyond loopback, that API's certificate and key — named as a node that
+// joined keeps them (ring1.CAFile, AppsCertFile, AppsKeyFile), though these are passed by flag.
 const (
 	nodeCAFile      = "ca.crt"
 	nodeAppsTLSCert = "apps-tls.crt"
@@ -24,18 +27,7 @@ const (
 // secureAPI has the meta API serve TLS, with a certificate from the CA naming keys.Ring0Name
 // (what clients verify) and the address it listens on.
 func (r *Ring0) secureAPI() error {
-	a := r.apiLn.Addr().(*net.TCPAddr)
-	ips := []net.IP{a.IP}
-	if a.IP.IsUnspecified() {
-		ips = nil
-		addrs, _ := net.InterfaceAddrs()
-		for _, ad := range addrs {
-			if n, ok := ad.(*net.IPNet); ok {
-				ips = append(ips, n.IP)
-			}
-		}
-	}
-	cert, err := r.ca.Issue([]string{keys.Ring0Name, "localhost"}, ips)
+	cert, err := broker.Ring0Cert(r.ca, r.apiLn.Addr().(*net.TCPAddr).IP.String())
 	if err != nil {
 		return err
 	}
@@ -80,7 +72,7 @@ func (r *Ring0) nodeTLS(id rings.NodeID, dir string, addr netip.Addr) ([]string,
 // appsTLS is how ring 0 checks node's app API when it is served over https: a certificate
 // from the CA naming the node.
 func (r *Ring0) appsTLS(node rings.NodeID, url string) *tls.Config {
-	if len(url) < 8 || url[:8] != "https://" {
+	if !strings.HasPrefix(url, "https://") {
 		return nil
 	}
 	return &tls.Config{RootCAs: r.ca.Pool(), ServerName: keys.NodeName(string(node)), MinVersion: tls.VersionTLS12}
