@@ -104,7 +104,7 @@ func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 	var nodeArgs [][]string
 	var nodes []*harness.Proc
 	// The second node hosts apps, on a bridge, block and router of its own.
-	n := harness.FreePort(t) % 200
+	n := harness.Unique(200)
 	bridge, router := fmt.Sprintf("enjcl%d", n), "127.0.0.1:"+strconv.Itoa(harness.FreePort(t))
 	t.Cleanup(func() { harness.RemoveNode(t, bridge) }) // after the node stops (cleanups run last first)
 	appsDir := t.TempDir()

@@ -62,7 +62,8 @@ func expand(p, image string) []pathID {
 		return strings.NewReplacer("{tenant}", tenant, "{app}", app, "{proctype}", "web", "{node}", "ring1-local",
 			"{compartment}", "0b5cf1de-7a4e-4d8e-9a1e-2f3c4d5e6f70", "{tier}", "0b5cf1de-7a4e-4d8e-9a1e-2f3c4d5e6f71",
 			"{kind}", "node", "{id}", "ring1-local", "{image}", image,
-			"{vm}", "probe", "{volume}", "probe", "{network}", "probe", "{ruleset}", "probe", "{mac}", "52:54:00:00:00:01").Replace(p)
+			"{vm}", "probe", "{volume}", "probe", "{network}", "probe", "{ruleset}", "probe", "{mac}", "52:54:00:00:00:01",
+			"{domain}", "www.example.com", "{file}", "app.js").Replace(p)
 	}
 	if p == "/v1/images" || p == "/v1/images/kernel" {
 		// Listing and uploading are B's own to do; for A's tenant they must be refused.

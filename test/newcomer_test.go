@@ -20,7 +20,7 @@ import (
 // the same directory finds the cloud.
 func TestUpWithARelativeStateDir(t *testing.T) {
 	cwd := tempDir(t, "enjin-rel-")
-	n := harness.FreePort(t) % 200
+	n := harness.Unique(200)
 	up := exec.Command(harness.Binary(t), "up", "--state-dir", "var/enjin", "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:0", "--router", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
 		"--router-tls", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),
@@ -60,7 +60,7 @@ func TestUpReportsAChildThatCannotStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer taken.Close()
-	n := harness.FreePort(t) % 200
+	n := harness.Unique(200)
 	t0 := time.Now()
 	up := exec.Command(harness.Binary(t), "up", "--state-dir", state, "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:0", "--router", taken.Addr().String(), "--router-tls", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)), "--dns", "127.0.0.1:"+strconv.Itoa(harness.FreePort(t)),

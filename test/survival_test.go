@@ -154,7 +154,7 @@ type cloud struct {
 
 func newCloud(t *testing.T) *cloud {
 	dir := tempDir(t, "enjin-cloud-")
-	n := harness.FreePort(t) % 200
+	n := harness.Unique(200)
 	c := &cloud{t: t, dir: dir, state: filepath.Join(dir, "state"), bridge: fmt.Sprintf("enjsv%d", n)}
 	c.args = []string{"up", "--state-dir", c.state, "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--heartbeat", "300ms", "--log-level", "warn",

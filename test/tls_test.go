@@ -33,7 +33,7 @@ import (
 // fingerprint, and a token naming another CA, or none, gets nowhere (its secret is never sent,
 // so the right token still works after).
 func TestTLSBeyondLoopback(t *testing.T) {
-	n := harness.FreePort(t)%200 + 20
+	n := harness.Unique(200) + 20
 	ns, addr := fmt.Sprintf("enjtls%d", n), fmt.Sprintf("100.64.%d.1", n)
 	harness.Netns(t, ns, false)
 	harness.Run(t, "ip", "-n", ns, "link", "add", "t0", "type", "veth", "peer", "name", "t1")

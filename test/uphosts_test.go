@@ -23,7 +23,7 @@ import (
 // instances (spreadOverHosts). Stopped, the cloud takes its namespaces and bridge away.
 func TestUpRing1Hosts(t *testing.T) {
 	c := newCloud(t)
-	n := harness.FreePort(t)%200 + 20
+	n := harness.Unique(200) + 20
 	c.args = append(c.args, "--ring1", "3", "--hosts-prefix", fmt.Sprintf("198.18.%d.0/24", n))
 	t.Cleanup(func() { // whatever the test left, after the cloud's own cleanup
 		for _, h := range []string{"-h2", "-h3"} {

@@ -30,7 +30,7 @@ const inNetnsEnv = "ENJIN_TEST_NETNS_ADDR"
 func TestTLSOnRoutesAndLeafnodes(t *testing.T) {
 	addr := os.Getenv(inNetnsEnv)
 	if addr == "" {
-		n := harness.FreePort(t)%200 + 20
+		n := harness.Unique(200) + 20
 		ns := fmt.Sprintf("enjbtls%d", n)
 		addr = fmt.Sprintf("100.64.%d.1", n)
 		harness.Netns(t, ns, false)

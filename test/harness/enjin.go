@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -172,6 +173,18 @@ func Alive(pid int) bool {
 	i := bytes.LastIndexByte(b, ')')
 	return i < 0 || i+2 >= len(b) || b[i+2] != 'Z'
 }
+
+// uniqueSeq counts Unique's answers, from a start that differs between test processes.
+var (
+	uniqueSeq   atomic.Int64
+	uniqueStart = sync.OnceValue(func() int64 { return time.Now().UnixNano() })
+)
+
+// Unique returns a number below mod that no earlier call in this process returned, until mod
+// calls have been made: for the names and address blocks of what a test makes (bridges,
+// prefixes), which two tests must never share — the one that ran before may still be
+// stopping.
+func Unique(mod int) int { return int((uniqueStart() + uniqueSeq.Add(1)) % int64(mod)) }
 
 // FreePort returns a loopback TCP port that was free a moment ago and that FreePort has not
 // returned before in this process: a test that asks for several ports at once gets several.
