@@ -110,6 +110,22 @@ func TestWebView(t *testing.T) {
 	t.Logf("acme/web deployed in %v, on the page %v after; instance %s", deployed.Round(time.Millisecond),
 		(time.Since(t1) - deployed).Round(time.Millisecond), text(app+" tr[data-instance] td.state"))
 
+	// A compartment's usage, as ring 0 rolls it up, under its heading: a rack holding a node
+	// that has said nothing yet.
+	var comp struct{ ID string }
+	if err := json.Unmarshal([]byte(c.cli("compartments", "create", "--type", "rack", "--label", "rack-ui", "-o", "json")), &comp); err != nil || comp.ID == "" {
+		t.Fatalf("compartments create: %v", err)
+	}
+	if code, b := c.apiDo("POST", "/v1/nodes", map[string]any{"id": "edge-ui", "ring": 1, "supervision_strategy": "external",
+		"observation_strategy": "self", "compartment": comp.ID}); code != 201 {
+		t.Fatalf("register edge-ui: %d %s", code, b)
+	}
+	usage := `p.usage[data-compartment="` + comp.ID + `"]`
+	if !harness.Poll(15*time.Second, func() bool { return strings.HasPrefix(text(usage), "Usage: 1 node (0 up, 0 reporting)") }) {
+		t.Fatalf("rack-ui's usage not shown: %q (ring 1: %q)", text(usage), text(`div[data-ring="1"]`))
+	}
+	t.Logf("rack-ui: %s", text(usage))
+
 	// Markup in the inventory is text: shown literally, no element made of it, nothing run.
 	if m := text(row + " td.meta"); !strings.Contains(m, "note: "+hostileMarkup) {
 		t.Errorf("ring1-local's metadata shown as %q, want the markup as text", m)

@@ -80,6 +80,11 @@ async function loadNodes() {
     get('/v1/observations/latest'), get('/v1/members'), get('/v1/leader')]);
   const compByID = new Map((comps.compartments || []).map((c) => [c.id, c]));
   const obsByNode = new Map((latest.observations || []).map((o) => [o.node, o]));
+  // What each compartment holding nodes uses, summed by ring 0 (GET …/usage); one that fails
+  // to load shows as such, not the page.
+  const cids = [...new Set((nodes.nodes || []).map((n) => n.compartment).filter((c) => c))];
+  const usage = new Map(await Promise.all(cids.map((cid) =>
+    get('/v1/compartments/' + encodeURIComponent(cid) + '/usage').then((u) => [cid, u], () => [cid, null]))));
   const frag = document.createDocumentFragment();
   for (const ring of [0, 1, 2]) {
     const inRing = (nodes.nodes || []).filter((n) => n.ring === ring);
@@ -94,6 +99,7 @@ async function loadNodes() {
     for (const [cid, ns] of groups) {
       const c = compByID.get(cid);
       sec.appendChild(el('h4', { class: 'compartment' }, cid ? 'Compartment ' + (c ? c.label + ' (' + c.type + ')' : cid) : 'No compartment'));
+      if (cid) sec.appendChild(usageLine(cid, usage.get(cid)));
       sec.appendChild(table(['Node', 'Label', 'State', 'Supervision / observation', 'Last observation', 'Seq', 'Signature', 'Metadata'],
         ns.map((n) => nodeRow(n, obsByNode.get(n.id)))));
     }
@@ -102,6 +108,16 @@ async function loadNodes() {
     frag.appendChild(sec);
   }
   return frag;
+}
+
+// usageLine sums up what a compartment's nodes (and those of compartments below it) use.
+function usageLine(cid, u) {
+  if (!u) return el('p', { class: 'usage', 'data-compartment': cid }, 'Usage: could not load');
+  const mib = (b) => Math.round(Number(b || 0) / (1 << 20)) + ' MiB';
+  return el('p', { class: 'usage', 'data-compartment': cid },
+    'Usage: ' + u.nodes + (u.nodes === 1 ? ' node' : ' nodes') + ' (' + u.nodes_up + ' up, ' + u.reporting + ' reporting)' +
+    ' · CPU ' + Number(u.cpu || 0).toFixed(2) + ' cores · memory ' + mib(u.mem_bytes) +
+    ' · ' + u.instances + ' instances and VMs · ' + (u.vm_memory_mb || 0) + ' MiB offered to VMs');
 }
 
 // membersTable lists ring 0's members that announced themselves lately, and which leads.
