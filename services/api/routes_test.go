@@ -31,10 +31,9 @@ type step struct {
 	page   string                                     // a web view answer, not JSON: its media type ("-": no content)
 }
 
-// TestRoutes walks every route and its error paths.
-func TestRoutes(t *testing.T) {
-	e := newEnv(t)
-	vars := map[string]string{"nouuid": inventory.NewID()}
+// routeSteps are the steps through every route of the meta API's own (not the app, image
+// and VM routes) and their error paths, in the order they build on each other.
+func routeSteps(e *env) []step {
 	var steps []step
 	steps = append(steps, generalSteps()...)
 	steps = append(steps, compartmentSteps()...)
@@ -46,12 +45,26 @@ func TestRoutes(t *testing.T) {
 	steps = append(steps, joinSteps()...)
 	steps = append(steps, tierSteps(e)...)
 	steps = append(steps, decommissionSteps(e)...)
+	return steps
+}
+
+// runSteps runs steps in order, each a subtest; a failed step whose answer later steps read
+// ends the test.
+func runSteps(t *testing.T, e *env, steps []step) {
+	t.Helper()
+	vars := map[string]string{"nouuid": inventory.NewID()}
 	for i, s := range steps {
 		ok := t.Run(fmt.Sprintf("%03d %s", i, s.name), func(t *testing.T) { e.run(t, s, vars) })
 		if !ok && s.save != nil {
 			t.Fatalf("step %q saves variables later steps need; stopping", s.name)
 		}
 	}
+}
+
+// TestRoutes walks every route and its error paths.
+func TestRoutes(t *testing.T) {
+	e := newEnv(t)
+	runSteps(t, e, routeSteps(e))
 	if n := e.panics.Load(); n != 0 {
 		t.Fatalf("%d panics recovered, want 0", n)
 	}
