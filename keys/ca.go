@@ -301,6 +301,19 @@ func SplitJoinToken(tok string) (secret, fingerprint string) {
 // node's app API gets its certificate without its private key leaving it. The answer is the
 // certificate and the CA's, PEM.
 func (ca *CA) SignKey(pubPEM []byte, names []string) ([]byte, error) {
+	pub, err := ParseNodeKey(pubPEM)
+	if err != nil {
+		return nil, err
+	}
+	der, err := ca.sign(names, nil, pub, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.PEM...), nil
+}
+
+// ParseNodeKey parses a public key a node made for its app API (PEM, PKIX; ECDSA P-256).
+func ParseNodeKey(pubPEM []byte) (*ecdsa.PublicKey, error) {
 	b, _ := pem.Decode(pubPEM)
 	if b == nil || b.Type != "PUBLIC KEY" {
 		return nil, errors.New("keys: no PEM public key")
@@ -313,11 +326,7 @@ func (ca *CA) SignKey(pubPEM []byte, names []string) ([]byte, error) {
 	if !ok || pub.Curve != elliptic.P256() {
 		return nil, errors.New("keys: public key: want ECDSA P-256")
 	}
-	der, err := ca.sign(names, nil, pub, time.Now())
-	if err != nil {
-		return nil, err
-	}
-	return append(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), ca.PEM...), nil
+	return pub, nil
 }
 
 // NewKeyPEM makes an ECDSA P-256 key: its private half PEM (to keep, 0600) and its public

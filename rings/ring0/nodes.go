@@ -187,7 +187,7 @@ func (r *Ring0) Join(ctx context.Context, token, userKey, attestKey, appsKey str
 	r.nodeMu.Lock()
 	defer r.nodeMu.Unlock()
 	if appsKey != "" { // checked before the token is used up
-		if _, err := r.ca.SignKey([]byte(appsKey), []string{"check"}); err != nil {
+		if _, err := keys.ParseNodeKey([]byte(appsKey)); err != nil {
 			return api.JoinResult{}, fmt.Errorf("%w: %v", api.ErrBadAppsKey, err)
 		}
 	}
