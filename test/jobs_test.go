@@ -84,6 +84,27 @@ func TestRunJob(t *testing.T) {
 			t.Errorf("enjin %.120v: %v, want exit %d and one line saying %q:\n%s", tc.args, err, tc.code, tc.want, out)
 		}
 	}
+
+	// Destroying the app stops its running jobs (their sandboxes hold its HOME) and succeeds.
+	long = exec.Command(bin, "run", "acme/web", "--state-dir", c.state, "--", "echo started; cd $HOME; exec sleep 317")
+	var tail strings.Builder
+	long.Stderr = &tail
+	pipe, _ = long.StdoutPipe()
+	if err := long.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := bufio.NewReader(pipe).ReadString('\n'); line != "started\n" {
+		t.Fatalf("the long job said %q", line)
+	}
+	t0 = time.Now()
+	c.cli("apps", "destroy", "acme/web")
+	if err := long.Wait(); err == nil || !strings.Contains(tail.String(), "the app was destroyed") {
+		t.Errorf("a job of a destroyed app: %v, stderr %q; want it stopped, saying why", err, tail.String())
+	}
+	if exec.Command("pgrep", "-f", "sleep 317").Run() == nil {
+		t.Error("a job of a destroyed app still runs")
+	}
+	t.Logf("destroyed the app with a job running in %v: %s", time.Since(t0).Round(time.Millisecond), strings.TrimSpace(tail.String()))
 }
 
 // TestCronJobs deploys an app whose enjin.json schedules jobs (real cron ticks, @every 1s):

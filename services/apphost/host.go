@@ -25,10 +25,12 @@
 package apphost
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"sort"
@@ -67,7 +69,21 @@ type Config struct {
 	Grace         time.Duration // SIGTERM to SIGKILL; 0 is 30 s
 	HealthTimeout time.Duration // a new release must be healthy within this; 0 is 60 s
 	HealthEvery   time.Duration // 0 is 500 ms (100 ms while an instance starts)
+	System        *SystemAccess // how the system tenant's sandboxes reach ring 0's API; nil: they do not
 	Logger        *slog.Logger
+}
+
+// SystemAccess lets the sandboxes of the system tenant (rings.SystemTenant) — and no other
+// tenant's — reach ring 0's API, through the node's relay, for the cloud's own chores
+// (scheduled backups). Each instance and job of that tenant is let through the firewall for
+// as long as it runs and told where the API is, as the CLI reads it: ENJIN_API, and ENJIN_CA
+// (the CA's PEM) if it speaks https (its certificate names ring 0, keys.Ring0Name). What it
+// may do there is what its credential allows. The node's enjin binary is shown to them,
+// read-only, at SystemBinary, so their chores need not ship one.
+type SystemAccess struct {
+	API             string // the relay, as sandboxes dial it, e.g. http://100.88.0.1:4280
+	CA              []byte // the CA ring 0's certificate chains to, for an https API
+	Allow, Disallow func(netip.Addr) error
 }
 
 // Host runs apps. Its methods are safe for concurrent use; deploys of one app are serialized.
@@ -169,7 +185,9 @@ type app struct {
 	share     Share // which of its instances run here (Spread)
 	from      int   // for a copy of an app living on another host: the release there it runs
 	instances map[string]*instance
-	changed   chan struct{} // closed and replaced whenever an instance's state changes
+	changed   chan struct{}                    // closed and replaced whenever an instance's state changes
+	jobs      map[*instance]context.CancelFunc // one-off and scheduled jobs running, and how to stop each
+	jobsDone  sync.WaitGroup                   // one count per entry of jobs
 }
 
 func key(tenant rings.TenantID, name string) string { return string(tenant) + "/" + name }
@@ -180,6 +198,9 @@ func (a *app) homeImage() string            { return filepath.Join(a.dir(), "hom
 func (a *app) releaseDir(n int) string      { return filepath.Join(a.dir(), "releases", strconv.Itoa(n)) }
 func (h *Host) packagePath(d string) string { return filepath.Join(h.cfg.Dir, "packages", d+".tar.gz") }
 func (h *Host) sandboxRoot() string         { return filepath.Join(h.cfg.Dir, "sandbox") }
+
+// SystemBinary is where the system tenant's sandboxes find the node's enjin binary.
+const SystemBinary = "/opt/enjin/enjin"
 
 // appFor returns the app, creating its directories and claiming its uid the first time.
 func (h *Host) appFor(tenant rings.TenantID, name string) (*app, error) {

@@ -41,6 +41,13 @@ func (h *Host) run(ctx context.Context, tenant rings.TenantID, name, command, ki
 	if err == nil {
 		in, err = a.prepare(r, c)
 	}
+	// Registered before a destroy, which waits for the deploy lock, can look: it stops the job.
+	jctx, stop := context.WithCancel(ctx)
+	defer stop()
+	if err == nil {
+		a.addJob(in, stop)
+		defer a.jobEnded(in)
+	}
 	a.deploy.Unlock() // a deploy may go on while the job runs: it keeps the release it started with
 	if err != nil {
 		return -1, err
@@ -48,9 +55,12 @@ func (h *Host) run(ctx context.Context, tenant rings.TenantID, name, command, ki
 	in.name, in.sink = kind+"."+in.serial, out
 	h.log.Info("job started", "tenant", a.tenant, "app", a.name, "job", in.name, "release", r.Number)
 	defer in.teardown()
-	err = in.once(ctx)
+	err = in.once(jctx)
 	if ctx.Err() != nil {
 		return -1, ctx.Err()
+	}
+	if jctx.Err() != nil {
+		return -1, errors.New("stopped: the app was destroyed")
 	}
 	if ee, ok := errors.AsType[*exec.ExitError](err); ok {
 		h.log.Info("job ended", "tenant", a.tenant, "app", a.name, "job", in.name, "exit", ee.ExitCode())
@@ -61,6 +71,36 @@ func (h *Host) run(ctx context.Context, tenant rings.TenantID, name, command, ki
 	}
 	h.log.Info("job ended", "tenant", a.tenant, "app", a.name, "job", in.name, "exit", 0)
 	return 0, nil
+}
+
+// addJob records a job of the app that is starting, and how to stop it.
+func (a *app) addJob(in *instance, stop context.CancelFunc) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.jobs == nil {
+		a.jobs = map[*instance]context.CancelFunc{}
+	}
+	a.jobs[in] = stop
+	a.jobsDone.Add(1)
+}
+
+// jobEnded forgets a job once it has ended and its sandbox is gone.
+func (a *app) jobEnded(in *instance) {
+	a.mu.Lock()
+	delete(a.jobs, in)
+	a.mu.Unlock()
+	a.jobsDone.Done()
+}
+
+// stopJobs stops the app's jobs and waits until their sandboxes are gone. The caller holds
+// a.deploy, so no job starts meanwhile.
+func (a *app) stopJobs() {
+	a.mu.Lock()
+	for _, stop := range a.jobs {
+		stop()
+	}
+	a.mu.Unlock()
+	a.jobsDone.Wait()
 }
 
 // jobConfig is a job's instance configuration: one of release r's types (web, else the

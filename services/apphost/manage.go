@@ -172,6 +172,7 @@ func (h *Host) destroy(tenant rings.TenantID, name string, keepHome bool) (strin
 	a.mu.Unlock()
 	h.cfg.Router.RemoveRoute(a.tenant, a.name)
 	a.stopAll(a.all())
+	a.stopJobs()
 	h.mu.Lock()
 	delete(h.apps, key(tenant, name))
 	h.mu.Unlock()
