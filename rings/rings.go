@@ -38,6 +38,10 @@ type NodeID string
 // TenantID names a tenant. Same syntax as NodeID.
 type TenantID string
 
+// SystemTenant is the tenant the cloud runs its own chores as (scheduled backups), in the
+// same sandboxes as any tenant's apps. Only ring 0 creates it; nobody else may take its name.
+const SystemTenant TenantID = "enjin"
+
 // ErrBadName is returned for a node or tenant name that is not a slug or UUID.
 var ErrBadName = errors.New("not a slug or UUID")
 

@@ -16,6 +16,7 @@ import (
 	"enjin/services/apphost"
 	"enjin/services/dns"
 	"enjin/services/router"
+	"enjin/services/vmhost"
 	"enjin/supervisors/process"
 )
 
@@ -88,8 +89,16 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 		})
 	}
 	x := newRoutes(rt, ds)
+	// The relay to ring 0's API on the gateway, which the firewall lets only VMs that are ring 1
+	// hosts and the system tenant's sandboxes reach.
+	hostLn, ring0, ring0API := n.hostRelay(nw)
+	var system *apphost.SystemAccess
+	if hostLn != nil {
+		defer hostLn.Close() // if the node fails to start; else ServeRelay closes it
+		system = &apphost.SystemAccess{API: ring0API, CA: n.cfg.CA, Allow: nw.AllowHost, Disallow: nw.DisallowHost}
+	}
 	host, err := apphost.New(apphost.Config{Dir: c.Dir, Node: n.cfg.Node, Helper: c.Helper, Network: nw, Cgroups: cg,
-		Router: x, Networks: nets, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, Logger: n.log})
+		Router: x, Networks: nets, Policy: c.Policy, UIDFirst: c.UIDFirst, UIDCount: c.UIDCount, System: system, Logger: n.log})
 	if err != nil {
 		return err
 	}
@@ -125,7 +134,14 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 		wg.Go(func() { errs <- rt.ServeTLS(ctx, tln) }) // ends with ctx
 	}
 	wg.Go(func() { errs <- ds.Run(ctx) }) // ends with ctx
-	wg.Go(func() {                        // ends at Shutdown below
+	if hostLn != nil {
+		wg.Go(func() { // ends with ctx
+			if err := vmhost.ServeRelay(ctx, hostLn, ring0); err != nil {
+				n.log.Error("ring 0 API relay", "err", err)
+			}
+		})
+	}
+	wg.Go(func() { // ends at Shutdown below
 		if err := api.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errs <- err
 		}
@@ -136,7 +152,7 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	host.SetInstanceStopped(ids.stopped)
 	// VMs keep running when the node stops: the node that starts next adopts them, guarding
 	// their ports anew before any app instance's port is guarded.
-	stopVMs := n.startVMs(ctx, nc, nw, tn, ids)
+	stopVMs := n.startVMs(ctx, nc, nw, tn, ids, ring0API)
 	defer stopVMs()
 	n.sweepSegments(tn)
 	n.apps.Store(host)

@@ -28,7 +28,7 @@ import (
 // startVMs makes the node host VMs on the apps' bridge, if libvirtd answers: the VM host, the
 // relay guests reach the bus through, and what was left running adopted. Without libvirtd the
 // node hosts no VMs and says so; its VM commands are refused.
-func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network, tn *tenantNetworks, ids *identities) (stop func()) {
+func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network, tn *tenantNetworks, ids *identities, ring0API string) (stop func()) {
 	c := n.cfg.Apps
 	if n.cfg.NoVMs {
 		n.log.Info("hosting no VMs, as configured")
@@ -73,7 +73,6 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		n.log.Warn("no VMs: this node carries no tenant networks")
 		return func() {}
 	}
-	hostLn, ring0, ring0API := n.hostRelay(nw)
 	h, err := vmhost.New(vmhost.Config{Dir: dir, Node: n.cfg.Node, Libvirt: lv, Bridge: c.Bridge,
 		Segments: tn.segments, Guard: tn.guard, Underlay: tn.underlay,
 		Network: nw, Prefix: c.Prefix, NATS: []string{"nats://" + relay}, BusCA: n.cfg.CA, Ring0API: ring0API, Logger: n.log,
@@ -88,9 +87,6 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		}})
 	if err != nil {
 		ln.Close()
-		if hostLn != nil {
-			hostLn.Close()
-		}
 		lv.Close()
 		n.log.Warn("no VMs", "err", err)
 		return func() {}
@@ -105,15 +101,8 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 			n.log.Error("relay", "err", err)
 		}
 	})
-	if hostLn != nil {
-		relays.Go(func() { // ends when stop cancels rctx
-			if err := vmhost.ServeRelay(rctx, hostLn, ring0); err != nil {
-				n.log.Error("ring 0 API relay", "err", err)
-			}
-		})
-	}
 	n.vms.Store(h)
-	n.log.Info("hosting VMs", "relay", relay, "kvm", libvirt.HasKVM(), "underlay", tn.underlay, "ring1_hosts", hostLn != nil)
+	n.log.Info("hosting VMs", "relay", relay, "kvm", libvirt.HasKVM(), "underlay", tn.underlay, "ring1_hosts", ring0API != "")
 	return func() {
 		n.vms.Store(nil)
 		cancelRelay()
@@ -122,15 +111,16 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 	}
 }
 
-// hostRelay listens on the gateway's host port for the VMs this node runs as ring 1 hosts,
-// to pass them through to ring 0's API (host:port); nil if the node knows no ring 0 API.
+// hostRelay listens on the gateway's host port for the VMs this node runs as ring 1 hosts and
+// the system tenant's sandboxes, to pass them through to ring 0's API (host:port); nil if the
+// node knows no ring 0 API. The bridge's firewall lets only those reach it.
 func (n *Node) hostRelay(nw *process.Network) (ln net.Listener, ring0, api string) {
 	if n.cfg.Ring0API == "" {
 		return nil, "", ""
 	}
 	u, err := url.Parse(n.cfg.Ring0API)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		n.log.Warn("no ring 1 host VMs: ring 0's API is no http(s):// URL", "ring0", n.cfg.Ring0API)
+		n.log.Warn("no relay to ring 0's API (for ring 1 host VMs and the system tenant): not an http(s):// URL", "ring0", n.cfg.Ring0API)
 		return nil, "", ""
 	}
 	ring0 = u.Host
@@ -139,7 +129,7 @@ func (n *Node) hostRelay(nw *process.Network) (ln net.Listener, ring0, api strin
 	}
 	addr := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.HostPort))
 	if ln, err = net.Listen("tcp", addr); err != nil {
-		n.log.Warn("no ring 1 host VMs: the ring 0 API relay", "err", err)
+		n.log.Warn("no relay to ring 0's API (for ring 1 host VMs and the system tenant)", "err", err)
 		return nil, "", ""
 	}
 	return ln, ring0, u.Scheme + "://" + addr // passed through as it is: TLS ends at ring 0

@@ -50,6 +50,7 @@ type instance struct {
 	cfg           InstanceConfig
 	app           *app
 	ep            *process.Endpoint
+	system        bool         // the system tenant's: its address may reach the relay to ring 0
 	nets          []Attachment // under mu
 	cgroup        string
 	procs         []string
@@ -158,10 +159,13 @@ func (in *instance) run(ctx context.Context) {
 func (in *instance) once(ctx context.Context) error {
 	h := in.app.host
 	lim := in.cfg.Limits
+	binds := []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
+		{Source: in.app.homeDir(), Target: "/home/app", Writable: true}}
+	if in.system {
+		binds = append(binds, process.Bind{Source: h.cfg.Helper, Target: SystemBinary})
+	}
 	cmd, err := process.Sandbox{UID: in.app.uid, GID: in.app.uid, Hostname: in.app.name, Netns: in.ep.Netns,
-		CgroupProcs: in.procs, Root: h.sandboxRoot(),
-		Binds: []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
-			{Source: in.app.homeDir(), Target: "/home/app", Writable: true}},
+		CgroupProcs: in.procs, Root: h.sandboxRoot(), Binds: binds,
 		TmpBytes: int64(lim.TmpMB) << 20, Dir: "/app", Path: "/bin/sh", Args: []string{"-c", in.cfg.Command},
 		Env: in.cfg.Env}.Command(h.cfg.Helper)
 	if err != nil {
@@ -340,6 +344,11 @@ func (in *instance) teardown() {
 		h.log.Warn("cgroup not removed", "instance", in.name, "err", err)
 	}
 	in.leaveNetworks()
+	if in.system {
+		if err := h.cfg.System.Disallow(in.ep.Addr); err != nil {
+			h.log.Warn("relay to ring 0 not closed", "instance", in.name, "err", err)
+		}
+	}
 	if err := in.ep.Close(); err != nil {
 		h.log.Warn("network not removed", "instance", in.name, "err", err)
 	}

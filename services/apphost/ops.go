@@ -389,20 +389,37 @@ func (a *app) prepare(r Release, c InstanceConfig) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
+	system := h.cfg.System != nil && rings.TenantID(a.tenant) == rings.SystemTenant
+	if system {
+		if err := h.cfg.System.Allow(ep.Addr); err != nil {
+			ep.Close()
+			return nil, err
+		}
+		c.Env = append(slices.Clip(c.Env), "ENJIN_API="+h.cfg.System.API)
+		if len(h.cfg.System.CA) > 0 {
+			c.Env = append(c.Env, "ENJIN_CA="+string(h.cfg.System.CA))
+		}
+	}
+	undo := func() {
+		if system {
+			h.cfg.System.Disallow(ep.Addr)
+		}
+		ep.Close()
+	}
 	nets, err := a.joinNetworks(c, ep.Netns)
 	if err != nil {
-		ep.Close()
+		undo()
 		return nil, err
 	}
 	cg := "i" + serial
 	procs, err := h.cfg.Cgroups.Create(cg, process.Limits{MemoryBytes: int64(c.Limits.MemoryMB) << 20,
 		CPUMillis: c.Limits.CPUMillis, Pids: c.Limits.Pids})
 	if err != nil {
-		ep.Close()
+		undo()
 		return nil, err
 	}
 	return &instance{id: c.ID, name: fmt.Sprintf("%s.%d", c.Type, c.Index), typ: c.Type, index: c.Index, release: r.Number,
-		serial: serial, cfg: c, app: a, ep: ep, nets: nets, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}, nil
+		serial: serial, cfg: c, app: a, ep: ep, system: system, nets: nets, cgroup: cg, procs: procs, state: Starting, done: make(chan struct{})}, nil
 }
 
 // newInstanceID is a random UUID (version 4): an instance's name as a ring 2 node, unique

@@ -12,7 +12,8 @@ import (
 // (inet enjin-<bridge>): a child may answer connections the host opened to it (the router's),
 // but may open none of its own to the host — no host service, no control or bus port, on
 // any of the host's addresses (but for a VM AllowGuest let in, to GuestPort on the gateway,
-// and a VM that is a ring 1 host AllowHost let in, to HostPort there too)
+// and a VM that is a ring 1 host or a sandbox of the system tenant AllowHost let in, to
+// HostPort there)
 // — and nothing it sends is forwarded anywhere, to another child or beyond. Together with the bridge's isolated ports this leaves every child alone with the
 // router.
 func (n *Network) Firewall() error {
@@ -27,7 +28,7 @@ table inet %[1]s {
 		type ipv4_addr; comment "VMs, which may reach the host's guest port on the gateway";
 	}
 	set hosts {
-		type ipv4_addr; comment "VMs that are ring 1 hosts, which may reach ring 0's API through the host port too";
+		type ipv4_addr; comment "VMs that are ring 1 hosts and the system tenant's sandboxes, which may reach ring 0's API through the host port";
 	}
 	chain input {
 		type filter hook input priority -10; policy accept;
@@ -61,8 +62,8 @@ table inet %[1]s {
 // relay to the bus, over which the guest publishes as its ring 2 node.
 const GuestPort = 4222
 
-// HostPort is the port on the bridge's gateway a VM that is a ring 1 host may open a
-// connection to besides GuestPort: ring 1's relay to ring 0's API, which it joins through.
+// HostPort is the port on the bridge's gateway a VM that is a ring 1 host (besides GuestPort)
+// or a sandbox of the system tenant may open a connection to: ring 1's relay to ring 0's API.
 const HostPort = 4280
 
 // AllowGuest lets the VM with address a reach GuestPort on the gateway; DisallowGuest undoes
@@ -72,8 +73,8 @@ func (n *Network) AllowGuest(a netip.Addr) error { return n.guestSet("add", "gue
 // DisallowGuest takes a out of the addresses AllowGuest let in.
 func (n *Network) DisallowGuest(a netip.Addr) error { return n.guestSet("delete", "guests", a) }
 
-// AllowHost lets the VM with address a, a ring 1 host, reach HostPort on the gateway too;
-// DisallowHost undoes it.
+// AllowHost lets the child with address a — a VM that is a ring 1 host, or a sandbox of the
+// system tenant — reach HostPort on the gateway; DisallowHost undoes it.
 func (n *Network) AllowHost(a netip.Addr) error { return n.guestSet("add", "hosts", a) }
 
 // DisallowHost takes a out of the addresses AllowHost let in.
