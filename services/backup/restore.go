@@ -192,6 +192,9 @@ func (r *reader) entry(hdr *tar.Header) error {
 		return fmt.Errorf("%w: entry %.80q twice", ErrCorrupt, hdr.Name)
 	}
 	e := Entry{Name: hdr.Name, Mode: uint32(hdr.Mode) & 0o777, UID: hdr.Uid, GID: hdr.Gid}
+	if r.root == nil { // checking only
+		return r.check(e, hdr)
+	}
 	var err error
 	switch hdr.Typeflag {
 	case tar.TypeDir:
@@ -221,18 +224,8 @@ func (r *reader) entry(hdr *tar.Header) error {
 
 // file writes a regular file's bytes (at its extents, if sparse) and hashes them.
 func (r *reader) file(e *Entry, dst string, hdr *tar.Header) error {
-	e.Size = hdr.Size
-	if s, ok := hdr.PAXRecords[paxSize]; ok {
-		size, err := strconv.ParseInt(s, 10, 64)
-		if err != nil || size < 0 {
-			return fmt.Errorf("%w: bad size %.20q", ErrCorrupt, s)
-		}
-		if e.Sparse, err = decodeExtents(hdr.PAXRecords[paxSparse], size); err != nil {
-			return fmt.Errorf("%w: %v", ErrCorrupt, err)
-		}
-		if e.Size = size; e.stored() != hdr.Size {
-			return fmt.Errorf("%w: sparse map does not match the size stored", ErrCorrupt)
-		}
+	if err := sizes(e, hdr); err != nil {
+		return err
 	}
 	f, err := r.root.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -258,6 +251,24 @@ func (r *reader) file(e *Entry, dst string, hdr *tar.Header) error {
 	}
 	e.SHA256 = hex.EncodeToString(sum.Sum(nil))
 	return f.Close()
+}
+
+// sizes reads a regular file's size and, if it is sparse, its extents into e.
+func sizes(e *Entry, hdr *tar.Header) error {
+	e.Size = hdr.Size
+	if s, ok := hdr.PAXRecords[paxSize]; ok {
+		size, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || size < 0 {
+			return fmt.Errorf("%w: bad size %.20q", ErrCorrupt, s)
+		}
+		if e.Sparse, err = decodeExtents(hdr.PAXRecords[paxSparse], size); err != nil {
+			return fmt.Errorf("%w: %v", ErrCorrupt, err)
+		}
+		if e.Size = size; e.stored() != hdr.Size {
+			return fmt.Errorf("%w: sparse map does not match the size stored", ErrCorrupt)
+		}
+	}
+	return nil
 }
 
 // manifest reads the manifest and checks it lists exactly the entries read, as they were.

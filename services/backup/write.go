@@ -19,6 +19,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
+	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/services/postgres"
 )
@@ -41,7 +42,12 @@ var skipped = []string{
 	"postgres", "endpoints.json", "ops.creds", "admin.header", "images/staging",
 	"nodes/*/ring1.pid", "nodes/*/ring1.log", "nodes/*/apps-api.addr",
 	"nodes/*/apps/staging", "nodes/*/apps/sandbox", "nodes/*/apps/packages/upload-*",
-	"nodes/*/apps/apps/*/*/*.tmp",
+	"nodes/*/apps/apps/*/*/*.tmp", ".inventory-*.pgdump",
+	// The system tenant's HOMEs: its backup job keeps the backups in one, which a backup must
+	// neither hold nor freeze while that job writes to it. The apps themselves are kept, so a
+	// restored cloud goes on making backups (into an empty HOME).
+	"nodes/*/apps/apps/" + string(rings.SystemTenant) + "/*/home.img",
+	"nodes/*/apps/apps/" + string(rings.SystemTenant) + "/*/home",
 }
 
 // Create writes a backup of src to the file out (mode 0600), through a temporary file in the
@@ -54,18 +60,58 @@ func Create(ctx context.Context, out string, src Source) (*Manifest, error) {
 	return m, nil
 }
 
-func create(ctx context.Context, out string, src Source) (*Manifest, error) {
+// Write writes a backup of src to out as it is made (to a client, say); the inventory's
+// dump waits in a temporary file in the state directory until it is copied in.
+func Write(ctx context.Context, out io.Writer, src Source) (*Manifest, error) {
+	src, err := src.check()
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	m, err := encode(ctx, out, src.StateDir, "", src)
+	if err != nil {
+		return nil, fmt.Errorf("backup: %w", err)
+	}
+	return m, nil
+}
+
+// check fills in src's defaults and checks it names a cloud's state directory.
+func (src Source) check() (Source, error) {
 	if src.Logger == nil {
 		src.Logger = slog.New(slog.DiscardHandler)
 	}
 	if _, err := os.Stat(filepath.Join(src.StateDir, "keys", "operator-signing.seed")); err != nil {
-		return nil, fmt.Errorf("%s holds no trust chain: not the state dir of a cloud", src.StateDir)
+		return src, fmt.Errorf("%s holds no trust chain: not the state dir of a cloud", src.StateDir)
 	}
-	out, err := filepath.Abs(out)
+	var err error
+	src.StateDir, err = filepath.Abs(src.StateDir)
+	return src, err
+}
+
+// encode writes the backup's compressed tar stream to out: the inventory's dump made in
+// dumpDir, the state directory but self (the file being written, if it is in there).
+func encode(ctx context.Context, out io.Writer, dumpDir, self string, src Source) (*Manifest, error) {
+	zw, err := zstd.NewWriter(out, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		return nil, err
 	}
-	if src.StateDir, err = filepath.Abs(src.StateDir); err != nil {
+	w := &writer{ctx: ctx, tw: tar.NewWriter(zw), src: src, self: self,
+		m: &Manifest{Format: Format, Version: Version, Created: time.Now().UTC(), Enjin: src.Enjin}}
+	if err := w.all(dumpDir); err != nil {
+		zw.Close()
+		return nil, err
+	}
+	if err := errors.Join(w.tw.Close(), zw.Close()); err != nil {
+		return nil, err
+	}
+	return w.m, nil
+}
+
+func create(ctx context.Context, out string, src Source) (*Manifest, error) {
+	src, err := src.check()
+	if err != nil {
+		return nil, err
+	}
+	if out, err = filepath.Abs(out); err != nil {
 		return nil, err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(out), "."+filepath.Base(out)+".tmp-")
@@ -82,16 +128,11 @@ func create(ctx context.Context, out string, src Source) (*Manifest, error) {
 	if err := tmp.Chmod(0o600); err != nil {
 		return nil, err
 	}
-	zw, err := zstd.NewWriter(tmp, zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithEncoderConcurrency(1))
+	m, err := encode(ctx, tmp, filepath.Dir(out), tmp.Name(), src)
 	if err != nil {
 		return nil, err
 	}
-	w := &writer{ctx: ctx, tw: tar.NewWriter(zw), src: src, self: tmp.Name(),
-		m: &Manifest{Format: Format, Version: Version, Created: time.Now().UTC(), Enjin: src.Enjin}}
-	if err := w.all(tmp); err != nil {
-		return nil, err
-	}
-	if err := errors.Join(w.tw.Close(), zw.Close(), tmp.Sync(), tmp.Close()); err != nil {
+	if err := errors.Join(tmp.Sync(), tmp.Close()); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp.Name(), out); err != nil {
@@ -102,7 +143,7 @@ func create(ctx context.Context, out string, src Source) (*Manifest, error) {
 		d.Sync() // the rename, on disk
 		d.Close()
 	}
-	return w.m, nil
+	return m, nil
 }
 
 // writer adds entries to a backup's tar stream and records them in its manifest.
@@ -116,11 +157,11 @@ type writer struct {
 }
 
 // all writes every entry: the format header, the inventory, the state files, the manifest.
-func (w *writer) all(tmp *os.File) error {
+func (w *writer) all(dumpDir string) error {
 	if err := w.begin(); err != nil {
 		return err
 	}
-	if err := w.inventory(filepath.Dir(tmp.Name())); err != nil {
+	if err := w.inventory(dumpDir); err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
 	if err := w.state(); err != nil {
