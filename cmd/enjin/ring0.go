@@ -70,7 +70,7 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 	if f.memoryMB < 128 {
 		return ring0.Config{}, usagef("--memory-mb %d: want at least 128", f.memoryMB)
 	}
-	cfg := ring0.Config{MemoryMB: f.memoryMB, StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
+	cfg := ring0.Config{Version: version(), MemoryMB: f.memoryMB, StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
 		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,
 		CredsTTL: f.credsTTL}
 	if f.apps {

@@ -51,6 +51,7 @@ import (
 type Config struct {
 	StateDir    string
 	DatabaseURL string
+	Version     string        // of enjin, recorded in the backups this member makes
 	NATSHost    string        // "" is 127.0.0.1
 	NATSPort    int           // 0 is 4222; -1 picks a free port
 	APIAddr     string        // "" is 127.0.0.1:7070; port 0 picks a free one
@@ -336,7 +337,8 @@ func (r *Ring0) listenAPI() error {
 	}
 	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
 		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback,
-		CAFingerprint: r.ca.Fingerprint(), Sealer: r.broker.Chain(), AppsDomain: appsDomain, DomainsChanged: r.moves.again})
+		CAFingerprint: r.ca.Fingerprint(), Sealer: r.broker.Chain(), AppsDomain: appsDomain, DomainsChanged: r.moves.again,
+		Backup: r.backup})
 	if err != nil {
 		r.apiLn.Close()
 		return err

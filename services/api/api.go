@@ -123,6 +123,8 @@ type Config struct {
 	Sealer         Sealer
 	AppsDomain     string
 	DomainsChanged func()
+	// Backup makes the backups GET /v1/backup streams; nil: it answers 503.
+	Backup Backup
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -154,6 +156,7 @@ type API struct {
 	sealer         Sealer
 	appsDomain     string
 	domainsChanged func()
+	backup         Backup
 }
 
 // New checks cfg and builds the API's routes and OpenAPI document.
@@ -174,14 +177,14 @@ func New(cfg Config) (*API, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	// Tenant tokens (et_…) and every ring 0 member's admin token are always accepted; they are
+	// Tenant tokens (et_…), the backup credential (eb_…) and every ring 0 member's admin token are always accepted; they are
 	// tried first, and a token they do not know goes on to the configured checkers.
-	checkers := append([]Checker{tenantTokens{cfg.Store}, &memberAdmins{store: cfg.Store}}, cfg.Checkers...)
+	checkers := append([]Checker{tenantTokens{cfg.Store}, backupTokens{cfg.Store}, &memberAdmins{store: cfg.Store}}, cfg.Checkers...)
 	a := &API{store: cfg.Store, ring0: cfg.Ring0, checkers: checkers, log: cfg.Logger,
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
 	a.metrics, a.metricsOpen, a.caPrint = cfg.Metrics, cfg.MetricsOpen, cfg.CAFingerprint
-	a.sealer, a.domainsChanged = cfg.Sealer, cfg.DomainsChanged
+	a.sealer, a.domainsChanged, a.backup = cfg.Sealer, cfg.DomainsChanged, cfg.Backup
 	a.appsDomain = strings.ToLower(strings.Trim(cfg.AppsDomain, "."))
 	var err error
 	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {

@@ -28,6 +28,7 @@ type Identity struct {
 	Name   string
 	Admin  bool
 	Tenant rings.TenantID // set: the identity speaks for this tenant only
+	Backup bool           // the backup credential: it may fetch backups and nothing else
 }
 
 // Caller is the kind of identity, as ring 1 is told it in the Enjin-Caller header of a
@@ -36,6 +37,8 @@ func (id Identity) Caller() string {
 	switch {
 	case id.Tenant != "":
 		return "tenant"
+	case id.Backup:
+		return "backup"
 	case id.Admin:
 		return "admin"
 	}
@@ -85,6 +88,10 @@ func (a *API) authorize(r *http.Request, rt route) (Identity, error) {
 			continue
 		}
 		switch {
+		case id.Backup:
+			if !rt.backupOK {
+				return id, &apiError{http.StatusForbidden, "forbidden", "the backup credential may only fetch backups"}
+			}
 		case id.Tenant != "":
 			if !rt.tenantOK && !rt.tenantOwn {
 				return id, &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may only reach its own tenant's apps and images", id.Name)}

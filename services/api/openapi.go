@@ -212,7 +212,9 @@ func errorStatuses(rt route) []int {
 	add(rt.body != nil, http.StatusRequestEntityTooLarge, http.StatusUnsupportedMediaType, http.StatusUnprocessableEntity)
 	add(rt.ifMatch == mustMatch, http.StatusPreconditionRequired)
 	add(rt.path == "/healthz", http.StatusServiceUnavailable)
-	add(rt.path == "/metrics", http.StatusNotFound) // a ring 0 that keeps none
+	add(rt.path == "/metrics", http.StatusNotFound)                                             // a ring 0 that keeps none
+	add(rt.path == "/v1/backup", http.StatusServiceUnavailable)                                 // a ring 0 that makes none
+	add(rt.path == "/v1/system/backups" && rt.method == http.MethodDelete, http.StatusNotFound) // none issued
 	// VMs, volumes and host VMs: 503 where this ring 0 runs none; 502 where their ring 1 node
 	// did not carry the operation out.
 	vms := vmPaths.MatchString(rt.path)

@@ -28,6 +28,7 @@ type route struct {
 	forwarded    bool             // ring 1's app API answers it: its errors are appapi.Error
 	tenantOK     bool             // a tenant's own identity may call it, for its own tenant
 	tenantOwn    bool             // a tenant's own identity may call it; the handler keeps it to its tenant's objects
+	backupOK     bool             // the backup credential may call it (and no other route)
 	rawOut       string           // the content type of a success answer that is not JSON
 	answers      map[int][]string // answers besides or instead of those the fields declare (the web view's pages and redirects): by status, their content types (none: no content)
 	status       int              // its success status
@@ -238,6 +239,6 @@ func (a *API) routes() []route {
 			body: &tokenBody{}, status: http.StatusCreated, out: tenantToken{}, serve: a.tenantToken},
 		{method: "DELETE", path: "/v1/tenants/{tenant}", access: admin, summary: "Delete a tenant: every credential of its account is revoked and the account disabled",
 			ifMatch: mustMatch, status: http.StatusNoContent, serve: a.deleteTenant},
-	}, slices.Concat(a.uiRoutes(), a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), a.domainRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
+	}, slices.Concat(a.uiRoutes(), a.appRoutes(), a.imageRoutes(), a.vmRoutes(), a.networkRoutes(), a.rulesetRoutes(), a.domainRoutes(), a.backupRoutes(), []route{{method: "GET", path: "/v1/history/{kind}/{id}", access: reader, summary: "Every recorded version of a node, compartment or tier",
 		status: http.StatusOK, out: historyList{}, serve: a.history}})...)
 }

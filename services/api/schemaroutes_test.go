@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,7 +32,7 @@ func TestResponseSchemas(t *testing.T) {
 	c.Transport = sc.transport(e.client.Transport)
 	e.client = &c
 
-	runSteps(t, e, append(routeSteps(e), schemaSteps(t, e)...))
+	runSteps(t, e, slices.Concat(routeSteps(e), schemaSteps(t, e), backupSteps()))
 
 	for _, b := range sc.bad {
 		t.Errorf("answer does not match the document: %s", b)
@@ -74,7 +75,7 @@ func bareChecks(t *testing.T, full *env) int {
 	unavailable := 0
 	for _, p := range api.Patterns(e.api) {
 		method, path, _ := strings.Cut(p, " ")
-		if !regexp.MustCompile(`/(vms|volumes|hosts|console|images)(/|$)|^/metrics$`).MatchString(path) {
+		if !regexp.MustCompile(`/(vms|volumes|hosts|console|images)(/|$)|^/metrics$|^/v1/backup$`).MatchString(path) {
 			continue
 		}
 		r := e.do(t, method, fill.Replace(path), []byte(`{}`), "Authorization", asAdmin, "If-Match", `"1"`, "Content-Type", "application/json")
@@ -106,6 +107,7 @@ func schemaConfig(t *testing.T) func(*api.Config) {
 	return func(c *api.Config) {
 		c.VMs, c.Images, c.Metrics = storeVMs{c.Store}, is, prometheus.NewRegistry()
 		c.Sealer, c.AppsDomain = chain, "apps.test"
+		withBackup(c)
 	}
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 
 	"enjin/rings"
@@ -24,6 +25,9 @@ func (a *API) listTenants(c *call) error {
 
 func (a *API) createTenant(c *call) error {
 	b := c.in.(*tenantCreate)
+	if rings.TenantID(b.Name) == rings.SystemTenant {
+		return &apiError{http.StatusConflict, "reserved", fmt.Sprintf("tenant %q is the cloud's own (see POST /v1/system/backups)", b.Name)}
+	}
 	t, err := a.ring0.CreateTenant(c.ctx, rings.TenantID(b.Name), b.Metadata)
 	if err != nil {
 		return err
@@ -66,6 +70,9 @@ type tenantToken struct {
 }
 
 func (a *API) tenantToken(c *call) error {
+	if c.tenant() == rings.SystemTenant {
+		return &apiError{http.StatusConflict, "reserved", fmt.Sprintf("tenant %q is the cloud's own: it is given no tenant token", c.tenant())}
+	}
 	if _, err := a.store.GetTenant(c.ctx, c.tenant()); err != nil {
 		return err
 	}
