@@ -85,13 +85,16 @@ func (g *globals) client() (*client, error) {
 	c.base = strings.TrimRight(c.base, "/")
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	if c.ca != "" {
-		pem, err := os.ReadFile(c.ca)
-		if err != nil {
-			return nil, fmt.Errorf("--ca: %w", err)
+		pem, name, err := []byte(c.ca), "$ENJIN_CA", error(nil)
+		if !strings.HasPrefix(c.ca, "-----BEGIN ") { // a file's name; $ENJIN_CA may hold the PEM itself
+			if pem, err = os.ReadFile(c.ca); err != nil {
+				return nil, fmt.Errorf("--ca: %w", err)
+			}
+			name = c.ca
 		}
 		// ring 0's certificate names keys.Ring0Name, whatever address it is reached at
 		if t.TLSClientConfig, err = keys.ClientTLS(pem, keys.Ring0Name); err != nil {
-			return nil, fmt.Errorf("--ca %s: %w", c.ca, err)
+			return nil, fmt.Errorf("--ca %s: %w", name, err)
 		}
 	}
 	c.hc, c.stream = &http.Client{Timeout: 30 * time.Second, Transport: t}, &http.Client{Transport: t}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"enjin/services/appapi"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -39,32 +40,43 @@ the app's log, as process run.N); enjin exits with its exit status. Ctrl-C stops
 		},
 	}
 	c.RunE = func(c *cobra.Command, args []string) error {
-		t, a, err := appRef(args[0])
-		if err != nil {
+		if _, _, err := appRef(args[0]); err != nil {
 			return err
 		}
-		cl, err := g.client()
-		if err != nil {
-			return err
-		}
-		body, _ := json.Marshal(appapi.Job{Command: strings.Join(args[1:], " ")})
-		resp, err := cl.send(c.Context(), cl.stream, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
-		if err != nil {
+		if err := runJob(c, g, args[0], strings.Join(args[1:], " ")); err != nil {
 			return fmt.Errorf("run %s: %w", args[0], err)
-		}
-		defer resp.Body.Close()
-		code, err := streamJob(c.OutOrStdout(), c.ErrOrStderr(), resp.Body)
-		switch {
-		case c.Context().Err() != nil:
-			return fmt.Errorf("run %s: interrupted: the job was stopped", args[0])
-		case err != nil:
-			return fmt.Errorf("run %s: %w", args[0], err)
-		case code != 0:
-			return fmt.Errorf("run %s: %w", args[0], jobExit(code))
 		}
 		return nil
 	}
 	return c
+}
+
+// runJob runs command as a one-off job of app ref (TENANT/APP), its output to c's.
+func runJob(c *cobra.Command, g *globals, ref, command string) error {
+	t, a, err := appRef(ref)
+	if err != nil {
+		return err
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	body, _ := json.Marshal(appapi.Job{Command: command})
+	resp, err := cl.send(c.Context(), cl.stream, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	code, err := streamJob(c.OutOrStdout(), c.ErrOrStderr(), resp.Body)
+	switch {
+	case c.Context().Err() != nil:
+		return errors.New("interrupted: the job was stopped")
+	case err != nil:
+		return err
+	case code != 0:
+		return jobExit(code)
+	}
+	return nil
 }
 
 // streamJob writes a job's output lines to stdout and stderr as they arrive and returns the
@@ -102,25 +114,28 @@ func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
 
 // cronCmd lists an app's scheduled jobs and how their last runs went.
 func cronCmd(g *globals) *cobra.Command {
-	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", "/cron", func(w io.Writer, raw json.RawMessage) error {
-		var r appapi.CronList
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return err
+	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", "/cron", cronTable)
+}
+
+// cronTable writes an app's scheduled jobs (appapi.CronList) as a table.
+func cronTable(w io.Writer, raw json.RawMessage) error {
+	var r appapi.CronList
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return err
+	}
+	tw := newTable(w, "NAME\tSCHEDULE\tNEXT\tLAST RUN\tEXIT\tRUNS\tSKIPPED\tCOMMAND")
+	for _, j := range r.Cron {
+		next, last, exit := "-", "never", "-"
+		if !j.Next.IsZero() {
+			next = j.Next.Local().Format(time.DateTime)
 		}
-		tw := newTable(w, "NAME\tSCHEDULE\tNEXT\tLAST RUN\tEXIT\tRUNS\tSKIPPED\tCOMMAND")
-		for _, j := range r.Cron {
-			next, last, exit := "-", "never", "-"
-			if !j.Next.IsZero() {
-				next = j.Next.Local().Format(time.DateTime)
+		if l := j.Last; l != nil {
+			last, exit = l.Started.Local().Format(time.DateTime), strconv.Itoa(l.Exit)
+			if l.Error != "" {
+				exit += " (" + l.Error + ")"
 			}
-			if l := j.Last; l != nil {
-				last, exit = l.Started.Local().Format(time.DateTime), strconv.Itoa(l.Exit)
-				if l.Error != "" {
-					exit += " (" + l.Error + ")"
-				}
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", j.Name, j.Schedule, next, last, exit, j.Runs, j.Skipped, j.Command)
 		}
-		return tw.Flush()
-	})
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%d\t%d\t%s\n", j.Name, j.Schedule, next, last, exit, j.Runs, j.Skipped, j.Command)
+	}
+	return tw.Flush()
 }

@@ -85,7 +85,7 @@ read by other users.`,
 			root.AddCommand(c)
 		}
 	}
-	add("run", upCmd(g), initCmd(g), ring0Cmd(g), ring1Cmd(g), backupCmd(g), restoreCmd(g), guestCmd(), benchCmd(g))
+	add("run", upCmd(g), initCmd(g), ring0Cmd(g), ring1Cmd(g), backupCmd(g), restoreCmd(g), backupsCmd(g), guestCmd(), benchCmd(g))
 	add("use", nodesCmd(g), membersCmd(g), placementsCmd(g), compartmentsCmd(g), tenantsCmd(g), appsCmd(g), imagesCmd(g), vmsCmd(g), volumesCmd(g), networksCmd(g), domainsCmd(g), rulesetsCmd(g), machineTypesCmd(g), logsCmd(g), jobCmd(g), credsCmd(g), verifyCmd(g))
 	root.AddCommand(versionCmd())
 	root.InitDefaultHelpCmd()
