@@ -123,6 +123,9 @@ type Config struct {
 	Sealer         Sealer
 	AppsDomain     string
 	DomainsChanged func()
+	// ACME says ring 0 gets custom domains' certificates from an ACME server when asked
+	// (false: PUT …/domains/{domain} with acme answers 422 acme_unconfigured).
+	ACME bool
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -154,6 +157,7 @@ type API struct {
 	sealer         Sealer
 	appsDomain     string
 	domainsChanged func()
+	acme           bool
 }
 
 // New checks cfg and builds the API's routes and OpenAPI document.
@@ -181,7 +185,7 @@ func New(cfg Config) (*API, error) {
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
 	a.metrics, a.metricsOpen, a.caPrint = cfg.Metrics, cfg.MetricsOpen, cfg.CAFingerprint
-	a.sealer, a.domainsChanged = cfg.Sealer, cfg.DomainsChanged
+	a.sealer, a.domainsChanged, a.acme = cfg.Sealer, cfg.DomainsChanged, cfg.ACME
 	a.appsDomain = strings.ToLower(strings.Trim(cfg.AppsDomain, "."))
 	var err error
 	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {
