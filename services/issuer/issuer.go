@@ -143,7 +143,7 @@ func (i *Issuer) Obtain(ctx context.Context, domain string, present Present) (Ce
 	if err != nil {
 		return Certificate{}, fmt.Errorf("issuer: csr for %s: %w", domain, err)
 	}
-	ders, _, err := i.client.CreateOrderCert(ctx, order.FinalizeURL, csr, true)
+	ders, _, err := i.client.CreateCertFromOrder(ctx, order, csr, true)
 	if err != nil {
 		return Certificate{}, fmt.Errorf("issuer: certificate for %s: %w", domain, err)
 	}
