@@ -81,7 +81,7 @@ func (a *acmeState) challenges() ([]bus.Challenge, uint64) {
 	return cs, a.gen
 }
 
-// told records that every host up was told the challenges of generation gen.
+// toldHosts records that every host up was told the challenges of generation gen.
 func (a *acmeState) toldHosts(gen uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
