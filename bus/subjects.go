@@ -71,6 +71,17 @@ type Domains struct {
 	Part    int      `json:"part"`  // 0 … Parts-1
 	Parts   int      `json:"parts"` // at least 1
 	Domains []Domain `json:"domains"`
+	// Challenges are the ACME HTTP-01 challenges pending for custom domains, which the
+	// routers answer themselves (in any part: a node takes those of every part of the set).
+	Challenges []Challenge `json:"challenges,omitempty"`
+}
+
+// Challenge is an ACME HTTP-01 challenge ring 0 has pending for Domain: the routers answer
+// GET /.well-known/acme-challenge/Token for it with KeyAuth.
+type Challenge struct {
+	Domain  string `json:"domain"`
+	Token   string `json:"token"`
+	KeyAuth string `json:"key_auth"`
 }
 
 // Domain routes a custom domain to a tenant's app: over TLS with Cert and Key (PEM), and in

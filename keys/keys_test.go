@@ -228,3 +228,23 @@ func TestCopyChain(t *testing.T) {
 		t.Fatal("copied a chain that is not there")
 	}
 }
+
+// TestACMEAccountKey makes the ACME account key once, 0600, and reads the same key after.
+func TestACMEAccountKey(t *testing.T) {
+	dir := t.TempDir()
+	k1, err := keys.ACMEAccountKey(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(keys.ACMEAccountFile(dir)); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("account key file: %v %v; want mode 0600", fi, err)
+	}
+	k2, err := keys.ACMEAccountKey(dir)
+	if err != nil || !k1.Equal(k2) {
+		t.Fatalf("second read: %v; want the same key", err)
+	}
+	os.WriteFile(keys.ACMEAccountFile(dir), []byte("junk"), 0o600)
+	if _, err := keys.ACMEAccountKey(dir); err == nil {
+		t.Fatal("a junk account key file was accepted")
+	}
+}

@@ -90,6 +90,14 @@ func TestCustomDomain(t *testing.T) {
 	if out, err := evil("domains", "add", "evil/site", "x.evil."+c.ep.AppsDomain, "--cert", appsCert, "--key", appsKey); err == nil || !strings.Contains(out, "422") {
 		t.Fatalf("a domain under the apps domain was taken: %v\n%s", err, out)
 	}
+	// This cloud names no ACME server: asking for a certificate from one is refused, and so is
+	// asking for both kinds at once.
+	if out, err := evil("domains", "add", "evil/site", "shop.example.test", "--acme"); err == nil || !strings.Contains(out, "422") || !strings.Contains(out, "--acme-directory") || strings.Count(strings.TrimSpace(out), "\n") > 0 {
+		t.Fatalf("--acme on a cloud without an ACME server: %v\n%s", err, out)
+	}
+	if out, err := evil("domains", "add", "evil/site", "shop.example.test", "--acme", "--cert", certFile, "--key", keyFile); err == nil || !strings.Contains(out, "not both") {
+		t.Fatalf("--acme with --cert: %v\n%s", err, out)
+	}
 	if out, err := evil("domains", "rm", "acme/web", "www.example.test"); err == nil || !strings.Contains(out, "403") {
 		t.Fatalf("another tenant removed the domain: %v\n%s", err, out)
 	}

@@ -213,6 +213,12 @@ func TestUsageErrors(t *testing.T) {
 		{"ring1", "--join", "-", "--join-file", "f", "--ring0", "http://127.0.0.1:1"},
 		{"up", "--log-level", "loud"},
 		{"version", "now"},
+		{"ring0", "--database-url", "postgres://x", "--acme-directory", "http://acme.example.test/dir"},
+		{"ring0", "--database-url", "postgres://x", "--acme-email", "ops@example.test"},
+		{"ring0", "--database-url", "postgres://x", "--acme-directory", "https://acme.example.test/dir", "--acme-ca", "/nonexistent"},
+		{"ring0", "--database-url", "postgres://x", "--acme-directory", "https://acme.example.test/dir", "--acme-email", "not an address"},
+		{"domains", "add", "acme/web", "www.example.test"},
+		{"domains", "add", "acme/web", "www.example.test", "--acme", "--cert", "c.pem", "--key", "k.pem"},
 	} {
 		_, errOut, code := enjinIn(t, "", args...)
 		if code != 2 || strings.Count(errOut, "\n") != 1 || !strings.HasPrefix(errOut, "enjin: ") {

@@ -22,9 +22,13 @@ func domainsCmd(g *globals) *cobra.Command {
 router: over TLS on the routers' TLS port, with the certificate given (chosen by the name the
 client asks for), and in plain HTTP — or, with --redirect, plain HTTP is sent to https. The
 private key is sealed by ring 0 and never shown again; ls shows the certificate's fingerprint
-and expiry. A domain is one app's: another app asking for it is refused (409), as is a
+and expiry. With --acme instead of --cert and --key, ring 0 gets the certificate from the
+cloud's ACME server (its operator names one with --acme-directory), proving the domain over
+HTTP-01 through the routers, and renews it; ls shows how that went (STATE, with the last
+error). A domain is one app's: another app asking for it is refused (409), as is a
 domain under the cloud's apps domain.`,
 		Example: `  enjin domains add acme/web www.example.com --cert fullchain.pem --key privkey.pem --redirect
+  enjin domains add acme/web shop.example.com --acme
   enjin domains ls acme
   enjin domains ls acme/web -o json
   enjin domains rm acme/web www.example.com`,
@@ -38,45 +42,72 @@ func domainPath(t rings.TenantID, app, domain string) string {
 }
 
 func printDomains(w io.Writer, ds ...inventory.AppDomain) error {
-	tw := newTable(w, "DOMAIN\tAPP\tREDIRECT\tNOT AFTER\tFINGERPRINT (SHA-256)")
+	tw := newTable(w, "DOMAIN\tAPP\tREDIRECT\tNOT AFTER\tFINGERPRINT (SHA-256)\tSTATE")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s/%s\t%t\t%s\t%s\n", d.Domain, d.Tenant, d.App, d.Redirect, d.NotAfter.UTC().Format(time.RFC3339), d.Fingerprint)
+		notAfter, fp, state := "-", d.Fingerprint, "uploaded"
+		if !d.NotAfter.IsZero() {
+			notAfter = d.NotAfter.UTC().Format(time.RFC3339)
+		}
+		if fp == "" {
+			fp = "-"
+		}
+		if d.ACME {
+			state = "acme " + d.State
+			if d.LastError != "" {
+				state += ": " + shortLine(d.LastError, 200)
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s/%s\t%t\t%s\t%s\t%s\n", d.Domain, d.Tenant, d.App, d.Redirect, notAfter, fp, state)
 	}
 	return tw.Flush()
 }
 
+// shortLine is s on one line, cut at n characters.
+func shortLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		s = string(r[:n]) + "…"
+	}
+	return s
+}
+
 func domainsAddCmd(g *globals) *cobra.Command {
 	var certFile, keyFile string
-	var redirect bool
-	c := &cobra.Command{Use: "add TENANT/APP DOMAIN --cert FILE --key FILE", Short: "give an app a custom domain, or a new certificate for one it has",
+	var redirect, acme bool
+	c := &cobra.Command{Use: "add TENANT/APP DOMAIN (--cert FILE --key FILE | --acme)", Short: "give an app a custom domain, or a new certificate for one it has",
 		Args: argsBetween(2, 2, "TENANT/APP DOMAIN")}
 	out := outputFlag(c)
 	f := c.Flags()
 	f.StringVar(&certFile, "cert", "", "PEM file of the domain's certificate, then its chain")
 	f.StringVar(&keyFile, "key", "", "PEM file of the certificate's private key")
 	f.BoolVar(&redirect, "redirect", false, "answer plain HTTP requests for the domain with 308 to https")
+	f.BoolVar(&acme, "acme", false, "have ring 0 get the certificate from the cloud's ACME server, and renew it (instead of --cert and --key)")
 	c.RunE = func(c *cobra.Command, args []string) error {
 		t, app, err := appRef(args[0])
 		if err != nil {
 			return err
 		}
-		if certFile == "" || keyFile == "" {
-			return usagef("domains add: --cert and --key are required")
-		}
-		cert, err := readPEMFile("--cert", certFile)
-		if err != nil {
-			return err
-		}
-		key, err := readPEMFile("--key", keyFile)
-		if err != nil {
-			return err
+		body := map[string]any{"redirect": redirect}
+		switch {
+		case acme && (certFile != "" || keyFile != ""):
+			return usagef("domains add: --acme, or --cert and --key: not both")
+		case acme:
+			body["acme"] = true
+		case certFile == "" || keyFile == "":
+			return usagef("domains add: --cert and --key are required (or --acme)")
+		default:
+			if body["cert"], err = readPEMFile("--cert", certFile); err != nil {
+				return err
+			}
+			if body["key"], err = readPEMFile("--key", keyFile); err != nil {
+				return err
+			}
 		}
 		cl, err := g.client()
 		if err != nil {
 			return err
 		}
 		var d inventory.AppDomain
-		body := map[string]any{"cert": cert, "key": key, "redirect": redirect}
 		if err := cl.do(c.Context(), "PUT", domainPath(t, app, args[1]), nil, body, &d); err != nil {
 			return err
 		}

@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,6 +43,7 @@ type ring0Flags struct {
 	routerTLS                                       string
 	apps                                            bool // whether the ring 1 nodes host apps
 	limits, uidRange                                string
+	acmeDirectory, acmeEmail, acmeCA                string
 }
 
 func (f *ring0Flags) register(fs *pflag.FlagSet) {
@@ -59,7 +62,38 @@ func (f *ring0Flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&f.memoryMB, "memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget in MiB: observations beyond what it can hold are refused for now (nodes send them again)")
+	fs.StringVar(&f.acmeDirectory, "acme-directory", "", "directory URL (https) of the ACME server that issues custom domains' certificates when a tenant asks (enjin domains add --acme); none by default")
+	fs.StringVar(&f.acmeEmail, "acme-email", "", "with --acme-directory: the ACME account's contact address")
+	fs.StringVar(&f.acmeCA, "acme-ca", "", "with --acme-directory: PEM file of CAs to trust for the ACME server's own TLS (a private server's), beside the system's")
 	registerLimitFlags(fs, &f.limits, &f.uidRange)
+}
+
+// acme turns the ACME flags into ring 0's options (nil without --acme-directory).
+func (f *ring0Flags) acme() (*ring0.ACMEOptions, error) {
+	if f.acmeDirectory == "" {
+		if f.acmeEmail != "" || f.acmeCA != "" {
+			return nil, usagef("--acme-email and --acme-ca need --acme-directory")
+		}
+		return nil, nil
+	}
+	if u, err := url.Parse(f.acmeDirectory); err != nil || u.Scheme != "https" || u.Host == "" {
+		return nil, usagef("--acme-directory %q: want an https:// URL", f.acmeDirectory)
+	}
+	if f.acmeEmail != "" && (!strings.Contains(f.acmeEmail, "@") || strings.ContainsAny(f.acmeEmail, " \t\r\n<>,")) {
+		return nil, usagef("--acme-email %q: want an address like ops@example.com", f.acmeEmail)
+	}
+	o := &ring0.ACMEOptions{Directory: f.acmeDirectory, Email: f.acmeEmail}
+	if f.acmeCA != "" {
+		abs, err := filepath.Abs(f.acmeCA)
+		if err == nil {
+			_, err = os.Stat(abs)
+		}
+		if err != nil {
+			return nil, usagef("--acme-ca: %v", err)
+		}
+		o.CAFile = abs
+	}
+	return o, nil
 }
 
 func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nodes []ring0.Ring1Spec) (ring0.Config, error) {
@@ -73,6 +107,9 @@ func (f *ring0Flags) config(stateDir string, log *slog.Logger, dbURL string, nod
 	cfg := ring0.Config{Version: version(), MemoryMB: f.memoryMB, StateDir: stateDir, DatabaseURL: dbURL, NATSHost: f.natsHost, NATSPort: f.natsPort,
 		APIAddr: f.apiAddr, Heartbeat: f.heartbeat, Ring1: nodes, Executable: exe, Htpasswd: f.htpasswd, Logger: log,
 		CredsTTL: f.credsTTL}
+	if cfg.ACME, err = f.acme(); err != nil {
+		return ring0.Config{}, err
+	}
 	if f.apps {
 		p, err := netip.ParsePrefix(f.prefix)
 		if err != nil {

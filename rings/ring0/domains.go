@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"enjin/bus"
@@ -16,7 +17,7 @@ import (
 const domainsPart = 256 << 10
 
 // pushDomains tells each of hosts (up, running apps) every app's custom domains with their
-// certificates and keys, when they changed or routesAgain has passed: any host's router
+// certificates and keys, and the ACME challenges pending, when they changed or routesAgain has passed: any host's router
 // answers for any app, so each needs them all. Keys are unsealed here, in the leader's memory
 // only, and travel only on each host's own command subject.
 func (r *Ring0) pushDomains(ctx context.Context, hosts []api.AppsBackend) {
@@ -38,10 +39,13 @@ func (r *Ring0) pushDomains(ctx context.Context, hosts []api.AppsBackend) {
 		all = append(all, bus.Domain{Domain: c.Domain, Tenant: c.Tenant, App: c.App, Redirect: c.Redirect,
 			Cert: c.CertPEM, Key: string(key)})
 	}
-	b, _ := json.Marshal(all)
+	chals, gen := r.acme.challenges()
+	b, _ := json.Marshal(bus.Domains{Domains: all, Challenges: chals})
 	sum, now := sha256.Sum256(b), time.Now()
 	parts := splitDomains(all, hex.EncodeToString(sum[:16]))
+	parts[0].Challenges = chals
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for _, h := range hosts {
 		if !r.domainsSent.due(h.Node, sum, now) {
 			continue
@@ -53,6 +57,7 @@ func (r *Ring0) pushDomains(ctx context.Context, hosts []api.AppsBackend) {
 				cancel()
 				if err != nil {
 					r.log.Debug("a host not told the custom domains", "node", h.Node, "err", err)
+					failed.Store(true)
 					return
 				}
 			}
@@ -60,6 +65,9 @@ func (r *Ring0) pushDomains(ctx context.Context, hosts []api.AppsBackend) {
 		})
 	}
 	wg.Wait()
+	if !failed.Load() {
+		r.acme.toldHosts(gen)
+	}
 }
 
 // splitDomains cuts ds into messages of set of at most about domainsPart bytes each (one

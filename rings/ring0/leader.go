@@ -69,6 +69,9 @@ func (r *Ring0) leadWith(ctx context.Context, epoch int64, hold func(context.Con
 	var wg sync.WaitGroup
 	wg.Go(func() { r.liveness(lctx, epoch) }) // ends with lctx
 	wg.Go(func() { r.tendApps(lctx, epoch) }) // ends with lctx
+	if r.acme.issuer != nil {
+		wg.Go(func() { r.tendACME(lctx) }) // ends with lctx
+	}
 	err = hold(lctx)
 	cancel()
 	wg.Wait()

@@ -73,7 +73,10 @@ type Config struct {
 	// LeafAddr, if set (host:port), is where ring 1 nodes of remote sites connect to the
 	// broker as NATS leafnodes.
 	LeafAddr string
-	Logger   *slog.Logger
+	// ACME, if set, names the ACME server custom domains' certificates are got from when a
+	// tenant asks (enjin domains add --acme); its account key is kept in StateDir/keys.
+	ACME   *ACMEOptions
+	Logger *slog.Logger
 
 	ingest ingestOptions
 }
@@ -128,6 +131,7 @@ type Ring0 struct {
 	moves       appMoves     // the leader's re-placing of apps off hosts that are down
 	routesSent  routesSent   // what the leader last told each host about the apps elsewhere
 	domainsSent routesSent   // what the leader last told each host of the custom domains
+	acme        acmeState    // the leader's ACME work (certificates for custom domains)
 	member      string       // names this member in the leader record (memberName)
 	epoch       atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
 	hearing     hearing      // what this member heard, to share with the others (clustered)
@@ -174,6 +178,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
 		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
 	r.moves.kick, r.moves.carrier = make(chan struct{}, 1), make(chan struct{}, carriers)
+	r.acme.kick = make(chan struct{}, 1)
 	ok := false
 	defer func() {
 		if !ok {
@@ -189,6 +194,11 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	}
 	if r.ca, err = r.broker.Chain().CA(); err != nil {
 		return nil, err
+	}
+	if cfg.ACME != nil {
+		if r.acme.issuer, err = newACME(cfg.StateDir, cfg.ACME, r); err != nil {
+			return nil, err
+		}
 	}
 	if err := r.loadNodes(ctx); err != nil {
 		return nil, err
@@ -337,8 +347,8 @@ func (r *Ring0) listenAPI() error {
 	}
 	a, err := api.New(api.Config{Store: r.store, Ring0: r, Checkers: checkers, Logger: r.log,
 		Images: r.images, ImageLimits: r.cfg.ImageLimits, VMs: r, Metrics: r.registry, MetricsOpen: loopback,
-		CAFingerprint: r.ca.Fingerprint(), Sealer: r.broker.Chain(), AppsDomain: appsDomain, DomainsChanged: r.moves.again,
-		Backup: r.backup})
+		CAFingerprint: r.ca.Fingerprint(), Sealer: r.broker.Chain(), AppsDomain: appsDomain, ACME: r.acme.issuer != nil,
+		DomainsChanged: func() { r.moves.again(); r.acme.again() }, Backup: r.backup})
 	if err != nil {
 		r.apiLn.Close()
 		return err

@@ -25,35 +25,41 @@ type domainParts struct {
 	mu    sync.Mutex
 	set   string
 	parts [][]bus.Domain
+	chals [][]bus.Challenge
 	got   []bool
 	have  int
 }
 
 // add keeps part p and returns the whole set once every part of it is in; a part of another
 // set starts over with that one.
-func (d *domainParts) add(p bus.Domains) ([]bus.Domain, bool) {
+func (d *domainParts) add(p bus.Domains) ([]bus.Domain, []bus.Challenge, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if p.Set != d.set || len(d.parts) != p.Parts {
-		d.set, d.parts, d.got, d.have = p.Set, make([][]bus.Domain, p.Parts), make([]bool, p.Parts), 0
+		d.set, d.parts, d.chals, d.got, d.have = p.Set, make([][]bus.Domain, p.Parts), make([][]bus.Challenge, p.Parts), make([]bool, p.Parts), 0
 	}
 	if !d.got[p.Part] {
 		d.got[p.Part], d.have = true, d.have+1
 	}
-	d.parts[p.Part] = p.Domains
+	d.parts[p.Part], d.chals[p.Part] = p.Domains, p.Challenges
 	if d.have < len(d.parts) {
-		return nil, false
+		return nil, nil, false
 	}
 	var all []bus.Domain
 	for _, ds := range d.parts {
 		all = append(all, ds...)
 	}
-	d.set, d.parts, d.got, d.have = "", nil, nil, 0
-	return all, true
+	var chals []bus.Challenge
+	for _, cs := range d.chals {
+		chals = append(chals, cs...)
+	}
+	d.set, d.parts, d.chals, d.got, d.have = "", nil, nil, nil, 0
+	return all, chals, true
 }
 
 // domains takes a part of ring 0's list of every app's custom domains, with their
-// certificates and keys, and once it has them all makes them the router's. The keys stay in
+// certificates and keys, and once it has them all makes them (and the ACME challenges pending
+// for domains) the router's. The keys stay in
 // memory: nothing is written to disk. A domain whose certificate and key do not make a pair
 // is left out, and said so.
 func (n *Node) domains(m *nats.Msg) (any, error) {
@@ -65,10 +71,10 @@ func (n *Node) domains(m *nats.Msg) (any, error) {
 	if err := json.Unmarshal(m.Data, &in); err != nil {
 		return nil, fmt.Errorf("domains: %w", err)
 	}
-	if in.Parts < 1 || in.Parts > maxDomainParts || in.Part < 0 || in.Part >= in.Parts || len(in.Domains) > maxDomains {
-		return nil, fmt.Errorf("domains: part %d of %d with %d domains: out of bounds", in.Part, in.Parts, len(in.Domains))
+	if in.Parts < 1 || in.Parts > maxDomainParts || in.Part < 0 || in.Part >= in.Parts || len(in.Domains) > maxDomains || len(in.Challenges) > maxDomains {
+		return nil, fmt.Errorf("domains: part %d of %d with %d domains and %d challenges: out of bounds", in.Part, in.Parts, len(in.Domains), len(in.Challenges))
 	}
-	all, whole := n.domainParts.add(in)
+	all, chals, whole := n.domainParts.add(in)
 	if !whole {
 		return struct{}{}, nil
 	}
@@ -85,6 +91,13 @@ func (n *Node) domains(m *nats.Msg) (any, error) {
 		ds = append(ds, router.Domain{Name: d.Domain, Tenant: string(d.Tenant), App: d.App, Cert: &cert, Redirect: d.Redirect})
 	}
 	if err := x.r.SetDomains(ds); err != nil {
+		return nil, fmt.Errorf("domains: %w", err)
+	}
+	cs := make([]router.Challenge, 0, len(chals))
+	for _, c := range chals {
+		cs = append(cs, router.Challenge{Domain: c.Domain, Token: c.Token, KeyAuth: c.KeyAuth})
+	}
+	if err := x.r.SetChallenges(cs); err != nil {
 		return nil, fmt.Errorf("domains: %w", err)
 	}
 	return struct{}{}, nil

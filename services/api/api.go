@@ -125,6 +125,9 @@ type Config struct {
 	DomainsChanged func()
 	// Backup makes the backups GET /v1/backup streams; nil: it answers 503.
 	Backup Backup
+	// ACME says ring 0 gets custom domains' certificates from an ACME server when asked
+	// (false: PUT …/domains/{domain} with acme answers 422 acme_unconfigured).
+	ACME bool
 }
 
 // DefaultMaxBody is the request body limit when Config.MaxBody is zero.
@@ -157,6 +160,7 @@ type API struct {
 	appsDomain     string
 	domainsChanged func()
 	backup         Backup
+	acme           bool
 }
 
 // New checks cfg and builds the API's routes and OpenAPI document.
@@ -184,7 +188,7 @@ func New(cfg Config) (*API, error) {
 		maxBody: cfg.MaxBody, images: cfg.Images, imageLimits: cfg.ImageLimits.WithDefaults(), vms: cfg.VMs, mux: http.NewServeMux()}
 	a.rulesets, _ = cfg.VMs.(Rulesets)
 	a.metrics, a.metricsOpen, a.caPrint = cfg.Metrics, cfg.MetricsOpen, cfg.CAFingerprint
-	a.sealer, a.domainsChanged, a.backup = cfg.Sealer, cfg.DomainsChanged, cfg.Backup
+	a.sealer, a.domainsChanged, a.backup, a.acme = cfg.Sealer, cfg.DomainsChanged, cfg.Backup, cfg.ACME
 	a.appsDomain = strings.ToLower(strings.Trim(cfg.AppsDomain, "."))
 	var err error
 	if a.counts, err = newAPIMetrics(cfg.Metrics); err != nil {

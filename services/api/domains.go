@@ -31,10 +31,14 @@ const (
 	maxCertChain = 10
 )
 
-// DomainPut is the body of PUT /v1/tenants/{tenant}/apps/{app}/domains/{domain}.
+// DomainPut is the body of PUT /v1/tenants/{tenant}/apps/{app}/domains/{domain}: a
+// certificate and its key, or acme.
 type DomainPut struct {
-	Cert string `json:"cert" api:"required"` // PEM: the domain's certificate, then its chain
-	Key  string `json:"key" api:"required"`  // PEM: the certificate's private key (PKCS #8, PKCS #1 or SEC 1)
+	Cert string `json:"cert,omitempty"` // PEM: the domain's certificate, then its chain
+	Key  string `json:"key,omitempty"`  // PEM: the certificate's private key (PKCS #8, PKCS #1 or SEC 1)
+	// ACME has ring 0 get the certificate from the cloud's ACME server, proving the domain by
+	// HTTP-01 through the routers, and renew it; instead of cert and key.
+	ACME bool `json:"acme,omitempty"`
 	// Redirect answers plain HTTP requests for the domain with 308 to https.
 	Redirect bool `json:"redirect,omitempty"`
 }
@@ -43,6 +47,12 @@ func (b *DomainPut) validate() error {
 	if len(b.Cert) > maxCertPEM || len(b.Key) > maxKeyPEM {
 		return &apiError{http.StatusRequestEntityTooLarge, "too_large",
 			fmt.Sprintf("cert (%d bytes) or key (%d bytes) too large: at most %d and %d", len(b.Cert), len(b.Key), maxCertPEM, maxKeyPEM)}
+	}
+	switch {
+	case b.ACME && (b.Cert != "" || b.Key != ""):
+		return &apiError{http.StatusUnprocessableEntity, "cert_or_acme", "give either cert and key, or acme: not both"}
+	case !b.ACME && (b.Cert == "" || b.Key == ""):
+		return &apiError{http.StatusUnprocessableEntity, "cert_or_acme", "give cert and key (PEM), or acme: true to have the cloud's ACME server issue the certificate"}
 	}
 	return nil
 }
@@ -107,6 +117,9 @@ func (a *API) putDomain(c *call) error {
 		return &apiError{http.StatusUnprocessableEntity, "apps_domain",
 			fmt.Sprintf("domain %s is under the cloud's apps domain %s, whose names are tenants' apps: choose a domain of your own", name, ad)}
 	}
+	if b.ACME {
+		return a.putACMEDomain(c, name, b.Redirect)
+	}
 	chain, leaf, err := parseCertChain(b.Cert)
 	if err != nil {
 		return err
@@ -135,6 +148,24 @@ func (a *API) putDomain(c *call) error {
 		a.domainsChanged()
 	}
 	a.reply(c.w, http.StatusOK, d)
+	return nil
+}
+
+// putACMEDomain leaves domain's certificate to ring 0, which asks the ACME server for one
+// (and renews it) while the request is answered: 202, state pending; ls says how it went.
+func (a *API) putACMEDomain(c *call, name string, redirect bool) error {
+	if !a.acme {
+		return &apiError{http.StatusUnprocessableEntity, "acme_unconfigured",
+			"this cloud has no ACME server: its operator starts ring 0 with --acme-directory; or give cert and key"}
+	}
+	d, err := a.store.PutACMEDomain(c.ctx, c.tenant(), c.path["app"], name, redirect)
+	if err != nil {
+		return err
+	}
+	if a.domainsChanged != nil {
+		a.domainsChanged()
+	}
+	a.reply(c.w, http.StatusAccepted, d)
 	return nil
 }
 
@@ -228,8 +259,8 @@ func (a *API) domainRoutes() []route {
 		{method: "GET", path: "/v1/tenants/{tenant}/domains", access: reader, summary: "The tenant's custom domains: domain, app, certificate fingerprint and expiry, redirect (never a key)",
 			status: http.StatusOK, out: domainList{}, serve: a.listDomains},
 		{method: "GET", path: p, access: reader, summary: "The app's custom domains", status: http.StatusOK, out: domainList{}, serve: a.listDomains},
-		{method: "PUT", path: p + "/{domain}", access: admin, summary: "Give the app a custom domain, or a new certificate for one it has: the certificate (PEM, current, naming the domain) and its private key, which no answer ever shows. 409 if another app has the domain; 422 for a domain under the cloud's apps domain",
-			body: &DomainPut{}, status: http.StatusOK, out: inventory.AppDomain{}, serve: a.putDomain},
+		{method: "PUT", path: p + "/{domain}", access: admin, summary: "Give the app a custom domain, or a new certificate for one it has: the certificate (PEM, current, naming the domain) and its private key, which no answer ever shows; or acme, and ring 0 gets one from the cloud's ACME server and renews it (202, state pending: the list says how it went; 422 acme_unconfigured if the cloud has none). 409 if another app has the domain; 422 for a domain under the cloud's apps domain",
+			body: &DomainPut{}, status: http.StatusOK, accepted: true, out: inventory.AppDomain{}, serve: a.putDomain},
 		{method: "DELETE", path: p + "/{domain}", access: admin, summary: "Take a custom domain from the app", status: http.StatusNoContent, serve: a.deleteDomain},
 	}
 	for i := range rs {

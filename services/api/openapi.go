@@ -145,6 +145,9 @@ func (g *schemaGen) responses(rt route) map[string]any {
 		}
 	}
 	out := map[string]any{strconv.Itoa(rt.status): ok}
+	if rt.accepted {
+		out[strconv.Itoa(http.StatusAccepted)] = map[string]any{"description": "Accepted: the rest goes on after the answer", "content": ok["content"]}
+	}
 	if ndjson != nil {
 		out[strconv.Itoa(http.StatusOK)] = ndjson
 	}

@@ -32,6 +32,7 @@ type route struct {
 	rawOut       string           // the content type of a success answer that is not JSON
 	answers      map[int][]string // answers besides or instead of those the fields declare (the web view's pages and redirects): by status, their content types (none: no content)
 	status       int              // its success status
+	accepted     bool             // it may also answer 202 with the same body: work it started goes on
 	out          any              // a value of its success response type; nil: no content
 	lines        []any            // an application/x-ndjson answer: values of the types of its lines (with out, when asked for in Accept, as 200)
 	serve        func(*call) error

@@ -20,6 +20,12 @@ type AppDomain struct {
 	NotAfter    time.Time      `json:"not_after"`
 	Redirect    bool           `json:"redirect"` // plain HTTP is answered 308 to https
 	Added       time.Time      `json:"added"`
+	// ACME says the certificate comes from the cloud's ACME server, which ring 0 asks for it
+	// and renews; State is then pending (none issued yet, or asked again), issued or failed,
+	// with the last attempt's error. Fingerprint and NotAfter are empty until one is issued.
+	ACME      bool   `json:"acme,omitempty"`
+	State     string `json:"state,omitempty"`
+	LastError string `json:"last_error,omitempty"`
 }
 
 // DomainCert is a custom domain with what the routers need to serve it over TLS: the
@@ -47,6 +53,18 @@ func (s *Store) PutDomain(ctx context.Context, d DomainCert) (AppDomain, error) 
 		if err != nil {
 			return pgErr("app "+string(d.Tenant)+"/"+d.App, err)
 		}
+		// A domain left to ACME is its app's too; the app's own upload takes it off ACME.
+		ct, err := tx.Exec(ctx, `DELETE FROM acme_domains WHERE domain = $1 AND tenant_id = $2 AND app = $3`, d.Domain, string(d.Tenant), d.App)
+		if err != nil {
+			return pgErr(what, err)
+		}
+		if ct.RowsAffected() == 0 {
+			if err := tx.QueryRow(ctx, `SELECT 1 FROM acme_domains WHERE domain = $1`, d.Domain).Scan(&one); err == nil {
+				return fmt.Errorf("inventory: %s: %w: another app has it", what, ErrExists)
+			} else if !errors.Is(err, pgx.ErrNoRows) {
+				return pgErr(what, err)
+			}
+		}
 		err = scanDomain(tx.QueryRow(ctx, `INSERT INTO app_domains AS d (domain, tenant_id, app, cert_pem, fingerprint, not_after, key_sealed, redirect)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 			ON CONFLICT (domain) DO UPDATE SET cert_pem = $4, fingerprint = $5, not_after = $6, key_sealed = $7, redirect = $8
@@ -73,7 +91,10 @@ func (s *Store) ListDomains(ctx context.Context, tenant rings.TenantID, app stri
 		out = append(out, d)
 		return nil
 	})
-	return out, pgErr("domains of "+string(tenant), err)
+	if err != nil {
+		return nil, pgErr("domains of "+string(tenant), err)
+	}
+	return s.withACME(ctx, out, tenant, app)
 }
 
 // DomainCerts lists every custom domain with its certificate and sealed key, by name: what
@@ -92,12 +113,15 @@ func (s *Store) DomainCerts(ctx context.Context) ([]DomainCert, error) {
 	return out, pgErr("domain certificates", err)
 }
 
-// DeleteDomain takes domain from tenant's app (any of tenant's apps if app is ""). Errors wrap
+// DeleteDomain takes domain from tenant's app (any of tenant's apps if app is ""), its
+// certificate and, if ACME gets it one, that too. Errors wrap
 // ErrNotFound if it has no such domain.
 func (s *Store) DeleteDomain(ctx context.Context, tenant rings.TenantID, app, domain string) error {
-	ct, err := s.pool.Exec(ctx, `DELETE FROM app_domains WHERE domain = $1 AND tenant_id = $2 AND ($3 = '' OR app = $3)`,
-		domain, string(tenant), app)
-	if err == nil && ct.RowsAffected() == 0 {
+	var n int
+	err := s.pool.QueryRow(ctx, `WITH a AS (DELETE FROM acme_domains WHERE domain = $1 AND tenant_id = $2 AND ($3 = '' OR app = $3) RETURNING 1),
+		d AS (DELETE FROM app_domains WHERE domain = $1 AND tenant_id = $2 AND ($3 = '' OR app = $3) RETURNING 1)
+		SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM d)`, domain, string(tenant), app).Scan(&n)
+	if err == nil && n == 0 {
 		return fmt.Errorf("inventory: domain %s of %s/%s: %w", domain, tenant, app, ErrNotFound)
 	}
 	return pgErr("delete domain "+domain, err)

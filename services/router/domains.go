@@ -106,6 +106,9 @@ func (c *conn) routeDomain() bool {
 	if c.tls && !bytes.Equal(name, c.sni) {
 		return c.respond(errMisdirected.status, errMisdirected.msg)
 	}
+	if !c.tls && c.answerChallenge(name) {
+		return c.respondChallenge(name)
+	}
 	d := c.r.domainOf(name)
 	if d == nil {
 		return c.respond(errUnknownHost.status, errUnknownHost.msg)

@@ -102,6 +102,8 @@ func (p *response) parse(raw []byte, head, upgrade bool) bool {
 // reason returns the standard text for the statuses the router writes itself.
 func reason(status int) string {
 	switch status {
+	case 200:
+		return "200 OK"
 	case 400:
 		return "400 Bad Request"
 	case 404:

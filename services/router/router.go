@@ -133,7 +133,8 @@ type Router struct {
 	reg   map[string][]*upstream             // every upstream that is routed to or still draining, by backend ID
 	peers atomic.Pointer[map[netip.Addr]int] // the peer routers' addresses, each with its live upstreams; swapped under regMu
 
-	domains atomic.Pointer[map[string]*domain] // custom domains by name; swapped whole by SetDomains
+	domains    atomic.Pointer[map[string]*domain]           // custom domains by name; swapped whole by SetDomains
+	challenges atomic.Pointer[map[string]map[string]string] // pending ACME HTTP-01 answers: domain → token → key authorization
 
 	ln      atomic.Pointer[net.Listener]
 	tlsLn   atomic.Pointer[net.Listener]
