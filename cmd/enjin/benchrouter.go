@@ -376,6 +376,9 @@ http {
 			proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
 			proxy_set_header X-Forwarded-Proto $scheme;
 			proxy_set_header X-Forwarded-Host $host;
+			proxy_set_header X-Real-IP $remote_addr;
+			proxy_set_header Forwarded "for=$remote_addr;proto=$scheme;host=\"$host\"";
+			proxy_set_header Enjin-Hop 1;
 		}
 	}
 }
