@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -17,7 +16,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -147,33 +145,15 @@ func startDNS(t *testing.T, name string) string {
 	return ln.Addr().String()
 }
 
-// syncBuffer is a bytes.Buffer safe for pebble's goroutines to log to.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // startPebble runs pebble's ACME server (its library packages, wired as cmd/pebble wires
 // them) over TLS on loopback until the test ends, validating HTTP-01 on httpPort of the
 // addresses dnsAddr resolves. It returns pebble's log, its directory URL, a file with the CA
 // of its own TLS certificate (written in dir) and the roots its certificates chain to.
-func startPebble(t *testing.T, dir string, httpPort int, dnsAddr string) (*syncBuffer, string, string, *x509.CertPool) {
+func startPebble(t *testing.T, dir string, httpPort int, dnsAddr string) (*harness.SyncBuffer, string, string, *x509.CertPool) {
 	t.Helper()
 	t.Setenv("PEBBLE_VA_NOSLEEP", "1")      // no random wait before validating
 	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0") // no nonces refused at random
-	var out syncBuffer
+	var out harness.SyncBuffer
 	logger := log.New(&out, "pebble ", log.LstdFlags)
 	store := db.NewMemoryStore()
 	authority := ca.New(logger, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {Description: "default"}})

@@ -92,8 +92,11 @@ func fetchBackup(c *cobra.Command, cl *client, out string) (int64, *backup.Manif
 			os.Remove(tmp.Name())
 		}
 	}()
-	counted := &countWriter{w: tmp}
-	m, err := backup.Check(c.Context(), io.TeeReader(resp.Body, counted))
+	m, err := backup.Check(c.Context(), io.TeeReader(resp.Body, tmp))
+	if err != nil {
+		return 0, nil, err
+	}
+	info, err := tmp.Stat()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -101,18 +104,7 @@ func fetchBackup(c *cobra.Command, cl *client, out string) (int64, *backup.Manif
 		return 0, nil, err
 	}
 	done = true
-	return counted.n, m, nil
-}
-
-type countWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+	return info.Size(), m, nil
 }
 
 // pruneBackups deletes the oldest enjin-*.enjin files in dir beyond keep (their names sort

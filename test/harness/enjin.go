@@ -57,14 +57,14 @@ func (e *buildError) Error() string { return e.err.Error() + "\n" + string(e.out
 // Proc is an enjin process a test started.
 type Proc struct {
 	Cmd *exec.Cmd
-	Out *syncBuffer
+	Out *SyncBuffer
 }
 
 // Adopt starts cmd (an enjin command the test built, e.g. with a working directory of its own)
 // like Start does.
 func Adopt(t testing.TB, cmd *exec.Cmd) *Proc {
 	t.Helper()
-	out := &syncBuffer{}
+	out := &SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -219,19 +219,19 @@ var (
 // Itoa is strconv.Itoa, for building flag lists.
 func Itoa(i int) string { return strconv.Itoa(i) }
 
-// syncBuffer is a bytes.Buffer safe for a process's concurrent writes.
-type syncBuffer struct {
+// SyncBuffer is a bytes.Buffer safe for concurrent writes (a process's output, a server's log).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
