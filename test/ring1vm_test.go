@@ -30,7 +30,7 @@ func TestRing1VM(t *testing.T) {
 		t.Fatalf("build sampleapp: %v\n%s", err, out)
 	}
 	c.cli("images", "upload", "--kernel", filepath.Join(img, "vmlinuz"), "--initrd", filepath.Join(img, "initrd.img"), "--name", "ring1", "-q")
-	c.cli("machine-types", "create", "host", "--vcpus", "2", "--memory", "1536", "--disk", "2")
+	c.cli("machine-types", "create", "host", "--vcpus", "1", "--memory", "1536", "--disk", "2")
 
 	// What cannot be grown is refused in one line, before anything is made.
 	for _, tc := range []struct {
