@@ -147,7 +147,7 @@ func backupsLsCmd(g *globals) *cobra.Command {
 	}
 	c.RunE = func(c *cobra.Command, _ []string) error {
 		ref := string(rings.SystemTenant) + "/" + backupsApp
-		if err := runJob(c, g, ref, `ls -lt "$HOME/backups"`); err != nil {
+		if err := runJob(c, g, ref, `cd "$HOME/backups" 2>/dev/null && ls -lt enjin-*.enjin 2>/dev/null || echo "no backups yet"`); err != nil {
 			return fmt.Errorf("backups ls: %w", err)
 		}
 		cl, err := g.client()
