@@ -47,7 +47,7 @@ cache=${ENJIN_GUEST_CACHE:-$cache}
 # The modules a q35 guest needs: virtio devices, fw_cfg (the metadata) and the ACPI power
 # button with the input device acpid reads. Their dependencies come from modules.dep.
 modules="virtio_pci virtio_net virtio_blk virtio_console qemu_fw_cfg button evdev"
-# The ring1 kind's, for what enjin ring1 does (supervisors/process, portguard, netseg,
+# The ring1 kind's, for what enjin ring1 does (supervisors/sandbox, portguard, netseg,
 # apphost): bridges with netfilter on them, veth, VXLAN; nftables with the expressions its
 # rules use (ct state, reject and tcp reset in inet and bridge tables, limit, NAT with
 # masquerade; sets, maps, counters and the netdev family are in nf_tables itself); loop

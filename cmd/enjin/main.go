@@ -15,14 +15,14 @@ import (
 	"os/signal"
 	"syscall"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 func main() {
 	// The sandbox helper must do nothing else before it confines and starts a child. It
 	// returns only on failure, with an error that reads "sandbox: <what>: <why>".
-	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
-		fmt.Fprintln(os.Stderr, "enjin", process.ExecSandbox())
+	if len(os.Args) > 1 && os.Args[1] == sandbox.HelperArg {
+		fmt.Fprintln(os.Stderr, "enjin", sandbox.Exec())
 		os.Exit(111)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

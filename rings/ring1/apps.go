@@ -17,7 +17,7 @@ import (
 	"enjin/services/dns"
 	"enjin/services/router"
 	"enjin/services/vmhost"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // AppsConfig makes a ring 1 node host tenants' apps: it runs the router, the DNS for app
@@ -47,7 +47,7 @@ type AppsConfig struct {
 // runApps serves apps until ctx ends, then stops every instance and listener.
 func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) error {
 	c := n.cfg.Apps
-	nw := &process.Network{Bridge: c.Bridge, Prefix: c.Prefix}
+	nw := &sandbox.Network{Bridge: c.Bridge, Prefix: c.Prefix}
 	if err := nw.Ensure(); err != nil {
 		return err
 	}
@@ -56,7 +56,7 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	}
 	// Named for the node and its bridge: two nodes on one host (two `enjin up`, say) never
 	// share, and so never sweep, each other's cgroups.
-	cg, err := process.DetectCgroups("enjin-" + string(n.cfg.Node) + "-" + c.Bridge)
+	cg, err := sandbox.DetectCgroups("enjin-" + string(n.cfg.Node) + "-" + c.Bridge)
 	if err != nil {
 		return err
 	}

@@ -22,13 +22,13 @@ import (
 	"enjin/rings"
 	"enjin/services/vmhost"
 	"enjin/supervisors/libvirt"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // startVMs makes the node host VMs on the apps' bridge, if libvirtd answers: the VM host, the
 // relay guests reach the bus through, and what was left running adopted. Without libvirtd the
 // node hosts no VMs and says so; its VM commands are refused.
-func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network, tn *tenantNetworks, ids *identities, ring0API string) (stop func()) {
+func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *sandbox.Network, tn *tenantNetworks, ids *identities, ring0API string) (stop func()) {
 	c := n.cfg.Apps
 	if n.cfg.NoVMs {
 		n.log.Info("hosting no VMs, as configured")
@@ -47,7 +47,7 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 		n.log.Warn("no VMs: the bus URL", "err", err)
 		return func() {}
 	}
-	relay := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.GuestPort))
+	relay := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(sandbox.GuestPort))
 	ln, err := net.Listen("tcp", relay)
 	if err != nil {
 		lv.Close()
@@ -114,7 +114,7 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *process.Network,
 // hostRelay listens on the gateway's host port for the VMs this node runs as ring 1 hosts and
 // the system tenant's sandboxes, to pass them through to ring 0's API (host:port); nil if the
 // node knows no ring 0 API. The bridge's firewall lets only those reach it.
-func (n *Node) hostRelay(nw *process.Network) (ln net.Listener, ring0, api string) {
+func (n *Node) hostRelay(nw *sandbox.Network) (ln net.Listener, ring0, api string) {
 	if n.cfg.Ring0API == "" {
 		return nil, "", ""
 	}
@@ -127,7 +127,7 @@ func (n *Node) hostRelay(nw *process.Network) (ln net.Listener, ring0, api strin
 	if u.Port() == "" {
 		ring0 = net.JoinHostPort(u.Hostname(), map[string]string{"http": "80", "https": "443"}[u.Scheme])
 	}
-	addr := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.HostPort))
+	addr := net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(sandbox.HostPort))
 	if ln, err = net.Listen("tcp", addr); err != nil {
 		n.log.Warn("no relay to ring 0's API (for ring 1 host VMs and the system tenant)", "err", err)
 		return nil, "", ""

@@ -10,7 +10,7 @@ import (
 
 	"enjin/rings"
 	"enjin/services/apphost"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
 )
 
@@ -25,7 +25,7 @@ func realRing1(t *testing.T) string {
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	h, err := apphost.New(apphost.Config{Dir: dir, Node: "ring1-real", Helper: "/nonexistent/enjin",
-		Network: &process.Network{Bridge: "enj-unused", Prefix: netip.MustParsePrefix("100.91.0.0/24")},
+		Network: &sandbox.Network{Bridge: "enj-unused", Prefix: netip.MustParsePrefix("100.91.0.0/24")},
 		Cgroups: noCgroups{}, Router: noRouter{}, UIDRegistry: filepath.Join(dir, "uids"), Logger: harness.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
@@ -53,7 +53,7 @@ var errNoCgroups = errors.New("no cgroups in this test")
 
 type noCgroups struct{}
 
-func (noCgroups) Create(string, process.Limits) ([]string, error) { return nil, errNoCgroups }
+func (noCgroups) Create(string, sandbox.Limits) ([]string, error) { return nil, errNoCgroups }
 func (noCgroups) Usage(string) (uint64, uint64, error)            { return 0, 0, errNoCgroups }
 func (noCgroups) OOMKills(string) uint64                          { return 0 }
 func (noCgroups) Kill(string) error                               { return nil }

@@ -24,7 +24,7 @@ import (
 	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/services/router"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
 )
 
@@ -34,8 +34,8 @@ var (
 )
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
-		fmt.Fprintln(os.Stderr, "enjin", process.ExecSandbox())
+	if len(os.Args) > 1 && os.Args[1] == sandbox.HelperArg {
+		fmt.Fprintln(os.Stderr, "enjin", sandbox.Exec())
 		os.Exit(111)
 	}
 	if slices.ContainsFunc(os.Args, func(a string) bool { return strings.HasPrefix(a, "-test.fuzzworker") }) {
@@ -77,7 +77,7 @@ type world struct {
 	router *router.Router
 	url    string
 	dir    string
-	net    *process.Network
+	net    *sandbox.Network
 }
 
 func newWorld(t testing.TB) *world { return newWorldWith(t, nil) }
@@ -86,7 +86,7 @@ func newWorld(t testing.TB) *world { return newWorldWith(t, nil) }
 func newWorldWith(t testing.TB, edit func(*apphost.Config)) *world {
 	t.Helper()
 	stamp := time.Now().UnixNano() % 200
-	nw := &process.Network{Bridge: fmt.Sprintf("enja%d", stamp), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.90.%d.0/24", stamp))}
+	nw := &sandbox.Network{Bridge: fmt.Sprintf("enja%d", stamp), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.90.%d.0/24", stamp))}
 	if err := nw.Ensure(); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +95,7 @@ func newWorldWith(t testing.TB, edit func(*apphost.Config)) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nw.RemoveFirewall() })
-	cg, err := process.DetectCgroups("enjin-test-apphost")
+	cg, err := sandbox.DetectCgroups("enjin-test-apphost")
 	if err != nil {
 		t.Fatal(err)
 	}

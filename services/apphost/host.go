@@ -39,7 +39,7 @@ import (
 	"time"
 
 	"enjin/rings"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // Route is an instance the router may send an app's requests to.
@@ -57,8 +57,8 @@ type Config struct {
 	Dir           string       // packages/, apps/, staging/ and the sandbox root live here (root only)
 	Node          rings.NodeID // the ring 1 node running the apps
 	Helper        string       // the sandbox helper binary (enjin)
-	Network       *process.Network
-	Cgroups       process.Cgroups
+	Network       *sandbox.Network
+	Cgroups       sandbox.Cgroups
 	Router        Router
 	Networks      Networks      // nil: instances join no tenant network (a manifest naming one fails)
 	Policy        Policy        // limits per instance and quotas; the zero value is DefaultPolicy()

@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // Instance states.
@@ -49,7 +49,7 @@ type instance struct {
 	serial        string // allocated: names its cgroup, network namespace and veth pair
 	cfg           InstanceConfig
 	app           *app
-	ep            *process.Endpoint
+	ep            *sandbox.Endpoint
 	system        bool         // the system tenant's: its address may reach the relay to ring 0
 	nets          []Attachment // under mu
 	cgroup        string
@@ -159,12 +159,12 @@ func (in *instance) run(ctx context.Context) {
 func (in *instance) once(ctx context.Context) error {
 	h := in.app.host
 	lim := in.cfg.Limits
-	binds := []process.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
+	binds := []sandbox.Bind{{Source: in.app.releaseDir(in.release), Target: "/app"},
 		{Source: in.app.homeDir(), Target: "/home/app", Writable: true}}
 	if in.system {
-		binds = append(binds, process.Bind{Source: h.cfg.Helper, Target: SystemBinary})
+		binds = append(binds, sandbox.Bind{Source: h.cfg.Helper, Target: SystemBinary})
 	}
-	cmd, err := process.Sandbox{UID: in.app.uid, GID: in.app.uid, Hostname: in.app.name, Netns: in.ep.Netns,
+	cmd, err := sandbox.Spec{UID: in.app.uid, GID: in.app.uid, Hostname: in.app.name, Netns: in.ep.Netns,
 		CgroupProcs: in.procs, Root: h.sandboxRoot(), Binds: binds,
 		TmpBytes: int64(lim.TmpMB) << 20, Dir: "/app", Path: "/bin/sh", Args: []string{"-c", in.cfg.Command},
 		Env: in.cfg.Env}.Command(h.cfg.Helper)

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"enjin/rings"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // Deploy streams body (a bundle: gzipped tar with a Procfile) into the package store,
@@ -412,7 +412,7 @@ func (a *app) prepare(r Release, c InstanceConfig) (*instance, error) {
 		return nil, err
 	}
 	cg := "i" + serial
-	procs, err := h.cfg.Cgroups.Create(cg, process.Limits{MemoryBytes: int64(c.Limits.MemoryMB) << 20,
+	procs, err := h.cfg.Cgroups.Create(cg, sandbox.Limits{MemoryBytes: int64(c.Limits.MemoryMB) << 20,
 		CPUMillis: c.Limits.CPUMillis, Pids: c.Limits.Pids})
 	if err != nil {
 		undo()

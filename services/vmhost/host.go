@@ -53,7 +53,7 @@ type Hypervisor interface {
 }
 
 // Addresses hands out the bridge's addresses to VMs and lets VMs reach the bus relay;
-// *process.Network has it.
+// *sandbox.Network has it.
 type Addresses interface {
 	Reserve() (netip.Addr, error)
 	ReserveAddr(a netip.Addr) error

@@ -27,7 +27,7 @@ import (
 	"enjin/rings"
 	"enjin/services/vmhost"
 	"enjin/supervisors/libvirt"
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
 )
 
@@ -77,7 +77,7 @@ func digestOf(path string) string {
 type world struct {
 	host    *vmhost.Host
 	cfg     vmhost.Config
-	net     *process.Network
+	net     *sandbox.Network
 	lv      *libvirt.Conn
 	obs     chan *nats.Msg
 	fetched int
@@ -89,7 +89,7 @@ func newWorld(t *testing.T) *world {
 	t.Helper()
 	hold := harness.LibvirtdShared(t)
 	n := time.Now().UnixNano()%200 + 20
-	nw := &process.Network{Bridge: fmt.Sprintf("enjvm%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.97.%d.0/24", n))}
+	nw := &sandbox.Network{Bridge: fmt.Sprintf("enjvm%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.97.%d.0/24", n))}
 	if err := nw.Ensure(); err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +108,7 @@ func newWorld(t *testing.T) *world {
 		t.Fatal(err)
 	}
 	nc.Flush()
-	ln, err := net.Listen("tcp", net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.GuestPort)))
+	ln, err := net.Listen("tcp", net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(sandbox.GuestPort)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,7 +124,7 @@ func newWorld(t *testing.T) *world {
 	dir, _ := os.MkdirTemp("/tmp", "enjin-vmhost-")
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	w.cfg = vmhost.Config{Dir: dir, Node: "host-a", Libvirt: w.lv, Bridge: nw.Bridge, Network: nw, Prefix: nw.Prefix,
-		NATS: []string{"nats://" + net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(process.GuestPort))},
+		NATS: []string{"nats://" + net.JoinHostPort(nw.Gateway().String(), strconv.Itoa(sandbox.GuestPort))},
 		Fetch: func(ctx context.Context, digest, part string, f *os.File) error {
 			if digest != image.ref.Digest {
 				return fmt.Errorf("no image %s", digest)
@@ -218,7 +218,7 @@ func TestVMLifecycle(t *testing.T) {
 	}
 
 	// A restarted node adopts the running VM: same domain, not restarted.
-	nw2 := &process.Network{Bridge: w.net.Bridge, Prefix: w.net.Prefix}
+	nw2 := &sandbox.Network{Bridge: w.net.Bridge, Prefix: w.net.Prefix}
 	cfg := w.cfg
 	cfg.Network = nw2
 	h2, err := vmhost.New(cfg)

@@ -10,13 +10,9 @@
 // supervisor with the same Spec.PIDFile adopts it instead of starting a second copy; without
 // Detach the child gets a parent-death signal and never outlives a crashed supervisor.
 //
-// Confinement is in the same package: Sandbox (a re-exec helper that joins cgroups and a
-// network namespace, builds a private read-only root in new PID, mount, IPC, UTS and cgroup
-// namespaces, drops to the child's uid with no capabilities, no_new_privs and a seccomp
-// filter, and stays as the child's init), Cgroups (v1 and v2 backends, chosen at start) and
-// Network (a bridge with isolated ports, a veth pair and an address per child).
-//
-// Ring 0 uses it for ring 1 nodes on its own machine; ring 1 uses it for ring 2 apps.
+// It supervises only: what confines a process (cgroups, network namespaces, the firewall,
+// the sandbox's mounts and seccomp filter) is supervisors/sandbox. Ring 0 uses it for the
+// ring 1 nodes on its own machine.
 package process
 
 import (

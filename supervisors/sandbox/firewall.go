@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"bytes"
@@ -18,7 +18,7 @@ import (
 // router.
 func (n *Network) Firewall() error {
 	if _, err := exec.LookPath("nft"); err != nil {
-		return fmt.Errorf("process: firewall: the nft command is missing (apt-get install nftables): %w", err)
+		return fmt.Errorf("sandbox: firewall: the nft command is missing (apt-get install nftables): %w", err)
 	}
 	table := "enjin-" + n.Bridge
 	rules := fmt.Sprintf(`table inet %[1]s {}
@@ -53,7 +53,7 @@ table inet %[1]s {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("process: firewall: nft: %w: %s", err, strings.TrimSpace(out.String()))
+		return fmt.Errorf("sandbox: firewall: nft: %w: %s", err, strings.TrimSpace(out.String()))
 	}
 	return nil
 }
@@ -82,11 +82,11 @@ func (n *Network) DisallowHost(a netip.Addr) error { return n.guestSet("delete",
 
 func (n *Network) guestSet(op, set string, a netip.Addr) error {
 	if !a.Is4() || !n.Prefix.Contains(a) {
-		return fmt.Errorf("process: firewall: guest %v is not in %v", a, n.Prefix)
+		return fmt.Errorf("sandbox: firewall: guest %v is not in %v", a, n.Prefix)
 	}
 	out, err := exec.Command("nft", op, "element", "inet", "enjin-"+n.Bridge, set, "{ "+a.String()+" }").CombinedOutput()
 	if err != nil && !(op == "delete" && bytes.Contains(out, []byte("No such file"))) {
-		return fmt.Errorf("process: firewall: %s guest %v: %w: %s", op, a, err, bytes.TrimSpace(out))
+		return fmt.Errorf("sandbox: firewall: %s guest %v: %w: %s", op, a, err, bytes.TrimSpace(out))
 	}
 	return nil
 }
@@ -95,7 +95,7 @@ func (n *Network) guestSet(op, set string, a netip.Addr) error {
 func (n *Network) RemoveFirewall() error {
 	out, err := exec.Command("nft", "delete", "table", "inet", "enjin-"+n.Bridge).CombinedOutput()
 	if err != nil && !bytes.Contains(out, []byte("No such file")) {
-		return fmt.Errorf("process: firewall: %w: %s", err, bytes.TrimSpace(out))
+		return fmt.Errorf("sandbox: firewall: %w: %s", err, bytes.TrimSpace(out))
 	}
 	return nil
 }

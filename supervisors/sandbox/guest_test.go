@@ -1,4 +1,4 @@
-package process_test
+package sandbox_test
 
 import (
 	"fmt"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // A child on the bridge reaches the gateway's guest port only while AllowGuest lets its
@@ -18,7 +18,7 @@ import (
 // reserved addresses are never handed to a child.
 func TestGuestPortAndReservedAddresses(t *testing.T) {
 	n := time.Now().UnixNano()%200 + 20
-	nw := &process.Network{Bridge: fmt.Sprintf("enjg%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.99.%d.0/29", n))}
+	nw := &sandbox.Network{Bridge: fmt.Sprintf("enjg%d", n), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.99.%d.0/29", n))}
 	if err := nw.Ensure(); err != nil {
 		t.Fatal(err)
 	}
@@ -43,8 +43,8 @@ func TestGuestPortAndReservedAddresses(t *testing.T) {
 		t.Fatalf("ReserveAddr took %v, which a child has", ep.Addr)
 	}
 	gw := nw.Gateway().String()
-	guest, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(process.GuestPort)))
-	host, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(process.HostPort)))
+	guest, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(sandbox.GuestPort)))
+	host, _ := net.Listen("tcp", net.JoinHostPort(gw, strconv.Itoa(sandbox.HostPort)))
 	other, _ := net.Listen("tcp", net.JoinHostPort(gw, "0"))
 	if guest == nil || host == nil || other == nil {
 		t.Fatal("listeners on the gateway")
@@ -69,34 +69,34 @@ func TestGuestPortAndReservedAddresses(t *testing.T) {
 		return cmd.Run() == nil
 	}
 	otherPort := other.Addr().(*net.TCPAddr).Port
-	if dial(process.GuestPort) || dial(process.HostPort) || dial(otherPort) {
+	if dial(sandbox.GuestPort) || dial(sandbox.HostPort) || dial(otherPort) {
 		t.Fatal("a child reached the gateway before AllowGuest")
 	}
 	if err := nw.AllowHost(ep.Addr); err != nil {
 		t.Fatal(err)
 	}
-	if !dial(process.HostPort) || dial(process.GuestPort) {
+	if !dial(sandbox.HostPort) || dial(sandbox.GuestPort) {
 		t.Fatal("AllowHost: want the host port reached, and not the guest port")
 	}
 	if err := nw.DisallowHost(ep.Addr); err != nil {
 		t.Fatal(err)
 	}
-	if dial(process.HostPort) {
+	if dial(sandbox.HostPort) {
 		t.Fatal("a disallowed host still reaches the host port")
 	}
 	if err := nw.AllowGuest(ep.Addr); err != nil {
 		t.Fatal(err)
 	}
-	if !dial(process.GuestPort) {
+	if !dial(sandbox.GuestPort) {
 		t.Fatal("an allowed guest cannot reach the guest port")
 	}
-	if dial(otherPort) || dial(process.HostPort) {
+	if dial(otherPort) || dial(sandbox.HostPort) {
 		t.Fatal("an allowed guest reached another port of the gateway, or the host port")
 	}
 	if err := nw.DisallowGuest(ep.Addr); err != nil {
 		t.Fatal(err)
 	}
-	if dial(process.GuestPort) {
+	if dial(sandbox.GuestPort) {
 		t.Fatal("a disallowed guest still reaches the guest port")
 	}
 	nw.Release(reserved)

@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"encoding/json"
@@ -14,11 +14,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ExecSandbox is the helper: it reads the sandbox from its spec pipe, confines itself and
-// runs the child as the PID namespace's init (see Sandbox). It returns only on failure,
+// Exec is the helper: it reads the sandbox from its spec pipe, confines itself and
+// runs the child as the PID namespace's init (see Spec). It returns only on failure,
 // with an error that reads "sandbox: <what>: <why>"; otherwise it exits with the child's
 // status.
-func ExecSandbox() error {
+func Exec() error {
 	// The init that stays behind needs little: one P, and a GC that keeps the heap small.
 	runtime.GOMAXPROCS(1)
 	debug.SetGCPercent(20)
@@ -39,18 +39,18 @@ func ExecSandbox() error {
 	sb = sb.withDefaults()
 	for _, step := range []struct {
 		what string
-		do   func(*Sandbox) error
+		do   func(*Spec) error
 	}{
 		{"join cgroup", joinCgroups},
 		{"netns " + sb.Netns, enterNetns},
-		{"cgroup namespace", func(*Sandbox) error { return unix.Unshare(unix.CLONE_NEWCGROUP) }},
-		{"hostname", func(sb *Sandbox) error { return unix.Sethostname([]byte(sb.Hostname)) }},
+		{"cgroup namespace", func(*Spec) error { return unix.Unshare(unix.CLONE_NEWCGROUP) }},
+		{"hostname", func(sb *Spec) error { return unix.Sethostname([]byte(sb.Hostname)) }},
 		{"root " + sb.Root, buildRoot},
 		{"rlimits", setRlimits},
 		{"capabilities", dropBoundingSet},
 		{"credentials", dropCredentials},
-		{"seccomp", func(*Sandbox) error { return loadSeccomp() }},
-		{"dir " + sb.Dir, func(sb *Sandbox) error { return os.Chdir(sb.Dir) }},
+		{"seccomp", func(*Spec) error { return loadSeccomp() }},
+		{"dir " + sb.Dir, func(sb *Spec) error { return os.Chdir(sb.Dir) }},
 	} {
 		if err := step.do(&sb); err != nil {
 			return fmt.Errorf("sandbox: %s: %w", step.what, err)
@@ -60,8 +60,8 @@ func ExecSandbox() error {
 }
 
 // readSpec reads the sandbox from the spec pipe to its end and closes it.
-func readSpec() (Sandbox, error) {
-	var sb Sandbox
+func readSpec() (Spec, error) {
+	var sb Spec
 	f := os.NewFile(specFD, "spec")
 	if f == nil {
 		return sb, fmt.Errorf("sandbox: spec: no fd %d", specFD)
@@ -77,7 +77,7 @@ func readSpec() (Sandbox, error) {
 	return sb, nil
 }
 
-func joinCgroups(sb *Sandbox) error {
+func joinCgroups(sb *Spec) error {
 	for _, p := range sb.CgroupProcs {
 		// "0" is the writer: the whole thread group, whatever its pid looks like from here.
 		if err := os.WriteFile(p, []byte("0"), 0o644); err != nil {
@@ -87,7 +87,7 @@ func joinCgroups(sb *Sandbox) error {
 	return nil
 }
 
-func enterNetns(sb *Sandbox) error {
+func enterNetns(sb *Spec) error {
 	if sb.Netns == "" {
 		return nil
 	}
@@ -102,7 +102,7 @@ func enterNetns(sb *Sandbox) error {
 // setRlimits sets the file limit, no core dumps (they would land in the child's HOME with
 // whatever secrets its memory held) and a small locked-memory allowance. The helper is
 // still root, so these are set, not negotiated: a failure is an error.
-func setRlimits(sb *Sandbox) error {
+func setRlimits(sb *Spec) error {
 	for _, l := range []struct {
 		name     string
 		resource int
@@ -124,7 +124,7 @@ func setRlimits(sb *Sandbox) error {
 // dropBoundingSet empties this thread's capability bounding set and ambient set, which the
 // child inherits: even a file capability or setuid binary (which no_new_privs and nosuid
 // disarm already) would then grant nothing.
-func dropBoundingSet(*Sandbox) error {
+func dropBoundingSet(*Spec) error {
 	b, err := os.ReadFile("/proc/sys/kernel/cap_last_cap")
 	if err != nil {
 		return err
@@ -143,7 +143,7 @@ func dropBoundingSet(*Sandbox) error {
 
 // dropCredentials becomes the child's uid and gid, with no supplementary groups, and
 // leaves root behind for good. Go applies setuid and friends to every thread.
-func dropCredentials(sb *Sandbox) error {
+func dropCredentials(sb *Spec) error {
 	if err := syscall.Setgroups(nil); err != nil {
 		return fmt.Errorf("setgroups: %w", err)
 	}

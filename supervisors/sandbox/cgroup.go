@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"bufio"
@@ -57,7 +57,7 @@ func DetectCgroups(prefix string) (Cgroups, error) {
 	for _, c := range []string{"memory", "cpu", "pids"} {
 		mnt := filepath.Join("/sys/fs/cgroup", c)
 		if _, err := os.Stat(mnt); err != nil {
-			return nil, fmt.Errorf("process: no cgroup v2 controllers and no v1 %s hierarchy", c)
+			return nil, fmt.Errorf("sandbox: no cgroup v2 controllers and no v1 %s hierarchy", c)
 		}
 		v1.bases[c] = filepath.Join(mnt, self[c], prefix)
 	}
@@ -82,7 +82,7 @@ func has(list []string, s string) bool {
 func readSelfCgroups(path string) (map[string]string, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return nil, fmt.Errorf("process: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	defer f.Close()
 	m := map[string]string{}
@@ -101,14 +101,14 @@ func readSelfCgroups(path string) (map[string]string, error) {
 
 func writeFile(path, v string) error {
 	if err := os.WriteFile(path, []byte(v), 0o644); err != nil {
-		return fmt.Errorf("process: cgroup: %w", err)
+		return fmt.Errorf("sandbox: cgroup: %w", err)
 	}
 	return nil
 }
 
 func validGroup(name string) error {
 	if name == "" || strings.ContainsAny(name, "/\\\x00") || name == "." || name == ".." {
-		return fmt.Errorf("process: cgroup name %q", name)
+		return fmt.Errorf("sandbox: cgroup name %q", name)
 	}
 	return nil
 }
@@ -125,11 +125,11 @@ func (c *cgroupV1) Create(name string, l Limits) ([]string, error) {
 	var procs []string
 	for ctl, base := range c.bases {
 		if err := os.MkdirAll(base, 0o755); err != nil {
-			return nil, fmt.Errorf("process: cgroup %s: %w", ctl, err)
+			return nil, fmt.Errorf("sandbox: cgroup %s: %w", ctl, err)
 		}
 		dir := filepath.Join(base, name)
 		if err := os.Mkdir(dir, 0o755); err != nil { // never share a group another made
-			return nil, fmt.Errorf("process: cgroup %s/%s: %w", ctl, name, err)
+			return nil, fmt.Errorf("sandbox: cgroup %s/%s: %w", ctl, name, err)
 		}
 		procs = append(procs, filepath.Join(dir, "cgroup.procs"))
 	}
@@ -191,13 +191,13 @@ func (c *cgroupV2) Create(name string, l Limits) ([]string, error) {
 		return nil, err
 	}
 	if err := os.MkdirAll(c.base, 0o755); err != nil {
-		return nil, fmt.Errorf("process: cgroup: %w", err)
+		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
 	}
 	// Children of base get the controllers only if base delegates them.
 	_ = os.WriteFile(filepath.Join(c.base, "cgroup.subtree_control"), []byte("+memory +cpu +pids"), 0o644)
 	dir := filepath.Join(c.base, name)
 	if err := os.Mkdir(dir, 0o755); err != nil { // never share a group another made
-		return nil, fmt.Errorf("process: cgroup %s: %w", name, err)
+		return nil, fmt.Errorf("sandbox: cgroup %s: %w", name, err)
 	}
 	if l.MemoryBytes > 0 {
 		if err := writeFile(filepath.Join(dir, "memory.max"), strconv.FormatInt(l.MemoryBytes, 10)); err != nil {
@@ -226,7 +226,7 @@ func (c *cgroupV2) Usage(name string) (uint64, uint64, error) {
 	}
 	b, err := os.ReadFile(filepath.Join(dir, "cpu.stat"))
 	if err != nil {
-		return mem, 0, fmt.Errorf("process: %w", err)
+		return mem, 0, fmt.Errorf("sandbox: %w", err)
 	}
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "usage_usec "); ok {
@@ -239,7 +239,7 @@ func (c *cgroupV2) Usage(name string) (uint64, uint64, error) {
 
 func (c *cgroupV2) Remove(name string) error {
 	if err := os.Remove(filepath.Join(c.base, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("process: cgroup: %w", err)
+		return fmt.Errorf("sandbox: cgroup: %w", err)
 	}
 	return nil
 }
@@ -247,7 +247,7 @@ func (c *cgroupV2) Remove(name string) error {
 func readUint(path string) (uint64, error) {
 	b, err := os.ReadFile(path)
 	if err != nil {
-		return 0, fmt.Errorf("process: %w", err)
+		return 0, fmt.Errorf("sandbox: %w", err)
 	}
 	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
 }

@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"fmt"
@@ -19,7 +19,7 @@ var forwarded = []os.Signal{syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, sys
 // reaps every process that exits, and exits with the child's status when the child exits
 // (the kernel then kills whatever the child left behind). It returns only if the child
 // cannot be started.
-func runInit(sb *Sandbox) error {
+func runInit(sb *Spec) error {
 	sigs := make(chan os.Signal, 32)
 	signal.Notify(sigs, append([]os.Signal{syscall.SIGCHLD}, forwarded...)...)
 	null, err := os.Open("/dev/null")
@@ -35,7 +35,7 @@ func runInit(sb *Sandbox) error {
 	if err != nil {
 		return fmt.Errorf("sandbox: exec %s: %w", sb.Path, err)
 	}
-	*sb = Sandbox{} // the child's environment is the child's alone
+	*sb = Spec{} // the child's environment is the child's alone
 	debug.FreeOSMemory()
 	for sig := range sigs {
 		if sig != syscall.SIGCHLD {

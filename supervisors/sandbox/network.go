@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"errors"
@@ -35,25 +35,25 @@ func (n *Network) Gateway() netip.Addr { return n.Prefix.Masked().Addr().Next() 
 // Ensure creates the bridge with the gateway address, if missing, and brings it up.
 func (n *Network) Ensure() error {
 	if len(n.Bridge) == 0 || len(n.Bridge) > 15 || !n.Prefix.Addr().Is4() || n.Prefix.Bits() > 30 {
-		return fmt.Errorf("process: network %q %v: want a bridge name ≤ 15 bytes and an IPv4 prefix /30 or wider", n.Bridge, n.Prefix)
+		return fmt.Errorf("sandbox: network %q %v: want a bridge name ≤ 15 bytes and an IPv4 prefix /30 or wider", n.Bridge, n.Prefix)
 	}
 	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
 		la := netlink.NewLinkAttrs()
 		la.Name = n.Bridge
 		if err := netlink.LinkAdd(&netlink.Bridge{LinkAttrs: la}); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("process: create bridge %s: %w", n.Bridge, err)
+			return fmt.Errorf("sandbox: create bridge %s: %w", n.Bridge, err)
 		}
 		if br, err = netlink.LinkByName(n.Bridge); err != nil {
-			return fmt.Errorf("process: bridge %s: %w", n.Bridge, err)
+			return fmt.Errorf("sandbox: bridge %s: %w", n.Bridge, err)
 		}
 	}
 	gw := &netlink.Addr{IPNet: &net.IPNet{IP: n.Gateway().AsSlice(), Mask: net.CIDRMask(n.Prefix.Bits(), 32)}}
 	if err := netlink.AddrReplace(br, gw); err != nil {
-		return fmt.Errorf("process: bridge %s address: %w", n.Bridge, err)
+		return fmt.Errorf("sandbox: bridge %s address: %w", n.Bridge, err)
 	}
 	if err := netlink.LinkSetUp(br); err != nil {
-		return fmt.Errorf("process: bridge %s up: %w", n.Bridge, err)
+		return fmt.Errorf("sandbox: bridge %s up: %w", n.Bridge, err)
 	}
 	return nil
 }
@@ -78,7 +78,7 @@ type Endpoint struct {
 // namespace of that name exists, it fails. Close undoes it.
 func (n *Network) Attach(name string) (*Endpoint, error) {
 	if !validChildName(name) {
-		return nil, fmt.Errorf("process: attach %q: want 1–8 bytes of [a-z0-9]", name)
+		return nil, fmt.Errorf("sandbox: attach %q: want 1–8 bytes of [a-z0-9]", name)
 	}
 	tag, err := n.tag()
 	if err != nil {
@@ -93,7 +93,7 @@ func (n *Network) Attach(name string) (*Endpoint, error) {
 	e.Netns = filepath.Join("/run/netns", e.name)
 	if err := e.wire(); err != nil {
 		e.Close()
-		return nil, fmt.Errorf("process: attach %s: %w", name, err)
+		return nil, fmt.Errorf("sandbox: attach %s: %w", name, err)
 	}
 	return e, nil
 }
@@ -115,7 +115,7 @@ func validChildName(s string) bool {
 func (n *Network) tag() (string, error) {
 	br, err := netlink.LinkByName(n.Bridge)
 	if err != nil {
-		return "", fmt.Errorf("process: bridge %s: %w", n.Bridge, err)
+		return "", fmt.Errorf("sandbox: bridge %s: %w", n.Bridge, err)
 	}
 	return strconv.FormatInt(int64(br.Attrs().Index), 36), nil
 }
@@ -302,7 +302,7 @@ func (n *Network) ReserveAddr(a netip.Addr) error {
 		n.used = map[netip.Addr]bool{}
 	}
 	if !n.Prefix.Contains(a) || a == n.Gateway() || n.used[a] {
-		return fmt.Errorf("process: network %v: address %v is not free", n.Prefix, a)
+		return fmt.Errorf("sandbox: network %v: address %v is not free", n.Prefix, a)
 	}
 	n.used[a] = true
 	return nil
@@ -333,7 +333,7 @@ func (n *Network) allocate() (netip.Addr, error) {
 			return a, nil
 		}
 	}
-	return netip.Addr{}, fmt.Errorf("process: network %v: no address left", n.Prefix)
+	return netip.Addr{}, fmt.Errorf("sandbox: network %v: no address left", n.Prefix)
 }
 
 func (n *Network) release(a netip.Addr) {

@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"errors"
@@ -48,7 +48,7 @@ func (c *cgroupV1) Kill(name string) error {
 			frozen = false
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("process: cgroup %s: %d processes still there after %v", name, len(pids), killWait)
+			return fmt.Errorf("sandbox: cgroup %s: %d processes still there after %v", name, len(pids), killWait)
 		}
 		time.Sleep(5 * time.Millisecond)
 		if ctl == "freezer" {
@@ -103,7 +103,7 @@ func (c *cgroupV2) Kill(name string) error {
 			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("process: cgroup %s: %d processes still there after %v", name, len(pids), killWait)
+			return fmt.Errorf("sandbox: cgroup %s: %d processes still there after %v", name, len(pids), killWait)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -136,7 +136,7 @@ func subdirs(dir string) ([]string, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("process: cgroups: %w", err)
+		return nil, fmt.Errorf("sandbox: cgroups: %w", err)
 	}
 	var out []string
 	for _, e := range es {
@@ -154,7 +154,7 @@ func readPids(path string) ([]int, error) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("process: cgroup: %w", err)
+		return nil, fmt.Errorf("sandbox: cgroup: %w", err)
 	}
 	var pids []int
 	for _, f := range strings.Fields(string(b)) {

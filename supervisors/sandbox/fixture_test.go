@@ -1,4 +1,4 @@
-package process_test
+package sandbox_test
 
 import (
 	"bufio"
@@ -15,18 +15,18 @@ import (
 	"testing"
 	"time"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
 )
 
 // fixtures is a directory of programs for sandboxes to run: helper, a copy of this test
-// binary (the sandbox helper when its first argument is process.HelperArg, a sandboxed
+// binary (the sandbox helper when its first argument is sandbox.HelperArg, a sandboxed
 // program when ENJIN_ROLE is set), and probe (test/probe, built on first use).
 var fixtures string
 
 func TestMain(m *testing.M) {
-	if len(os.Args) > 1 && os.Args[1] == process.HelperArg {
-		fmt.Fprintln(os.Stderr, "enjin", process.ExecSandbox()) // as cmd/enjin does
+	if len(os.Args) > 1 && os.Args[1] == sandbox.HelperArg {
+		fmt.Fprintln(os.Stderr, "enjin", sandbox.Exec()) // as cmd/enjin does
 		os.Exit(111)
 	}
 	if role := os.Getenv("ENJIN_ROLE"); role != "" {
@@ -79,7 +79,7 @@ func init() { nextUID.Store(200000 + uint32(os.Getpid()%1000)*100) }
 // fixtures hard-linked into a release owned by that uid (so only the read-only mount keeps
 // the app from writing it) shown at /app, and a HOME at /home/app.
 type box struct {
-	process.Sandbox
+	sandbox.Spec
 	release, home string
 }
 
@@ -103,13 +103,13 @@ func newBox(t *testing.T) *box {
 			t.Fatal(err)
 		}
 	}
-	b.Sandbox = process.Sandbox{UID: uid, GID: uid, Root: rootDir(t), Dir: "/app",
-		Binds: []process.Bind{{Source: b.release, Target: "/app"}, {Source: b.home, Target: "/home/app", Writable: true}},
+	b.Spec = sandbox.Spec{UID: uid, GID: uid, Root: rootDir(t), Dir: "/app",
+		Binds: []sandbox.Bind{{Source: b.release, Target: "/app"}, {Source: b.home, Target: "/home/app", Writable: true}},
 		Env:   []string{"PATH=/usr/bin:/bin", "HOME=/home/app"}}
 	return b
 }
 
-// rootDir makes an empty directory for Sandbox.Root. It removes it afterwards only if it
+// rootDir makes an empty directory for Spec.Root. It removes it afterwards only if it
 // is still empty: were a sandbox's mounts to leak onto it, a recursive removal would reach
 // into the host's directories they show.
 func rootDir(t *testing.T) string {
@@ -136,7 +136,7 @@ type running struct {
 }
 
 // start starts sb (Path and Args set) and stops it, if need be, when the test ends.
-func start(t *testing.T, sb process.Sandbox) *running {
+func start(t *testing.T, sb sandbox.Spec) *running {
 	t.Helper()
 	cmd, err := sb.Command(helper())
 	if err != nil {
@@ -202,7 +202,7 @@ func (r *running) wait(t *testing.T) int {
 }
 
 // run runs sb to the end and returns its output and exit code.
-func run(t *testing.T, sb process.Sandbox) (stdout, stderr string, code int) {
+func run(t *testing.T, sb sandbox.Spec) (stdout, stderr string, code int) {
 	t.Helper()
 	cmd, err := sb.Command(helper())
 	if err != nil {

@@ -1,4 +1,4 @@
-package process_test
+package sandbox_test
 
 import (
 	"bufio"
@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // playRole is what this test binary does when it runs in a sandbox, at /app/helper.
@@ -80,8 +80,8 @@ func playRole(role string) int {
 }
 
 // role returns b's sandbox set to play role with this test binary.
-func (b *box) role(role string) process.Sandbox {
-	sb := b.Sandbox
+func (b *box) role(role string) sandbox.Spec {
+	sb := b.Spec
 	sb.Path = "/app/helper"
 	sb.Env = append(append([]string{}, sb.Env...), "ENJIN_ROLE="+role)
 	return sb
@@ -138,14 +138,14 @@ func copyFile(t *testing.T, from, to string) {
 }
 
 func TestSandboxLimits(t *testing.T) {
-	cg, err := process.DetectCgroups("enjin-test")
+	cg, err := sandbox.DetectCgroups("enjin-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	name := fmt.Sprintf("t%d", time.Now().UnixNano())
 	// The helper stays as init, so its threads count against pids.max too.
 	const pids = 24
-	procs, err := cg.Create(name, process.Limits{MemoryBytes: 64 << 20, Pids: pids, CPUMillis: 500})
+	procs, err := cg.Create(name, sandbox.Limits{MemoryBytes: 64 << 20, Pids: pids, CPUMillis: 500})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,7 +169,7 @@ func TestSandboxLimits(t *testing.T) {
 
 func TestNetworkIsolatesChildren(t *testing.T) {
 	stamp := time.Now().UnixNano() % 200
-	nw := &process.Network{Bridge: fmt.Sprintf("enjt%d", stamp), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.89.%d.0/24", stamp))}
+	nw := &sandbox.Network{Bridge: fmt.Sprintf("enjt%d", stamp), Prefix: netip.MustParsePrefix(fmt.Sprintf("100.89.%d.0/24", stamp))}
 	if err := nw.Ensure(); err != nil {
 		t.Fatal(err)
 	}
@@ -239,7 +239,7 @@ func TestNetworkIsolatesChildren(t *testing.T) {
 }
 
 // listenIn serves TCP on port inside e's namespace (as root, for the test) until stopped.
-func listenIn(t *testing.T, e *process.Endpoint, port int) func() {
+func listenIn(t *testing.T, e *sandbox.Endpoint, port int) func() {
 	t.Helper()
 	cmd := exec.Command("ip", "netns", "exec", filepath.Base(e.Netns), "sh", "-c",
 		fmt.Sprintf("exec %s", helper()))

@@ -1,4 +1,23 @@
-package process
+// Package sandbox confines a process: the walls a child runs inside, not how it is kept
+// running (supervisors/process does that).
+//
+// Spec.Command starts a child through a helper — this same binary, re-executed with
+// HelperArg, which calls Exec — that joins the child's cgroups and network namespace, builds a
+// private read-only root in new PID, mount, IPC, UTS and cgroup namespaces, drops to the
+// child's uid with no capabilities, no_new_privs and a seccomp filter, and stays as the
+// child's init, forwarding signals and reaping orphans. Cgroups (v1 and v2 backends, chosen by
+// DetectCgroups) make groups with Limits, read their usage and kill all a group holds. Network
+// is a host bridge with isolated ports that gives each child a network namespace, a veth pair
+// and an address, and reserves addresses for VMs on it; its Firewall (nftables) leaves each
+// child alone with the host, which may open connections to it but not it to the host, bar the
+// ports AllowGuest and AllowHost open.
+//
+// Guarantees: the child is never root; its spec, with its environment, is in neither the
+// helper's argv nor its environment; nothing started in the sandbox outlives the helper; a
+// sandbox that cannot be set up exits 111 after one line on stderr, before the child runs.
+// Everything here needs root. Ring 1 uses it: services/apphost confines app instances with
+// it, and ring 1's VMs join its Network.
+package sandbox
 
 import (
 	"encoding/json"
@@ -20,14 +39,14 @@ type Bind struct {
 	Writable bool   // read-only unless set; always nosuid and nodev
 }
 
-// Sandbox is what a child is confined by. A small helper — this same binary, re-executed
-// with HelperArg, see ExecSandbox — is started by Command in new PID, mount, IPC and UTS
+// Spec is what a child is confined by. A small helper — this same binary, re-executed
+// with HelperArg, see Exec — is started by Command in new PID, mount, IPC and UTS
 // namespaces. Still root, it joins the cgroups and the network namespace, builds a root of
 // its own (the host's OS read-only, the binds, private /tmp, /dev and /proc, nothing else of
 // the host) and pivots into it, then drops to UID/GID with no groups and no capabilities,
 // sets no_new_privs, loads a seccomp filter and, as the namespace's init, starts the child,
 // forwards it signals and reaps orphans. The child sees only what Binds show it.
-type Sandbox struct {
+type Spec struct {
 	UID, GID    uint32   // the child's; never 0
 	Hostname    string   // in the sandbox's UTS namespace; "" is "app"
 	Netns       string   // a network namespace to enter (e.g. /run/netns/x); "" keeps the parent's
@@ -47,7 +66,7 @@ type Sandbox struct {
 }
 
 // HelperArg is the first argument that makes a binary act as the sandbox helper; the enjin
-// binary checks for it before anything else (see ExecSandbox).
+// binary checks for it before anything else (see Exec).
 const HelperArg = "sandbox-exec"
 
 // specFD is where the helper finds the sandbox, as JSON: a pipe, so that nothing of it
@@ -64,24 +83,24 @@ const maxSpec = 16 << 20
 const namespaces = syscall.CLONE_NEWPID | syscall.CLONE_NEWNS | syscall.CLONE_NEWIPC | syscall.CLONE_NEWUTS
 
 // Command returns the command that runs the sandboxed child through helper (the path of a
-// binary that calls ExecSandbox when its first argument is HelperArg). The caller sets its
+// binary that calls Exec when its first argument is HelperArg). The caller sets its
 // Stdout and Stderr and starts it; its Stdin is not passed on (the child reads /dev/null).
 // The helper exits with the child's status, or 128+n if a signal n killed the child, or 111
 // if the sandbox could not be set up, after one line on stderr.
 //
 // The spec travels in cmd.ExtraFiles[0], the read end of a pipe it has been written to; the
 // caller may close it once the command has started (the garbage collector does otherwise).
-func (sb Sandbox) Command(helper string) (*exec.Cmd, error) {
+func (sb Spec) Command(helper string) (*exec.Cmd, error) {
 	if err := sb.validate(); err != nil {
-		return nil, fmt.Errorf("process: sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	b, err := json.Marshal(sb)
 	if err != nil {
-		return nil, fmt.Errorf("process: sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	r, err := specPipe(b)
 	if err != nil {
-		return nil, fmt.Errorf("process: sandbox: %w", err)
+		return nil, fmt.Errorf("sandbox: %w", err)
 	}
 	cmd := exec.Command(helper, HelperArg)
 	cmd.Env = []string{} // empty, not nil: nil would pass on ours
@@ -138,7 +157,7 @@ func growPipe(w *os.File, n int) error {
 var reserved = []string{"/usr", "/etc", "/lib", "/lib32", "/lib64", "/libx32", "/bin", "/sbin",
 	"/tmp", "/var", "/dev", "/proc", "/run", "/.old"}
 
-func (sb *Sandbox) validate() error {
+func (sb *Spec) validate() error {
 	switch {
 	case sb.UID == 0 || sb.GID == 0:
 		return fmt.Errorf("uid %d gid %d: the child may not be root", sb.UID, sb.GID)
@@ -175,7 +194,7 @@ func (b Bind) validate() error {
 }
 
 // withDefaults fills in the zero values' meanings.
-func (sb Sandbox) withDefaults() Sandbox {
+func (sb Spec) withDefaults() Spec {
 	if sb.Hostname == "" {
 		sb.Hostname = "app"
 	}

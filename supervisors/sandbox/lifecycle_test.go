@@ -1,4 +1,4 @@
-package process_test
+package sandbox_test
 
 import (
 	"bytes"
@@ -17,13 +17,13 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
 )
 
 // probeIn returns b's sandbox set to run test/probe with args.
-func (b *box) probeIn(args ...string) process.Sandbox {
-	sb := b.Sandbox
+func (b *box) probeIn(args ...string) sandbox.Spec {
+	sb := b.Spec
 	sb.Path, sb.Args = "/app/probe", args
 	sb.Env = slices.Clone(sb.Env)
 	return sb
@@ -130,17 +130,17 @@ func TestSandboxPIDNamespace(t *testing.T) {
 func TestSandboxSetupFailure(t *testing.T) {
 	for _, c := range []struct {
 		name string
-		edit func(*process.Sandbox)
+		edit func(*sandbox.Spec)
 		want string
 	}{
-		{"no root", func(sb *process.Sandbox) { sb.Root = "/nonexistent/enjin-root" }, "enjin sandbox: root /nonexistent/enjin-root: "},
-		{"root others may enter", func(sb *process.Sandbox) { os.Chmod(sb.Root, 0o755) }, "enjin sandbox: root "},
-		{"no netns", func(sb *process.Sandbox) { sb.Netns = "/run/netns/enjin-missing" }, "enjin sandbox: netns /run/netns/enjin-missing: "},
-		{"no cgroup", func(sb *process.Sandbox) { sb.CgroupProcs = []string{"/sys/fs/cgroup/pids/enjin-missing/cgroup.procs"} }, "enjin sandbox: join cgroup: "},
-		{"no bind source", func(sb *process.Sandbox) {
-			sb.Binds = append(sb.Binds, process.Bind{Source: "/nonexistent", Target: "/data"})
+		{"no root", func(sb *sandbox.Spec) { sb.Root = "/nonexistent/enjin-root" }, "enjin sandbox: root /nonexistent/enjin-root: "},
+		{"root others may enter", func(sb *sandbox.Spec) { os.Chmod(sb.Root, 0o755) }, "enjin sandbox: root "},
+		{"no netns", func(sb *sandbox.Spec) { sb.Netns = "/run/netns/enjin-missing" }, "enjin sandbox: netns /run/netns/enjin-missing: "},
+		{"no cgroup", func(sb *sandbox.Spec) { sb.CgroupProcs = []string{"/sys/fs/cgroup/pids/enjin-missing/cgroup.procs"} }, "enjin sandbox: join cgroup: "},
+		{"no bind source", func(sb *sandbox.Spec) {
+			sb.Binds = append(sb.Binds, sandbox.Bind{Source: "/nonexistent", Target: "/data"})
 		}, "enjin sandbox: root "},
-		{"no program", func(sb *process.Sandbox) { sb.Path = "/app/missing" }, "enjin sandbox: exec /app/missing: "},
+		{"no program", func(sb *sandbox.Spec) { sb.Path = "/app/missing" }, "enjin sandbox: exec /app/missing: "},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			sb := newBox(t).probeIn("run", "umask")

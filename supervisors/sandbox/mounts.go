@@ -1,4 +1,4 @@
-package process
+package sandbox
 
 import (
 	"errors"
@@ -11,7 +11,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// The sandbox's root, built on a tmpfs at Sandbox.Root in the helper's own mount namespace:
+// The sandbox's root, built on a tmpfs at Spec.Root in the helper's own mount namespace:
 //
 //	/usr /etc /lib* /bin /sbin  the host's, read-only (symlinks where the host has them)
 //	/tmp, /dev/shm              private tmpfs, sized
@@ -43,7 +43,7 @@ const (
 )
 
 // buildRoot mounts the sandbox's root and pivots into it.
-func buildRoot(sb *Sandbox) error {
+func buildRoot(sb *Spec) error {
 	// Nothing mounted from here on may propagate back to the host.
 	if err := unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, ""); err != nil {
 		return fmt.Errorf("make / private: %w", err)
@@ -57,7 +57,7 @@ func buildRoot(sb *Sandbox) error {
 	if err := mountTmpfs(root, unix.MS_NOSUID|unix.MS_NODEV, "mode=0755,size=1m,nr_inodes=4096"); err != nil {
 		return err
 	}
-	for _, step := range []func(string, *Sandbox) error{mountOS, mountTmp, mountDev, mountProc, mountBinds} {
+	for _, step := range []func(string, *Spec) error{mountOS, mountTmp, mountDev, mountProc, mountBinds} {
 		if err := step(root, sb); err != nil {
 			return err
 		}
@@ -65,7 +65,7 @@ func buildRoot(sb *Sandbox) error {
 	return pivot(root)
 }
 
-// checkRoot wants Root to be what Sandbox says: a directory, not a symlink to one, that
+// checkRoot wants Root to be what Spec says: a directory, not a symlink to one, that
 // only root may enter.
 func checkRoot(root string) error {
 	fi, err := os.Lstat(root)
@@ -87,7 +87,7 @@ func mountTmpfs(dir string, flags uintptr, opts string) error {
 
 // mountOS shows the host's OS directories read-only. Where the host has a symlink (merged
 // /usr: /bin -> usr/bin), so does the sandbox.
-func mountOS(root string, _ *Sandbox) error {
+func mountOS(root string, _ *Spec) error {
 	for _, name := range osDirs {
 		host := "/" + name
 		fi, err := os.Lstat(host)
@@ -113,7 +113,7 @@ func mountOS(root string, _ *Sandbox) error {
 	return nil
 }
 
-func mountTmp(root string, sb *Sandbox) error {
+func mountTmp(root string, sb *Spec) error {
 	tmp := filepath.Join(root, "tmp")
 	if err := os.Mkdir(tmp, 0o755); err != nil {
 		return err
@@ -132,7 +132,7 @@ func mountTmp(root string, sb *Sandbox) error {
 
 // mountDev gives the sandbox a /dev of a few harmless devices: no disks, no ptmx or pts,
 // no /dev/kmsg or /dev/mem.
-func mountDev(root string, sb *Sandbox) error {
+func mountDev(root string, sb *Spec) error {
 	dev := filepath.Join(root, "dev")
 	if err := os.Mkdir(dev, 0o755); err != nil {
 		return err
@@ -161,7 +161,7 @@ func mountDev(root string, sb *Sandbox) error {
 // mountProc mounts a procfs of the helper's PID namespace, in which a process sees only
 // those it could ptrace (hidepid=invisible): its own uid's, not its init's, which is not
 // dumpable once it has left root.
-func mountProc(root string, _ *Sandbox) error {
+func mountProc(root string, _ *Spec) error {
 	proc := filepath.Join(root, "proc")
 	if err := os.Mkdir(proc, 0o555); err != nil {
 		return err
@@ -194,7 +194,7 @@ func exists(p string) bool { _, err := os.Lstat(p); return err == nil }
 
 // mountBinds shows the sandbox's own directories, creating their mount points (never
 // through a symlink: a target under one could reach out of the new root).
-func mountBinds(root string, sb *Sandbox) error {
+func mountBinds(root string, sb *Spec) error {
 	for _, b := range sb.Binds {
 		attrs := uint64(roAttrs)
 		if b.Writable {

@@ -1,4 +1,4 @@
-package process_test
+package sandbox_test
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
 )
 
@@ -18,7 +18,7 @@ import (
 // exists, and List names what exists.
 func TestCgroupKillAndOwnership(t *testing.T) {
 	prefix := "enjin-test-" + strconv.Itoa(os.Getpid())
-	cg, err := process.DetectCgroups(prefix)
+	cg, err := sandbox.DetectCgroups(prefix)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,12 +29,12 @@ func TestCgroupKillAndOwnership(t *testing.T) {
 			os.Remove(d)
 		}
 	})
-	procs, err := cg.Create("g1", process.Limits{Pids: 64})
+	procs, err := cg.Create("g1", sandbox.Limits{Pids: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cg.Kill("g1"); cg.Remove("g1") })
-	if _, err := cg.Create("g1", process.Limits{}); !errors.Is(err, os.ErrExist) {
+	if _, err := cg.Create("g1", sandbox.Limits{}); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("second Create of g1: %v, want ErrExist", err)
 	}
 	// A shell that, once in the group, starts children that fork more children forever.

@@ -1,4 +1,4 @@
-package process_test
+package sandbox_test
 
 import (
 	"encoding/json"
@@ -12,7 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"enjin/supervisors/process"
+	"enjin/supervisors/sandbox"
 )
 
 // wall is one probe of test/probe, its argument, and what its detail must say besides
@@ -21,12 +21,12 @@ type wall struct{ name, arg, detail string }
 
 // TestSandboxWalls runs every probe of test/probe in a sandbox and wants every wall to hold.
 func TestSandboxWalls(t *testing.T) {
-	cg, err := process.DetectCgroups("enjin-test")
+	cg, err := sandbox.DetectCgroups("enjin-test")
 	if err != nil {
 		t.Fatal(err)
 	}
 	group := fmt.Sprintf("w%d", time.Now().UnixNano())
-	procs, err := cg.Create(group, process.Limits{MemoryBytes: 192 << 20, Pids: 64})
+	procs, err := cg.Create(group, sandbox.Limits{MemoryBytes: 192 << 20, Pids: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestSandboxWalls(t *testing.T) {
 		{"fork-bomb", "200", ""}, {"memory", "512", "SIGKILL"}, {"cap", "", ""}, {"nnp", "", ""},
 		{"seccomp-mode", "", "Seccomp_filters: 2"}, {"cgroup", "", ""}, {"host-files", "", ""},
 	}
-	sb := b.Sandbox
+	sb := b.Spec
 	sb.Path, sb.Args = "/app/probe", []string{"run"}
 	for _, w := range walls {
 		sb.Args = append(sb.Args, w.name+"="+w.arg)
