@@ -15,8 +15,9 @@ const DefaultHeartbeat = 5 * time.Second
 
 // Ring1Options are the command line of `enjin ring1`, one field per flag: ring 0 fills them in
 // for the nodes it runs and passes them as Args; cmd/enjin registers Flags and parses them
-// back. Values stay as typed (addresses, prefixes, files), checked when the node starts, so a
-// mistake is reported by the node in its own words. DefaultRing1Options has the defaults.
+// back. Values are kept as written (addresses, prefixes and paths as text) and checked when
+// the node starts, which reports a mistake in its own words. DefaultRing1Options has the
+// defaults.
 type Ring1Options struct {
 	// Who the node is, when ring 0 launches it, and how it reaches ring 0.
 	Node, NATS, Creds, Attest string
@@ -126,9 +127,11 @@ func (f Flag) set(def any) []string {
 			return []string{name, v.String()}
 		}
 	case *bool:
-		if *v != *def.(*bool) && *v {
+		switch {
+		case *v == *def.(*bool):
+		case *v:
 			return []string{name}
-		} else if *v != *def.(*bool) {
+		default:
 			return []string{name + "=false"}
 		}
 	case *[]string:
