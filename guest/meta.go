@@ -31,7 +31,7 @@ const MetaPath = "/sys/firmware/qemu_fw_cfg/by_name/" + FwCfgName + "/raw"
 const MaxMetaSize = 64 << 10
 
 // DefaultHeartbeat is the heartbeat period when the metadata names none (DESIGN §3).
-const DefaultHeartbeat = 5 * time.Second
+const DefaultHeartbeat = rings.DefaultHeartbeat
 
 // Bounds of the heartbeat period the metadata may ask for.
 const (

@@ -1,5 +1,6 @@
 // Package rings is enjin's shared vocabulary: the three rings, the identifiers of nodes and
-// tenants, and the observations nodes publish about themselves.
+// tenants, the observations nodes publish about themselves, and the options ring 0 starts a
+// ring 1 node with (the command line of `enjin ring1`).
 //
 // enjin is built of three nested rings. Ring 0 (meta) holds the keys, the inventory and the meta
 // API, and supervises ring 1. Ring 1 (infrastructure) runs hosts, VMs, networks and the tenant

@@ -12,9 +12,9 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"github.com/spf13/pflag"
 
 	"enjin/guest"
+	"enjin/rings"
 	"enjin/rings/ring1"
 )
 
@@ -51,14 +51,13 @@ func guestHost(c *cobra.Command, m *guest.Meta, log *slog.Logger) error {
 	cfg.NATSURL, cfg.NATSServers = strings.Join(m.NATS, ","), nil
 	cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.Underlay = m.Period(), log, true, self
 
-	var f ring1Flags
-	registerRing1Flags(pflag.NewFlagSet("guest", pflag.ContinueOnError), &f) // the defaults
-	f.appsDir = filepath.Join(guestState, "apps")
-	f.appsAPI = net.JoinHostPort(self.String(), "7071")
-	f.routerAddr = net.JoinHostPort(self.String(), "7080")
-	f.routerTLS = net.JoinHostPort(self.String(), "7443")
-	f.prefix = m.Host.Apps.String()
-	return runNode(c, cfg, &f)
+	o := rings.DefaultRing1Options()
+	o.AppsDir = filepath.Join(guestState, "apps")
+	o.AppsAPI = net.JoinHostPort(self.String(), "7071")
+	o.Router = net.JoinHostPort(self.String(), "7080")
+	o.RouterTLS = net.JoinHostPort(self.String(), "7443")
+	o.Prefix = m.Host.Apps.String()
+	return runNode(c, cfg, o)
 }
 
 // joinPatiently redeems the host VM's token, trying again while ring 0 cannot be reached (the

@@ -18,17 +18,17 @@ import (
 
 // joinMode checks the join flags: a token comes from a file or stdin, never from the command
 // line, where other users can read it (/proc/<pid>/cmdline).
-func (f *ring1Flags) joinMode() (joining bool, err error) {
+func joinMode(o rings.Ring1Options) (joining bool, err error) {
 	switch {
-	case f.join != "" && f.join != "-":
+	case o.Join != "" && o.Join != "-":
 		return false, usagef("ring1: --join takes no token: others can read a command line; " +
 			"give --join-file FILE, or --join - with the token on stdin")
-	case f.join != "" && f.joinFile != "":
+	case o.Join != "" && o.JoinFile != "":
 		return false, usagef("ring1: give --join - or --join-file, not both")
-	case (f.join != "" || f.joinFile != "") && f.ring0URL == "":
+	case (o.Join != "" || o.JoinFile != "") && o.Ring0 == "":
 		return false, usagef("ring1: joining needs --ring0 URL")
 	}
-	return f.join != "" || f.joinFile != "", nil
+	return o.Join != "" || o.JoinFile != "", nil
 }
 
 // joinToken reads the one-time token from file, or from stdin if join is "-": either the

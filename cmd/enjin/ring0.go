@@ -47,25 +47,26 @@ type ring0Flags struct {
 }
 
 func (f *ring0Flags) register(fs *pflag.FlagSet) {
+	node := rings.DefaultRing1Options() // what ring 0 hands its nodes, unless told otherwise
 	fs.StringVar(&f.dbURL, "database-url", os.Getenv("ENJIN_DATABASE_URL"), "PostgreSQL URL (default $ENJIN_DATABASE_URL)")
 	fs.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "NATS listen address")
 	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port (-1 picks a free one)")
 	fs.StringVar(&f.apiAddr, "api-addr", "127.0.0.1:7070", "meta API listen address (port 0 picks a free one)")
 	fs.StringVar(&f.htpasswd, "htpasswd", "", "htpasswd file (bcrypt) of read-only API users")
-	fs.DurationVar(&f.heartbeat, "heartbeat", 5*time.Second, "ring 1 heartbeat interval; liveness counts in these")
+	fs.DurationVar(&f.heartbeat, "heartbeat", node.Heartbeat, "ring 1 heartbeat interval; liveness counts in these")
 	fs.DurationVar(&f.credsTTL, "creds-ttl", keys.DefaultTTL, "lifetime of ring 1 credentials (nodes renew at two thirds)")
-	fs.StringVar(&f.routerAddr, "router", "127.0.0.1:7080", "the app router's listen address")
+	fs.StringVar(&f.routerAddr, "router", node.Router, "the app router's listen address")
 	fs.StringVar(&f.routerTLS, "router-tls", "127.0.0.1:7443", "where the app router serves custom domains over TLS (enjin domains); \"\" for none")
-	fs.StringVar(&f.appsDomain, "apps-domain", "apps.enjin.test", "app hosts are <app>.<tenant>.<apps-domain>")
-	fs.StringVar(&f.dnsAddr, "dns", "127.0.0.1:5353", "DNS for app names (UDP and TCP)")
-	fs.StringVar(&f.bridge, "bridge", "enjin0", "bridge the app instances join")
-	fs.StringVar(&f.prefix, "prefix", "100.88.0.0/16", "addresses of app instances")
+	fs.StringVar(&f.appsDomain, "apps-domain", node.AppsDomain, "app hosts are <app>.<tenant>.<apps-domain>")
+	fs.StringVar(&f.dnsAddr, "dns", node.DNS, "DNS for app names (UDP and TCP)")
+	fs.StringVar(&f.bridge, "bridge", node.Bridge, "bridge the app instances join")
+	fs.StringVar(&f.prefix, "prefix", node.Prefix, "addresses of app instances")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.IntVar(&f.memoryMB, "memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget in MiB: observations beyond what it can hold are refused for now (nodes send them again)")
 	fs.StringVar(&f.acmeDirectory, "acme-directory", "", "directory URL (https) of the ACME server that issues custom domains' certificates when a tenant asks (enjin domains add --acme); none by default")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "with --acme-directory: the ACME account's contact address")
 	fs.StringVar(&f.acmeCA, "acme-ca", "", "with --acme-directory: PEM file of CAs to trust for the ACME server's own TLS (a private server's), beside the system's")
-	registerLimitFlags(fs, &f.limits, &f.uidRange)
+	registerFlags(fs, rings.LimitFlags(&f.limits, &f.uidRange))
 }
 
 // acme turns the ACME flags into ring 0's options (nil without --acme-directory).

@@ -43,11 +43,11 @@ func (a appsAPI) on(node rings.NodeID) api.AppsBackend {
 	return api.AppsBackend{Node: node, Base: a.url, Token: a.token, TLS: a.tls}
 }
 
-// appsArgs prepares a ring 1 node to host apps: an app API port and token of its own, and
-// the flags that tell the node about them and about the router, DNS and bridge.
-func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
-	o, id := r.cfg.Apps, spec.ID
-	router, routerTLS, bridge := o.RouterAddr, o.RouterTLSAddr, cmp.Or(spec.Bridge, o.Bridge)
+// appsOptions prepares a ring 1 node to host apps — an app API port and token of its own —
+// and tells the node, in o, about them and about the router, DNS and bridge.
+func (r *Ring0) appsOptions(spec Ring1Spec, dir string, o *rings.Ring1Options) error {
+	a, id := r.cfg.Apps, spec.ID
+	router, routerTLS, bridge := a.RouterAddr, a.RouterTLSAddr, cmp.Or(spec.Bridge, a.Bridge)
 	addr, err := appsAPIAddr(filepath.Join(dir, "apps-api.addr"))
 	if spec.Addr.IsValid() { // a simulated host: on its own address, where the others reach it
 		addr, router, err = netip.AddrPortFrom(spec.Addr, 7071).String(), netip.AddrPortFrom(spec.Addr, 7080).String(), nil
@@ -56,18 +56,18 @@ func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("ring0: port for the app api of %s: %w", id, err)
+		return fmt.Errorf("ring0: port for the app api of %s: %w", id, err)
 	}
 	tokPath := filepath.Join(dir, "apps.token")
 	if err := ensureToken(tokPath); err != nil {
-		return nil, err
+		return err
 	}
 	b, err := os.ReadFile(tokPath)
 	if err != nil {
-		return nil, fmt.Errorf("ring0: %w", err)
+		return fmt.Errorf("ring0: %w", err)
 	}
 	if err := r.shareAppsToken(context.Background(), id, strings.TrimSpace(string(b))); err != nil {
-		return nil, err
+		return err
 	}
 	r.mu.Lock()
 	base := "http://" + addr
@@ -76,22 +76,11 @@ func (r *Ring0) appsArgs(spec Ring1Spec, dir string) ([]string, error) {
 	}
 	r.appsAPIs[id] = appsAPI{url: base, token: strings.TrimSpace(string(b)), tls: r.appsTLS(id, base)}
 	r.mu.Unlock()
-	args := []string{"--apps-dir", filepath.Join(dir, "apps"), "--apps-api", addr, "--apps-token-file", tokPath,
-		"--router", router, "--apps-domain", o.AppsDomain, "--dns", o.DNSAddr,
-		"--bridge", bridge, "--prefix", o.Prefix.String()}
-	if routerTLS != "" {
-		args = append(args, "--router-tls", routerTLS)
-	}
-	if o.Limits != "" {
-		args = append(args, "--limits", o.Limits)
-	}
-	if o.UIDRange != "" {
-		args = append(args, "--uid-range", o.UIDRange)
-	}
-	if spec.Netns != "" {
-		args = append(args, "--no-vms") // libvirtd's network is the machine's, not the host's
-	}
-	return args, nil
+	o.AppsDir, o.AppsAPI, o.AppsTokenFile = filepath.Join(dir, "apps"), addr, tokPath
+	o.Router, o.RouterTLS, o.AppsDomain, o.DNS = router, routerTLS, a.AppsDomain, a.DNSAddr
+	o.Bridge, o.Prefix, o.Limits, o.UIDRange = bridge, a.Prefix.String(), a.Limits, a.UIDRange
+	o.NoVMs = spec.Netns != "" // libvirtd's network is the machine's, not the host's
+	return nil
 }
 
 // appsAPIAddr is the loopback address a node's app API listens on: the one recorded in path,

@@ -73,32 +73,25 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	if err != nil {
 		return fmt.Errorf("ring0: %w", err)
 	}
-	args := []string{"ring1", "--node", string(spec.ID), "--nats", r.NATSURL(), "--creds", credsPath,
-		"--attest", filepath.Join(dir, "attest.seed"), "--heartbeat", r.cfg.Heartbeat.String(), "--dir", dir,
-		"--ring0", r.APIURL()}
-	if spec.Netns != "" {
-		args = append(args, "--netns", spec.Netns)
-	}
+	o := rings.DefaultRing1Options()
+	o.Node, o.NATS, o.Creds, o.Attest = string(spec.ID), r.NATSURL(), credsPath, filepath.Join(dir, "attest.seed")
+	o.Heartbeat, o.Dir, o.Ring0, o.Netns = r.cfg.Heartbeat, dir, r.APIURL(), spec.Netns
 	appsAddr := spec.Addr
 	if r.cfg.Apps == nil {
 		appsAddr = netip.Addr{}
 	}
-	tlsArgs, err := r.nodeTLS(spec.ID, dir, appsAddr)
-	if err != nil {
+	if err := r.nodeTLS(spec.ID, dir, appsAddr, &o); err != nil {
 		return err
 	}
-	args = append(args, tlsArgs...)
 	if r.cfg.Apps != nil {
-		more, err := r.appsArgs(spec, dir)
-		if err != nil {
+		if err := r.appsOptions(spec, dir, &o); err != nil {
 			return err
 		}
-		args = append(args, more...)
 	}
 	// Detached: the node keeps routing and serving apps if ring 0 dies, and the ring 0 that
 	// starts next adopts it through its PID file instead of starting a second copy.
 	sup := process.New(process.Spec{
-		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew, Args: args,
+		Name: string(spec.ID), Path: r.cfg.Executable, Dir: dir, Stdout: log, Stderr: log, BeforeStart: renew, Args: o.Args(),
 		Detach: true, PIDFile: filepath.Join(dir, "ring1.pid"), LogFile: logPath, GiveUp: ring1StartAttempts,
 	}, ring1Backoff, 35*time.Second, r.log.With("node", spec.ID))
 	r.mu.Lock()

@@ -213,7 +213,8 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 			if err := os.MkdirAll(r.nodeDir(spec.ID), 0o700); err != nil {
 				return nil, fmt.Errorf("ring0: %w", err)
 			}
-			if _, err := r.appsArgs(spec, r.nodeDir(spec.ID)); err != nil {
+			var o rings.Ring1Options // launch makes the options the node starts with
+			if err := r.appsOptions(spec, r.nodeDir(spec.ID), &o); err != nil {
 				return nil, err
 			}
 		}

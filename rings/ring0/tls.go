@@ -41,32 +41,32 @@ func (r *Ring0) CAFile() string { return keys.CAFile(r.cfg.StateDir) }
 
 // nodeTLS writes what a ring 1 node ring 0 runs needs for TLS into its dir — the CA, and,
 // when its app API listens at addr beyond loopback, a certificate naming the node — and
-// returns the flags that tell it.
-func (r *Ring0) nodeTLS(id rings.NodeID, dir string, addr netip.Addr) ([]string, error) {
-	caPath := filepath.Join(dir, nodeCAFile)
-	if err := os.WriteFile(caPath, r.ca.PEM, 0o644); err != nil {
-		return nil, fmt.Errorf("ring0: %w", err)
+// tells the node, in o.
+func (r *Ring0) nodeTLS(id rings.NodeID, dir string, addr netip.Addr, o *rings.Ring1Options) error {
+	o.CA = filepath.Join(dir, nodeCAFile)
+	if err := os.WriteFile(o.CA, r.ca.PEM, 0o644); err != nil {
+		return fmt.Errorf("ring0: %w", err)
 	}
-	args := []string{"--ca", caPath}
 	if !addr.IsValid() || addr.IsLoopback() {
-		return args, nil
+		return nil
 	}
 	cert, err := r.ca.Issue([]string{keys.NodeName(string(id))}, []net.IP{addr.AsSlice()})
 	if err != nil {
-		return nil, err
+		return err
 	}
 	certPEM, keyPEM, err := keys.CertPEM(cert)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	certPath, keyPath := filepath.Join(dir, nodeAppsTLSCert), filepath.Join(dir, nodeAppsTLSKey)
 	if err := keys.WriteCreds(keyPath, keyPEM); err != nil {
-		return nil, err
+		return err
 	}
 	if err := os.WriteFile(certPath, certPEM, 0o644); err != nil {
-		return nil, fmt.Errorf("ring0: %w", err)
+		return fmt.Errorf("ring0: %w", err)
 	}
-	return append(args, "--apps-tls-cert", certPath, "--apps-tls-key", keyPath), nil
+	o.AppsTLSCert, o.AppsTLSKey = certPath, keyPath
+	return nil
 }
 
 // appsTLS is how ring 0 checks node's app API when it is served over https: a certificate

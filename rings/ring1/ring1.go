@@ -43,7 +43,7 @@ import (
 )
 
 // DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
-const DefaultHeartbeat = 5 * time.Second
+const DefaultHeartbeat = rings.DefaultHeartbeat
 
 // servers is the URL list the node connects with: NATSURL first, then the other members'.
 func (c Config) servers() string {
