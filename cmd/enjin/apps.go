@@ -45,6 +45,8 @@ func appRef(s string) (rings.TenantID, string, error) {
 	return rings.TenantID(t), a, nil
 }
 
+// appPath is the path of tenant t's app a, under which the meta API's own routes of an app
+// are (its custom domains); the app operations' paths are appapi's (Op.Path).
 func appPath(t rings.TenantID, a string) string {
 	return "/v1/tenants/" + url.PathEscape(string(t)) + "/apps/" + url.PathEscape(a)
 }
@@ -73,7 +75,7 @@ func appsLsCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		r, written, err := getList[appapi.AppList](c, cl, out, tenantPath(rings.TenantID(tenant))+"/apps")
+		r, written, err := getList[appapi.AppList](c, cl, out, appapi.OpApps.Path(tenant))
 		if err != nil || written {
 			return err
 		}
@@ -113,7 +115,7 @@ func psCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var raw json.RawMessage
-		if err := cl.get(c.Context(), appPath(t, a)+"/instances", &raw); err != nil {
+		if err := cl.get(c.Context(), appapi.OpInstances.Path(string(t), a), &raw); err != nil {
 			return err
 		}
 		return printInstances(c.OutOrStdout(), raw, *out)
@@ -197,8 +199,7 @@ func scaleCmd(g *globals) *cobra.Command {
 		}
 		var raw json.RawMessage
 		for _, s := range ss {
-			path := appPath(t, a) + "/scale/" + url.PathEscape(s.typ)
-			if err := cl.do(c.Context(), "PUT", path, nil, appapi.Scale{Instances: &s.count}, &raw); err != nil {
+			if err := cl.do(c.Context(), "PUT", appapi.OpScale.Path(string(t), a, s.typ), nil, appapi.Scale{Instances: &s.count}, &raw); err != nil {
 				return err
 			}
 		}
@@ -208,7 +209,7 @@ func scaleCmd(g *globals) *cobra.Command {
 }
 
 func releasesCmd(g *globals) *cobra.Command {
-	return appReadCmd(g, "releases TENANT/APP", "the app's releases, newest last", "/releases", func(w io.Writer, raw json.RawMessage) error {
+	return appReadCmd(g, "releases TENANT/APP", "the app's releases, newest last", appapi.OpReleases, func(w io.Writer, raw json.RawMessage) error {
 		var r appapi.ReleaseList
 		if err := json.Unmarshal(raw, &r); err != nil {
 			return err
@@ -222,9 +223,9 @@ func releasesCmd(g *globals) *cobra.Command {
 	})
 }
 
-// appReadCmd is a command reading one of an app's resources (GET <app>suffix): as it came
+// appReadCmd is a command reading one of an app's resources (GET, operation op): as it came
 // with -o json, else as table prints it.
-func appReadCmd(g *globals, use, short, suffix string, table func(w io.Writer, raw json.RawMessage) error) *cobra.Command {
+func appReadCmd(g *globals, use, short string, op appapi.Op, table func(w io.Writer, raw json.RawMessage) error) *cobra.Command {
 	c := appCommand(use, short, 1, 1, "TENANT/APP")
 	out := outputFlag(c)
 	c.RunE = func(c *cobra.Command, args []string) error {
@@ -237,7 +238,7 @@ func appReadCmd(g *globals, use, short, suffix string, table func(w io.Writer, r
 			return err
 		}
 		var raw json.RawMessage
-		if err := cl.get(c.Context(), appPath(t, a)+suffix, &raw); err != nil {
+		if err := cl.get(c.Context(), op.Path(string(t), a), &raw); err != nil {
 			return err
 		}
 		if out.json() {
@@ -274,7 +275,7 @@ func rollbackCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var rel appapi.Release
-		if err := cl.do(c.Context(), "POST", appPath(t, a)+"/rollback", nil, appapi.Rollback{Release: n}, &rel); err != nil {
+		if err := cl.do(c.Context(), "POST", appapi.OpRollback.Path(string(t), a), nil, appapi.Rollback{Release: n}, &rel); err != nil {
 			return err
 		}
 		if out.json() {
@@ -297,7 +298,7 @@ func destroyCmd(g *globals) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if err := cl.do(c.Context(), "DELETE", appPath(t, a), nil, nil, nil); err != nil {
+		if err := cl.do(c.Context(), "DELETE", appapi.OpDestroy.Path(string(t), a), nil, nil, nil); err != nil {
 			return err
 		}
 		_, err = fmt.Fprintf(c.OutOrStdout(), "destroyed %s/%s\n", t, a)

@@ -73,7 +73,7 @@ each time; the previous one stops working.`,
 		}
 		var rel appapi.Release
 		env := appapi.EnvPatch{Set: map[string]string{"BACKUP_TOKEN": issued.Token}, Unset: []string{}}
-		if err := cl.do(c.Context(), "PATCH", appPath(issued.Tenant, backupsApp)+"/env", nil, env, &rel); err != nil {
+		if err := cl.do(c.Context(), "PATCH", appapi.OpPatchEnv.Path(string(issued.Tenant), backupsApp), nil, env, &rel); err != nil {
 			return fmt.Errorf("backups schedule: the job's credential: %w", err)
 		}
 		fmt.Fprintf(c.OutOrStdout(), "backups scheduled: %s, keeping %d (job %s/%s, release %d; see enjin backups ls)\n",
@@ -125,7 +125,7 @@ func backupsUnscheduleCmd(g *globals) *cobra.Command {
 		if err := cl.do(c.Context(), "DELETE", "/v1/system/backups", nil, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("backups unschedule: %w", err)
 		}
-		if err := cl.do(c.Context(), "DELETE", appPath(rings.SystemTenant, backupsApp), nil, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
+		if err := cl.do(c.Context(), "DELETE", appapi.OpDestroy.Path(string(rings.SystemTenant), backupsApp), nil, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("backups unschedule: %w", err)
 		}
 		fmt.Fprintln(c.OutOrStdout(), "backups unscheduled")
@@ -155,7 +155,7 @@ func backupsLsCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var raw json.RawMessage
-		if err := cl.do(c.Context(), "GET", appPath(rings.SystemTenant, backupsApp)+"/cron", nil, nil, &raw); err != nil {
+		if err := cl.do(c.Context(), "GET", appapi.OpCron.Path(string(rings.SystemTenant), backupsApp), nil, nil, &raw); err != nil {
 			return fmt.Errorf("backups ls: %w", err)
 		}
 		fmt.Fprintln(c.OutOrStdout())

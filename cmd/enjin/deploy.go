@@ -167,7 +167,7 @@ func (d *deployment) haveFiles(ctx context.Context, files []apphost.Entry) map[s
 		}
 	}
 	var out appapi.Files
-	if err := d.cl.do(ctx, "POST", appPath(d.tenant, d.app)+"/files", nil, in, &out); err != nil {
+	if err := d.cl.do(ctx, "POST", appapi.OpFiles.Path(string(d.tenant), d.app), nil, in, &out); err != nil {
 		return nil
 	}
 	have := map[string]bool{}
@@ -192,7 +192,7 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 		k, v, _ := strings.Cut(query, "=")
 		q.Set(k, v)
 	}
-	path := appPath(d.tenant, d.app) + "/releases"
+	path := appapi.OpDeploy.Path(string(d.tenant), d.app)
 	if len(q) > 0 {
 		path += "?" + q.Encode()
 	}

@@ -82,7 +82,7 @@ func showEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, reveal bo
 	if err != nil {
 		return err
 	}
-	path := appPath(t, a) + "/env"
+	path := appapi.OpEnv.Path(string(t), a)
 	if reveal {
 		path += "?reveal=1"
 	}
@@ -124,7 +124,7 @@ func changeEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, p appap
 		return err
 	}
 	var rel appapi.Release
-	if err := cl.do(c.Context(), "PATCH", appPath(t, a)+"/env", nil, p, &rel); err != nil {
+	if err := cl.do(c.Context(), "PATCH", appapi.OpPatchEnv.Path(string(t), a), nil, p, &rel); err != nil {
 		return err
 	}
 	if o.json() {

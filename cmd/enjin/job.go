@@ -62,7 +62,7 @@ func runJob(c *cobra.Command, g *globals, ref, command string) error {
 		return err
 	}
 	body, _ := json.Marshal(appapi.Job{Command: command})
-	resp, err := cl.send(c.Context(), cl.stream, "POST", appPath(t, a)+"/run", http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
+	resp, err := cl.send(c.Context(), cl.stream, "POST", appapi.OpRun.Path(string(t), a), http.Header{"Content-Type": {"application/json"}}, bytes.NewReader(body))
 	if err != nil {
 		return err
 	}
@@ -114,7 +114,7 @@ func streamJob(stdout, stderr io.Writer, r io.Reader) (int, error) {
 
 // cronCmd lists an app's scheduled jobs and how their last runs went.
 func cronCmd(g *globals) *cobra.Command {
-	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", "/cron", cronTable)
+	return appReadCmd(g, "cron TENANT/APP", "the app's scheduled jobs (enjin.json cron): next run, last run's exit status", appapi.OpCron, cronTable)
 }
 
 // cronTable writes an app's scheduled jobs (appapi.CronList) as a table.

@@ -43,7 +43,7 @@ func logsCmd(g *globals) *cobra.Command {
 			q.Set("follow", "1")
 			hc = cl.stream // a followed log is a stream
 		}
-		resp, err := cl.send(c.Context(), hc, "GET", appPath(t, a)+"/logs?"+q.Encode(), nil, nil)
+		resp, err := cl.send(c.Context(), hc, "GET", appapi.OpLogs.Path(string(t), a)+"?"+q.Encode(), nil, nil)
 		if err != nil {
 			return fmt.Errorf("logs %s: %w", args[0], err)
 		}

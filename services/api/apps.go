@@ -29,46 +29,55 @@ func dropEnjinFields(h http.Header) {
 	}
 }
 
-// appRoutes are the tenant's app operations. Ring 0 authenticates and authorizes the caller,
-// then forwards the request, body streamed, to the hosting ring 1 node's app API.
+// appRoutes are the tenant's app operations: the routes of appapi's table that ring 0 does
+// not keep to itself. Ring 0 authenticates and authorizes the caller, then forwards the
+// request, body streamed, to the hosting ring 1 node's app API; a few it serves in part
+// itself (own). A GET reads the app, which a reader may; every other route changes it, which
+// only the admin and the tenant may.
 func (a *API) appRoutes() []route {
-	p := "/v1/tenants/{tenant}/apps"
-	fwd := a.forwardApps
-	rs := []route{
-		{method: "GET", path: p, access: reader, summary: "List the tenant's apps, on every node hosting them: each once, with the node it lives on (node) and every node running its instances (nodes)", status: http.StatusOK, out: appapi.AppList{}, serve: a.listApps},
-		{method: "POST", path: p + "/{app}/releases", access: admin, summary: "Deploy a bundle (the body: a gzipped tar with a Procfile) as the app's next release; 422 if it is not healthy within 60 s (rolled back). An app's first deploy places it on a ring 1 node: node=ID (the admin only) names one, which then hosts the tenant too",
-			query: []param{{"node", map[string]any{"type": "string"}, "the ring 1 node to place a new app on (the admin only)"},
-				{"package", map[string]any{"type": "string"}, "deploy again, with no body, a package (sha256-… of its uncompressed tar) one of the app's releases was made of; 404 if it has none"},
-				{"delta", intSchema(1, 1), "1: the bundle's files that the app's releases have (see POST …/files) are references, sent without content"}},
-			rawBody: "application/gzip", status: http.StatusCreated, out: appapi.Release{}, lines: []any{appapi.Event{}}, serve: a.deployApp},
-		{method: "GET", path: p + "/{app}/releases", access: reader, summary: "The app's releases", status: http.StatusOK, out: appapi.ReleaseList{}, serve: fwd},
-		{method: "POST", path: p + "/{app}/files", access: admin, summary: `Which of these file digests the app's releases have, so a deploy need not send them: {"digests": ["sha256-…"]} → {"have": [...]}`,
-			rawBody: "application/json", rawIn: appapi.FilesQuery{}, status: http.StatusOK, out: appapi.Files{}, serve: fwd},
-		{method: "POST", path: p + "/{app}/rollback", access: admin, summary: `Make an earlier release live again: {"release": n}`,
-			rawBody: "application/json", rawIn: appapi.Rollback{}, status: http.StatusOK, out: appapi.Release{}, serve: fwd},
-		{method: "GET", path: p + "/{app}/instances", access: reader, summary: "The app's instances: node, address, port, state, restarts; and, for an app spread over several hosts, the host each runs on", status: http.StatusOK, out: appapi.InstanceList{}, serve: a.appInstances},
-		{method: "PUT", path: p + "/{app}/scale/{proctype}", access: admin, summary: `Run n instances of a process type: {"instances": n}`,
-			rawBody: "application/json", rawIn: appapi.Scale{}, status: http.StatusOK, out: appapi.InstanceList{}, serve: fwd},
-		{method: "GET", path: p + "/{app}/env", access: reader, summary: "The app's environment: its variables' names, and their values with reveal=1",
-			query:  []param{{"reveal", intSchema(0, 1), "1 returns values; only the admin and the tenant may"}},
-			status: http.StatusOK, out: appapi.Env{}, serve: a.getEnv},
-		{method: "PUT", path: p + "/{app}/env", access: admin, summary: `Replace the app's environment: {"env": {...}}; makes a new release`,
-			rawBody: "application/json", rawIn: appapi.EnvPut{}, status: http.StatusOK, out: appapi.Release{}, serve: fwd},
-		{method: "PATCH", path: p + "/{app}/env", access: admin, summary: `Change some variables, keep the rest: {"set": {...}, "unset": [...]}; makes a new release`,
-			rawBody: "application/json", rawIn: appapi.EnvPatch{}, status: http.StatusOK, out: appapi.Release{}, serve: fwd},
-		{method: "DELETE", path: p + "/{app}", access: admin, summary: "Destroy the app: stop its instances, delete its releases", status: http.StatusNoContent, serve: a.destroyApp},
-		{method: "POST", path: p + "/{app}/run", access: admin, summary: `Run a one-off job in a sandbox of the app: {"command": "…"} (sh -c), with its live release, environment, limits, HOME and networks, routed to by nobody; its output streams back as newline-delimited JSON log lines, then {"exit": n}. Ending the request stops it`,
-			rawBody: "application/json", rawIn: appapi.Job{}, status: http.StatusOK, lines: []any{appapi.LogLine{}, appapi.JobEnd{}}, serve: fwd},
-		{method: "GET", path: p + "/{app}/cron", access: reader, summary: "The app's scheduled jobs (enjin.json cron) as its home host runs them: schedule, command, next run, how the last run went (exit status, error, duration), runs and skipped runs", status: http.StatusOK, out: appapi.CronList{}, serve: fwd},
-		{method: "GET", path: p + "/{app}/logs", access: reader, summary: "The app's log lines as newline-delimited JSON; follow=1 streams new ones. For an app spread over hosts, every host's, oldest first, each naming its host",
-			query:  []param{{"lines", intSchema(1, 10000), "how many past lines (default 100)"}, {"follow", intSchema(0, 1), "1: keep streaming"}},
-			status: http.StatusOK, lines: []any{appapi.LogLine{}}, serve: a.appLogs},
+	own := map[appapi.Op]func(*call) error{
+		appapi.OpApps:      a.listApps,
+		appapi.OpDeploy:    a.deployApp,
+		appapi.OpInstances: a.appInstances,
+		appapi.OpEnv:       a.getEnv,
+		appapi.OpDestroy:   a.destroyApp,
+		appapi.OpLogs:      a.appLogs,
 	}
-	for i := range rs {
-		rs[i].tenantOK = true // a tenant manages its own apps
-		rs[i].forwarded = true
+	var rs []route
+	for _, ar := range appapi.Routes() {
+		if ar.Ring0 {
+			continue
+		}
+		rt := route{method: ar.Method, path: ar.Path, access: admin, summary: ar.Summary, rawBody: ar.Body, rawIn: ar.In,
+			status: ar.Status, out: ar.Out, lines: ar.Lines, serve: a.forwardApps,
+			tenantOK: true, forwarded: true} // a tenant manages its own apps
+		if ar.Method == http.MethodGet {
+			rt.access = reader
+		}
+		if ar.Op == appapi.OpDeploy { // ring 0's to read, not ring 1's: deployApp drops it
+			rt.query = append(rt.query, param{"node", strSchema, "the ring 1 node to place a new app on (the admin only)"})
+		}
+		for _, p := range ar.Query {
+			rt.query = append(rt.query, appParam(p))
+		}
+		if serve, ok := own[ar.Op]; ok {
+			rt.serve = serve
+			delete(own, ar.Op)
+		}
+		rs = append(rs, rt)
+	}
+	for op := range own {
+		panic(fmt.Sprintf("api: a handler for app operation %q, which appapi's table has not", op))
 	}
 	return rs
+}
+
+// appParam is the route parameter of an app operation's query parameter.
+func appParam(p appapi.Param) param {
+	if p.Integer {
+		return param{p.Name, intSchema(p.Min, p.Max), p.Doc}
+	}
+	return param{p.Name, strSchema, p.Doc}
 }
 
 // getEnv forwards a read of an app's environment. Values are secrets: ring 0 itself refuses

@@ -20,6 +20,17 @@ func MuxPattern(a *API, r *http.Request) string {
 	return p
 }
 
+// AppPatterns lists the patterns of a's routes that ring 1's app API answers, forwarded.
+func AppPatterns(a *API) []string {
+	var ps []string
+	for _, rt := range a.routes() {
+		if rt.forwarded && slices.Contains(a.patterns, rt.method+" "+rt.path) {
+			ps = append(ps, rt.method+" "+rt.path)
+		}
+	}
+	return ps
+}
+
 // BodyKinds lists the request body types by the route that takes them ("POST /v1/nodes").
 func BodyKinds() []string {
 	var kinds []string

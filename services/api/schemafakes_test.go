@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"testing"
 	"time"
 
 	"enjin/rings"
@@ -115,10 +116,11 @@ func (s storeVMs) HostConsole(ctx context.Context, id rings.NodeID) (string, err
 func (s storeVMs) RulesetChanged(context.Context, rings.TenantID, string) error { return nil }
 
 // typedRing1 is ring 1's app API answering from package appapi's types, which apphost's
-// handlers answer with too: every optional field set, so the document must have room for
+// handlers answer with too, its handlers registered by operation from appapi's table as
+// apphost's are: every optional field set, so the document must have room for
 // each. App "missing" is not there (apphost's 404), app "plain" fails in plain text and app
 // "locked" is refused ring 0's own credential, as a ring 1 that does not take it would.
-func typedRing1() http.HandlerFunc {
+func typedRing1(t *testing.T) http.HandlerFunc {
 	when := time.Date(2026, 12, 3, 10, 0, 0, 0, time.UTC)
 	rel := appapi.Release{Number: 2, Digest: "sha256-ab", Created: when, Status: "live", Manifest: appapi.Manifest{
 		Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1}, MemoryMB: 256, CPUMillis: 500,
@@ -142,53 +144,54 @@ func typedRing1() http.HandlerFunc {
 			w.Write([]byte("\n")) // a keep-alive line
 		}
 	}
-	mux := http.NewServeMux()
-	p := "/v1/tenants/{tenant}/apps"
-	mux.HandleFunc("GET "+p, func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.AppList{Apps: []appapi.AppInfo{{Tenant: r.PathValue("tenant"), Name: "shop", Release: 2,
-			Instances: map[string]int{"web": 1}, Env: map[string]string{"A": "***"}, Share: appapi.Share{Slot: 0, Of: 2}}}})
-	})
-	mux.HandleFunc("POST "+p+"/{app}/releases", func(w http.ResponseWriter, r *http.Request) {
-		if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
-			lines(w, appapi.Event{Event: "unpacked", Release: 2, Files: 3, Bytes: 300}, appapi.Event{Event: "starting", Release: 2, Instances: 1},
-				appapi.Event{Event: "failed", Release: 2, Error: "release 2: not healthy in time; rolled back", Code: "unhealthy",
-					Reason: &appapi.Reason{Instance: "web.0", Exit: "exit status 1", Logs: []string{"boom"}}})
-			return
-		}
-		if r.URL.Query().Get("delta") == "1" {
-			reply(w, 422, appapi.Error{Error: "Procfile: web: empty command", Code: "invalid", Field: "Procfile",
-				Reason: &appapi.Reason{Instance: "web.0", Exit: "exit status 1", Logs: []string{}}})
-			return
-		}
-		reply(w, 201, rel)
-	})
-	mux.HandleFunc("GET "+p+"/{app}/releases", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.ReleaseList{Releases: []appapi.Release{rel}})
-	})
-	mux.HandleFunc("POST "+p+"/{app}/files", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.Files{Have: []string{"sha256-ab"}})
-	})
-	for _, pat := range []string{"POST " + p + "/{app}/rollback", "PUT " + p + "/{app}/env", "PATCH " + p + "/{app}/env"} {
-		mux.HandleFunc(pat, func(w http.ResponseWriter, r *http.Request) { reply(w, 200, rel) })
+	answer := func(status int, v any) http.HandlerFunc {
+		return func(w http.ResponseWriter, r *http.Request) { reply(w, status, v) }
 	}
-	mux.HandleFunc("GET "+p+"/{app}/instances", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.InstanceList{Instances: []appapi.InstanceInfo{inst}})
-	})
-	mux.HandleFunc("PUT "+p+"/{app}/scale/{type}", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.InstanceList{Instances: []appapi.InstanceInfo{inst}})
-	})
-	mux.HandleFunc("GET "+p+"/{app}/env", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.Env{Env: map[string]string{"A": "1"}, Masked: false})
-	})
-	mux.HandleFunc("DELETE "+p+"/{app}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) })
-	mux.HandleFunc("POST "+p+"/{app}/run", func(w http.ResponseWriter, r *http.Request) {
-		lines(w, line, appapi.JobEnd{Exit: 1, Error: "stopped"})
-	})
-	mux.HandleFunc("GET "+p+"/{app}/cron", func(w http.ResponseWriter, r *http.Request) {
-		reply(w, 200, appapi.CronList{Cron: []appapi.CronStatus{{Name: "tick", Schedule: "@hourly", Command: "./tick", Next: when,
-			Last: &appapi.CronRun{Started: when, Took: 0.5, Exit: 0, Error: "x"}, Runs: 3, Skipped: 1}}})
-	})
-	mux.HandleFunc("GET "+p+"/{app}/logs", func(w http.ResponseWriter, r *http.Request) { lines(w, line) })
+	handlers := map[appapi.Op]http.HandlerFunc{
+		appapi.OpApps: func(w http.ResponseWriter, r *http.Request) {
+			reply(w, 200, appapi.AppList{Apps: []appapi.AppInfo{{Tenant: r.PathValue("tenant"), Name: "shop", Release: 2,
+				Instances: map[string]int{"web": 1}, Env: map[string]string{"A": "***"}, Share: appapi.Share{Slot: 0, Of: 2}}}})
+		},
+		appapi.OpDeploy: func(w http.ResponseWriter, r *http.Request) {
+			if strings.Contains(r.Header.Get("Accept"), "application/x-ndjson") {
+				lines(w, appapi.Event{Event: "unpacked", Release: 2, Files: 3, Bytes: 300}, appapi.Event{Event: "starting", Release: 2, Instances: 1},
+					appapi.Event{Event: "failed", Release: 2, Error: "release 2: not healthy in time; rolled back", Code: "unhealthy",
+						Reason: &appapi.Reason{Instance: "web.0", Exit: "exit status 1", Logs: []string{"boom"}}})
+				return
+			}
+			if r.URL.Query().Get("delta") == "1" {
+				reply(w, 422, appapi.Error{Error: "Procfile: web: empty command", Code: "invalid", Field: "Procfile",
+					Reason: &appapi.Reason{Instance: "web.0", Exit: "exit status 1", Logs: []string{}}})
+				return
+			}
+			reply(w, 201, rel)
+		},
+		appapi.OpReleases:  answer(200, appapi.ReleaseList{Releases: []appapi.Release{rel}}),
+		appapi.OpFiles:     answer(200, appapi.Files{Have: []string{"sha256-ab"}}),
+		appapi.OpRollback:  answer(200, rel),
+		appapi.OpPutEnv:    answer(200, rel),
+		appapi.OpPatchEnv:  answer(200, rel),
+		appapi.OpInstances: answer(200, appapi.InstanceList{Instances: []appapi.InstanceInfo{inst}}),
+		appapi.OpScale:     answer(200, appapi.InstanceList{Instances: []appapi.InstanceInfo{inst}}),
+		appapi.OpEnv:       answer(200, appapi.Env{Env: map[string]string{"A": "1"}, Masked: false}),
+		appapi.OpDestroy:   func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) },
+		appapi.OpRun:       func(w http.ResponseWriter, r *http.Request) { lines(w, line, appapi.JobEnd{Exit: 1, Error: "stopped"}) },
+		appapi.OpCron: answer(200, appapi.CronList{Cron: []appapi.CronStatus{{Name: "tick", Schedule: "@hourly", Command: "./tick", Next: when,
+			Last: &appapi.CronRun{Started: when, Took: 0.5, Exit: 0, Error: "x"}, Runs: 3, Skipped: 1}}}),
+		appapi.OpLogs: func(w http.ResponseWriter, r *http.Request) { lines(w, line) },
+	}
+	mux := http.NewServeMux()
+	for _, rt := range appapi.Routes() {
+		if h, ok := handlers[rt.Op]; ok {
+			mux.HandleFunc(rt.Pattern(), h)
+			delete(handlers, rt.Op)
+		} else if !rt.Ring0 {
+			t.Errorf("the typed ring 1 answers no %s", rt.Pattern())
+		}
+	}
+	for op := range handlers {
+		t.Errorf("the typed ring 1 answers %s, which appapi's table has not", op)
+	}
 	return func(w http.ResponseWriter, r *http.Request) {
 		switch app := appOf(r.URL.Path); app {
 		case "missing":

@@ -19,6 +19,14 @@ import (
 // instance fails (its cgroups are none), which no step asks for.
 func realRing1(t *testing.T) string {
 	t.Helper()
+	srv := httptest.NewServer(realHost(t).Handler(ring1Token))
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// realHost is a real apphost, for apps that run no instance (see realRing1).
+func realHost(t *testing.T) *apphost.Host {
+	t.Helper()
 	dir, err := os.MkdirTemp("/tmp", "enjin-api-ring1-")
 	if err != nil {
 		t.Fatal(err)
@@ -31,9 +39,7 @@ func realRing1(t *testing.T) string {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() }) // unmounts the apps' HOMEs
-	srv := httptest.NewServer(h.Handler(ring1Token))
-	t.Cleanup(srv.Close)
-	return srv.URL
+	return h
 }
 
 // workerBundle is a bundle whose only process type runs no instance by default.

@@ -115,7 +115,7 @@ func schemaConfig(t *testing.T) func(*api.Config) {
 // routes of apps, VMs, volumes, machine types, images, host VMs, metrics, usage, the newest
 // observations, the web view and custom domains.
 func schemaSteps(t *testing.T, e *env) []step {
-	ring1 := httptest.NewServer(typedRing1())
+	ring1 := httptest.NewServer(typedRing1(t))
 	t.Cleanup(ring1.Close)
 	get := func(name, path, auth string, status int) step {
 		return step{name: name, method: "GET", path: path, auth: auth, status: status}

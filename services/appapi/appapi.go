@@ -1,8 +1,11 @@
-// Package appapi is the contract of ring 1's app API: the JSON request bodies and answers of
-// the app operations that package apphost serves, that ring 0's meta API (services/api)
-// forwards and documents in its OpenAPI document, and that the CLI reads. Each type is
-// declared here once, so the three cannot drift apart. It imports only rings and the
-// standard library; anything may import it.
+// Package appapi is the contract of ring 1's app API: the routes of the app operations
+// (method, path, query parameters, request body and answer types, in one table, Routes) and
+// the JSON request bodies and answers that package apphost serves, that ring 0's meta API
+// (services/api) forwards and documents in its OpenAPI document, and that the CLI sends and
+// reads. apphost registers a handler for each route of the table by its Op, services/api a
+// forwarding route and its OpenAPI entry, and the CLI builds paths with Op.Path; each route
+// and type is declared here once, so the three cannot drift apart. It imports only rings and
+// the standard library; anything may import it.
 package appapi
 
 import (

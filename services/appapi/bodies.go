@@ -10,7 +10,7 @@ type (
 	ReleaseList struct {
 		Releases []Release `json:"releases"`
 	}
-	// InstanceList answers GET …/apps/{app}/instances and PUT …/scale/{type}.
+	// InstanceList answers GET …/apps/{app}/instances and PUT …/scale/{proctype}.
 	InstanceList struct {
 		Instances []InstanceInfo `json:"instances"`
 	}
@@ -39,7 +39,7 @@ type (
 	Rollback struct {
 		Release int `json:"release"`
 	}
-	// Scale runs n instances of a process type (PUT …/scale/{type}).
+	// Scale runs n instances of a process type (PUT …/scale/{proctype}).
 	Scale struct {
 		Instances *int `json:"instances" api:"required"`
 	}

@@ -1,13 +1,9 @@
 package apphost
 
 import (
-	"bytes"
-	"crypto/subtle"
 	"encoding/json"
-	"enjin/services/appapi"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"runtime/debug"
 	"strconv"
@@ -16,181 +12,123 @@ import (
 	"time"
 
 	"enjin/rings"
+	"enjin/services/appapi"
 )
 
-// Handler serves the app operations over HTTP for ring 0's meta API, which authenticates
-// callers and forwards their requests with token (the only credential this handler takes)
-// and says who the caller is in Enjin-Caller: admin, tenant or reader (anything else counts
-// as reader). Env values go only to the admin and the tenant, and only when asked for
-// (reveal=1). Routes (all under /v1/tenants/{tenant}/apps):
-//
-//	GET    …/apps                          list the tenant's apps
-//	POST   …/apps/{app}/releases           deploy a bundle (the body: a gzipped tar; or, with
-//	                                       package=DIGEST and no body, a package the app had; with
-//	                                       delta=1, a bundle whose files the app has are references); with
-//	                                       Accept: application/x-ndjson, progress events
-//	POST   …/apps/{app}/files              {"digests": […]}: which of them the app's releases have
-//	GET    …/apps/{app}/releases           list releases
-//	POST   …/apps/{app}/rollback           {"release": n}
-//	GET    …/apps/{app}/instances          ps
-//	PUT    …/apps/{app}/scale/{type}       {"instances": n}
-//	GET    …/apps/{app}/env?reveal=        the environment set through the env API
-//	PUT    …/apps/{app}/env                {"env": {...}}: replace it (a new release)
-//	PATCH  …/apps/{app}/env                {"set": {...}, "unset": [...]}: change some (a new release)
-//	DELETE …/apps/{app}                    destroy
-//	GET    …/apps/{app}/logs?lines=&follow= newline-delimited JSON log lines
-//	POST   …/apps/{app}/run                {"command": "…"}: a one-off job; its output as JSON
-//	                                       log lines, then {"exit": n}
-//	GET    …/apps/{app}/cron               its scheduled jobs: next run, last run's status
-//
-// and, for ring 0 alone (its API forwards no caller's request here), what re-placing an app
-// on another host takes:
-//
-//	GET    /v1/running                     every app with a live release here (Running)
-//	DELETE …/apps/{app}?retire=1           Retire: destroy, keeping HOME aside
-//	GET    …/apps/{app}/export?have=DIGEST the app's recipe and package, as a tar (Export)
-//	POST   …/apps/{app}/import?slot=&of=   run an exported app here (Import), share slot of of of its
-//	                                       instances; 409 if it is here; with follow=1, a new
-//	                                       release of a copy here (Follow)
-//	PUT    …/apps/{app}/share              {"scale": {...}, "slot": s, "of": n}: Spread
-func (h *Host) Handler(token string) http.Handler {
-	mux := http.NewServeMux()
-	p := "/v1/tenants/{tenant}/apps"
-	mux.HandleFunc("GET "+p, h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, _ string) (int, any, error) {
-		return 200, appapi.AppList{Apps: h.Apps(t, reveal(r))}, nil
-	}))
-	mux.HandleFunc("POST "+p+"/{app}/releases", h.api(h.serveDeploy))
-	mux.HandleFunc("POST "+p+"/{app}/files", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in appapi.FilesQuery
-		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&in); err != nil {
-			return 0, nil, &FieldError{Field: "digests", Msg: "want {\"digests\": [\"sha256-…\", …]}"}
-		}
-		have, err := h.HaveFiles(t, a, in.Digests)
-		return 200, appapi.Files{Have: nonNil(have)}, err
-	}))
-	mux.HandleFunc("GET "+p+"/{app}/releases", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		rs, err := h.Releases(t, a)
-		for i := range rs {
-			rs[i].Manifest.Env = mask(rs[i].Manifest.Env, reveal(r))
-		}
-		return 200, appapi.ReleaseList{Releases: nonNil(rs)}, err
-	}))
-	mux.HandleFunc("POST "+p+"/{app}/rollback", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in appapi.Rollback
-		if err := decode(w, r, &in); err != nil {
-			return 400, nil, err
-		}
-		rel, err := h.Rollback(r.Context(), t, a, in.Release)
-		return 200, rel, err
-	}))
-	mux.HandleFunc("GET "+p+"/{app}/instances", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		ps, err := h.Ps(t, a)
-		return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
-	}))
-	mux.HandleFunc("PUT "+p+"/{app}/scale/{type}", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in appapi.Scale
-		if err := decode(w, r, &in); err != nil || in.Instances == nil {
-			return 400, nil, errors.New(`want {"instances": n}`)
-		}
-		err := h.Scale(r.Context(), t, a, r.PathValue("type"), *in.Instances)
-		ps, _ := h.Ps(t, a)
-		return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
-	}))
-	mux.HandleFunc("GET "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		show := r.URL.Query().Get("reveal") == "1"
-		if show && !mayReveal(r) {
-			return 403, nil, errors.New("only the admin and the app's tenant may see env values")
-		}
-		env, err := h.Env(t, a, show)
-		return 200, appapi.Env{Env: env, Masked: !show}, err
-	}))
-	mux.HandleFunc("PUT "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in appapi.EnvPut
-		if err := decode(w, r, &in); err != nil {
-			return 400, nil, err
-		}
-		rel, err := h.SetEnv(r.Context(), t, a, in.Env, nil, true, nil)
-		return 200, rel, err
-	}))
-	mux.HandleFunc("PATCH "+p+"/{app}/env", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in appapi.EnvPatch
-		if err := decode(w, r, &in); err != nil {
-			return 400, nil, err
-		}
-		rel, err := h.SetEnv(r.Context(), t, a, in.Set, in.Unset, false, nil)
-		return 200, rel, err
-	}))
-	mux.HandleFunc("DELETE "+p+"/{app}", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		if r.URL.Query().Get("retire") == "1" { // ring 0's, for a copy of an app that moved
-			kept, err := h.Retire(t, a)
-			return 200, map[string]any{"home_kept": kept}, err
-		}
-		return 204, nil, h.Destroy(t, a)
-	}))
-	mux.HandleFunc("GET "+p+"/{app}/logs", h.api(h.serveLogs))
-	mux.HandleFunc("POST "+p+"/{app}/run", h.api(h.serveRun))
-	mux.HandleFunc("GET "+p+"/{app}/cron", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		st, err := h.CronStatus(t, a)
-		return 200, appapi.CronList{Cron: nonNil(st)}, err
-	}))
-	mux.HandleFunc("GET /v1/running", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		json.NewEncoder(w).Encode(map[string]any{"apps": nonNil(h.Running())})
-	})
-	mux.HandleFunc("GET "+p+"/{app}/export", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		w.Header().Set("Content-Type", "application/x-tar")
-		cw := &counted{w: w}
-		if err := h.Export(cw, t, a, r.URL.Query().Get("have")); err != nil {
-			if cw.n == 0 {
-				return 0, nil, err // nothing sent yet: an ordinary error answer
+// Handler is the app API over HTTP: the routes of appapi's table (appapi.Routes), each
+// served by the handler of its operation, for ring 0's meta API, which authenticates callers
+// and forwards their requests with token (the only credential this handler takes) and says
+// who the caller is in Enjin-Caller: admin, tenant or reader (anything else counts as
+// reader). Env values go only to the admin and the tenant, and only when asked for
+// (reveal=1). The routes marked Ring0 in the table, and DELETE …/apps/{app}?retire=1 (Retire:
+// destroy, keeping HOME aside), are ring 0's alone: what re-placing an app on another host
+// takes. A route of the table without a handler here, or a handler without a route, is a
+// programming error: Handler panics.
+func (h *Host) Handler(token string) *API {
+	a, err := newAPI(token, h.handlers())
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+// handlers are the app API's handlers, by operation.
+func (h *Host) handlers() map[appapi.Op]http.Handler {
+	return map[appapi.Op]http.Handler{
+		appapi.OpApps: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, _ string) (int, any, error) {
+			return 200, appapi.AppList{Apps: h.Apps(t, reveal(r))}, nil
+		}),
+		appapi.OpDeploy: h.api(h.serveDeploy),
+		appapi.OpFiles: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			var in appapi.FilesQuery
+			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&in); err != nil {
+				return 0, nil, &FieldError{Field: "digests", Msg: "want {\"digests\": [\"sha256-…\", …]}"}
 			}
-			h.log.Warn("export cut short", "tenant", t, "app", a, "err", err)
-			panic(http.ErrAbortHandler) // the answer has begun: the client sees it cut, not whole
-		}
-		return 0, nil, errDone
-	}))
-	mux.HandleFunc("POST "+p+"/{app}/import", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		rec, pkg, err := ReadExport(http.MaxBytesReader(w, r.Body, MaxBundle+2<<20), MaxBundle)
-		if err != nil {
-			return 0, nil, err
-		}
-		if pkg == nil {
-			return 400, nil, &FieldError{Field: "export", Msg: "no package.tar.gz"}
-		}
-		s, err := shareOf(r)
-		if err != nil {
-			return 0, nil, err
-		}
-		if r.URL.Query().Get("follow") == "1" {
-			rel, err := h.Follow(r.Context(), t, a, rec, bytes.NewReader(pkg), nil)
+			have, err := h.HaveFiles(t, a, in.Digests)
+			return 200, appapi.Files{Have: nonNil(have)}, err
+		}),
+		appapi.OpReleases: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			rs, err := h.Releases(t, a)
+			for i := range rs {
+				rs[i].Manifest.Env = mask(rs[i].Manifest.Env, reveal(r))
+			}
+			return 200, appapi.ReleaseList{Releases: nonNil(rs)}, err
+		}),
+		appapi.OpRollback: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			var in appapi.Rollback
+			if err := decode(w, r, &in); err != nil {
+				return 400, nil, err
+			}
+			rel, err := h.Rollback(r.Context(), t, a, in.Release)
 			return 200, rel, err
-		}
-		rel, err := h.Import(r.Context(), t, a, rec, bytes.NewReader(pkg), s, nil)
-		return 201, rel, err
-	}))
-	mux.HandleFunc("PUT "+p+"/{app}/share", h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
-		var in struct {
-			Scale map[string]int `json:"scale"`
-			Share
-		}
-		if err := decode(w, r, &in); err != nil {
-			return 400, nil, err
-		}
-		return 204, nil, h.Spread(r.Context(), t, a, in.Scale, in.Share)
-	}))
-	return &authed{token: token, next: mux}
-}
-
-// counted is a writer that counts what went through it.
-type counted struct {
-	w io.Writer
-	n int64
-}
-
-func (c *counted) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
+		}),
+		appapi.OpInstances: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			ps, err := h.Ps(t, a)
+			return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
+		}),
+		appapi.OpScale: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			var in appapi.Scale
+			if err := decode(w, r, &in); err != nil || in.Instances == nil {
+				return 400, nil, errors.New(`want {"instances": n}`)
+			}
+			err := h.Scale(r.Context(), t, a, r.PathValue("proctype"), *in.Instances)
+			ps, _ := h.Ps(t, a)
+			return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
+		}),
+		appapi.OpEnv: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			show := r.URL.Query().Get("reveal") == "1"
+			if show && !mayReveal(r) {
+				return 403, nil, errors.New("only the admin and the app's tenant may see env values")
+			}
+			env, err := h.Env(t, a, show)
+			return 200, appapi.Env{Env: env, Masked: !show}, err
+		}),
+		appapi.OpPutEnv: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			var in appapi.EnvPut
+			if err := decode(w, r, &in); err != nil {
+				return 400, nil, err
+			}
+			rel, err := h.SetEnv(r.Context(), t, a, in.Env, nil, true, nil)
+			return 200, rel, err
+		}),
+		appapi.OpPatchEnv: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			var in appapi.EnvPatch
+			if err := decode(w, r, &in); err != nil {
+				return 400, nil, err
+			}
+			rel, err := h.SetEnv(r.Context(), t, a, in.Set, in.Unset, false, nil)
+			return 200, rel, err
+		}),
+		appapi.OpDestroy: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			if r.URL.Query().Get("retire") == "1" { // ring 0's, for a copy of an app that moved
+				kept, err := h.Retire(t, a)
+				return 200, map[string]any{"home_kept": kept}, err
+			}
+			return 204, nil, h.Destroy(t, a)
+		}),
+		appapi.OpLogs: h.api(h.serveLogs),
+		appapi.OpRun:  h.api(h.serveRun),
+		appapi.OpCron: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			st, err := h.CronStatus(t, a)
+			return 200, appapi.CronList{Cron: nonNil(st)}, err
+		}),
+		appapi.OpRunning: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(map[string]any{"apps": nonNil(h.Running())})
+		}),
+		appapi.OpExport: h.api(h.serveExport),
+		appapi.OpImport: h.api(h.serveImport),
+		appapi.OpShare: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+			var in struct {
+				Scale map[string]int `json:"scale"`
+				Share
+			}
+			if err := decode(w, r, &in); err != nil {
+				return 400, nil, err
+			}
+			return 204, nil, h.Spread(r.Context(), t, a, in.Scale, in.Share)
+		}),
+	}
 }
 
 // mayReveal is whether the caller (as ring 0 says) may see env values.
@@ -201,20 +139,6 @@ func mayReveal(r *http.Request) bool {
 
 // reveal is whether to show env values: asked for, and allowed.
 func reveal(r *http.Request) bool { return r.URL.Query().Get("reveal") == "1" && mayReveal(r) }
-
-type authed struct {
-	token string
-	next  http.Handler
-}
-
-func (a *authed) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(a.token)) != 1 {
-		writeErr(w, 401, errors.New("missing or wrong token"))
-		return
-	}
-	a.next.ServeHTTP(w, r)
-}
 
 type handlerFunc func(w http.ResponseWriter, r *http.Request, t rings.TenantID, app string) (int, any, error)
 
@@ -318,6 +242,8 @@ func writeErr(w http.ResponseWriter, status int, err error) {
 		body.Field = fe.Field
 	}
 	switch {
+	case status == 401:
+		body.Code = "unauthorized"
 	case status == 403:
 		body.Code = "forbidden"
 	case status < 500 && e.Code == "internal":
@@ -529,21 +455,3 @@ func (h *Host) serveRun(w http.ResponseWriter, r *http.Request, t rings.TenantID
 
 // errDone tells api the handler has written its own answer.
 var errDone = errors.New("done")
-
-// shareOf is the share an import's query names (slot, of); none is every instance.
-func shareOf(r *http.Request) (Share, error) {
-	var s Share
-	for _, f := range []struct {
-		name string
-		to   *int
-	}{{"slot", &s.Slot}, {"of", &s.Of}} {
-		if v := r.URL.Query().Get(f.name); v != "" {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				return s, &FieldError{Field: f.name, Msg: fmt.Sprintf("%.20q is no number", v)}
-			}
-			*f.to = n
-		}
-	}
-	return s, checkShare(s)
-}

@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 
 	"enjin/rings"
 )
@@ -240,4 +242,70 @@ func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, r
 		}
 	}
 	return rel, err
+}
+
+// serveExport writes the app's recipe and package as a tar (Export).
+func (h *Host) serveExport(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+	w.Header().Set("Content-Type", "application/x-tar")
+	cw := &counted{w: w}
+	if err := h.Export(cw, t, a, r.URL.Query().Get("have")); err != nil {
+		if cw.n == 0 {
+			return 0, nil, err // nothing sent yet: an ordinary error answer
+		}
+		h.log.Warn("export cut short", "tenant", t, "app", a, "err", err)
+		panic(http.ErrAbortHandler) // the answer has begun: the client sees it cut, not whole
+	}
+	return 0, nil, errDone
+}
+
+// serveImport runs an exported app here (Import), or, with follow=1, makes a new release of
+// the copy here (Follow).
+func (h *Host) serveImport(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+	rec, pkg, err := ReadExport(http.MaxBytesReader(w, r.Body, MaxBundle+2<<20), MaxBundle)
+	if err != nil {
+		return 0, nil, err
+	}
+	if pkg == nil {
+		return 400, nil, &FieldError{Field: "export", Msg: "no package.tar.gz"}
+	}
+	s, err := shareOf(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	if r.URL.Query().Get("follow") == "1" {
+		rel, err := h.Follow(r.Context(), t, a, rec, bytes.NewReader(pkg), nil)
+		return 200, rel, err
+	}
+	rel, err := h.Import(r.Context(), t, a, rec, bytes.NewReader(pkg), s, nil)
+	return 201, rel, err
+}
+
+// counted is a writer that counts what went through it.
+type counted struct {
+	w io.Writer
+	n int64
+}
+
+func (c *counted) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// shareOf is the share an import's query names (slot, of); none is every instance.
+func shareOf(r *http.Request) (Share, error) {
+	var s Share
+	for _, f := range []struct {
+		name string
+		to   *int
+	}{{"slot", &s.Slot}, {"of", &s.Of}} {
+		if v := r.URL.Query().Get(f.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				return s, &FieldError{Field: f.name, Msg: fmt.Sprintf("%.20q is no number", v)}
+			}
+			*f.to = n
+		}
+	}
+	return s, checkShare(s)
 }
