@@ -1,0 +1,2 @@
+// Package planted is a new package in no layer.
+package planted

@@ -1,0 +1,3 @@
+package process
+
+import _ "enjin/services/dns" // planted: a supervisor importing a service
