@@ -1,2 +1,0 @@
-// Package planted is a new package in no layer.
-package planted

@@ -1,3 +1,0 @@
-package process
-
-import _ "enjin/services/dns" // planted: a supervisor importing a service
