@@ -42,7 +42,7 @@ import (
 	"enjin/services/vmhost"
 )
 
-// DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
+// DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero.
 const DefaultHeartbeat = 5 * time.Second
 
 // servers is the URL list the node connects with: NATSURL first, then the other members'.
