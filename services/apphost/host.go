@@ -50,6 +50,7 @@ type Router interface {
 	SetRoute(tenant, app string, backends []Route)
 	RemoveRoute(tenant, app string)
 	Inflight(id string) int64
+	Drained() <-chan struct{} // closed when a request ends on a backend in no set, leaving it none in flight
 }
 
 // Config configures a host. Zero values take the defaults noted.
