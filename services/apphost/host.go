@@ -21,7 +21,8 @@
 // After a restart of the node, Restore kills whatever an earlier run left behind (by cgroup),
 // removes its namespaces and devices, and starts every live release again.
 //
-// Ring 1 imports apphost; apphost imports the process supervisor and rings.
+// Ring 1 runs apphost; ring 0, services/backup and cmd/enjin import it for its types and its
+// export format. apphost imports the process supervisor, appapi and rings.
 package apphost
 
 import (
