@@ -13,7 +13,8 @@
 // subject token, the timestamp is within the window, the sequence is above the node's
 // high-water mark and the signature holds; it reports the reason for every rejection.
 //
-// bus imports keys and rings; services, supervisors and the rings import bus.
+// bus imports keys and rings; the layers above it (guest, supervisors, services, the rings,
+// cmd) may import bus.
 package bus
 
 import (
@@ -199,10 +200,12 @@ func retryAfter(m *nats.Msg) time.Duration {
 	return 0
 }
 
-// Ack acknowledges a stored observation to its sender (no-op if it asked for no reply).
+// Ack acknowledges a stored observation to its sender (no-op if it asked for no reply). A
+// lost ack is no ack to the sender: a ring 1 node sends the observation again, signed afresh
+// under a new sequence, so the store, keyed by node and sequence, keeps it twice.
 func Ack(m *nats.Msg) {
 	if m.Reply != "" {
-		_ = m.Respond(nil) // a lost ack makes the node resend; the store deduplicates
+		_ = m.Respond(nil)
 	}
 }
 

@@ -29,7 +29,7 @@ type Flow struct {
 	Attest bool
 }
 
-// Flows lists every cross-account flow of a cloud with the given tenants (DESIGN §3).
+// Flows lists every cross-account flow of a cloud with the given tenants.
 func Flows(tenants []rings.TenantID) []Flow {
 	f := []Flow{
 		{Service, keys.RING1, keys.RING0, "ring1.*.cmd.>", "r0.to.ring1.*.cmd.>", false},

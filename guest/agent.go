@@ -9,7 +9,8 @@
 // observations yet. Like every observation on the bus they are at most once; one made while
 // the connection is down is skipped rather than queued, since it would arrive stale.
 //
-// guest imports bus, keys and rings; only cmd/enjin and tests import it.
+// guest imports bus, keys and rings; cmd/enjin (`enjin guest`), services/vmhost (which writes
+// the metadata guest reads) and tests import it.
 package guest
 
 import (

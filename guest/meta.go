@@ -30,7 +30,7 @@ const MetaPath = "/sys/firmware/qemu_fw_cfg/by_name/" + FwCfgName + "/raw"
 // MaxMetaSize bounds the metadata; a credential, a key and a few addresses take 2 KiB.
 const MaxMetaSize = 64 << 10
 
-// DefaultHeartbeat is the heartbeat period when the metadata names none (DESIGN §3).
+// DefaultHeartbeat is the heartbeat period when the metadata names none.
 const DefaultHeartbeat = rings.DefaultHeartbeat
 
 // Bounds of the heartbeat period the metadata may ask for.

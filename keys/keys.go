@@ -8,7 +8,8 @@
 // bearer tokens, and credentials that are not valid now. Check applies the same rules to a
 // credential someone else minted.
 //
-// keys imports only rings and the nkeys/jwt libraries; bus and the rings above import it.
+// keys imports only rings and the nkeys/jwt libraries; bus, guest, the services that keep or
+// check credentials (inventory, api), the rings and cmd/enjin import it.
 package keys
 
 import (

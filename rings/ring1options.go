@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultHeartbeat is how often a ring 1 node sends its heartbeat unless told otherwise
-// (DESIGN §3); liveness counts in these.
+//; liveness counts in these.
 const DefaultHeartbeat = 5 * time.Second
 
 // Ring1Options are the command line of `enjin ring1`, one field per flag: ring 0 fills them in

@@ -1,4 +1,4 @@
--- The inventory of record for every ring (DESIGN §4).
+-- The inventory of record for every ring.
 --
 -- User-facing objects (compartments, tiers, nodes) carry metadata jsonb and a version:
 -- writes name the version they read (If-Match) and every version is kept in history.

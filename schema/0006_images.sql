@@ -1,4 +1,4 @@
--- VM images (DESIGN §8): records of what ring 0's content-addressed image store holds. The
+-- VM images: records of what ring 0's content-addressed image store holds. The
 -- files are named by digest; several records (owners, names) may share one. An image belongs
 -- to a tenant, or to nobody (tenant_id NULL): a public image, which only the admin manages.
 -- Images are immutable: created whole after the store proved them harmless, then deleted.

@@ -17,14 +17,16 @@ import (
 
 // listedPackage is the part of `go list -json` output these tests read.
 type listedPackage struct {
-	Dir        string
-	ImportPath string
-	Name       string
-	GoFiles    []string
-	CgoFiles   []string
-	Imports    []string
-	Deps       []string
-	Error      *struct{ Err string }
+	Dir          string
+	ImportPath   string
+	Name         string
+	GoFiles      []string
+	CgoFiles     []string
+	Imports      []string
+	TestImports  []string // of the package's own _test.go files
+	XTestImports []string // of its package x_test files
+	Deps         []string
+	Error        *struct{ Err string }
 }
 
 // listPackages runs `go list -e -json ./...` at the module root.
@@ -73,16 +75,15 @@ func stderrOf(err error) []byte {
 	return nil
 }
 
-// STYLE 3 and 14: every package has exactly one doc comment, and no package has a
-// grab-bag name.
-func TestEveryPackageHasOneDocComment(t *testing.T) {
+// Every package has exactly one doc comment, and no package has a grab-bag name.
+func TestStructureDocComments(t *testing.T) {
 	for _, p := range listPackages(t) {
 		if p.Error != nil {
 			t.Errorf("%s: go list: %s", p.ImportPath, p.Error.Err)
 			continue
 		}
 		if slices.Contains([]string{"util", "common", "types", "helpers"}, p.Name) {
-			t.Errorf("%s: package name %q is forbidden by STYLE 14", p.ImportPath, p.Name)
+			t.Errorf("%s: package name %q is a grab bag: name it for what it holds", p.ImportPath, p.Name)
 		}
 		files := slices.Concat(p.GoFiles, p.CgoFiles)
 		if len(files) == 0 {
@@ -146,45 +147,89 @@ func firstLine(s string) string {
 	return line
 }
 
-// An importRule says which module packages the packages matching pkg may import
-// directly. Patterns are import paths in which "*" matches one path element and a
-// trailing "/..." matches the path itself and everything below it. A "*" in an allow
-// pattern stands for the element that "*" matched in pkg, so "enjin/rings/*/..."
-// lets a ring import its own subpackages but not another ring's.
-type importRule struct {
-	pkg     string
-	allow   []string
-	stdOnly bool // no third-party imports either
+// layers says which module packages each package may import. Imports point one way, from
+// the binary down to the shared vocabulary:
+//
+//	cmd → rings → services → supervisors → bus → keys → vocabulary
+//
+// with schema (the store's migrations), guest (a VM's side, whose metadata services/vmhost
+// writes) and contracts (bodies both sides of an API share) beside the chain, and test above
+// it all. A layer may import only the layers it names, itself only if it names itself (the
+// rings do not: ring 0 never imports ring 1); a package may always import its own entry's
+// packages ("enjin/rings/ring0/..." lets ring 0 import its subpackages). A package's tests
+// may import what it may, the package itself, and the layer's tests list besides.
+//
+// Every package go list finds must be in exactly one layer, so a new package is one line in
+// the layer it belongs to. An entry may name a package that does not exist yet.
+var layers = []layer{
+	{name: "vocabulary", stdOnly: true, pkgs: []string{
+		"enjin/rings", // the shared types: standard library only
+	}},
+	{name: "keys", imports: []string{"vocabulary"}, pkgs: []string{
+		"enjin/keys",
+	}},
+	{name: "schema", imports: []string{"vocabulary"}, pkgs: []string{
+		"enjin/schema",
+	}},
+	{name: "bus", imports: []string{"bus", "keys", "vocabulary"}, tests: testSupport, pkgs: []string{
+		"enjin/bus",
+		"enjin/bus/broker",
+	}},
+	{name: "guest", imports: []string{"bus", "keys", "vocabulary"}, tests: testSupport, pkgs: []string{
+		"enjin/guest",
+	}},
+	{name: "contracts", imports: []string{"vocabulary"}, pkgs: []string{
+		"enjin/services/appapi", // the app API's bodies: apphost, ring 0 and the CLI share them
+	}},
+	{name: "supervisors", imports: []string{"supervisors", "bus", "keys", "vocabulary"}, tests: testSupport, pkgs: []string{
+		"enjin/supervisors/dhcpd",
+		"enjin/supervisors/fabric",
+		"enjin/supervisors/libvirt",
+		"enjin/supervisors/netseg",
+		"enjin/supervisors/portguard",
+		"enjin/supervisors/process",
+		"enjin/supervisors/sandbox",
+	}},
+	{name: "services", imports: []string{"services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, tests: testSupport, pkgs: []string{
+		"enjin/services/api",
+		"enjin/services/apphost",
+		"enjin/services/backup",
+		"enjin/services/dns",
+		"enjin/services/images",
+		"enjin/services/inventory",
+		"enjin/services/issuer",
+		"enjin/services/postgres",
+		"enjin/services/router",
+		"enjin/services/vmhost",
+		"enjin/services/webui",
+	}},
+	{name: "rings", imports: []string{"services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, tests: testSupport, pkgs: []string{
+		"enjin/rings/ring0/...",
+		"enjin/rings/ring1/...",
+	}},
+	{name: "cmd", imports: []string{"rings", "services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, pkgs: []string{
+		"enjin/cmd/enjin",
+	}},
+	{name: "test", imports: []string{"test", "rings", "services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, pkgs: []string{
+		"enjin/test",
+		"enjin/test/harness",
+		"enjin/test/probe",
+		"enjin/test/sampleapp",
+	}},
 }
 
-// importRules encodes DESIGN §7: cmd/enjin → rings/* → services/*, supervisors/* →
-// bus, keys, schema → rings. The first rule whose pkg matches applies; a module
-// package no rule matches is itself a failure, so new packages get a rule.
-var importRules = []importRule{
-	{pkg: "enjin/rings", stdOnly: true},
-	{pkg: "enjin/keys", allow: []string{"enjin/rings"}},
-	{pkg: "enjin/bus", allow: []string{"enjin/keys", "enjin/rings"}},
-	{pkg: "enjin/bus/...", allow: []string{"enjin/bus", "enjin/keys", "enjin/rings"}},
-	{pkg: "enjin/schema/...", allow: []string{"enjin/rings"}},
-	{pkg: "enjin/services/appapi", allow: []string{"enjin/rings"}}, // the app API's contract: apphost, ring 0 and the CLI share it
-	{pkg: "enjin/services/...", allow: middle},
-	{pkg: "enjin/supervisors/...", allow: middle},
-	{pkg: "enjin/guest", allow: []string{"enjin/bus", "enjin/keys", "enjin/rings"}},
-	{pkg: "enjin/rings/*/...", allow: append([]string{"enjin/rings/*/..."}, middle...)},
-	{pkg: "enjin/cmd/...", allow: append([]string{"enjin/rings/...", "enjin/guest"}, middle...)},
-	{pkg: "enjin/test/...", allow: append([]string{"enjin/test/...", "enjin/rings/...", "enjin/guest"}, middle...)},
+// testSupport is what tests below the test layer may import besides: the real broker, a
+// throwaway PostgreSQL and the rest of test/harness. Nothing else from the test layer.
+var testSupport = []string{"enjin/test/harness"}
+
+// testEdges are single imports one package's tests make beyond its layer's, each with why.
+var testEdges = []testEdge{
+	{from: "enjin/bus/broker", to: "enjin/services/inventory",
+		why: "TestMembersShareAccounts shares accounts through the real store, ring 0's broker.Share"},
 }
 
-// middle is what services and supervisors may import, and everything above them too. guest
-// is among them: it stands on bus, keys and rings only, and its metadata is the contract
-// between a VM and the host that makes it (services/vmhost).
-var middle = []string{
-	"enjin/services/...", "enjin/supervisors/...", "enjin/guest",
-	"enjin/bus/...", "enjin/keys", "enjin/schema/...", "enjin/rings",
-}
-
-// noDriver lists the packages that must not reach the database driver, even
-// transitively: DESIGN §7, "Rings 1 and 2 never import the database driver".
+// noDriver lists the packages that must not reach the database driver, even transitively:
+// rings 1 and 2 and what they stand on never talk to the store but over the bus.
 var noDriver = struct {
 	pkgs    []string
 	forbid  string // import path prefix
@@ -195,145 +240,18 @@ var noDriver = struct {
 	because: "rings 1 and 2 and the shared packages never reach the database driver",
 }
 
-// DESIGN §7 and STYLE 2: imports point one way, and a test says so.
-func TestImportDirection(t *testing.T) {
-	t.Run("self-check", testImportRulesCatch)
+// Imports point one way, tests' imports included, and this test says so.
+func TestStructureImports(t *testing.T) {
+	for _, msg := range checkLayers(layers) {
+		t.Error(msg)
+	}
 	pkgs := listPackages(t)
 	for _, p := range pkgs {
 		if p.Error != nil {
 			t.Errorf("%s: go list: %s", p.ImportPath, p.Error.Err)
 		}
 	}
-	for _, v := range checkImports(pkgs) {
+	for _, v := range checkImports(layers, testEdges, pkgs) {
 		t.Error(v)
 	}
-}
-
-// testImportRulesCatch feeds fabricated forbidden edges to checkImports, so that a
-// broken rule table or matcher cannot pass silently.
-func testImportRulesCatch(t *testing.T) {
-	pkgs := []listedPackage{
-		{ImportPath: "enjin/rings", Imports: []string{"fmt", "github.com/nats-io/nats.go"}},
-		{ImportPath: "enjin/bus", Imports: []string{"enjin/keys", "enjin/rings/ring0"}},
-		{ImportPath: "enjin/rings/ring1", Deps: []string{"enjin/bus", "github.com/jackc/pgx/v5"}},
-		{ImportPath: "enjin/rings/ring0", Imports: []string{"enjin/rings/ring1", "enjin/rings/ring0/api"}},
-		{ImportPath: "enjin/services/dns", Imports: []string{"enjin/cmd/enjin", "enjin/test/harness"}},
-		{ImportPath: "enjin/store"},
-		// Allowed edges, which must not be reported.
-		{ImportPath: "enjin/rings/ring0/api", Imports: []string{"enjin/services/inventory", "github.com/jackc/pgx/v5"}},
-		{ImportPath: "enjin/test/harness", Imports: []string{"enjin/bus/broker", "enjin/rings/ring2"}},
-	}
-	want := []string{
-		"enjin/rings imports github.com/nats-io/nats.go: forbidden by §7",
-		"enjin/bus imports enjin/rings/ring0: forbidden by §7",
-		"enjin/rings/ring1 depends on github.com/jackc/pgx/v5: forbidden by §7",
-		"enjin/rings/ring0 imports enjin/rings/ring1: forbidden by §7",
-		"enjin/services/dns imports enjin/cmd/enjin: forbidden by §7",
-		"enjin/services/dns imports enjin/test/harness: forbidden by §7",
-		"enjin/store: no §7 import rule covers this package; add one to importRules",
-	}
-	got := checkImports(pkgs)
-	for _, w := range want {
-		if !slices.ContainsFunc(got, func(g string) bool { return strings.HasPrefix(g, w) }) {
-			t.Errorf("fabricated violation not reported: want %q", w)
-		}
-	}
-	if len(got) != len(want) {
-		t.Errorf("got %d violations want %d:\n%s", len(got), len(want), strings.Join(got, "\n"))
-	}
-}
-
-// checkImports returns one message per forbidden edge among pkgs.
-func checkImports(pkgs []listedPackage) []string {
-	var bad []string
-	for _, p := range pkgs {
-		rule, self, ok := ruleFor(p.ImportPath)
-		if !ok {
-			bad = append(bad, p.ImportPath+": no §7 import rule covers this package; add one to importRules")
-			continue
-		}
-		for _, imp := range p.Imports {
-			if !rule.permits(imp, self) {
-				bad = append(bad, fmt.Sprintf("%s imports %s: forbidden by §7", p.ImportPath, imp))
-			}
-		}
-		bad = append(bad, checkDriver(p)...)
-	}
-	return bad
-}
-
-func checkDriver(p listedPackage) []string {
-	if !slices.ContainsFunc(noDriver.pkgs, func(pat string) bool {
-		_, ok := match(pat, p.ImportPath)
-		return ok
-	}) {
-		return nil
-	}
-	var bad []string
-	for _, dep := range p.Deps {
-		if strings.HasPrefix(dep, noDriver.forbid) {
-			bad = append(bad, fmt.Sprintf("%s depends on %s: forbidden by §7 (%s)",
-				p.ImportPath, dep, noDriver.because))
-		}
-	}
-	return bad
-}
-
-// ruleFor returns the first rule matching path and what its "*" matched.
-func ruleFor(path string) (importRule, string, bool) {
-	for _, r := range importRules {
-		if star, ok := match(r.pkg, path); ok {
-			return r, star, true
-		}
-	}
-	return importRule{}, "", false
-}
-
-// permits reports whether a package under r may import imp; star is the element
-// the rule's "*" matched in the importing package.
-func (r importRule) permits(imp, star string) bool {
-	switch {
-	case isStandard(imp):
-		return true
-	case !isModule(imp):
-		return !r.stdOnly
-	}
-	return slices.ContainsFunc(r.allow, func(pat string) bool {
-		_, ok := match(strings.Replace(pat, "*", star, 1), imp)
-		return ok
-	})
-}
-
-func isModule(path string) bool { return path == "enjin" || strings.HasPrefix(path, "enjin/") }
-
-// isStandard uses the go command's own rule: standard library paths have no dot in
-// their first element. The module path "enjin" has none either, so it is excluded.
-func isStandard(path string) bool {
-	first, _, _ := strings.Cut(path, "/")
-	return !isModule(path) && !strings.Contains(first, ".")
-}
-
-// match reports whether path matches pat, and what pat's "*" element matched.
-func match(pat, path string) (star string, ok bool) {
-	pe, pathElems := strings.Split(pat, "/"), strings.Split(path, "/")
-	if pe[len(pe)-1] == "..." {
-		pe = pe[:len(pe)-1]
-		if len(pathElems) < len(pe) {
-			return "", false
-		}
-		pathElems = pathElems[:len(pe)]
-	}
-	if len(pe) != len(pathElems) {
-		return "", false
-	}
-	for i, e := range pe {
-		switch e {
-		case "*":
-			star = pathElems[i]
-		case pathElems[i]:
-		default:
-			return "", false
-		}
-	}
-	return star, true
 }

@@ -7,8 +7,8 @@
 // JWTs, pushes them to the running server ($SYS.REQ.CLAIMS.UPDATE), revokes users (the
 // server closes their live connections within milliseconds) and adds tenants.
 //
-// broker imports bus, keys and rings; ring 0 imports broker; tests start it through
-// test/harness with exactly this configuration.
+// broker imports bus, keys and rings; ring 0 and cmd/enjin import broker; tests start it
+// through test/harness with exactly this configuration.
 package broker
 
 import (

@@ -1,8 +1,11 @@
-// Command enjin is the one binary of the enjin cloud. `enjin up` runs a whole cloud on this
-// machine; `enjin ring0` and `enjin ring1` run one ring each; `enjin guest` runs inside a VM
-// as its ring 2 node; the client commands (nodes, compartments, tenants, apps, images, logs,
-// creds, verify) talk to a running cloud's meta API; and `enjin bench` measures enjin on this
-// machine.
+// Command enjin is the one binary of the enjin cloud. To run a cloud: `enjin up` runs a whole
+// cloud on this machine; `enjin init` makes the trust chain, `enjin ring0` and `enjin ring1`
+// run one ring each; `enjin guest` runs inside a VM as its ring 2 node; `enjin backup`,
+// `restore` and `backups` save and restore a cloud's state; `enjin bench` measures enjin on
+// this machine. To use one, the client commands (nodes, members, tenants, apps, vms, images,
+// networks, logs, run, creds, verify, …; `enjin help` lists them all) talk to its meta API.
+// Started with the sandbox helper's argument first (see main), the binary is that helper: it
+// only confines and starts an app's instance, and exits 111 if it cannot.
 //
 // Exit status: 0 on success, 1 when the command failed, 2 for a usage error. Errors are one
 // line on stderr, `enjin: …`.

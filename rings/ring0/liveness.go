@@ -8,7 +8,7 @@ import (
 	"enjin/services/inventory"
 )
 
-// Liveness thresholds, in heartbeats (DESIGN §3).
+// Liveness thresholds, in heartbeat periods of silence: suspect, then down.
 const (
 	suspectAfter = 3
 	downAfter    = 6

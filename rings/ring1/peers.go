@@ -62,6 +62,7 @@ func (x *routes) RemoveRoute(tenant, app string) {
 }
 
 func (x *routes) Inflight(id string) int64 { return x.r.Inflight(id) }
+func (x *routes) Drained() <-chan struct{} { return x.r.Drained() }
 
 // SetPeers makes peers (tenant/app → host:port of the routers of the hosts running it) where
 // the apps this host does not run are sent, spread over those routers.

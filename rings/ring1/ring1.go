@@ -9,14 +9,16 @@
 // committed it. One that is not acknowledged stays in a bounded backlog and is sent again,
 // oldest first, before newer ones, so a node outlives a ring 0 outage without losing what it
 // observed meanwhile; so do the revocations it asks ring 0 for (kept on disk until ring 0
-// confirms them). The first heartbeat after a (re)connect is sent
-// only once the command subscription is in place, so a node ring 0 hears from can be
-// commanded. Commands are idempotent; drain is kept until the process stops. A revoked or
+// confirms them). It is sent again signed afresh, under a new sequence: if only the
+// acknowledgement was lost, ring 0 stores the observation twice (its payload, with the time
+// it was made, the same). The first heartbeat after a (re)connect is sent only once the
+// command subscription is in place, so a node ring 0 hears from can be commanded. Commands are idempotent; drain is kept until the process stops. A revoked or
 // expired credential ends Run with an error wrapping nats.ErrAuthRevoked or
 // nats.ErrAuthExpired (see bus.Terminal); any other disconnection is retried by nats.go.
 //
-// Package ring1 imports bus, keys and rings, never the database driver. cmd/enjin (the
-// `enjin ring1` command) and tests import it.
+// Package ring1 imports bus, keys, rings and the services and supervisors a host runs (apps,
+// the router, DNS, VMs), never the database driver. cmd/enjin (the `enjin ring1` command)
+// and tests import it.
 package ring1
 
 import (
@@ -42,7 +44,7 @@ import (
 	"enjin/services/vmhost"
 )
 
-// DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero (DESIGN §3).
+// DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero.
 const DefaultHeartbeat = rings.DefaultHeartbeat
 
 // servers is the URL list the node connects with: NATSURL first, then the other members'.

@@ -72,6 +72,7 @@ type noRouter struct{}
 func (noRouter) SetRoute(string, string, []apphost.Route) {}
 func (noRouter) RemoveRoute(string, string)               {}
 func (noRouter) Inflight(string) int64                    { return 0 }
+func (noRouter) Drained() <-chan struct{}                 { return nil }
 
 // realAppSteps drive the app routes through ring 0 to a real apphost at url, for tenant real.
 func realAppSteps(t *testing.T, e *env, url string) []step {

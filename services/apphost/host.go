@@ -21,7 +21,8 @@
 // After a restart of the node, Restore kills whatever an earlier run left behind (by cgroup),
 // removes its namespaces and devices, and starts every live release again.
 //
-// Ring 1 imports apphost; apphost imports the process supervisor and rings.
+// Ring 1 runs apphost; ring 0, services/backup and cmd/enjin import it for its types and its
+// export format. apphost imports the process supervisor, appapi and rings.
 package apphost
 
 import (
@@ -50,6 +51,7 @@ type Router interface {
 	SetRoute(tenant, app string, backends []Route)
 	RemoveRoute(tenant, app string)
 	Inflight(id string) int64
+	Drained() <-chan struct{} // closed when a request ends on a backend in no set, leaving it none in flight
 }
 
 // Config configures a host. Zero values take the defaults noted.

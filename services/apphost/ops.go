@@ -325,20 +325,22 @@ func (a *app) slowest(ins []*instance) *Reason {
 	return nil
 }
 
-// drain waits until the router has no request in flight on any of ins, up to the grace.
+// drain waits until the router has no request in flight on any of ins, up to the grace. The
+// instances are out of the app's set by now, so each request ending on one wakes it.
 func (a *app) drain(ins []*instance) {
-	deadline := time.Now().Add(a.host.cfg.Grace)
-	for time.Now().Before(deadline) {
-		busy := false
-		for _, in := range ins {
-			if a.host.cfg.Router.Inflight(in.id) > 0 {
-				busy = true
-			}
-		}
-		if !busy {
+	rt := a.host.cfg.Router
+	deadline := time.NewTimer(a.host.cfg.Grace)
+	defer deadline.Stop()
+	for {
+		drained := rt.Drained() // before Inflight: a request ending after the check closes it
+		if !slices.ContainsFunc(ins, func(in *instance) bool { return rt.Inflight(in.id) > 0 }) {
 			return
 		}
-		time.Sleep(5 * time.Millisecond) // the router counts requests; it signals nothing
+		select {
+		case <-drained:
+		case <-deadline.C:
+			return
+		}
 	}
 }
 

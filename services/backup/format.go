@@ -18,7 +18,7 @@
 // frozen (FIFREEZE: written back and held still; the app's writes wait), so each is a
 // consistent file system; sparse files stay sparse, in the file and once restored.
 //
-// Imported by cmd/enjin only.
+// Imported by cmd/enjin (`enjin backup`, `enjin restore`) and ring 0 (`GET /v1/backup`).
 package backup
 
 import (

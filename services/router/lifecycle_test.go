@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -131,5 +132,49 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	if s := rt.Stats(); s.Conns != 0 {
 		t.Errorf("got %d open connections after Serve returned want 0", s.Conns)
+	}
+}
+
+// TestDrained: a backend taken out of its app's set while a request is in flight on it drains
+// by signal. Drained's channel stays open while the request is in flight and closes when it
+// ends, with Inflight then 0.
+func TestDrained(t *testing.T) {
+	rt := startRouter(t, router.Config{})
+	rt.SetRoute("acme", "web", []router.Backend{startBackend(t, "web-1").Backend()})
+	body, send := io.Pipe()
+	res := make(chan int, 1)
+	go func() { // ends when send is closed and the echo answered
+		req, _ := http.NewRequest("POST", "http://web.acme.apps.test/echo", body)
+		resp, err := client(rt).Do(req)
+		if err != nil {
+			res <- 0
+			return
+		}
+		resp.Body.Close()
+		res <- resp.StatusCode
+	}()
+	send.Write([]byte("part"))
+	waitFor(t, "the request to reach the backend", func() bool { return rt.Inflight("web-1") == 1 })
+	rt.SetRoute("acme", "web", nil)
+	drained := rt.Drained()
+	if n := rt.Inflight("web-1"); n != 1 {
+		t.Fatalf("Inflight(web-1) = %d after SetRoute want 1 (the request in flight)", n)
+	}
+	select {
+	case <-drained:
+		t.Fatal("Drained closed while a request is in flight on the retired backend")
+	case <-time.After(50 * time.Millisecond):
+	}
+	send.Close()
+	select {
+	case <-drained:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Drained not closed 10 s after the retired backend's last request ended")
+	}
+	if n := rt.Inflight("web-1"); n != 0 {
+		t.Errorf("Inflight(web-1) = %d after Drained want 0", n)
+	}
+	if s := <-res; s != 200 {
+		t.Errorf("the request in flight: got status %d want 200", s)
 	}
 }

@@ -100,6 +100,14 @@ func (u *upstream) put(uc *upConn, now time.Time) {
 	u.mu.Unlock()
 }
 
+// done ends one request counted in flight on u. The last one to end on a retired upstream
+// wakes whoever waits for it to drain.
+func (u *upstream) done() {
+	if u.inflight.Add(-1) == 0 && u.retired.Load() {
+		u.r.signalDrained()
+	}
+}
+
 // retire marks u as in no route and closes its idle connections.
 func (u *upstream) retire() {
 	u.retired.Store(true)

@@ -123,7 +123,7 @@ func (c *conn) pick(key []byte, rt *route, skip *upstream) (*upstream, *route) {
 		if !u.retired.Load() {
 			return u, rt
 		}
-		u.inflight.Add(-1)
+		u.done()
 		if rt = c.r.lookup(key); rt == nil {
 			return nil, nil
 		}
@@ -198,7 +198,7 @@ type bodyResult struct {
 // exchange sends the request to u, which pick counted in flight, and relays the response.
 // keep says whether the client connection may serve another request.
 func (c *conn) exchange(u *upstream) (keep bool, out outcome, bad *badRequest) {
-	defer u.inflight.Add(-1)
+	defer u.done()
 	q, r := &c.req, c.r
 	now := c.start
 	uc, err := u.get(now)

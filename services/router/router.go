@@ -8,8 +8,8 @@
 //   - a request is only sent to a backend that was in its app's set when the request was routed;
 //   - a request already in flight on a backend is finished there, whatever happens to the table;
 //   - Inflight says how many requests a backend is serving, so a caller can drain an old release
-//     (wait for 0) before stopping it. A backend removed from every set gets no new request once
-//     SetRoute has returned.
+//     (wait for 0, woken by Drained) before stopping it. A backend removed from every set gets
+//     no new request once SetRoute has returned.
 //
 // A custom domain (SetDomains) routes to its app too: in plain HTTP, or answered 308 to https
 // when the domain asks for it; and on the TLS listener (ServeTLS), where the handshake picks
@@ -132,6 +132,9 @@ type Router struct {
 	regMu sync.Mutex                         // serializes table writers; guards reg
 	reg   map[string][]*upstream             // every upstream that is routed to or still draining, by backend ID
 	peers atomic.Pointer[map[netip.Addr]int] // the peer routers' addresses, each with its live upstreams; swapped under regMu
+
+	drainMu sync.Mutex
+	drained chan struct{} // closed when a retired upstream's last request ends (see Drained); nil until asked for
 
 	domains    atomic.Pointer[map[string]*domain]           // custom domains by name; swapped whole by SetDomains
 	challenges atomic.Pointer[map[string]map[string]string] // pending ACME HTTP-01 answers: domain → token → key authorization

@@ -165,6 +165,29 @@ func (r *Router) Inflight(backendID string) int64 {
 	return n
 }
 
+// Drained returns a channel closed the next time a request ends on a backend that is in no
+// app's set, leaving it none in flight. Draining is Inflight's wait made a wait on a signal:
+// take the channel, check Inflight, and while it is above 0 wait for the channel (then take
+// the new one and check again).
+func (r *Router) Drained() <-chan struct{} {
+	r.drainMu.Lock()
+	defer r.drainMu.Unlock()
+	if r.drained == nil {
+		r.drained = make(chan struct{})
+	}
+	return r.drained
+}
+
+// signalDrained closes the channel Drained handed out, if any.
+func (r *Router) signalDrained() {
+	r.drainMu.Lock()
+	defer r.drainMu.Unlock()
+	if r.drained != nil {
+		close(r.drained)
+		r.drained = nil
+	}
+}
+
 // lookup returns the route for key ("app.tenant"), or nil.
 func (r *Router) lookup(key []byte) *route {
 	return r.table.Load().routes[string(key)]

@@ -13,8 +13,8 @@
 // adopts the VMs it finds running (it does not restart them); domains not of this node are
 // left alone.
 //
-// Ring 1 imports vmhost; vmhost imports the libvirt strategy, netseg and portguard, guest
-// (the metadata's form) and rings.
+// Ring 1 imports vmhost; vmhost imports the libvirt strategy, netseg, portguard and dhcpd,
+// guest (the metadata's form) and rings.
 package vmhost
 
 import (

@@ -7,8 +7,8 @@
 // lease in flight.
 //
 // A server is named for its network's VNI; starting one where a server of that VNI runs
-// already (a ring 1 node restarted) replaces it. Ring 1 imports dhcpd; dhcpd imports the
-// standard library and runs ip(8) and dnsmasq(8).
+// already (a ring 1 node restarted) replaces it. services/vmhost imports dhcpd; dhcpd
+// imports the standard library and runs ip(8) and dnsmasq(8).
 package dhcpd
 
 import (

@@ -20,8 +20,9 @@
 // not change those, and a t.TempDir (0700) is not. An overlay's base must be readable by
 // libvirt-qemu (0644, say), as libvirt leaves it alone.
 //
-// Ring 1 imports it, for tenants' VMs; ring 0 will, for ring 1 hosts started as VMs. Tests
-// need a running libvirtd: deploy/libvirt.sh installs and starts it.
+// Ring 1 and services/vmhost import it, for tenants' VMs and ring 1 hosts started as VMs;
+// cmd/enjin and test/harness too. Tests need a running libvirtd: deploy/libvirt.sh installs
+// and starts it.
 package libvirt
 
 import (

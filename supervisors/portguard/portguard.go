@@ -11,7 +11,8 @@
 // rules match the port by name, so they are in force before the port exists (a VM's tap is
 // made when it starts, after its rules are).
 //
-// Ring 1 imports portguard; portguard imports the standard library and runs nft(8).
+// Ring 1 and services/vmhost import portguard; portguard imports rings and the standard
+// library and runs nft(8).
 package portguard
 
 import (
