@@ -9,8 +9,8 @@ import (
 	"time"
 )
 
-// DefaultHeartbeat is how often a ring 1 node sends its heartbeat unless told otherwise
-//; liveness counts in these.
+// DefaultHeartbeat is how often a ring 1 node sends its heartbeat unless told otherwise;
+// liveness counts in these.
 const DefaultHeartbeat = 5 * time.Second
 
 // Ring1Options are the command line of `enjin ring1`, one field per flag: ring 0 fills them in
