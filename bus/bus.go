@@ -108,9 +108,7 @@ func Request[Req, Resp any](ctx context.Context, nc *nats.Conn, subj string, req
 const HdrError = "Enjin-Error"
 
 // HdrRetryAfter, with an error, says the refusal is for now only: the sender should send the
-// same again after this many milliseconds (with jitter of its own), not give it up. On an
-// acknowledgement (no error) it paces the sender: stored, and send the next one no sooner
-// than this (ring 0 takes less than the nodes offer).
+// same again after this many milliseconds (with jitter of its own), not give it up.
 const HdrRetryAfter = "Enjin-Retry-After"
 
 // RemoteError is an error a responder sent back. RetryAfter, if not zero, says it refused for
@@ -173,31 +171,24 @@ func replyErr(m *nats.Msg, err error) {
 // SendObservation signs obs with s, sends it on subj as a request and waits, within ctx, for
 // the acknowledgement ring 0 gives only after its store has committed the observation. An
 // error means the observation may or may not be stored; a *RemoteError means it was refused.
-// A pace above zero, with an acknowledgement, asks the node to send its next observation no
-// sooner than that (with jitter of its own).
-func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (sl Seal, pace time.Duration, err error) {
+func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (Seal, error) {
 	b, err := json.Marshal(obs)
 	if err != nil {
-		return Seal{}, 0, fmt.Errorf("bus: observation: %w", err)
+		return Seal{}, fmt.Errorf("bus: observation: %w", err)
 	}
-	sl = s.Sign(b, time.Now())
+	sl := s.Sign(b, time.Now())
 	m, err := nc.RequestMsgWithContext(ctx, &nats.Msg{Subject: subj, Header: sl.Header(), Data: b})
 	if err != nil {
-		return sl, 0, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, err)
+		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, err)
 	}
-	wait := retryAfter(m)
 	if e := m.Header.Get(HdrError); e != "" {
-		return sl, 0, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, &RemoteError{Msg: e, RetryAfter: wait})
+		re := &RemoteError{Msg: e}
+		if ms, err := strconv.Atoi(m.Header.Get(HdrRetryAfter)); err == nil && ms > 0 {
+			re.RetryAfter = time.Duration(min(ms, 60_000)) * time.Millisecond
+		}
+		return sl, fmt.Errorf("bus: observation %d on %s: %w", sl.Seq, subj, re)
 	}
-	return sl, wait, nil
-}
-
-// retryAfter is the wait m's Enjin-Retry-After asks for, at most a minute; 0 if none.
-func retryAfter(m *nats.Msg) time.Duration {
-	if ms, err := strconv.Atoi(m.Header.Get(HdrRetryAfter)); err == nil && ms > 0 {
-		return time.Duration(min(ms, 60_000)) * time.Millisecond
-	}
-	return 0
+	return sl, nil
 }
 
 // Ack acknowledges a stored observation to its sender (no-op if it asked for no reply). A
@@ -207,21 +198,6 @@ func Ack(m *nats.Msg) {
 	if m.Reply != "" {
 		_ = m.Respond(nil)
 	}
-}
-
-// AckPaced acknowledges a stored observation and asks its sender to send the next one no
-// sooner than after (see HdrRetryAfter); Ack if after is not positive.
-func AckPaced(m *nats.Msg, after time.Duration) {
-	if after <= 0 {
-		Ack(m)
-		return
-	}
-	if m.Reply == "" {
-		return
-	}
-	r := nats.NewMsg(m.Reply)
-	r.Header.Set(HdrRetryAfter, strconv.FormatInt(max(after.Milliseconds(), 1), 10))
-	_ = m.RespondMsg(r)
 }
 
 // Refuse answers a rejected observation with the reason.

@@ -122,13 +122,6 @@ func (v *Verifier) Known(node rings.NodeID) bool {
 	return ok
 }
 
-// Len is how many nodes have an attestation key registered.
-func (v *Verifier) Len() int {
-	v.mu.RLock()
-	defer v.mu.RUnlock()
-	return len(v.nodes)
-}
-
 // Forget drops node's key; its observations are rejected from now on.
 func (v *Verifier) Forget(node rings.NodeID) {
 	v.mu.Lock()

@@ -48,7 +48,7 @@ func TestDecommission(t *testing.T) {
 	t.Cleanup(nc.Close)
 	signer := bus.NewSigner(id, cfg.Attestation)
 	observe := func(nc *nats.Conn) error {
-		_, _, err := bus.SendObservation(t.Context(), nc, signer, bus.Ring1Obs(id),
+		_, err := bus.SendObservation(t.Context(), nc, signer, bus.Ring1Obs(id),
 			rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
 		return err
 	}

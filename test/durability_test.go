@@ -42,7 +42,7 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 			defer tick.Stop()
 			for ctx.Err() == nil {
 				rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				sl, _, err := bus.SendObservation(rctx, nc, s, bus.Ring1Obs(id), rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
+				sl, err := bus.SendObservation(rctx, nc, s, bus.Ring1Obs(id), rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
 				cancel()
 				if err == nil {
 					mu.Lock()

@@ -40,7 +40,7 @@ func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 	s := bus.NewSigner("n1", att)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	if _, _, err := bus.SendObservation(ctx, n1, s, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", Ring: rings.Ring1, State: rings.StateUp}); err != nil {
+	if _, err := bus.SendObservation(ctx, n1, s, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", Ring: rings.Ring1, State: rings.StateUp}); err != nil {
 		t.Fatalf("observation not acknowledged by ring 0: %v", err)
 	}
 	m := <-r0msgs

@@ -26,7 +26,7 @@ func TestRejoinRevokesPreviousUser(t *testing.T) {
 	}
 	t.Cleanup(nc1.Close)
 	observe := func(nc *nats.Conn, cfg ring1.Config) error {
-		_, _, err := bus.SendObservation(t.Context(), nc, bus.NewSigner(id, cfg.Attestation), bus.Ring1Obs(id),
+		_, err := bus.SendObservation(t.Context(), nc, bus.NewSigner(id, cfg.Attestation), bus.Ring1Obs(id),
 			rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
 		return err
 	}

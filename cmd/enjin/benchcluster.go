@@ -59,7 +59,7 @@ func ingestPhase(ctx context.Context, opt ingestFlags, dir, url string, members 
 		return ingestFigures{}, err
 	}
 	f := ingestFigures{Nodes: len(signers), Members: members, OfferedRate: opt.rate, Sent: total, Acked: res.acked, Refused: res.refused,
-		Deferred: res.deferred, Paced: res.paced, Timeouts: res.timeouts, NoResponders: res.statuses, Reasons: res.reasons, Ring0MemMB: opt.ring0MemMB, DurableDB: !opt.fast && opt.dbURL == ""}
+		Deferred: res.deferred, Timeouts: res.timeouts, NoResponders: res.statuses, Reasons: res.reasons, Ring0MemMB: opt.ring0MemMB, DurableDB: !opt.fast && opt.dbURL == ""}
 	f.CommittedRate = float64(res.acked) / res.span.Seconds()
 	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/opt.dur.Seconds(), float64(res.deferred)/opt.dur.Seconds()
 	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99), percentileMs(res.e2e, 99)

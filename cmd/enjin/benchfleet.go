@@ -23,7 +23,6 @@ import (
 
 type offerResult struct {
 	acked, refused, deferred int64
-	paced                    int64            // acknowledged with a pace: the node's next waited
 	timeouts                 int64            // sends not answered in time, sent again
 	statuses                 int64            // the broker answered, not ring 0 (no responders)
 	ackedInWindow            int64            // acknowledged while load was offered
@@ -36,9 +35,8 @@ type offerResult struct {
 }
 
 // simNode sends its heartbeats as a ring 1 node does: one at a time, the next only once
-// the last was acknowledged, after a deferral — or an acknowledgement with a pace — nothing
-// until the wait asked for (jittered ½–1½×) has passed, and without an answer within a
-// heartbeat the same one again.
+// the last was acknowledged, after a deferral nothing until the wait asked for (jittered
+// ½–1½×) has passed, and without an answer within a heartbeat the same one again.
 type simNode struct {
 	mu       sync.Mutex
 	next     int  // index in msgs of its oldest heartbeat not yet acknowledged
@@ -69,7 +67,6 @@ type fleet struct {
 	sent                              []atomic.Int64 // unix ns of the last send of each
 	lat, e2e                          []time.Duration
 	acked, refused, deferred, lastAck atomic.Int64 // acked and refused count each message once
-	paced                             atomic.Int64 // acknowledgements that asked the node to wait
 	timeouts                          atomic.Int64
 	statuses                          atomic.Int64 // the broker's own answers (no responders)
 	sendq                             chan int     // next heartbeats of nodes just answered; see senders
@@ -128,7 +125,7 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 	now := time.Now().UnixNano()
 	n := &f.nodes[k%len(f.nodes)]
 	reason, retry := m.Header.Get(bus.HdrError), m.Header.Get(bus.HdrRetryAfter)
-	if reason == "" {
+	if reason == "" && retry == "" {
 		f.mu.Lock()
 		f.ackedNodes, f.ackedSeqs = append(f.ackedNodes, string(f.msgs[k].node)), append(f.ackedSeqs, seq)
 		f.mu.Unlock()
@@ -145,8 +142,7 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 		n.mu.Unlock()
 		return
 	}
-	ms, _ := strconv.Atoi(retry)
-	if ms > 0 && reason != "" {
+	if ms, _ := strconv.Atoi(retry); ms > 0 {
 		f.deferred.Add(1)
 		n.inflight, n.waiting = false, true
 		n.mu.Unlock()
@@ -173,23 +169,6 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 	}
 	n.sends, n.waiting = 0, false
 	n.next = k + len(f.nodes)
-	if ms > 0 && reason == "" { // stored, and paced: the next waits (jittered ½–1½×)
-		f.paced.Add(1)
-		n.inflight, n.waiting = false, true
-		n.mu.Unlock()
-		wait := time.Duration(ms) * time.Millisecond
-		time.AfterFunc(wait/2+rand.N(wait), func() {
-			n.mu.Lock()
-			again := n.waiting && n.next < int(f.produced.Load())
-			n.waiting, n.inflight = false, n.inflight || again
-			next := n.next
-			n.mu.Unlock()
-			if again {
-				f.send(next)
-			}
-		})
-		return
-	}
 	more := n.next < int(f.produced.Load())
 	n.inflight = more
 	n.mu.Unlock()
@@ -292,7 +271,6 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 		time.Sleep(20 * time.Millisecond)
 	}
 	res.acked, res.refused, res.deferred, res.timeouts = f.acked.Load(), f.refused.Load(), f.deferred.Load(), f.timeouts.Load()
-	res.paced = f.paced.Load()
 	res.statuses = f.statuses.Load()
 	f.mu.Lock()
 	res.reasons = maps.Clone(f.reasons)

@@ -71,8 +71,8 @@ func TestOverloadIsBounded(t *testing.T) {
 		t.Logf("offered %.0f/s, all committed: capacity was %.0f/s, now %.0f/s", f.OfferedRate, capacity, f.WindowRate)
 		capacity = f.WindowRate
 	}
-	t.Logf("capacity %.0f/s; offered %.0f/s: committed %.0f/s while offered, %d deferred (%.0f/s), %d acknowledgements paced, accepted ack p99 %.0f ms, caught up %.0f ms after, ring 0 peak RSS %.0f MiB",
-		capacity, f.OfferedRate, f.WindowRate, f.Deferred, f.DeferredRate, f.Paced, f.AckP99Ms, f.CatchUpMs, f.Ring0PeakMiB)
+	t.Logf("capacity %.0f/s; offered %.0f/s: committed %.0f/s while offered, %d deferred (%.0f/s), accepted ack p99 %.0f ms, caught up %.0f ms after, ring 0 peak RSS %.0f MiB",
+		capacity, f.OfferedRate, f.WindowRate, f.Deferred, f.DeferredRate, f.AckP99Ms, f.CatchUpMs, f.Ring0PeakMiB)
 	if f.Ring0PeakMiB <= 0 || f.Ring0PeakMiB > budget {
 		t.Errorf("ring 0 peak RSS %.0f MiB, budget %d MiB", f.Ring0PeakMiB, budget)
 	}
@@ -81,9 +81,6 @@ func TestOverloadIsBounded(t *testing.T) {
 	}
 	if f.Deferred == 0 {
 		t.Errorf("nothing deferred at %.0f/s offered: not overloaded", f.OfferedRate)
-	}
-	if f.Paced == 0 {
-		t.Errorf("no acknowledgement paced the nodes at %.0f/s offered", f.OfferedRate)
 	}
 	for reason, n := range f.Reasons {
 		if !strings.Contains(reason, "overloaded") {

@@ -45,10 +45,6 @@ type ingestOptions struct {
 	// back about as fast as it can take them rather than all at once again.
 	RetryAfter    time.Duration
 	MaxRetryAfter time.Duration
-	// Headroom is how much more than it last committed while overloaded ring 0 lets the
-	// nodes offer, through the pace its acknowledgements carry (see ackPace): a little more
-	// than it can take, so that what it defers keeps measuring what it can.
-	Headroom float64
 }
 
 func (o ingestOptions) withDefaults() ingestOptions {
@@ -82,9 +78,6 @@ func (o ingestOptions) withDefaults() ingestOptions {
 	if o.MaxRetryAfter < o.RetryAfter {
 		o.MaxRetryAfter = max(o.RetryAfter, 10*time.Second)
 	}
-	if o.Headroom <= 0 {
-		o.Headroom = 1.05
-	}
 	return o
 }
 
@@ -113,7 +106,6 @@ type ingester struct {
 	heard  func(node rings.NodeID, at time.Time)     // liveness: a deferred node is alive
 	byKey  func(userKey string) (rings.NodeID, bool) // the VM whose bus user has this key
 	learn  func(node rings.NodeID)                   // registers a node another member joined, if any
-	fleet  func() int                                // how many nodes may send: what paces them
 
 	in     chan queued
 	shards []chan pending
@@ -125,9 +117,6 @@ type ingester struct {
 	subs        atomic.Pointer[[]*nats.Subscription] // whose callbacks queue: what waits for them waits too
 	above       atomic.Int64                         // unix ns since when every batch taken waited past MaxWait (0: none)
 	retryAfter  atomic.Int64                         // what a deferral asks for now (ns); see pace
-	ackPace     atomic.Int64                         // what an acknowledgement asks for now (ns); see ackPace
-	capacity    float64                              // observations/s acknowledged while overloaded (pace's own)
-	overloaded  int                                  // periods left to pace acknowledgements (pace's own)
 	acked       atomic.Uint64
 
 	committed atomic.Uint64
@@ -241,7 +230,6 @@ func (g *ingester) pace(ctx context.Context, period time.Duration) {
 		d, a := g.deferred.Load(), g.acked.Load()
 		g.repace(d-lastD, a-lastA)
 		g.readmit(a-lastA, period)
-		g.paceAcks(d-lastD, a-lastA, period)
 		lastD, lastA = d, a
 	}
 }
@@ -255,34 +243,6 @@ func (g *ingester) repace(deferred, acked uint64) {
 		ra *= min(4, float64(deferred+acked)/float64(max(acked, 1)))
 	}
 	g.retryAfter.Store(int64(min(max(ra, float64(g.opts.RetryAfter)), float64(g.opts.MaxRetryAfter))))
-}
-
-// paceAcks sets the pace acknowledgements carry from what one period deferred and
-// acknowledged. Deferring costs ring 0 a round trip on the bus for each observation it
-// cannot take, as much as taking it; so while it defers, its acknowledgements also tell
-// each node when to send its next: every node of the fleet paced alike offers Headroom times
-// what ring 0 acknowledged in a period that deferred, and the nodes hold back their excess
-// at home instead of sending it to be deferred. The excess that still comes (the headroom)
-// is deferred as before and keeps the measure of what ring 0 can take current. Pacing ends
-// three periods after the offered load fell below nine tenths of that.
-func (g *ingester) paceAcks(deferred, acked uint64, period time.Duration) {
-	rate := float64(acked) / period.Seconds()
-	switch {
-	case deferred > 0 && acked > 0:
-		g.capacity, g.overloaded = rate, 3
-	case rate < 0.9*g.capacity && g.overloaded > 0:
-		g.overloaded--
-	}
-	nodes := 0
-	if g.fleet != nil {
-		nodes = g.fleet()
-	}
-	if g.overloaded == 0 || g.capacity <= 0 || nodes == 0 {
-		g.ackPace.Store(0)
-		return
-	}
-	pace := time.Duration(float64(nodes) / (g.opts.Headroom * g.capacity) * float64(time.Second))
-	g.ackPace.Store(int64(min(pace, g.opts.MaxRetryAfter)))
 }
 
 // readmit sets how many observations may wait for verification from what one period
@@ -507,18 +467,15 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 			}
 		} else {
 			g.committed.Add(uint64(len(batch)))
-			now, pace := time.Now(), time.Duration(g.ackPace.Load())
+			now := time.Now()
 			for _, p := range batch {
 				if p.msg != nil { // children have no message of their own
 					g.acked.Add(1)
-					bus.AckPaced(p.msg, pace)
+					bus.Ack(p.msg)
 					if g.ackDelay != nil {
 						g.ackDelay.Observe(now.Sub(p.at).Seconds())
 					}
 					g.seen(p.obs.Node, p.obs.Received)
-					if pace > 0 && g.heard != nil {
-						g.heard(p.obs.Node, now.Add(pace*3/2)) // quiet for as long as asked
-					}
 				}
 			}
 		}

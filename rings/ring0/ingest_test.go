@@ -32,7 +32,7 @@ func TestFullQueueDefers(t *testing.T) {
 	queued, deferred := 0, 0
 	for i := range 6 {
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		_, _, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
 		cancel()
 		var re *bus.RemoteError
 		switch {
@@ -66,7 +66,7 @@ func TestLateQueueDefersUntilDrained(t *testing.T) {
 	send := func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
-		_, _, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
 		return err
 	}
 	deferred := func(err error) bool {
@@ -159,7 +159,7 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	var outcomes []string
 	for range 3 {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		_, _, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
 		cancel()
 		re, ok := errors.AsType[*bus.RemoteError](err)
 		switch {
@@ -200,38 +200,5 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	}
 	if got := g.backlog(); got != 5 {
 		t.Fatalf("backlog %d, want 2 queued + 3 held", got)
-	}
-}
-
-// While ring 0 defers, its acknowledgements pace the fleet: every node alike offers Headroom
-// times what it acknowledged in a period that deferred; the pace holds while the offered load
-// stays near that, is capped at MaxRetryAfter, and ends three periods after the load fell.
-func TestAckPaceFollowsTheCapacity(t *testing.T) {
-	g := newIngester(ingestOptions{RetryAfter: time.Second, MaxRetryAfter: 10 * time.Second, Headroom: 1.25}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
-	nodes := 100000
-	g.fleet = func() int { return nodes }
-	for i, step := range []struct {
-		deferred, acked uint64
-		want            time.Duration
-	}{
-		{0, 20000, 0},                  // not overloaded: no pace
-		{5000, 20000, 4 * time.Second}, // 100,000 nodes over 1.25 × 20,000/s
-		{0, 19000, 4 * time.Second},    // near capacity: still paced, capacity kept
-		{1000, 40000, 2 * time.Second}, // deferring at more: the capacity follows
-		{100, 4000, 10 * time.Second},  // capped
-		{0, 1000, 10 * time.Second},    // the load fell: three periods more …
-		{0, 1000, 10 * time.Second},
-		{0, 1000, 0}, // … and the pace ends
-		{10, 0, 0},   // deferring but committing nothing: no measure
-	} {
-		g.paceAcks(step.deferred, step.acked, time.Second)
-		if got := time.Duration(g.ackPace.Load()); got != step.want {
-			t.Fatalf("step %d (%d deferred, %d acknowledged): pace %v, want %v", i, step.deferred, step.acked, got, step.want)
-		}
-	}
-	g.paceAcks(10, 20000, time.Second)
-	nodes = 0 // a fleet it knows nothing of is not paced
-	if g.paceAcks(10, 20000, time.Second); g.ackPace.Load() != 0 {
-		t.Fatalf("pace %v with no nodes known", time.Duration(g.ackPace.Load()))
 	}
 }

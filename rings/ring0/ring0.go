@@ -248,13 +248,11 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	r.ingest = newIngester(r.cfg.ingest, r.store, r.verify, r.log, r.judge.seen)
 	r.metrics, r.registry = newMetrics(r)
 	r.ingest.ackDelay = r.metrics.ackDelay
-	r.ingest.byKey, r.ingest.heard, r.ingest.fleet = r.vmByKey, r.judge.heard, r.verify.Len
+	r.ingest.byKey, r.ingest.heard = r.vmByKey, r.judge.heard
 	if r.cfg.Cluster != nil { // the others hear of it too
 		r.ingest.seen = func(n rings.NodeID, at time.Time) { r.judge.seen(n, at); r.hearing.saw(n, at) }
 		r.ingest.heard = func(n rings.NodeID, until time.Time) { r.judge.heard(n, until); r.hearing.deferred(n, until) }
 		r.ingest.learn, r.unknown = r.learn, map[rings.NodeID]time.Time{}
-		members := len(r.cfg.Cluster.Routes) + 1 // the queue group shares the fleet among them
-		r.ingest.fleet = func() int { return r.verify.Len() / members }
 	}
 	if err := r.loadVMKeys(ctx); err != nil {
 		return err

@@ -37,7 +37,6 @@ type ring0 struct {
 	// overloaded: ring 0 defers every heartbeat (send again after deferFor), counting them
 	overloaded atomic.Bool
 	deferrals  atomic.Int64
-	pace       atomic.Int64 // ns: acknowledgements ask the node to wait this long before its next
 
 	mu       sync.Mutex
 	obs      []rings.Observation
@@ -80,7 +79,7 @@ func listen(t *testing.T, c *harness.Cloud) *ring0 {
 			bus.Refuse(m, errors.New("store unavailable"))
 			return
 		}
-		bus.AckPaced(m, time.Duration(r.pace.Load()))
+		bus.Ack(m)
 	})
 	if err != nil {
 		t.Fatal(err)

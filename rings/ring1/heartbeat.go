@@ -50,9 +50,9 @@ func (n *Node) heartbeats(ctx context.Context, nc *nats.Conn) {
 	}
 }
 
-// deliver sends the backlog oldest first until one is not acknowledged or ring 0 asks to
-// wait; it returns what is left and whether ring 0 is quiet. While ring 0 has asked to wait
-// (overloaded: deferred, or acknowledged and paced), it sends nothing.
+// deliver sends the backlog oldest first until one is not acknowledged; it returns what is
+// left and whether ring 0 is quiet. While ring 0 has asked to wait (overloaded), it sends
+// nothing.
 func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Observation, quiet bool) ([]rings.Observation, bool) {
 	if time.Now().UnixNano() < n.retryAt.Load() {
 		return backlog, quiet
@@ -66,9 +66,6 @@ func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Obser
 			n.log.Info("ring 0 acknowledges heartbeats again", "backlog", len(backlog)-1)
 		}
 		backlog, quiet = backlog[1:], false
-		if time.Now().UnixNano() < n.retryAt.Load() {
-			break // acknowledged, and paced: the rest waits
-		}
 	}
 	return backlog, quiet
 }
@@ -78,12 +75,12 @@ func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Obser
 func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observation, quiet bool) (ok, refused bool) {
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
 	defer cancel()
-	sl, pace, err := bus.SendObservation(sctx, nc, n.signer, bus.Ring1Obs(n.cfg.Node), obs)
+	sl, err := bus.SendObservation(sctx, nc, n.signer, bus.Ring1Obs(n.cfg.Node), obs)
 	if re, isRemote := errors.AsType[*bus.RemoteError](err); isRemote && re.RetryAfter > 0 {
 		// Overloaded, not refused: kept, and sent again after the wait, jittered (½ to 1½
 		// of it) so that the nodes told alike do not all come back at once.
 		n.deferred.Add(1)
-		wait := jitter(re.RetryAfter)
+		wait := re.RetryAfter/2 + rand.N(re.RetryAfter)
 		n.retryAt.Store(time.Now().Add(wait).UnixNano())
 		if !quiet {
 			n.log.Warn("ring 0 is overloaded; keeping the heartbeat to send again", "seq", sl.Seq, "after", wait)
@@ -106,16 +103,8 @@ func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observati
 	n.acked.Add(1)
 	n.leafDenied.Store(0)
 	n.lastSeq.Store(sl.Seq)
-	if pace > 0 { // stored; ring 0 takes less than the nodes offer: the next one waits
-		n.paced.Add(1)
-		n.retryAt.Store(time.Now().Add(jitter(pace)).UnixNano())
-	}
 	return true, false
 }
-
-// jitter spreads a wait ring 0 asked for over ½ to 1½ of it, so that the nodes told alike do
-// not all come back at once.
-func jitter(d time.Duration) time.Duration { return d/2 + rand.N(d) }
 
 // routerAddr is where the other hosts reach this node's router: its listen address, or — if
 // that is any address — the underlay address with its port.

@@ -117,7 +117,6 @@ type Node struct {
 
 	acked, unacked, refused, lastSeq atomic.Uint64
 	waiting, dropped, deferred       atomic.Uint64
-	paced                            atomic.Uint64                // acknowledged, and asked to wait before the next
 	retryAt                          atomic.Int64                 // Unix ns: ring 0 asked to wait until then
 	revokes                          *revokeQueue                 // revocations ring 0 has yet to confirm; nil without Dir
 	jwt                              atomic.Pointer[string]       // the current credential; see renewals
@@ -147,7 +146,6 @@ type Stats struct {
 	Backlog      uint64 `json:"backlog"`        // observations waiting to be acknowledged
 	Dropped      uint64 `json:"dropped"`        // observations dropped from a full backlog
 	Deferred     uint64 `json:"deferred"`       // ring 0, overloaded, asked to send again later (kept)
-	Paced        uint64 `json:"paced"`          // acknowledged, with a wait before the next (ring 0 overloaded)
 }
 
 // New checks cfg and returns a node ready to Run. It does no I/O.
@@ -221,7 +219,6 @@ func (n *Node) Stats() Stats {
 		Backlog:      n.waiting.Load(),
 		Dropped:      n.dropped.Load(),
 		Deferred:     n.deferred.Load(),
-		Paced:        n.paced.Load(),
 	}
 }
 

@@ -258,30 +258,3 @@ func TestDeferredHeartbeatsAreKept(t *testing.T) {
 	t.Logf("overloaded for %v: %d sends deferred (a beat is %v, the wait asked %v), then all %d observations delivered in order",
 		window.Round(time.Millisecond), deferrals, beat, deferFor, len(obs)-before)
 }
-
-// An acknowledgement that carries a pace (ring 0 takes less than the fleet offers) holds the
-// node's next heartbeat for that long (jittered ½–1½×) instead of one a beat; nothing is
-// lost, and once the pace is gone the node catches up.
-func TestPacedAcknowledgementsAreObeyed(t *testing.T) {
-	c := harness.StartBroker(t)
-	r0 := listen(t, c)
-	n := start(t, node(t, c, r0, "n1"))
-	harness.Eventually(t, 10*time.Second, func() bool { k, _ := r0.seen(); return k > 0 }, "first heartbeat")
-	const pace = 8 * beat
-	r0.pace.Store(int64(pace))
-	before, _ := r0.seen()
-	t0 := time.Now()
-	harness.Eventually(t, 10*time.Second, func() bool { return n.Stats().Backlog >= 16 }, "16 observations waiting")
-	window := time.Since(t0)
-	during, _ := r0.seen()
-	// Obeying: at most one heartbeat per half the pace (the jitter's least), not one a beat.
-	if most := int(window/(pace/2)) + 2; during-before > most {
-		t.Fatalf("%d heartbeats in %v while paced at %v: at most %d if the node waited", during-before, window, pace, most)
-	}
-	r0.pace.Store(0)
-	harness.Eventually(t, 10*time.Second, func() bool { return n.Stats().Backlog == 0 }, "the backlog delivered")
-	if s := n.Stats(); s.Refused != 0 || s.Dropped != 0 || s.Paced == 0 || s.Deferred != 0 {
-		t.Fatalf("stats %+v: want paced acknowledgements, nothing refused, dropped or deferred", s)
-	}
-	t.Logf("paced at %v: %d heartbeats in %v (one a beat would be %d), then caught up", pace, during-before, window.Round(time.Millisecond), int(window/beat))
-}
