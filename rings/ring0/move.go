@@ -14,6 +14,7 @@ import (
 
 	"enjin/rings"
 	"enjin/services/api"
+	"enjin/services/appapi"
 	"enjin/services/apphost"
 	"enjin/services/inventory"
 )
@@ -177,7 +178,7 @@ func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inve
 	var list struct {
 		Apps []apphost.Running `json:"apps"`
 	}
-	if err := r.hostJSON(ctx, h, "GET", "/v1/running", nil, &list); err != nil {
+	if err := r.hostJSON(ctx, h, "GET", appapi.OpRunning.Path(), nil, &list); err != nil {
 		r.log.Debug("a host's apps not read", "node", h.Node, "err", err)
 		return nil
 	}
@@ -242,7 +243,7 @@ func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.Pla
 	if retire {
 		q = "?retire=1"
 	}
-	err := r.hostJSON(ctx, h, "DELETE", appPath(p.Tenant, p.App)+q, nil, &out)
+	err := r.hostJSON(ctx, h, "DELETE", appapi.OpDestroy.Path(string(p.Tenant), p.App)+q, nil, &out)
 	if err != nil && !errors.Is(err, io.EOF) { // a destroy answers no body
 		r.log.Warn("an app's stale copy not destroyed", "tenant", p.Tenant, "app", p.App, "node", h.Node, "err", err)
 		return
@@ -251,8 +252,6 @@ func (r *Ring0) dropCopy(ctx context.Context, h api.AppsBackend, p inventory.Pla
 		"runs_on", p.Node, "home_kept", out.HomeKept)
 	r.event("app-copy-dropped", map[string]any{"tenant": p.Tenant, "app": p.App, "node": h.Node, "runs_on": p.Node, "home_kept": out.HomeKept})
 }
-
-func appPath(t rings.TenantID, app string) string { return "/v1/tenants/" + string(t) + "/apps/" + app }
 
 // moveApp re-places app p off its host, which is down: to the host, up and running apps (one
 // of its replicas, if any is up), whose signed bid wins — fewest of the tenant's apps, then
@@ -339,7 +338,7 @@ func (r *Ring0) runMoved(ctx context.Context, h api.AppsBackend, p inventory.Pla
 		return err
 	}
 	defer body.Close()
-	err = r.hostJSON(ctx, h, "POST", appPath(p.Tenant, p.App)+"/import", body, nil)
+	err = r.hostJSON(ctx, h, "POST", appapi.OpImport.Path(string(p.Tenant), p.App), body, nil)
 	var he *hostError
 	if err != nil && !(errors.As(err, &he) && he.status == http.StatusConflict) {
 		return err

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"enjin/services/api"
+	"enjin/services/appapi"
 	"enjin/services/apphost"
 	"enjin/services/inventory"
 )
@@ -57,7 +58,7 @@ func (r *Ring0) keepRecipe(ctx context.Context, h api.AppsBackend, k inventory.A
 	defer r.moves.drop()
 	ctx, cancel := context.WithTimeout(ctx, 10*hostTimeout)
 	defer cancel()
-	resp, err := r.hostDo(ctx, h, "GET", appPath(k.Tenant, k.App)+"/export?have="+have, nil)
+	resp, err := r.hostDo(ctx, h, "GET", appapi.OpExport.Path(string(k.Tenant), k.App)+"?have="+have, nil)
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"enjin/rings"
 	"enjin/services/api"
+	"enjin/services/appapi"
 	"enjin/services/apphost"
 	"enjin/services/inventory"
 )
@@ -162,7 +163,7 @@ func (r *Ring0) copyTo(ctx context.Context, h api.AppsBackend, k inventory.AppKe
 	if has {
 		q = "?follow=1"
 	}
-	return r.hostJSON(ctx, h, "POST", appPath(k.Tenant, k.App)+"/import"+q, body, nil)
+	return r.hostJSON(ctx, h, "POST", appapi.OpImport.Path(string(k.Tenant), k.App)+q, body, nil)
 }
 
 // setShare has host key.node run its share s of app key.app (with scale, for a replica).
@@ -180,7 +181,7 @@ func (r *Ring0) setShare(ctx context.Context, key spreadKey, scale map[string]in
 		apphost.Share
 	}{scale, s})
 	moves.Go(func() {
-		err := r.hostJSON(ctx, h.on(key.node), "PUT", appPath(key.app.Tenant, key.app.App)+"/share", bytes.NewReader(b), nil)
+		err := r.hostJSON(ctx, h.on(key.node), "PUT", appapi.OpShare.Path(string(key.app.Tenant), key.app.App), bytes.NewReader(b), nil)
 		if err != nil && ctx.Err() == nil {
 			r.log.Warn("an app's share on a host not set", "tenant", key.app.Tenant, "app", key.app.App, "node", key.node, "err", err)
 		}

@@ -17,6 +17,7 @@ import (
 	"enjin/keys"
 	"enjin/rings"
 	"enjin/services/api"
+	"enjin/services/appapi"
 	"enjin/services/inventory"
 )
 
@@ -229,12 +230,11 @@ func (r *Ring0) destroyAppsOn(ctx context.Context, t rings.TenantID, b api.AppsB
 			Name string `json:"name"`
 		} `json:"apps"`
 	}
-	prefix := "/v1/tenants/" + string(t) + "/apps"
-	if err := call("GET", prefix, &list); err != nil {
+	if err := call("GET", appapi.OpApps.Path(string(t)), &list); err != nil {
 		return err
 	}
 	for _, a := range list.Apps {
-		if err := call("DELETE", prefix+"/"+a.Name, nil); err != nil {
+		if err := call("DELETE", appapi.OpDestroy.Path(string(t), a.Name), nil); err != nil {
 			return err
 		}
 		r.log.Info("app destroyed with its tenant", "tenant", t, "app", a.Name, "node", b.Node)
