@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -67,13 +66,13 @@ func benchVerify(out string, stdout io.Writer) error {
 		return usagef("bench verify: -o must be text or json")
 	}
 	f := verifyFigures{Cores: runtime.GOMAXPROCS(0)}
-	f.SignPerSec = perSec(testing.Benchmark(benchSign))
-	f.VerifyPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchEnvelopeVerify(b, false) }))
-	f.RawVerifyPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, false) }))
-	f.VerifyAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchEnvelopeVerify(b, true) }))
-	f.RawAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchRaw(b, true) }))
-	f.BatchPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchBatchVerify(b, false) }))
-	f.BatchAllPerSec = perSec(testing.Benchmark(func(b *testing.B) { benchBatchVerify(b, true) }))
+	f.SignPerSec = perSecond(benchSign)
+	f.VerifyPerSec = perSecond(func(n int) func() { return benchEnvelopeVerify(n, false) })
+	f.RawVerifyPerSec = perSecond(func(n int) func() { return benchRaw(n, false) })
+	f.VerifyAllPerSec = perSecond(func(n int) func() { return benchEnvelopeVerify(n, true) })
+	f.RawAllPerSec = perSecond(func(n int) func() { return benchRaw(n, true) })
+	f.BatchPerSec = perSecond(func(n int) func() { return benchBatchVerify(n, false) })
+	f.BatchAllPerSec = perSecond(func(n int) func() { return benchBatchVerify(n, true) })
 	f.Ratio = f.VerifyPerSec / f.RawVerifyPerSec
 	f.RatioAllCores = f.VerifyAllPerSec / f.RawAllPerSec
 	if out == "json" {
@@ -91,33 +90,62 @@ func benchVerify(out string, stdout io.Writer) error {
 	return nil
 }
 
-func perSec(r testing.BenchmarkResult) float64 {
-	if r.N == 0 || r.T == 0 {
-		return 0
+// perSecond measures how many operations a second a task does: setup(n) readies n of them
+// untimed and returns what does them, which is timed. n grows until a run takes at least a
+// second, as go test's benchmarks do, without linking package testing into the binary.
+func perSecond(setup func(n int) func()) float64 {
+	for n := 1; ; {
+		run := setup(n)
+		t0 := time.Now()
+		run()
+		d := time.Since(t0)
+		if d >= time.Second || n >= 1e9 {
+			return float64(n) / d.Seconds()
+		}
+		// Aim 20 % past a second from this run's rate, growing at most a hundredfold.
+		next := int(1.2 * float64(n) * float64(time.Second) / float64(max(d, time.Microsecond)))
+		n = min(max(next, n+1), 100*n)
 	}
-	return float64(r.N) / r.T.Seconds()
 }
 
-func benchSign(b *testing.B) {
+// shares splits n operations among the cores: the parts' sizes.
+func shares(n int) []int {
+	procs := runtime.GOMAXPROCS(0)
+	parts := make([]int, procs)
+	for i := range parts {
+		parts[i] = n / procs
+	}
+	parts[0] += n % procs
+	return parts
+}
+
+// together runs each of fns on a goroutine of its own and waits for all.
+func together(fns []func()) {
+	var wg sync.WaitGroup
+	for _, fn := range fns {
+		wg.Go(fn) // ends when its part is done
+	}
+	wg.Wait()
+}
+
+func benchSign(n int) func() {
 	att, _ := keys.NewAttestation()
 	s := bus.NewSigner("ring1-0000", att)
 	now := time.Now()
-	for b.Loop() {
-		s.Sign(heartbeat, now).Header()
+	return func() {
+		for range n {
+			s.Sign(heartbeat, now).Header()
+		}
 	}
 }
 
 // benchEnvelopeVerify verifies pre-signed heartbeats (signing is not what is measured). Each
 // goroutine verifies its own node's messages in order, so high-water marks keep rising.
-func benchEnvelopeVerify(b *testing.B, parallel bool) {
+func benchEnvelopeVerify(n int, parallel bool) func() {
 	v := bus.NewVerifier(time.Hour)
 	now := time.Now()
 	var nodes atomic.Int64
-	type batch struct {
-		id rings.NodeID
-		hs []nats.Header
-	}
-	prepare := func(n int) batch {
+	part := func(n int) func() {
 		id := rings.NodeID("ring1-" + strconv.FormatInt(nodes.Add(1), 10))
 		att, _ := keys.NewAttestation()
 		_ = v.Register(id, att.Public(), 0)
@@ -126,70 +154,53 @@ func benchEnvelopeVerify(b *testing.B, parallel bool) {
 		for i := range hs {
 			hs[i] = s.Sign(heartbeat, now).Header()
 		}
-		return batch{id, hs}
-	}
-	verify := func(bt batch, i int) {
-		if _, err := v.Verify(bt.id, bt.hs[i], heartbeat, now); err != nil {
-			panic(err)
+		return func() {
+			for _, h := range hs {
+				if _, err := v.Verify(id, h, heartbeat, now); err != nil {
+					panic(err)
+				}
+			}
 		}
 	}
 	if !parallel {
-		bt := prepare(b.N)
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			verify(bt, i)
-		}
-		return
+		return part(n)
 	}
-	// RunParallel splits b.N among GOMAXPROCS goroutines; give each a little more than its
-	// share, signed before the clock starts.
-	procs := runtime.GOMAXPROCS(0)
-	batches := make(chan batch, procs)
-	for range procs {
-		batches <- prepare(b.N/procs + b.N/10 + 16)
+	var fns []func()
+	for _, k := range shares(n) {
+		fns = append(fns, part(k))
 	}
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		var bt batch
-		select {
-		case bt = <-batches:
-		default:
-			bt = prepare(b.N) // more goroutines than expected; rare and small
-		}
-		for i := 0; pb.Next(); i++ {
-			if i == len(bt.hs) {
-				bt, i = prepare(len(bt.hs)), 0
-			}
-			verify(bt, i)
-		}
-	})
+	return func() { together(fns) }
 }
 
-func benchRaw(b *testing.B, parallel bool) {
+func benchRaw(n int, parallel bool) func() {
 	pub, priv, _ := ed25519.GenerateKey(nil)
 	msg := bus.Canonical(nil, "ring1-0000", 1, 1, heartbeat)
 	sig := ed25519.Sign(priv, msg)
-	if parallel {
-		b.RunParallel(func(pb *testing.PB) {
-			for pb.Next() {
+	part := func(n int) func() {
+		return func() {
+			for range n {
 				ed25519.Verify(pub, msg, sig)
 			}
-		})
-		return
+		}
 	}
-	for b.Loop() {
-		ed25519.Verify(pub, msg, sig)
+	if !parallel {
+		return part(n)
 	}
+	var fns []func()
+	for _, k := range shares(n) {
+		fns = append(fns, part(k))
+	}
+	return func() { together(fns) }
 }
 
 const batchSize = 256
 
 // benchBatchVerify verifies pre-signed heartbeats of many nodes in batches, as ring 0 does.
-func benchBatchVerify(b *testing.B, parallel bool) {
+func benchBatchVerify(n int, parallel bool) func() {
 	v := bus.NewVerifier(time.Hour)
 	now := time.Now()
 	var next atomic.Int64
-	prepare := func(n int) []bus.Item {
+	part := func(n int) func() {
 		signers := make([]*bus.Signer, 64)
 		for i := range signers {
 			id := rings.NodeID("batch-" + strconv.FormatInt(next.Add(1), 10))
@@ -202,37 +213,22 @@ func benchBatchVerify(b *testing.B, parallel bool) {
 			s := signers[i%len(signers)]
 			items[i] = bus.Item{Node: s.Node(), Header: s.Sign(heartbeat, now).Header(), Payload: heartbeat}
 		}
-		return items
-	}
-	run := func(items []bus.Item, n int) {
-		for done := 0; done < n; done += batchSize {
-			batch := items[done:min(done+batchSize, n)]
-			v.VerifyBatch(batch, now)
-			if batch[0].Err != nil {
-				panic(batch[0].Err)
+		return func() {
+			for done := 0; done < n; done += batchSize {
+				batch := items[done:min(done+batchSize, n)]
+				v.VerifyBatch(batch, now)
+				if batch[0].Err != nil {
+					panic(batch[0].Err)
+				}
 			}
 		}
 	}
 	if !parallel {
-		items := prepare(b.N)
-		b.ResetTimer()
-		run(items, b.N)
-		return
+		return part(n)
 	}
-	// Split b.N among the cores, each part signed before the clock starts.
-	procs := runtime.GOMAXPROCS(0)
-	parts := make([][]bus.Item, procs)
-	for i := range parts {
-		n := b.N / procs
-		if i == 0 {
-			n += b.N % procs
-		}
-		parts[i] = prepare(n)
+	var fns []func()
+	for _, k := range shares(n) {
+		fns = append(fns, part(k))
 	}
-	b.ResetTimer()
-	var wg sync.WaitGroup
-	for _, items := range parts {
-		wg.Go(func() { run(items, len(items)) }) // ends when its part is verified
-	}
-	wg.Wait()
+	return func() { together(fns) }
 }

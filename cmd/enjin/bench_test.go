@@ -40,3 +40,36 @@ func TestDeployPhases(t *testing.T) {
 		t.Fatalf("median %+v", m)
 	}
 }
+
+// perSecond times setup's task until a run lasts a second: the rate is the last run's n over
+// its time, and only the run is timed, not the setup.
+func TestPerSecond(t *testing.T) {
+	var last int
+	var took time.Duration
+	rate := perSecond(func(n int) func() {
+		last = n
+		spin := make([]int, n) // set-up work that must not count
+		return func() {
+			t0 := time.Now()
+			for i := range spin {
+				spin[i] = i * i
+			}
+			for time.Since(t0) < time.Duration(n)*time.Microsecond { // 1 µs an operation
+			}
+			took = time.Since(t0)
+		}
+	})
+	if took < time.Second || rate <= 0 || rate > 1.01e6 || float64(last)/took.Seconds() > rate*1.05 {
+		t.Fatalf("rate %.0f/s from n %d in %v; want about 1e6/s, from a run of at least 1 s", rate, last, took)
+	}
+	if parts := shares(7); len(parts) < 1 || sum(parts) != 7 {
+		t.Fatalf("shares(7) = %v", parts)
+	}
+}
+
+func sum(v []int) (s int) {
+	for _, x := range v {
+		s += x
+	}
+	return s
+}
