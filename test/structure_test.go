@@ -255,3 +255,23 @@ func TestStructureImports(t *testing.T) {
 		t.Error(v)
 	}
 }
+
+// The production binary does not link package testing (nor anything of the test tree):
+// `enjin bench` times its loops itself.
+func TestStructureBinaryLinksNoTests(t *testing.T) {
+	for _, p := range listPackages(t) {
+		if p.ImportPath != "enjin/cmd/enjin" {
+			continue
+		}
+		if len(p.Deps) == 0 {
+			t.Fatal("go list gave enjin/cmd/enjin no dependencies")
+		}
+		for _, d := range p.Deps {
+			if d == "testing" || strings.HasPrefix(d, "testing/") || strings.HasPrefix(d, "enjin/test") {
+				t.Errorf("enjin/cmd/enjin links %s", d)
+			}
+		}
+		return
+	}
+	t.Fatal("go list did not list enjin/cmd/enjin")
+}
