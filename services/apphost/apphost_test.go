@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -32,6 +33,10 @@ var (
 	helper    string // this test binary, executable by app uids: the sandbox helper
 	sampleBin string // the sample app, built once
 )
+
+// testCgroups is where this run's instances get their cgroups: a name of its own, so that
+// two runs on one machine do not take each other's groups.
+var testCgroups = "enjin-test-apphost-" + strconv.Itoa(os.Getpid())
 
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 && os.Args[1] == sandbox.HelperArg {
@@ -57,6 +62,11 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	os.RemoveAll(dir)
+	bases, _ := filepath.Glob("/sys/fs/cgroup/*/" + testCgroups)
+	deeper, _ := filepath.Glob("/sys/fs/cgroup/*/*/*/" + testCgroups) // memory sits deeper here
+	for _, d := range append(bases, deeper...) {
+		os.Remove(d) // empty once every instance is gone; one left holding a process stays
+	}
 	os.Exit(code)
 }
 
@@ -95,7 +105,7 @@ func newWorldWith(t testing.TB, edit func(*apphost.Config)) *world {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { nw.RemoveFirewall() })
-	cg, err := sandbox.DetectCgroups("enjin-test-apphost")
+	cg, err := sandbox.DetectCgroups(testCgroups)
 	if err != nil {
 		t.Fatal(err)
 	}

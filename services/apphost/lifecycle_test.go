@@ -126,7 +126,7 @@ func TestRestoreSweepsAnEarlierRun(t *testing.T) {
 	old, _ := w.host.Ps("acme", "web")
 	// A new host on the same directory, cgroups and network: the old one is abandoned, as a
 	// SIGKILLed node's would be.
-	cg, err := sandbox.DetectCgroups("enjin-test-apphost")
+	cg, err := sandbox.DetectCgroups(testCgroups)
 	if err != nil {
 		t.Fatal(err)
 	}

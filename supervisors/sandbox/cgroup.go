@@ -118,11 +118,18 @@ type cgroupV1 struct{ bases map[string]string }
 
 func (c *cgroupV1) Version() int { return 1 }
 
-func (c *cgroupV1) Create(name string, l Limits) ([]string, error) {
+func (c *cgroupV1) Create(name string, l Limits) (procs []string, err error) {
 	if err := validGroup(name); err != nil {
 		return nil, err
 	}
-	var procs []string
+	var made []string
+	defer func() {
+		if err != nil { // leave no half-made group behind to fail the next Create
+			for _, dir := range made {
+				_ = os.Remove(dir)
+			}
+		}
+	}()
 	for ctl, base := range c.bases {
 		if err := os.MkdirAll(base, 0o755); err != nil {
 			return nil, fmt.Errorf("sandbox: cgroup %s: %w", ctl, err)
@@ -131,6 +138,7 @@ func (c *cgroupV1) Create(name string, l Limits) ([]string, error) {
 		if err := os.Mkdir(dir, 0o755); err != nil { // never share a group another made
 			return nil, fmt.Errorf("sandbox: cgroup %s/%s: %w", ctl, name, err)
 		}
+		made = append(made, dir)
 		procs = append(procs, filepath.Join(dir, "cgroup.procs"))
 	}
 	if l.MemoryBytes > 0 {

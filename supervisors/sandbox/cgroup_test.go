@@ -37,6 +37,29 @@ func TestCgroupKillAndOwnership(t *testing.T) {
 	if _, err := cg.Create("g1", sandbox.Limits{}); !errors.Is(err, os.ErrExist) {
 		t.Fatalf("second Create of g1: %v, want ErrExist", err)
 	}
+	// A Create that fails part way — the group exists in one controller only, as a crash can
+	// leave it — removes what it made in the others, so it is not in the way of the next.
+	if _, err := cg.Create("g2", sandbox.Limits{}); err != nil {
+		t.Fatal(err)
+	}
+	g2 := groupDirs(prefix, "g2")
+	if len(g2) < 2 || cg.Remove("g2") != nil {
+		t.Fatalf("g2 in %v; want it in several controllers, and removed", g2)
+	}
+	for range 10 { // the controllers are tried in no fixed order: most tries make some first
+		if err := os.Mkdir(g2[0], 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cg.Create("g2", sandbox.Limits{}); !errors.Is(err, os.ErrExist) {
+			t.Fatalf("Create of g2 existing in %s: %v, want ErrExist", g2[0], err)
+		}
+		if left := groupDirs(prefix, "g2"); len(left) != 1 {
+			t.Fatalf("after a failed Create, g2 is in %v; want only the one made before", left)
+		}
+		if err := os.Remove(g2[0]); err != nil {
+			t.Fatal(err)
+		}
+	}
 	// A shell that, once in the group, starts children that fork more children forever.
 	sh := exec.Command("/bin/sh", "-c", "read go; for i in 1 2 3 4; do (while :; do sleep 1000 & sleep 0.01; done) & done; wait")
 	in, _ := sh.StdinPipe()
@@ -93,4 +116,11 @@ func members(t *testing.T, procs string) []int {
 		out = append(out, pid)
 	}
 	return out
+}
+
+// groupDirs are the directories of group name under prefix, in every controller.
+func groupDirs(prefix, name string) []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "/" + name)
+	more, _ := filepath.Glob("/sys/fs/cgroup/*/*/*/" + prefix + "/" + name) // memory sits deeper here
+	return append(dirs, more...)
 }
