@@ -2,7 +2,9 @@ package bus
 
 import (
 	"crypto/ed25519"
+	"encoding/base64"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -260,6 +262,28 @@ func (n *nodeState) advance(seq uint64) bool {
 	}
 	n.mark = seq
 	return true
+}
+
+// VerifyStored says why a stored observation, as ring 0's API answers it, does not verify
+// against the keys registered (now or before) for the node that signed it, or "" if it does.
+// Anyone can run it offline: `enjin verify` does, for every stored observation.
+func VerifyStored(o rings.SignedObservation, registered []string) string {
+	if !slices.Contains(registered, o.Signer) {
+		return "signer is not a key registered for the node"
+	}
+	pub, err := keys.ParseAttestationPublic(o.Signer)
+	if err != nil {
+		return err.Error()
+	}
+	sig, err1 := base64.RawURLEncoding.DecodeString(o.Sig)
+	payload, err2 := base64.RawURLEncoding.DecodeString(o.Payload)
+	if err1 != nil || err2 != nil {
+		return "undecodable signature or payload"
+	}
+	if !VerifySignature(pub, o.SignedBy(), o.TsNs, o.Seq, payload, sig) {
+		return "bad signature"
+	}
+	return ""
 }
 
 // VerifySignature checks a stored observation's signature by pub, with the same rules the

@@ -281,3 +281,41 @@ func TestVerifyBatchFindsTheBadOnes(t *testing.T) {
 	}
 	t.Logf("batches: %d accepted, %v", accepted, v.Stats().Rejected)
 }
+
+// A stored observation, as the API answers it, verifies offline against the keys its signer
+// has had; every way it can be wrong is named.
+func TestVerifyStored(t *testing.T) {
+	att, _ := keys.NewAttestation()
+	other, _ := keys.NewAttestation()
+	payload := []byte(`{"node":"n1","state":"up"}`)
+	enc := base64.RawURLEncoding
+	seal := bus.NewSigner("n1", att).Sign(payload, time.Now())
+	good := rings.SignedObservation{Node: "n1", Seq: seal.Seq, TsNs: seal.Ts, Signer: seal.Signer,
+		Sig: enc.EncodeToString(seal.Sig), Payload: enc.EncodeToString(payload)}
+	// An instance's observation, signed by its ring 1 node as observer.
+	cs := bus.NewSigner("r1", att).Sign(payload, time.Now())
+	child := rings.SignedObservation{Node: "i1", Observer: "r1", Seq: cs.Seq, TsNs: cs.Ts, Signer: cs.Signer,
+		Sig: enc.EncodeToString(cs.Sig), Payload: enc.EncodeToString(payload)}
+	registered := []string{other.Public(), att.Public()}
+	for name, c := range map[string]struct {
+		o          rings.SignedObservation
+		registered []string
+		want       string
+	}{
+		"good":                 {good, registered, ""},
+		"by its observer":      {child, registered, ""},
+		"key never the node's": {good, []string{other.Public()}, "signer is not a key registered for the node"},
+		"payload changed": {func() rings.SignedObservation {
+			o := good
+			o.Payload = enc.EncodeToString([]byte(`{"node":"n1","state":"down"}`))
+			return o
+		}(), registered, "bad signature"},
+		"seq changed":      {func() rings.SignedObservation { o := good; o.Seq++; return o }(), registered, "bad signature"},
+		"observer dropped": {func() rings.SignedObservation { o := child; o.Observer = ""; return o }(), registered, "bad signature"},
+		"undecodable":      {func() rings.SignedObservation { o := good; o.Sig = "%%"; return o }(), registered, "undecodable signature or payload"},
+	} {
+		if got := bus.VerifyStored(c.o, c.registered); got != c.want {
+			t.Errorf("%s: %q, want %q", name, got, c.want)
+		}
+	}
+}

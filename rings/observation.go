@@ -1,6 +1,9 @@
 package rings
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // NodeState is what a node says, or its supervisor concludes, about its health.
 type NodeState string
@@ -60,4 +63,30 @@ type TierRole struct {
 	Tier  string `json:"tier"`
 	Role  string `json:"role"`
 	Epoch int64  `json:"epoch"`
+}
+
+// SignedObservation is a stored observation as ring 0's API answers it, the CLI reads it
+// and `enjin verify` checks it again (bus.VerifyStored): the exact signed bytes and their
+// signature, with what ring 0 recorded beside them.
+type SignedObservation struct {
+	Node        NodeID          `json:"node"`
+	Seq         uint64          `json:"seq"`
+	TsNs        int64           `json:"ts_ns"`                 // the node's clock, unix ns, as signed
+	ReceivedAt  time.Time       `json:"received_at"`           // ring 0's clock
+	Signer      string          `json:"signer"`                // attestation public key
+	Sig         string          `json:"sig"`                   // ed25519 signature, unpadded base64url
+	Payload     string          `json:"payload"`               // the exact signed bytes, unpadded base64url
+	Observation json.RawMessage `json:"observation,omitempty"` // the payload, if it is JSON
+	// Observer is the node that made and signed the observation when it is not the node
+	// itself (a ring 1 node reporting on its app instances); the signature covers the
+	// observer's id.
+	Observer NodeID `json:"observer,omitempty"`
+}
+
+// SignedBy is the node whose key signed o: its observer if it has one, else the node.
+func (o SignedObservation) SignedBy() NodeID {
+	if o.Observer != "" {
+		return o.Observer
+	}
+	return o.Node
 }

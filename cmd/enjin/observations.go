@@ -2,30 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"net/url"
 	"slices"
 	"strconv"
 
 	"enjin/bus"
-	"enjin/keys"
 	"enjin/rings"
 )
 
-// Offline verification: what `enjin verify` checks of each stored observation, with nothing
-// but the API's answers and the signature scheme.
-
-// storedObservation is an observation as the API returns it: enough to verify offline.
-type storedObservation struct {
-	Node     rings.NodeID `json:"node"`
-	Observer rings.NodeID `json:"observer"` // set when another node (the supervisor) signed it
-	Seq      uint64       `json:"seq"`
-	TsNs     int64        `json:"ts_ns"`
-	Signer   string       `json:"signer"`
-	Sig      string       `json:"sig"`
-	Payload  string       `json:"payload"`
-}
+// Offline verification: `enjin verify` fetches each stored observation and checks it with
+// bus.VerifyStored, with nothing but the API's answers and the signature scheme.
 
 // keyring knows every attestation key each node has had. Keys are fetched only for nodes that
 // sign: a ring 2 node's observations are its ring 1 node's, who signed them.
@@ -85,7 +72,7 @@ func verifyNode(ctx context.Context, c *client, node rings.NodeID, ks *keyring, 
 	before := uint64(0)
 	for {
 		var page struct {
-			Observations []storedObservation `json:"observations"`
+			Observations []rings.SignedObservation `json:"observations"`
 		}
 		path := fmt.Sprintf("/v1/nodes/%s/observations?limit=1000", url.PathEscape(string(node)))
 		if before > 0 {
@@ -96,11 +83,11 @@ func verifyNode(ctx context.Context, c *client, node rings.NodeID, ks *keyring, 
 		}
 		for _, o := range page.Observations {
 			*checked++
-			registered, err := ks.keysOf(ctx, o.signedBy())
+			registered, err := ks.keysOf(ctx, o.SignedBy())
 			if err != nil {
 				return err
 			}
-			if why := verifyStored(o, registered); why != "" {
+			if why := bus.VerifyStored(o, registered); why != "" {
 				fail(o.Seq, why)
 			}
 			before = o.Seq
@@ -109,32 +96,4 @@ func verifyNode(ctx context.Context, c *client, node rings.NodeID, ks *keyring, 
 			return nil
 		}
 	}
-}
-
-// signedBy is the node whose key signed o: its observer (supervisor) if it has one.
-func (o storedObservation) signedBy() rings.NodeID {
-	if o.Observer != "" {
-		return o.Observer
-	}
-	return o.Node
-}
-
-// verifyStored says why o does not verify against the keys registered for its signer, or "".
-func verifyStored(o storedObservation, registered []string) string {
-	if !slices.Contains(registered, o.Signer) {
-		return "signer is not a key registered for the node"
-	}
-	pub, err := keys.ParseAttestationPublic(o.Signer)
-	if err != nil {
-		return err.Error()
-	}
-	sig, err1 := base64.RawURLEncoding.DecodeString(o.Sig)
-	payload, err2 := base64.RawURLEncoding.DecodeString(o.Payload)
-	if err1 != nil || err2 != nil {
-		return "undecodable signature or payload"
-	}
-	if !bus.VerifySignature(pub, o.signedBy(), o.TsNs, o.Seq, payload, sig) {
-		return "bad signature"
-	}
-	return ""
 }

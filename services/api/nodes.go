@@ -90,7 +90,7 @@ func (a *API) decommissionNode(c *call) error {
 }
 
 type observationList struct {
-	Observations []observation `json:"observations"`
+	Observations []rings.SignedObservation `json:"observations"`
 }
 
 // nodeFilter reads the node list's query parameters.
@@ -117,21 +117,6 @@ func nodeFilter(q query) (inventory.NodeFilter, error) {
 }
 
 // observation is a stored observation with everything needed to verify it offline.
-type observation struct {
-	Node        rings.NodeID    `json:"node"`
-	Seq         uint64          `json:"seq"`
-	TsNs        int64           `json:"ts_ns"`                 // the node's clock, unix ns, as signed
-	ReceivedAt  time.Time       `json:"received_at"`           // ring 0's clock
-	Signer      string          `json:"signer"`                // attestation public key
-	Sig         string          `json:"sig"`                   // ed25519 signature, unpadded base64url
-	Payload     string          `json:"payload"`               // the exact signed bytes, unpadded base64url
-	Observation json.RawMessage `json:"observation,omitempty"` // the payload, if it is JSON
-	// Observer is the node that made and signed the observation when it is not the node
-	// itself (a ring 1 node reporting on its app instances); the signature covers the
-	// observer's id.
-	Observer rings.NodeID `json:"observer,omitempty"`
-}
-
 // observationPage reads the observation list's query parameters.
 func observationPage(q query) (limit int, before uint64, err error) {
 	if limit, err = q.intParam("limit", 1, 1000, 100); err != nil {
@@ -157,10 +142,10 @@ func (a *API) observations(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := observationList{Observations: make([]observation, len(obs))}
+	out := observationList{Observations: make([]rings.SignedObservation, len(obs))}
 	enc := base64.RawURLEncoding
 	for i, o := range obs {
-		out.Observations[i] = observation{Node: o.Node, Seq: o.Seq, TsNs: o.TsNs, ReceivedAt: o.Received,
+		out.Observations[i] = rings.SignedObservation{Node: o.Node, Seq: o.Seq, TsNs: o.TsNs, ReceivedAt: o.Received,
 			Signer: o.Signer, Sig: enc.EncodeToString(o.Sig), Payload: enc.EncodeToString(o.Payload), Observer: o.Observer}
 		if utf8.Valid(o.Payload) && json.Valid(o.Payload) {
 			out.Observations[i].Observation = o.Payload
