@@ -23,9 +23,7 @@ func TestCgroupKillAndOwnership(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
-		dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix)
-		more, _ := filepath.Glob("/sys/fs/cgroup/*/*/*/" + prefix) // memory sits deeper here
-		for _, d := range append(dirs, more...) {
+		for _, d := range cgroupDirs(prefix) {
 			os.Remove(d)
 		}
 	})
@@ -119,8 +117,11 @@ func members(t *testing.T, procs string) []int {
 }
 
 // groupDirs are the directories of group name under prefix, in every controller.
-func groupDirs(prefix, name string) []string {
-	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + prefix + "/" + name)
-	more, _ := filepath.Glob("/sys/fs/cgroup/*/*/*/" + prefix + "/" + name) // memory sits deeper here
+func groupDirs(prefix, name string) []string { return cgroupDirs(prefix + "/" + name) }
+
+// cgroupDirs are the directories at path in every controller's hierarchy.
+func cgroupDirs(path string) []string {
+	dirs, _ := filepath.Glob("/sys/fs/cgroup/*/" + path)
+	more, _ := filepath.Glob("/sys/fs/cgroup/*/*/*/" + path) // memory sits deeper here
 	return append(dirs, more...)
 }
