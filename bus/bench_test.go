@@ -7,9 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // heartbeat is a payload of the size ring 1 sends every 5 s.
@@ -55,7 +55,7 @@ func BenchmarkEnvelopeVerify(b *testing.B) {
 
 func BenchmarkEd25519Verify(b *testing.B) {
 	pub, priv, _ := ed25519.GenerateKey(nil)
-	msg := bus.Canonical(nil, rings.NodeID("ring1-0000"), 1, 1, heartbeat)
+	msg := bus.Canonical(nil, enjin.NodeID("ring1-0000"), 1, 1, heartbeat)
 	sig := ed25519.Sign(priv, msg)
 	for b.Loop() {
 		if !ed25519.Verify(pub, msg, sig) {

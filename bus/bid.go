@@ -9,8 +9,8 @@ import (
 
 	"github.com/hdevalence/ed25519consensus"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // bidDomain separates bid signatures from observations' and every other use of the key: a
@@ -21,7 +21,7 @@ const bidDomain = "ENJIN-BID-1\x00"
 type Offer struct {
 	ID       string         `json:"id"`             // random: a bid answers this offer only
 	Kind     string         `json:"kind,omitempty"` // "" (an app) or PlaceVM
-	Tenant   rings.TenantID `json:"tenant"`
+	Tenant   enjin.TenantID `json:"tenant"`
 	App      string         `json:"app"`                 // the app's name, or the VM's
 	MemoryMB int            `json:"memory_mb,omitempty"` // what a VM needs
 }
@@ -33,8 +33,8 @@ const PlaceVM = "vm"
 type Bid struct {
 	Offer      string         `json:"offer"`
 	Kind       string         `json:"kind,omitempty"` // the offer's
-	Node       rings.NodeID   `json:"node"`
-	Tenant     rings.TenantID `json:"tenant"`
+	Node       enjin.NodeID   `json:"node"`
+	Tenant     enjin.TenantID `json:"tenant"`
 	App        string         `json:"app"`
 	At         time.Time      `json:"at"`
 	MemFreeMB  int64          `json:"mem_free_mb"` // the host's available memory
@@ -91,7 +91,7 @@ func (sb SignedBid) Open(keysOfNode ...string) (Bid, error) {
 }
 
 // Answers reports whether bid answers offer o from node: an error says how it does not.
-func (bid Bid) Answers(o Offer, node rings.NodeID) error {
+func (bid Bid) Answers(o Offer, node enjin.NodeID) error {
 	if bid.Offer != o.ID || bid.Kind != o.Kind || bid.Node != node || bid.Tenant != o.Tenant || bid.App != o.App {
 		return fmt.Errorf("%w: a bid of %s for %s/%s (offer %.8s) does not answer %s's offer of %s/%s (%.8s)",
 			ErrBid, bid.Node, bid.Tenant, bid.App, bid.Offer, node, o.Tenant, o.App, o.ID)

@@ -6,7 +6,7 @@
 // ring 0 acknowledges only after the store commits it. Commands are request/reply with a
 // deadline and must be idempotent.
 //
-// A signed observation is a JSON payload (rings.Observation) with four headers: Obs-Signer,
+// A signed observation is a JSON payload (enjin.Observation) with four headers: Obs-Signer,
 // Obs-Ts, Obs-Seq and Obs-Sig, an ed25519 signature by the node's attestation key over a
 // domain-separated canonical form of node id, timestamp, sequence and payload. The Verifier
 // accepts it only if the signer is registered for the node named by the server-enforced
@@ -27,8 +27,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Connect dials url as the user in creds. Replies come to the user's own inbox prefix (the
@@ -171,7 +171,7 @@ func replyErr(m *nats.Msg, err error) {
 // SendObservation signs obs with s, sends it on subj as a request and waits, within ctx, for
 // the acknowledgement ring 0 gives only after its store has committed the observation. An
 // error means the observation may or may not be stored; a *RemoteError means it was refused.
-func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (Seal, error) {
+func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string, obs enjin.Observation) (Seal, error) {
 	b, err := json.Marshal(obs)
 	if err != nil {
 		return Seal{}, fmt.Errorf("bus: observation: %w", err)
@@ -221,7 +221,7 @@ func Defer(m *nats.Msg, err error, after time.Duration) {
 
 // PublishObservation signs obs with s and publishes it on subj without waiting for an
 // acknowledgement.
-func PublishObservation(nc *nats.Conn, s *Signer, subj string, obs rings.Observation) (Seal, error) {
+func PublishObservation(nc *nats.Conn, s *Signer, subj string, obs enjin.Observation) (Seal, error) {
 	b, err := json.Marshal(obs)
 	if err != nil {
 		return Seal{}, fmt.Errorf("bus: observation: %w", err)

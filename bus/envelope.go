@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Headers of a signed observation. The signature travels in headers so the payload, which
@@ -42,7 +42,7 @@ type Seal struct {
 // length-prefixed node id, the timestamp, the sequence number and the payload. The subject
 // is not covered (imports rewrite it); the node id is, so an observation carried to another
 // node's subject fails verification.
-func Canonical(dst []byte, node rings.NodeID, ts int64, seq uint64, payload []byte) []byte {
+func Canonical(dst []byte, node enjin.NodeID, ts int64, seq uint64, payload []byte) []byte {
 	dst = append(dst, domain...)
 	dst = binary.BigEndian.AppendUint16(dst, uint16(len(node)))
 	dst = append(dst, node...)
@@ -55,7 +55,7 @@ func Canonical(dst []byte, node rings.NodeID, ts int64, seq uint64, payload []by
 // the clock's unix nanoseconds and then strictly increase, so a node that restarts without
 // remembering its last number still continues above its high-water mark.
 type Signer struct {
-	node rings.NodeID
+	node enjin.NodeID
 	priv ed25519.PrivateKey
 	pub  string
 
@@ -65,12 +65,12 @@ type Signer struct {
 }
 
 // NewSigner returns a signer for node with attestation key k.
-func NewSigner(node rings.NodeID, k *keys.Attestation) *Signer {
+func NewSigner(node enjin.NodeID, k *keys.Attestation) *Signer {
 	return &Signer{node: node, priv: k.PrivateKey(), pub: k.Public()}
 }
 
 // Node is the node the signer signs for.
-func (s *Signer) Node() rings.NodeID { return s.node }
+func (s *Signer) Node() enjin.NodeID { return s.node }
 
 // Public is the attestation public key the signer's seals verify against.
 func (s *Signer) Public() string { return s.pub }

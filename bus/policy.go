@@ -1,8 +1,8 @@
 package bus
 
 import (
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // FlowKind says whether a cross-account flow is a stream (one way) or a service (request and
@@ -30,7 +30,7 @@ type Flow struct {
 }
 
 // Flows lists every cross-account flow of a cloud with the given tenants.
-func Flows(tenants []rings.TenantID) []Flow {
+func Flows(tenants []enjin.TenantID) []Flow {
 	f := []Flow{
 		{Service, keys.RING1, keys.RING0, "ring1.*.cmd.>", "r0.to.ring1.*.cmd.>", false},
 		{Service, keys.RING0, keys.RING1, Ring0APIAll, "r1.ring0.>", true},
@@ -110,7 +110,7 @@ func Ring1Grant() keys.Grant {
 
 // Ring1NodePerms are the rights of ring 1 node n: publish its own observations, ask ring 0's
 // services, receive its own commands and replies, answer commands.
-func Ring1NodePerms(n rings.NodeID) keys.Permissions {
+func Ring1NodePerms(n enjin.NodeID) keys.Permissions {
 	return keys.Permissions{
 		PubAllow: []string{Ring1Obs(n), "r1.ring0.>"},
 		SubAllow: []string{Ring1Cmds(n), Inbox(string(n)) + ".>"},

@@ -3,7 +3,7 @@ package bus
 import (
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Every subject enjin uses is built here. Each account sees its own names; the broker's
@@ -21,12 +21,12 @@ const (
 	// VerbTenantKey asks a ring 1 node for the public half of the scoped signing key it
 	// holds (making it if needed) for a tenant it is to host (TenantKeyRequest → TenantKeyReply).
 	VerbTenantKey = "tenant-key"
-	// VerbVMApply makes a VM on the node what a rings.VMRequest says (made, started, stopped,
-	// its NICs and volumes as listed) and answers its rings.VMStatus.
+	// VerbVMApply makes a VM on the node what a enjin.VMRequest says (made, started, stopped,
+	// its NICs and volumes as listed) and answers its enjin.VMStatus.
 	VerbVMApply = "vm.apply"
-	// VerbVMDestroy destroys a VM (VMRef → rings.VMStatus): its domain, disks and taps.
+	// VerbVMDestroy destroys a VM (VMRef → enjin.VMStatus): its domain, disks and taps.
 	VerbVMDestroy = "vm.destroy"
-	// VerbVMReboot reboots a running VM (VMRef → rings.VMStatus).
+	// VerbVMReboot reboots a running VM (VMRef → enjin.VMStatus).
 	VerbVMReboot = "vm.reboot"
 	// VerbVMConsole answers the last part of a VM's serial console (VMRef → ConsoleReply).
 	VerbVMConsole = "vm.console"
@@ -58,7 +58,7 @@ type PeerRoutes struct {
 // PeerRoute is where one app's requests go: the router (ip:port) of a host running it (an app
 // whose instances are spread over hosts is listed once for each).
 type PeerRoute struct {
-	Tenant rings.TenantID `json:"tenant"`
+	Tenant enjin.TenantID `json:"tenant"`
 	App    string         `json:"app"`
 	Router string         `json:"router"`
 }
@@ -88,7 +88,7 @@ type Challenge struct {
 // plain HTTP, redirected to https if Redirect.
 type Domain struct {
 	Domain   string         `json:"domain"`
-	Tenant   rings.TenantID `json:"tenant"`
+	Tenant   enjin.TenantID `json:"tenant"`
 	App      string         `json:"app"`
 	Redirect bool           `json:"redirect,omitempty"`
 	Cert     string         `json:"cert"`
@@ -97,8 +97,8 @@ type Domain struct {
 
 // VMRef names one VM of a node.
 type VMRef struct {
-	ID     rings.NodeID   `json:"id"`
-	Tenant rings.TenantID `json:"tenant"`
+	ID     enjin.NodeID   `json:"id"`
+	Tenant enjin.TenantID `json:"tenant"`
 }
 
 // ConsoleReply is the tail of a VM's serial console log.
@@ -109,14 +109,14 @@ type ConsoleReply struct {
 // VolumeRequest names a volume and its size.
 type VolumeRequest struct {
 	ID     string         `json:"id"`
-	Tenant rings.TenantID `json:"tenant"`
+	Tenant enjin.TenantID `json:"tenant"`
 	SizeGB int            `json:"size_gb"`
 }
 
 // TenantKeyRequest names the tenant a ring 1 node is to host, and the public key of the
 // tenant's NATS account, whose users the node will mint.
 type TenantKeyRequest struct {
-	Tenant  rings.TenantID `json:"tenant"`
+	Tenant  enjin.TenantID `json:"tenant"`
 	Account string         `json:"account"`
 }
 
@@ -124,7 +124,7 @@ type TenantKeyRequest struct {
 // ring 1 node hosting the tenant may ask; ring 0 knows the caller from the server-attested
 // request header.
 type RevokeRequest struct {
-	Tenant rings.TenantID `json:"tenant"`
+	Tenant enjin.TenantID `json:"tenant"`
 	User   string         `json:"user"`
 }
 
@@ -146,9 +146,9 @@ const (
 // sets), released where no longer named — none releases them all. With Sweep it instead
 // releases every port of the caller's app instances but those of the instances in Keep.
 type PortsRequest struct {
-	Tenant   rings.TenantID     `json:"tenant"`
+	Tenant   enjin.TenantID     `json:"tenant"`
 	Instance string             `json:"instance"`
-	Networks []rings.AppNetwork `json:"networks"`
+	Networks []enjin.AppNetwork `json:"networks"`
 	Sweep    bool               `json:"sweep,omitempty"`
 	Keep     []string           `json:"keep,omitempty"`
 }
@@ -163,13 +163,13 @@ type PortsReply struct {
 type AppPort struct {
 	Network string        `json:"network"`
 	MAC     string        `json:"mac"`
-	Segment rings.Segment `json:"segment"`
+	Segment enjin.Segment `json:"segment"`
 }
 
 // NetworksRequest tells a ring 1 node hosting Tenant that its networks or rule sets changed:
 // the node asks again for the ports of the tenant's app instances there (VerbNetworks).
 type NetworksRequest struct {
-	Tenant rings.TenantID `json:"tenant"`
+	Tenant enjin.TenantID `json:"tenant"`
 }
 
 // ImageRequest asks for Length bytes of image Digest from Offset. Ring 0 answers only a node
@@ -202,20 +202,20 @@ type RenewReply struct {
 // ---- RING1 account ----
 
 // Ring1Obs is where ring 1 node n publishes its signed observations.
-func Ring1Obs(n rings.NodeID) string { return "ring1." + string(n) + ".obs" }
+func Ring1Obs(n enjin.NodeID) string { return "ring1." + string(n) + ".obs" }
 
 // Ring1Cmd is where ring 1 node n receives command verb.
-func Ring1Cmd(n rings.NodeID, verb string) string { return "ring1." + string(n) + ".cmd." + verb }
+func Ring1Cmd(n enjin.NodeID, verb string) string { return "ring1." + string(n) + ".cmd." + verb }
 
 // Ring1Cmds matches every command for node n.
-func Ring1Cmds(n rings.NodeID) string { return "ring1." + string(n) + ".cmd.>" }
+func Ring1Cmds(n enjin.NodeID) string { return "ring1." + string(n) + ".cmd.>" }
 
 // R1Ring0 is where a ring 1 node sends a request to ring 0's service.
 func R1Ring0(service string) string { return "r1.ring0." + service }
 
 // R1FromTenantObs is where ring 1 receives tenant t's ring 2 observations; the last but one
 // token is the publishing user's key, which the server enforces.
-func R1FromTenantObs(t rings.TenantID) string { return "r1.from." + string(t) + ".*.obs" }
+func R1FromTenantObs(t enjin.TenantID) string { return "r1.from." + string(t) + ".*.obs" }
 
 // R1FromTenantObsAll matches every tenant's ring 2 observations as they reach RING1; ring 0's
 // ingest user takes those of VMs, which sign their own.
@@ -223,24 +223,24 @@ const R1FromTenantObsAll = "r1.from.*.*.obs"
 
 // R1FromObsKey extracts the tenant and the publishing user's key (which the server enforces)
 // from a subject R1FromTenantObsAll matched.
-func R1FromObsKey(subject string) (rings.TenantID, string, bool) {
+func R1FromObsKey(subject string) (enjin.TenantID, string, bool) {
 	rest, ok := strings.CutPrefix(subject, "r1.from.")
 	if !ok {
 		return "", "", false
 	}
 	rest, ok = strings.CutSuffix(rest, ".obs")
 	t, key, ok2 := strings.Cut(rest, ".")
-	if !ok || !ok2 || strings.Contains(key, ".") || rings.TenantID(t).Validate() != nil || key == "" {
+	if !ok || !ok2 || strings.Contains(key, ".") || enjin.TenantID(t).Validate() != nil || key == "" {
 		return "", "", false
 	}
-	return rings.TenantID(t), key, true
+	return enjin.TenantID(t), key, true
 }
 
 // R1FromTenantLog is where ring 1 receives tenant t's ring 2 log lines.
-func R1FromTenantLog(t rings.TenantID) string { return "r1.from." + string(t) + ".*.log" }
+func R1FromTenantLog(t enjin.TenantID) string { return "r1.from." + string(t) + ".*.log" }
 
 // R1ToTenantCmd is where ring 1 sends command verb to the ring 2 node with user key u.
-func R1ToTenantCmd(t rings.TenantID, u, verb string) string {
+func R1ToTenantCmd(t enjin.TenantID, u, verb string) string {
 	return "r1.to." + string(t) + "." + u + ".cmd." + verb
 }
 
@@ -250,12 +250,12 @@ const Ring1ObsAll = "ring1.*.obs"
 
 // Ring1ObsNode extracts the node id from a subject matched by Ring1ObsAll. The token is
 // enforced by the server: a ring 1 user may publish only under its own name.
-func Ring1ObsNode(subject string) (rings.NodeID, bool) { return token(subject, "ring1.", ".obs") }
+func Ring1ObsNode(subject string) (enjin.NodeID, bool) { return token(subject, "ring1.", ".obs") }
 
 // ---- RING0 account ----
 
 // R0ToRing1Cmd is where ring 0 sends command verb to ring 1 node n.
-func R0ToRing1Cmd(n rings.NodeID, verb string) string {
+func R0ToRing1Cmd(n enjin.NodeID, verb string) string {
 	return "r0.to.ring1." + string(n) + ".cmd." + verb
 }
 
@@ -290,10 +290,10 @@ func Ring2Cmd(u, verb string) string { return "ring2." + u + ".cmd." + verb }
 const OpsAll = "ops.>"
 
 // OpsRing1Obs is ring 1 node n's observation as operators see it.
-func OpsRing1Obs(n rings.NodeID) string { return "ops.ring1." + string(n) + ".obs" }
+func OpsRing1Obs(n enjin.NodeID) string { return "ops.ring1." + string(n) + ".obs" }
 
 // OpsTenantObs matches tenant t's ring 2 observations as operators see them.
-func OpsTenantObs(t rings.TenantID) string { return "ops." + string(t) + ".*.obs" }
+func OpsTenantObs(t enjin.TenantID) string { return "ops." + string(t) + ".*.obs" }
 
 // OpsEvent is ring 0's event of kind as operators see it.
 func OpsEvent(kind string) string { return "ops.events." + kind }
@@ -304,11 +304,11 @@ func OpsEvent(kind string) string { return "ops.events." + kind }
 // under its own prefix, so nobody reads another's replies.
 func Inbox(name string) string { return "_INBOX." + name }
 
-func token(subject, prefix, suffix string) (rings.NodeID, bool) {
+func token(subject, prefix, suffix string) (enjin.NodeID, bool) {
 	if len(subject) <= len(prefix)+len(suffix) || subject[:len(prefix)] != prefix ||
 		subject[len(subject)-len(suffix):] != suffix {
 		return "", false
 	}
-	id := rings.NodeID(subject[len(prefix) : len(subject)-len(suffix)])
+	id := enjin.NodeID(subject[len(prefix) : len(subject)-len(suffix)])
 	return id, id.Validate() == nil
 }

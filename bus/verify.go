@@ -13,8 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 	voi "github.com/oasisprotocol/curve25519-voi/primitives/ed25519"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Reason says why the verifier rejected an observation.
@@ -51,7 +51,7 @@ func Reasons() []Reason {
 
 // RejectError is the verifier's refusal of one observation.
 type RejectError struct {
-	Node   rings.NodeID
+	Node   enjin.NodeID
 	Reason Reason
 }
 
@@ -70,7 +70,7 @@ type Verifier struct {
 	window time.Duration
 
 	mu    sync.RWMutex
-	nodes map[rings.NodeID]*nodeState
+	nodes map[enjin.NodeID]*nodeState
 
 	accepted atomic.Uint64
 	rejected [numReasons]atomic.Uint64
@@ -90,12 +90,12 @@ func NewVerifier(window time.Duration) *Verifier {
 	if window <= 0 {
 		window = DefaultWindow
 	}
-	return &Verifier{window: window, nodes: map[rings.NodeID]*nodeState{}}
+	return &Verifier{window: window, nodes: map[enjin.NodeID]*nodeState{}}
 }
 
 // Register records signer as node's attestation key, keeping mark as its high-water mark
 // (the last sequence number stored). Registering again replaces the key and raises the mark.
-func (v *Verifier) Register(node rings.NodeID, signer string, mark uint64) error {
+func (v *Verifier) Register(node enjin.NodeID, signer string, mark uint64) error {
 	if err := node.Validate(); err != nil {
 		return fmt.Errorf("bus: register: %w", err)
 	}
@@ -117,7 +117,7 @@ func (v *Verifier) Register(node rings.NodeID, signer string, mark uint64) error
 }
 
 // Known reports whether node has an attestation key registered.
-func (v *Verifier) Known(node rings.NodeID) bool {
+func (v *Verifier) Known(node enjin.NodeID) bool {
 	v.mu.RLock()
 	_, ok := v.nodes[node]
 	v.mu.RUnlock()
@@ -125,17 +125,17 @@ func (v *Verifier) Known(node rings.NodeID) bool {
 }
 
 // Forget drops node's key; its observations are rejected from now on.
-func (v *Verifier) Forget(node rings.NodeID) {
+func (v *Verifier) Forget(node enjin.NodeID) {
 	v.mu.Lock()
 	delete(v.nodes, node)
 	v.mu.Unlock()
 }
 
 // Marks returns every node's high-water mark, for persisting.
-func (v *Verifier) Marks() map[rings.NodeID]uint64 {
+func (v *Verifier) Marks() map[enjin.NodeID]uint64 {
 	v.mu.RLock()
 	defer v.mu.RUnlock()
-	m := make(map[rings.NodeID]uint64, len(v.nodes))
+	m := make(map[enjin.NodeID]uint64, len(v.nodes))
 	for id, n := range v.nodes {
 		m[id] = n.highWater()
 	}
@@ -150,7 +150,7 @@ func (n *nodeState) highWater() uint64 {
 
 // Verify checks one observation said to come from node (the token of the subject it arrived
 // on), advancing the node's high-water mark if it is accepted.
-func (v *Verifier) Verify(node rings.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, error) {
+func (v *Verifier) Verify(node enjin.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, error) {
 	it := []Item{{Node: node, Header: h, Payload: payload}}
 	v.VerifyBatch(it, now)
 	return it[0].Seal, it[0].Err
@@ -158,7 +158,7 @@ func (v *Verifier) Verify(node rings.NodeID, h nats.Header, payload []byte, now 
 
 // Item is one observation of a batch: the inputs, and the verdict VerifyBatch fills in.
 type Item struct {
-	Node    rings.NodeID
+	Node    enjin.NodeID
 	Header  nats.Header
 	Payload []byte
 
@@ -227,7 +227,7 @@ func (v *Verifier) reject(it *Item, r Reason) {
 }
 
 // precheck does every check but the signature; r is -1 if the observation may go on.
-func (v *Verifier) precheck(node rings.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, *nodeState, Reason) {
+func (v *Verifier) precheck(node enjin.NodeID, h nats.Header, payload []byte, now time.Time) (Seal, *nodeState, Reason) {
 	if len(payload) > MaxPayload {
 		return Seal{}, nil, Malformed
 	}
@@ -267,7 +267,7 @@ func (n *nodeState) advance(seq uint64) bool {
 // VerifyStored says why a stored observation, as ring 0's API answers it, does not verify
 // against the keys registered (now or before) for the node that signed it, or "" if it does.
 // Anyone can run it offline: `enjin verify` does, for every stored observation.
-func VerifyStored(o rings.SignedObservation, registered []string) string {
+func VerifyStored(o enjin.SignedObservation, registered []string) string {
 	if !slices.Contains(registered, o.Signer) {
 		return "signer is not a key registered for the node"
 	}
@@ -288,7 +288,7 @@ func VerifyStored(o rings.SignedObservation, registered []string) string {
 
 // VerifySignature checks a stored observation's signature by pub, with the same rules the
 // verifier applies on the bus.
-func VerifySignature(pub ed25519.PublicKey, node rings.NodeID, ts int64, seq uint64, payload, sig []byte) bool {
+func VerifySignature(pub ed25519.PublicKey, node enjin.NodeID, ts int64, seq uint64, payload, sig []byte) bool {
 	return ed25519consensus.Verify(pub, Canonical(nil, node, ts, seq, payload), sig)
 }
 

@@ -13,18 +13,18 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 type signed struct {
-	node rings.NodeID
+	node enjin.NodeID
 	h    nats.Header
 	p    []byte
 }
 
-func newNode(t testing.TB, v *bus.Verifier, n rings.NodeID) *bus.Signer {
+func newNode(t testing.TB, v *bus.Verifier, n enjin.NodeID) *bus.Signer {
 	a, err := keys.NewAttestation()
 	if err != nil {
 		t.Fatal(err)
@@ -75,7 +75,7 @@ func TestSignedObservations(t *testing.T) {
 		valid = append(valid, m)
 	}
 	counts := map[string]map[string]int{}
-	attempt := func(kind string, node rings.NodeID, h nats.Header, p []byte) {
+	attempt := func(kind string, node enjin.NodeID, h nats.Header, p []byte) {
 		if counts[kind] == nil {
 			counts[kind] = map[string]int{}
 		}
@@ -178,7 +178,7 @@ func TestSignedObservations(t *testing.T) {
 	// accepts new observations from both nodes.
 	marks := v.Marks()
 	v2 := bus.NewVerifier(0)
-	for n, pub := range map[rings.NodeID]*bus.Signer{"node-a": a, "node-b": b} {
+	for n, pub := range map[enjin.NodeID]*bus.Signer{"node-a": a, "node-b": b} {
 		if err := v2.Register(n, pubOf(pub), marks[n]); err != nil {
 			t.Fatal(err)
 		}
@@ -250,7 +250,7 @@ func TestVerifyBatchFindsTheBadOnes(t *testing.T) {
 	now := time.Now()
 	var signers []*bus.Signer
 	for i := range 20 {
-		signers = append(signers, newNode(t, v, rings.NodeID(fmt.Sprintf("b-%02d", i))))
+		signers = append(signers, newNode(t, v, enjin.NodeID(fmt.Sprintf("b-%02d", i))))
 	}
 	rng := rand.New(rand.NewPCG(3, 4))
 	accepted := 0
@@ -290,29 +290,29 @@ func TestVerifyStored(t *testing.T) {
 	payload := []byte(`{"node":"n1","state":"up"}`)
 	enc := base64.RawURLEncoding
 	seal := bus.NewSigner("n1", att).Sign(payload, time.Now())
-	good := rings.SignedObservation{Node: "n1", Seq: seal.Seq, TsNs: seal.Ts, Signer: seal.Signer,
+	good := enjin.SignedObservation{Node: "n1", Seq: seal.Seq, TsNs: seal.Ts, Signer: seal.Signer,
 		Sig: enc.EncodeToString(seal.Sig), Payload: enc.EncodeToString(payload)}
 	// An instance's observation, signed by its ring 1 node as observer.
 	cs := bus.NewSigner("r1", att).Sign(payload, time.Now())
-	child := rings.SignedObservation{Node: "i1", Observer: "r1", Seq: cs.Seq, TsNs: cs.Ts, Signer: cs.Signer,
+	child := enjin.SignedObservation{Node: "i1", Observer: "r1", Seq: cs.Seq, TsNs: cs.Ts, Signer: cs.Signer,
 		Sig: enc.EncodeToString(cs.Sig), Payload: enc.EncodeToString(payload)}
 	registered := []string{other.Public(), att.Public()}
 	for name, c := range map[string]struct {
-		o          rings.SignedObservation
+		o          enjin.SignedObservation
 		registered []string
 		want       string
 	}{
 		"good":                 {good, registered, ""},
 		"by its observer":      {child, registered, ""},
 		"key never the node's": {good, []string{other.Public()}, "signer is not a key registered for the node"},
-		"payload changed": {func() rings.SignedObservation {
+		"payload changed": {func() enjin.SignedObservation {
 			o := good
 			o.Payload = enc.EncodeToString([]byte(`{"node":"n1","state":"down"}`))
 			return o
 		}(), registered, "bad signature"},
-		"seq changed":      {func() rings.SignedObservation { o := good; o.Seq++; return o }(), registered, "bad signature"},
-		"observer dropped": {func() rings.SignedObservation { o := child; o.Observer = ""; return o }(), registered, "bad signature"},
-		"undecodable":      {func() rings.SignedObservation { o := good; o.Sig = "%%"; return o }(), registered, "undecodable signature or payload"},
+		"seq changed":      {func() enjin.SignedObservation { o := good; o.Seq++; return o }(), registered, "bad signature"},
+		"observer dropped": {func() enjin.SignedObservation { o := child; o.Observer = ""; return o }(), registered, "bad signature"},
+		"undecodable":      {func() enjin.SignedObservation { o := good; o.Sig = "%%"; return o }(), registered, "undecodable signature or payload"},
 	} {
 		if got := bus.VerifyStored(c.o, c.registered); got != c.want {
 			t.Errorf("%s: %q, want %q", name, got, c.want)

@@ -2,14 +2,14 @@
 // QEMU's fw_cfg (Meta: who the VM is, its addresses, its bus credential and attestation key)
 // and the agent `enjin guest` runs there, which makes the VM a ring 2 node like an app
 // instance: it connects to the bus as the VM's own user of its tenant's account and publishes
-// a signed heartbeat (rings.Observation, sealed with the VM's attestation key) on
+// a signed heartbeat (enjin.Observation, sealed with the VM's attestation key) on
 // ring2.<user key>.obs every period, reconnecting for as long as it runs.
 //
 // Heartbeats are published, not sent as requests: nothing on ring 1 acknowledges ring 2
 // observations yet. Like every observation on the bus they are at most once; one made while
 // the connection is down is skipped rather than queued, since it would arrive stale.
 //
-// guest imports bus, keys and rings; cmd/enjin (`enjin guest`), services/vmhost (which writes
+// guest imports bus, keys and enjin (the vocabulary); cmd/enjin (`enjin guest`), services/vmhost (which writes
 // the metadata guest reads) and tests import it.
 package guest
 
@@ -26,9 +26,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Config configures an Agent.
@@ -84,7 +84,7 @@ func New(cfg Config) (*Agent, error) {
 		meta:   m,
 		creds:  creds,
 		signer: bus.NewSigner(m.Node, att),
-		log:    log.With("ring", int(rings.Ring2), "node", m.Node, "tenant", m.Tenant),
+		log:    log.With("ring", int(enjin.Ring2), "node", m.Node, "tenant", m.Tenant),
 		stats:  stats{proc: proc},
 	}, nil
 }
@@ -152,7 +152,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
-			if a.beat(nc, rings.StateStopping) {
+			if a.beat(nc, enjin.StateStopping) {
 				_ = nc.FlushTimeout(2 * time.Second) // best effort: the machine is going down
 			}
 			nc.Close()
@@ -167,12 +167,12 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-ready:
 		case <-t.C:
 		}
-		a.beat(nc, rings.StateUp)
+		a.beat(nc, enjin.StateUp)
 	}
 }
 
 // beat publishes one signed observation if connected, and reports whether it did.
-func (a *Agent) beat(nc *nats.Conn, state rings.NodeState) bool {
+func (a *Agent) beat(nc *nats.Conn, state enjin.NodeState) bool {
 	if !nc.IsConnected() {
 		return false
 	}
@@ -188,10 +188,10 @@ func (a *Agent) beat(nc *nats.Conn, state rings.NodeState) bool {
 }
 
 // observe is what the VM says about itself at now.
-func (a *Agent) observe(now time.Time, state rings.NodeState) rings.Observation {
-	return rings.Observation{
+func (a *Agent) observe(now time.Time, state enjin.NodeState) enjin.Observation {
+	return enjin.Observation{
 		Node:      a.meta.Node,
-		Ring:      rings.Ring2,
+		Ring:      enjin.Ring2,
 		State:     state,
 		Time:      now,
 		CPU:       a.stats.cpu(),

@@ -10,11 +10,11 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/guest"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -25,7 +25,7 @@ type vm struct {
 	attest *keys.Attestation
 }
 
-func newVM(t *testing.T, c *harness.Cloud, tenant rings.TenantID, node rings.NodeID) vm {
+func newVM(t *testing.T, c *harness.Cloud, tenant enjin.TenantID, node enjin.NodeID) vm {
 	t.Helper()
 	iss, _ := c.Tenant(t, tenant)
 	cr, err := iss.Mint(keys.UserRequest{Name: string(node)}, time.Now())
@@ -40,13 +40,13 @@ func newVM(t *testing.T, c *harness.Cloud, tenant rings.TenantID, node rings.Nod
 }
 
 // meta is the VM's metadata as the host would hand it over: marshalled and parsed again.
-func (v vm) meta(t *testing.T, tenant rings.TenantID, url string, hb time.Duration) *guest.Meta {
+func (v vm) meta(t *testing.T, tenant enjin.TenantID, url string, hb time.Duration) *guest.Meta {
 	t.Helper()
 	file, err := v.creds.File()
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := guest.Meta{Node: rings.NodeID(v.creds.Name), Tenant: tenant, NATS: []string{url}, Creds: string(file),
+	m := guest.Meta{Node: enjin.NodeID(v.creds.Name), Tenant: tenant, NATS: []string{url}, Creds: string(file),
 		Attest: v.attest.SeedText(), Heartbeat: guest.Duration(hb)}
 	b, _ := json.Marshal(m)
 	parsed, err := guest.ParseMeta(b)
@@ -57,7 +57,7 @@ func (v vm) meta(t *testing.T, tenant rings.TenantID, url string, hb time.Durati
 }
 
 // ring1Sub subscribes as a ring 1 node to tenant's ring 2 observations.
-func ring1Sub(t *testing.T, c *harness.Cloud, tenant rings.TenantID) chan *nats.Msg {
+func ring1Sub(t *testing.T, c *harness.Cloud, tenant enjin.TenantID) chan *nats.Msg {
 	t.Helper()
 	perms := bus.Ring1NodePerms("host-a")
 	perms.SubAllow = append(perms.SubAllow, bus.R1FromTenantObs(tenant))
@@ -81,7 +81,7 @@ var fakeProc = fstest.MapFS{
 }
 
 // receive waits for the next observation, verifies it as ring 1 would and returns it.
-func receive(t *testing.T, msgs chan *nats.Msg, v *bus.Verifier, node rings.NodeID, user string) rings.Observation {
+func receive(t *testing.T, msgs chan *nats.Msg, v *bus.Verifier, node enjin.NodeID, user string) enjin.Observation {
 	t.Helper()
 	select {
 	case m := <-msgs:
@@ -91,14 +91,14 @@ func receive(t *testing.T, msgs chan *nats.Msg, v *bus.Verifier, node rings.Node
 		if _, err := v.Verify(node, m.Header, m.Data, time.Now()); err != nil {
 			t.Fatalf("heartbeat does not verify: %v", err)
 		}
-		var obs rings.Observation
+		var obs enjin.Observation
 		if err := json.Unmarshal(m.Data, &obs); err != nil {
 			t.Fatal(err)
 		}
 		return obs
 	case <-time.After(10 * time.Second):
 		t.Fatal("no heartbeat within 10s")
-		return rings.Observation{}
+		return enjin.Observation{}
 	}
 }
 
@@ -126,7 +126,7 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 	}
 	for range 3 {
 		obs := receive(t, msgs, ver, "vm-1", v.creds.PublicKey)
-		if obs.Node != "vm-1" || obs.Ring != rings.Ring2 || obs.State != rings.StateUp ||
+		if obs.Node != "vm-1" || obs.Ring != enjin.Ring2 || obs.State != enjin.StateUp ||
 			obs.MemBytes != (262144-200000)<<10 || obs.UptimeSec != 12.5 || obs.Load1 != 0.25 ||
 			time.Since(obs.Time) > 10*time.Second {
 			t.Fatalf("got %+v", obs)
@@ -141,7 +141,7 @@ func TestHeartbeatRoundTrip(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("Run did not return after its context ended")
 	}
-	for obs := receive(t, msgs, ver, "vm-1", v.creds.PublicKey); obs.State != rings.StateStopping; {
+	for obs := receive(t, msgs, ver, "vm-1", v.creds.PublicKey); obs.State != enjin.StateStopping; {
 		obs = receive(t, msgs, ver, "vm-1", v.creds.PublicKey)
 	}
 }

@@ -16,8 +16,8 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // FwCfgName is the fw_cfg file the host puts a VM's metadata in (-fw_cfg name=…,file=…, or
@@ -31,7 +31,7 @@ const MetaPath = "/sys/firmware/qemu_fw_cfg/by_name/" + FwCfgName + "/raw"
 const MaxMetaSize = 64 << 10
 
 // DefaultHeartbeat is the heartbeat period when the metadata names none.
-const DefaultHeartbeat = rings.DefaultHeartbeat
+const DefaultHeartbeat = enjin.DefaultHeartbeat
 
 // Bounds of the heartbeat period the metadata may ask for.
 const (
@@ -54,8 +54,8 @@ const (
 // line or the kernel's. Fields the guest does not know are ignored, so an older guest image
 // boots on a newer host.
 type Meta struct {
-	Node      rings.NodeID   `json:"node"`               // the VM's ring 2 node id
-	Tenant    rings.TenantID `json:"tenant"`             // the tenant it belongs to
+	Node      enjin.NodeID   `json:"node"`               // the VM's ring 2 node id
+	Tenant    enjin.TenantID `json:"tenant"`             // the tenant it belongs to
 	Name      string         `json:"name,omitempty"`     // the tenant's name for it
 	Hostname  string         `json:"hostname,omitempty"` // empty: the node id
 	Addresses []netip.Prefix `json:"addresses,omitempty"`
@@ -293,10 +293,10 @@ func (h *Host) check(m *Meta) error {
 	switch {
 	case m.Tenant != "" || m.Creds != "" || m.Attest != "":
 		return errors.New("a host VM has no tenant, creds or attest_seed: it joins for its own")
-	case h.Token == "" || len(h.Token) > rings.MaxJoinToken || strings.IndexFunc(h.Token, func(r rune) bool {
+	case h.Token == "" || len(h.Token) > enjin.MaxJoinToken || strings.IndexFunc(h.Token, func(r rune) bool {
 		return r <= ' ' || r > '~'
 	}) >= 0:
-		return fmt.Errorf("token: want 1 to %d printable ASCII characters", rings.MaxJoinToken)
+		return fmt.Errorf("token: want 1 to %d printable ASCII characters", enjin.MaxJoinToken)
 	case !h.Apps.IsValid() || !h.Apps.Addr().Is4() || h.Apps.Masked() != h.Apps || h.Apps.Bits() > 28:
 		return fmt.Errorf("apps %s: want an IPv4 block of at least 16 addresses", h.Apps)
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // ErrRevoked is returned by Check for a credential the account has revoked.
@@ -22,7 +22,7 @@ func Check(token string, ac *jwt.AccountClaims, now time.Time) (*jwt.UserClaims,
 	if err != nil {
 		return nil, fmt.Errorf("keys: user jwt: %w", err)
 	}
-	if err := rings.NodeID(uc.Name).Validate(); err != nil {
+	if err := enjin.NodeID(uc.Name).Validate(); err != nil {
 		return nil, fmt.Errorf("keys: user %s: %w", uc.Subject, err)
 	}
 	if uc.BearerToken {

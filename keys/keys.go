@@ -24,7 +24,7 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // The accounts every enjin cloud has. Tenant accounts are named TenantAccount(t).
@@ -39,7 +39,7 @@ const (
 var FixedAccounts = []string{SYS, RING0, RING1, OPS}
 
 // TenantAccount is the account name of tenant t.
-func TenantAccount(t rings.TenantID) string { return "T-" + string(t) }
+func TenantAccount(t enjin.TenantID) string { return "T-" + string(t) }
 
 // Sentinel errors for decisions callers make.
 var (
@@ -202,7 +202,7 @@ func validAccountName(name string) error {
 		return nil
 	}
 	if t, ok := strings.CutPrefix(name, "T-"); ok {
-		return rings.TenantID(t).Validate()
+		return enjin.TenantID(t).Validate()
 	}
 	return fmt.Errorf("keys: account name %q: not a ring account or T-<tenant>", name)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // DefaultTTL is how long a minted credential lives when the request names no expiry.
@@ -90,7 +90,7 @@ func NewScopedIssuer(kp nkeys.KeyPair, accountPub string) *Issuer {
 
 // Mint issues a user credential for req, checked against the issuer's grant.
 func (i *Issuer) Mint(req UserRequest, now time.Time) (*Creds, error) {
-	if err := rings.NodeID(req.Name).Validate(); err != nil {
+	if err := enjin.NodeID(req.Name).Validate(); err != nil {
 		return nil, fmt.Errorf("keys: mint: %w", err)
 	}
 	if req.Bearer {

@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/test/harness"
 )
@@ -274,8 +274,8 @@ func (c *cloud) checkPortsService(t *testing.T, aAddr, bAddr string) {
 	json.Unmarshal([]byte(c.cli("apps", "ps", "acme/a", "-o", "json")), &ps)
 	victim := ps.Instances[0].ID
 	for _, req := range []bus.PortsRequest{
-		{Tenant: "acme", Instance: "5b0c7f4e-3a52-4c1e-9d7e-0a1b2c3d4e5f", Networks: []rings.AppNetwork{{Name: "db"}}},
-		{Tenant: "acme", Instance: victim, Networks: []rings.AppNetwork{{Name: "db"}}},
+		{Tenant: "acme", Instance: "5b0c7f4e-3a52-4c1e-9d7e-0a1b2c3d4e5f", Networks: []enjin.AppNetwork{{Name: "db"}}},
+		{Tenant: "acme", Instance: victim, Networks: []enjin.AppNetwork{{Name: "db"}}},
 		{Tenant: "acme", Instance: victim}, // releasing another node's instance's ports
 	} {
 		if err := ask(req); err == nil || !strings.Contains(err.Error(), "does not host") {

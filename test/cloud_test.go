@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -105,7 +105,7 @@ func (r *ring0Proc) call(method, path string, in, out any) int {
 }
 
 // external registers an external ring 1 node and returns a one-time join token for it.
-func (r *ring0Proc) external(id rings.NodeID) string {
+func (r *ring0Proc) external(id enjin.NodeID) string {
 	r.t.Helper()
 	if code := r.call("POST", "/v1/nodes", map[string]any{"id": id, "ring": 1, "label": "test",
 		"supervision_strategy": "external", "observation_strategy": "self"}, nil); code != 201 {
@@ -122,7 +122,7 @@ func (r *ring0Proc) external(id rings.NodeID) string {
 
 // joinFile registers an external node and writes a one-time join token for it to a file, for
 // `enjin ring1 --join-file`: a token is never an argument.
-func (r *ring0Proc) joinFile(id rings.NodeID) string {
+func (r *ring0Proc) joinFile(id enjin.NodeID) string {
 	r.t.Helper()
 	p := filepath.Join(r.t.TempDir(), "join.token")
 	if err := os.WriteFile(p, []byte(r.external(id)+"\n"), 0o600); err != nil {
@@ -132,7 +132,7 @@ func (r *ring0Proc) joinFile(id rings.NodeID) string {
 }
 
 // join registers an external node and joins it in process, returning its configuration.
-func (r *ring0Proc) join(id rings.NodeID) ring1.Config {
+func (r *ring0Proc) join(id enjin.NodeID) ring1.Config {
 	r.t.Helper()
 	cfg, err := ring1.Join(r.t.Context(), r.api(), r.external(id), r.t.TempDir(), nil)
 	if err != nil {
@@ -142,13 +142,13 @@ func (r *ring0Proc) join(id rings.NodeID) ring1.Config {
 }
 
 // nodeState reads a node's judged state through the API.
-func (r *ring0Proc) nodeState(id rings.NodeID) string {
+func (r *ring0Proc) nodeState(id enjin.NodeID) string {
 	s, _ := r.node(id)
 	return s
 }
 
 // node reads a node's judged state and last stored sequence through the API.
-func (r *ring0Proc) node(id rings.NodeID) (string, uint64) {
+func (r *ring0Proc) node(id enjin.NodeID) (string, uint64) {
 	var n struct {
 		State   string `json:"state"`
 		LastSeq uint64 `json:"last_seq"`

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -62,14 +62,14 @@ func newCluster(t *testing.T, n int, hb time.Duration, more ...func(i int) []str
 }
 
 // stateVia reads node id's judged state from whichever member answers first.
-func stateVia(members []*ring0Proc, id rings.NodeID) string {
+func stateVia(members []*ring0Proc, id enjin.NodeID) string {
 	s, _ := nodeVia(members, id)
 	return s
 }
 
 // nodeVia reads node id's judged state and last stored sequence from whichever member
 // answers first.
-func nodeVia(members []*ring0Proc, id rings.NodeID) (string, uint64) {
+func nodeVia(members []*ring0Proc, id enjin.NodeID) (string, uint64) {
 	for _, r := range members {
 		req, _ := http.NewRequest("GET", r.api()+"/v1/nodes/"+string(id), nil)
 		req.Header.Set("Authorization", "Bearer "+r.token)
@@ -100,7 +100,7 @@ func nodeVia(members []*ring0Proc, id rings.NodeID) (string, uint64) {
 func TestRing0ClusterSurvivesItsLeader(t *testing.T) {
 	hb := time.Second
 	members := newCluster(t, 3, hb)
-	ids := []rings.NodeID{"c-node-a", "c-node-b", "c-node-c"}
+	ids := []enjin.NodeID{"c-node-a", "c-node-b", "c-node-c"}
 	var nodeArgs [][]string
 	var nodes []*harness.Proc
 	// The second node hosts apps, on a bridge, block and router of its own.

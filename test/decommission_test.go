@@ -16,10 +16,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"golang.org/x/crypto/bcrypt"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -39,7 +39,7 @@ func TestDecommission(t *testing.T) {
 	r := newRing0(t, hb, "--ring1", "local-a", "--htpasswd", htpasswd)
 	asAdmin := "Bearer " + r.token
 
-	const id rings.NodeID = "ext-a"
+	const id enjin.NodeID = "ext-a"
 	cfg := r.join(id)
 	nc, err := bus.Connect(r.nats(), cfg.Creds)
 	if err != nil {
@@ -49,7 +49,7 @@ func TestDecommission(t *testing.T) {
 	signer := bus.NewSigner(id, cfg.Attestation)
 	observe := func(nc *nats.Conn) error {
 		_, err := bus.SendObservation(t.Context(), nc, signer, bus.Ring1Obs(id),
-			rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
+			enjin.Observation{Node: id, Ring: enjin.Ring1, State: enjin.StateUp, Time: time.Now()})
 		return err
 	}
 	if err := observe(nc); err != nil {

@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/inventory"
 	"enjin/test/harness"
 )
@@ -23,13 +23,13 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 	const nodes, kills = 4, 10
 	var (
 		mu    sync.Mutex
-		acked = map[rings.NodeID][]uint64{}
+		acked = map[enjin.NodeID][]uint64{}
 		total atomic.Int64
 	)
 	ctx, stop := context.WithCancel(t.Context())
 	var wg sync.WaitGroup
 	for i := range nodes {
-		id := rings.NodeID("dur-" + string(rune('a'+i)))
+		id := enjin.NodeID("dur-" + string(rune('a'+i)))
 		cfg := r.join(id)
 		nc, err := bus.Connect(r.nats(), cfg.Creds, nats.ReconnectWait(20*time.Millisecond))
 		if err != nil {
@@ -42,7 +42,7 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 			defer tick.Stop()
 			for ctx.Err() == nil {
 				rctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-				sl, err := bus.SendObservation(rctx, nc, s, bus.Ring1Obs(id), rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
+				sl, err := bus.SendObservation(rctx, nc, s, bus.Ring1Obs(id), enjin.Observation{Node: id, Ring: enjin.Ring1, State: enjin.StateUp, Time: time.Now()})
 				cancel()
 				if err == nil {
 					mu.Lock()
@@ -72,8 +72,8 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	stored := map[rings.NodeID]map[uint64]int{}
-	var after rings.NodeID
+	stored := map[enjin.NodeID]map[uint64]int{}
+	var after enjin.NodeID
 	var seq uint64
 	rows := 0
 	for {

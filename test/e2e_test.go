@@ -17,9 +17,9 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -140,8 +140,8 @@ func TestEnjinUp(t *testing.T) {
 		if o.Signer != attest || !ed25519.Verify(pub, bus.Canonical(nil, "ring1-local", o.TsNs, o.Seq, payload), sig) {
 			t.Fatalf("stored observation %d does not verify against the registered key", o.Seq)
 		}
-		var claim rings.Observation
-		if err := json.Unmarshal(payload, &claim); err != nil || claim.Node != "ring1-local" || claim.State != rings.StateUp {
+		var claim enjin.Observation
+		if err := json.Unmarshal(payload, &claim); err != nil || claim.Node != "ring1-local" || claim.State != enjin.StateUp {
 			t.Fatalf("payload %s: %v", payload, err)
 		}
 	}

@@ -8,9 +8,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -40,7 +40,7 @@ func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 	s := bus.NewSigner("n1", att)
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
 	defer cancel()
-	if _, err := bus.SendObservation(ctx, n1, s, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", Ring: rings.Ring1, State: rings.StateUp}); err != nil {
+	if _, err := bus.SendObservation(ctx, n1, s, bus.Ring1Obs("n1"), enjin.Observation{Node: "n1", Ring: enjin.Ring1, State: enjin.StateUp}); err != nil {
 		t.Fatalf("observation not acknowledged by ring 0: %v", err)
 	}
 	m := <-r0msgs
@@ -67,9 +67,9 @@ func TestRing1ObservationReachesRing0AndOps(t *testing.T) {
 func TestRing0CommandReachesOnlyAddressedNode(t *testing.T) {
 	c := harness.StartBroker(t)
 	r0 := c.Connect(t, c.Ring0(t))
-	got := map[rings.NodeID]int{}
+	got := map[enjin.NodeID]int{}
 	var conns []*nats.Conn
-	for _, n := range []rings.NodeID{"n1", "n2", "n3"} {
+	for _, n := range []enjin.NodeID{"n1", "n2", "n3"} {
 		cr, _ := c.Ring1Node(t, n)
 		nc := c.Connect(t, cr)
 		conns = append(conns, nc)

@@ -20,10 +20,10 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/guest"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -75,13 +75,13 @@ func testGuestWithMeta(t *testing.T, img string) {
 
 	obs, when := nextObservation(t, msgs, ver, cr.PublicKey, 60*time.Second, vm.console)
 	t.Logf("qemu start → first verified heartbeat: %v (%+v)", when.Sub(vm.started).Round(time.Millisecond), obs)
-	if obs.Node != "vm-1" || obs.Ring != rings.Ring2 || obs.State != rings.StateUp || obs.UptimeSec <= 0 || obs.MemBytes == 0 {
+	if obs.Node != "vm-1" || obs.Ring != enjin.Ring2 || obs.State != enjin.StateUp || obs.UptimeSec <= 0 || obs.MemBytes == 0 {
 		t.Errorf("heartbeat: got %+v, want vm-1 in ring 2, up, with the guest's uptime and memory", obs)
 	}
 
 	pressed := time.Now()
 	vm.powerButton(t)
-	for obs.State != rings.StateStopping {
+	for obs.State != enjin.StateStopping {
 		if time.Since(pressed) > 30*time.Second {
 			t.Fatalf("the guest did not say it was stopping within 30s of the power button:\n%s", vm.console)
 		}
@@ -124,7 +124,7 @@ func buildGuestImage(t *testing.T) string {
 }
 
 // tenantObservations subscribes as a ring 1 node to a tenant's ring 2 observations.
-func tenantObservations(t *testing.T, c *harness.Cloud, tenant rings.TenantID) chan *nats.Msg {
+func tenantObservations(t *testing.T, c *harness.Cloud, tenant enjin.TenantID) chan *nats.Msg {
 	t.Helper()
 	perms := bus.Ring1NodePerms("host-a")
 	perms.SubAllow = append(perms.SubAllow, bus.R1FromTenantObs(tenant))
@@ -141,7 +141,7 @@ func tenantObservations(t *testing.T, c *harness.Cloud, tenant rings.TenantID) c
 
 // nextObservation waits for the next observation from the user with key user, verifies it as
 // ring 1 would, and returns it with the time it arrived.
-func nextObservation(t *testing.T, msgs chan *nats.Msg, v *bus.Verifier, user string, d time.Duration, console fmt.Stringer) (rings.Observation, time.Time) {
+func nextObservation(t *testing.T, msgs chan *nats.Msg, v *bus.Verifier, user string, d time.Duration, console fmt.Stringer) (enjin.Observation, time.Time) {
 	t.Helper()
 	select {
 	case m := <-msgs:
@@ -152,14 +152,14 @@ func nextObservation(t *testing.T, msgs chan *nats.Msg, v *bus.Verifier, user st
 		if _, err := v.Verify("vm-1", m.Header, m.Data, now); err != nil {
 			t.Fatalf("the guest's heartbeat does not verify: %v", err)
 		}
-		var obs rings.Observation
+		var obs enjin.Observation
 		if err := json.Unmarshal(m.Data, &obs); err != nil {
 			t.Fatal(err)
 		}
 		return obs, now
 	case <-time.After(d):
 		t.Fatalf("no heartbeat from the guest within %v:\n%s", d, console)
-		return rings.Observation{}, time.Time{}
+		return enjin.Observation{}, time.Time{}
 	}
 }
 

@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -34,7 +34,7 @@ func TestRing1AsLeafnode(t *testing.T) {
 		return []string{"--leaf-listen", "127.0.0.1:" + strconv.Itoa(leafs[i])}
 	})
 	hub := func(i int) string { return "nats://127.0.0.1:" + strconv.Itoa(leafs[i]) }
-	id := rings.NodeID("leaf-node")
+	id := enjin.NodeID("leaf-node")
 	state := t.TempDir()
 	node := harness.Start(t, "ring1", "--join-file", members[0].joinFile(id), "--ring0", members[0].api(),
 		"--state-dir", state, "--heartbeat", hb.String(), "--log-level", "warn", "--leaf", hub(0)+","+hub(1))

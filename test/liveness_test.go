@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 	"enjin/test/harness"
 )
@@ -16,8 +16,8 @@ import (
 func TestLiveness(t *testing.T) {
 	hb := 200 * time.Millisecond
 	r := newRing0(t, hb)
-	ids := []rings.NodeID{"live-a", "live-b", "live-c", "live-d", "live-e"}
-	procs := map[rings.NodeID]*harness.Proc{}
+	ids := []enjin.NodeID{"live-a", "live-b", "live-c", "live-d", "live-e"}
+	procs := map[enjin.NodeID]*harness.Proc{}
 	for _, id := range ids {
 		procs[id] = harness.Start(t, "ring1", "--join-file", r.joinFile(id), "--ring0", r.api(),
 			"--state-dir", t.TempDir(), "--heartbeat", hb.String(), "--log-level", "warn")
@@ -50,7 +50,7 @@ func TestLiveness(t *testing.T) {
 	if code := r.call("POST", "/v1/tiers", map[string]any{"ring": 1, "label": "db", "replicas": 1}, &tier); code != 201 {
 		t.Fatalf("create tier: %d", code)
 	}
-	for node, role := range map[rings.NodeID]string{victim: "primary", "live-b": "replica"} {
+	for node, role := range map[enjin.NodeID]string{victim: "primary", "live-b": "replica"} {
 		if code := r.call("PUT", "/v1/tiers/"+tier.ID+"/members/"+string(node), map[string]string{"role": role}, &tier); code != 200 {
 			t.Fatalf("put %s in the tier: %d", node, code)
 		}
@@ -67,9 +67,9 @@ func TestLiveness(t *testing.T) {
 		t.Fatalf("down after %v, want within 6 heartbeats (%v)", took, 6*hb)
 	}
 	// Its tier's replica was promoted with it, under a new epoch, and a new replica placed.
-	roles := func() map[rings.NodeID]string {
+	roles := func() map[enjin.NodeID]string {
 		r.call("GET", "/v1/tiers/"+tier.ID, nil, &tier)
-		m := map[rings.NodeID]string{}
+		m := map[enjin.NodeID]string{}
 		for _, mb := range tier.Members {
 			m[mb.Node] = mb.Role
 			if mb.Epoch <= epoch {

@@ -14,7 +14,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/test/harness"
 )
 
@@ -135,7 +135,7 @@ func appsAPIOf(t *testing.T, c *cloud, node string) string {
 		t.Fatalf("%s's last observation: %v %s", node, err, b)
 	}
 	payload, _ := base64.RawURLEncoding.DecodeString(r.Observations[0].Payload)
-	var obs rings.Observation
+	var obs enjin.Observation
 	if err := json.Unmarshal(payload, &obs); err != nil || obs.AppsAPI == "" {
 		t.Fatalf("%s names no app API: %v %s", node, err, payload)
 	}

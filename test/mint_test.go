@@ -10,9 +10,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -173,7 +173,7 @@ func TestBadNamesGrantNothing(t *testing.T) {
 	flush(t, vc)
 	for _, name := range []string{"*", "a.b", "web-2"} {
 		if name != "web-2" {
-			if _, err := scoped.Mint(keys.UserRequest{Name: name}, now); !errors.Is(err, rings.ErrBadName) {
+			if _, err := scoped.Mint(keys.UserRequest{Name: name}, now); !errors.Is(err, enjin.ErrBadName) {
 				t.Errorf("keys minted a user named %q: %v", name, err)
 			}
 		}

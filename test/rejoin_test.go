@@ -7,8 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -18,7 +18,7 @@ import (
 // works and its observations are taken.
 func TestRejoinRevokesPreviousUser(t *testing.T) {
 	r := newRing0(t, 200*time.Millisecond)
-	const id rings.NodeID = "ext-b"
+	const id enjin.NodeID = "ext-b"
 	first := r.join(id)
 	nc1, err := bus.Connect(r.nats(), first.Creds)
 	if err != nil {
@@ -27,7 +27,7 @@ func TestRejoinRevokesPreviousUser(t *testing.T) {
 	t.Cleanup(nc1.Close)
 	observe := func(nc *nats.Conn, cfg ring1.Config) error {
 		_, err := bus.SendObservation(t.Context(), nc, bus.NewSigner(id, cfg.Attestation), bus.Ring1Obs(id),
-			rings.Observation{Node: id, Ring: rings.Ring1, State: rings.StateUp, Time: time.Now()})
+			enjin.Observation{Node: id, Ring: enjin.Ring1, State: enjin.StateUp, Time: time.Now()})
 		return err
 	}
 	if err := observe(nc1, first); err != nil {

@@ -163,7 +163,7 @@ func firstLine(s string) string {
 // the layer it belongs to. An entry may name a package that does not exist yet.
 var layers = []layer{
 	{name: "vocabulary", stdOnly: true, pkgs: []string{
-		"enjin/rings", // the shared types: standard library only
+		"enjin", // the shared types: standard library only
 	}},
 	{name: "keys", imports: []string{"vocabulary"}, pkgs: []string{
 		"enjin/keys",
@@ -235,7 +235,7 @@ var noDriver = struct {
 	forbid  string // import path prefix
 	because string
 }{
-	pkgs:    []string{"enjin/bus/...", "enjin/keys", "enjin/rings", "enjin/rings/ring1/...", "enjin/rings/ring2/...", "enjin/guest"},
+	pkgs:    []string{"enjin/bus/...", "enjin/keys", "enjin", "enjin/rings/ring1/...", "enjin/rings/ring2/...", "enjin/guest"},
 	forbid:  "github.com/jackc/",
 	because: "rings 1 and 2 and the shared packages never reach the database driver",
 }

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/test/harness"
 )
 
@@ -388,7 +388,7 @@ func (c *cloud) checkRoom(t *testing.T, held int) {
 		t.Fatalf("the node's last observation: %v %s", err, b)
 	}
 	payload, _ := base64.RawURLEncoding.DecodeString(r.Observations[0].Payload)
-	var obs rings.Observation
+	var obs enjin.Observation
 	if err := json.Unmarshal(payload, &obs); err != nil || obs.VMMemoryMB <= int64(held) {
 		t.Fatalf("the node offers VMs %d MiB (%v): %s", obs.VMMemoryMB, err, payload)
 	}

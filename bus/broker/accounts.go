@@ -7,9 +7,9 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Init creates (or keeps) the trust chain under stateDir and signs every account JWT with the
@@ -27,15 +27,15 @@ func Init(stateDir string) (*keys.Chain, error) {
 }
 
 // Tenants lists the tenants whose accounts exist in the chain.
-func Tenants(c *keys.Chain) ([]rings.TenantID, error) {
+func Tenants(c *keys.Chain) ([]enjin.TenantID, error) {
 	names, err := c.Accounts()
 	if err != nil {
 		return nil, err
 	}
-	var ts []rings.TenantID
+	var ts []enjin.TenantID
 	for _, n := range names {
 		if t, ok := strings.CutPrefix(n, "T-"); ok {
-			ts = append(ts, rings.TenantID(t))
+			ts = append(ts, enjin.TenantID(t))
 		}
 	}
 	return ts, nil

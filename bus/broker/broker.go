@@ -7,7 +7,7 @@
 // JWTs, pushes them to the running server ($SYS.REQ.CLAIMS.UPDATE), revokes users (the
 // server closes their live connections within milliseconds) and adds tenants.
 //
-// broker imports bus, keys and rings; ring 0 and cmd/enjin import broker; tests start it
+// broker imports bus, keys and enjin (the vocabulary); ring 0 and cmd/enjin import broker; tests start it
 // through test/harness with exactly this configuration.
 package broker
 
@@ -31,9 +31,9 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // DefaultPort is the client port when Config.Port is zero.
@@ -74,7 +74,7 @@ const routeUser = "ring0"
 
 // clusterOpts sets opts up for c, with the route password derived from the chain.
 func clusterOpts(opts *server.Options, c *Cluster, chain *keys.Chain) error {
-	if err := rings.NodeID(c.Member).Validate(); err != nil {
+	if err := enjin.NodeID(c.Member).Validate(); err != nil {
 		return fmt.Errorf("broker: cluster member name: %w", err)
 	}
 	pass := chain.Operator.Derive("ring0-routes")

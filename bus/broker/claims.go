@@ -7,9 +7,9 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Revoke revokes every credential of userPub in account issued up to now, re-signs the
@@ -51,7 +51,7 @@ func (b *Broker) revoke(ctx context.Context, account, userPub string) error {
 // AddTenant creates tenant t's account (if new) with a scoped signing key for each of
 // scopedKeys (held by the ring 1 nodes that host it), wires its flows into RING1 and OPS,
 // and pushes every changed account.
-func (b *Broker) AddTenant(ctx context.Context, t rings.TenantID, scopedKeys ...string) error {
+func (b *Broker) AddTenant(ctx context.Context, t enjin.TenantID, scopedKeys ...string) error {
 	if err := t.Validate(); err != nil {
 		return fmt.Errorf("broker: add tenant: %w", err)
 	}
@@ -62,7 +62,7 @@ func (b *Broker) AddTenant(ctx context.Context, t rings.TenantID, scopedKeys ...
 
 // EnsureTenant returns the public key of tenant t's account, creating the account's keys
 // if it has none: the key a ring 1 node scopes its signing key to before AddTenant.
-func (b *Broker) EnsureTenant(ctx context.Context, t rings.TenantID) (pub string, err error) {
+func (b *Broker) EnsureTenant(ctx context.Context, t enjin.TenantID) (pub string, err error) {
 	if err := t.Validate(); err != nil {
 		return "", fmt.Errorf("broker: tenant: %w", err)
 	}
@@ -78,7 +78,7 @@ func (b *Broker) EnsureTenant(ctx context.Context, t rings.TenantID) (pub string
 	return pub, err
 }
 
-func (b *Broker) addTenant(ctx context.Context, t rings.TenantID, scopedKeys []string) error {
+func (b *Broker) addTenant(ctx context.Context, t enjin.TenantID, scopedKeys []string) error {
 	a, _, err := b.chain.EnsureAccount(keys.TenantAccount(t))
 	if err != nil {
 		return err
@@ -118,13 +118,13 @@ func (b *Broker) reprovision(ctx context.Context) error {
 // RemoveTenant disables tenant t's account — no connections, every credential it ever
 // issued revoked, no scoped signers — pushes that, retires the account's keys and re-wires
 // the flows of the accounts that imported from it. Live connections are closed by the push.
-func (b *Broker) RemoveTenant(ctx context.Context, t rings.TenantID) error {
+func (b *Broker) RemoveTenant(ctx context.Context, t enjin.TenantID) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return shared(ctx, b.share, b.chain, func() error { return b.removeTenant(ctx, t) })
 }
 
-func (b *Broker) removeTenant(ctx context.Context, t rings.TenantID) error {
+func (b *Broker) removeTenant(ctx context.Context, t enjin.TenantID) error {
 	name := keys.TenantAccount(t)
 	a, err := b.chain.Account(name)
 	if err != nil {

@@ -8,10 +8,10 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 	"enjin/test/harness"
 )
@@ -93,7 +93,7 @@ func TestMembersShareAccounts(t *testing.T) {
 	// holding every live tenant account.
 	dirC := t.TempDir()
 	harness.CopyKeys(t, dirs[0], dirC) // a's chain now, tenants and all: set the tenants aside
-	for _, tn := range []rings.TenantID{"globex", "initech", "hooli"} {
+	for _, tn := range []enjin.TenantID{"globex", "initech", "hooli"} {
 		if err := keysRetire(dirC, tn); err != nil {
 			t.Fatal(err)
 		}
@@ -119,7 +119,7 @@ func TestMembersShareAccounts(t *testing.T) {
 }
 
 // keysRetire retires tenant tn's account from the chain under dir.
-func keysRetire(dir string, tn rings.TenantID) error {
+func keysRetire(dir string, tn enjin.TenantID) error {
 	ch, err := keys.Load(dir)
 	if err != nil {
 		return err

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 )
 
 func appsCmd(g *globals) *cobra.Command {
@@ -37,17 +37,17 @@ Every verb but deploy and ls names its app TENANT/APP.`,
 }
 
 // appRef parses TENANT/APP.
-func appRef(s string) (rings.TenantID, string, error) {
+func appRef(s string) (enjin.TenantID, string, error) {
 	t, a, ok := strings.Cut(s, "/")
-	if !ok || rings.TenantID(t).Validate() != nil || !rings.IsSlug(a) {
+	if !ok || enjin.TenantID(t).Validate() != nil || !enjin.IsSlug(a) {
 		return "", "", usagef("%q: want TENANT/APP (slugs)", s)
 	}
-	return rings.TenantID(t), a, nil
+	return enjin.TenantID(t), a, nil
 }
 
 // appPath is the path of tenant t's app a, under which the meta API's own routes of an app
 // are (its custom domains); the app operations' paths are appapi's (Op.Path).
-func appPath(t rings.TenantID, a string) string {
+func appPath(t enjin.TenantID, a string) string {
 	return "/v1/tenants/" + url.PathEscape(string(t)) + "/apps/" + url.PathEscape(a)
 }
 
@@ -68,7 +68,7 @@ func appsLsCmd(g *globals) *cobra.Command {
 		if len(args) == 1 {
 			tenant = args[0]
 		}
-		if rings.TenantID(tenant).Validate() != nil {
+		if enjin.TenantID(tenant).Validate() != nil {
 			return usagef("apps ls: want TENANT (a slug), as the argument or --tenant")
 		}
 		cl, err := g.client()
@@ -188,7 +188,7 @@ func scaleCmd(g *globals) *cobra.Command {
 		for _, arg := range args[1:] {
 			typ, n, ok := strings.Cut(arg, "=")
 			count, err := strconv.Atoi(n)
-			if !ok || err != nil || count < 0 || !rings.IsSlug(typ) {
+			if !ok || err != nil || count < 0 || !enjin.IsSlug(typ) {
 				return usagef("apps scale: %q: want TYPE=COUNT, such as web=3", arg)
 			}
 			ss = append(ss, scale{typ, count})

@@ -12,7 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/appapi"
 	"enjin/services/apphost"
 )
@@ -25,7 +25,7 @@ func backupsCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "backups",
 		Short: "scheduled backups (a job of the system tenant) and backups fetched over the API",
-		Long: `Scheduled backups run as the cloud's own tenant, ` + string(rings.SystemTenant) + `, in the same sandbox as any
+		Long: `Scheduled backups run as the cloud's own tenant, ` + string(enjin.SystemTenant) + `, in the same sandbox as any
 tenant's app: its app ` + backupsApp + ` has a cron job that fetches a backup of the whole cloud from
 ring 0's API (GET /v1/backup) through its node's relay — the only sandboxes the node lets reach
 it — with a credential that may fetch backups and nothing else, and keeps the newest in the
@@ -85,7 +85,7 @@ each time; the previous one stops working.`,
 
 // systemBackups is POST /v1/system/backups' answer.
 type systemBackups struct {
-	Tenant rings.TenantID `json:"tenant"`
+	Tenant enjin.TenantID `json:"tenant"`
 	Token  string         `json:"token"`
 }
 
@@ -125,7 +125,7 @@ func backupsUnscheduleCmd(g *globals) *cobra.Command {
 		if err := cl.do(c.Context(), "DELETE", "/v1/system/backups", nil, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("backups unschedule: %w", err)
 		}
-		if err := cl.do(c.Context(), "DELETE", appapi.OpDestroy.Path(string(rings.SystemTenant), backupsApp), nil, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
+		if err := cl.do(c.Context(), "DELETE", appapi.OpDestroy.Path(string(enjin.SystemTenant), backupsApp), nil, nil, nil); err != nil && !isStatus(err, http.StatusNotFound) {
 			return fmt.Errorf("backups unschedule: %w", err)
 		}
 		fmt.Fprintln(c.OutOrStdout(), "backups unscheduled")
@@ -146,7 +146,7 @@ func backupsLsCmd(g *globals) *cobra.Command {
 		Args:  argsBetween(0, 0, "no arguments"),
 	}
 	c.RunE = func(c *cobra.Command, _ []string) error {
-		ref := string(rings.SystemTenant) + "/" + backupsApp
+		ref := string(enjin.SystemTenant) + "/" + backupsApp
 		if err := runJob(c, g, ref, `cd "$HOME/backups" 2>/dev/null && ls -lt enjin-*.enjin 2>/dev/null || echo "no backups yet"`); err != nil {
 			return fmt.Errorf("backups ls: %w", err)
 		}
@@ -155,7 +155,7 @@ func backupsLsCmd(g *globals) *cobra.Command {
 			return err
 		}
 		var raw json.RawMessage
-		if err := cl.do(c.Context(), "GET", appapi.OpCron.Path(string(rings.SystemTenant), backupsApp), nil, nil, &raw); err != nil {
+		if err := cl.do(c.Context(), "GET", appapi.OpCron.Path(string(enjin.SystemTenant), backupsApp), nil, nil, &raw); err != nil {
 			return fmt.Errorf("backups ls: %w", err)
 		}
 		fmt.Fprintln(c.OutOrStdout())

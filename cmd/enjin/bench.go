@@ -14,9 +14,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 func benchCmd(g *globals) *cobra.Command {
@@ -146,7 +146,7 @@ func benchEnvelopeVerify(n int, parallel bool) func() {
 	now := time.Now()
 	var nodes atomic.Int64
 	part := func(n int) func() {
-		id := rings.NodeID("ring1-" + strconv.FormatInt(nodes.Add(1), 10))
+		id := enjin.NodeID("ring1-" + strconv.FormatInt(nodes.Add(1), 10))
 		att, _ := keys.NewAttestation()
 		_ = v.Register(id, att.Public(), 0)
 		s := bus.NewSigner(id, att)
@@ -203,7 +203,7 @@ func benchBatchVerify(n int, parallel bool) func() {
 	part := func(n int) func() {
 		signers := make([]*bus.Signer, 64)
 		for i := range signers {
-			id := rings.NodeID("batch-" + strconv.FormatInt(next.Add(1), 10))
+			id := enjin.NodeID("batch-" + strconv.FormatInt(next.Add(1), 10))
 			att, _ := keys.NewAttestation()
 			_ = v.Register(id, att.Public(), 0)
 			signers[i] = bus.NewSigner(id, att)

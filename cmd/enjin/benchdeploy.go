@@ -14,7 +14,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // deployPhases are the steps of one deploy as the CLI sees them, in milliseconds from the
@@ -77,7 +77,7 @@ through the router after). DIR itself is not changed.`,
 	return c
 }
 
-func benchDeploy(ctx context.Context, g *globals, t rings.TenantID, a, dir string, runs int) (deployFigures, error) {
+func benchDeploy(ctx context.Context, g *globals, t enjin.TenantID, a, dir string, runs int) (deployFigures, error) {
 	f := deployFigures{App: string(t) + "/" + a}
 	ep, err := readEndpoints(g.stateDir)
 	if err != nil || ep.Router == "" {
@@ -157,7 +157,7 @@ func largestFile(dir string) (string, error) {
 
 // timeDeploy deploys dir once, noting when each progress line arrives, then asks the router
 // until it answers 200.
-func timeDeploy(ctx context.Context, cl *client, t rings.TenantID, a, dir, url, host string) (deployPhases, error) {
+func timeDeploy(ctx context.Context, cl *client, t enjin.TenantID, a, dir, url, host string) (deployPhases, error) {
 	start := time.Now()
 	lw := &lineTimes{start: start, at: map[string]float64{}}
 	d := deployment{cl: cl, tenant: t, app: a, progress: lw, detail: io.Discard}

@@ -21,9 +21,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring0"
 	"enjin/services/inventory"
 	"enjin/services/postgres"
@@ -208,7 +208,7 @@ func makeSigners(n int) []*bus.Signer {
 		wg.Go(func() {
 			for i := p; i < n; i += procs {
 				a, _ := keys.NewAttestation()
-				signers[i] = bus.NewSigner(rings.NodeID(fmt.Sprintf("sim-%06d", i)), a)
+				signers[i] = bus.NewSigner(enjin.NodeID(fmt.Sprintf("sim-%06d", i)), a)
 			}
 		})
 	}
@@ -225,7 +225,7 @@ func registerFleet(ctx context.Context, url string, signers []*bus.Signer) error
 	defer store.Close()
 	ns := make([]inventory.Node, len(signers))
 	for i, s := range signers {
-		ns[i] = inventory.Node{ID: s.Node(), Ring: rings.Ring1, Supervision: "external", Observation: "self", AttestPub: s.Public()}
+		ns[i] = inventory.Node{ID: s.Node(), Ring: enjin.Ring1, Supervision: "external", Observation: "self", AttestPub: s.Public()}
 	}
 	for i := 0; i < len(ns); i += 10000 {
 		if err := store.RegisterNodes(ctx, ns[i:min(i+10000, len(ns))]); err != nil {
@@ -287,7 +287,7 @@ func runRing0(ctx context.Context, exe string, args []string) (*ring0Proc, strin
 }
 
 type signedMsg struct {
-	node rings.NodeID
+	node enjin.NodeID
 	hdr  nats.Header
 	data []byte
 }
@@ -304,7 +304,7 @@ func presign(signers []*bus.Signer, total int, rate float64, t0 time.Time) []sig
 				s := signers[i]
 				for k := i; k < total; k += len(signers) {
 					at := t0.Add(time.Duration(float64(k) / rate * float64(time.Second)))
-					b, _ := json.Marshal(rings.Observation{Node: s.Node(), Ring: rings.Ring1, State: rings.StateUp, Time: at, MemBytes: 64 << 20})
+					b, _ := json.Marshal(enjin.Observation{Node: s.Node(), Ring: enjin.Ring1, State: enjin.StateUp, Time: at, MemBytes: 64 << 20})
 					msgs[k] = signedMsg{node: s.Node(), hdr: s.Sign(b, at).Header(), data: b}
 				}
 			}

@@ -17,8 +17,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"enjin"
 	"enjin/guest"
-	"enjin/rings"
 	"enjin/services/inventory"
 	"enjin/supervisors/libvirt"
 )
@@ -77,7 +77,7 @@ func benchVM(ctx context.Context, g *globals, f vmFlags, stdout io.Writer) error
 		return usagef("bench vm: --runs: want 1 to 1000")
 	case f.out != "text" && f.out != "json":
 		return usagef("bench vm: -o: want text or json")
-	case rings.TenantID(f.tenant).Validate() != nil:
+	case enjin.TenantID(f.tenant).Validate() != nil:
 		return usagef("bench vm: --tenant %q: want a tenant name", f.tenant)
 	}
 	qemu, err := exec.LookPath("qemu-system-x86_64")
@@ -255,7 +255,7 @@ func (b *vmBench) destroy(ctx context.Context) error {
 // accelerator, size, kernel command line, metadata over fw_cfg with a static address so the
 // guest waits on no DHCP, no NIC), and returns the time until the guest says it is up.
 func (b *vmBench) bareRun(ctx context.Context, accel string) (time.Duration, error) {
-	meta := guest.Meta{Node: "bench-bare", Tenant: rings.TenantID(b.f.tenant), Hostname: "bench-bare",
+	meta := guest.Meta{Node: "bench-bare", Tenant: enjin.TenantID(b.f.tenant), Hostname: "bench-bare",
 		Addresses: []netip.Prefix{netip.MustParsePrefix("198.18.0.2/24")}, Gateway: netip.MustParseAddr("198.18.0.1")}
 	mb, _ := json.Marshal(meta)
 	metaFile, log := filepath.Join(b.dir, "meta.json"), filepath.Join(b.dir, "console.log")

@@ -19,7 +19,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/apphost"
 )
 
@@ -52,7 +52,7 @@ Progress goes to stderr (-q silences it); the deployed release and its URL to st
 		if err != nil {
 			return err
 		}
-		if node != "" && rings.NodeID(node).Validate() != nil {
+		if node != "" && enjin.NodeID(node).Validate() != nil {
 			return usagef("apps deploy: --node %q: want a node id", node)
 		}
 		cl, err := g.client()
@@ -63,7 +63,7 @@ Progress goes to stderr (-q silences it); the deployed release and its URL to st
 		if quiet {
 			progress = io.Discard
 		}
-		d := deployment{cl: cl, tenant: t, app: a, node: rings.NodeID(node), progress: progress, detail: c.ErrOrStderr()}
+		d := deployment{cl: cl, tenant: t, app: a, node: enjin.NodeID(node), progress: progress, detail: c.ErrOrStderr()}
 		rel, err := d.run(c.Context(), dir)
 		if err != nil {
 			return fmt.Errorf("deploy %s/%s: %w", t, a, err)
@@ -74,10 +74,10 @@ Progress goes to stderr (-q silences it); the deployed release and its URL to st
 }
 
 // deployTarget reads the app and directory from either form of the command line.
-func deployTarget(args []string, tenant, app string) (rings.TenantID, string, string, error) {
+func deployTarget(args []string, tenant, app string) (enjin.TenantID, string, string, error) {
 	dir := "."
 	if tenant != "" || app != "" {
-		if rings.TenantID(tenant).Validate() != nil || !rings.IsSlug(app) {
+		if enjin.TenantID(tenant).Validate() != nil || !enjin.IsSlug(app) {
 			return "", "", "", usagef("apps deploy: --tenant and --name go together, as slugs")
 		}
 		if len(args) > 1 {
@@ -86,7 +86,7 @@ func deployTarget(args []string, tenant, app string) (rings.TenantID, string, st
 		if len(args) == 1 {
 			dir = args[0]
 		}
-		return rings.TenantID(tenant), app, dir, nil
+		return enjin.TenantID(tenant), app, dir, nil
 	}
 	if len(args) == 0 {
 		return "", "", "", usagef("apps deploy: want TENANT/APP [DIR], or [DIR] --tenant T --name N")
@@ -101,9 +101,9 @@ func deployTarget(args []string, tenant, app string) (rings.TenantID, string, st
 // deployment is one deploy of a directory to one app.
 type deployment struct {
 	cl       *client
-	tenant   rings.TenantID
+	tenant   enjin.TenantID
 	app      string
-	node     rings.NodeID // where to place a new app; "" lets ring 0 choose
+	node     enjin.NodeID // where to place a new app; "" lets ring 0 choose
 	progress io.Writer    // the steps, unless -q
 	detail   io.Writer    // why a release failed, even with -q
 }
@@ -226,7 +226,7 @@ func (d *deployment) send(ctx context.Context, query string, bundle []byte) (app
 func megabytes(n int) string { return fmt.Sprintf("%.1f MB", float64(n)/1e6) }
 
 // printDeployed says which release is live and, with a local cloud, where to reach it.
-func printDeployed(w io.Writer, stateDir string, t rings.TenantID, a string, rel appapi.Release) error {
+func printDeployed(w io.Writer, stateDir string, t enjin.TenantID, a string, rel appapi.Release) error {
 	fmt.Fprintf(w, "deployed %s/%s release %d (%s)\n", t, a, rel.Number, shortDigest(rel.Digest))
 	if ep, err := readEndpoints(stateDir); err == nil && ep.Router != "" {
 		host := fmt.Sprintf("%s.%s.%s", a, t, ep.AppsDomain)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -37,7 +37,7 @@ domain under the cloud's apps domain.`,
 	return c
 }
 
-func domainPath(t rings.TenantID, app, domain string) string {
+func domainPath(t enjin.TenantID, app, domain string) string {
 	return appPath(t, app) + "/domains/" + url.PathEscape(domain)
 }
 
@@ -149,7 +149,7 @@ func domainsLsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			path = appPath(t, app) + "/domains"
-		} else if rings.TenantID(args[0]).Validate() == nil {
+		} else if enjin.TenantID(args[0]).Validate() == nil {
 			path = "/v1/tenants/" + url.PathEscape(args[0]) + "/domains"
 		} else {
 			return usagef("domains ls: %q: want TENANT or TENANT/APP (slugs)", args[0])

@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 )
 
 func envCmd(g *globals) *cobra.Command {
@@ -77,7 +77,7 @@ func parseEnvChange(set, unset []string) (appapi.EnvPatch, error) {
 	return p, nil
 }
 
-func showEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, reveal bool, o format) error {
+func showEnv(c *cobra.Command, g *globals, t enjin.TenantID, a string, reveal bool, o format) error {
 	cl, err := g.client()
 	if err != nil {
 		return err
@@ -118,7 +118,7 @@ func printEnv(w io.Writer, env map[string]string) error {
 	return nil
 }
 
-func changeEnv(c *cobra.Command, g *globals, t rings.TenantID, a string, p appapi.EnvPatch, o format) error {
+func changeEnv(c *cobra.Command, g *globals, t enjin.TenantID, a string, p appapi.EnvPatch, o format) error {
 	cl, err := g.client()
 	if err != nil {
 		return err

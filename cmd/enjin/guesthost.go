@@ -13,8 +13,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"enjin"
 	"enjin/guest"
-	"enjin/rings"
 	"enjin/rings/ring1"
 )
 
@@ -51,7 +51,7 @@ func guestHost(c *cobra.Command, m *guest.Meta, log *slog.Logger) error {
 	cfg.NATSURL, cfg.NATSServers = strings.Join(m.NATS, ","), nil
 	cfg.Heartbeat, cfg.Logger, cfg.NoVMs, cfg.Underlay = m.Period(), log, true, self
 
-	o := rings.DefaultRing1Options()
+	o := enjin.DefaultRing1Options()
 	o.AppsDir = filepath.Join(guestState, "apps")
 	o.AppsAPI = net.JoinHostPort(self.String(), "7071")
 	o.Router = net.JoinHostPort(self.String(), "7080")

@@ -15,7 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -50,9 +50,9 @@ func (u *upload) check(args []string) error {
 		u.file = args[0]
 	}
 	switch {
-	case !rings.IsSlug(u.name) || rings.IsUUID(u.name):
+	case !enjin.IsSlug(u.name) || enjin.IsUUID(u.name):
 		return usagef("images upload: --name: want a slug that is not a UUID")
-	case u.tenant != "" && rings.TenantID(u.tenant).Validate() != nil:
+	case u.tenant != "" && enjin.TenantID(u.tenant).Validate() != nil:
 		return usagef("images upload: --tenant %q: want a tenant name (a slug)", u.tenant)
 	case u.kernel != "" || u.initrd != "":
 		if u.kernel == "" || u.initrd == "" || u.file != "" || u.format != "" {
@@ -267,7 +267,7 @@ func imagesLsCmd(g *globals) *cobra.Command {
 		switch {
 		case tenant != "" && public:
 			return usagef("images ls: --tenant and --public select different images: give one")
-		case tenant != "" && rings.TenantID(tenant).Validate() != nil:
+		case tenant != "" && enjin.TenantID(tenant).Validate() != nil:
 			return usagef("images ls: --tenant %q: want a tenant name (a slug)", tenant)
 		case tenant != "":
 			q.Set("tenant", tenant)
@@ -309,14 +309,14 @@ type imageQuery struct {
 
 // parseImageRef reads ID, NAME (a public image) or TENANT/NAME.
 func parseImageRef(verb, ref string) (imageQuery, error) {
-	if id := strings.ToLower(ref); rings.IsUUID(id) {
+	if id := strings.ToLower(ref); enjin.IsUUID(id) {
 		return imageQuery{arg: ref, id: id}, nil
 	}
 	t, n, scoped := strings.Cut(ref, "/")
 	switch {
-	case scoped && rings.TenantID(t).Validate() == nil && rings.IsSlug(n):
+	case scoped && enjin.TenantID(t).Validate() == nil && enjin.IsSlug(n):
 		return imageQuery{arg: ref, q: url.Values{"tenant": {t}, "name": {n}}}, nil
-	case !scoped && rings.IsSlug(ref):
+	case !scoped && enjin.IsSlug(ref):
 		return imageQuery{arg: ref, q: url.Values{"public": {"1"}, "name": {ref}}}, nil
 	}
 	return imageQuery{}, usagef("images %s: %q: want an image ID, NAME (a public image) or TENANT/NAME", verb, ref)

@@ -11,14 +11,14 @@ import (
 	"path/filepath"
 	"strings"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring1"
 )
 
 // joinMode checks the join flags: a token comes from a file or stdin, never from the command
 // line, where other users can read it (/proc/<pid>/cmdline).
-func joinMode(o rings.Ring1Options) (joining bool, err error) {
+func joinMode(o enjin.Ring1Options) (joining bool, err error) {
 	switch {
 	case o.Join != "" && o.Join != "-":
 		return false, usagef("ring1: --join takes no token: others can read a command line; " +
@@ -66,7 +66,7 @@ func joinToken(join, file string, stdin io.Reader) (string, error) {
 
 // joinedNode is what a joined node remembers besides its keys.
 type joinedNode struct {
-	Node    rings.NodeID `json:"node"`
+	Node    enjin.NodeID `json:"node"`
 	NATS    string       `json:"nats"`
 	Servers []string     `json:"servers,omitempty"` // every ring 0 member's broker
 	Ring0   string       `json:"ring0,omitempty"`   // the API it joined through

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // getList reads the list at path: with -o json it writes the API's answer as it is and says
@@ -29,7 +29,7 @@ func tenantLsCmd[L any](g *globals, coll, short string, print func(io.Writer, L)
 	c := &cobra.Command{Use: "ls TENANT", Short: short, Args: argsBetween(1, 1, "TENANT")}
 	out := outputFlag(c)
 	c.RunE = func(c *cobra.Command, args []string) error {
-		if rings.TenantID(args[0]).Validate() != nil {
+		if enjin.TenantID(args[0]).Validate() != nil {
 			return usagef("%s ls: %q: want a tenant (a slug)", coll, args[0])
 		}
 		cl, err := g.client()
@@ -47,7 +47,7 @@ func tenantLsCmd[L any](g *globals, coll, short string, print func(io.Writer, L)
 
 // showCmd is `show TENANT/NAME` of what lives at path(TENANT, NAME): with -o json as the API
 // says it, else as print writes it.
-func showCmd[V any](g *globals, short string, path func(rings.TenantID, string) string, print func(io.Writer, V) error) *cobra.Command {
+func showCmd[V any](g *globals, short string, path func(enjin.TenantID, string) string, print func(io.Writer, V) error) *cobra.Command {
 	c := &cobra.Command{Use: "show TENANT/NAME", Short: short, Args: argsBetween(1, 1, "TENANT/NAME")}
 	out := outputFlag(c)
 	c.RunE = func(c *cobra.Command, args []string) error {

@@ -7,7 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -28,7 +28,7 @@ never one twice.`,
 	return c
 }
 
-func netPath(t rings.TenantID, n string) string {
+func netPath(t enjin.TenantID, n string) string {
 	return "/v1/tenants/" + url.PathEscape(string(t)) + "/networks/" + url.PathEscape(n)
 }
 

@@ -7,8 +7,8 @@ import (
 	"slices"
 	"strconv"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 )
 
 // Offline verification: `enjin verify` fetches each stored observation and checks it with
@@ -18,16 +18,16 @@ import (
 // sign: a ring 2 node's observations are its ring 1 node's, who signed them.
 type keyring struct {
 	c       *client
-	current map[rings.NodeID]string   // the node's key now, from the node list
-	all     map[rings.NodeID][]string // current and every earlier key, from its history
+	current map[enjin.NodeID]string   // the node's key now, from the node list
+	all     map[enjin.NodeID][]string // current and every earlier key, from its history
 }
 
 func newKeyring(c *client) *keyring {
-	return &keyring{c: c, current: map[rings.NodeID]string{}, all: map[rings.NodeID][]string{}}
+	return &keyring{c: c, current: map[enjin.NodeID]string{}, all: map[enjin.NodeID][]string{}}
 }
 
 // keysOf returns every key node has had.
-func (k *keyring) keysOf(ctx context.Context, n rings.NodeID) ([]string, error) {
+func (k *keyring) keysOf(ctx context.Context, n enjin.NodeID) ([]string, error) {
 	if ks, ok := k.all[n]; ok {
 		return ks, nil
 	}
@@ -46,7 +46,7 @@ func (k *keyring) keysOf(ctx context.Context, n rings.NodeID) ([]string, error) 
 }
 
 // nodeKeys lists every attestation key node has had, from its history.
-func nodeKeys(ctx context.Context, c *client, node rings.NodeID, current string) ([]string, error) {
+func nodeKeys(ctx context.Context, c *client, node enjin.NodeID, current string) ([]string, error) {
 	var h struct {
 		History []struct {
 			Data struct {
@@ -68,11 +68,11 @@ func nodeKeys(ctx context.Context, c *client, node rings.NodeID, current string)
 
 // verifyNode verifies node's observations, newest first, counting them in checked and calling
 // fail for each that does not verify.
-func verifyNode(ctx context.Context, c *client, node rings.NodeID, ks *keyring, fail func(seq uint64, why string), checked *int) error {
+func verifyNode(ctx context.Context, c *client, node enjin.NodeID, ks *keyring, fail func(seq uint64, why string), checked *int) error {
 	before := uint64(0)
 	for {
 		var page struct {
-			Observations []rings.SignedObservation `json:"observations"`
+			Observations []enjin.SignedObservation `json:"observations"`
 		}
 		path := fmt.Sprintf("/v1/nodes/%s/observations?limit=1000", url.PathEscape(string(node)))
 		if before > 0 {

@@ -20,9 +20,9 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"enjin"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring0"
 )
 
@@ -47,7 +47,7 @@ type ring0Flags struct {
 }
 
 func (f *ring0Flags) register(fs *pflag.FlagSet) {
-	node := rings.DefaultRing1Options() // what ring 0 hands its nodes, unless told otherwise
+	node := enjin.DefaultRing1Options() // what ring 0 hands its nodes, unless told otherwise
 	fs.StringVar(&f.dbURL, "database-url", os.Getenv("ENJIN_DATABASE_URL"), "PostgreSQL URL (default $ENJIN_DATABASE_URL)")
 	fs.StringVar(&f.natsHost, "nats-host", "127.0.0.1", "NATS listen address")
 	fs.IntVar(&f.natsPort, "nats-port", 4222, "NATS client port (-1 picks a free one)")
@@ -66,7 +66,7 @@ func (f *ring0Flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.acmeDirectory, "acme-directory", "", "directory URL (https) of the ACME server that issues custom domains' certificates when a tenant asks (enjin domains add --acme); none by default")
 	fs.StringVar(&f.acmeEmail, "acme-email", "", "with --acme-directory: the ACME account's contact address")
 	fs.StringVar(&f.acmeCA, "acme-ca", "", "with --acme-directory: PEM file of CAs to trust for the ACME server's own TLS (a private server's), beside the system's")
-	registerFlags(fs, rings.LimitFlags(&f.limits, &f.uidRange))
+	registerFlags(fs, enjin.LimitFlags(&f.limits, &f.uidRange))
 }
 
 // acme turns the ACME flags into ring 0's options (nil without --acme-directory).
@@ -160,7 +160,7 @@ func (f *ring0Only) cluster() (*broker.Cluster, error) {
 		}
 		return nil, nil
 	}
-	if err := rings.NodeID(f.member).Validate(); err != nil {
+	if err := enjin.NodeID(f.member).Validate(); err != nil {
 		return nil, usagef("ring0: --member: %v", err)
 	}
 	host, port, err := net.SplitHostPort(f.clusterListen)
@@ -198,10 +198,10 @@ meta API and liveness, and the ring 1 nodes named by --ring1 as supervised child
 		}
 		var specs []ring0.Ring1Spec
 		for _, n := range f.ring1 {
-			if err := rings.NodeID(n).Validate(); err != nil {
+			if err := enjin.NodeID(n).Validate(); err != nil {
 				return usagef("ring0: --ring1: %v", err)
 			}
-			specs = append(specs, ring0.Ring1Spec{ID: rings.NodeID(n)})
+			specs = append(specs, ring0.Ring1Spec{ID: enjin.NodeID(n)})
 		}
 		cfg, err := f.config(g.stateDir, log, f.dbURL, specs)
 		if err != nil {

@@ -13,16 +13,16 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"enjin"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring1"
 	"enjin/supervisors/fabric"
 )
 
 // registerFlags registers flags on fs, each bound to its field, the field's value its
 // default. The root's flags (every command's) are left to the root.
-func registerFlags(fs *pflag.FlagSet, flags []rings.Flag) {
+func registerFlags(fs *pflag.FlagSet, flags []enjin.Flag) {
 	for _, f := range flags {
 		if f.Root {
 			continue
@@ -43,7 +43,7 @@ func registerFlags(fs *pflag.FlagSet, flags []rings.Flag) {
 }
 
 func ring1Cmd(g *globals) *cobra.Command {
-	f := rings.DefaultRing1Options()
+	f := enjin.DefaultRing1Options()
 	c := &cobra.Command{
 		Use:   "ring1",
 		Short: "run a ring 1 node (launched by ring 0, or joining with a one-time token)",
@@ -95,7 +95,7 @@ The token is never an argument: others can read a process's arguments. Give it i
 }
 
 // runNode runs ring 1 node cfg until the command's context ends, hosting apps as o says.
-func runNode(c *cobra.Command, cfg ring1.Config, o rings.Ring1Options) error {
+func runNode(c *cobra.Command, cfg ring1.Config, o enjin.Ring1Options) error {
 	var err error
 	if cfg.Apps, err = appsConfig(o, cfg.Dir); err != nil {
 		return err
@@ -108,7 +108,7 @@ func runNode(c *cobra.Command, cfg ring1.Config, o rings.Ring1Options) error {
 }
 
 // nodeConfig is who the node is: joining now, joined before, or launched by ring 0.
-func nodeConfig(c *cobra.Command, o rings.Ring1Options, stateDir string) (ring1.Config, error) {
+func nodeConfig(c *cobra.Command, o enjin.Ring1Options, stateDir string) (ring1.Config, error) {
 	joining, err := joinMode(o)
 	if err != nil {
 		return ring1.Config{}, err
@@ -133,7 +133,7 @@ func nodeConfig(c *cobra.Command, o rings.Ring1Options, stateDir string) (ring1.
 		if err != nil {
 			return ring1.Config{}, err
 		}
-		return ring1.Config{Node: rings.NodeID(o.Node), NATSURL: o.NATS, Creds: cr, Attestation: a, CredsPath: o.Creds, Dir: o.Dir}, nil
+		return ring1.Config{Node: enjin.NodeID(o.Node), NATSURL: o.NATS, Creds: cr, Attestation: a, CredsPath: o.Creds, Dir: o.Dir}, nil
 	default:
 		return ring1.Config{}, usagef("ring1: give --node, --nats, --creds and --attest, or --join-file FILE (or --join -) and --ring0 URL")
 	}
@@ -142,7 +142,7 @@ func nodeConfig(c *cobra.Command, o rings.Ring1Options, stateDir string) (ring1.
 // appsConfig is the app hosting part of the node's configuration, nil without --apps-dir. A
 // node that joined takes the bearer ring 0 gave it, kept in its directory dir, unless
 // --apps-token-file names another.
-func appsConfig(o rings.Ring1Options, dir string) (*ring1.AppsConfig, error) {
+func appsConfig(o enjin.Ring1Options, dir string) (*ring1.AppsConfig, error) {
 	if o.AppsDir == "" {
 		return nil, nil
 	}
@@ -181,7 +181,7 @@ func appsConfig(o rings.Ring1Options, dir string) (*ring1.AppsConfig, error) {
 // appsTLS is the app API's TLS: --apps-tls-cert and --apps-tls-key, or, for a node that
 // joined (dir) and serves the API beyond loopback, the certificate ring 0 gave it; nil on
 // loopback without them.
-func appsTLS(o rings.Ring1Options, dir string) (*tls.Config, error) {
+func appsTLS(o enjin.Ring1Options, dir string) (*tls.Config, error) {
 	cert, key := o.AppsTLSCert, o.AppsTLSKey
 	if (cert == "") != (key == "") {
 		return nil, usagef("ring1: give --apps-tls-cert and --apps-tls-key together")

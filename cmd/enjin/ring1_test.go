@@ -11,24 +11,24 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // What ring 0 passes a ring 1 node, `enjin ring1` reads back: options rendered as Args and
 // parsed by the command's own flags (the root's among them) are the options again.
 func TestRing1OptionsRoundTrip(t *testing.T) {
-	node := rings.DefaultRing1Options() // as ring 0 launches a simulated host
+	node := enjin.DefaultRing1Options() // as ring 0 launches a simulated host
 	node.Node, node.NATS, node.Creds, node.Attest = "ring1-h2", "nats://198.18.0.1:4222", "/s/node.creds", "/s/attest.seed"
 	node.Heartbeat, node.Dir, node.Ring0, node.Netns, node.CA = 300*time.Millisecond, "/s", "https://127.0.0.1:7070", "enjin-h2", "/s/ca.crt"
 	node.AppsDir, node.AppsAPI, node.AppsTokenFile, node.Router = "/s/apps", "198.18.0.2:7071", "/s/apps.token", "198.18.0.2:7080"
 	node.NoVMs, node.Bridge, node.UIDRange = true, "enjin0h2", "700000000:1000"
-	joined := rings.DefaultRing1Options()
+	joined := enjin.DefaultRing1Options()
 	joined.Join, joined.Ring0, joined.Leaf = "-", "https://r0:7070", []string{"nats://a:7422", "nats://b,c:7422"}
-	cases := map[string]rings.Ring1Options{"defaults": rings.DefaultRing1Options(), "a node ring 0 runs": node, "joining": joined}
+	cases := map[string]enjin.Ring1Options{"defaults": enjin.DefaultRing1Options(), "a node ring 0 runs": node, "joining": joined}
 	// And every field set alone, to a value other than its default.
-	def := rings.DefaultRing1Options()
+	def := enjin.DefaultRing1Options()
 	for i, f := range def.Flags() {
-		o := rings.DefaultRing1Options()
+		o := enjin.DefaultRing1Options()
 		switch p := o.Flags()[i].Value.(type) {
 		case *string:
 			*p = "-" + f.Name + " x" // a leading dash and a space
@@ -58,22 +58,22 @@ func TestRing1OptionsRoundTrip(t *testing.T) {
 
 // parseRing1 parses args (Args' command line) as the enjin command does, and returns the
 // options its flags then hold.
-func parseRing1(t *testing.T, args []string) (rings.Ring1Options, error) {
+func parseRing1(t *testing.T, args []string) (enjin.Ring1Options, error) {
 	root := newRoot(&globals{}, strings.NewReader(""), io.Discard, io.Discard)
 	c, rest, err := root.Find(args)
 	if err != nil {
-		return rings.Ring1Options{}, err
+		return enjin.Ring1Options{}, err
 	}
 	if c.Name() != args[0] {
 		t.Fatalf("args %q run %q, want %q", args, c.Name(), args[0])
 	}
 	if err := c.ParseFlags(rest); err != nil {
-		return rings.Ring1Options{}, err
+		return enjin.Ring1Options{}, err
 	}
 	if left := c.Flags().Args(); len(left) > 0 {
 		t.Errorf("args %q leave %q unparsed", args, left)
 	}
-	var o rings.Ring1Options
+	var o enjin.Ring1Options
 	for _, f := range o.Flags() {
 		fl := c.Flags().Lookup(f.Name)
 		if fl == nil {

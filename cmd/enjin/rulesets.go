@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -40,20 +40,20 @@ drop; rate N caps new connections a second from one address (accepting rules in)
 	return c
 }
 
-func rsPath(t rings.TenantID, n string) string {
+func rsPath(t enjin.TenantID, n string) string {
 	return "/v1/tenants/" + url.PathEscape(string(t)) + "/rulesets/" + url.PathEscape(n)
 }
 
 // parseRule reads a rule as the command line writes it.
-func parseRule(s string) (rings.Rule, error) {
+func parseRule(s string) (enjin.Rule, error) {
 	f := strings.Fields(s)
-	bad := func(why string) (rings.Rule, error) {
-		return rings.Rule{}, usagef("rule %q: %s; want DIRECTION PROTOCOL [PORTS] [from|to REMOTE] ACTION [rate N]", s, why)
+	bad := func(why string) (enjin.Rule, error) {
+		return enjin.Rule{}, usagef("rule %q: %s; want DIRECTION PROTOCOL [PORTS] [from|to REMOTE] ACTION [rate N]", s, why)
 	}
 	if len(f) < 3 {
 		return bad("too short")
 	}
-	r := rings.Rule{Direction: f[0], Protocol: f[1]}
+	r := enjin.Rule{Direction: f[0], Protocol: f[1]}
 	f = f[2:]
 	if len(f) > 0 && f[0] != "from" && f[0] != "to" && f[0] != "accept" && f[0] != "drop" {
 		r.Ports, f = f[0], f[1:]
@@ -91,8 +91,8 @@ func parseRule(s string) (rings.Rule, error) {
 	return r, nil
 }
 
-func parseRules(ss []string) ([]rings.Rule, error) {
-	out := []rings.Rule{}
+func parseRules(ss []string) ([]enjin.Rule, error) {
+	out := []enjin.Rule{}
 	for _, s := range ss {
 		r, err := parseRule(s)
 		if err != nil {
@@ -104,7 +104,7 @@ func parseRules(ss []string) ([]rings.Rule, error) {
 }
 
 // ruleText writes r as parseRule reads it.
-func ruleText(r rings.Rule) string {
+func ruleText(r enjin.Rule) string {
 	parts := []string{r.Direction, r.Protocol}
 	if r.Ports != "" {
 		parts = append(parts, r.Ports)

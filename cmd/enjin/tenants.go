@@ -10,7 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -27,15 +27,15 @@ func tenantsCmd(g *globals) *cobra.Command {
 }
 
 // tenantArg reads the one TENANT argument.
-func tenantArg(c *cobra.Command, args []string) (rings.TenantID, error) {
-	t := rings.TenantID(args[0])
+func tenantArg(c *cobra.Command, args []string) (enjin.TenantID, error) {
+	t := enjin.TenantID(args[0])
 	if err := t.Validate(); err != nil {
 		return "", usagef("%s: %q: want a tenant name (a slug)", name(c), args[0])
 	}
 	return t, nil
 }
 
-func tenantPath(t rings.TenantID) string { return "/v1/tenants/" + url.PathEscape(string(t)) }
+func tenantPath(t enjin.TenantID) string { return "/v1/tenants/" + url.PathEscape(string(t)) }
 
 func tenantsLsCmd(g *globals) *cobra.Command {
 	c := &cobra.Command{Use: "ls", Short: "list tenants and the ring 1 nodes hosting them", Args: argsBetween(0, 0, "no arguments")}

@@ -16,15 +16,15 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring0"
 	"enjin/services/postgres"
 	"enjin/supervisors/process"
 )
 
 // upNode is the ring 1 node `enjin up` runs on this machine.
-const upNode = rings.NodeID("ring1-local")
+const upNode = enjin.NodeID("ring1-local")
 
 // upFlags are the flags of `enjin up`.
 type upFlags struct {

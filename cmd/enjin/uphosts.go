@@ -7,7 +7,7 @@ import (
 	"strings"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/rings/ring0"
 	"enjin/supervisors/fabric"
 )
@@ -62,7 +62,7 @@ func (h upHosts) make(bridge string) (*fabric.Fabric, []ring0.Ring1Spec, error) 
 	}
 	var specs []ring0.Ring1Spec
 	for i, fh := range f.Hosts {
-		specs = append(specs, ring0.Ring1Spec{ID: rings.NodeID(fmt.Sprintf("ring1-h%d", i+2)), Label: "simulated host",
+		specs = append(specs, ring0.Ring1Spec{ID: enjin.NodeID(fmt.Sprintf("ring1-h%d", i+2)), Label: "simulated host",
 			Netns: fh.Netns, Addr: fh.Addr, Bridge: fmt.Sprintf("%sh%d", bridge, i+2)})
 	}
 	return f, specs, nil

@@ -9,8 +9,8 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 )
 
 // verifySummary is what `enjin verify -o json` prints.
@@ -23,7 +23,7 @@ type verifySummary struct {
 }
 
 type verifyFailure struct {
-	Node   rings.NodeID `json:"node"`
+	Node   enjin.NodeID `json:"node"`
 	Seq    uint64       `json:"seq,omitempty"`
 	App    string       `json:"app,omitempty"` // tenant/app: the failure is of that placement's bid
 	Reason string       `json:"reason"`
@@ -82,7 +82,7 @@ func verifyAll(ctx context.Context, c *client, report func(verifyFailure)) (veri
 	for {
 		var page struct {
 			Nodes []struct {
-				ID        rings.NodeID `json:"id"`
+				ID        enjin.NodeID `json:"id"`
 				AttestPub string       `json:"attest_pub"`
 			} `json:"nodes"`
 		}
@@ -120,9 +120,9 @@ func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySumm
 	var list struct {
 		Placements []struct {
 			Kind   string          `json:"kind"`
-			Tenant rings.TenantID  `json:"tenant"`
+			Tenant enjin.TenantID  `json:"tenant"`
 			App    string          `json:"app"`
-			Node   rings.NodeID    `json:"node"`
+			Node   enjin.NodeID    `json:"node"`
 			Bid    json.RawMessage `json:"bid"`
 		} `json:"placements"`
 	}
@@ -150,7 +150,7 @@ func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySumm
 
 // checkBid says why raw is not node's valid bid for tenant's app or VM (kind "vm"), or "" if
 // it is.
-func checkBid(ctx context.Context, ks *keyring, kind string, node rings.NodeID, tenant rings.TenantID, app string, raw json.RawMessage) (string, error) {
+func checkBid(ctx context.Context, ks *keyring, kind string, node enjin.NodeID, tenant enjin.TenantID, app string, raw json.RawMessage) (string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return "no bid stored", nil
 	}

@@ -13,7 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -33,21 +33,21 @@ carried the change out.`,
   enjin vms console acme/vm1
   enjin vms destroy acme/vm1`,
 	}
-	c.AddCommand(vmCreateCmd(g), vmLsCmd(g), vmShowCmd(g), vmStateCmd(g, "start", rings.VMRunning),
-		vmStateCmd(g, "stop", rings.VMStopped), vmRebootCmd(g), vmDestroyCmd(g), vmNICCmd(g), vmConsoleCmd(g))
+	c.AddCommand(vmCreateCmd(g), vmLsCmd(g), vmShowCmd(g), vmStateCmd(g, "start", enjin.VMRunning),
+		vmStateCmd(g, "stop", enjin.VMStopped), vmRebootCmd(g), vmDestroyCmd(g), vmNICCmd(g), vmConsoleCmd(g))
 	return c
 }
 
 // vmRef parses TENANT/NAME.
-func vmRef(s string) (rings.TenantID, string, error) {
+func vmRef(s string) (enjin.TenantID, string, error) {
 	t, n, ok := strings.Cut(s, "/")
-	if !ok || rings.TenantID(t).Validate() != nil || !rings.IsSlug(n) {
+	if !ok || enjin.TenantID(t).Validate() != nil || !enjin.IsSlug(n) {
 		return "", "", usagef("%q: want TENANT/NAME (slugs)", s)
 	}
-	return rings.TenantID(t), n, nil
+	return enjin.TenantID(t), n, nil
 }
 
-func vmPath(t rings.TenantID, n string) string {
+func vmPath(t enjin.TenantID, n string) string {
 	return "/v1/tenants/" + url.PathEscape(string(t)) + "/vms/" + url.PathEscape(n)
 }
 
@@ -216,7 +216,7 @@ func vmDestroyCmd(g *globals) *cobra.Command {
 
 // removeCmd is a verb that deletes TENANT/NAME, found at path(TENANT, NAME), at the version
 // it reads first (If-Match), waits as long as the ring 1 node takes, and says done.
-func removeCmd(g *globals, verb, short, done string, path func(rings.TenantID, string) string) *cobra.Command {
+func removeCmd(g *globals, verb, short, done string, path func(enjin.TenantID, string) string) *cobra.Command {
 	return &cobra.Command{Use: verb + " TENANT/NAME", Short: short, Args: argsBetween(1, 1, "TENANT/NAME"),
 		RunE: func(c *cobra.Command, args []string) error {
 			t, name, err := vmRef(args[0])

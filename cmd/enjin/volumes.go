@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -29,7 +29,7 @@ hot-plugged while the VM runs. Its data outlives every VM it was attached to.`,
 	return c
 }
 
-func volPath(t rings.TenantID, n string) string {
+func volPath(t enjin.TenantID, n string) string {
 	return "/v1/tenants/" + url.PathEscape(string(t)) + "/volumes/" + url.PathEscape(n)
 }
 

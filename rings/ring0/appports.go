@@ -10,9 +10,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
@@ -21,7 +21,7 @@ func appOwner(instance string) string { return "app:" + instance }
 
 // ring1Caller is the ring 1 node that sent request m, from the server-attested
 // Nats-Request-Info header — never from the request itself.
-func (r *Ring0) ring1Caller(m *nats.Msg) (rings.NodeID, error) {
+func (r *Ring0) ring1Caller(m *nats.Msg) (enjin.NodeID, error) {
 	ring1, err := r.broker.Chain().Account(keys.RING1)
 	if err != nil {
 		return "", err
@@ -33,7 +33,7 @@ func (r *Ring0) ring1Caller(m *nats.Msg) (rings.NodeID, error) {
 	if json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci) != nil || ci.Account != ring1.Public {
 		return "", errors.New("only ring 1 nodes ask here")
 	}
-	id := rings.NodeID(ci.Name)
+	id := enjin.NodeID(ci.Name)
 	if id.Validate() != nil {
 		return "", fmt.Errorf("caller %q: not a node", ci.Name)
 	}
@@ -65,12 +65,12 @@ func (r *Ring0) servePorts() error {
 }
 
 // appPorts makes instance req.Instance's ports what req says, and returns them.
-func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRequest) ([]bus.AppPort, error) {
+func (r *Ring0) appPorts(ctx context.Context, node enjin.NodeID, req bus.PortsRequest) ([]bus.AppPort, error) {
 	if err := req.Tenant.Validate(); err != nil {
 		return nil, err
 	}
-	if !rings.IsUUID(req.Instance) || len(req.Networks) > rings.MaxAppNetworks {
-		return nil, fmt.Errorf("want an instance id and at most %d networks", rings.MaxAppNetworks)
+	if !enjin.IsUUID(req.Instance) || len(req.Networks) > enjin.MaxAppNetworks {
+		return nil, fmt.Errorf("want an instance id and at most %d networks", enjin.MaxAppNetworks)
 	}
 	tn, err := r.store.GetTenant(ctx, req.Tenant)
 	if err != nil {
@@ -94,7 +94,7 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 	var changed []string // rule sets whose members changed
 	defer func() { r.membersChanged(req.Tenant, compactSets(changed)) }()
 	for _, want := range req.Networks {
-		if want.Name == rings.DefaultNetwork || len(want.Rulesets) > rings.MaxAppNetworks {
+		if want.Name == enjin.DefaultNetwork || len(want.Rulesets) > enjin.MaxAppNetworks {
 			return nil, fmt.Errorf("network %q: not a tenant network, or too many rule sets", want.Name)
 		}
 		nw, err := r.store.GetNetwork(ctx, req.Tenant, want.Name)
@@ -127,7 +127,7 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 			return nil, err
 		}
 		if seg.Filter == nil { // an instance takes in nothing its rule sets do not allow
-			seg.Filter = &rings.Filter{Rules: []rings.Rule{}}
+			seg.Filter = &enjin.Filter{Rules: []enjin.Rule{}}
 		}
 		out = append(out, bus.AppPort{Network: nw.Name, MAC: p.MAC, Segment: *seg})
 	}
@@ -147,7 +147,7 @@ func (r *Ring0) appPorts(ctx context.Context, node rings.NodeID, req bus.PortsRe
 
 // sweepAppPorts releases the ports of node's app instances but those of the instances keep:
 // what a node that restarted (and so started its instances afresh) left.
-func (r *Ring0) sweepAppPorts(ctx context.Context, node rings.NodeID, keep []string) error {
+func (r *Ring0) sweepAppPorts(ctx context.Context, node enjin.NodeID, keep []string) error {
 	ports, err := r.store.PortsOn(ctx, node, "app:")
 	if err != nil {
 		return err
@@ -173,7 +173,7 @@ func (r *Ring0) sweepAppPorts(ctx context.Context, node rings.NodeID, keep []str
 // networksChanged tells each node hosting tenant t (of only, if not nil) that its networks or
 // rule sets changed, so its app instances' ports catch up; it answers once they all have, or
 // with what failed.
-func (r *Ring0) networksChanged(ctx context.Context, t rings.TenantID, only []rings.NodeID) error {
+func (r *Ring0) networksChanged(ctx context.Context, t enjin.TenantID, only []enjin.NodeID) error {
 	tn, err := r.store.GetTenant(ctx, t)
 	if err != nil {
 		return err

@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
 )
@@ -23,7 +23,7 @@ const routesAgain = 30 * time.Second
 // routesSent is what the leader last told each host about the apps running elsewhere.
 type routesSent struct {
 	mu   sync.Mutex
-	last map[rings.NodeID]sentRoutes
+	last map[enjin.NodeID]sentRoutes
 }
 
 type sentRoutes struct {
@@ -32,18 +32,18 @@ type sentRoutes struct {
 }
 
 // due reports whether host must be told routes that hash to sum.
-func (s *routesSent) due(host rings.NodeID, sum [32]byte, now time.Time) bool {
+func (s *routesSent) due(host enjin.NodeID, sum [32]byte, now time.Time) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l, ok := s.last[host]
 	return !ok || l.sum != sum || now.Sub(l.at) >= routesAgain
 }
 
-func (s *routesSent) sent(host rings.NodeID, sum [32]byte, now time.Time) {
+func (s *routesSent) sent(host enjin.NodeID, sum [32]byte, now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.last == nil {
-		s.last = map[rings.NodeID]sentRoutes{}
+		s.last = map[enjin.NodeID]sentRoutes{}
 	}
 	s.last[host] = sentRoutes{sum, now}
 }
@@ -51,7 +51,7 @@ func (s *routesSent) sent(host rings.NodeID, sum [32]byte, now time.Time) {
 // pushRoutes tells each of hosts (up, running apps) where every placed app it does not run
 // is — the routers of the hosts running it (at: its home and its replicas; routers, as the
 // hosts said), those that are up — so any host's router answers for any app.
-func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, routers map[rings.NodeID]string, at map[inventory.AppKey][]rings.NodeID) {
+func (r *Ring0) pushRoutes(ctx context.Context, hosts []api.AppsBackend, routers map[enjin.NodeID]string, at map[inventory.AppKey][]enjin.NodeID) {
 	var wg sync.WaitGroup
 	for _, h := range hosts {
 		var pr bus.PeerRoutes

@@ -13,7 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/api"
 	"enjin/services/inventory"
 )
@@ -39,13 +39,13 @@ type appsAPI struct {
 }
 
 // on is a as node's, for the API.
-func (a appsAPI) on(node rings.NodeID) api.AppsBackend {
+func (a appsAPI) on(node enjin.NodeID) api.AppsBackend {
 	return api.AppsBackend{Node: node, Base: a.url, Token: a.token, TLS: a.tls}
 }
 
 // appsOptions prepares a ring 1 node to host apps — an app API port and token of its own —
 // and tells the node, in o, about them and about the router, DNS and bridge.
-func (r *Ring0) appsOptions(spec Ring1Spec, dir string, o *rings.Ring1Options) error {
+func (r *Ring0) appsOptions(spec Ring1Spec, dir string, o *enjin.Ring1Options) error {
 	a, id := r.cfg.Apps, spec.ID
 	router, routerTLS, bridge := a.RouterAddr, a.RouterTLSAddr, cmp.Or(spec.Bridge, a.Bridge)
 	addr, err := appsAPIAddr(filepath.Join(dir, "apps-api.addr"))
@@ -103,7 +103,7 @@ func appsAPIAddr(path string) (string, error) {
 
 // appsAPIOf is node's app API: the one ring 0 started the node with, or the one a joined
 // node's last own observation names, with the bearer ring 0 gave it when it joined.
-func (r *Ring0) appsAPIOf(ctx context.Context, node rings.NodeID) (appsAPI, bool) {
+func (r *Ring0) appsAPIOf(ctx context.Context, node enjin.NodeID) (appsAPI, bool) {
 	r.mu.Lock()
 	a, ok := r.appsAPIs[node]
 	r.mu.Unlock()
@@ -119,7 +119,7 @@ func (r *Ring0) appsAPIOf(ctx context.Context, node rings.NodeID) (appsAPI, bool
 
 // appsAPIIn is node's app API as ring 0 started it, or as claim, the node's last own
 // observation, names it.
-func (r *Ring0) appsAPIIn(ctx context.Context, node rings.NodeID, claim rings.Observation) (appsAPI, bool) {
+func (r *Ring0) appsAPIIn(ctx context.Context, node enjin.NodeID, claim enjin.Observation) (appsAPI, bool) {
 	r.mu.Lock()
 	a, ok := r.appsAPIs[node]
 	r.mu.Unlock()
@@ -148,7 +148,7 @@ const appsTokenSecret = "apps-token"
 
 // shareAppsToken records node's app API bearer in the store, sealed, so every ring 0 member
 // can present it — not only the one that started or joined the node.
-func (r *Ring0) shareAppsToken(ctx context.Context, node rings.NodeID, tok string) error {
+func (r *Ring0) shareAppsToken(ctx context.Context, node enjin.NodeID, tok string) error {
 	sealed, err := r.broker.Chain().Seal("node/"+string(node)+"/"+appsTokenSecret, []byte(tok))
 	if err != nil {
 		return err
@@ -158,7 +158,7 @@ func (r *Ring0) shareAppsToken(ctx context.Context, node rings.NodeID, tok strin
 
 // appsToken is the bearer of node's app API: the one this member made, or another's, from the
 // store.
-func (r *Ring0) appsToken(ctx context.Context, node rings.NodeID) (string, error) {
+func (r *Ring0) appsToken(ctx context.Context, node enjin.NodeID) (string, error) {
 	if b, err := os.ReadFile(filepath.Join(r.nodeDir(node), "apps.token")); err == nil {
 		return strings.TrimSpace(string(b)), nil
 	}
@@ -175,7 +175,7 @@ func (r *Ring0) appsToken(ctx context.Context, node rings.NodeID) (string, error
 // nowhere is placed by signed bids (auction): node, if given, must bid for it; else every
 // host that is up and runs apps is offered it (fewest of t's apps wins, then most memory
 // free). The winner hosts t too, if it did not, and its bid is stored with the placement.
-func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, place bool, node rings.NodeID) (api.AppsBackend, error) {
+func (r *Ring0) AppsBackend(ctx context.Context, t enjin.TenantID, app string, place bool, node enjin.NodeID) (api.AppsBackend, error) {
 	placed, err := r.store.AppHost(ctx, t, app)
 	switch {
 	case err == nil:
@@ -235,7 +235,7 @@ func (r *Ring0) AppsBackend(ctx context.Context, t rings.TenantID, app string, p
 }
 
 // backendOn is node's app API, for tenant t's app placed there.
-func (r *Ring0) backendOn(ctx context.Context, t rings.TenantID, node rings.NodeID) (api.AppsBackend, error) {
+func (r *Ring0) backendOn(ctx context.Context, t enjin.TenantID, node enjin.NodeID) (api.AppsBackend, error) {
 	a, ok := r.appsAPIOf(ctx, node)
 	if !ok {
 		return api.AppsBackend{}, fmt.Errorf("ring0: node %s, which runs %s's app, has not said where its app API is: %w", node, t, ErrNode)
@@ -244,7 +244,7 @@ func (r *Ring0) backendOn(ctx context.Context, t rings.TenantID, node rings.Node
 }
 
 // AppsBackends are the app APIs of every host of tenant t that hosts apps, in node order.
-func (r *Ring0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsBackend, error) {
+func (r *Ring0) AppsBackends(ctx context.Context, t enjin.TenantID) ([]api.AppsBackend, error) {
 	tn, err := r.store.GetTenant(ctx, t)
 	if err != nil {
 		return nil, err
@@ -261,7 +261,7 @@ func (r *Ring0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsB
 // ForgetApp forgets where tenant t's app ran: it was destroyed at its home. Its replicas'
 // copies are destroyed too (one on a host that does not answer, when the host is next seen
 // running it).
-func (r *Ring0) ForgetApp(ctx context.Context, t rings.TenantID, app string) error {
+func (r *Ring0) ForgetApp(ctx context.Context, t enjin.TenantID, app string) error {
 	replicas, err := r.store.Replicas(ctx)
 	if err != nil {
 		return err

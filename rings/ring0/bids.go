@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/api"
 )
 
@@ -31,7 +31,7 @@ type won struct {
 // answers this offer, the one running the fewest of the tenant's apps by the record (placed
 // counts), then the one with the most memory free by its bid. A host that does not answer in
 // time, or whose bid does not verify, takes no part; with none left the placement fails.
-func (r *Ring0) auction(ctx context.Context, offer bus.Offer, hosts []api.AppsBackend, placed map[rings.NodeID]int) (won, error) {
+func (r *Ring0) auction(ctx context.Context, offer bus.Offer, hosts []api.AppsBackend, placed map[enjin.NodeID]int) (won, error) {
 	var id [16]byte
 	rand.Read(id[:])
 	offer.ID = hex.EncodeToString(id[:])
@@ -64,7 +64,7 @@ func (r *Ring0) auction(ctx context.Context, offer bus.Offer, hosts []api.AppsBa
 
 // placeBy offers tenant t's app to hosts by auction (fewest of t's apps placed, then most
 // memory free) and has the winner host t from now on, if it did not.
-func (r *Ring0) placeBy(ctx context.Context, t rings.TenantID, app string, hosts []api.AppsBackend) (won, error) {
+func (r *Ring0) placeBy(ctx context.Context, t enjin.TenantID, app string, hosts []api.AppsBackend) (won, error) {
 	count, err := r.store.AppsPlaced(ctx, t)
 	if err != nil {
 		return won{}, err

@@ -7,9 +7,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
 	"enjin/test/harness"
@@ -23,21 +23,21 @@ func TestAuctionTakesOnlyHonestBids(t *testing.T) {
 	pg := harness.StartPostgres(t)
 	r := startMember(t, t.TempDir(), pg.CreateDatabase(t, ""))
 	ctx := t.Context()
-	own := map[rings.NodeID]*keys.Attestation{}
-	for _, id := range []rings.NodeID{"h1", "h2", "h3", "h4"} {
+	own := map[enjin.NodeID]*keys.Attestation{}
+	for _, id := range []enjin.NodeID{"h1", "h2", "h3", "h4"} {
 		k, err := keys.NewAttestation()
 		if err != nil {
 			t.Fatal(err)
 		}
 		own[id] = k
-		if _, err := r.store.RegisterNode(ctx, inventory.Node{ID: id, Ring: rings.Ring1, Supervision: "external", Observation: "self", AttestPub: k.Public()}); err != nil {
+		if _, err := r.store.RegisterNode(ctx, inventory.Node{ID: id, Ring: enjin.Ring1, Supervision: "external", Observation: "self", AttestPub: k.Public()}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	stranger, _ := keys.NewAttestation()
 	// answer makes host id answer offers with a bid signed by k, claiming to be as and to have
 	// mem MiB free.
-	answer := func(id rings.NodeID, k *keys.Attestation, as rings.NodeID, mem int64) {
+	answer := func(id enjin.NodeID, k *keys.Attestation, as enjin.NodeID, mem int64) {
 		nc, err := r.dial(keys.RING1, string(id), bus.Ring1NodePerms(id))
 		if err != nil {
 			t.Fatal(err)
@@ -56,7 +56,7 @@ func TestAuctionTakesOnlyHonestBids(t *testing.T) {
 	answer("h2", stranger, "h2", 99999)  // not h2's key
 	answer("h3", own["h3"], "h1", 99999) // h3's key, but a bid as h1
 	answer("h4", own["h4"], "h4", 2000)  // honest, more memory than h1
-	hosts := func(ids ...rings.NodeID) []api.AppsBackend {
+	hosts := func(ids ...enjin.NodeID) []api.AppsBackend {
 		var out []api.AppsBackend
 		for _, id := range ids {
 			out = append(out, api.AppsBackend{Node: id})
@@ -75,7 +75,7 @@ func TestAuctionTakesOnlyHonestBids(t *testing.T) {
 	if w, err := r.auction(ctx, offer, hosts("h1", "h4"), nil); err != nil || w.backend.Node != "h4" {
 		t.Fatalf("equal apps: the one with more memory free (h4) should win: %s %v", w.backend.Node, err)
 	}
-	if w, err := r.auction(ctx, offer, hosts("h1", "h4"), map[rings.NodeID]int{"h4": 2}); err != nil || w.backend.Node != "h1" {
+	if w, err := r.auction(ctx, offer, hosts("h1", "h4"), map[enjin.NodeID]int{"h4": 2}); err != nil || w.backend.Node != "h1" {
 		t.Fatalf("h4 runs two of acme's apps: h1 should win: %s %v", w.backend.Node, err)
 	}
 }

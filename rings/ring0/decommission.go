@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
@@ -18,7 +18,7 @@ import (
 // milliseconds. A node this ring 0 runs as a child process is refused: its supervisor would
 // start it again with a fresh credential. Revocation failing leaves the node decommissioned
 // with an error; calling again retries it.
-func (r *Ring0) Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error) {
+func (r *Ring0) Decommission(ctx context.Context, id enjin.NodeID, version int64) (inventory.Node, error) {
 	if r.Supervisor(id) != nil {
 		return inventory.Node{}, fmt.Errorf("ring0: %w: node %s is run by this ring 0; stop it there", inventory.ErrInUse, id)
 	}
@@ -43,7 +43,7 @@ func (r *Ring0) Decommission(ctx context.Context, id rings.NodeID, version int64
 
 // revokeNode revokes in RING1 every user key of node's recorded credentials, and current,
 // except keep, and marks their credentials revoked. It returns how many keys it revoked.
-func (r *Ring0) revokeNode(ctx context.Context, node rings.NodeID, current, keep string) (int, error) {
+func (r *Ring0) revokeNode(ctx context.Context, node enjin.NodeID, current, keep string) (int, error) {
 	pubs, err := r.store.LiveCredentialKeys(ctx, node, keys.RING1)
 	if err != nil {
 		return 0, err
@@ -70,7 +70,7 @@ func (r *Ring0) revokeNode(ctx context.Context, node rings.NodeID, current, keep
 
 // forget stops judging node, for good: an observation committed after it (verified just
 // before the node was forgotten) does not bring it back.
-func (j *judge) forget(node rings.NodeID) {
+func (j *judge) forget(node enjin.NodeID) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	j.nodes[node] = &life{state: inventory.StateDecommissioned}

@@ -4,7 +4,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // A forgotten node is never judged again: no verdict for its silence, and an observation
@@ -13,7 +13,7 @@ func TestJudgeForgets(t *testing.T) {
 	hb := time.Second
 	j := newJudge(hb)
 	t0 := time.Unix(1000, 0)
-	for _, n := range []rings.NodeID{"a", "b", "c"} {
+	for _, n := range []enjin.NodeID{"a", "b", "c"} {
 		j.seen(n, t0)
 	}
 	j.forget("a")

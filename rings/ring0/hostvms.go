@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
 )
@@ -24,12 +24,12 @@ const hostJoinTTL = 10 * time.Minute
 // on its own through parent's relay to this API and heartbeats, signed, like any ring 1 node;
 // GrowHost returns once the VM runs. If parent cannot run it, the node is decommissioned
 // again and the error says why.
-func (r *Ring0) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCreate) (inventory.Node, error) {
+func (r *Ring0) GrowHost(ctx context.Context, parent enjin.NodeID, in api.HostCreate) (inventory.Node, error) {
 	p, err := r.store.GetNode(ctx, parent)
 	if err != nil {
 		return inventory.Node{}, err
 	}
-	if p.Ring != rings.Ring1 {
+	if p.Ring != enjin.Ring1 {
 		return inventory.Node{}, fmt.Errorf("ring0: node %s is in ring %d; ring 1 hosts run VMs: %w", parent, p.Ring, inventory.ErrInvalid)
 	}
 	if p.State != "up" {
@@ -52,19 +52,19 @@ func (r *Ring0) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCr
 	if err != nil {
 		return inventory.Node{}, err
 	}
-	id := rings.NodeID(inventory.NewID())
-	n, err := r.store.CreateNode(ctx, inventory.Node{ID: id, Ring: rings.Ring1, Label: cmp.Or(in.Label, "vm on "+string(parent)),
+	id := enjin.NodeID(inventory.NewID())
+	n, err := r.store.CreateNode(ctx, inventory.Node{ID: id, Ring: enjin.Ring1, Label: cmp.Or(in.Label, "vm on "+string(parent)),
 		Supervision: "libvirt", Observation: "self", ParentNode: string(parent), Metadata: map[string]any{"image": img.ID}})
 	if err != nil {
 		return inventory.Node{}, err
 	}
 	tok, err := r.store.CreateJoinToken(ctx, id, hostJoinTTL)
 	if err == nil {
-		req := rings.VMRequest{ID: id, Name: "ring1-" + string(id)[:8], VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB, DiskGB: mt.DiskGB,
-			Image: imageOf(img), NICs: []rings.VMNIC{{MAC: newMAC(), Network: rings.DefaultNetwork}},
-			State: rings.VMRunning, Host: &rings.VMHost{Token: keys.JoinToken(tok, r.ca.Fingerprint())}}
+		req := enjin.VMRequest{ID: id, Name: "ring1-" + string(id)[:8], VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB, DiskGB: mt.DiskGB,
+			Image: imageOf(img), NICs: []enjin.VMNIC{{MAC: newMAC(), Network: enjin.DefaultNetwork}},
+			State: enjin.VMRunning, Host: &enjin.VMHost{Token: keys.JoinToken(tok, r.ca.Fingerprint())}}
 		rctx, cancel := context.WithTimeout(ctx, vmTimeout)
-		_, err = bus.Request[rings.VMRequest, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(parent, bus.VerbVMApply), req)
+		_, err = bus.Request[enjin.VMRequest, enjin.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(parent, bus.VerbVMApply), req)
 		cancel()
 		if re, ok := errors.AsType[*bus.RemoteError](err); ok {
 			err = fmt.Errorf("ring0: node %s cannot run ring 1 host %s: %s: %w", parent, id, re.Msg, ErrNode)
@@ -84,26 +84,26 @@ func (r *Ring0) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCr
 }
 
 // hostVM is node id, if it is a ring 1 host that runs as a VM on its parent.
-func (r *Ring0) hostVM(ctx context.Context, id rings.NodeID) (inventory.Node, error) {
+func (r *Ring0) hostVM(ctx context.Context, id enjin.NodeID) (inventory.Node, error) {
 	n, err := r.store.GetNode(ctx, id)
 	if err != nil {
 		return n, err
 	}
-	if n.Ring != rings.Ring1 || n.Supervision != "libvirt" || n.ParentNode == "" {
+	if n.Ring != enjin.Ring1 || n.Supervision != "libvirt" || n.ParentNode == "" {
 		return n, fmt.Errorf("ring0: node %s is no ring 1 host run as a VM: %w", id, inventory.ErrNotFound)
 	}
 	return n, nil
 }
 
 // HostConsole is the last part of ring 1 host VM id's serial console, from its parent.
-func (r *Ring0) HostConsole(ctx context.Context, id rings.NodeID) (string, error) {
+func (r *Ring0) HostConsole(ctx context.Context, id enjin.NodeID) (string, error) {
 	n, err := r.hostVM(ctx, id)
 	if err != nil {
 		return "", err
 	}
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	rep, err := bus.Request[bus.VMRef, bus.ConsoleReply](rctx, r.nc, bus.R0ToRing1Cmd(rings.NodeID(n.ParentNode), bus.VerbVMConsole), bus.VMRef{ID: id})
+	rep, err := bus.Request[bus.VMRef, bus.ConsoleReply](rctx, r.nc, bus.R0ToRing1Cmd(enjin.NodeID(n.ParentNode), bus.VerbVMConsole), bus.VMRef{ID: id})
 	if err != nil {
 		return "", fmt.Errorf("ring0: console of %s on %s: %v: %w", id, n.ParentNode, err, ErrNode)
 	}
@@ -117,7 +117,7 @@ func (r *Ring0) destroyHostVM(ctx context.Context, n inventory.Node) {
 	}
 	rctx, cancel := context.WithTimeout(ctx, vmTimeout)
 	defer cancel()
-	if _, err := bus.Request[bus.VMRef, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(rings.NodeID(n.ParentNode), bus.VerbVMDestroy), bus.VMRef{ID: n.ID}); err != nil {
+	if _, err := bus.Request[bus.VMRef, enjin.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(enjin.NodeID(n.ParentNode), bus.VerbVMDestroy), bus.VMRef{ID: n.ID}); err != nil {
 		r.log.Error("the VM of a decommissioned ring 1 host not destroyed", "node", n.ID, "parent", n.ParentNode, "err", err)
 		return
 	}

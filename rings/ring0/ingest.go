@@ -15,8 +15,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
@@ -102,10 +102,10 @@ type ingester struct {
 	store  *inventory.Store
 	verify *bus.Verifier
 	log    *slog.Logger
-	seen   func(node rings.NodeID, at time.Time)     // liveness: called after commit
-	heard  func(node rings.NodeID, at time.Time)     // liveness: a deferred node is alive
-	byKey  func(userKey string) (rings.NodeID, bool) // the VM whose bus user has this key
-	learn  func(node rings.NodeID)                   // registers a node another member joined, if any
+	seen   func(node enjin.NodeID, at time.Time)     // liveness: called after commit
+	heard  func(node enjin.NodeID, at time.Time)     // liveness: a deferred node is alive
+	byKey  func(userKey string) (enjin.NodeID, bool) // the VM whose bus user has this key
+	learn  func(node enjin.NodeID)                   // registers a node another member joined, if any
 
 	in     chan queued
 	shards []chan pending
@@ -126,7 +126,7 @@ type ingester struct {
 	ackDelay prometheus.Observer // arrival → acknowledgement; nil: not measured
 }
 
-func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, log *slog.Logger, seen func(rings.NodeID, time.Time)) *ingester {
+func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, log *slog.Logger, seen func(enjin.NodeID, time.Time)) *ingester {
 	opts = opts.withDefaults()
 	g := &ingester{opts: opts, store: store, verify: v, log: log, seen: seen,
 		in: make(chan queued, opts.Queue), seed: maphash.MakeSeed()}
@@ -398,7 +398,7 @@ func (g *ingester) children(p pending) []pending {
 	if !bytes.Contains(p.obs.Payload, []byte(`"children"`)) {
 		return nil
 	}
-	var o rings.Observation
+	var o enjin.Observation
 	if json.Unmarshal(p.obs.Payload, &o) != nil {
 		return nil
 	}
@@ -429,7 +429,7 @@ func claimedState(p []byte) string {
 	return string(rest[:j])
 }
 
-func (g *ingester) shard(n rings.NodeID) int {
+func (g *ingester) shard(n enjin.NodeID) int {
 	return int(maphash.String(g.seed, string(n)) % uint64(len(g.shards)))
 }
 

@@ -10,8 +10,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/test/harness"
 )
 
@@ -32,7 +32,7 @@ func TestFullQueueDefers(t *testing.T) {
 	queued, deferred := 0, 0
 	for i := range 6 {
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
-		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), enjin.Observation{Node: "n1", State: "up"})
 		cancel()
 		var re *bus.RemoteError
 		switch {
@@ -66,7 +66,7 @@ func TestLateQueueDefersUntilDrained(t *testing.T) {
 	send := func() error {
 		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 		defer cancel()
-		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), enjin.Observation{Node: "n1", State: "up"})
 		return err
 	}
 	deferred := func(err error) bool {
@@ -159,7 +159,7 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	var outcomes []string
 	for range 3 {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), rings.Observation{Node: "n1", State: "up"})
+		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), enjin.Observation{Node: "n1", State: "up"})
 		cancel()
 		re, ok := errors.AsType[*bus.RemoteError](err)
 		switch {

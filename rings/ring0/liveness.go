@@ -4,7 +4,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -25,7 +25,7 @@ type judge struct {
 	hb time.Duration
 
 	mu    sync.Mutex
-	nodes map[rings.NodeID]*life
+	nodes map[enjin.NodeID]*life
 	mass  bool // holding because most nodes are quiet
 }
 
@@ -35,7 +35,7 @@ type life struct {
 }
 
 func newJudge(hb time.Duration) *judge {
-	return &judge{hb: hb, nodes: map[rings.NodeID]*life{}}
+	return &judge{hb: hb, nodes: map[enjin.NodeID]*life{}}
 }
 
 // load seeds the judge at ring 0's start: nodes not down count as seen now.
@@ -53,7 +53,7 @@ func (j *judge) load(keys []inventory.NodeKey, now time.Time) {
 }
 
 // seen records a committed observation of node.
-func (j *judge) seen(node rings.NodeID, at time.Time) {
+func (j *judge) seen(node enjin.NodeID, at time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	l := j.nodes[node]
@@ -73,7 +73,7 @@ func (j *judge) seen(node rings.NodeID, at time.Time) {
 // heard notes that a node sent something ring 0 could not take yet (it deferred it): the
 // node is alive, though its state is what it was, and counts as heard from until until —
 // when it was told it may come back.
-func (j *judge) heard(node rings.NodeID, until time.Time) {
+func (j *judge) heard(node enjin.NodeID, until time.Time) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if l := j.nodes[node]; l != nil && (l.state == "up" || l.state == "suspect") && until.After(l.last) {
@@ -83,7 +83,7 @@ func (j *judge) heard(node rings.NodeID, until time.Time) {
 
 // verdict is what one tick concluded.
 type verdict struct {
-	Suspect, Down []rings.NodeID
+	Suspect, Down []enjin.NodeID
 	Mass          bool // most nodes are quiet: states held
 	MassStarted   bool // … and this tick is the first to see it
 }

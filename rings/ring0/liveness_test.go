@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -17,12 +17,12 @@ func TestJudgeSuspectThenDown(t *testing.T) {
 	j.seen("a", t0)
 	for _, tc := range []struct {
 		at            time.Duration
-		suspect, down []rings.NodeID
+		suspect, down []enjin.NodeID
 	}{
 		{2 * hb, nil, nil},
-		{3 * hb, []rings.NodeID{"a"}, nil},
+		{3 * hb, []enjin.NodeID{"a"}, nil},
 		{5 * hb, nil, nil},
-		{6 * hb, nil, []rings.NodeID{"a"}},
+		{6 * hb, nil, []enjin.NodeID{"a"}},
 		{9 * hb, nil, nil},
 	} {
 		v := j.tick(t0.Add(tc.at))
@@ -53,7 +53,7 @@ func TestJudgeMassSilenceHolds(t *testing.T) {
 	hb := time.Second
 	j := newJudge(hb)
 	t0 := time.Unix(1000, 0)
-	for _, n := range []rings.NodeID{"a", "b", "c", "d", "e"} {
+	for _, n := range []enjin.NodeID{"a", "b", "c", "d", "e"} {
 		j.seen(n, t0)
 	}
 	j.seen("e", t0.Add(20*hb)) // one keeps talking, four go quiet at once
@@ -68,11 +68,11 @@ func TestJudgeMassSilenceHolds(t *testing.T) {
 	}
 	// One node alone going quiet is judged normally.
 	k := newJudge(hb)
-	for _, n := range []rings.NodeID{"b", "c", "d"} {
+	for _, n := range []enjin.NodeID{"b", "c", "d"} {
 		k.seen(n, t0.Add(10*hb))
 	}
 	k.seen("a", t0)
-	if v := k.tick(t0.Add(10 * hb)); !slices.Equal(v.Down, []rings.NodeID{"a"}) || v.Mass {
+	if v := k.tick(t0.Add(10 * hb)); !slices.Equal(v.Down, []enjin.NodeID{"a"}) || v.Mass {
 		t.Fatalf("single failure: %+v", v)
 	}
 }
@@ -111,7 +111,7 @@ func TestJudgeHearsDeferredNodes(t *testing.T) {
 		if slices.Contains(v.Suspect, "a") || slices.Contains(v.Down, "a") || slices.Contains(v.Suspect, "b") {
 			t.Fatalf("at %d: %+v: a deferred node judged quiet", i, v)
 		}
-		if i == 6 && !slices.Equal(v.Down, []rings.NodeID{"c"}) {
+		if i == 6 && !slices.Equal(v.Down, []enjin.NodeID{"c"}) {
 			t.Fatalf("at 6: %+v, want c down", v)
 		}
 	}

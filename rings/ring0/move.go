@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/api"
 	"enjin/services/appapi"
 	"enjin/services/apphost"
@@ -137,9 +137,9 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 		wg      sync.WaitGroup
 		mu      sync.Mutex
 		hosts   []api.AppsBackend
-		running = map[rings.NodeID]map[inventory.AppKey]apphost.Running{}
+		running = map[enjin.NodeID]map[inventory.AppKey]apphost.Running{}
 	)
-	routers := map[rings.NodeID]string{}
+	routers := map[enjin.NodeID]string{}
 	for node, st := range state {
 		if st != "up" {
 			continue
@@ -173,7 +173,7 @@ func (r *Ring0) tendOnce(ctx context.Context, epoch int64, moves *sync.WaitGroup
 
 // tendHost compares what host h runs with the placements and the recipes kept, and returns
 // what it runs (nil if it did not say).
-func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inventory.AppKey]inventory.PlacedApp, replicas map[inventory.AppKey][]rings.NodeID,
+func (r *Ring0) tendHost(ctx context.Context, h api.AppsBackend, placed map[inventory.AppKey]inventory.PlacedApp, replicas map[inventory.AppKey][]enjin.NodeID,
 	heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey]apphost.Running {
 	var list struct {
 		Apps []apphost.Running `json:"apps"`
@@ -306,7 +306,7 @@ func (r *Ring0) moveApp(ctx context.Context, epoch int64, p inventory.PlacedApp)
 
 // upAppHosts are the app APIs of the ring 1 nodes that are up and run apps — hosting a
 // tenant, or run by this member — but for except.
-func (r *Ring0) upAppHosts(ctx context.Context, except rings.NodeID) ([]api.AppsBackend, error) {
+func (r *Ring0) upAppHosts(ctx context.Context, except enjin.NodeID) ([]api.AppsBackend, error) {
 	state, err := r.hostStates(ctx)
 	if err != nil {
 		return nil, err
@@ -323,7 +323,7 @@ func (r *Ring0) upAppHosts(ctx context.Context, except rings.NodeID) ([]api.Apps
 
 // hostStates are the judged states of the ring 1 nodes apps run on or may move to: those
 // hosting a tenant, and those this member runs.
-func (r *Ring0) hostStates(ctx context.Context) (map[rings.NodeID]string, error) {
+func (r *Ring0) hostStates(ctx context.Context) (map[enjin.NodeID]string, error) {
 	r.mu.Lock()
 	own := slices.Collect(maps.Keys(r.appsAPIs))
 	r.mu.Unlock()

@@ -15,17 +15,17 @@ import (
 
 	"github.com/nats-io/jwt/v2"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
 	"enjin/supervisors/process"
 )
 
 // nodeDir is where ring 0 keeps the keys of a ring 1 node it runs on this machine.
-func (r *Ring0) nodeDir(id rings.NodeID) string {
+func (r *Ring0) nodeDir(id enjin.NodeID) string {
 	return filepath.Join(r.cfg.StateDir, "nodes", string(id))
 }
 
@@ -46,7 +46,7 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 		return err
 	}
 	userPub, _ := user.PublicKey()
-	n, err := r.store.RegisterNode(ctx, inventory.Node{ID: spec.ID, Ring: rings.Ring1, Label: spec.Label,
+	n, err := r.store.RegisterNode(ctx, inventory.Node{ID: spec.ID, Ring: enjin.Ring1, Label: spec.Label,
 		Supervision: "process", Observation: "self", AuthPub: userPub, AttestPub: att.Public()})
 	if err != nil {
 		return err
@@ -73,7 +73,7 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 	if err != nil {
 		return fmt.Errorf("ring0: %w", err)
 	}
-	o := rings.DefaultRing1Options()
+	o := enjin.DefaultRing1Options()
 	o.Node, o.NATS, o.Creds, o.Attest = string(spec.ID), r.NATSURL(), credsPath, filepath.Join(dir, "attest.seed")
 	o.Heartbeat, o.Dir, o.Ring0, o.Netns = r.cfg.Heartbeat, dir, r.APIURL(), spec.Netns
 	appsAddr := spec.Addr
@@ -110,7 +110,7 @@ func (r *Ring0) launch(ctx context.Context, wg *sync.WaitGroup, spec Ring1Spec) 
 
 // watchStart tells sup the node got going once ring 0 stores a heartbeat of it (a sequence
 // number above seq): a node that has served is restarted forever, never given up on.
-func (r *Ring0) watchStart(ctx context.Context, id rings.NodeID, seq uint64, sup *process.Supervisor) {
+func (r *Ring0) watchStart(ctx context.Context, id enjin.NodeID, seq uint64, sup *process.Supervisor) {
 	t := time.NewTicker(r.cfg.Heartbeat)
 	defer t.Stop()
 	for {
@@ -135,14 +135,14 @@ const ring1StartAttempts = 5
 
 // Supervisor returns the supervisor of a ring 1 node ring 0 runs here (tests kill nodes
 // through it).
-func (r *Ring0) Supervisor(id rings.NodeID) *process.Supervisor {
+func (r *Ring0) Supervisor(id enjin.NodeID) *process.Supervisor {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.sups[id]
 }
 
 // mintRing1 issues node's RING1 credential for user key userPub and records it.
-func (r *Ring0) mintRing1(ctx context.Context, node rings.NodeID, userPub string) (string, error) {
+func (r *Ring0) mintRing1(ctx context.Context, node enjin.NodeID, userPub string) (string, error) {
 	iss, err := broker.IssuerFor(r.broker.Chain(), keys.RING1)
 	if err != nil {
 		return "", err

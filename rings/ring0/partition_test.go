@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 	"enjin/test/harness"
 )
@@ -179,7 +179,7 @@ func TestPartitionedLeaderStepsDown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer store.Close()
-	_, err = store.SetStates(t.Context(), epochA, []rings.NodeID{"anyone"}, "down")
+	_, err = store.SetStates(t.Context(), epochA, []enjin.NodeID{"anyone"}, "down")
 	if !errors.Is(err, inventory.ErrFenced) || !strings.Contains(err.Error(), "the leader's is") {
 		t.Fatalf("the deposed leader's verdict: %v; want ErrFenced", err)
 	}

@@ -10,7 +10,7 @@ import (
 	"slices"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -18,9 +18,9 @@ import (
 func vmOwner(id string) string { return "vm:" + id }
 
 // checkNetworks refuses networks tenant t does not have; the node's own is always there.
-func (r *Ring0) checkNetworks(ctx context.Context, t rings.TenantID, names []string) error {
+func (r *Ring0) checkNetworks(ctx context.Context, t enjin.TenantID, names []string) error {
 	for _, n := range names {
-		if n == rings.DefaultNetwork {
+		if n == enjin.DefaultNetwork {
 			continue
 		}
 		if _, err := r.store.GetNetwork(ctx, t, n); err != nil {
@@ -33,16 +33,16 @@ func (r *Ring0) checkNetworks(ctx context.Context, t rings.TenantID, names []str
 // segments makes vm's ports what its NICs on tenant networks need — one per NIC, with its
 // addresses from the network's IPAM; the ports of NICs it no longer has released — and
 // returns each such NIC's segment by MAC.
-func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*rings.Segment, error) {
+func (r *Ring0) segments(ctx context.Context, vm inventory.VM) (map[string]*enjin.Segment, error) {
 	have, err := r.store.PortsOf(ctx, vmOwner(vm.ID))
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]*rings.Segment{}
+	out := map[string]*enjin.Segment{}
 	var changed []string // rule sets whose members changed
 	defer func() { r.membersChanged(vm.Tenant, compactSets(changed)) }()
 	for _, nic := range vm.Spec.NICs {
-		if nic.Network == rings.DefaultNetwork {
+		if nic.Network == enjin.DefaultNetwork {
 			continue
 		}
 		nw, err := r.store.GetNetwork(ctx, vm.Tenant, nic.Network)
@@ -123,7 +123,7 @@ func (r *Ring0) enforce(ctx context.Context, p inventory.Port, rulesets []string
 func (r *Ring0) portsGone(ctx context.Context, ports []inventory.Port) {
 	type where struct {
 		network string
-		node    rings.NodeID
+		node    enjin.NodeID
 	}
 	seen := map[where]bool{}
 	for _, p := range ports {
@@ -150,7 +150,7 @@ func compactSets(names []string) []string {
 }
 
 // newHost says whether node has no port on network id yet.
-func (r *Ring0) newHost(ctx context.Context, id string, node rings.NodeID) bool {
+func (r *Ring0) newHost(ctx context.Context, id string, node enjin.NodeID) bool {
 	nodes, err := r.store.NetworkNodes(ctx, id)
 	return err == nil && !slices.Contains(nodes, node)
 }
@@ -160,11 +160,11 @@ func (r *Ring0) newHost(ctx context.Context, id string, node rings.NodeID) bool 
 // a NIC on nw is sent its state again (its segment's peers with it), and each node hosting
 // the tenant's apps brings its instances' ports up to date. It runs on a goroutine of its
 // own: the node that joined may be waiting for the answer that made its port.
-func (r *Ring0) peersChanged(nw inventory.Network, node rings.NodeID) {
+func (r *Ring0) peersChanged(nw inventory.Network, node enjin.NodeID) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	hosts, err := r.store.NetworkNodes(ctx, nw.ID)
-	hosts = slices.DeleteFunc(hosts, func(n rings.NodeID) bool { return n == node })
+	hosts = slices.DeleteFunc(hosts, func(n enjin.NodeID) bool { return n == node })
 	if err == nil && len(hosts) == 0 {
 		return // the only one: no one to tell
 	}
@@ -187,8 +187,8 @@ func (r *Ring0) peersChanged(nw inventory.Network, node rings.NodeID) {
 }
 
 // segment is port p's place on network nw, enforcing rule sets.
-func (r *Ring0) segment(ctx context.Context, nw inventory.Network, p inventory.Port, rulesets []string) (*rings.Segment, error) {
-	seg := &rings.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String(), NAT: nw.NAT}
+func (r *Ring0) segment(ctx context.Context, nw inventory.Network, p inventory.Port, rulesets []string) (*enjin.Segment, error) {
+	seg := &enjin.Segment{VNI: nw.VNI, Port: p.ID, Gateway: nw.Gateway4.String(), NAT: nw.NAT}
 	for _, a := range p.Addresses {
 		bits := nw.CIDR4.Bits()
 		if a.Is6() {
@@ -236,7 +236,7 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 		r.membersChanged(ports[0].Tenant, compactSets(changed))
 	}
 	defer r.portsGone(ctx, ports) // once the DHCP servers below are gone too
-	nodes := map[rings.NodeID]bool{}
+	nodes := map[enjin.NodeID]bool{}
 	for _, p := range ports {
 		nodes[p.Node] = true
 	}
@@ -246,12 +246,12 @@ func (r *Ring0) releasePorts(ctx context.Context, owner string) {
 }
 
 // dhcpOwner is how a host's DHCP server ports name it.
-func dhcpOwner(node rings.NodeID) string { return "dhcp:" + string(node) }
+func dhcpOwner(node enjin.NodeID) string { return "dhcp:" + string(node) }
 
 // dhcpServer is network nw's server on node (DHCP, router advertisements): its port, made the
 // first time, at the highest free address of the block (the low ones go to VMs, in order)
 // and, with an IPv6 prefix, the prefix and its MAC's EUI-64.
-func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings.NodeID) (*rings.DHCP, error) {
+func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node enjin.NodeID) (*enjin.DHCP, error) {
 	have, err := r.store.PortsOf(ctx, dhcpOwner(node))
 	if err != nil {
 		return nil, err
@@ -275,7 +275,7 @@ func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings
 			return nil, fmt.Errorf("ring0: network %s/%s: no address for its DHCP server: %w", nw.Tenant, nw.Name, err)
 		}
 	}
-	out := &rings.DHCP{MAC: p.MAC, RAOnly: !nw.DHCP}
+	out := &enjin.DHCP{MAC: p.MAC, RAOnly: !nw.DHCP}
 	for _, a := range p.Addresses {
 		if a.Is4() {
 			out.Address = netip.PrefixFrom(a, nw.CIDR4.Bits()).String()
@@ -288,7 +288,7 @@ func (r *Ring0) dhcpServer(ctx context.Context, nw inventory.Network, node rings
 
 // releaseIdleDHCP gives back the ports of node's DHCP servers on networks where node has no
 // VM's port left.
-func (r *Ring0) releaseIdleDHCP(ctx context.Context, node rings.NodeID) {
+func (r *Ring0) releaseIdleDHCP(ctx context.Context, node enjin.NodeID) {
 	servers, err := r.store.PortsOf(ctx, dhcpOwner(node))
 	if err != nil {
 		r.log.Error("dhcp ports not released", "node", node, "err", err)
@@ -318,7 +318,7 @@ func lastHost(p netip.Prefix) netip.Addr {
 
 // peers are the underlay addresses of the hosts other than node with ports on network id, as
 // each last said in its own signed observation.
-func (r *Ring0) peers(ctx context.Context, id string, node rings.NodeID) ([]string, error) {
+func (r *Ring0) peers(ctx context.Context, id string, node enjin.NodeID) ([]string, error) {
 	nodes, err := r.store.NetworkNodes(ctx, id)
 	if err != nil {
 		return nil, err
@@ -354,8 +354,8 @@ func (r *Ring0) protected(ctx context.Context) ([]string, error) {
 			out = append(out, a.Unmap().String())
 		}
 	}
-	one := rings.Ring1
-	for after := rings.NodeID(""); ; {
+	one := enjin.Ring1
+	for after := enjin.NodeID(""); ; {
 		nodes, err := r.store.ListNodes(ctx, inventory.NodeFilter{Ring: &one, After: after})
 		if err != nil {
 			return nil, err
@@ -365,26 +365,26 @@ func (r *Ring0) protected(ctx context.Context) ([]string, error) {
 				out = append(out, claim.Underlay)
 			}
 		}
-		if len(nodes) < 1000 || len(out) >= rings.MaxProtected {
-			return out[:min(len(out), rings.MaxProtected)], nil
+		if len(nodes) < 1000 || len(out) >= enjin.MaxProtected {
+			return out[:min(len(out), enjin.MaxProtected)], nil
 		}
 		after = nodes[len(nodes)-1].ID
 	}
 }
 
 // lastClaim is node's last own observation (not one another node made of it).
-func (r *Ring0) lastClaim(ctx context.Context, node rings.NodeID) (rings.Observation, error) {
+func (r *Ring0) lastClaim(ctx context.Context, node enjin.NodeID) (enjin.Observation, error) {
 	obs, err := r.store.Observations(ctx, node, 20, 0)
 	if err != nil {
-		return rings.Observation{}, err
+		return enjin.Observation{}, err
 	}
 	for _, o := range obs {
-		var claim rings.Observation
+		var claim enjin.Observation
 		if o.Observer == "" && json.Unmarshal(o.Payload, &claim) == nil {
 			return claim, nil
 		}
 	}
-	return rings.Observation{}, fmt.Errorf("ring0: node %s: %w", node, errNoClaim)
+	return enjin.Observation{}, fmt.Errorf("ring0: node %s: %w", node, errNoClaim)
 }
 
 // v6Of is the IPv6 address a NIC with mac has on network nw, if nw has an IPv6 prefix: the

@@ -9,9 +9,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
@@ -33,7 +33,7 @@ func (r *Ring0) serveRenew() error {
 		if err := json.Unmarshal([]byte(m.Header.Get("Nats-Request-Info")), &ci); err != nil || ci.Account != ring1.Public {
 			return bus.RenewReply{}, errors.New("renew: only ring 1 nodes renew here")
 		}
-		node := rings.NodeID(ci.Name)
+		node := enjin.NodeID(ci.Name)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		n, err := r.store.GetNode(ctx, node)

@@ -36,10 +36,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/images"
 	"enjin/services/inventory"
@@ -87,7 +87,7 @@ const DefaultMemoryMB = 600
 
 // Ring1Spec names a ring 1 node ring 0 runs on this machine.
 type Ring1Spec struct {
-	ID    rings.NodeID
+	ID    enjin.NodeID
 	Label string
 	// Netns, if set, runs the node in that network namespace — a host simulated on this
 	// machine (enjin up --ring1 N) — where Addr is its address: its app API and router listen
@@ -136,11 +136,11 @@ type Ring0 struct {
 	epoch       atomic.Int64 // the leader lease's fencing epoch while this member leads, else 0
 	hearing     hearing      // what this member heard, to share with the others (clustered)
 	learnMu     sync.Mutex
-	unknown     map[rings.NodeID]time.Time // nodes no member registered, not looked up until then
+	unknown     map[enjin.NodeID]time.Time // nodes no member registered, not looked up until then
 
 	mu       sync.Mutex
-	sups     map[rings.NodeID]*process.Supervisor
-	appsAPIs map[rings.NodeID]appsAPI
+	sups     map[enjin.NodeID]*process.Supervisor
+	appsAPIs map[enjin.NodeID]appsAPI
 	fatal    chan error // a ring 1 node it runs could not start: Run stops with this
 }
 
@@ -175,8 +175,8 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		debug.SetGCPercent(400)
 		debug.SetMemoryLimit(budget - max(budget/10, 48<<20))
 	}
-	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[rings.NodeID]*process.Supervisor{},
-		appsAPIs: map[rings.NodeID]appsAPI{}, fatal: make(chan error, 1)}
+	r := &Ring0{cfg: cfg, log: cfg.Logger.With("ring", 0), start: time.Now(), sups: map[enjin.NodeID]*process.Supervisor{},
+		appsAPIs: map[enjin.NodeID]appsAPI{}, fatal: make(chan error, 1)}
 	r.moves.kick, r.moves.carrier = make(chan struct{}, 1), make(chan struct{}, carriers)
 	r.acme.kick = make(chan struct{}, 1)
 	ok := false
@@ -213,7 +213,7 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 			if err := os.MkdirAll(r.nodeDir(spec.ID), 0o700); err != nil {
 				return nil, fmt.Errorf("ring0: %w", err)
 			}
-			var o rings.Ring1Options // launch makes the options the node starts with
+			var o enjin.Ring1Options // launch makes the options the node starts with
 			if err := r.appsOptions(spec, r.nodeDir(spec.ID), &o); err != nil {
 				return nil, err
 			}
@@ -250,9 +250,9 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 	r.ingest.ackDelay = r.metrics.ackDelay
 	r.ingest.byKey, r.ingest.heard = r.vmByKey, r.judge.heard
 	if r.cfg.Cluster != nil { // the others hear of it too
-		r.ingest.seen = func(n rings.NodeID, at time.Time) { r.judge.seen(n, at); r.hearing.saw(n, at) }
-		r.ingest.heard = func(n rings.NodeID, until time.Time) { r.judge.heard(n, until); r.hearing.deferred(n, until) }
-		r.ingest.learn, r.unknown = r.learn, map[rings.NodeID]time.Time{}
+		r.ingest.seen = func(n enjin.NodeID, at time.Time) { r.judge.seen(n, at); r.hearing.saw(n, at) }
+		r.ingest.heard = func(n enjin.NodeID, until time.Time) { r.judge.heard(n, until); r.hearing.deferred(n, until) }
+		r.ingest.learn, r.unknown = r.learn, map[enjin.NodeID]time.Time{}
 	}
 	if err := r.loadVMKeys(ctx); err != nil {
 		return err
@@ -445,7 +445,7 @@ func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 				r.log.Warn("most nodes went quiet at once; holding their states (grace)")
 				r.event("mass-silence", map[string]any{"at": now})
 			}
-			for state, ids := range map[string][]rings.NodeID{"suspect": v.Suspect, "down": v.Down} {
+			for state, ids := range map[string][]enjin.NodeID{"suspect": v.Suspect, "down": v.Down} {
 				if len(ids) == 0 {
 					continue
 				}
@@ -475,7 +475,7 @@ func (r *Ring0) liveness(ctx context.Context, epoch int64) {
 
 // promoteReplicas promotes a replica of every tier whose primary is among down, under the
 // leader's epoch: a deposed leader's promotion is refused like its verdicts.
-func (r *Ring0) promoteReplicas(ctx context.Context, epoch int64, down []rings.NodeID) {
+func (r *Ring0) promoteReplicas(ctx context.Context, epoch int64, down []enjin.NodeID) {
 	tiers, err := r.store.PrimaryTiers(ctx, down)
 	if err != nil {
 		r.log.Error("tiers of down nodes", "err", err)

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -19,14 +19,14 @@ import (
 // through the router of nw (unless p is that router's VM's) or else, on a network with NAT,
 // through ring 1's gateway; and the block of each network a router VM routes for through
 // that VM's address on nw.
-func (r *Ring0) routes(ctx context.Context, nw inventory.Network, p inventory.Port) ([]rings.Route, error) {
+func (r *Ring0) routes(ctx context.Context, nw inventory.Network, p inventory.Port) ([]enjin.Route, error) {
 	routers, err := r.store.Routers(ctx, p.Tenant)
 	if err != nil {
 		return nil, err
 	}
-	var out []rings.Route
+	var out []enjin.Route
 	if nw.NAT && !slices.ContainsFunc(routers, func(rp inventory.Port) bool { return rp.Network == nw.ID }) {
-		out = append(out, rings.Route{To: "0.0.0.0/0", Via: nw.Gateway4.String()})
+		out = append(out, enjin.Route{To: "0.0.0.0/0", Via: nw.Gateway4.String()})
 	}
 	if len(routers) == 0 {
 		return out, nil
@@ -41,7 +41,7 @@ func (r *Ring0) routes(ctx context.Context, nw inventory.Network, p inventory.Po
 		}
 		if rp.Network == nw.ID {
 			if a := first4(rp.Addresses); a.IsValid() {
-				out = append(out, rings.Route{To: "0.0.0.0/0", Via: a.String()})
+				out = append(out, enjin.Route{To: "0.0.0.0/0", Via: a.String()})
 			}
 			continue
 		}
@@ -54,7 +54,7 @@ func (r *Ring0) routes(ctx context.Context, nw inventory.Network, p inventory.Po
 		if i < 0 || j < 0 || !first4(mine[i].Addresses).IsValid() {
 			continue // the router VM is not on nw: nothing to route through here
 		}
-		out = append(out, rings.Route{To: nets[j].CIDR4.String(), Via: first4(mine[i].Addresses).String()})
+		out = append(out, enjin.Route{To: nets[j].CIDR4.String(), Via: first4(mine[i].Addresses).String()})
 	}
 	return out, nil
 }
@@ -77,7 +77,7 @@ func isRouter(vm inventory.VM) bool {
 // on a tenant network is sent its state again (its guest takes new routes when it next boots),
 // each node hosting t's apps brings its instances' routes up to date. It runs on a goroutine
 // of its own, after the change that made it.
-func (r *Ring0) routersChanged(t rings.TenantID, except string) {
+func (r *Ring0) routersChanged(t enjin.TenantID, except string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	vms, err := r.store.ListVMs(ctx, t)
@@ -86,7 +86,7 @@ func (r *Ring0) routersChanged(t rings.TenantID, except string) {
 		return
 	}
 	for _, vm := range vms {
-		if vm.ID == except || !slices.ContainsFunc(vm.Spec.NICs, func(n inventory.NIC) bool { return n.Network != rings.DefaultNetwork }) {
+		if vm.ID == except || !slices.ContainsFunc(vm.Spec.NICs, func(n inventory.NIC) bool { return n.Network != enjin.DefaultNetwork }) {
 			continue
 		}
 		if _, err := r.applyVM(ctx, vm); err != nil {

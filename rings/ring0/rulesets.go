@@ -9,12 +9,12 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
 // checkRulesets refuses rule sets tenant t does not have.
-func (r *Ring0) checkRulesets(ctx context.Context, t rings.TenantID, names []string) error {
+func (r *Ring0) checkRulesets(ctx context.Context, t enjin.TenantID, names []string) error {
 	for _, n := range names {
 		if _, err := r.store.GetRuleset(ctx, t, n); err != nil {
 			return fmt.Errorf("ring0: ruleset %s/%s: %w", t, n, err)
@@ -26,11 +26,11 @@ func (r *Ring0) checkRulesets(ctx context.Context, t rings.TenantID, names []str
 // filter is what a NIC naming rule sets enforces: their rules in order, each remote network
 // made its blocks (IPv4 and IPv6, a rule for each). Without rule sets, nil: the NIC takes
 // whatever its network sends it.
-func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*rings.Filter, error) {
+func (r *Ring0) filter(ctx context.Context, t enjin.TenantID, names []string) (*enjin.Filter, error) {
 	if len(names) == 0 {
 		return nil, nil
 	}
-	f := &rings.Filter{Rules: []rings.Rule{}}
+	f := &enjin.Filter{Rules: []enjin.Rule{}}
 	for _, n := range names {
 		rs, err := r.store.GetRuleset(ctx, t, n)
 		if err != nil {
@@ -68,7 +68,7 @@ func (r *Ring0) filter(ctx context.Context, t rings.TenantID, names []string) (*
 // membersRules is rule, whose remote is a rule set, made rules whose remotes are the set's
 // members' addresses: one rule for each family that has members. With none, the rule matches
 // nothing, and is no rule at all.
-func membersRules(rule rings.Rule, members []netip.Addr) []rings.Rule {
+func membersRules(rule enjin.Rule, members []netip.Addr) []enjin.Rule {
 	rule.RemoteRuleset = ""
 	var v4, v6 []string
 	for _, a := range members {
@@ -78,9 +78,9 @@ func membersRules(rule rings.Rule, members []netip.Addr) []rings.Rule {
 			v6 = append(v6, netip.PrefixFrom(a, 128).String())
 		}
 	}
-	var out []rings.Rule
+	var out []enjin.Rule
 	for _, blocks := range [][]string{v4, v6} {
-		if len(blocks) > 0 && len(blocks) <= rings.MaxRemotes {
+		if len(blocks) > 0 && len(blocks) <= enjin.MaxRemotes {
 			rule.Remotes = blocks
 			out = append(out, rule)
 		}
@@ -92,13 +92,13 @@ func membersRules(rule rings.Rule, members []netip.Addr) []rings.Rule {
 // VM with one is sent its whole state again, and each node hosting t's apps is told to
 // bring its instances' ports up to date. It answers once all their nodes have, or with what
 // failed.
-func (r *Ring0) RulesetChanged(ctx context.Context, t rings.TenantID, name string) error {
+func (r *Ring0) RulesetChanged(ctx context.Context, t enjin.TenantID, name string) error {
 	return r.reapply(ctx, t, []string{name})
 }
 
 // reapply has every NIC and port of tenant t that enforces one of rule sets names enforce
 // them as they are now.
-func (r *Ring0) reapply(ctx context.Context, t rings.TenantID, names []string) error {
+func (r *Ring0) reapply(ctx context.Context, t enjin.TenantID, names []string) error {
 	vms, err := r.store.ListVMs(ctx, t)
 	if err != nil {
 		return err
@@ -125,14 +125,14 @@ func (r *Ring0) reapply(ctx context.Context, t rings.TenantID, names []string) e
 // cost a round or two, not one each.
 type memberChanges struct {
 	mu      sync.Mutex
-	pending map[rings.TenantID][]string
-	running map[rings.TenantID]bool
+	pending map[enjin.TenantID][]string
+	running map[enjin.TenantID]bool
 }
 
 // membersChanged carries a change of who enforces rule sets names (a port made, gone, or
 // enforcing others now) to every port whose rules name one of them as their remote. It
 // returns at once: the change may be part of answering a node that is asked next.
-func (r *Ring0) membersChanged(t rings.TenantID, names []string) {
+func (r *Ring0) membersChanged(t enjin.TenantID, names []string) {
 	if len(names) == 0 {
 		return
 	}
@@ -140,7 +140,7 @@ func (r *Ring0) membersChanged(t rings.TenantID, names []string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.pending == nil {
-		m.pending, m.running = map[rings.TenantID][]string{}, map[rings.TenantID]bool{}
+		m.pending, m.running = map[enjin.TenantID][]string{}, map[enjin.TenantID]bool{}
 	}
 	m.pending[t] = append(m.pending[t], names...)
 	if m.running[t] {
@@ -152,7 +152,7 @@ func (r *Ring0) membersChanged(t rings.TenantID, names []string) {
 
 // carryMembers brings t's ports up to date for the changes gathered, round after round,
 // until none is left.
-func (r *Ring0) carryMembers(t rings.TenantID) {
+func (r *Ring0) carryMembers(t enjin.TenantID) {
 	m := &r.members
 	for {
 		time.Sleep(20 * time.Millisecond) // what comes with this change comes with this round
@@ -171,7 +171,7 @@ func (r *Ring0) carryMembers(t rings.TenantID) {
 
 // reapplyNaming has every NIC and port whose rules name one of rule sets names as their
 // remote enforce them with the members as they are now.
-func (r *Ring0) reapplyNaming(t rings.TenantID, names []string) {
+func (r *Ring0) reapplyNaming(t enjin.TenantID, names []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	sets, err := r.store.ListRulesets(ctx, t)
@@ -181,7 +181,7 @@ func (r *Ring0) reapplyNaming(t rings.TenantID, names []string) {
 	}
 	var naming []string
 	for _, rs := range sets {
-		if slices.ContainsFunc(rs.Rules, func(rule rings.Rule) bool { return slices.Contains(names, rule.RemoteRuleset) }) {
+		if slices.ContainsFunc(rs.Rules, func(rule enjin.Rule) bool { return slices.Contains(names, rule.RemoteRuleset) }) {
 			naming = append(naming, rs.Name)
 		}
 	}

@@ -8,8 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 )
 
 // heardNote is what one ring 0 member tells the others it heard since its last note: nodes
@@ -20,12 +20,12 @@ import (
 type heardNote struct {
 	Member string         `json:"member"`
 	At     int64          `json:"at"` // unix ns
-	Seen   []rings.NodeID `json:"seen,omitempty"`
+	Seen   []enjin.NodeID `json:"seen,omitempty"`
 	Until  int64          `json:"until,omitempty"` // unix ns
-	Heard  []rings.NodeID `json:"heard,omitempty"`
+	Heard  []enjin.NodeID `json:"heard,omitempty"`
 	// Changed are nodes whose attestation key this member registered, replaced or forgot
 	// (joined, rejoined, decommissioned): the others read it again from the store.
-	Changed []rings.NodeID `json:"changed,omitempty"`
+	Changed []enjin.NodeID `json:"changed,omitempty"`
 }
 
 // maxNoteNodes bounds the nodes of one note, well within the bus's largest message.
@@ -36,38 +36,38 @@ type hearing struct {
 	mu    sync.Mutex
 	seen  earliest       // committed, at the earliest commit
 	heard earliest       // deferred, alive until the earliest end of a wait
-	keys  []rings.NodeID // nodes whose keys changed
+	keys  []enjin.NodeID // nodes whose keys changed
 }
 
 // earliest is a set of nodes and the earliest time noted with any of them.
 type earliest struct {
-	nodes map[rings.NodeID]struct{}
+	nodes map[enjin.NodeID]struct{}
 	at    time.Time
 }
 
-func (e *earliest) add(node rings.NodeID, at time.Time) {
+func (e *earliest) add(node enjin.NodeID, at time.Time) {
 	if len(e.nodes) == 0 || at.Before(e.at) {
 		e.at = at
 	}
 	if e.nodes == nil {
-		e.nodes = map[rings.NodeID]struct{}{}
+		e.nodes = map[enjin.NodeID]struct{}{}
 	}
 	e.nodes[node] = struct{}{}
 }
 
-func (h *hearing) changed(node rings.NodeID) {
+func (h *hearing) changed(node enjin.NodeID) {
 	h.mu.Lock()
 	h.keys = append(h.keys, node)
 	h.mu.Unlock()
 }
 
-func (h *hearing) saw(node rings.NodeID, at time.Time) {
+func (h *hearing) saw(node enjin.NodeID, at time.Time) {
 	h.mu.Lock()
 	h.seen.add(node, at)
 	h.mu.Unlock()
 }
 
-func (h *hearing) deferred(node rings.NodeID, until time.Time) {
+func (h *hearing) deferred(node enjin.NodeID, until time.Time) {
 	h.mu.Lock()
 	h.heard.add(node, until)
 	h.mu.Unlock()
@@ -146,7 +146,7 @@ func (r *Ring0) share(ctx context.Context, period time.Duration) error {
 }
 
 // keysChanged tells the other members, if any, that node's attestation key changed here.
-func (r *Ring0) keysChanged(node rings.NodeID) {
+func (r *Ring0) keysChanged(node enjin.NodeID) {
 	if r.cfg.Cluster != nil {
 		r.hearing.changed(node)
 	}
@@ -159,7 +159,7 @@ const learnAgain = 5 * time.Second
 // each member's verifier knows the nodes it loaded at its start and those joined through it.
 // A node the store does not know either is not looked up again for learnAgain (only a
 // node's own credential publishes on its subject, so the lookups are the cluster's nodes).
-func (r *Ring0) learn(node rings.NodeID) {
+func (r *Ring0) learn(node enjin.NodeID) {
 	now := time.Now()
 	r.learnMu.Lock()
 	if until, ok := r.unknown[node]; ok && now.Before(until) {
@@ -180,7 +180,7 @@ func (r *Ring0) learn(node rings.NodeID) {
 
 // reload reads node's attestation key from the store again: registered if it has one,
 // forgotten if it has none (decommissioned). It reports whether node is registered now.
-func (r *Ring0) reload(node rings.NodeID) bool {
+func (r *Ring0) reload(node enjin.NodeID) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	k, ok, err := r.store.NodeKeyOf(ctx, node)

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // What a member heard goes out in notes of at most maxNoteNodes nodes, each node once, with
@@ -16,14 +16,14 @@ func TestHearingNotes(t *testing.T) {
 	t0 := time.Unix(1000, 0)
 	n := maxNoteNodes + 10
 	for i := range n {
-		h.saw(rings.NodeID(fmt.Sprintf("n%d", i)), t0.Add(time.Duration(n-i)*time.Millisecond))
+		h.saw(enjin.NodeID(fmt.Sprintf("n%d", i)), t0.Add(time.Duration(n-i)*time.Millisecond))
 	}
 	h.saw("n0", t0.Add(time.Hour)) // again: still once
 	h.deferred("d1", t0.Add(3*time.Second))
 	h.deferred("d2", t0.Add(2*time.Second))
 	h.changed("k1")
 	notes := h.take("me")
-	seen, heard, changed := map[rings.NodeID]bool{}, 0, 0
+	seen, heard, changed := map[enjin.NodeID]bool{}, 0, 0
 	for _, note := range notes {
 		if note.Member != "me" || len(note.Seen)+len(note.Heard) > maxNoteNodes {
 			t.Fatalf("note of %s with %d seen, %d heard", note.Member, len(note.Seen), len(note.Heard))

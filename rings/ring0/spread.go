@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/api"
 	"enjin/services/appapi"
 	"enjin/services/apphost"
@@ -37,18 +37,18 @@ import (
 // auction of a new replica).
 type spreadKey struct {
 	app  inventory.AppKey
-	node rings.NodeID
+	node enjin.NodeID
 }
 
 // spread brings every placed app's replicas (as the pass began) and shares in line with the
 // hosts that are up (state: as judged; running: by up host, what it said it runs) and returns
 // where each app runs now: its home and the replicas that run it.
-func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, replicas map[inventory.AppKey][]rings.NodeID, state map[rings.NodeID]string,
-	running map[rings.NodeID]map[inventory.AppKey]apphost.Running, heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey][]rings.NodeID {
-	at := map[inventory.AppKey][]rings.NodeID{}
+func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.PlacedApp, replicas map[inventory.AppKey][]enjin.NodeID, state map[enjin.NodeID]string,
+	running map[enjin.NodeID]map[inventory.AppKey]apphost.Running, heads map[inventory.AppKey]inventory.AppRecipe, moves *sync.WaitGroup) map[inventory.AppKey][]enjin.NodeID {
+	at := map[inventory.AppKey][]enjin.NodeID{}
 	for _, p := range placed {
 		k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
-		at[k] = []rings.NodeID{p.Node}
+		at[k] = []enjin.NodeID{p.Node}
 		for _, n := range replicas[k] { // while its home is suspect or down, they serve it
 			if _, runs := running[n][k]; runs {
 				at[k] = append(at[k], n)
@@ -58,7 +58,7 @@ func (r *Ring0) spread(ctx context.Context, epoch int64, placed []inventory.Plac
 		if !ok || p.MovedFrom != "" {
 			continue // its home is down, or has yet to run it
 		}
-		var live []rings.NodeID
+		var live []enjin.NodeID
 		for _, n := range replicas[k] {
 			if st := state[n]; st == "up" {
 				live = append(live, n)
@@ -120,7 +120,7 @@ func shareOf(slot, of int) apphost.Share {
 // tendReplica has replica host n run app k as its home does, under share s: imported from
 // the kept recipe (if it is fresh: of the home's live release), following the home's new
 // release, or with the home's scale and its share. It reports whether n runs it so already.
-func (r *Ring0) tendReplica(ctx context.Context, k inventory.AppKey, n rings.NodeID, run apphost.Running, has bool, home apphost.Running,
+func (r *Ring0) tendReplica(ctx context.Context, k inventory.AppKey, n enjin.NodeID, run apphost.Running, has bool, home apphost.Running,
 	s apphost.Share, fresh bool, moves *sync.WaitGroup) bool {
 	key := spreadKey{k, n}
 	switch {
@@ -191,8 +191,8 @@ func (r *Ring0) setShare(ctx context.Context, key spreadKey, scale map[string]in
 
 // addReplica offers a share of app p to the up hosts that run apps and none of it yet (live
 // are its replicas), and makes the winner a replica, hosting the tenant if it did not.
-func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedApp, running map[rings.NodeID]map[inventory.AppKey]apphost.Running,
-	live []rings.NodeID, moves *sync.WaitGroup) {
+func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedApp, running map[enjin.NodeID]map[inventory.AppKey]apphost.Running,
+	live []enjin.NodeID, moves *sync.WaitGroup) {
 	k := inventory.AppKey{Tenant: p.Tenant, App: p.App}
 	var others []api.AppsBackend
 	for n := range running {
@@ -231,7 +231,7 @@ func (r *Ring0) addReplica(ctx context.Context, epoch int64, p inventory.PlacedA
 // dropReplica ends node's share of app k, and reports whether it did: the others take its
 // instances. Its copy there is retired (HOME kept aside) when the host is next seen running
 // it (tendHost), unless destroyCopy takes it first.
-func (r *Ring0) dropReplica(ctx context.Context, epoch int64, k inventory.AppKey, node rings.NodeID, why string) bool {
+func (r *Ring0) dropReplica(ctx context.Context, epoch int64, k inventory.AppKey, node enjin.NodeID, why string) bool {
 	if err := r.store.DropReplica(ctx, epoch, k.Tenant, k.App, node); err != nil {
 		r.log.Warn("an app's replica not dropped", "tenant", k.Tenant, "app", k.App, "node", node, "err", err)
 		return false
@@ -244,7 +244,7 @@ func (r *Ring0) dropReplica(ctx context.Context, epoch int64, k inventory.AppKey
 // destroyCopy destroys, HOME and all, the copy of app k on node, a replica dropped while up
 // because the app runs fewer instances: its HOME held only what a share of the instances
 // wrote, and keeping one aside at every scale down would fill the host.
-func (r *Ring0) destroyCopy(ctx context.Context, k inventory.AppKey, node rings.NodeID, moves *sync.WaitGroup) {
+func (r *Ring0) destroyCopy(ctx context.Context, k inventory.AppKey, node enjin.NodeID, moves *sync.WaitGroup) {
 	key := spreadKey{k, node}
 	h, ok := r.appsAPIOf(ctx, node)
 	if !ok || !r.moves.take(key, time.Now()) {

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/appapi"
 	"enjin/services/inventory"
@@ -25,7 +25,7 @@ import (
 // signing key and hands ring 0 only its public half — and creates the tenant's NATS account
 // with that key's scope (every permission of the users it signs fixed by the template), its
 // flows into RING1 and OPS wired and pushed.
-func (r *Ring0) CreateTenant(ctx context.Context, t rings.TenantID, metadata map[string]any) (inventory.Tenant, error) {
+func (r *Ring0) CreateTenant(ctx context.Context, t enjin.TenantID, metadata map[string]any) (inventory.Tenant, error) {
 	host, err := r.pickHost(ctx)
 	if err != nil {
 		return inventory.Tenant{}, err
@@ -47,7 +47,7 @@ func (r *Ring0) CreateTenant(ctx context.Context, t rings.TenantID, metadata map
 
 // tenantKey asks ring 1 node host for the scoped signing key it signs tenant t's users with
 // — the node makes it, if it has none, and hands over only its public half.
-func (r *Ring0) tenantKey(ctx context.Context, t rings.TenantID, host rings.NodeID) (string, error) {
+func (r *Ring0) tenantKey(ctx context.Context, t enjin.TenantID, host enjin.NodeID) (string, error) {
 	acct, err := r.broker.EnsureTenant(ctx, t)
 	if err != nil {
 		return "", err
@@ -64,7 +64,7 @@ func (r *Ring0) tenantKey(ctx context.Context, t rings.TenantID, host rings.Node
 
 // addHost makes host one of tenant t's hosts, signing t's users with key: the account's
 // scope for it first, so the record never names a host whose users the broker refuses.
-func (r *Ring0) addHost(ctx context.Context, t rings.TenantID, host rings.NodeID, key string) error {
+func (r *Ring0) addHost(ctx context.Context, t enjin.TenantID, host enjin.NodeID, key string) error {
 	if err := r.broker.AddTenant(ctx, t, key); err != nil {
 		return err
 	}
@@ -73,7 +73,7 @@ func (r *Ring0) addHost(ctx context.Context, t rings.TenantID, host rings.NodeID
 
 // hostOn makes ring 1 node host one of tenant t's hosts, unless it is one: the node must be
 // an up ring 1 node.
-func (r *Ring0) hostOn(ctx context.Context, t rings.TenantID, node rings.NodeID) error {
+func (r *Ring0) hostOn(ctx context.Context, t enjin.TenantID, node enjin.NodeID) error {
 	r.hostMu.Lock()
 	defer r.hostMu.Unlock()
 	tn, err := r.store.GetTenant(ctx, t)
@@ -90,7 +90,7 @@ func (r *Ring0) hostOn(ctx context.Context, t rings.TenantID, node rings.NodeID)
 	if err != nil {
 		return err
 	}
-	if n.Ring != rings.Ring1 || n.State != string(rings.StateUp) {
+	if n.Ring != enjin.Ring1 || n.State != string(enjin.StateUp) {
 		return fmt.Errorf("ring0: node %s is no up ring 1 node (ring %d, %s): %w", node, n.Ring, n.State, inventory.ErrInvalid)
 	}
 	key, err := r.tenantKey(ctx, t, node)
@@ -106,8 +106,8 @@ func (r *Ring0) hostOn(ctx context.Context, t rings.TenantID, node rings.NodeID)
 }
 
 // pickHost chooses the ring 1 node to host a new tenant: the up node hosting the fewest.
-func (r *Ring0) pickHost(ctx context.Context) (rings.NodeID, error) {
-	one := rings.Ring1
+func (r *Ring0) pickHost(ctx context.Context) (enjin.NodeID, error) {
+	one := enjin.Ring1
 	nodes, err := r.store.ListNodes(ctx, inventory.NodeFilter{Ring: &one, State: "up"})
 	if err != nil {
 		return "", err
@@ -116,13 +116,13 @@ func (r *Ring0) pickHost(ctx context.Context) (rings.NodeID, error) {
 	if err != nil {
 		return "", err
 	}
-	load := map[rings.NodeID]int{}
+	load := map[enjin.NodeID]int{}
 	for _, t := range tenants {
 		for _, h := range t.Hosts {
 			load[h.Node]++
 		}
 	}
-	var best rings.NodeID
+	var best enjin.NodeID
 	for _, n := range nodes {
 		if best == "" || load[n.ID] < load[best] {
 			best = n.ID
@@ -136,7 +136,7 @@ func (r *Ring0) pickHost(ctx context.Context) (rings.NodeID, error) {
 
 // DeleteTenant removes tenant t if its version is still version: the record goes, and the
 // account is disabled with every credential revoked, which closes its users' connections.
-func (r *Ring0) DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error {
+func (r *Ring0) DeleteTenant(ctx context.Context, t enjin.TenantID, version int64) error {
 	cur, err := r.store.GetTenant(ctx, t)
 	if err != nil {
 		return err
@@ -191,7 +191,7 @@ func (r *Ring0) serveRevoke() error {
 }
 
 // destroyApps stops and deletes every app of tenant t on every node hosting its apps.
-func (r *Ring0) destroyApps(ctx context.Context, t rings.TenantID) error {
+func (r *Ring0) destroyApps(ctx context.Context, t enjin.TenantID) error {
 	all, err := r.AppsBackends(ctx, t)
 	if err != nil {
 		return err
@@ -205,7 +205,7 @@ func (r *Ring0) destroyApps(ctx context.Context, t rings.TenantID) error {
 }
 
 // destroyAppsOn stops and deletes every app of tenant t on the node behind app API b.
-func (r *Ring0) destroyAppsOn(ctx context.Context, t rings.TenantID, b api.AppsBackend) error {
+func (r *Ring0) destroyAppsOn(ctx context.Context, t enjin.TenantID, b api.AppsBackend) error {
 	call := func(method, path string, out any) error {
 		req, err := http.NewRequestWithContext(ctx, method, b.Base+path, nil)
 		if err != nil {

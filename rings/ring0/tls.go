@@ -10,9 +10,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"enjin"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Files in a ring 1 node's dir that carry TLS: the CA it trusts ring 0 by, and, for a node
@@ -42,7 +42,7 @@ func (r *Ring0) CAFile() string { return keys.CAFile(r.cfg.StateDir) }
 // nodeTLS writes what a ring 1 node ring 0 runs needs for TLS into its dir — the CA, and,
 // when its app API listens at addr beyond loopback, a certificate naming the node — and
 // tells the node, in o.
-func (r *Ring0) nodeTLS(id rings.NodeID, dir string, addr netip.Addr, o *rings.Ring1Options) error {
+func (r *Ring0) nodeTLS(id enjin.NodeID, dir string, addr netip.Addr, o *enjin.Ring1Options) error {
 	o.CA = filepath.Join(dir, nodeCAFile)
 	if err := os.WriteFile(o.CA, r.ca.PEM, 0o644); err != nil {
 		return fmt.Errorf("ring0: %w", err)
@@ -71,7 +71,7 @@ func (r *Ring0) nodeTLS(id rings.NodeID, dir string, addr netip.Addr, o *rings.R
 
 // appsTLS is how ring 0 checks node's app API when it is served over https: a certificate
 // from the CA naming the node.
-func (r *Ring0) appsTLS(node rings.NodeID, url string) *tls.Config {
+func (r *Ring0) appsTLS(node enjin.NodeID, url string) *tls.Config {
 	if !strings.HasPrefix(url, "https://") {
 		return nil
 	}

@@ -8,8 +8,8 @@ import (
 	"slices"
 	"time"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/api"
 	"enjin/services/inventory"
 )
@@ -19,7 +19,7 @@ const vmTimeout = 5 * time.Minute
 
 // CreateVM records tenant t's new VM on the ring 1 node hosting t, and has the node make and
 // start it. If the node cannot, the record goes and the error says why.
-func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate) (inventory.VM, error) {
+func (r *Ring0) CreateVM(ctx context.Context, t enjin.TenantID, in api.VMCreate) (inventory.VM, error) {
 	mt, err := r.store.MachineType(ctx, in.MachineType)
 	if err != nil {
 		return inventory.VM{}, fmt.Errorf("ring0: machine type %q: %w", in.MachineType, inventory.ErrInvalid)
@@ -34,7 +34,7 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	}
 	// Every VM's first NIC is on the node's own network: its way to the bus (its signed
 	// heartbeats) and the router's to it. The tenant's networks follow, in the order asked.
-	nets := append([]string{rings.DefaultNetwork}, slices.DeleteFunc(slices.Clone(in.Networks), func(n string) bool { return n == rings.DefaultNetwork })...)
+	nets := append([]string{enjin.DefaultNetwork}, slices.DeleteFunc(slices.Clone(in.Networks), func(n string) bool { return n == enjin.DefaultNetwork })...)
 	if err := r.checkNetworks(ctx, t, nets); err != nil {
 		return inventory.VM{}, err
 	}
@@ -44,7 +44,7 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 	spec := inventory.VMSpec{Networks: nets, SSHKeys: in.SSHKeys, UserData: in.UserData}
 	for _, n := range nets {
 		nic := inventory.NIC{MAC: newMAC(), Network: n}
-		if n != rings.DefaultNetwork {
+		if n != enjin.DefaultNetwork {
 			nic.Rulesets, nic.Router = in.Rulesets, n == in.Router
 		}
 		spec.NICs = append(spec.NICs, nic)
@@ -74,8 +74,8 @@ func (r *Ring0) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate)
 
 // SetVMState starts (running) or stops (stopped) tenant t's VM name, if its version is
 // still version.
-func (r *Ring0) SetVMState(ctx context.Context, t rings.TenantID, name, state string, version int64) (inventory.VM, error) {
-	if state != rings.VMRunning && state != rings.VMStopped {
+func (r *Ring0) SetVMState(ctx context.Context, t enjin.TenantID, name, state string, version int64) (inventory.VM, error) {
+	if state != enjin.VMRunning && state != enjin.VMStopped {
 		return inventory.VM{}, fmt.Errorf("ring0: vm state %q: want running or stopped: %w", state, inventory.ErrInvalid)
 	}
 	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error { v.DesiredState = state; return nil })
@@ -83,7 +83,7 @@ func (r *Ring0) SetVMState(ctx context.Context, t rings.TenantID, name, state st
 
 // AddVMNIC adds a network interface on nic.Network, enforcing nic.Rulesets, to tenant t's VM
 // name (hot-plugged if it runs); RemoveVMNIC takes the one with mac away.
-func (r *Ring0) AddVMNIC(ctx context.Context, t rings.TenantID, name string, nic api.NICAdd, version int64) (inventory.VM, error) {
+func (r *Ring0) AddVMNIC(ctx context.Context, t enjin.TenantID, name string, nic api.NICAdd, version int64) (inventory.VM, error) {
 	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error {
 		if len(v.Spec.NICs) >= 8 {
 			return fmt.Errorf("ring0: vm %s/%s has 8 NICs, the most: %w", t, name, inventory.ErrInvalid)
@@ -100,7 +100,7 @@ func (r *Ring0) AddVMNIC(ctx context.Context, t rings.TenantID, name string, nic
 }
 
 // RemoveVMNIC takes the NIC with mac away from tenant t's VM name.
-func (r *Ring0) RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac string, version int64) (inventory.VM, error) {
+func (r *Ring0) RemoveVMNIC(ctx context.Context, t enjin.TenantID, name, mac string, version int64) (inventory.VM, error) {
 	return r.changeVM(ctx, t, name, version, func(v *inventory.VM) error {
 		for i, n := range v.Spec.NICs {
 			if n.MAC == mac {
@@ -115,7 +115,7 @@ func (r *Ring0) RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac str
 // changeVM saves a change to a VM's record, has its node apply it, and records what the node
 // then observes. The record keeps the change if the node fails (it is what is wanted); the
 // error says the node did not get there.
-func (r *Ring0) changeVM(ctx context.Context, t rings.TenantID, name string, version int64, change func(*inventory.VM) error) (inventory.VM, error) {
+func (r *Ring0) changeVM(ctx context.Context, t enjin.TenantID, name string, version int64, change func(*inventory.VM) error) (inventory.VM, error) {
 	vm, err := r.store.GetVM(ctx, t, name)
 	if err != nil {
 		return inventory.VM{}, err
@@ -136,7 +136,7 @@ func (r *Ring0) changeVM(ctx context.Context, t rings.TenantID, name string, ver
 }
 
 // RebootVM reboots tenant t's running VM name.
-func (r *Ring0) RebootVM(ctx context.Context, t rings.TenantID, name string) (inventory.VM, error) {
+func (r *Ring0) RebootVM(ctx context.Context, t enjin.TenantID, name string) (inventory.VM, error) {
 	vm, err := r.store.GetVM(ctx, t, name)
 	if err != nil {
 		return inventory.VM{}, err
@@ -149,7 +149,7 @@ func (r *Ring0) RebootVM(ctx context.Context, t rings.TenantID, name string) (in
 
 // DestroyVM destroys tenant t's VM name — its domain, disks and taps on its node — and then
 // its record, if its version is still version. Its volumes are detached and kept.
-func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, version int64) error {
+func (r *Ring0) DestroyVM(ctx context.Context, t enjin.TenantID, name string, version int64) error {
 	vm, err := r.store.GetVM(ctx, t, name)
 	if err != nil {
 		return err
@@ -160,7 +160,7 @@ func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, ve
 	if _, err := r.vmCommand(ctx, vm, bus.VerbVMDestroy); err != nil {
 		return err
 	}
-	if n, err := r.store.GetNode(ctx, rings.NodeID(vm.ID)); err == nil {
+	if n, err := r.store.GetNode(ctx, enjin.NodeID(vm.ID)); err == nil {
 		r.vmKeys.Delete(n.AuthPub)
 		r.verify.Forget(n.ID)
 	}
@@ -174,7 +174,7 @@ func (r *Ring0) DestroyVM(ctx context.Context, t rings.TenantID, name string, ve
 }
 
 // VMConsole returns the last part of tenant t's VM name's serial console.
-func (r *Ring0) VMConsole(ctx context.Context, t rings.TenantID, name string) (string, error) {
+func (r *Ring0) VMConsole(ctx context.Context, t enjin.TenantID, name string) (string, error) {
 	vm, err := r.store.GetVM(ctx, t, name)
 	if err != nil {
 		return "", err
@@ -182,7 +182,7 @@ func (r *Ring0) VMConsole(ctx context.Context, t rings.TenantID, name string) (s
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	rep, err := bus.Request[bus.VMRef, bus.ConsoleReply](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, bus.VerbVMConsole),
-		bus.VMRef{ID: rings.NodeID(vm.ID), Tenant: t})
+		bus.VMRef{ID: enjin.NodeID(vm.ID), Tenant: t})
 	if err != nil {
 		return "", r.nodeErr(vm, err)
 	}
@@ -190,16 +190,16 @@ func (r *Ring0) VMConsole(ctx context.Context, t rings.TenantID, name string) (s
 }
 
 // applyVM sends vm's whole wanted state to its node and records the state it answers.
-func (r *Ring0) applyVM(ctx context.Context, vm inventory.VM) (rings.VMStatus, error) {
+func (r *Ring0) applyVM(ctx context.Context, vm inventory.VM) (enjin.VMStatus, error) {
 	req, err := r.vmRequest(ctx, vm)
 	if err != nil {
-		return rings.VMStatus{}, err
+		return enjin.VMStatus{}, err
 	}
 	rctx, cancel := context.WithTimeout(ctx, vmTimeout)
 	defer cancel()
-	st, err := bus.Request[rings.VMRequest, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, bus.VerbVMApply), req)
+	st, err := bus.Request[enjin.VMRequest, enjin.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, bus.VerbVMApply), req)
 	if err != nil {
-		r.recordVM(vm.ID, rings.VMFailed, nil)
+		r.recordVM(vm.ID, enjin.VMFailed, nil)
 		return st, r.nodeErr(vm, err)
 	}
 	if err := r.registerVM(ctx, vm, st); err != nil {
@@ -210,11 +210,11 @@ func (r *Ring0) applyVM(ctx context.Context, vm inventory.VM) (rings.VMStatus, e
 }
 
 // vmCommand sends a verb naming one VM to its node and records the state it answers.
-func (r *Ring0) vmCommand(ctx context.Context, vm inventory.VM, verb string) (rings.VMStatus, error) {
+func (r *Ring0) vmCommand(ctx context.Context, vm inventory.VM, verb string) (enjin.VMStatus, error) {
 	rctx, cancel := context.WithTimeout(ctx, vmTimeout)
 	defer cancel()
-	st, err := bus.Request[bus.VMRef, rings.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, verb),
-		bus.VMRef{ID: rings.NodeID(vm.ID), Tenant: vm.Tenant})
+	st, err := bus.Request[bus.VMRef, enjin.VMStatus](rctx, r.nc, bus.R0ToRing1Cmd(vm.Node, verb),
+		bus.VMRef{ID: enjin.NodeID(vm.ID), Tenant: vm.Tenant})
 	if err != nil {
 		return st, r.nodeErr(vm, err)
 	}
@@ -246,36 +246,36 @@ func (r *Ring0) nodeErr(vm inventory.VM, err error) error {
 }
 
 // vmRequest is everything vm's node needs to realize it.
-func (r *Ring0) vmRequest(ctx context.Context, vm inventory.VM) (rings.VMRequest, error) {
+func (r *Ring0) vmRequest(ctx context.Context, vm inventory.VM) (enjin.VMRequest, error) {
 	mt, err := r.store.MachineType(ctx, vm.MachineType)
 	if err != nil {
-		return rings.VMRequest{}, err
+		return enjin.VMRequest{}, err
 	}
 	im, err := r.store.GetImage(ctx, vm.Image)
 	if err != nil {
-		return rings.VMRequest{}, fmt.Errorf("ring0: vm %s/%s: its image: %w", vm.Tenant, vm.Name, err)
+		return enjin.VMRequest{}, fmt.Errorf("ring0: vm %s/%s: its image: %w", vm.Tenant, vm.Name, err)
 	}
 	vols, err := r.store.VolumesOf(ctx, vm.ID)
 	if err != nil {
-		return rings.VMRequest{}, err
+		return enjin.VMRequest{}, err
 	}
-	req := rings.VMRequest{ID: rings.NodeID(vm.ID), Tenant: vm.Tenant, Name: vm.Name, VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB,
+	req := enjin.VMRequest{ID: enjin.NodeID(vm.ID), Tenant: vm.Tenant, Name: vm.Name, VCPUs: mt.VCPUs, MemoryMB: mt.MemoryMB,
 		DiskGB: mt.DiskGB, Image: imageOf(im), SSHKeys: vm.Spec.SSHKeys, UserData: vm.Spec.UserData, State: vm.DesiredState}
 	segs, err := r.segments(ctx, vm)
 	if err != nil {
-		return rings.VMRequest{}, err
+		return enjin.VMRequest{}, err
 	}
 	for _, n := range vm.Spec.NICs {
-		req.NICs = append(req.NICs, rings.VMNIC{MAC: n.MAC, Network: n.Network, Segment: segs[n.MAC]})
+		req.NICs = append(req.NICs, enjin.VMNIC{MAC: n.MAC, Network: n.Network, Segment: segs[n.MAC]})
 	}
 	for _, v := range vols {
-		req.Volumes = append(req.Volumes, rings.VMVolume{ID: v.ID, Name: v.Name, SizeGB: v.SizeGB})
+		req.Volumes = append(req.Volumes, enjin.VMVolume{ID: v.ID, Name: v.Name, SizeGB: v.SizeGB})
 	}
 	return req, nil
 }
 
-func imageOf(im inventory.Image) rings.VMImage {
-	v := rings.VMImage{ID: im.ID, Kind: im.Kind, Digest: im.Digest}
+func imageOf(im inventory.Image) enjin.VMImage {
+	v := enjin.VMImage{ID: im.ID, Kind: im.Kind, Digest: im.Digest}
 	if im.Kernel != nil {
 		v.Kernel, v.Initrd = im.Kernel.Digest, im.Initrd.Digest
 	}
@@ -284,16 +284,16 @@ func imageOf(im inventory.Image) rings.VMImage {
 
 // vmImage finds the image a tenant names: by id, or by name among its own images and then
 // the public ones.
-func (r *Ring0) vmImage(ctx context.Context, t rings.TenantID, ref string) (inventory.Image, error) {
-	if rings.IsUUID(ref) {
+func (r *Ring0) vmImage(ctx context.Context, t enjin.TenantID, ref string) (inventory.Image, error) {
+	if enjin.IsUUID(ref) {
 		im, err := r.store.GetImage(ctx, ref)
 		if err == nil && (im.Public || im.Tenant == t) {
 			return im, nil
 		}
 		return inventory.Image{}, fmt.Errorf("ring0: image %s: %w", ref, inventory.ErrNotFound)
 	}
-	for _, owner := range []rings.TenantID{t, ""} {
-		ims, err := r.store.ListImages(ctx, inventory.ImageFilter{Owners: []rings.TenantID{owner}, Name: ref})
+	for _, owner := range []enjin.TenantID{t, ""} {
+		ims, err := r.store.ListImages(ctx, inventory.ImageFilter{Owners: []enjin.TenantID{owner}, Name: ref})
 		if err != nil {
 			return inventory.Image{}, err
 		}
@@ -318,7 +318,7 @@ func (r *Ring0) placeVM(ctx context.Context, mt inventory.MachineType, vm invent
 // roomFor refuses a kind of VM of type mt that would not fit on node: the memory of the VMs
 // placed there and its must fit in what the node last said it offers VMs. The caller holds
 // placeMu.
-func (r *Ring0) roomFor(ctx context.Context, node rings.NodeID, mt inventory.MachineType, kind string) error {
+func (r *Ring0) roomFor(ctx context.Context, node enjin.NodeID, mt inventory.MachineType, kind string) error {
 	offered, err := r.vmMemoryOffered(ctx, node)
 	if err != nil {
 		return err
@@ -335,7 +335,7 @@ func (r *Ring0) roomFor(ctx context.Context, node rings.NodeID, mt inventory.Mac
 }
 
 // vmMemoryOffered is the memory node offers its VMs, as its last own observation says.
-func (r *Ring0) vmMemoryOffered(ctx context.Context, node rings.NodeID) (int64, error) {
+func (r *Ring0) vmMemoryOffered(ctx context.Context, node enjin.NodeID) (int64, error) {
 	claim, err := r.lastClaim(ctx, node)
 	if errors.Is(err, errNoClaim) {
 		return 0, fmt.Errorf("ring0: node %s has not said what it offers VMs yet: %w", node, api.ErrNoRoom)
@@ -354,12 +354,12 @@ var errNoClaim = errors.New("no observation of its own yet")
 
 // vmHost is where tenant t's VMs run: the first up ring 1 node hosting t (it holds the
 // scoped key the VM's bus credential is minted with) that offers VMs room.
-func (r *Ring0) vmHost(ctx context.Context, t rings.TenantID) (rings.NodeID, error) {
+func (r *Ring0) vmHost(ctx context.Context, t enjin.TenantID) (enjin.NodeID, error) {
 	tn, err := r.store.GetTenant(ctx, t)
 	if err != nil {
 		return "", err
 	}
-	var up rings.NodeID
+	var up enjin.NodeID
 	for _, h := range tn.Hosts {
 		if n, err := r.store.GetNode(ctx, h.Node); err != nil || n.State != "up" {
 			continue
@@ -387,15 +387,15 @@ func newMAC() string {
 // registerVM makes VM vm a ring 2 node whose own signed observations ring 0 takes: its
 // attestation key registered with the verifier, and its bus user's key mapped to it (its
 // observations' subject names the user, not the node).
-func (r *Ring0) registerVM(ctx context.Context, vm inventory.VM, st rings.VMStatus) error {
+func (r *Ring0) registerVM(ctx context.Context, vm inventory.VM, st enjin.VMStatus) error {
 	if st.UserPub == "" || st.AttestPub == "" {
 		return nil
 	}
-	id := rings.NodeID(vm.ID)
+	id := enjin.NodeID(vm.ID)
 	if _, loaded := r.vmKeys.Load(st.UserPub); loaded {
 		return nil // already known: applies after the first change nothing
 	}
-	n, err := r.store.RegisterNode(ctx, inventory.Node{ID: id, Ring: rings.Ring2, Label: string(vm.Tenant) + "/" + vm.Name,
+	n, err := r.store.RegisterNode(ctx, inventory.Node{ID: id, Ring: enjin.Ring2, Label: string(vm.Tenant) + "/" + vm.Name,
 		Supervision: "libvirt", Observation: "self", ParentNode: string(vm.Node), AuthPub: st.UserPub, AttestPub: st.AttestPub,
 		Metadata: map[string]any{"tenant": string(vm.Tenant), "vm": vm.Name}})
 	if err != nil {
@@ -409,12 +409,12 @@ func (r *Ring0) registerVM(ctx context.Context, vm inventory.VM, st rings.VMStat
 }
 
 // vmByKey is the VM whose bus user has key.
-func (r *Ring0) vmByKey(key string) (rings.NodeID, bool) {
+func (r *Ring0) vmByKey(key string) (enjin.NodeID, bool) {
 	v, ok := r.vmKeys.Load(key)
 	if !ok {
 		return "", false
 	}
-	return v.(rings.NodeID), true
+	return v.(enjin.NodeID), true
 }
 
 // loadVMKeys maps the bus users of the VMs the store knows to their nodes, at start.
@@ -424,7 +424,7 @@ func (r *Ring0) loadVMKeys(ctx context.Context) error {
 		return err
 	}
 	for _, vm := range vms {
-		n, err := r.store.GetNode(ctx, rings.NodeID(vm.ID))
+		n, err := r.store.GetNode(ctx, enjin.NodeID(vm.ID))
 		if err == nil && n.AuthPub != "" {
 			r.vmKeys.Store(n.AuthPub, n.ID)
 		}

@@ -10,15 +10,15 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/images"
 	"enjin/services/inventory"
 )
 
 // CreateVolume records tenant t's new volume on the node hosting t and has the node make it.
-func (r *Ring0) CreateVolume(ctx context.Context, t rings.TenantID, name string, sizeGB int) (inventory.Volume, error) {
+func (r *Ring0) CreateVolume(ctx context.Context, t enjin.TenantID, name string, sizeGB int) (inventory.Volume, error) {
 	node, err := r.vmHost(ctx, t)
 	if err != nil {
 		return inventory.Volume{}, err
@@ -38,7 +38,7 @@ func (r *Ring0) CreateVolume(ctx context.Context, t rings.TenantID, name string,
 
 // AttachVolume attaches tenant t's volume to its VM vmName (hot-plugged if it runs), or
 // detaches it when vmName is "".
-func (r *Ring0) AttachVolume(ctx context.Context, t rings.TenantID, name, vmName string, version int64) (inventory.Volume, error) {
+func (r *Ring0) AttachVolume(ctx context.Context, t enjin.TenantID, name, vmName string, version int64) (inventory.Volume, error) {
 	v, err := r.store.GetVolume(ctx, t, name)
 	if err != nil {
 		return inventory.Volume{}, err
@@ -75,7 +75,7 @@ func (r *Ring0) AttachVolume(ctx context.Context, t rings.TenantID, name, vmName
 }
 
 // DeleteVolume deletes tenant t's unattached volume: its file on its node, then its record.
-func (r *Ring0) DeleteVolume(ctx context.Context, t rings.TenantID, name string, version int64) error {
+func (r *Ring0) DeleteVolume(ctx context.Context, t enjin.TenantID, name string, version int64) error {
 	v, err := r.store.GetVolume(ctx, t, name)
 	if err != nil {
 		return err
@@ -130,7 +130,7 @@ func (r *Ring0) serveImages() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		im, ok := r.bootedImage(ctx, rings.NodeID(ci.Name), req.Digest)
+		im, ok := r.bootedImage(ctx, enjin.NodeID(ci.Name), req.Digest)
 		if !ok {
 			return bus.ImageReply{}, fmt.Errorf("image: %q runs no VM of image %s", ci.Name, req.Digest)
 		}
@@ -155,7 +155,7 @@ func (r *Ring0) serveImages() error {
 
 // bootedImage is the image with digest that a VM on node boots, if one does: a tenant's, or a
 // ring 1 host's.
-func (r *Ring0) bootedImage(ctx context.Context, node rings.NodeID, digest string) (inventory.Image, bool) {
+func (r *Ring0) bootedImage(ctx context.Context, node enjin.NodeID, digest string) (inventory.Image, bool) {
 	vms, err := r.store.VMsOn(ctx, node)
 	if err != nil {
 		return inventory.Image{}, false

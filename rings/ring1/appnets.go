@@ -19,8 +19,8 @@ import (
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/supervisors/netseg"
 	"enjin/supervisors/portguard"
@@ -43,9 +43,9 @@ type appNetworks struct {
 // joinedInstance is one instance's ports; its mu serializes what is done to them.
 type joinedInstance struct {
 	mu     sync.Mutex
-	tenant rings.TenantID
+	tenant enjin.TenantID
 	netns  string
-	nets   []rings.AppNetwork
+	nets   []enjin.AppNetwork
 	ports  []bus.AppPort
 	gone   bool
 }
@@ -58,7 +58,7 @@ func newAppNetworks(log *slog.Logger, nc *nats.Conn, tn *tenantNetworks, release
 }
 
 // Join implements apphost.Networks.
-func (a *appNetworks) Join(ctx context.Context, t rings.TenantID, instance, ns string, nets []rings.AppNetwork) ([]apphost.Attachment, error) {
+func (a *appNetworks) Join(ctx context.Context, t enjin.TenantID, instance, ns string, nets []enjin.AppNetwork) ([]apphost.Attachment, error) {
 	j := &joinedInstance{tenant: t, netns: ns, nets: nets}
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -78,7 +78,7 @@ func (a *appNetworks) Join(ctx context.Context, t rings.TenantID, instance, ns s
 }
 
 // Update implements apphost.Networks.
-func (a *appNetworks) Update(ctx context.Context, t rings.TenantID, instance string) ([]apphost.Attachment, bool, error) {
+func (a *appNetworks) Update(ctx context.Context, t enjin.TenantID, instance string) ([]apphost.Attachment, bool, error) {
 	a.mu.Lock()
 	j := a.joined[instance]
 	a.mu.Unlock()
@@ -95,7 +95,7 @@ func (a *appNetworks) Update(ctx context.Context, t rings.TenantID, instance str
 }
 
 // Leave implements apphost.Networks.
-func (a *appNetworks) Leave(t rings.TenantID, instance string) {
+func (a *appNetworks) Leave(t enjin.TenantID, instance string) {
 	a.mu.Lock()
 	j := a.joined[instance]
 	a.mu.Unlock()
@@ -179,7 +179,7 @@ func hostLink(port string) string { return "ea" + strings.ReplaceAll(port, "-", 
 func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 	s := p.Segment
 	mac, err := net.ParseMAC(p.MAC)
-	if err != nil || len(mac) != 6 || !rings.IsUUID(s.Port) || s.VNI < 1 || s.VNI > 1<<24-1 || s.Filter == nil ||
+	if err != nil || len(mac) != 6 || !enjin.IsUUID(s.Port) || s.VNI < 1 || s.VNI > 1<<24-1 || s.Filter == nil ||
 		len(s.Addresses) == 0 || len(s.Addresses) > 16 || len(s.Peers) > 1024 || len(s.Routes) > 16 || s.Forward {
 		return portguard.Port{}, fmt.Errorf("ring1: network %s: port out of bounds", p.Network)
 	}
@@ -211,7 +211,7 @@ func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 			g.Protected = append(g.Protected, pa)
 		}
 	}
-	if len(s.Protected) > rings.MaxProtected {
+	if len(s.Protected) > enjin.MaxProtected {
 		return portguard.Port{}, fmt.Errorf("ring1: network %s: %d protected addresses", p.Network, len(s.Protected))
 	}
 	for _, x := range s.Protected {
@@ -225,7 +225,7 @@ func (a *appNetworks) guarded(p bus.AppPort) (portguard.Port, error) {
 }
 
 // segment is s's segment on this host: the other hosts as peers, VXLAN from the underlay.
-func (a *appNetworks) segment(s rings.Segment) netseg.Segment {
+func (a *appNetworks) segment(s enjin.Segment) netseg.Segment {
 	seg := netseg.Segment{VNI: s.VNI, Underlay: a.tn.underlay}
 	seg.Gateway, _ = s.NATGateway() // checked by guarded
 	for _, x := range s.Peers {
@@ -317,7 +317,7 @@ func inside(nsPath string) (netns.NsHandle, *netlink.Handle, error) {
 
 // syncRoutes makes the routes through routers on link ifname, in the instance's namespace at
 // nsPath, exactly routes: each replaced, any other through a router there removed.
-func syncRoutes(nsPath, ifname string, routes []rings.Route) error {
+func syncRoutes(nsPath, ifname string, routes []enjin.Route) error {
 	ns, in, err := inside(nsPath)
 	if err != nil {
 		return err

@@ -12,9 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Replies to ring 0's commands. Commands carry no arguments: any JSON request is accepted
@@ -22,15 +22,15 @@ import (
 
 // PingReply answers bus.VerbPing.
 type PingReply struct {
-	Node rings.NodeID `json:"node"`
+	Node enjin.NodeID `json:"node"`
 	Time time.Time    `json:"time"`
 }
 
 // DescribeReply answers bus.VerbDescribe: who the node is and how it is doing.
 type DescribeReply struct {
-	Node      rings.NodeID    `json:"node"`
-	Ring      rings.Ring      `json:"ring"`
-	State     rings.NodeState `json:"state"`
+	Node      enjin.NodeID    `json:"node"`
+	Ring      enjin.Ring      `json:"ring"`
+	State     enjin.NodeState `json:"state"`
 	PID       int             `json:"pid"`
 	Hostname  string          `json:"hostname"`
 	Started   time.Time       `json:"started"`
@@ -40,8 +40,8 @@ type DescribeReply struct {
 
 // DrainReply answers bus.VerbDrain.
 type DrainReply struct {
-	Node  rings.NodeID    `json:"node"`
-	State rings.NodeState `json:"state"`
+	Node  enjin.NodeID    `json:"node"`
+	State enjin.NodeState `json:"state"`
 }
 
 // command dispatches one request on the node's command subjects. It runs on nats.go's
@@ -63,7 +63,7 @@ func (n *Node) describe(*nats.Msg) (any, error) {
 	host, _ := os.Hostname() // empty if unknown
 	return DescribeReply{
 		Node:      n.cfg.Node,
-		Ring:      rings.Ring1,
+		Ring:      enjin.Ring1,
 		State:     n.state(),
 		PID:       os.Getpid(),
 		Hostname:  host,
@@ -80,7 +80,7 @@ func (n *Node) drain(*nats.Msg) (any, error) {
 		n.log.Info("draining")
 	}
 	n.heartbeatNow()
-	return DrainReply{Node: n.cfg.Node, State: rings.StateDraining}, nil
+	return DrainReply{Node: n.cfg.Node, State: enjin.StateDraining}, nil
 }
 
 // tenantKey returns the public half of the scoped signing key the node holds for a tenant,

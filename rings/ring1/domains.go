@@ -9,8 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/router"
 )
 
@@ -80,7 +80,7 @@ func (n *Node) domains(m *nats.Msg) (any, error) {
 	}
 	ds := make([]router.Domain, 0, len(all))
 	for _, d := range all {
-		if d.Tenant.Validate() != nil || !rings.IsSlug(d.App) {
+		if d.Tenant.Validate() != nil || !enjin.IsSlug(d.App) {
 			return nil, fmt.Errorf("domains: %q: %q/%q is not a tenant's app", d.Domain, d.Tenant, d.App)
 		}
 		cert, err := tls.X509KeyPair([]byte(d.Cert), []byte(d.Key))

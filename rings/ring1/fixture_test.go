@@ -12,9 +12,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -39,7 +39,7 @@ type ring0 struct {
 	deferrals  atomic.Int64
 
 	mu       sync.Mutex
-	obs      []rings.Observation
+	obs      []enjin.Observation
 	rejected []error
 }
 
@@ -56,7 +56,7 @@ func listen(t *testing.T, c *harness.Cloud) *ring0 {
 			return
 		}
 		node, ok := bus.Ring1ObsNode(m.Subject)
-		var obs rings.Observation
+		var obs enjin.Observation
 		_, err := r.v.Verify(node, m.Header, m.Data, time.Now())
 		if err == nil && !ok {
 			err = fmt.Errorf("subject %q names no node", m.Subject)
@@ -97,7 +97,7 @@ func listen(t *testing.T, c *harness.Cloud) *ring0 {
 	return r
 }
 
-func (r *ring0) register(t *testing.T, n rings.NodeID, att *keys.Attestation) {
+func (r *ring0) register(t *testing.T, n enjin.NodeID, att *keys.Attestation) {
 	t.Helper()
 	if err := r.v.Register(n, att.Public(), 0); err != nil {
 		t.Fatal(err)
@@ -105,18 +105,18 @@ func (r *ring0) register(t *testing.T, n rings.NodeID, att *keys.Attestation) {
 }
 
 // all returns every heartbeat received so far.
-func (r *ring0) all() []rings.Observation {
+func (r *ring0) all() []enjin.Observation {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append([]rings.Observation(nil), r.obs...)
+	return append([]enjin.Observation(nil), r.obs...)
 }
 
 // seen returns how many heartbeats arrived and the latest one.
-func (r *ring0) seen() (int, rings.Observation) {
+func (r *ring0) seen() (int, enjin.Observation) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.obs) == 0 {
-		return 0, rings.Observation{}
+		return 0, enjin.Observation{}
 	}
 	return len(r.obs), r.obs[len(r.obs)-1]
 }
@@ -169,7 +169,7 @@ func (r *running) stop(t *testing.T) error {
 	return r.wait(t, 10*time.Second)
 }
 
-func node(t *testing.T, c *harness.Cloud, r0 *ring0, id rings.NodeID) ring1.Config {
+func node(t *testing.T, c *harness.Cloud, r0 *ring0, id enjin.NodeID) ring1.Config {
 	cr, att := c.Ring1Node(t, id)
 	r0.register(t, id, att)
 	return ring1.Config{Node: id, NATSURL: c.URL, Creds: cr, Attestation: att}

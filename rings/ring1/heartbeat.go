@@ -13,8 +13,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 )
 
 // maxBacklog bounds the observations kept while ring 0 does not acknowledge them: an hour of
@@ -28,7 +28,7 @@ const maxBacklog = 720
 func (n *Node) heartbeats(ctx context.Context, nc *nats.Conn) {
 	t := time.NewTicker(n.cfg.Heartbeat)
 	defer t.Stop()
-	var backlog []rings.Observation
+	var backlog []enjin.Observation
 	quiet := false // ring 0 stopped acknowledging; log the change, not every miss
 	for {
 		backlog = append(backlog, n.observe(time.Now()))
@@ -53,7 +53,7 @@ func (n *Node) heartbeats(ctx context.Context, nc *nats.Conn) {
 // deliver sends the backlog oldest first until one is not acknowledged; it returns what is
 // left and whether ring 0 is quiet. While ring 0 has asked to wait (overloaded), it sends
 // nothing.
-func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Observation, quiet bool) ([]rings.Observation, bool) {
+func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []enjin.Observation, quiet bool) ([]enjin.Observation, bool) {
 	if time.Now().UnixNano() < n.retryAt.Load() {
 		return backlog, quiet
 	}
@@ -72,7 +72,7 @@ func (n *Node) deliver(ctx context.Context, nc *nats.Conn, backlog []rings.Obser
 
 // heartbeat sends one observation and counts the outcome: acknowledged (stored), refused
 // (ring 0 will never take it), or neither.
-func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs rings.Observation, quiet bool) (ok, refused bool) {
+func (n *Node) heartbeat(ctx context.Context, nc *nats.Conn, obs enjin.Observation, quiet bool) (ok, refused bool) {
 	sctx, cancel := context.WithTimeout(ctx, n.cfg.Heartbeat)
 	defer cancel()
 	sl, err := bus.SendObservation(sctx, nc, n.signer, bus.Ring1Obs(n.cfg.Node), obs)
@@ -124,8 +124,8 @@ func (n *Node) routerAddr(underlay string) string {
 }
 
 // observe is what the node says about itself at now, and about the app instances it runs.
-func (n *Node) observe(now time.Time) rings.Observation {
-	var children []rings.Child
+func (n *Node) observe(now time.Time) enjin.Observation {
+	var children []enjin.Child
 	if h := n.apps.Load(); h != nil {
 		children = h.Children()
 	}
@@ -142,14 +142,14 @@ func (n *Node) observe(now time.Time) rings.Observation {
 			appsAPI = "https://" + n.cfg.Apps.APIAddr
 		}
 	}
-	return rings.Observation{
+	return enjin.Observation{
 		Underlay:   underlay,
 		AppsAPI:    appsAPI,
 		Router:     router,
 		VMMemoryMB: vmMemory,
 		Children:   children,
 		Node:       n.cfg.Node,
-		Ring:       rings.Ring1,
+		Ring:       enjin.Ring1,
 		State:      n.state(),
 		Time:       now,
 		CPU:        n.usage.cpu(now),

@@ -13,9 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/apphost"
 )
 
@@ -33,7 +33,7 @@ type identities struct {
 }
 
 type instanceUser struct {
-	tenant rings.TenantID
+	tenant enjin.TenantID
 	pub    string
 	nc     *nats.Conn
 }
@@ -43,7 +43,7 @@ func newIdentities(n *Node, nc *nats.Conn) *identities {
 }
 
 // user returns the instance's identity, minting and connecting it the first time.
-func (ids *identities) user(tenant rings.TenantID, instance string) (*instanceUser, error) {
+func (ids *identities) user(tenant enjin.TenantID, instance string) (*instanceUser, error) {
 	ids.mu.Lock()
 	defer ids.mu.Unlock()
 	if u, ok := ids.users[instance]; ok {
@@ -73,7 +73,7 @@ func (ids *identities) user(tenant rings.TenantID, instance string) (*instanceUs
 
 // publish sends a log line of an instance on its tenant's log subject, as the instance.
 func (ids *identities) publish(tenant, _ string, l apphost.LogLine) {
-	u, err := ids.user(rings.TenantID(tenant), l.Instance)
+	u, err := ids.user(enjin.TenantID(tenant), l.Instance)
 	if err != nil {
 		ids.n.log.Warn("instance has no bus identity; log line kept locally only", "instance", l.Instance, "err", err)
 		return
@@ -95,7 +95,7 @@ func (ids *identities) stopped(tenant, _ string, instance string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if ids.n.revokes != nil {
-		ids.n.revokes.add(ctx, ids.nc, bus.RevokeRequest{Tenant: rings.TenantID(tenant), User: u.pub})
+		ids.n.revokes.add(ctx, ids.nc, bus.RevokeRequest{Tenant: enjin.TenantID(tenant), User: u.pub})
 	}
 }
 

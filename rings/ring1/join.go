@@ -16,8 +16,8 @@ import (
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Files Join writes in its directory, both mode 0600.
@@ -50,7 +50,7 @@ type JoinRequest struct {
 
 // JoinReply is ring 0's answer to a successful join.
 type JoinReply struct {
-	Node rings.NodeID `json:"node"`
+	Node enjin.NodeID `json:"node"`
 	NATS string       `json:"nats"` // broker URL
 	JWT  string       `json:"jwt"`  // the node's RING1 user JWT, for UserKey
 	// AppsToken is the bearer ring 0 will present to the node's app API, should it host apps.

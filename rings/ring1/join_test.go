@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -27,7 +27,7 @@ type joinServer struct {
 	iss    *keys.Issuer
 	r0     *ring0
 	mu     sync.Mutex
-	tokens map[string]rings.NodeID // unused tokens
+	tokens map[string]enjin.NodeID // unused tokens
 	wrong  string                  // a token answered with a credential for another key
 }
 
@@ -76,7 +76,7 @@ func TestJoin(t *testing.T) {
 	c := harness.StartBroker(t)
 	r0 := listen(t, c)
 	js := &joinServer{c: c, iss: c.Ring1NodeIssuer(t), r0: r0,
-		tokens: map[string]rings.NodeID{"tok-1": "n7", "tok-wrong": "n8"}, wrong: "tok-wrong"}
+		tokens: map[string]enjin.NodeID{"tok-1": "n7", "tok-wrong": "n8"}, wrong: "tok-wrong"}
 	srv := httptest.NewServer(js)
 	t.Cleanup(srv.Close)
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
-	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/services/dns"
 	"enjin/services/router"
@@ -118,7 +118,7 @@ func (n *Node) peerRoutes(m *nats.Msg) (any, error) {
 		if pn, perr := strconv.Atoi(port); err != nil || perr != nil || pn <= 0 || pn > 65535 || net.ParseIP(host) == nil {
 			return nil, fmt.Errorf("routes: %s/%s: router %q is no ip:port", p.Tenant, p.App, p.Router)
 		}
-		if p.Tenant.Validate() != nil || !rings.IsSlug(p.App) {
+		if p.Tenant.Validate() != nil || !enjin.IsSlug(p.App) {
 			return nil, fmt.Errorf("routes: %q/%q: not a tenant's app", p.Tenant, p.App)
 		}
 		k := string(p.Tenant) + "/" + p.App

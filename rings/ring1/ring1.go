@@ -37,15 +37,15 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/apphost"
 	"enjin/services/vmhost"
 )
 
 // DefaultHeartbeat is the heartbeat period when Config.Heartbeat is zero.
-const DefaultHeartbeat = rings.DefaultHeartbeat
+const DefaultHeartbeat = enjin.DefaultHeartbeat
 
 // servers is the URL list the node connects with: NATSURL first, then the other members'.
 func (c Config) servers() string {
@@ -63,7 +63,7 @@ const flushTimeout = 5 * time.Second
 
 // Config describes one ring 1 node.
 type Config struct {
-	Node    rings.NodeID
+	Node    enjin.NodeID
 	NATSURL string
 	// NATSServers are every ring 0 member's broker (NATSURL among them) when ring 0 runs as
 	// several: the node connects to any and fails over between them, even when it starts
@@ -184,7 +184,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	n := &Node{
 		cfg:     cfg,
-		log:     log.With("ring", int(rings.Ring1), "node", string(cfg.Node)),
+		log:     log.With("ring", int(enjin.Ring1), "node", string(cfg.Node)),
 		signer:  bus.NewSigner(cfg.Node, cfg.Attestation),
 		started: time.Now(),
 		usage:   newSampler(),
@@ -332,9 +332,9 @@ func signal[T any](ch chan T, v T) {
 // heartbeatNow asks the heartbeat goroutine for a heartbeat without waiting for the ticker.
 func (n *Node) heartbeatNow() { signal(n.kick, struct{}{}) }
 
-func (n *Node) state() rings.NodeState {
+func (n *Node) state() enjin.NodeState {
 	if n.draining.Load() {
-		return rings.StateDraining
+		return enjin.StateDraining
 	}
-	return rings.StateUp
+	return enjin.StateUp
 }

@@ -11,9 +11,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -29,7 +29,7 @@ func TestHeartbeats(t *testing.T) {
 		return k >= 3 && n.Stats().Acked >= 3
 	}, "3 acknowledged heartbeats")
 	_, obs := r0.seen()
-	if obs.Node != "n1" || obs.Ring != rings.Ring1 || obs.State != rings.StateUp {
+	if obs.Node != "n1" || obs.Ring != enjin.Ring1 || obs.State != enjin.StateUp {
 		t.Errorf("got node %q ring %v state %q, want n1 ring1 up", obs.Node, obs.Ring, obs.State)
 	}
 	if obs.MemBytes == 0 || obs.UptimeSec < 0 || obs.CPU < 0 || obs.Load1 < 0 {
@@ -85,7 +85,7 @@ func TestCommands(t *testing.T) {
 	if err != nil {
 		t.Fatalf("describe: %v", err)
 	}
-	if desc.Node != "n1" || desc.Ring != rings.Ring1 || desc.State != rings.StateUp || desc.PID == 0 ||
+	if desc.Node != "n1" || desc.Ring != enjin.Ring1 || desc.State != enjin.StateUp || desc.PID == 0 ||
 		desc.Started.IsZero() || desc.Heartbeat != beat.String() {
 		t.Errorf("describe: got %+v", desc)
 	}
@@ -94,16 +94,16 @@ func TestCommands(t *testing.T) {
 	}
 	for i := range 2 {
 		d, err := bus.Request[struct{}, ring1.DrainReply](ctx, r0.nc, subj(bus.VerbDrain), struct{}{})
-		if err != nil || d.Node != "n1" || d.State != rings.StateDraining {
+		if err != nil || d.Node != "n1" || d.State != enjin.StateDraining {
 			t.Errorf("drain %d: got %+v, %v; want n1 draining", i+1, d, err)
 		}
 	}
 	harness.Eventually(t, 10*time.Second, func() bool {
 		_, obs := r0.seen()
-		return obs.State == rings.StateDraining
+		return obs.State == enjin.StateDraining
 	}, "a heartbeat saying draining")
 	desc, err = bus.Request[struct{}, ring1.DescribeReply](ctx, r0.nc, subj(bus.VerbDescribe), struct{}{})
-	if err != nil || desc.State != rings.StateDraining {
+	if err != nil || desc.State != enjin.StateDraining {
 		t.Errorf("describe after drain: got state %q, %v; want draining", desc.State, err)
 	}
 
@@ -114,7 +114,7 @@ func TestCommands(t *testing.T) {
 	// Drain is for the rest of the node's life: later heartbeats still say so.
 	k0, _ := r0.seen()
 	harness.Eventually(t, 10*time.Second, func() bool { k, _ := r0.seen(); return k >= k0+2 }, "two more heartbeats")
-	if _, obs := r0.seen(); obs.State != rings.StateDraining {
+	if _, obs := r0.seen(); obs.State != enjin.StateDraining {
 		t.Errorf("later heartbeat: got state %q, want draining", obs.State)
 	}
 }

@@ -17,9 +17,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/vmhost"
 	"enjin/supervisors/libvirt"
 	"enjin/supervisors/sandbox"
@@ -80,7 +80,7 @@ func (n *Node) startVMs(ctx context.Context, nc *nats.Conn, nw *sandbox.Network,
 			return fetchImage(ctx, nc, digest, part, f)
 		},
 		Mint: ids.mintVM,
-		Revoke: func(t rings.TenantID, user string) {
+		Revoke: func(t enjin.TenantID, user string) {
 			if n.revokes != nil {
 				n.revokes.add(context.Background(), nc, bus.RevokeRequest{Tenant: t, User: user})
 			}
@@ -179,7 +179,7 @@ func fetchImage(ctx context.Context, nc *nats.Conn, digest, part string, f *os.F
 
 // mintVM makes a VM's bus identity: a user of its tenant's account, minted with the scoped
 // key this node holds for the tenant, named for the VM; and an attestation key.
-func (ids *identities) mintVM(ctx context.Context, t rings.TenantID, id rings.NodeID) (vmhost.Identity, error) {
+func (ids *identities) mintVM(ctx context.Context, t enjin.TenantID, id enjin.NodeID) (vmhost.Identity, error) {
 	dir := filepath.Join(ids.n.cfg.Dir, "tenants")
 	kp, err := keys.EnsureScopedKey(filepath.Join(dir, string(t)+".seed"))
 	if err != nil {
@@ -228,7 +228,7 @@ func (n *Node) vmCommands() map[string]func(*nats.Msg) (any, error) {
 	}
 	cmds := map[string]func(*nats.Msg) (any, error){
 		bus.VerbVMApply: later(func(ctx context.Context, h *vmhost.Host, m *nats.Msg) (any, error) {
-			var req rings.VMRequest
+			var req enjin.VMRequest
 			if err := json.Unmarshal(m.Data, &req); err != nil {
 				return nil, err
 			}

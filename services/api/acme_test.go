@@ -6,8 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 )
 
@@ -49,10 +49,10 @@ func TestDomainsACME(t *testing.T) {
 		}
 		for _, ta := range [][2]string{{"acme", "web"}, {"acme", "blog"}, {"evil", "site"}} {
 			e.do(t, "POST", "/v1/tenants", []byte(`{"name":"`+ta[0]+`"}`), "Authorization", asAdmin)
-			if err := e.store.AddTenantHost(t.Context(), rings.TenantID(ta[0]), "h1", "KEY"); err != nil {
+			if err := e.store.AddTenantHost(t.Context(), enjin.TenantID(ta[0]), "h1", "KEY"); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.store.PlaceApp(t.Context(), rings.TenantID(ta[0]), ta[1], "h1", nil); err != nil {
+			if _, err := e.store.PlaceApp(t.Context(), enjin.TenantID(ta[0]), ta[1], "h1", nil); err != nil {
 				t.Fatal(err)
 			}
 		}

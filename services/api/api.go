@@ -31,7 +31,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/images"
 	"enjin/services/inventory"
 	"enjin/services/webui"
@@ -49,24 +49,24 @@ type Ring0 interface {
 	OpsCreds(ctx context.Context, name string) ([]byte, error)
 	// CreateTenant creates a tenant: its record, its NATS account and a scoped signing key
 	// on the ring 1 node(s) chosen to host it.
-	CreateTenant(ctx context.Context, t rings.TenantID, metadata map[string]any) (inventory.Tenant, error)
+	CreateTenant(ctx context.Context, t enjin.TenantID, metadata map[string]any) (inventory.Tenant, error)
 	// DeleteTenant revokes and stops everything tenant t has, if its version is still version.
-	DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error
+	DeleteTenant(ctx context.Context, t enjin.TenantID, version int64) error
 	// AppsBackend is the app API of the ring 1 node running tenant t's app. With place, an
 	// app not yet placed is placed: on node if given, else where ring 0 chooses. Errors
 	// wrapping inventory.ErrNotFound mean no such tenant.
-	AppsBackend(ctx context.Context, t rings.TenantID, app string, place bool, node rings.NodeID) (AppsBackend, error)
+	AppsBackend(ctx context.Context, t enjin.TenantID, app string, place bool, node enjin.NodeID) (AppsBackend, error)
 	// AppsBackends are the app APIs of every node hosting tenant t's apps.
-	AppsBackends(ctx context.Context, t rings.TenantID) ([]AppsBackend, error)
+	AppsBackends(ctx context.Context, t enjin.TenantID) ([]AppsBackend, error)
 	// ForgetApp forgets where tenant t's destroyed app ran.
-	ForgetApp(ctx context.Context, t rings.TenantID, app string) error
+	ForgetApp(ctx context.Context, t enjin.TenantID, app string) error
 	// Decommission takes ring 1 node id out of service for good, if its version is still
 	// version: every bus credential ring 0 issued for it is revoked (its connections close
 	// at once), its attestation key is forgotten (its observations are refused) and it is
 	// marked decommissioned. Errors wrap inventory.ErrNotFound, ErrConflict (a stale
 	// version), ErrInvalid (not a ring 1 node) or ErrInUse (this ring 0 runs it as a child
 	// process, or it hosts tenants).
-	Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error)
+	Decommission(ctx context.Context, id enjin.NodeID, version int64) (inventory.Node, error)
 	// Leadership names this ring 0 member and the fencing epoch it leads with (0: another
 	// member leads, or none yet).
 	Leadership() (member string, epoch int64)
@@ -74,7 +74,7 @@ type Ring0 interface {
 
 // AppsBackend is a ring 1 node's app API: where it is and the bearer it takes.
 type AppsBackend struct {
-	Node  rings.NodeID
+	Node  enjin.NodeID
 	Base  string // http://host:port, or https://host:port
 	Token string
 	TLS   *tls.Config // with https: how to check the node's certificate
@@ -82,7 +82,7 @@ type AppsBackend struct {
 
 // JoinResult is what a joining node receives: who it is, where the bus is, and its user JWT.
 type JoinResult struct {
-	Node rings.NodeID `json:"node"`
+	Node enjin.NodeID `json:"node"`
 	NATS string       `json:"nats"`
 	JWT  string       `json:"jwt"`
 	// Servers are the brokers of every ring 0 member (NATS first), for the node to fail

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // maxAppList bounds what ring 0 reads of one node's list of a tenant's apps.
@@ -62,7 +62,7 @@ func (a *API) listApps(c *call) error {
 			var share struct{ Slot, Of int }
 			json.Unmarshal(fields["share"], &share)
 			fields["node"], _ = json.Marshal(b.Node) // where it runs: ring 0's to say
-			fields["nodes"], _ = json.Marshal([]rings.NodeID{b.Node})
+			fields["nodes"], _ = json.Marshal([]enjin.NodeID{b.Node})
 			if i, dup := at[name]; dup {
 				apps[i].fields = mergeApp(apps[i].fields, fields, share.Slot == 0)
 				continue
@@ -85,7 +85,7 @@ func (a *API) listApps(c *call) error {
 // fields, instances summed, the hosts listed.
 func mergeApp(a, b map[string]json.RawMessage, home bool) map[string]json.RawMessage {
 	var ia, ib map[string]int
-	var na, nb []rings.NodeID
+	var na, nb []enjin.NodeID
 	json.Unmarshal(a["instances"], &ia)
 	json.Unmarshal(b["instances"], &ib)
 	json.Unmarshal(a["nodes"], &na)
@@ -157,7 +157,7 @@ func (a *API) openFrom(ctx context.Context, c *call, b AppsBackend, query string
 
 // appHosts are the app APIs of the hosts running tenant t's app: its home, then its
 // replicas (none for an app on one host).
-func (a *API) appHosts(c *call, t rings.TenantID, app string) ([]AppsBackend, error) {
+func (a *API) appHosts(c *call, t enjin.TenantID, app string) ([]AppsBackend, error) {
 	home, err := a.ring0.AppsBackend(c.ctx, t, app, false, "")
 	if err != nil {
 		return nil, err
@@ -211,7 +211,7 @@ func (a *API) appInstances(c *call) error {
 
 // eachHost calls read for each of hosts running tenant t's app (its home first): a replica
 // that has not got it (yet: errNotThere) is skipped, a home that has not is the caller's 404.
-func eachHost(t rings.TenantID, app string, hosts []AppsBackend, read func(AppsBackend) error) error {
+func eachHost(t enjin.TenantID, app string, hosts []AppsBackend, read func(AppsBackend) error) error {
 	for i, b := range hosts {
 		err := read(b)
 		switch {

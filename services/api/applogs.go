@@ -12,7 +12,7 @@ import (
 	"strconv"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // maxLogLine bounds one log line as a host sends it.
@@ -21,7 +21,7 @@ const maxLogLine = 1 << 20
 // hostLine is one log line of an app spread over hosts, with the host that sent it.
 type hostLine struct {
 	at     time.Time
-	host   rings.NodeID
+	host   enjin.NodeID
 	fields map[string]json.RawMessage
 }
 
@@ -46,7 +46,7 @@ func (a *API) appLogs(c *call) error {
 		return err
 	}
 	var past []hostLine
-	last := map[rings.NodeID]time.Time{}
+	last := map[enjin.NodeID]time.Time{}
 	err = eachHost(t, app, hosts, func(b AppsBackend) error {
 		lines, err := a.logsOf(c, b, n)
 		if len(lines) > 0 {
@@ -90,7 +90,7 @@ func (a *API) logsOf(c *call, b AppsBackend, n int) ([]hostLine, error) {
 }
 
 // eachLine calls fn with every log line of resp, host's, until fn says no more.
-func eachLine(resp *http.Response, host rings.NodeID, fn func(hostLine) bool) error {
+func eachLine(resp *http.Response, host enjin.NodeID, fn func(hostLine) bool) error {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(nil, maxLogLine)
 	for sc.Scan() {
@@ -115,7 +115,7 @@ func eachLine(resp *http.Response, host rings.NodeID, fn func(hostLine) bool) er
 
 // followLogs sends, until the caller leaves or every host's stream ends, each new line of
 // the hosts' (those after last, by host), as they come.
-func (a *API) followLogs(c *call, hosts []AppsBackend, last map[rings.NodeID]time.Time, w io.Writer, rc *http.ResponseController) {
+func (a *API) followLogs(c *call, hosts []AppsBackend, last map[enjin.NodeID]time.Time, w io.Writer, rc *http.ResponseController) {
 	enc := json.NewEncoder(w)
 	lines := make(chan hostLine)
 	ended := make(chan struct{}, len(hosts))

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/appapi"
 )
 
@@ -106,12 +106,12 @@ func (a *API) forwardApps(c *call) error {
 // deployApp forwards a deploy to the node running the app — placing an app deployed for the
 // first time, on the node the admin names, if it does.
 func (a *API) deployApp(c *call) error {
-	var node rings.NodeID
+	var node enjin.NodeID
 	if s, ok := c.q.vals["node"]; ok {
 		if c.id.Caller() != "admin" {
 			return &apiError{http.StatusForbidden, "forbidden", "only the admin places apps on nodes (node=)"}
 		}
-		node = rings.NodeID(s)
+		node = enjin.NodeID(s)
 		if err := node.Validate(); err != nil {
 			return badRequest("bad_query", "node=%q: %v", trunc(s, 80), err)
 		}

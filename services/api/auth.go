@@ -17,7 +17,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -27,7 +27,7 @@ import (
 type Identity struct {
 	Name   string
 	Admin  bool
-	Tenant rings.TenantID // set: the identity speaks for this tenant only
+	Tenant enjin.TenantID // set: the identity speaks for this tenant only
 	Backup bool           // the backup credential: it may fetch backups and nothing else
 }
 
@@ -109,7 +109,7 @@ type tenantTokens struct{ store tokenStore }
 
 // tokenStore is the store's tenant-token lookup.
 type tokenStore interface {
-	TenantForToken(ctx context.Context, tok string) (rings.TenantID, error)
+	TenantForToken(ctx context.Context, tok string) (enjin.TenantID, error)
 }
 
 func (c tenantTokens) Check(r *http.Request) (Identity, bool, error) {

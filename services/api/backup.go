@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -34,7 +34,7 @@ func (c backupTokens) Check(r *http.Request) (Identity, bool, error) {
 
 // systemBackups is what issuing the backup credential answers.
 type systemBackups struct {
-	Tenant rings.TenantID `json:"tenant"` // the system tenant, whose job holds the credential
+	Tenant enjin.TenantID `json:"tenant"` // the system tenant, whose job holds the credential
 	Token  string         `json:"token"`  // the credential: GET /v1/backup only
 }
 
@@ -71,8 +71,8 @@ func (a *API) streamBackup(c *call) error {
 }
 
 func (a *API) issueBackupToken(c *call) error {
-	if _, err := a.store.GetTenant(c.ctx, rings.SystemTenant); errors.Is(err, inventory.ErrNotFound) {
-		if _, err := a.ring0.CreateTenant(c.ctx, rings.SystemTenant, map[string]any{"system": true}); err != nil {
+	if _, err := a.store.GetTenant(c.ctx, enjin.SystemTenant); errors.Is(err, inventory.ErrNotFound) {
+		if _, err := a.ring0.CreateTenant(c.ctx, enjin.SystemTenant, map[string]any{"system": true}); err != nil {
 			return err
 		}
 	} else if err != nil {
@@ -83,7 +83,7 @@ func (a *API) issueBackupToken(c *call) error {
 		return err
 	}
 	a.log.Info("backup credential issued", "by", c.id.Name)
-	a.reply(c.w, http.StatusCreated, systemBackups{Tenant: rings.SystemTenant, Token: tok})
+	a.reply(c.w, http.StatusCreated, systemBackups{Tenant: enjin.SystemTenant, Token: tok})
 	return nil
 }
 

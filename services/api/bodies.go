@@ -9,21 +9,21 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Request bodies. Fields tagged api:"required" must be present; the OpenAPI document is
 // generated from these types.
 
 type nodeCreate struct {
-	ID          rings.NodeID   `json:"id" api:"required"`
-	Ring        *rings.Ring    `json:"ring" api:"required"`
+	ID          enjin.NodeID   `json:"id" api:"required"`
+	Ring        *enjin.Ring    `json:"ring" api:"required"`
 	Label       string         `json:"label"`
 	Supervision string         `json:"supervision_strategy" api:"required"`
 	Observation string         `json:"observation_strategy" api:"required"`
 	Compartment string         `json:"compartment,omitempty"`
-	ParentNode  rings.NodeID   `json:"parent_node,omitempty"`
+	ParentNode  enjin.NodeID   `json:"parent_node,omitempty"`
 	Metadata    map[string]any `json:"metadata,omitempty"`
 }
 
@@ -51,7 +51,7 @@ func (b *nodePatch) validate() error {
 }
 
 type compartmentCreate struct {
-	Ring     *rings.Ring    `json:"ring" api:"required"`
+	Ring     *enjin.Ring    `json:"ring" api:"required"`
 	Type     string         `json:"type" api:"required"`
 	Label    string         `json:"label"`
 	Parents  []string       `json:"parents,omitempty"`
@@ -85,7 +85,7 @@ func (b *compartmentPatch) validate() error {
 }
 
 type tierCreate struct {
-	Ring     *rings.Ring    `json:"ring" api:"required"`
+	Ring     *enjin.Ring    `json:"ring" api:"required"`
 	Label    string         `json:"label"`
 	Replicas *int           `json:"replicas,omitempty"` // default 1
 	Metadata map[string]any `json:"metadata,omitempty"`
@@ -119,7 +119,7 @@ type memberPut struct {
 func (b *memberPut) validate() error { return oneOf("role", b.Role, "primary", "replica") }
 
 type promoteBody struct {
-	Failed rings.NodeID `json:"failed,omitempty"` // the primary believed failed; stale if it no longer is
+	Failed enjin.NodeID `json:"failed,omitempty"` // the primary believed failed; stale if it no longer is
 }
 
 func (b *promoteBody) validate() error { return optionalNode("failed", b.Failed) }
@@ -169,7 +169,7 @@ type tenantCreate struct {
 }
 
 func (b *tenantCreate) validate() error {
-	if !rings.IsSlug(b.Name) {
+	if !enjin.IsSlug(b.Name) {
 		return invalid("name %q: want a slug (lowercase letters, digits and inner hyphens)", trunc(b.Name, 80))
 	}
 	return checkMetadata(b.Metadata)
@@ -180,7 +180,7 @@ type opsCredsBody struct {
 }
 
 func (b *opsCredsBody) validate() error {
-	if !rings.IsSlug(b.Name) {
+	if !enjin.IsSlug(b.Name) {
 		return invalid("name %q: want a slug (lowercase letters, digits and inner hyphens)", trunc(b.Name, 80))
 	}
 	return nil
@@ -195,7 +195,7 @@ func firstErr(errs ...error) error {
 	return nil
 }
 
-func checkRing(r *rings.Ring) error {
+func checkRing(r *enjin.Ring) error {
 	if r == nil {
 		return invalid("ring is required")
 	}
@@ -233,7 +233,7 @@ func checkParents(ps []string) error {
 		return invalid("%d parents: at most 100", len(ps))
 	}
 	for _, p := range ps {
-		if !rings.IsUUID(p) {
+		if !enjin.IsUUID(p) {
 			return invalid("parent %q: want a compartment id (UUID)", trunc(p, 80))
 		}
 	}
@@ -255,13 +255,13 @@ func oneOf(field, v string, allowed ...string) error {
 }
 
 func optionalUUID(field, s string) error {
-	if s != "" && !rings.IsUUID(s) {
+	if s != "" && !enjin.IsUUID(s) {
 		return invalid("%s %q: want a UUID", field, trunc(s, 80))
 	}
 	return nil
 }
 
-func optionalNode(field string, id rings.NodeID) error {
+func optionalNode(field string, id enjin.NodeID) error {
 	if id != "" && id.Validate() != nil {
 		return invalid("%s %q: want a node id (slug or UUID)", field, trunc(string(id), 80))
 	}

@@ -15,7 +15,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // body is a request body type: it checks itself once decoded.
@@ -197,8 +197,8 @@ func trunc(s string, n int) string {
 }
 
 // pathNode reads path wildcard name as a node id.
-func pathNode(r *http.Request, name string) (rings.NodeID, error) {
-	id := rings.NodeID(r.PathValue(name))
+func pathNode(r *http.Request, name string) (enjin.NodeID, error) {
+	id := enjin.NodeID(r.PathValue(name))
 	if err := id.Validate(); err != nil {
 		return "", badRequest("bad_id", "node id %q: want a slug or a UUID", trunc(string(id), 80))
 	}
@@ -208,7 +208,7 @@ func pathNode(r *http.Request, name string) (rings.NodeID, error) {
 // pathUUID reads path wildcard name as the UUID of a compartment or tier.
 func pathUUID(r *http.Request, name, what string) (string, error) {
 	s := strings.ToLower(r.PathValue(name))
-	if !rings.IsUUID(s) {
+	if !enjin.IsUUID(s) {
 		return "", badRequest("bad_id", "%s id %q: want a UUID", what, trunc(r.PathValue(name), 80))
 	}
 	return s, nil

@@ -14,8 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/api"
 )
 
@@ -78,10 +78,10 @@ func TestDomains(t *testing.T) {
 	}
 	for _, ta := range [][2]string{{"acme", "web"}, {"acme", "blog"}, {"evil", "site"}} {
 		e.do(t, "POST", "/v1/tenants", []byte(`{"name":"`+ta[0]+`"}`), "Authorization", asAdmin)
-		if err := e.store.AddTenantHost(ctx, rings.TenantID(ta[0]), "h1", "KEY"); err != nil {
+		if err := e.store.AddTenantHost(ctx, enjin.TenantID(ta[0]), "h1", "KEY"); err != nil {
 			t.Fatal(err)
 		}
-		if _, err := e.store.PlaceApp(ctx, rings.TenantID(ta[0]), ta[1], "h1", nil); err != nil {
+		if _, err := e.store.PlaceApp(ctx, enjin.TenantID(ta[0]), ta[1], "h1", nil); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -18,7 +18,7 @@ import (
 
 	"golang.org/x/crypto/bcrypt"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/api"
 	"enjin/services/inventory"
 	"enjin/test/harness"
@@ -45,7 +45,7 @@ type testRing0 struct {
 	store   *inventory.Store
 	panicOn string                    // OpsCreds panics for this name, to prove the recover middleware
 	apps    string                    // base URL of a fake ring 1 app API hosting every tenant; "" none
-	appsOf  map[rings.TenantID]string // a ring 1 app API hosting one tenant, before apps
+	appsOf  map[enjin.TenantID]string // a ring 1 app API hosting one tenant, before apps
 	slowOps atomic.Int64              // OpsCreds takes this many nanoseconds, to prove the routes' own timeouts
 }
 
@@ -73,23 +73,23 @@ func (r *testRing0) OpsCreds(ctx context.Context, name string) ([]byte, error) {
 func (r *testRing0) Leadership() (string, int64) { return "test", 0 }
 
 // CreateTenant records the tenant only: accounts and keys are ring 0's, tested there.
-func (r *testRing0) CreateTenant(ctx context.Context, t rings.TenantID, meta map[string]any) (inventory.Tenant, error) {
+func (r *testRing0) CreateTenant(ctx context.Context, t enjin.TenantID, meta map[string]any) (inventory.Tenant, error) {
 	return r.store.CreateTenant(ctx, inventory.Tenant{ID: t, Metadata: meta})
 }
 
-func (r *testRing0) DeleteTenant(ctx context.Context, t rings.TenantID, version int64) error {
+func (r *testRing0) DeleteTenant(ctx context.Context, t enjin.TenantID, version int64) error {
 	return r.store.DeleteTenant(ctx, t, version)
 }
 
 // Decommission marks the node only: revocation is ring 0's, tested there (test/).
-func (r *testRing0) Decommission(ctx context.Context, id rings.NodeID, version int64) (inventory.Node, error) {
+func (r *testRing0) Decommission(ctx context.Context, id enjin.NodeID, version int64) (inventory.Node, error) {
 	return r.store.Decommission(ctx, id, version)
 }
 
 // AppsBackend: app operations are tested end to end (test/apps_test.go, test/hosts_test.go);
 // here every tenant is hosted by the fake ring 1 at r.apps, if it is set, and by nobody
 // otherwise.
-func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID, _ string, _ bool, _ rings.NodeID) (api.AppsBackend, error) {
+func (r *testRing0) AppsBackend(ctx context.Context, t enjin.TenantID, _ string, _ bool, _ enjin.NodeID) (api.AppsBackend, error) {
 	all, err := r.AppsBackends(ctx, t)
 	if err != nil {
 		return api.AppsBackend{}, err
@@ -100,7 +100,7 @@ func (r *testRing0) AppsBackend(ctx context.Context, t rings.TenantID, _ string,
 	return all[0], nil
 }
 
-func (r *testRing0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.AppsBackend, error) {
+func (r *testRing0) AppsBackends(ctx context.Context, t enjin.TenantID) ([]api.AppsBackend, error) {
 	if _, err := r.store.GetTenant(ctx, t); err != nil {
 		return nil, err
 	}
@@ -113,7 +113,7 @@ func (r *testRing0) AppsBackends(ctx context.Context, t rings.TenantID) ([]api.A
 	return nil, nil
 }
 
-func (r *testRing0) ForgetApp(context.Context, rings.TenantID, string) error { return nil }
+func (r *testRing0) ForgetApp(context.Context, enjin.TenantID, string) error { return nil }
 
 // ring1Token is the token the fake ring 1 app API takes.
 const ring1Token = "ring1-apps-token"

@@ -4,7 +4,7 @@ import (
 	"context"
 	"net/http"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -12,9 +12,9 @@ import (
 type Hosts interface {
 	// GrowHost starts a new ring 1 host as a VM on ring 1 node parent, which joins with a
 	// one-time token ring 0 hands it in its metadata, and returns its node record.
-	GrowHost(ctx context.Context, parent rings.NodeID, in HostCreate) (inventory.Node, error)
+	GrowHost(ctx context.Context, parent enjin.NodeID, in HostCreate) (inventory.Node, error)
 	// HostConsole is the last part of a ring 1 host VM's serial console.
-	HostConsole(ctx context.Context, id rings.NodeID) (string, error)
+	HostConsole(ctx context.Context, id enjin.NodeID) (string, error)
 }
 
 // HostCreate is the body of POST /v1/nodes/{node}/hosts.
@@ -28,7 +28,7 @@ func (b *HostCreate) validate() error {
 	switch {
 	case b.Image == "" || len(b.Image) > 100:
 		return invalid("image: want a public image's id or name")
-	case !rings.IsSlug(b.MachineType):
+	case !enjin.IsSlug(b.MachineType):
 		return invalid("machine_type %q: want the name of one of /v1/machine-types", trunc(b.MachineType, 80))
 	}
 	return checkLabel(b.Label)

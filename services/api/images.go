@@ -10,7 +10,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/images"
 	"enjin/services/inventory"
 )
@@ -65,21 +65,21 @@ func (a *API) listImages(c *call) error {
 		return err
 	}
 	switch {
-	case hasTenant && !rings.IsSlug(t):
+	case hasTenant && !enjin.IsSlug(t):
 		return badRequest("bad_query", "tenant %q: want a slug", trunc(t, 80))
 	case hasTenant && public == 1:
 		return badRequest("bad_query", "tenant and public=1 select different images: give one")
-	case hasTenant && c.id.Tenant != "" && rings.TenantID(t) != c.id.Tenant:
+	case hasTenant && c.id.Tenant != "" && enjin.TenantID(t) != c.id.Tenant:
 		return &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may not reach tenant %q", c.id.Name, t)}
 	}
 	f := inventory.ImageFilter{Name: c.q.vals["name"]}
 	switch {
 	case hasTenant:
-		f.Owners = []rings.TenantID{rings.TenantID(t)}
+		f.Owners = []enjin.TenantID{enjin.TenantID(t)}
 	case public == 1:
-		f.Owners = []rings.TenantID{""}
+		f.Owners = []enjin.TenantID{""}
 	case c.id.Tenant != "":
-		f.Owners = []rings.TenantID{"", c.id.Tenant}
+		f.Owners = []enjin.TenantID{"", c.id.Tenant}
 	}
 	ims, err := a.store.ListImages(c.ctx, f)
 	if err != nil {
@@ -137,7 +137,7 @@ func (a *API) digestUsed(ctx context.Context) func(string) (bool, error) {
 // upload is what both upload routes check before reading a byte of the body: the owner
 // (which the caller must be allowed to write to), the name, the body's type and declared
 // length, and that the name is free.
-func (a *API) upload(c *call, mediaType string, limit int64) (name string, owner rings.TenantID, err error) {
+func (a *API) upload(c *call, mediaType string, limit int64) (name string, owner enjin.TenantID, err error) {
 	if a.images == nil {
 		return "", "", errNoImages
 	}
@@ -145,7 +145,7 @@ func (a *API) upload(c *call, mediaType string, limit int64) (name string, owner
 		return "", "", err
 	}
 	name = c.q.vals["name"]
-	if !rings.IsSlug(name) || rings.IsUUID(name) {
+	if !enjin.IsSlug(name) || enjin.IsUUID(name) {
 		return "", "", badRequest("bad_query", "name %q: want a slug (lowercase letters, digits and inner hyphens) that is not a UUID", trunc(name, 80))
 	}
 	if mt, _, err := mime.ParseMediaType(c.r.Header.Get("Content-Type")); err != nil || mt != mediaType {
@@ -155,7 +155,7 @@ func (a *API) upload(c *call, mediaType string, limit int64) (name string, owner
 	if c.r.ContentLength > limit {
 		return "", "", &apiError{http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("request body of %d bytes: the limit is %d", c.r.ContentLength, limit)}
 	}
-	taken, err := a.store.ListImages(c.ctx, inventory.ImageFilter{Owners: []rings.TenantID{owner}, Name: name})
+	taken, err := a.store.ListImages(c.ctx, inventory.ImageFilter{Owners: []enjin.TenantID{owner}, Name: name})
 	if err != nil {
 		return "", "", err
 	}
@@ -167,23 +167,23 @@ func (a *API) upload(c *call, mediaType string, limit int64) (name string, owner
 
 // imageOwner is the tenant an upload is for: the caller's own for a tenant's identity (which
 // may name it, and no other), else the tenant named, or none for a public image.
-func (a *API) imageOwner(c *call) (rings.TenantID, error) {
+func (a *API) imageOwner(c *call) (enjin.TenantID, error) {
 	t, given := c.q.vals["tenant"]
 	switch {
-	case given && !rings.IsSlug(t):
+	case given && !enjin.IsSlug(t):
 		return "", badRequest("bad_query", "tenant %q: want a slug", trunc(t, 80))
-	case c.id.Tenant != "" && given && rings.TenantID(t) != c.id.Tenant:
+	case c.id.Tenant != "" && given && enjin.TenantID(t) != c.id.Tenant:
 		return "", &apiError{http.StatusForbidden, "forbidden", fmt.Sprintf("%s may not reach tenant %q", c.id.Name, t)}
 	case c.id.Tenant != "":
 		return c.id.Tenant, nil
 	case given:
-		_, err := a.store.GetTenant(c.ctx, rings.TenantID(t))
-		return rings.TenantID(t), err
+		_, err := a.store.GetTenant(c.ctx, enjin.TenantID(t))
+		return enjin.TenantID(t), err
 	}
 	return "", nil
 }
 
-func ownerName(t rings.TenantID) string {
+func ownerName(t enjin.TenantID) string {
 	if t == "" {
 		return "the public"
 	}
@@ -251,7 +251,7 @@ func (a *API) uploadKernel(c *call) error {
 }
 
 // refusal logs an upload the store refused, which is a tenant's attempt worth a line.
-func (a *API) refusal(c *call, owner rings.TenantID, name string, err error) error {
+func (a *API) refusal(c *call, owner enjin.TenantID, name string, err error) error {
 	if re, ok := errors.AsType[*images.RefusedError](err); ok {
 		a.log.Info("image refused", "tenant", owner, "name", name, "caller", c.id.Name, "reason", re.Reason)
 	}

@@ -6,16 +6,16 @@ import (
 	"slices"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
 // latestObservation is a node's newest signed observation and ring 0's check of it.
 type latestObservation struct {
-	Node       rings.NodeID `json:"node"`
-	Observer   rings.NodeID `json:"observer,omitempty"` // the node that observed and signed it, if not the node
+	Node       enjin.NodeID `json:"node"`
+	Observer   enjin.NodeID `json:"observer,omitempty"` // the node that observed and signed it, if not the node
 	Seq        uint64       `json:"seq"`
 	TsNs       int64        `json:"ts_ns"`
 	ReceivedAt time.Time    `json:"received_at"`
@@ -35,7 +35,7 @@ func (a *API) latestObservations(c *call) error {
 	if err != nil {
 		return err
 	}
-	current := make(map[rings.NodeID]string, len(nodes))
+	current := make(map[enjin.NodeID]string, len(nodes))
 	for _, n := range nodes {
 		current[n.ID] = n.AttestPub
 	}
@@ -43,7 +43,7 @@ func (a *API) latestObservations(c *call) error {
 	if err != nil {
 		return err
 	}
-	earlier := map[rings.NodeID][]string{} // signer → every key it has had, read once
+	earlier := map[enjin.NodeID][]string{} // signer → every key it has had, read once
 	out := latestList{Observations: make([]latestObservation, 0, len(obs))}
 	for _, o := range obs {
 		signer := o.Node
@@ -70,7 +70,7 @@ func (a *API) latestObservations(c *call) error {
 }
 
 // keysOf lists every attestation key node's recorded versions held.
-func (a *API) keysOf(ctx context.Context, node rings.NodeID) ([]string, error) {
+func (a *API) keysOf(ctx context.Context, node enjin.NodeID) ([]string, error) {
 	h, err := a.store.History(ctx, "node", string(node))
 	if err != nil {
 		return nil, err
@@ -87,7 +87,7 @@ func (a *API) keysOf(ctx context.Context, node rings.NodeID) ([]string, error) {
 }
 
 // checkObservation says why o, signed by signer, does not verify, or "" if it does.
-func checkObservation(o inventory.Observation, signer rings.NodeID, known bool) string {
+func checkObservation(o inventory.Observation, signer enjin.NodeID, known bool) string {
 	if !known {
 		return "signer is not a key registered for the node"
 	}

@@ -4,7 +4,7 @@ import (
 	"net/http"
 	"net/netip"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -25,10 +25,10 @@ type NetworkCreate struct {
 
 func (b *NetworkCreate) validate() error {
 	var err error
-	if !rings.IsSlug(b.Name) {
+	if !enjin.IsSlug(b.Name) {
 		return invalid("name %q: want a slug", trunc(b.Name, 80))
 	}
-	if b.Name == rings.DefaultNetwork {
+	if b.Name == enjin.DefaultNetwork {
 		return invalid("name %q: the node's own network is called so; choose another", b.Name)
 	}
 	if b.cidr4, err = netip.ParsePrefix(b.CIDR4); err != nil || !b.cidr4.Addr().Is4() || b.cidr4.Bits() < 8 || b.cidr4.Bits() > 29 {

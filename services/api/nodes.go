@@ -10,14 +10,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"enjin"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
 type nodeList struct {
 	Nodes []inventory.Node `json:"nodes"`
-	Next  rings.NodeID     `json:"next,omitempty"` // pass as after= for the next page; absent on the last
+	Next  enjin.NodeID     `json:"next,omitempty"` // pass as after= for the next page; absent on the last
 }
 
 func (a *API) listNodes(c *call) error {
@@ -90,7 +90,7 @@ func (a *API) decommissionNode(c *call) error {
 }
 
 type observationList struct {
-	Observations []rings.SignedObservation `json:"observations"`
+	Observations []enjin.SignedObservation `json:"observations"`
 }
 
 // nodeFilter reads the node list's query parameters.
@@ -100,14 +100,14 @@ func nodeFilter(q query) (inventory.NodeFilter, error) {
 		if len(s) != 1 || s[0] < '0' || s[0] > '2' {
 			return f, badRequest("bad_query", "ring %q: want 0, 1 or 2", trunc(s, 40))
 		}
-		r := rings.Ring(s[0] - '0')
+		r := enjin.Ring(s[0] - '0')
 		f.Ring = &r
 	}
 	if f.State != "" && oneOf("state", f.State, nodeStates...) != nil {
 		return f, badRequest("bad_query", "state %q: want one of %s", trunc(f.State, 40), strings.Join(nodeStates, ", "))
 	}
 	if s, ok := q.vals["after"]; ok {
-		if f.After = rings.NodeID(s); f.After.Validate() != nil {
+		if f.After = enjin.NodeID(s); f.After.Validate() != nil {
 			return f, badRequest("bad_query", "after %q: want a node id", trunc(s, 80))
 		}
 	}
@@ -142,10 +142,10 @@ func (a *API) observations(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := observationList{Observations: make([]rings.SignedObservation, len(obs))}
+	out := observationList{Observations: make([]enjin.SignedObservation, len(obs))}
 	enc := base64.RawURLEncoding
 	for i, o := range obs {
-		out.Observations[i] = rings.SignedObservation{Node: o.Node, Seq: o.Seq, TsNs: o.TsNs, ReceivedAt: o.Received,
+		out.Observations[i] = enjin.SignedObservation{Node: o.Node, Seq: o.Seq, TsNs: o.TsNs, ReceivedAt: o.Received,
 			Signer: o.Signer, Sig: enc.EncodeToString(o.Sig), Payload: enc.EncodeToString(o.Payload), Observer: o.Observer}
 		if utf8.Valid(o.Payload) && json.Valid(o.Payload) {
 			out.Observations[i].Observation = o.Payload

@@ -11,9 +11,9 @@ import (
 
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
@@ -107,7 +107,7 @@ func nodeSteps(e *env) []step {
 
 // ingest stores three observations of node signed with a fresh attestation key (the last
 // with a payload that is not JSON) and returns the key.
-func ingest(t *testing.T, s *inventory.Store, node rings.NodeID) string {
+func ingest(t *testing.T, s *inventory.Store, node enjin.NodeID) string {
 	t.Helper()
 	k, err := keys.NewAttestation()
 	if err != nil {
@@ -132,7 +132,7 @@ func checkObservations(t *testing.T, r response, v map[string]string) {
 	want("observations.0.seq", "3", "observations.1.observation.seq", "2", "observations.0.observation", "")(t, r, v)
 	var page struct {
 		Observations []struct {
-			Node    rings.NodeID `json:"node"`
+			Node    enjin.NodeID `json:"node"`
 			Seq     uint64       `json:"seq"`
 			TsNs    int64        `json:"ts_ns"`
 			Signer  string       `json:"signer"`

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/appapi"
 )
 
@@ -265,7 +265,7 @@ var (
 
 	jsonMarshaler = reflect.TypeFor[json.Marshaler]()
 	textMarshaler = reflect.TypeFor[encoding.TextMarshaler]()
-	ringType      = reflect.TypeFor[rings.Ring]()
+	ringType      = reflect.TypeFor[enjin.Ring]()
 )
 
 func (g *schemaGen) schema(t reflect.Type) map[string]any {

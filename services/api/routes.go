@@ -7,7 +7,7 @@ import (
 	"slices"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -67,7 +67,7 @@ type call struct {
 	in         body // decoded and validated body, nil if the route takes none
 }
 
-func (c *call) node() rings.NodeID { return rings.NodeID(c.path["node"]) }
+func (c *call) node() enjin.NodeID { return enjin.NodeID(c.path["node"]) }
 
 // wildcard checks and documents one kind of path wildcard, by name.
 type wildcard struct {
@@ -94,8 +94,8 @@ var wildcards = map[string]wildcard{
 	"file":        {"a file name of the web view, such as app.js", checkStaticName},
 }
 
-func checkNodeID(s string) (string, bool)   { return s, rings.NodeID(s).Validate() == nil }
-func checkTenantID(s string) (string, bool) { return s, rings.IsSlug(s) }
+func checkNodeID(s string) (string, bool)   { return s, enjin.NodeID(s).Validate() == nil }
+func checkTenantID(s string) (string, bool) { return s, enjin.IsSlug(s) }
 func checkProcType(s string) (string, bool) {
 	return s, len(s) > 0 && len(s) <= 31 && s[0] >= 'a' && s[0] <= 'z' && strings.Trim(s, "abcdefghijklmnopqrstuvwxyz0123456789_-") == ""
 }
@@ -116,7 +116,7 @@ func checkMAC(s string) (string, bool) {
 	}
 	return s, true
 }
-func checkUUID(s string) (string, bool) { s = strings.ToLower(s); return s, rings.IsUUID(s) }
+func checkUUID(s string) (string, bool) { s = strings.ToLower(s); return s, enjin.IsUUID(s) }
 func checkKind(s string) (string, bool) {
 	return s, s == "node" || s == "compartment" || s == "tier"
 }

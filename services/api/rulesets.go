@@ -4,24 +4,24 @@ import (
 	"context"
 	"net/http"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
 // Rulesets is what the rule set routes need from ring 0 beyond the store: a changed rule set
 // is carried to every NIC that names it.
 type Rulesets interface {
-	RulesetChanged(ctx context.Context, t rings.TenantID, name string) error
+	RulesetChanged(ctx context.Context, t enjin.TenantID, name string) error
 }
 
 // RulesetCreate is the body of POST /v1/tenants/{tenant}/rulesets.
 type RulesetCreate struct {
 	Name  string       `json:"name" api:"required"`
-	Rules []rings.Rule `json:"rules"`
+	Rules []enjin.Rule `json:"rules"`
 }
 
 func (b *RulesetCreate) validate() error {
-	if !rings.IsSlug(b.Name) {
+	if !enjin.IsSlug(b.Name) {
 		return invalid("name %q: want a slug", trunc(b.Name, 80))
 	}
 	return validRules(b.Rules)
@@ -29,14 +29,14 @@ func (b *RulesetCreate) validate() error {
 
 // RulesetUpdate is the body of PUT /v1/tenants/{tenant}/rulesets/{ruleset}: the new rules.
 type RulesetUpdate struct {
-	Rules []rings.Rule `json:"rules" api:"required"`
+	Rules []enjin.Rule `json:"rules" api:"required"`
 }
 
 func (b *RulesetUpdate) validate() error { return validRules(b.Rules) }
 
-func validRules(rs []rings.Rule) error {
-	if len(rs) > rings.MaxRules {
-		return invalid("rules: %d is more than %d", len(rs), rings.MaxRules)
+func validRules(rs []enjin.Rule) error {
+	if len(rs) > enjin.MaxRules {
+		return invalid("rules: %d is more than %d", len(rs), enjin.MaxRules)
 	}
 	for i, r := range rs {
 		if err := r.Validate(); err != nil {
@@ -51,7 +51,7 @@ func validRules(rs []rings.Rule) error {
 
 // checkRemoteRulesets refuses rules naming a rule set tenant t does not have, but self: a set
 // may name itself ("its members talk to each other").
-func (a *API) checkRemoteRulesets(c *call, self string, rs []rings.Rule) error {
+func (a *API) checkRemoteRulesets(c *call, self string, rs []enjin.Rule) error {
 	for i, r := range rs {
 		if r.RemoteRuleset == "" || r.RemoteRuleset == self {
 			continue

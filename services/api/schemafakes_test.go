@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/api"
 	"enjin/services/appapi"
 	"enjin/services/inventory"
@@ -21,7 +21,7 @@ type storeVMs struct{ store *inventory.Store }
 
 const vmNode = "vmhost"
 
-func (s storeVMs) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreate) (inventory.VM, error) {
+func (s storeVMs) CreateVM(ctx context.Context, t enjin.TenantID, in api.VMCreate) (inventory.VM, error) {
 	nics := []inventory.NIC{{MAC: "52:54:00:00:00:01", Network: "default"}}
 	for i, n := range in.Networks {
 		nics = append(nics, inventory.NIC{MAC: fmt.Sprintf("52:54:00:00:00:%02x", i+2), Network: n, Rulesets: in.Rulesets, Router: n == in.Router})
@@ -31,7 +31,7 @@ func (s storeVMs) CreateVM(ctx context.Context, t rings.TenantID, in api.VMCreat
 }
 
 // update applies edit to tenant t's VM name, if its version is still version (0: any).
-func (s storeVMs) update(ctx context.Context, t rings.TenantID, name string, version int64, edit func(*inventory.VM)) (inventory.VM, error) {
+func (s storeVMs) update(ctx context.Context, t enjin.TenantID, name string, version int64, edit func(*inventory.VM)) (inventory.VM, error) {
 	v, err := s.store.GetVM(ctx, t, name)
 	if err != nil {
 		return v, err
@@ -43,25 +43,25 @@ func (s storeVMs) update(ctx context.Context, t rings.TenantID, name string, ver
 	return s.store.UpdateVM(ctx, v)
 }
 
-func (s storeVMs) SetVMState(ctx context.Context, t rings.TenantID, name, state string, version int64) (inventory.VM, error) {
+func (s storeVMs) SetVMState(ctx context.Context, t enjin.TenantID, name, state string, version int64) (inventory.VM, error) {
 	return s.update(ctx, t, name, version, func(v *inventory.VM) { v.DesiredState = state })
 }
 
-func (s storeVMs) RebootVM(ctx context.Context, t rings.TenantID, name string) (inventory.VM, error) {
+func (s storeVMs) RebootVM(ctx context.Context, t enjin.TenantID, name string) (inventory.VM, error) {
 	return s.store.GetVM(ctx, t, name)
 }
 
-func (s storeVMs) DestroyVM(ctx context.Context, t rings.TenantID, name string, version int64) error {
+func (s storeVMs) DestroyVM(ctx context.Context, t enjin.TenantID, name string, version int64) error {
 	return s.store.DeleteVM(ctx, t, name, version)
 }
 
-func (s storeVMs) AddVMNIC(ctx context.Context, t rings.TenantID, name string, nic api.NICAdd, version int64) (inventory.VM, error) {
+func (s storeVMs) AddVMNIC(ctx context.Context, t enjin.TenantID, name string, nic api.NICAdd, version int64) (inventory.VM, error) {
 	return s.update(ctx, t, name, version, func(v *inventory.VM) {
 		v.Spec.NICs = append(v.Spec.NICs, inventory.NIC{MAC: "52:54:00:00:01:01", Network: nic.Network, Rulesets: nic.Rulesets})
 	})
 }
 
-func (s storeVMs) RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac string, version int64) (inventory.VM, error) {
+func (s storeVMs) RemoveVMNIC(ctx context.Context, t enjin.TenantID, name, mac string, version int64) (inventory.VM, error) {
 	return s.update(ctx, t, name, version, func(v *inventory.VM) {
 		var kept []inventory.NIC
 		for _, n := range v.Spec.NICs {
@@ -73,16 +73,16 @@ func (s storeVMs) RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac s
 	})
 }
 
-func (s storeVMs) VMConsole(ctx context.Context, t rings.TenantID, name string) (string, error) {
+func (s storeVMs) VMConsole(ctx context.Context, t enjin.TenantID, name string) (string, error) {
 	_, err := s.store.GetVM(ctx, t, name)
 	return "login: ", err
 }
 
-func (s storeVMs) CreateVolume(ctx context.Context, t rings.TenantID, name string, sizeGB int) (inventory.Volume, error) {
+func (s storeVMs) CreateVolume(ctx context.Context, t enjin.TenantID, name string, sizeGB int) (inventory.Volume, error) {
 	return s.store.CreateVolume(ctx, inventory.Volume{ID: inventory.NewID(), Tenant: t, Name: name, SizeGB: sizeGB, Node: vmNode})
 }
 
-func (s storeVMs) AttachVolume(ctx context.Context, t rings.TenantID, name, vm string, version int64) (inventory.Volume, error) {
+func (s storeVMs) AttachVolume(ctx context.Context, t enjin.TenantID, name, vm string, version int64) (inventory.Volume, error) {
 	v, err := s.store.GetVolume(ctx, t, name)
 	if err != nil {
 		return v, err
@@ -99,21 +99,21 @@ func (s storeVMs) AttachVolume(ctx context.Context, t rings.TenantID, name, vm s
 	return s.store.AttachVolume(ctx, v, id)
 }
 
-func (s storeVMs) DeleteVolume(ctx context.Context, t rings.TenantID, name string, version int64) error {
+func (s storeVMs) DeleteVolume(ctx context.Context, t enjin.TenantID, name string, version int64) error {
 	return s.store.DeleteVolume(ctx, t, name, version)
 }
 
-func (s storeVMs) GrowHost(ctx context.Context, parent rings.NodeID, in api.HostCreate) (inventory.Node, error) {
-	return s.store.CreateNode(ctx, inventory.Node{ID: rings.NodeID(string(parent) + "-h1"), Ring: rings.Ring1, Label: in.Label,
+func (s storeVMs) GrowHost(ctx context.Context, parent enjin.NodeID, in api.HostCreate) (inventory.Node, error) {
+	return s.store.CreateNode(ctx, inventory.Node{ID: enjin.NodeID(string(parent) + "-h1"), Ring: enjin.Ring1, Label: in.Label,
 		Supervision: "libvirt", Observation: "self", ParentNode: string(parent)})
 }
 
-func (s storeVMs) HostConsole(ctx context.Context, id rings.NodeID) (string, error) {
+func (s storeVMs) HostConsole(ctx context.Context, id enjin.NodeID) (string, error) {
 	_, err := s.store.GetNode(ctx, id)
 	return "ring1 login: ", err
 }
 
-func (s storeVMs) RulesetChanged(context.Context, rings.TenantID, string) error { return nil }
+func (s storeVMs) RulesetChanged(context.Context, enjin.TenantID, string) error { return nil }
 
 // typedRing1 is ring 1's app API answering from package appapi's types, which apphost's
 // handlers answer with too, its handlers registered by operation from appapi's table as
@@ -125,7 +125,7 @@ func typedRing1(t *testing.T) http.HandlerFunc {
 	rel := appapi.Release{Number: 2, Digest: "sha256-ab", Created: when, Status: "live", Manifest: appapi.Manifest{
 		Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1}, MemoryMB: 256, CPUMillis: 500,
 		Pids: 64, DiskMB: 64, TmpMB: 16, Health: "/", Env: map[string]string{"A": "***"}, OneHost: true,
-		Networks: []rings.AppNetwork{{Name: "net1", Rulesets: []string{"web"}}},
+		Networks: []enjin.AppNetwork{{Name: "net1", Rulesets: []string{"web"}}},
 		Cron:     map[string]appapi.CronJob{"tick": {Schedule: "@hourly", Command: "./tick"}}}}
 	inst := appapi.InstanceInfo{ID: inventory.NewID(), Name: "web.0", Node: "ring1-test", Type: "web", Release: 2,
 		Address: "10.0.0.2", Port: 8080, State: "running", Restarts: 1, Started: when, PID: 42, Exit: "exit status 1",

@@ -8,7 +8,7 @@ import (
 	"path/filepath"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/apphost"
 	"enjin/supervisors/sandbox"
 	"enjin/test/harness"
@@ -81,7 +81,7 @@ func realAppSteps(t *testing.T, e *env, url string) []step {
 	bundle := string(workerBundle(t))
 	return []step{
 		{name: "real: tenant", method: "POST", path: "/v1/tenants", auth: asAdmin, body: `{"name":"real"}`, status: 201,
-			before: func(*testing.T, map[string]string) { e.ring0.appsOf = map[rings.TenantID]string{"real": url} }},
+			before: func(*testing.T, map[string]string) { e.ring0.appsOf = map[enjin.TenantID]string{"real": url} }},
 		{name: "real: no apps", method: "GET", path: p, auth: asBob, status: 200, check: count("apps", 0)},
 		{name: "real: deploy", method: "POST", path: p + "/solo/releases", auth: asAdmin, hdr: gz, body: bundle, status: 201, check: want("number", "1", "status", "live")},
 		{name: "real: deploy no bundle", method: "POST", path: p + "/solo/releases", auth: asAdmin, hdr: gz, body: "not gzip", status: 422, code: "invalid"},

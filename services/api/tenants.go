@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -12,7 +12,7 @@ type tenantList struct {
 	Tenants []inventory.Tenant `json:"tenants"`
 }
 
-func (c *call) tenant() rings.TenantID { return rings.TenantID(c.path["tenant"]) }
+func (c *call) tenant() enjin.TenantID { return enjin.TenantID(c.path["tenant"]) }
 
 func (a *API) listTenants(c *call) error {
 	ts, err := a.store.ListTenants(c.ctx)
@@ -25,10 +25,10 @@ func (a *API) listTenants(c *call) error {
 
 func (a *API) createTenant(c *call) error {
 	b := c.in.(*tenantCreate)
-	if rings.TenantID(b.Name) == rings.SystemTenant {
+	if enjin.TenantID(b.Name) == enjin.SystemTenant {
 		return &apiError{http.StatusConflict, "reserved", fmt.Sprintf("tenant %q is the cloud's own (see POST /v1/system/backups)", b.Name)}
 	}
-	t, err := a.ring0.CreateTenant(c.ctx, rings.TenantID(b.Name), b.Metadata)
+	t, err := a.ring0.CreateTenant(c.ctx, enjin.TenantID(b.Name), b.Metadata)
 	if err != nil {
 		return err
 	}
@@ -65,12 +65,12 @@ func (b *tokenBody) validate() error {
 }
 
 type tenantToken struct {
-	Tenant rings.TenantID `json:"tenant"`
+	Tenant enjin.TenantID `json:"tenant"`
 	Token  string         `json:"token"`
 }
 
 func (a *API) tenantToken(c *call) error {
-	if c.tenant() == rings.SystemTenant {
+	if c.tenant() == enjin.SystemTenant {
 		return &apiError{http.StatusConflict, "reserved", fmt.Sprintf("tenant %q is the cloud's own: it is given no tenant token", c.tenant())}
 	}
 	if _, err := a.store.GetTenant(c.ctx, c.tenant()); err != nil {

@@ -8,9 +8,9 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 	"enjin/services/webui"
 )
@@ -231,7 +231,7 @@ func TestLatestObservations(t *testing.T) {
 	for seq := uint64(1); seq <= 2; seq++ {
 		o := inventory.Observation{Node: "good", Seq: seq, TsNs: time.Now().UnixNano(), Received: time.Now(),
 			Signer: k.Public(), Payload: []byte(`{"state":"up"}`), State: "up"}
-		o.Sig = k.Sign(bus.Canonical(nil, rings.NodeID("good"), o.TsNs, o.Seq, o.Payload))
+		o.Sig = k.Sign(bus.Canonical(nil, enjin.NodeID("good"), o.TsNs, o.Seq, o.Payload))
 		batch = append(batch, o)
 	}
 	if err := e.store.Ingest(t.Context(), batch); err != nil {

@@ -4,7 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // compartmentUsage is what the nodes in a compartment and below it use, summed from each
@@ -25,7 +25,7 @@ type compartmentUsage struct {
 }
 
 type nodeUsed struct {
-	Node      rings.NodeID `json:"node"`
+	Node      enjin.NodeID `json:"node"`
 	State     string       `json:"state"`
 	CPU       float64      `json:"cpu"`
 	MemBytes  uint64       `json:"mem_bytes"`
@@ -44,7 +44,7 @@ func (a *API) compartmentUsage(c *call) error {
 		if cl.State == "up" {
 			u.NodesUp++
 		}
-		var o rings.Observation
+		var o enjin.Observation
 		if cl.Payload != nil && json.Unmarshal(cl.Payload, &o) == nil {
 			u.Reporting++
 			n.CPU, n.MemBytes, n.Instances = o.CPU, o.MemBytes, len(o.Children)

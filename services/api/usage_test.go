@@ -6,9 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/inventory"
 )
 
@@ -34,8 +34,8 @@ func TestCompartmentUsage(t *testing.T) {
 			t.Fatalf("node %s: %d %s", node, r.status, r.body)
 		}
 	}
-	claim := func(cpu float64, mem uint64, kids ...rings.Child) string {
-		b, _ := json.Marshal(rings.Observation{State: "up", CPU: cpu, MemBytes: mem, VMMemoryMB: 1024, Children: kids})
+	claim := func(cpu float64, mem uint64, kids ...enjin.Child) string {
+		b, _ := json.Marshal(enjin.Observation{State: "up", CPU: cpu, MemBytes: mem, VMMemoryMB: 1024, Children: kids})
 		return string(b)
 	}
 	k, _ := keys.NewAttestation()
@@ -44,12 +44,12 @@ func TestCompartmentUsage(t *testing.T) {
 		node, observer, payload string
 	}{
 		{"h1", "", claim(0.5, 100)}, // older: not counted
-		{"h1", "", claim(0.25, 200, rings.Child{Node: "i1", Tenant: "acme", App: "web", CPU: 0.5, MemBytes: 1000})},
+		{"h1", "", claim(0.25, 200, enjin.Child{Node: "i1", Tenant: "acme", App: "web", CPU: 0.5, MemBytes: 1000})},
 		{"h2", "", claim(0.125, 300)},
 		{"h2", "h2", claim(9, 9999)}, // newer, but a child's: the host's claim stays the one above
 	} {
-		ob := inventory.Observation{Node: rings.NodeID(o.node), Seq: uint64(i + 1), TsNs: time.Now().UnixNano(), Received: time.Now(),
-			Signer: k.Public(), Payload: []byte(o.payload), State: "up", Observer: rings.NodeID(o.observer)}
+		ob := inventory.Observation{Node: enjin.NodeID(o.node), Seq: uint64(i + 1), TsNs: time.Now().UnixNano(), Received: time.Now(),
+			Signer: k.Public(), Payload: []byte(o.payload), State: "up", Observer: enjin.NodeID(o.observer)}
 		ob.Sig = k.Sign(bus.Canonical(nil, ob.Node, ob.TsNs, ob.Seq, ob.Payload))
 		batch = append(batch, ob)
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -25,16 +25,16 @@ var ErrNodeFailed = errors.New("the ring 1 node did not carry it out")
 // VMs is what the VM routes need from ring 0: each operation records what is wanted and has
 // the VM's ring 1 node carry it out, answering once it has (or ErrNodeFailed).
 type VMs interface {
-	CreateVM(ctx context.Context, t rings.TenantID, in VMCreate) (inventory.VM, error)
-	SetVMState(ctx context.Context, t rings.TenantID, name, state string, version int64) (inventory.VM, error)
-	RebootVM(ctx context.Context, t rings.TenantID, name string) (inventory.VM, error)
-	DestroyVM(ctx context.Context, t rings.TenantID, name string, version int64) error
-	AddVMNIC(ctx context.Context, t rings.TenantID, name string, nic NICAdd, version int64) (inventory.VM, error)
-	RemoveVMNIC(ctx context.Context, t rings.TenantID, name, mac string, version int64) (inventory.VM, error)
-	VMConsole(ctx context.Context, t rings.TenantID, name string) (string, error)
-	CreateVolume(ctx context.Context, t rings.TenantID, name string, sizeGB int) (inventory.Volume, error)
-	AttachVolume(ctx context.Context, t rings.TenantID, name, vm string, version int64) (inventory.Volume, error)
-	DeleteVolume(ctx context.Context, t rings.TenantID, name string, version int64) error
+	CreateVM(ctx context.Context, t enjin.TenantID, in VMCreate) (inventory.VM, error)
+	SetVMState(ctx context.Context, t enjin.TenantID, name, state string, version int64) (inventory.VM, error)
+	RebootVM(ctx context.Context, t enjin.TenantID, name string) (inventory.VM, error)
+	DestroyVM(ctx context.Context, t enjin.TenantID, name string, version int64) error
+	AddVMNIC(ctx context.Context, t enjin.TenantID, name string, nic NICAdd, version int64) (inventory.VM, error)
+	RemoveVMNIC(ctx context.Context, t enjin.TenantID, name, mac string, version int64) (inventory.VM, error)
+	VMConsole(ctx context.Context, t enjin.TenantID, name string) (string, error)
+	CreateVolume(ctx context.Context, t enjin.TenantID, name string, sizeGB int) (inventory.Volume, error)
+	AttachVolume(ctx context.Context, t enjin.TenantID, name, vm string, version int64) (inventory.Volume, error)
+	DeleteVolume(ctx context.Context, t enjin.TenantID, name string, version int64) error
 }
 
 // VMCreate is the body of POST /v1/tenants/{tenant}/vms.
@@ -55,11 +55,11 @@ var sshKey = regexp.MustCompile(`^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|
 
 func (b *VMCreate) validate() error {
 	switch {
-	case !rings.IsSlug(b.Name):
+	case !enjin.IsSlug(b.Name):
 		return invalid("name %q: want a slug", trunc(b.Name, 80))
 	case b.Image == "" || len(b.Image) > 100:
 		return invalid("image: want an image's id or name")
-	case !rings.IsSlug(b.MachineType):
+	case !enjin.IsSlug(b.MachineType):
 		return invalid("machine_type %q: want the name of one of /v1/machine-types", trunc(b.MachineType, 80))
 	case len(b.Networks) > 8:
 		return invalid("networks: at most 8")
@@ -69,11 +69,11 @@ func (b *VMCreate) validate() error {
 		return invalid("user_data: at most 64 KiB of UTF-8 text without NUL")
 	}
 	for _, n := range b.Networks {
-		if !rings.IsSlug(n) {
+		if !enjin.IsSlug(n) {
 			return invalid("networks: %q is not a network's name", trunc(n, 80))
 		}
 	}
-	if b.Router != "" && (!slices.Contains(b.Networks, b.Router) || b.Router == rings.DefaultNetwork || len(b.Networks) < 2) {
+	if b.Router != "" && (!slices.Contains(b.Networks, b.Router) || b.Router == enjin.DefaultNetwork || len(b.Networks) < 2) {
 		return invalid("router %q: want one of the VM's tenant networks, and another for it to route to", trunc(b.Router, 80))
 	}
 	if err := validRulesetNames("", b.Rulesets); err != nil {
@@ -91,7 +91,7 @@ type vmPatch struct {
 	State string `json:"state" api:"required"` // running or stopped
 }
 
-func (b *vmPatch) validate() error { return oneOf("state", b.State, rings.VMRunning, rings.VMStopped) }
+func (b *vmPatch) validate() error { return oneOf("state", b.State, enjin.VMRunning, enjin.VMStopped) }
 
 // rebootBody is a reboot's body, which says nothing (yet).
 type rebootBody struct{}
@@ -105,7 +105,7 @@ type NICAdd struct {
 }
 
 func (b *NICAdd) validate() error {
-	if !rings.IsSlug(b.Network) {
+	if !enjin.IsSlug(b.Network) {
 		return invalid("network %q: want a network's name", trunc(b.Network, 80))
 	}
 	return validRulesetNames(b.Network, b.Rulesets)
@@ -116,11 +116,11 @@ func validRulesetNames(network string, names []string) error {
 	if len(names) > 8 {
 		return invalid("rulesets: at most 8")
 	}
-	if len(names) > 0 && network == rings.DefaultNetwork {
+	if len(names) > 0 && network == enjin.DefaultNetwork {
 		return invalid("rulesets: the node's own network takes none")
 	}
 	for _, n := range names {
-		if !rings.IsSlug(n) {
+		if !enjin.IsSlug(n) {
 			return invalid("rulesets: %q is not a rule set's name", trunc(n, 80))
 		}
 	}
@@ -134,7 +134,7 @@ type volumeCreate struct {
 
 func (b *volumeCreate) validate() error {
 	switch {
-	case !rings.IsSlug(b.Name):
+	case !enjin.IsSlug(b.Name):
 		return invalid("name %q: want a slug", trunc(b.Name, 80))
 	case b.SizeGB < 1 || b.SizeGB > 16384:
 		return invalid("size_gb %d: want 1 to 16384", b.SizeGB)
@@ -147,7 +147,7 @@ type volumeAttach struct {
 }
 
 func (b *volumeAttach) validate() error {
-	if b.VM != "" && !rings.IsSlug(b.VM) {
+	if b.VM != "" && !enjin.IsSlug(b.VM) {
 		return invalid("vm %q: want a VM's name, or \"\" to detach", trunc(b.VM, 80))
 	}
 	return nil
@@ -162,7 +162,7 @@ type machineTypeCreate struct {
 
 func (b *machineTypeCreate) validate() error {
 	switch {
-	case !rings.IsSlug(b.Name):
+	case !enjin.IsSlug(b.Name):
 		return invalid("name %q: want a slug", trunc(b.Name, 80))
 	case b.VCPUs < 1 || b.VCPUs > 64:
 		return invalid("vcpus %d: want 1 to 64", b.VCPUs)

@@ -11,7 +11,7 @@ package appapi
 import (
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Manifest is what a bundle declares: its process types (from the Procfile, Heroku style:
@@ -30,7 +30,7 @@ type Manifest struct {
 	Env       map[string]string `json:"env,omitempty"`
 	// Networks are the tenant's networks every instance joins (besides the node's own, where
 	// the router reaches it), with the rule sets its ports there enforce.
-	Networks []rings.AppNetwork `json:"networks,omitempty"`
+	Networks []enjin.AppNetwork `json:"networks,omitempty"`
 	// OneHost keeps every instance on the app's home host (enjin.json "spread": false):
 	// instances that share what they write in HOME, which is one per host.
 	OneHost bool `json:"one_host,omitempty"`

@@ -22,7 +22,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/apphost"
 	"enjin/services/router"
 	"enjin/supervisors/sandbox"
@@ -139,7 +139,7 @@ func newWorldWith(t testing.TB, edit func(*apphost.Config)) *world {
 
 // deploy deploys bundle b as tenant/name.
 func (w *world) deploy(ctx context.Context, tenant, name string, b []byte) (apphost.Release, error) {
-	return w.host.Deploy(ctx, rings.TenantID(tenant), name, bytes.NewReader(b), nil)
+	return w.host.Deploy(ctx, enjin.TenantID(tenant), name, bytes.NewReader(b), nil)
 }
 
 // bundle packs the sample app with a Procfile and an optional enjin.json.

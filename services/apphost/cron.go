@@ -9,7 +9,7 @@ import (
 
 	"github.com/robfig/cron/v3"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // cronSync is how often the scheduler looks again at every app's live release for its jobs;
@@ -30,7 +30,7 @@ type scheduler struct {
 
 type cronEntry struct {
 	id            cron.EntryID
-	tenant        rings.TenantID
+	tenant        enjin.TenantID
 	app, name     string
 	job           CronJob
 	running       bool
@@ -82,7 +82,7 @@ func (s *scheduler) sync() {
 			continue
 		}
 		for name, j := range r.Manifest.Cron {
-			want[a.tenant+"/"+a.name+"/"+name] = &cronEntry{tenant: rings.TenantID(a.tenant), app: a.name, name: name, job: j}
+			want[a.tenant+"/"+a.name+"/"+name] = &cronEntry{tenant: enjin.TenantID(a.tenant), app: a.name, name: name, job: j}
 		}
 	}
 	s.mu.Lock()
@@ -138,7 +138,7 @@ func (s *scheduler) run(k string) {
 
 // CronStatus lists tenant's app's scheduled jobs as this host runs them (none on a host
 // where only a copy of the app runs).
-func (h *Host) CronStatus(tenant rings.TenantID, name string) ([]CronStatus, error) {
+func (h *Host) CronStatus(tenant enjin.TenantID, name string) ([]CronStatus, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return nil, err

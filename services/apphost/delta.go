@@ -15,7 +15,7 @@ import (
 	"strconv"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // A deploy of a directory the app had before with some files changed sends only those: the
@@ -231,7 +231,7 @@ func (a *app) fileIndex() map[string]string {
 
 // HaveFiles says which of digests the app's releases here have files of: what a deploy of
 // the app need not send. Another app's files are never counted.
-func (h *Host) HaveFiles(tenant rings.TenantID, name string, digests []string) ([]string, error) {
+func (h *Host) HaveFiles(tenant enjin.TenantID, name string, digests []string) ([]string, error) {
 	if len(digests) > maxFiles {
 		return nil, &FieldError{Field: "digests", Msg: fmt.Sprintf("%d: at most %d", len(digests), maxFiles)}
 	}
@@ -252,7 +252,7 @@ func (h *Host) HaveFiles(tenant rings.TenantID, name string, digests []string) (
 // DeployDelta deploys a delta bundle (see above) as the app's next release, like Deploy.
 // The app must have a release already; the files the bundle does not carry come from its
 // releases here.
-func (h *Host) DeployDelta(ctx context.Context, tenant rings.TenantID, name string, body io.Reader, progress Progress) (Release, error) {
+func (h *Host) DeployDelta(ctx context.Context, tenant enjin.TenantID, name string, body io.Reader, progress Progress) (Release, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return Release{}, err

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // decodeEnjinJSON reads enjin.json into m: one JSON object, each key at most once, only the
@@ -164,20 +164,20 @@ func readInt(d *json.Decoder, field string) (int, error) {
 
 // readNetworks reads "networks": an array whose elements are a network's name, or an object
 // {"name": …, "rulesets": [names…]}.
-func readNetworks(d *json.Decoder, out *[]rings.AppNetwork) error {
+func readNetworks(d *json.Decoder, out *[]enjin.AppNetwork) error {
 	if err := openArray(d, "networks"); err != nil {
 		return err
 	}
 	for i := 0; d.More(); i++ {
 		field := "networks." + strconv.Itoa(i)
-		if i >= rings.MaxAppNetworks {
-			return jsonErr("networks", "at most %d networks", rings.MaxAppNetworks)
+		if i >= enjin.MaxAppNetworks {
+			return jsonErr("networks", "at most %d networks", enjin.MaxAppNetworks)
 		}
 		tok, err := d.Token()
 		if err != nil {
 			return jsonErr("enjin.json", "%v", err)
 		}
-		var n rings.AppNetwork
+		var n enjin.AppNetwork
 		switch tok := tok.(type) {
 		case string:
 			n.Name = tok
@@ -205,14 +205,14 @@ func readNetworks(d *json.Decoder, out *[]rings.AppNetwork) error {
 	return closeArray(d)
 }
 
-// readStrings reads an array of at most rings.MaxAppNetworks strings.
+// readStrings reads an array of at most enjin.MaxAppNetworks strings.
 func readStrings(d *json.Decoder, field string, out *[]string) error {
 	if err := openArray(d, field); err != nil {
 		return err
 	}
 	for i := 0; d.More(); i++ {
-		if i >= rings.MaxAppNetworks {
-			return jsonErr(field, "at most %d", rings.MaxAppNetworks)
+		if i >= enjin.MaxAppNetworks {
+			return jsonErr(field, "at most %d", enjin.MaxAppNetworks)
 		}
 		var v string
 		if err := readString(d, field+"."+strconv.Itoa(i), &v); err != nil {

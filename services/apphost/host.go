@@ -22,7 +22,7 @@
 // removes its namespaces and devices, and starts every live release again.
 //
 // Ring 1 runs apphost; ring 0, services/backup and cmd/enjin import it for its types and its
-// export format. apphost imports the process supervisor, appapi and rings.
+// export format. apphost imports the process supervisor, appapi and enjin (the vocabulary).
 package apphost
 
 import (
@@ -39,7 +39,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/sandbox"
 )
 
@@ -57,7 +57,7 @@ type Router interface {
 // Config configures a host. Zero values take the defaults noted.
 type Config struct {
 	Dir           string       // packages/, apps/, staging/ and the sandbox root live here (root only)
-	Node          rings.NodeID // the ring 1 node running the apps
+	Node          enjin.NodeID // the ring 1 node running the apps
 	Helper        string       // the sandbox helper binary (enjin)
 	Network       *sandbox.Network
 	Cgroups       sandbox.Cgroups
@@ -75,7 +75,7 @@ type Config struct {
 	Logger        *slog.Logger
 }
 
-// SystemAccess lets the sandboxes of the system tenant (rings.SystemTenant) — and no other
+// SystemAccess lets the sandboxes of the system tenant (enjin.SystemTenant) — and no other
 // tenant's — reach ring 0's API, through the node's relay, for the cloud's own chores
 // (scheduled backups). Each instance and job of that tenant is let through the firewall for
 // as long as it runs and told where the API is, as the CLI reads it: ENJIN_API, and ENJIN_CA
@@ -192,7 +192,7 @@ type app struct {
 	jobsDone  sync.WaitGroup                   // one count per entry of jobs
 }
 
-func key(tenant rings.TenantID, name string) string { return string(tenant) + "/" + name }
+func key(tenant enjin.TenantID, name string) string { return string(tenant) + "/" + name }
 
 func (a *app) dir() string                  { return filepath.Join(a.host.cfg.Dir, "apps", a.tenant, a.name) }
 func (a *app) homeDir() string              { return filepath.Join(a.dir(), "home") }
@@ -205,12 +205,12 @@ func (h *Host) sandboxRoot() string         { return filepath.Join(h.cfg.Dir, "s
 const SystemBinary = "/opt/enjin/enjin"
 
 // appFor returns the app, creating its directories and claiming its uid the first time.
-func (h *Host) appFor(tenant rings.TenantID, name string) (*app, error) {
+func (h *Host) appFor(tenant enjin.TenantID, name string) (*app, error) {
 	if err := tenant.Validate(); err != nil {
 		return nil, fmt.Errorf("apphost: %w", err)
 	}
-	if !rings.IsSlug(name) {
-		return nil, fmt.Errorf("apphost: app name %q: %w", name, rings.ErrBadName)
+	if !enjin.IsSlug(name) {
+		return nil, fmt.Errorf("apphost: app name %q: %w", name, enjin.ErrBadName)
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()

@@ -11,7 +11,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/appapi"
 )
 
@@ -35,11 +35,11 @@ func (h *Host) Handler(token string) *API {
 // handlers are the app API's handlers, by operation.
 func (h *Host) handlers() map[appapi.Op]http.Handler {
 	return map[appapi.Op]http.Handler{
-		appapi.OpApps: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, _ string) (int, any, error) {
+		appapi.OpApps: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, _ string) (int, any, error) {
 			return 200, appapi.AppList{Apps: h.Apps(t, reveal(r))}, nil
 		}),
 		appapi.OpDeploy: h.api(h.serveDeploy),
-		appapi.OpFiles: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpFiles: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			var in appapi.FilesQuery
 			if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 4<<20)).Decode(&in); err != nil {
 				return 0, nil, &FieldError{Field: "digests", Msg: "want {\"digests\": [\"sha256-…\", …]}"}
@@ -47,14 +47,14 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 			have, err := h.HaveFiles(t, a, in.Digests)
 			return 200, appapi.Files{Have: nonNil(have)}, err
 		}),
-		appapi.OpReleases: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpReleases: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			rs, err := h.Releases(t, a)
 			for i := range rs {
 				rs[i].Manifest.Env = mask(rs[i].Manifest.Env, reveal(r))
 			}
 			return 200, appapi.ReleaseList{Releases: nonNil(rs)}, err
 		}),
-		appapi.OpRollback: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpRollback: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			var in appapi.Rollback
 			if err := decode(w, r, &in); err != nil {
 				return 400, nil, err
@@ -62,11 +62,11 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 			rel, err := h.Rollback(r.Context(), t, a, in.Release)
 			return 200, rel, err
 		}),
-		appapi.OpInstances: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpInstances: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			ps, err := h.Ps(t, a)
 			return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
 		}),
-		appapi.OpScale: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpScale: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			var in appapi.Scale
 			if err := decode(w, r, &in); err != nil || in.Instances == nil {
 				return 400, nil, errors.New(`want {"instances": n}`)
@@ -75,7 +75,7 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 			ps, _ := h.Ps(t, a)
 			return 200, appapi.InstanceList{Instances: nonNil(ps)}, err
 		}),
-		appapi.OpEnv: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpEnv: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			show := r.URL.Query().Get("reveal") == "1"
 			if show && !mayReveal(r) {
 				return 403, nil, errors.New("only the admin and the app's tenant may see env values")
@@ -83,7 +83,7 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 			env, err := h.Env(t, a, show)
 			return 200, appapi.Env{Env: env, Masked: !show}, err
 		}),
-		appapi.OpPutEnv: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpPutEnv: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			var in appapi.EnvPut
 			if err := decode(w, r, &in); err != nil {
 				return 400, nil, err
@@ -91,7 +91,7 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 			rel, err := h.SetEnv(r.Context(), t, a, in.Env, nil, true, nil)
 			return 200, rel, err
 		}),
-		appapi.OpPatchEnv: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpPatchEnv: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			var in appapi.EnvPatch
 			if err := decode(w, r, &in); err != nil {
 				return 400, nil, err
@@ -99,7 +99,7 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 			rel, err := h.SetEnv(r.Context(), t, a, in.Set, in.Unset, false, nil)
 			return 200, rel, err
 		}),
-		appapi.OpDestroy: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpDestroy: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			if r.URL.Query().Get("retire") == "1" { // ring 0's, for a copy of an app that moved
 				kept, err := h.Retire(t, a)
 				return 200, map[string]any{"home_kept": kept}, err
@@ -108,7 +108,7 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 		}),
 		appapi.OpLogs: h.api(h.serveLogs),
 		appapi.OpRun:  h.api(h.serveRun),
-		appapi.OpCron: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpCron: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			st, err := h.CronStatus(t, a)
 			return 200, appapi.CronList{Cron: nonNil(st)}, err
 		}),
@@ -118,7 +118,7 @@ func (h *Host) handlers() map[appapi.Op]http.Handler {
 		}),
 		appapi.OpExport: h.api(h.serveExport),
 		appapi.OpImport: h.api(h.serveImport),
-		appapi.OpShare: h.api(func(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+		appapi.OpShare: h.api(func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 			var in struct {
 				Scale map[string]int `json:"scale"`
 				Share
@@ -140,7 +140,7 @@ func mayReveal(r *http.Request) bool {
 // reveal is whether to show env values: asked for, and allowed.
 func reveal(r *http.Request) bool { return r.URL.Query().Get("reveal") == "1" && mayReveal(r) }
 
-type handlerFunc func(w http.ResponseWriter, r *http.Request, t rings.TenantID, app string) (int, any, error)
+type handlerFunc func(w http.ResponseWriter, r *http.Request, t enjin.TenantID, app string) (int, any, error)
 
 // api validates the tenant and app in the path, runs fn and writes its JSON answer or error.
 // A panic is recovered (logged, answered 500): it never takes the node down.
@@ -155,9 +155,9 @@ func (h *Host) api(fn handlerFunc) http.HandlerFunc {
 				writeErr(w, 500, errors.New("internal error"))
 			}
 		}()
-		t := rings.TenantID(r.PathValue("tenant"))
+		t := enjin.TenantID(r.PathValue("tenant"))
 		app := r.PathValue("app")
-		if t.Validate() != nil || (app != "" && !rings.IsSlug(app)) {
+		if t.Validate() != nil || (app != "" && !enjin.IsSlug(app)) {
 			writeErr(w, 400, errors.New("tenant and app names are slugs"))
 			return
 		}
@@ -193,7 +193,7 @@ func errStatus(err error) int {
 		return 404
 	case errors.Is(err, ErrExists):
 		return 409
-	case errors.Is(err, rings.ErrBadName):
+	case errors.Is(err, enjin.ErrBadName):
 		return 400
 	case errors.Is(err, ErrTooLarge):
 		return 413
@@ -228,7 +228,7 @@ func errBody(err error) Event {
 		e.Code = "exists"
 	case errors.Is(err, ErrTooLarge):
 		e.Code = "too_large"
-	case errors.Is(err, rings.ErrBadName):
+	case errors.Is(err, enjin.ErrBadName):
 		e.Code = "bad_name"
 	}
 	return e
@@ -274,7 +274,7 @@ func nonNil[T any](s []T) []T {
 // each step as it happens and the outcome as the last event, so a deploy that waits for its
 // health checks is never a silent connection; any other gets 201 and the release, or the
 // error.
-func (h *Host) serveDeploy(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+func (h *Host) serveDeploy(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 	deploy := func(progress Progress) (Release, error) {
 		return h.Deploy(r.Context(), t, a, http.MaxBytesReader(w, r.Body, MaxBundle+1), progress)
 	}
@@ -359,7 +359,7 @@ func (s *stream) stop() {
 
 // serveLogs writes the last lines (default 100) and, with follow=1, every new line as it
 // comes, one JSON object per line, until the client goes away.
-func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 	n, _ := strconv.Atoi(r.URL.Query().Get("lines"))
 	if n <= 0 || n > 10000 {
 		n = 100
@@ -397,7 +397,7 @@ func (h *Host) serveLogs(w http.ResponseWriter, r *http.Request, t rings.TenantI
 
 // serveRun runs a one-off job ({"command": "…"}) and streams its output as it comes, one
 // JSON LogLine a line, then a JobEnd. A job that cannot start is an error answer instead.
-func (h *Host) serveRun(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+func (h *Host) serveRun(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 	var in appapi.Job
 	if err := decode(w, r, &in); err != nil {
 		return 400, nil, err

@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // InstanceConfig is what one instance of one process type runs with.
@@ -18,7 +18,7 @@ type InstanceConfig struct {
 	Health  string // request target to poll; "" for non-web types
 	Limits  Limits
 	// Networks are the tenant networks the instance joins.
-	Networks []rings.AppNetwork
+	Networks []enjin.AppNetwork
 	// Env is KEY=VALUE: the app's variables sorted by name (the env API's overriding the
 	// manifest's), then the platform's, which always win and come in this order: PORT, HOME,
 	// PATH (the app's if it set one), ENJIN_APP, ENJIN_TENANT, ENJIN_RELEASE,

@@ -8,7 +8,7 @@ import (
 	"slices"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // MaxJobCommand bounds a job's command line.
@@ -20,12 +20,12 @@ const MaxJobCommand = 4096
 // tenant's instances while it runs. Each line it writes goes to out as it comes (and to the
 // app's log, as process run.N). Run returns its exit status once it ends; when ctx ends
 // first, it is stopped (SIGTERM, then killed after the grace) and Run returns ctx's error.
-func (h *Host) Run(ctx context.Context, tenant rings.TenantID, name, command string, out func(LogLine)) (int, error) {
+func (h *Host) Run(ctx context.Context, tenant enjin.TenantID, name, command string, out func(LogLine)) (int, error) {
 	return h.run(ctx, tenant, name, command, "run", out)
 }
 
 // run is Run, the job's process named kind.N in the app's log.
-func (h *Host) run(ctx context.Context, tenant rings.TenantID, name, command, kind string, out func(LogLine)) (int, error) {
+func (h *Host) run(ctx context.Context, tenant enjin.TenantID, name, command, kind string, out func(LogLine)) (int, error) {
 	if strings.TrimSpace(command) == "" || len(command) > MaxJobCommand || strings.IndexByte(command, 0) >= 0 {
 		return -1, &FieldError{Field: "command", Msg: fmt.Sprintf("want 1 to %d bytes of shell command, without NUL", MaxJobCommand)}
 	}

@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"sync"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Log rotation: an app's log file is rotated to log.1 when it passes maxLogBytes; one old
@@ -85,7 +85,7 @@ func (h *Host) logLine(a *app, l LogLine) {
 
 // Logs returns the app's last lines (up to n) and, if follow is set, a channel of new lines
 // and a function to stop following.
-func (h *Host) Logs(tenant rings.TenantID, name string, n int, follow bool) ([]LogLine, <-chan LogLine, func(), error) {
+func (h *Host) Logs(tenant enjin.TenantID, name string, n int, follow bool) ([]LogLine, <-chan LogLine, func(), error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return nil, nil, nil, err

@@ -10,12 +10,12 @@ import (
 	"strings"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Scale sets how many instances of process type t run, as a change to the live release
 // (zero-downtime like a deploy).
-func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string, n int) error {
+func (h *Host) Scale(ctx context.Context, tenant enjin.TenantID, name, t string, n int) error {
 	a, r, err := h.liveLocked(tenant, name)
 	if err != nil {
 		return err
@@ -34,7 +34,7 @@ func (h *Host) Scale(ctx context.Context, tenant rings.TenantID, name, t string,
 
 // liveLocked is tenant's app, held for a change (its deploy lock, which the caller releases
 // unless there is an error), and its live release.
-func (h *Host) liveLocked(tenant rings.TenantID, name string) (*app, Release, error) {
+func (h *Host) liveLocked(tenant enjin.TenantID, name string) (*app, Release, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return nil, Release{}, err
@@ -125,7 +125,7 @@ func (a *app) fit(ctx context.Context, r Release, t string, n int) error {
 }
 
 // Rollback makes release n live again, the same way as a deploy.
-func (h *Host) Rollback(ctx context.Context, tenant rings.TenantID, name string, n int) (Release, error) {
+func (h *Host) Rollback(ctx context.Context, tenant enjin.TenantID, name string, n int) (Release, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return Release{}, err
@@ -147,7 +147,7 @@ func (h *Host) Rollback(ctx context.Context, tenant rings.TenantID, name string,
 
 // Destroy stops every instance of the app, takes it out of the router and deletes its
 // releases, HOME and state; its uid is free again.
-func (h *Host) Destroy(tenant rings.TenantID, name string) error {
+func (h *Host) Destroy(tenant enjin.TenantID, name string) error {
 	_, err := h.destroy(tenant, name, false)
 	return err
 }
@@ -156,11 +156,11 @@ func (h *Host) Destroy(tenant rings.TenantID, name string) error {
 // this host was out of reach): its HOME, which may hold what the app wrote while it was cut
 // off, is not deleted but kept aside, root's alone, for an operator to recover. It returns
 // where the HOME image went ("" if the app had none).
-func (h *Host) Retire(tenant rings.TenantID, name string) (string, error) {
+func (h *Host) Retire(tenant enjin.TenantID, name string) (string, error) {
 	return h.destroy(tenant, name, true)
 }
 
-func (h *Host) destroy(tenant rings.TenantID, name string, keepHome bool) (string, error) {
+func (h *Host) destroy(tenant enjin.TenantID, name string, keepHome bool) (string, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return "", err

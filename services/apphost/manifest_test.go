@@ -13,7 +13,7 @@ import (
 	"syscall"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 )
 
 const web = "web: ./server\n"
@@ -204,7 +204,7 @@ func TestParseManifestAccepts(t *testing.T) {
 		{"networks", web, `{"networks":["db",{"name":"lan","rulesets":["web","ssh"]},{"name":"x"}]}`,
 			Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
 				MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/",
-				Networks: []rings.AppNetwork{{Name: "db"}, {Name: "lan", Rulesets: []string{"web", "ssh"}}, {Name: "x"}}}},
+				Networks: []enjin.AppNetwork{{Name: "db"}, {Name: "lan", Rulesets: []string{"web", "ssh"}}, {Name: "x"}}}},
 		{"one host", web, `{"spread":false}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},
 			MemoryMB: 256, CPUMillis: 1000, Pids: 256, DiskMB: 1024, TmpMB: 64, Health: "/", OneHost: true}},
 		{"cron", web, `{"cron":{"tick":{"schedule":"*/5 * * * *","command":"./tick"},"often":{"schedule":"@every 30s","command":"true"}}}`, Manifest{Procfile: map[string]string{"web": "./server"}, Instances: map[string]int{"web": 1},

@@ -14,7 +14,7 @@ import (
 	"sort"
 	"strconv"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // ErrExists is an import of an app this host has already.
@@ -36,7 +36,7 @@ type Recipe struct {
 // and which of them here (Share); for a copy of an app that lives on another host, the
 // release there it runs (From).
 type Running struct {
-	Tenant    rings.TenantID `json:"tenant"`
+	Tenant    enjin.TenantID `json:"tenant"`
 	App       string         `json:"app"`
 	Release   int            `json:"release"`
 	Digest    string         `json:"digest"`
@@ -56,7 +56,7 @@ func (h *Host) Running() []Running {
 	for _, a := range apps {
 		a.mu.Lock()
 		r, ok := a.release(a.current)
-		run := Running{Tenant: rings.TenantID(a.tenant), App: a.name, Release: r.Number, Digest: r.Digest, Scale: copyMap(a.scale),
+		run := Running{Tenant: enjin.TenantID(a.tenant), App: a.name, Release: r.Number, Digest: r.Digest, Scale: copyMap(a.scale),
 			Share: a.share, From: a.from}
 		a.mu.Unlock()
 		if ok {
@@ -81,7 +81,7 @@ const (
 // package is have — package.tar.gz, the bundle it was made of (or, for a release made from a
 // delta, which keeps no package, its files packed anew). An app with no live release is
 // ErrNotFound.
-func (h *Host) Export(w io.Writer, tenant rings.TenantID, name, have string) error {
+func (h *Host) Export(w io.Writer, tenant enjin.TenantID, name, have string) error {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return err
@@ -179,7 +179,7 @@ func ReadExport(r io.Reader, maxPackage int64) (Recipe, []byte, error) {
 // host that went down, or a copy of an app spread over several hosts. Its first release here
 // is numbered 1. An app this host has already is ErrExists, so an import asked for twice
 // runs once.
-func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, rec Recipe, pkg io.Reader, s Share, progress Progress) (Release, error) {
+func (h *Host) Import(ctx context.Context, tenant enjin.TenantID, name string, rec Recipe, pkg io.Reader, s Share, progress Progress) (Release, error) {
 	if err := CheckEnv(rec.Env); err != nil {
 		return Release{}, err
 	}
@@ -245,7 +245,7 @@ func (h *Host) Import(ctx context.Context, tenant rings.TenantID, name string, r
 }
 
 // serveExport writes the app's recipe and package as a tar (Export).
-func (h *Host) serveExport(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+func (h *Host) serveExport(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 	w.Header().Set("Content-Type", "application/x-tar")
 	cw := &counted{w: w}
 	if err := h.Export(cw, t, a, r.URL.Query().Get("have")); err != nil {
@@ -260,7 +260,7 @@ func (h *Host) serveExport(w http.ResponseWriter, r *http.Request, t rings.Tenan
 
 // serveImport runs an exported app here (Import), or, with follow=1, makes a new release of
 // the copy here (Follow).
-func (h *Host) serveImport(w http.ResponseWriter, r *http.Request, t rings.TenantID, a string) (int, any, error) {
+func (h *Host) serveImport(w http.ResponseWriter, r *http.Request, t enjin.TenantID, a string) (int, any, error) {
 	rec, pkg, err := ReadExport(http.MaxBytesReader(w, r.Body, MaxBundle+2<<20), MaxBundle)
 	if err != nil {
 		return 0, nil, err

@@ -13,7 +13,7 @@ import (
 	"sort"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/sandbox"
 )
 
@@ -23,7 +23,7 @@ import (
 // hears each step; its first event ("unpacked") means the bundle was accepted. An error
 // before it is the bundle's or the request's fault (a *FieldError, ErrTooLarge, a bad name);
 // after it, a *DeployError says why the release did not go live.
-func (h *Host) Deploy(ctx context.Context, tenant rings.TenantID, name string, body io.Reader, progress Progress) (Release, error) {
+func (h *Host) Deploy(ctx context.Context, tenant enjin.TenantID, name string, body io.Reader, progress Progress) (Release, error) {
 	a, err := h.appFor(tenant, name)
 	if err != nil {
 		return Release{}, err
@@ -60,7 +60,7 @@ func (a *app) goLive(ctx context.Context, r Release, files int, size int64, prog
 // TreeDigest's. Only the app's own releases count, so whether another app or tenant has a
 // package is never told; a package the app has not got (or an app that does not exist) is
 // ErrNotFound, and the client uploads.
-func (h *Host) DeployPackage(ctx context.Context, tenant rings.TenantID, name, digest string, progress Progress) (Release, error) {
+func (h *Host) DeployPackage(ctx context.Context, tenant enjin.TenantID, name, digest string, progress Progress) (Release, error) {
 	if !validDigest(digest) {
 		return Release{}, &FieldError{Field: "package", Msg: fmt.Sprintf("%.80q: want sha256- and 64 lower-case hex digits", digest)}
 	}
@@ -195,7 +195,7 @@ func (h *Host) forgetIfEmpty(a *app) {
 		return
 	}
 	h.mu.Lock()
-	delete(h.apps, key(rings.TenantID(a.tenant), a.name))
+	delete(h.apps, key(enjin.TenantID(a.tenant), a.name))
 	h.mu.Unlock()
 	os.RemoveAll(a.dir())
 	h.uids.release(a.uid, a.dir())
@@ -391,7 +391,7 @@ func (a *app) prepare(r Release, c InstanceConfig) (*instance, error) {
 	if err != nil {
 		return nil, err
 	}
-	system := h.cfg.System != nil && rings.TenantID(a.tenant) == rings.SystemTenant
+	system := h.cfg.System != nil && enjin.TenantID(a.tenant) == enjin.SystemTenant
 	if system {
 		if err := h.cfg.System.Allow(ep.Addr); err != nil {
 			ep.Close()
@@ -465,7 +465,7 @@ func copyMap[V any](m map[string]V) map[string]V {
 	return out
 }
 
-func (h *Host) existing(tenant rings.TenantID, name string) (*app, error) {
+func (h *Host) existing(tenant enjin.TenantID, name string) (*app, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	a, ok := h.apps[key(tenant, name)]
@@ -476,7 +476,7 @@ func (h *Host) existing(tenant rings.TenantID, name string) (*app, error) {
 }
 
 // Ps lists the app's instances.
-func (h *Host) Ps(tenant rings.TenantID, name string) ([]InstanceInfo, error) {
+func (h *Host) Ps(tenant enjin.TenantID, name string) ([]InstanceInfo, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return nil, err
@@ -499,7 +499,7 @@ func (h *Host) Ps(tenant rings.TenantID, name string) ([]InstanceInfo, error) {
 }
 
 // Releases lists the app's releases, oldest first.
-func (h *Host) Releases(tenant rings.TenantID, name string) ([]Release, error) {
+func (h *Host) Releases(tenant enjin.TenantID, name string) ([]Release, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return nil, err

@@ -9,7 +9,7 @@ import (
 	"sort"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Restore brings back, after a restart of the node, every app that had a live release. It
@@ -33,7 +33,7 @@ func (h *Host) Restore(ctx context.Context) error {
 		apps, _ := os.ReadDir(filepath.Join(h.cfg.Dir, "apps", t.Name()))
 		for _, ad := range apps {
 			if ad.IsDir() {
-				h.restore(ctx, rings.TenantID(t.Name()), ad.Name())
+				h.restore(ctx, enjin.TenantID(t.Name()), ad.Name())
 			}
 		}
 	}
@@ -41,7 +41,7 @@ func (h *Host) Restore(ctx context.Context) error {
 }
 
 // restore starts one app's live release again, without waiting for it.
-func (h *Host) restore(ctx context.Context, t rings.TenantID, name string) {
+func (h *Host) restore(ctx context.Context, t enjin.TenantID, name string) {
 	defer h.recovered("restore "+string(t)+"/"+name, nil, nil)
 	a, err := h.appFor(t, name)
 	if err != nil {
@@ -106,7 +106,7 @@ func (h *Host) removeGroup(g string) error {
 }
 
 // Apps lists tenant's apps; reveal says whether env values are shown or masked.
-func (h *Host) Apps(tenant rings.TenantID, reveal bool) []AppInfo {
+func (h *Host) Apps(tenant enjin.TenantID, reveal bool) []AppInfo {
 	h.mu.Lock()
 	var apps []*app
 	for _, a := range h.apps {
@@ -149,7 +149,7 @@ func mask(env map[string]string, reveal bool) map[string]string {
 
 // Env is the app's environment as set through the env API (the manifest's own is in its
 // releases), values masked unless reveal.
-func (h *Host) Env(tenant rings.TenantID, name string, reveal bool) (map[string]string, error) {
+func (h *Host) Env(tenant enjin.TenantID, name string, reveal bool) (map[string]string, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return nil, err
@@ -162,7 +162,7 @@ func (h *Host) Env(tenant rings.TenantID, name string, reveal bool) (map[string]
 // SetEnv changes the app's environment — set adds or replaces, unset removes; with replace,
 // set is the whole new environment — and, like a deploy, makes a new release of the live
 // bundle that runs with it. Nothing changes if that release does not go live.
-func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, set map[string]string, unset []string, replace bool, progress Progress) (Release, error) {
+func (h *Host) SetEnv(ctx context.Context, tenant enjin.TenantID, name string, set map[string]string, unset []string, replace bool, progress Progress) (Release, error) {
 	a, err := h.existing(tenant, name)
 	if err != nil {
 		return Release{}, err
@@ -210,7 +210,7 @@ func (h *Host) SetEnv(ctx context.Context, tenant rings.TenantID, name string, s
 
 // Figure is what the host measures of one instance, for its metrics.
 type Figure struct {
-	Tenant     rings.TenantID
+	Tenant     enjin.TenantID
 	App, Name  string // Name: type.index, e.g. web.0
 	State      string
 	Restarts   int
@@ -224,7 +224,7 @@ func (h *Host) Figures() []Figure {
 	for _, a := range h.allApps() {
 		for _, in := range a.all() {
 			info := in.info()
-			f := Figure{Tenant: rings.TenantID(a.tenant), App: a.name, Name: info.Name, State: info.State, Restarts: info.Restarts}
+			f := Figure{Tenant: enjin.TenantID(a.tenant), App: a.name, Name: info.Name, State: info.State, Restarts: info.Restarts}
 			if mem, cpu, err := h.cfg.Cgroups.Usage(in.cgroup); err == nil {
 				f.MemBytes, f.CPUSeconds = mem, float64(cpu)/1e9
 			}
@@ -236,13 +236,13 @@ func (h *Host) Figures() []Figure {
 
 // Children reports every instance as a ring 2 child of this node, with its cgroup's memory
 // and the CPU it used since the previous report, for the node's signed heartbeat.
-func (h *Host) Children() []rings.Child {
+func (h *Host) Children() []enjin.Child {
 	apps := h.allApps()
-	var out []rings.Child
+	var out []enjin.Child
 	for _, a := range apps {
 		for _, in := range a.all() {
 			info := in.info()
-			c := rings.Child{Node: rings.NodeID(in.id), Tenant: rings.TenantID(a.tenant), App: a.name, State: info.State, Restarts: info.Restarts}
+			c := enjin.Child{Node: enjin.NodeID(in.id), Tenant: enjin.TenantID(a.tenant), App: a.name, State: info.State, Restarts: info.Restarts}
 			if mem, cpu, err := h.cfg.Cgroups.Usage(in.cgroup); err == nil {
 				c.MemBytes, c.CPU = mem, in.cpuShare(cpu)
 			}

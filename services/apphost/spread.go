@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // maxShareOf bounds how many hosts one app's instances are spread over.
@@ -27,7 +27,7 @@ func checkShare(s Share) error {
 // start (and are waited for until healthy), then those no longer its drain and stop, type by
 // type, as a scale does. With scale (a copy of an app whose home is another host: that
 // host's scale overrides), the app's scale becomes scale first.
-func (h *Host) Spread(ctx context.Context, tenant rings.TenantID, name string, scale map[string]int, s Share) error {
+func (h *Host) Spread(ctx context.Context, tenant enjin.TenantID, name string, scale map[string]int, s Share) error {
 	if err := checkShare(s); err != nil {
 		return err
 	}
@@ -77,7 +77,7 @@ func onlyTypes(scale map[string]int, m appapi.Manifest) map[string]int {
 // Follow makes a copy of an app — one this host runs a share of, from the recipe of the host
 // the app lives on — run rec's release (the package pkg) with rec's environment and scale,
 // as its next release, the way a deploy does: the app changed at home.
-func (h *Host) Follow(ctx context.Context, tenant rings.TenantID, name string, rec Recipe, pkg io.Reader, progress Progress) (Release, error) {
+func (h *Host) Follow(ctx context.Context, tenant enjin.TenantID, name string, rec Recipe, pkg io.Reader, progress Progress) (Release, error) {
 	if err := CheckEnv(rec.Env); err != nil {
 		return Release{}, err
 	}

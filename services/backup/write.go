@@ -19,7 +19,7 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/apphost"
 	"enjin/services/postgres"
 )
@@ -46,8 +46,8 @@ var skipped = []string{
 	// The system tenant's HOMEs: its backup job keeps the backups in one, which a backup must
 	// neither hold nor freeze while that job writes to it. The apps themselves are kept, so a
 	// restored cloud goes on making backups (into an empty HOME).
-	"nodes/*/apps/apps/" + string(rings.SystemTenant) + "/*/home.img",
-	"nodes/*/apps/apps/" + string(rings.SystemTenant) + "/*/home",
+	"nodes/*/apps/apps/" + string(enjin.SystemTenant) + "/*/home.img",
+	"nodes/*/apps/apps/" + string(enjin.SystemTenant) + "/*/home",
 }
 
 // Create writes a backup of src to the file out (mode 0600), through a temporary file in the

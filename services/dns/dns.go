@@ -36,7 +36,7 @@ import (
 
 	"github.com/miekg/dns"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // DefaultAddr is where the server listens when Config.Addr is empty.
@@ -124,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 }
 
 // SetApp makes <app>.<tenant>.<apps domain> exist from the next query on. Tenant and app
-// must be slugs or UUIDs (rings.IsSlug, rings.IsUUID), in any case; other names are logged
+// must be slugs or UUIDs (enjin.IsSlug, enjin.IsUUID), in any case; other names are logged
 // and ignored, since no query could reach them safely.
 func (s *Server) SetApp(tenant, app string) {
 	tenant, app, ok := s.names(tenant, app)
@@ -158,7 +158,7 @@ func (s *Server) RemoveApp(tenant, app string) {
 func (s *Server) names(tenant, app string) (string, string, bool) {
 	tenant, app = strings.ToLower(tenant), strings.ToLower(app)
 	for _, n := range []string{tenant, app} {
-		if !rings.IsSlug(n) && !rings.IsUUID(n) {
+		if !enjin.IsSlug(n) && !enjin.IsUUID(n) {
 			s.log.Warn("dns: app name ignored: not a slug or UUID", "tenant", tenant, "app", app)
 			return "", "", false
 		}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // ACME states of a custom domain.
@@ -24,7 +24,7 @@ const (
 // deciding to ask for one, or to renew it, needs.
 type ACMEDomain struct {
 	Domain    string
-	Tenant    rings.TenantID
+	Tenant    enjin.TenantID
 	App       string
 	Redirect  bool
 	State     string
@@ -38,7 +38,7 @@ type ACMEDomain struct {
 // server (state pending: asked for again if it had one). A certificate it has already is kept
 // until the new one comes. Errors wrap ErrNotFound (no such app placed) or ErrExists
 // (another app has the domain).
-func (s *Store) PutACMEDomain(ctx context.Context, tenant rings.TenantID, app, domain string, redirect bool) (AppDomain, error) {
+func (s *Store) PutACMEDomain(ctx context.Context, tenant enjin.TenantID, app, domain string, redirect bool) (AppDomain, error) {
 	what := "domain " + domain + " of app " + string(tenant) + "/" + app
 	out := AppDomain{Domain: domain, Tenant: tenant, App: app, Redirect: redirect, ACME: true, State: ACMEPending}
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -57,7 +57,7 @@ func (s *Store) PutACMEDomain(ctx context.Context, tenant rings.TenantID, app, d
 		if err != nil {
 			return pgErr(what, err)
 		}
-		var owner rings.TenantID
+		var owner enjin.TenantID
 		var ownerApp string
 		err = tx.QueryRow(ctx, `SELECT tenant_id, app, fingerprint, not_after FROM app_domains WHERE domain = $1 FOR UPDATE`, domain).
 			Scan(&owner, &ownerApp, &out.Fingerprint, &out.NotAfter)
@@ -141,7 +141,7 @@ func (s *Store) ACMEFailed(ctx context.Context, d ACMEDomain, msg string, next t
 
 // withACME adds to ds (tenant's domains, only app's unless app is "") the state of those left
 // to ACME, and those of them with no certificate yet.
-func (s *Store) withACME(ctx context.Context, ds []AppDomain, tenant rings.TenantID, app string) ([]AppDomain, error) {
+func (s *Store) withACME(ctx context.Context, ds []AppDomain, tenant enjin.TenantID, app string) ([]AppDomain, error) {
 	rows, err := s.pool.Query(ctx, `SELECT domain, tenant_id, app, redirect, state, last_error, added FROM acme_domains
 		WHERE tenant_id = $1 AND ($2 = '' OR app = $2)`, string(tenant), app)
 	if err != nil {

@@ -7,41 +7,41 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // AppHost is the node tenant's app was placed on (ErrNotFound: not placed).
-func (s *Store) AppHost(ctx context.Context, tenant rings.TenantID, app string) (rings.NodeID, error) {
+func (s *Store) AppHost(ctx context.Context, tenant enjin.TenantID, app string) (enjin.NodeID, error) {
 	var node string
 	err := s.pool.QueryRow(ctx, `SELECT node_id FROM app_hosts WHERE tenant_id = $1 AND app = $2`, string(tenant), app).Scan(&node)
-	return rings.NodeID(node), pgErr("app "+string(tenant)+"/"+app, err)
+	return enjin.NodeID(node), pgErr("app "+string(tenant)+"/"+app, err)
 }
 
 // PlaceApp places tenant's app on node, one of the tenant's hosts, with the winning bid
 // node signed for it (opaque here: the bid as JSON), unless the app is placed already, and
 // returns where it is: the first placement stands, however many race.
-func (s *Store) PlaceApp(ctx context.Context, tenant rings.TenantID, app string, node rings.NodeID, bid []byte) (rings.NodeID, error) {
+func (s *Store) PlaceApp(ctx context.Context, tenant enjin.TenantID, app string, node enjin.NodeID, bid []byte) (enjin.NodeID, error) {
 	var placed string
 	// On a conflict the no-op update returns the row that stands, also one committed by a
 	// racing transaction after this statement began.
 	err := s.pool.QueryRow(ctx, `INSERT INTO app_hosts (tenant_id, app, node_id, bid) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (tenant_id, app) DO UPDATE SET node_id = app_hosts.node_id RETURNING node_id`,
 		string(tenant), app, string(node), bid).Scan(&placed)
-	return rings.NodeID(placed), pgErr("place app "+string(tenant)+"/"+app, err)
+	return enjin.NodeID(placed), pgErr("place app "+string(tenant)+"/"+app, err)
 }
 
 // Placement is where an app or a VM was placed, and the bid that won it.
 type Placement struct {
 	Kind     string          `json:"kind"` // app or vm
-	Tenant   rings.TenantID  `json:"tenant"`
+	Tenant   enjin.TenantID  `json:"tenant"`
 	App      string          `json:"app"` // the app's name, or the VM's
-	Node     rings.NodeID    `json:"node"`
+	Node     enjin.NodeID    `json:"node"`
 	PlacedAt time.Time       `json:"placed_at"`
 	Bid      json.RawMessage `json:"bid"` // the signed bid; null for an app placed before bids
 	// Apps only: the release ring 0 keeps to re-place the app with if its host goes down (0:
 	// none kept yet), and the host it was re-placed off while the new one has yet to run it.
 	KeptRelease int          `json:"kept_release,omitempty"`
-	MovedFrom   rings.NodeID `json:"moved_from,omitempty"`
+	MovedFrom   enjin.NodeID `json:"moved_from,omitempty"`
 	// Replica: a host beside the app's home running a share of its instances.
 	Replica bool `json:"replica,omitempty"`
 }
@@ -71,26 +71,26 @@ func (s *Store) Placements(ctx context.Context) ([]Placement, error) {
 }
 
 // ForgetApp removes tenant's app's placement: it was destroyed.
-func (s *Store) ForgetApp(ctx context.Context, tenant rings.TenantID, app string) error {
+func (s *Store) ForgetApp(ctx context.Context, tenant enjin.TenantID, app string) error {
 	_, err := s.pool.Exec(ctx, `DELETE FROM app_hosts WHERE tenant_id = $1 AND app = $2`, string(tenant), app)
 	return pgErr("forget app "+string(tenant)+"/"+app, err)
 }
 
 // AppsPlaced counts tenant's apps placed on each node.
-func (s *Store) AppsPlaced(ctx context.Context, tenant rings.TenantID) (map[rings.NodeID]int, error) {
+func (s *Store) AppsPlaced(ctx context.Context, tenant enjin.TenantID) (map[enjin.NodeID]int, error) {
 	rows, err := s.pool.Query(ctx, `SELECT node_id, count(*) FROM app_hosts WHERE tenant_id = $1 GROUP BY node_id`, string(tenant))
 	if err != nil {
 		return nil, pgErr("apps placed", err)
 	}
 	defer rows.Close()
-	out := map[rings.NodeID]int{}
+	out := map[enjin.NodeID]int{}
 	for rows.Next() {
 		var node string
 		var n int
 		if err := rows.Scan(&node, &n); err != nil {
 			return nil, pgErr("apps placed", err)
 		}
-		out[rings.NodeID(node)] = n
+		out[enjin.NodeID(node)] = n
 	}
 	return out, pgErr("apps placed", rows.Err())
 }

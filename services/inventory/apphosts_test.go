@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -15,13 +15,13 @@ import (
 func TestAppPlacement(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
-	for _, n := range []rings.NodeID{"n1", "n2", "n3"} {
+	for _, n := range []enjin.NodeID{"n1", "n2", "n3"} {
 		register(t, s, n, "")
 	}
 	if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []rings.NodeID{"n1", "n2"} {
+	for _, n := range []enjin.NodeID{"n1", "n2"} {
 		if err := s.AddTenantHost(ctx, "acme", n, "KEY-"+string(n)); err != nil {
 			t.Fatal(err)
 		}
@@ -34,11 +34,11 @@ func TestAppPlacement(t *testing.T) {
 	}
 
 	// 20 deploys race to place one app, half on each host: all get the same answer.
-	got := make([]rings.NodeID, 20)
+	got := make([]enjin.NodeID, 20)
 	var wg sync.WaitGroup
 	for i := range got {
 		wg.Go(func() {
-			node := rings.NodeID("n1")
+			node := enjin.NodeID("n1")
 			if i%2 == 1 {
 				node = "n2"
 			}

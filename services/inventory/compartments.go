@@ -8,14 +8,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Compartment is a failure or placement domain (region, site, row, rack, power feed). Its
 // parents make a DAG: a rack may be in a row and on a power feed.
 type Compartment struct {
 	ID        string         `json:"id"`
-	Ring      rings.Ring     `json:"ring"`
+	Ring      enjin.Ring     `json:"ring"`
 	Type      string         `json:"type"`
 	Label     string         `json:"label"`
 	Parents   []string       `json:"parents"`
@@ -194,7 +194,7 @@ func (s *Store) History(ctx context.Context, kind, id string) ([]map[string]any,
 // NodeClaim is a node with what it last said of itself: the payload of its newest own
 // observation (nil: none yet).
 type NodeClaim struct {
-	Node    rings.NodeID
+	Node    enjin.NodeID
 	State   string
 	Payload []byte
 }
@@ -218,7 +218,7 @@ func (s *Store) CompartmentClaims(ctx context.Context, id string) ([]NodeClaim, 
 		var c NodeClaim
 		var node string
 		err := r.Scan(&node, &c.State, &c.Payload)
-		c.Node = rings.NodeID(node)
+		c.Node = enjin.NodeID(node)
 		return c, err
 	})
 	return out, pgErr("compartment claims", err)

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // StateDecommissioned is the state of a node taken out of service for good. Nothing moves a
@@ -19,7 +19,7 @@ const StateDecommissioned = "decommissioned"
 // them first); a node of another ring is ErrInvalid. Deciding again on a node already
 // decommissioned changes nothing and succeeds, so a decommission whose revocations failed can
 // be retried.
-func (s *Store) Decommission(ctx context.Context, id rings.NodeID, version int64) (Node, error) {
+func (s *Store) Decommission(ctx context.Context, id enjin.NodeID, version int64) (Node, error) {
 	var out Node
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The row lock orders this against AddTenantHost, which takes a share lock on it.
@@ -30,7 +30,7 @@ func (s *Store) Decommission(ctx context.Context, id rings.NodeID, version int64
 		switch {
 		case n.Version != version:
 			return fmt.Errorf("node %s: %w", id, ErrConflict)
-		case n.Ring != rings.Ring1:
+		case n.Ring != enjin.Ring1:
 			return fmt.Errorf("node %s is in ring %d; only ring 1 nodes are decommissioned: %w", id, n.Ring, ErrInvalid)
 		}
 		rows, err := tx.Query(ctx, `SELECT tenant_id FROM tenant_hosts WHERE node_id = $1 ORDER BY tenant_id LIMIT 10`, string(id))
@@ -65,7 +65,7 @@ func (s *Store) Decommission(ctx context.Context, id rings.NodeID, version int64
 
 // LiveCredentialKeys lists the user public keys of node's credentials in account that are
 // not marked revoked, oldest first.
-func (s *Store) LiveCredentialKeys(ctx context.Context, node rings.NodeID, account string) ([]string, error) {
+func (s *Store) LiveCredentialKeys(ctx context.Context, node enjin.NodeID, account string) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT subject FROM credentials WHERE node_id = $1 AND account = $2 AND revoked_at IS NULL
 		GROUP BY subject ORDER BY min(issued_at)`, string(node), account)
 	if err != nil {

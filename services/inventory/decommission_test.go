@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -18,7 +18,7 @@ func TestDecommission(t *testing.T) {
 	ctx := t.Context()
 	register(t, s, "n1", "")
 	register(t, s, "n2", "")
-	if _, err := s.RegisterNode(ctx, inventory.Node{ID: "r0", Ring: rings.Ring0, Supervision: "process", Observation: "self"}); err != nil {
+	if _, err := s.RegisterNode(ctx, inventory.Node{ID: "r0", Ring: enjin.Ring0, Supervision: "process", Observation: "self"}); err != nil {
 		t.Fatal(err)
 	}
 	n1, _ := s.GetNode(ctx, "n1")
@@ -35,7 +35,7 @@ func TestDecommission(t *testing.T) {
 
 	for _, tt := range []struct {
 		name    string
-		id      rings.NodeID
+		id      enjin.NodeID
 		version int64
 		want    error
 	}{
@@ -83,7 +83,7 @@ func TestDecommission(t *testing.T) {
 		t.Errorf("a decommissioned node took a tenant: %v", err)
 	}
 	epoch := lead(t, s, "m1").Epoch
-	if changed, err := s.SetStates(ctx, epoch, []rings.NodeID{"n1", "n2"}, "down"); err != nil || changed != 1 {
+	if changed, err := s.SetStates(ctx, epoch, []enjin.NodeID{"n1", "n2"}, "down"); err != nil || changed != 1 {
 		t.Errorf("liveness: %d changed (%v), want only n2", changed, err)
 	}
 	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 100)}); err != nil {
@@ -96,7 +96,7 @@ func TestDecommission(t *testing.T) {
 	if err != nil || slices.ContainsFunc(keys, func(k inventory.NodeKey) bool { return k.Node == "n1" }) {
 		t.Errorf("node keys %+v (%v): want no n1", keys, err)
 	}
-	if _, err := s.SetStates(ctx, epoch, []rings.NodeID{"n2"}, "sleepy"); !errors.Is(err, inventory.ErrInvalid) {
+	if _, err := s.SetStates(ctx, epoch, []enjin.NodeID{"n2"}, "sleepy"); !errors.Is(err, inventory.ErrInvalid) {
 		t.Errorf("state sleepy: got %v; the constraint is gone", err)
 	}
 

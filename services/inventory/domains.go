@@ -8,13 +8,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // AppDomain is a custom domain of a tenant's app as anyone may read it: never its key.
 type AppDomain struct {
 	Domain      string         `json:"domain"`
-	Tenant      rings.TenantID `json:"tenant"`
+	Tenant      enjin.TenantID `json:"tenant"`
 	App         string         `json:"app"`
 	Fingerprint string         `json:"fingerprint"` // SHA-256 of the certificate's DER, hex
 	NotAfter    time.Time      `json:"not_after"`
@@ -79,7 +79,7 @@ func (s *Store) PutDomain(ctx context.Context, d DomainCert) (AppDomain, error) 
 }
 
 // ListDomains lists tenant's custom domains, only app's unless app is "", by name.
-func (s *Store) ListDomains(ctx context.Context, tenant rings.TenantID, app string) ([]AppDomain, error) {
+func (s *Store) ListDomains(ctx context.Context, tenant enjin.TenantID, app string) ([]AppDomain, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+domainCols+` FROM app_domains WHERE tenant_id = $1 AND ($2 = '' OR app = $2) ORDER BY domain`,
 		string(tenant), app)
 	if err != nil {
@@ -116,7 +116,7 @@ func (s *Store) DomainCerts(ctx context.Context) ([]DomainCert, error) {
 // DeleteDomain takes domain from tenant's app (any of tenant's apps if app is ""), its
 // certificate and, if ACME gets it one, that too. Errors wrap
 // ErrNotFound if it has no such domain.
-func (s *Store) DeleteDomain(ctx context.Context, tenant rings.TenantID, app, domain string) error {
+func (s *Store) DeleteDomain(ctx context.Context, tenant enjin.TenantID, app, domain string) error {
 	var n int
 	err := s.pool.QueryRow(ctx, `WITH a AS (DELETE FROM acme_domains WHERE domain = $1 AND tenant_id = $2 AND ($3 = '' OR app = $3) RETURNING 1),
 		d AS (DELETE FROM app_domains WHERE domain = $1 AND tenant_id = $2 AND ($3 = '' OR app = $3) RETURNING 1)

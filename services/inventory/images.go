@@ -6,7 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Image is the record of a VM image whose files ring 0's image store holds by digest. It
@@ -14,7 +14,7 @@ import (
 type Image struct {
 	ID           string         `json:"id"`
 	Name         string         `json:"name"`
-	Tenant       rings.TenantID `json:"tenant,omitempty"` // "" for a public image
+	Tenant       enjin.TenantID `json:"tenant,omitempty"` // "" for a public image
 	Public       bool           `json:"public"`
 	Kind         string         `json:"kind"`          // disk or kernel
 	Format       string         `json:"format"`        // as stored and served: qcow2 (disk) or bzimage (kernel)
@@ -35,7 +35,7 @@ type ImageFile struct {
 
 // ImageFilter selects images. The zero value selects every one.
 type ImageFilter struct {
-	Owners []rings.TenantID // only images of these owners ("" is public); nil: any owner
+	Owners []enjin.TenantID // only images of these owners ("" is public); nil: any owner
 	Name   string           // only images of this name
 }
 
@@ -48,7 +48,7 @@ func scanImage(r pgx.Row) (Image, error) {
 	var k, i ImageFile
 	err := r.Scan(&im.ID, &tenant, &im.Name, &im.Kind, &im.Format, &im.SourceFormat, &im.Size, &im.VirtualSize,
 		&im.Digest, &k.Digest, &k.Size, &i.Digest, &i.Size, &im.CreatedAt)
-	im.Tenant, im.Public = rings.TenantID(tenant), tenant == ""
+	im.Tenant, im.Public = enjin.TenantID(tenant), tenant == ""
 	if k.Digest != "" {
 		im.Kernel, im.Initrd = &k, &i
 	}

@@ -5,13 +5,13 @@ import (
 	"strings"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
 func digest(c byte) string { return "sha256-" + strings.Repeat(string(c), 64) }
 
-func disk(name string, tenant rings.TenantID, d string) inventory.Image {
+func disk(name string, tenant enjin.TenantID, d string) inventory.Image {
 	return inventory.Image{Name: name, Tenant: tenant, Kind: "disk", Format: "qcow2", SourceFormat: "raw",
 		Size: 1 << 20, VirtualSize: 4 << 20, Digest: d}
 }
@@ -21,13 +21,13 @@ func disk(name string, tenant rings.TenantID, d string) inventory.Image {
 func TestImages(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
-	for _, tn := range []rings.TenantID{"acme", "globex"} {
+	for _, tn := range []enjin.TenantID{"acme", "globex"} {
 		if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: tn}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	pub, err := s.CreateImage(ctx, disk("debian", "", digest('a')))
-	if err != nil || !pub.Public || pub.Tenant != "" || !rings.IsUUID(pub.ID) || pub.VirtualSize != 4<<20 || pub.Kernel != nil {
+	if err != nil || !pub.Public || pub.Tenant != "" || !enjin.IsUUID(pub.ID) || pub.VirtualSize != 4<<20 || pub.Kernel != nil {
 		t.Fatalf("public image: %+v, %v", pub, err)
 	}
 	acme, err := s.CreateImage(ctx, disk("debian", "acme", digest('a'))) // same name, other owner, same file
@@ -75,12 +75,12 @@ func TestImages(t *testing.T) {
 		want string
 	}{
 		{inventory.ImageFilter{}, "/debian acme/debian globex/vmlinuz"},
-		{inventory.ImageFilter{Owners: []rings.TenantID{"", "acme"}}, "/debian acme/debian"},
-		{inventory.ImageFilter{Owners: []rings.TenantID{""}}, "/debian"},
-		{inventory.ImageFilter{Owners: []rings.TenantID{"globex"}}, "globex/vmlinuz"},
-		{inventory.ImageFilter{Owners: []rings.TenantID{}}, ""},
+		{inventory.ImageFilter{Owners: []enjin.TenantID{"", "acme"}}, "/debian acme/debian"},
+		{inventory.ImageFilter{Owners: []enjin.TenantID{""}}, "/debian"},
+		{inventory.ImageFilter{Owners: []enjin.TenantID{"globex"}}, "globex/vmlinuz"},
+		{inventory.ImageFilter{Owners: []enjin.TenantID{}}, ""},
 		{inventory.ImageFilter{Name: "debian"}, "/debian acme/debian"},
-		{inventory.ImageFilter{Owners: []rings.TenantID{"acme"}, Name: "vmlinuz"}, ""},
+		{inventory.ImageFilter{Owners: []enjin.TenantID{"acme"}, Name: "vmlinuz"}, ""},
 	} {
 		if got := names(tc.f); got != tc.want {
 			t.Errorf("ListImages(%+v): got %q want %q", tc.f, got, tc.want)

@@ -9,12 +9,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Observation is one verified observation, as stored: the exact signed bytes and seal.
 type Observation struct {
-	Node     rings.NodeID `json:"node"`
+	Node     enjin.NodeID `json:"node"`
 	Seq      uint64       `json:"seq"`
 	TsNs     int64        `json:"ts_ns"`
 	Received time.Time    `json:"received_at"`
@@ -27,8 +27,8 @@ type Observation struct {
 	// observer, which signed it, and the observed node's tenant and app. The observed node is
 	// registered as the observer's ring 2 child the first time, if the observer hosts the
 	// tenant; observations of nodes that are not the observer's children are dropped.
-	Observer rings.NodeID   `json:"observer,omitempty"`
-	Tenant   rings.TenantID `json:"-"`
+	Observer enjin.NodeID   `json:"observer,omitempty"`
+	Tenant   enjin.TenantID `json:"-"`
 	App      string         `json:"-"`
 }
 
@@ -53,7 +53,7 @@ func (s *Store) Ingest(ctx context.Context, all []Observation) error {
 	ids, seqs, tss := make([]string, n), make([]int64, n), make([]int64, n)
 	ats, signers := make([]time.Time, n), make([]string, n)
 	sigs, payloads := make([][]byte, n), make([][]byte, n)
-	latest := map[rings.NodeID]int{}
+	latest := map[enjin.NodeID]int{}
 	for i, o := range batch {
 		if o.Seq > 1<<63-1 {
 			return fmt.Errorf("inventory: ingest: %s seq %d: %w", o.Node, o.Seq, ErrInvalid)
@@ -129,7 +129,7 @@ func queueChildren(b *pgx.Batch, cs []Observation) {
 
 // Observations returns up to limit of node's stored observations, newest first, with
 // sequence below before (0: from the newest).
-func (s *Store) Observations(ctx context.Context, node rings.NodeID, limit int, before uint64) ([]Observation, error) {
+func (s *Store) Observations(ctx context.Context, node enjin.NodeID, limit int, before uint64) ([]Observation, error) {
 	if before == 0 || before > 1<<63-1 {
 		before = 1<<63 - 1
 	}
@@ -155,7 +155,7 @@ func (s *Store) LatestObservations(ctx context.Context) ([]Observation, error) {
 
 // ObservationsAfter pages through every stored observation in (node, seq) order, starting
 // after the given position; verify uses it to re-check the whole store.
-func (s *Store) ObservationsAfter(ctx context.Context, node rings.NodeID, seq uint64, limit int) ([]Observation, error) {
+func (s *Store) ObservationsAfter(ctx context.Context, node enjin.NodeID, seq uint64, limit int) ([]Observation, error) {
 	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload, coalesce(observer, '')
 		FROM node_observations WHERE (node_id, seq) > ($1, $2) ORDER BY node_id, seq LIMIT $3`, string(node), int64(seq), limit)
 	if err != nil {
@@ -170,7 +170,7 @@ func collectObservations(rows pgx.Rows) ([]Observation, error) {
 		var id, observer string
 		var seq int64
 		err := r.Scan(&id, &seq, &o.TsNs, &o.Received, &o.Signer, &o.Sig, &o.Payload, &observer)
-		o.Node, o.Seq, o.Observer = rings.NodeID(id), uint64(seq), rings.NodeID(observer)
+		o.Node, o.Seq, o.Observer = enjin.NodeID(id), uint64(seq), enjin.NodeID(observer)
 		return o, err
 	})
 	return out, pgErr("observations", err)

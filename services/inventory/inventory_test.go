@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 	"enjin/test/harness"
 )
@@ -35,15 +35,15 @@ func TestMigrationsAreIdempotent(t *testing.T) {
 	}
 }
 
-func register(t *testing.T, s *inventory.Store, id rings.NodeID, comp string) {
+func register(t *testing.T, s *inventory.Store, id enjin.NodeID, comp string) {
 	t.Helper()
-	if _, err := s.RegisterNode(t.Context(), inventory.Node{ID: id, Ring: rings.Ring1, Supervision: "process",
+	if _, err := s.RegisterNode(t.Context(), inventory.Node{ID: id, Ring: enjin.Ring1, Supervision: "process",
 		Observation: "self", AttestPub: "key-" + string(id), Compartment: comp}); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func obs(node rings.NodeID, seq uint64) inventory.Observation {
+func obs(node enjin.NodeID, seq uint64) inventory.Observation {
 	return inventory.Observation{Node: node, Seq: seq, TsNs: time.Now().UnixNano(), Received: time.Now(),
 		Signer: "key-" + string(node), Sig: []byte("sig"), Payload: []byte(fmt.Sprintf(`{"seq":%d}`, seq)), State: "up"}
 }
@@ -229,8 +229,8 @@ func TestIngestChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	child := func(node, observer string, tenant string, seq uint64, state string) inventory.Observation {
-		o := obs(rings.NodeID(observer), seq)
-		o.Node, o.Observer, o.Tenant, o.App, o.State = rings.NodeID(node), rings.NodeID(observer), rings.TenantID(tenant), "web", state
+		o := obs(enjin.NodeID(observer), seq)
+		o.Node, o.Observer, o.Tenant, o.App, o.State = enjin.NodeID(node), enjin.NodeID(observer), enjin.TenantID(tenant), "web", state
 		return o
 	}
 	batch := []inventory.Observation{obs("host-a", 5), child("acme-web-0", "host-a", "acme", 5, "healthy"),

@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -27,14 +27,14 @@ func lead(t *testing.T, s *inventory.Store, member string) *inventory.Lease {
 func TestLeaseFencesTheDeposedLeader(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
-	for _, id := range []rings.NodeID{"n1", "n2"} {
+	for _, id := range []enjin.NodeID{"n1", "n2"} {
 		register(t, s, id, "")
 		if err := s.Ingest(ctx, []inventory.Observation{obs(id, 1)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	a := lead(t, s, "a")
-	if n, err := s.SetStates(ctx, a.Epoch, []rings.NodeID{"n1"}, "suspect"); err != nil || n != 1 {
+	if n, err := s.SetStates(ctx, a.Epoch, []enjin.NodeID{"n1"}, "suspect"); err != nil || n != 1 {
 		t.Fatalf("the leader's verdict: %d %v", n, err)
 	}
 	if got, err := s.Leader(ctx); err != nil || got.Epoch != a.Epoch || got.Member != "a" {
@@ -80,32 +80,32 @@ func TestLeaseFencesTheDeposedLeader(t *testing.T) {
 	if b.Epoch != a.Epoch+1 {
 		t.Fatalf("new epoch %d, want %d", b.Epoch, a.Epoch+1)
 	}
-	if _, err := s.SetStates(ctx, b.Epoch, []rings.NodeID{"n2"}, "suspect"); err != nil {
+	if _, err := s.SetStates(ctx, b.Epoch, []enjin.NodeID{"n2"}, "suspect"); err != nil {
 		t.Fatal(err)
 	}
 	// The deposed leader's late verdict: refused, nothing changed.
-	n, err := s.SetStates(ctx, a.Epoch, []rings.NodeID{"n1", "n2"}, "down")
+	n, err := s.SetStates(ctx, a.Epoch, []enjin.NodeID{"n1", "n2"}, "down")
 	if !errors.Is(err, inventory.ErrFenced) || n != 0 {
 		t.Fatalf("deposed leader's write: %d changed, %v; want ErrFenced", n, err)
 	}
 	t.Logf("refused: %v", err)
-	for _, id := range []rings.NodeID{"n1", "n2"} {
+	for _, id := range []enjin.NodeID{"n1", "n2"} {
 		if node, err := s.GetNode(ctx, id); err != nil || node.State != "suspect" {
 			t.Fatalf("%s: %+v %v; want suspect", id, node, err)
 		}
 	}
 
 	// A promotion is singleton work too: the deposed leader's is refused, the leader's done.
-	tier, err := s.CreateTier(ctx, inventory.Tier{Ring: rings.Ring1, Label: "db", Replicas: 1})
+	tier, err := s.CreateTier(ctx, inventory.Tier{Ring: enjin.Ring1, Label: "db", Replicas: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, role := range map[rings.NodeID]string{"n1": "primary", "n2": "replica"} {
+	for id, role := range map[enjin.NodeID]string{"n1": "primary", "n2": "replica"} {
 		if _, err := s.SetMember(ctx, tier.ID, id, role); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if ps, err := s.PrimaryTiers(ctx, []rings.NodeID{"n1", "n2"}); err != nil || len(ps) != 1 || len(ps["n1"]) != 1 || ps["n1"][0] != tier.ID {
+	if ps, err := s.PrimaryTiers(ctx, []enjin.NodeID{"n1", "n2"}); err != nil || len(ps) != 1 || len(ps["n1"]) != 1 || ps["n1"][0] != tier.ID {
 		t.Fatalf("primary tiers: %v %v", ps, err)
 	}
 	if _, err := s.PromoteFenced(ctx, a.Epoch, tier.ID, "n1"); !errors.Is(err, inventory.ErrFenced) {

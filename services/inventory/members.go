@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Ring0Member is a ring 0 member as it announced itself.
@@ -51,14 +51,14 @@ func (s *Store) Members(ctx context.Context, since time.Duration) ([]Ring0Member
 }
 
 // PutNodeSecret records node's secret name, sealed by the caller, replacing any before.
-func (s *Store) PutNodeSecret(ctx context.Context, node rings.NodeID, name string, sealed []byte) error {
+func (s *Store) PutNodeSecret(ctx context.Context, node enjin.NodeID, name string, sealed []byte) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO node_secrets (node_id, name, sealed) VALUES ($1, $2, $3)
 		ON CONFLICT (node_id, name) DO UPDATE SET sealed = $3, updated = now()`, string(node), name, sealed)
 	return pgErr("node secret "+string(node)+"/"+name, err)
 }
 
 // NodeSecret is node's secret name as sealed (ErrNotFound: none).
-func (s *Store) NodeSecret(ctx context.Context, node rings.NodeID, name string) ([]byte, error) {
+func (s *Store) NodeSecret(ctx context.Context, node enjin.NodeID, name string) ([]byte, error) {
 	var sealed []byte
 	err := s.pool.QueryRow(ctx, `SELECT sealed FROM node_secrets WHERE node_id = $1 AND name = $2`, string(node), name).Scan(&sealed)
 	return sealed, pgErr("node secret "+string(node)+"/"+name, err)

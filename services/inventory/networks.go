@@ -8,7 +8,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Network is a tenant's L2 segment: its VXLAN id (cloud-wide unique), its IPv4 block with the
@@ -16,7 +16,7 @@ import (
 // tenant never overlap; other tenants' may.
 type Network struct {
 	ID        string         `json:"id"`
-	Tenant    rings.TenantID `json:"tenant"`
+	Tenant    enjin.TenantID `json:"tenant"`
 	Name      string         `json:"name"`
 	VNI       int            `json:"vni"`
 	CIDR4     netip.Prefix   `json:"cidr4"`
@@ -40,7 +40,7 @@ func scanNetwork(r pgx.Row) (Network, error) {
 		&n.CreatedAt, &n.UpdatedAt); err != nil {
 		return Network{}, err
 	}
-	n.Tenant = rings.TenantID(tenant)
+	n.Tenant = enjin.TenantID(tenant)
 	n.CIDR4, _ = netip.ParsePrefix(cidr4)
 	n.Gateway4, _ = netip.ParseAddr(gw)
 	if p6 != "" {
@@ -83,14 +83,14 @@ func (s *Store) CreateNetwork(ctx context.Context, n Network) (Network, error) {
 }
 
 // GetNetwork returns tenant's network name.
-func (s *Store) GetNetwork(ctx context.Context, tenant rings.TenantID, name string) (Network, error) {
+func (s *Store) GetNetwork(ctx context.Context, tenant enjin.TenantID, name string) (Network, error) {
 	n, err := scanNetwork(s.pool.QueryRow(ctx, `SELECT `+networkCols+` FROM networks n WHERE n.tenant_id = $1 AND n.name = $2`,
 		string(tenant), name))
 	return n, pgErr("network "+string(tenant)+"/"+name, err)
 }
 
 // ListNetworks lists tenant's networks, or every network if tenant is "", by name.
-func (s *Store) ListNetworks(ctx context.Context, tenant rings.TenantID) ([]Network, error) {
+func (s *Store) ListNetworks(ctx context.Context, tenant enjin.TenantID) ([]Network, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+networkCols+` FROM networks n WHERE $1 = '' OR n.tenant_id = $1
 		ORDER BY n.tenant_id, n.name`, string(tenant))
 	if err != nil {
@@ -102,7 +102,7 @@ func (s *Store) ListNetworks(ctx context.Context, tenant rings.TenantID) ([]Netw
 
 // DeleteNetwork deletes tenant's network name if its version is still version; one that still
 // has ports is ErrInUse.
-func (s *Store) DeleteNetwork(ctx context.Context, tenant rings.TenantID, name string, version int64) error {
+func (s *Store) DeleteNetwork(ctx context.Context, tenant enjin.TenantID, name string, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		n, err := scanNetwork(tx.QueryRow(ctx, `SELECT `+networkCols+` FROM networks n WHERE n.tenant_id = $1 AND n.name = $2 FOR UPDATE`,
 			string(tenant), name))

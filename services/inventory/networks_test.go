@@ -7,7 +7,7 @@ import (
 	"sync"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -19,7 +19,7 @@ func TestNetworks(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
 	for _, tn := range []string{"acme", "beta"} {
-		if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: rings.TenantID(tn)}); err != nil {
+		if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: enjin.TenantID(tn)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -8,14 +8,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Node is a node record: who it is, how it is run and observed, its keys, and what is known
 // of its state.
 type Node struct {
-	ID            rings.NodeID   `json:"id"`
-	Ring          rings.Ring     `json:"ring"`
+	ID            enjin.NodeID   `json:"id"`
+	Ring          enjin.Ring     `json:"ring"`
 	Label         string         `json:"label"`
 	Supervision   string         `json:"supervision_strategy"`
 	Observation   string         `json:"observation_strategy"`
@@ -62,7 +62,7 @@ func scanNode(r pgx.Row) (Node, error) {
 	if err != nil {
 		return n, err
 	}
-	n.ID, n.LastSeq = rings.NodeID(id), uint64(seq)
+	n.ID, n.LastSeq = enjin.NodeID(id), uint64(seq)
 	if ts != nil {
 		t := time.Unix(0, *ts).UTC()
 		n.LastObsTs = &t
@@ -141,17 +141,17 @@ func (s *Store) saveNode(ctx context.Context, n Node, upsert bool) (Node, error)
 }
 
 // GetNode returns node id with its tiers.
-func (s *Store) GetNode(ctx context.Context, id rings.NodeID) (Node, error) {
+func (s *Store) GetNode(ctx context.Context, id enjin.NodeID) (Node, error) {
 	n, err := scanNode(s.pool.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.id = $1`, string(id)))
 	return n, pgErr("node "+string(id), err)
 }
 
 // NodeFilter selects nodes; zero fields select everything.
 type NodeFilter struct {
-	Ring     *rings.Ring
+	Ring     *enjin.Ring
 	State    string
 	Metadata map[string]string // every key must have exactly this (string) value
-	After    rings.NodeID      // paging: ids greater than this
+	After    enjin.NodeID      // paging: ids greater than this
 	Limit    int               // 0 means 1000
 }
 
@@ -179,7 +179,7 @@ func (s *Store) ListNodes(ctx context.Context, f NodeFilter) ([]Node, error) {
 }
 
 // UpdateNode sets node id's label and metadata if its version is still version.
-func (s *Store) UpdateNode(ctx context.Context, id rings.NodeID, version int64, label *string, metadata map[string]any) (Node, error) {
+func (s *Store) UpdateNode(ctx context.Context, id enjin.NodeID, version int64, label *string, metadata map[string]any) (Node, error) {
 	var out Node
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		tag, err := tx.Exec(ctx, `UPDATE nodes SET label = coalesce($3, label), metadata = coalesce($4, metadata),
@@ -200,8 +200,8 @@ func (s *Store) UpdateNode(ctx context.Context, id rings.NodeID, version int64, 
 
 // NodeKey is what the verifier needs to know of a node at start.
 type NodeKey struct {
-	Node      rings.NodeID
-	Ring      rings.Ring
+	Node      enjin.NodeID
+	Ring      enjin.Ring
 	AttestPub string
 	LastSeq   uint64
 	State     string
@@ -215,7 +215,7 @@ func (s *Store) NodeKeys(ctx context.Context) ([]NodeKey, error) {
 }
 
 // NodeKeyOf is NodeKeys for one node; ok is false if it has no key or is decommissioned.
-func (s *Store) NodeKeyOf(ctx context.Context, id rings.NodeID) (k NodeKey, ok bool, err error) {
+func (s *Store) NodeKeyOf(ctx context.Context, id enjin.NodeID) (k NodeKey, ok bool, err error) {
 	ks, err := s.nodeKeys(ctx, `WHERE id = $1 AND attest_pub <> '' AND state <> 'decommissioned'`, string(id))
 	if err != nil || len(ks) == 0 {
 		return NodeKey{}, false, err
@@ -233,14 +233,14 @@ func (s *Store) nodeKeys(ctx context.Context, where string, args ...any) ([]Node
 		var id string
 		var seq int64
 		err := r.Scan(&id, &k.Ring, &k.AttestPub, &seq, &k.State, &k.LastObsAt)
-		k.Node, k.LastSeq = rings.NodeID(id), uint64(seq)
+		k.Node, k.LastSeq = enjin.NodeID(id), uint64(seq)
 		return k, err
 	})
 	return out, pgErr("node keys", err)
 }
 
 // AttestationKeys lists every attestation key node has had.
-func (s *Store) AttestationKeys(ctx context.Context, node rings.NodeID) ([]string, error) {
+func (s *Store) AttestationKeys(ctx context.Context, node enjin.NodeID) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT attest_pub FROM node_keys WHERE node_id = $1 ORDER BY registered_at`, string(node))
 	if err != nil {
 		return nil, pgErr("attestation keys", err)
@@ -252,7 +252,7 @@ func (s *Store) AttestationKeys(ctx context.Context, node rings.NodeID) ([]strin
 // SetStates sets the judged state of the given nodes (liveness: suspect, down), skipping
 // nodes already in it and decommissioned ones, and returns how many changed. Judging is the
 // leader's work: epoch is its lease's, and a deposed leader's verdict fails with ErrFenced.
-func (s *Store) SetStates(ctx context.Context, epoch int64, ids []rings.NodeID, state string) (int64, error) {
+func (s *Store) SetStates(ctx context.Context, epoch int64, ids []enjin.NodeID, state string) (int64, error) {
 	strs := make([]string, len(ids))
 	for i, id := range ids {
 		strs[i] = string(id)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Port is an endpoint on a network — a VM's NIC or an app instance's interface — with its MAC
@@ -18,10 +18,10 @@ import (
 type Port struct {
 	ID        string         `json:"id"`
 	Network   string         `json:"network_id"`
-	Tenant    rings.TenantID `json:"tenant"`
+	Tenant    enjin.TenantID `json:"tenant"`
 	MAC       string         `json:"mac"`
 	Owner     string         `json:"owner"`
-	Node      rings.NodeID   `json:"node,omitempty"`
+	Node      enjin.NodeID   `json:"node,omitempty"`
 	Addresses []netip.Addr   `json:"addresses"`
 	Rulesets  []string       `json:"rulesets,omitempty"` // the rule sets it enforces
 	Router    bool           `json:"router,omitempty"`   // the network's router: the others' default route (one a network)
@@ -105,12 +105,12 @@ func (s *Store) PortsOf(ctx context.Context, owner string) ([]Port, error) {
 }
 
 // Routers lists tenant's router ports, one a network at most.
-func (s *Store) Routers(ctx context.Context, tenant rings.TenantID) ([]Port, error) {
+func (s *Store) Routers(ctx context.Context, tenant enjin.TenantID) ([]Port, error) {
 	return s.ports(ctx, "routers of "+string(tenant), `p.tenant_id = $1 AND p.router`, string(tenant))
 }
 
 // PortsOn lists the ports on node whose owners begin with prefix ("app:", say), oldest first.
-func (s *Store) PortsOn(ctx context.Context, node rings.NodeID, prefix string) ([]Port, error) {
+func (s *Store) PortsOn(ctx context.Context, node enjin.NodeID, prefix string) ([]Port, error) {
 	return s.ports(ctx, "ports on "+string(node), `p.node_id = $1 AND starts_with(p.owner, $2)`, string(node), prefix)
 }
 
@@ -129,7 +129,7 @@ func (s *Store) ports(ctx context.Context, what, where string, args ...any) ([]P
 		if err := r.Scan(&p.ID, &p.Network, &tenant, &p.MAC, &p.Owner, &node, &p.Rulesets, &p.Router, &p.CreatedAt, &addrs); err != nil {
 			return Port{}, err
 		}
-		p.Tenant, p.Node = rings.TenantID(tenant), rings.NodeID(node)
+		p.Tenant, p.Node = enjin.TenantID(tenant), enjin.NodeID(node)
 		for _, a := range addrs {
 			if ip, err := netip.ParseAddr(a); err == nil {
 				p.Addresses = append(p.Addresses, ip)
@@ -147,7 +147,7 @@ func (s *Store) SetPortRulesets(ctx context.Context, id string, rulesets []strin
 }
 
 // RulesetMembers lists the addresses of tenant's ports that enforce rule set name.
-func (s *Store) RulesetMembers(ctx context.Context, tenant rings.TenantID, name string) ([]netip.Addr, error) {
+func (s *Store) RulesetMembers(ctx context.Context, tenant enjin.TenantID, name string) ([]netip.Addr, error) {
 	rows, err := s.pool.Query(ctx, `SELECT host(a.address) FROM ports p JOIN port_addresses a ON a.port_id = p.id
 		WHERE p.tenant_id = $1 AND p.rulesets @> ARRAY[$2]::text[] ORDER BY a.address`, string(tenant), name)
 	if err != nil {
@@ -181,18 +181,18 @@ func (s *Store) DeletePort(ctx context.Context, id string) error {
 }
 
 // NetworkNodes lists the nodes that hold ports on network id.
-func (s *Store) NetworkNodes(ctx context.Context, id string) ([]rings.NodeID, error) {
+func (s *Store) NetworkNodes(ctx context.Context, id string) ([]enjin.NodeID, error) {
 	rows, err := s.pool.Query(ctx, `SELECT DISTINCT node_id FROM ports WHERE network_id = $1 AND node_id IS NOT NULL ORDER BY node_id`, id)
 	if err != nil {
 		return nil, pgErr("nodes of network "+id, err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[rings.NodeID])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[enjin.NodeID])
 	return out, pgErr("nodes of network "+id, err)
 }
 
 // CountPorts counts the ports on network id that node holds for owners starting with prefix
 // ("vm:", "app:").
-func (s *Store) CountPorts(ctx context.Context, id string, node rings.NodeID, prefix string) (int, error) {
+func (s *Store) CountPorts(ctx context.Context, id string, node enjin.NodeID, prefix string) (int, error) {
 	var n int
 	err := s.pool.QueryRow(ctx, `SELECT count(*) FROM ports WHERE network_id = $1 AND node_id = $2 AND starts_with(owner, $3)`,
 		id, string(node), prefix).Scan(&n)

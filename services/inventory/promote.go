@@ -6,15 +6,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Promotion is what a promotion did.
 type Promotion struct {
 	Tier       Tier         `json:"tier"`
-	Failed     rings.NodeID `json:"failed,omitempty"`      // the primary taken out
-	Primary    rings.NodeID `json:"primary"`               // the replica promoted
-	NewReplica rings.NodeID `json:"new_replica,omitempty"` // the node placed to keep the replica count
+	Failed     enjin.NodeID `json:"failed,omitempty"`      // the primary taken out
+	Primary    enjin.NodeID `json:"primary"`               // the replica promoted
+	NewReplica enjin.NodeID `json:"new_replica,omitempty"` // the node placed to keep the replica count
 	Epoch      int64        `json:"epoch"`                 // the new fencing epoch
 }
 
@@ -24,7 +24,7 @@ type Promotion struct {
 // compartment, then one that is up — every member moves to a new fencing epoch, and a new
 // replica is placed to keep the tier's replica count, preferring compartments the tier does
 // not use yet.
-func (s *Store) Promote(ctx context.Context, tier string, failed rings.NodeID) (Promotion, error) {
+func (s *Store) Promote(ctx context.Context, tier string, failed enjin.NodeID) (Promotion, error) {
 	var p Promotion
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) (err error) {
 		p, err = promote(ctx, tx, tier, failed)
@@ -35,7 +35,7 @@ func (s *Store) Promote(ctx context.Context, tier string, failed rings.NodeID) (
 
 // PromoteFenced is Promote as the leader's singleton work: refused with ErrFenced unless
 // epoch is still the leader's.
-func (s *Store) PromoteFenced(ctx context.Context, epoch int64, tier string, failed rings.NodeID) (Promotion, error) {
+func (s *Store) PromoteFenced(ctx context.Context, epoch int64, tier string, failed enjin.NodeID) (Promotion, error) {
 	var p Promotion
 	err := s.fenced(ctx, epoch, func(tx pgx.Tx) (err error) {
 		p, err = promote(ctx, tx, tier, failed)
@@ -45,7 +45,7 @@ func (s *Store) PromoteFenced(ctx context.Context, epoch int64, tier string, fai
 }
 
 // PrimaryTiers lists the tiers each of nodes is the primary of.
-func (s *Store) PrimaryTiers(ctx context.Context, nodes []rings.NodeID) (map[rings.NodeID][]string, error) {
+func (s *Store) PrimaryTiers(ctx context.Context, nodes []enjin.NodeID) (map[enjin.NodeID][]string, error) {
 	strs := make([]string, len(nodes))
 	for i, n := range nodes {
 		strs[i] = string(n)
@@ -55,18 +55,18 @@ func (s *Store) PrimaryTiers(ctx context.Context, nodes []rings.NodeID) (map[rin
 		return nil, pgErr("primary tiers", err)
 	}
 	defer rows.Close()
-	out := map[rings.NodeID][]string{}
+	out := map[enjin.NodeID][]string{}
 	for rows.Next() {
 		var node, tier string
 		if err := rows.Scan(&node, &tier); err != nil {
 			return nil, pgErr("primary tiers", err)
 		}
-		out[rings.NodeID(node)] = append(out[rings.NodeID(node)], tier)
+		out[enjin.NodeID(node)] = append(out[enjin.NodeID(node)], tier)
 	}
 	return out, pgErr("primary tiers", rows.Err())
 }
 
-func promote(ctx context.Context, tx pgx.Tx, tier string, failed rings.NodeID) (Promotion, error) {
+func promote(ctx context.Context, tx pgx.Tx, tier string, failed enjin.NodeID) (Promotion, error) {
 	var p Promotion
 	t, err := lockTier(ctx, tx, tier)
 	if err != nil {
@@ -141,7 +141,7 @@ func pickPrimary(replicas []Member, failed *Member) *Member {
 
 // placeReplica adds an up node of the tier's ring that is not yet in it (and is not the
 // failed primary), preferring compartments with the fewest members of the tier.
-func placeReplica(ctx context.Context, tx pgx.Tx, t Tier, failed rings.NodeID, epoch int64) (rings.NodeID, error) {
+func placeReplica(ctx context.Context, tx pgx.Tx, t Tier, failed enjin.NodeID, epoch int64) (enjin.NodeID, error) {
 	var node string
 	err := tx.QueryRow(ctx, `SELECT n.id FROM nodes n
 		WHERE n.ring = $2 AND n.state = 'up' AND n.id <> $3
@@ -156,5 +156,5 @@ func placeReplica(ctx context.Context, tx pgx.Tx, t Tier, failed rings.NodeID, e
 		return "", err
 	}
 	_, err = tx.Exec(ctx, `INSERT INTO node_tiers (node_id, tier_id, role, epoch) VALUES ($1, $2, 'replica', $3)`, node, t.ID, epoch)
-	return rings.NodeID(node), err
+	return enjin.NodeID(node), err
 }

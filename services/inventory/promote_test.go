@@ -5,7 +5,7 @@ import (
 	"sync"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -20,18 +20,18 @@ func TestConcurrentPromotionsLeaveOnePrimary(t *testing.T) {
 		}
 		comp[c] = cc.ID
 	}
-	nodes := map[rings.NodeID]string{"p": "a", "r1": "a", "r2": "b", "s1": "b", "s2": "c", "s3": "a"}
+	nodes := map[enjin.NodeID]string{"p": "a", "r1": "a", "r2": "b", "s1": "b", "s2": "c", "s3": "a"}
 	for id, c := range nodes {
 		register(t, s, id, comp[c])
 		if err := s.Ingest(ctx, []inventory.Observation{obs(id, 1)}); err != nil { // makes it up
 			t.Fatal(err)
 		}
 	}
-	tier, err := s.CreateTier(ctx, inventory.Tier{Ring: rings.Ring1, Label: "db", Replicas: 2})
+	tier, err := s.CreateTier(ctx, inventory.Tier{Ring: enjin.Ring1, Label: "db", Replicas: 2})
 	if err != nil {
 		t.Fatal(err)
 	}
-	for id, role := range map[rings.NodeID]string{"p": "primary", "r1": "replica", "r2": "replica"} {
+	for id, role := range map[enjin.NodeID]string{"p": "primary", "r1": "replica", "r2": "replica"} {
 		if _, err := s.SetMember(ctx, tier.ID, id, role); err != nil {
 			t.Fatal(err)
 		}

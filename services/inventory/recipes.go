@@ -7,15 +7,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // AppRecipe is what ring 0 keeps of a placed app to run it elsewhere: the live release's
 // package and its recipe (release, environment, scale), sealed by the caller.
 type AppRecipe struct {
-	Tenant  rings.TenantID
+	Tenant  enjin.TenantID
 	App     string
-	Node    rings.NodeID // the host it was read from
+	Node    enjin.NodeID // the host it was read from
 	Release int
 	Digest  string
 	Scale   map[string]int
@@ -25,7 +25,7 @@ type AppRecipe struct {
 
 // AppKey names an app.
 type AppKey struct {
-	Tenant rings.TenantID
+	Tenant enjin.TenantID
 	App    string
 }
 
@@ -70,7 +70,7 @@ func (s *Store) RecipeHeads(ctx context.Context) (map[AppKey]AppRecipe, error) {
 }
 
 // Recipe is the kept recipe of tenant's app, package and all (ErrNotFound: none kept).
-func (s *Store) Recipe(ctx context.Context, tenant rings.TenantID, app string) (AppRecipe, error) {
+func (s *Store) Recipe(ctx context.Context, tenant enjin.TenantID, app string) (AppRecipe, error) {
 	r := AppRecipe{Tenant: tenant, App: app}
 	var scale []byte
 	err := s.pool.QueryRow(ctx, `SELECT node_id, release, digest, scale, sealed, package FROM app_recipes WHERE tenant_id = $1 AND app = $2`,
@@ -83,10 +83,10 @@ func (s *Store) Recipe(ctx context.Context, tenant rings.TenantID, app string) (
 
 // PlacedApp is an app's placement as re-placing reads it.
 type PlacedApp struct {
-	Tenant    rings.TenantID
+	Tenant    enjin.TenantID
 	App       string
-	Node      rings.NodeID
-	MovedFrom rings.NodeID // the host it was re-placed off, until Node has run it
+	Node      enjin.NodeID
+	MovedFrom enjin.NodeID // the host it was re-placed off, until Node has run it
 }
 
 // PlacedApps lists every app's placement, by tenant and name.
@@ -104,7 +104,7 @@ func (s *Store) PlacedApps(ctx context.Context) ([]PlacedApp, error) {
 // MoveApp re-places tenant's app from node from, which went down, to node to (if it ran a
 // share of the app, as a replica, it runs all of it now), with the bid to signed for it, under the leader's fencing epoch: a deposed leader's move is refused
 // (ErrFenced), and so is a move of an app no longer on from (ErrConflict).
-func (s *Store) MoveApp(ctx context.Context, epoch int64, tenant rings.TenantID, app string, from, to rings.NodeID, bid []byte) error {
+func (s *Store) MoveApp(ctx context.Context, epoch int64, tenant enjin.TenantID, app string, from, to enjin.NodeID, bid []byte) error {
 	err := s.fenced(ctx, epoch, func(tx pgx.Tx) error {
 		ct, err := tx.Exec(ctx, `UPDATE app_hosts SET node_id = $4, bid = $5, moved_from = $3, placed_at = now()
 			WHERE tenant_id = $1 AND app = $2 AND node_id = $3`, string(tenant), app, string(from), string(to), bid)
@@ -120,7 +120,7 @@ func (s *Store) MoveApp(ctx context.Context, epoch int64, tenant rings.TenantID,
 }
 
 // SettleMove records that node, where tenant's app was re-placed, runs it.
-func (s *Store) SettleMove(ctx context.Context, tenant rings.TenantID, app string, node rings.NodeID) error {
+func (s *Store) SettleMove(ctx context.Context, tenant enjin.TenantID, app string, node enjin.NodeID) error {
 	_, err := s.pool.Exec(ctx, `UPDATE app_hosts SET moved_from = NULL WHERE tenant_id = $1 AND app = $2 AND node_id = $3`,
 		string(tenant), app, string(node))
 	return pgErr("settle the move of app "+string(tenant)+"/"+app, err)
@@ -129,7 +129,7 @@ func (s *Store) SettleMove(ctx context.Context, tenant rings.TenantID, app strin
 // AppHostStates are the judged states of the ring 1 nodes that host a tenant, or are among
 // also (the nodes a ring 0 runs itself): the hosts apps run on or may move to — a few, where
 // the nodes may be many.
-func (s *Store) AppHostStates(ctx context.Context, also []rings.NodeID) (map[rings.NodeID]string, error) {
+func (s *Store) AppHostStates(ctx context.Context, also []enjin.NodeID) (map[enjin.NodeID]string, error) {
 	ids := make([]string, len(also))
 	for i, n := range also {
 		ids[i] = string(n)
@@ -140,13 +140,13 @@ func (s *Store) AppHostStates(ctx context.Context, also []rings.NodeID) (map[rin
 		return nil, pgErr("app hosts", err)
 	}
 	defer rows.Close()
-	out := map[rings.NodeID]string{}
+	out := map[enjin.NodeID]string{}
 	for rows.Next() {
 		var id, state string
 		if err := rows.Scan(&id, &state); err != nil {
 			return nil, pgErr("app hosts", err)
 		}
-		out[rings.NodeID(id)] = state
+		out[enjin.NodeID(id)] = state
 	}
 	return out, pgErr("app hosts", rows.Err())
 }

@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -15,13 +15,13 @@ import (
 func TestRecipesAndMoves(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
-	for _, n := range []rings.NodeID{"n1", "n2"} {
+	for _, n := range []enjin.NodeID{"n1", "n2"} {
 		register(t, s, n, "")
 	}
 	if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: "acme"}); err != nil {
 		t.Fatal(err)
 	}
-	for _, n := range []rings.NodeID{"n1", "n2"} {
+	for _, n := range []enjin.NodeID{"n1", "n2"} {
 		if err := s.AddTenantHost(ctx, "acme", n, "KEY-"+string(n)); err != nil {
 			t.Fatal(err)
 		}

@@ -6,19 +6,19 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Replicas lists, by app, the hosts beside its home that run a share of its instances, in
 // node order.
-func (s *Store) Replicas(ctx context.Context) (map[AppKey][]rings.NodeID, error) {
+func (s *Store) Replicas(ctx context.Context) (map[AppKey][]enjin.NodeID, error) {
 	rows, err := s.pool.Query(ctx, `SELECT tenant_id, app, node_id FROM app_replicas ORDER BY 1, 2, 3`)
 	if err != nil {
 		return nil, pgErr("replicas", err)
 	}
-	out := map[AppKey][]rings.NodeID{}
+	out := map[AppKey][]enjin.NodeID{}
 	var k AppKey
-	var node rings.NodeID
+	var node enjin.NodeID
 	_, err = pgx.ForEachRow(rows, []any{&k.Tenant, &k.App, &node}, func() error {
 		out[k] = append(out[k], node)
 		return nil
@@ -29,7 +29,7 @@ func (s *Store) Replicas(ctx context.Context) (map[AppKey][]rings.NodeID, error)
 // AddReplica has node, with the bid it signed, run a share of tenant's app beside the app's
 // home, under the leader's fencing epoch (ErrFenced); an app not placed, or placed on node, is
 // ErrConflict.
-func (s *Store) AddReplica(ctx context.Context, epoch int64, tenant rings.TenantID, app string, node rings.NodeID, bid []byte) error {
+func (s *Store) AddReplica(ctx context.Context, epoch int64, tenant enjin.TenantID, app string, node enjin.NodeID, bid []byte) error {
 	err := s.fenced(ctx, epoch, func(tx pgx.Tx) error {
 		ct, err := tx.Exec(ctx, `INSERT INTO app_replicas (tenant_id, app, node_id, bid)
 			SELECT tenant_id, app, $3, $4 FROM app_hosts WHERE tenant_id = $1 AND app = $2 AND node_id <> $3
@@ -44,7 +44,7 @@ func (s *Store) AddReplica(ctx context.Context, epoch int64, tenant rings.Tenant
 }
 
 // DropReplica ends node's share of tenant's app, under the leader's fencing epoch.
-func (s *Store) DropReplica(ctx context.Context, epoch int64, tenant rings.TenantID, app string, node rings.NodeID) error {
+func (s *Store) DropReplica(ctx context.Context, epoch int64, tenant enjin.TenantID, app string, node enjin.NodeID) error {
 	err := s.fenced(ctx, epoch, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `DELETE FROM app_replicas WHERE tenant_id = $1 AND app = $2 AND node_id = $3`,
 			string(tenant), app, string(node))
@@ -54,11 +54,11 @@ func (s *Store) DropReplica(ctx context.Context, epoch int64, tenant rings.Tenan
 }
 
 // AppReplicas lists the hosts beside its home that run a share of tenant's app, in node order.
-func (s *Store) AppReplicas(ctx context.Context, tenant rings.TenantID, app string) ([]rings.NodeID, error) {
+func (s *Store) AppReplicas(ctx context.Context, tenant enjin.TenantID, app string) ([]enjin.NodeID, error) {
 	rows, err := s.pool.Query(ctx, `SELECT node_id FROM app_replicas WHERE tenant_id = $1 AND app = $2 ORDER BY 1`, string(tenant), app)
 	if err != nil {
 		return nil, pgErr("replicas of app "+string(tenant)+"/"+app, err)
 	}
-	out, err := pgx.CollectRows(rows, pgx.RowTo[rings.NodeID])
+	out, err := pgx.CollectRows(rows, pgx.RowTo[enjin.NodeID])
 	return out, pgErr("replicas of app "+string(tenant)+"/"+app, err)
 }

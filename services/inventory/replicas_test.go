@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -15,7 +15,7 @@ import (
 func TestReplicas(t *testing.T) {
 	s := open(t)
 	ctx := t.Context()
-	nodes := []rings.NodeID{"n1", "n2", "n3"}
+	nodes := []enjin.NodeID{"n1", "n2", "n3"}
 	for _, n := range nodes {
 		register(t, s, n, "")
 	}
@@ -41,13 +41,13 @@ func TestReplicas(t *testing.T) {
 	if err := s.AddReplica(ctx, l.Epoch+1, "acme", "web", "n2", nil); !errors.Is(err, inventory.ErrFenced) {
 		t.Fatalf("a replica under another epoch: %v, want fenced", err)
 	}
-	for _, n := range []rings.NodeID{"n3", "n2"} {
+	for _, n := range []enjin.NodeID{"n3", "n2"} {
 		if err := s.AddReplica(ctx, l.Epoch, "acme", "web", n, []byte(`{"bid":"`+string(n)+`"}`)); err != nil {
 			t.Fatal(err)
 		}
 	}
 	rs, err := s.Replicas(ctx)
-	if err != nil || !slices.Equal(rs[k], []rings.NodeID{"n2", "n3"}) {
+	if err != nil || !slices.Equal(rs[k], []enjin.NodeID{"n2", "n3"}) {
 		t.Fatalf("replicas: %v %v", rs, err)
 	}
 	ps, err := s.Placements(ctx)

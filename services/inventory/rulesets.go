@@ -7,15 +7,15 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Ruleset is a tenant's firewall rule set: ordered rules that the NICs naming it enforce.
 type Ruleset struct {
 	ID        string         `json:"id"`
-	Tenant    rings.TenantID `json:"tenant"`
+	Tenant    enjin.TenantID `json:"tenant"`
 	Name      string         `json:"name"`
-	Rules     []rings.Rule   `json:"rules"`
+	Rules     []enjin.Rule   `json:"rules"`
 	Version   int64          `json:"version"`
 	CreatedAt time.Time      `json:"created_at"`
 	UpdatedAt time.Time      `json:"updated_at"`
@@ -29,9 +29,9 @@ func scanRuleset(row pgx.Row) (Ruleset, error) {
 	if err := row.Scan(&r.ID, &tenant, &r.Name, &r.Rules, &r.Version, &r.CreatedAt, &r.UpdatedAt); err != nil {
 		return Ruleset{}, err
 	}
-	r.Tenant = rings.TenantID(tenant)
+	r.Tenant = enjin.TenantID(tenant)
 	if r.Rules == nil {
-		r.Rules = []rings.Rule{}
+		r.Rules = []enjin.Rule{}
 	}
 	return r, nil
 }
@@ -39,7 +39,7 @@ func scanRuleset(row pgx.Row) (Ruleset, error) {
 // CreateRuleset records r; a name the tenant already uses is ErrExists.
 func (s *Store) CreateRuleset(ctx context.Context, r Ruleset) (Ruleset, error) {
 	if r.Rules == nil {
-		r.Rules = []rings.Rule{}
+		r.Rules = []enjin.Rule{}
 	}
 	var out Ruleset
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -55,14 +55,14 @@ func (s *Store) CreateRuleset(ctx context.Context, r Ruleset) (Ruleset, error) {
 }
 
 // GetRuleset returns tenant's rule set name.
-func (s *Store) GetRuleset(ctx context.Context, tenant rings.TenantID, name string) (Ruleset, error) {
+func (s *Store) GetRuleset(ctx context.Context, tenant enjin.TenantID, name string) (Ruleset, error) {
 	r, err := scanRuleset(s.pool.QueryRow(ctx, `SELECT `+rulesetCols+` FROM rulesets r WHERE r.tenant_id = $1 AND r.name = $2`,
 		string(tenant), name))
 	return r, pgErr("ruleset "+string(tenant)+"/"+name, err)
 }
 
 // ListRulesets lists tenant's rule sets by name.
-func (s *Store) ListRulesets(ctx context.Context, tenant rings.TenantID) ([]Ruleset, error) {
+func (s *Store) ListRulesets(ctx context.Context, tenant enjin.TenantID) ([]Ruleset, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+rulesetCols+` FROM rulesets r WHERE r.tenant_id = $1 ORDER BY r.name`, string(tenant))
 	if err != nil {
 		return nil, pgErr("rulesets", err)
@@ -72,9 +72,9 @@ func (s *Store) ListRulesets(ctx context.Context, tenant rings.TenantID) ([]Rule
 }
 
 // UpdateRuleset replaces the rules of tenant's rule set name if its version is still version.
-func (s *Store) UpdateRuleset(ctx context.Context, tenant rings.TenantID, name string, rules []rings.Rule, version int64) (Ruleset, error) {
+func (s *Store) UpdateRuleset(ctx context.Context, tenant enjin.TenantID, name string, rules []enjin.Rule, version int64) (Ruleset, error) {
 	if rules == nil {
-		rules = []rings.Rule{}
+		rules = []enjin.Rule{}
 	}
 	var out Ruleset
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
@@ -97,7 +97,7 @@ func (s *Store) UpdateRuleset(ctx context.Context, tenant rings.TenantID, name s
 
 // DeleteRuleset deletes tenant's rule set name if its version is still version; one a VM's
 // NIC names, a port enforces or another rule set's rule names as its remote is ErrInUse.
-func (s *Store) DeleteRuleset(ctx context.Context, tenant rings.TenantID, name string, version int64) error {
+func (s *Store) DeleteRuleset(ctx context.Context, tenant enjin.TenantID, name string, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		r, err := scanRuleset(tx.QueryRow(ctx, `SELECT `+rulesetCols+` FROM rulesets r WHERE r.tenant_id = $1 AND r.name = $2 FOR UPDATE`,
 			string(tenant), name))

@@ -10,12 +10,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Tenant is a customer of the platform: its own NATS account, its apps, its nodes.
 type Tenant struct {
-	ID        rings.TenantID `json:"id"`
+	ID        enjin.TenantID `json:"id"`
 	Hosts     []TenantHost   `json:"hosts"`
 	Metadata  map[string]any `json:"metadata"`
 	Version   int64          `json:"version"`
@@ -26,7 +26,7 @@ type Tenant struct {
 // TenantHost is a ring 1 node hosting a tenant, with the public half of the scoped signing
 // key it mints the tenant's users with.
 type TenantHost struct {
-	Node      rings.NodeID `json:"node"`
+	Node      enjin.NodeID `json:"node"`
 	ScopedPub string       `json:"scoped_key"`
 }
 
@@ -37,7 +37,7 @@ func scanTenant(r pgx.Row) (Tenant, error) {
 	var t Tenant
 	var id string
 	err := r.Scan(&id, &t.Hosts, &t.Metadata, &t.Version, &t.CreatedAt, &t.UpdatedAt)
-	t.ID = rings.TenantID(id)
+	t.ID = enjin.TenantID(id)
 	return t, err
 }
 
@@ -65,7 +65,7 @@ func (s *Store) CreateTenant(ctx context.Context, t Tenant) (Tenant, error) {
 
 // AddTenantHost records that node hosts tenant with scoped signing key scopedPub. A
 // decommissioned node hosts nothing (ErrInvalid).
-func (s *Store) AddTenantHost(ctx context.Context, tenant rings.TenantID, node rings.NodeID, scopedPub string) error {
+func (s *Store) AddTenantHost(ctx context.Context, tenant enjin.TenantID, node enjin.NodeID, scopedPub string) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The share lock orders this against Decommission, which locks the row for update.
 		var state string
@@ -83,7 +83,7 @@ func (s *Store) AddTenantHost(ctx context.Context, tenant rings.TenantID, node r
 }
 
 // GetTenant returns tenant id with its hosts.
-func (s *Store) GetTenant(ctx context.Context, id rings.TenantID) (Tenant, error) {
+func (s *Store) GetTenant(ctx context.Context, id enjin.TenantID) (Tenant, error) {
 	t, err := scanTenant(s.pool.QueryRow(ctx, `SELECT `+tenantCols+` FROM tenants t WHERE t.id = $1`, string(id)))
 	return t, pgErr("tenant "+string(id), err)
 }
@@ -99,7 +99,7 @@ func (s *Store) ListTenants(ctx context.Context) ([]Tenant, error) {
 }
 
 // DeleteTenant deletes tenant id (and its hosts) if its version is still version.
-func (s *Store) DeleteTenant(ctx context.Context, id rings.TenantID, version int64) error {
+func (s *Store) DeleteTenant(ctx context.Context, id enjin.TenantID, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, `SELECT 1 FROM tenants WHERE id = $1 FOR UPDATE`, string(id)); err != nil {
 			return err
@@ -124,7 +124,7 @@ const TenantTokenPrefix = "et_"
 
 // CreateTenantToken issues a bearer token that speaks for tenant t (and only for it); only
 // its hash is stored.
-func (s *Store) CreateTenantToken(ctx context.Context, t rings.TenantID, name string) (string, error) {
+func (s *Store) CreateTenantToken(ctx context.Context, t enjin.TenantID, name string) (string, error) {
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
 	tok := TenantTokenPrefix + base64.RawURLEncoding.EncodeToString(raw[:])
@@ -137,9 +137,9 @@ func (s *Store) CreateTenantToken(ctx context.Context, t rings.TenantID, name st
 }
 
 // TenantForToken returns the tenant a token speaks for; ErrNotFound if none.
-func (s *Store) TenantForToken(ctx context.Context, tok string) (rings.TenantID, error) {
+func (s *Store) TenantForToken(ctx context.Context, tok string) (enjin.TenantID, error) {
 	h := sha256.Sum256([]byte(tok))
 	var t string
 	err := s.pool.QueryRow(ctx, `SELECT tenant_id FROM tenant_tokens WHERE token_hash = $1`, h[:]).Scan(&t)
-	return rings.TenantID(t), pgErr("tenant token", err)
+	return enjin.TenantID(t), pgErr("tenant token", err)
 }

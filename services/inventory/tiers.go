@@ -7,13 +7,13 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Tier is a set of nodes serving one role together: one primary and replicas.
 type Tier struct {
 	ID        string         `json:"id"`
-	Ring      rings.Ring     `json:"ring"`
+	Ring      enjin.Ring     `json:"ring"`
 	Label     string         `json:"label"`
 	Replicas  int            `json:"replicas"` // how many replicas promotion keeps
 	Members   []Member       `json:"members"`
@@ -25,7 +25,7 @@ type Tier struct {
 
 // Member is a node's place in a tier.
 type Member struct {
-	Node        rings.NodeID `json:"node"`
+	Node        enjin.NodeID `json:"node"`
 	Role        string       `json:"role"`
 	Epoch       int64        `json:"epoch"`
 	Compartment string       `json:"compartment,omitempty"`
@@ -159,7 +159,7 @@ func (s *Store) DeleteTier(ctx context.Context, id string, version int64) error 
 
 // SetMember puts node into tier with role (primary or replica), at the tier's current epoch.
 // A second primary is refused (ErrExists); the tier's version moves on.
-func (s *Store) SetMember(ctx context.Context, tier string, node rings.NodeID, role string) (Tier, error) {
+func (s *Store) SetMember(ctx context.Context, tier string, node enjin.NodeID, role string) (Tier, error) {
 	if role != "primary" && role != "replica" {
 		return Tier{}, fmt.Errorf("inventory: role %q: %w", role, ErrInvalid)
 	}
@@ -183,7 +183,7 @@ func (s *Store) SetMember(ctx context.Context, tier string, node rings.NodeID, r
 }
 
 // RemoveMember takes node out of tier.
-func (s *Store) RemoveMember(ctx context.Context, tier string, node rings.NodeID) (Tier, error) {
+func (s *Store) RemoveMember(ctx context.Context, tier string, node enjin.NodeID) (Tier, error) {
 	var out Tier
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// Lock the tier first, in the same order as every other tier writer.

@@ -10,12 +10,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // CreateJoinToken issues a one-time token with which node (already registered, with the
 // external strategy) can join within ttl. Only the token's hash is stored.
-func (s *Store) CreateJoinToken(ctx context.Context, node rings.NodeID, ttl time.Duration) (string, error) {
+func (s *Store) CreateJoinToken(ctx context.Context, node enjin.NodeID, ttl time.Duration) (string, error) {
 	var raw [32]byte
 	_, _ = rand.Read(raw[:])
 	tok := base64.RawURLEncoding.EncodeToString(raw[:])

@@ -7,7 +7,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // MachineType is a size a VM comes in.
@@ -52,11 +52,11 @@ func (s *Store) CreateMachineType(ctx context.Context, m MachineType) (MachineTy
 // last observed.
 type VM struct {
 	ID            string         `json:"id"` // a UUID: also its id as a ring 2 node
-	Tenant        rings.TenantID `json:"tenant"`
+	Tenant        enjin.TenantID `json:"tenant"`
 	Name          string         `json:"name"`
 	Image         string         `json:"image"`
 	MachineType   string         `json:"machine_type"`
-	Node          rings.NodeID   `json:"node"`
+	Node          enjin.NodeID   `json:"node"`
 	DesiredState  string         `json:"desired_state"`  // running or stopped
 	ObservedState string         `json:"observed_state"` // pending, running, stopped, crashed, …, as ring 1 says
 	Addresses     []string       `json:"addresses"`      // its NICs' addresses, as ring 1 says
@@ -94,13 +94,13 @@ func scanVM(r pgx.Row) (VM, error) {
 	var tenant, node string
 	err := r.Scan(&v.ID, &tenant, &v.Name, &v.Image, &v.MachineType, &node, &v.DesiredState, &v.ObservedState,
 		&v.Addresses, &v.Spec, &v.Metadata, &v.Version, &v.CreatedAt, &v.UpdatedAt)
-	v.Tenant, v.Node = rings.TenantID(tenant), rings.NodeID(node)
+	v.Tenant, v.Node = enjin.TenantID(tenant), enjin.NodeID(node)
 	return v, err
 }
 
 // VMMemoryOn is the memory, in MiB, of every VM placed on node, running or stopped: a stopped
 // VM keeps its place.
-func (s *Store) VMMemoryOn(ctx context.Context, node rings.NodeID) (int64, error) {
+func (s *Store) VMMemoryOn(ctx context.Context, node enjin.NodeID) (int64, error) {
 	var mb int64
 	err := s.pool.QueryRow(ctx, `SELECT coalesce(sum(m.memory_mb), 0) FROM vms v
 		JOIN machine_types m ON m.name = v.machine_type WHERE v.node_id = $1`, string(node)).Scan(&mb)
@@ -128,13 +128,13 @@ func (s *Store) CreateVM(ctx context.Context, v VM) (VM, error) {
 }
 
 // GetVM returns tenant's VM name.
-func (s *Store) GetVM(ctx context.Context, tenant rings.TenantID, name string) (VM, error) {
+func (s *Store) GetVM(ctx context.Context, tenant enjin.TenantID, name string) (VM, error) {
 	v, err := scanVM(s.pool.QueryRow(ctx, `SELECT `+vmCols+` FROM vms v WHERE v.tenant_id = $1 AND v.name = $2`, string(tenant), name))
 	return v, pgErr("vm "+string(tenant)+"/"+name, err)
 }
 
 // ListVMs lists tenant's VMs, or every VM if tenant is "", by name.
-func (s *Store) ListVMs(ctx context.Context, tenant rings.TenantID) ([]VM, error) {
+func (s *Store) ListVMs(ctx context.Context, tenant enjin.TenantID) ([]VM, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+vmCols+` FROM vms v WHERE $1 = '' OR v.tenant_id = $1 ORDER BY v.tenant_id, v.name`, string(tenant))
 	if err != nil {
 		return nil, pgErr("vms", err)
@@ -171,7 +171,7 @@ func (s *Store) SetVMObserved(ctx context.Context, id, state string, addrs []str
 }
 
 // DeleteVM deletes a VM record if its version is still version; its volumes are detached.
-func (s *Store) DeleteVM(ctx context.Context, tenant rings.TenantID, name string, version int64) error {
+func (s *Store) DeleteVM(ctx context.Context, tenant enjin.TenantID, name string, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		v, err := scanVM(tx.QueryRow(ctx, `DELETE FROM vms v WHERE v.tenant_id = $1 AND v.name = $2 AND v.version = $3 RETURNING `+vmCols,
 			string(tenant), name, version))
@@ -190,7 +190,7 @@ func (s *Store) DeleteVM(ctx context.Context, tenant rings.TenantID, name string
 }
 
 // VMsOn lists the VMs placed on node (what a restarted ring 1 node should be running).
-func (s *Store) VMsOn(ctx context.Context, node rings.NodeID) ([]VM, error) {
+func (s *Store) VMsOn(ctx context.Context, node enjin.NodeID) ([]VM, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+vmCols+` FROM vms v WHERE v.node_id = $1 ORDER BY v.tenant_id, v.name`, string(node))
 	if err != nil {
 		return nil, pgErr("vms on "+string(node), err)
@@ -202,7 +202,7 @@ func (s *Store) VMsOn(ctx context.Context, node rings.NodeID) ([]VM, error) {
 // HostVMImagesOn are the images (by id, from their metadata's "image") that the ring 1 hosts
 // run as VMs on node boot — ring 1 nodes of the libvirt strategy whose parent is node, not
 // decommissioned.
-func (s *Store) HostVMImagesOn(ctx context.Context, node rings.NodeID) ([]string, error) {
+func (s *Store) HostVMImagesOn(ctx context.Context, node enjin.NodeID) ([]string, error) {
 	rows, err := s.pool.Query(ctx, `SELECT n.metadata->>'image' FROM nodes n WHERE n.parent_node = $1 AND n.ring = 1
 		AND n.supervision_strategy = 'libvirt' AND n.state <> $2 AND n.metadata ? 'image'`, string(node), StateDecommissioned)
 	if err != nil {

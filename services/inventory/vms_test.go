@@ -4,7 +4,7 @@ import (
 	"errors"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/services/inventory"
 )
 
@@ -17,7 +17,7 @@ func TestVMsAndVolumes(t *testing.T) {
 	register(t, s, "n1", "")
 	register(t, s, "n2", "")
 	for _, tn := range []string{"acme", "beta"} {
-		if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: rings.TenantID(tn)}); err != nil {
+		if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: enjin.TenantID(tn)}); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -7,17 +7,17 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Volume is a tenant's disk that outlives the VMs it is attached to. It lives on one ring 1
 // node; a VM using it runs there (the store refuses anything else).
 type Volume struct {
 	ID        string         `json:"id"`
-	Tenant    rings.TenantID `json:"tenant"`
+	Tenant    enjin.TenantID `json:"tenant"`
 	Name      string         `json:"name"`
 	SizeGB    int            `json:"size_gb"`
-	Node      rings.NodeID   `json:"node"`
+	Node      enjin.NodeID   `json:"node"`
 	VM        string         `json:"vm,omitempty"`      // the id of the VM it is attached to
 	VMName    string         `json:"vm_name,omitempty"` // and that VM's name
 	Metadata  map[string]any `json:"metadata"`
@@ -34,7 +34,7 @@ func scanVolume(r pgx.Row) (Volume, error) {
 	var v Volume
 	var tenant, node string
 	err := r.Scan(&v.ID, &tenant, &v.Name, &v.SizeGB, &node, &v.VM, &v.VMName, &v.Metadata, &v.Version, &v.CreatedAt, &v.UpdatedAt)
-	v.Tenant, v.Node = rings.TenantID(tenant), rings.NodeID(node)
+	v.Tenant, v.Node = enjin.TenantID(tenant), enjin.NodeID(node)
 	return v, err
 }
 
@@ -56,13 +56,13 @@ func (s *Store) CreateVolume(ctx context.Context, v Volume) (Volume, error) {
 }
 
 // GetVolume returns tenant's volume name.
-func (s *Store) GetVolume(ctx context.Context, tenant rings.TenantID, name string) (Volume, error) {
+func (s *Store) GetVolume(ctx context.Context, tenant enjin.TenantID, name string) (Volume, error) {
 	v, err := scanVolume(s.pool.QueryRow(ctx, `SELECT `+volumeCols+` FROM volumes o WHERE o.tenant_id = $1 AND o.name = $2`, string(tenant), name))
 	return v, pgErr("volume "+string(tenant)+"/"+name, err)
 }
 
 // ListVolumes lists tenant's volumes, or every volume if tenant is "".
-func (s *Store) ListVolumes(ctx context.Context, tenant rings.TenantID) ([]Volume, error) {
+func (s *Store) ListVolumes(ctx context.Context, tenant enjin.TenantID) ([]Volume, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+volumeCols+` FROM volumes o WHERE $1 = '' OR o.tenant_id = $1 ORDER BY o.tenant_id, o.name`, string(tenant))
 	if err != nil {
 		return nil, pgErr("volumes", err)
@@ -103,7 +103,7 @@ func (s *Store) AttachVolume(ctx context.Context, v Volume, vm string) (Volume, 
 }
 
 // DeleteVolume deletes a volume that is attached to no VM, if its version is still version.
-func (s *Store) DeleteVolume(ctx context.Context, tenant rings.TenantID, name string, version int64) error {
+func (s *Store) DeleteVolume(ctx context.Context, tenant enjin.TenantID, name string, version int64) error {
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		v, err := scanVolume(tx.QueryRow(ctx, `SELECT `+volumeCols+` FROM volumes o WHERE o.tenant_id = $1 AND o.name = $2 FOR UPDATE`,
 			string(tenant), name))

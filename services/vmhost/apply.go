@@ -13,8 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"enjin"
 	"enjin/guest"
-	"enjin/rings"
 	"enjin/supervisors/libvirt"
 )
 
@@ -24,9 +24,9 @@ const stopTimeout = 30 * time.Second
 // Apply makes VM req.ID what req says: defined (its image fetched, its disk, addresses,
 // identity and metadata made) the first time, its NICs and volumes added or removed (while it
 // runs, hot-plugged), and running or stopped. Asking again for the same changes nothing.
-func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, error) {
+func (h *Host) Apply(ctx context.Context, req enjin.VMRequest) (enjin.VMStatus, error) {
 	if err := check(req); err != nil {
-		return rings.VMStatus{}, err
+		return enjin.VMStatus{}, err
 	}
 	defer h.lock(req.ID)()
 	var gone []int // networks of NICs taken away, whose segments may go once this is done
@@ -35,12 +35,12 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 	defer h.segMu.RUnlock()
 	rec, defined := h.load(req.ID)
 	if defined && rec.Request.Tenant != req.Tenant {
-		return rings.VMStatus{}, fmt.Errorf("vmhost: vm %s is another tenant's", req.ID)
+		return enjin.VMStatus{}, fmt.Errorf("vmhost: vm %s is another tenant's", req.ID)
 	}
 	var err error
 	if !defined {
 		if h.exists(req.ID) { // a domain of that name this node has no record of: not ours to take
-			return rings.VMStatus{}, fmt.Errorf("vmhost: a domain named %s exists without a record here; left alone", req.ID)
+			return enjin.VMStatus{}, fmt.Errorf("vmhost: a domain named %s exists without a record here; left alone", req.ID)
 		}
 		if rec, err = h.define(ctx, req); err != nil {
 			gone = segmentVNIs(req.NICs, false) // segments (and DHCP servers) joined for nothing
@@ -49,21 +49,21 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 		rec, gone, err = h.change(rec, req)
 	}
 	if err != nil {
-		return rings.VMStatus{}, err
+		return enjin.VMStatus{}, err
 	}
 	for _, v := range segmentVNIs(req.NICs, true) { // before the VM starts and asks
 		h.syncDHCP(v)
 	}
 	name := string(req.ID)
 	switch req.State {
-	case rings.VMRunning:
+	case enjin.VMRunning:
 		if err := h.cfg.Libvirt.Start(name); err != nil {
-			return rings.VMStatus{}, fmt.Errorf("vmhost: start %s: %w", name, err)
+			return enjin.VMStatus{}, fmt.Errorf("vmhost: start %s: %w", name, err)
 		}
 		h.allow(rec, true)
-	case rings.VMStopped:
+	case enjin.VMStopped:
 		if err := h.cfg.Libvirt.Shutdown(ctx, name, stopTimeout); err != nil && !errors.Is(err, libvirt.ErrNotFound) {
-			return rings.VMStatus{}, fmt.Errorf("vmhost: stop %s: %w", name, err)
+			return enjin.VMStatus{}, fmt.Errorf("vmhost: stop %s: %w", name, err)
 		}
 		h.allow(rec, false)
 	}
@@ -71,7 +71,7 @@ func (h *Host) Apply(ctx context.Context, req rings.VMRequest) (rings.VMStatus, 
 }
 
 // exists reports whether libvirt has a domain named id (of enjin's, any node's).
-func (h *Host) exists(id rings.NodeID) bool {
+func (h *Host) exists(id enjin.NodeID) bool {
 	infos, err := h.cfg.Libvirt.List()
 	if err != nil {
 		return false
@@ -85,9 +85,9 @@ func (h *Host) exists(id rings.NodeID) bool {
 }
 
 // check refuses a request vmhost could not carry out safely whatever the node's state.
-func check(req rings.VMRequest) error {
+func check(req enjin.VMRequest) error {
 	switch {
-	case !rings.IsUUID(string(req.ID)):
+	case !enjin.IsUUID(string(req.ID)):
 		return fmt.Errorf("vmhost: vm id %q: want a UUID", req.ID)
 	case req.Host != nil:
 		if err := checkHost(req); err != nil {
@@ -99,13 +99,13 @@ func check(req rings.VMRequest) error {
 	switch {
 	case req.VCPUs < 1 || req.VCPUs > 64 || req.MemoryMB < 64 || req.MemoryMB > 1<<20 || req.DiskGB < 1 || req.DiskGB > 16384:
 		return fmt.Errorf("vmhost: vm %s: sizes out of bounds", req.ID)
-	case req.State != rings.VMRunning && req.State != rings.VMStopped:
+	case req.State != enjin.VMRunning && req.State != enjin.VMStopped:
 		return fmt.Errorf("vmhost: vm %s: state %q", req.ID, req.State)
 	case len(req.NICs) == 0 || len(req.NICs) > 8 || len(req.Volumes) > 16:
 		return fmt.Errorf("vmhost: vm %s: 1–8 NICs and at most 16 volumes", req.ID)
 	}
 	for _, v := range req.Volumes {
-		if !rings.IsUUID(v.ID) {
+		if !enjin.IsUUID(v.ID) {
 			return fmt.Errorf("vmhost: vm %s: volume id %q", req.ID, v.ID)
 		}
 	}
@@ -124,21 +124,21 @@ func check(req rings.VMRequest) error {
 
 // checkHost refuses a ring 1 host VM that is not only that: a tenant's, on a tenant network,
 // with volumes or user data, or with a token that is none.
-func checkHost(req rings.VMRequest) error {
+func checkHost(req enjin.VMRequest) error {
 	t := req.Host.Token
 	switch {
 	case req.Tenant != "":
 		return fmt.Errorf("vmhost: vm %s: a ring 1 host is no tenant's", req.ID)
 	case len(req.NICs) != 1 || len(req.Volumes) != 0 || req.UserData != "":
 		return fmt.Errorf("vmhost: vm %s: a ring 1 host has one NIC, on the node's network, and no volumes or user data", req.ID)
-	case t == "" || len(t) > rings.MaxJoinToken || strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0:
-		return fmt.Errorf("vmhost: vm %s: join token: want 1 to %d printable ASCII characters", req.ID, rings.MaxJoinToken)
+	case t == "" || len(t) > enjin.MaxJoinToken || strings.IndexFunc(t, func(r rune) bool { return r <= ' ' || r > '~' }) >= 0:
+		return fmt.Errorf("vmhost: vm %s: join token: want 1 to %d printable ASCII characters", req.ID, enjin.MaxJoinToken)
 	}
 	return nil
 }
 
 // define makes a new VM: its directory, disk, addresses, identity, metadata and domain.
-func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err error) {
+func (h *Host) define(ctx context.Context, req enjin.VMRequest) (rec record, err error) {
 	dir := h.vmDir(req.ID)
 	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return rec, fmt.Errorf("vmhost: %w", err)
@@ -209,7 +209,7 @@ func (h *Host) define(ctx context.Context, req rings.VMRequest) (rec record, err
 }
 
 // writeMeta writes the VM's metadata (0600; libvirt gives it to QEMU while the VM runs).
-func (h *Host) writeMeta(req rings.VMRequest, rec record, id Identity) (string, error) {
+func (h *Host) writeMeta(req enjin.VMRequest, rec record, id Identity) (string, error) {
 	m := guest.Meta{Node: req.ID, Tenant: req.Tenant, Name: req.Name, Hostname: req.Name, Gateway: h.cfg.Network.Gateway(),
 		NATS: h.cfg.NATS, CA: string(h.cfg.BusCA), Creds: id.Creds, Attest: id.AttestSeed, SSHKeys: req.SSHKeys, UserData: req.UserData}
 	for _, a := range rec.Addresses {
@@ -238,15 +238,15 @@ func (h *Host) writeMeta(req rings.VMRequest, rec record, id Identity) (string, 
 // change brings a defined VM's NICs and volumes to what req lists: hot-plugged while it runs
 // (libvirt keeps its definition in step either way). It returns the networks of the NICs it
 // took away.
-func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
+func (h *Host) change(rec record, req enjin.VMRequest) (record, []int, error) {
 	name := string(req.ID)
 	old := rec.Request
-	has := func(nics []rings.VMNIC, mac string) bool {
-		return slices.ContainsFunc(nics, func(x rings.VMNIC) bool { return x.MAC == mac })
+	has := func(nics []enjin.VMNIC, mac string) bool {
+		return slices.ContainsFunc(nics, func(x enjin.VMNIC) bool { return x.MAC == mac })
 	}
 	var gone []int
 	addrs := map[string]netip.Addr{} // the node's address of each NIC that stays, by MAC
-	was := map[string]rings.VMNIC{}  // and what it was
+	was := map[string]enjin.VMNIC{}  // and what it was
 	for i, n := range old.NICs {
 		if has(req.NICs, n.MAC) {
 			addrs[n.MAC], was[n.MAC] = rec.Addresses[i], n
@@ -292,7 +292,7 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
 		rec.Targets = map[string]string{}
 	}
 	for _, v := range old.Volumes {
-		if !slices.ContainsFunc(req.Volumes, func(x rings.VMVolume) bool { return x.ID == v.ID }) {
+		if !slices.ContainsFunc(req.Volumes, func(x enjin.VMVolume) bool { return x.ID == v.ID }) {
 			if err := h.cfg.Libvirt.DetachDisk(name, rec.Targets[v.ID]); err != nil {
 				return rec, gone, fmt.Errorf("vmhost: detach volume %s of %s: %w", v.ID, name, err)
 			}
@@ -300,7 +300,7 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
 		}
 	}
 	for _, v := range req.Volumes {
-		if !slices.ContainsFunc(old.Volumes, func(x rings.VMVolume) bool { return x.ID == v.ID }) {
+		if !slices.ContainsFunc(old.Volumes, func(x enjin.VMVolume) bool { return x.ID == v.ID }) {
 			if err := h.cfg.Libvirt.AttachDisk(name, h.volumeDisk(v, rec.target(v.ID))); err != nil {
 				delete(rec.Targets, v.ID)
 				return rec, gone, fmt.Errorf("vmhost: attach volume %s to %s: %w", v.ID, name, err)
@@ -313,7 +313,7 @@ func (h *Host) change(rec record, req rings.VMRequest) (record, []int, error) {
 
 // address readies NIC n before it is plugged: on the node's network, an address of its
 // bridge; on a tenant network, its segment and guard (its address is its port's: none here).
-func (h *Host) address(n rings.VMNIC) (netip.Addr, error) {
+func (h *Host) address(n enjin.VMNIC) (netip.Addr, error) {
 	if n.Segment != nil {
 		return netip.Addr{}, h.join(n)
 	}
@@ -330,7 +330,7 @@ func (h *Host) release(addrs ...netip.Addr) {
 }
 
 // volumeDisk is a volume as the guest's device target.
-func (h *Host) volumeDisk(v rings.VMVolume, target string) libvirt.Disk {
+func (h *Host) volumeDisk(v enjin.VMVolume, target string) libvirt.Disk {
 	return libvirt.Disk{Path: h.volumePath(v.ID), Format: "qcow2", Target: target}
 }
 
@@ -376,11 +376,11 @@ func (h *Host) allow(rec record, on bool) {
 	}
 }
 
-func (h *Host) status(rec record) rings.VMStatus {
-	st := rings.VMStatus{ID: rec.Request.ID, UserPub: rec.UserPub, AttestPub: rec.AttestPub}
+func (h *Host) status(rec record) enjin.VMStatus {
+	st := enjin.VMStatus{ID: rec.Request.ID, UserPub: rec.UserPub, AttestPub: rec.AttestPub}
 	s, err := h.cfg.Libvirt.State(string(rec.Request.ID))
 	if err != nil {
-		st.State, st.Reason = rings.VMFailed, err.Error()
+		st.State, st.Reason = enjin.VMFailed, err.Error()
 	} else {
 		st.State = stateOf(s)
 	}

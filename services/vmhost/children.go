@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/libvirt"
 )
 
@@ -18,7 +18,7 @@ const listWait = 150 * time.Millisecond
 // go-libvirt call cannot be abandoned, so one listing runs at a time, in the background.
 type seen struct {
 	mu       sync.Mutex
-	children []rings.Child
+	children []enjin.Child
 	listing  chan struct{} // closed when the listing under way ends; nil when none is
 }
 
@@ -26,7 +26,7 @@ type seen struct {
 // never waits on libvirtd for more than listWait: a heartbeat that hung on libvirtd would
 // make ring 0 think the node down while libvirtd restarts. When libvirtd is slow or gone, the
 // last listing stands.
-func (h *Host) Children() []rings.Child {
+func (h *Host) Children() []enjin.Child {
 	s := &h.seen
 	s.mu.Lock()
 	done := s.listing
@@ -70,13 +70,13 @@ func (h *Host) saw(infos []libvirt.Info) {
 }
 
 // childrenOf are the node's VMs among infos, as ring 2 children, by id.
-func (h *Host) childrenOf(infos []libvirt.Info) []rings.Child {
-	var out []rings.Child
+func (h *Host) childrenOf(infos []libvirt.Info) []enjin.Child {
+	var out []enjin.Child
 	for _, in := range infos {
 		if in.Meta.Node != h.cfg.Node || in.Meta.Host { // a ring 1 host reports itself
 			continue
 		}
-		out = append(out, rings.Child{Node: rings.NodeID(in.Name), Tenant: in.Meta.Tenant, App: "vm:" + in.Meta.VM, State: stateOf(in.State)})
+		out = append(out, enjin.Child{Node: enjin.NodeID(in.Name), Tenant: in.Meta.Tenant, App: "vm:" + in.Meta.VM, State: stateOf(in.State)})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Node < out[j].Node })
 	return out

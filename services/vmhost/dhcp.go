@@ -7,7 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/dhcpd"
 	"enjin/supervisors/netseg"
 	"enjin/supervisors/portguard"
@@ -15,7 +15,7 @@ import (
 
 // ensureDHCP starts network s's DHCP server on this host if it has none yet, its port
 // guarded as the network's server.
-func (h *Host) ensureDHCP(s *rings.Segment) error {
+func (h *Host) ensureDHCP(s *enjin.Segment) error {
 	h.dhcpMu.Lock()
 	defer h.dhcpMu.Unlock()
 	if _, ok := h.dhcp[s.VNI]; ok {
@@ -33,7 +33,7 @@ func (h *Host) ensureDHCP(s *rings.Segment) error {
 	return nil
 }
 
-func (h *Host) startDHCP(s *rings.Segment) (*dhcpd.Server, portguard.Port, error) {
+func (h *Host) startDHCP(s *enjin.Segment) (*dhcpd.Server, portguard.Port, error) {
 	addr, err := netip.ParsePrefix(s.DHCP.Address)
 	if err != nil {
 		return nil, portguard.Port{}, err
@@ -73,7 +73,7 @@ func (h *Host) syncDHCP(vni int) {
 	hosts := map[string]netip.Addr{}
 	dirs, _ := os.ReadDir(filepath.Join(h.cfg.Dir, "vms"))
 	for _, d := range dirs {
-		rec, ok := h.load(rings.NodeID(d.Name()))
+		rec, ok := h.load(enjin.NodeID(d.Name()))
 		if !ok {
 			continue
 		}

@@ -1,6 +1,6 @@
 // Package vmhost runs tenants' virtual machines on a ring 1 node, through libvirt (the
 // `libvirt` supervision strategy). Ring 0 decides and records; vmhost realizes what ring 0
-// asks (a rings.VMRequest: the whole wanted state, so asking twice changes nothing) and says
+// asks (a enjin.VMRequest: the whole wanted state, so asking twice changes nothing) and says
 // what it observes.
 //
 // Guarantees. An image is used only once its bytes match the digest ring 0 named. A VM's
@@ -14,7 +14,7 @@
 // left alone.
 //
 // Ring 1 imports vmhost; vmhost imports the libvirt strategy, netseg, portguard and dhcpd,
-// guest (the metadata's form) and rings.
+// guest (the metadata's form) and enjin (the vocabulary).
 package vmhost
 
 import (
@@ -29,7 +29,7 @@ import (
 	"sync"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/dhcpd"
 	"enjin/supervisors/libvirt"
 	"enjin/supervisors/netseg"
@@ -77,11 +77,11 @@ type Identity struct {
 // Config configures a host. Every field but Logger is required.
 type Config struct {
 	Dir     string       // images/, vms/ and volumes/ live here
-	Node    rings.NodeID // this ring 1 node
+	Node    enjin.NodeID // this ring 1 node
 	Libvirt Hypervisor
 	Bridge  string // the ring's bridge, where VMs' first NICs go
 	Network Addresses
-	// Segments, Guard and Underlay carry the tenants' networks (NICs with a rings.Segment):
+	// Segments, Guard and Underlay carry the tenants' networks (NICs with a enjin.Segment):
 	// without them a NIC on a tenant network is refused.
 	Segments *netseg.Host
 	Guard    *portguard.Guard
@@ -90,9 +90,9 @@ type Config struct {
 	// Fetch writes part (qcow2, kernel or initrd) of the image with digest to w, from ring 0.
 	Fetch func(ctx context.Context, digest, part string, w *os.File) error
 	// Mint makes the bus identity of VM id of tenant t.
-	Mint func(ctx context.Context, t rings.TenantID, id rings.NodeID) (Identity, error)
+	Mint func(ctx context.Context, t enjin.TenantID, id enjin.NodeID) (Identity, error)
 	// Revoke is told a destroyed VM's user key, for ring 0 to revoke.
-	Revoke func(t rings.TenantID, userPub string)
+	Revoke func(t enjin.TenantID, userPub string)
 	NATS   []string // the bus URLs guests dial (the relay on the gateway)
 	BusCA  []byte   // the CA (PEM) guests check the bus by, when it speaks TLS
 	// Ring0API is ring 0's API as VMs that are ring 1 hosts reach it to join (a relay on the
@@ -112,7 +112,7 @@ type Host struct {
 	log *slog.Logger
 
 	mu     sync.Mutex
-	locks  map[rings.NodeID]*sync.Mutex
+	locks  map[enjin.NodeID]*sync.Mutex
 	images sync.Mutex   // one image fetch at a time
 	segMu  sync.RWMutex // see prune
 	dhcpMu sync.Mutex
@@ -131,7 +131,7 @@ func New(cfg Config) (*Host, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.Revoke == nil {
-		cfg.Revoke = func(rings.TenantID, string) {}
+		cfg.Revoke = func(enjin.TenantID, string) {}
 	}
 	if !cfg.HostApps.IsValid() {
 		cfg.HostApps = netip.MustParsePrefix("100.127.0.0/16")
@@ -155,11 +155,11 @@ func New(cfg Config) (*Host, error) {
 			return nil, fmt.Errorf("vmhost: %w", err)
 		}
 	}
-	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), locks: map[rings.NodeID]*sync.Mutex{}, dhcp: map[int]*dhcpd.Server{}}, nil
+	return &Host{cfg: cfg, log: cfg.Logger.With("ring", 1), locks: map[enjin.NodeID]*sync.Mutex{}, dhcp: map[int]*dhcpd.Server{}}, nil
 }
 
 // lock serializes the operations on one VM; the caller calls the function it returns.
-func (h *Host) lock(id rings.NodeID) func() {
+func (h *Host) lock(id enjin.NodeID) func() {
 	h.mu.Lock()
 	l := h.locks[id]
 	if l == nil {
@@ -174,16 +174,16 @@ func (h *Host) lock(id rings.NodeID) func() {
 // record is what the node keeps of a VM it runs (vms/<id>/vm.json): the last request it
 // realized and what it gave the VM.
 type record struct {
-	Request   rings.VMRequest   `json:"request"`
+	Request   enjin.VMRequest   `json:"request"`
 	Addresses []netip.Addr      `json:"addresses"` // one per NIC, in order; none (zero) for a NIC on a tenant network
 	Targets   map[string]string `json:"targets"`   // each volume's device in the guest (vdb…), by volume id
 	UserPub   string            `json:"user_pub"`
 	AttestPub string            `json:"attest_pub"`
 }
 
-func (h *Host) vmDir(id rings.NodeID) string { return filepath.Join(h.cfg.Dir, "vms", string(id)) }
+func (h *Host) vmDir(id enjin.NodeID) string { return filepath.Join(h.cfg.Dir, "vms", string(id)) }
 
-func (h *Host) load(id rings.NodeID) (record, bool) {
+func (h *Host) load(id enjin.NodeID) (record, bool) {
 	b, err := os.ReadFile(filepath.Join(h.vmDir(id), "vm.json"))
 	if err != nil {
 		return record{}, false
@@ -225,7 +225,7 @@ func (h *Host) Restore() error {
 		if in.Meta.Node != h.cfg.Node {
 			continue
 		}
-		r, ok := h.load(rings.NodeID(in.Name))
+		r, ok := h.load(enjin.NodeID(in.Name))
 		if !ok {
 			h.log.Warn("a domain of this node without a record here; left alone", "domain", in.Name)
 			continue
@@ -247,15 +247,15 @@ func (h *Host) Restore() error {
 	return nil
 }
 
-// stateOf says a libvirt state in rings' words.
+// stateOf says a libvirt state in enjin's words.
 func stateOf(s libvirt.State) string {
 	switch s {
 	case libvirt.Running, libvirt.Blocked:
-		return rings.VMRunning
+		return enjin.VMRunning
 	case libvirt.ShutOff, libvirt.ShuttingDown:
-		return rings.VMStopped
+		return enjin.VMStopped
 	case libvirt.Crashed:
-		return rings.VMCrashed
+		return enjin.VMCrashed
 	default:
 		return s.String()
 	}

@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 	"regexp"
 
-	"enjin/rings"
+	"enjin"
 )
 
 var digestRE = regexp.MustCompile(`^sha256-[0-9a-f]{64}$`)
@@ -18,7 +18,7 @@ var digestRE = regexp.MustCompile(`^sha256-[0-9a-f]{64}$`)
 // cached returns the paths of the image's files on this node — fetched from ring 0 the first
 // time, and kept only once their bytes hash to the digests the request names. Cached files
 // are 0644 root's: QEMU reads them as the base of every overlay and never writes them.
-func (h *Host) cached(ctx context.Context, img rings.VMImage) (disk, kernel, initrd string, err error) {
+func (h *Host) cached(ctx context.Context, img enjin.VMImage) (disk, kernel, initrd string, err error) {
 	h.images.Lock()
 	defer h.images.Unlock()
 	if !digestRE.MatchString(img.Digest) {

@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // hostReserveMB is the least memory kept back from VMs for the host itself: ring 1, the
@@ -34,7 +34,7 @@ func (h *Host) hostVMsMB() int64 {
 	dirs, _ := os.ReadDir(filepath.Join(h.cfg.Dir, "vms"))
 	var mb int64
 	for _, d := range dirs {
-		if r, ok := h.load(rings.NodeID(d.Name())); ok && r.Request.Host != nil {
+		if r, ok := h.load(enjin.NodeID(d.Name())); ok && r.Request.Host != nil {
 			mb += int64(r.Request.MemoryMB)
 		}
 	}

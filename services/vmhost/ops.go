@@ -7,21 +7,21 @@ import (
 	"os"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/libvirt"
 )
 
 // Destroy destroys VM id of tenant t: its domain and the files made for it (its disk,
 // metadata, console log), its addresses and its access to the relay; its identity is handed
 // to Revoke. Its volumes stay. Destroying what is not there is not an error.
-func (h *Host) Destroy(ctx context.Context, t rings.TenantID, id rings.NodeID) (rings.VMStatus, error) {
+func (h *Host) Destroy(ctx context.Context, t enjin.TenantID, id enjin.NodeID) (enjin.VMStatus, error) {
 	defer h.lock(id)()
 	rec, ok := h.load(id)
 	if ok && rec.Request.Tenant != t {
-		return rings.VMStatus{}, fmt.Errorf("vmhost: vm %s is another tenant's", id)
+		return enjin.VMStatus{}, fmt.Errorf("vmhost: vm %s is another tenant's", id)
 	}
 	if err := h.cfg.Libvirt.Undefine(string(id)); err != nil && !errors.Is(err, libvirt.ErrNotFound) {
-		return rings.VMStatus{}, fmt.Errorf("vmhost: destroy %s: %w", id, err)
+		return enjin.VMStatus{}, fmt.Errorf("vmhost: destroy %s: %w", id, err)
 	}
 	if ok {
 		h.allow(rec, false)
@@ -39,24 +39,24 @@ func (h *Host) Destroy(ctx context.Context, t rings.TenantID, id rings.NodeID) (
 		}
 	}
 	if err := os.RemoveAll(h.vmDir(id)); err != nil {
-		return rings.VMStatus{}, fmt.Errorf("vmhost: %w", err)
+		return enjin.VMStatus{}, fmt.Errorf("vmhost: %w", err)
 	}
 	h.mu.Lock()
 	delete(h.locks, id)
 	h.mu.Unlock()
 	h.log.Info("vm destroyed", "vm", id, "tenant", t)
-	return rings.VMStatus{ID: id, State: "destroyed"}, nil
+	return enjin.VMStatus{ID: id, State: "destroyed"}, nil
 }
 
 // Reboot reboots a running VM of tenant t.
-func (h *Host) Reboot(ctx context.Context, t rings.TenantID, id rings.NodeID) (rings.VMStatus, error) {
+func (h *Host) Reboot(ctx context.Context, t enjin.TenantID, id enjin.NodeID) (enjin.VMStatus, error) {
 	defer h.lock(id)()
 	rec, ok := h.load(id)
 	if !ok || rec.Request.Tenant != t {
-		return rings.VMStatus{}, fmt.Errorf("vmhost: vm %s: %w", id, libvirt.ErrNotFound)
+		return enjin.VMStatus{}, fmt.Errorf("vmhost: vm %s: %w", id, libvirt.ErrNotFound)
 	}
 	if err := h.cfg.Libvirt.Reboot(string(id)); err != nil {
-		return rings.VMStatus{}, fmt.Errorf("vmhost: reboot %s: %w", id, err)
+		return enjin.VMStatus{}, fmt.Errorf("vmhost: reboot %s: %w", id, err)
 	}
 	return h.status(rec), nil
 }
@@ -65,7 +65,7 @@ func (h *Host) Reboot(ctx context.Context, t rings.TenantID, id rings.NodeID) (r
 const maxConsole = 64 << 10
 
 // Console returns the last part of a VM's serial console log.
-func (h *Host) Console(t rings.TenantID, id rings.NodeID) (string, error) {
+func (h *Host) Console(t enjin.TenantID, id enjin.NodeID) (string, error) {
 	rec, ok := h.load(id)
 	if !ok || rec.Request.Tenant != t {
 		return "", fmt.Errorf("vmhost: vm %s: %w", id, libvirt.ErrNotFound)
@@ -86,7 +86,7 @@ func (h *Host) Console(t rings.TenantID, id rings.NodeID) (string, error) {
 
 // ApplyVolume makes volume id's file (sizeGB, qcow2) if it is missing.
 func (h *Host) ApplyVolume(ctx context.Context, id string, sizeGB int) error {
-	if !rings.IsUUID(id) || sizeGB < 1 || sizeGB > 16384 {
+	if !enjin.IsUUID(id) || sizeGB < 1 || sizeGB > 16384 {
 		return fmt.Errorf("vmhost: volume %q of %d GiB", id, sizeGB)
 	}
 	if _, err := os.Stat(h.volumePath(id)); err == nil {
@@ -97,7 +97,7 @@ func (h *Host) ApplyVolume(ctx context.Context, id string, sizeGB int) error {
 
 // DeleteVolume deletes volume id's file; ring 0 asks only for a volume no VM has attached.
 func (h *Host) DeleteVolume(id string) error {
-	if !rings.IsUUID(id) {
+	if !enjin.IsUUID(id) {
 		return fmt.Errorf("vmhost: volume %q", id)
 	}
 	if err := os.Remove(h.volumePath(id)); err != nil && !os.IsNotExist(err) {

@@ -11,8 +11,8 @@ import (
 	"slices"
 	"strings"
 
+	"enjin"
 	"enjin/guest"
-	"enjin/rings"
 	"enjin/supervisors/libvirt"
 	"enjin/supervisors/netseg"
 	"enjin/supervisors/portguard"
@@ -22,13 +22,13 @@ import (
 const segmentMTU = 1450
 
 // tap is the host side of a NIC on a tenant network, named for its port.
-func tap(s *rings.Segment) string {
+func tap(s *enjin.Segment) string {
 	return "et" + strings.ReplaceAll(s.Port, "-", "")[:12]
 }
 
 // checkSegment refuses a segment vmhost could not realize safely.
-func checkSegment(mac string, s *rings.Segment) error {
-	if s.VNI < 1 || s.VNI > 1<<24-1 || !rings.IsUUID(s.Port) || len(s.Peers) > 1024 || len(s.Addresses) > 16 {
+func checkSegment(mac string, s *enjin.Segment) error {
+	if s.VNI < 1 || s.VNI > 1<<24-1 || !enjin.IsUUID(s.Port) || len(s.Peers) > 1024 || len(s.Addresses) > 16 {
 		return fmt.Errorf("vmhost: nic %s: segment out of bounds", mac)
 	}
 	for _, p := range s.Peers {
@@ -44,7 +44,7 @@ func checkSegment(mac string, s *rings.Segment) error {
 	if _, err := s.NATGateway(); err != nil {
 		return fmt.Errorf("vmhost: nic %s: %w", mac, err)
 	}
-	if len(s.Protected) > rings.MaxProtected {
+	if len(s.Protected) > enjin.MaxProtected {
 		return fmt.Errorf("vmhost: nic %s: %d protected addresses", mac, len(s.Protected))
 	}
 	for _, p := range s.Protected {
@@ -56,7 +56,7 @@ func checkSegment(mac string, s *rings.Segment) error {
 }
 
 // checkRoutes refuses routes that are not an IPv4 block via an IPv4 address.
-func checkRoutes(rs []rings.Route) error {
+func checkRoutes(rs []enjin.Route) error {
 	if len(rs) > 16 {
 		return fmt.Errorf("vmhost: %d routes: at most 16", len(rs))
 	}
@@ -70,7 +70,7 @@ func checkRoutes(rs []rings.Route) error {
 
 // join realizes NIC n's place on its tenant network before the NIC exists: the network's
 // segment on this host (with the other hosts as peers), and the guard on its tap.
-func (h *Host) join(n rings.VMNIC) error {
+func (h *Host) join(n enjin.VMNIC) error {
 	if h.cfg.Segments == nil || h.cfg.Guard == nil || !h.cfg.Underlay.Is4() {
 		return fmt.Errorf("vmhost: nic %s on network %s: this node carries no tenant networks", n.MAC, n.Network)
 	}
@@ -87,7 +87,7 @@ func (h *Host) join(n rings.VMNIC) error {
 
 // rejoin brings a NIC that stays on its network from what it was to n: its segment's peers
 // and, if they changed, its addresses and rule sets.
-func (h *Host) rejoin(was, n rings.VMNIC) error {
+func (h *Host) rejoin(was, n enjin.VMNIC) error {
 	if err := h.ensureSegment(n.Segment); err != nil {
 		return err
 	}
@@ -97,7 +97,7 @@ func (h *Host) rejoin(was, n rings.VMNIC) error {
 	return h.cfg.Guard.Set(h.guarded(n))
 }
 
-func (h *Host) ensureSegment(s *rings.Segment) error {
+func (h *Host) ensureSegment(s *enjin.Segment) error {
 	seg := netseg.Segment{VNI: s.VNI, Underlay: h.cfg.Underlay}
 	seg.Gateway, _ = s.NATGateway() // checked
 	for _, p := range s.Peers {
@@ -112,7 +112,7 @@ func (h *Host) ensureSegment(s *rings.Segment) error {
 }
 
 // guarded is what NIC n's tap may send as, and the rule sets it enforces.
-func (h *Host) guarded(n rings.VMNIC) portguard.Port {
+func (h *Host) guarded(n enjin.VMNIC) portguard.Port {
 	mac, _ := net.ParseMAC(n.MAC)
 	p := portguard.Port{Link: tap(n.Segment), MAC: mac, Bridge: netseg.Bridge(n.Segment.VNI), Filter: n.Segment.Filter,
 		Forward: n.Segment.Forward}
@@ -130,7 +130,7 @@ func (h *Host) guarded(n rings.VMNIC) portguard.Port {
 
 // leave undoes join's guard for a NIC that is gone; prune takes the segment away once no VM
 // here is on it.
-func (h *Host) leave(n rings.VMNIC) {
+func (h *Host) leave(n enjin.VMNIC) {
 	if h.cfg.Guard == nil {
 		return
 	}
@@ -142,7 +142,7 @@ func (h *Host) leave(n rings.VMNIC) {
 // prune removes the segments of networks vnis that no VM recorded here is on (but VM except,
 // being destroyed). VMs being made hold segMu's read lock from join until their record is
 // saved, so a segment one of them needs is never taken from under it.
-func (h *Host) prune(vnis []int, except rings.NodeID) {
+func (h *Host) prune(vnis []int, except enjin.NodeID) {
 	if len(vnis) == 0 {
 		return
 	}
@@ -181,14 +181,14 @@ func (h *Host) UsesSegment(vni int) bool {
 }
 
 // vnisInUse lists the networks the VMs recorded here are on, but VM except's.
-func (h *Host) vnisInUse(except rings.NodeID) []int {
+func (h *Host) vnisInUse(except enjin.NodeID) []int {
 	var out []int
 	dirs, _ := os.ReadDir(filepath.Join(h.cfg.Dir, "vms"))
 	for _, d := range dirs {
-		if rings.NodeID(d.Name()) == except {
+		if enjin.NodeID(d.Name()) == except {
 			continue
 		}
-		rec, ok := h.load(rings.NodeID(d.Name()))
+		rec, ok := h.load(enjin.NodeID(d.Name()))
 		if !ok {
 			continue
 		}
@@ -203,7 +203,7 @@ func (h *Host) vnisInUse(except rings.NodeID) []int {
 
 // libvirtNIC is NIC n as libvirt makes it: on the node's bridge, an isolated port; on a
 // tenant network, a port of its segment's bridge with a tap named for its port.
-func (h *Host) libvirtNIC(n rings.VMNIC) libvirt.NIC {
+func (h *Host) libvirtNIC(n enjin.VMNIC) libvirt.NIC {
 	if n.Segment == nil {
 		return libvirt.NIC{MAC: n.MAC, Bridge: h.cfg.Bridge, Isolated: true}
 	}
@@ -211,7 +211,7 @@ func (h *Host) libvirtNIC(n rings.VMNIC) libvirt.NIC {
 }
 
 // links is what the guest is told of its NICs on tenant networks.
-func links(req rings.VMRequest) []guest.Link {
+func links(req enjin.VMRequest) []guest.Link {
 	var out []guest.Link
 	for _, n := range req.NICs {
 		if n.Segment == nil {
@@ -279,7 +279,7 @@ func (h *Host) restoreSegments(recs []record) error {
 }
 
 // segmentVNIs are the networks of nics on tenant networks; with dhcp, only those answering DHCP.
-func segmentVNIs(nics []rings.VMNIC, dhcp bool) []int {
+func segmentVNIs(nics []enjin.VMNIC, dhcp bool) []int {
 	var out []int
 	for _, n := range nics {
 		if n.Segment != nil && (!dhcp || n.Segment.DHCP != nil) {

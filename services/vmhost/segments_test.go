@@ -5,7 +5,7 @@ import (
 	"slices"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/netseg"
 )
 
@@ -13,9 +13,9 @@ import (
 // segment's gateway's, and the segment's peers and the cloud's hosts out of its reach;
 // a segment whose gateway or protected addresses are not ones to realize is refused.
 func TestNICOnNATNetwork(t *testing.T) {
-	seg := &rings.Segment{VNI: 4242, Port: "0b9f5c1e-8a52-4e53-9d0e-5d1e2f3a4b5c", Addresses: []string{"100.79.0.2/24"},
+	seg := &enjin.Segment{VNI: 4242, Port: "0b9f5c1e-8a52-4e53-9d0e-5d1e2f3a4b5c", Addresses: []string{"100.79.0.2/24"},
 		Gateway: "100.79.0.1", NAT: true, Peers: []string{"198.19.1.3"}, Protected: []string{"198.19.1.1", "198.19.1.4"}}
-	nic := rings.VMNIC{MAC: "52:54:00:12:34:56", Network: "wan", Segment: seg}
+	nic := enjin.VMNIC{MAC: "52:54:00:12:34:56", Network: "wan", Segment: seg}
 	if err := checkSegment(nic.MAC, seg); err != nil {
 		t.Fatal(err)
 	}
@@ -34,14 +34,14 @@ func TestNICOnNATNetwork(t *testing.T) {
 	}
 	off := *seg
 	off.NAT = false
-	if p := h.guarded(rings.VMNIC{MAC: nic.MAC, Network: "lan", Segment: &off}); p.Gateway != nil || p.Protected != nil {
+	if p := h.guarded(enjin.VMNIC{MAC: nic.MAC, Network: "lan", Segment: &off}); p.Gateway != nil || p.Protected != nil {
 		t.Fatalf("a NIC on a network without NAT has a gateway: %+v", p)
 	}
-	for _, bad := range []func(s *rings.Segment){
-		func(s *rings.Segment) { s.Gateway = "100.80.0.1" },            // outside the port's block
-		func(s *rings.Segment) { s.Gateway = "fd00::1" },               // not IPv4
-		func(s *rings.Segment) { s.Protected = []string{"not-an-ip"} }, // nonsense
-		func(s *rings.Segment) { s.Protected = []string{"fd00::2"} },
+	for _, bad := range []func(s *enjin.Segment){
+		func(s *enjin.Segment) { s.Gateway = "100.80.0.1" },            // outside the port's block
+		func(s *enjin.Segment) { s.Gateway = "fd00::1" },               // not IPv4
+		func(s *enjin.Segment) { s.Protected = []string{"not-an-ip"} }, // nonsense
+		func(s *enjin.Segment) { s.Protected = []string{"fd00::2"} },
 	} {
 		s := *seg
 		bad(&s)

@@ -22,9 +22,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings"
 	"enjin/services/vmhost"
 	"enjin/supervisors/libvirt"
 	"enjin/supervisors/sandbox"
@@ -35,7 +35,7 @@ import (
 // it; built once per test run.
 var image struct {
 	dir, kernel, initrd string
-	ref                 rings.VMImage
+	ref                 enjin.VMImage
 }
 
 func TestMain(m *testing.M) {
@@ -55,7 +55,7 @@ func TestMain(m *testing.M) {
 	image.dir, image.kernel, image.initrd = dir, filepath.Join(dir, "vmlinuz"), filepath.Join(dir, "initrd.img")
 	k, i := digestOf(image.kernel), digestOf(image.initrd)
 	pair := sha256.Sum256([]byte(k + "\n" + i + "\n"))
-	image.ref = rings.VMImage{ID: "img", Kind: "kernel", Digest: "sha256-" + hex.EncodeToString(pair[:]), Kernel: k, Initrd: i}
+	image.ref = enjin.VMImage{ID: "img", Kind: "kernel", Digest: "sha256-" + hex.EncodeToString(pair[:]), Kernel: k, Initrd: i}
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
@@ -138,7 +138,7 @@ func newWorld(t *testing.T) *world {
 			_, err = f.Write(b)
 			return err
 		},
-		Mint: func(ctx context.Context, tn rings.TenantID, id rings.NodeID) (vmhost.Identity, error) {
+		Mint: func(ctx context.Context, tn enjin.TenantID, id enjin.NodeID) (vmhost.Identity, error) {
 			cr, err := iss.Mint(keys.UserRequest{Name: string(id)}, time.Now())
 			if err != nil {
 				return vmhost.Identity{}, err
@@ -150,7 +150,7 @@ func newWorld(t *testing.T) *world {
 			file, _ := cr.File()
 			return vmhost.Identity{Creds: string(file), UserPub: cr.PublicKey, AttestSeed: att.SeedText(), AttestPub: att.Public()}, nil
 		},
-		Revoke: func(_ rings.TenantID, user string) { w.revoked = append(w.revoked, user) },
+		Revoke: func(_ enjin.TenantID, user string) { w.revoked = append(w.revoked, user) },
 		Logger: harness.Logger(t)}
 	if w.host, err = vmhost.New(w.cfg); err != nil {
 		t.Fatal(err)
@@ -158,9 +158,9 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
-func request(id string) rings.VMRequest {
-	return rings.VMRequest{ID: rings.NodeID(id), Tenant: "acme", Name: "web", VCPUs: 1, MemoryMB: 256, DiskGB: 1,
-		Image: image.ref, NICs: []rings.VMNIC{{MAC: "52:54:00:aa:00:01", Network: "default"}}, State: rings.VMRunning}
+func request(id string) enjin.VMRequest {
+	return enjin.VMRequest{ID: enjin.NodeID(id), Tenant: "acme", Name: "web", VCPUs: 1, MemoryMB: 256, DiskGB: 1,
+		Image: image.ref, NICs: []enjin.VMNIC{{MAC: "52:54:00:aa:00:01", Network: "default"}}, State: enjin.VMRunning}
 }
 
 // A VM is made from the image, boots, serves its name to its host, sends heartbeats over the
@@ -176,7 +176,7 @@ func TestVMLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != rings.VMRunning || len(st.Addresses) != 1 {
+	if st.State != enjin.VMRunning || len(st.Addresses) != 1 {
 		t.Fatalf("status %+v", st)
 	}
 	addr := st.Addresses[0]
@@ -192,12 +192,12 @@ func TestVMLifecycle(t *testing.T) {
 	}
 
 	// Stop (ACPI power button) and start again.
-	req.State = rings.VMStopped
-	if st, err = w.host.Apply(ctx, req); err != nil || st.State != rings.VMStopped {
+	req.State = enjin.VMStopped
+	if st, err = w.host.Apply(ctx, req); err != nil || st.State != enjin.VMStopped {
 		t.Fatalf("stop: %+v %v", st, err)
 	}
-	req.State = rings.VMRunning
-	if st, err = w.host.Apply(ctx, req); err != nil || st.State != rings.VMRunning {
+	req.State = enjin.VMRunning
+	if st, err = w.host.Apply(ctx, req); err != nil || st.State != enjin.VMRunning {
 		t.Fatalf("start: %+v %v", st, err)
 	}
 	w.waitHTTP(t, addr, "web\n")
@@ -207,8 +207,8 @@ func TestVMLifecycle(t *testing.T) {
 	if err := w.host.ApplyVolume(ctx, volume, 1); err != nil {
 		t.Fatal(err)
 	}
-	req.NICs = append(req.NICs, rings.VMNIC{MAC: "52:54:00:aa:00:02", Network: "default"})
-	req.Volumes = []rings.VMVolume{{ID: volume, Name: "data", SizeGB: 1}}
+	req.NICs = append(req.NICs, enjin.VMNIC{MAC: "52:54:00:aa:00:02", Network: "default"})
+	req.Volumes = []enjin.VMVolume{{ID: volume, Name: "data", SizeGB: 1}}
 	if st, err = w.host.Apply(ctx, req); err != nil || len(st.Addresses) != 2 {
 		t.Fatalf("hot-plug: %+v %v", st, err)
 	}
@@ -231,7 +231,7 @@ func TestVMLifecycle(t *testing.T) {
 	if err := nw2.ReserveAddr(netip.MustParseAddr(addr)); err == nil {
 		t.Fatalf("the adopted VM's address %s was free again", addr)
 	}
-	if kids := h2.Children(); len(kids) != 1 || kids[0].State != rings.VMRunning {
+	if kids := h2.Children(); len(kids) != 1 || kids[0].State != enjin.VMRunning {
 		t.Fatalf("children after restore: %+v", kids)
 	}
 	w.childrenWhileLibvirtdHangs(t, h2)
@@ -260,7 +260,7 @@ func TestVMLifecycle(t *testing.T) {
 	}
 }
 
-func (w *world) waitConsole(t *testing.T, id rings.NodeID, want string) {
+func (w *world) waitConsole(t *testing.T, id enjin.NodeID, want string) {
 	t.Helper()
 	var text string
 	ok := harness.Poll(90*time.Second, func() bool {
@@ -287,12 +287,12 @@ func (w *world) waitHTTP(t *testing.T, addr, want string) {
 }
 
 // waitHeartbeat waits for a heartbeat from the VM, checks the node it names, and returns it.
-func (w *world) waitHeartbeat(t *testing.T, id rings.NodeID) rings.Observation {
+func (w *world) waitHeartbeat(t *testing.T, id enjin.NodeID) enjin.Observation {
 	t.Helper()
 	select {
 	case m := <-w.obs:
-		var obs rings.Observation
-		if err := json.Unmarshal(m.Data, &obs); err != nil || obs.Node != id || obs.Ring != rings.Ring2 {
+		var obs enjin.Observation
+		if err := json.Unmarshal(m.Data, &obs); err != nil || obs.Node != id || obs.Ring != enjin.Ring2 {
 			t.Fatalf("heartbeat %s: %+v %v", m.Data, obs, err)
 		}
 		if m.Header.Get("Obs-Sig") == "" {
@@ -302,7 +302,7 @@ func (w *world) waitHeartbeat(t *testing.T, id rings.NodeID) rings.Observation {
 	case <-time.After(90 * time.Second):
 		text, _ := w.host.Console("acme", id)
 		t.Fatalf("no heartbeat within 90s:\n%s", text)
-		return rings.Observation{}
+		return enjin.Observation{}
 	}
 }
 
@@ -330,7 +330,7 @@ func (w *world) childrenWhileLibvirtdHangs(t *testing.T, h *vmhost.Host) {
 	kids := h.Children()
 	took := time.Since(t0)
 	wake()
-	if len(kids) != 1 || kids[0].State != rings.VMRunning {
+	if len(kids) != 1 || kids[0].State != enjin.VMRunning {
 		t.Errorf("children while libvirtd hangs: %+v, want the last listing", kids)
 	}
 	if took > 2*time.Second {

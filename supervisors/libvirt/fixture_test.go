@@ -18,7 +18,7 @@ import (
 	"github.com/digitalocean/go-libvirt/socket/dialers"
 	"github.com/vishvananda/netlink"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/libvirt"
 	"enjin/test/harness"
 )
@@ -153,7 +153,7 @@ func guest(t *testing.T, name string) libvirt.Domain {
 		Name: name, VCPUs: 1, MemoryMiB: 32, KVM: libvirt.HasKVM(),
 		Disks:      []libvirt.Disk{{Path: ov, Format: "qcow2", Target: "vda", Base: base(t), Owned: true}},
 		ConsoleLog: filepath.Join(images, name+".log"),
-		Meta:       libvirt.Meta{Tenant: "t-test", VM: name, Node: rings.NodeID("n-" + name)},
+		Meta:       libvirt.Meta{Tenant: "t-test", VM: name, Node: enjin.NodeID("n-" + name)},
 	}
 }
 

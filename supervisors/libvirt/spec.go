@@ -9,7 +9,7 @@ import (
 	"regexp"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Domain is what a VM is made of. Paths are absolute; libvirtd and QEMU read them on this
@@ -82,9 +82,9 @@ const Namespace = "urn:enjin:domain:1"
 // among the host's, and what it may delete with them.
 type Meta struct {
 	XMLName xml.Name       `xml:"urn:enjin:domain:1 vm"`
-	Tenant  rings.TenantID `xml:"tenant"`
+	Tenant  enjin.TenantID `xml:"tenant"`
 	VM      string         `xml:"name"`
-	Node    rings.NodeID   `xml:"node"`
+	Node    enjin.NodeID   `xml:"node"`
 	// Owns lists the files Undefine deletes; Define fills it from the Disks marked Owned.
 	Owns []string `xml:"owns,omitempty"`
 	// Host marks the VM of a ring 1 host (the libvirt strategy), which is no tenant's: it has

@@ -6,7 +6,7 @@ import (
 
 	"libvirt.org/go/libvirtxml"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // XML is the domain's libvirt definition. Define calls it; it is exported for golden tests
@@ -141,9 +141,9 @@ func (n *NIC) xml() libvirtxml.DomainInterface {
 // metaAny is Meta in any namespace: DomainGetMetadata returns the element without its own.
 type metaAny struct {
 	XMLName xml.Name       `xml:"vm"`
-	Tenant  rings.TenantID `xml:"tenant"`
+	Tenant  enjin.TenantID `xml:"tenant"`
 	VM      string         `xml:"name"`
-	Node    rings.NodeID   `xml:"node"`
+	Node    enjin.NodeID   `xml:"node"`
 	Owns    []string       `xml:"owns,omitempty"`
 	Host    bool           `xml:"host,omitempty"`
 }

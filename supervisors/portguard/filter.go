@@ -7,7 +7,7 @@ import (
 	"os/exec"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // The rule sets of ports are enforced in an inet table of the same name as the guard's: the
@@ -48,8 +48,8 @@ func (g *Guard) filtering() error {
 
 // checkFilter checks a port's filter as it is to be compiled: remote networks and rule sets
 // resolved.
-func checkFilter(link string, f *rings.Filter) error {
-	if len(f.Rules) > 4*rings.MaxRules {
+func checkFilter(link string, f *enjin.Filter) error {
+	if len(f.Rules) > 4*enjin.MaxRules {
 		return fmt.Errorf("%w: %s: %d rules", ErrInvalid, link, len(f.Rules))
 	}
 	for i, r := range f.Rules {
@@ -160,7 +160,7 @@ var (
 )
 
 // families are the address families r can match.
-func families(r rings.Rule) []family {
+func families(r enjin.Rule) []family {
 	remote := r.Remote
 	if len(r.Remotes) > 0 {
 		remote = r.Remotes[0] // all of one family: checked
@@ -175,7 +175,7 @@ func families(r rings.Rule) []family {
 }
 
 // match is the nft match of r (without its action).
-func match(r rings.Rule) string {
+func match(r enjin.Rule) string {
 	var m []string
 	if r.Remote != "" || len(r.Remotes) > 0 {
 		fam, side := families(r)[0], "saddr"

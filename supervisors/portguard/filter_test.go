@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/portguard"
 	"enjin/test/harness"
 )
@@ -44,8 +44,8 @@ func TestRuleSets(t *testing.T) {
 		t.Fatal("without rule sets, the ports do not reach each other")
 	}
 
-	rules := func(extra ...rings.Rule) *rings.Filter {
-		return &rings.Filter{Rules: append([]rings.Rule{
+	rules := func(extra ...enjin.Rule) *enjin.Filter {
+		return &enjin.Filter{Rules: append([]enjin.Rule{
 			{Direction: "in", Protocol: "tcp", Ports: "7001", Action: "accept"},
 			{Direction: "in", Protocol: "tcp", Ports: "7003", Remote: "100.77.0.0/24", Action: "accept", Rate: 50},
 			{Direction: "out", Protocol: "tcp", Ports: "7010", Action: "drop"},
@@ -74,7 +74,7 @@ func TestRuleSets(t *testing.T) {
 		members []string
 		want    bool
 	}{{[]string{"100.77.0.9/32", "100.77.0.2/32"}, true}, {[]string{"100.77.0.9/32"}, false}} {
-		server.Filter = rules(rings.Rule{Direction: "in", Protocol: "tcp", Ports: "7005", Remotes: c.members, Action: "accept"})
+		server.Filter = rules(enjin.Rule{Direction: "in", Protocol: "tcp", Ports: "7005", Remotes: c.members, Action: "accept"})
 		if err := g.Set(server); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestRuleSets(t *testing.T) {
 	for i := range 100 {
 		server.Filter = rules()
 		if i%2 == 0 {
-			server.Filter = rules(rings.Rule{Direction: "in", Protocol: "tcp", Ports: "7005", Action: "accept"})
+			server.Filter = rules(enjin.Rule{Direction: "in", Protocol: "tcp", Ports: "7005", Action: "accept"})
 		}
 		if err := g.Set(server); err != nil {
 			t.Fatal(err)
@@ -136,11 +136,11 @@ func TestRuleSets(t *testing.T) {
 	}
 
 	// Rules a port is given are checked again here.
-	for _, bad := range []rings.Rule{{Direction: "sideways", Protocol: "tcp", Action: "accept"},
+	for _, bad := range []enjin.Rule{{Direction: "sideways", Protocol: "tcp", Action: "accept"},
 		{Direction: "in", Protocol: "tcp", Ports: "0-99999", Action: "accept"},
 		{Direction: "in", Protocol: "tcp", Remote: "100.77.0.1/24", Action: "accept"},
 		{Direction: "in", Protocol: "tcp", RemoteNetwork: "lan", Action: "accept"}} {
-		server.Filter = &rings.Filter{Rules: []rings.Rule{bad}}
+		server.Filter = &enjin.Filter{Rules: []enjin.Rule{bad}}
 		if err := g.Set(server); err == nil {
 			t.Errorf("rule %+v accepted", bad)
 		}

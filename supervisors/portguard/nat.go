@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strings"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // A network with NAT has the node as its gateway: the segment's bridge holds the gateway
@@ -214,7 +214,7 @@ func checkGateway(p Port) error {
 	if len(p.Gateway) != 6 || p.Gateway[0]&1 != 0 || len(p.Bridge) == 0 || len(p.Bridge) > 15 || strings.ContainsAny(p.Bridge, "\" \t\n;{}*") {
 		return fmt.Errorf("%w: %s: gateway %v on bridge %q: want a unicast MAC on a named bridge", ErrInvalid, p.Link, p.Gateway, p.Bridge)
 	}
-	if len(p.Protected) > 2*rings.MaxProtected {
+	if len(p.Protected) > 2*enjin.MaxProtected {
 		return fmt.Errorf("%w: %s: %d protected addresses", ErrInvalid, p.Link, len(p.Protected))
 	}
 	for _, a := range p.Protected {

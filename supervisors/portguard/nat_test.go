@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"enjin/rings"
+	"enjin"
 	"enjin/supervisors/portguard"
 	"enjin/test/harness"
 )
@@ -67,7 +67,7 @@ func TestNATGateway(t *testing.T) {
 		t.Fatal(err)
 	}
 	ruled := portguard.Port{Link: "etrul", MAC: macAttacker, Addresses: []netip.Addr{ipAttacker}, Bridge: "br0", Gateway: gw0,
-		Filter: &rings.Filter{Rules: []rings.Rule{{Direction: "out", Protocol: "tcp", Ports: "7001", Remote: "198.18.7.2/32", Action: "accept"}}}}
+		Filter: &enjin.Filter{Rules: []enjin.Rule{{Direction: "out", Protocol: "tcp", Ports: "7001", Remote: "198.18.7.2/32", Action: "accept"}}}}
 	open := portguard.Port{Link: "etopn", MAC: macVictim, Addresses: []netip.Addr{ipVictim}, Bridge: "br0", Gateway: gw0}
 	other := portguard.Port{Link: "etoth", MAC: macOther, Addresses: []netip.Addr{netip.MustParseAddr("100.78.0.2")}, Bridge: "br1", Gateway: gw1}
 	rul := endpoint(t, host, "rul", ruled, "100.77.0.2/24")
@@ -134,7 +134,7 @@ func TestNATGateway(t *testing.T) {
 		t.Fatalf("no replies' rule:\n%s", rules)
 	}
 	// A change of a port's rules changes where it may go, at once.
-	ruled.Filter = &rings.Filter{Rules: []rings.Rule{{Direction: "out", Protocol: "tcp", Ports: "7002", Action: "accept"}}}
+	ruled.Filter = &enjin.Filter{Rules: []enjin.Rule{{Direction: "out", Protocol: "tcp", Ports: "7002", Action: "accept"}}}
 	if err := g.Set(ruled); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,7 @@ import (
 	"strings"
 	"sync"
 
-	"enjin/rings"
+	"enjin"
 )
 
 // Port is one guarded port and what it may send as.
@@ -39,7 +39,7 @@ type Port struct {
 	Forward    bool             // it may send IP from any address: a router's (its MAC, ARP and NA stay its own)
 	// Bridge is the bridge the port is on; with Filter, the port's rule sets are enforced.
 	Bridge string
-	Filter *rings.Filter
+	Filter *enjin.Filter
 	// Gateway is the MAC of the node's NAT gateway on the port's segment (on Bridge): the port
 	// may reach it and, through it, what is beyond (see nat.go) but Protected: the cloud's
 	// hosts (the segment's others among them), which the gateway never routes to.

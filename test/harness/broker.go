@@ -7,10 +7,10 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nkeys"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
-	"enjin/rings"
 )
 
 // Cloud is a running broker in the production configuration over a fresh trust chain.
@@ -75,7 +75,7 @@ func (c *Cloud) Ring0Ingest(t testing.TB) *keys.Creds {
 }
 
 // Ring1Node mints ring 1 node n's user and makes its attestation key.
-func (c *Cloud) Ring1Node(t testing.TB, n rings.NodeID) (*keys.Creds, *keys.Attestation) {
+func (c *Cloud) Ring1Node(t testing.TB, n enjin.NodeID) (*keys.Creds, *keys.Attestation) {
 	cr := c.Mint(t, keys.RING1, keys.UserRequest{Name: string(n), Perms: bus.Ring1NodePerms(n), ConnTypes: bus.Ring1ConnTypes()})
 	a, err := keys.NewAttestation()
 	if err != nil {
@@ -91,7 +91,7 @@ func (c *Cloud) Ops(t testing.TB, name string) *keys.Creds {
 
 // Tenant adds tenant tn with a fresh scoped signing key (as a hosting ring 1 node would hold)
 // and returns an issuer for that key.
-func (c *Cloud) Tenant(t testing.TB, tn rings.TenantID) (*keys.Issuer, nkeys.KeyPair) {
+func (c *Cloud) Tenant(t testing.TB, tn enjin.TenantID) (*keys.Issuer, nkeys.KeyPair) {
 	t.Helper()
 	kp, err := keys.NewScopedKey()
 	if err != nil {

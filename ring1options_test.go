@@ -1,4 +1,4 @@
-package rings_test
+package enjin_test
 
 import (
 	"reflect"
@@ -6,22 +6,22 @@ import (
 	"testing"
 	"time"
 
-	"enjin/rings"
+	"enjin"
 )
 
 func TestRing1OptionsArgs(t *testing.T) {
-	node := rings.DefaultRing1Options()
+	node := enjin.DefaultRing1Options()
 	node.Node, node.NATS, node.Heartbeat, node.NoVMs = "n1", "nats://127.0.0.1:4222", 300*time.Millisecond, true
 	node.AppsAPI, node.Router = "127.0.0.1:7071", "198.18.0.2:7080" // the default, and another
-	lists := rings.DefaultRing1Options()
+	lists := enjin.DefaultRing1Options()
 	lists.Leaf, lists.NATUplinks = []string{"nats://a:7422", "nats://b:7422"}, []string{"eth,0", `say "hi"`}
 	for _, tc := range []struct {
 		name string
-		o    rings.Ring1Options
+		o    enjin.Ring1Options
 		want []string
 	}{
-		{"defaults", rings.DefaultRing1Options(), []string{"ring1"}},
-		{"zero", rings.Ring1Options{}, []string{"ring1", "--heartbeat", "0s", "--log-level", "", "--apps-api", "",
+		{"defaults", enjin.DefaultRing1Options(), []string{"ring1"}},
+		{"zero", enjin.Ring1Options{}, []string{"ring1", "--heartbeat", "0s", "--log-level", "", "--apps-api", "",
 			"--router", "", "--router-hold", "0s", "--apps-domain", "", "--dns", "", "--bridge", "", "--prefix", ""}},
 		{"a node ring 0 runs", node, []string{"ring1", "--node", "n1", "--nats", "nats://127.0.0.1:4222",
 			"--heartbeat", "300ms", "--no-vms", "--router", "198.18.0.2:7080"}},
@@ -37,7 +37,7 @@ func TestRing1OptionsArgs(t *testing.T) {
 
 // Every field of Ring1Options is one flag, under a name no other flag has.
 func TestRing1OptionsFlagsCoverEveryField(t *testing.T) {
-	var o rings.Ring1Options
+	var o enjin.Ring1Options
 	bound, names := map[any]string{}, map[string]bool{}
 	for _, f := range o.Flags() {
 		if names[f.Name] {

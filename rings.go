@@ -1,4 +1,4 @@
-// Package rings is enjin's shared vocabulary: the three rings, the identifiers of nodes and
+// Package enjin is enjin's shared vocabulary: the three rings, the identifiers of nodes and
 // tenants, the observations nodes publish about themselves, and the options ring 0 starts a
 // ring 1 node with (the command line of `enjin ring1`).
 //
@@ -8,9 +8,9 @@
 // (API → store → command on the bus → supervisor → node); observed state flows up (node → signed
 // observation → verify → store → API and the ops view).
 //
-// Every other package may import rings; rings imports only the standard library, so the types
+// Every other package may import enjin; it imports only the standard library, so the types
 // here can appear in any signature without dragging a dependency along.
-package rings
+package enjin
 
 import (
 	"errors"

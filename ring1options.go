@@ -1,4 +1,4 @@
-package rings
+package enjin
 
 import (
 	"bytes"
@@ -139,7 +139,7 @@ func (f Flag) set(def any) []string {
 			return []string{name, csvLine(*v)}
 		}
 	default:
-		panic(fmt.Sprintf("rings: flag --%s of type %T", f.Name, f.Value))
+		panic(fmt.Sprintf("enjin: flag --%s of type %T", f.Name, f.Value))
 	}
 	return nil
 }
