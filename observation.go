@@ -1,7 +1,9 @@
 package enjin
 
 import (
+	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"time"
 )
 
@@ -65,18 +67,18 @@ type TierRole struct {
 	Epoch int64  `json:"epoch"`
 }
 
-// SignedObservation is a stored observation as ring 0's API answers it, the CLI reads it
-// and `enjin verify` checks it again (bus.VerifyStored): the exact signed bytes and their
-// signature, with what ring 0 recorded beside them.
+// SignedObservation is one observation as ring 0 stores it (services/inventory reads it),
+// its API answers it, the CLI reads it and `enjin verify` checks it again (bus.VerifyStored):
+// the exact signed bytes and their signature, with what ring 0 recorded beside them.
 type SignedObservation struct {
 	Node        NodeID          `json:"node"`
 	Seq         uint64          `json:"seq"`
 	TsNs        int64           `json:"ts_ns"`                 // the node's clock, unix ns, as signed
 	ReceivedAt  time.Time       `json:"received_at"`           // ring 0's clock
 	Signer      string          `json:"signer"`                // attestation public key
-	Sig         string          `json:"sig"`                   // ed25519 signature, unpadded base64url
-	Payload     string          `json:"payload"`               // the exact signed bytes, unpadded base64url
-	Observation json.RawMessage `json:"observation,omitempty"` // the payload, if it is JSON
+	Sig         Base64URL       `json:"sig"`                   // ed25519 signature
+	Payload     Base64URL       `json:"payload"`               // the exact signed bytes
+	Observation json.RawMessage `json:"observation,omitempty"` // the payload, if it is JSON (the API fills it in)
 	// Observer is the node that made and signed the observation when it is not the node
 	// itself (a ring 1 node reporting on its app instances); the signature covers the
 	// observer's id.
@@ -89,4 +91,27 @@ func (o SignedObservation) SignedBy() NodeID {
 		return o.Observer
 	}
 	return o.Node
+}
+
+// Base64URL is bytes that travel in JSON as unpadded base64url, as signatures and signed
+// payloads do.
+type Base64URL []byte
+
+// MarshalJSON writes b as a JSON string of unpadded base64url.
+func (b Base64URL) MarshalJSON() ([]byte, error) {
+	return json.Marshal(base64.RawURLEncoding.EncodeToString(b))
+}
+
+// UnmarshalJSON reads a JSON string of unpadded base64url.
+func (b *Base64URL) UnmarshalJSON(data []byte) error {
+	var s string
+	if err := json.Unmarshal(data, &s); err != nil {
+		return fmt.Errorf("enjin: base64url: %w", err)
+	}
+	d, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return fmt.Errorf("enjin: not unpadded base64url: %w", err)
+	}
+	*b = d
+	return nil
 }

@@ -2,7 +2,6 @@ package bus
 
 import (
 	"crypto/ed25519"
-	"encoding/base64"
 	"fmt"
 	"slices"
 	"sync"
@@ -275,12 +274,7 @@ func VerifyStored(o enjin.SignedObservation, registered []string) string {
 	if err != nil {
 		return err.Error()
 	}
-	sig, err1 := base64.RawURLEncoding.DecodeString(o.Sig)
-	payload, err2 := base64.RawURLEncoding.DecodeString(o.Payload)
-	if err1 != nil || err2 != nil {
-		return "undecodable signature or payload"
-	}
-	if !VerifySignature(pub, o.SignedBy(), o.TsNs, o.Seq, payload, sig) {
+	if !VerifySignature(pub, o.SignedBy(), o.TsNs, o.Seq, o.Payload, o.Sig) {
 		return "bad signature"
 	}
 	return ""

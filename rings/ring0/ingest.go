@@ -90,7 +90,7 @@ type queued struct {
 
 // pending is a verified observation waiting for its batch to commit.
 type pending struct {
-	obs inventory.Observation
+	obs inventory.Record
 	msg *nats.Msg
 	at  time.Time // when it arrived
 }
@@ -387,8 +387,9 @@ func (g *ingester) check(msgs []*nats.Msg, items []bus.Item) []bus.Item {
 // pending turns a verified message into an observation to store. The payload is stored as
 // signed; only the state it claims is read out, for the node's row.
 func (g *ingester) pending(m *nats.Msg, it bus.Item) pending {
-	return pending{msg: m, obs: inventory.Observation{Node: it.Node, Seq: it.Seal.Seq, TsNs: it.Seal.Ts, Received: time.Now(),
-		Signer: it.Seal.Signer, Sig: it.Seal.Sig, Payload: m.Data, State: claimedState(m.Data)}}
+	return pending{msg: m, obs: inventory.Record{SignedObservation: enjin.SignedObservation{Node: it.Node, Seq: it.Seal.Seq,
+		TsNs: it.Seal.Ts, ReceivedAt: time.Now(), Signer: it.Seal.Signer, Sig: it.Seal.Sig, Payload: m.Data},
+		State: claimedState(m.Data)}}
 }
 
 // children turns the app instances a ring 1 node reports in its observation into
@@ -435,7 +436,7 @@ func (g *ingester) shard(n enjin.NodeID) int {
 
 func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 	batch := make([]pending, 0, g.opts.MaxBatch)
-	obs := make([]inventory.Observation, 0, g.opts.MaxBatch)
+	obs := make([]inventory.Record, 0, g.opts.MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
@@ -475,7 +476,7 @@ func (g *ingester) commitLoop(ctx context.Context, in <-chan pending) {
 					if g.ackDelay != nil {
 						g.ackDelay.Observe(now.Sub(p.at).Seconds())
 					}
-					g.seen(p.obs.Node, p.obs.Received)
+					g.seen(p.obs.Node, p.obs.ReceivedAt)
 				}
 			}
 		}

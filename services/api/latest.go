@@ -3,12 +3,10 @@ package api
 import (
 	"context"
 	"net/http"
-	"slices"
 	"time"
 
 	"enjin"
 	"enjin/bus"
-	"enjin/keys"
 	"enjin/services/inventory"
 )
 
@@ -46,12 +44,9 @@ func (a *API) latestObservations(c *call) error {
 	earlier := map[enjin.NodeID][]string{} // signer → every key it has had, read once
 	out := latestList{Observations: make([]latestObservation, 0, len(obs))}
 	for _, o := range obs {
-		signer := o.Node
-		if o.Observer != "" {
-			signer = o.Observer
-		}
-		known := o.Signer != "" && o.Signer == current[signer]
-		if !known {
+		signer := o.SignedBy()
+		registered := []string{current[signer]}
+		if o.Signer == "" || o.Signer != current[signer] {
 			ks, ok := earlier[signer]
 			if !ok {
 				if ks, err = a.keysOf(c.ctx, signer); err != nil {
@@ -59,11 +54,11 @@ func (a *API) latestObservations(c *call) error {
 				}
 				earlier[signer] = ks
 			}
-			known = slices.Contains(ks, o.Signer)
+			registered = ks
 		}
-		why := checkObservation(o, signer, known)
+		why := bus.VerifyStored(o, registered)
 		out.Observations = append(out.Observations, latestObservation{Node: o.Node, Observer: o.Observer, Seq: o.Seq,
-			TsNs: o.TsNs, ReceivedAt: o.Received, Signer: o.Signer, Verified: why == "", Reason: why})
+			TsNs: o.TsNs, ReceivedAt: o.ReceivedAt, Signer: o.Signer, Verified: why == "", Reason: why})
 	}
 	a.reply(c.w, http.StatusOK, out)
 	return nil
@@ -84,19 +79,4 @@ func (a *API) keysOf(ctx context.Context, node enjin.NodeID) ([]string, error) {
 		}
 	}
 	return ks, nil
-}
-
-// checkObservation says why o, signed by signer, does not verify, or "" if it does.
-func checkObservation(o inventory.Observation, signer enjin.NodeID, known bool) string {
-	if !known {
-		return "signer is not a key registered for the node"
-	}
-	pub, err := keys.ParseAttestationPublic(o.Signer)
-	if err != nil {
-		return err.Error()
-	}
-	if !bus.VerifySignature(pub, signer, o.TsNs, o.Seq, o.Payload, o.Sig) {
-		return "bad signature"
-	}
-	return ""
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -142,15 +141,12 @@ func (a *API) observations(c *call) error {
 	if err != nil {
 		return err
 	}
-	out := observationList{Observations: make([]enjin.SignedObservation, len(obs))}
-	enc := base64.RawURLEncoding
 	for i, o := range obs {
-		out.Observations[i] = enjin.SignedObservation{Node: o.Node, Seq: o.Seq, TsNs: o.TsNs, ReceivedAt: o.Received,
-			Signer: o.Signer, Sig: enc.EncodeToString(o.Sig), Payload: enc.EncodeToString(o.Payload), Observer: o.Observer}
 		if utf8.Valid(o.Payload) && json.Valid(o.Payload) {
-			out.Observations[i].Observation = o.Payload
+			obs[i].Observation = json.RawMessage(o.Payload)
 		}
 	}
+	out := observationList{Observations: obs}
 	a.reply(c.w, http.StatusOK, out)
 	return nil
 }

@@ -113,10 +113,10 @@ func ingest(t *testing.T, s *inventory.Store, node enjin.NodeID) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var batch []inventory.Observation
+	var batch []inventory.Record
 	for seq, p := range []string{`{"state":"up","seq":1}`, `{"state":"up","seq":2}`, "\x00not json"} {
-		o := inventory.Observation{Node: node, Seq: uint64(seq + 1), TsNs: time.Now().UnixNano(), Received: time.Now(),
-			Signer: k.Public(), Payload: []byte(p), State: "up"}
+		o := inventory.Record{SignedObservation: enjin.SignedObservation{Node: node, Seq: uint64(seq + 1), TsNs: time.Now().UnixNano(), ReceivedAt: time.Now(),
+			Signer: k.Public(), Payload: []byte(p)}, State: "up"}
 		o.Sig = k.Sign(bus.Canonical(nil, node, o.TsNs, o.Seq, o.Payload))
 		batch = append(batch, o)
 	}

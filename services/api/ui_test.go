@@ -227,10 +227,10 @@ func TestLatestObservations(t *testing.T) {
 		t.Fatal(err)
 	}
 	ingest(t, e.store, "stranger") // signed by a key nobody registered
-	var batch []inventory.Observation
+	var batch []inventory.Record
 	for seq := uint64(1); seq <= 2; seq++ {
-		o := inventory.Observation{Node: "good", Seq: seq, TsNs: time.Now().UnixNano(), Received: time.Now(),
-			Signer: k.Public(), Payload: []byte(`{"state":"up"}`), State: "up"}
+		o := inventory.Record{SignedObservation: enjin.SignedObservation{Node: "good", Seq: seq, TsNs: time.Now().UnixNano(), ReceivedAt: time.Now(),
+			Signer: k.Public(), Payload: []byte(`{"state":"up"}`)}, State: "up"}
 		o.Sig = k.Sign(bus.Canonical(nil, enjin.NodeID("good"), o.TsNs, o.Seq, o.Payload))
 		batch = append(batch, o)
 	}

@@ -39,7 +39,7 @@ func TestCompartmentUsage(t *testing.T) {
 		return string(b)
 	}
 	k, _ := keys.NewAttestation()
-	var batch []inventory.Observation
+	var batch []inventory.Record
 	for i, o := range []struct {
 		node, observer, payload string
 	}{
@@ -48,8 +48,8 @@ func TestCompartmentUsage(t *testing.T) {
 		{"h2", "", claim(0.125, 300)},
 		{"h2", "h2", claim(9, 9999)}, // newer, but a child's: the host's claim stays the one above
 	} {
-		ob := inventory.Observation{Node: enjin.NodeID(o.node), Seq: uint64(i + 1), TsNs: time.Now().UnixNano(), Received: time.Now(),
-			Signer: k.Public(), Payload: []byte(o.payload), State: "up", Observer: enjin.NodeID(o.observer)}
+		ob := inventory.Record{SignedObservation: enjin.SignedObservation{Node: enjin.NodeID(o.node), Seq: uint64(i + 1), TsNs: time.Now().UnixNano(),
+			ReceivedAt: time.Now(), Signer: k.Public(), Payload: []byte(o.payload), Observer: enjin.NodeID(o.observer)}, State: "up"}
 		ob.Sig = k.Sign(bus.Canonical(nil, ob.Node, ob.TsNs, ob.Seq, ob.Payload))
 		batch = append(batch, ob)
 	}

@@ -86,7 +86,7 @@ func TestDecommission(t *testing.T) {
 	if changed, err := s.SetStates(ctx, epoch, []enjin.NodeID{"n1", "n2"}, "down"); err != nil || changed != 1 {
 		t.Errorf("liveness: %d changed (%v), want only n2", changed, err)
 	}
-	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 100)}); err != nil {
+	if err := s.Ingest(ctx, []inventory.Record{obs("n1", 100)}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.GetNode(ctx, "n1"); n.State != inventory.StateDecommissioned || n.LastSeq == 100 {

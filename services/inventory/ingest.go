@@ -12,24 +12,18 @@ import (
 	"enjin"
 )
 
-// Observation is one verified observation, as stored: the exact signed bytes and seal.
-type Observation struct {
-	Node     enjin.NodeID `json:"node"`
-	Seq      uint64       `json:"seq"`
-	TsNs     int64        `json:"ts_ns"`
-	Received time.Time    `json:"received_at"`
-	Signer   string       `json:"signer"`
-	Sig      []byte       `json:"sig"`
-	Payload  []byte       `json:"payload"`
-	State    string       `json:"-"` // the state the payload claims, for the nodes row
+// Record is one verified observation on its way into the store: the observation as it is
+// stored and read back, and what ring 0 learned of it that its row does not keep.
+type Record struct {
+	enjin.SignedObservation
+	State string `json:"-"` // the state the payload claims, for the nodes row
 
-	// For an observation one node made of another (a ring 1 node of its app instances): the
-	// observer, which signed it, and the observed node's tenant and app. The observed node is
-	// registered as the observer's ring 2 child the first time, if the observer hosts the
-	// tenant; observations of nodes that are not the observer's children are dropped.
-	Observer enjin.NodeID   `json:"observer,omitempty"`
-	Tenant   enjin.TenantID `json:"-"`
-	App      string         `json:"-"`
+	// For an observation one node made of another (a ring 1 node of its app instances,
+	// Observer set): the observed node's tenant and app. The observed node is registered as
+	// the observer's ring 2 child the first time, if the observer hosts the tenant;
+	// observations of nodes that are not the observer's children are dropped.
+	Tenant enjin.TenantID `json:"-"`
+	App    string         `json:"-"`
 }
 
 // Ingest stores a batch of verified observations in one transaction: every observation is
@@ -37,11 +31,11 @@ type Observation struct {
 // forward to its highest sequence. When Ingest returns nil the batch is committed and may be
 // acknowledged. Two concurrent Ingest calls must not share nodes (shard batches by node), so
 // their row locks never cross.
-func (s *Store) Ingest(ctx context.Context, all []Observation) error {
+func (s *Store) Ingest(ctx context.Context, all []Record) error {
 	if len(all) == 0 {
 		return nil
 	}
-	var batch, children []Observation
+	var batch, children []Record
 	for _, o := range all {
 		if o.Observer != "" {
 			children = append(children, o)
@@ -58,7 +52,7 @@ func (s *Store) Ingest(ctx context.Context, all []Observation) error {
 		if o.Seq > 1<<63-1 {
 			return fmt.Errorf("inventory: ingest: %s seq %d: %w", o.Node, o.Seq, ErrInvalid)
 		}
-		ids[i], seqs[i], tss[i], ats[i] = string(o.Node), int64(o.Seq), o.TsNs, o.Received
+		ids[i], seqs[i], tss[i], ats[i] = string(o.Node), int64(o.Seq), o.TsNs, o.ReceivedAt
 		signers[i], sigs[i], payloads[i] = o.Signer, o.Sig, o.Payload
 		if j, ok := latest[o.Node]; !ok || batch[j].Seq < o.Seq {
 			latest[o.Node] = i
@@ -98,14 +92,14 @@ func (s *Store) Ingest(ctx context.Context, all []Observation) error {
 // is registered as its ring 2 child (if the node hosts the tenant), its observation row is
 // kept with the observer's signature, and its row gets the observed state — "up" while the
 // observer calls it healthy, "suspect" otherwise.
-func queueChildren(b *pgx.Batch, cs []Observation) {
+func queueChildren(b *pgx.Batch, cs []Record) {
 	n := len(cs)
 	ids, obs, tenants, apps := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	seqs, tss, ats := make([]int64, n), make([]int64, n), make([]time.Time, n)
 	signers, sigs, payloads, states := make([]string, n), make([][]byte, n), make([][]byte, n), make([]string, n)
 	for i, c := range cs {
 		ids[i], obs[i], tenants[i], apps[i] = string(c.Node), string(c.Observer), string(c.Tenant), c.App
-		seqs[i], tss[i], ats[i] = int64(c.Seq), c.TsNs, c.Received
+		seqs[i], tss[i], ats[i] = int64(c.Seq), c.TsNs, c.ReceivedAt
 		signers[i], sigs[i], payloads[i], states[i] = c.Signer, c.Sig, c.Payload, c.State
 	}
 	b.Queue(`INSERT INTO nodes (id, ring, label, supervision_strategy, observation_strategy, parent_node, metadata)
@@ -129,7 +123,7 @@ func queueChildren(b *pgx.Batch, cs []Observation) {
 
 // Observations returns up to limit of node's stored observations, newest first, with
 // sequence below before (0: from the newest).
-func (s *Store) Observations(ctx context.Context, node enjin.NodeID, limit int, before uint64) ([]Observation, error) {
+func (s *Store) Observations(ctx context.Context, node enjin.NodeID, limit int, before uint64) ([]enjin.SignedObservation, error) {
 	if before == 0 || before > 1<<63-1 {
 		before = 1<<63 - 1
 	}
@@ -143,7 +137,7 @@ func (s *Store) Observations(ctx context.Context, node enjin.NodeID, limit int, 
 
 // LatestObservations returns every node's newest stored observation (the one at its
 // last_seq), by node id; nodes that have said nothing are left out.
-func (s *Store) LatestObservations(ctx context.Context) ([]Observation, error) {
+func (s *Store) LatestObservations(ctx context.Context) ([]enjin.SignedObservation, error) {
 	rows, err := s.pool.Query(ctx, `SELECT o.node_id, o.seq, o.ts_ns, o.received_at, o.signer, o.sig, o.payload, coalesce(o.observer, '')
 		FROM nodes n JOIN node_observations o ON o.node_id = n.id AND o.seq = n.last_seq
 		ORDER BY n.id LIMIT 10000`)
@@ -155,7 +149,7 @@ func (s *Store) LatestObservations(ctx context.Context) ([]Observation, error) {
 
 // ObservationsAfter pages through every stored observation in (node, seq) order, starting
 // after the given position; verify uses it to re-check the whole store.
-func (s *Store) ObservationsAfter(ctx context.Context, node enjin.NodeID, seq uint64, limit int) ([]Observation, error) {
+func (s *Store) ObservationsAfter(ctx context.Context, node enjin.NodeID, seq uint64, limit int) ([]enjin.SignedObservation, error) {
 	rows, err := s.pool.Query(ctx, `SELECT node_id, seq, ts_ns, received_at, signer, sig, payload, coalesce(observer, '')
 		FROM node_observations WHERE (node_id, seq) > ($1, $2) ORDER BY node_id, seq LIMIT $3`, string(node), int64(seq), limit)
 	if err != nil {
@@ -164,13 +158,14 @@ func (s *Store) ObservationsAfter(ctx context.Context, node enjin.NodeID, seq ui
 	return collectObservations(rows)
 }
 
-func collectObservations(rows pgx.Rows) ([]Observation, error) {
-	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Observation, error) {
-		var o Observation
+func collectObservations(rows pgx.Rows) ([]enjin.SignedObservation, error) {
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (enjin.SignedObservation, error) {
+		var o enjin.SignedObservation
 		var id, observer string
 		var seq int64
-		err := r.Scan(&id, &seq, &o.TsNs, &o.Received, &o.Signer, &o.Sig, &o.Payload, &observer)
-		o.Node, o.Seq, o.Observer = enjin.NodeID(id), uint64(seq), enjin.NodeID(observer)
+		var sig, payload []byte
+		err := r.Scan(&id, &seq, &o.TsNs, &o.ReceivedAt, &o.Signer, &sig, &payload, &observer)
+		o.Node, o.Seq, o.Observer, o.Sig, o.Payload = enjin.NodeID(id), uint64(seq), enjin.NodeID(observer), sig, payload
 		return o, err
 	})
 	return out, pgErr("observations", err)

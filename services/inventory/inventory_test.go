@@ -43,9 +43,9 @@ func register(t *testing.T, s *inventory.Store, id enjin.NodeID, comp string) {
 	}
 }
 
-func obs(node enjin.NodeID, seq uint64) inventory.Observation {
-	return inventory.Observation{Node: node, Seq: seq, TsNs: time.Now().UnixNano(), Received: time.Now(),
-		Signer: "key-" + string(node), Sig: []byte("sig"), Payload: []byte(fmt.Sprintf(`{"seq":%d}`, seq)), State: "up"}
+func obs(node enjin.NodeID, seq uint64) inventory.Record {
+	return inventory.Record{SignedObservation: enjin.SignedObservation{Node: node, Seq: seq, TsNs: time.Now().UnixNano(), ReceivedAt: time.Now(),
+		Signer: "key-" + string(node), Sig: []byte("sig"), Payload: []byte(fmt.Sprintf(`{"seq":%d}`, seq))}, State: "up"}
 }
 
 func TestIngestDeduplicatesAndMovesLatestForward(t *testing.T) {
@@ -54,10 +54,10 @@ func TestIngestDeduplicatesAndMovesLatestForward(t *testing.T) {
 	register(t, s, "n1", "")
 	register(t, s, "n2", "")
 	a, b, c := obs("n1", 10), obs("n1", 11), obs("n2", 5)
-	if err := s.Ingest(ctx, []inventory.Observation{a, b, c, a}); err != nil {
+	if err := s.Ingest(ctx, []inventory.Record{a, b, c, a}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Ingest(ctx, []inventory.Observation{b, a}); err != nil { // a re-delivery
+	if err := s.Ingest(ctx, []inventory.Record{b, a}); err != nil { // a re-delivery
 		t.Fatal(err)
 	}
 	got, err := s.Observations(ctx, "n1", 10, 0)
@@ -72,7 +72,7 @@ func TestIngestDeduplicatesAndMovesLatestForward(t *testing.T) {
 		t.Fatalf("n1 after ingest: %+v", n)
 	}
 	// An older observation arriving late does not move the node back.
-	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 3)}); err != nil {
+	if err := s.Ingest(ctx, []inventory.Record{obs("n1", 3)}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.GetNode(ctx, "n1"); n.LastSeq != 11 {
@@ -178,7 +178,7 @@ func TestRetentionDropsOldPartitions(t *testing.T) {
 		t.Fatal(err)
 	}
 	register(t, s, "n1", "")
-	if err := s.Ingest(ctx, []inventory.Observation{obs("n1", 1)}); err != nil {
+	if err := s.Ingest(ctx, []inventory.Record{obs("n1", 1)}); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -228,12 +228,12 @@ func TestIngestChildren(t *testing.T) {
 	if err := s.AddTenantHost(ctx, "acme", "host-a", "AKEY"); err != nil {
 		t.Fatal(err)
 	}
-	child := func(node, observer string, tenant string, seq uint64, state string) inventory.Observation {
+	child := func(node, observer string, tenant string, seq uint64, state string) inventory.Record {
 		o := obs(enjin.NodeID(observer), seq)
 		o.Node, o.Observer, o.Tenant, o.App, o.State = enjin.NodeID(node), enjin.NodeID(observer), enjin.TenantID(tenant), "web", state
 		return o
 	}
-	batch := []inventory.Observation{obs("host-a", 5), child("acme-web-0", "host-a", "acme", 5, "healthy"),
+	batch := []inventory.Record{obs("host-a", 5), child("acme-web-0", "host-a", "acme", 5, "healthy"),
 		obs("host-b", 5), child("acme-web-1", "host-b", "acme", 5, "healthy"), // host-b does not host acme
 		child("host-a", "host-b", "acme", 5, "healthy")} // nor may it report on another host
 	if err := s.Ingest(ctx, batch); err != nil {
@@ -253,7 +253,7 @@ func TestIngestChildren(t *testing.T) {
 	if got, _ := s.Observations(ctx, "host-a", 10, 0); len(got) != 1 || got[0].Observer != "" {
 		t.Fatalf("host-a's own observations: %+v", got)
 	}
-	if err := s.Ingest(ctx, []inventory.Observation{obs("host-a", 6), child("acme-web-0", "host-a", "acme", 6, "crashed")}); err != nil {
+	if err := s.Ingest(ctx, []inventory.Record{obs("host-a", 6), child("acme-web-0", "host-a", "acme", 6, "crashed")}); err != nil {
 		t.Fatal(err)
 	}
 	if n, _ := s.GetNode(ctx, "acme-web-0"); n.State != "suspect" || n.ObservedState != "crashed" {

@@ -29,7 +29,7 @@ func TestLeaseFencesTheDeposedLeader(t *testing.T) {
 	ctx := t.Context()
 	for _, id := range []enjin.NodeID{"n1", "n2"} {
 		register(t, s, id, "")
-		if err := s.Ingest(ctx, []inventory.Observation{obs(id, 1)}); err != nil {
+		if err := s.Ingest(ctx, []inventory.Record{obs(id, 1)}); err != nil {
 			t.Fatal(err)
 		}
 	}

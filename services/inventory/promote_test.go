@@ -23,7 +23,7 @@ func TestConcurrentPromotionsLeaveOnePrimary(t *testing.T) {
 	nodes := map[enjin.NodeID]string{"p": "a", "r1": "a", "r2": "b", "s1": "b", "s2": "c", "s3": "a"}
 	for id, c := range nodes {
 		register(t, s, id, comp[c])
-		if err := s.Ingest(ctx, []inventory.Observation{obs(id, 1)}); err != nil { // makes it up
+		if err := s.Ingest(ctx, []inventory.Record{obs(id, 1)}); err != nil { // makes it up
 			t.Fatal(err)
 		}
 	}
