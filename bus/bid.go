@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"cmp"
 	"crypto/ed25519"
 	"encoding/json"
 	"errors"
@@ -88,6 +89,31 @@ func (sb SignedBid) Open(keysOfNode ...string) (Bid, error) {
 		return Bid{}, fmt.Errorf("%w: %v", ErrBid, err)
 	}
 	return bid, nil
+}
+
+// VerifyStoredBid says why raw, the bid a placement record keeps (a SignedBid's JSON), is
+// not node's valid bid for tenant's app — or VM, kind PlaceVM — signed by one of registered,
+// the attestation keys node has had; "" if it is. Anyone can run it offline: `enjin verify`
+// does, for every placement.
+func VerifyStoredBid(raw json.RawMessage, kind string, node enjin.NodeID, tenant enjin.TenantID, app string, registered []string) string {
+	if len(raw) == 0 || string(raw) == "null" {
+		return "no bid stored"
+	}
+	var sb SignedBid
+	if err := json.Unmarshal(raw, &sb); err != nil {
+		return "the stored bid is unreadable: " + err.Error()
+	}
+	bid, err := sb.Open(registered...)
+	if err != nil {
+		return err.Error()
+	}
+	if kind == "app" {
+		kind = "" // an app's offer names no kind
+	}
+	if bid.Node != node || bid.Tenant != tenant || bid.App != app || bid.Kind != kind {
+		return fmt.Sprintf("the bid is %s's for %s %s/%s", bid.Node, cmp.Or(bid.Kind, "app"), bid.Tenant, bid.App)
+	}
+	return ""
 }
 
 // Answers reports whether bid answers offer o from node: an error says how it does not.

@@ -2,10 +2,13 @@ package bus_test
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
+	"enjin"
 	"enjin/bus"
 	"enjin/keys"
 )
@@ -49,5 +52,46 @@ func TestSignedBids(t *testing.T) {
 	}
 	if err := got.Answers(offer, "h2"); !errors.Is(err, bus.ErrBid) {
 		t.Fatalf("h1's bid taken as h2's: %v", err)
+	}
+}
+
+// TestVerifyStoredBid: a placement's stored bid verifies offline only as its node's bid for
+// that placement; every way it can be wrong is named.
+func TestVerifyStoredBid(t *testing.T) {
+	k, _ := keys.NewAttestation()
+	other, _ := keys.NewAttestation()
+	raw := func(b bus.Bid, by *keys.Attestation) json.RawMessage {
+		sb, err := bus.SignBid(by, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j, _ := json.Marshal(sb)
+		return j
+	}
+	app := bus.Bid{Offer: "0f1e", Node: "h1", Tenant: "acme", App: "web", At: time.Now()}
+	vm := app
+	vm.Kind = bus.PlaceVM
+	registered := []string{other.Public(), k.Public()}
+	for name, c := range map[string]struct {
+		raw             json.RawMessage
+		kind, node, app string
+		registered      []string
+		want            string
+	}{
+		"an app's bid":          {raw(app, k), "app", "h1", "web", registered, ""},
+		"a VM's bid":            {raw(vm, k), bus.PlaceVM, "h1", "web", registered, ""},
+		"none":                  {nil, "app", "h1", "web", registered, "no bid stored"},
+		"null":                  {json.RawMessage("null"), "app", "h1", "web", registered, "no bid stored"},
+		"unreadable":            {json.RawMessage(`{"bid":12}`), "app", "h1", "web", registered, "the stored bid is unreadable"},
+		"another node's key":    {raw(app, k), "app", "h1", "web", []string{other.Public()}, "no key of the node"},
+		"for another app":       {raw(app, k), "app", "h1", "api", registered, "the bid is h1's for app acme/web"},
+		"another node's bid":    {raw(app, k), "app", "h2", "web", registered, "the bid is h1's for app acme/web"},
+		"an app's bid for a VM": {raw(app, k), bus.PlaceVM, "h1", "web", registered, "the bid is h1's for app acme/web"},
+		"a VM's bid for an app": {raw(vm, k), "app", "h1", "web", registered, "the bid is h1's for vm acme/web"},
+	} {
+		got := bus.VerifyStoredBid(c.raw, c.kind, enjin.NodeID(c.node), "acme", c.app, c.registered)
+		if c.want == "" && got != "" || c.want != "" && !strings.Contains(got, c.want) {
+			t.Errorf("%s: %q, want %q", name, got, c.want)
+		}
 	}
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -131,10 +130,11 @@ func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySumm
 	}
 	for _, p := range list.Placements {
 		s.Placements++
-		why, err := checkBid(ctx, ks, p.Kind, p.Node, p.Tenant, p.App, p.Bid)
+		nodeKeys, err := ks.keysOf(ctx, p.Node)
 		if err != nil {
 			return err
 		}
+		why := bus.VerifyStoredBid(p.Bid, p.Kind, p.Node, p.Tenant, p.App, nodeKeys)
 		if why != "" {
 			what := string(p.Tenant) + "/" + p.App
 			if p.Kind == bus.PlaceVM {
@@ -146,31 +146,4 @@ func verifyPlacements(ctx context.Context, c *client, ks *keyring, s *verifySumm
 		}
 	}
 	return nil
-}
-
-// checkBid says why raw is not node's valid bid for tenant's app or VM (kind "vm"), or "" if
-// it is.
-func checkBid(ctx context.Context, ks *keyring, kind string, node enjin.NodeID, tenant enjin.TenantID, app string, raw json.RawMessage) (string, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return "no bid stored", nil
-	}
-	var sb bus.SignedBid
-	if err := json.Unmarshal(raw, &sb); err != nil {
-		return "the stored bid is unreadable: " + err.Error(), nil
-	}
-	nodeKeys, err := ks.keysOf(ctx, node)
-	if err != nil {
-		return "", err
-	}
-	bid, err := sb.Open(nodeKeys...)
-	if err != nil {
-		return err.Error(), nil
-	}
-	if kind == "app" {
-		kind = "" // an app's offer names no kind
-	}
-	if bid.Node != node || bid.Tenant != tenant || bid.App != app || bid.Kind != kind {
-		return fmt.Sprintf("the bid is %s's for %s %s/%s", bid.Node, cmp.Or(bid.Kind, "app"), bid.Tenant, bid.App), nil
-	}
-	return "", nil
 }
