@@ -57,25 +57,31 @@ type Server struct {
 	log   *logLines // what dnsmasq says
 }
 
-// logLines keeps what dnsmasq writes and counts its reads of the hosts file.
+// logLines keeps what dnsmasq writes and signals its reads of the hosts file.
 type logLines struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	mark  string // "read <hosts file>"
-	reads int
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	mark string        // "read <hosts file>"
+	read chan struct{} // closed, and replaced, when dnsmasq says it read the hosts file
 }
+
+func newLogLines(mark string) *logLines { return &logLines{mark: mark, read: make(chan struct{})} }
 
 func (l *logLines) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.reads += bytes.Count(p, []byte(l.mark))
+	if bytes.Contains(p, []byte(l.mark)) {
+		close(l.read)
+		l.read = make(chan struct{})
+	}
 	if l.buf.Len() < 64<<10 {
 		l.buf.Write(p)
 	}
 	return len(p), nil
 }
 
-func (l *logLines) count() int { l.mu.Lock(); defer l.mu.Unlock(); return l.reads }
+// nextRead is closed when dnsmasq next says it read the hosts file.
+func (l *logLines) nextRead() <-chan struct{} { l.mu.Lock(); defer l.mu.Unlock(); return l.read }
 
 func (l *logLines) String() string {
 	l.mu.Lock()
@@ -222,26 +228,23 @@ func (s *Server) start() error {
 			"--ra-param=eth0,mtu:1450,60,0")
 	}
 	cmd := exec.Command("ip", args...)
-	out := &logLines{mark: mark}
+	out := newLogLines(mark)
+	serves := out.nextRead() // its first read of the hosts file
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("dhcpd: dnsmasq: %w", err)
 	}
 	s.cmd, s.done, s.log = cmd, make(chan struct{}), out
 	go func() { cmd.Wait(); close(s.done) }() // ends when dnsmasq does
-	deadline := time.Now().Add(5 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-s.done:
-			return fmt.Errorf("dhcpd: dnsmasq exited: %s", out)
-		case <-time.After(10 * time.Millisecond):
-		}
-		if out.count() > 0 { // it serves
-			return nil
-		}
+	select {
+	case <-serves:
+		return nil
+	case <-s.done:
+		return fmt.Errorf("dhcpd: dnsmasq exited: %s", out)
+	case <-time.After(5 * time.Second):
+		s.Close()
+		return errors.New("dhcpd: dnsmasq did not start within 5 s")
 	}
-	s.Close()
-	return errors.New("dhcpd: dnsmasq did not start within 5 s")
 }
 
 func (s *Server) writeHosts() error {
@@ -282,18 +285,18 @@ func (s *Server) SetHosts(hosts map[string]netip.Addr) error {
 	}
 	// dnsmasq reads the hosts file again on SIGHUP, and says so: the change is in force once
 	// it has.
-	before := s.log.count()
+	read := s.log.nextRead()
 	if err := s.cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		return fmt.Errorf("dhcpd: network %d: %w", s.cfg.VNI, err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for s.log.count() == before {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("dhcpd: network %d: dnsmasq did not read its hosts again: %s", s.cfg.VNI, s.log)
-		}
-		time.Sleep(5 * time.Millisecond)
+	select {
+	case <-read:
+		return nil
+	case <-s.done:
+		return fmt.Errorf("dhcpd: network %d: dnsmasq exited: %s", s.cfg.VNI, s.log)
+	case <-time.After(5 * time.Second):
+		return fmt.Errorf("dhcpd: network %d: dnsmasq did not read its hosts again: %s", s.cfg.VNI, s.log)
 	}
-	return nil
 }
 
 // Close stops the server and removes its namespace and veth.
