@@ -143,22 +143,8 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	if err != nil {
 		return err
 	}
-	var others []*ring0.Ring0 // the other members, which run no ring 1 node
-	for _, c := range cfgs[1:] {
-		o, err := ring0.New(ctx, c)
-		if err != nil {
-			for _, o := range others {
-				o.Close()
-			}
-			return fmt.Errorf("ring 0 member %s: %w", c.Cluster.Member, err)
-		}
-		others = append(others, o)
-	}
-	r, err := ring0.New(ctx, cfgs[0])
+	r, others, err := openMembers(ctx, cfgs)
 	if err != nil {
-		for _, o := range others {
-			o.Close()
-		}
 		return err
 	}
 	step("ring 0 listening: api %s, nats %s", r.APIURL(), r.NATSURL())
@@ -200,16 +186,46 @@ func runCloud(ctx context.Context, step func(string, ...any), stateDir string, f
 	if fab != nil {
 		hostsUp(ctx, r, specs[1:], step)
 	}
-	step("watch: nats --creds %s -s %s sub 'ops.>'", ep.OpsCreds, ep.NATS)
-	step("query: curl -H @%s %s/v1/nodes", ep.AdminHeaderFile, ep.API)
-	if f.apps {
-		step("apps: http://%s with Host <app>.<tenant>.%s (DNS on %s)", ep.Router, ep.AppsDomain, ep.DNS)
-	}
+	announce(step, ep, f.apps)
 	<-done
 	err = runErr
 	os.Remove(epPath)
 	step("stopped")
 	return startFailure(step, err)
+}
+
+// openMembers opens every ring 0 member of cfgs: the others, which run no ring 1 node, then
+// the first, which does. If one fails, those opened are closed.
+func openMembers(ctx context.Context, cfgs []ring0.Config) (*ring0.Ring0, []*ring0.Ring0, error) {
+	var others []*ring0.Ring0
+	closeAll := func() {
+		for _, o := range others {
+			o.Close()
+		}
+	}
+	for _, c := range cfgs[1:] {
+		o, err := ring0.New(ctx, c)
+		if err != nil {
+			closeAll()
+			return nil, nil, fmt.Errorf("ring 0 member %s: %w", c.Cluster.Member, err)
+		}
+		others = append(others, o)
+	}
+	r, err := ring0.New(ctx, cfgs[0])
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return r, others, nil
+}
+
+// announce tells the operator how to watch, query and reach the cloud just up.
+func announce(step func(string, ...any), ep Endpoints, apps bool) {
+	step("watch: nats --creds %s -s %s sub 'ops.>'", ep.OpsCreds, ep.NATS)
+	step("query: curl -H @%s %s/v1/nodes", ep.AdminHeaderFile, ep.API)
+	if apps {
+		step("apps: http://%s with Host <app>.<tenant>.%s (DNS on %s)", ep.Router, ep.AppsDomain, ep.DNS)
+	}
 }
 
 // startFailure prints, when ring 0 stopped because its ring 1 node could not start, the last
