@@ -47,28 +47,11 @@ type AppsConfig struct {
 // runApps serves apps until ctx ends, then stops every instance and listener.
 func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) error {
 	c := n.cfg.Apps
-	nw := &sandbox.Network{Bridge: c.Bridge, Prefix: c.Prefix}
-	if err := nw.Ensure(); err != nil {
-		return err
-	}
-	if err := nw.Firewall(); err != nil {
-		return err
-	}
-	// Named for the node and its bridge: two nodes on one host (two `enjin up`, say) never
-	// share, and so never sweep, each other's cgroups.
-	cg, err := sandbox.DetectCgroups("enjin-" + string(n.cfg.Node) + "-" + c.Bridge)
+	nw, cg, err := n.appSandboxes(c)
 	if err != nil {
 		return err
 	}
-	rt, err := router.New(router.Config{Addr: c.RouterAddr, AppsDomain: c.AppsDomain, Logger: n.log, Hold: c.RouterHold})
-	if err != nil {
-		return err
-	}
-	routerIP := net.ParseIP("127.0.0.1")
-	if host, _, err := net.SplitHostPort(c.RouterAddr); err == nil && net.ParseIP(host) != nil {
-		routerIP = net.ParseIP(host)
-	}
-	ds, err := dns.New(dns.Config{Addr: c.DNSAddr, AppsDomain: c.AppsDomain, RouterV4: routerIP, Logger: n.log})
+	rt, ds, err := n.appFront(c)
 	if err != nil {
 		return err
 	}
@@ -102,31 +85,12 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", c.APIAddr)
+	ln, rln, tln, err := n.appListeners(c)
 	if err != nil {
-		return fmt.Errorf("ring1 %s: app api: %w", n.cfg.Node, err)
-	}
-	if c.APITLS != nil {
-		ln = tls.NewListener(ln, c.APITLS)
-	} else if !ln.Addr().(*net.TCPAddr).IP.IsLoopback() {
-		ln.Close()
-		return fmt.Errorf("ring1 %s: app api on %s, beyond loopback, needs a certificate from ring 0 (joining gives one)", n.cfg.Node, c.APIAddr)
+		return err
 	}
 	api := &http.Server{Addr: c.APIAddr, ReadHeaderTimeout: 5 * time.Second,
 		Handler: withMetrics(host.Handler(c.APIToken), newNodeMetrics(n, rt, host), ln, c.APIToken)}
-	rln, err := net.Listen("tcp", c.RouterAddr)
-	if err != nil {
-		ln.Close()
-		return fmt.Errorf("ring1 %s: router: %w", n.cfg.Node, err)
-	}
-	var tln net.Listener
-	if c.RouterTLSAddr != "" {
-		if tln, err = net.Listen("tcp", c.RouterTLSAddr); err != nil {
-			ln.Close()
-			rln.Close()
-			return fmt.Errorf("ring1 %s: router tls: %w", n.cfg.Node, err)
-		}
-	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
 	wg.Go(func() { errs <- rt.Serve(ctx, rln) }) // ends with ctx
@@ -175,4 +139,68 @@ func (n *Node) runApps(ctx context.Context, nc *nats.Conn, ready chan<- error) e
 	host.Close()
 	wg.Wait()
 	return err2
+}
+
+// appSandboxes readies what confines app instances: the bridge network, its firewall, and
+// the node's cgroups.
+func (n *Node) appSandboxes(c *AppsConfig) (*sandbox.Network, sandbox.Cgroups, error) {
+	nw := &sandbox.Network{Bridge: c.Bridge, Prefix: c.Prefix}
+	if err := nw.Ensure(); err != nil {
+		return nil, nil, err
+	}
+	if err := nw.Firewall(); err != nil {
+		return nil, nil, err
+	}
+	// Named for the node and its bridge: two nodes on one host (two `enjin up`, say) never
+	// share, and so never sweep, each other's cgroups.
+	cg, err := sandbox.DetectCgroups("enjin-" + string(n.cfg.Node) + "-" + c.Bridge)
+	return nw, cg, err
+}
+
+// appFront makes the router and the DNS server, which answers the apps' names with the
+// router's address.
+func (n *Node) appFront(c *AppsConfig) (*router.Router, *dns.Server, error) {
+	rt, err := router.New(router.Config{Addr: c.RouterAddr, AppsDomain: c.AppsDomain, Logger: n.log, Hold: c.RouterHold})
+	if err != nil {
+		return nil, nil, err
+	}
+	routerIP := net.ParseIP("127.0.0.1")
+	if host, _, err := net.SplitHostPort(c.RouterAddr); err == nil && net.ParseIP(host) != nil {
+		routerIP = net.ParseIP(host)
+	}
+	ds, err := dns.New(dns.Config{Addr: c.DNSAddr, AppsDomain: c.AppsDomain, RouterV4: routerIP, Logger: n.log})
+	if err != nil {
+		return nil, nil, err
+	}
+	return rt, ds, nil
+}
+
+// appListeners listens for the app API (TLS beyond loopback), the router and, if asked, the
+// router's TLS. If one fails, those opened are closed.
+func (n *Node) appListeners(c *AppsConfig) (api, rt, rtTLS net.Listener, err error) {
+	fail := func(what string, err error) (net.Listener, net.Listener, net.Listener, error) {
+		for _, l := range []net.Listener{api, rt} {
+			if l != nil {
+				l.Close()
+			}
+		}
+		return nil, nil, nil, fmt.Errorf("ring1 %s: %s: %w", n.cfg.Node, what, err)
+	}
+	if api, err = net.Listen("tcp", c.APIAddr); err != nil {
+		return fail("app api", err)
+	}
+	if c.APITLS != nil {
+		api = tls.NewListener(api, c.APITLS)
+	} else if !api.Addr().(*net.TCPAddr).IP.IsLoopback() {
+		return fail("app api on "+c.APIAddr, errors.New("beyond loopback, needs a certificate from ring 0 (joining gives one)"))
+	}
+	if rt, err = net.Listen("tcp", c.RouterAddr); err != nil {
+		return fail("router", err)
+	}
+	if c.RouterTLSAddr != "" {
+		if rtTLS, err = net.Listen("tcp", c.RouterTLSAddr); err != nil {
+			return fail("router tls", err)
+		}
+	}
+	return api, rt, rtTLS, nil
 }

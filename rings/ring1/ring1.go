@@ -238,21 +238,7 @@ func (n *Node) Run(ctx context.Context) error {
 		return fmt.Errorf("ring1 %s: %w", n.cfg.Node, err)
 	}
 	n.jwt.CompareAndSwap(nil, &n.cfg.Creds.JWT)
-	handlers := []nats.Option{
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			if bus.Terminal(err) {
-				signal(terminal, err)
-			}
-		}),
-		nats.ClosedHandler(func(*nats.Conn) { signal(closed, struct{}{}) }),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			n.log.Info("disconnected", "err", err)
-		}),
-		nats.ReconnectHandler(func(nc *nats.Conn) {
-			n.log.Info("reconnected", "url", nc.ConnectedUrlRedacted())
-			n.heartbeatNow() // nats.go has already restored the command subscription
-		}),
-	}
+	handlers := n.connHandlers(terminal, closed)
 	var nc *nats.Conn
 	if len(n.cfg.Leaf) > 0 {
 		nc, err = n.leafConnect(func(err error) { signal(terminal, err) }, handlers...)
@@ -321,8 +307,29 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
+// connHandlers are the connection's callbacks: a terminal error (a revoked or expired
+// credential) goes to terminal, the connection's end to closed, and a reconnect sends a
+// heartbeat at once.
+func (n *Node) connHandlers(terminal chan<- error, closed chan<- struct{}) []nats.Option {
+	return []nats.Option{
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if bus.Terminal(err) {
+				signal(terminal, err)
+			}
+		}),
+		nats.ClosedHandler(func(*nats.Conn) { signal(closed, struct{}{}) }),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			n.log.Info("disconnected", "err", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			n.log.Info("reconnected", "url", nc.ConnectedUrlRedacted())
+			n.heartbeatNow() // nats.go has already restored the command subscription
+		}),
+	}
+}
+
 // signal sends v on a buffered channel without waiting; one pending value is enough.
-func signal[T any](ch chan T, v T) {
+func signal[T any](ch chan<- T, v T) {
 	select {
 	case ch <- v:
 	default:
