@@ -153,8 +153,9 @@ func firstLine(s string) string {
 //	cmd → rings → services → supervisors → bus → keys → vocabulary
 //
 // with schema (the store's migrations), guest (a VM's side, whose metadata services/vmhost
-// writes) and contracts (bodies both sides of an API share) beside the chain, and test above
-// it all. A layer may import only the layers it names, itself only if it names itself (the
+// writes) and contracts (bodies both sides of an API share) beside the chain, bench (the
+// benchmarks of `enjin bench`, which only cmd imports) beside the rings, and test above it
+// all. A layer may import only the layers it names, itself only if it names itself (the
 // rings do not: ring 0 never imports ring 1); a package may always import its own entry's
 // packages ("enjin/rings/ring0/..." lets ring 0 import its subpackages). A package's tests
 // may import what it may, the package itself, and the layer's tests list besides.
@@ -207,7 +208,10 @@ var layers = []layer{
 		"enjin/rings/ring0/...",
 		"enjin/rings/ring1/...",
 	}},
-	{name: "cmd", imports: []string{"rings", "services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, pkgs: []string{
+	{name: "bench", imports: []string{"services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, tests: testSupport, pkgs: []string{
+		"enjin/bench", // `enjin bench`: beside the rings, below cmd, which alone imports it
+	}},
+	{name: "cmd", imports: []string{"bench", "rings", "services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, pkgs: []string{
 		"enjin/cmd/enjin",
 	}},
 	{name: "test", imports: []string{"test", "rings", "services", "contracts", "supervisors", "guest", "bus", "keys", "schema", "vocabulary"}, pkgs: []string{

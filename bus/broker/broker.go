@@ -7,8 +7,9 @@
 // JWTs, pushes them to the running server ($SYS.REQ.CLAIMS.UPDATE), revokes users (the
 // server closes their live connections within milliseconds) and adds tenants.
 //
-// broker imports bus, keys and enjin (the vocabulary); ring 0 and cmd/enjin import broker; tests start it
-// through test/harness with exactly this configuration.
+// broker imports bus, keys and enjin (the vocabulary); ring 0, cmd/enjin and bench (its
+// ingest benchmark) import broker; tests start it through test/harness with exactly this
+// configuration.
 package broker
 
 import (

@@ -1,22 +1,18 @@
 package main
 
 import (
-	"crypto/ed25519"
-	"encoding/json"
+	"context"
+	"errors"
 	"fmt"
 	"io"
-	"runtime"
-	"strconv"
-	"sync"
-	"sync/atomic"
+	"log/slog"
+	"os"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/spf13/cobra"
 
-	"enjin"
-	"enjin/bus"
-	"enjin/keys"
+	"enjin/bench"
+	"enjin/rings/ring0"
 )
 
 func benchCmd(g *globals) *cobra.Command {
@@ -33,202 +29,154 @@ func benchCmd(g *globals) *cobra.Command {
 	return c
 }
 
+// benchErr makes the benchmarks' usage errors the CLI's (exit status 2).
+func benchErr(err error) error {
+	if _, ok := errors.AsType[*bench.UsageError](err); ok {
+		return usageError{err}
+	}
+	return err
+}
+
 func benchVerifyCmd() *cobra.Command {
-	var out string
+	var o bench.VerifyOptions
 	c := &cobra.Command{
 		Use:   "verify",
 		Short: "envelope sign/s and verify/s next to raw crypto/ed25519 verify/s, 1 core and all cores",
 		Args:  argsBetween(0, 0, "no arguments"),
-		RunE:  func(c *cobra.Command, _ []string) error { return benchVerify(out, c.OutOrStdout()) },
+		RunE: func(c *cobra.Command, _ []string) error {
+			return benchErr(bench.Verify(c.Context(), o, c.OutOrStdout()))
+		},
 	}
-	c.Flags().StringVarP(&out, "output", "o", "text", "output format: text or json")
+	c.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
 	return c
 }
 
-// heartbeat is a payload of the size ring 1 nodes send every 5 s.
-var heartbeat = []byte(`{"node":"ring1-0000","ring":1,"state":"up","time":"2026-11-22T00:00:00Z","cpu":0.0123,"mem":73400320,"load1":0.42,"uptime":86400.5}`)
-
-type verifyFigures struct {
-	Cores           int     `json:"cores"`
-	SignPerSec      float64 `json:"sign_per_sec"`
-	VerifyPerSec    float64 `json:"verify_per_sec"`
-	RawVerifyPerSec float64 `json:"raw_ed25519_verify_per_sec"`
-	Ratio           float64 `json:"verify_ratio"`
-	VerifyAllPerSec float64 `json:"verify_all_cores_per_sec"`
-	BatchPerSec     float64 `json:"verify_batch_per_sec"`
-	BatchAllPerSec  float64 `json:"verify_batch_all_cores_per_sec"`
-	RawAllPerSec    float64 `json:"raw_ed25519_verify_all_cores_per_sec"`
-	RatioAllCores   float64 `json:"verify_ratio_all_cores"`
-}
-
-func benchVerify(out string, stdout io.Writer) error {
-	if out != "text" && out != "json" {
-		return usagef("bench verify: -o must be text or json")
-	}
-	f := verifyFigures{Cores: runtime.GOMAXPROCS(0)}
-	f.SignPerSec = perSecond(benchSign)
-	f.VerifyPerSec = perSecond(func(n int) func() { return benchEnvelopeVerify(n, false) })
-	f.RawVerifyPerSec = perSecond(func(n int) func() { return benchRaw(n, false) })
-	f.VerifyAllPerSec = perSecond(func(n int) func() { return benchEnvelopeVerify(n, true) })
-	f.RawAllPerSec = perSecond(func(n int) func() { return benchRaw(n, true) })
-	f.BatchPerSec = perSecond(func(n int) func() { return benchBatchVerify(n, false) })
-	f.BatchAllPerSec = perSecond(func(n int) func() { return benchBatchVerify(n, true) })
-	f.Ratio = f.VerifyPerSec / f.RawVerifyPerSec
-	f.RatioAllCores = f.VerifyAllPerSec / f.RawAllPerSec
-	if out == "json" {
-		return json.NewEncoder(stdout).Encode(f)
-	}
-	fmt.Fprintf(stdout, "envelope sign           %9.0f /s  (1 core)\n", f.SignPerSec)
-	fmt.Fprintf(stdout, "envelope verify         %9.0f /s  (1 core)\n", f.VerifyPerSec)
-	fmt.Fprintf(stdout, "raw ed25519 verify      %9.0f /s  (1 core)\n", f.RawVerifyPerSec)
-	fmt.Fprintf(stdout, "ratio verify/raw        %9.2f\n", f.Ratio)
-	fmt.Fprintf(stdout, "envelope verify         %9.0f /s  (%d cores)\n", f.VerifyAllPerSec, f.Cores)
-	fmt.Fprintf(stdout, "raw ed25519 verify      %9.0f /s  (%d cores)\n", f.RawAllPerSec, f.Cores)
-	fmt.Fprintf(stdout, "ratio verify/raw        %9.2f  (%d cores)\n", f.RatioAllCores, f.Cores)
-	fmt.Fprintf(stdout, "envelope verify, batch  %9.0f /s  (1 core, batches of %d, as ring 0 ingests)\n", f.BatchPerSec, batchSize)
-	fmt.Fprintf(stdout, "envelope verify, batch  %9.0f /s  (%d cores; %.2f× raw)\n", f.BatchAllPerSec, f.Cores, f.BatchAllPerSec/f.RawAllPerSec)
-	return nil
-}
-
-// perSecond measures how many operations a second a task does: setup(n) readies n of them
-// untimed and returns what does them, which is timed. n grows until a run takes at least a
-// second, as go test's benchmarks do, without linking package testing into the binary.
-func perSecond(setup func(n int) func()) float64 {
-	for n := 1; ; {
-		run := setup(n)
-		t0 := time.Now()
-		run()
-		d := time.Since(t0)
-		if d >= time.Second || n >= 1e9 {
-			return float64(n) / d.Seconds()
-		}
-		// Aim 20 % past a second from this run's rate, growing at most a hundredfold.
-		next := int(1.2 * float64(n) * float64(time.Second) / float64(max(d, time.Microsecond)))
-		n = min(max(next, n+1), 100*n)
-	}
-}
-
-// shares splits n operations among the cores: the parts' sizes.
-func shares(n int) []int {
-	procs := runtime.GOMAXPROCS(0)
-	parts := make([]int, procs)
-	for i := range parts {
-		parts[i] = n / procs
-	}
-	parts[0] += n % procs
-	return parts
-}
-
-// together runs each of fns on a goroutine of its own and waits for all.
-func together(fns []func()) {
-	var wg sync.WaitGroup
-	for _, fn := range fns {
-		wg.Go(fn) // ends when its part is done
-	}
-	wg.Wait()
-}
-
-func benchSign(n int) func() {
-	att, _ := keys.NewAttestation()
-	s := bus.NewSigner("ring1-0000", att)
-	now := time.Now()
-	return func() {
-		for range n {
-			s.Sign(heartbeat, now).Header()
-		}
-	}
-}
-
-// benchEnvelopeVerify verifies pre-signed heartbeats (signing is not what is measured). Each
-// goroutine verifies its own node's messages in order, so high-water marks keep rising.
-func benchEnvelopeVerify(n int, parallel bool) func() {
-	v := bus.NewVerifier(time.Hour)
-	now := time.Now()
-	var nodes atomic.Int64
-	part := func(n int) func() {
-		id := enjin.NodeID("ring1-" + strconv.FormatInt(nodes.Add(1), 10))
-		att, _ := keys.NewAttestation()
-		_ = v.Register(id, att.Public(), 0)
-		s := bus.NewSigner(id, att)
-		hs := make([]nats.Header, n)
-		for i := range hs {
-			hs[i] = s.Sign(heartbeat, now).Header()
-		}
-		return func() {
-			for _, h := range hs {
-				if _, err := v.Verify(id, h, heartbeat, now); err != nil {
-					panic(err)
-				}
+func benchIngestCmd() *cobra.Command {
+	var o bench.IngestOptions
+	c := &cobra.Command{
+		Use:   "ingest",
+		Short: "simulated ring 1 nodes → real broker → ring 0 → real store: committed obs/s, ack p50/p99, ring 0 RSS",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) (err error) {
+			if o.Exe, err = os.Executable(); err != nil {
+				return err
 			}
-		}
+			o.Progress = c.ErrOrStderr()
+			return benchErr(bench.Ingest(c.Context(), o, c.OutOrStdout()))
+		},
 	}
-	if !parallel {
-		return part(n)
-	}
-	var fns []func()
-	for _, k := range shares(n) {
-		fns = append(fns, part(k))
-	}
-	return func() { together(fns) }
+	fs := c.Flags()
+	fs.IntVar(&o.Nodes, "nodes", 100000, "simulated ring 1 nodes")
+	fs.Float64Var(&o.Rate, "rate", 20000, "observations offered per second (all nodes together)")
+	fs.DurationVar(&o.Duration, "duration", 20*time.Second, "how long to offer load")
+	fs.IntVar(&o.Conns, "conns", 4, "publisher connections")
+	fs.StringVar(&o.DatabaseURL, "database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
+	fs.BoolVar(&o.FastDB, "fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
+	fs.IntVar(&o.Ring0MemoryMB, "ring0-memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget (its --memory-mb), each member's")
+	fs.IntVar(&o.Members, "ring0", 1, "ring 0 members (a cluster on the same cores); more than one also runs one member first, in the same run, to compare")
+	fs.IntVar(&o.LeaderKills, "kill-leader", 0, "with --ring0 above 1: SIGKILL the leading member this many times while load is offered, starting it again as a standby")
+	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	return c
 }
 
-func benchRaw(n int, parallel bool) func() {
-	pub, priv, _ := ed25519.GenerateKey(nil)
-	msg := bus.Canonical(nil, "ring1-0000", 1, 1, heartbeat)
-	sig := ed25519.Sign(priv, msg)
-	part := func(n int) func() {
-		return func() {
-			for range n {
-				ed25519.Verify(pub, msg, sig)
+func benchRouterCmd() *cobra.Command {
+	var o bench.RouterOptions
+	var serveBackend string
+	c := &cobra.Command{
+		Use:   "router",
+		Short: "wrk against the app router, nginx (reverse proxy, upstream keepalive) and Go's httputil.ReverseProxy, same backend, same run",
+		Args:  argsBetween(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			if serveBackend != "" { // the backend, a child of the benchmark (see o.Backend)
+				return bench.ServeBackend(serveBackend, c.InOrStdin(), c.OutOrStdout())
 			}
-		}
+			exe, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			o.Backend, o.Progress = []string{exe, "bench", "router", "--serve-backend"}, c.ErrOrStderr()
+			if addr := os.Getenv("ENJIN_PPROF"); addr != "" { // profile the router (and the Go proxy) as they run
+				startPprof(addr, slog.Default())
+			}
+			return benchErr(bench.Router(c.Context(), o, c.OutOrStdout()))
+		},
 	}
-	if !parallel {
-		return part(n)
-	}
-	var fns []func()
-	for _, k := range shares(n) {
-		fns = append(fns, part(k))
-	}
-	return func() { together(fns) }
+	fs := c.Flags()
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "how long wrk loads each proxy per round")
+	fs.IntVar(&o.Connections, "connections", 64, "wrk connections")
+	fs.IntVar(&o.Threads, "threads", 2, "wrk threads")
+	fs.IntVar(&o.Rounds, "rounds", 3, "rounds, each loading the router, nginx, then Go's ReverseProxy")
+	fs.StringVar(&o.NginxWorkers, "nginx-workers", "auto", "nginx worker_processes (auto: one per core, as the router uses every core)")
+	fs.BoolVar(&o.AccessLog, "access-log", false, "both proxies log every request to a buffered file in the temp dir")
+	fs.BoolVar(&o.BackendInProcess, "backend-in-process", false, "run the backend in this process (sharing the router's Go runtime) instead of a child process")
+	fs.StringVar(&serveBackend, "serve-backend", "", "internal: serve the backend on this address until stdin closes")
+	fs.MarkHidden("serve-backend")
+	fs.StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	return c
 }
 
-const batchSize = 256
+func benchNetCmd() *cobra.Command {
+	var o bench.NetOptions
+	var secs float64
+	c := &cobra.Command{
+		Use:   "net",
+		Short: "TCP throughput and request latency between two hosts' endpoints over a tenant network (VXLAN) next to the plain underlay",
+		Long: `Two hosts in network namespaces of their own, joined by an underlay veth (198.18.0.0/15),
+each carrying one tenant network's segment (netseg: bridge and VXLAN device, as ring 1 makes
+them) with an endpoint on it. Measures, in one run, TCP bulk throughput and the latency of
+64-byte request/response round trips: host to host over the underlay, and endpoint to
+endpoint over the segment. Prints both and the ratios. Needs root; leaves nothing behind.`,
+		Example: "  enjin bench net --seconds 3 --requests 5000 -o json",
+		Args:    argsBetween(0, 0, "no arguments"),
+		RunE: func(c *cobra.Command, _ []string) error {
+			o.Duration = time.Duration(secs * float64(time.Second))
+			return benchErr(bench.Net(c.Context(), o, c.OutOrStdout()))
+		},
+	}
+	c.Flags().Float64Var(&secs, "seconds", 3, "how long each throughput run lasts")
+	c.Flags().IntVar(&o.Requests, "requests", 5000, "request/response round trips per path")
+	c.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	return c
+}
 
-// benchBatchVerify verifies pre-signed heartbeats of many nodes in batches, as ring 0 does.
-func benchBatchVerify(n int, parallel bool) func() {
-	v := bus.NewVerifier(time.Hour)
-	now := time.Now()
-	var next atomic.Int64
-	part := func(n int) func() {
-		signers := make([]*bus.Signer, 64)
-		for i := range signers {
-			id := enjin.NodeID("batch-" + strconv.FormatInt(next.Add(1), 10))
-			att, _ := keys.NewAttestation()
-			_ = v.Register(id, att.Public(), 0)
-			signers[i] = bus.NewSigner(id, att)
-		}
-		items := make([]bus.Item, n)
-		for i := range items {
-			s := signers[i%len(signers)]
-			items[i] = bus.Item{Node: s.Node(), Header: s.Sign(heartbeat, now).Header(), Payload: heartbeat}
-		}
-		return func() {
-			for done := 0; done < n; done += batchSize {
-				batch := items[done:min(done+batchSize, n)]
-				v.VerifyBatch(batch, now)
-				if batch[0].Err != nil {
-					panic(batch[0].Err)
-				}
+func benchDeployCmd(g *globals) *cobra.Command {
+	var o bench.DeployOptions
+	c := &cobra.Command{
+		Use:   "deploy TENANT/APP DIR",
+		Short: "deploy DIR as an app again and again, timing each phase from the command's start to the first 200 through the router",
+		Long: `Deploys a copy of DIR to TENANT/APP on the running cloud (the state dir's), --runs times with
+one file changed before each (packed and uploaded), then --runs times unchanged (deployed by
+digest), and prints when each phase was reached, from the command's start: packed, unpacked
+(the node has the bundle), starting, healthy, live (traffic moved) and routed (the first 200
+through the router after). DIR itself is not changed.`,
+		Example: "  enjin bench deploy acme/hello test/sampleapp-dir --runs 5 -o json",
+		Args:    argsBetween(2, 2, "TENANT/APP DIR"),
+		RunE: func(c *cobra.Command, args []string) error {
+			t, a, err := appRef(args[0])
+			if err != nil {
+				return err
 			}
-		}
+			o.App, o.Dir, o.Progress = string(t)+"/"+a, args[1], c.ErrOrStderr()
+			if err := o.Check(); err != nil {
+				return benchErr(err)
+			}
+			ep, err := readEndpoints(g.stateDir)
+			if err != nil || ep.Router == "" {
+				return fmt.Errorf("bench deploy: no running cloud's router in %s: %v", g.stateDir, err)
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			o.URL, o.Host = "http://"+ep.Router+"/", fmt.Sprintf("%s.%s.%s", a, t, ep.AppsDomain)
+			o.Deploy = func(ctx context.Context, dir string, progress io.Writer) error {
+				_, err := (&deployment{cl: cl, tenant: t, app: a, progress: progress, detail: io.Discard}).run(ctx, dir)
+				return err
+			}
+			return benchErr(bench.Deploy(c.Context(), o, c.OutOrStdout()))
+		},
 	}
-	if !parallel {
-		return part(n)
-	}
-	var fns []func()
-	for _, k := range shares(n) {
-		fns = append(fns, part(k))
-	}
-	return func() { together(fns) }
+	c.Flags().IntVar(&o.Runs, "runs", 5, "deploys of each kind")
+	c.Flags().StringVarP(&o.Output, "output", "o", "text", "output format: text or json")
+	return c
 }

@@ -7,6 +7,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"enjin/bench"
 )
 
 // `enjin bench net` measures both paths, prints its ratios, and leaves no namespace behind.
@@ -17,7 +19,7 @@ func TestBenchNet(t *testing.T) {
 	if err := cmd.Execute(); err != nil {
 		t.Fatal(err)
 	}
-	var f netFigures
+	var f bench.NetFigures
 	if err := json.Unmarshal(out.Bytes(), &f); err != nil {
 		t.Fatalf("%v: %s", err, out.String())
 	}

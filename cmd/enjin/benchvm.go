@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"enjin"
+	"enjin/bench"
 	"enjin/guest"
 	"enjin/services/inventory"
 	"enjin/supervisors/libvirt"
@@ -117,10 +118,10 @@ func benchVM(ctx context.Context, g *globals, f vmFlags, stdout io.Writer) error
 		}
 		bare = append(bare, q)
 		progress("run %d/%d: enjin %v, bare qemu %v", i, f.runs, d.Round(time.Millisecond), q.Round(time.Millisecond))
-		fig.EnjinMs = append(fig.EnjinMs, ms(d))
-		fig.BareMs = append(fig.BareMs, ms(q))
+		fig.EnjinMs = append(fig.EnjinMs, float64(d)/1e6)
+		fig.BareMs = append(fig.BareMs, float64(q)/1e6)
 	}
-	fig.EnjinP50Ms, fig.BareP50Ms = percentileMs(enjin, 50), percentileMs(bare, 50)
+	fig.EnjinP50Ms, fig.BareP50Ms = bench.PercentileMs(enjin, 50), bench.PercentileMs(bare, 50)
 	fig.Ratio = fig.EnjinP50Ms / fig.BareP50Ms
 	if f.out == "json" {
 		return writeJSON(stdout, fig)
@@ -131,8 +132,6 @@ func benchVM(ctx context.Context, g *globals, f vmFlags, stdout io.Writer) error
 	fmt.Fprintf(stdout, "ratio enjin/bare: %.2f\n", fig.Ratio)
 	return nil
 }
-
-func ms(d time.Duration) float64 { return float64(d) / 1e6 }
 
 func machineType(ctx context.Context, cl *client, name string) (inventory.MachineType, error) {
 	var r struct {

@@ -7,12 +7,14 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"enjin/bench"
 )
 
 // benchIngestJSON runs `enjin bench ingest … -o json` as a user would and decodes its figures.
-func benchIngestJSON(t *testing.T, args ...string) ingestFigures {
+func benchIngestJSON(t *testing.T, args ...string) bench.IngestFigures {
 	t.Helper()
-	var f ingestFigures
+	var f bench.IngestFigures
 	benchIngestInto(t, &f, args...)
 	return f
 }
@@ -34,7 +36,7 @@ func benchIngestInto(t *testing.T, v any, args ...string) {
 // `bench ingest --ring0 2` runs one member, then a cluster of two, each on a fresh store:
 // every observation acknowledged and stored both times.
 func TestBenchIngestCluster(t *testing.T) {
-	var figs []ingestFigures
+	var figs []bench.IngestFigures
 	benchIngestInto(t, &figs, "--nodes", "2000", "--rate", "2000", "--duration", "2s", "--ring0", "2")
 	if len(figs) != 2 || figs[0].Members != 1 || figs[1].Members != 2 {
 		t.Fatalf("%d runs: %+v; want one member, then two", len(figs), figs)
@@ -60,7 +62,7 @@ func TestOverloadIsBounded(t *testing.T) {
 	if capacity <= 0 {
 		t.Fatal("no capacity measured in three tries")
 	}
-	var f ingestFigures
+	var f bench.IngestFigures
 	for try := 1; ; try++ {
 		f = benchIngestJSON(t, "--nodes", nodes, "--rate", fmt.Sprintf("%.0f", 2*capacity), "--duration", "10s", "--ring0-memory-mb", fmt.Sprint(budget))
 		if f.Deferred > 0 || f.WindowRate < 0.95*f.OfferedRate || try == 3 {
@@ -94,7 +96,7 @@ func TestOverloadIsBounded(t *testing.T) {
 // leader is recorded every time, and what a killed member had taken but not acknowledged
 // comes back to the nodes as sent again or as already stored (a replay), never as missing.
 func TestLeaderKillsLoseNothing(t *testing.T) {
-	var figs []ingestFigures
+	var figs []bench.IngestFigures
 	benchIngestInto(t, &figs, "--nodes", "5000", "--rate", "3000", "--duration", "15s", "--ring0", "3", "--kill-leader", "10")
 	if len(figs) != 2 {
 		t.Fatalf("%d runs, want one member, then three", len(figs))

@@ -8,8 +8,8 @@
 // if it changed; every version is kept in the history table. Errors wrap one of the
 // sentinels below so the API edge can map them to HTTP statuses.
 //
-// Ring 0, the meta API and cmd/enjin (its ingest benchmark) import inventory; rings 1 and 2
-// never do.
+// Ring 0, the meta API, cmd/enjin and bench (its ingest benchmark) import inventory; rings 1
+// and 2 never do.
 package inventory
 
 import (

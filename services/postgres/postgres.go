@@ -20,8 +20,8 @@
 // As root, initdb and the server run as the postgres OS user (initdb refuses to run as root),
 // and Dir is handed to that user.
 //
-// Imported by cmd/enjin (`enjin up`), services/backup and test/harness. It reaches the
-// database driver, so rings 1 and 2 never import it.
+// Imported by cmd/enjin (`enjin up`), bench (`enjin bench ingest`), services/backup and
+// test/harness. It reaches the database driver, so rings 1 and 2 never import it.
 package postgres
 
 import (

@@ -55,7 +55,7 @@
 // with 400 and a closed connection; oversized heads get 431, heads slower than
 // ReadHeaderTimeout 408.
 //
-// Only ring 1 (and the benchmark in cmd/enjin) imports router; it imports only the standard
+// Only ring 1 (and package bench, `enjin bench router`) imports router; it imports only the standard
 // library.
 package router
 

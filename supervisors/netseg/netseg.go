@@ -7,8 +7,8 @@
 // (several "hosts" on one machine) is realized the same way as the machine itself. Ensure is
 // idempotent: asking again with other peers adds and removes only the difference.
 //
-// Ring 1, services/vmhost and cmd/enjin import netseg; netseg imports netlink, netns and the
-// standard library.
+// Ring 1, services/vmhost, cmd/enjin and bench (`enjin bench net`) import netseg; netseg
+// imports netlink, netns and the standard library.
 package netseg
 
 import (

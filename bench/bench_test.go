@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"io"
@@ -9,7 +9,7 @@ import (
 // The router bench's summary: each contender's medians, and the ratios of each round's runs
 // side by side (router over nginx, router over Go's ReverseProxy), as medians.
 func TestRouterFiguresSummarize(t *testing.T) {
-	f := routerFigures{Runs: []proxyRun{
+	f := RouterFigures{Runs: []ProxyRun{
 		{Proxy: "router", RPS: 100, P99Ms: 2}, {Proxy: "nginx", RPS: 50, P99Ms: 4}, {Proxy: "goproxy", RPS: 25, P99Ms: 8},
 		{Proxy: "router", RPS: 120, P99Ms: 2}, {Proxy: "nginx", RPS: 100, P99Ms: 2}, {Proxy: "goproxy", RPS: 40, P99Ms: 4},
 		{Proxy: "router", RPS: 90, P99Ms: 3}, {Proxy: "nginx", RPS: 90, P99Ms: 3}, {Proxy: "goproxy", RPS: 30, P99Ms: 6},
@@ -35,7 +35,7 @@ func TestDeployPhases(t *testing.T) {
 	if l.get("packed") <= 0 || l.get("uploaded") < l.get("packed") || l.get("starting") < l.get("uploaded") || l.get("healthy") < l.get("starting") || l.get("live") != 0 {
 		t.Fatalf("phases %v", l.at)
 	}
-	m := phasesMedian([]deployPhases{{Packed: 1, Routed: 10}, {Packed: 3, Routed: 30}, {Packed: 2, Routed: 20}})
+	m := phasesMedian([]DeployPhases{{Packed: 1, Routed: 10}, {Packed: 3, Routed: 30}, {Packed: 2, Routed: 20}})
 	if m.Packed != 2 || m.Routed != 20 {
 		t.Fatalf("median %+v", m)
 	}

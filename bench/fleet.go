@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
-	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -178,8 +177,9 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 }
 
 // offer makes msgs due at rate from t0; nodes send them over conns connections (spread over
-// the brokers at natsURLs) as ring 1 nodes would, and the answers are tallied.
-func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []signedMsg, signers []*bus.Signer, rate float64, t0 time.Time, conns int) (offerResult, error) {
+// the brokers at natsURLs) as ring 1 nodes would, and the answers are tallied; every 5 s a
+// line of progress says how far it got.
+func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []signedMsg, signers []*bus.Signer, rate float64, t0 time.Time, conns int, progress func(string, ...any)) (offerResult, error) {
 	iss, err := broker.IssuerFor(chain, keys.RING1)
 	if err != nil {
 		return offerResult{}, err
@@ -254,7 +254,7 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 				return
 			case <-time.After(5 * time.Second):
 			}
-			fmt.Fprintf(os.Stderr, "bench ingest: %.0fs: %d due, %d acked, %d deferred, %d refused, %d unanswered\n",
+			progress("%.0fs: %d due, %d acked, %d deferred, %d refused, %d unanswered",
 				time.Since(t0).Seconds(), f.produced.Load(), f.acked.Load(), f.deferred.Load(), f.refused.Load(), f.timeouts.Load())
 		}
 	}()

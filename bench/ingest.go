@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"bufio"
@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,17 +18,16 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
-	"github.com/spf13/cobra"
 
 	"enjin"
 	"enjin/bus"
 	"enjin/keys"
-	"enjin/rings/ring0"
 	"enjin/services/inventory"
 	"enjin/services/postgres"
 )
 
-type ingestFigures struct {
+// IngestFigures are one run's results of Ingest.
+type IngestFigures struct {
 	Nodes         int              `json:"nodes"`
 	OfferedRate   float64          `json:"offered_per_sec"`
 	Sent          int              `json:"sent"`
@@ -61,52 +59,39 @@ type ingestFigures struct {
 	DurableDB     bool             `json:"durable_db"`
 }
 
-// ingestFlags are the flags of `enjin bench ingest`.
-type ingestFlags struct {
-	nodes, conns int
-	rate         float64
-	dur          time.Duration
-	dbURL, out   string
-	fast         bool
-	ring0MemMB   int
-	members      int // ring 0 members
-	kills        int // leader kills while load is offered (clusters only)
+// IngestOptions are the options of Ingest.
+type IngestOptions struct {
+	Exe           string        // the enjin binary: each ring 0 member is `Exe ring0 …`
+	Nodes         int           // simulated ring 1 nodes
+	Rate          float64       // observations offered per second, all nodes together
+	Duration      time.Duration // how long load is offered
+	Conns         int           // publisher connections
+	DatabaseURL   string        // a PostgreSQL to use; "": a managed one in a temp dir
+	FastDB        bool          // the managed PostgreSQL without fsync
+	Ring0MemoryMB int           // each member's memory budget (its --memory-mb)
+	Members       int           // ring 0 members; above 1 a run of one member comes first
+	LeaderKills   int           // SIGKILLs of the leading member while load is offered (Members > 1)
+	Output        string        // "text" or "json"
+	Progress      io.Writer     // progress lines and ring 0's stderr; nil: none
 }
 
-func benchIngestCmd() *cobra.Command {
-	var f ingestFlags
-	c := &cobra.Command{
-		Use:   "ingest",
-		Short: "simulated ring 1 nodes → real broker → ring 0 → real store: committed obs/s, ack p50/p99, ring 0 RSS",
-		Args:  argsBetween(0, 0, "no arguments"),
-		RunE:  func(c *cobra.Command, _ []string) error { return benchIngest(c.Context(), f, c.OutOrStdout()) },
-	}
-	fs := c.Flags()
-	fs.IntVar(&f.nodes, "nodes", 100000, "simulated ring 1 nodes")
-	fs.Float64Var(&f.rate, "rate", 20000, "observations offered per second (all nodes together)")
-	fs.DurationVar(&f.dur, "duration", 20*time.Second, "how long to offer load")
-	fs.IntVar(&f.conns, "conns", 4, "publisher connections")
-	fs.StringVar(&f.dbURL, "database-url", "", "use this PostgreSQL instead of a managed one in a temp dir")
-	fs.BoolVar(&f.fast, "fast-db", false, "managed PostgreSQL without fsync (not durable; default is durable)")
-	fs.IntVar(&f.ring0MemMB, "ring0-memory-mb", ring0.DefaultMemoryMB, "ring 0's memory budget (its --memory-mb), each member's")
-	fs.IntVar(&f.members, "ring0", 1, "ring 0 members (a cluster on the same cores); more than one also runs one member first, in the same run, to compare")
-	fs.IntVar(&f.kills, "kill-leader", 0, "with --ring0 above 1: SIGKILL the leading member this many times while load is offered, starting it again as a standby")
-	fs.StringVarP(&f.out, "output", "o", "text", "output format: text or json")
-	return c
-}
-
-func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
-	nodes, rate, dur, conns, dbURL, fast, out := &opt.nodes, &opt.rate, &opt.dur, &opt.conns, &opt.dbURL, &opt.fast, &opt.out
-	if *nodes < 1 || *rate <= 0 || *dur <= 0 || *conns < 1 || opt.ring0MemMB < 128 || opt.members < 1 || opt.members > 9 || (*out != "text" && *out != "json") {
+// Ingest offers ring 0 (Members processes, on a managed PostgreSQL unless DatabaseURL names
+// one) the signed heartbeats of Nodes simulated ring 1 nodes at Rate for Duration, over the
+// real broker, and reports what it committed, deferred and refused, how fast it acknowledged,
+// its memory, and whether every acknowledged observation is in the store. With Members above
+// 1 it runs one member first, then the cluster, each on a fresh database, and with JSON output
+// prints both runs as an array.
+func Ingest(ctx context.Context, opt IngestOptions, stdout io.Writer) error {
+	if opt.Nodes < 1 || opt.Rate <= 0 || opt.Duration <= 0 || opt.Conns < 1 || opt.Ring0MemoryMB < 128 || opt.Members < 1 || opt.Members > 9 || (opt.Output != "text" && opt.Output != "json") {
 		return usagef("bench ingest: --nodes, --rate, --duration and --conns must be positive, --ring0-memory-mb at least 128, --ring0 1 to 9; -o text or json")
 	}
-	if opt.kills < 0 || opt.kills > 0 && opt.members < 2 {
+	if opt.LeaderKills < 0 || opt.LeaderKills > 0 && opt.Members < 2 {
 		return usagef("bench ingest: --kill-leader needs --ring0 above 1")
 	}
-	if opt.members > 1 && *dbURL != "" {
+	if opt.Members > 1 && opt.DatabaseURL != "" {
 		return usagef("bench ingest: --ring0 above 1 runs twice, each on a fresh managed database: no --database-url")
 	}
-	progress := func(f string, a ...any) { fmt.Fprintf(os.Stderr, "bench ingest: "+f+"\n", a...) }
+	progress := progressTo(opt.Progress, "bench ingest: ")
 	dir, err := os.MkdirTemp("/tmp", "enjin-bench-")
 	if err != nil {
 		return err
@@ -114,22 +99,22 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 	defer os.RemoveAll(dir)
 	os.Chmod(dir, 0o755) // the postgres user must reach its data dir below
 
-	url := *dbURL
+	url := opt.DatabaseURL
 	var pg *postgres.Server
 	if url == "" {
-		if pg, err = postgres.Start(ctx, postgres.Config{Dir: filepath.Join(dir, "pg"), Fast: *fast}); err != nil {
+		if pg, err = postgres.Start(ctx, postgres.Config{Dir: filepath.Join(dir, "pg"), Fast: opt.FastDB}); err != nil {
 			return err
 		}
 		defer pg.Close()
 		url = pg.URL()
 	}
-	progress("making %d attestation keys", *nodes)
-	signers := makeSigners(*nodes)
+	progress("making %d attestation keys", opt.Nodes)
+	signers := makeSigners(opt.Nodes)
 	phases := []int{1}
-	if opt.members > 1 {
-		phases = append(phases, opt.members) // one member beside them, in the same run
+	if opt.Members > 1 {
+		phases = append(phases, opt.Members) // one member beside them, in the same run
 	}
-	var figs []ingestFigures
+	var figs []IngestFigures
 	for i, members := range phases {
 		if i > 0 {
 			if url, err = createDatabase(ctx, pg, fmt.Sprintf("phase%d", i)); err != nil {
@@ -148,13 +133,13 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 		figs[i].RawVerify2c, figs[i].Ratio = raw, figs[i].CommittedRate/raw
 	}
 	switch {
-	case *out == "json" && len(figs) == 1:
+	case opt.Output == "json" && len(figs) == 1:
 		return json.NewEncoder(stdout).Encode(figs[0])
-	case *out == "json":
+	case opt.Output == "json":
 		return json.NewEncoder(stdout).Encode(figs)
 	}
 	for _, f := range figs {
-		printIngest(stdout, f, *dur)
+		printIngest(stdout, f, opt.Duration)
 	}
 	if len(figs) > 1 {
 		one, many := figs[0], figs[1]
@@ -165,7 +150,7 @@ func benchIngest(ctx context.Context, opt ingestFlags, stdout io.Writer) error {
 }
 
 // printIngest prints one run's figures.
-func printIngest(stdout io.Writer, f ingestFigures, dur time.Duration) {
+func printIngest(stdout io.Writer, f IngestFigures, dur time.Duration) {
 	fmt.Fprintf(stdout, "ring 0 members           %d\n", f.Members)
 	fmt.Fprintf(stdout, "nodes                    %d\n", f.Nodes)
 	fmt.Fprintf(stdout, "offered                  %.0f obs/s for %v (%d sent)\n", f.OfferedRate, dur, f.Sent)
@@ -248,21 +233,18 @@ func (p *ring0Proc) stop() {
 	})
 }
 
-// startRing0 runs `enjin ring0` as a child so its memory and CPU are its own.
-func startRing0(ctx context.Context, state, url string, memMB int, extra ...string) (*ring0Proc, string, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, "", err
-	}
-	return runRing0(ctx, exe, append([]string{"ring0", "--state-dir", state, "--database-url", url, "--nats-port", "-1",
+// startRing0 runs `enjin ring0` (exe ring0) as a child so its memory and CPU are its own;
+// its stderr goes to stderr.
+func startRing0(ctx context.Context, exe string, stderr io.Writer, state, url string, memMB int, extra ...string) (*ring0Proc, string, error) {
+	return runRing0(ctx, exe, stderr, append([]string{"ring0", "--state-dir", state, "--database-url", url, "--nats-port", "-1",
 		"--api-addr", "127.0.0.1:0", "--log-level", "warn", "--memory-mb", strconv.Itoa(memMB)}, extra...))
 }
 
-// runRing0 runs exe with args (`enjin ring0 …`) and waits for the line that says where its
-// broker listens.
-func runRing0(ctx context.Context, exe string, args []string) (*ring0Proc, string, error) {
+// runRing0 runs exe with args (`enjin ring0 …`), its stderr to stderr, and waits for the
+// line that says where its broker listens.
+func runRing0(ctx context.Context, exe string, stderr io.Writer, args []string) (*ring0Proc, string, error) {
 	cmd := exec.CommandContext(ctx, exe, args...)
-	cmd.Stderr = os.Stderr
+	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	pipe, err := cmd.StdoutPipe()
 	if err != nil {
@@ -312,14 +294,6 @@ func presign(signers []*bus.Signer, total int, rate float64, t0 time.Time) []sig
 	}
 	wg.Wait()
 	return msgs
-}
-
-func percentileMs(d []time.Duration, p int) float64 {
-	if len(d) == 0 {
-		return 0
-	}
-	slices.Sort(d)
-	return float64(d[min(len(d)-1, len(d)*p/100)]) / 1e6
 }
 
 // procMiB reads a memory figure (VmRSS:, VmHWM:) of pid from /proc.

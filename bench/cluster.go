@@ -1,4 +1,4 @@
-package main
+package bench
 
 import (
 	"context"
@@ -21,52 +21,52 @@ import (
 
 // ingestPhase runs one measurement of `bench ingest`: members ring 0 processes (a cluster
 // when more than one) on a store at url, the simulated fleet spread over their brokers.
-func ingestPhase(ctx context.Context, opt ingestFlags, dir, url string, members int, signers []*bus.Signer, progress func(string, ...any)) (ingestFigures, error) {
+func ingestPhase(ctx context.Context, opt IngestOptions, dir, url string, members int, signers []*bus.Signer, progress func(string, ...any)) (IngestFigures, error) {
 	state0 := filepath.Join(dir, "r0-0")
 	chain, err := broker.Init(state0)
 	if err != nil {
-		return ingestFigures{}, err
+		return IngestFigures{}, err
 	}
 	progress("registering %d nodes with attestation keys", len(signers))
 	if err := registerFleet(ctx, url, signers); err != nil {
-		return ingestFigures{}, err
+		return IngestFigures{}, err
 	}
-	r0s, natsURLs, err := startMembers(ctx, dir, url, opt.ring0MemMB, members)
+	r0s, natsURLs, err := startMembers(ctx, opt, dir, url, members)
 	defer func() {
 		for _, r := range r0s {
 			r.stop()
 		}
 	}()
 	if err != nil {
-		return ingestFigures{}, err
+		return IngestFigures{}, err
 	}
-	total := int(opt.rate * opt.dur.Seconds())
+	total := int(opt.Rate * opt.Duration.Seconds())
 	progress("signing %d heartbeats ahead (%d ring 0 members, nats %s)", total, members, strings.Join(natsURLs, " "))
 	signTime := time.Duration(float64(total)*40e3/float64(runtime.GOMAXPROCS(0))) + 2*time.Second
 	t0 := time.Now().Add(signTime)
-	msgs := presign(signers, total, opt.rate, t0)
-	progress("offering %.0f/s for %v", opt.rate, opt.dur)
+	msgs := presign(signers, total, opt.Rate, t0)
+	progress("offering %.0f/s for %v", opt.Rate, opt.Duration)
 	var takeovers []time.Duration
 	var down int64
 	var aside sync.WaitGroup
-	aside.Go(func() { down = downAt(ctx, url, t0.Add(opt.dur)) })
-	if members > 1 && opt.kills > 0 {
-		aside.Go(func() { takeovers = killLeaders(ctx, url, r0s, opt.kills, t0, opt.dur, progress) })
+	aside.Go(func() { down = downAt(ctx, url, t0.Add(opt.Duration)) })
+	if members > 1 && opt.LeaderKills > 0 {
+		aside.Go(func() { takeovers = killLeaders(ctx, url, r0s, opt.LeaderKills, t0, opt.Duration, progress) })
 	}
-	res, err := offer(ctx, chain, natsURLs, msgs, signers, opt.rate, t0, opt.conns)
+	res, err := offer(ctx, chain, natsURLs, msgs, signers, opt.Rate, t0, opt.Conns, progress)
 	aside.Wait()
 	if err != nil {
-		return ingestFigures{}, err
+		return IngestFigures{}, err
 	}
-	f := ingestFigures{Nodes: len(signers), Members: members, OfferedRate: opt.rate, Sent: total, Acked: res.acked, Refused: res.refused,
-		Deferred: res.deferred, Timeouts: res.timeouts, NoResponders: res.statuses, Reasons: res.reasons, Ring0MemMB: opt.ring0MemMB, DurableDB: !opt.fast && opt.dbURL == ""}
+	f := IngestFigures{Nodes: len(signers), Members: members, OfferedRate: opt.Rate, Sent: total, Acked: res.acked, Refused: res.refused,
+		Deferred: res.deferred, Timeouts: res.timeouts, NoResponders: res.statuses, Reasons: res.reasons, Ring0MemMB: opt.Ring0MemoryMB, DurableDB: !opt.FastDB && opt.DatabaseURL == ""}
 	f.CommittedRate = float64(res.acked) / res.span.Seconds()
-	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/opt.dur.Seconds(), float64(res.deferred)/opt.dur.Seconds()
-	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = percentileMs(res.lat, 50), percentileMs(res.lat, 99), percentileMs(res.e2e, 99)
+	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/opt.Duration.Seconds(), float64(res.deferred)/opt.Duration.Seconds()
+	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = PercentileMs(res.lat, 50), PercentileMs(res.lat, 99), PercentileMs(res.e2e, 99)
 	f.CatchUpMs = float64(res.catchUp) / 1e6
 	f.DownAfterLoad, f.LeaderKills = down, len(takeovers)
 	if len(takeovers) > 0 {
-		f.TakeoverP50Ms, f.TakeoverMaxMs = percentileMs(takeovers, 50), percentileMs(takeovers, 100)
+		f.TakeoverP50Ms, f.TakeoverMaxMs = PercentileMs(takeovers, 50), PercentileMs(takeovers, 100)
 	}
 	for _, r := range r0s {
 		f.Ring0RSSMiB += procMiB(r.cmd.Process.Pid, "VmRSS:")
@@ -77,14 +77,15 @@ func ingestPhase(ctx context.Context, opt ingestFlags, dir, url string, members 
 	return f, err
 }
 
-// startMembers starts n ring 0 processes on url: one alone, or n members routed to each
-// other, each with a copy of the first one's trust chain. It returns them (those started, on
-// an error too) and their brokers' URLs.
-func startMembers(ctx context.Context, dir, url string, memMB, n int) ([]*ring0Proc, []string, error) {
+// startMembers starts n ring 0 processes (opt.Exe) on url: one alone, or n members routed to
+// each other, each with a copy of the first one's trust chain. It returns them (those started,
+// on an error too) and their brokers' URLs.
+func startMembers(ctx context.Context, opt IngestOptions, dir, url string, n int) ([]*ring0Proc, []string, error) {
+	memMB := opt.Ring0MemoryMB
 	var procs []*ring0Proc
 	var urls []string
 	if n == 1 {
-		p, u, err := startRing0(ctx, filepath.Join(dir, "r0-0"), url, memMB)
+		p, u, err := startRing0(ctx, opt.Exe, opt.Progress, filepath.Join(dir, "r0-0"), url, memMB)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -110,7 +111,7 @@ func startMembers(ctx context.Context, dir, url string, memMB, n int) ([]*ring0P
 				routes = append(routes, "127.0.0.1:"+strconv.Itoa(p))
 			}
 		}
-		p, u, err := startRing0(ctx, state, url, memMB, "--member", fmt.Sprintf("r0-%d", i),
+		p, u, err := startRing0(ctx, opt.Exe, opt.Progress, state, url, memMB, "--member", fmt.Sprintf("r0-%d", i),
 			"--cluster-listen", "127.0.0.1:"+strconv.Itoa(ports[i]), "--routes", strings.Join(routes, ","))
 		if err != nil {
 			return procs, nil, err
@@ -150,7 +151,7 @@ func killLeaders(ctx context.Context, url string, r0s []*ring0Proc, kills int, t
 			time.Sleep(5 * time.Millisecond)
 		}
 		took = append(took, time.Since(killed))
-		p, _, err := runRing0(ctx, r0s[i].cmd.Path, r0s[i].args)
+		p, _, err := runRing0(ctx, r0s[i].cmd.Path, r0s[i].cmd.Stderr, r0s[i].args)
 		if err != nil {
 			progress("member r0-%d did not start again: %v", i, err)
 			return took

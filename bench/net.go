@@ -1,6 +1,7 @@
-package main
+package bench
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,60 +14,53 @@ import (
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"enjin/supervisors/netseg"
 )
 
-// netFigures are `enjin bench net`'s results: one path over the plain underlay between two
+// NetFigures are Net's results: one path over the plain underlay between two
 // hosts, one over a tenant network's VXLAN segment between endpoints on those hosts.
-type netFigures struct {
-	Seconds    float64  `json:"seconds"`
-	Requests   int      `json:"requests"`
-	Underlay   pathFigs `json:"underlay"`
-	VXLAN      pathFigs `json:"vxlan"`
-	Throughput float64  `json:"throughput_ratio"`  // VXLAN / underlay
-	LatencyP50 float64  `json:"latency_p50_ratio"` // VXLAN / underlay
-	LatencyP99 float64  `json:"latency_p99_ratio"`
+type NetFigures struct {
+	Seconds    float64     `json:"seconds"`
+	Requests   int         `json:"requests"`
+	Underlay   PathFigures `json:"underlay"`
+	VXLAN      PathFigures `json:"vxlan"`
+	Throughput float64     `json:"throughput_ratio"`  // VXLAN / underlay
+	LatencyP50 float64     `json:"latency_p50_ratio"` // VXLAN / underlay
+	LatencyP99 float64     `json:"latency_p99_ratio"`
 }
 
-type pathFigs struct {
+// PathFigures are one path's figures: bulk throughput and round trips' latency.
+type PathFigures struct {
 	Gbps  float64 `json:"gbit_per_sec"`
 	P50Us float64 `json:"rr_p50_us"`
 	P99Us float64 `json:"rr_p99_us"`
 }
 
-func benchNetCmd() *cobra.Command {
-	var secs float64
-	var reqs int
-	var out string
-	c := &cobra.Command{
-		Use:   "net",
-		Short: "TCP throughput and request latency between two hosts' endpoints over a tenant network (VXLAN) next to the plain underlay",
-		Long: `Two hosts in network namespaces of their own, joined by an underlay veth (198.18.0.0/15),
-each carrying one tenant network's segment (netseg: bridge and VXLAN device, as ring 1 makes
-them) with an endpoint on it. Measures, in one run, TCP bulk throughput and the latency of
-64-byte request/response round trips: host to host over the underlay, and endpoint to
-endpoint over the segment. Prints both and the ratios. Needs root; leaves nothing behind.`,
-		Example: "  enjin bench net --seconds 3 --requests 5000 -o json",
-		Args:    argsBetween(0, 0, "no arguments"),
-		RunE: func(c *cobra.Command, _ []string) error {
-			f, err := benchNet(time.Duration(secs*float64(time.Second)), reqs)
-			if err != nil {
-				return err
-			}
-			return printNetFigures(c.OutOrStdout(), out, f)
-		},
-	}
-	c.Flags().Float64Var(&secs, "seconds", 3, "how long each throughput run lasts")
-	c.Flags().IntVar(&reqs, "requests", 5000, "request/response round trips per path")
-	c.Flags().StringVarP(&out, "output", "o", "text", "output format: text or json")
-	return c
+// NetOptions are the options of Net.
+type NetOptions struct {
+	Duration time.Duration // how long each throughput run lasts
+	Requests int           // request/response round trips per path, at least 10
+	Output   string        // "json", or text
 }
 
-func printNetFigures(w io.Writer, out string, f netFigures) error {
+// Net makes two hosts in network namespaces of their own, joined by an underlay veth
+// (198.18.0.0/15), each carrying one tenant network's segment (netseg: bridge and VXLAN
+// device, as ring 1 makes them) with an endpoint on it, and measures TCP bulk throughput and
+// the latency of 64-byte request/response round trips host to host over the underlay and
+// endpoint to endpoint over the segment. It prints both and the ratios. It needs root and
+// leaves nothing behind.
+func Net(_ context.Context, opt NetOptions, w io.Writer) error {
+	f, err := benchNet(opt.Duration, opt.Requests)
+	if err != nil {
+		return err
+	}
+	return printNetFigures(w, opt.Output, f)
+}
+
+func printNetFigures(w io.Writer, out string, f NetFigures) error {
 	if out == "json" {
 		return json.NewEncoder(w).Encode(f)
 	}
@@ -77,12 +71,12 @@ func printNetFigures(w io.Writer, out string, f netFigures) error {
 }
 
 // benchNet builds the two hosts, measures both paths and takes everything away.
-func benchNet(d time.Duration, reqs int) (netFigures, error) {
+func benchNet(d time.Duration, reqs int) (NetFigures, error) {
 	if os.Geteuid() != 0 {
-		return netFigures{}, errors.New("bench net: needs root (it makes network namespaces)")
+		return NetFigures{}, errors.New("bench net: needs root (it makes network namespaces)")
 	}
 	if d <= 0 || reqs < 10 {
-		return netFigures{}, usagef("bench net: want --seconds > 0 and --requests ≥ 10")
+		return NetFigures{}, usagef("bench net: want --seconds > 0 and --requests ≥ 10")
 	}
 	tag := fmt.Sprint(os.Getpid() % 100000)
 	names := map[string]string{}
@@ -107,7 +101,7 @@ func benchNet(d time.Duration, reqs int) (netFigures, error) {
 		steps = append(steps, []string{"ip", "-n", names[r], "link", "set", "lo", "up"})
 	}
 	if err := runAll(steps); err != nil {
-		return netFigures{}, err
+		return NetFigures{}, err
 	}
 	const vni = 9999
 	for _, h := range []struct {
@@ -116,10 +110,10 @@ func benchNet(d time.Duration, reqs int) (netFigures, error) {
 		endpointAddr string
 	}{{names["a"], names["ea"], ua, ub, "100.77.0.2/24"}, {names["b"], names["eb"], ub, ua, "100.77.0.3/24"}} {
 		if err := segmentWithEndpoint(h.host, h.ep, vni, h.self, h.peer, h.endpointAddr); err != nil {
-			return netFigures{}, err
+			return NetFigures{}, err
 		}
 	}
-	var f netFigures
+	var f NetFigures
 	var err error
 	f.Seconds, f.Requests = d.Seconds(), reqs
 	if f.Underlay, err = measurePath(names["a"], names["b"], ub.String(), d, reqs); err != nil {
@@ -172,10 +166,10 @@ func segmentWithEndpoint(host, ep string, vni int, self, peer netip.Addr, addr s
 
 // measurePath runs a server in namespace to and measures from namespace from: bulk TCP for d,
 // then reqs 64-byte round trips on one connection.
-func measurePath(from, to, addr string, d time.Duration, reqs int) (pathFigs, error) {
+func measurePath(from, to, addr string, d time.Duration, reqs int) (PathFigures, error) {
 	var ln net.Listener
 	if err := netseg.InNamespace(to, func() (err error) { ln, err = net.Listen("tcp", net.JoinHostPort(addr, "5201")); return err }); err != nil {
-		return pathFigs{}, err
+		return PathFigures{}, err
 	}
 	defer ln.Close()
 	go serveBench(ln) // ends when ln closes
@@ -186,7 +180,7 @@ func measurePath(from, to, addr string, d time.Duration, reqs int) (pathFigs, er
 		})
 		return c, err
 	}
-	var f pathFigs
+	var f PathFigures
 	c, err := dial()
 	if err != nil {
 		return f, err
