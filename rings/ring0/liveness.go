@@ -1,6 +1,8 @@
 package ring0
 
 import (
+	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -122,4 +124,99 @@ func (j *judge) tick(now time.Time) verdict {
 		}
 	}
 	return v
+}
+
+// liveness judges nodes five times a heartbeat and records what it concludes, under the
+// leader lease's epoch, until ctx ends (the lease was lost, or ring 0 stops).
+func (r *Ring0) liveness(ctx context.Context, epoch int64) {
+	t := time.NewTicker(r.cfg.Heartbeat / 5)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			v := r.judge.tick(now)
+			if v.MassStarted {
+				r.log.Warn("most nodes went quiet at once; holding their states (grace)")
+				r.event("mass-silence", map[string]any{"at": now})
+			}
+			for state, ids := range map[string][]enjin.NodeID{"suspect": v.Suspect, "down": v.Down} {
+				if len(ids) == 0 {
+					continue
+				}
+				if _, err := r.store.SetStates(ctx, epoch, ids, state); err != nil {
+					if ctx.Err() == nil {
+						r.log.Error("record liveness", "state", state, "err", err)
+					}
+					continue // not recorded: nothing follows from it
+				}
+				if state == "down" {
+					r.promoteReplicas(ctx, epoch, ids)
+					r.moves.again() // their apps go elsewhere
+				}
+				if len(ids) > 10 {
+					r.log.Warn("nodes "+state, "n", len(ids), "first", ids[0])
+				}
+				for _, id := range ids {
+					if len(ids) <= 10 {
+						r.log.Warn("node "+state, "node", id)
+					}
+					r.event("node-"+state, map[string]any{"node": id, "at": now})
+				}
+			}
+		}
+	}
+}
+
+// promoteReplicas promotes a replica of every tier whose primary is among down, under the
+// leader's epoch: a deposed leader's promotion is refused like its verdicts.
+func (r *Ring0) promoteReplicas(ctx context.Context, epoch int64, down []enjin.NodeID) {
+	tiers, err := r.store.PrimaryTiers(ctx, down)
+	if err != nil {
+		r.log.Error("tiers of down nodes", "err", err)
+		return
+	}
+	for node, ts := range tiers {
+		for _, tier := range ts {
+			p, err := r.store.PromoteFenced(ctx, epoch, tier, node)
+			if err != nil {
+				if ctx.Err() == nil && !errors.Is(err, inventory.ErrConflict) { // conflict: promoted already
+					r.log.Error("promote a replica", "tier", tier, "failed", node, "err", err)
+					r.event("tier-unpromoted", map[string]any{"tier": tier, "failed": node, "error": err.Error()})
+				}
+				continue
+			}
+			r.log.Warn("tier's primary down: replica promoted", "tier", tier, "failed", node, "primary", p.Primary, "epoch", p.Epoch)
+			r.event("tier-promoted", p)
+		}
+	}
+}
+
+// maintenance keeps observation partitions ahead of time, applies retention (while leading)
+// and sweeps image files no record names, hourly (the sweep also at once).
+func (r *Ring0) maintenance(ctx context.Context) {
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	r.sweepImages(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			if err := r.store.EnsurePartitions(ctx); err != nil {
+				r.log.Error("partitions", "err", err)
+			}
+			if _, leading := r.Leadership(); leading == 0 {
+				r.sweepImages(ctx)
+				continue // retention is the leader's: members dropping partitions at once race
+			}
+			if dropped, err := r.store.ApplyRetention(ctx, now); err != nil {
+				r.log.Error("retention", "err", err)
+			} else if len(dropped) > 0 {
+				r.log.Info("retention dropped partitions", "partitions", dropped)
+			}
+			r.sweepImages(ctx)
+		}
+	}
 }
