@@ -214,35 +214,8 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 			nc.Close()
 		}
 	}()
-	for c := range conns {
-		nc, err := bus.Connect(natsURLs[c%len(natsURLs)], cr, nats.ReconnectBufSize(64<<20))
-		if err != nil {
-			return offerResult{}, err
-		}
-		f.ncs = append(f.ncs, nc)
-		prefix := fmt.Sprintf("_INBOX.fleet.%d.", c)
-		_, err = nc.Subscribe(prefix+">", func(m *nats.Msg) {
-			ks, rest, _ := strings.Cut(m.Subject[len(prefix):], ".")
-			seqs, _, _ := strings.Cut(rest, ".")
-			k, err1 := strconv.Atoi(ks)
-			seq, err2 := strconv.ParseInt(seqs, 10, 64)
-			// A status from the broker ("503": nobody subscribed, as while a restarted ring 0
-			// member has not subscribed yet) is no answer from ring 0: the send times out and
-			// goes again, as a node's request does.
-			if m.Header.Get("Status") != "" {
-				f.statuses.Add(1)
-				return
-			}
-			if err1 == nil && err2 == nil && k >= 0 && k < len(msgs) {
-				f.answer(k, seq, m)
-			}
-		})
-		if err != nil {
-			return offerResult{}, err
-		}
-		if err := nc.Flush(); err != nil {
-			return offerResult{}, err
-		}
+	if err := f.connect(natsURLs, cr, conns); err != nil {
+		return offerResult{}, err
 	}
 	time.Sleep(time.Until(t0))
 	stopWatch := make(chan struct{})
@@ -265,11 +238,58 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 		f.produce(k)
 	}
 	end := time.Now()
-	res := offerResult{ackedInWindow: f.acked.Load()}
+	inWindow := f.acked.Load()
 	deadline := end.Add(120 * time.Second) // deferred nodes may be told to wait 20 s (and 1½ that, jittered)
 	for f.acked.Load()+f.refused.Load() < int64(len(msgs)) && time.Now().Before(deadline) && ctx.Err() == nil {
 		time.Sleep(20 * time.Millisecond)
 	}
+	res := f.result(t0, end, inWindow)
+	if res.acked == 0 {
+		return res, errors.New("no observation was acknowledged")
+	}
+	return res, nil
+}
+
+// connect opens conns connections, spread over the brokers at natsURLs, each taking the
+// answers to the heartbeats sent over it.
+func (f *fleet) connect(natsURLs []string, cr *keys.Creds, conns int) error {
+	for c := range conns {
+		nc, err := bus.Connect(natsURLs[c%len(natsURLs)], cr, nats.ReconnectBufSize(64<<20))
+		if err != nil {
+			return err
+		}
+		f.ncs = append(f.ncs, nc)
+		prefix := fmt.Sprintf("_INBOX.fleet.%d.", c)
+		_, err = nc.Subscribe(prefix+">", func(m *nats.Msg) {
+			ks, rest, _ := strings.Cut(m.Subject[len(prefix):], ".")
+			seqs, _, _ := strings.Cut(rest, ".")
+			k, err1 := strconv.Atoi(ks)
+			seq, err2 := strconv.ParseInt(seqs, 10, 64)
+			// A status from the broker ("503": nobody subscribed, as while a restarted ring 0
+			// member has not subscribed yet) is no answer from ring 0: the send times out and
+			// goes again, as a node's request does.
+			if m.Header.Get("Status") != "" {
+				f.statuses.Add(1)
+				return
+			}
+			if err1 == nil && err2 == nil && k >= 0 && k < len(f.msgs) {
+				f.answer(k, seq, m)
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if err := nc.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// result tallies what the fleet saw of the load offered from t0 to end (inWindow of it
+// acknowledged by then), once it has waited for the answers.
+func (f *fleet) result(t0, end time.Time, inWindow int64) offerResult {
+	res := offerResult{ackedInWindow: inWindow}
 	res.acked, res.refused, res.deferred, res.timeouts = f.acked.Load(), f.refused.Load(), f.deferred.Load(), f.timeouts.Load()
 	res.statuses = f.statuses.Load()
 	f.mu.Lock()
@@ -278,14 +298,11 @@ func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []sig
 	f.mu.Unlock()
 	res.span = time.Duration(f.lastAck.Load() - t0.UnixNano())
 	res.catchUp = max(0, time.Duration(f.lastAck.Load()-end.UnixNano()))
-	for k := range msgs {
+	for k := range f.msgs {
 		if f.lat[k] > 0 {
 			res.lat = append(res.lat, f.lat[k])
 			res.e2e = append(res.e2e, f.e2e[k])
 		}
 	}
-	if res.acked == 0 {
-		return res, errors.New("no observation was acknowledged")
-	}
-	return res, nil
+	return res
 }
