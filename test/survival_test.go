@@ -155,6 +155,14 @@ type cloud struct {
 func newCloud(t *testing.T) *cloud {
 	dir := tempDir(t, "enjin-cloud-")
 	n := harness.Unique(200)
+	// A namespace an earlier, killed run left behind and the kernel will not let go of
+	// (still mounted elsewhere) would make this cloud's first instance fail to start.
+	for tries := 0; tries < 200; tries++ {
+		if left, _ := filepath.Glob(fmt.Sprintf("/run/netns/enjin-enjsv%d-*", n)); len(left) == 0 {
+			break
+		}
+		n = harness.Unique(200)
+	}
 	c := &cloud{t: t, dir: dir, state: filepath.Join(dir, "state"), bridge: fmt.Sprintf("enjsv%d", n)}
 	c.args = []string{"up", "--state-dir", c.state, "--nats-port", strconv.Itoa(harness.FreePort(t)),
 		"--api-addr", "127.0.0.1:" + strconv.Itoa(harness.FreePort(t)), "--heartbeat", "300ms", "--log-level", "warn",
