@@ -171,10 +171,14 @@ func (g *ingester) handle(m *nats.Msg) {
 	}
 }
 
-// backlog is how many observations wait for verification: in the queue, and behind the
-// subscriptions' callbacks (which a busy ring 0 may run late).
+// backlog is how many observations wait: for verification, in the queue and behind the
+// subscriptions' callbacks (which a busy ring 0 may run late), and, verified, for their
+// batch to commit (in the shards' channels, a batch's worth each).
 func (g *ingester) backlog() int64 {
 	n := len(g.in)
+	for _, sh := range g.shards {
+		n += len(sh)
+	}
 	if subs := g.subs.Load(); subs != nil {
 		for _, s := range *subs {
 			if p, _, err := s.Pending(); err == nil {
@@ -229,7 +233,7 @@ func (g *ingester) pace(ctx context.Context, period time.Duration) {
 		}
 		d, a := g.deferred.Load(), g.acked.Load()
 		g.repace(d-lastD, a-lastA)
-		g.readmit(a-lastA, period)
+		g.readmit(a-lastA, d-lastD, period)
 		lastD, lastA = d, a
 	}
 }
@@ -245,11 +249,17 @@ func (g *ingester) repace(deferred, acked uint64) {
 	g.retryAfter.Store(int64(min(max(ra, float64(g.opts.RetryAfter)), float64(g.opts.MaxRetryAfter))))
 }
 
-// readmit sets how many observations may wait for verification from what one period
-// acknowledged: what ring 0 commits in MaxWait (Little's law: past it, what is admitted
-// waits longer than MaxWait), at least a few batches and at most Queue.
-func (g *ingester) readmit(acked uint64, period time.Duration) {
+// readmit sets how many observations may wait from what one period acknowledged: what
+// ring 0 commits in MaxWait (Little's law: past it, what is admitted waits longer than
+// MaxWait), at least a few batches and at most Queue. A period that deferred nothing
+// measured the load, not what ring 0 can take: it may raise the bound but not lower it —
+// after a quiet spell, ring 0 would otherwise meet the next burst admitting a trickle and
+// defer the rest, and the deferrals' round trips would cost the CPU the burst needed.
+func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
 	n := int64(float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
+	if deferred == 0 {
+		n = max(n, g.admit.Load())
+	}
 	least := min(int64(g.opts.Queue), int64(4*verifyBatch*g.opts.Workers))
 	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
 }

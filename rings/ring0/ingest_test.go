@@ -126,9 +126,10 @@ func TestRetryAfterFollowsTheOverload(t *testing.T) {
 	}
 }
 
-// What may wait for verification follows what ring 0 commits: about MaxWait's worth of
-// the last period's acknowledgements, at least a few batches, at most the queue; and what
-// waits behind the subscriptions' callbacks counts as waiting. Past it, the next
+// What may wait follows what ring 0 commits: about MaxWait's worth of the last period's
+// acknowledgements, at least a few batches, at most the queue — lowered only by a period
+// that deferred (a quiet one measured the load, not ring 0); and what waits behind the
+// subscriptions' callbacks, or verified for its batch, counts as waiting. Past it, the next
 // observation is deferred at once though the queue has room.
 func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	c := harness.StartBroker(t)
@@ -137,11 +138,19 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 		t.Fatalf("admits %d before the first period, want the queue's 16384", got)
 	}
 	for _, step := range []struct {
-		acked uint64
-		want  int64
-	}{{20000, 6000}, {0, 2048}, {1_000_000, 16384}, {10000, 3000}} {
-		if g.readmit(step.acked, time.Second); g.admit.Load() != step.want {
-			t.Fatalf("after %d acknowledged in a second: admits %d, want %d", step.acked, g.admit.Load(), step.want)
+		acked, deferred uint64
+		want            int64
+	}{
+		{20000, 100, 6000},    // measured while deferring
+		{0, 0, 6000},          // a quiet second lowers nothing
+		{5000, 0, 6000},       // nor does a light one
+		{0, 500, 2048},        // deferred and nothing committed: a few batches
+		{1_000_000, 0, 16384}, // at most the queue
+		{10000, 0, 16384},
+		{10000, 50, 3000},
+	} {
+		if g.readmit(step.acked, step.deferred, time.Second); g.admit.Load() != step.want {
+			t.Fatalf("after %d acknowledged and %d deferred in a second: admits %d, want %d", step.acked, step.deferred, g.admit.Load(), step.want)
 		}
 	}
 
@@ -200,5 +209,9 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	}
 	if got := g.backlog(); got != 5 {
 		t.Fatalf("backlog %d, want 2 queued + 3 held", got)
+	}
+	g.shards[0] <- pending{} // verified, waiting for its batch
+	if got := g.backlog(); got != 6 {
+		t.Fatalf("backlog %d, want 2 queued + 3 held + 1 verified", got)
 	}
 }
