@@ -171,7 +171,8 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 	// Ingest allocates per message and keeps little: collect garbage less often, within the
 	// memory budget less what is resident beyond the runtime's count (the binary's pages,
 	// what it has not yet returned), unless the operator set GOGC or GOMEMLIMIT.
-	if os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" {
+	tuneGC := os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == ""
+	if tuneGC {
 		debug.SetGCPercent(400)
 		debug.SetMemoryLimit(budget - max(budget/10, 48<<20))
 	}
@@ -200,8 +201,12 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 			return nil, err
 		}
 	}
-	if err := r.loadNodes(ctx); err != nil {
+	loaded, err := r.loadNodes(ctx)
+	if err != nil {
 		return nil, err
+	}
+	if tuneGC && loaded >= warmFleet {
+		warmHeap(r.log)
 	}
 	if err := r.connect(); err != nil {
 		return nil, err
@@ -231,11 +236,11 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 }
 
 // loadNodes registers every known attestation key with the verifier, at its stored
-// high-water mark, and seeds liveness.
-func (r *Ring0) loadNodes(ctx context.Context) error {
+// high-water mark, and seeds liveness. It returns how many nodes it loaded.
+func (r *Ring0) loadNodes(ctx context.Context) (int, error) {
 	nks, err := r.store.NodeKeys(ctx)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	r.verify = bus.NewVerifier(0)
 	for _, k := range nks {
@@ -255,10 +260,10 @@ func (r *Ring0) loadNodes(ctx context.Context) error {
 		r.ingest.learn, r.unknown = r.learn, map[enjin.NodeID]time.Time{}
 	}
 	if err := r.loadVMKeys(ctx); err != nil {
-		return err
+		return 0, err
 	}
 	r.log.Info("nodes loaded", "n", len(nks))
-	return nil
+	return len(nks), nil
 }
 
 // connect opens ring 0's bus connections (in process): its own in RING0, and its ingest
