@@ -68,22 +68,23 @@ func (s *Store) Ingest(ctx context.Context, all []Record) error {
 	for k, i := range order {
 		uIDs[k], uSeqs[k], uTs[k], uAts[k], uPay[k], uState[k] = ids[i], seqs[i], tss[i], ats[i], payloads[i], batch[i].State
 	}
+	// One round trip, not three (BEGIN, the batch, COMMIT): a batch sent outside a
+	// transaction runs as one implicit transaction, committed at its end; the server answers
+	// the last of it (ReadyForQuery) only after the commit, and Close waits for that.
 	err := retryDeadlock(ctx, func() error {
-		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			b := &pgx.Batch{}
-			b.Queue(`INSERT INTO node_observations (node_id, seq, ts_ns, received_at, signer, sig, payload)
+		b := &pgx.Batch{}
+		b.Queue(`INSERT INTO node_observations (node_id, seq, ts_ns, received_at, signer, sig, payload)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bytea[], $7::bytea[])
 			ON CONFLICT DO NOTHING`, ids, seqs, tss, ats, signers, sigs, payloads)
-			b.Queue(`UPDATE nodes n SET last_seq = u.seq, last_obs_ts = u.ts, last_obs_at = u.at,
+		b.Queue(`UPDATE nodes n SET last_seq = u.seq, last_obs_ts = u.ts, last_obs_at = u.at,
 				last_payload = u.payload, observed_state = u.state, state = 'up'
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bytea[], $6::text[])
 				AS u (id, seq, ts, at, payload, state)
 			WHERE n.id = u.id AND n.last_seq < u.seq AND n.state <> 'decommissioned'`, uIDs, uSeqs, uTs, uAts, uPay, uState)
-			if len(children) > 0 {
-				queueChildren(b, children)
-			}
-			return tx.SendBatch(ctx, b).Close()
-		})
+		if len(children) > 0 {
+			queueChildren(b, children)
+		}
+		return s.pool.SendBatch(ctx, b).Close()
 	})
 	return pgErr("ingest", err)
 }

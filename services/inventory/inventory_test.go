@@ -281,3 +281,37 @@ func TestConcurrentOpensMigrateOnce(t *testing.T) {
 		}
 	}
 }
+
+// TestIngestIsOneTransaction: a batch whose last statement fails leaves nothing of the
+// batch behind — not the observations appended before it, nor the nodes' rows moved.
+func TestIngestIsOneTransaction(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	register(t, s, "host-a", "")
+	if _, err := s.CreateTenant(ctx, inventory.Tenant{ID: "acme"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddTenantHost(ctx, "acme", "host-a", "AKEY"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Ingest(ctx, []inventory.Record{obs("host-a", 1)}); err != nil {
+		t.Fatal(err)
+	}
+	// The child's observation is stamped in a year no partition holds: its insert, the
+	// batch's fourth statement, fails after the host's observation went in.
+	late := obs("host-a", 2)
+	late.Node, late.Observer, late.Tenant, late.App, late.State = "acme-web-0", "host-a", "acme", "web", "healthy"
+	late.TsNs = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
+	if err := s.Ingest(ctx, []inventory.Record{obs("host-a", 2), late}); err == nil {
+		t.Fatal("a batch with an observation no partition holds was stored")
+	}
+	if got, _ := s.Observations(ctx, "host-a", 10, 0); len(got) != 1 || got[0].Seq != 1 {
+		t.Fatalf("host-a's observations after the failed batch: %+v", got)
+	}
+	if n, err := s.GetNode(ctx, "host-a"); err != nil || n.LastSeq != 1 {
+		t.Fatalf("host-a's row moved with a failed batch: %v %+v", err, n)
+	}
+	if _, err := s.GetNode(ctx, "acme-web-0"); !errors.Is(err, inventory.ErrNotFound) {
+		t.Fatalf("the failed batch registered its child: %v", err)
+	}
+}
