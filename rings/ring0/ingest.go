@@ -250,19 +250,27 @@ func (g *ingester) repace(deferred, acked uint64) {
 }
 
 // readmit sets how many observations may wait from what one period acknowledged: what
-// ring 0 commits in MaxWait (Little's law: past it, what is admitted waits longer than
-// MaxWait), at least a few batches and at most Queue. A period that deferred nothing
+// ring 0 commits in admitHeadroom × MaxWait, at least a few batches and at most Queue.
+// Little's law says what is admitted waits about admitted/rate; a bound of rate × MaxWait
+// alone would hold the rate where it is whenever a full pipeline takes MaxWait anyway (a
+// 2,000-observation batch commits in a tenth of that), so a rate that a start or a spike
+// lowered would never climb back — ring 0 would defer a third of what it can commit. With
+// the headroom the rate climbs to what ring 0 can commit, and only then does the backlog
+// reach the bound. A period that deferred nothing
 // measured the load, not what ring 0 can take: it may raise the bound but not lower it —
 // after a quiet spell, ring 0 would otherwise meet the next burst admitting a trickle and
 // defer the rest, and the deferrals' round trips would cost the CPU the burst needed.
 func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
-	n := int64(float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
+	n := int64(admitHeadroom * float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
 	if deferred == 0 {
 		n = max(n, g.admit.Load())
 	}
 	least := min(int64(g.opts.Queue), int64(4*verifyBatch*g.opts.Workers))
 	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
 }
+
+// admitHeadroom is how many times what ring 0 commits in MaxWait it admits (see readmit).
+const admitHeadroom = 2
 
 // verifyBatch is how many queued observations one verification takes at once.
 const verifyBatch = 256

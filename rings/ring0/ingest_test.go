@@ -141,13 +141,13 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 		acked, deferred uint64
 		want            int64
 	}{
-		{20000, 100, 6000},    // measured while deferring
-		{0, 0, 6000},          // a quiet second lowers nothing
-		{5000, 0, 6000},       // nor does a light one
+		{20000, 100, 12000},   // measured while deferring: twice what commits in MaxWait
+		{0, 0, 12000},         // a quiet second lowers nothing
+		{5000, 0, 12000},      // nor does a light one
 		{0, 500, 2048},        // deferred and nothing committed: a few batches
 		{1_000_000, 0, 16384}, // at most the queue
 		{10000, 0, 16384},
-		{10000, 50, 3000},
+		{10000, 50, 6000},
 	} {
 		if g.readmit(step.acked, step.deferred, time.Second); g.admit.Load() != step.want {
 			t.Fatalf("after %d acknowledged and %d deferred in a second: admits %d, want %d", step.acked, step.deferred, g.admit.Load(), step.want)
