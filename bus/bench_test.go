@@ -2,6 +2,7 @@ package bus_test
 
 import (
 	"crypto/ed25519"
+	"fmt"
 	"testing"
 	"time"
 
@@ -61,5 +62,45 @@ func BenchmarkEd25519Verify(b *testing.B) {
 		if !ed25519.Verify(pub, msg, sig) {
 			b.Fatal("verify")
 		}
+	}
+}
+
+// BenchmarkVerifyBatch verifies batches of 256 heartbeats from 256 nodes, as ring 0's
+// ingest takes them; an op is one batch.
+func BenchmarkVerifyBatch(b *testing.B) {
+	const n = 256
+	v := bus.NewVerifier(time.Hour)
+	signers := make([]*bus.Signer, n)
+	for i := range signers {
+		att, _ := keys.NewAttestation()
+		id := enjin.NodeID(fmt.Sprintf("ring1-%04d", i))
+		v.Register(id, att.Public(), 0)
+		signers[i] = bus.NewSigner(id, att)
+	}
+	now := time.Now()
+	batches := make([][]bus.Item, 16)
+	sign := func() { // seqs must keep rising: fresh batches are signed off the clock
+		for k := range batches {
+			batches[k] = make([]bus.Item, n)
+			for i, s := range signers {
+				batches[k][i] = bus.Item{Node: s.Node(), Header: s.Sign(heartbeat, now).Header(), Payload: heartbeat}
+			}
+		}
+	}
+	sign()
+	b.ReportAllocs()
+	k := 0
+	for b.Loop() {
+		if k == len(batches) {
+			b.StopTimer()
+			sign()
+			k = 0
+			b.StartTimer()
+		}
+		v.VerifyBatch(batches[k], now)
+		if err := batches[k][n-1].Err; err != nil {
+			b.Fatal(err)
+		}
+		k++
 	}
 }

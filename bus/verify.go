@@ -170,10 +170,12 @@ type Item struct {
 // if the batch holds a bad signature, each is checked alone to find it. Items of one node
 // advance its high-water mark in the order given.
 func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
-	states := make([]*nodeState, len(items))
-	var msgs [][]byte
+	sc := scratches.Get().(*scratch)
+	defer sc.put()
+	states := slices.Grow(sc.states[:0], len(items))[:len(items)]
+	msgs := sc.msgs[:0]
 	candidates := 0
-	arena := make([]byte, 0, len(items)*(len(domain)+64+MaxPayload/64))
+	arena := sc.arena[:0]
 	for i := range items {
 		it := &items[i]
 		var r Reason
@@ -187,16 +189,18 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
 		msgs = append(msgs, arena[start:len(arena):len(arena)])
 		candidates++
 	}
+	sc.states, sc.msgs, sc.arena = states, msgs, arena // what grew is kept
 	ok := candidates > 0
 	if candidates > 1 {
-		es := make([]batchEntry, 0, candidates)
+		es := sc.es[:0]
 		for i := range items {
 			if items[i].Err == nil {
 				st := states[i]
 				es = append(es, batchEntry{key: st.key, msg: msgs[len(es)], sig: items[i].Seal.Sig})
 			}
 		}
-		ok = verifyBatch(es)
+		sc.es = es
+		ok = verifyBatch(sc.bv, es)
 	}
 	k := 0
 	for i := range items {
