@@ -52,7 +52,7 @@ CREATE TABLE nodes (
     last_seq              bigint NOT NULL DEFAULT 0,
     last_obs_ts           bigint,                            -- node's clock, unix ns
     last_obs_at           timestamptz,                       -- ring 0's clock at receipt
-    last_payload          bytea,
+    last_payload          bytea,                             -- no longer written: the latest is node_observations (id, last_seq)
     metadata              jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(metadata) = 'object'),
     version               bigint NOT NULL DEFAULT 1,
     created_at            timestamptz NOT NULL DEFAULT now(),

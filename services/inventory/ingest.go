@@ -64,9 +64,9 @@ func (s *Store) Ingest(ctx context.Context, all []Record) error {
 	}
 	slices.SortFunc(order, func(a, b int) int { return strings.Compare(ids[a], ids[b]) })
 	uIDs, uSeqs, uTs := make([]string, len(order)), make([]int64, len(order)), make([]int64, len(order))
-	uAts, uPay, uState := make([]time.Time, len(order)), make([][]byte, len(order)), make([]string, len(order))
+	uAts, uState := make([]time.Time, len(order)), make([]string, len(order))
 	for k, i := range order {
-		uIDs[k], uSeqs[k], uTs[k], uAts[k], uPay[k], uState[k] = ids[i], seqs[i], tss[i], ats[i], payloads[i], batch[i].State
+		uIDs[k], uSeqs[k], uTs[k], uAts[k], uState[k] = ids[i], seqs[i], tss[i], ats[i], batch[i].State
 	}
 	// One round trip, not three (BEGIN, the batch, COMMIT): a batch sent outside a
 	// transaction runs as one implicit transaction, committed at its end; the server answers
@@ -76,11 +76,14 @@ func (s *Store) Ingest(ctx context.Context, all []Record) error {
 		b.Queue(`INSERT INTO node_observations (node_id, seq, ts_ns, received_at, signer, sig, payload)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bytea[], $7::bytea[])
 			ON CONFLICT DO NOTHING`, ids, seqs, tss, ats, signers, sigs, payloads)
+		// The node's row says which observation is its latest (last_seq), not what it said:
+		// that is in its row in node_observations, so the payload crosses the wire and is
+		// written once (last_payload is no longer written).
 		b.Queue(`UPDATE nodes n SET last_seq = u.seq, last_obs_ts = u.ts, last_obs_at = u.at,
-				last_payload = u.payload, observed_state = u.state, state = 'up'
-			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::bytea[], $6::text[])
-				AS u (id, seq, ts, at, payload, state)
-			WHERE n.id = u.id AND n.last_seq < u.seq AND n.state <> 'decommissioned'`, uIDs, uSeqs, uTs, uAts, uPay, uState)
+				observed_state = u.state, state = 'up'
+			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[])
+				AS u (id, seq, ts, at, state)
+			WHERE n.id = u.id AND n.last_seq < u.seq AND n.state <> 'decommissioned'`, uIDs, uSeqs, uTs, uAts, uState)
 		if len(children) > 0 {
 			queueChildren(b, children)
 		}

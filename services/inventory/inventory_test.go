@@ -298,7 +298,7 @@ func TestIngestIsOneTransaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The child's observation is stamped in a year no partition holds: its insert, the
-	// batch's fourth statement, fails after the host's observation went in.
+	// batch's third statement, fails after the host's observation went in.
 	late := obs("host-a", 2)
 	late.Node, late.Observer, late.Tenant, late.App, late.State = "acme-web-0", "host-a", "acme", "web", "healthy"
 	late.TsNs = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
