@@ -147,10 +147,7 @@ const msgOverhead = 512
 // handle is the bus subscription's callback: it only queues, or, the queue being full or
 // late, defers the observation at once — the node sends it again after RetryAfter.
 func (g *ingester) handle(m *nats.Msg) {
-	if g.late.Load() && len(g.in) == 0 {
-		g.late.Store(false) // drained: a late spell ends here too, the workers being idle
-	}
-	if !g.late.Load() && g.backlog() < g.admit.Load() {
+	if g.admits(len(g.in), g.backlog) {
 		size := msgSize(m)
 		if g.queuedBytes.Add(size) <= g.opts.QueueBytes {
 			select {
@@ -217,61 +214,6 @@ func (g *ingester) run(ctx context.Context) {
 	cw.Wait()
 }
 
-// pace sets the wait deferrals ask for, every period: when more arrived than ring 0
-// acknowledged, the deferred nodes came back too soon, so the wait grows by that ratio (at
-// most fourfold a period, up to MaxRetryAfter); when nothing was deferred it halves back
-// towards RetryAfter.
-func (g *ingester) pace(ctx context.Context, period time.Duration) {
-	t := time.NewTicker(period)
-	defer t.Stop()
-	lastD, lastA := g.deferred.Load(), g.acked.Load()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		d, a := g.deferred.Load(), g.acked.Load()
-		g.repace(d-lastD, a-lastA)
-		g.readmit(a-lastA, d-lastD, period)
-		lastD, lastA = d, a
-	}
-}
-
-// repace sets the wait deferrals ask for from what one period deferred and acknowledged.
-func (g *ingester) repace(deferred, acked uint64) {
-	ra := float64(g.retryAfter.Load())
-	if deferred == 0 {
-		ra /= 2
-	} else {
-		ra *= min(4, float64(deferred+acked)/float64(max(acked, 1)))
-	}
-	g.retryAfter.Store(int64(min(max(ra, float64(g.opts.RetryAfter)), float64(g.opts.MaxRetryAfter))))
-}
-
-// readmit sets how many observations may wait from what one period acknowledged: what
-// ring 0 commits in admitHeadroom × MaxWait, at least a few batches and at most Queue.
-// Little's law says what is admitted waits about admitted/rate; a bound of rate × MaxWait
-// alone would hold the rate where it is whenever a full pipeline takes MaxWait anyway (a
-// 2,000-observation batch commits in a tenth of that), so a rate that a start or a spike
-// lowered would never climb back — ring 0 would defer a third of what it can commit. With
-// the headroom the rate climbs to what ring 0 can commit, and only then does the backlog
-// reach the bound. A period that deferred nothing
-// measured the load, not what ring 0 can take: it may raise the bound but not lower it —
-// after a quiet spell, ring 0 would otherwise meet the next burst admitting a trickle and
-// defer the rest, and the deferrals' round trips would cost the CPU the burst needed.
-func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
-	n := int64(admitHeadroom * float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
-	if deferred == 0 {
-		n = max(n, g.admit.Load())
-	}
-	least := min(int64(g.opts.Queue), int64(4*verifyBatch*g.opts.Workers))
-	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
-}
-
-// admitHeadroom is how many times what ring 0 commits in MaxWait it admits (see readmit).
-const admitHeadroom = 2
-
 // verifyBatch is how many queued observations one verification takes at once.
 const verifyBatch = 256
 
@@ -327,15 +269,20 @@ func (g *ingester) take(ctx context.Context, qs []queued, timer *time.Timer) ([]
 	if len(qs) == 0 {
 		return qs, ok
 	}
-	now := time.Now()
+	g.noteWait(time.Now(), qs[0].at)
+	return qs, ok
+}
+
+// noteWait notes that a batch taken at now began with an observation that arrived at
+// arrived, and starts a late spell if every batch taken for MaxWait waited longer.
+func (g *ingester) noteWait(now, arrived time.Time) {
 	switch {
-	case now.Sub(qs[0].at) <= g.opts.MaxWait:
+	case now.Sub(arrived) <= g.opts.MaxWait:
 		g.above.Store(0)
 	case g.above.CompareAndSwap(0, now.UnixNano()):
 	case now.UnixNano()-g.above.Load() >= int64(g.opts.MaxWait):
 		g.late.Store(true) // what comes next waits for the queue to drain
 	}
-	return qs, ok
 }
 
 func (g *ingester) gather(ctx context.Context, qs []queued, timer *time.Timer) ([]queued, bool) {

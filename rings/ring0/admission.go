@@ -1,0 +1,71 @@
+package ring0
+
+import (
+	"context"
+	"time"
+)
+
+// admits says whether one more observation may wait, queued holding and backlog counting
+// what waits: not in a late spell, which ends once nothing is queued (the workers being
+// idle), and not past the admission bound.
+func (g *ingester) admits(queued int, backlog func() int64) bool {
+	if g.late.Load() && queued == 0 {
+		g.late.Store(false)
+	}
+	return !g.late.Load() && backlog() < g.admit.Load()
+}
+
+// pace sets the wait deferrals ask for, every period: when more arrived than ring 0
+// acknowledged, the deferred nodes came back too soon, so the wait grows by that ratio (at
+// most fourfold a period, up to MaxRetryAfter); when nothing was deferred it halves back
+// towards RetryAfter.
+func (g *ingester) pace(ctx context.Context, period time.Duration) {
+	t := time.NewTicker(period)
+	defer t.Stop()
+	lastD, lastA := g.deferred.Load(), g.acked.Load()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d, a := g.deferred.Load(), g.acked.Load()
+		g.repace(d-lastD, a-lastA)
+		g.readmit(a-lastA, d-lastD, period)
+		lastD, lastA = d, a
+	}
+}
+
+// repace sets the wait deferrals ask for from what one period deferred and acknowledged.
+func (g *ingester) repace(deferred, acked uint64) {
+	ra := float64(g.retryAfter.Load())
+	if deferred == 0 {
+		ra /= 2
+	} else {
+		ra *= min(4, float64(deferred+acked)/float64(max(acked, 1)))
+	}
+	g.retryAfter.Store(int64(min(max(ra, float64(g.opts.RetryAfter)), float64(g.opts.MaxRetryAfter))))
+}
+
+// readmit sets how many observations may wait from what one period acknowledged: what
+// ring 0 commits in admitHeadroom × MaxWait, at least a few batches and at most Queue.
+// Little's law says what is admitted waits about admitted/rate; a bound of rate × MaxWait
+// alone would hold the rate where it is whenever a full pipeline takes MaxWait anyway (a
+// 2,000-observation batch commits in a tenth of that), so a rate that a start or a spike
+// lowered would never climb back — ring 0 would defer a third of what it can commit. With
+// the headroom the rate climbs to what ring 0 can commit, and only then does the backlog
+// reach the bound. A period that deferred nothing
+// measured the load, not what ring 0 can take: it may raise the bound but not lower it —
+// after a quiet spell, ring 0 would otherwise meet the next burst admitting a trickle and
+// defer the rest, and the deferrals' round trips would cost the CPU the burst needed.
+func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
+	n := int64(admitHeadroom * float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
+	if deferred == 0 {
+		n = max(n, g.admit.Load())
+	}
+	least := min(int64(g.opts.Queue), int64(4*verifyBatch*g.opts.Workers))
+	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
+}
+
+// admitHeadroom is how many times what ring 0 commits in MaxWait it admits (see readmit).
+const admitHeadroom = 2
