@@ -48,18 +48,22 @@ func (g *ingester) repace(deferred, acked uint64) {
 }
 
 // readmit sets how many observations may wait from what one period acknowledged: what
-// ring 0 commits in admitHeadroom × MaxWait, at least a few batches and at most Queue.
-// Little's law says what is admitted waits about admitted/rate; a bound of rate × MaxWait
-// alone would hold the rate where it is whenever a full pipeline takes MaxWait anyway (a
-// 2,000-observation batch commits in a tenth of that), so a rate that a start or a spike
-// lowered would never climb back — ring 0 would defer a third of what it can commit. With
-// the headroom the rate climbs to what ring 0 can commit, and only then does the backlog
-// reach the bound. A period that deferred nothing
-// measured the load, not what ring 0 can take: it may raise the bound but not lower it —
-// after a quiet spell, ring 0 would otherwise meet the next burst admitting a trickle and
-// defer the rest, and the deferrals' round trips would cost the CPU the burst needed.
+// ring 0 commits in admitShare × MaxWait, at least a few batches and at most Queue.
+// Little's law says what is admitted waits about admitted/rate. A bound of what commits in
+// a third of MaxWait would hold the rate where it is whenever a full pipeline takes that
+// long anyway (a 2,000-observation batch commits in a thirtieth of MaxWait), so a rate that
+// a start or a spike lowered would never climb back — ring 0 would defer a third of what it
+// can commit. With twice that the rate climbs to what ring 0 can commit, and only then does
+// the backlog reach the bound; and a queue at the bound still drains within MaxWait, so it
+// starts no late spell (which defers everything until drained: when a full queue started
+// one, ring 0 deferred in storms, then idled while the nodes it had sent away waited).
+//
+// A period that deferred nothing measured the load, not what ring 0 can take: it may raise
+// the bound but not lower it — after a quiet spell, ring 0 would otherwise meet the next
+// burst admitting a trickle and defer the rest, and the deferrals' round trips would cost
+// the CPU the burst needed.
 func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
-	n := int64(admitHeadroom * float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
+	n := int64(admitShare * float64(acked) * g.opts.MaxWait.Seconds() / period.Seconds())
 	if deferred == 0 {
 		n = max(n, g.admit.Load())
 	}
@@ -67,5 +71,5 @@ func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
 	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
 }
 
-// admitHeadroom is how many times what ring 0 commits in MaxWait it admits (see readmit).
-const admitHeadroom = 2
+// admitShare is the share of MaxWait whose commits ring 0 admits (see readmit).
+const admitShare = 2.0 / 3

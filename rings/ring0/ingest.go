@@ -35,14 +35,19 @@ type ingestOptions struct {
 	// ring 0 holds, and so its memory, stays bounded however many nodes send.
 	Queue      int
 	QueueBytes int64
-	// MaxWait bounds how long accepted observations wait in the queue: once they have
-	// waited longer for MaxWait, what comes next is refused for now until the queue has
-	// drained — ring 0 takes what it can commit in time and sends back the rest at once,
-	// rather than acknowledging everything late.
+	// MaxWait bounds how long accepted observations wait in the queue. Admission lets wait
+	// what commits in two thirds of it (see readmit), so a full queue waits less; once
+	// observations have waited longer for MaxWait anyway, the commit rate fell below what
+	// admission counted on (a slow disk), and what comes next is refused for now until the
+	// queue has drained — ring 0 takes what it can commit in time and sends back the rest at
+	// once, rather than acknowledging everything late.
 	MaxWait time.Duration
 	// RetryAfter is the least wait a deferral asks for; while more arrives than ring 0
 	// commits it asks for longer (up to MaxRetryAfter), so that the nodes it defers come
-	// back about as fast as it can take them rather than all at once again.
+	// back about as fast as it can take them rather than all at once again. A deferral is
+	// not free — its round trip costs ring 0 and its broker a third of a commit or so (see
+	// TestOverloadModelKeepsRing0Busy) — so a wait shorter than an overload lasts buys
+	// deferrals, not commits.
 	RetryAfter    time.Duration
 	MaxRetryAfter time.Duration
 }
@@ -70,10 +75,10 @@ func (o ingestOptions) withDefaults() ingestOptions {
 		o.QueueBytes = 128 << 20
 	}
 	if o.MaxWait <= 0 {
-		o.MaxWait = 300 * time.Millisecond
+		o.MaxWait = 900 * time.Millisecond
 	}
 	if o.RetryAfter <= 0 {
-		o.RetryAfter = time.Second
+		o.RetryAfter = 3 * time.Second
 	}
 	if o.MaxRetryAfter < o.RetryAfter {
 		o.MaxRetryAfter = max(o.RetryAfter, 10*time.Second)

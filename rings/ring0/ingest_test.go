@@ -126,14 +126,14 @@ func TestRetryAfterFollowsTheOverload(t *testing.T) {
 	}
 }
 
-// What may wait follows what ring 0 commits: about MaxWait's worth of the last period's
-// acknowledgements, at least a few batches, at most the queue — lowered only by a period
-// that deferred (a quiet one measured the load, not ring 0); and what waits behind the
-// subscriptions' callbacks, or verified for its batch, counts as waiting. Past it, the next
-// observation is deferred at once though the queue has room.
+// What may wait follows what ring 0 commits: what commits in two thirds of MaxWait by the
+// last period's acknowledgements, at least a few batches, at most the queue — lowered only
+// by a period that deferred (a quiet one measured the load, not ring 0); and what waits
+// behind the subscriptions' callbacks, or verified for its batch, counts as waiting. Past
+// it, the next observation is deferred at once though the queue has room.
 func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	c := harness.StartBroker(t)
-	g := newIngester(ingestOptions{Queue: 16384, Workers: 2, MaxWait: 300 * time.Millisecond, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
+	g := newIngester(ingestOptions{Queue: 16384, Workers: 2, MaxWait: 900 * time.Millisecond, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
 	if got := g.admit.Load(); got != 16384 {
 		t.Fatalf("admits %d before the first period, want the queue's 16384", got)
 	}
@@ -141,7 +141,7 @@ func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 		acked, deferred uint64
 		want            int64
 	}{
-		{20000, 100, 12000},   // measured while deferring: twice what commits in MaxWait
+		{20000, 100, 12000},   // measured while deferring: what commits in ⅔ MaxWait
 		{0, 0, 12000},         // a quiet second lowers nothing
 		{5000, 0, 12000},      // nor does a light one
 		{0, 500, 2048},        // deferred and nothing committed: a few batches

@@ -162,6 +162,9 @@ func New(ctx context.Context, cfg Config) (*Ring0, error) {
 		cfg.MemoryMB = DefaultMemoryMB
 	}
 	budget := int64(cfg.MemoryMB) << 20
+	if cfg.ingest.RetryAfter <= 0 {
+		cfg.ingest.RetryAfter = min(3*time.Second, cfg.Heartbeat)
+	}
 	if cfg.ingest.MaxRetryAfter <= 0 {
 		cfg.ingest.MaxRetryAfter = 4 * cfg.Heartbeat
 	}
