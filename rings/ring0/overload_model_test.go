@@ -20,7 +20,7 @@ import (
 // on these machines spreads too much from run to run (14,900 to 24,500 committed a second
 // for one binary) to tell a better rule from a worse one. Calibrated on the bench, it shows
 // what the bench showed with the rule before this one (late spells as soon as waits passed
-// a third of what admission lets wait, a least retry-after of 1 s): a storm of deferrals in
+// half of what admission lets wait, a least retry-after of 1 s): a storm of deferrals in
 // seconds 2–4 whose waits grew to 20 s, then seconds in which ring 0 idled while the nodes
 // it had sent away waited — 84, 59, 72 and 86 % here in the four cases below, 65–82 % on
 // the bench at 1.5 times.
