@@ -72,9 +72,9 @@ func concrete(p string) string {
 	return strings.ReplaceAll(p, ">", "x.y")
 }
 
-// TestAllowListsHoldOnEveryVerb has each identity — ring 0 supervisor, ring 1 node, OPS user
-// and a tenant user minted by a scoped key — publish, subscribe, queue-subscribe and request
-// outside its grant. Every attempt must be refused with a permissions violation and nothing
+// TestAllowListsHoldOnEveryVerb has each identity — ring 0 supervisor, ring 1 node, ring 0's
+// ingest user, OPS user and a tenant user minted by a scoped key — publish, subscribe,
+// queue-subscribe and request outside its grant. Every attempt must be refused with a permissions violation and nothing
 // may be delivered: a sink with full rights in every account counts what arrives.
 func TestAllowListsHoldOnEveryVerb(t *testing.T) {
 	c := harness.StartBroker(t)
@@ -109,6 +109,11 @@ func TestAllowListsHoldOnEveryVerb(t *testing.T) {
 				"r1.from.acme."+k+".obs", "r1.to.acme."+k+".cmd.stop", "events.x", "ring1.n1.obs.x", "ring1.n1"),
 			sub: commonSub("ring1.n2.cmd.>", "ring1.n2.cmd.domains", "ring1.n2.obs", "ring1.*.obs", "ring1.*.cmd.>", "ring1.>",
 				"r1.ring0.>", "r1.from.>", "_INBOX.n2.>", "_INBOX.*.>", "ops.>")},
+		// Ring 0's ingest user answers observations in any RING1 inbox, and may do nothing else.
+		{name: "ingest", account: keys.RING1, creds: c.Ring0Ingest(t),
+			pub: common("ring1.n1.obs", "ring1.*.obs", "ring1.n1.cmd.ping", "r1.ring0.revoke", "r1.to.acme."+k+".cmd.stop",
+				"r1.from.acme."+k+".obs", "ops.ring1.n1.obs", "events.x", "_INBOX", "_INBOX.n1", "_R_.x.y", "x._INBOX.n1.x"),
+			sub: commonSub("ring1.n1.cmd.>", "ring1.>", "r1.ring0.>", "r1.to.>", "_INBOX.n1.>", "_INBOX.*.>", "ops.>")},
 		{name: "ops", account: keys.OPS, creds: c.Ops(t, "alice"),
 			pub: common("ops.ring1.n1.obs", "ops.events.x", "ops.x", "ring1.n1.cmd.ping", "_INBOX.alice.x",
 				"r0.to.ring1.n1.cmd.ping", "events.x", "ring2."+k+".obs"),
