@@ -136,7 +136,10 @@ func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, lo
 	g := &ingester{opts: opts, store: store, verify: v, log: log, seen: seen,
 		in: make(chan queued, opts.Queue), seed: maphash.MakeSeed()}
 	g.retryAfter.Store(int64(opts.RetryAfter))
-	g.admit.Store(int64(opts.Queue))
+	// Until the first period has measured what it commits, ring 0 lets wait eight rounds of
+	// its verification goroutines, not Queue: started under load, it commits a third of
+	// what it will for a second or two, and a full Queue would wait past 2 s.
+	g.admit.Store(min(int64(opts.Queue), int64(8*verifyBatch*opts.Workers)))
 	for range opts.Shards {
 		g.shards = append(g.shards, make(chan pending, opts.MaxBatch))
 	}

@@ -105,7 +105,7 @@ func TestLateQueueDefersUntilDrained(t *testing.T) {
 }
 
 // The wait a deferral asks for follows the overload: it grows with what came back too soon
-// (at most fourfold a period, up to MaxRetryAfter) and halves back once nothing is deferred.
+// (at most twofold a period, up to MaxRetryAfter) and halves back once nothing is deferred.
 func TestRetryAfterFollowsTheOverload(t *testing.T) {
 	g := newIngester(ingestOptions{RetryAfter: time.Second, MaxRetryAfter: 5 * time.Second}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
 	for i, step := range []struct {
@@ -113,11 +113,12 @@ func TestRetryAfterFollowsTheOverload(t *testing.T) {
 		want            time.Duration
 	}{
 		{100, 100, 2 * time.Second},
-		{300, 100, 5 * time.Second},
+		{300, 100, 4 * time.Second}, // four times as many came: twofold at most
+		{300, 100, 5 * time.Second}, // MaxRetryAfter
 		{0, 100, 2500 * time.Millisecond},
 		{0, 100, 1250 * time.Millisecond},
 		{0, 0, time.Second},
-		{1000, 0, 4 * time.Second},
+		{1000, 0, 2 * time.Second},
 	} {
 		g.repace(step.deferred, step.acked)
 		if got := time.Duration(g.retryAfter.Load()); got != step.want {
@@ -127,15 +128,16 @@ func TestRetryAfterFollowsTheOverload(t *testing.T) {
 }
 
 // What may wait follows what ring 0 commits: what commits in two thirds of MaxWait by the
-// last period's acknowledgements, at least a few batches, at most the queue — lowered only
-// by a period that deferred (a quiet one measured the load, not ring 0); and what waits
-// behind the subscriptions' callbacks, or verified for its batch, counts as waiting. Past
-// it, the next observation is deferred at once though the queue has room.
+// last period's acknowledgements (before the first, eight batches a verification goroutine),
+// at least a few batches, at most the queue — lowered only by a period that deferred (a
+// quiet one measured the load, not ring 0); and what waits behind the subscriptions'
+// callbacks, or verified for its batch, counts as waiting. Past it, the next observation is
+// deferred at once though the queue has room.
 func TestAdmissionFollowsTheCommitRate(t *testing.T) {
 	c := harness.StartBroker(t)
 	g := newIngester(ingestOptions{Queue: 16384, Workers: 2, MaxWait: 900 * time.Millisecond, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
-	if got := g.admit.Load(); got != 16384 {
-		t.Fatalf("admits %d before the first period, want the queue's 16384", got)
+	if got := g.admit.Load(); got != 8*verifyBatch*2 {
+		t.Fatalf("admits %d before the first period, want eight batches a worker, %d", got, 8*verifyBatch*2)
 	}
 	for _, step := range []struct {
 		acked, deferred uint64

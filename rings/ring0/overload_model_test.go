@@ -13,30 +13,48 @@ import (
 
 // Under an overload the ingester's own admission and pacing (admits, noteWait, repace,
 // readmit) keep a modelled ring 0 busy: it commits at least 85 % of what it can while 1.5
-// and 2 times that is offered, with a deferral costing it a fifth or a third of a commit,
-// and what it accepts is acknowledged within 2 s at p99.
+// and 2 times that is offered, with a deferral costing it a fifth to a half of a commit —
+// and at least 70 % when it starts cold, under load — and what it accepts is acknowledged
+// within 2 s at p99.
 //
 // The model is deterministic, so the controller can be tuned on it — `enjin bench ingest`
 // on these machines spreads too much from run to run (14,900 to 24,500 committed a second
 // for one binary) to tell a better rule from a worse one. Calibrated on the bench, it shows
-// what the bench showed with the rule before this one (late spells as soon as waits passed
-// half of what admission lets wait, a least retry-after of 1 s): a storm of deferrals in
-// seconds 2–4 whose waits grew to 20 s, then seconds in which ring 0 idled while the nodes
-// it had sent away waited — 84, 59, 72 and 86 % here in the four cases below, 65–82 % on
-// the bench at 1.5 times.
+// what the bench showed with the rule before the last but one (late spells as soon as waits
+// passed half of what admission lets wait, a least retry-after of 1 s): a storm of deferrals
+// in seconds 2–4 whose waits grew to 20 s, then seconds in which ring 0 idled while the
+// nodes it had sent away waited — 84, 59, 72 and 86 % here in the first four cases, 65–82 %
+// on the bench at 1.5 times.
+//
+// The last three cases came later, from the bench's per-second figures: on the bench ring 0
+// commits a third to a half of its capacity in the first 2–4 s of load, and a deferral costs
+// it 0.45–0.65 of a commit (its CPU per acknowledgement, with and without deferrals). With
+// the rule before this one — the whole queue admitted before the first second had measured
+// a rate, the wait growing up to fourfold a second — they commit 76, 64 and 59 % with p99s
+// of 1.8, 2.3 and 3.0 s: the start admits more than a cold ring 0 commits in 2 s, then
+// defers storms at a wait grown to 20 s and idles.
 func TestOverloadModelKeepsRing0Busy(t *testing.T) {
 	for _, sc := range []overloadModel{
 		{nodes: 100_000, rate: 45_000, capacity: 30_000, deferCost: 0.2, offered: 15 * time.Second},
 		{nodes: 100_000, rate: 45_000, capacity: 30_000, deferCost: 0.33, offered: 15 * time.Second},
 		{nodes: 100_000, rate: 60_000, capacity: 30_000, deferCost: 0.33, offered: 15 * time.Second},
 		{nodes: 40_000, rate: 60_000, capacity: 30_000, deferCost: 0.33, offered: 10 * time.Second},
+		{nodes: 100_000, rate: 45_000, capacity: 30_000, deferCost: 0.5, offered: 15 * time.Second},
+		// Cold: a third of capacity at first, all of it after 3 s, as ring 0 on the bench.
+		{nodes: 100_000, rate: 45_000, capacity: 28_000, deferCost: 0.33, offered: 15 * time.Second, cold: 3 * time.Second},
+		{nodes: 100_000, rate: 45_000, capacity: 28_000, deferCost: 0.5, offered: 15 * time.Second, cold: 3 * time.Second},
 	} {
 		g := newIngester(ingestOptions{Workers: 2, MaxRetryAfter: 20 * time.Second}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
 		r := sc.run(g)
-		t.Logf("%d nodes offering %.0f/s to a ring 0 committing %.0f/s, a deferral costing %.2f of a commit: committed %.0f/s while offered (%.0f %%), %d deferred, accepted ack p99 %v, all %d acknowledged after %v",
-			sc.nodes, sc.rate, sc.capacity, sc.deferCost, r.whileOffered, 100*r.whileOffered/sc.capacity, r.deferred, r.p99, r.acked, r.span)
-		if r.whileOffered < 0.85*sc.capacity || r.p99 > 2*time.Second || r.acked != int(sc.rate*sc.offered.Seconds()) {
-			t.Errorf("committed %.0f/s of %.0f, p99 %v, %d acknowledged: want ≥ 85 %%, ≤ 2 s, every one", r.whileOffered, sc.capacity, r.p99, r.acked)
+		t.Logf("%d nodes offering %.0f/s to a ring 0 committing %.0f/s (cold for %v), a deferral costing %.2f of a commit: committed %.0f/s while offered (%.0f %%), %d deferred, accepted ack p99 %v, all %d acknowledged after %v",
+			sc.nodes, sc.rate, sc.capacity, sc.cold, sc.deferCost, r.whileOffered, 100*r.whileOffered/sc.capacity, r.deferred, r.p99, r.acked, r.span)
+		// Cold, the first 3 s hold a second of capacity less: 93 % would be all of it.
+		least := 0.85
+		if sc.cold > 0 {
+			least = 0.70
+		}
+		if r.whileOffered < least*sc.capacity || r.p99 > 2*time.Second || r.acked != int(sc.rate*sc.offered.Seconds()) {
+			t.Errorf("committed %.0f/s of %.0f, p99 %v, %d acknowledged: want ≥ %.0f %%, ≤ 2 s, every one", r.whileOffered, sc.capacity, r.p99, r.acked, 100*least)
 		}
 	}
 }
@@ -52,6 +70,10 @@ type overloadModel struct {
 	capacity  float64 // commits a second while doing nothing else
 	deferCost float64 // a deferral's cost as a share of a commit's
 	offered   time.Duration
+	// cold: ring 0 starts at a third of its capacity and reaches all of it after cold, as on
+	// the bench, where the first seconds of load commit a third to a half of what they do later.
+	cold  time.Duration
+	trace func(format string, args ...any) // each second's figures, if set
 }
 
 type modelResult struct {
@@ -144,6 +166,9 @@ func (sc overloadModel) run(g *ingester) modelResult {
 			}
 		}
 		budget := tick - debt
+		if sc.cold > 0 && now < sc.cold {
+			budget -= tick * 2 / 3 * (sc.cold - now) / sc.cold
+		}
 		for sends.Len() > 0 && sends[0].at <= now {
 			s := heap.Pop(&sends).(modelSend)
 			n := &nodes[s.node]
@@ -175,6 +200,9 @@ func (sc overloadModel) run(g *ingester) modelResult {
 		}
 		debt = max(0, -budget) // idle time is not saved up
 		if now%time.Second == 0 && now > 0 {
+			if sc.trace != nil {
+				sc.trace("%2ds acked %6d deferred %6d queued %6d admit %6d retry-after %v", now/time.Second, periodAcked, periodD, len(queue), g.admit.Load(), time.Duration(g.retryAfter.Load()))
+			}
 			g.repace(periodD, periodAcked)
 			g.readmit(periodAcked, periodD, time.Second)
 			periodD, periodAcked = 0, 0
