@@ -79,10 +79,13 @@ exec 9>>"$lock"
 flock -w 120 9 || fail "another deploy/libvirt.sh held $lock for 2 minutes"
 answers && exit 0
 
-# alive PIDFILE reports whether the process the file names is running.
+# alive PIDFILE NAME reports whether the process the file names is running and is NAME: a
+# daemon that died leaves its PID file behind, and the PID in it may since have gone to
+# another process (PIDs wrap at 32,768 here within minutes of tests) — taking that for the
+# daemon would leave it unstarted and wait out the minute below for nothing.
 alive() {
 	local pid
-	pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && "${sudo[@]}" kill -0 "$pid" 2>/dev/null
+	pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$2" ]
 }
 
 if [ -d /run/systemd/system ] && systemctl cat libvirtd.service >/dev/null 2>&1; then
@@ -92,10 +95,10 @@ else
 	# libvirt-daemon-system would also have made the log directory; the daemons make the rest.
 	"${sudo[@]}" mkdir -p /var/log/libvirt
 	# virtlogd keeps the domains' console logs; libvirtd hands it their output.
-	if ! virtlogd_answers && ! alive /run/virtlogd.pid; then
+	if ! virtlogd_answers && ! alive /run/virtlogd.pid virtlogd; then
 		"${sudo[@]}" virtlogd -d -p /run/virtlogd.pid 9>&- || fail "virtlogd did not start"
 	fi
-	if ! libvirtd_answers && ! alive /run/libvirtd.pid; then
+	if ! libvirtd_answers && ! alive /run/libvirtd.pid libvirtd; then
 		if [ -c /dev/kvm ] && ! "${sudo[@]}" setpriv --reuid=libvirt-qemu --regid=libvirt-qemu --init-groups \
 			sh -c 'test -r /dev/kvm && test -w /dev/kvm'; then
 			# A /dev/kvm only root may use (a machine without udev) is KVM that QEMU, which runs
