@@ -69,8 +69,12 @@ func (g *ingester) readmit(acked, deferred uint64, period time.Duration) {
 	if deferred == 0 {
 		n = max(n, g.admit.Load())
 	}
-	least := min(int64(g.opts.Queue), int64(4*verifyBatch*g.opts.Workers))
-	g.admit.Store(min(max(n, least), int64(g.opts.Queue)))
+	g.admit.Store(min(max(n, g.rounds(4)), int64(g.opts.Queue)))
+}
+
+// rounds is what n rounds of the verification goroutines take, at most Queue.
+func (g *ingester) rounds(n int) int64 {
+	return int64(min(g.opts.Queue, n*verifyBatch*g.opts.Workers))
 }
 
 // admitShare is the share of MaxWait whose commits ring 0 admits (see readmit).

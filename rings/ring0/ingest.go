@@ -139,7 +139,7 @@ func newIngester(opts ingestOptions, store *inventory.Store, v *bus.Verifier, lo
 	// Until the first period has measured what it commits, ring 0 lets wait eight rounds of
 	// its verification goroutines, not Queue: started under load, it commits a third of
 	// what it will for a second or two, and a full Queue would wait past 2 s.
-	g.admit.Store(min(int64(opts.Queue), int64(8*verifyBatch*opts.Workers)))
+	g.admit.Store(g.rounds(8))
 	for range opts.Shards {
 		g.shards = append(g.shards, make(chan pending, opts.MaxBatch))
 	}
