@@ -81,9 +81,9 @@ const IngestUser = "ring0-ingest"
 // Answers go to any inbox of the account rather than through the broker's response
 // permission ("one reply per request delivered"): the broker keeps that by recording every
 // request it delivers and pruning the record by walking it, which cost ring 0 a sixth of its
-// CPU per observation stored at 30,000/s — about as much as checking the signatures. Answering any
-// RING1 inbox gives ring 0 nothing it lacks: it holds the RING1 account's signing key. The
-// user still publishes nowhere but inboxes (TestAllowListsHoldOnEveryVerb).
+// CPU per observation stored at 30,000/s — about as much as checking the signatures.
+// Answering any RING1 inbox gives ring 0 nothing it lacks: it holds the RING1 account's
+// signing key. The user still publishes nowhere but inboxes (TestAllowListsHoldOnEveryVerb).
 func Ring0IngestPerms() keys.Permissions {
 	return keys.Permissions{
 		PubAllow: []string{"_INBOX.*.>"},
