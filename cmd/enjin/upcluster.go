@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"enjin/bus/broker"
 	"enjin/keys"
@@ -21,7 +21,7 @@ const maxUpMembers = 5
 // n members of one ring 0 cluster on this machine, named r0-a, r0-b, …: the others keep their
 // state in <state>/ring0/<member> with a copy of the trust chain, listen on free loopback
 // ports (broker, API) and run no ring 1 node; all share first's database, and their brokers
-// route to each other on free loopback ports.
+// route to each other on free loopback ports below the ephemeral range.
 func clusterConfigs(stateDir string, first ring0.Config, n int, log *slog.Logger) ([]ring0.Config, error) {
 	if n < 1 || n > maxUpMembers {
 		return nil, usagef("--ring0 %d: want 1 to %d members", n, maxUpMembers)
@@ -32,12 +32,11 @@ func clusterConfigs(stateDir string, first ring0.Config, n int, log *slog.Logger
 	names, ports := make([]string, n), make([]int, n)
 	for i := range n {
 		names[i] = "r0-" + string(rune('a'+i))
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		p, err := broker.FreePort(func(p int) bool { return slices.Contains(ports[:i], p) })
 		if err != nil {
 			return nil, fmt.Errorf("route port: %w", err)
 		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		ln.Close()
+		ports[i] = p
 	}
 	cfgs := make([]ring0.Config, n)
 	for i := range n {

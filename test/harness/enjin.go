@@ -3,7 +3,6 @@ package harness
 import (
 	"bytes"
 	"encoding/json"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"enjin/bus/broker"
 )
 
 var (
@@ -186,29 +187,19 @@ var (
 // stopping.
 func Unique(mod int) int { return int((uniqueStart() + uniqueSeq.Add(1)) % int64(mod)) }
 
-// FreePort returns a loopback TCP port that was free a moment ago and that FreePort has not
+// FreePort returns a loopback port, free for TCP and UDP a moment ago, that FreePort has not
 // returned before in this process: a test that asks for several ports at once gets several.
+// It comes from below the kernel's ephemeral range, as broker.FreePort explains.
 func FreePort(t testing.TB) int {
 	t.Helper()
 	portsMu.Lock()
 	defer portsMu.Unlock()
-	var held []net.Listener
-	defer func() {
-		for _, l := range held {
-			l.Close()
-		}
-	}()
-	for {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		held = append(held, l) // kept open until a new port turns up, so the next differs
-		if p := l.Addr().(*net.TCPAddr).Port; !givenPorts[p] {
-			givenPorts[p] = true
-			return p
-		}
+	p, err := broker.FreePort(func(p int) bool { return givenPorts[p] })
+	if err != nil {
+		t.Fatal(err)
 	}
+	givenPorts[p] = true
+	return p
 }
 
 var (
