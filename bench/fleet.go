@@ -166,7 +166,9 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 		})
 		return
 	}
-	// Acknowledged, or refused for good (a replay: a copy sent earlier was stored).
+	// Acknowledged (a copy sent again is acknowledged again once the first is stored), or
+	// refused for good: a replay, when the member that stored the first has restarted since
+	// and no longer knows its signature.
 	if reason != "" {
 		f.refused.Add(1)
 	} else {

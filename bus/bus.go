@@ -193,7 +193,8 @@ func SendObservation(ctx context.Context, nc *nats.Conn, s *Signer, subj string,
 
 // Ack acknowledges a stored observation to its sender (no-op if it asked for no reply). A
 // lost ack is no ack to the sender: a ring 1 node sends the observation again, signed afresh
-// under a new sequence, so the store, keyed by node and sequence, keeps it twice.
+// under a new sequence, so the store, keyed by node and sequence, keeps it twice; a sender
+// that sends the same bytes again is acknowledged again (see Verifier) and stored once.
 func Ack(m *nats.Msg) {
 	if m.Reply != "" {
 		_ = m.Respond(nil)

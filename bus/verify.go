@@ -1,6 +1,7 @@
 package bus
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"fmt"
 	"slices"
@@ -25,7 +26,7 @@ const (
 	UnknownNode                 // no attestation key registered for the node
 	WrongSigner                 // Obs-Signer is not the key registered for the node
 	OutsideWindow               // |now − ts| exceeds the window
-	Replay                      // seq not above the node's high-water mark
+	Replay                      // seq not above the node's high-water mark (nor its latest sent again)
 	BadSignature                // the signature does not cover these bytes
 	numReasons
 )
@@ -63,16 +64,20 @@ const DefaultWindow = 30 * time.Second
 
 // Verifier checks signed observations: the signer is the attestation key registered for the
 // node named by the (server-enforced) subject, the timestamp is within the window, the seq is
-// above the node's high-water mark and the signature covers the canonical bytes. It counts
-// what it accepts and why it rejects. It is safe for concurrent use.
+// above the node's high-water mark and the signature covers the canonical bytes. The one
+// exception to the mark is the node's latest accepted observation sent again, byte for byte
+// (its answer was lost or late): it passes as a duplicate, for the caller to store
+// idempotently and acknowledge again rather than tell the node that what it sent is a
+// replay. It counts what it accepts and why it rejects. It is safe for concurrent use.
 type Verifier struct {
 	window time.Duration
 
 	mu    sync.RWMutex
 	nodes map[enjin.NodeID]*nodeState
 
-	accepted atomic.Uint64
-	rejected [numReasons]atomic.Uint64
+	accepted   atomic.Uint64
+	duplicates atomic.Uint64
+	rejected   [numReasons]atomic.Uint64
 }
 
 type nodeState struct {
@@ -82,6 +87,7 @@ type nodeState struct {
 
 	mu   sync.Mutex
 	mark uint64
+	last [ed25519.SignatureSize]byte // the signature of the observation at mark; zero if not known
 }
 
 // NewVerifier returns a verifier with the given window (DefaultWindow if zero).
@@ -108,10 +114,15 @@ func (v *Verifier) Register(node enjin.NodeID, signer string, mark uint64) error
 	}
 	v.mu.Lock()
 	defer v.mu.Unlock()
+	st := &nodeState{signer: signer, pub: pub, key: key, mark: mark}
 	if old, ok := v.nodes[node]; ok {
-		mark = max(mark, old.highWater())
+		old.mu.Lock()
+		if old.mark >= mark {
+			st.mark, st.last = old.mark, old.last
+		}
+		old.mu.Unlock()
 	}
-	v.nodes[node] = &nodeState{signer: signer, pub: pub, key: key, mark: mark}
+	v.nodes[node] = st
 	return nil
 }
 
@@ -163,6 +174,10 @@ type Item struct {
 
 	Seal Seal
 	Err  error // nil if accepted, else a *RejectError
+	// Duplicate is set, with Err nil, for the node's latest accepted observation sent again:
+	// stored already, or about to be — the caller stores it idempotently and acknowledges it
+	// once that is committed.
+	Duplicate bool
 }
 
 // VerifyBatch checks many observations at once, in order. Signatures are checked together
@@ -216,11 +231,15 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
 				continue
 			}
 		}
-		if !states[i].advance(it.Seal.Seq) {
-			v.reject(it, Replay) // a copy came first
-			continue
+		switch states[i].advance(it.Seal.Seq, it.Seal.Sig) {
+		case advanced:
+			v.accepted.Add(1)
+		case again:
+			it.Duplicate = true
+			v.duplicates.Add(1)
+		default:
+			v.reject(it, Replay) // a copy, or a different observation of this seq, came first
 		}
-		v.accepted.Add(1)
 	}
 }
 
@@ -250,21 +269,50 @@ func (v *Verifier) precheck(node enjin.NodeID, h nats.Header, payload []byte, no
 	if d := now.UnixNano() - sl.Ts; d > int64(v.window) || d < -int64(v.window) {
 		return sl, nil, OutsideWindow
 	}
-	if sl.Seq <= n.highWater() {
+	if n.judge(sl.Seq, sl.Sig) == stale {
 		return sl, nil, Replay
 	}
 	return sl, n, -1
 }
 
-// advance raises the node's mark to seq if seq is above it.
-func (n *nodeState) advance(seq uint64) bool {
+// verdict is what a sequence number and signature are to a node's mark.
+type verdict int
+
+const (
+	stale    verdict = iota // at or below the mark, and not the latest sent again
+	advanced                // above the mark
+	again                   // the mark's own observation: its seq and signature
+)
+
+// judge says what seq and sig are to the node's mark, without moving it.
+func (n *nodeState) judge(seq uint64, sig []byte) verdict {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if seq <= n.mark {
-		return false
+	return n.judgeLocked(seq, sig)
+}
+
+func (n *nodeState) judgeLocked(seq uint64, sig []byte) verdict {
+	switch {
+	case seq > n.mark:
+		return advanced
+	case seq == n.mark && n.last != [ed25519.SignatureSize]byte{} && bytes.Equal(sig, n.last[:]):
+		return again
 	}
-	n.mark = seq
-	return true
+	return stale
+}
+
+// advance raises the node's mark to seq, keeping sig, if seq is above it; a signature
+// checked already.
+func (n *nodeState) advance(seq uint64, sig []byte) verdict {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v := n.judgeLocked(seq, sig)
+	if v == advanced {
+		n.mark = seq
+		n.last = [ed25519.SignatureSize]byte{}
+		copy(n.last[:], sig)
+	}
+	return v
 }
 
 // VerifyStored says why a stored observation, as ring 0's API answers it, does not verify
@@ -292,13 +340,14 @@ func VerifySignature(pub ed25519.PublicKey, node enjin.NodeID, ts int64, seq uin
 
 // Stats are the verifier's counters.
 type Stats struct {
-	Accepted uint64
-	Rejected map[Reason]uint64
+	Accepted   uint64
+	Duplicates uint64 // a node's latest accepted observation, sent again
+	Rejected   map[Reason]uint64
 }
 
 // Stats returns the counters so far.
 func (v *Verifier) Stats() Stats {
-	s := Stats{Accepted: v.accepted.Load(), Rejected: map[Reason]uint64{}}
+	s := Stats{Accepted: v.accepted.Load(), Duplicates: v.duplicates.Load(), Rejected: map[Reason]uint64{}}
 	for i := range v.rejected {
 		if c := v.rejected[i].Load(); c > 0 {
 			s.Rejected[Reason(i)] = c

@@ -79,12 +79,17 @@ func TestSignedObservations(t *testing.T) {
 		if counts[kind] == nil {
 			counts[kind] = map[string]int{}
 		}
-		_, err := v.Verify(node, h, p, now)
-		counts[kind][reason(err)]++
+		it := []bus.Item{{Node: node, Header: h, Payload: p}}
+		v.VerifyBatch(it, now)
+		if it[0].Duplicate {
+			counts[kind]["duplicate"]++
+		} else {
+			counts[kind][reason(it[0].Err)]++
+		}
 	}
-	// 10,000 replays of observations already accepted.
+	// 10,000 replays of observations already accepted but the latest.
 	for i := range 10_000 {
-		m := valid[i%len(valid)]
+		m := valid[i%(len(valid)-1)]
 		attempt("replay", m.node, m.h, m.p)
 	}
 	// 1,000 tampered messages, fresh each time so replay cannot be what stops them.
@@ -164,6 +169,9 @@ func TestSignedObservations(t *testing.T) {
 	}
 	st := v.Stats()
 	t.Logf("verifier: accepted %d, rejected %v (%d attempts)", st.Accepted, st.Rejected, total)
+	if st.Accepted != uint64(len(valid)) || st.Duplicates != 0 {
+		t.Errorf("the verifier counted %d accepted and %d duplicates, want %d and 0", st.Accepted, st.Duplicates, len(valid))
+	}
 	wantReason := map[string]string{"replay": "replay", "carried": "wrong-signer", "window": "outside-window", "unknown": "unknown-node"}
 	for kind, r := range wantReason {
 		if counts[kind][r] != sumOf(counts[kind]) {
@@ -194,6 +202,86 @@ func TestSignedObservations(t *testing.T) {
 			t.Fatalf("after restart, valid observation from %s: %v", m.node, err)
 		}
 	}
+}
+
+// A node's latest accepted observation sent again byte for byte (its answer was lost) passes
+// as a duplicate, so its node is acknowledged, not told "replay" for what was stored; the
+// mark does not move. Anything else at or below the mark is still a replay, and a copy whose
+// bytes were changed still has its signature checked.
+func TestLatestSentAgainIsADuplicate(t *testing.T) {
+	v := bus.NewVerifier(0)
+	att, err := keys.NewAttestation()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Register("n1", att.Public(), 0); err != nil {
+		t.Fatal(err)
+	}
+	s := bus.NewSigner("n1", att)
+	now := time.Now()
+	verdict := func(ms ...signed) []string {
+		items := make([]bus.Item, len(ms))
+		for i, m := range ms {
+			items[i] = bus.Item{Node: m.node, Header: m.h, Payload: m.p}
+		}
+		v.VerifyBatch(items, now)
+		out := make([]string, len(items))
+		for i, it := range items {
+			out[i] = reason(it.Err)
+			if it.Duplicate {
+				out[i] = "duplicate"
+			}
+		}
+		return out
+	}
+	expect := func(what string, got []string, want ...string) {
+		t.Helper()
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s: %v, want %v", what, got, want)
+		}
+	}
+	first, second := sign(s, `{"i":1}`, now), sign(s, `{"i":2}`, now)
+	expect("two new", verdict(first, second), "accepted", "accepted")
+	mark := v.Marks()["n1"]
+	expect("the latest, three times", verdict(second, second, second), "duplicate", "duplicate", "duplicate")
+	expect("the one before", verdict(first), "replay")
+	if m := v.Marks()["n1"]; m != mark {
+		t.Errorf("duplicates moved the mark from %d to %d", mark, m)
+	}
+
+	// Another observation under the latest's sequence number, properly signed: a replay.
+	seq, _ := strconv.ParseUint(second.h.Get(bus.HdrSeq), 10, 64)
+	ts, _ := strconv.ParseInt(second.h.Get(bus.HdrTs), 10, 64)
+	other := []byte(`{"i":"other"}`)
+	h := cloneHeader(second.h)
+	h.Set(bus.HdrSig, base64.RawURLEncoding.EncodeToString(att.Sign(bus.Canonical(nil, "n1", ts, seq, other))))
+	expect("another observation at the mark", verdict(signed{"n1", h, other}), "replay")
+	// The latest's seal on changed bytes: the signature is checked, as for a new one.
+	expect("the latest's seal on other bytes", verdict(signed{"n1", second.h, other}), "bad-signature")
+
+	// A copy in the same batch as its first: one accepted, one duplicate.
+	third := sign(s, `{"i":3}`, now)
+	expect("new and its copy in one batch", verdict(third, third), "accepted", "duplicate")
+
+	// Registered again (another member learned the node, a key rotation to the same key):
+	// the latest is still known; a verifier started afresh from the stored marks does not
+	// know its signature, and calls the copy a replay.
+	if err := v.Register("n1", att.Public(), mark); err != nil {
+		t.Fatal(err)
+	}
+	expect("after registering again", verdict(third), "duplicate")
+	v2 := bus.NewVerifier(0)
+	if err := v2.Register("n1", att.Public(), v.Marks()["n1"]); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := v2.Verify("n1", third.h, third.p, now); reason(err) != "replay" {
+		t.Errorf("a fresh verifier: %v, want replay", err)
+	}
+	st := v.Stats()
+	if st.Accepted != 3 || st.Duplicates != 5 {
+		t.Errorf("counted %d accepted, %d duplicates; want 3 and 5", st.Accepted, st.Duplicates)
+	}
+	t.Logf("accepted %d, duplicates %d, rejected %v", st.Accepted, st.Duplicates, st.Rejected)
 }
 
 func sumOf(m map[string]int) int {

@@ -2,6 +2,8 @@ package test
 
 import (
 	"context"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,4 +115,63 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 	if missing != 0 || dups != 0 {
 		t.Fatalf("%d acknowledged observations missing, %d duplicated", missing, dups)
 	}
+}
+
+// A node whose acknowledgement was lost sends the same observation again, byte for byte: ring
+// 0 acknowledges the copy (once the first is committed) instead of telling the node "replay",
+// and stores it once. Any other observation at or below the node's mark is still refused.
+func TestLatestSentAgainIsAcknowledged(t *testing.T) {
+	r := newRing0(t, time.Second)
+	const id = enjin.NodeID("again-a")
+	cfg := r.join(id)
+	nc, err := bus.Connect(r.nats(), cfg.Creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	s := bus.NewSigner(id, cfg.Attestation)
+	send := func(m *nats.Msg) string {
+		t.Helper()
+		resp, err := nc.RequestMsg(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e := resp.Header.Get(bus.HdrError); e != "" {
+			return e
+		}
+		return "acknowledged"
+	}
+	obs := func(i int) *nats.Msg {
+		p := []byte(`{"node":"again-a","ring":1,"state":"up","i":` + strconv.Itoa(i) + `}`)
+		return &nats.Msg{Subject: bus.Ring1Obs(id), Header: s.Sign(p, time.Now()).Header(), Data: p}
+	}
+	first, second := obs(1), obs(2)
+	var got []string
+	for _, m := range []*nats.Msg{first, second, second, second, first} {
+		got = append(got, send(m))
+	}
+	want := []string{"acknowledged", "acknowledged", "acknowledged", "acknowledged", "replay"}
+	for i := range want {
+		if !strings.Contains(got[i], want[i]) {
+			t.Fatalf("answers %q, want %q", got, want)
+		}
+	}
+	store, err := inventory.Open(t.Context(), r.dbURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	stored, err := store.Observations(t.Context(), id, 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seqs := map[uint64]int{}
+	for _, o := range stored {
+		seqs[o.Seq]++
+	}
+	seq, _ := strconv.ParseUint(second.Header.Get(bus.HdrSeq), 10, 64)
+	if seqs[seq] != 1 {
+		t.Fatalf("the observation sent three times is stored %d times: %v", seqs[seq], seqs)
+	}
+	t.Logf("answers %q; stored seqs %v", got, seqs)
 }

@@ -30,7 +30,7 @@ func newMetrics(r *Ring0) (*metrics, *prometheus.Registry) {
 		revoked: prometheus.NewCounter(prometheus.CounterOpts{Name: "enjin_revocations_total",
 			Help: "Bus users revoked by this member (nodes decommissioned or rejoined, tenants' users)."}),
 		observations: prometheus.NewDesc("enjin_ingest_observations_total",
-			"Observations this member ingested, by outcome: committed (stored), acknowledged (told to their node), failed (a commit failed; not acknowledged).", []string{"outcome"}, nil),
+			"Observations this member ingested, by outcome: committed (stored), acknowledged (told to their node), failed (a commit failed; not acknowledged), duplicate (a node's latest sent again: stored once, acknowledged again).", []string{"outcome"}, nil),
 		refused: prometheus.NewDesc("enjin_ingest_refused_total",
 			"Observations refused, by reason: overloaded (deferred with a retry-after), or why the signature check refused them.", []string{"reason"}, nil),
 		queued:     prometheus.NewDesc("enjin_ingest_queued", "Observations waiting for verification.", nil, nil),
@@ -65,6 +65,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(m.retryAfter, prometheus.GaugeValue, time.Duration(g.retryAfter.Load()).Seconds())
 	}
 	st := m.r.verify.Stats()
+	counter(m.observations, st.Duplicates, "duplicate")
 	for _, reason := range bus.Reasons() {
 		counter(m.refused, st.Rejected[reason], reason.String())
 	}
