@@ -3,9 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"math/rand/v2"
-	"net"
-	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -97,7 +94,11 @@ func startMembers(ctx context.Context, opt IngestOptions, dir, url string, n int
 	ports := make([]int, n)
 	for i := range ports {
 		var err error
-		if ports[i], err = routePort(ports[:i]); err != nil {
+		// Below the ephemeral ports: a member killed and started again binds its route port
+		// again while the others keep dialing it, and a dial from that very port connects to
+		// itself and holds it (seen once in CI).
+		taken := ports[:i]
+		if ports[i], err = broker.FreePort(func(p int) bool { return slices.Contains(taken, p) }); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -177,40 +178,6 @@ func downAt(ctx context.Context, url string, at time.Time) int64 {
 		return -1
 	}
 	return n
-}
-
-// routePort returns a loopback port for a member's routes that was free a moment ago, is
-// none of taken, and lies below the kernel's range of ephemeral ports. A member killed and
-// started again binds its route port again while the others keep dialing it; a dial whose
-// ephemeral source port happens to be the port it dials connects to itself (TCP's
-// simultaneous open) and holds the port, and the member cannot start ("address already in
-// use", seen once in CI).
-func routePort(taken []int) (int, error) {
-	const lowest = 10000
-	first := 32768 // Linux's default first ephemeral port
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if v, err := strconv.Atoi(f[0]); err == nil {
-				first = v
-			}
-		}
-	}
-	if first <= lowest+1000 {
-		return 0, fmt.Errorf("bench: no room below the ephemeral ports (%d) for route ports", first)
-	}
-	for range 100 {
-		p := lowest + rand.N(first-lowest)
-		if slices.Contains(taken, p) {
-			continue
-		}
-		ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p))
-		if err != nil {
-			continue // in use
-		}
-		ln.Close()
-		return p, nil
-	}
-	return 0, fmt.Errorf("bench: no free port in %d–%d for routes", lowest, first-1)
 }
 
 // createDatabase makes a database on the managed server pg and returns its URL.
