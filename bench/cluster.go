@@ -59,7 +59,7 @@ func ingestPhase(ctx context.Context, opt IngestOptions, dir, url string, member
 		return IngestFigures{}, err
 	}
 	f := IngestFigures{Nodes: len(signers), Members: members, OfferedRate: opt.Rate, Sent: total, Acked: res.acked, Refused: res.refused,
-		Deferred: res.deferred, Timeouts: res.timeouts, NoResponders: res.statuses, Reasons: res.reasons, Ring0MemMB: opt.Ring0MemoryMB, DurableDB: !opt.FastDB && opt.DatabaseURL == ""}
+		Deferred: res.deferred, Timeouts: res.timeouts, Resigned: res.resigned, NoResponders: res.statuses, Reasons: res.reasons, Ring0MemMB: opt.Ring0MemoryMB, DurableDB: !opt.FastDB && opt.DatabaseURL == ""}
 	f.CommittedRate = float64(res.acked) / res.span.Seconds()
 	f.WindowRate, f.DeferredRate = float64(res.ackedInWindow)/opt.Duration.Seconds(), float64(res.deferred)/opt.Duration.Seconds()
 	f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms = PercentileMs(res.lat, 50), PercentileMs(res.lat, 99), PercentileMs(res.e2e, 99)

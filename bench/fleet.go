@@ -23,6 +23,7 @@ import (
 type offerResult struct {
 	acked, refused, deferred int64
 	timeouts                 int64            // sends not answered in time, sent again
+	resigned                 int64            // sends signed as sent, not ahead (see resignAfter)
 	statuses                 int64            // the broker answered, not ring 0 (no responders)
 	ackedInWindow            int64            // acknowledged while load was offered
 	lat, e2e                 []time.Duration  // accepted send → ack, due → ack
@@ -72,6 +73,7 @@ type fleet struct {
 	lat, e2e                          []time.Duration
 	acked, refused, deferred, lastAck atomic.Int64 // acked and refused count each message once
 	timeouts                          atomic.Int64
+	resigned                          atomic.Int64 // sends signed as sent: the fleet's CPU, not ring 0's
 	statuses                          atomic.Int64 // the broker's own answers (no responders)
 	sendq                             chan int     // next heartbeats of nodes just answered; see senders
 	mu                                sync.Mutex
@@ -91,6 +93,7 @@ func (f *fleet) send(k int) {
 	hdr := m.hdr
 	if n.resign {
 		hdr = f.signers[k%len(f.nodes)].Sign(m.data, now).Header()
+		f.resigned.Add(1)
 	}
 	n.unanswered = time.AfterFunc(ackTimeout, func() { // before the send: its answer stops it
 		n.mu.Lock()
@@ -302,7 +305,7 @@ func (f *fleet) connect(natsURLs []string, cr *keys.Creds, conns int) error {
 func (f *fleet) result(t0, end time.Time, inWindow int64) offerResult {
 	res := offerResult{ackedInWindow: inWindow}
 	res.acked, res.refused, res.deferred, res.timeouts = f.acked.Load(), f.refused.Load(), f.deferred.Load(), f.timeouts.Load()
-	res.statuses = f.statuses.Load()
+	res.statuses, res.resigned = f.statuses.Load(), f.resigned.Load()
 	f.mu.Lock()
 	res.reasons = maps.Clone(f.reasons)
 	res.ackedNodes, res.ackedSeqs = f.ackedNodes, f.ackedSeqs

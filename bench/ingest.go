@@ -35,6 +35,7 @@ type IngestFigures struct {
 	Refused       int64            `json:"refused"`
 	Deferred      int64            `json:"deferred"`
 	Timeouts      int64            `json:"timeouts"`
+	Resigned      int64            `json:"resigned"`        // sends signed as sent, more than resignAfter late
 	NoResponders  int64            `json:"no_responders"`   // the broker's answers: nobody subscribed yet
 	Reasons       map[string]int64 `json:"reasons"`         // of the refusals and deferrals
 	Stored        int64            `json:"stored"`          // observations in the store afterwards
@@ -156,6 +157,7 @@ func printIngest(stdout io.Writer, f IngestFigures, dur time.Duration) {
 	fmt.Fprintf(stdout, "offered                  %.0f obs/s for %v (%d sent)\n", f.OfferedRate, dur, f.Sent)
 	fmt.Fprintf(stdout, "committed (acknowledged) %.0f obs/s (%.0f/s while offered; %d acked, %d refused, %d lost)\n", f.CommittedRate, f.WindowRate, f.Acked, f.Refused, int64(f.Sent)-f.Acked-f.Refused)
 	fmt.Fprintf(stdout, "deferred (sent again)    %.0f /s (%d, each sent again after the retry-after asked; %d unanswered in %v, sent again)\n", f.DeferredRate, f.Deferred, f.Timeouts, ackTimeout)
+	fmt.Fprintf(stdout, "signed as sent           %d (more than %v late: signed then, on the bench's CPU, not ahead)\n", f.Resigned, resignAfter)
 	fmt.Fprintf(stdout, "ack latency (accepted)   p50 %.1f ms, p99 %.1f ms; due → ack p99 %.1f ms\n", f.AckP50Ms, f.AckP99Ms, f.FirstP99Ms)
 	fmt.Fprintf(stdout, "caught up                %.0f ms after the offered load ended\n", f.CatchUpMs)
 	fmt.Fprintf(stdout, "ring 0 RSS               %.0f MiB (peak %.0f MiB a member; budget %d MiB each)\n", f.Ring0RSSMiB, f.Ring0PeakMiB, f.Ring0MemMB)
