@@ -13,7 +13,6 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"enjin/bus"
 	"enjin/bus/broker"
 	"enjin/keys"
 	"enjin/services/postgres"
@@ -21,7 +20,7 @@ import (
 
 // ingestPhase runs one measurement of `bench ingest`: members ring 0 processes (a cluster
 // when more than one) on a store at url, the simulated fleet spread over their brokers.
-func ingestPhase(ctx context.Context, opt IngestOptions, dir, url string, members int, signers []*bus.Signer, progress func(string, ...any)) (IngestFigures, error) {
+func ingestPhase(ctx context.Context, opt IngestOptions, dir, url string, members int, signers []*simSigner, progress func(string, ...any)) (IngestFigures, error) {
 	state0 := filepath.Join(dir, "r0-0")
 	chain, err := broker.Init(state0)
 	if err != nil {

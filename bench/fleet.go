@@ -39,11 +39,14 @@ type offerResult struct {
 // ½–1½×) has passed, and without an answer within a heartbeat the same one again.
 type simNode struct {
 	mu       sync.Mutex
-	next     int  // index in msgs of its oldest heartbeat not yet acknowledged
-	inflight bool // next is on its way
-	waiting  bool // ring 0 asked to wait
-	sends    int  // sends of next so far: an answer to an older one is not awaited
-	resign   bool // its heartbeats are signed as sent from now on (see send)
+	next     int         // index in msgs of its oldest heartbeat not yet acknowledged
+	inflight bool        // next is on its way
+	waiting  bool        // ring 0 asked to wait
+	sends    int         // sends of next so far: an answer to an older one is not awaited
+	ahead    bool        // next went out as signed ahead
+	late     nats.Header // next's latest seal signed as sent (see send)
+	lateAt   time.Time   // when late was signed
+	lates    uint64      // how often next was signed as sent
 	// unanswered sends next again if no answer comes within ackTimeout; stopped when one
 	// does, so that it costs no goroutine then: at 45,000 sends a second the fleet spent a
 	// third of its CPU on the goroutines of timers that found their send answered, and its
@@ -52,9 +55,14 @@ type simNode struct {
 }
 
 // resignAfter is how late a heartbeat signed ahead may be sent as signed: later, its node
-// signs it (and every one after it, whose seqs must rise) as it sends, as a ring 1 node
-// always does, rather than have it refused for a timestamp outside ring 0's window.
-const resignAfter = bus.DefaultWindow / 2
+// signs it as it sends, as a ring 1 node always does, rather than have it refused for a
+// timestamp outside ring 0's window. It signs it under the seq it was signed ahead with, and
+// sends that same seal again while it is fresh (a copy of one stored is acknowledged again);
+// signed again later, the seq goes one up each time (the first copy may have been stored).
+// The node's later heartbeats, signed ahead under higher seqs, go as signed unless late too.
+// The margin to the window is for the wait in ring 0's queue, which admission bounds to
+// about a second.
+const resignAfter = bus.DefaultWindow - 5*time.Second
 
 // ackTimeout is how long a simulated node waits for an answer before it sends again, as a
 // ring 1 node does at a 5 s heartbeat.
@@ -63,7 +71,7 @@ const ackTimeout = 5 * time.Second
 // fleet drives simulated nodes: message k belongs to node k mod len(nodes).
 type fleet struct {
 	msgs     []signedMsg
-	signers  []*bus.Signer // of the nodes, by index
+	signers  []*simSigner // of the nodes, by index
 	nodes    []simNode
 	ncs      []*nats.Conn
 	due      func(k int) time.Time
@@ -82,6 +90,26 @@ type fleet struct {
 	ackedSeqs                         []int64          // each must be in the store
 }
 
+// seal is the seal to send m, the node's next, with at now (due at due): the one signed ahead
+// unless m is later than resignAfter, else one signed as sent (signed says it was signed
+// now), under a seq no seal of m that went out had. The caller holds n.mu.
+func (n *simNode) seal(m signedMsg, due, now time.Time, s *simSigner) (hdr nats.Header, signed bool) {
+	switch {
+	case now.Sub(due) <= resignAfter:
+		n.ahead = true
+		return m.hdr, false
+	case n.late != nil && now.Sub(n.lateAt) <= resignAfter:
+		return n.late, false
+	}
+	seq := m.seq + n.lates
+	if n.ahead {
+		seq++
+	}
+	n.lates++
+	n.late, n.lateAt = s.signAs(m.data, now, seq), now
+	return n.late, true
+}
+
 // send sends message k, its node's next, and sends it again if no answer comes in time.
 func (f *fleet) send(k int) {
 	n := &f.nodes[k%len(f.nodes)]
@@ -89,10 +117,8 @@ func (f *fleet) send(k int) {
 	n.mu.Lock()
 	n.sends++
 	try := n.sends
-	n.resign = n.resign || now.Sub(f.due(k)) > resignAfter
-	hdr := m.hdr
-	if n.resign {
-		hdr = f.signers[k%len(f.nodes)].Sign(m.data, now).Header()
+	hdr, signed := n.seal(m, f.due(k), now, f.signers[k%len(f.nodes)])
+	if signed {
 		f.resigned.Add(1)
 	}
 	n.unanswered = time.AfterFunc(ackTimeout, func() { // before the send: its answer stops it
@@ -181,6 +207,7 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 		f.acked.Add(1)
 	}
 	n.sends, n.waiting = 0, false
+	n.ahead, n.late, n.lates = false, nil, 0
 	n.next = k + len(f.nodes)
 	more := n.next < int(f.produced.Load())
 	n.inflight = more
@@ -193,7 +220,7 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 // offer makes msgs due at rate from t0; nodes send them over conns connections (spread over
 // the brokers at natsURLs) as ring 1 nodes would, and the answers are tallied; every 5 s a
 // line of progress says how far it got.
-func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []signedMsg, signers []*bus.Signer, rate float64, t0 time.Time, conns int, progress func(string, ...any)) (offerResult, error) {
+func offer(ctx context.Context, chain *keys.Chain, natsURLs []string, msgs []signedMsg, signers []*simSigner, rate float64, t0 time.Time, conns int, progress func(string, ...any)) (offerResult, error) {
 	iss, err := broker.IssuerFor(chain, keys.RING1)
 	if err != nil {
 		return offerResult{}, err

@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -186,16 +187,31 @@ func countStored(ctx context.Context, url string, nodes []string, seqs []int64) 
 	return stored, missing, err
 }
 
+// simSigner is a simulated node's signer, which can also sign under a seq of its choosing.
+type simSigner struct {
+	*bus.Signer
+	priv ed25519.PrivateKey
+}
+
+// signAs seals payload at now under seq: for a heartbeat signed ahead and sent late, signed
+// again when sent under the seq it was signed ahead with (or just above it), so the node's
+// later heartbeats, signed ahead under higher seqs, may still be sent as signed ahead.
+func (s *simSigner) signAs(payload []byte, now time.Time, seq uint64) nats.Header {
+	ts := now.UnixNano()
+	sig := ed25519.Sign(s.priv, bus.Canonical(nil, s.Node(), ts, seq, payload))
+	return bus.Seal{Signer: s.Public(), Ts: ts, Seq: seq, Sig: sig}.Header()
+}
+
 // makeSigners makes n simulated nodes' attestation keys.
-func makeSigners(n int) []*bus.Signer {
-	signers := make([]*bus.Signer, n)
+func makeSigners(n int) []*simSigner {
+	signers := make([]*simSigner, n)
 	var wg sync.WaitGroup
 	procs := runtime.GOMAXPROCS(0)
 	for p := range procs {
 		wg.Go(func() {
 			for i := p; i < n; i += procs {
 				a, _ := keys.NewAttestation()
-				signers[i] = bus.NewSigner(enjin.NodeID(fmt.Sprintf("sim-%06d", i)), a)
+				signers[i] = &simSigner{bus.NewSigner(enjin.NodeID(fmt.Sprintf("sim-%06d", i)), a), a.PrivateKey()}
 			}
 		})
 	}
@@ -204,7 +220,7 @@ func makeSigners(n int) []*bus.Signer {
 }
 
 // registerFleet registers the simulated nodes, with their attestation keys, in the store.
-func registerFleet(ctx context.Context, url string, signers []*bus.Signer) error {
+func registerFleet(ctx context.Context, url string, signers []*simSigner) error {
 	store, err := inventory.Open(ctx, url, nil)
 	if err != nil {
 		return err
@@ -273,11 +289,12 @@ func runRing0(ctx context.Context, exe string, stderr io.Writer, args []string) 
 type signedMsg struct {
 	node enjin.NodeID
 	hdr  nats.Header
+	seq  uint64 // hdr's
 	data []byte
 }
 
 // presign signs every heartbeat ahead, stamped with the time it will be sent.
-func presign(signers []*bus.Signer, total int, rate float64, t0 time.Time) []signedMsg {
+func presign(signers []*simSigner, total int, rate float64, t0 time.Time) []signedMsg {
 	msgs := make([]signedMsg, total)
 	var wg sync.WaitGroup
 	procs := runtime.GOMAXPROCS(0)
@@ -289,7 +306,8 @@ func presign(signers []*bus.Signer, total int, rate float64, t0 time.Time) []sig
 				for k := i; k < total; k += len(signers) {
 					at := t0.Add(time.Duration(float64(k) / rate * float64(time.Second)))
 					b, _ := json.Marshal(enjin.Observation{Node: s.Node(), Ring: enjin.Ring1, State: enjin.StateUp, Time: at, MemBytes: 64 << 20})
-					msgs[k] = signedMsg{node: s.Node(), hdr: s.Sign(b, at).Header(), data: b}
+					sl := s.Sign(b, at)
+					msgs[k] = signedMsg{node: s.Node(), hdr: sl.Header(), seq: sl.Seq, data: b}
 				}
 			}
 		})
