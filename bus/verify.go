@@ -232,7 +232,7 @@ func (v *Verifier) VerifyBatch(items []Item, now time.Time) {
 			}
 		}
 		switch states[i].advance(it.Seal.Seq, it.Seal.Sig) {
-		case advanced:
+		case fresh:
 			v.accepted.Add(1)
 		case again:
 			it.Duplicate = true
@@ -279,9 +279,9 @@ func (v *Verifier) precheck(node enjin.NodeID, h nats.Header, payload []byte, no
 type verdict int
 
 const (
-	stale    verdict = iota // at or below the mark, and not the latest sent again
-	advanced                // above the mark
-	again                   // the mark's own observation: its seq and signature
+	stale verdict = iota // at or below the mark, and not the latest sent again
+	fresh                // above the mark
+	again                // the mark's own observation: its seq and signature
 )
 
 // judge says what seq and sig are to the node's mark, without moving it.
@@ -294,7 +294,7 @@ func (n *nodeState) judge(seq uint64, sig []byte) verdict {
 func (n *nodeState) judgeLocked(seq uint64, sig []byte) verdict {
 	switch {
 	case seq > n.mark:
-		return advanced
+		return fresh
 	case seq == n.mark && n.last != [ed25519.SignatureSize]byte{} && bytes.Equal(sig, n.last[:]):
 		return again
 	}
@@ -307,7 +307,7 @@ func (n *nodeState) advance(seq uint64, sig []byte) verdict {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	v := n.judgeLocked(seq, sig)
-	if v == advanced {
+	if v == fresh {
 		n.mark = seq
 		n.last = [ed25519.SignatureSize]byte{}
 		copy(n.last[:], sig)
