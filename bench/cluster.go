@@ -93,9 +93,8 @@ func startMembers(ctx context.Context, opt IngestOptions, dir, url string, n int
 	ports := make([]int, n)
 	for i := range ports {
 		var err error
-		// Below the ephemeral ports: a member killed and started again binds its route port
-		// again while the others keep dialing it, and a dial from that very port connects to
-		// itself and holds it (seen once in CI).
+		// A member killed and started again binds its route port again while the others
+		// dial it: the port must be one no dial takes as its source (see broker.FreePort).
 		taken := ports[:i]
 		if ports[i], err = broker.FreePort(func(p int) bool { return slices.Contains(taken, p) }); err != nil {
 			return nil, nil, err

@@ -43,10 +43,9 @@ type simNode struct {
 	inflight bool        // next is on its way
 	waiting  bool        // ring 0 asked to wait
 	sends    int         // sends of next so far: an answer to an older one is not awaited
-	ahead    bool        // next went out as signed ahead
-	late     nats.Header // next's latest seal signed as sent (see send)
+	seals    uint64      // different seals of next sent so far (the one signed ahead counts once)
+	late     nats.Header // next's latest seal signed as sent (see seal)
 	lateAt   time.Time   // when late was signed
-	lates    uint64      // how often next was signed as sent
 	// unanswered sends next again if no answer comes within ackTimeout; stopped when one
 	// does, so that it costs no goroutine then: at 45,000 sends a second the fleet spent a
 	// third of its CPU on the goroutines of timers that found their send answered, and its
@@ -96,17 +95,13 @@ type fleet struct {
 func (n *simNode) seal(m signedMsg, due, now time.Time, s *simSigner) (hdr nats.Header, signed bool) {
 	switch {
 	case now.Sub(due) <= resignAfter:
-		n.ahead = true
+		n.seals = max(n.seals, 1) // on time comes before late: this is the first
 		return m.hdr, false
 	case n.late != nil && now.Sub(n.lateAt) <= resignAfter:
 		return n.late, false
 	}
-	seq := m.seq + n.lates
-	if n.ahead {
-		seq++
-	}
-	n.lates++
-	n.late, n.lateAt = s.signAs(m.data, now, seq), now
+	n.late, n.lateAt = s.signAs(m.data, now, m.seq+n.seals), now
+	n.seals++
 	return n.late, true
 }
 
@@ -207,7 +202,7 @@ func (f *fleet) answer(k int, seq int64, m *nats.Msg) {
 		f.acked.Add(1)
 	}
 	n.sends, n.waiting = 0, false
-	n.ahead, n.late, n.lates = false, nil, 0
+	n.seals, n.late = 0, nil
 	n.next = k + len(f.nodes)
 	more := n.next < int(f.produced.Load())
 	n.inflight = more

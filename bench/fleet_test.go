@@ -53,7 +53,7 @@ func TestLateHeartbeatsKeepTheirSeqs(t *testing.T) {
 	}
 	// The next heartbeat: 27 s late and never sent, signed as sent under its own seq; then
 	// its successor's seal signed ahead would still be above it.
-	n.ahead, n.late, n.lates = false, nil, 0
+	n.seals, n.late = 0, nil
 	got, signed, seq := send(m1, due1, due1.Add(27*time.Second))
 	if got != "accepted" || !signed || seq != m1.hdr.Get(bus.HdrSeq) {
 		t.Fatalf("the next, late and never sent: %s, signed now %v, seq %s (signed ahead %s)", got, signed, seq, m1.hdr.Get(bus.HdrSeq))
