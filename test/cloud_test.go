@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"enjin"
+	"enjin/bus"
 	"enjin/rings/ring1"
 	"enjin/test/harness"
 )
@@ -139,6 +142,19 @@ func (r *ring0Proc) join(id enjin.NodeID) ring1.Config {
 		r.t.Fatalf("join %s: %v", id, err)
 	}
 	return cfg
+}
+
+// joinOnBus joins an external node and connects it to the bus: its configuration, its
+// connection (closed when the test ends) and its observation signer.
+func (r *ring0Proc) joinOnBus(id enjin.NodeID, opts ...nats.Option) (ring1.Config, *nats.Conn, *bus.Signer) {
+	r.t.Helper()
+	cfg := r.join(id)
+	nc, err := bus.Connect(r.nats(), cfg.Creds, opts...)
+	if err != nil {
+		r.t.Fatalf("connect %s: %v", id, err)
+	}
+	r.t.Cleanup(nc.Close)
+	return cfg, nc, bus.NewSigner(id, cfg.Attestation)
 }
 
 // nodeState reads a node's judged state through the API.

@@ -40,13 +40,7 @@ func TestDecommission(t *testing.T) {
 	asAdmin := "Bearer " + r.token
 
 	const id enjin.NodeID = "ext-a"
-	cfg := r.join(id)
-	nc, err := bus.Connect(r.nats(), cfg.Creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	signer := bus.NewSigner(id, cfg.Attestation)
+	cfg, nc, signer := r.joinOnBus(id)
 	observe := func(nc *nats.Conn) error {
 		_, err := bus.SendObservation(t.Context(), nc, signer, bus.Ring1Obs(id),
 			enjin.Observation{Node: id, Ring: enjin.Ring1, State: enjin.StateUp, Time: time.Now()})

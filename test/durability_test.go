@@ -32,13 +32,7 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range nodes {
 		id := enjin.NodeID("dur-" + string(rune('a'+i)))
-		cfg := r.join(id)
-		nc, err := bus.Connect(r.nats(), cfg.Creds, nats.ReconnectWait(20*time.Millisecond))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(nc.Close)
-		s := bus.NewSigner(id, cfg.Attestation)
+		_, nc, s := r.joinOnBus(id, nats.ReconnectWait(20*time.Millisecond))
 		wg.Go(func() { // ends with ctx
 			tick := time.NewTicker(2 * time.Millisecond)
 			defer tick.Stop()
@@ -123,13 +117,7 @@ func TestAcknowledgedMeansDurable(t *testing.T) {
 func TestLatestSentAgainIsAcknowledged(t *testing.T) {
 	r := newRing0(t, time.Second)
 	const id = enjin.NodeID("again-a")
-	cfg := r.join(id)
-	nc, err := bus.Connect(r.nats(), cfg.Creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	s := bus.NewSigner(id, cfg.Attestation)
+	_, nc, s := r.joinOnBus(id)
 	send := func(m *nats.Msg) string {
 		t.Helper()
 		resp, err := nc.RequestMsg(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}, 5*time.Second)
