@@ -56,7 +56,7 @@ func (r *Ring0) lead(ctx context.Context) {
 // start, as ring 0 does at its own start: the old leader's last sight of them is not this
 // one's to judge by.
 func (r *Ring0) leadWith(ctx context.Context, epoch int64, hold func(context.Context) error) bool {
-	nks, err := r.store.NodeKeys(ctx)
+	nks, err := r.store.NodeLiveness(ctx) // the marks are the verifier's, loaded at start
 	if err != nil {
 		r.log.Warn("leadership: cannot load nodes; stepping down", "err", err)
 		return false

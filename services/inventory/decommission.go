@@ -23,7 +23,7 @@ func (s *Store) Decommission(ctx context.Context, id enjin.NodeID, version int64
 	var out Node
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		// The row lock orders this against AddTenantHost, which takes a share lock on it.
-		n, err := scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.id = $1 FOR UPDATE OF n`, string(id)))
+		n, err := scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM `+nodeFrom+` WHERE n.id = $1 FOR UPDATE OF n`, string(id)))
 		if err != nil {
 			return err
 		}
@@ -51,11 +51,18 @@ func (s *Store) Decommission(ctx context.Context, id enjin.NodeID, version int64
 			out = n
 			return nil
 		}
-		if _, err := tx.Exec(ctx, `UPDATE nodes SET state = $2, desired_state = $2, version = version + 1, updated_at = now()
-			WHERE id = $1`, string(id), StateDecommissioned); err != nil {
+		// Its mark is kept in its row from now on (nodeFrom reads no later observation).
+		var ts *int64
+		if n.LastObsTs != nil {
+			ns := n.LastObsTs.UnixNano()
+			ts = &ns
+		}
+		if _, err := tx.Exec(ctx, `UPDATE nodes SET state = $2, desired_state = $2, version = version + 1, updated_at = now(),
+				last_seq = $3, last_obs_ts = $4, last_obs_at = $5
+			WHERE id = $1`, string(id), StateDecommissioned, int64(n.LastSeq), ts, n.LastObsAt); err != nil {
 			return err
 		}
-		if out, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.id = $1`, string(id))); err != nil {
+		if out, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM `+nodeFrom+` WHERE n.id = $1`, string(id))); err != nil {
 			return err
 		}
 		return recordHistory(ctx, tx, "node", string(id), out.Version, out, false)

@@ -26,11 +26,15 @@ type Record struct {
 	App    string         `json:"-"`
 }
 
+// markEvery is how old a node's mark (nodes.last_seq) may grow before a heartbeat that
+// says nothing new writes it again (see Ingest).
+const markEvery = time.Minute
+
 // Ingest stores a batch of verified observations in one transaction: every observation is
-// appended (a duplicate of one already stored is skipped) and each node's latest state moves
-// forward to its highest sequence. When Ingest returns nil the batch is committed and may be
-// acknowledged. Two concurrent Ingest calls must not share nodes (shard batches by node), so
-// their row locks never cross.
+// appended (a duplicate of one already stored is skipped) and each node's row moves forward
+// to its highest sequence when its state changes or its mark is markEvery old. When Ingest
+// returns nil the batch is committed and may be acknowledged. Two concurrent Ingest calls
+// must not share nodes (shard batches by node), so their row locks never cross.
 func (s *Store) Ingest(ctx context.Context, all []Record) error {
 	if len(all) == 0 {
 		return nil
@@ -76,14 +80,19 @@ func (s *Store) Ingest(ctx context.Context, all []Record) error {
 		b.Queue(`INSERT INTO node_observations (node_id, seq, ts_ns, received_at, signer, sig, payload)
 			SELECT * FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[], $6::bytea[], $7::bytea[])
 			ON CONFLICT DO NOTHING`, ids, seqs, tss, ats, signers, sigs, payloads)
-		// The node's row says which observation is its latest (last_seq), not what it said:
-		// that is in its row in node_observations, so the payload crosses the wire and is
-		// written once (last_payload is no longer written).
+		// The node's row is written only when what it says changes (its state, the state the
+		// node claims) or its mark (last_seq) is markEvery old: its latest observation is in
+		// node_observations, and readers take it from there (nodeFrom). A heartbeat that
+		// says what the last one said costs the row a lookup, not a new version of it — that
+		// update was a third of PostgreSQL's work per heartbeat. The row's mark stays a
+		// floor that outlives the observations' retention.
 		b.Queue(`UPDATE nodes n SET last_seq = u.seq, last_obs_ts = u.ts, last_obs_at = u.at,
 				observed_state = u.state, state = 'up'
 			FROM unnest($1::text[], $2::bigint[], $3::bigint[], $4::timestamptz[], $5::text[])
 				AS u (id, seq, ts, at, state)
-			WHERE n.id = u.id AND n.last_seq < u.seq AND n.state <> 'decommissioned'`, uIDs, uSeqs, uTs, uAts, uState)
+			WHERE n.id = u.id AND n.last_seq < u.seq AND n.state <> 'decommissioned'
+				AND (n.state <> 'up' OR n.observed_state <> u.state OR n.last_obs_at IS NULL OR n.last_obs_at <= u.at - $6::interval)`,
+			uIDs, uSeqs, uTs, uAts, uState, markEvery)
 		if len(children) > 0 {
 			queueChildren(b, children)
 		}
@@ -119,10 +128,13 @@ func queueChildren(b *pgx.Batch, cs []Record) {
 		WHERE EXISTS (SELECT 1 FROM nodes n WHERE n.id = c.id AND n.parent_node = c.observer)
 		ON CONFLICT DO NOTHING`, ids, obs, seqs, tss, ats, signers, sigs, payloads)
 	b.Queue(`UPDATE nodes n SET last_seq = c.seq, last_obs_ts = c.ts, last_obs_at = c.at, observed_state = c.state,
-			state = CASE WHEN c.state = 'healthy' THEN 'up' ELSE 'suspect' END
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[])
-			AS c (id, observer, seq, ts, at, state)
-		WHERE n.id = c.id AND n.parent_node = c.observer AND n.last_seq < c.seq`, ids, obs, seqs, tss, ats, states)
+			state = c.judged
+		FROM (SELECT *, CASE WHEN state = 'healthy' THEN 'up' ELSE 'suspect' END AS judged
+			FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[], $5::timestamptz[], $6::text[])
+				AS c (id, observer, seq, ts, at, state)) c
+		WHERE n.id = c.id AND n.parent_node = c.observer AND n.last_seq < c.seq
+			AND (n.state <> c.judged OR n.observed_state <> c.state OR n.last_obs_at IS NULL OR n.last_obs_at <= c.at - $7::interval)`,
+		ids, obs, seqs, tss, ats, states, markEvery)
 }
 
 // Observations returns up to limit of node's stored observations, newest first, with
@@ -139,11 +151,13 @@ func (s *Store) Observations(ctx context.Context, node enjin.NodeID, limit int, 
 	return collectObservations(rows)
 }
 
-// LatestObservations returns every node's newest stored observation (the one at its
-// last_seq), by node id; nodes that have said nothing are left out.
+// LatestObservations returns every node's newest stored observation (a decommissioned
+// node's: the one at its mark), by node id; nodes that have said nothing are left out.
 func (s *Store) LatestObservations(ctx context.Context) ([]enjin.SignedObservation, error) {
 	rows, err := s.pool.Query(ctx, `SELECT o.node_id, o.seq, o.ts_ns, o.received_at, o.signer, o.sig, o.payload, coalesce(o.observer, '')
-		FROM nodes n JOIN node_observations o ON o.node_id = n.id AND o.seq = n.last_seq
+		FROM nodes n JOIN LATERAL (SELECT * FROM node_observations o
+			WHERE o.node_id = n.id AND o.seq >= n.last_seq AND (n.state <> 'decommissioned' OR o.seq = n.last_seq)
+			ORDER BY o.seq DESC LIMIT 1) o ON true
 		ORDER BY n.id LIMIT 10000`)
 	if err != nil {
 		return nil, pgErr("latest observations", err)

@@ -49,7 +49,7 @@ func (s *Store) RedeemJoinToken(ctx context.Context, token, authPub, attestPub s
 		if _, err := tx.Exec(ctx, `INSERT INTO node_keys (node_id, attest_pub) VALUES ($1, $2) ON CONFLICT DO NOTHING`, node, attestPub); err != nil {
 			return err
 		}
-		if out, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM nodes n WHERE n.id = $1`, node)); err != nil {
+		if out, err = scanNode(tx.QueryRow(ctx, `SELECT `+nodeCols+` FROM `+nodeFrom+` WHERE n.id = $1`, node)); err != nil {
 			return err
 		}
 		return recordHistory(ctx, tx, "node", node, out.Version, out, false)
