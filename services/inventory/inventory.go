@@ -52,6 +52,12 @@ func Open(ctx context.Context, url string, log *slog.Logger) (*Store, error) {
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8
 	}
+	// The store's queries are lookups and short scans; JIT compiles by a plan's estimated
+	// cost and spent 200 ms compiling the verifier's marks at 100,000 nodes (NodeKeys) to
+	// save nothing. A url that sets jit keeps its own.
+	if _, ok := cfg.ConnConfig.RuntimeParams["jit"]; !ok {
+		cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: connect: %w", err)
