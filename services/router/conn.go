@@ -28,9 +28,10 @@ type conn struct {
 	nc     net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
-	remote []byte      // the connecting address
-	ip     []byte      // the client's address, for the forwarding fields: remote, or a peer router's client
-	idle   atomic.Bool // waiting for a request: shutdown may interrupt the wait
+	rw     io.ReadWriter // what br and bw read and write: nc, or its raw system calls
+	remote []byte        // the connecting address
+	ip     []byte        // the client's address, for the forwarding fields: remote, or a peer router's client
+	idle   atomic.Bool   // waiting for a request: shutdown may interrupt the wait
 	rd, wd deadline
 
 	head, rhead, out []byte // raw request head, raw response head, upstream request head
@@ -58,9 +59,9 @@ var connPool = sync.Pool{New: func() any {
 func (r *Router) newConn(nc net.Conn) *conn {
 	c := connPool.Get().(*conn)
 	c.r, c.nc = r, nc
-	rw := newRawIO(nc)
-	c.br.Reset(rw)
-	c.bw.Reset(rw)
+	c.rw = newRawIO(nc)
+	c.br.Reset(c.rw)
+	c.bw.Reset(c.rw)
 	c.rd = deadline{nc: nc, timeout: r.cfg.IdleTimeout}
 	c.wd = deadline{nc: nc, timeout: r.cfg.IdleTimeout, write: true}
 	c.wd.extend() // writes are bounded from the first
@@ -101,7 +102,7 @@ func (c *conn) serve() {
 		r.connMu.Unlock()
 		r.stats.conns.Add(-1)
 		if p == nil {
-			c.r, c.nc, c.rd.nc, c.wd.nc, c.app = nil, nil, nil, nil, nil
+			c.r, c.nc, c.rw, c.rd.nc, c.wd.nc, c.app = nil, nil, nil, nil, nil, nil
 			c.head, c.rhead, c.out = shrink(c.head), shrink(c.rhead), shrink(c.out)
 			c.br.Reset(nil)
 			c.bw.Reset(nil)
@@ -150,9 +151,11 @@ func (c *conn) serveOne() bool {
 		now := time.Now()
 		if c.bw.Buffered() > 0 { // pipelined answers wait until the client has to wait
 			c.wd.extendAt(now)
-			if c.bw.Flush() != nil {
+			c.rd.set(now.Add(min(awaitNext, c.rd.timeout))) // see flushAwait
+			if _, err := flushAwait(c.bw, c.rw); err != nil {
 				return false
 			}
+			now = time.Now()
 		}
 		c.rd.extendAt(now)
 		c.idle.Store(true)
@@ -279,3 +282,8 @@ func (c *conn) logRequest() {
 		slog.Duration("duration", time.Since(c.start)),
 		slog.String("backend", c.backend))
 }
+
+// awaitNext bounds how long an answer's flush waits for the client's next request before it
+// reads as usual (see flushAwait): a client that sent it before the answer was out waits
+// that long for its answer.
+const awaitNext = 250 * time.Millisecond

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"bufio"
 	"io"
 	"net"
 	"syscall"
@@ -17,6 +18,7 @@ import (
 type rawIO struct {
 	rc         syscall.RawConn
 	rd, wr, aw rawOp
+	await      bool // the next Write is a writeAwait (see flushAwait)
 }
 
 // rawOp is the state of one direction's call, kept here so that the functions handed to
@@ -96,6 +98,10 @@ func (x *rawIO) Read(p []byte) (int, error) {
 }
 
 func (x *rawIO) Write(p []byte) (int, error) {
+	if x.await {
+		x.await = false
+		return writeAwait(x, p)
+	}
 	o := &x.wr
 	o.p, o.n, o.errno = p, 0, 0
 	err := x.rc.Write(o.fn)
@@ -146,3 +152,21 @@ func writeAwait(w io.Writer, p []byte) (int, error) {
 }
 
 func plainWrite(w io.Writer, p []byte) (int, error) { return w.Write(p) }
+
+// flushAwait flushes bw, whose writer is w, as writeAwait writes: it returns once the
+// connection is readable or its read deadline has passed. For a client that sends its next
+// request only once it has the answer, as nearly every one does, that saves the read that
+// would find nothing yet. One that sent more before the answer was out (pipelining, unseen
+// yet) is not woken by it — readiness was reset before the write — so the caller bounds the
+// wait with a short read deadline, after which it reads as usual. It reports whether it
+// waited (w is a rawIO).
+func flushAwait(bw *bufio.Writer, w io.Writer) (bool, error) {
+	x, ok := w.(*rawIO)
+	if !ok {
+		return false, bw.Flush()
+	}
+	x.await = true
+	err := bw.Flush()
+	x.await = false
+	return true, err
+}

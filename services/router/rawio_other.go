@@ -3,6 +3,7 @@
 package router
 
 import (
+	"bufio"
 	"io"
 	"net"
 )
@@ -12,3 +13,5 @@ func newRawIO(nc net.Conn) io.ReadWriter { return nc }
 func writeAwait(w io.Writer, p []byte) (int, error) { return w.Write(p) }
 
 func plainWrite(w io.Writer, p []byte) (int, error) { return w.Write(p) }
+
+func flushAwait(bw *bufio.Writer, _ io.Writer) (bool, error) { return false, bw.Flush() }
