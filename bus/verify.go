@@ -126,6 +126,29 @@ func (v *Verifier) Register(node enjin.NodeID, signer string, mark uint64) error
 	return nil
 }
 
+// SetLatest records sig as the signature of node's observation at seq, as the store has its
+// newest: once seq is its mark, a copy of that observation sent again (its answer was lost
+// when a ring 0 member stopped) passes as a duplicate rather than a replay. A mark past seq
+// stays; seq past the mark raises it. It does nothing for a node not registered or a
+// signature of the wrong size.
+func (v *Verifier) SetLatest(node enjin.NodeID, seq uint64, sig []byte) {
+	if len(sig) != ed25519.SignatureSize {
+		return
+	}
+	v.mu.RLock()
+	st := v.nodes[node]
+	v.mu.RUnlock()
+	if st == nil {
+		return
+	}
+	st.mu.Lock()
+	if seq >= st.mark {
+		st.mark = seq
+		copy(st.last[:], sig)
+	}
+	st.mu.Unlock()
+}
+
 // Known reports whether node has an attestation key registered.
 func (v *Verifier) Known(node enjin.NodeID) bool {
 	v.mu.RLock()

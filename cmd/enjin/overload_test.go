@@ -99,7 +99,8 @@ func TestOverloadIsBounded(t *testing.T) {
 // Three ring 0 members take observations while the leading one is SIGKILLed ten times (and
 // started again as a standby): nothing acknowledged is lost, no node is judged down, a newer
 // leader is recorded every time, and what a killed member had taken but not acknowledged
-// comes back to the nodes as sent again or as already stored (a replay), never as missing.
+// comes back to the nodes as sent again — acknowledged, by the member that takes it, as a
+// copy of what is stored (TestLatestSentAgainIsAcknowledged) — never as missing.
 func TestLeaderKillsLoseNothing(t *testing.T) {
 	var figs []bench.IngestFigures
 	benchIngestInto(t, &figs, "--nodes", "5000", "--rate", "3000", "--duration", "15s", "--ring0", "3", "--kill-leader", "10")

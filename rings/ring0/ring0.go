@@ -249,7 +249,11 @@ func (r *Ring0) loadNodes(ctx context.Context) (int, error) {
 	for _, k := range nks {
 		if err := r.verify.Register(k.Node, k.AttestPub, k.LastSeq); err != nil {
 			r.log.Warn("node with an unusable attestation key", "node", k.Node, "err", err)
+			continue
 		}
+		// A copy of what was stored last, sent again because this member stopped before
+		// its answer went out, is acknowledged, not refused as a replay.
+		r.verify.SetLatest(k.Node, k.LastSeq, k.LastSig)
 	}
 	r.judge = newJudge(r.cfg.Heartbeat)
 	r.judge.load(nks, time.Now())

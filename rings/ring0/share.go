@@ -197,5 +197,6 @@ func (r *Ring0) reload(node enjin.NodeID) bool {
 		r.log.Warn("node with an unusable attestation key", "node", node, "err", err)
 		return false
 	}
+	r.verify.SetLatest(node, k.LastSeq, k.LastSig)
 	return true
 }

@@ -112,8 +112,14 @@ func TestHeartbeatsSayingNothingNewLeaveTheNodeRow(t *testing.T) {
 		t.Errorf("a minute-old mark was not written: %+v", r)
 	}
 	eight := obs("n1", 8)
+	eight.Sig = []byte("sig-8")
 	ingest(eight)
 	seesLatest(8, eight.ReceivedAt)
+	// The verifier's marks come with the stored signature there, so a copy of it sent again
+	// after a restart is known for one.
+	if k, _, err := s.NodeKeyOf(ctx, "n1"); err != nil || string(k.LastSig) != "sig-8" {
+		t.Errorf("node key of n1: signature %q (%v), want sig-8", k.LastSig, err)
+	}
 	if r := rowOf("n1"); r.lastSeq != 7 {
 		t.Errorf("row's mark %d, want 7", r.lastSeq)
 	}

@@ -50,12 +50,12 @@ const nodeCols = `n.id, n.ring, n.label, n.supervision_strategy, n.observation_s
 	coalesce((SELECT jsonb_agg(jsonb_build_object('tier', t.tier_id, 'role', t.role, 'epoch', t.epoch) ORDER BY t.tier_id)
 		FROM node_tiers t WHERE t.node_id = n.id), '[]')`
 
-// nodeFrom is the nodes row n with l, its newest stored observation past the row's own
-// mark (last_seq), if any: ingest writes the row only when the node's state changes or its
+// nodeFrom is the nodes row n with l, its newest stored observation from the row's own
+// mark (last_seq) on, if any: ingest writes the row only when the node's state changes or its
 // mark is a minute old (see markEvery), so the latest is read from node_observations. A
 // decommissioned node's mark stays where it was.
-const nodeFrom = `nodes n LEFT JOIN LATERAL (SELECT o.seq, o.ts_ns, o.received_at FROM node_observations o
-	WHERE o.node_id = n.id AND o.seq > n.last_seq AND n.state <> 'decommissioned'
+const nodeFrom = `nodes n LEFT JOIN LATERAL (SELECT o.seq, o.ts_ns, o.received_at, o.sig FROM node_observations o
+	WHERE o.node_id = n.id AND o.seq >= n.last_seq AND n.state <> 'decommissioned'
 	ORDER BY o.seq DESC LIMIT 1) l ON true`
 
 func scanNode(r pgx.Row) (Node, error) {
@@ -214,10 +214,12 @@ type NodeKey struct {
 	LastSeq   uint64
 	State     string
 	LastObsAt *time.Time
+	LastSig   []byte // the signature of the stored observation at LastSeq, if known (NodeKeys)
 }
 
-// NodeKeys lists every node with an attestation key, its high-water mark and liveness; a
-// decommissioned node is not listed, so its observations stay refused after a restart.
+// NodeKeys lists every node with an attestation key, its high-water mark (with the stored
+// observation's signature there) and liveness; a decommissioned node is not listed, so its
+// observations stay refused after a restart.
 func (s *Store) NodeKeys(ctx context.Context) ([]NodeKey, error) {
 	return s.nodeKeys(ctx, true, `WHERE n.attest_pub <> '' AND n.state <> 'decommissioned'`)
 }
@@ -239,9 +241,9 @@ func (s *Store) NodeKeyOf(ctx context.Context, id enjin.NodeID) (k NodeKey, ok b
 }
 
 func (s *Store) nodeKeys(ctx context.Context, latest bool, where string, args ...any) ([]NodeKey, error) {
-	marks := `n.last_seq, n.state, n.last_obs_at FROM nodes n `
+	marks := `n.last_seq, n.state, n.last_obs_at, NULL::bytea FROM nodes n `
 	if latest {
-		marks = `coalesce(l.seq, n.last_seq), n.state, coalesce(l.received_at, n.last_obs_at) FROM ` + nodeFrom + ` `
+		marks = `coalesce(l.seq, n.last_seq), n.state, coalesce(l.received_at, n.last_obs_at), l.sig FROM ` + nodeFrom + ` `
 	}
 	rows, err := s.pool.Query(ctx, `SELECT n.id, n.ring, n.attest_pub, `+marks+where, args...)
 	if err != nil {
@@ -251,7 +253,7 @@ func (s *Store) nodeKeys(ctx context.Context, latest bool, where string, args ..
 		var k NodeKey
 		var id string
 		var seq int64
-		err := r.Scan(&id, &k.Ring, &k.AttestPub, &seq, &k.State, &k.LastObsAt)
+		err := r.Scan(&id, &k.Ring, &k.AttestPub, &seq, &k.State, &k.LastObsAt, &k.LastSig)
 		k.Node, k.LastSeq = enjin.NodeID(id), uint64(seq)
 		return k, err
 	})
