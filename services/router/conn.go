@@ -151,8 +151,10 @@ func (c *conn) serveOne() bool {
 		now := time.Now()
 		if c.bw.Buffered() > 0 { // pipelined answers wait until the client has to wait
 			c.wd.extendAt(now)
-			c.rd.set(now.Add(min(awaitNext, c.rd.timeout))) // see flushAwait
-			if _, err := flushAwait(c.bw, c.rw); err != nil {
+			if awaits(c.rw) {
+				c.rd.set(now.Add(min(awaitNext, c.rd.timeout))) // see flushAwait
+			}
+			if flushAwait(c.bw, c.rw) != nil {
 				return false
 			}
 			now = time.Now()

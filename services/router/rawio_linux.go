@@ -158,15 +158,21 @@ func plainWrite(w io.Writer, p []byte) (int, error) { return w.Write(p) }
 // request only once it has the answer, as nearly every one does, that saves the read that
 // would find nothing yet. One that sent more before the answer was out (pipelining, unseen
 // yet) is not woken by it — readiness was reset before the write — so the caller bounds the
-// wait with a short read deadline, after which it reads as usual. It reports whether it
-// waited (w is a rawIO).
-func flushAwait(bw *bufio.Writer, w io.Writer) (bool, error) {
+// wait with a short read deadline, after which it reads as usual. Only a rawIO waits (see
+// awaits); on another writer it is bw.Flush.
+func flushAwait(bw *bufio.Writer, w io.Writer) error {
 	x, ok := w.(*rawIO)
 	if !ok {
-		return false, bw.Flush()
+		return bw.Flush()
 	}
 	x.await = true
 	err := bw.Flush()
 	x.await = false
-	return true, err
+	return err
+}
+
+// awaits reports whether flushAwait on w waits for the next request.
+func awaits(w io.Writer) bool {
+	_, ok := w.(*rawIO)
+	return ok
 }

@@ -14,4 +14,6 @@ func writeAwait(w io.Writer, p []byte) (int, error) { return w.Write(p) }
 
 func plainWrite(w io.Writer, p []byte) (int, error) { return w.Write(p) }
 
-func flushAwait(bw *bufio.Writer, _ io.Writer) (bool, error) { return false, bw.Flush() }
+func flushAwait(bw *bufio.Writer, _ io.Writer) error { return bw.Flush() }
+
+func awaits(io.Writer) bool { return false }
