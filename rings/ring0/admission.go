@@ -5,14 +5,10 @@ import (
 	"time"
 )
 
-// admits says whether one more observation may wait, queued holding and backlog counting
-// what waits: not in a late spell, which ends once nothing is queued (the workers being
-// idle), and not past the admission bound.
-func (g *ingester) admits(queued int, backlog func() int64) bool {
-	if g.late.Load() && queued == 0 {
-		g.late.Store(false)
-	}
-	return !g.late.Load() && backlog() < g.admit.Load()
+// admits says whether one more observation may wait, backlog counting what waits: not past
+// the admission bound.
+func (g *ingester) admits(backlog func() int64) bool {
+	return backlog() < g.admit.Load()
 }
 
 // pace sets the wait deferrals ask for, every period: when more arrived than ring 0
@@ -57,8 +53,7 @@ func (g *ingester) repace(deferred, acked uint64) {
 // a start or a spike lowered would never climb back — ring 0 would defer a third of what it
 // can commit. With twice that the rate climbs to what ring 0 can commit, and only then does
 // the backlog reach the bound; and a queue at the bound still drains within MaxWait, so it
-// starts no late spell (which defers everything until drained: when a full queue started
-// one, ring 0 deferred in storms, then idled while the nodes it had sent away waited).
+// does not halve the bound (see noteWait).
 //
 // A period that deferred nothing measured the load, not what ring 0 can take: it may raise
 // the bound but not lower it — after a quiet spell, ring 0 would otherwise meet the next

@@ -38,9 +38,9 @@ type ingestOptions struct {
 	// MaxWait bounds how long accepted observations wait in the queue. Admission lets wait
 	// what commits in two thirds of it (see readmit), so a full queue waits less; once
 	// observations have waited longer for MaxWait anyway, the commit rate fell below what
-	// admission counted on (a slow disk), and what comes next is refused for now until the
-	// queue has drained — ring 0 takes what it can commit in time and sends back the rest at
-	// once, rather than acknowledging everything late.
+	// admission counted on (a slow disk, a busy machine), and ring 0 halves what it admits,
+	// again each MaxWait that goes on (see noteWait) — it takes what it can commit in time
+	// and sends back the rest at once, rather than acknowledging everything late.
 	MaxWait time.Duration
 	// RetryAfter is the least wait a deferral asks for; while more arrives than ring 0
 	// commits it asks for longer (up to MaxRetryAfter), so that the nodes it defers come
@@ -117,7 +117,6 @@ type ingester struct {
 	seed   maphash.Seed
 
 	queuedBytes atomic.Int64                         // what the queue holds, roughly (queued.size)
-	late        atomic.Bool                          // the queue waits too long: refuse for now until it drains
 	admit       atomic.Int64                         // how many may wait for verification now; see repace
 	subs        atomic.Pointer[[]*nats.Subscription] // whose callbacks queue: what waits for them waits too
 	above       atomic.Int64                         // unix ns since when every batch taken waited past MaxWait (0: none)
@@ -126,7 +125,7 @@ type ingester struct {
 
 	committed atomic.Uint64
 	failed    atomic.Uint64 // observations lost to a failed commit (not acknowledged)
-	deferred  atomic.Uint64 // observations refused for now: the queue was full, or late
+	deferred  atomic.Uint64 // observations refused for now: what waits was at the bound
 
 	ackDelay prometheus.Observer // arrival → acknowledgement; nil: not measured
 }
@@ -152,10 +151,10 @@ var errOverloaded = errors.New("ring 0 is overloaded: send it again later")
 // msgOverhead is what a message costs in memory beyond its subject, header and data.
 const msgOverhead = 512
 
-// handle is the bus subscription's callback: it only queues, or, the queue being full or
-// late, defers the observation at once — the node sends it again after RetryAfter.
+// handle is the bus subscription's callback: it only queues, or, what waits being at the
+// bound, defers the observation at once — the node sends it again after RetryAfter.
 func (g *ingester) handle(m *nats.Msg) {
-	if g.admits(len(g.in), g.backlog) {
+	if g.admits(g.backlog) {
 		size := msgSize(m)
 		if g.queuedBytes.Add(size) <= g.opts.QueueBytes {
 			select {
@@ -268,10 +267,8 @@ func (g *ingester) verifyLoop(ctx context.Context) {
 }
 
 // take waits for a queued observation and takes what else is queued, up to a batch; with
-// fewer than gatherMin it waits up to Gather for more. When every batch taken for MaxWait
-// began with one that had waited longer than MaxWait, a late spell starts (a passing
-// spike — a slow fsync — does not start one); finding the queue empty ends it: ring 0 has
-// caught up. It returns false when ctx ends.
+// fewer than gatherMin it waits up to Gather for more, and notes how long the first waited
+// (see noteWait). It returns false when ctx ends.
 func (g *ingester) take(ctx context.Context, qs []queued, timer *time.Timer) ([]queued, bool) {
 	qs, ok := g.gather(ctx, qs, timer)
 	if len(qs) == 0 {
@@ -282,29 +279,29 @@ func (g *ingester) take(ctx context.Context, qs []queued, timer *time.Timer) ([]
 }
 
 // noteWait notes that a batch taken at now began with an observation that arrived at
-// arrived, and starts a late spell if every batch taken for MaxWait waited longer.
+// arrived. When every batch taken for MaxWait waited longer than MaxWait (a passing spike —
+// a slow fsync — is not that), ring 0 commits less than admission counted on: it halves
+// what it admits (at least a few batches) until the next period measures the rate again.
+// Refusing everything until the queue had drained, as it once did, deferred most of the
+// fleet within a second — the bench's storms of 60,000 deferrals a second — and left ring
+// 0 idle while the nodes waited their retry-after.
 func (g *ingester) noteWait(now, arrived time.Time) {
 	switch {
 	case now.Sub(arrived) <= g.opts.MaxWait:
 		g.above.Store(0)
 	case g.above.CompareAndSwap(0, now.UnixNano()):
 	case now.UnixNano()-g.above.Load() >= int64(g.opts.MaxWait):
-		g.late.Store(true) // what comes next waits for the queue to drain
+		g.admit.Store(max(g.admit.Load()/2, g.rounds(4)))
+		g.above.Store(now.UnixNano()) // halved again if it goes on for MaxWait more
 	}
 }
 
 func (g *ingester) gather(ctx context.Context, qs []queued, timer *time.Timer) ([]queued, bool) {
 	select {
+	case <-ctx.Done():
+		return qs, false
 	case q := <-g.in:
 		qs = append(qs, q)
-	default:
-		g.late.Store(false)
-		select {
-		case <-ctx.Done():
-			return qs, false
-		case q := <-g.in:
-			qs = append(qs, q)
-		}
 	}
 	waiting := false
 	defer timer.Stop()

@@ -49,11 +49,41 @@ func TestFullQueueDefers(t *testing.T) {
 	}
 }
 
-// Once an observation waited past MaxWait, what comes next is deferred at once, with the
-// reason, until the queue has drained; then observations are taken again.
-func TestLateQueueDefersUntilDrained(t *testing.T) {
+// Once every batch taken for MaxWait began with an observation that had waited past
+// MaxWait, ring 0 halves what it admits, and again each MaxWait that goes on, down to a few
+// batches; a passing spike does not; and what comes beyond the bound is deferred at once,
+// with the reason, while what waits within it is not.
+func TestLateQueueHalvesWhatIsAdmitted(t *testing.T) {
 	c := harness.StartBroker(t)
-	g := newIngester(ingestOptions{Queue: 100, MaxWait: 50 * time.Millisecond, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
+	const maxWait = 50 * time.Millisecond
+	g := newIngester(ingestOptions{Queue: 100_000, Workers: 1, MaxWait: maxWait, RetryAfter: 300 * time.Millisecond}, nil, bus.NewVerifier(0), harness.Logger(t), nil)
+	start := g.rounds(32)
+	g.admit.Store(start)
+	t0, late := time.Now(), time.Now().Add(-time.Second)
+	at := func(d time.Duration) time.Time { return t0.Add(d) }
+	for i, step := range []struct {
+		now, arrived time.Time
+		want         int64
+	}{
+		{at(0), late, start},                                          // late: noted
+		{at(20 * time.Millisecond), late, start},                      // late for less than MaxWait: a spike
+		{at(40 * time.Millisecond), at(30 * time.Millisecond), start}, // on time: the spell is over
+		{at(60 * time.Millisecond), late, start},                      // late again, noted afresh
+		{at(100 * time.Millisecond), late, start},                     // 40 ms of it
+		{at(110 * time.Millisecond), late, start / 2},                 // MaxWait of it: halved
+		{at(130 * time.Millisecond), late, start / 2},                 // not again at once
+		{at(160 * time.Millisecond), late, start / 4},                 // MaxWait more: halved again
+		{at(210 * time.Millisecond), late, start / 8},
+		{at(260 * time.Millisecond), late, g.rounds(4)}, // a few batches at least
+		{at(310 * time.Millisecond), late, g.rounds(4)},
+	} {
+		g.noteWait(step.now, step.arrived)
+		if got := g.admit.Load(); got != step.want {
+			t.Fatalf("step %d: admits %d, want %d", i, got, step.want)
+		}
+	}
+
+	// At the bound, the next observation is deferred at once, with the reason.
 	nc := c.Connect(t, c.Ring0Ingest(t))
 	if _, err := nc.Subscribe(bus.Ring1ObsAll, g.handle); err != nil {
 		t.Fatal(err)
@@ -69,38 +99,13 @@ func TestLateQueueDefersUntilDrained(t *testing.T) {
 		_, err := bus.SendObservation(ctx, node, signer, bus.Ring1Obs("n1"), enjin.Observation{Node: "n1", State: "up"})
 		return err
 	}
-	deferred := func(err error) bool {
-		re, ok := errors.AsType[*bus.RemoteError](err)
-		return ok && re.RetryAfter == 300*time.Millisecond && strings.Contains(re.Msg, "overloaded")
+	g.admit.Store(1)
+	if err := send(); !errors.Is(err, context.DeadlineExceeded) || len(g.in) != 1 {
+		t.Fatalf("within the bound: %v, queue %d; want it queued (not answered)", err, len(g.in))
 	}
-	for range 2 {
-		if err := send(); !errors.Is(err, context.DeadlineExceeded) {
-			t.Fatalf("queued observation answered: %v", err)
-		}
-	}
-	// Both waited long: taking the first notes it, taking the second after MaxWait more
-	// starts a late spell.
-	first, second := <-g.in, <-g.in
-	first.at, second.at = first.at.Add(-time.Second), second.at.Add(-time.Second)
-	timer := time.NewTimer(time.Hour)
-	g.in <- first
-	if qs, ok := g.take(t.Context(), nil, timer); !ok || len(qs) != 1 || g.late.Load() || g.above.Load() == 0 {
-		t.Fatalf("took %d (ok %v), late %v; want one, not yet late", len(qs), ok, g.late.Load())
-	}
-	g.above.Add(-int64(time.Second)) // as if the first had been taken a second ago
-	g.in <- second
-	qs, ok := g.take(t.Context(), nil, timer)
-	if !ok || len(qs) != 1 || !g.late.Load() {
-		t.Fatalf("took %d (ok %v), late %v; want one, late", len(qs), ok, g.late.Load())
-	}
-	// Drained, late: the next one finds the queue empty and is taken.
-	if err := send(); !errors.Is(err, context.DeadlineExceeded) || g.late.Load() || len(g.in) != 1 {
-		t.Fatalf("after draining: %v, late %v, queue %d; want taken", err, g.late.Load(), len(g.in))
-	}
-	// Late with a queue: deferred at once, with the reason.
-	g.late.Store(true)
-	if err := send(); !deferred(err) || g.deferred.Load() != 1 || len(g.in) != 1 {
-		t.Fatalf("late with a queue: %v, %d deferred, queue %d; want deferred", err, g.deferred.Load(), len(g.in))
+	err := send()
+	if re, ok := errors.AsType[*bus.RemoteError](err); !ok || re.RetryAfter != 300*time.Millisecond || !strings.Contains(re.Msg, "overloaded") || g.deferred.Load() != 1 || len(g.in) != 1 {
+		t.Fatalf("at the bound: %v, %d deferred, queue %d; want deferred with the reason and the wait", err, g.deferred.Load(), len(g.in))
 	}
 }
 

@@ -177,7 +177,7 @@ func (sc overloadModel) run(g *ingester) modelResult {
 				send(s.at, s.node, s.k)
 				continue
 			}
-			if g.admits(len(queue), func() int64 { return int64(len(queue)) }) {
+			if g.admits(func() int64 { return int64(len(queue)) }) {
 				queue = append(queue, s)
 				continue
 			}
@@ -194,9 +194,6 @@ func (sc overloadModel) run(g *ingester) modelResult {
 			budget -= commit
 			g.noteWait(epoch.Add(now), epoch.Add(s.at))
 			acks = append(acks, ack{at: now + modelCommit + modelNet, sent: s.at - modelNet, node: s.node, k: s.k})
-		}
-		if len(queue) == 0 {
-			g.late.Store(false) // as a verification goroutine finding the queue empty does
 		}
 		debt = max(0, -budget) // idle time is not saved up
 		if now%time.Second == 0 && now > 0 {
