@@ -129,8 +129,24 @@ func (f *fleet) send(k int) {
 	f.sent[k].Store(now.UnixNano())
 	// Which send an answer is to; each send has a reply subject of its own, as a node's
 	// request does (the broker lets ring 0 answer a reply subject once).
-	reply := fmt.Sprintf("_INBOX.fleet.%d.%d.%s.%d", c, k, hdr.Get(bus.HdrSeq), try)
+	reply := replySubject(c, k, hdr.Get(bus.HdrSeq), try)
 	_ = f.ncs[c].PublishMsg(&nats.Msg{Subject: bus.Ring1Obs(m.node), Reply: reply, Header: hdr, Data: m.data})
+}
+
+// replySubject is _INBOX.fleet.<conn>.<k>.<seq>.<try>, the reply subject of a send, built
+// without fmt: at 45,000 sends a second fmt.Sprintf was 8 % of the fleet's CPU, which it
+// shares with ring 0.
+func replySubject(conn, k int, seq string, try int) string {
+	b := make([]byte, 0, 64)
+	b = append(b, "_INBOX.fleet."...)
+	b = strconv.AppendInt(b, int64(conn), 10)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(k), 10)
+	b = append(b, '.')
+	b = append(b, seq...)
+	b = append(b, '.')
+	b = strconv.AppendInt(b, int64(try), 10)
+	return string(b)
 }
 
 // produce makes message k due: its node sends it unless it is busy with older ones.

@@ -71,3 +71,21 @@ func verdictOf(v *bus.Verifier, it []bus.Item, now time.Time) string {
 	}
 	return "accepted"
 }
+
+// A send's reply subject names its connection, message, seq and try, as the fleet's
+// subscriptions parse it.
+func TestReplySubject(t *testing.T) {
+	for _, tc := range []struct {
+		conn, k int
+		seq     string
+		try     int
+		want    string
+	}{
+		{0, 0, "1", 1, "_INBOX.fleet.0.0.1.1"},
+		{3, 674999, "123456789", 12, "_INBOX.fleet.3.674999.123456789.12"},
+	} {
+		if got := replySubject(tc.conn, tc.k, tc.seq, tc.try); got != tc.want {
+			t.Errorf("replySubject(%d, %d, %q, %d) = %q, want %q", tc.conn, tc.k, tc.seq, tc.try, got, tc.want)
+		}
+	}
+}
