@@ -290,9 +290,12 @@ func (g *ingester) noteWait(now, arrived time.Time) {
 	case now.Sub(arrived) <= g.opts.MaxWait:
 		g.above.Store(0)
 	case g.above.CompareAndSwap(0, now.UnixNano()):
-	case now.UnixNano()-g.above.Load() >= int64(g.opts.MaxWait):
-		g.admit.Store(max(g.admit.Load()/2, g.rounds(4)))
-		g.above.Store(now.UnixNano()) // halved again if it goes on for MaxWait more
+	default:
+		// One verification goroutine halves it; it is halved again if this goes on for
+		// MaxWait more.
+		if a := g.above.Load(); now.UnixNano()-a >= int64(g.opts.MaxWait) && g.above.CompareAndSwap(a, now.UnixNano()) {
+			g.admit.Store(max(g.admit.Load()/2, g.rounds(4)))
+		}
 	}
 }
 
