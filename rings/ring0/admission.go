@@ -7,8 +7,8 @@ import (
 
 // admits says whether one more observation may wait, backlog counting what waits: not past
 // the admission bound.
-func (g *ingester) admits(backlog func() int64) bool {
-	return backlog() < g.admit.Load()
+func (g *ingester) admits(backlog int64) bool {
+	return backlog < g.admit.Load()
 }
 
 // pace sets the wait deferrals ask for, every period: when more arrived than ring 0

@@ -154,7 +154,7 @@ const msgOverhead = 512
 // handle is the bus subscription's callback: it only queues, or, what waits being at the
 // bound, defers the observation at once — the node sends it again after RetryAfter.
 func (g *ingester) handle(m *nats.Msg) {
-	if g.admits(g.backlog) {
+	if g.admits(g.backlog()) {
 		size := msgSize(m)
 		if g.queuedBytes.Add(size) <= g.opts.QueueBytes {
 			select {

@@ -177,7 +177,7 @@ func (sc overloadModel) run(g *ingester) modelResult {
 				send(s.at, s.node, s.k)
 				continue
 			}
-			if g.admits(func() int64 { return int64(len(queue)) }) {
+			if g.admits(int64(len(queue))) {
 				queue = append(queue, s)
 				continue
 			}
