@@ -79,12 +79,11 @@ func (r *Router) newConn(nc net.Conn) *conn {
 }
 
 // serve serves requests on c until the client leaves, a request asks for the connection to
-// close, an error makes the stream unusable or the router shuts down.
+// close, an error makes the stream unusable or the router shuts down. The router has
+// tracked it (see track); it ends untracked.
 func (c *conn) serve() {
 	r := c.r
-	r.connMu.Lock()
-	r.conns[c] = struct{}{}
-	r.connMu.Unlock()
+	defer r.connWG.Done()
 	r.stats.conns.Add(1)
 	defer func() {
 		p := recover()
@@ -102,11 +101,7 @@ func (c *conn) serve() {
 		r.connMu.Unlock()
 		r.stats.conns.Add(-1)
 		if p == nil {
-			c.r, c.nc, c.rw, c.rd.nc, c.wd.nc, c.app = nil, nil, nil, nil, nil, nil
-			c.head, c.rhead, c.out = shrink(c.head), shrink(c.rhead), shrink(c.out)
-			c.br.Reset(nil)
-			c.bw.Reset(nil)
-			connPool.Put(c)
+			c.recycle()
 		}
 	}()
 	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
@@ -114,6 +109,15 @@ func (c *conn) serve() {
 	}
 	for c.serveOne() {
 	}
+}
+
+// recycle puts c back in the pool, holding nothing of its last connection.
+func (c *conn) recycle() {
+	c.r, c.nc, c.rw, c.rd.nc, c.wd.nc, c.app = nil, nil, nil, nil, nil, nil
+	c.head, c.rhead, c.out = shrink(c.head), shrink(c.rhead), shrink(c.out)
+	c.br.Reset(nil)
+	c.bw.Reset(nil)
+	connPool.Put(c)
 }
 
 // shrink drops a buffer that a large head grew, so that the pool keeps small ones.

@@ -178,3 +178,94 @@ func TestDrained(t *testing.T) {
 		t.Errorf("the request in flight: got status %d want 200", s)
 	}
 }
+
+// TestServeAndServeTLSShutDownTogether: one router accepting on a plain and a TLS listener,
+// each with its own context, while clients keep connecting to both. Ending one context shuts
+// the whole router down: both calls return nil, neither listener accepts any more, no
+// connection is left open, and a Serve after that refuses at once. Run under -race it also
+// checks that no connection is counted after the shutdown began to wait for them.
+func TestServeAndServeTLSShutDownTogether(t *testing.T) {
+	for round := range 20 {
+		rt, err := router.New(router.Config{AppsDomain: domain, ShutdownTimeout: 5 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		plain, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		secure, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		plainCtx, endPlain := context.WithCancel(context.Background())
+		tlsCtx, endTLS := context.WithCancel(context.Background())
+		defer endTLS()
+		done := make(chan error, 2)
+		go func() { done <- rt.Serve(plainCtx, plain) }()   // ends when the router shuts down
+		go func() { done <- rt.ServeTLS(tlsCtx, secure) }() // ends when the router shuts down
+		waitFor(t, "both listeners", func() bool { return rt.Addr() != nil && rt.TLSAddr() != nil })
+
+		stop := make(chan struct{})
+		var clients sync.WaitGroup
+		var answered [2]int
+		for i, addr := range []string{plain.Addr().String(), secure.Addr().String()} {
+			clients.Go(func() { // ends when stop is closed
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					nc, err := net.DialTimeout("tcp", addr, time.Second)
+					if err != nil {
+						continue // refused: the router has shut down
+					}
+					nc.SetDeadline(time.Now().Add(2 * time.Second))
+					nc.Write([]byte("GET / HTTP/1.1\r\nHost: nope.acme.apps.test\r\n\r\n"))
+					if n, _ := nc.Read(make([]byte, 64)); n > 0 {
+						answered[i]++
+					}
+					nc.Close()
+				}
+			})
+		}
+		waitFor(t, "plain answers", func() bool { return rt.Stats().Requests >= 20 })
+		endPlain()
+		for range 2 {
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("round %d: Serve/ServeTLS: got %v want nil", round, err)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("round %d: the other listener's call did not return after the router shut down", round)
+			}
+		}
+		close(stop)
+		clients.Wait()
+		for _, addr := range []string{plain.Addr().String(), secure.Addr().String()} {
+			if nc, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+				nc.Close()
+				t.Errorf("round %d: %s still accepts after the router shut down", round, addr)
+			}
+		}
+		if n := rt.Stats().Conns; n != 0 {
+			t.Errorf("round %d: got %d open connections after shutdown want 0", round, n)
+		}
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := rt.Serve(context.Background(), ln); err == nil {
+			t.Errorf("round %d: Serve on a router that shut down: got nil want an error", round)
+		}
+		if nc, err := net.DialTimeout("tcp", ln.Addr().String(), time.Second); err == nil {
+			nc.Close()
+			t.Errorf("round %d: Serve on a router that shut down left its listener open", round)
+		}
+		if round == 0 {
+			t.Logf("round 0: %d plain answers, %d on the TLS listener (no certificate: closed at the handshake)", answered[0], answered[1])
+		}
+	}
+}

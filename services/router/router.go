@@ -139,12 +139,14 @@ type Router struct {
 	domains    atomic.Pointer[map[string]*domain]           // custom domains by name; swapped whole by SetDomains
 	challenges atomic.Pointer[map[string]map[string]string] // pending ACME HTTP-01 answers: domain → token → key authorization
 
-	ln      atomic.Pointer[net.Listener]
-	tlsLn   atomic.Pointer[net.Listener]
-	closing atomic.Bool
-	connMu  sync.Mutex
-	conns   map[*conn]struct{}
-	connWG  sync.WaitGroup
+	ln       atomic.Pointer[net.Listener]
+	tlsLn    atomic.Pointer[net.Listener]
+	closing  atomic.Bool // set once, under connMu, when the router shuts down
+	connMu   sync.Mutex
+	conns    map[*conn]struct{}
+	lns      []net.Listener // every listener a Serve or ServeTLS accepts on; guarded by connMu
+	connWG   sync.WaitGroup // added to only under connMu and before closing is set
+	shutOnce sync.Once
 
 	stats counters
 }
@@ -220,21 +222,36 @@ func (r *Router) Addr() net.Addr {
 
 // Serve accepts connections on ln until ctx ends. It then closes ln, lets requests in flight
 // finish (for at most ShutdownTimeout), closes every connection and returns nil. It closes ln
-// and returns an error if accepting fails for good.
+// and returns an error if accepting fails for good. The router shuts down as a whole: when
+// one of its Serve or ServeTLS calls ends, the others stop accepting too, and each returns
+// once the connections are gone. A router that has shut down serves no more.
 func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 	r.ln.Store(&ln)
 	return r.serve(ctx, ln, nil)
 }
 
+// errShutDown is what Serve returns on a router that has already shut down.
+var errShutDown = errors.New("router: shut down")
+
 // serve is Serve, and with tc ServeTLS: each connection accepted is a TLS server's.
 func (r *Router) serve(ctx context.Context, ln net.Listener, tc *tls.Config) error {
+	r.connMu.Lock()
+	closing := r.closing.Load()
+	if !closing {
+		r.lns = append(r.lns, ln)
+	}
+	r.connMu.Unlock()
+	if closing {
+		ln.Close()
+		return errShutDown
+	}
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
 		if err != nil {
-			if ctx.Err() != nil {
+			if ctx.Err() != nil || r.closing.Load() {
 				r.shutdown()
 				return nil
 			}
@@ -254,15 +271,41 @@ func (r *Router) serve(ctx context.Context, ln net.Listener, tc *tls.Config) err
 		} else {
 			c = r.newConn(nc)
 		}
-		r.connWG.Go(c.serve) // ends when the client connection is closed
+		if !r.track(c) {
+			nc.Close() // accepted as the router began to shut down; ln is closed now
+			c.recycle()
+			continue
+		}
+		go c.serve() // ends when the client connection is closed
 	}
 }
 
-// shutdown wakes idle connections so they close, waits for busy ones to finish their
-// request, and after ShutdownTimeout closes whatever is left.
-func (r *Router) shutdown() {
-	r.closing.Store(true)
+// track counts c among the router's connections, unless the router is shutting down. Under
+// connMu, which shutdown holds while it sets closing, so that every connWG.Add comes before
+// shutdown's Wait — whichever accept loop it comes from.
+func (r *Router) track(c *conn) bool {
 	r.connMu.Lock()
+	defer r.connMu.Unlock()
+	if r.closing.Load() {
+		return false
+	}
+	r.conns[c] = struct{}{}
+	r.connWG.Add(1)
+	return true
+}
+
+// shutdown shuts the router down once, whichever Serve or ServeTLS ends first; the others'
+// calls wait until it is done.
+func (r *Router) shutdown() { r.shutOnce.Do(r.shutDown) }
+
+// shutDown closes every listener, wakes idle connections so they close, waits for busy ones
+// to finish their request, and after ShutdownTimeout closes whatever is left.
+func (r *Router) shutDown() {
+	r.connMu.Lock()
+	r.closing.Store(true)
+	for _, ln := range r.lns {
+		ln.Close()
+	}
 	for c := range r.conns {
 		if c.idle.Load() {
 			c.nc.SetReadDeadline(aLongTimeAgo)
