@@ -296,11 +296,11 @@ func (r *Router) track(c *conn) bool {
 
 // shutdown shuts the router down once, whichever Serve or ServeTLS ends first; the others'
 // calls wait until it is done.
-func (r *Router) shutdown() { r.shutOnce.Do(r.shutDown) }
+func (r *Router) shutdown() { r.shutOnce.Do(r.closeDown) }
 
-// shutDown closes every listener, wakes idle connections so they close, waits for busy ones
+// closeDown closes every listener, wakes idle connections so they close, waits for busy ones
 // to finish their request, and after ShutdownTimeout closes whatever is left.
-func (r *Router) shutDown() {
+func (r *Router) closeDown() {
 	r.connMu.Lock()
 	r.closing.Store(true)
 	for _, ln := range r.lns {
